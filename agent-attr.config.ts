@@ -1,0 +1,30 @@
+/**
+ * agent-attr configuration: copy this file next to where you run `agent-attr proxy start`.
+ * Every option is checked at start; a wrong one is reported by name with what was expected.
+ * Without any config file the proxy runs on the same defaults as below.
+ */
+import { defineConfig } from "agent-attr";
+import { anthropic, headerAttribution, openai, sqliteAudit } from "agent-attr/plugins";
+
+export default defineConfig({
+  server: {
+    port: 8080,
+    host: "127.0.0.1", // a non-loopback address needs AGENT_ATTR_ADMIN_TOKEN
+    maxBodyBytes: 32 * 1024 * 1024,
+    upstreamTimeoutMs: 600_000, // time the upstream has to send response headers
+    streamIdleTimeoutMs: 300_000, // longest silence inside a streamed response
+    shutdownGraceMs: 30_000, // on SIGTERM, how long in-flight calls may finish
+  },
+  // Pipeline order: the first provider whose models match serves a call.
+  plugins: [
+    // A local OpenAI-compatible server, chosen by model name (must come before openai()):
+    // openaiCompatible({ name: "ollama", baseURL: "http://127.0.0.1:11434/v1", models: ["llama*", "qwen*"] }),
+    openai(), // AGENT_ATTR_OPENAI_BASE_URL overrides https://api.openai.com/v1
+    anthropic(), // AGENT_ATTR_ANTHROPIC_BASE_URL overrides https://api.anthropic.com
+    headerAttribution(), // X-Agent-ID, X-User-ID, X-Task-Context, X-Session-ID, X-Parent-Agent-ID, traceparent
+    sqliteAudit(), // path: --log-db, AGENT_ATTR_LOG_DB or ./audit.db
+  ],
+  audit: {
+    failOpen: false, // true forwards calls even when the audit log cannot be written
+  },
+});

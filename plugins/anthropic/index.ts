@@ -1,0 +1,37 @@
+/**
+ * `anthropic()`: the Anthropic Messages API as a provider (`/v1/messages`,
+ * `/v1/messages/count_tokens`). baseURL excludes `/v1`, as in the Anthropic SDK.
+ */
+import { definePlugin, fetchUpstream, modelMatcher, upstreamURL } from "agent-attr";
+import { z } from "zod";
+import { parseOptions } from "../options.ts";
+import { anthropicMeter } from "./meter.ts";
+
+const optionsSchema = z
+  .object({
+    /** Default: AGENT_ATTR_ANTHROPIC_BASE_URL or https://api.anthropic.com. */
+    baseURL: z.url().optional(),
+    /** Model-name globs this provider serves. Default: all. */
+    models: z.array(z.string().min(1)).optional(),
+    /** A provider key the proxy holds, sent as `x-api-key` when a client sends no credentials. */
+    apiKey: z.string().min(1).optional(),
+  })
+  .strict();
+
+export function anthropic(options: z.input<typeof optionsSchema> = {}) {
+  const opts = parseOptions("anthropic", optionsSchema, options);
+  const baseURL = opts.baseURL ?? process.env.AGENT_ATTR_ANTHROPIC_BASE_URL ?? "https://api.anthropic.com";
+  const matches = opts.models ? modelMatcher(opts.models) : () => true;
+  return definePlugin({
+    name: "anthropic",
+    provider: {
+      match: (endpoint, model) => endpoint.wire === "anthropic" && model !== null && matches(model),
+      forward(call) {
+        const hasCredentials = call.headers.has("x-api-key") || call.headers.has("authorization");
+        const auth: Record<string, string> = opts.apiKey && !hasCredentials ? { "x-api-key": opts.apiKey } : {};
+        return fetchUpstream(upstreamURL(baseURL, call), call, auth);
+      },
+      meter: anthropicMeter,
+    },
+  });
+}

@@ -1,0 +1,79 @@
+/**
+ * Reads usage from Anthropic Messages responses. Anthropic's `input_tokens` excludes cache reads
+ * and writes, so the record's `input_tokens` adds them back; `message_delta` usage is cumulative,
+ * so each one overwrites what came before (never add).
+ */
+import { asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type Usage } from "agent-attr";
+
+type AnthropicUsage = {
+  input: number | null;
+  output: number | null;
+  cacheRead: number | null;
+  cacheWrite: number | null;
+};
+
+function readUsage(value: unknown, into: AnthropicUsage): void {
+  const usage = asObject(value);
+  if (!usage) return;
+  into.input = asCount(usage.input_tokens) ?? into.input;
+  into.output = asCount(usage.output_tokens) ?? into.output;
+  into.cacheRead = asCount(usage.cache_read_input_tokens) ?? into.cacheRead;
+  into.cacheWrite = asCount(usage.cache_creation_input_tokens) ?? into.cacheWrite;
+}
+
+export function normaliseAnthropicUsage(u: AnthropicUsage): Usage | null {
+  if (u.input === null && u.output === null) return null;
+  return {
+    input_tokens: u.input === null ? null : u.input + (u.cacheRead ?? 0) + (u.cacheWrite ?? 0),
+    output_tokens: u.output,
+    cache_read_tokens: u.cacheRead,
+    cache_write_tokens: u.cacheWrite,
+    reasoning_tokens: null,
+  };
+}
+
+export function anthropicMeter(endpoint: Endpoint): Meter {
+  const raw: AnthropicUsage = { input: null, output: null, cacheRead: null, cacheWrite: null };
+  let responseModel: string | null = null;
+  let terminal = false;
+  let errorType: string | null = null;
+  // count_tokens answers a question; it is not a billed generation.
+  const billed = endpoint.kind === "messages";
+
+  return {
+    event(event: SSEEvent) {
+      const data = asObject(parseJSON(event.data));
+      if (!data) return;
+      switch (asString(data.type) ?? event.event) {
+        case "message_start": {
+          const message = asObject(data.message);
+          responseModel = asString(message?.model) ?? responseModel;
+          readUsage(message?.usage, raw);
+          break;
+        }
+        case "message_delta":
+          readUsage(data.usage, raw);
+          break;
+        case "message_stop":
+          terminal = true;
+          break;
+        case "error":
+          errorType = asString(asObject(data.error)?.type) ?? "error";
+          terminal = true;
+          break;
+      }
+    },
+    json(body: unknown) {
+      const data = asObject(body);
+      if (!data) return;
+      terminal = true;
+      if (data.type === "error") {
+        errorType = asString(asObject(data.error)?.type) ?? "error";
+        return;
+      }
+      responseModel = asString(data.model) ?? responseModel;
+      if (billed) readUsage(data.usage, raw);
+    },
+    result: () => ({ usage: billed ? normaliseAnthropicUsage(raw) : null, responseModel, terminal, errorType }),
+  };
+}

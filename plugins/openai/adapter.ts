@@ -1,0 +1,40 @@
+/**
+ * The OpenAI wire-format provider adapter, shared by `openai()` and `openaiCompatible()`: forwards
+ * `/v1/<rest>` to `<baseURL>/<rest>` (baseURL includes `/v1`, as in the OpenAI SDK) and asks
+ * streamed chat calls for their usage.
+ */
+import { fetchUpstream, modelMatcher, upstreamURL, type Endpoint, type ProviderAdapter } from "agent-attr";
+import { openaiMeter } from "./meter.ts";
+
+export interface OpenAIAdapterOptions {
+  baseURL: string;
+  /** Glob patterns of model names this provider serves; undefined serves every model. */
+  models?: readonly string[];
+  /** Serve calls without a model (GET /v1/models). */
+  servesModelList: boolean;
+  /** Sent as `Authorization: Bearer` when the client sends no credentials of its own. */
+  apiKey?: string;
+}
+
+export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
+  const matches = options.models ? modelMatcher(options.models) : () => true;
+  return {
+    match(endpoint: Endpoint, model: string | null) {
+      if (endpoint.wire !== "openai") return false;
+      return model === null ? options.servesModelList : matches(model);
+    },
+    prepareBody(endpoint, body) {
+      // Streamed chat and completions report usage only when asked (an extra final chunk).
+      if (body.stream !== true || (endpoint.kind !== "chat.completions" && endpoint.kind !== "completions")) return null;
+      const streamOptions = typeof body.stream_options === "object" && body.stream_options !== null ? body.stream_options : {};
+      if ("include_usage" in streamOptions && streamOptions.include_usage === true) return null;
+      return { ...body, stream_options: { ...streamOptions, include_usage: true } };
+    },
+    forward(call) {
+      const auth: Record<string, string> =
+        options.apiKey && !call.headers.has("authorization") ? { authorization: `Bearer ${options.apiKey}` } : {};
+      return fetchUpstream(upstreamURL(options.baseURL, call, "/v1"), call, auth);
+    },
+    meter: openaiMeter,
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * Reads usage from OpenAI wire-format responses: chat completions, completions, embeddings (JSON)
+ * and their streams, and the Responses API (JSON and `response.*` events). `prompt_tokens` already
+ * includes cached tokens and `completion_tokens` includes reasoning, which is the record's shape.
+ */
+import { asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type Usage } from "agent-attr";
+
+export function openaiUsage(value: unknown, endpoint: Endpoint): Usage | null {
+  const usage = asObject(value);
+  if (!usage) return null;
+  const input = asCount(usage.prompt_tokens) ?? asCount(usage.input_tokens);
+  let output = asCount(usage.completion_tokens) ?? asCount(usage.output_tokens);
+  if (endpoint.kind === "embeddings" && input !== null) output ??= 0;
+  if (input === null && output === null) return null;
+  const inputDetails = asObject(usage.prompt_tokens_details) ?? asObject(usage.input_tokens_details);
+  const outputDetails = asObject(usage.completion_tokens_details) ?? asObject(usage.output_tokens_details);
+  return {
+    input_tokens: input,
+    output_tokens: output,
+    cache_read_tokens: asCount(inputDetails?.cached_tokens),
+    cache_write_tokens: null,
+    reasoning_tokens: asCount(outputDetails?.reasoning_tokens),
+  };
+}
+
+const terminalResponseEvents = new Set(["response.completed", "response.incomplete", "response.failed"]);
+
+export function openaiMeter(endpoint: Endpoint): Meter {
+  let usage: Usage | null = null;
+  let responseModel: string | null = null;
+  let terminal = false;
+  let errorType: string | null = null;
+
+  const noteError = (value: unknown) => {
+    const error = asObject(value);
+    if (error) errorType = asString(error.type) ?? asString(error.code) ?? "error";
+  };
+  // Responses API objects carry model and usage on `response` in events, at top level in JSON.
+  const noteResponse = (response: Record<string, unknown>) => {
+    responseModel = asString(response.model) ?? responseModel;
+    usage = openaiUsage(response.usage, endpoint) ?? usage;
+    noteError(response.error);
+  };
+
+  return {
+    event(event: SSEEvent) {
+      if (event.data === "[DONE]") {
+        terminal = true;
+        return;
+      }
+      const data = asObject(parseJSON(event.data));
+      if (!data) return;
+      const type = asString(data.type) ?? event.event;
+      if (type && type.startsWith("response.")) {
+        const response = asObject(data.response);
+        if (response) noteResponse(response);
+        if (terminalResponseEvents.has(type)) terminal = true;
+        return;
+      }
+      if (type === "error") {
+        noteError(data.error ?? data);
+        terminal = true;
+        return;
+      }
+      responseModel = asString(data.model) ?? responseModel;
+      usage = openaiUsage(data.usage, endpoint) ?? usage;
+      noteError(data.error);
+    },
+    json(body: unknown) {
+      const data = asObject(body);
+      if (!data) return;
+      noteResponse(data);
+      terminal = true;
+    },
+    result: () => ({ usage, responseModel, terminal, errorType }),
+  };
+}

@@ -1,0 +1,49 @@
+/** Rendering records for people and spreadsheets: CSV (RFC 4180, formula-safe) and a text table. */
+import { recordFields, type AuditRecord } from "./record.ts";
+
+/**
+ * One CSV cell. Text that a spreadsheet would run as a formula (leading `=`, `+`, `-`, `@`, tab,
+ * CR) is prefixed with `'`; numbers stay numbers.
+ */
+export function csvCell(value: unknown): string {
+  if (value === null || value === undefined) return "";
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  let text = String(value);
+  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export function csvHeader(): string {
+  return `${recordFields.join(",")}\r\n`;
+}
+
+export function csvRow(record: AuditRecord): string {
+  return `${recordFields.map((field) => csvCell(record[field])).join(",")}\r\n`;
+}
+
+const tableColumns: (keyof AuditRecord)[] = [
+  "timestamp",
+  "agent_id",
+  "user_id",
+  "task_context",
+  "provider",
+  "model",
+  "outcome",
+  "status",
+  "input_tokens",
+  "output_tokens",
+  "cost_usd",
+  "duration_ms",
+];
+
+export function formatTable(records: AuditRecord[]): string {
+  if (records.length === 0) return "No records match.\n";
+  const cell = (value: unknown) => {
+    const text = value === null || value === undefined ? "-" : String(value);
+    return text.length > 40 ? `${text.slice(0, 39)}…` : text;
+  };
+  const rows = records.map((record) => tableColumns.map((column) => cell(record[column])));
+  const widths = tableColumns.map((column, i) => Math.max(column.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  return `${[line(tableColumns), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")}\n`;
+}

@@ -1,0 +1,73 @@
+/**
+ * Reading the audit trail: one filter shape (a zod schema, shared by the REST API and the CLI) and
+ * keyset pagination over `seq`, newest first. A cursor is the `seq` to continue below, as a string.
+ */
+import { and, desc, eq, gte, lt, lte, type SQL } from "drizzle-orm";
+import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
+import { z } from "zod";
+import { auditRecordSchema, outcomes, type AuditRecord } from "./record.ts";
+import * as schema from "./schema.ts";
+
+const isoDate = z
+  .string()
+  .refine((value) => !Number.isNaN(Date.parse(value)), { message: "expected an ISO 8601 date or date-time" })
+  .transform((value) => new Date(value).toISOString());
+
+export const recordFilterSchema = z.object({
+  agent: z.string().min(1).optional(),
+  user: z.string().min(1).optional(),
+  task: z.string().min(1).optional(),
+  model: z.string().min(1).optional(),
+  provider: z.string().min(1).optional(),
+  outcome: z.enum(outcomes).optional(),
+  since: isoDate.optional(),
+  until: isoDate.optional(),
+  /** Shorthand for `since` = now minus N days. */
+  days: z.coerce.number().positive().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z
+    .string()
+    .regex(/^\d+$/, { message: "expected the next_cursor value of a previous page" })
+    .optional(),
+});
+
+export type RecordFilter = z.input<typeof recordFilterSchema>;
+export type ParsedRecordFilter = z.output<typeof recordFilterSchema>;
+
+export interface RecordPage {
+  records: AuditRecord[];
+  next_cursor: string | null;
+}
+
+export interface AuditReader {
+  records(filter: ParsedRecordFilter): Promise<RecordPage>;
+}
+
+export class SqliteAuditReader implements AuditReader {
+  constructor(private readonly orm: BunSQLiteDatabase<typeof schema>) {}
+
+  async records(filter: ParsedRecordFilter): Promise<RecordPage> {
+    const t = schema.auditRecords;
+    const since = filter.days !== undefined ? new Date(Date.now() - filter.days * 86_400_000).toISOString() : filter.since;
+    const conditions: (SQL | undefined)[] = [
+      filter.agent === undefined ? undefined : eq(t.agent_id, filter.agent),
+      filter.user === undefined ? undefined : eq(t.user_id, filter.user),
+      filter.task === undefined ? undefined : eq(t.task_context, filter.task),
+      filter.model === undefined ? undefined : eq(t.model, filter.model),
+      filter.provider === undefined ? undefined : eq(t.provider, filter.provider),
+      filter.outcome === undefined ? undefined : eq(t.outcome, filter.outcome),
+      since === undefined ? undefined : gte(t.timestamp, since),
+      filter.until === undefined ? undefined : lte(t.timestamp, filter.until),
+      filter.cursor === undefined ? undefined : lt(t.seq, Number(filter.cursor)),
+    ];
+    const rows = await this.orm
+      .select()
+      .from(t)
+      .where(and(...conditions))
+      .orderBy(desc(t.seq))
+      .limit(filter.limit + 1);
+    const page = rows.slice(0, filter.limit).map((row) => auditRecordSchema.parse(row));
+    const last = page.at(-1);
+    return { records: page, next_cursor: rows.length > filter.limit && last ? String(last.seq) : null };
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The audit record: the public JSON shape of one proxied call (DESIGN §2). The zod schema is the
+ * single source of the type; the SQLite table, the REST API and the CLI all use these field names.
+ * Unknown values are `null`, never 0.
+ */
+import { z } from "zod";
+
+export const outcomes = ["completed", "upstream_error", "client_aborted", "rejected", "interrupted"] as const;
+export const attributionKinds = ["verified", "asserted", "default"] as const;
+export const usageSources = ["provider", "estimated", "none"] as const;
+
+const count = z.number().int().nonnegative().nullable();
+
+export const auditRecordSchema = z.object({
+  id: z.string(),
+  seq: z.number().int(),
+  timestamp: z.string(),
+  duration_ms: z.number().nullable(),
+  ttfb_ms: z.number().nullable(),
+  agent_id: z.string().nullable(),
+  user_id: z.string().nullable(),
+  task_context: z.string().nullable(),
+  session_id: z.string().nullable(),
+  parent_agent_id: z.string().nullable(),
+  trace_id: z.string().nullable(),
+  attribution: z.enum(attributionKinds),
+  key_id: z.string().nullable(),
+  provider: z.string().nullable(),
+  endpoint: z.string(),
+  model: z.string().nullable(),
+  response_model: z.string().nullable(),
+  stream: z.boolean(),
+  status: z.number().int().nullable(),
+  /** null only while the call is in flight; a restart turns leftovers into `interrupted`. */
+  outcome: z.enum(outcomes).nullable(),
+  input_tokens: count,
+  output_tokens: count,
+  cache_read_tokens: count,
+  cache_write_tokens: count,
+  reasoning_tokens: count,
+  usage_source: z.enum(usageSources),
+  cost_usd: z.number().nullable(),
+  price_source: z.string().nullable(),
+  prompt_hash: z.string().nullable(),
+  response_hash: z.string().nullable(),
+  error_type: z.string().nullable(),
+});
+
+export type AuditRecord = z.infer<typeof auditRecordSchema>;
+export type Outcome = (typeof outcomes)[number];
+export type AttributionKind = (typeof attributionKinds)[number];
+export type UsageSource = (typeof usageSources)[number];
+
+/** Field order for CSV headers and tables. */
+export const recordFields = Object.keys(auditRecordSchema.shape) as (keyof AuditRecord)[];
+
+/** Normalised token usage (DESIGN §6): input includes cached tokens, output includes reasoning. */
+export interface Usage {
+  input_tokens: number | null;
+  output_tokens: number | null;
+  cache_read_tokens: number | null;
+  cache_write_tokens: number | null;
+  reasoning_tokens: number | null;
+}
+
+export const noUsage: Usage = {
+  input_tokens: null,
+  output_tokens: null,
+  cache_read_tokens: null,
+  cache_write_tokens: null,
+  reasoning_tokens: null,
+};

@@ -1,0 +1,51 @@
+/**
+ * The SQLite tables of the audit store (drizzle). Migrations in ./migrations are generated from
+ * this file with `bun run db:generate`; never edit them by hand.
+ */
+import { index, integer, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
+
+export const auditRecords = sqliteTable(
+  "audit_records",
+  {
+    seq: integer("seq").primaryKey({ autoIncrement: true }),
+    id: text("id").notNull().unique(),
+    timestamp: text("timestamp").notNull(),
+    duration_ms: real("duration_ms"),
+    ttfb_ms: real("ttfb_ms"),
+    agent_id: text("agent_id"),
+    user_id: text("user_id"),
+    task_context: text("task_context"),
+    session_id: text("session_id"),
+    parent_agent_id: text("parent_agent_id"),
+    trace_id: text("trace_id"),
+    attribution: text("attribution", { enum: ["verified", "asserted", "default"] }).notNull(),
+    key_id: text("key_id"),
+    provider: text("provider"),
+    endpoint: text("endpoint").notNull(),
+    model: text("model"),
+    response_model: text("response_model"),
+    stream: integer("stream", { mode: "boolean" }).notNull(),
+    status: integer("status"),
+    outcome: text("outcome", {
+      enum: ["completed", "upstream_error", "client_aborted", "rejected", "interrupted"],
+    }),
+    input_tokens: integer("input_tokens"),
+    output_tokens: integer("output_tokens"),
+    cache_read_tokens: integer("cache_read_tokens"),
+    cache_write_tokens: integer("cache_write_tokens"),
+    reasoning_tokens: integer("reasoning_tokens"),
+    usage_source: text("usage_source", { enum: ["provider", "estimated", "none"] }).notNull(),
+    cost_usd: real("cost_usd"),
+    price_source: text("price_source"),
+    prompt_hash: text("prompt_hash"),
+    response_hash: text("response_hash"),
+    error_type: text("error_type"),
+  },
+  (t) => [
+    index("audit_records_timestamp").on(t.timestamp),
+    index("audit_records_agent").on(t.agent_id, t.timestamp),
+    index("audit_records_user").on(t.user_id, t.timestamp),
+    index("audit_records_task").on(t.task_context, t.timestamp),
+    index("audit_records_pending").on(t.outcome),
+  ],
+);

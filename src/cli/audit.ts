@@ -1,0 +1,63 @@
+/** `agent-attr audit ...`: read the audit trail from the command line. */
+import { defineCommand } from "citty";
+import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
+import { recordFilterSchema } from "../audit/query.ts";
+import { SqliteAuditStore } from "../audit/store.ts";
+import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
+
+const query = defineCommand({
+  meta: { name: "query", description: "List audit records, newest first" },
+  args: {
+    agent: { type: "string", description: "Only this agent" },
+    user: { type: "string", description: "Only this user" },
+    task: { type: "string", description: "Only this task context" },
+    model: { type: "string", description: "Only this requested model" },
+    provider: { type: "string", description: "Only this provider" },
+    outcome: { type: "string", description: "completed|upstream_error|client_aborted|rejected|interrupted" },
+    days: { type: "string", description: "Only the last N days" },
+    since: { type: "string", description: "From this ISO 8601 time" },
+    until: { type: "string", description: "Up to this ISO 8601 time" },
+    limit: { type: "string", description: "Records per page (default 100, max 1000)" },
+    cursor: { type: "string", description: "next_cursor of a previous page" },
+    format: { type: "enum", options: ["table", "json", "csv"], default: "table", description: "Output format" },
+    "log-db": logDbArg,
+  },
+  run: withUserErrors(async ({ args }) => {
+    const parsed = recordFilterSchema.safeParse({
+      agent: args.agent,
+      user: args.user,
+      task: args.task,
+      model: args.model,
+      provider: args.provider,
+      outcome: args.outcome,
+      days: args.days,
+      since: args.since,
+      until: args.until,
+      limit: args.limit,
+      cursor: args.cursor,
+    });
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new UsageError(`--${issue.path.join(".")}: ${issue.message}`);
+    }
+    const logDb = resolveLogDb(args["log-db"]);
+    requireExistingDb(logDb);
+    const store = new SqliteAuditStore(logDb);
+    try {
+      const page = await store.reader.records(parsed.data);
+      if (args.format === "json") process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
+      else if (args.format === "csv") process.stdout.write(csvHeader() + page.records.map(csvRow).join(""));
+      else {
+        process.stdout.write(formatTable(page.records));
+        if (page.next_cursor) process.stdout.write(`(more: --cursor ${page.next_cursor})\n`);
+      }
+    } finally {
+      store.close();
+    }
+  }),
+});
+
+export const auditCommand = defineCommand({
+  meta: { name: "audit", description: "Query the audit trail" },
+  subCommands: { query },
+});

@@ -1,0 +1,50 @@
+/**
+ * The config file's schema: the single source of the config types. `defineConfig` only returns its
+ * argument (for editor types); the loader validates with this schema and reports every wrong
+ * option by its path.
+ */
+import { z } from "zod";
+import type { Plugin } from "../plugin.ts";
+
+const pluginSchema = z.custom<Plugin>(
+  (value) => typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string",
+  { message: "expected a plugin object { name, ...hooks }, e.g. openai() or definePlugin({ name: 'mine', ... })" },
+);
+
+export const configSchema = z
+  .object({
+    server: z
+      .object({
+        port: z.number().int().min(0).max(65535).default(8080),
+        host: z.string().min(1).default("127.0.0.1"),
+        /** Largest request body accepted, in bytes (default 32 MiB). */
+        maxBodyBytes: z.number().int().positive().default(32 * 1024 * 1024),
+        /** Time the upstream has to answer with headers, in ms (default 10 min). */
+        upstreamTimeoutMs: z.number().int().positive().default(600_000),
+        /** Longest silence between two chunks of a response, in ms (default 5 min; 0 = none). */
+        streamIdleTimeoutMs: z.number().int().nonnegative().default(300_000),
+        /** On SIGTERM/SIGINT, how long in-flight calls may take to finish, in ms. */
+        shutdownGraceMs: z.number().int().nonnegative().default(30_000),
+      })
+      .strict()
+      .prefault({}),
+    /** Plugins in pipeline order. Omit for the defaults: openai, anthropic, header attribution, SQLite audit. */
+    plugins: z.array(pluginSchema).optional(),
+    audit: z
+      .object({
+        /** Where the SQLite audit store lives when `sqliteAudit()` is given no path. */
+        logDb: z.string().min(1).optional(),
+        /** Forward calls even when the audit log cannot be written (not for compliance use). */
+        failOpen: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export function defineConfig(config: ConfigInput): ConfigInput {
+  return config;
+}

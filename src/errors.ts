@@ -1,0 +1,75 @@
+/**
+ * The one catalogue of errors the proxy itself produces. Each code has a fixed HTTP status and an
+ * error `type` in the OpenAI vocabulary; `toWireError` renders it in the shape the caller's SDK
+ * understands (OpenAI `{error:{message,type,code}}`, Anthropic `{type:"error",error:{type,message}}`).
+ */
+import type { WireFormat } from "./pipeline/context.ts";
+
+export const errorCatalogue = {
+  invalid_json: { status: 400, type: "invalid_request_error" },
+  missing_model: { status: 400, type: "invalid_request_error" },
+  invalid_body: { status: 400, type: "invalid_request_error" },
+  invalid_attribution: { status: 400, type: "invalid_request_error" },
+  unauthorized: { status: 401, type: "authentication_error" },
+  forbidden: { status: 403, type: "permission_error" },
+  not_found: { status: 404, type: "not_found_error" },
+  method_not_allowed: { status: 405, type: "invalid_request_error" },
+  no_provider: { status: 404, type: "not_found_error" },
+  budget_exceeded: { status: 402, type: "insufficient_quota" },
+  body_too_large: { status: 413, type: "request_too_large" },
+  rate_limited: { status: 429, type: "rate_limit_error" },
+  upstream_unreachable: { status: 502, type: "api_error" },
+  upstream_timeout: { status: 504, type: "timeout_error" },
+  audit_unavailable: { status: 503, type: "api_error" },
+  plugin_error: { status: 500, type: "api_error" },
+  internal_error: { status: 500, type: "api_error" },
+} as const satisfies Record<string, { status: number; type: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+export class ProxyError extends Error {
+  readonly status: number;
+  readonly type: string;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = "ProxyError";
+    this.status = errorCatalogue[code].status;
+    this.type = errorCatalogue[code].type;
+  }
+}
+
+/** Anthropic names a few error types differently from OpenAI. */
+const anthropicType: Record<string, string> = {
+  invalid_request_error: "invalid_request_error",
+  authentication_error: "authentication_error",
+  permission_error: "permission_error",
+  not_found_error: "not_found_error",
+  request_too_large: "request_too_large",
+  rate_limit_error: "rate_limit_error",
+  insufficient_quota: "billing_error",
+  timeout_error: "api_error",
+  api_error: "api_error",
+};
+
+export function wireErrorBody(error: ProxyError, wire: WireFormat): unknown {
+  if (wire === "anthropic") {
+    return { type: "error", error: { type: anthropicType[error.type] ?? "api_error", message: error.message } };
+  }
+  return { error: { message: error.message, type: error.type, code: error.code, param: null } };
+}
+
+export function toWireError(error: ProxyError, wire: WireFormat, extraHeaders: Record<string, string> = {}): Response {
+  return Response.json(wireErrorBody(error, wire), {
+    status: error.status,
+    headers: { ...error.headers, ...extraHeaders },
+  });
+}
+
+/** Message of any thrown value, for logs and records; never includes a stack. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,12 @@
+// The public API of agent-attr: what configs and plugins import as "agent-attr".
+export { defineConfig, type Config, type ConfigInput } from "./config/schema.ts";
+export { definePlugin, PluginError } from "./plugin.ts";
+export type * from "./plugin.ts";
+export type * from "./pipeline/context.ts";
+export { ProxyError, type ErrorCode } from "./errors.ts";
+export { auditRecordSchema, noUsage, type AuditRecord, type Usage } from "./audit/record.ts";
+export { recordFilterSchema, type AuditReader, type RecordPage } from "./audit/query.ts";
+export { SqliteAuditStore } from "./audit/store.ts";
+export { SSEParser, parseJSON, type SSEEvent } from "./proxy/sse.ts";
+export { fetchUpstream, modelMatcher, upstreamURL } from "./proxy/upstream.ts";
+export { asCount, asObject, asString, isObject } from "./util.ts";

@@ -1,0 +1,260 @@
+/**
+ * The request pipeline: every proxied call runs these stages, in this order.
+ *
+ * | # | stage        | plugin hook          | runs                          | output                                   |
+ * |---|--------------|----------------------|-------------------------------|------------------------------------------|
+ * | 1 | route        | provider.match       | first match wins              | endpoint + provider adapter              |
+ * | 2 | authenticate | authenticate         | first non-null wins           | principal or anonymous                   |
+ * | 3 | attribute    | attribute            | all, merged in order          | agent/user/task/session/trace            |
+ * | 4 | limit        | limit.check          | in order; first denial stops  | allow, or 429/402 with headers           |
+ * | 5 | forward      | provider.forward     | the routed adapter            | upstream Response (streamed)             |
+ * | 6 | meter        | provider.meter       | as bytes pass through         | normalised usage, response model         |
+ * | 7 | price        | price                | first non-null wins           | cost + price source                      |
+ * | 8 | record       | audit.begin / write  | every sink; first is primary  | durable audit record                     |
+ * | 9 | settle       | limit.settle         | after the response ends       | limiter reconciled with real usage       |
+ *
+ * Before forwarding (stage 5) the primary sink durably holds an in-flight record (`audit.begin`),
+ * so a call that reaches an upstream always leaves a record, even if the process is killed.
+ * The runner knows nothing about Elysia: it takes a Request and returns a Response.
+ */
+import { noUsage, type AuditRecord } from "../audit/record.ts";
+import { ProxyError, errorMessage, toWireError } from "../errors.ts";
+import { PluginError, type ProviderAdapter } from "../plugin.ts";
+import { readBody } from "../proxy/body.ts";
+import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
+import type { Attribution, CallContext, Endpoint } from "./context.ts";
+import { finishResponse } from "./respond.ts";
+import { elapsed, newRecord, writeRecord } from "./record.ts";
+import type { Runtime } from "./runtime.ts";
+
+export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime): Promise<Response> {
+  const base = {
+    id: Bun.randomUUIDv7(),
+    startedAt: Date.now(),
+    startedPerf: performance.now(),
+    request,
+    endpoint,
+    rawBody: null,
+    body: null,
+    model: null,
+    stream: false,
+    principal: null,
+    attribution: defaultAttribution,
+  };
+  let ctx: CallContext = base;
+  try {
+    const { rawBody, body } = await readJSONBody(request, endpoint, rt);
+    const model = typeof body?.model === "string" ? body.model : null;
+    ctx = { ...base, rawBody, body, model, stream: body?.stream === true };
+    if (endpoint.method === "POST" && model === null) {
+      throw new ProxyError("missing_model", "The request body must have a string field `model`.");
+    }
+    const provider = route(endpoint, model, rt); //                                  1 route
+    ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
+    ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
+    await checkLimits(ctx, rt); //                                                   4 limit
+    return await forward(ctx, provider, rt); //                                      5-9
+  } catch (error) {
+    return reject(error, ctx, rt);
+  }
+}
+
+async function readJSONBody(request: Request, endpoint: Endpoint, rt: Runtime) {
+  if (endpoint.method === "GET") return { rawBody: null, body: null };
+  const rawBody = await readBody(request, rt.limits.maxBodyBytes);
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(rawBody));
+  } catch {
+    throw new ProxyError("invalid_json", "The request body is not valid JSON.");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new ProxyError("invalid_body", "The request body must be a JSON object.");
+  }
+  return { rawBody, body: body as Record<string, unknown> };
+}
+
+function route(endpoint: Endpoint, model: string | null, rt: Runtime): { plugin: string; adapter: ProviderAdapter } {
+  for (const provider of rt.providers) {
+    if (guard(provider.plugin, "provider.match", () => provider.adapter.match(endpoint, model))) return provider;
+  }
+  throw new ProxyError(
+    "no_provider",
+    model
+      ? `No configured provider serves model '${model}' on ${endpoint.path}; add a provider whose models match it.`
+      : `No configured provider serves ${endpoint.path}.`,
+  );
+}
+
+async function authenticate(ctx: CallContext, rt: Runtime) {
+  for (const plugin of rt.plugins) {
+    if (!plugin.authenticate) continue;
+    const principal = await guardAsync(plugin.name, "authenticate", () => plugin.authenticate!(ctx));
+    if (principal) return principal;
+  }
+  return null;
+}
+
+const defaultAttribution: Attribution = {
+  agent_id: null,
+  user_id: null,
+  task_context: null,
+  session_id: null,
+  parent_agent_id: null,
+  trace_id: null,
+  attribution: "default",
+};
+
+async function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
+  let merged: Attribution = { ...defaultAttribution };
+  for (const plugin of rt.plugins) {
+    if (!plugin.attribute) continue;
+    const part = await guardAsync(plugin.name, "attribute", () => plugin.attribute!({ ...ctx, attribution: merged }));
+    if (!part) continue;
+    for (const [key, value] of Object.entries(part)) {
+      if (value !== null && value !== undefined) merged = { ...merged, [key]: value };
+    }
+  }
+  return merged;
+}
+
+async function checkLimits(ctx: CallContext, rt: Runtime): Promise<void> {
+  for (const plugin of rt.plugins) {
+    if (!plugin.limit) continue;
+    try {
+      await plugin.limit.check(ctx);
+    } catch (error) {
+      if (error instanceof ProxyError) throw error;
+      throw new PluginError(plugin.name, "limit.check", error);
+    }
+  }
+}
+
+async function forward(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime) {
+  const record = newRecord(ctx, provider.plugin, rt);
+  await beginRecord(record, rt); //                                                  8 record (intent)
+
+  const upstreamBody = prepareBody(ctx, provider);
+  const abort = new AbortController();
+  const onClientAbort = () => abort.abort(new ProxyError("internal_error", "client disconnected"));
+  ctx.request.signal.addEventListener("abort", onClientAbort, { once: true });
+  const deadline = setTimeout(
+    () => abort.abort(new ProxyError("upstream_timeout", `The upstream did not answer within ${rt.limits.upstreamTimeoutMs} ms.`)),
+    rt.limits.upstreamTimeoutMs,
+  );
+  let upstream: Response;
+  try {
+    upstream = await provider.adapter.forward({
+      ctx,
+      headers: upstreamRequestHeaders(ctx.request.headers),
+      body: upstreamBody,
+      signal: abort.signal,
+    }); //                                                                           5 forward
+  } catch (error) {
+    clearTimeout(deadline);
+    ctx.request.signal.removeEventListener("abort", onClientAbort);
+    const clientGone = ctx.request.signal.aborted;
+    const failure = upstreamFailure(error, abort.signal, provider.plugin);
+    writeRecord(
+      {
+        ...record,
+        outcome: clientGone ? "client_aborted" : "upstream_error",
+        status: clientGone ? null : failure.status,
+        duration_ms: elapsed(ctx),
+        error_type: clientGone ? "client_aborted" : failure.code,
+      },
+      rt,
+    );
+    return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
+  }
+  clearTimeout(deadline);
+  const headers = clientResponseHeaders(upstream.headers);
+  headers.set("x-audit-record-id", ctx.id);
+  const body = finishResponse(ctx, provider, upstream, record, abort, rt, () =>
+    ctx.request.signal.removeEventListener("abort", onClientAbort),
+  ); //                                                                              6, 7, 8, 9
+  return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers });
+}
+
+function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }): Uint8Array | null {
+  if (!ctx.body || !provider.adapter.prepareBody) return ctx.rawBody;
+  const rewritten = guard(provider.plugin, "provider.prepareBody", () =>
+    provider.adapter.prepareBody!(ctx.endpoint, ctx.body!),
+  );
+  return rewritten ? new TextEncoder().encode(JSON.stringify(rewritten)) : ctx.rawBody;
+}
+
+function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): ProxyError {
+  if (signal.aborted && signal.reason instanceof ProxyError) return signal.reason;
+  if (error instanceof ProxyError) return error;
+  if (error instanceof PluginError) return new ProxyError("plugin_error", error.message);
+  return new ProxyError(
+    "upstream_unreachable",
+    `Could not reach the upstream of provider '${plugin}': ${errorMessage(error)}. Check its base URL and that it is running.`,
+  );
+}
+
+async function beginRecord(record: AuditRecord, rt: Runtime): Promise<void> {
+  const [primary, ...others] = rt.sinks;
+  if (primary) {
+    try {
+      await primary.sink.begin(record);
+    } catch (error) {
+      rt.log.error(`[plugin ${primary.plugin}] audit.begin: ${errorMessage(error)}`);
+      if (rt.failClosed) {
+        throw new ProxyError(
+          "audit_unavailable",
+          "The audit log cannot be written, so the call was not forwarded. An operator must check the audit database (disk space, permissions, locks).",
+        );
+      }
+    }
+  }
+  for (const other of others) {
+    other.sink.begin(record).catch((error) => rt.log.error(`[plugin ${other.plugin}] audit.begin: ${errorMessage(error)}`));
+  }
+}
+
+async function reject(error: unknown, ctx: CallContext, rt: Runtime): Promise<Response> {
+  const failure =
+    error instanceof ProxyError
+      ? error
+      : error instanceof PluginError
+        ? new ProxyError("plugin_error", error.message)
+        : new ProxyError("internal_error", `Internal error: ${errorMessage(error)}`);
+  if (!(error instanceof ProxyError)) rt.log.error(failure.message);
+  // A call refused before stage 3 is still attributed, so refusals show up under their agent.
+  if (ctx.attribution === defaultAttribution) {
+    ctx.attribution = await attribute(ctx, rt).catch(() => defaultAttribution);
+  }
+  writeRecord(
+    {
+      ...newRecord(ctx, null, rt),
+      outcome: "rejected",
+      status: failure.status,
+      duration_ms: elapsed(ctx),
+      error_type: failure.code,
+      ...noUsage,
+      usage_source: "none",
+    },
+    rt,
+  );
+  return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
+}
+
+function guard<T>(plugin: string, hook: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    throw new PluginError(plugin, hook, error);
+  }
+}
+
+async function guardAsync<T>(plugin: string, hook: string, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof ProxyError) throw error;
+    throw new PluginError(plugin, hook, error);
+  }
+}
+

@@ -1,0 +1,61 @@
+/** Building audit records from a call's context. */
+import { noUsage, type AuditRecord } from "../audit/record.ts";
+import { errorMessage } from "../errors.ts";
+import type { CallContext } from "./context.ts";
+import type { Runtime } from "./runtime.ts";
+
+/** The in-flight record of a call: everything known before the upstream answers. */
+export function newRecord(ctx: CallContext, provider: string | null, rt: Runtime): AuditRecord {
+  const a = ctx.attribution;
+  return {
+    id: ctx.id,
+    seq: 0, // assigned by the store
+    timestamp: new Date(ctx.startedAt).toISOString(),
+    duration_ms: null,
+    ttfb_ms: null,
+    agent_id: a.agent_id,
+    user_id: a.user_id,
+    task_context: a.task_context,
+    session_id: a.session_id,
+    parent_agent_id: a.parent_agent_id,
+    trace_id: a.trace_id,
+    attribution: a.attribution,
+    key_id: ctx.principal?.keyId ?? null,
+    provider,
+    endpoint: ctx.endpoint.path,
+    model: ctx.model,
+    response_model: null,
+    stream: ctx.stream,
+    status: null,
+    outcome: null,
+    ...noUsage,
+    usage_source: "none",
+    cost_usd: null,
+    price_source: null,
+    prompt_hash: ctx.rawBody ? keyedHash(rt.hashKey, ctx.rawBody) : null,
+    response_hash: null,
+    error_type: null,
+  };
+}
+
+/** HMAC-SHA256 with the instance secret, hex: comparable across records, useless without the key. */
+export function keyedHash(key: Uint8Array, data: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256", key).update(data).digest("hex");
+}
+
+/** Hands a final record to every sink. Sinks queue; a failure is logged loudly, never thrown. */
+export function writeRecord(record: AuditRecord, rt: Runtime): void {
+  for (const { plugin, sink } of rt.sinks) {
+    try {
+      const pending = sink.write(record);
+      if (pending) pending.catch((error) => rt.log.error(`[plugin ${plugin}] audit.write: ${errorMessage(error)}`));
+    } catch (error) {
+      rt.log.error(`[plugin ${plugin}] audit.write: ${errorMessage(error)}`);
+    }
+  }
+}
+
+export function elapsed(ctx: Pick<CallContext, "startedPerf">): number {
+  return Math.round((performance.now() - ctx.startedPerf) * 1000) / 1000;
+}
+

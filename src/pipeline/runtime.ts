@@ -1,0 +1,36 @@
+/**
+ * The process-wide state of a running proxy, built once from the config by `createRuntime` and
+ * closed by `closeRuntime`. Everything the pipeline needs is reached through it: no hidden globals.
+ */
+import type { AuditReader } from "../audit/query.ts";
+import type { AuditSink, Logger, Plugin, ProviderAdapter } from "../plugin.ts";
+
+export interface RuntimeLimits {
+  /** Largest request body accepted (bytes). */
+  maxBodyBytes: number;
+  /** Time allowed for the upstream to answer with headers (ms). */
+  upstreamTimeoutMs: number;
+  /** Longest silence allowed between two chunks of an upstream body (ms; 0 = none). */
+  streamIdleTimeoutMs: number;
+}
+
+export interface Runtime {
+  readonly plugins: readonly Plugin[];
+  readonly providers: readonly { plugin: string; adapter: ProviderAdapter }[];
+  readonly sinks: readonly { plugin: string; sink: AuditSink }[];
+  readonly reader: AuditReader;
+  /** Key of the HMAC that turns prompts and responses into keyed hashes. */
+  readonly hashKey: Uint8Array;
+  readonly limits: RuntimeLimits;
+  /** Refuse calls (503) when the primary audit sink cannot write; false forwards them anyway. */
+  readonly failClosed: boolean;
+  readonly log: Logger;
+  /** Calls whose response has not finished; shutdown waits for them. */
+  readonly inflight: Set<Promise<void>>;
+}
+
+export const consoleLogger: Logger = {
+  info: (message) => console.log(`agent-attr: ${message}`),
+  warn: (message) => console.warn(`agent-attr: warning: ${message}`),
+  error: (message) => console.error(`agent-attr: error: ${message}`),
+};

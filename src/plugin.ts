@@ -1,0 +1,110 @@
+/**
+ * The one plugin contract. A plugin is a plain object `{ name, ...hooks }`; it fills the keys of the
+ * stages it serves. The order of the config's `plugins` array is the only ordering rule:
+ *
+ * | key            | stage        | semantics                                                    |
+ * |----------------|--------------|--------------------------------------------------------------|
+ * | provider       | route/forward/meter | first plugin whose `provider.match` is true serves the call |
+ * | authenticate   | authenticate | first non-null principal wins; throw a ProxyError to refuse |
+ * | attribute      | attribute    | every plugin runs; non-null fields of later plugins override |
+ * | limit.check    | limit        | in order; the first denial (a ProxyError) stops the call     |
+ * | price          | price        | first non-null result wins                                   |
+ * | audit          | record       | every sink gets every record; the first sink is primary     |
+ * | limit.settle   | settle       | after the response ended, with the final record             |
+ *
+ * A hook that throws is reported as `[plugin NAME] HOOK: message`; it never corrupts a response.
+ */
+import type { Elysia } from "elysia";
+import type { AuditRecord, Usage } from "./audit/record.ts";
+import type { AuditReader } from "./audit/query.ts";
+import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
+
+export interface UpstreamCall {
+  readonly ctx: CallContext;
+  /** Inbound headers with hop-by-hop, host and attribution headers removed. */
+  readonly headers: Headers;
+  /** The body to send (the inbound bytes unless a provider rewrote it). */
+  readonly body: Uint8Array | null;
+  /** Aborts when the client disconnects or the upstream deadline passes. */
+  readonly signal: AbortSignal;
+}
+
+export interface ProviderAdapter {
+  /** True when this provider serves the call. `model` is null for GET /v1/models. */
+  match(endpoint: Endpoint, model: string | null): boolean;
+  /** Rewrite the JSON body before forwarding; return null to send the inbound bytes unchanged. */
+  prepareBody?(endpoint: Endpoint, body: Record<string, unknown>): Record<string, unknown> | null;
+  /** Send the call upstream and return its response unread (the core streams it). */
+  forward(call: UpstreamCall): Promise<Response>;
+  /** A fresh usage meter for one response. */
+  meter(endpoint: Endpoint): Meter;
+}
+
+export interface LimitHooks {
+  /** Throw a ProxyError (`rate_limited` 429, `budget_exceeded` 402) to refuse the call. */
+  check(ctx: CallContext): void | Promise<void>;
+  /** Reconcile with the final record once the response has ended. */
+  settle?(ctx: CallContext, record: AuditRecord): void | Promise<void>;
+}
+
+export interface PriceQuote {
+  cost_usd: number | null;
+  price_source: string;
+}
+
+export interface AuditSink {
+  /**
+   * Make the in-flight record durable before the call is forwarded. For the primary (first) sink a
+   * rejection refuses the call with 503; secondary sinks are told but not awaited.
+   */
+  begin(record: AuditRecord): Promise<void>;
+  /** The final record of a call (also for calls that never reached an upstream). */
+  write(record: AuditRecord): void | Promise<void>;
+  /** Reader for the audit API and CLI; the primary sink must have one. */
+  reader?: AuditReader;
+  /** Persist everything queued; called on shutdown. */
+  flush?(): void | Promise<void>;
+}
+
+export interface PluginSetupContext {
+  /** The `--log-db` path (or `AGENT_ATTR_LOG_DB`), for sinks that were not given a path. */
+  logDb: string;
+  log: Logger;
+}
+
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface Plugin {
+  name: string;
+  setup?(ctx: PluginSetupContext): void | Promise<void>;
+  teardown?(): void | Promise<void>;
+  provider?: ProviderAdapter;
+  authenticate?(ctx: CallContext): Principal | null | Promise<Principal | null>;
+  attribute?(ctx: CallContext): Partial<Attribution> | null | Promise<Partial<Attribution> | null>;
+  limit?: LimitHooks;
+  price?(ctx: CallContext, usage: Usage, responseModel: string | null): PriceQuote | null | Promise<PriceQuote | null>;
+  audit?: AuditSink;
+  /** Extra HTTP routes, mounted on the proxy's port. */
+  routes?(app: Elysia): unknown;
+}
+
+/** Returns its argument; exists for types and to make plugin files read as plugins. */
+export function definePlugin<P extends Plugin>(plugin: P): P {
+  return plugin;
+}
+
+/** Error thrown by a plugin hook, wrapped with the plugin's name and hook. */
+export class PluginError extends Error {
+  constructor(
+    readonly plugin: string,
+    readonly hook: string,
+    override readonly cause: unknown,
+  ) {
+    super(`[plugin ${plugin}] ${hook}: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = "PluginError";
+  }
+}

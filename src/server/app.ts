@@ -1,0 +1,61 @@
+/**
+ * The HTTP surface on one port (Elysia): the proxied /v1 endpoints (each handed to the pipeline
+ * runner untouched: `parse: "none"`), the audit API and the ops routes.
+ */
+import { timingSafeEqual } from "node:crypto";
+import { Elysia } from "elysia";
+import { ProxyError, toWireError } from "../errors.ts";
+import { runCall } from "../pipeline/index.ts";
+import { endpoints, wireOfPath } from "../pipeline/endpoints.ts";
+import type { Runtime } from "../pipeline/runtime.ts";
+import { auditRoutes } from "./audit-routes.ts";
+
+export interface AppOptions {
+  /** Bearer token the audit API requires; without one the API is open (loopback-only server). */
+  adminToken?: string;
+}
+
+export function createApp(rt: Runtime, options: AppOptions = {}) {
+  const app = new Elysia();
+  for (const endpoint of endpoints) {
+    const handler = ({ request }: { request: Request }) => runCall(request, endpoint, rt);
+    if (endpoint.method === "POST") app.post(endpoint.path, handler, { parse: "none" });
+    else app.get(endpoint.path, handler, { parse: "none" });
+  }
+  app.all("/v1/*", ({ request }) => unknownProxyRoute(request), { parse: "none" });
+  app.get("/healthz", () => ({ status: "ok" }));
+  app.use(auditRoutes(rt, requireAdmin(options.adminToken)));
+  for (const plugin of rt.plugins) plugin.routes?.(app);
+  app.onError(({ code, request }) => {
+    if (code === "NOT_FOUND") {
+      return Response.json(
+        { error: { message: `No route ${request.method} ${new URL(request.url).pathname}.`, type: "not_found_error", code: "not_found" } },
+        { status: 404 },
+      );
+    }
+  });
+  return app;
+}
+
+function unknownProxyRoute(request: Request): Response {
+  const path = new URL(request.url).pathname;
+  const known = endpoints.find((e) => e.path === path);
+  const error = known
+    ? new ProxyError("method_not_allowed", `${path} accepts ${known.method}, not ${request.method}.`, { allow: known.method })
+    : new ProxyError("not_found", `agent-attr does not proxy ${request.method} ${path}. Proxied endpoints: ${endpoints.map((e) => `${e.method} ${e.path}`).join(", ")}.`);
+  return toWireError(error, wireOfPath(path));
+}
+
+/** A check for the audit API's bearer token (constant-time compare); null when none is configured. */
+function requireAdmin(token: string | undefined): (request: Request) => Response | null {
+  if (!token) return () => null;
+  const expected = Buffer.from(token);
+  return (request) => {
+    const given = Buffer.from(request.headers.get("authorization")?.replace(/^Bearer\s+/i, "") ?? "");
+    if (given.length === expected.length && timingSafeEqual(given, expected)) return null;
+    return Response.json(
+      { error: { message: "The audit API needs the admin token: send 'Authorization: Bearer <AGENT_ATTR_ADMIN_TOKEN>'.", type: "authentication_error", code: "unauthorized" } },
+      { status: 401 },
+    );
+  };
+}

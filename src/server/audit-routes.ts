@@ -1,0 +1,28 @@
+/** The audit REST API: record queries with filters and cursor pagination (DESIGN §2). */
+import { Elysia } from "elysia";
+import { z } from "zod";
+import { recordFilterSchema, type RecordFilter } from "../audit/query.ts";
+import type { Runtime } from "../pipeline/runtime.ts";
+
+type Guard = (request: Request) => Response | null;
+
+export function auditRoutes(rt: Runtime, guard: Guard) {
+  const list = async (request: Request, fixed: Partial<RecordFilter> = {}) => {
+    const denied = guard(request);
+    if (denied) return denied;
+    const query = Object.fromEntries(new URL(request.url).searchParams);
+    const parsed = recordFilterSchema.safeParse({ ...query, ...fixed });
+    if (!parsed.success) {
+      return Response.json(
+        { error: { message: `Invalid query: ${z.prettifyError(parsed.error)}`, type: "invalid_request_error", code: "invalid_query" } },
+        { status: 400 },
+      );
+    }
+    return Response.json(await rt.reader.records(parsed.data));
+  };
+  return new Elysia({ prefix: "/audit" })
+    .get("/records", ({ request }) => list(request))
+    .get("/user/:id", ({ request, params }) => list(request, { user: params.id }))
+    .get("/agent/:id", ({ request, params }) => list(request, { agent: params.id }))
+    .get("/task/:id", ({ request, params }) => list(request, { task: params.id }));
+}

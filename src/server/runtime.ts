@@ -1,0 +1,80 @@
+/** Builds the runtime (plugins set up, sinks chosen) from a validated config, and closes it. */
+import { anthropic, headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
+import { loadHashKey } from "../audit/secret.ts";
+import type { Config } from "../config/schema.ts";
+import { ConfigError } from "../config/load.ts";
+import { errorMessage } from "../errors.ts";
+import { PluginError, type Logger, type Plugin } from "../plugin.ts";
+import { consoleLogger, type Runtime } from "../pipeline/runtime.ts";
+
+export function defaultPlugins(): Plugin[] {
+  return [openai(), anthropic(), headerAttribution(), sqliteAudit()];
+}
+
+export async function createRuntime(config: Config, options: { logDb: string; log?: Logger }): Promise<Runtime> {
+  const log = options.log ?? consoleLogger;
+  const plugins = config.plugins ?? defaultPlugins();
+  const names = new Set<string>();
+  for (const plugin of plugins) {
+    if (names.has(plugin.name)) throw new ConfigError(`Two plugins are named '${plugin.name}'; plugin names must be unique.`);
+    names.add(plugin.name);
+  }
+  const ready: Plugin[] = [];
+  try {
+    for (const plugin of plugins) {
+      try {
+        await plugin.setup?.({ logDb: options.logDb, log });
+      } catch (error) {
+        throw new PluginError(plugin.name, "setup", error);
+      }
+      ready.push(plugin);
+    }
+    const sinks = plugins.flatMap((p) => (p.audit ? [{ plugin: p.name, sink: p.audit }] : []));
+    const reader = sinks[0]?.sink.reader;
+    if (!reader) {
+      throw new ConfigError(
+        "No audit sink with a reader is configured; add sqliteAudit() (from 'agent-attr/plugins') to plugins.",
+      );
+    }
+    const providers = plugins.flatMap((p) => (p.provider ? [{ plugin: p.name, adapter: p.provider }] : []));
+    if (providers.length === 0) log.warn("no provider plugin is configured; every proxied call will be refused");
+    return {
+      plugins,
+      providers,
+      sinks,
+      reader,
+      hashKey: loadHashKey(options.logDb),
+      limits: {
+        maxBodyBytes: config.server.maxBodyBytes,
+        upstreamTimeoutMs: config.server.upstreamTimeoutMs,
+        streamIdleTimeoutMs: config.server.streamIdleTimeoutMs,
+      },
+      failClosed: !config.audit.failOpen,
+      log,
+      inflight: new Set(),
+    };
+  } catch (error) {
+    await teardown(ready, log);
+    throw error;
+  }
+}
+
+/** Waits until in-flight calls have finished and recorded, or `ms` passed. */
+export async function waitForInflight(rt: Runtime, ms: number): Promise<void> {
+  if (rt.inflight.size > 0) await Promise.race([Promise.all(rt.inflight), Bun.sleep(ms)]);
+}
+
+/** Tears plugins down in reverse order (sinks flush and close). */
+export async function closeRuntime(rt: Runtime): Promise<void> {
+  await teardown(rt.plugins, rt.log);
+}
+
+async function teardown(plugins: readonly Plugin[], log: Logger): Promise<void> {
+  for (const plugin of [...plugins].reverse()) {
+    try {
+      await plugin.teardown?.();
+    } catch (error) {
+      log.error(`[plugin ${plugin.name}] teardown: ${errorMessage(error)}`);
+    }
+  }
+}

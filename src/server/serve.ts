@@ -1,0 +1,75 @@
+/**
+ * Starting and stopping the proxy process: binds the port (never shared: reusePort is off),
+ * lifts the idle timeout on proxied calls so quiet streams live, and on SIGTERM/SIGINT stops
+ * accepting, lets in-flight calls finish (bounded), flushes every record and exits 0.
+ */
+import type { Server } from "bun";
+import { ConfigError } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
+import type { Runtime } from "../pipeline/runtime.ts";
+import { createApp } from "./app.ts";
+import { closeRuntime, createRuntime, waitForInflight } from "./runtime.ts";
+
+export interface ProxyServer {
+  server: Server<undefined>;
+  runtime: Runtime;
+  url: string;
+  /** Graceful stop: no new connections, in-flight calls finish (up to the grace time), records flushed. */
+  stop(): Promise<void>;
+}
+
+const loopback = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
+
+export async function startProxy(config: Config, options: { logDb: string; adminToken?: string }): Promise<ProxyServer> {
+  const { host, port } = config.server;
+  if (!loopback.has(host) && !options.adminToken) {
+    throw new ConfigError(
+      `Refusing to listen on ${host} without an admin token: the audit API would be open to the network. ` +
+        "Set AGENT_ATTR_ADMIN_TOKEN, or listen on 127.0.0.1.",
+    );
+  }
+  const runtime = await createRuntime(config, { logDb: options.logDb });
+  const app = createApp(runtime, { adminToken: options.adminToken });
+  const handle = app.fetch;
+  let server: Server<undefined>;
+  try {
+    server = Bun.serve({
+      hostname: host,
+      port,
+      reusePort: false,
+      idleTimeout: 30,
+      // The pipeline enforces the configured limit (and records the refusal); this is a backstop.
+      maxRequestBodySize: config.server.maxBodyBytes * 4,
+      fetch(request, srv) {
+        // LLM streams can be quiet for minutes; the pipeline has its own deadlines.
+        if (new URL(request.url).pathname.startsWith("/v1/")) srv.timeout(request, 0);
+        return handle(request);
+      },
+    });
+  } catch (error) {
+    await closeRuntime(runtime);
+    const code = (error as { code?: string }).code;
+    if (code === "EADDRINUSE") {
+      throw new ConfigError(`Port ${port} on ${host} is already in use (is another agent-attr running?). Choose another with --port.`);
+    }
+    throw error;
+  }
+  let stopping: Promise<void> | null = null;
+  return {
+    server,
+    runtime,
+    url: `http://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${server.port}`,
+    stop() {
+      stopping ??= (async () => {
+        const closing = server.stop(false);
+        await waitForInflight(runtime, config.server.shutdownGraceMs);
+        // Past the grace time, cut what is left: those calls record as aborted before the flush.
+        server.stop(true);
+        await waitForInflight(runtime, 1000);
+        await closeRuntime(runtime);
+        await closing;
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,160 @@
+/**
+ * A fake OpenAI + Anthropic upstream on port 0, with the wire shapes of the real APIs (plain and
+ * SSE). Tests steer it with the `x-fake-scenario` request header:
+ *   error-500 | error-429 | gap:<ms> (pause before the last chunks) | break (socket dies mid-stream)
+ *   | hang (never answers) | no-done (stream ends without its terminal event)
+ * It remembers every request it received (`requests`), so tests can check what crossed the proxy.
+ */
+import type { Server } from "bun";
+
+export interface SeenRequest {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface FakeUpstream {
+  url: string;
+  server: Server<undefined>;
+  requests: SeenRequest[];
+  /** Streams whose client went away before the end (the proxy cancelled the upstream call). */
+  cancelled: number;
+  stop(): Promise<void>;
+}
+
+const encoder = new TextEncoder();
+const sse = (data: unknown, event?: string) =>
+  `${event ? `event: ${event}\n` : ""}data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
+
+export const chatUsage = {
+  prompt_tokens: 12,
+  completion_tokens: 7,
+  total_tokens: 19,
+  prompt_tokens_details: { cached_tokens: 4 },
+  completion_tokens_details: { reasoning_tokens: 2 },
+};
+export const anthropicUsage = {
+  input_tokens: 10,
+  cache_read_input_tokens: 5,
+  cache_creation_input_tokens: 3,
+  output_tokens: 9,
+};
+
+function chatChunks(model: string, includeUsage: boolean): string[] {
+  const base = { id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model };
+  const chunks = [
+    sse({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] }),
+    sse({ ...base, choices: [{ index: 0, delta: { content: "Hello" }, finish_reason: null }] }),
+    sse({ ...base, choices: [{ index: 0, delta: { content: " world" }, finish_reason: null }] }),
+    sse({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }),
+  ];
+  if (includeUsage) chunks.push(sse({ ...base, choices: [], usage: chatUsage }));
+  chunks.push(sse("[DONE]"));
+  return chunks;
+}
+
+function responsesChunks(model: string): string[] {
+  const response = { id: "resp_1", object: "response", model, status: "in_progress", output: [] };
+  const usage = {
+    input_tokens: 20,
+    input_tokens_details: { cached_tokens: 8 },
+    output_tokens: 11,
+    output_tokens_details: { reasoning_tokens: 3 },
+    total_tokens: 31,
+  };
+  return [
+    sse({ type: "response.created", sequence_number: 0, response }, "response.created"),
+    sse({ type: "response.output_text.delta", sequence_number: 1, item_id: "m1", output_index: 0, content_index: 0, delta: "Hi" }, "response.output_text.delta"),
+    sse({ type: "response.completed", sequence_number: 2, response: { ...response, status: "completed", usage } }, "response.completed"),
+  ];
+}
+
+function anthropicChunks(model: string): string[] {
+  return [
+    sse({ type: "message_start", message: { id: "msg_1", type: "message", role: "assistant", model, content: [], stop_reason: null, usage: { ...anthropicUsage, output_tokens: 1 } } }, "message_start"),
+    sse({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }, "content_block_start"),
+    sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hello" } }, "content_block_delta"),
+    sse({ type: "content_block_stop", index: 0 }, "content_block_stop"),
+    sse({ type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: anthropicUsage.output_tokens } }, "message_delta"),
+    sse({ type: "message_stop" }, "message_stop"),
+  ];
+}
+
+function streamOf(chunks: string[], scenario: string, fake: FakeUpstream): Response {
+  const gap = /^gap:(\d+)$/.exec(scenario);
+  let i = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (scenario === "no-done" && i === chunks.length - 1) return controller.close();
+      if (i >= chunks.length) return controller.close();
+      if (gap && i === 2) await Bun.sleep(Number(gap[1]));
+      if (scenario === "break" && i === 2) return controller.error(new Error("upstream died"));
+      controller.enqueue(encoder.encode(chunks[i++]!));
+    },
+    cancel() {
+      fake.cancelled++;
+    },
+  });
+  return new Response(body, { headers: { "content-type": "text/event-stream", "x-request-id": "req_fake" } });
+}
+
+export async function startFakeUpstream(): Promise<FakeUpstream> {
+  const fake: FakeUpstream = {
+    url: "",
+    server: undefined as unknown as Server<undefined>,
+    requests: [],
+    cancelled: 0,
+    async stop() {
+      await fake.server.stop(true);
+    },
+  };
+  fake.server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    idleTimeout: 0,
+    async fetch(request) {
+      const url = new URL(request.url);
+      const text = await request.text();
+      fake.requests.push({ method: request.method, path: url.pathname + url.search, headers: Object.fromEntries(request.headers), body: text });
+      const scenario = request.headers.get("x-fake-scenario") ?? "";
+      if (scenario === "hang") return new Promise<Response>(() => {});
+      const rateHeaders = { "x-ratelimit-remaining-requests": "99", "retry-after": "7" };
+      if (scenario === "error-500") return Response.json({ error: { message: "boom", type: "server_error", code: null } }, { status: 500 });
+      if (scenario === "error-429") return Response.json({ error: { message: "slow down", type: "rate_limit_error", code: "rate_limit" } }, { status: 429, headers: rateHeaders });
+      const body = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
+      const model = String(body.model ?? "");
+      const stream = body.stream === true;
+      const headers = { "x-request-id": "req_fake", ...rateHeaders };
+      switch (url.pathname) {
+        case "/v1/chat/completions": {
+          if (stream) {
+            const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+            return streamOf(chatChunks(model, includeUsage), scenario, fake);
+          }
+          return Response.json(
+            { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content: "Hello world" }, finish_reason: "stop" }], usage: chatUsage },
+            { headers },
+          );
+        }
+        case "/v1/completions":
+          return Response.json({ id: "cmpl-1", object: "text_completion", created: 1, model, choices: [{ index: 0, text: "Hi", finish_reason: "stop" }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }, { headers });
+        case "/v1/responses":
+          if (stream) return streamOf(responsesChunks(model), scenario, fake);
+          return Response.json({ id: "resp_1", object: "response", model, status: "completed", output: [{ type: "message", id: "m1", role: "assistant", status: "completed", content: [{ type: "output_text", text: "Hi", annotations: [] }] }], usage: { input_tokens: 20, input_tokens_details: { cached_tokens: 8 }, output_tokens: 11, output_tokens_details: { reasoning_tokens: 3 }, total_tokens: 31 } }, { headers });
+        case "/v1/embeddings":
+          return Response.json({ object: "list", model, data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }], usage: { prompt_tokens: 5, total_tokens: 5 } }, { headers });
+        case "/v1/models":
+          return Response.json({ object: "list", data: [{ id: "gpt-4o", object: "model", created: 1, owned_by: "openai" }] }, { headers });
+        case "/v1/messages":
+          if (stream) return streamOf(anthropicChunks(model), scenario, fake);
+          return Response.json({ id: "msg_1", type: "message", role: "assistant", model, content: [{ type: "text", text: "Hello" }], stop_reason: "end_turn", stop_sequence: null, usage: anthropicUsage }, { headers });
+        case "/v1/messages/count_tokens":
+          return Response.json({ input_tokens: 42 }, { headers });
+      }
+      return Response.json({ error: { message: "not found", type: "invalid_request_error" } }, { status: 404 });
+    },
+  });
+  fake.url = `http://127.0.0.1:${fake.server.port}`;
+  return fake;
+}

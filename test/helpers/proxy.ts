@@ -1,0 +1,51 @@
+/** Starts the real proxy in process on port 0 against a fake upstream, with a temp audit DB. */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ConfigInput } from "../../src/config/schema.ts";
+import { parseConfig } from "../../src/config/load.ts";
+import { startProxy, type ProxyServer } from "../../src/server/serve.ts";
+import type { AuditRecord } from "../../src/audit/record.ts";
+
+export function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), "agent-attr-test-"));
+}
+
+export interface TestProxy extends ProxyServer {
+  logDb: string;
+  /** All records, oldest first, after pending writes are committed. */
+  records(): Promise<AuditRecord[]>;
+  /** Waits until `n` records have a final outcome (streams record when they end). */
+  settled(n: number, timeoutMs?: number): Promise<AuditRecord[]>;
+}
+
+export async function startTestProxy(
+  upstreamURL: string,
+  config: ConfigInput = {},
+  options: { adminToken?: string } = {},
+): Promise<TestProxy> {
+  process.env.AGENT_ATTR_OPENAI_BASE_URL = `${upstreamURL}/v1`;
+  process.env.AGENT_ATTR_ANTHROPIC_BASE_URL = upstreamURL;
+  const logDb = join(tempDir(), "audit.db");
+  const parsed = parseConfig({ ...config, server: { port: 0, ...config.server } });
+  const proxy = await startProxy(parsed, { logDb, adminToken: options.adminToken });
+  const records = async () => {
+    const page = await proxy.runtime.reader.records({ limit: 1000 });
+    return page.records.reverse();
+  };
+  return {
+    ...proxy,
+    logDb,
+    records,
+    async settled(n, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        await Promise.all(proxy.runtime.inflight);
+        await Bun.sleep(5);
+        const all = await records();
+        if (all.filter((r) => r.outcome !== null).length >= n || Date.now() > deadline) return all;
+        await Bun.sleep(20);
+      }
+    },
+  };
+}
