@@ -43,6 +43,11 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
   };
   let ctx: CallContext = base;
   try {
+    if (request.method !== endpoint.method) {
+      throw new ProxyError("method_not_allowed", `${endpoint.path} accepts ${endpoint.method}, not ${request.method}.`, {
+        allow: endpoint.method,
+      });
+    }
     const { rawBody, body } = await readJSONBody(request, endpoint, rt);
     const model = typeof body?.model === "string" ? body.model : null;
     ctx = { ...base, rawBody, body, model, stream: body?.stream === true };

@@ -18,9 +18,8 @@ export interface AppOptions {
 export function createApp(rt: Runtime, options: AppOptions = {}) {
   const app = new Elysia();
   for (const endpoint of endpoints) {
-    const handler = ({ request }: { request: Request }) => runCall(request, endpoint, rt);
-    if (endpoint.method === "POST") app.post(endpoint.path, handler, { parse: "none" });
-    else app.get(endpoint.path, handler, { parse: "none" });
+    // Every method reaches the runner, so a wrong one is refused in the wire format and recorded.
+    app.all(endpoint.path, ({ request }) => runCall(request, endpoint, rt), { parse: "none" });
   }
   app.all("/v1/*", ({ request }) => unknownProxyRoute(request), { parse: "none" });
   app.get("/healthz", () => ({ status: "ok" }));
@@ -39,10 +38,8 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
 
 function unknownProxyRoute(request: Request): Response {
   const path = new URL(request.url).pathname;
-  const known = endpoints.find((e) => e.path === path);
-  const error = known
-    ? new ProxyError("method_not_allowed", `${path} accepts ${known.method}, not ${request.method}.`, { allow: known.method })
-    : new ProxyError("not_found", `agent-attr does not proxy ${request.method} ${path}. Proxied endpoints: ${endpoints.map((e) => `${e.method} ${e.path}`).join(", ")}.`);
+  const list = endpoints.map((e) => `${e.method} ${e.path}`).join(", ");
+  const error = new ProxyError("not_found", `agent-attr does not proxy ${request.method} ${path}. Proxied endpoints: ${list}.`);
   return toWireError(error, wireOfPath(path));
 }
 

@@ -89,7 +89,10 @@ function streamOf(chunks: string[], scenario: string, fake: FakeUpstream): Respo
       if (scenario === "no-done" && i === chunks.length - 1) return controller.close();
       if (i >= chunks.length) return controller.close();
       if (gap && i === 2) await Bun.sleep(Number(gap[1]));
-      if (scenario === "break" && i === 2) return controller.error(new Error("upstream died"));
+      if (scenario === "break" && i === 2) {
+        await Bun.sleep(50); // let the first chunks reach the client
+        return controller.error(new Error("upstream died"));
+      }
       controller.enqueue(encoder.encode(chunks[i++]!));
     },
     cancel() {

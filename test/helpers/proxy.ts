@@ -13,7 +13,7 @@ export function tempDir(): string {
 
 export interface TestProxy extends ProxyServer {
   logDb: string;
-  /** All records, oldest first, after pending writes are committed. */
+  /** All records, oldest first, once finished calls have recorded and pending writes are committed. */
   records(): Promise<AuditRecord[]>;
   /** Waits until `n` records have a final outcome (streams record when they end). */
   settled(n: number, timeoutMs?: number): Promise<AuditRecord[]>;
@@ -30,6 +30,8 @@ export async function startTestProxy(
   const parsed = parseConfig({ ...config, server: { port: 0, ...config.server } });
   const proxy = await startProxy(parsed, { logDb, adminToken: options.adminToken });
   const records = async () => {
+    await Promise.all(proxy.runtime.inflight);
+    for (const { sink } of proxy.runtime.sinks) await sink.flush?.();
     const page = await proxy.runtime.reader.records({ limit: 1000 });
     return page.records.reverse();
   };

@@ -1,0 +1,62 @@
+/**
+ * The four benchmark scenarios: the request each one sends (the same bytes to every target) and
+ * what the bench upstream answers. Bodies are sized like a small real call (~1 KiB prompt).
+ */
+
+export interface Scenario {
+  name: string;
+  path: "/v1/chat/completions" | "/v1/messages";
+  body: string;
+  headers: Record<string, string>;
+}
+
+/** Sent to every target; agent-attr reads them, the others pass them on unused. */
+export const attributionHeaders = {
+  "x-agent-id": "bench-agent",
+  "x-user-id": "bench-user",
+  "x-task-context": "benchmark run",
+} as const;
+
+const prompt = "Summarise the following text in one sentence. ".repeat(22); // ~1 KiB
+
+function openaiBody(stream: boolean): string {
+  return JSON.stringify({
+    model: "gpt-4o-mini",
+    messages: [
+      { role: "system", content: "You are a terse assistant." },
+      { role: "user", content: prompt },
+    ],
+    max_tokens: 64,
+    // Asked for by the client itself, so agent-attr need not rewrite the body and every target
+    // gets the same upstream response (with the final usage chunk).
+    ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
+  });
+}
+
+function anthropicBody(stream: boolean): string {
+  return JSON.stringify({
+    model: "claude-3-5-haiku-latest",
+    system: "You are a terse assistant.",
+    messages: [{ role: "user", content: prompt }],
+    max_tokens: 64,
+    ...(stream ? { stream: true } : {}),
+  });
+}
+
+const openaiHeaders = { "content-type": "application/json", authorization: "Bearer sk-bench", ...attributionHeaders };
+const anthropicHeaders = {
+  "content-type": "application/json",
+  "x-api-key": "sk-ant-bench",
+  "anthropic-version": "2023-06-01",
+  ...attributionHeaders,
+};
+
+export const scenarios: readonly Scenario[] = [
+  { name: "openai chat", path: "/v1/chat/completions", body: openaiBody(false), headers: openaiHeaders },
+  { name: "openai chat stream", path: "/v1/chat/completions", body: openaiBody(true), headers: openaiHeaders },
+  { name: "anthropic messages", path: "/v1/messages", body: anthropicBody(false), headers: anthropicHeaders },
+  { name: "anthropic messages stream", path: "/v1/messages", body: anthropicBody(true), headers: anthropicHeaders },
+];
+
+/** Number of text deltas in a streamed answer (plus the protocol's own start/stop/usage events). */
+export const streamDeltas = 20;

@@ -1,0 +1,85 @@
+// Stage 1 (route): which provider serves a call, and clear errors for calls nobody serves.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { anthropic, openai, openaiCompatible, sqliteAudit } from "../../plugins/index.ts";
+import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
+import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
+
+let upstream: FakeUpstream;
+let local: FakeUpstream;
+let proxy: TestProxy;
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  local = await startFakeUpstream();
+  proxy = await startTestProxy(upstream.url, {
+    plugins: [
+      openaiCompatible({ name: "ollama", baseURL: `${local.url}/v1`, models: ["llama*", "qwen*"] }),
+      openai({ baseURL: `${upstream.url}/v1` }),
+      anthropic({ baseURL: upstream.url, models: ["claude-*"] }),
+      sqliteAudit(),
+    ],
+  });
+});
+afterAll(async () => {
+  await proxy.stop();
+  await upstream.stop();
+  await local.stop();
+});
+
+const post = (path: string, body: unknown) =>
+  fetch(`${proxy.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+test("an OpenAI-compatible provider serves the models matching its patterns, openai the rest", async () => {
+  expect((await post("/v1/chat/completions", { model: "llama3.2", messages: [] })).status).toBe(200);
+  expect((await post("/v1/chat/completions", { model: "gpt-4o", messages: [] })).status).toBe(200);
+  expect(local.requests.map((r) => JSON.parse(r.body).model)).toEqual(["llama3.2"]);
+  expect(upstream.requests.map((r) => JSON.parse(r.body).model)).toEqual(["gpt-4o"]);
+  const records = await proxy.settled(2);
+  expect(records.map((r) => [r.model, r.provider])).toEqual([
+    ["llama3.2", "ollama"],
+    ["gpt-4o", "openai"],
+  ]);
+});
+
+test("GET /v1/models goes to the first provider that lists models", async () => {
+  const response = await fetch(`${proxy.url}/v1/models`);
+  expect(response.status).toBe(200);
+  expect(((await response.json()) as { data: unknown[] }).data.length).toBe(1);
+  expect(upstream.requests.at(-1)?.path).toBe("/v1/models");
+});
+
+test("a model no provider serves is a 404 in the wire format's error shape, recorded as rejected", async () => {
+  const response = await post("/v1/messages", { model: "gpt-4o", max_tokens: 5, messages: [] });
+  expect(response.status).toBe(404);
+  const body = (await response.json()) as { type: string; error: { type: string; message: string } };
+  expect(body.type).toBe("error");
+  expect(body.error.type).toBe("not_found_error");
+  expect(body.error.message).toContain("gpt-4o");
+  const record = (await proxy.settled(4)).find((r) => r.id === response.headers.get("x-audit-record-id"));
+  expect(record?.outcome).toBe("rejected");
+  expect(record?.status).toBe(404);
+});
+
+test("an unknown /v1 route is a 404 that lists the proxied endpoints", async () => {
+  const response = await post("/v1/images/generations", { model: "dall-e" });
+  expect(response.status).toBe(404);
+  const body = (await response.json()) as { error: { message: string; code: string } };
+  expect(body.error.code).toBe("not_found");
+  expect(body.error.message).toContain("POST /v1/chat/completions");
+});
+
+test("a wrong method on a proxied endpoint is a 405 with Allow, recorded as rejected", async () => {
+  const response = await fetch(`${proxy.url}/v1/chat/completions`);
+  expect(response.status).toBe(405);
+  expect(response.headers.get("allow")).toBe("POST");
+  expect(((await response.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");
+  const records = await proxy.records();
+  const record = records.find((r) => r.id === response.headers.get("x-audit-record-id"));
+  expect(record).toMatchObject({ outcome: "rejected", status: 405, error_type: "method_not_allowed" });
+});
+
+test("a route outside /v1 and /audit is a JSON 404", async () => {
+  const response = await fetch(`${proxy.url}/nope`);
+  expect(response.status).toBe(404);
+  expect(((await response.json()) as { error: { code: string } }).error.code).toBe("not_found");
+});
