@@ -56,7 +56,7 @@ test("the OpenAI body field `user` is the fallback for the user", async () => {
 });
 
 test("the Anthropic metadata.user_id is the fallback for the user; the header wins over it", async () => {
-  const body = { model: "claude-sonnet-4-5", max_tokens: 5, messages: [], metadata: { user_id: "carol" } };
+  const body = { model: "claude-sonnet-4-6", max_tokens: 5, messages: [], metadata: { user_id: "carol" } };
   expect((await call("/v1/messages", body)).user_id).toBe("carol");
   expect((await call("/v1/messages", body, { "x-user-id": "dave" })).user_id).toBe("dave");
 });
