@@ -1,0 +1,99 @@
+// Stage 8 (record): no call reaches an upstream unless its record is durable (fail closed).
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { definePlugin } from "../../src/plugin.ts";
+import { headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
+import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
+import { startTestProxy } from "../helpers/proxy.ts";
+
+let upstream: FakeUpstream;
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+});
+afterAll(async () => {
+  await upstream.stop();
+});
+
+/** The SQLite sink, with a switch that makes its durable write fail like a full disk. */
+function switchableSqlite() {
+  const inner = sqliteAudit();
+  const state = { failing: false };
+  const plugin = definePlugin({
+    name: "switchable-sqlite",
+    setup: (ctx) => inner.setup(ctx),
+    teardown: () => inner.teardown(),
+    audit: {
+      begin: (record) =>
+        state.failing ? Promise.reject(new Error("SQLITE_FULL: database or disk is full")) : inner.audit.begin(record),
+      write: (record) => inner.audit.write(record),
+      get reader() {
+        return inner.audit.reader;
+      },
+      flush: () => inner.audit.flush(),
+    },
+  });
+  return { plugin, state };
+}
+
+const chat = (url: string) =>
+  fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-agent-id": "a" },
+    body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+  });
+
+test("when the audit log cannot be written the call is refused with 503 and never forwarded", async () => {
+  const sink = switchableSqlite();
+  const proxy = await startTestProxy(upstream.url, { plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), sink.plugin] });
+  try {
+    sink.state.failing = true;
+    const before = upstream.requests.length;
+    const refused = await chat(proxy.url);
+    expect(refused.status).toBe(503);
+    const body = (await refused.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("audit_unavailable");
+    expect(body.error.message).toContain("not forwarded");
+    expect(upstream.requests.length).toBe(before);
+
+    sink.state.failing = false;
+    expect((await chat(proxy.url)).status).toBe(200);
+    expect(upstream.requests.length).toBe(before + 1);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test("audit.failOpen forwards calls even when the audit log cannot be written", async () => {
+  const sink = switchableSqlite();
+  const proxy = await startTestProxy(upstream.url, {
+    plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), sink.plugin],
+    audit: { failOpen: true },
+  });
+  try {
+    sink.state.failing = true;
+    expect((await chat(proxy.url)).status).toBe(200);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test("the in-flight record is on disk before the upstream sees the call", async () => {
+  let outcomeSeenByUpstream: unknown = "not called";
+  const proxyRef: { current?: Awaited<ReturnType<typeof startTestProxy>> } = {};
+  const probe = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch() {
+      const { records } = await proxyRef.current!.runtime.reader.records({ limit: 1 });
+      outcomeSeenByUpstream = records[0] ? records[0].outcome : "no record";
+      return Response.json({ id: "x", object: "chat.completion", model: "gpt-4o", choices: [] });
+    },
+  });
+  proxyRef.current = await startTestProxy(`http://127.0.0.1:${probe.port}`);
+  try {
+    expect((await chat(proxyRef.current.url)).status).toBe(200);
+    expect(outcomeSeenByUpstream).toBeNull(); // the in-flight record, outcome not yet known
+  } finally {
+    await proxyRef.current.stop();
+    await probe.stop(true);
+  }
+});
