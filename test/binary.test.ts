@@ -1,0 +1,73 @@
+// The compiled single binary, run from a directory with no node_modules: it loads a TypeScript
+// config that imports "agent-attr" and "agent-attr/plugins" plus a local plugin file, proxies a
+// call, and reads the record back. Uses AGENT_ATTR_BINARY if set (CI passes dist/agent-attr),
+// otherwise compiles its own.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.ts";
+import { tempDir } from "./helpers/proxy.ts";
+
+let binary: string;
+let upstream: FakeUpstream;
+const work = tempDir();
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  if (process.env.AGENT_ATTR_BINARY) {
+    binary = resolve(process.env.AGENT_ATTR_BINARY);
+    return;
+  }
+  binary = join(tempDir(), "agent-attr");
+  const root = resolve(import.meta.dir, "..");
+  const build = Bun.spawnSync(["bun", "build", join(root, "src/cli/main.ts"), "--compile", "--outfile", binary], { cwd: root });
+  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
+}, 60_000);
+afterAll(async () => {
+  await upstream.stop();
+});
+
+writeFileSync(
+  join(work, "stamp.ts"),
+  `import { definePlugin } from "agent-attr";
+export default definePlugin({ name: "stamp", attribute: (ctx) => ({ session_id: "stamped:" + ctx.endpoint.kind }) });
+`,
+);
+writeFileSync(
+  join(work, "agent-attr.config.ts"),
+  `import { defineConfig } from "agent-attr";
+import { anthropic, headerAttribution, openai, sqliteAudit } from "agent-attr/plugins";
+import stamp from "./stamp.ts";
+export default defineConfig({ plugins: [openai(), anthropic(), headerAttribution(), stamp, sqliteAudit()] });
+`,
+);
+
+const run = (args: string[]) =>
+  Bun.spawnSync([binary, ...args], { cwd: work, env: { ...process.env, NO_COLOR: "1", AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1` } });
+
+test("the binary loads a config and a plugin from disk, proxies a call and records it", async () => {
+  const check = run(["config", "check"]);
+  expect(check.stdout.toString()).toContain("plugins: openai, anthropic, header-attribution, stamp, sqlite-audit");
+
+  const logDb = join(work, "audit.db");
+  const proxy = Bun.spawn([binary, "proxy", "start", "--port", "0", "--log-db", logDb], {
+    cwd: work,
+    env: { ...process.env, AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1` },
+    stdout: "pipe",
+  });
+  const reader = proxy.stdout.getReader();
+  const { value } = await reader.read();
+  const url = /listening on (\S+)/.exec(new TextDecoder().decode(value))![1]!;
+  const response = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-agent-id": "binary-agent" },
+    body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+  });
+  expect(((await response.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe("Hello world");
+  proxy.kill("SIGTERM");
+  expect(await proxy.exited).toBe(0);
+
+  const query = run(["audit", "query", "--agent", "binary-agent", "--format", "json", "--log-db", logDb]);
+  const page = JSON.parse(query.stdout.toString()) as { records: { session_id: string; outcome: string }[] };
+  expect(page.records).toEqual([expect.objectContaining({ session_id: "stamped:chat.completions", outcome: "completed" })]);
+}, 30_000);
