@@ -67,7 +67,7 @@ test("SIGTERM lets an in-flight stream finish, records it, and exits 0", async (
   expect(text).toContain("[DONE]");
   expect(await proxy.child.exited).toBe(0);
   const store = new SqliteAuditStore(logDb);
-  const { records } = await store.reader.records({ agent: "draining" });
+  const { records } = await store.reader.records({ agent: "draining", limit: 10 });
   store.close();
   expect(records).toHaveLength(1);
   expect(records[0]).toMatchObject({ outcome: "completed", output_tokens: 7 });
