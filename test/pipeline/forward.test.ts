@@ -132,6 +132,25 @@ describe("faults", () => {
   });
 });
 
+test("a client that gives up before the upstream answers is recorded as client_aborted", async () => {
+  const abort = new AbortController();
+  const pending = fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-fake-scenario": "hang", "x-agent-id": "impatient" },
+    body: JSON.stringify(chat),
+    signal: abort.signal,
+  }).catch(() => "aborted");
+  await Bun.sleep(100);
+  abort.abort();
+  expect(await pending).toBe("aborted");
+  let record;
+  for (let i = 0; i < 50 && !record?.outcome; i++) {
+    await Bun.sleep(20);
+    record = (await proxy.records()).find((r) => r.agent_id === "impatient");
+  }
+  expect(record).toMatchObject({ outcome: "client_aborted", status: null });
+});
+
 describe("bad input", () => {
   test("malformed JSON is a 400 invalid_json, recorded as rejected, not forwarded", async () => {
     const before = upstream.requests.length;
