@@ -42,6 +42,7 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
     attribution: defaultAttribution,
   };
   let ctx: CallContext = base;
+  let providerName: string | null = null;
   try {
     if (request.method !== endpoint.method) {
       throw new ProxyError("method_not_allowed", `${endpoint.path} accepts ${endpoint.method}, not ${request.method}.`, {
@@ -55,12 +56,13 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
       throw new ProxyError("missing_model", "The request body must have a string field `model`.");
     }
     const provider = route(endpoint, model, rt); //                                  1 route
+    providerName = provider.plugin;
     ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
     ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
     await checkLimits(ctx, rt); //                                                   4 limit
     return await forward(ctx, provider, rt); //                                      5-9
   } catch (error) {
-    return reject(error, ctx, rt);
+    return reject(error, ctx, providerName, rt);
   }
 }
 
@@ -219,7 +221,7 @@ async function beginRecord(record: AuditRecord, rt: Runtime): Promise<void> {
   }
 }
 
-async function reject(error: unknown, ctx: CallContext, rt: Runtime): Promise<Response> {
+async function reject(error: unknown, ctx: CallContext, provider: string | null, rt: Runtime): Promise<Response> {
   const failure =
     error instanceof ProxyError
       ? error
@@ -233,7 +235,7 @@ async function reject(error: unknown, ctx: CallContext, rt: Runtime): Promise<Re
   }
   writeRecord(
     {
-      ...newRecord(ctx, null, rt),
+      ...newRecord(ctx, provider, rt),
       outcome: "rejected",
       status: failure.status,
       duration_ms: elapsed(ctx),
