@@ -1,0 +1,107 @@
+/** The printed results: the max-load table and the half-load table. */
+import type { LoadResult } from "./load.ts";
+
+export type Target = "direct" | "bare" | "agent-attr";
+
+export interface Measurement {
+  scenario: string;
+  target: Target;
+  result: LoadResult;
+  /** Distinct upstream sockets used during the run (warmup included). */
+  upstreamConnections: number;
+}
+
+export interface HalfLoad {
+  scenario: string;
+  rate: number;
+  bare: Measurement;
+  agentAttr: Measurement;
+}
+
+export const fmt = (n: number, digits = 2) => n.toFixed(digits);
+
+const perRequest = (ms: number | null | undefined, requests: number) =>
+  ms === null || ms === undefined || requests === 0 ? "-" : fmt((ms * 1000) / requests, 0);
+
+/** Left-aligned first two columns, right-aligned numbers. */
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+const maxRps = (max: Measurement[], scenario: string, target: Target) =>
+  max.find((m) => m.scenario === scenario && m.target === target)?.result.rps ?? 0;
+
+export function maxLoadTable(max: Measurement[], info: { connections: number; seconds: number; warmupSeconds: number; cores: number }): string {
+  const rows = max.map((m) => {
+    const r = m.result;
+    const bare = maxRps(max, m.scenario, "bare");
+    return [
+      m.scenario,
+      m.target,
+      fmt(r.rps, 0),
+      fmt(r.p50),
+      fmt(r.p99),
+      bare > 0 ? fmt(r.rps / bare) : "-",
+      perRequest(r.cpuMs.proxy, r.measured),
+      perRequest(r.cpuMs.upstream, r.measured),
+      perRequest(r.cpuMs.load, r.measured),
+      r.machineBusy === null ? "-" : `${fmt(r.machineBusy, 0)}%`,
+      String(m.upstreamConnections),
+      String(r.errors + r.non2xx + r.bodyMismatch),
+    ];
+  });
+  const header = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "x bare", "proxy µs/req", "upstr µs/req", "load µs/req", "cpu busy", "conns", "errors"];
+  return [
+    `Max load: closed loop, ${info.connections} keep-alive connections, ${info.seconds} s measured after ${info.warmupSeconds} s warmup`,
+    `(x bare: req/s relative to the bare forwarder; µs/req: CPU time of the proxy, upstream and load-generator processes per`,
+    ` request; cpu busy: share of all ${info.cores} cores in use; conns: distinct upstream sockets seen in the run)`,
+    "",
+    table(header, rows),
+  ].join("\n");
+}
+
+export function halfLoadTable(half: HalfLoad[], max: Measurement[], info: { seconds: number; maxInFlight: number }): string {
+  const rows = half.map((h) => {
+    const aaMax = maxRps(max, h.scenario, "agent-attr");
+    const [b, a] = [h.bare.result, h.agentAttr.result];
+    return [
+      h.scenario,
+      String(h.rate),
+      aaMax > 0 ? `${fmt((100 * h.rate) / aaMax, 0)}%` : "-",
+      fmt(b.rps, 0),
+      fmt(a.rps, 0),
+      fmt(b.p50),
+      fmt(a.p50),
+      fmt(b.p99),
+      fmt(a.p99),
+      b.measured && a.measured ? fmt(a.p99 - b.p99) : "-",
+      perRequest(h.bare.result.cpuMs.proxy, b.measured),
+      perRequest(h.agentAttr.result.cpuMs.proxy, a.measured),
+    ];
+  });
+  const header = ["scenario", "rate/s", "aa load", "bare req/s", "aa req/s", "bare p50", "aa p50", "bare p99", "aa p99", "added p99 ms", "bare µs/req", "aa µs/req"];
+  const behind = half.flatMap((h) =>
+    [h.bare, h.agentAttr]
+      .filter((m) => m.result.missed > 0)
+      .map((m) => `  ${m.scenario} / ${m.target}: fell behind, ${info.maxInFlight} in flight; ${m.result.missed} scheduled requests never started`),
+  );
+  return [
+    `Half load: open loop at half the bare forwarder's max req/s, ${info.seconds} s measured (latency from the scheduled start)`,
+    "(aa = agent-attr; aa load: the rate as a share of agent-attr's own max above: near or over 100%, its p99 is queueing)",
+    "",
+    table(header, rows),
+    ...behind,
+  ].join("\n");
+}
+
+/** What makes a measurement invalid: failed requests or wrong answers, with sample messages. */
+export function problems(m: Measurement): string[] {
+  const r = m.result;
+  const out: string[] = [];
+  if (r.errors) out.push(`${r.errors} transport errors`);
+  if (r.non2xx) out.push(`${r.non2xx} non-2xx (${JSON.stringify(r.statuses)})`);
+  if (r.bodyMismatch) out.push(`${r.bodyMismatch} bodies of unexpected length`);
+  return out.length ? [`${m.scenario} / ${m.target}: ${out.join(", ")}`, ...r.samples.map((s) => `    ${s}`)] : [];
+}

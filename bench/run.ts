@@ -1,0 +1,248 @@
+/**
+ * `bun run bench`: agent-attr against the floor of one Bun hop, side by side in one run.
+ *
+ * Processes (all on loopback, each its own process): the bench upstream (bench/upstream.ts), a bare
+ * Bun forwarder (bench/bare-forwarder.ts), agent-attr (`proxy start`, default pipeline, SQLite
+ * audit in a temp dir, run from that dir so no agent-attr.config.ts is picked up), and one load
+ * generator per measurement (bench/load.ts).
+ *
+ * 1. Max load (closed loop, BENCH_CONNECTIONS keep-alive connections) for each scenario against
+ *    the upstream directly, the bare forwarder and agent-attr.
+ * 2. Half load: a fixed rate of half the bare forwarder's max, against the forwarder and agent-attr;
+ *    the difference of their p99 is what agent-attr adds (if it can carry that rate at all).
+ * 3. agent-attr is stopped with SIGTERM (it flushes); the audit DB must hold one row per request it
+ *    answered, or the run fails. So does any transport error, non-2xx or truncated body.
+ *
+ * Env: BENCH_SECONDS (measured seconds at max load, default 8; half load runs half as long),
+ * BENCH_WARMUP_SECONDS (default 2), BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp dir.
+ * The CPU columns (from /proc) say where the time goes. wrk is not used: the open loop needs a
+ * fixed rate (wrk2) and the audit check needs every request answered, not cut at the deadline.
+ */
+import { Database } from "bun:sqlite";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { LoadConfig, LoadResult } from "./load.ts";
+import { cpuMs, killAll, peakRssMiB, runChild, startServer, stopGracefully, type Server } from "./procs.ts";
+import { fmt, halfLoadTable, maxLoadTable, problems, type HalfLoad, type Measurement, type Target } from "./report.ts";
+import { scenarios, type Scenario } from "./scenarios.ts";
+
+function envNumber(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} must be a number from ${min} to ${max}`);
+  return value;
+}
+
+const seconds = envNumber("BENCH_SECONDS", 8, 1, 120);
+const warmupSeconds = envNumber("BENCH_WARMUP_SECONDS", 2, 0, 30);
+const connections = Math.round(envNumber("BENCH_CONNECTIONS", 32, 1, 256));
+const halfSeconds = Math.max(1, Math.ceil(seconds / 2));
+const halfWarmupSeconds = Math.min(1, warmupSeconds);
+/** Open loop: the most requests in flight before the generator counts the server as behind. */
+const maxInFlight = connections * 4;
+
+const root = resolve(import.meta.dir, "..");
+const bun = process.execPath;
+const dir = mkdtempSync(join(tmpdir(), "agent-attr-bench-"));
+const logDb = join(dir, "audit.db");
+const startedAt = performance.now();
+
+/** Progress goes to stderr, stamped with the seconds since the start. */
+const progress = (message: string) => console.error(`[${fmt((performance.now() - startedAt) / 1000, 1).padStart(5)} s] ${message}`);
+
+async function startServers(): Promise<Record<Target, Server>> {
+  const printedURL = (line: string) => (/^http:\/\/127\.0\.0\.1:\d+$/.test(line) ? line : null);
+  const upstream = await startServer("bench upstream", [bun, join(import.meta.dir, "upstream.ts")], { urlOf: printedURL });
+  const bare = await startServer("bare forwarder", [bun, join(import.meta.dir, "bare-forwarder.ts"), upstream.url], { urlOf: printedURL });
+  const agentAttr = await startServer("agent-attr", [bun, join(root, "src/cli/main.ts"), "proxy", "start", "--port", "0", "--log-db", logDb], {
+    cwd: dir,
+    env: {
+      ...process.env,
+      AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1`,
+      AGENT_ATTR_ANTHROPIC_BASE_URL: upstream.url,
+      AGENT_ATTR_CONFIG: undefined,
+      AGENT_ATTR_LOG_DB: undefined,
+      AGENT_ATTR_ADMIN_TOKEN: undefined,
+      NO_COLOR: "1",
+    },
+    urlOf: (line) => (line.includes("listening") ? (/(http:\/\/\S+)/.exec(line)?.[1] ?? null) : null),
+  });
+  return { direct: upstream, bare, "agent-attr": agentAttr };
+}
+
+async function upstreamStats(upstream: Server, reset: boolean): Promise<{ requests: number; connections: number }> {
+  const response = await fetch(`${upstream.url}/__bench/${reset ? "reset" : "stats"}`, { method: reset ? "POST" : "GET" });
+  return reset ? { requests: 0, connections: 0 } : ((await response.json()) as { requests: number; connections: number });
+}
+
+/** One request per scenario and target, before any load: all must answer 2xx with the same body. */
+async function sanityCheck(targets: Record<Target, Server>): Promise<number> {
+  let agentAttrCalls = 0;
+  for (const scenario of scenarios) {
+    const lengths: string[] = [];
+    for (const [target, server] of Object.entries(targets)) {
+      const response = await fetch(server.url + scenario.path, { method: "POST", headers: scenario.headers, body: scenario.body });
+      const body = await response.text();
+      if (target === "agent-attr") agentAttrCalls++;
+      if (!response.ok) throw new Error(`sanity check: ${target} answered ${scenario.name} with ${response.status}: ${body.slice(0, 300)}`);
+      if (target === "agent-attr" && !response.headers.get("x-audit-record-id")) {
+        throw new Error("sanity check: agent-attr's answer has no x-audit-record-id header");
+      }
+      lengths.push(`${target}=${body.length}`);
+    }
+    if (new Set(lengths.map((l) => l.split("=")[1])).size !== 1) {
+      throw new Error(`sanity check: ${scenario.name} bodies differ: ${lengths.join(" ")}`);
+    }
+  }
+  return agentAttrCalls;
+}
+
+/** Stops the run when a server died: what it printed on stderr is the finding. */
+function assertAlive(servers: Server[]): void {
+  for (const server of servers) {
+    const { exitCode, signalCode } = server.proc;
+    if (exitCode !== null || signalCode !== null) {
+      throw new Error(`${server.name} died (exit code ${exitCode}, signal ${signalCode}); its stderr:\n${server.stderr}`);
+    }
+  }
+}
+
+async function load(config: LoadConfig): Promise<LoadResult> {
+  const timeoutMs = (config.warmupSeconds + config.seconds + 60) * 1000;
+  const out = await runChild([bun, join(import.meta.dir, "load.ts"), JSON.stringify(config)], timeoutMs);
+  const last = out.trim().split("\n").at(-1);
+  if (!last) throw new Error("the load generator printed nothing");
+  return JSON.parse(last) as LoadResult;
+}
+
+async function measure(
+  scenario: Scenario,
+  target: Target,
+  targets: Record<Target, Server>,
+  options: { rate?: number; warmup: number; seconds: number },
+): Promise<Measurement> {
+  const server = targets[target];
+  const upstream = targets.direct;
+  assertAlive([server, upstream]);
+  await upstreamStats(upstream, true);
+  const result = await load({
+    url: server.url + scenario.path,
+    headers: scenario.headers,
+    body: scenario.body,
+    connections: options.rate === undefined ? connections : maxInFlight,
+    warmupSeconds: options.warmup,
+    seconds: options.seconds,
+    rate: options.rate,
+    watch: target === "direct" ? { upstream: upstream.proc.pid } : { upstream: upstream.proc.pid, proxy: server.proc.pid },
+  });
+  const stats = await upstreamStats(upstream, false);
+  const failures = result.errors + result.non2xx > 0 ? `  errors ${result.errors}, non-2xx ${result.non2xx}` : "";
+  progress(
+    `${(options.rate === undefined ? "max" : `${options.rate}/s`).padEnd(8)} ${scenario.name.padEnd(26)} ${target.padEnd(10)} ` +
+      `${fmt(result.rps, 0).padStart(6)} req/s  p50 ${fmt(result.p50)} ms  p99 ${fmt(result.p99)} ms${failures}`,
+  );
+  return { scenario: scenario.name, target, result, upstreamConnections: stats.connections };
+}
+
+/** Counts the audit rows (after agent-attr flushed and exited) against the requests it answered. */
+function verifyAudit(answered: number, transportErrors: number): boolean {
+  const db = new Database(logDb, { readonly: true });
+  try {
+    const count = (sql: string) => db.query<{ n: number }, []>(sql).get()?.n ?? 0;
+    const rows = count("SELECT count(*) AS n FROM audit_records");
+    const attributed = count("SELECT count(*) AS n FROM audit_records WHERE agent_id = 'bench-agent' AND user_id = 'bench-user'");
+    const outcomes = db
+      .query<{ outcome: string | null; n: number }, []>("SELECT outcome, count(*) AS n FROM audit_records GROUP BY outcome ORDER BY n DESC")
+      .all()
+      .map((o) => `${o.outcome ?? "NULL (in flight)"}=${o.n}`);
+    const errors = transportErrors ? ` (+${transportErrors} transport errors)` : "";
+    console.log(`audit rows: ${rows}; requests agent-attr answered: ${answered}${errors} -> ${rows === answered ? "match" : "MISMATCH"}`);
+    console.log(`  outcomes: ${outcomes.join(", ")}; attributed to bench-agent/bench-user: ${attributed}`);
+    return rows === answered;
+  } finally {
+    db.close();
+  }
+}
+
+async function main(): Promise<boolean> {
+  const targets = await startServers();
+  const agentAttr = targets["agent-attr"];
+  progress(`upstream ${targets.direct.url}, bare forwarder ${targets.bare.url}, agent-attr ${agentAttr.url}`);
+  progress(
+    `${connections} connections, ${warmupSeconds} s warmup + ${seconds} s per max-load run, ${halfWarmupSeconds} s + ` +
+      `${halfSeconds} s per half-load run; ${navigator.hardwareConcurrency} CPU cores shared by all processes`,
+  );
+  const sanityCalls = await sanityCheck(targets);
+
+  const max: Measurement[] = [];
+  for (const scenario of scenarios) {
+    for (const target of ["direct", "bare", "agent-attr"] as const) {
+      max.push(await measure(scenario, target, targets, { warmup: warmupSeconds, seconds }));
+    }
+  }
+  const half: HalfLoad[] = [];
+  for (const scenario of scenarios) {
+    const bareMax = max.find((m) => m.scenario === scenario.name && m.target === "bare")?.result.rps ?? 0;
+    const rate = Math.max(1, Math.round(bareMax / 2));
+    const options = { rate, warmup: halfWarmupSeconds, seconds: halfSeconds };
+    const bare = await measure(scenario, "bare", targets, options);
+    half.push({ scenario: scenario.name, rate, bare, agentAttr: await measure(scenario, "agent-attr", targets, options) });
+  }
+
+  const peakRss = peakRssMiB(agentAttr.proc.pid);
+  const cpuTotal = cpuMs(agentAttr.proc.pid);
+  progress("stopping agent-attr (SIGTERM)");
+  const exitCode = await stopGracefully(agentAttr, 45_000);
+
+  const cores = navigator.hardwareConcurrency;
+  console.log(`\n${maxLoadTable(max, { connections, seconds, warmupSeconds, cores })}`);
+  console.log(`\n${halfLoadTable(half, max, { seconds: halfSeconds, maxInFlight })}\n`);
+  console.log(
+    `agent-attr peak RSS (VmHWM): ${peakRss === null ? "not measurable" : `${fmt(peakRss, 1)} MiB`}; ` +
+      `CPU time over the run: ${cpuTotal === null ? "-" : `${fmt(cpuTotal / 1000, 1)} s`}; ` +
+      `exit after SIGTERM: ${exitCode === null ? "none within 45 s (killed)" : `code ${exitCode}`}`,
+  );
+  const all = [...max, ...half.flatMap((h) => [h.bare, h.agentAttr])];
+  const ofAgentAttr = all.filter((m) => m.target === "agent-attr").map((m) => m.result);
+  const answered = sanityCalls + ofAgentAttr.reduce((sum, r) => sum + r.responses, 0);
+  let ok = verifyAudit(answered, ofAgentAttr.reduce((sum, r) => sum + r.errors, 0)) && exitCode === 0;
+
+  const issues = all.flatMap(problems);
+  if (issues.length) {
+    ok = false;
+    console.log(`\nProblems:\n${issues.join("\n")}`);
+  }
+  for (const server of Object.values(targets)) {
+    const stderr = server.stderr.toString().trim();
+    if (stderr) console.log(`\n${server.name} stderr:\n${stderr}`);
+  }
+  return ok;
+}
+
+/** Kills every child and removes the temp dir; safe to call more than once. */
+function cleanUp(): void {
+  killAll();
+  if (process.env.BENCH_KEEP === "1") console.error(`kept ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
+}
+
+process.on("exit", killAll);
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    cleanUp();
+    process.exit(130);
+  });
+}
+
+try {
+  const ok = await main();
+  console.log(ok ? "\nbench: ok" : "\nbench: FAILED");
+  process.exitCode = ok ? 0 : 1;
+} catch (error) {
+  console.error(`bench: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = 1;
+} finally {
+  cleanUp();
+}
