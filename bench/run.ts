@@ -43,6 +43,11 @@ const halfWarmupSeconds = Math.min(1, warmupSeconds);
 /** Open loop: the most requests in flight before the generator counts the server as behind. */
 const maxInFlight = connections * 4;
 
+/** BENCH_SCENARIOS="openai chat,openai chat stream" runs only those (for quick comparisons). */
+const only = process.env.BENCH_SCENARIOS?.split(",").map((name) => name.trim());
+const selected = only ? scenarios.filter((scenario) => only.includes(scenario.name)) : scenarios;
+if (selected.length === 0) throw new Error(`BENCH_SCENARIOS matched none of: ${scenarios.map((s) => s.name).join(", ")}`);
+
 const root = resolve(import.meta.dir, "..");
 const bun = process.execPath;
 const dir = mkdtempSync(join(tmpdir(), "agent-attr-bench-"));
@@ -80,7 +85,7 @@ async function upstreamStats(upstream: Server, reset: boolean): Promise<{ reques
 /** One request per scenario and target, before any load: all must answer 2xx with the same body. */
 async function sanityCheck(targets: Record<Target, Server>): Promise<number> {
   let agentAttrCalls = 0;
-  for (const scenario of scenarios) {
+  for (const scenario of selected) {
     const lengths: string[] = [];
     for (const [target, server] of Object.entries(targets)) {
       const response = await fetch(server.url + scenario.path, { method: "POST", headers: scenario.headers, body: scenario.body });
@@ -177,13 +182,13 @@ async function main(): Promise<boolean> {
   const sanityCalls = await sanityCheck(targets);
 
   const max: Measurement[] = [];
-  for (const scenario of scenarios) {
+  for (const scenario of selected) {
     for (const target of ["direct", "bare", "agent-attr"] as const) {
       max.push(await measure(scenario, target, targets, { warmup: warmupSeconds, seconds }));
     }
   }
   const half: HalfLoad[] = [];
-  for (const scenario of scenarios) {
+  for (const scenario of selected) {
     const bareMax = max.find((m) => m.scenario === scenario.name && m.target === "bare")?.result.rps ?? 0;
     const rate = Math.max(1, Math.round(bareMax / 2));
     const options = { rate, warmup: halfWarmupSeconds, seconds: halfSeconds };

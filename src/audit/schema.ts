@@ -2,6 +2,7 @@
  * The SQLite tables of the audit store (drizzle). Migrations in ./migrations are generated from
  * this file with `bun run db:generate`; never edit them by hand.
  */
+import { sql } from "drizzle-orm";
 import { index, integer, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 export const auditRecords = sqliteTable(
@@ -46,6 +47,7 @@ export const auditRecords = sqliteTable(
     index("audit_records_agent").on(t.agent_id, t.timestamp),
     index("audit_records_user").on(t.user_id, t.timestamp),
     index("audit_records_task").on(t.task_context, t.timestamp),
-    index("audit_records_pending").on(t.outcome),
+    // Only calls in flight: found at start to mark them interrupted; empty in steady state.
+    index("audit_records_in_flight").on(t.seq).where(sql`${t.outcome} IS NULL`),
   ],
 );

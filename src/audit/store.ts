@@ -24,17 +24,27 @@ const columns = [
   "price_source", "prompt_hash", "response_hash", "error_type",
 ] as const satisfies readonly (keyof AuditRecord)[];
 
+/** What the end of a call adds to its in-flight record; the rest (identity, request) is fixed. */
+const finalColumns = [
+  "duration_ms", "ttfb_ms", "response_model", "status", "outcome", "input_tokens", "output_tokens",
+  "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
+  "price_source", "response_hash", "error_type",
+] as const satisfies readonly (keyof AuditRecord)[];
+
 type SQLValue = string | number | null;
 
-interface QueuedWrite {
+interface QueuedBegin {
   record: AuditRecord;
-  committed?: { resolve: () => void; reject: (error: Error) => void };
+  resolve: () => void;
+  reject: (error: Error) => void;
 }
 
 export interface AuditStoreOptions {
   /** Called when a commit fails; the store retries queued final records every `retryMs`. */
   onError?: (message: string) => void;
   retryMs?: number;
+  /** Final records wait at most this long (ms) to share a commit; in-flight records never wait. */
+  finalDelayMs?: number;
 }
 
 export class SqliteAuditStore {
@@ -43,9 +53,12 @@ export class SqliteAuditStore {
   readonly reader: SqliteAuditReader;
   private readonly insert: Statement;
   private readonly update: Statement;
-  private queue: QueuedWrite[] = [];
-  private scheduled = false;
-  private retryTimer: Timer | undefined;
+  private begins: QueuedBegin[] = [];
+  private finals: AuditRecord[] = [];
+  /** seq of each committed in-flight record, so its final update is a rowid lookup. */
+  private readonly inflightSeq = new Map<string, number>();
+  private immediate = false;
+  private timer: Timer | undefined;
   private closed = false;
 
   constructor(
@@ -59,9 +72,8 @@ export class SqliteAuditStore {
     this.insert = this.db.prepare(
       `INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`,
     );
-    // Same parameter order as the insert; id (first) and timestamp (second) are not overwritten.
     this.update = this.db.prepare(
-      `UPDATE audit_records SET ${columns.map((c, i) => `${c} = ?${i + 1}`).slice(2).join(", ")} WHERE id = ?1`,
+      `UPDATE audit_records SET ${finalColumns.map((c) => `${c} = ?`).join(", ")} WHERE seq = ?`,
     );
   }
 
@@ -69,37 +81,51 @@ export class SqliteAuditStore {
   begin(record: AuditRecord): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the audit store is closed"));
     return new Promise((resolve, reject) => {
-      this.queue.push({ record, committed: { resolve, reject } });
-      this.schedule();
+      this.begins.push({ record, resolve, reject });
+      this.scheduleNow();
     });
   }
 
-  /** Queue a final record (inserted, or replacing the in-flight one with the same id). */
+  /**
+   * Queue a final record: it completes its in-flight row (committed within `finalDelayMs`), or is a
+   * new row for a call that was never forwarded (committed at once, so `seq` follows arrival).
+   */
   write(record: AuditRecord): void {
-    this.queue.push({ record });
-    if (!this.closed) this.schedule();
+    this.finals.push(record);
+    if (this.closed) return;
+    if (this.inflightSeq.has(record.id)) this.scheduleSoon(this.options.finalDelayMs ?? 5);
+    else this.scheduleNow();
   }
 
   /** Commit everything queued now. Throws if the database refuses the write. */
   flush(): void {
-    if (this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
+    if (this.begins.length === 0 && this.finals.length === 0) return;
+    const begins = this.begins;
+    const finals = this.finals;
+    this.begins = [];
+    this.finals = [];
+    const seqs: [string, number][] = [];
     try {
       this.db.transaction(() => {
-        for (const item of batch) {
-          const row = toRow(item.record);
-          // A final record replaces its in-flight row; calls refused before forwarding have none.
-          if (item.committed || this.update.run(...row).changes === 0) this.insert.run(...row);
+        for (const item of begins) {
+          seqs.push([item.record.id, Number(this.insert.run(...toRow(item.record, columns)).lastInsertRowid)]);
+        }
+        for (const record of finals) {
+          const seq = this.inflightSeq.get(record.id) ?? seqs.find(([id]) => id === record.id)?.[1];
+          if (seq === undefined) this.insert.run(...toRow(record, columns));
+          else this.update.run(...toRow(record, finalColumns), seq);
         }
       })();
     } catch (error) {
-      for (const item of batch) item.committed?.reject(error instanceof Error ? error : new Error(String(error)));
+      const failure = error instanceof Error ? error : new Error(String(error));
+      for (const item of begins) item.reject(failure);
       // Final records must not be lost: keep them for the next attempt.
-      this.queue = batch.filter((item) => !item.committed).concat(this.queue);
+      this.finals = finals.concat(this.finals);
       throw error;
     }
-    for (const item of batch) item.committed?.resolve();
+    for (const [id, seq] of seqs) this.inflightSeq.set(id, seq);
+    for (const record of finals) this.inflightSeq.delete(record.id);
+    for (const item of begins) item.resolve();
   }
 
   /** Mark records left in flight by a previous process as interrupted; returns how many. */
@@ -111,34 +137,41 @@ export class SqliteAuditStore {
 
   close(): void {
     if (this.closed) return;
-    clearTimeout(this.retryTimer);
+    clearTimeout(this.timer);
     this.flush();
     this.closed = true;
     this.db.close();
   }
 
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
+  private scheduleNow(): void {
+    if (this.immediate) return;
+    this.immediate = true;
     setImmediate(() => {
-      this.scheduled = false;
-      try {
-        this.flush();
-      } catch (error) {
-        this.options.onError?.(`audit write failed, will retry: ${errorMessage(error)}`);
-        if (this.queue.length > 0 && !this.retryTimer) {
-          this.retryTimer = setTimeout(() => {
-            this.retryTimer = undefined;
-            this.schedule();
-          }, this.options.retryMs ?? 1000);
-        }
-      }
+      this.immediate = false;
+      this.commit();
     });
+  }
+
+  private scheduleSoon(ms: number): void {
+    if (this.timer || this.immediate) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.commit();
+    }, ms);
+  }
+
+  private commit(): void {
+    try {
+      this.flush();
+    } catch (error) {
+      this.options.onError?.(`audit write failed, will retry: ${errorMessage(error)}`);
+      if (this.finals.length > 0) this.scheduleSoon(this.options.retryMs ?? 1000);
+    }
   }
 }
 
-function toRow(record: AuditRecord): SQLValue[] {
-  return columns.map((column) => {
+function toRow(record: AuditRecord, fields: readonly (keyof AuditRecord)[]): SQLValue[] {
+  return fields.map((column) => {
     const value = record[column];
     return typeof value === "boolean" ? (value ? 1 : 0) : value;
   });

@@ -23,7 +23,7 @@ import { PluginError, type ProviderAdapter } from "../plugin.ts";
 import { readBody } from "../proxy/body.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
-import { finishResponse } from "./respond.ts";
+import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
 import type { Runtime } from "./runtime.ts";
 
@@ -149,17 +149,16 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     () => abort.abort(new ProxyError("upstream_timeout", `The upstream did not answer within ${rt.limits.upstreamTimeoutMs} ms.`)),
     rt.limits.upstreamTimeoutMs,
   );
-  let upstream: Response;
-  try {
-    upstream = await provider.adapter.forward({
-      ctx,
-      headers: upstreamRequestHeaders(ctx.request.headers),
-      body: upstreamBody,
-      signal: abort.signal,
-    }); //                                                                           5 forward
-  } catch (error) {
+  const cleanup = () => {
     clearTimeout(deadline);
     ctx.request.signal.removeEventListener("abort", onClientAbort);
+  };
+  const headers = upstreamRequestHeaders(ctx.request.headers);
+  let upstream: Response;
+  try {
+    upstream = await provider.adapter.forward({ ctx, headers, body: upstreamBody, signal: abort.signal }); // 5 forward
+  } catch (error) {
+    cleanup();
     const clientGone = ctx.request.signal.aborted;
     const failure = upstreamFailure(error, abort.signal, provider.plugin);
     writeRecord(
@@ -175,12 +174,18 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
   }
   clearTimeout(deadline);
-  const headers = clientResponseHeaders(upstream.headers);
-  headers.set("x-audit-record-id", ctx.id);
-  const body = finishResponse(ctx, provider, upstream, record, abort, rt, () =>
-    ctx.request.signal.removeEventListener("abort", onClientAbort),
-  ); //                                                                              6, 7, 8, 9
-  return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers });
+  let body: Awaited<ReturnType<typeof replyBody>>;
+  try {
+    body = await replyBody({ ctx, provider, upstream, record, abort, rt, cleanup }); //         6-9
+  } catch (error) {
+    // The upstream failed while sending a (non-streamed) body: nothing has reached the client yet.
+    return toWireError(upstreamFailure(error, abort.signal, provider.plugin), ctx.endpoint.wire, {
+      "x-audit-record-id": ctx.id,
+    });
+  }
+  const responseHeaders = clientResponseHeaders(upstream.headers);
+  responseHeaders.set("x-audit-record-id", ctx.id);
+  return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers: responseHeaders });
 }
 
 function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }): Uint8Array | null {

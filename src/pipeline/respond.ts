@@ -1,5 +1,5 @@
 /**
- * Stages 6-9 for one upstream response: the body streams to the client untouched while the
+ * Stages 6-9 for one upstream response: the body goes to the client untouched while the
  * provider's meter reads usage from it; when it ends (done, upstream failure or client cancel) the
  * call is priced, its final record written and the limiters settled. Accounting code is guarded:
  * nothing here can throw into the client's stream.
@@ -13,81 +13,135 @@ import type { CallContext, Meter, MeterResult } from "./context.ts";
 import { elapsed, writeRecord } from "./record.ts";
 import type { Runtime } from "./runtime.ts";
 
-/** Non-streamed bodies larger than this are forwarded but not parsed for usage. */
-const maxMeteredJSONBytes = 16 * 1024 * 1024;
+/** A non-streamed body is read whole up to this size (then metered); past it, the rest streams on. */
+const maxBufferedBytes = 16 * 1024 * 1024;
 
-export function finishResponse(
-  ctx: CallContext,
-  provider: { plugin: string; adapter: ProviderAdapter },
-  upstream: Response,
-  record: AuditRecord,
-  abort: AbortController,
-  rt: Runtime,
-  cleanup: () => void,
-): ReadableStream<Uint8Array> | null {
-  const meter = guardedMeter(provider, ctx, rt);
+export interface ReplyContext {
+  ctx: CallContext;
+  provider: { plugin: string; adapter: ProviderAdapter };
+  upstream: Response;
+  /** The in-flight record to complete. */
+  record: AuditRecord;
+  /** Aborts the upstream call (client gone, deadline passed). */
+  abort: AbortController;
+  rt: Runtime;
+  /** Called once when the response has ended, however it ended. */
+  cleanup: () => void;
+}
+
+/**
+ * The body to send the client. Server-sent events stream through as they arrive; any other body
+ * (a JSON answer) is read whole first — it is one piece for the client either way, and that spares
+ * a JavaScript stream per call — unless it is larger than `maxBufferedBytes`.
+ */
+export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uint8Array> | Uint8Array | null> {
+  const { upstream } = reply;
   const sse = upstream.headers.get("content-type")?.includes("text/event-stream") ?? false;
-  const parser = sse ? new SSEParser() : null;
-  const jsonChunks: Uint8Array[] = [];
-  let jsonBytes = 0;
-  const hasher = new Bun.CryptoHasher("sha256", rt.hashKey);
+  const track = trackInflight(reply.rt);
+  const meter = guardedMeter(reply);
+  const hasher = new Bun.CryptoHasher("sha256", reply.rt.hashKey);
+  const idle = idleTimer(reply);
   let ttfb: number | null = null;
-  let idleTimer: Timer | undefined;
-  const armIdleTimer = () => {
-    if (rt.limits.streamIdleTimeoutMs <= 0) return;
-    clearTimeout(idleTimer);
-    idleTimer = setTimeout(
-      () =>
-        abort.abort(
-          new ProxyError("upstream_timeout", `The upstream sent nothing for ${rt.limits.streamIdleTimeoutMs} ms.`),
-        ),
-      rt.limits.streamIdleTimeoutMs,
-    );
+  const finish = (how: StreamEnd, body?: Uint8Array) => {
+    idle.stop();
+    reply.cleanup();
+    if (body) meter.json(parseJSON(new TextDecoder().decode(body)));
+    void finalize(reply, how, meter.result(), ttfb, hasher.digest("hex")).finally(track.done);
   };
-
-  let settled!: () => void;
-  const done = new Promise<void>((resolve) => (settled = resolve));
-  rt.inflight.add(done);
-  done.then(() => rt.inflight.delete(done));
-
-  const end = async (how: StreamEnd) => {
-    clearTimeout(idleTimer);
-    cleanup();
-    try {
-      if (parser) for (const event of parser.end()) meter.event(event);
-      else if (jsonChunks.length > 0) meter.json(parseJSON(new TextDecoder().decode(Buffer.concat(jsonChunks))));
-      const result = meter.result();
-      const final = await completeRecord(ctx, record, upstream.status, how, result, abort.signal, rt);
-      final.ttfb_ms = ttfb;
-      final.response_hash = hasher.digest("hex");
-      writeRecord(final, rt);
-      await settle(ctx, final, rt);
-    } catch (error) {
-      rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);
-    } finally {
-      settled();
-    }
-  };
-
   if (!upstream.body) {
-    void end({ kind: "done" });
+    finish({ kind: "done" });
     return null;
   }
-  armIdleTimer();
-  return tapStream(upstream.body, {
-    chunk(bytes) {
-      ttfb ??= elapsed(ctx);
-      armIdleTimer();
+  const reader = upstream.body.getReader();
+  const observer = sse ? sseObserver(meter, hasher, idle, () => (ttfb ??= elapsed(reply.ctx)), finish) : null;
+  if (observer) return tapStream(reader, [], observer);
+
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    let result: Awaited<ReturnType<typeof reader.read>>;
+    try {
+      result = await reader.read();
+    } catch (error) {
+      finish({ kind: "upstream_error", error });
+      throw error;
+    }
+    if (result.done) break;
+    ttfb ??= elapsed(reply.ctx);
+    idle.arm();
+    hasher.update(result.value);
+    chunks.push(result.value);
+    size += result.value.byteLength;
+    if (size > maxBufferedBytes) {
+      // Too large to hold: hand on what was read and stream the rest, without metering it.
+      return tapStream(reader, chunks, {
+        chunk: (bytes) => (idle.arm(), hasher.update(bytes)),
+        end: (how) => finish(how),
+      });
+    }
+  }
+  const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  finish({ kind: "done" }, body);
+  return body;
+}
+
+function sseObserver(
+  meter: Meter,
+  hasher: Bun.CryptoHasher,
+  idle: { arm(): void },
+  firstByte: () => void,
+  finish: (how: StreamEnd) => void,
+) {
+  const parser = new SSEParser();
+  return {
+    chunk(bytes: Uint8Array) {
+      firstByte();
+      idle.arm();
       hasher.update(bytes);
-      if (parser) {
-        for (const event of parser.push(bytes)) meter.event(event);
-      } else if (jsonBytes + bytes.byteLength <= maxMeteredJSONBytes) {
-        jsonChunks.push(bytes);
-        jsonBytes += bytes.byteLength;
-      }
+      for (const event of parser.push(bytes)) meter.event(event);
     },
-    end: (how) => void end(how),
-  });
+    end(how: StreamEnd) {
+      for (const event of parser.end()) meter.event(event);
+      finish(how);
+    },
+  };
+}
+
+/** Aborts the upstream call when its body goes quiet for longer than `streamIdleTimeoutMs`. */
+function idleTimer({ abort, rt }: ReplyContext) {
+  const ms = rt.limits.streamIdleTimeoutMs;
+  let timer: Timer | undefined;
+  const fire = () => abort.abort(new ProxyError("upstream_timeout", `The upstream sent nothing for ${ms} ms.`));
+  const arm = () => {
+    if (ms <= 0) return;
+    if (timer) timer.refresh();
+    else timer = setTimeout(fire, ms);
+  };
+  arm();
+  return { arm, stop: () => clearTimeout(timer) };
+}
+
+/** Registers a call whose record is not written yet, so shutdown can wait for it. */
+function trackInflight(rt: Runtime) {
+  let done!: () => void;
+  const pending = new Promise<void>((resolve) => (done = resolve));
+  rt.inflight.add(pending);
+  void pending.then(() => rt.inflight.delete(pending));
+  return { done };
+}
+
+/** Stages 7-9: price the call, write its final record, settle the limiters. Never throws. */
+async function finalize(reply: ReplyContext, how: StreamEnd, result: MeterResult, ttfb: number | null, hash: string) {
+  const { ctx, record, upstream, abort, rt } = reply;
+  try {
+    const final = await completeRecord(ctx, record, upstream.status, how, result, abort.signal, rt);
+    final.ttfb_ms = ttfb;
+    final.response_hash = hash;
+    writeRecord(final, rt);
+    await settle(ctx, final, rt);
+  } catch (error) {
+    rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);
+  }
 }
 
 async function completeRecord(
@@ -104,6 +158,8 @@ async function completeRecord(
   if (how.kind === "cancel") {
     // SDKs cancel the body right after the terminal event: that call completed.
     outcome = result.terminal ? "completed" : "client_aborted";
+  } else if (how.kind === "upstream_error" && ctx.request.signal.aborted) {
+    outcome = "client_aborted";
   } else if (how.kind === "upstream_error") {
     outcome = "upstream_error";
     errorType = signal.reason instanceof ProxyError ? signal.reason.code : "upstream_stream_error";
@@ -157,7 +213,7 @@ async function settle(ctx: CallContext, record: AuditRecord, rt: Runtime) {
 }
 
 /** A meter whose failures are logged once and never reach the stream. */
-function guardedMeter(provider: { plugin: string; adapter: ProviderAdapter }, ctx: CallContext, rt: Runtime): Meter {
+function guardedMeter({ provider, ctx, rt }: ReplyContext): Meter {
   let failed = false;
   const fail = (hook: string, error: unknown) => {
     if (!failed) rt.log.error(`[plugin ${provider.plugin}] ${hook}: ${errorMessage(error)} (call ${ctx.id})`);

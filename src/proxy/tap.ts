@@ -10,8 +10,14 @@ export interface StreamObserver {
   end(end: StreamEnd): void;
 }
 
-export function tapStream(body: ReadableStream<Uint8Array>, observer: StreamObserver): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
+export type ChunkReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
+
+/** `prefix`: chunks already read from `reader` (and already observed) to send first. */
+export function tapStream(
+  reader: ChunkReader,
+  prefix: Uint8Array[],
+  observer: StreamObserver,
+): ReadableStream<Uint8Array> {
   let ended = false;
   const finish = (end: StreamEnd) => {
     if (ended) return;
@@ -20,6 +26,9 @@ export function tapStream(body: ReadableStream<Uint8Array>, observer: StreamObse
   };
   return new ReadableStream<Uint8Array>(
     {
+      start(controller) {
+        for (const chunk of prefix) controller.enqueue(chunk);
+      },
       async pull(controller) {
         let result: Awaited<ReturnType<typeof reader.read>>;
         try {
