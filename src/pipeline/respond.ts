@@ -52,9 +52,26 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     finish({ kind: "done" });
     return null;
   }
+  if (sse) {
+    const observer = sseObserver(meter, hasher, idle, () => (ttfb ??= elapsed(reply.ctx)), finish);
+    return tapStream(upstream.body.getReader(), [], observer);
+  }
+  const declared = Number(upstream.headers.get("content-length") ?? Number.NaN);
+  if (declared >= 0 && declared <= maxBufferedBytes && !upstream.headers.has("content-encoding")) {
+    // The usual JSON answer: its length is known, so read it natively in one go.
+    let body: Uint8Array;
+    try {
+      body = await upstream.bytes();
+    } catch (error) {
+      finish({ kind: "upstream_error", error });
+      throw error;
+    }
+    ttfb = elapsed(reply.ctx);
+    hasher.update(body);
+    finish({ kind: "done" }, body);
+    return body;
+  }
   const reader = upstream.body.getReader();
-  const observer = sse ? sseObserver(meter, hasher, idle, () => (ttfb ??= elapsed(reply.ctx)), finish) : null;
-  if (observer) return tapStream(reader, [], observer);
 
   const chunks: Uint8Array[] = [];
   let size = 0;

@@ -8,6 +8,8 @@ import { ProxyError } from "../errors.ts";
 export async function readBody(request: Request, limit: number): Promise<Uint8Array> {
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   if (declared > limit) throw tooLarge(limit);
+  // A declared length is enforced by HTTP framing: read natively, without a JavaScript stream.
+  if (declared >= 0) return request.bytes();
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];

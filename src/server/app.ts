@@ -1,11 +1,11 @@
 /**
- * The HTTP surface on one port (Elysia): the proxied /v1 endpoints (each handed to the pipeline
- * runner untouched: `parse: "none"`), the audit API and the ops routes.
+ * The HTTP surface beside the proxied endpoints (those are Bun-native routes, see
+ * ./proxy-routes.ts): the audit API, the ops routes, plugin routes, and wire-format 404s for
+ * anything else under /v1.
  */
 import { timingSafeEqual } from "node:crypto";
 import { Elysia } from "elysia";
 import { ProxyError, toWireError } from "../errors.ts";
-import { runCall } from "../pipeline/index.ts";
 import { endpoints, wireOfPath } from "../pipeline/endpoints.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { auditRoutes } from "./audit-routes.ts";
@@ -17,10 +17,6 @@ export interface AppOptions {
 
 export function createApp(rt: Runtime, options: AppOptions = {}) {
   const app = new Elysia();
-  for (const endpoint of endpoints) {
-    // Every method reaches the runner, so a wrong one is refused in the wire format and recorded.
-    app.all(endpoint.path, ({ request }) => runCall(request, endpoint, rt), { parse: "none" });
-  }
   app.all("/v1/*", ({ request }) => unknownProxyRoute(request), { parse: "none" });
   app.get("/healthz", () => ({ status: "ok" }));
   app.use(auditRoutes(rt, requireAdmin(options.adminToken)));

@@ -8,6 +8,7 @@ import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { createApp } from "./app.ts";
+import { proxyRoutes } from "./proxy-routes.ts";
 import { closeRuntime, createRuntime, waitForInflight } from "./runtime.ts";
 
 export interface ProxyServer {
@@ -40,11 +41,8 @@ export async function startProxy(config: Config, options: { logDb: string; admin
       idleTimeout: 30,
       // The pipeline enforces the configured limit (and records the refusal); this is a backstop.
       maxRequestBodySize: config.server.maxBodyBytes * 4,
-      fetch(request, srv) {
-        // LLM streams can be quiet for minutes; the pipeline has its own deadlines.
-        if (new URL(request.url).pathname.startsWith("/v1/")) srv.timeout(request, 0);
-        return handle(request);
-      },
+      routes: proxyRoutes(runtime),
+      fetch: (request) => handle(request),
     });
   } catch (error) {
     await closeRuntime(runtime);
