@@ -1,37 +1,30 @@
 /**
  * The embedded audit store: SQLite through bun:sqlite (WAL, synchronous=NORMAL: a committed
- * transaction survives a crash of the process). Writes are queued and committed together once per
- * event-loop turn (group commit), so many concurrent calls share one transaction:
+ * transaction survives a crash of the process). Writes go to a writer thread
+ * (./writer-worker.ts) one batch at a time; whatever queues up meanwhile forms the next batch
+ * (group commit), so the proxy's event loop never waits on the disk:
  *  - `begin` resolves only after the in-flight record is committed, so no call reaches an upstream
  *    without a durable record;
- *  - `write` (the final record) is queued and committed on the next turn; a failed commit keeps the
- *    records queued and retries, so nothing is silently dropped.
- * On start, records left in flight by a killed process become `interrupted` (`recoverInterrupted`).
+ *  - `write` (the final record) is queued for the next batch; a failed commit keeps final records
+ *    queued and retries, so nothing is silently dropped.
+ * Reads (the audit API) use their own connection on the main thread. On start, records left in
+ * flight by a killed process become `interrupted` (`recoverInterrupted`).
  */
-import { Database, type Statement } from "bun:sqlite";
-import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
-import { errorMessage } from "../errors.ts";
-import { migrate } from "./migrate.ts";
-import { SqliteAuditReader } from "./query.ts";
+import type { Database } from "bun:sqlite";
+import { openAuditLog, toRow } from "./database.ts";
+import type { SqliteAuditReader } from "./query.ts";
 import type { AuditRecord } from "./record.ts";
-import * as schema from "./schema.ts";
+import type { WriterReply, WriterRequest } from "./writer-protocol.ts";
 
-const columns = [
-  "id", "timestamp", "duration_ms", "ttfb_ms", "agent_id", "user_id", "task_context", "session_id",
-  "parent_agent_id", "trace_id", "attribution", "key_id", "provider", "endpoint", "model",
-  "response_model", "stream", "status", "outcome", "input_tokens", "output_tokens",
-  "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
-  "price_source", "prompt_hash", "response_hash", "error_type",
-] as const satisfies readonly (keyof AuditRecord)[];
-
-/** What the end of a call adds to its in-flight record; the rest (identity, request) is fixed. */
-const finalColumns = [
-  "duration_ms", "ttfb_ms", "response_model", "status", "outcome", "input_tokens", "output_tokens",
-  "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
-  "price_source", "response_hash", "error_type",
-] as const satisfies readonly (keyof AuditRecord)[];
-
-type SQLValue = string | number | null;
+/**
+ * Where the writer thread's code is. In the compiled binary (`bun run build` lists the worker as a
+ * second entrypoint) it lives in Bun's embedded filesystem, at its path relative to the
+ * entrypoints' common folder (src/), as .js; in a checkout it is the file beside this one.
+ */
+function writerWorkerURL(): string {
+  if (import.meta.url.startsWith("file:///$bunfs/")) return "/$bunfs/root/audit/writer-worker.js";
+  return new URL("./writer-worker.ts", import.meta.url).href;
+}
 
 interface QueuedBegin {
   record: AuditRecord;
@@ -40,41 +33,48 @@ interface QueuedBegin {
 }
 
 export interface AuditStoreOptions {
-  /** Called when a commit fails; the store retries queued final records every `retryMs`. */
+  /** Called when a commit fails; queued final records are retried every `retryMs`. */
   onError?: (message: string) => void;
   retryMs?: number;
-  /** Final records wait at most this long (ms) to share a commit; in-flight records never wait. */
-  finalDelayMs?: number;
+  /** How long a write waits for a lock held by another process before it fails. */
+  busyTimeoutMs?: number;
 }
 
 export class SqliteAuditStore {
+  /** The main-thread connection: migrations, recovery and reads. */
   readonly db: Database;
-  readonly orm: BunSQLiteDatabase<typeof schema>;
   readonly reader: SqliteAuditReader;
-  private readonly insert: Statement;
-  private readonly update: Statement;
+  private readonly closeReader: () => void;
+  private readonly worker: Worker;
   private begins: QueuedBegin[] = [];
   private finals: AuditRecord[] = [];
-  /** seq of each committed in-flight record, so its final update is a rowid lookup. */
-  private readonly inflightSeq = new Map<string, number>();
-  private immediate = false;
-  private timer: Timer | undefined;
+  /** The batch the writer is committing, if any. */
+  private sent: { begins: QueuedBegin[]; finals: AuditRecord[] } | null = null;
+  private pumpScheduled = false;
+  private retryTimer: Timer | undefined;
+  private idleWaiters: (() => void)[] = [];
+  private onReply: ((reply: WriterReply) => void) | null = null;
   private closed = false;
 
   constructor(
     readonly path: string,
     private readonly options: AuditStoreOptions = {},
   ) {
-    this.db = openDatabase(path);
-    migrate(this.db);
-    this.orm = drizzle(this.db, { schema });
-    this.reader = new SqliteAuditReader(this.orm);
-    this.insert = this.db.prepare(
-      `INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`,
-    );
-    this.update = this.db.prepare(
-      `UPDATE audit_records SET ${finalColumns.map((c) => `${c} = ?`).join(", ")} WHERE seq = ?`,
-    );
+    const log = openAuditLog(path);
+    this.db = log.db;
+    this.reader = log.reader;
+    this.closeReader = log.close;
+    this.worker = new Worker(writerWorkerURL());
+    // The thread alone must not keep a process alive (a server or pending work does).
+    this.worker.unref();
+    this.worker.onmessage = (event: MessageEvent<string>) => this.received(JSON.parse(event.data) as WriterReply);
+    this.worker.onerror = (event) => this.writerFailed(`the audit writer thread crashed: ${event.message}`);
+    this.send({ kind: "open", path, busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
+    // The writer opens its connection before any batch arrives; only a failure needs reporting.
+    this.onReply = (reply) => {
+      this.onReply = null;
+      if (reply.kind === "failed") options.onError?.(`cannot open ${path} for writing: ${reply.message}`);
+    };
   }
 
   /** Queue the in-flight record; resolves once it is committed to disk. */
@@ -82,50 +82,21 @@ export class SqliteAuditStore {
     if (this.closed) return Promise.reject(new Error("the audit store is closed"));
     return new Promise((resolve, reject) => {
       this.begins.push({ record, resolve, reject });
-      this.scheduleNow();
+      this.schedulePump();
     });
   }
 
-  /**
-   * Queue a final record: it completes its in-flight row (committed within `finalDelayMs`), or is a
-   * new row for a call that was never forwarded (committed at once, so `seq` follows arrival).
-   */
+  /** Queue a final record: it completes its in-flight row, or is a new row for a call never forwarded. */
   write(record: AuditRecord): void {
     this.finals.push(record);
-    if (this.closed) return;
-    if (this.inflightSeq.has(record.id)) this.scheduleSoon(this.options.finalDelayMs ?? 5);
-    else this.scheduleNow();
+    this.schedulePump();
   }
 
-  /** Commit everything queued now. Throws if the database refuses the write. */
-  flush(): void {
-    if (this.begins.length === 0 && this.finals.length === 0) return;
-    const begins = this.begins;
-    const finals = this.finals;
-    this.begins = [];
-    this.finals = [];
-    const seqs: [string, number][] = [];
-    try {
-      this.db.transaction(() => {
-        for (const item of begins) {
-          seqs.push([item.record.id, Number(this.insert.run(...toRow(item.record, columns)).lastInsertRowid)]);
-        }
-        for (const record of finals) {
-          const seq = this.inflightSeq.get(record.id) ?? seqs.find(([id]) => id === record.id)?.[1];
-          if (seq === undefined) this.insert.run(...toRow(record, columns));
-          else this.update.run(...toRow(record, finalColumns), seq);
-        }
-      })();
-    } catch (error) {
-      const failure = error instanceof Error ? error : new Error(String(error));
-      for (const item of begins) item.reject(failure);
-      // Final records must not be lost: keep them for the next attempt.
-      this.finals = finals.concat(this.finals);
-      throw error;
-    }
-    for (const [id, seq] of seqs) this.inflightSeq.set(id, seq);
-    for (const record of finals) this.inflightSeq.delete(record.id);
-    for (const item of begins) item.resolve();
+  /** Resolves once everything queued so far is committed (or a commit failed). */
+  flush(): Promise<void> {
+    this.pump();
+    if (!this.sent) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Mark records left in flight by a previous process as interrupted; returns how many. */
@@ -135,52 +106,93 @@ export class SqliteAuditStore {
     ).changes;
   }
 
-  close(): void {
+  /** Commits what is queued, stops the writer thread and closes the database. */
+  async close(): Promise<void> {
     if (this.closed) return;
-    clearTimeout(this.timer);
-    this.flush();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    await this.flush();
+    // One more attempt for records a failed commit put back; a writer that still fails must not
+    // hang shutdown (what is left is reported below).
+    if (this.finals.length > 0) await this.flush();
     this.closed = true;
-    this.db.close();
+    await new Promise<void>((resolve) => {
+      this.onReply = () => resolve();
+      this.send({ kind: "close" });
+    });
+    this.worker.terminate();
+    this.closeReader();
+    if (this.finals.length > 0) {
+      this.options.onError?.(`${this.finals.length} final audit record(s) could not be written before shutdown`);
+    }
   }
 
-  private scheduleNow(): void {
-    if (this.immediate) return;
-    this.immediate = true;
+  private send(request: WriterRequest): void {
+    this.worker.postMessage(JSON.stringify(request));
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.sent) return;
+    this.pumpScheduled = true;
+    // One event-loop turn lets the calls of the same turn share a commit.
     setImmediate(() => {
-      this.immediate = false;
-      this.commit();
+      this.pumpScheduled = false;
+      this.pump();
     });
   }
 
-  private scheduleSoon(ms: number): void {
-    if (this.timer || this.immediate) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.commit();
-    }, ms);
+  /** Sends everything queued as one batch, unless a batch is already being committed. */
+  private pump(): void {
+    if (this.sent || this.closed) return;
+    if (this.begins.length === 0 && this.finals.length === 0) return this.wakeIdle();
+    const batch = { begins: this.begins, finals: this.finals };
+    this.begins = [];
+    this.finals = [];
+    this.sent = batch;
+    this.send({
+      kind: "batch",
+      begins: batch.begins.map((item) => toRow(item.record)),
+      finals: batch.finals.map(toRow),
+    });
   }
 
-  private commit(): void {
-    try {
-      this.flush();
-    } catch (error) {
-      this.options.onError?.(`audit write failed, will retry: ${errorMessage(error)}`);
-      if (this.finals.length > 0) this.scheduleSoon(this.options.retryMs ?? 1000);
+  private received(reply: WriterReply): void {
+    if (this.onReply) return this.onReply(reply);
+    const batch = this.sent;
+    this.sent = null;
+    if (!batch) return;
+    if (reply.kind === "committed") {
+      for (const item of batch.begins) item.resolve();
+    } else {
+      this.batchFailed(batch, reply.kind === "failed" ? reply.message : `unexpected writer reply ${reply.kind}`);
     }
+    if (this.begins.length > 0 || (this.finals.length > 0 && !this.retryTimer)) this.pump();
+    else this.wakeIdle();
   }
-}
 
-function toRow(record: AuditRecord, fields: readonly (keyof AuditRecord)[]): SQLValue[] {
-  return fields.map((column) => {
-    const value = record[column];
-    return typeof value === "boolean" ? (value ? 1 : 0) : value;
-  });
-}
+  private batchFailed(batch: { begins: QueuedBegin[]; finals: AuditRecord[] }, message: string): void {
+    const error = new Error(message);
+    for (const item of batch.begins) item.reject(error);
+    // Final records must not be lost: keep them, first in line, and try again a little later.
+    this.finals = batch.finals.concat(this.finals);
+    this.options.onError?.(`audit write failed, will retry: ${message}`);
+    if (this.finals.length > 0 && !this.retryTimer && !this.closed) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.pump();
+      }, this.options.retryMs ?? 1000);
+    }
+    this.wakeIdle();
+  }
 
-export function openDatabase(path: string): Database {
-  const db = new Database(path, { create: true, strict: true });
-  db.run("PRAGMA busy_timeout = 5000");
-  db.run("PRAGMA journal_mode = WAL");
-  db.run("PRAGMA synchronous = NORMAL");
-  return db;
+  private writerFailed(message: string): void {
+    const batch = this.sent;
+    this.sent = null;
+    if (batch) this.batchFailed(batch, message);
+    for (const item of this.begins.splice(0)) item.reject(new Error(message));
+  }
+
+  private wakeIdle(): void {
+    for (const wake of this.idleWaiters.splice(0)) wake();
+  }
 }

@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
 import { recordFilterSchema } from "../audit/query.ts";
-import { SqliteAuditStore } from "../audit/store.ts";
+import { openAuditLog } from "../audit/database.ts";
 import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
 
 const query = defineCommand({
@@ -42,9 +42,9 @@ const query = defineCommand({
     }
     const logDb = resolveLogDb(args["log-db"]);
     requireExistingDb(logDb);
-    const store = new SqliteAuditStore(logDb);
+    const log = openAuditLog(logDb);
     try {
-      const page = await store.reader.records(parsed.data);
+      const page = await log.reader.records(parsed.data);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(csvHeader() + page.records.map(csvRow).join(""));
       else {
@@ -52,7 +52,7 @@ const query = defineCommand({
         if (page.next_cursor) process.stdout.write(`(more: --cursor ${page.next_cursor})\n`);
       }
     } finally {
-      store.close();
+      log.close();
     }
   }),
 });

@@ -1,4 +1,5 @@
-// The SQLite audit store: durable before forwarding, batched, nothing dropped, crash recovery.
+// The SQLite audit store: durable before forwarding, group-committed on a writer thread, nothing
+// dropped, crash recovery.
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import { join } from "node:path";
@@ -34,16 +35,16 @@ test("begin resolves only once the record is readable from another connection", 
   expect(countOnDisk(path)).toBe(0);
   await pending;
   expect(countOnDisk(path)).toBe(1);
-  store.close();
+  await store.close();
 });
 
-test("concurrent begins share one transaction and get consecutive seqs", async () => {
+test("concurrent begins are committed together and get consecutive seqs", async () => {
   const path = join(tempDir(), "b.db");
   const store = new SqliteAuditStore(path);
   await Promise.all(Array.from({ length: 200 }, (_, i) => store.begin(record(`r${i}`))));
   const page = await store.reader.records({ limit: 1000 });
   expect(page.records.map((r) => r.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
-  store.close();
+  await store.close();
 });
 
 test("a final record replaces the in-flight one in place (same seq)", async () => {
@@ -51,28 +52,34 @@ test("a final record replaces the in-flight one in place (same seq)", async () =
   await store.begin(record("r1"));
   store.write(record("r1", { outcome: "completed", status: 200, input_tokens: 3 }));
   store.write(record("r2", { outcome: "rejected", status: 400 }));
-  store.flush();
+  await store.flush();
   const { records } = await store.reader.records({ limit: 10 });
   expect(records.map((r) => [r.seq, r.id, r.outcome, r.input_tokens])).toEqual([
     [2, "r2", "rejected", null],
     [1, "r1", "completed", 3],
   ]);
-  store.close();
+  await store.close();
 });
 
-test("a store that cannot write rejects begin, and keeps final records to retry", async () => {
+test("while another process holds the database locked, begin fails and final records wait, then land", async () => {
   const path = join(tempDir(), "d.db");
   const errors: string[] = [];
-  const store = new SqliteAuditStore(path, { onError: (m) => errors.push(m), retryMs: 20 });
-  store.db.run("PRAGMA query_only = ON");
-  await expect(store.begin(record("r1"))).rejects.toThrow();
-  store.write(record("r2", { outcome: "rejected" }));
-  await Bun.sleep(30);
+  const store = new SqliteAuditStore(path, { onError: (m) => errors.push(m), retryMs: 20, busyTimeoutMs: 50 });
+  await store.begin(record("before"));
+  const blocker = new Database(path);
+  blocker.run("BEGIN EXCLUSIVE");
+  const refused = await store.begin(record("r1")).then(() => "committed", (error: Error) => error.message);
+  expect(refused).toMatch(/locked|busy/i);
+  store.write(record("before", { outcome: "completed" }));
+  await Bun.sleep(150);
   expect(errors.length).toBeGreaterThan(0);
-  store.db.run("PRAGMA query_only = OFF");
+  blocker.run("ROLLBACK");
+  blocker.close();
   await Bun.sleep(100);
-  expect((await store.reader.records({ limit: 10 })).records.map((r) => r.id)).toEqual(["r2"]);
-  store.close();
+  await store.flush();
+  const { records } = await store.reader.records({ limit: 10 });
+  expect(records.map((r) => [r.id, r.outcome])).toEqual([["before", "completed"]]);
+  await store.close();
 });
 
 test("records left in flight become interrupted on recovery; finished ones are untouched", async () => {
@@ -81,17 +88,25 @@ test("records left in flight become interrupted on recovery; finished ones are u
   await first.begin(record("in-flight"));
   await first.begin(record("done"));
   first.write(record("done", { outcome: "completed" }));
-  first.close();
+  await first.close();
   const second = new SqliteAuditStore(path);
   expect(second.recoverInterrupted()).toBe(1);
   const { records } = await second.reader.records({ limit: 10 });
   expect(Object.fromEntries(records.map((r) => [r.id, r.outcome]))).toEqual({ "in-flight": "interrupted", done: "completed" });
-  second.close();
+  await second.close();
 });
 
-test("the database is opened in WAL mode with synchronous=NORMAL", () => {
+test("close commits everything still queued", async () => {
+  const path = join(tempDir(), "g.db");
+  const store = new SqliteAuditStore(path);
+  for (let i = 0; i < 50; i++) store.write(record(`late-${i}`, { outcome: "rejected" }));
+  await store.close();
+  expect(countOnDisk(path)).toBe(50);
+});
+
+test("the database is opened in WAL mode with synchronous=NORMAL", async () => {
   const store = new SqliteAuditStore(join(tempDir(), "f.db"));
   expect(store.db.query<{ journal_mode: string }, []>("PRAGMA journal_mode").get()!.journal_mode).toBe("wal");
   expect(store.db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()!.synchronous).toBe(1);
-  store.close();
+  await store.close();
 });

@@ -20,14 +20,14 @@ function record(i: number, agent: string, user: string, task: string, daysAgo: n
   };
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   logDb = join(tempDir(), "audit.db");
   const store = new SqliteAuditStore(logDb);
   store.write(record(1, "reviewer", "alice", "PR review #456", 1));
   store.write(record(2, "reviewer", "bob", "=HYPERLINK(\"http://evil\")", 2));
   store.write(record(3, "reviewer", "alice", "old, \"quoted\" task", 20));
   store.write(record(4, "planner", "alice", "plan", 1));
-  store.close();
+  await store.close();
 });
 
 test("--agent --days N as a table", async () => {

@@ -2,7 +2,7 @@
 // network, and a graceful SIGTERM that lets in-flight streams finish and flushes every record.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import { SqliteAuditStore } from "../../src/audit/store.ts";
+import { openAuditLog } from "../../src/audit/database.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { runCli, spawnProxy } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
@@ -66,9 +66,9 @@ test("SIGTERM lets an in-flight stream finish, records it, and exits 0", async (
   for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += new TextDecoder().decode(chunk.value);
   expect(text).toContain("[DONE]");
   expect(await proxy.child.exited).toBe(0);
-  const store = new SqliteAuditStore(logDb);
-  const { records } = await store.reader.records({ agent: "draining", limit: 10 });
-  store.close();
+  const log = openAuditLog(logDb);
+  const { records } = await log.reader.records({ agent: "draining", limit: 10 });
+  log.close();
   expect(records).toHaveLength(1);
   expect(records[0]).toMatchObject({ outcome: "completed", output_tokens: 7 });
 }, 20_000);

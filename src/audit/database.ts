@@ -1,0 +1,49 @@
+/** Opening the audit database, and the column lists shared by the store and its writer thread. */
+import { Database } from "bun:sqlite";
+import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
+import { migrate } from "./migrate.ts";
+import { SqliteAuditReader } from "./query.ts";
+import type { AuditRecord } from "./record.ts";
+import * as schema from "./schema.ts";
+
+/** WAL with synchronous=NORMAL: a committed transaction survives a crash of the process. */
+export function openDatabase(path: string, busyTimeoutMs = 5000): Database {
+  const db = new Database(path, { create: true, strict: true });
+  db.run(`PRAGMA busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
+  db.run("PRAGMA journal_mode = WAL");
+  db.run("PRAGMA synchronous = NORMAL");
+  return db;
+}
+
+/** A migrated connection for reading the trail (the CLI, the audit API). */
+export function openAuditLog(path: string): { db: Database; reader: SqliteAuditReader; close(): void } {
+  const db = openDatabase(path);
+  migrate(db);
+  const orm: BunSQLiteDatabase<typeof schema> = drizzle(db, { schema });
+  return { db, reader: new SqliteAuditReader(orm), close: () => db.close() };
+}
+
+export const columns = [
+  "id", "timestamp", "duration_ms", "ttfb_ms", "agent_id", "user_id", "task_context", "session_id",
+  "parent_agent_id", "trace_id", "attribution", "key_id", "provider", "endpoint", "model",
+  "response_model", "stream", "status", "outcome", "input_tokens", "output_tokens",
+  "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
+  "price_source", "prompt_hash", "response_hash", "error_type",
+] as const satisfies readonly (keyof AuditRecord)[];
+
+/** What the end of a call adds to its in-flight record; the rest (identity, request) is fixed. */
+export const finalColumns = [
+  "duration_ms", "ttfb_ms", "response_model", "status", "outcome", "input_tokens", "output_tokens",
+  "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
+  "price_source", "response_hash", "error_type",
+] as const satisfies readonly (keyof AuditRecord)[];
+
+export type SQLValue = string | number | null;
+
+/** A record as a row in `columns` order (booleans as 0/1). */
+export function toRow(record: AuditRecord): SQLValue[] {
+  return columns.map((column) => {
+    const value = record[column];
+    return typeof value === "boolean" ? (value ? 1 : 0) : value;
+  });
+}
