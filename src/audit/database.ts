@@ -31,13 +31,6 @@ export const columns = [
   "price_source", "prompt_hash", "response_hash", "error_type",
 ] as const satisfies readonly (keyof AuditRecord)[];
 
-/** What the end of a call adds to its in-flight record; the rest (identity, request) is fixed. */
-export const finalColumns = [
-  "duration_ms", "ttfb_ms", "response_model", "status", "outcome", "input_tokens", "output_tokens",
-  "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
-  "price_source", "response_hash", "error_type",
-] as const satisfies readonly (keyof AuditRecord)[];
-
 export type SQLValue = string | number | null;
 
 /** A record as a row in `columns` order (booleans as 0/1). */

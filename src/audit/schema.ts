@@ -2,7 +2,6 @@
  * The SQLite tables of the audit store (drizzle). Migrations in ./migrations are generated from
  * this file with `bun run db:generate`; never edit them by hand.
  */
-import { sql } from "drizzle-orm";
 import { index, integer, real, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 export const auditRecords = sqliteTable(
@@ -47,7 +46,5 @@ export const auditRecords = sqliteTable(
     index("audit_records_agent").on(t.agent_id, t.timestamp),
     index("audit_records_user").on(t.user_id, t.timestamp),
     index("audit_records_task").on(t.task_context, t.timestamp),
-    // Only calls in flight: found at start to mark them interrupted; empty in steady state.
-    index("audit_records_in_flight").on(t.seq).where(sql`${t.outcome} IS NULL`),
   ],
 );

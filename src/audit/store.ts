@@ -1,17 +1,19 @@
 /**
  * The embedded audit store: SQLite through bun:sqlite (WAL, synchronous=NORMAL: a committed
- * transaction survives a crash of the process). Writes go to a writer thread
- * (./writer-worker.ts) one batch at a time; whatever queues up meanwhile forms the next batch
- * (group commit), so the proxy's event loop never waits on the disk:
- *  - `begin` resolves only after the in-flight record is committed, so no call reaches an upstream
- *    without a durable record;
- *  - `write` (the final record) is queued for the next batch; a failed commit keeps final records
- *    queued and retries, so nothing is silently dropped.
- * Reads (the audit API) use their own connection on the main thread. On start, records left in
- * flight by a killed process become `interrupted` (`recoverInterrupted`).
+ * transaction survives a crash of the process).
+ *  - `begin` appends the in-flight record to the intent log (./intent-log.ts) with a synchronous
+ *    write before the call is forwarded: no call reaches an upstream without a durable record,
+ *    and no database transaction sits on the hot path. If it cannot be written, `begin` rejects.
+ *  - `write` (the final record) goes to a writer thread (./writer-worker.ts), which commits
+ *    whatever arrived while it was busy in one transaction (group commit), so the proxy's event
+ *    loop never waits on SQLite. A committed final record settles its intent; a failed commit
+ *    keeps final records queued and retries, so nothing is silently dropped.
+ * Reads (the audit API) use their own connection on the main thread. On start,
+ * `recoverInterrupted` records the intents a killed process left behind as `interrupted`.
  */
 import type { Database } from "bun:sqlite";
 import { openAuditLog, toRow } from "./database.ts";
+import { IntentLog, recoverIntents } from "./intent-log.ts";
 import type { SqliteAuditReader } from "./query.ts";
 import type { AuditRecord } from "./record.ts";
 import type { WriterReply, WriterRequest } from "./writer-protocol.ts";
@@ -26,12 +28,6 @@ function writerWorkerURL(): string {
   return new URL("./writer-worker.ts", import.meta.url).href;
 }
 
-interface QueuedBegin {
-  record: AuditRecord;
-  resolve: () => void;
-  reject: (error: Error) => void;
-}
-
 export interface AuditStoreOptions {
   /** Called when a commit fails; queued final records are retried every `retryMs`. */
   onError?: (message: string) => void;
@@ -40,17 +36,19 @@ export interface AuditStoreOptions {
   busyTimeoutMs?: number;
 }
 
+type Batch = AuditRecord[];
+
 export class SqliteAuditStore {
   /** The main-thread connection: migrations, recovery and reads. */
   readonly db: Database;
   readonly reader: SqliteAuditReader;
   private readonly closeReader: () => void;
   private readonly worker: Worker;
-  private begins: QueuedBegin[] = [];
+  private readonly intents: IntentLog;
   private finals: AuditRecord[] = [];
-  /** The batch the writer is committing, if any. */
-  private sent: { begins: QueuedBegin[]; finals: AuditRecord[] } | null = null;
-  private pumpScheduled = false;
+  /** Batches sent to the writer and not yet answered, oldest first (answers come in order). */
+  private readonly unanswered: Batch[] = [];
+  private finalsScheduled = false;
   private retryTimer: Timer | undefined;
   private idleWaiters: (() => void)[] = [];
   private onReply: ((reply: WriterReply) => void) | null = null;
@@ -60,50 +58,58 @@ export class SqliteAuditStore {
     readonly path: string,
     private readonly options: AuditStoreOptions = {},
   ) {
+    if (path === ":memory:") throw new Error("The SQLite audit store needs a file; ':memory:' would be lost with the process.");
     const log = openAuditLog(path);
     this.db = log.db;
     this.reader = log.reader;
     this.closeReader = log.close;
+    this.intents = new IntentLog(path);
     this.worker = new Worker(writerWorkerURL());
-    // The thread alone must not keep a process alive (a server or pending work does).
+    // An idle writer must not keep a process alive; one with unanswered batches must (see `busy`).
     this.worker.unref();
     this.worker.onmessage = (event: MessageEvent<string>) => this.received(JSON.parse(event.data) as WriterReply);
     this.worker.onerror = (event) => this.writerFailed(`the audit writer thread crashed: ${event.message}`);
-    this.send({ kind: "open", path, busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
     // The writer opens its connection before any batch arrives; only a failure needs reporting.
     this.onReply = (reply) => {
       this.onReply = null;
       if (reply.kind === "failed") options.onError?.(`cannot open ${path} for writing: ${reply.message}`);
     };
+    this.send({ kind: "open", path, busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
   }
 
-  /** Queue the in-flight record; resolves once it is committed to disk. */
+  /** Makes the in-flight record durable in the intent log; rejects if it cannot be written. */
   begin(record: AuditRecord): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the audit store is closed"));
-    return new Promise((resolve, reject) => {
-      this.begins.push({ record, resolve, reject });
-      this.schedulePump();
+    try {
+      this.intents.append(record);
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  /** Queue a final record; it is committed with the others of its event-loop turn. */
+  write(record: AuditRecord): void {
+    this.finals.push(record);
+    if (this.finalsScheduled || this.closed) return;
+    this.finalsScheduled = true;
+    // Final records of the same event-loop turn travel together; nothing waits on them.
+    setImmediate(() => {
+      this.finalsScheduled = false;
+      if (!this.retryTimer) this.sendFinals();
     });
   }
 
-  /** Queue a final record: it completes its in-flight row, or is a new row for a call never forwarded. */
-  write(record: AuditRecord): void {
-    this.finals.push(record);
-    this.schedulePump();
-  }
-
-  /** Resolves once everything queued so far is committed (or a commit failed). */
+  /** Resolves once everything queued so far has been answered by the writer (committed or failed). */
   flush(): Promise<void> {
-    this.pump();
-    if (!this.sent) return Promise.resolve();
+    this.sendFinals();
+    if (this.unanswered.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Mark records left in flight by a previous process as interrupted; returns how many. */
+  /** Records the calls a killed process left in flight as interrupted; returns how many. */
   recoverInterrupted(): number {
-    return this.db.run(
-      "UPDATE audit_records SET outcome = 'interrupted', error_type = COALESCE(error_type, 'interrupted') WHERE outcome IS NULL",
-    ).changes;
+    return recoverIntents(this.db, this.path);
   }
 
   /** Commits what is queued, stops the writer thread and closes the database. */
@@ -116,12 +122,14 @@ export class SqliteAuditStore {
     // hang shutdown (what is left is reported below).
     if (this.finals.length > 0) await this.flush();
     this.closed = true;
+    this.worker.ref();
     await new Promise<void>((resolve) => {
       this.onReply = () => resolve();
       this.send({ kind: "close" });
     });
     this.worker.terminate();
     this.closeReader();
+    this.intents.close();
     if (this.finals.length > 0) {
       this.options.onError?.(`${this.finals.length} final audit record(s) could not be written before shutdown`);
     }
@@ -131,65 +139,45 @@ export class SqliteAuditStore {
     this.worker.postMessage(JSON.stringify(request));
   }
 
-  private schedulePump(): void {
-    if (this.pumpScheduled || this.sent) return;
-    this.pumpScheduled = true;
-    // One event-loop turn lets the calls of the same turn share a commit.
-    setImmediate(() => {
-      this.pumpScheduled = false;
-      this.pump();
-    });
-  }
-
-  /** Sends everything queued as one batch, unless a batch is already being committed. */
-  private pump(): void {
-    if (this.sent || this.closed) return;
-    if (this.begins.length === 0 && this.finals.length === 0) return this.wakeIdle();
-    const batch = { begins: this.begins, finals: this.finals };
-    this.begins = [];
+  private sendFinals(): void {
+    if (this.finals.length === 0 || this.closed) return;
+    const batch = this.finals;
     this.finals = [];
-    this.sent = batch;
-    this.send({
-      kind: "batch",
-      begins: batch.begins.map((item) => toRow(item.record)),
-      finals: batch.finals.map(toRow),
-    });
+    if (this.unanswered.length === 0) this.worker.ref();
+    this.unanswered.push(batch);
+    this.send({ kind: "batch", rows: batch.map(toRow) });
   }
 
   private received(reply: WriterReply): void {
     if (this.onReply) return this.onReply(reply);
-    const batch = this.sent;
-    this.sent = null;
-    if (!batch) return;
+    if (reply.kind !== "committed" && reply.kind !== "failed") return;
+    const batches = this.unanswered.splice(0, reply.batches);
     if (reply.kind === "committed") {
-      for (const item of batch.begins) item.resolve();
+      for (const batch of batches) this.intents.settle(batch.map((record) => record.id));
     } else {
-      this.batchFailed(batch, reply.kind === "failed" ? reply.message : `unexpected writer reply ${reply.kind}`);
+      this.batchesFailed(batches, reply.message);
     }
-    if (this.begins.length > 0 || (this.finals.length > 0 && !this.retryTimer)) this.pump();
-    else this.wakeIdle();
+    if (this.unanswered.length === 0) {
+      this.worker.unref();
+      this.wakeIdle();
+    }
   }
 
-  private batchFailed(batch: { begins: QueuedBegin[]; finals: AuditRecord[] }, message: string): void {
-    const error = new Error(message);
-    for (const item of batch.begins) item.reject(error);
+  private batchesFailed(batches: Batch[], message: string): void {
     // Final records must not be lost: keep them, first in line, and try again a little later.
-    this.finals = batch.finals.concat(this.finals);
+    this.finals = batches.flat().concat(this.finals);
     this.options.onError?.(`audit write failed, will retry: ${message}`);
     if (this.finals.length > 0 && !this.retryTimer && !this.closed) {
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
-        this.pump();
+        this.sendFinals();
       }, this.options.retryMs ?? 1000);
     }
-    this.wakeIdle();
   }
 
   private writerFailed(message: string): void {
-    const batch = this.sent;
-    this.sent = null;
-    if (batch) this.batchFailed(batch, message);
-    for (const item of this.begins.splice(0)) item.reject(new Error(message));
+    this.batchesFailed(this.unanswered.splice(0), message);
+    this.wakeIdle();
   }
 
   private wakeIdle(): void {

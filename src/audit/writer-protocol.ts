@@ -3,8 +3,13 @@ import type { SQLValue } from "./database.ts";
 
 export type WriterRequest =
   | { kind: "open"; path: string; busyTimeoutMs: number }
-  /** In-flight rows to insert, then final rows: each completes its in-flight row or is inserted. */
-  | { kind: "batch"; begins: SQLValue[][]; finals: SQLValue[][] }
+  /** Final records to insert, as rows in `columns` order. */
+  | { kind: "batch"; rows: SQLValue[][] }
   | { kind: "close" };
 
-export type WriterReply = { kind: "opened" } | { kind: "committed" } | { kind: "failed"; message: string } | { kind: "closed" };
+/** Batches are answered in the order they were sent; `batches` says how many one answer covers. */
+export type WriterReply =
+  | { kind: "opened" }
+  | { kind: "committed"; batches: number }
+  | { kind: "failed"; batches: number; message: string }
+  | { kind: "closed" };

@@ -1,8 +1,9 @@
-// The SQLite audit store: durable before forwarding, group-committed on a writer thread, nothing
-// dropped, crash recovery.
+// The SQLite audit store: in-flight records durable in the intent log before forwarding, final
+// records group-committed on a writer thread, nothing dropped, crash recovery.
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
-import { join } from "node:path";
+import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { AuditRecord } from "../../src/audit/record.ts";
 import { SqliteAuditStore } from "../../src/audit/store.ts";
 import { tempDir } from "../helpers/proxy.ts";
@@ -28,72 +29,86 @@ const countOnDisk = (path: string) => {
   }
 };
 
-test("begin resolves only once the record is readable from another connection", async () => {
+/** Every intent line on disk for this database, as raw text. */
+const intentsOnDisk = (path: string) =>
+  readdirSync(dirname(path))
+    .filter((name) => name.startsWith(`${basename(path)}.intents-`))
+    .map((name) => readFileSync(join(dirname(path), name), "utf8"))
+    .join("");
+
+test("begin returns only once the in-flight record is written to the intent log", async () => {
   const path = join(tempDir(), "a.db");
   const store = new SqliteAuditStore(path);
-  const pending = store.begin(record("r1"));
+  await store.begin(record("r-in-flight"));
+  expect(intentsOnDisk(path)).toContain('"r-in-flight"');
   expect(countOnDisk(path)).toBe(0);
-  await pending;
-  expect(countOnDisk(path)).toBe(1);
   await store.close();
 });
 
-test("concurrent begins are committed together and get consecutive seqs", async () => {
+test("a committed final record settles its intent; a clean close leaves no intent file", async () => {
   const path = join(tempDir(), "b.db");
   const store = new SqliteAuditStore(path);
-  await Promise.all(Array.from({ length: 200 }, (_, i) => store.begin(record(`r${i}`))));
+  await store.begin(record("r1"));
+  store.write(record("r1", { outcome: "completed", status: 200, input_tokens: 3 }));
+  await store.flush();
+  expect(countOnDisk(path)).toBe(1);
+  await store.close();
+  expect(intentsOnDisk(path)).toBe("");
+});
+
+test("final records written together are committed together, with consecutive seqs", async () => {
+  const store = new SqliteAuditStore(join(tempDir(), "c.db"));
+  for (let i = 0; i < 200; i++) store.write(record(`r${i}`, { outcome: "completed" }));
+  await store.flush();
   const page = await store.reader.records({ limit: 1000 });
   expect(page.records.map((r) => r.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
   await store.close();
 });
 
-test("a final record replaces the in-flight one in place (same seq)", async () => {
-  const store = new SqliteAuditStore(join(tempDir(), "c.db"));
-  await store.begin(record("r1"));
-  store.write(record("r1", { outcome: "completed", status: 200, input_tokens: 3 }));
-  store.write(record("r2", { outcome: "rejected", status: 400 }));
-  await store.flush();
-  const { records } = await store.reader.records({ limit: 10 });
-  expect(records.map((r) => [r.seq, r.id, r.outcome, r.input_tokens])).toEqual([
-    [2, "r2", "rejected", null],
-    [1, "r1", "completed", 3],
-  ]);
+test("when the intent log cannot be written, begin rejects (the call must not be forwarded)", async () => {
+  const path = join(tempDir(), "d.db");
+  mkdirSync(`${path}.intents-${process.pid}-0`); // a directory where the segment file should go
+  const store = new SqliteAuditStore(path);
+  const refused = await store.begin(record("r1")).then(() => "written", (error: Error) => error.message);
+  expect(refused).toContain("EISDIR");
+  rmSync(`${path}.intents-${process.pid}-0`, { recursive: true });
   await store.close();
 });
 
-test("while another process holds the database locked, begin fails and final records wait, then land", async () => {
-  const path = join(tempDir(), "d.db");
+test("while another process holds the database locked, final records wait, then land", async () => {
+  const path = join(tempDir(), "e.db");
   const errors: string[] = [];
   const store = new SqliteAuditStore(path, { onError: (m) => errors.push(m), retryMs: 20, busyTimeoutMs: 50 });
-  await store.begin(record("before"));
   const blocker = new Database(path);
   blocker.run("BEGIN EXCLUSIVE");
-  const refused = await store.begin(record("r1")).then(() => "committed", (error: Error) => error.message);
-  expect(refused).toMatch(/locked|busy/i);
-  store.write(record("before", { outcome: "completed" }));
+  await store.begin(record("r1"));
+  store.write(record("r1", { outcome: "completed" }));
   await Bun.sleep(150);
-  expect(errors.length).toBeGreaterThan(0);
+  expect(errors.join("\n")).toMatch(/locked|busy/i);
   blocker.run("ROLLBACK");
   blocker.close();
   await Bun.sleep(100);
   await store.flush();
   const { records } = await store.reader.records({ limit: 10 });
-  expect(records.map((r) => [r.id, r.outcome])).toEqual([["before", "completed"]]);
+  expect(records.map((r) => [r.id, r.outcome])).toEqual([["r1", "completed"]]);
   await store.close();
 });
 
-test("records left in flight become interrupted on recovery; finished ones are untouched", async () => {
-  const path = join(tempDir(), "e.db");
-  const first = new SqliteAuditStore(path);
-  await first.begin(record("in-flight"));
-  await first.begin(record("done"));
-  first.write(record("done", { outcome: "completed" }));
-  await first.close();
-  const second = new SqliteAuditStore(path);
-  expect(second.recoverInterrupted()).toBe(1);
-  const { records } = await second.reader.records({ limit: 10 });
+test("after a crash, intents without a final record become interrupted records; finished ones stay", async () => {
+  const path = join(tempDir(), "f.db");
+  const crashed = new SqliteAuditStore(path);
+  await crashed.begin(record("in-flight"));
+  await crashed.begin(record("done"));
+  crashed.write(record("done", { outcome: "completed" }));
+  await crashed.flush();
+  // No close(): the process "died" with one call in flight.
+  const restarted = new SqliteAuditStore(path);
+  expect(restarted.recoverInterrupted()).toBe(1);
+  const { records } = await restarted.reader.records({ limit: 10 });
   expect(Object.fromEntries(records.map((r) => [r.id, r.outcome]))).toEqual({ "in-flight": "interrupted", done: "completed" });
-  await second.close();
+  expect(records.find((r) => r.id === "in-flight")).toMatchObject({ agent_id: "agent", error_type: "interrupted" });
+  expect(restarted.recoverInterrupted()).toBe(0);
+  await restarted.close();
 });
 
 test("close commits everything still queued", async () => {
@@ -105,7 +120,7 @@ test("close commits everything still queued", async () => {
 });
 
 test("the database is opened in WAL mode with synchronous=NORMAL", async () => {
-  const store = new SqliteAuditStore(join(tempDir(), "f.db"));
+  const store = new SqliteAuditStore(join(tempDir(), "h.db"));
   expect(store.db.query<{ journal_mode: string }, []>("PRAGMA journal_mode").get()!.journal_mode).toBe("wal");
   expect(store.db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()!.synchronous).toBe(1);
   await store.close();

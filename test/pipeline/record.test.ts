@@ -1,5 +1,7 @@
 // Stage 8 (record): no call reaches an upstream unless its record is durable (fail closed).
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync, readdirSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { definePlugin } from "../../src/plugin.ts";
 import { headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
@@ -77,21 +79,25 @@ test("audit.failOpen forwards calls even when the audit log cannot be written", 
 });
 
 test("the in-flight record is on disk before the upstream sees the call", async () => {
-  let outcomeSeenByUpstream: unknown = "not called";
+  let intentsSeenByUpstream = "";
   const proxyRef: { current?: Awaited<ReturnType<typeof startTestProxy>> } = {};
   const probe = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
-    async fetch() {
-      const { records } = await proxyRef.current!.runtime.reader.records({ limit: 1 });
-      outcomeSeenByUpstream = records[0] ? records[0].outcome : "no record";
+    fetch() {
+      const db = proxyRef.current!.logDb;
+      intentsSeenByUpstream = readdirSync(dirname(db))
+        .filter((name) => name.startsWith(`${basename(db)}.intents-`))
+        .map((name) => readFileSync(join(dirname(db), name), "utf8"))
+        .join("");
       return Response.json({ id: "x", object: "chat.completion", model: "gpt-4o", choices: [] });
     },
   });
   proxyRef.current = await startTestProxy(`http://127.0.0.1:${probe.port}`);
   try {
-    expect((await chat(proxyRef.current.url)).status).toBe(200);
-    expect(outcomeSeenByUpstream).toBeNull(); // the in-flight record, outcome not yet known
+    const response = await chat(proxyRef.current.url);
+    expect(response.status).toBe(200);
+    expect(intentsSeenByUpstream).toContain(response.headers.get("x-audit-record-id")!);
   } finally {
     await proxyRef.current.stop();
     await probe.stop(true);

@@ -36,5 +36,4 @@ CREATE UNIQUE INDEX `audit_records_id_unique` ON `audit_records` (`id`);--> stat
 CREATE INDEX `audit_records_timestamp` ON `audit_records` (`timestamp`);--> statement-breakpoint
 CREATE INDEX `audit_records_agent` ON `audit_records` (`agent_id`,`timestamp`);--> statement-breakpoint
 CREATE INDEX `audit_records_user` ON `audit_records` (`user_id`,`timestamp`);--> statement-breakpoint
-CREATE INDEX `audit_records_task` ON `audit_records` (`task_context`,`timestamp`);--> statement-breakpoint
-CREATE INDEX `audit_records_in_flight` ON `audit_records` (`seq`) WHERE "audit_records"."outcome" IS NULL;
+CREATE INDEX `audit_records_task` ON `audit_records` (`task_context`,`timestamp`);
