@@ -23,8 +23,8 @@ export function sqliteAudit(options: z.input<typeof optionsSchema> = {}) {
       const interrupted = store.recoverInterrupted();
       if (interrupted > 0) log.warn(`${interrupted} call(s) were in flight when the proxy last stopped; recorded as interrupted`);
     },
-    teardown() {
-      store?.close();
+    async teardown() {
+      await store?.close();
       store = null;
     },
     audit: {

@@ -4,9 +4,9 @@
  *  - `begin` appends the in-flight record to the intent log (./intent-log.ts) with a synchronous
  *    write before the call is forwarded: no call reaches an upstream without a durable record,
  *    and no database transaction sits on the hot path. If it cannot be written, `begin` rejects.
- *  - `write` (the final record) goes to a writer thread (./writer-worker.ts), which commits
- *    whatever arrived while it was busy in one transaction (group commit), so the proxy's event
- *    loop never waits on SQLite. A committed final record settles its intent; a failed commit
+ *  - `write` (the final record) goes, with the others of the next few milliseconds, to a writer
+ *    thread (./writer-worker.ts), which commits whatever arrived while it was busy in one
+ *    transaction (group commit), so the proxy's event loop never waits on SQLite. A committed final record settles its intent; a failed commit
  *    keeps final records queued and retries, so nothing is silently dropped.
  * Reads (the audit API) use their own connection on the main thread. On start,
  * `recoverInterrupted` records the intents a killed process left behind as `interrupted`.
@@ -34,6 +34,11 @@ export interface AuditStoreOptions {
   retryMs?: number;
   /** How long a write waits for a lock held by another process before it fails. */
   busyTimeoutMs?: number;
+  /**
+   * How long final records gather before they go to the writer thread together (ms, default 5).
+   * Nothing waits on them; a crash inside this window leaves those calls `interrupted`.
+   */
+  finalDelayMs?: number;
 }
 
 type Batch = AuditRecord[];
@@ -88,16 +93,15 @@ export class SqliteAuditStore {
     }
   }
 
-  /** Queue a final record; it is committed with the others of its event-loop turn. */
+  /** Queue a final record; it is committed with the others written within `finalDelayMs`. */
   write(record: AuditRecord): void {
     this.finals.push(record);
     if (this.finalsScheduled || this.closed) return;
     this.finalsScheduled = true;
-    // Final records of the same event-loop turn travel together; nothing waits on them.
-    setImmediate(() => {
+    setTimeout(() => {
       this.finalsScheduled = false;
       if (!this.retryTimer) this.sendFinals();
-    });
+    }, this.options.finalDelayMs ?? 5);
   }
 
   /** Resolves once everything queued so far has been answered by the writer (committed or failed). */
