@@ -66,12 +66,14 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
   }
 }
 
+const utf8 = new TextDecoder();
+
 async function readJSONBody(request: Request, endpoint: Endpoint, rt: Runtime) {
   if (endpoint.method === "GET") return { rawBody: null, body: null };
   const rawBody = await readBody(request, rt.limits.maxBodyBytes);
   let body: unknown;
   try {
-    body = JSON.parse(new TextDecoder().decode(rawBody));
+    body = JSON.parse(utf8.decode(rawBody));
   } catch {
     throw new ProxyError("invalid_json", "The request body is not valid JSON.");
   }
@@ -113,13 +115,14 @@ const defaultAttribution: Attribution = {
 };
 
 async function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
-  let merged: Attribution = { ...defaultAttribution };
+  const merged: Attribution = { ...defaultAttribution };
   for (const plugin of rt.plugins) {
     if (!plugin.attribute) continue;
-    const part = await guardAsync(plugin.name, "attribute", () => plugin.attribute!({ ...ctx, attribution: merged }));
+    const part = await guardAsync(plugin.name, "attribute", () => plugin.attribute!({ ...ctx, attribution: { ...merged } }));
     if (!part) continue;
-    for (const [key, value] of Object.entries(part)) {
-      if (value !== null && value !== undefined) merged = { ...merged, [key]: value };
+    for (const key of Object.keys(part) as (keyof Attribution)[]) {
+      const value = part[key];
+      if (value !== null && value !== undefined) Object.assign(merged, { [key]: value });
     }
   }
   return merged;
@@ -173,10 +176,10 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     );
     return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
   }
-  clearTimeout(deadline);
   let body: Awaited<ReturnType<typeof replyBody>>;
   try {
-    body = await replyBody({ ctx, provider, upstream, record, abort, rt, cleanup }); //         6-9
+    const headersArrived = () => clearTimeout(deadline);
+    body = await replyBody({ ctx, provider, upstream, record, abort, rt, headersArrived, cleanup }); // 6-9
   } catch (error) {
     // The upstream failed while sending a (non-streamed) body: nothing has reached the client yet.
     return toWireError(upstreamFailure(error, abort.signal, provider.plugin), ctx.endpoint.wire, {

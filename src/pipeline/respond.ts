@@ -16,6 +16,8 @@ import type { Runtime } from "./runtime.ts";
 /** A non-streamed body is read whole up to this size (then metered); past it, the rest streams on. */
 const maxBufferedBytes = 16 * 1024 * 1024;
 
+const utf8 = new TextDecoder();
+
 export interface ReplyContext {
   ctx: CallContext;
   provider: { plugin: string; adapter: ProviderAdapter };
@@ -25,6 +27,11 @@ export interface ReplyContext {
   /** Aborts the upstream call (client gone, deadline passed). */
   abort: AbortController;
   rt: Runtime;
+  /**
+   * Ends the upstream's time-to-headers deadline. A body of known length stays under that
+   * deadline until read; anything streamed switches to the idle timeout between chunks.
+   */
+  headersArrived: () => void;
   /** Called once when the response has ended, however it ended. */
   cleanup: () => void;
 }
@@ -40,12 +47,17 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
   const track = trackInflight(reply.rt);
   const meter = guardedMeter(reply);
   const hasher = new Bun.CryptoHasher("sha256", reply.rt.hashKey);
-  const idle = idleTimer(reply);
+  let idle: { arm(): void; stop(): void } | null = null;
+  const streamed = () => {
+    reply.headersArrived();
+    idle = idleTimer(reply);
+    return idle;
+  };
   let ttfb: number | null = null;
   const finish = (how: StreamEnd, body?: Uint8Array) => {
-    idle.stop();
+    idle?.stop();
     reply.cleanup();
-    if (body) meter.json(parseJSON(new TextDecoder().decode(body)));
+    if (body) meter.json(parseJSON(utf8.decode(body)));
     void finalize(reply, how, meter.result(), ttfb, hasher.digest("hex")).finally(track.done);
   };
   if (!upstream.body) {
@@ -53,7 +65,7 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     return null;
   }
   if (sse) {
-    const observer = sseObserver(meter, hasher, idle, () => (ttfb ??= elapsed(reply.ctx)), finish);
+    const observer = sseObserver(meter, hasher, streamed(), () => (ttfb ??= elapsed(reply.ctx)), finish);
     return tapStream(upstream.body.getReader(), [], observer);
   }
   const declared = Number(upstream.headers.get("content-length") ?? Number.NaN);
@@ -72,6 +84,7 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     return body;
   }
   const reader = upstream.body.getReader();
+  const quiet = streamed();
 
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -85,14 +98,14 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     }
     if (result.done) break;
     ttfb ??= elapsed(reply.ctx);
-    idle.arm();
+    quiet.arm();
     hasher.update(result.value);
     chunks.push(result.value);
     size += result.value.byteLength;
     if (size > maxBufferedBytes) {
       // Too large to hold: hand on what was read and stream the rest, without metering it.
       return tapStream(reader, chunks, {
-        chunk: (bytes) => (idle.arm(), hasher.update(bytes)),
+        chunk: (bytes) => (quiet.arm(), hasher.update(bytes)),
         end: (how) => finish(how),
       });
     }
