@@ -55,7 +55,7 @@ const anthropicType: Record<string, string> = {
   api_error: "api_error",
 };
 
-export function wireErrorBody(error: ProxyError, wire: WireFormat): unknown {
+function wireErrorBody(error: ProxyError, wire: WireFormat): unknown {
   if (wire === "anthropic") {
     return { type: "error", error: { type: anthropicType[error.type] ?? "api_error", message: error.message } };
   }

@@ -1,5 +1,5 @@
 /**
- * `openaiCompatible({ name, baseURL, models })`: any server that speaks the OpenAI wire format
+ * `openaiCompatible({ name, baseURL, models })`: every server that speaks the OpenAI wire format
  * (Ollama, vLLM, LM Studio, llama.cpp…). Calls whose model matches one of `models` go to `baseURL`;
  * put it before `openai()` in `plugins`, since the first matching provider wins.
  */

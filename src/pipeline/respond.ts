@@ -1,16 +1,16 @@
 /**
- * Stages 6-9 for one upstream response: the body goes to the client untouched while the
- * provider's meter reads usage from it; when it ends (done, upstream failure or client cancel) the
- * call is priced, its final record written and the limiters settled. Accounting code is guarded:
- * nothing here can throw into the client's stream.
+ * Stage 6 for one upstream response: the body goes to the client untouched while the provider's
+ * meter reads usage from it; when it ends (done, upstream failure or client cancel) ./finalize.ts
+ * runs stages 7-9. Accounting code is guarded: nothing here can throw into the client's stream.
  */
-import type { AuditRecord, Outcome, Usage } from "../audit/record.ts";
+import type { AuditRecord } from "../audit/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
-import type { PriceQuote, ProviderAdapter } from "../plugin.ts";
+import type { ProviderAdapter } from "../plugin.ts";
 import { SSEParser, parseJSON } from "../proxy/sse.ts";
 import { tapStream, type StreamEnd } from "../proxy/tap.ts";
-import type { CallContext, Meter, MeterResult } from "./context.ts";
-import { elapsed, writeRecord } from "./record.ts";
+import type { CallContext, Meter } from "./context.ts";
+import { finalize } from "./finalize.ts";
+import { elapsed } from "./record.ts";
 import type { Runtime } from "./runtime.ts";
 
 /** A non-streamed body is read whole up to this size (then metered); past it, the rest streams on. */
@@ -158,88 +158,6 @@ function trackInflight(rt: Runtime) {
   rt.inflight.add(pending);
   void pending.then(() => rt.inflight.delete(pending));
   return { done };
-}
-
-/** Stages 7-9: price the call, write its final record, settle the limiters. Never throws. */
-async function finalize(reply: ReplyContext, how: StreamEnd, result: MeterResult, ttfb: number | null, hash: string) {
-  const { ctx, record, upstream, abort, rt } = reply;
-  try {
-    const final = await completeRecord(ctx, record, upstream.status, how, result, abort.signal, rt);
-    final.ttfb_ms = ttfb;
-    final.response_hash = hash;
-    writeRecord(final, rt);
-    await settle(ctx, final, rt);
-  } catch (error) {
-    rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);
-  }
-}
-
-async function completeRecord(
-  ctx: CallContext,
-  record: AuditRecord,
-  status: number,
-  how: StreamEnd,
-  result: MeterResult,
-  signal: AbortSignal,
-  rt: Runtime,
-): Promise<AuditRecord> {
-  let outcome: Outcome;
-  let errorType = result.errorType;
-  if (how.kind === "cancel") {
-    // SDKs cancel the body right after the terminal event: that call completed.
-    outcome = result.terminal ? "completed" : "client_aborted";
-  } else if (how.kind === "upstream_error" && ctx.request.signal.aborted) {
-    outcome = "client_aborted";
-  } else if (how.kind === "upstream_error") {
-    outcome = "upstream_error";
-    errorType = signal.reason instanceof ProxyError ? signal.reason.code : "upstream_stream_error";
-  } else if (status >= 400) {
-    outcome = "upstream_error";
-    errorType ??= `http_${status}`;
-  } else if (ctx.stream && !result.terminal) {
-    outcome = "upstream_error";
-    errorType ??= "incomplete_stream";
-  } else {
-    outcome = "completed";
-  }
-  const usage = result.usage;
-  const quote = usage ? await price(ctx, usage, result.responseModel, rt) : null;
-  return {
-    ...record,
-    ...(usage ?? {}),
-    duration_ms: elapsed(ctx),
-    status,
-    outcome,
-    response_model: result.responseModel,
-    usage_source: usage ? "provider" : "none",
-    cost_usd: quote?.cost_usd ?? null,
-    price_source: quote?.price_source ?? null,
-    error_type: errorType,
-  };
-}
-
-async function price(ctx: CallContext, usage: Usage, responseModel: string | null, rt: Runtime) {
-  for (const plugin of rt.plugins) {
-    if (!plugin.price) continue;
-    try {
-      const quote: PriceQuote | null = await plugin.price(ctx, usage, responseModel);
-      if (quote) return quote;
-    } catch (error) {
-      rt.log.error(`[plugin ${plugin.name}] price: ${errorMessage(error)}`);
-    }
-  }
-  return null;
-}
-
-async function settle(ctx: CallContext, record: AuditRecord, rt: Runtime) {
-  for (const plugin of rt.plugins) {
-    if (!plugin.limit?.settle) continue;
-    try {
-      await plugin.limit.settle(ctx, record);
-    } catch (error) {
-      rt.log.error(`[plugin ${plugin.name}] limit.settle: ${errorMessage(error)}`);
-    }
-  }
 }
 
 /** A meter whose failures are logged once and never reach the stream. */
