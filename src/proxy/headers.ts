@@ -25,26 +25,34 @@ export const attributionHeaders = [
   "tracestate",
 ];
 
-function removeHopByHop(headers: Headers): void {
-  const named = headers.get("connection");
-  if (named) for (const name of named.split(",")) headers.delete(name.trim());
-  for (const name of hopByHop) headers.delete(name);
+const neverUpstream = new Set([
+  ...hopByHop,
+  // Bun computes the length of the body it sends; the upstream picks its own host. We ask for an
+  // identity encoding so the bytes we tap are the bytes the client gets.
+  "host",
+  "content-length",
+  "accept-encoding",
+  ...attributionHeaders,
+]);
+
+// Bun's fetch has already decoded the body but keeps these; forwarding them would mislabel it.
+const neverToClient = new Set([...hopByHop, "content-encoding", "content-length"]);
+
+/** A copy of `source` without the names in `drop` nor those listed in its `Connection` header. */
+function filtered(source: Headers, drop: Set<string>): Headers {
+  const named = source.get("connection");
+  const alsoDrop = named ? new Set(named.split(",").map((name) => name.trim().toLowerCase())) : null;
+  const headers = new Headers();
+  for (const [name, value] of source) {
+    if (!drop.has(name) && !alsoDrop?.has(name)) headers.append(name, value);
+  }
+  return headers;
 }
 
 export function upstreamRequestHeaders(inbound: Headers): Headers {
-  const headers = new Headers(inbound);
-  removeHopByHop(headers);
-  // Bun computes the length of the body it sends; the upstream picks its own host. We ask for an
-  // identity encoding so the bytes we tap are the bytes the client gets.
-  for (const name of ["host", "content-length", "accept-encoding", ...attributionHeaders]) headers.delete(name);
-  return headers;
+  return filtered(inbound, neverUpstream);
 }
 
 export function clientResponseHeaders(upstream: Headers): Headers {
-  const headers = new Headers(upstream);
-  removeHopByHop(headers);
-  // Bun's fetch has already decoded the body but keeps these; forwarding them would mislabel it.
-  headers.delete("content-encoding");
-  headers.delete("content-length");
-  return headers;
+  return filtered(upstream, neverToClient);
 }
