@@ -16,7 +16,7 @@ import { columns, toRow, type SQLValue } from "./database.ts";
 import type { AuditRecord } from "./record.ts";
 
 /** A segment is closed for new intents past this size and deleted once all of them are settled. */
-const segmentBytes = 8 * 1024 * 1024;
+const defaultSegmentBytes = 8 * 1024 * 1024;
 
 const idIndex = columns.indexOf("id");
 
@@ -29,7 +29,10 @@ export class IntentLog {
   /** Unsettled intents per segment. */
   private readonly counts = new Map<number, number>();
 
-  constructor(private readonly logDb: string) {}
+  constructor(
+    private readonly logDb: string,
+    private readonly segmentBytes = defaultSegmentBytes,
+  ) {}
 
   /** Appends the in-flight record; throws (e.g. disk full) if it could not be written. */
   append(record: AuditRecord): void {
@@ -39,7 +42,7 @@ export class IntentLog {
     this.bytes += line.length;
     this.pending.set(record.id, this.segment);
     this.counts.set(this.segment, (this.counts.get(this.segment) ?? 0) + 1);
-    if (this.bytes > segmentBytes) this.rotate();
+    if (this.bytes > this.segmentBytes) this.rotate();
   }
 
   /** The final records of these calls are committed: their intents are no longer needed. */
