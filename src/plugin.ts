@@ -18,6 +18,7 @@ import type { Elysia } from "elysia";
 import type { AuditRecord, Usage } from "./audit/record.ts";
 import type { AuditReader } from "./audit/query.ts";
 import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
+import type { SSEEvent } from "./proxy/sse.ts";
 
 export interface UpstreamCall {
   readonly ctx: CallContext;
@@ -29,11 +30,20 @@ export interface UpstreamCall {
   readonly signal: AbortSignal;
 }
 
+export interface PreparedBody {
+  body: Record<string, unknown>;
+  hideEvent?: (event: SSEEvent) => boolean;
+}
+
 export interface ProviderAdapter {
   /** True when this provider serves the call. `model` is null for GET /v1/models. */
   match(endpoint: Endpoint, model: string | null): boolean;
-  /** Rewrite the JSON body before forwarding; return null to send the inbound bytes unchanged. */
-  prepareBody?(endpoint: Endpoint, body: Record<string, unknown>): Record<string, unknown> | null;
+  /**
+   * Rewrite the JSON body before forwarding; return null to send the inbound bytes unchanged.
+   * `hideEvent` marks stream events the rewrite caused and the client did not ask for: they are
+   * metered but not forwarded, so the client sees the stream it asked for.
+   */
+  prepareBody?(endpoint: Endpoint, body: Record<string, unknown>): PreparedBody | null;
   /** Send the call upstream and return its response unread (the core streams it). */
   forward(call: UpstreamCall): Promise<Response>;
   /** A fresh usage meter for one response. */

@@ -3,7 +3,16 @@
  * `/v1/<rest>` to `<baseURL>/<rest>` (baseURL includes `/v1`, as in the OpenAI SDK) and asks
  * streamed chat calls for their usage.
  */
-import { fetchUpstream, modelMatcher, upstreamURL, type Endpoint, type ProviderAdapter } from "agent-attr";
+import {
+  asObject,
+  fetchUpstream,
+  modelMatcher,
+  parseJSON,
+  upstreamURL,
+  type Endpoint,
+  type ProviderAdapter,
+  type SSEEvent,
+} from "agent-attr";
 import { openaiMeter } from "./meter.ts";
 
 export interface OpenAIAdapterOptions {
@@ -24,11 +33,12 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
       return model === null ? options.servesModelList : matches(model);
     },
     prepareBody(endpoint, body) {
-      // Streamed chat and completions report usage only when asked (an extra final chunk).
+      // Streamed chat and completions report usage only when asked: ask, and keep the extra final
+      // usage chunk (`choices: []`) from a client that did not ask for it.
       if (body.stream !== true || (endpoint.kind !== "chat.completions" && endpoint.kind !== "completions")) return null;
-      const streamOptions = typeof body.stream_options === "object" && body.stream_options !== null ? body.stream_options : {};
-      if ("include_usage" in streamOptions && streamOptions.include_usage === true) return null;
-      return { ...body, stream_options: { ...streamOptions, include_usage: true } };
+      const streamOptions = asObject(body.stream_options) ?? {};
+      if (streamOptions.include_usage === true) return null;
+      return { body: { ...body, stream_options: { ...streamOptions, include_usage: true } }, hideEvent: isUsageOnlyChunk };
     },
     forward(call) {
       const auth: Record<string, string> =
@@ -37,4 +47,11 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
     },
     meter: openaiMeter,
   };
+}
+
+/** The chunk `include_usage` adds: no choices, only usage. */
+function isUsageOnlyChunk(event: SSEEvent): boolean {
+  if (!event.data.includes('"usage"')) return false;
+  const chunk = asObject(parseJSON(event.data));
+  return Array.isArray(chunk?.choices) && chunk.choices.length === 0 && asObject(chunk.usage) !== null;
 }

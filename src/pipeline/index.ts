@@ -22,6 +22,7 @@ import { ProxyError, errorMessage, toWireError } from "../errors.ts";
 import { PluginError, type ProviderAdapter } from "../plugin.ts";
 import { readBody } from "../proxy/body.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
+import type { SSEEvent } from "../proxy/sse.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
 import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
@@ -144,7 +145,7 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
   const record = newRecord(ctx, provider.plugin, rt);
   await beginRecord(record, rt); //                                                  8 record (intent)
 
-  const upstreamBody = prepareBody(ctx, provider);
+  const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider);
   const abort = new AbortController();
   const onClientAbort = () => abort.abort(new ProxyError("internal_error", "client disconnected"));
   ctx.request.signal.addEventListener("abort", onClientAbort, { once: true });
@@ -179,7 +180,7 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
   let body: Awaited<ReturnType<typeof replyBody>>;
   try {
     const headersArrived = () => clearTimeout(deadline);
-    body = await replyBody({ ctx, provider, upstream, record, abort, rt, headersArrived, cleanup }); // 6-9
+    body = await replyBody({ ctx, provider, upstream, record, abort, rt, hideEvent, headersArrived, cleanup }); // 6-9
   } catch (error) {
     // The upstream failed while sending a (non-streamed) body: nothing has reached the client yet.
     return toWireError(upstreamFailure(error, abort.signal, provider.plugin), ctx.endpoint.wire, {
@@ -191,12 +192,14 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
   return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers: responseHeaders });
 }
 
-function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }): Uint8Array | null {
-  if (!ctx.body || !provider.adapter.prepareBody) return ctx.rawBody;
-  const rewritten = guard(provider.plugin, "provider.prepareBody", () =>
-    provider.adapter.prepareBody!(ctx.endpoint, ctx.body!),
-  );
-  return rewritten ? new TextEncoder().encode(JSON.stringify(rewritten)) : ctx.rawBody;
+function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }): {
+  body: Uint8Array | null;
+  hideEvent?: (event: SSEEvent) => boolean;
+} {
+  if (!ctx.body || !provider.adapter.prepareBody) return { body: ctx.rawBody };
+  const prepared = guard(provider.plugin, "provider.prepareBody", () => provider.adapter.prepareBody!(ctx.endpoint, ctx.body!));
+  if (!prepared) return { body: ctx.rawBody };
+  return { body: new TextEncoder().encode(JSON.stringify(prepared.body)), hideEvent: prepared.hideEvent };
 }
 
 function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): ProxyError {

@@ -6,7 +6,8 @@
 import type { AuditRecord } from "../audit/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
 import type { ProviderAdapter } from "../plugin.ts";
-import { SSEParser, parseJSON } from "../proxy/sse.ts";
+import { SSEParser, parseJSON, type SSEEvent } from "../proxy/sse.ts";
+import { SSEEventFilter } from "../proxy/sse-filter.ts";
 import { tapStream, type StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, Meter } from "./context.ts";
 import { finalize } from "./finalize.ts";
@@ -26,6 +27,8 @@ export interface ReplyContext {
   record: AuditRecord;
   /** Aborts the upstream call (client gone, deadline passed). */
   abort: AbortController;
+  /** Stream events the proxy caused and the client did not ask for (see PreparedBody). */
+  hideEvent?: (event: SSEEvent) => boolean;
   rt: Runtime;
   /**
    * Ends the upstream's time-to-headers deadline. A body of known length stays under that
@@ -66,7 +69,8 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
   }
   if (sse) {
     const observer = sseObserver(meter, hasher, streamed(), () => (ttfb ??= elapsed(reply.ctx)), finish);
-    return tapStream(upstream.body.getReader(), [], observer);
+    const filter = reply.hideEvent ? new SSEEventFilter(reply.hideEvent) : undefined;
+    return tapStream(upstream.body.getReader(), [], observer, filter);
   }
   const declared = Number(upstream.headers.get("content-length") ?? Number.NaN);
   if (declared >= 0 && declared <= maxBufferedBytes && !upstream.headers.has("content-encoding")) {

@@ -12,11 +12,21 @@ export interface StreamObserver {
 
 export type ChunkReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
 
-/** `prefix`: chunks already read from `reader` (and already observed) to send first. */
+/** Rewrites what the client gets (the observer still sees every upstream byte). */
+export interface ChunkFilter {
+  push(bytes: Uint8Array): Uint8Array;
+  end(): Uint8Array;
+}
+
+/**
+ * `prefix`: chunks already read from `reader` (and already observed) to send first.
+ * `filter`: see ChunkFilter; without one, every byte is forwarded as it arrived.
+ */
 export function tapStream(
   reader: ChunkReader,
   prefix: Uint8Array[],
   observer: StreamObserver,
+  filter?: ChunkFilter,
 ): ReadableStream<Uint8Array> {
   let ended = false;
   const finish = (end: StreamEnd) => {
@@ -30,21 +40,32 @@ export function tapStream(
         for (const chunk of prefix) controller.enqueue(chunk);
       },
       async pull(controller) {
-        let result: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          result = await reader.read();
-        } catch (error) {
-          finish({ kind: "upstream_error", error });
-          controller.error(error);
-          return;
+        for (;;) {
+          let result: Awaited<ReturnType<typeof reader.read>>;
+          try {
+            result = await reader.read();
+          } catch (error) {
+            finish({ kind: "upstream_error", error });
+            controller.error(error);
+            return;
+          }
+          if (result.done) {
+            const rest = filter?.end();
+            if (rest?.length) controller.enqueue(rest);
+            finish({ kind: "done" });
+            controller.close();
+            return;
+          }
+          if (!filter) {
+            controller.enqueue(result.value);
+            observer.chunk(result.value);
+            return;
+          }
+          observer.chunk(result.value);
+          const out = filter.push(result.value);
+          // A chunk that held only hidden bytes: read on, the client is still waiting.
+          if (out.length > 0) return controller.enqueue(out);
         }
-        if (result.done) {
-          finish({ kind: "done" });
-          controller.close();
-          return;
-        }
-        controller.enqueue(result.value);
-        observer.chunk(result.value);
       },
       cancel(reason) {
         finish({ kind: "cancel" });

@@ -48,6 +48,16 @@ describe("passthrough", () => {
     expect(await proxied.text()).toBe(direct);
   });
 
+  test("the usage chunk the proxy asked for is metered but not shown to a client that did not ask", async () => {
+    const body = { ...chat, stream: true };
+    const direct = await (await send(upstream.url, body)).text();
+    expect(direct).not.toContain('"usage"');
+    const proxied = await send(proxy.url, body);
+    expect(await proxied.text()).toBe(direct);
+    expect(JSON.parse(upstream.requests.at(-1)!.body).stream_options).toEqual({ include_usage: true });
+    expect(await recordOf(proxied)).toMatchObject({ input_tokens: 12, output_tokens: 7, usage_source: "provider" });
+  });
+
   test("upstream error statuses, bodies and rate-limit headers reach the client unchanged", async () => {
     for (const scenario of ["error-429", "error-500"]) {
       const direct = await send(upstream.url, chat, { "x-fake-scenario": scenario });
