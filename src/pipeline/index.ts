@@ -142,10 +142,10 @@ async function checkLimits(ctx: CallContext, rt: Runtime): Promise<void> {
 }
 
 async function forward(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime) {
+  const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider);
   const record = newRecord(ctx, provider.plugin, rt);
   await beginRecord(record, rt); //                                                  8 record (intent)
 
-  const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider);
   const abort = new AbortController();
   const onClientAbort = () => abort.abort(new ProxyError("internal_error", "client disconnected"));
   ctx.request.signal.addEventListener("abort", onClientAbort, { once: true });
