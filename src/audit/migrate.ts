@@ -4,9 +4,9 @@
  * transaction, recorded in `__agent_attr_migrations`.
  */
 import type { Database } from "bun:sqlite";
-import m0000 from "./migrations/0000_bizarre_ultimo.sql" with { type: "text" };
+import m0000 from "./migrations/0000_swift_hitman.sql" with { type: "text" };
 
-const migrations: { tag: string; sql: string }[] = [{ tag: "0000_bizarre_ultimo", sql: m0000 }];
+const migrations: { tag: string; sql: string }[] = [{ tag: "0000_swift_hitman", sql: m0000 }];
 
 export function migrate(db: Database): void {
   db.run("CREATE TABLE IF NOT EXISTS __agent_attr_migrations (tag TEXT PRIMARY KEY, applied_at TEXT NOT NULL)");

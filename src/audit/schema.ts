@@ -41,10 +41,12 @@ export const auditRecords = sqliteTable(
     response_hash: text("response_hash"),
     error_type: text("error_type"),
   },
+  // Lists are newest first by seq. A single-column index keeps equal keys in rowid (= seq)
+  // order, so "one agent's latest records" walks the index backwards with no sort; time filters
+  // ride on seq order, which follows time.
   (t) => [
-    index("audit_records_timestamp").on(t.timestamp),
-    index("audit_records_agent").on(t.agent_id, t.timestamp),
-    index("audit_records_user").on(t.user_id, t.timestamp),
-    index("audit_records_task").on(t.task_context, t.timestamp),
+    index("audit_records_agent").on(t.agent_id),
+    index("audit_records_user").on(t.user_id),
+    index("audit_records_task").on(t.task_context),
   ],
 );

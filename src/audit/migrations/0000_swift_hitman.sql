@@ -33,7 +33,6 @@ CREATE TABLE `audit_records` (
 );
 --> statement-breakpoint
 CREATE UNIQUE INDEX `audit_records_id_unique` ON `audit_records` (`id`);--> statement-breakpoint
-CREATE INDEX `audit_records_timestamp` ON `audit_records` (`timestamp`);--> statement-breakpoint
-CREATE INDEX `audit_records_agent` ON `audit_records` (`agent_id`,`timestamp`);--> statement-breakpoint
-CREATE INDEX `audit_records_user` ON `audit_records` (`user_id`,`timestamp`);--> statement-breakpoint
-CREATE INDEX `audit_records_task` ON `audit_records` (`task_context`,`timestamp`);
+CREATE INDEX `audit_records_agent` ON `audit_records` (`agent_id`);--> statement-breakpoint
+CREATE INDEX `audit_records_user` ON `audit_records` (`user_id`);--> statement-breakpoint
+CREATE INDEX `audit_records_task` ON `audit_records` (`task_context`);
