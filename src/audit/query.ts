@@ -41,6 +41,8 @@ export interface RecordPage {
 
 export interface AuditReader {
   records(filter: ParsedRecordFilter): Promise<RecordPage>;
+  /** One record by its id (the X-Audit-Record-ID a call's response carried), or null. */
+  record(id: string): Promise<AuditRecord | null>;
 }
 
 export class SqliteAuditReader implements AuditReader {
@@ -69,5 +71,11 @@ export class SqliteAuditReader implements AuditReader {
     const page = rows.slice(0, filter.limit).map((row) => auditRecordSchema.parse(row));
     const last = page.at(-1);
     return { records: page, next_cursor: rows.length > filter.limit && last ? String(last.seq) : null };
+  }
+
+  async record(id: string): Promise<AuditRecord | null> {
+    const t = schema.auditRecords;
+    const [row] = await this.orm.select().from(t).where(eq(t.id, id)).limit(1);
+    return row ? auditRecordSchema.parse(row) : null;
   }
 }

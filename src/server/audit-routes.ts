@@ -22,6 +22,16 @@ export function auditRoutes(rt: Runtime, guard: Guard) {
   };
   return new Elysia({ prefix: "/audit" })
     .get("/records", ({ request }) => list(request))
+    .get("/records/:id", async ({ request, params }) => {
+      const denied = guard(request);
+      if (denied) return denied;
+      const record = await rt.reader.record(params.id);
+      if (record) return Response.json(record);
+      return Response.json(
+        { error: { message: `No audit record has id '${params.id}'.`, type: "not_found_error", code: "not_found" } },
+        { status: 404 },
+      );
+    })
     .get("/user/:id", ({ request, params }) => list(request, { user: params.id }))
     .get("/agent/:id", ({ request, params }) => list(request, { agent: params.id }))
     .get("/task/:id", ({ request, params }) => list(request, { task: params.id }));

@@ -89,6 +89,28 @@ describe("GET /audit/records", () => {
   });
 });
 
+describe("GET /audit/records/:id", () => {
+  test("the id a response carried in X-Audit-Record-ID finds its record", async () => {
+    const response = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-agent-id": "citer" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+    });
+    await response.arrayBuffer();
+    await proxy.records();
+    const id = response.headers.get("x-audit-record-id")!;
+    const found = await fetch(`${proxy.url}/audit/records/${id}`);
+    expect(found.status).toBe(200);
+    expect(await found.json()).toMatchObject({ id, agent_id: "citer", outcome: "completed" });
+  });
+
+  test("an unknown id is a 404 that names it", async () => {
+    const missing = await fetch(`${proxy.url}/audit/records/nope`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: { message: string } }).error.message).toContain("'nope'");
+  });
+});
+
 describe("admin token", () => {
   test("with AGENT_ATTR_ADMIN_TOKEN set, the audit API needs it", async () => {
     const guarded = await startTestProxy(upstream.url, {}, { adminToken: "s3cret-token" });
