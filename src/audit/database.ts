@@ -8,7 +8,13 @@ import * as schema from "./schema.ts";
 
 /** WAL with synchronous=NORMAL: a committed transaction survives a crash of the process. */
 export function openDatabase(path: string, busyTimeoutMs = 5000): Database {
-  const db = new Database(path, { create: true, strict: true });
+  let db: Database;
+  try {
+    db = new Database(path, { create: true, strict: true });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(`cannot open the audit database ${path} (${reason}); check that its folder exists and is writable, or choose another with --log-db`);
+  }
   db.run(`PRAGMA busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
   db.run("PRAGMA journal_mode = WAL");
   db.run("PRAGMA synchronous = NORMAL");

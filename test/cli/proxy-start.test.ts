@@ -33,6 +33,13 @@ test("a second proxy on a busy port fails with a clear message instead of sharin
   }
 });
 
+test("an audit database that cannot be opened is named, with how to fix it", async () => {
+  const result = await runCli(["proxy", "start", "--port", "0", "--log-db", "/nonexistent/dir/audit.db"], { env });
+  expect(result.exitCode).toBe(1);
+  expect(result.stderr).toContain("/nonexistent/dir/audit.db");
+  expect(result.stderr).toContain("--log-db");
+});
+
 test("listening beyond loopback without an admin token is refused with the fix", async () => {
   const dir = tempDir();
   const result = await runCli(["proxy", "start", "--host", "0.0.0.0", "--port", "0", "--log-db", join(dir, "a.db")], {
