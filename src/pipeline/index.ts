@@ -145,6 +145,7 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
   const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider);
   const record = newRecord(ctx, provider.plugin, rt);
   await beginRecord(record, rt); //                                                  8 record (intent)
+  rt.metrics.started();
 
   const abort = new AbortController();
   const onClientAbort = () => abort.abort(new ProxyError("internal_error", "client disconnected"));

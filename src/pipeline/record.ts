@@ -45,6 +45,7 @@ export function keyedHash(key: Uint8Array, data: Uint8Array): string {
 
 /** Hands a final record to every sink. Sinks queue; a failure is logged loudly, never thrown. */
 export function writeRecord(record: AuditRecord, rt: Runtime): void {
+  rt.metrics.observe(record);
   for (const { plugin, sink } of rt.sinks) {
     try {
       const pending = sink.write(record);

@@ -4,6 +4,7 @@
  */
 import type { AuditReader } from "../audit/query.ts";
 import type { AuditSink, Logger, Plugin, ProviderAdapter } from "../plugin.ts";
+import type { Metrics } from "./metrics.ts";
 
 export interface RuntimeLimits {
   /** Largest request body accepted (bytes). */
@@ -27,6 +28,7 @@ export interface Runtime {
   readonly log: Logger;
   /** Calls whose response has not finished; shutdown waits for them. */
   readonly inflight: Set<Promise<void>>;
+  readonly metrics: Metrics;
 }
 
 export const consoleLogger: Logger = {

@@ -19,6 +19,7 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   const app = new Elysia();
   app.all("/v1/*", ({ request }) => unknownProxyRoute(request), { parse: "none" });
   app.get("/healthz", () => ({ status: "ok" }));
+  app.get("/metrics", () => new Response(rt.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } }));
   app.use(auditRoutes(rt, requireAdmin(options.adminToken)));
   for (const plugin of rt.plugins) plugin.routes?.(app);
   app.onError(({ code, request }) => {

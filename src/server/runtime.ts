@@ -5,6 +5,7 @@ import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
 import { PluginError, type Logger, type Plugin } from "../plugin.ts";
+import { Metrics } from "../pipeline/metrics.ts";
 import { consoleLogger, type Runtime } from "../pipeline/runtime.ts";
 
 export function defaultPlugins(): Plugin[] {
@@ -52,6 +53,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       failClosed: !config.audit.failOpen,
       log,
       inflight: new Set(),
+      metrics: new Metrics(),
     };
   } catch (error) {
     await teardown(ready, log);

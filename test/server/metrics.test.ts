@@ -1,0 +1,38 @@
+// GET /metrics: Prometheus counters that agree with the audit trail.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
+import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
+
+let upstream: FakeUpstream;
+let proxy: TestProxy;
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  proxy = await startTestProxy(upstream.url);
+});
+afterAll(async () => {
+  await proxy.stop();
+  await upstream.stop();
+});
+
+const call = (body: unknown, headers: Record<string, string> = {}) =>
+  fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  }).then((r) => r.arrayBuffer());
+
+test("calls by provider and outcome, tokens, and nothing left in flight", async () => {
+  await call({ model: "gpt-4o", messages: [] });
+  await call({ model: "gpt-4o", messages: [] });
+  await call({ model: "gpt-4o", messages: [] }, { "x-fake-scenario": "error-500" });
+  await call({ messages: [] }); // refused: no model
+  await proxy.records();
+  const response = await fetch(`${proxy.url}/metrics`);
+  expect(response.headers.get("content-type")).toContain("text/plain");
+  const text = await response.text();
+  expect(text).toContain('agent_attr_calls_total{provider="openai",outcome="completed"} 2');
+  expect(text).toContain('agent_attr_calls_total{provider="openai",outcome="upstream_error"} 1');
+  expect(text).toContain('agent_attr_calls_total{provider="none",outcome="rejected"} 1');
+  expect(text).toContain('agent_attr_tokens_total{provider="openai",kind="input"} 24');
+  expect(text).toContain("agent_attr_inflight_calls 0");
+});
