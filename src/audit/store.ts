@@ -6,8 +6,9 @@
  *    and no database transaction sits on the hot path. If it cannot be written, `begin` rejects.
  *  - `write` (the final record) goes, with the others of the next few milliseconds, to a writer
  *    thread (./writer-worker.ts), which commits whatever arrived while it was busy in one
- *    transaction (group commit), so the proxy's event loop never waits on SQLite. A committed final record settles its intent; a failed commit
- *    keeps final records queued and retries, so nothing is silently dropped.
+ *    transaction (group commit), so the proxy's event loop never waits on SQLite. A committed
+ *    final record settles its intent; a failed commit keeps final records queued and retries, so
+ *    nothing is silently dropped.
  * Reads (the audit API) use their own connection on the main thread. On start,
  * `recoverInterrupted` records the intents a killed process left behind as `interrupted`.
  */
@@ -70,7 +71,8 @@ export class SqliteAuditStore {
     this.closeReader = log.close;
     this.intents = new IntentLog(path);
     this.worker = new Worker(writerWorkerURL());
-    // An idle writer must not keep a process alive; one with unanswered batches must (see `busy`).
+    // An idle writer must not keep a process alive; one with unanswered batches must (ref() in
+    // sendFinals, unref() once all are answered), or a shutdown could exit before its last commit.
     this.worker.unref();
     this.worker.onmessage = (event: MessageEvent<string>) => this.received(JSON.parse(event.data) as WriterReply);
     this.worker.onerror = (event) => this.writerFailed(`the audit writer thread crashed: ${event.message}`);
