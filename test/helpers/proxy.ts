@@ -1,4 +1,5 @@
 /** Starts the real proxy in process on port 0 against a fake upstream, with a temp audit DB. */
+import { afterAll, beforeAll } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,6 +7,7 @@ import type { ConfigInput } from "../../src/config/schema.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { startProxy, type ProxyServer } from "../../src/server/serve.ts";
 import type { AuditRecord } from "../../src/audit/record.ts";
+import { startFakeUpstream, type FakeUpstream } from "./fake-upstream.ts";
 
 export function tempDir(): string {
   return mkdtempSync(join(tmpdir(), "agent-attr-test-"));
@@ -50,4 +52,21 @@ export async function startTestProxy(
       }
     },
   };
+}
+
+/**
+ * For a test file: a fake upstream and a proxy in front of it, started before its tests and
+ * stopped after them. Read `setup.upstream` / `setup.proxy` inside tests.
+ */
+export function proxyBeforeAll(config: ConfigInput = {}): { upstream: FakeUpstream; proxy: TestProxy } {
+  const setup = {} as { upstream: FakeUpstream; proxy: TestProxy };
+  beforeAll(async () => {
+    setup.upstream = await startFakeUpstream();
+    setup.proxy = await startTestProxy(setup.upstream.url, config);
+  });
+  afterAll(async () => {
+    await setup.proxy.stop();
+    await setup.upstream.stop();
+  });
+  return setup;
 }

@@ -1,18 +1,8 @@
 // Stage 3 (attribute): who made the call, from headers and body fallbacks; never sent upstream.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
-import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
+import { expect, test } from "bun:test";
+import { proxyBeforeAll } from "../helpers/proxy.ts";
 
-let upstream: FakeUpstream;
-let proxy: TestProxy;
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  proxy = await startTestProxy(upstream.url);
-});
-afterAll(async () => {
-  await proxy.stop();
-  await upstream.stop();
-});
+const setup = proxyBeforeAll();
 
 const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
 const identity = {
@@ -25,13 +15,13 @@ const identity = {
 };
 
 async function call(path: string, body: unknown, headers: Record<string, string> = {}) {
-  const response = await fetch(`${proxy.url}${path}`, {
+  const response = await fetch(`${setup.proxy.url}${path}`, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify(body),
   });
   await response.arrayBuffer();
-  const records = await proxy.records();
+  const records = await setup.proxy.records();
   return records.find((r) => r.id === response.headers.get("x-audit-record-id"))!;
 }
 
@@ -46,7 +36,7 @@ test("attribution headers land in the record as asserted and never reach the ups
     trace_id: traceId,
     attribution: "asserted",
   });
-  const seen = upstream.requests.at(-1)!.headers;
+  const seen = setup.upstream.requests.at(-1)!.headers;
   for (const name of Object.keys(identity)) expect(seen[name]).toBeUndefined();
 });
 
@@ -72,13 +62,13 @@ test("a malformed traceparent is ignored, not guessed", async () => {
 });
 
 test("an oversized identity header is refused with 400 and recorded", async () => {
-  const response = await fetch(`${proxy.url}/v1/chat/completions`, {
+  const response = await fetch(`${setup.proxy.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-agent-id": "a".repeat(300) },
     body: JSON.stringify({ model: "gpt-4o", messages: [] }),
   });
   expect(response.status).toBe(400);
   expect(((await response.json()) as { error: { message: string } }).error.message).toContain("x-agent-id");
-  const record = (await proxy.records()).find((r) => r.id === response.headers.get("x-audit-record-id"));
+  const record = (await setup.proxy.records()).find((r) => r.id === response.headers.get("x-audit-record-id"));
   expect(record).toMatchObject({ outcome: "rejected", error_type: "invalid_attribution" });
 });

@@ -1,21 +1,11 @@
 // GET /metrics: Prometheus counters that agree with the audit trail.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
-import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
+import { expect, test } from "bun:test";
+import { proxyBeforeAll } from "../helpers/proxy.ts";
 
-let upstream: FakeUpstream;
-let proxy: TestProxy;
-beforeAll(async () => {
-  upstream = await startFakeUpstream();
-  proxy = await startTestProxy(upstream.url);
-});
-afterAll(async () => {
-  await proxy.stop();
-  await upstream.stop();
-});
+const setup = proxyBeforeAll();
 
 const call = (body: unknown, headers: Record<string, string> = {}) =>
-  fetch(`${proxy.url}/v1/chat/completions`, {
+  fetch(`${setup.proxy.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify(body),
@@ -26,8 +16,8 @@ test("calls by provider and outcome, tokens, and nothing left in flight", async 
   await call({ model: "gpt-4o", messages: [] });
   await call({ model: "gpt-4o", messages: [] }, { "x-fake-scenario": "error-500" });
   await call({ messages: [] }); // refused: no model
-  await proxy.records();
-  const response = await fetch(`${proxy.url}/metrics`);
+  await setup.proxy.records();
+  const response = await fetch(`${setup.proxy.url}/metrics`);
   expect(response.headers.get("content-type")).toContain("text/plain");
   const text = await response.text();
   expect(text).toContain('agent_attr_calls_total{provider="openai",outcome="completed"} 2');
