@@ -14,7 +14,7 @@ import { finalize } from "./finalize.ts";
 import { elapsed } from "./record.ts";
 import type { Runtime } from "./runtime.ts";
 
-/** A non-streamed body is read whole up to this size (then metered); past it, the rest streams on. */
+/** Non-streamed bodies up to this size are metered (and, when their length is declared, read whole). */
 const maxBufferedBytes = 16 * 1024 * 1024;
 
 const utf8 = new TextDecoder();
@@ -40,9 +40,9 @@ export interface ReplyContext {
 }
 
 /**
- * The body to send the client. Server-sent events stream through as they arrive; any other body
- * (a JSON answer) is read whole first — it is one piece for the client either way, and that spares
- * a JavaScript stream per call — unless it is larger than `maxBufferedBytes`.
+ * The body to send the client. Server-sent events stream through as they arrive. A JSON answer of
+ * declared length is read whole first — it is one piece for the client either way, and that spares
+ * a JavaScript stream per call; any other body streams through like events do.
  */
 export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uint8Array> | Uint8Array | null> {
   const { upstream } = reply;
@@ -70,7 +70,7 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
   if (sse) {
     const observer = sseObserver(meter, hasher, streamed(), () => (ttfb ??= elapsed(reply.ctx)), finish);
     const filter = reply.hideEvent ? new SSEEventFilter(reply.hideEvent) : undefined;
-    return tapStream(upstream.body.getReader(), [], observer, filter);
+    return tapStream(upstream.body.getReader(), observer, filter);
   }
   const declared = Number(upstream.headers.get("content-length") ?? Number.NaN);
   if (declared >= 0 && declared <= maxBufferedBytes && !upstream.headers.has("content-encoding")) {
@@ -87,36 +87,20 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     finish({ kind: "done" }, body);
     return body;
   }
-  const reader = upstream.body.getReader();
+  // Length unknown (chunked, or encoded): pass it on as it comes, keep it for metering up to the cap.
   const quiet = streamed();
-
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for (;;) {
-    let result: Awaited<ReturnType<typeof reader.read>>;
-    try {
-      result = await reader.read();
-    } catch (error) {
-      finish({ kind: "upstream_error", error });
-      throw error;
-    }
-    if (result.done) break;
-    ttfb ??= elapsed(reply.ctx);
-    quiet.arm();
-    hasher.update(result.value);
-    chunks.push(result.value);
-    size += result.value.byteLength;
-    if (size > maxBufferedBytes) {
-      // Too large to hold: hand on what was read and stream the rest, without metering it.
-      return tapStream(reader, chunks, {
-        chunk: (bytes) => (quiet.arm(), hasher.update(bytes)),
-        end: (how) => finish(how),
-      });
-    }
-  }
-  const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-  finish({ kind: "done" }, body);
-  return body;
+  return tapStream(upstream.body.getReader(), {
+    chunk(bytes) {
+      ttfb ??= elapsed(reply.ctx);
+      quiet.arm();
+      hasher.update(bytes);
+      size += bytes.byteLength;
+      if (size <= maxBufferedBytes) chunks.push(bytes);
+    },
+    end: (how) => finish(how, size <= maxBufferedBytes && chunks.length > 0 ? Buffer.concat(chunks) : undefined),
+  });
 }
 
 function sseObserver(

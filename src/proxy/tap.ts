@@ -18,16 +18,8 @@ export interface ChunkFilter {
   end(): Uint8Array;
 }
 
-/**
- * `prefix`: chunks already read from `reader` (and already observed) to send first.
- * `filter`: see ChunkFilter; without one, every byte is forwarded as it arrived.
- */
-export function tapStream(
-  reader: ChunkReader,
-  prefix: Uint8Array[],
-  observer: StreamObserver,
-  filter?: ChunkFilter,
-): ReadableStream<Uint8Array> {
+/** `filter`: see ChunkFilter; without one, every byte is forwarded as it arrived. */
+export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?: ChunkFilter): ReadableStream<Uint8Array> {
   let ended = false;
   const finish = (end: StreamEnd) => {
     if (ended) return;
@@ -36,9 +28,6 @@ export function tapStream(
   };
   return new ReadableStream<Uint8Array>(
     {
-      start(controller) {
-        for (const chunk of prefix) controller.enqueue(chunk);
-      },
       async pull(controller) {
         for (;;) {
           let result: Awaited<ReturnType<typeof reader.read>>;

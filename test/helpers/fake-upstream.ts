@@ -3,6 +3,7 @@
  * SSE). Tests steer it with the `x-fake-scenario` request header:
  *   error-500 | error-429 | gap:<ms> (pause before the last chunks) | break (socket dies mid-stream)
  *   | hang (never answers) | no-done (stream ends without its terminal event)
+ *   | chunked-json (a plain answer sent in pieces, without Content-Length)
  * It remembers every request it received (`requests`), so tests can check what crossed the proxy.
  */
 import type { Server } from "bun";
@@ -135,10 +136,21 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
             const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
             return streamOf(chatChunks(model, includeUsage), scenario, fake);
           }
-          return Response.json(
-            { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content: "Hello world" }, finish_reason: "stop" }], usage: chatUsage },
-            { headers },
-          );
+          const answer = { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content: "Hello world" }, finish_reason: "stop" }], usage: chatUsage };
+          if (scenario === "chunked-json") {
+            const text = JSON.stringify(answer);
+            const pieces = [text.slice(0, 40), text.slice(40, 120), text.slice(120)];
+            const body = new ReadableStream<Uint8Array>({
+              async pull(controller) {
+                const piece = pieces.shift();
+                if (piece === undefined) return controller.close();
+                await Bun.sleep(5);
+                controller.enqueue(encoder.encode(piece));
+              },
+            });
+            return new Response(body, { headers: { ...headers, "content-type": "application/json" } });
+          }
+          return Response.json(answer, { headers });
         }
         case "/v1/completions":
           return Response.json({ id: "cmpl-1", object: "text_completion", created: 1, model, choices: [{ index: 0, text: "Hi", finish_reason: "stop" }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }, { headers });

@@ -40,6 +40,14 @@ describe("passthrough", () => {
     expect(upstream.requests.at(-1)!.headers.authorization).toBe("Bearer sk-test");
   });
 
+  test("a plain answer of unknown length passes through intact and is metered", async () => {
+    const direct = await send(upstream.url, chat, { "x-fake-scenario": "chunked-json" });
+    expect(direct.headers.get("content-length")).toBeNull();
+    const proxied = await send(proxy.url, chat, { "x-fake-scenario": "chunked-json" });
+    expect(await proxied.text()).toBe(await direct.text());
+    expect(await recordOf(proxied)).toMatchObject({ outcome: "completed", input_tokens: 12, output_tokens: 7 });
+  });
+
   test("a streamed body is byte-identical to the upstream's", async () => {
     const body = { ...chat, stream: true, stream_options: { include_usage: true } };
     const direct = await (await send(upstream.url, body)).text();
