@@ -26,7 +26,7 @@ export function openAuditLog(path: string): { db: Database; reader: SqliteAuditR
   const db = openDatabase(path);
   migrate(db);
   const orm: BunSQLiteDatabase<typeof schema> = drizzle(db, { schema });
-  return { db, reader: new SqliteAuditReader(orm), close: () => db.close() };
+  return { db, reader: new SqliteAuditReader(orm, db), close: () => db.close() };
 }
 
 export const columns = [

@@ -50,5 +50,8 @@ export const auditRecords = sqliteTable(
     index("audit_records_agent").on(t.agent_id),
     index("audit_records_user").on(t.user_id),
     index("audit_records_task").on(t.task_context),
+    // Summaries read whole days from the usage rollup (./rollup.ts) and only the partial days at
+    // the edges of a time range from the records themselves.
+    index("audit_records_time").on(t.timestamp),
   ],
 );

@@ -185,3 +185,20 @@ describe("calls that never reported their usage are billed by estimate", () => {
     expect(record.cost_nano_usd).toBe(countTokens(prompt) * 2_500 + countTokens(delivered) * 10_000);
   });
 });
+
+test("GET /audit/summary: totals equal the sum of the records, unpriced calls counted", async () => {
+  const records = await proxy.settled(1);
+  for (const by of ["model", "provider", "day"]) {
+    const summary = (await (await fetch(`${proxy.url}/audit/summary?by=${by}&days=1`)).json()) as {
+      groups: { key: string; calls: number; cost_nano_usd: number }[];
+      total: { calls: number; cost_nano_usd: number; unpriced_calls: number; input_tokens: number };
+    };
+    expect(summary.total.calls).toBe(records.length);
+    expect(summary.total.cost_nano_usd).toBe(records.reduce((sum, r) => sum + (r.cost_nano_usd ?? 0), 0));
+    expect(summary.total.input_tokens).toBe(records.reduce((sum, r) => sum + (r.input_tokens ?? 0), 0));
+    expect(summary.total.unpriced_calls).toBe(records.filter((r) => r.cost_nano_usd === null && r.usage_source !== "none").length);
+  }
+  const bad = await fetch(`${proxy.url}/audit/summary?by=planet`);
+  expect(bad.status).toBe(400);
+  expect(((await bad.json()) as { error: { code: string } }).error.code).toBe("invalid_query");
+});
