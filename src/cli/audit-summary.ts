@@ -1,7 +1,7 @@
 /** `agent-attr audit summary --by agent --days 30`: calls, tokens and cost per group. */
 import { defineCommand } from "citty";
 import { openAuditLog } from "../audit/database.ts";
-import { csvCell } from "../audit/format.ts";
+import { csvCell, formatUSD } from "../audit/format.ts";
 import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../audit/summary.ts";
 import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
@@ -17,14 +17,6 @@ const columns = [
   "cost_usd",
   "unpriced_calls",
 ] as const satisfies (keyof SummaryRow)[];
-
-/** Exact dollars from nano-dollars: 185118713650 → "185.11871365" (at least two decimals). */
-export function formatUSD(nano: number): string {
-  const whole = BigInt(nano);
-  const dollars = whole / 1_000_000_000n;
-  const fraction = (whole % 1_000_000_000n).toString().padStart(9, "0").replace(/0+$/, "").padEnd(2, "0");
-  return `${dollars}.${fraction}`;
-}
 
 function cells(row: SummaryRow): string[] {
   return columns.map((column) => (column === "cost_usd" ? formatUSD(row.cost_nano_usd) : String(row[column])));

@@ -13,7 +13,7 @@ export function defaultPlugins(): Plugin[] {
 }
 
 /** Calls are always priced: a config whose plugins price nothing gets the built-in `pricing()`. */
-function withPricing(plugins: Plugin[]): Plugin[] {
+export function withPricing(plugins: Plugin[]): Plugin[] {
   return plugins.some((plugin) => plugin.price) ? plugins : [...plugins, pricing()];
 }
 
