@@ -3,12 +3,12 @@ import { Elysia } from "elysia";
 import { z } from "zod";
 import { recordFilterSchema, type RecordFilter } from "../audit/query.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
+import type { AccessGuard } from "./roles.ts";
 
-type Guard = (request: Request) => Response | null;
-
-export function auditRoutes(rt: Runtime, guard: Guard) {
+/** Every route asks `access` for the least role it needs (reads: auditor; deletes: admin). */
+export function auditRoutes(rt: Runtime, access: AccessGuard) {
   const list = async (request: Request, fixed: Partial<RecordFilter> = {}) => {
-    const denied = guard(request);
+    const denied = access(request, "auditor");
     if (denied) return denied;
     const query = Object.fromEntries(new URL(request.url).searchParams);
     const parsed = recordFilterSchema.safeParse({ ...query, ...fixed });
@@ -23,7 +23,7 @@ export function auditRoutes(rt: Runtime, guard: Guard) {
   return new Elysia({ prefix: "/audit" })
     .get("/records", ({ request }) => list(request))
     .get("/records/:id", async ({ request, params }) => {
-      const denied = guard(request);
+      const denied = access(request, "auditor");
       if (denied) return denied;
       const record = await rt.reader.record(params.id);
       if (record) return Response.json(record);
