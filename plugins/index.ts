@@ -1,5 +1,6 @@
 // The built-in plugins, imported by configs as "agent-attr/plugins".
 export { anthropic } from "./anthropic/index.ts";
+export { apiKeys } from "./api-keys/index.ts";
 export { headerAttribution } from "./header-attribution/index.ts";
 export { openai } from "./openai/index.ts";
 export { openaiCompatible } from "./openai-compatible/index.ts";

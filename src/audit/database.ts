@@ -34,7 +34,7 @@ export const columns = [
   "parent_agent_id", "trace_id", "attribution", "key_id", "provider", "endpoint", "model",
   "response_model", "stream", "status", "outcome", "input_tokens", "output_tokens",
   "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
-  "price_source", "prompt_hash", "response_hash", "error_type",
+  "price_source", "prompt_hash", "response_hash", "error_type", "delegation",
 ] as const satisfies readonly (keyof AuditRecord)[];
 
 export type SQLValue = string | number | null;

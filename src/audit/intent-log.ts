@@ -122,12 +122,16 @@ export function recoverIntents(db: Database, logDb: string): number {
   return recovered;
 }
 
-/** One intent line; a line cut short by the crash is skipped (its call never reached an upstream). */
+/**
+ * One intent line; a line cut short by the crash is skipped (its call never reached an upstream).
+ * A row written by an older version has fewer columns (new ones are appended): they are null.
+ */
 function parseRow(line: string): SQLValue[][] {
   if (!line) return [];
   try {
     const row = JSON.parse(line) as unknown;
-    return Array.isArray(row) && row.length === columns.length ? [row as SQLValue[]] : [];
+    if (!Array.isArray(row) || row.length <= idIndex || row.length > columns.length) return [];
+    return [[...(row as SQLValue[]), ...new Array<SQLValue>(columns.length - row.length).fill(null)]];
   } catch {
     return [];
   }

@@ -65,7 +65,7 @@ async function completeRecord(
     usage_source: usage ? "provider" : "none",
     cost_usd: quote?.cost_usd ?? null,
     price_source: quote?.price_source ?? null,
-    error_type: errorType,
+    error_type: errorType ?? ctx.shadowDenial ?? null,
   };
 }
 

@@ -24,6 +24,7 @@ import { readBody } from "../proxy/body.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
+import { verifyIdentity } from "./identity.ts";
 import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
 import type { Runtime } from "./runtime.ts";
@@ -60,6 +61,11 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
     providerName = provider.plugin;
     ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
     ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
+    if (ctx.principal) {
+      const verified = verifyIdentity(ctx.attribution, ctx.principal);
+      ctx.attribution = verified.attribution;
+      ctx.delegation = verified.delegation;
+    }
     await checkLimits(ctx, rt); //                                                   4 limit
     return await forward(ctx, provider, rt); //                                      5-9
   } catch (error) {
@@ -159,6 +165,11 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     ctx.request.signal.removeEventListener("abort", onClientAbort);
   };
   const headers = upstreamRequestHeaders(ctx.request.headers);
+  if (ctx.principal) {
+    // The caller authenticated to the proxy: its credential is the proxy's, never the provider's.
+    headers.delete("authorization");
+    headers.delete("x-api-key");
+  }
   let upstream: Response;
   try {
     upstream = await provider.adapter.forward({ ctx, headers, body: upstreamBody, signal: abort.signal }); // 5 forward
