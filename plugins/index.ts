@@ -5,3 +5,4 @@ export { headerAttribution } from "./header-attribution/index.ts";
 export { openai } from "./openai/index.ts";
 export { openaiCompatible } from "./openai-compatible/index.ts";
 export { sqliteAudit } from "./sqlite-audit/index.ts";
+export { MemoryLimiterStore, tiers, type LimiterStore, type Meter } from "./tiers/index.ts";

@@ -69,7 +69,8 @@ async function completeRecord(
   };
 }
 
-async function price(ctx: CallContext, usage: Usage, responseModel: string | null, rt: Runtime) {
+/** Stage 7: the first pricing plugin's quote, null when none prices the call. Never throws. */
+export async function price(ctx: CallContext, usage: Usage, responseModel: string | null, rt: Runtime): Promise<PriceQuote | null> {
   for (const plugin of rt.plugins) {
     if (!plugin.price) continue;
     try {
@@ -82,7 +83,8 @@ async function price(ctx: CallContext, usage: Usage, responseModel: string | nul
   return null;
 }
 
-async function settle(ctx: CallContext, record: AuditRecord, rt: Runtime) {
+/** Stage 9: every limiter reconciles with the final record. Never throws. */
+export async function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): Promise<void> {
   for (const plugin of rt.plugins) {
     if (!plugin.limit?.settle) continue;
     try {

@@ -25,6 +25,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.
 import type { SSEEvent } from "../proxy/sse.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
 import { verifyIdentity } from "./identity.ts";
+import { price, settle } from "./finalize.ts";
 import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
 import type { Runtime } from "./runtime.ts";
@@ -139,7 +140,7 @@ async function checkLimits(ctx: CallContext, rt: Runtime): Promise<void> {
   for (const plugin of rt.plugins) {
     if (!plugin.limit) continue;
     try {
-      await plugin.limit.check(ctx);
+      await plugin.limit.check(ctx, { price: (usage) => price(ctx, usage, null, rt) });
     } catch (error) {
       if (error instanceof ProxyError) throw error;
       throw new PluginError(plugin.name, "limit.check", error);
@@ -177,16 +178,15 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     cleanup();
     const clientGone = ctx.request.signal.aborted;
     const failure = upstreamFailure(error, abort.signal, provider.plugin);
-    writeRecord(
-      {
-        ...record,
-        outcome: clientGone ? "client_aborted" : "upstream_error",
-        status: clientGone ? null : failure.status,
-        duration_ms: elapsed(ctx),
-        error_type: clientGone ? "client_aborted" : failure.code,
-      },
-      rt,
-    );
+    const final: AuditRecord = {
+      ...record,
+      outcome: clientGone ? "client_aborted" : "upstream_error",
+      status: clientGone ? null : failure.status,
+      duration_ms: elapsed(ctx),
+      error_type: clientGone ? "client_aborted" : failure.code,
+    };
+    writeRecord(final, rt);
+    void settle(ctx, final, rt); //                                                  9 settle
     return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
   }
   let body: Awaited<ReturnType<typeof replyBody>>;
@@ -256,18 +256,18 @@ async function reject(error: unknown, ctx: CallContext, provider: string | null,
   if (ctx.attribution === defaultAttribution) {
     ctx.attribution = await attribute(ctx, rt).catch(() => defaultAttribution);
   }
-  writeRecord(
-    {
-      ...newRecord(ctx, provider, rt),
-      outcome: "rejected",
-      status: failure.status,
-      duration_ms: elapsed(ctx),
-      error_type: failure.code,
-      ...noUsage,
-      usage_source: "none",
-    },
-    rt,
-  );
+  const final: AuditRecord = {
+    ...newRecord(ctx, provider, rt),
+    outcome: "rejected",
+    status: failure.status,
+    duration_ms: elapsed(ctx),
+    error_type: failure.code,
+    ...noUsage,
+    usage_source: "none",
+  };
+  writeRecord(final, rt);
+  // A limiter that reserved before a later stage refused the call gives the reservation back.
+  void settle(ctx, final, rt);
   return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
 }
 
