@@ -2,6 +2,7 @@
 export { anthropic } from "./anthropic/index.ts";
 export { apiKeys } from "./api-keys/index.ts";
 export { headerAttribution } from "./header-attribution/index.ts";
+export { jwtAttribution } from "./jwt-attribution/index.ts";
 export { openai } from "./openai/index.ts";
 export { openaiCompatible } from "./openai-compatible/index.ts";
 export { sqliteAudit } from "./sqlite-audit/index.ts";
