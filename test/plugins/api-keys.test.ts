@@ -235,3 +235,32 @@ test("a verified call with no provider key in the proxy's environment is refused
     process.env.OPENAI_API_KEY = realOpenAIKey;
   }
 });
+
+test("open mode (no apiKeys): the same spoofed headers pass through as asserted, with no key_id", async () => {
+  const open = await startTestProxy(upstream.url, {
+    plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), sqliteAudit()],
+  });
+  try {
+    const before = upstream.requests.length;
+    const response = await fetch(`${open.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer sk-client-own-key", "x-agent-id": "deploy-bot", "x-user-id": "root" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+    });
+    expect(response.status).toBe(200);
+    await response.arrayBuffer();
+    expect(upstream.requests.slice(before)[0]!.headers.authorization).toBe("Bearer sk-client-own-key");
+    const [record] = await open.settled(1);
+    expect(record).toMatchObject({ agent_id: "deploy-bot", user_id: "root", attribution: "asserted", key_id: null, delegation: null });
+    // The proxy's own OPENAI_API_KEY is for verified callers only, never lent to anonymous ones.
+    const anonymous = await fetch(`${open.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+    });
+    await anonymous.arrayBuffer();
+    expect(upstream.requests.at(-1)!.headers.authorization).toBeUndefined();
+  } finally {
+    await open.stop();
+  }
+});
