@@ -8,7 +8,7 @@
  * Rate and token limits answer 429 (`Retry-After`, `RateLimit-Policy`, `RateLimit`); cost budgets
  * answer 402 naming the budget.
  */
-import { definePlugin, type AuditRecord } from "agent-attr";
+import { definePlugin, type AuditRecord, type Logger } from "agent-attr";
 import { z } from "zod";
 import { parseOptions } from "../options.ts";
 import { estimateUsage, metersFor, nanoUSD, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
@@ -30,11 +30,21 @@ export function tiers(options: z.input<typeof optionsSchema>) {
   const now = opts.now ?? Date.now;
   const matchers = ruleMatchers(opts);
   const reservations = new Map<string, Reservation>();
+  let log: Logger | null = null;
+  const warned = new Set<string>();
 
   return definePlugin({
     name: "tiers",
+    setup(context) {
+      log = context.log;
+    },
     limit: {
       async check(ctx, stage) {
+        const keyTier = ctx.principal?.tier;
+        if (keyTier && !opts.tiers[keyTier] && !warned.has(keyTier)) {
+          warned.add(keyTier);
+          log?.warn(`[plugin tiers] ${ctx.principal!.keyId} names tier '${keyTier}', which the config does not define; its calls get the assigned or default tier.`);
+        }
         const tierName = tierOf(ctx, opts, matchers);
         const tier = opts.tiers[tierName]!;
         const usage = estimateUsage(ctx, opts.defaultOutputTokens);

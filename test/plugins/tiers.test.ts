@@ -122,6 +122,26 @@ describe("tier assignment", () => {
     });
   });
 
+  test("a key naming a tier the config lacks gets the default tier, with one warning", async () => {
+    const warnings: string[] = [];
+    const limiter = tiers({ tiers: { free: { requestsPerMinute: 1, per: ["key"] } }, default: "free", now });
+    const keyed = definePlugin({ name: "keyed", authenticate: () => ({ keyId: "key_x", tier: "platinum" }) });
+    process.env.OPENAI_API_KEY = "sk-proxy-held";
+    try {
+      await withProxy([keyed, limiter], async (proxy) => {
+        // The proxy set the plugin up with the console logger; hand it one the test can read.
+        await limiter.setup!({ logDb: proxy.logDb, log: { info() {}, warn: (m) => warnings.push(m), error() {} } });
+        clock.t = Date.UTC(2026, 0, 22);
+        expect((await chat(proxy, "kim")).status).toBe(200);
+        expect((await chat(proxy, "kim")).status).toBe(429);
+      });
+    } finally {
+      delete process.env.OPENAI_API_KEY;
+    }
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("key_x names tier 'platinum', which the config does not define");
+  });
+
   test("options naming an unknown tier fail at config time, naming it", () => {
     expect(() => tiers({ tiers: { free: {} }, default: "gold" })).toThrow("unknown tier 'gold'; defined: free");
     expect(() => tiers({ tiers: { free: {} }, default: "free", assign: [{ tier: "free" }] })).toThrow("needs user, agent, task or key");
