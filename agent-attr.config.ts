@@ -4,7 +4,7 @@
  * Without any config file the proxy runs on the same defaults as below.
  */
 import { defineConfig } from "agent-attr";
-import { anthropic, headerAttribution, openai, sqliteAudit, tiers } from "agent-attr/plugins";
+import { anthropic, headerAttribution, openai, pricing, sqliteAudit, tiers } from "agent-attr/plugins";
 
 export default defineConfig({
   server: {
@@ -24,6 +24,16 @@ export default defineConfig({
     headerAttribution(), // X-Agent-ID, X-User-ID, X-Task-Context, X-Session-ID, X-Parent-Agent-ID, traceparent
     // Keys mode: every call needs a key from `agent-attr keys create`; the proxy sends OPENAI_API_KEY / ANTHROPIC_API_KEY.
     // apiKeys({ onMismatch: "reject" }), // "record" keeps a spoofed X-Agent-ID/X-User-ID beside the verified identity
+    // Prices from the bundled genai-prices data; your own prices (USD per million tokens) win.
+    // Check what applies with `agent-attr pricing show MODEL`.
+    pricing({
+      models: {
+        // "ft:gpt-4o-mini:acme*": { input: 0.3, cachedInput: 0.15, output: 1.2 },
+      },
+      providers: {
+        // ollama: "free", // self-hosted openaiCompatible providers are free unless priced
+      },
+    }),
     tiers({
       tiers: {
         // shadow: true records what would be refused (error_type "shadow:rate_limited") and refuses nothing;

@@ -5,5 +5,6 @@ export { headerAttribution } from "./header-attribution/index.ts";
 export { jwtAttribution } from "./jwt-attribution/index.ts";
 export { openai } from "./openai/index.ts";
 export { openaiCompatible } from "./openai-compatible/index.ts";
+export { pricing, type PricingOptions } from "./pricing/index.ts";
 export { sqliteAudit } from "./sqlite-audit/index.ts";
 export { MemoryLimiterStore, tiers, type LimiterStore, type Meter } from "./tiers/index.ts";

@@ -29,6 +29,7 @@ export interface OpenAIAdapterOptions {
    * (their client credential was the proxy's own, so the proxy must supply the provider's).
    */
   keyEnv?: string;
+  pricing: ProviderAdapter["pricing"];
 }
 
 export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
@@ -52,6 +53,7 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
       return fetchUpstream(upstreamURL(options.baseURL, call, "/v1"), call, auth);
     },
     meter: openaiMeter,
+    pricing: options.pricing,
   };
 }
 

@@ -29,6 +29,7 @@ export function openai(options: z.input<typeof optionsSchema> = {}) {
       servesModelList: true,
       apiKey: opts.apiKey,
       keyEnv: "OPENAI_API_KEY",
+      pricing: { catalog: "openai" },
     }),
   });
 }

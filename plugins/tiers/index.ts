@@ -11,7 +11,7 @@
 import { definePlugin, type AuditRecord, type Logger } from "agent-attr";
 import { z } from "zod";
 import { parseOptions } from "../options.ts";
-import { estimateUsage, metersFor, nanoUSD, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
+import { estimateUsage, metersFor, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
 import { optionsSchema } from "./options.ts";
 import { refusal } from "./refusal.ts";
 import { MemoryLimiterStore } from "./store.ts";
@@ -51,7 +51,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const tokens = (usage.input_tokens ?? 0) + (usage.output_tokens ?? 0);
         const needsCost = tier.costPerDay !== undefined || tier.costPerMonth !== undefined;
         const quote = needsCost ? await stage.price(usage) : null;
-        const costNano = quote?.cost_usd ? Math.ceil(quote.cost_usd * 1e9) : 0;
+        const costNano = quote?.cost_nano_usd ?? 0;
         const at = now();
         const meters = metersFor(ctx, tierName, tier, { tokens, costNano }, at);
         if (meters.length === 0) return;
@@ -79,7 +79,7 @@ function adjustments(reservation: Reservation, record: AuditRecord) {
   const completed = record.outcome === "completed";
   const hasUsage = record.input_tokens !== null || record.output_tokens !== null;
   const tokens = hasUsage ? (record.input_tokens ?? 0) + (record.output_tokens ?? 0) : completed ? reservation.tokens : 0;
-  const costNano = record.cost_usd !== null ? nanoUSD(record.cost_usd) : completed ? reservation.costNano : 0;
+  const costNano = record.cost_nano_usd ?? (completed ? reservation.costNano : 0);
   return reservation.meters.flatMap(({ meter, limit }) => {
     if (limit === "requestsPerMinute") return [];
     const delta = limit === "costPerDay" || limit === "costPerMonth" ? costNano - reservation.costNano : tokens - reservation.tokens;

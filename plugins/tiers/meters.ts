@@ -66,6 +66,7 @@ export function estimateUsage(ctx: CallContext, defaultOutputTokens: number): Us
     output_tokens: embeddings || ctx.endpoint.method === "GET" ? 0 : Math.ceil(max ?? defaultOutputTokens),
     cache_read_tokens: null,
     cache_write_tokens: null,
+    cache_write_1h_tokens: null,
     reasoning_tokens: null,
   };
 }

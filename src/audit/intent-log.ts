@@ -122,16 +122,12 @@ export function recoverIntents(db: Database, logDb: string): number {
   return recovered;
 }
 
-/**
- * One intent line; a line cut short by the crash is skipped (its call never reached an upstream).
- * A row written by an older version has fewer columns (new ones are appended): they are null.
- */
+/** One intent line; a line cut short by the crash is skipped (its call never reached an upstream). */
 function parseRow(line: string): SQLValue[][] {
   if (!line) return [];
   try {
     const row = JSON.parse(line) as unknown;
-    if (!Array.isArray(row) || row.length <= idIndex || row.length > columns.length) return [];
-    return [[...(row as SQLValue[]), ...new Array<SQLValue>(columns.length - row.length).fill(null)]];
+    return Array.isArray(row) && row.length === columns.length ? [row as SQLValue[]] : [];
   } catch {
     return [];
   }

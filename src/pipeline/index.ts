@@ -19,13 +19,14 @@
  */
 import { noUsage, type AuditRecord } from "../audit/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
-import { PluginError, type ProviderAdapter } from "../plugin.ts";
+import { PluginError, type LimitStage, type ProviderAdapter } from "../plugin.ts";
 import { readBody } from "../proxy/body.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
 import { verifyIdentity } from "./identity.ts";
-import { price, settle } from "./finalize.ts";
+import { settle } from "./finalize.ts";
+import { priceCall } from "./price.ts";
 import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
 import type { Runtime } from "./runtime.ts";
@@ -67,7 +68,7 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
       ctx.attribution = verified.attribution;
       ctx.delegation = verified.delegation;
     }
-    await checkLimits(ctx, rt); //                                                   4 limit
+    await checkLimits(ctx, provider, rt); //                                         4 limit
     return await forward(ctx, provider, rt); //                                      5-9
   } catch (error) {
     return reject(error, ctx, providerName, rt);
@@ -136,11 +137,18 @@ async function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
   return merged;
 }
 
-async function checkLimits(ctx: CallContext, rt: Runtime): Promise<void> {
+async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime): Promise<void> {
+  const stage: LimitStage = {
+    price: (usage) =>
+      priceCall(
+        { ctx, provider: provider.plugin, pricing: provider.adapter.pricing, model: ctx.model, responseModel: null, usage, at: new Date(ctx.startedAt) },
+        rt,
+      ),
+  };
   for (const plugin of rt.plugins) {
     if (!plugin.limit) continue;
     try {
-      await plugin.limit.check(ctx, { price: (usage) => price(ctx, usage, null, rt) });
+      await plugin.limit.check(ctx, stage);
     } catch (error) {
       if (error instanceof ProxyError) throw error;
       throw new PluginError(plugin.name, "limit.check", error);

@@ -171,11 +171,11 @@ describe("tokens per minute", () => {
 });
 
 /** $0.30 per call, whatever its tokens: the estimate equals the real cost. */
-const flatPrice = definePlugin({ name: "flat-price", price: () => ({ cost_usd: 0.3, price_source: "test" }) });
+const flatPrice = definePlugin({ name: "flat-price", price: () => ({ cost_nano_usd: 300_000_000, price_source: "test" }) });
 /** $0.001 per token: the estimate (max_tokens) is far above the real 19 tokens. */
 const perToken = definePlugin({
   name: "per-token",
-  price: (_ctx, usage) => ({ cost_usd: ((usage.input_tokens ?? 0) + (usage.output_tokens ?? 0)) * 0.001, price_source: "test" }),
+  price: ({ usage }) => ({ cost_nano_usd: ((usage.input_tokens ?? 0) + (usage.output_tokens ?? 0)) * 1_000_000, price_source: "test" }),
 });
 
 describe("cost budgets", () => {
