@@ -3,7 +3,7 @@
 // usage, cost budgets reserved before forwarding (concurrent calls cannot overshoot), shadow mode.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { definePlugin, ProxyError, type Plugin } from "../../src/index.ts";
-import { anthropic, headerAttribution, openai, sqliteAudit, tiers } from "../../plugins/index.ts";
+import { anthropic, headerAttribution, openai, pricing, sqliteAudit, tiers } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -235,6 +235,23 @@ describe("cost budgets", () => {
       expect((await chat(proxy, "hank")).status).toBe(200);
       expect((await chat(proxy, "hank")).status).toBe(200); // $0.60 of $0.60: the refused call holds nothing
       expect((await chat(proxy, "hank")).status).toBe(402);
+    });
+  });
+});
+
+describe("with the real pricing() plugin", () => {
+  test("the estimate is priced from the catalog: max_tokens decides whether a call fits the budget", async () => {
+    // gpt-4o output is $10 per million tokens: 1,000 output tokens alone are $0.01, the whole budget.
+    const limiter = tiers({ tiers: { t: { costPerDay: 0.01, per: ["user"] } }, default: "t", now });
+    await withProxy([pricing(), limiter], async (proxy) => {
+      clock.t = Date.UTC(2026, 0, 23, 10);
+      const tooBig = await chat(proxy, "lena", { max_tokens: 1000 });
+      expect(tooBig.status).toBe(402);
+      expect(tooBig.json().error.message).toContain("spent $0.00 of $0.01");
+      const small = await chat(proxy, "lena", { max_tokens: 10 });
+      expect(small.status).toBe(200);
+      const [, record] = await proxy.settled(2);
+      expect(record!.cost_nano_usd).toBeGreaterThan(0);
     });
   });
 });
