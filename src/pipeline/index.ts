@@ -13,6 +13,10 @@
  * | 8 | record       | audit.begin / write  | every sink; first is primary  | durable audit record                     |
  * | 9 | settle       | limit.settle         | after the response ends       | limiter reconciled with real usage       |
  *
+ * After stage 3, a call with a principal has its claimed identity held to what the principal
+ * verified (./identity.ts: 403, or the claim kept in `delegation`), and from then on its own
+ * credential is never sent upstream. Stage 9 also runs for calls refused or failed after stage 4.
+ *
  * Before forwarding (stage 5) the primary sink durably holds an in-flight record (`audit.begin`),
  * so a call that reaches an upstream always leaves a record, even if the process is killed.
  * The runner knows nothing about Elysia: it takes a Request and returns a Response.
