@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import type { Plugin } from "../plugin.ts";
+import { adminTokenSchema } from "../server/roles.ts";
 
 const pluginSchema = z.custom<Plugin>(
   (value) => typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string",
@@ -37,6 +38,11 @@ export const configSchema = z
         /** Forward calls even when the audit log cannot be written (not for compliance use). */
         failOpen: z.boolean().default(false),
       })
+      .strict()
+      .prefault({}),
+    /** Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN / AGENT_ATTR_AUDITOR_TOKEN: `{ token | tokenEnv, role }`. */
+    admin: z
+      .object({ tokens: z.array(adminTokenSchema).default([]) })
       .strict()
       .prefault({}),
   })

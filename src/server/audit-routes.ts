@@ -4,8 +4,7 @@ import { z } from "zod";
 import { recordFilterSchema, type RecordFilter } from "../audit/query.ts";
 import { summaryFilterSchema } from "../audit/summary.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
-
-type Guard = (request: Request) => Response | null;
+import type { AccessGuard } from "./roles.ts";
 
 const queryOf = (request: Request) => Object.fromEntries(new URL(request.url).searchParams);
 
@@ -15,16 +14,17 @@ const invalidQuery = (error: z.ZodError) =>
     { status: 400 },
   );
 
-export function auditRoutes(rt: Runtime, guard: Guard) {
+/** Every route asks `access` for the least role it needs (reads: auditor; deletes: admin). */
+export function auditRoutes(rt: Runtime, access: AccessGuard) {
   const list = async (request: Request, fixed: Partial<RecordFilter> = {}) => {
-    const denied = guard(request);
+    const denied = access(request, "auditor");
     if (denied) return denied;
     const parsed = recordFilterSchema.safeParse({ ...queryOf(request), ...fixed });
     if (!parsed.success) return invalidQuery(parsed.error);
     return Response.json(await rt.reader.records(parsed.data));
   };
   const summary = async (request: Request) => {
-    const denied = guard(request);
+    const denied = access(request, "auditor");
     if (denied) return denied;
     const parsed = summaryFilterSchema.safeParse(queryOf(request));
     if (!parsed.success) return invalidQuery(parsed.error);
@@ -34,7 +34,7 @@ export function auditRoutes(rt: Runtime, guard: Guard) {
     .get("/records", ({ request }) => list(request))
     .get("/summary", ({ request }) => summary(request))
     .get("/records/:id", async ({ request, params }) => {
-      const denied = guard(request);
+      const denied = access(request, "auditor");
       if (denied) return denied;
       const record = await rt.reader.record(params.id);
       if (record) return Response.json(record);

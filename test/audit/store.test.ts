@@ -17,7 +17,7 @@ function record(id: string, overrides: Partial<AuditRecord> = {}): AuditRecord {
     input_tokens: null, output_tokens: null, cache_read_tokens: null, cache_write_tokens: null,
     cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "none", cost_usd: null,
     cost_nano_usd: null, price_source: null,
-    prompt_hash: null, response_hash: null, error_type: null, ...overrides,
+    prompt_hash: null, response_hash: null, error_type: null, delegation: null, ...overrides,
   };
 }
 
