@@ -146,6 +146,11 @@ describe("other providers", () => {
     expect(record).toMatchObject({ input_tokens: 1000, output_tokens: 0, cost_nano_usd: 20_000, price_source: "genai-prices@0.1.8:openai/text-embedding-3-small" });
   });
 
+  test("a local server that reports no usage for embeddings: input estimated, free", async () => {
+    const record = await recordOf(await post("/v1/embeddings", { model: "llama3.1:8b", input: "embed this sentence" }, { "x-fake-usage": "none" }));
+    expect(record).toMatchObject({ usage_source: "estimated", input_tokens: countTokens("embed this sentence"), output_tokens: 0, cost_nano_usd: 0 });
+  });
+
   test("a local server that reports no usage, plain or streamed: estimated, flagged, free", async () => {
     const text = "Local models answer without counting tokens.";
     for (const stream of [false, true]) {
@@ -197,6 +202,24 @@ describe("calls that never reported their usage are billed by estimate", () => {
     const output = countTokens(text);
     expect(record).toMatchObject({ outcome: "client_aborted", usage_source: "estimated", input_tokens: 50, output_tokens: output });
     expect(record.cost_nano_usd).toBe(50 * 3_000 + output * 15_000);
+  });
+
+  test("an error event mid-stream (Anthropic overloaded_error, Responses response.failed, chat error): upstream_error, billed by estimate", async () => {
+    const anthropicUsage = JSON.stringify({ input_tokens: 100, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, output_tokens: 1 });
+    const delivered = text.slice(0, Math.ceil(text.length / 2));
+    type Case = { path: string; body: Record<string, unknown>; headers: Record<string, string>; error: string; input: number; rates: [number, number] };
+    const cases: Case[] = [
+      { path: "/v1/messages", body: { model: "claude-sonnet-4-6", max_tokens: 1024, messages, stream: true }, headers: { "x-fake-usage": anthropicUsage }, error: "overloaded_error", input: 100, rates: [3_000, 15_000] },
+      { path: "/v1/responses", body: { model: "gpt-4o", input: prompt, stream: true }, headers: {}, error: "server_error", input: countTokens(prompt), rates: [2_500, 10_000] },
+      { path: "/v1/chat/completions", body: { model: "gpt-4o", messages, stream: true }, headers: {}, error: "server_error", input: countTokens(prompt), rates: [2_500, 10_000] },
+    ];
+    for (const c of cases) {
+      const response = await post(c.path, c.body, { "x-fake-scenario": "sse-error", "x-fake-text": text, ...c.headers });
+      const record = await recordOf(response);
+      const output = countTokens(c.path === "/v1/responses" ? "Hi" : delivered);
+      expect(record).toMatchObject({ outcome: "upstream_error", error_type: c.error, usage_source: "estimated", input_tokens: c.input, output_tokens: output });
+      expect(record.cost_nano_usd).toBe(c.input * c.rates[0] + output * c.rates[1]);
+    }
   });
 
   test("upstream failure mid-stream: what was delivered is billed", async () => {
