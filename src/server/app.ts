@@ -8,6 +8,7 @@ import { ProxyError, toWireError } from "../errors.ts";
 import { endpoints, wireOfPath } from "../pipeline/endpoints.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { auditRoutes } from "./audit-routes.ts";
+import { openapiDocument } from "./openapi.ts";
 import { accessGuard, type AccessToken } from "./roles.ts";
 
 export interface AppOptions {
@@ -20,6 +21,7 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   app.all("/v1/*", ({ request }) => unknownProxyRoute(request), { parse: "none" });
   app.get("/healthz", () => ({ status: "ok" }));
   app.get("/metrics", () => new Response(rt.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } }));
+  app.get("/openapi.json", () => Response.json(openapiDocument()));
   app.use(auditRoutes(rt, accessGuard(options.tokens ?? [])));
   for (const plugin of rt.plugins) plugin.routes?.(app);
   app.onError(({ code, request }) => {
