@@ -51,7 +51,19 @@ export const auditRecords = sqliteTable(
   (t) => [
     index("audit_records_agent").on(t.agent_id),
     index("audit_records_user").on(t.user_id),
-    index("audit_records_task").on(t.task_context),
+    // Covers summaries by task (task contexts are not rolled up): read in task order, no sort.
+    index("audit_records_task").on(
+      t.task_context,
+      t.timestamp,
+      t.input_tokens,
+      t.output_tokens,
+      t.cache_read_tokens,
+      t.cache_write_tokens,
+      t.cache_write_1h_tokens,
+      t.reasoning_tokens,
+      t.cost_nano_usd,
+      t.usage_source,
+    ),
     // Summaries read whole days from the usage rollup (./rollup.ts) and only the partial days at
     // the edges of a time range from the records themselves.
     index("audit_records_time").on(t.timestamp),
