@@ -5,8 +5,12 @@
  */
 import type { Database } from "bun:sqlite";
 import m0000 from "./migrations/0000_swift_hitman.sql" with { type: "text" };
+import m0001 from "./migrations/0001_awesome_bedlam.sql" with { type: "text" };
 
-const migrations: { tag: string; sql: string }[] = [{ tag: "0000_swift_hitman", sql: m0000 }];
+const migrations: { tag: string; sql: string }[] = [
+  { tag: "0000_swift_hitman", sql: m0000 },
+  { tag: "0001_awesome_bedlam", sql: m0001 },
+];
 
 export function migrate(db: Database): void {
   db.run("CREATE TABLE IF NOT EXISTS __agent_attr_migrations (tag TEXT PRIMARY KEY, applied_at TEXT NOT NULL)");

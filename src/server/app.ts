@@ -9,6 +9,7 @@ import { ProxyError, toWireError } from "../errors.ts";
 import { endpoints, wireOfPath } from "../pipeline/endpoints.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { auditRoutes } from "./audit-routes.ts";
+import { auditTrailRoutes } from "./audit-trail-routes.ts";
 
 export interface AppOptions {
   /** Bearer token the audit API requires; without one the API is open (loopback-only server). */
@@ -21,6 +22,7 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   app.get("/healthz", () => ({ status: "ok" }));
   app.get("/metrics", () => new Response(rt.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } }));
   app.use(auditRoutes(rt, requireAdmin(options.adminToken)));
+  app.use(auditTrailRoutes(rt, requireAdmin(options.adminToken)));
   for (const plugin of rt.plugins) plugin.routes?.(app);
   app.onError(({ code, request }) => {
     if (code === "NOT_FOUND") {

@@ -83,7 +83,8 @@ test("while another process holds the database locked, final records wait, then 
   blocker.run("BEGIN EXCLUSIVE");
   await store.begin(record("r1"));
   store.write(record("r1", { outcome: "completed" }));
-  await Bun.sleep(150);
+  // The writer thread starts, waits busyTimeoutMs for the lock, then reports.
+  for (let waited = 0; errors.length === 0 && waited < 2000; waited += 10) await Bun.sleep(10);
   expect(errors.join("\n")).toMatch(/locked|busy/i);
   blocker.run("ROLLBACK");
   blocker.close();

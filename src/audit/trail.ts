@@ -1,0 +1,83 @@
+/**
+ * The tamper-evident trail's operations, shared by the CLI and the audit API: verify, erase a user,
+ * export with a signed manifest, and record audit-of-the-audit events. Every operation that reads
+ * or changes the trail on someone's behalf is itself a chain event naming the actor.
+ */
+import type { Database } from "bun:sqlite";
+import type { KeyObject } from "node:crypto";
+import { ChainWriter, type ChainEvent } from "./chain.ts";
+import { eraseUser } from "./erase.ts";
+import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "./export.ts";
+import { publicKeyPem } from "./signing.ts";
+import { verifyChain, type VerifyReport } from "./verify.ts";
+
+export interface AuditTrail {
+  /** Recomputes the chain; `publicKey` pins the key checkpoints must be signed with. */
+  verify(actor: string, publicKey?: KeyObject): VerifyReport & { recorded: boolean };
+  /** Erases a user's personal data; reveals nothing about whether the user had records. */
+  eraseUser(userId: string, actor: string): void;
+  /** A streamed export; its manifest is signed and recorded once the last byte is produced. */
+  export(format: ExportFormat, filter: ParsedExportFilter, actor: string): ExportRun;
+  /** The manifest of an export this trail produced (from its chain event), or null. */
+  manifest(exportId: string): ExportManifest | null;
+  recordEvent(event: ChainEvent): void;
+  /** The checkpoint key's public half, SPKI PEM. */
+  publicKey(): string;
+}
+
+export class SqliteAuditTrail implements AuditTrail {
+  private readonly chain: ChainWriter;
+
+  constructor(
+    readonly db: Database,
+    /** Null in a CLI without the key file: verify then needs a public key, export cannot sign. */
+    private readonly signingKey: KeyObject | null,
+    private readonly hashKey: Uint8Array,
+  ) {
+    this.chain = new ChainWriter(db, hashKey);
+  }
+
+  verify(actor: string, publicKey?: KeyObject): VerifyReport & { recorded: boolean } {
+    const report = verifyChain(this.db, publicKey ?? this.signingKey);
+    const details = { ok: report.ok, last_seq: report.last_seq, bad_seq: report.failure?.seq ?? null, reason: report.failure?.reason ?? null };
+    try {
+      this.recordEvent({ kind: "verify", actor, details });
+      return { ...report, recorded: true };
+    } catch {
+      // A read-only copy of the database can still be verified; the caller says it was not recorded.
+      return { ...report, recorded: false };
+    }
+  }
+
+  eraseUser(userId: string, actor: string): void {
+    eraseUser(this.chain, this.hashKey, userId, actor);
+  }
+
+  export(format: ExportFormat, filter: ParsedExportFilter, actor: string): ExportRun {
+    if (!this.signingKey) throw new Error("exports are signed, and this trail has no signing key");
+    return new ExportRun(this.db, format, filter, this.signingKey, (manifest) =>
+      this.recordEvent({ kind: "export", actor, details: { manifest } }),
+    );
+  }
+
+  manifest(exportId: string): ExportManifest | null {
+    const row = this.db
+      .query<{ details: string }, [string]>("SELECT details FROM audit_events WHERE kind = 'export' AND json_extract(details, '$.manifest.export_id') = ?")
+      .get(exportId);
+    return row ? (JSON.parse(row.details) as { manifest: ExportManifest }).manifest : null;
+  }
+
+  recordEvent(event: ChainEvent): void {
+    this.chain.append([], [event]);
+  }
+
+  /** Finalizes the trail's statements (before its connection closes). */
+  close(): void {
+    this.chain.finalize();
+  }
+
+  publicKey(): string {
+    if (!this.signingKey) throw new Error("this trail has no signing key");
+    return publicKeyPem(this.signingKey);
+  }
+}

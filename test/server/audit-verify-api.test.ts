@@ -1,0 +1,62 @@
+// GET /audit/verify and GET /audit/pubkey on a running proxy; the CLI and the proxy writing the
+// same database at the same time keep one unbroken chain.
+import { Database } from "bun:sqlite";
+import { expect, test } from "bun:test";
+import type { VerifyReport } from "../../src/audit/verify.ts";
+import { runCli } from "../helpers/process.ts";
+import { proxyBeforeAll } from "../helpers/proxy.ts";
+
+const setup = proxyBeforeAll();
+
+async function call(user: string) {
+  const response = await fetch(`${setup.proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-agent-id": "bot", "x-user-id": user },
+    body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+  });
+  await response.arrayBuffer();
+}
+
+test("GET /audit/verify: 200 and the summary while the chain is intact", async () => {
+  await call("alice");
+  await setup.proxy.records();
+  const response = await fetch(`${setup.proxy.url}/audit/verify`);
+  expect(response.status).toBe(200);
+  expect((await response.json()) as VerifyReport).toMatchObject({ ok: true, failure: null });
+});
+
+test("GET /audit/pubkey: the checkpoint key, the same one the CLI prints", async () => {
+  const response = await fetch(`${setup.proxy.url}/audit/pubkey`);
+  const cli = await runCli(["audit", "pubkey", "--log-db", setup.proxy.logDb]);
+  expect(await response.text()).toBe(cli.stdout);
+});
+
+test("CLI erasures and verifications while the proxy records traffic: one chain, no fork, no gap", async () => {
+  const cli = [
+    runCli(["audit", "delete", "--user", "user-1", "--log-db", setup.proxy.logDb]),
+    runCli(["audit", "verify", "--log-db", setup.proxy.logDb]),
+    runCli(["audit", "delete", "--user", "user-2", "--log-db", setup.proxy.logDb]),
+  ];
+  let cliDone = false;
+  void Promise.all(cli).then(() => (cliDone = true));
+  // Traffic flows for as long as the CLI processes run (so their writes interleave with the proxy's).
+  let calls = 0;
+  while (!cliDone || calls < 40) {
+    await Promise.all(Array.from({ length: 8 }, (_, i) => call(`user-${(calls + i) % 4}`)));
+    calls += 8;
+  }
+  for (const result of await Promise.all(cli)) expect(result.stderr).toBe("");
+  await setup.proxy.records();
+  const response = await fetch(`${setup.proxy.url}/audit/verify`);
+  const report = (await response.json()) as VerifyReport;
+  expect(response.status).toBe(200);
+  expect(report.failure).toBeNull();
+  expect(report.records).toBe(calls + 1);
+  expect(report.events).toBe(4); // 2 erasures, 2 verifications (the CLI's and the first test's)
+  const db = new Database(setup.proxy.logDb, { readonly: true });
+  const seqs = db.query<{ seq: number }, []>("SELECT seq FROM audit_records UNION ALL SELECT seq FROM audit_events ORDER BY seq").all();
+  db.close();
+  expect(seqs.map((row) => row.seq)).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
+  // This verification's own event comes after the seq it verified up to.
+  expect(report.last_seq).toBe(seqs.length - 1);
+});
