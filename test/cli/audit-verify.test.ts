@@ -49,3 +49,16 @@ test("audit pubkey prints the checkpoint key; --public-key pins it, and another 
   expect(wrong.exitCode).toBe(1);
   expect(wrong.stdout).toContain("(checkpoint_invalid)");
 });
+
+test("audit delete --user: the same answer for a known and an unknown user; verify then passes with the redactions", async () => {
+  const logDb = await trailWith(6);
+  const known = await runCli(["audit", "delete", "--user", "user-1", "--log-db", logDb]);
+  const unknown = await runCli(["audit", "delete", "--user", "nobody", "--log-db", logDb]);
+  expect([known.exitCode, unknown.exitCode]).toEqual([0, 0]);
+  expect(known.stdout).toBe(unknown.stdout);
+  const query = await runCli(["audit", "query", "--user", "user-1", "--format", "json", "--log-db", logDb]);
+  expect(JSON.parse(query.stdout)).toMatchObject({ records: [] });
+  const { exitCode, stdout } = await runCli(["audit", "verify", "--log-db", logDb]);
+  expect(exitCode).toBe(0);
+  expect(stdout).toContain("6 records (2 redacted)");
+});

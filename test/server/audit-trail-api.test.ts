@@ -1,10 +1,10 @@
-// GET /audit/verify and GET /audit/pubkey on a running proxy; the CLI and the proxy writing the
-// same database at the same time keep one unbroken chain.
+// The trail routes on a running proxy: verify, pubkey, DELETE /audit/user/:id; the CLI and the
+// proxy writing the same database at the same time keep one unbroken chain.
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import type { VerifyReport } from "../../src/audit/verify.ts";
 import { runCli } from "../helpers/process.ts";
-import { proxyBeforeAll } from "../helpers/proxy.ts";
+import { proxyBeforeAll, startTestProxy } from "../helpers/proxy.ts";
 
 const setup = proxyBeforeAll();
 
@@ -59,4 +59,30 @@ test("CLI erasures and verifications while the proxy records traffic: one chain,
   expect(seqs.map((row) => row.seq)).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
   // This verification's own event comes after the seq it verified up to.
   expect(report.last_seq).toBe(seqs.length - 1);
+});
+
+test("DELETE /audit/user/:id erases the user; the answer is the same for a user who never called", async () => {
+  await call("erase-me");
+  await setup.proxy.records();
+  const known = await fetch(`${setup.proxy.url}/audit/user/erase-me`, { method: "DELETE" });
+  const unknown = await fetch(`${setup.proxy.url}/audit/user/never-seen`, { method: "DELETE" });
+  expect([known.status, unknown.status]).toEqual([200, 200]);
+  expect(await known.text()).toBe(await unknown.text());
+  const after = (await (await fetch(`${setup.proxy.url}/audit/user/erase-me`)).json()) as { records: unknown[] };
+  expect(after.records).toEqual([]);
+  const report = (await (await fetch(`${setup.proxy.url}/audit/verify`)).json()) as VerifyReport;
+  expect(report.ok).toBe(true);
+  expect(report.redacted).toBeGreaterThanOrEqual(1);
+});
+
+test("with an admin token, the trail routes need it", async () => {
+  const guarded = await startTestProxy(setup.upstream.url, {}, { adminToken: "t0ken" });
+  try {
+    expect((await fetch(`${guarded.url}/audit/user/x`, { method: "DELETE" })).status).toBe(401);
+    expect((await fetch(`${guarded.url}/audit/verify`)).status).toBe(401);
+    const ok = await fetch(`${guarded.url}/audit/verify`, { headers: { authorization: "Bearer t0ken" } });
+    expect(ok.status).toBe(200);
+  } finally {
+    await guarded.stop();
+  }
 });
