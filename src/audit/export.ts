@@ -68,6 +68,8 @@ const chunkRows = 512;
 export class ExportRun {
   readonly id = crypto.randomUUID();
   manifest: ExportManifest | null = null;
+  /** Records produced so far. */
+  exported = 0;
   private readonly where: string;
   private readonly params: string[];
   private readonly sha = new Bun.CryptoHasher("sha256");
@@ -124,7 +126,8 @@ export class ExportRun {
       else text += `${count === 0 ? "\n" : ",\n"}${JSON.stringify(record)}`;
       last = { seq: record.seq, hash: row.hash as string | null };
       first ??= last;
-      if (++count % chunkRows === 0) yield emit();
+      this.exported = ++count;
+      if (count % chunkRows === 0) yield emit();
     }
     if (this.format === "json") text += count === 0 ? "]\n" : "\n]\n";
     if (text) yield emit();

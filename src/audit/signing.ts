@@ -4,7 +4,7 @@
  * names another file. Anyone holding the public key (`agent-attr audit pubkey`) can check a
  * checkpoint or an export without access to the database.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 
 export function signingKeyPath(logDb: string, configured?: string): string {
@@ -33,8 +33,10 @@ export function loadSigningKey(path: string, options: { create: boolean }): KeyO
 
 /** The public half as SPKI PEM (what `audit pubkey` prints and manifests carry). */
 export function publicKeyPem(key: KeyObject): string {
-  return createPublicKey(key).export({ type: "spki", format: "pem" }).toString();
+  return publicOf(key).export({ type: "spki", format: "pem" }).toString();
 }
+
+const publicOf = (key: KeyObject): KeyObject => (key.type === "public" ? key : createPublicKey(key));
 
 export function parsePublicKey(pem: string): KeyObject {
   try {
@@ -42,12 +44,6 @@ export function parsePublicKey(pem: string): KeyObject {
   } catch {
     throw new Error("not an Ed25519 public key in PEM form (the output of 'agent-attr audit pubkey')");
   }
-}
-
-/** SHA-256 of the public key's DER bytes, hex: a short name to compare keys by. */
-export function keyFingerprint(key: KeyObject): string {
-  const der = createPublicKey(key).export({ type: "spki", format: "der" });
-  return createHash("sha256").update(der).digest("hex");
 }
 
 export function signBytes(key: KeyObject, data: string): string {

@@ -70,6 +70,7 @@ const verify = defineCommand({
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
       process.exitCode = report.ok ? 0 : 1;
     } finally {
+      trail.close();
       log.close();
     }
   }),
@@ -100,6 +101,7 @@ const erase = defineCommand({
       // The same answer whether or not the user had records: erasure must not reveal existence.
       process.stdout.write("Erased: no record in this trail carries that user's personal data any more.\n");
     } finally {
+      trail.close();
       log.close();
     }
   }),

@@ -3,6 +3,7 @@ import { defineCommand } from "citty";
 import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
 import { recordFilterSchema } from "../audit/query.ts";
 import { openAuditLog } from "../audit/database.ts";
+import { exportCommands } from "./audit-export.ts";
 import { trailCommands } from "./audit-trail.ts";
 import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
 
@@ -60,5 +61,5 @@ const query = defineCommand({
 
 export const auditCommand = defineCommand({
   meta: { name: "audit", description: "Query, verify, export and erase the audit trail" },
-  subCommands: { query, ...trailCommands },
+  subCommands: { query, ...trailCommands, ...exportCommands },
 });

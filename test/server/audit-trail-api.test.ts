@@ -2,6 +2,7 @@
 // proxy writing the same database at the same time keep one unbroken chain.
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
+import type { ExportManifest } from "../../src/audit/export.ts";
 import type { VerifyReport } from "../../src/audit/verify.ts";
 import { runCli } from "../helpers/process.ts";
 import { proxyBeforeAll, startTestProxy } from "../helpers/proxy.ts";
@@ -85,4 +86,30 @@ test("with an admin token, the trail routes need it", async () => {
   } finally {
     await guarded.stop();
   }
+});
+
+test("GET /audit/export/ndjson streams the records; its signed manifest is then served by id", async () => {
+  await call("exporter");
+  await setup.proxy.records();
+  const today = new Date().toISOString().slice(0, 10);
+  const response = await fetch(`${setup.proxy.url}/audit/export/ndjson?start_date=${today}&end_date=${today}`);
+  expect(response.status).toBe(200);
+  expect(response.headers.get("content-type")).toBe("application/x-ndjson");
+  const id = response.headers.get("x-audit-export-id")!;
+  const body = new Uint8Array(await response.arrayBuffer());
+  const lines = new TextDecoder().decode(body).trim().split("\n").map((line) => JSON.parse(line) as { user_id: string | null });
+  expect(lines.some((r) => r.user_id === "exporter")).toBe(true);
+  expect(lines.some((r) => r.user_id === "erase-me")).toBe(false); // erased above
+  const manifest = (await (await fetch(`${setup.proxy.url}/audit/exports/${id}/manifest`)).json()) as ExportManifest;
+  expect(manifest).toMatchObject({ export_id: id, record_count: lines.length, bytes: body.byteLength, format: "ndjson" });
+  expect(manifest.sha256).toBe(new Bun.CryptoHasher("sha256").update(body).digest("hex"));
+  expect(manifest.public_key).toBe(await (await fetch(`${setup.proxy.url}/audit/pubkey`)).text());
+});
+
+test("an unknown export format is a 404, a bad date a 400, an unknown manifest a 404", async () => {
+  expect((await fetch(`${setup.proxy.url}/audit/export/xml`)).status).toBe(404);
+  const bad = await fetch(`${setup.proxy.url}/audit/export/csv?start_date=yesterday`);
+  expect(bad.status).toBe(400);
+  expect(await bad.text()).toContain("start_date");
+  expect((await fetch(`${setup.proxy.url}/audit/exports/nope/manifest`)).status).toBe(404);
 });
