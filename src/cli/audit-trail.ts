@@ -1,4 +1,5 @@
 /** `agent-attr audit verify|pubkey|delete`: the tamper-evident trail from the command line. */
+import type { Database } from "bun:sqlite";
 import { defineCommand } from "citty";
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
@@ -32,6 +33,21 @@ export function openTrail(logDbFlag: string | undefined, keyFlag: string | undef
   const key = loadSigningKey(signingKeyPath(logDb, keyFlag), { create: createKey });
   const trail = new SqliteAuditTrail(log.db, key, loadHashKey(logDb));
   return { logDb, log, trail, key };
+}
+
+/**
+ * Records a CLI query in the chain (audit of the audit: filter names, not values). A read-only
+ * copy of the database can still be queried; the user is told the query was not recorded.
+ */
+export function recordCliQuery(db: Database, logDb: string, filters: string[], returned: number): void {
+  const trail = new SqliteAuditTrail(db, null, loadHashKey(logDb));
+  try {
+    trail.recordEvent({ kind: "query", actor: cliActor(), details: { route: "cli:audit query", filters, returned } });
+  } catch (error) {
+    process.stderr.write(`agent-attr: warning: this query is not recorded in the trail (${error instanceof Error ? error.message : String(error)})\n`);
+  } finally {
+    trail.close();
+  }
 }
 
 function readPublicKey(file: string) {

@@ -4,7 +4,7 @@ import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
 import { recordFilterSchema } from "../audit/query.ts";
 import { openAuditLog } from "../audit/database.ts";
 import { exportCommands } from "./audit-export.ts";
-import { trailCommands } from "./audit-trail.ts";
+import { recordCliQuery, trailCommands } from "./audit-trail.ts";
 import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
 
 const query = defineCommand({
@@ -47,6 +47,8 @@ const query = defineCommand({
     const log = openAuditLog(logDb);
     try {
       const page = await log.reader.records(parsed.data);
+      const filters = Object.entries(parsed.data).flatMap(([key, value]) => (key !== "limit" && value !== undefined ? [key] : []));
+      recordCliQuery(log.db, logDb, filters, page.records.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(csvHeader() + page.records.map(csvRow).join(""));
       else {

@@ -6,8 +6,26 @@ import type { Runtime } from "../pipeline/runtime.ts";
 
 type Guard = (request: Request) => Response | null;
 
+/**
+ * Every query is a chain event (audit of the audit): the route pattern, the names of the filters
+ * used (not their values, which may be personal) and how many records were returned. If the event
+ * cannot be written, the answer is withheld (503), as for a call whose record cannot be written.
+ */
+function recorded(rt: Runtime, route: string, filters: string[], returned: number, answer: Response): Response {
+  try {
+    rt.trail?.recordEvent({ kind: "query", actor: "api", details: { route, filters, returned } });
+    return answer;
+  } catch (error) {
+    rt.log.error(`cannot record an audit query in the trail: ${error instanceof Error ? error.message : String(error)}`);
+    return Response.json(
+      { error: { message: "The audit trail cannot record this query right now; retry shortly.", type: "api_error", code: "audit_unavailable" } },
+      { status: 503 },
+    );
+  }
+}
+
 export function auditRoutes(rt: Runtime, guard: Guard) {
-  const list = async (request: Request, fixed: Partial<RecordFilter> = {}) => {
+  const list = async (request: Request, route: string, fixed: Partial<RecordFilter> = {}) => {
     const denied = guard(request);
     if (denied) return denied;
     const query = Object.fromEntries(new URL(request.url).searchParams);
@@ -18,21 +36,24 @@ export function auditRoutes(rt: Runtime, guard: Guard) {
         { status: 400 },
       );
     }
-    return Response.json(await rt.reader.records(parsed.data));
+    const page = await rt.reader.records(parsed.data);
+    const filters = Object.keys(parsed.data).filter((key) => key !== "limit" && parsed.data[key as keyof typeof parsed.data] !== undefined);
+    return recorded(rt, route, filters, page.records.length, Response.json(page));
   };
   return new Elysia({ prefix: "/audit" })
-    .get("/records", ({ request }) => list(request))
+    .get("/records", ({ request }) => list(request, "/audit/records"))
     .get("/records/:id", async ({ request, params }) => {
       const denied = guard(request);
       if (denied) return denied;
       const record = await rt.reader.record(params.id);
-      if (record) return Response.json(record);
-      return Response.json(
+      if (record) return recorded(rt, "/audit/records/:id", ["id"], 1, Response.json(record));
+      const missing = Response.json(
         { error: { message: `No audit record has id '${params.id}'.`, type: "not_found_error", code: "not_found" } },
         { status: 404 },
       );
+      return recorded(rt, "/audit/records/:id", ["id"], 0, missing);
     })
-    .get("/user/:id", ({ request, params }) => list(request, { user: params.id }))
-    .get("/agent/:id", ({ request, params }) => list(request, { agent: params.id }))
-    .get("/task/:id", ({ request, params }) => list(request, { task: params.id }));
+    .get("/user/:id", ({ request, params }) => list(request, "/audit/user/:id", { user: params.id }))
+    .get("/agent/:id", ({ request, params }) => list(request, "/audit/agent/:id", { agent: params.id }))
+    .get("/task/:id", ({ request, params }) => list(request, "/audit/task/:id", { task: params.id }));
 }
