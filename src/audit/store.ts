@@ -13,6 +13,7 @@
  * `recoverInterrupted` records the intents a killed process left behind as `interrupted`.
  */
 import type { Database } from "bun:sqlite";
+import { auditWorkerURL } from "./_worker-url.ts";
 import { ChainWriter } from "./chain.ts";
 import { defaultCheckpointSettings, type CheckpointSettings } from "./checkpoint.ts";
 import { openAuditLog, toRow } from "./database.ts";
@@ -23,16 +24,6 @@ import { loadHashKey } from "./secret.ts";
 import { loadSigningKey, signingKeyPath } from "./signing.ts";
 import { SqliteAuditTrail } from "./trail.ts";
 import type { WriterReply, WriterRequest } from "./writer-protocol.ts";
-
-/**
- * Where the writer thread's code is. In the compiled binary (`bun run build` lists the worker as a
- * second entrypoint) it lives in Bun's embedded filesystem, at its path relative to the
- * entrypoints' common folder (src/), as .js; in a checkout it is the file beside this one.
- */
-function writerWorkerURL(): string {
-  if (import.meta.url.startsWith("file:///$bunfs/")) return "/$bunfs/root/audit/writer-worker.js";
-  return new URL("./writer-worker.ts", import.meta.url).href;
-}
 
 export interface AuditStoreOptions {
   /** Called when a commit fails; queued final records are retried every `retryMs`. */
@@ -87,9 +78,9 @@ export class SqliteAuditStore {
     const keyPath = signingKeyPath(path, options.signingKey);
     const signingKey = loadSigningKey(keyPath, { create: true })!;
     this.chain = new ChainWriter(this.db, hashKey);
-    this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey);
+    this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey, path);
     this.intents = new IntentLog(path);
-    this.worker = new Worker(writerWorkerURL());
+    this.worker = new Worker(auditWorkerURL("writer-worker"));
     // An idle writer must not keep a process alive; one with unanswered batches must (ref() in
     // sendFinals, unref() once all are answered), or a shutdown could exit before its last commit.
     this.worker.unref();

@@ -8,12 +8,13 @@ import type { KeyObject } from "node:crypto";
 import { ChainWriter, type ChainEvent } from "./chain.ts";
 import { eraseUser } from "./erase.ts";
 import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "./export.ts";
+import { auditWorkerURL } from "./_worker-url.ts";
 import { publicKeyPem } from "./signing.ts";
 import { verifyChain, type VerifyReport } from "./verify.ts";
 
 export interface AuditTrail {
   /** Recomputes the chain; `publicKey` pins the key checkpoints must be signed with. */
-  verify(actor: string, publicKey?: KeyObject): VerifyReport & { recorded: boolean };
+  verify(actor: string, publicKey?: KeyObject): Promise<VerifyReport & { recorded: boolean }>;
   /** Erases a user's personal data; reveals nothing about whether the user had records. */
   eraseUser(userId: string, actor: string): void;
   /** A streamed export; its manifest is signed and recorded once the last byte is produced. */
@@ -33,12 +34,15 @@ export class SqliteAuditTrail implements AuditTrail {
     /** Null in a CLI without the key file: verify then needs a public key, export cannot sign. */
     private readonly signingKey: KeyObject | null,
     private readonly hashKey: Uint8Array,
+    /** The database file: when given, verify runs on a worker thread (the caller's loop stays free). */
+    private readonly verifyOffThread?: string,
   ) {
     this.chain = new ChainWriter(db, hashKey);
   }
 
-  verify(actor: string, publicKey?: KeyObject): VerifyReport & { recorded: boolean } {
-    const report = verifyChain(this.db, publicKey ?? this.signingKey);
+  async verify(actor: string, publicKey?: KeyObject): Promise<VerifyReport & { recorded: boolean }> {
+    const key = publicKey ?? this.signingKey;
+    const report = this.verifyOffThread && key ? await verifyOnWorker(this.verifyOffThread, key) : verifyChain(this.db, key);
     const details = { ok: report.ok, last_seq: report.last_seq, bad_seq: report.failure?.seq ?? null, reason: report.failure?.reason ?? null };
     try {
       this.recordEvent({ kind: "verify", actor, details });
@@ -80,4 +84,17 @@ export class SqliteAuditTrail implements AuditTrail {
     if (!this.signingKey) throw new Error("this trail has no signing key");
     return publicKeyPem(this.signingKey);
   }
+}
+
+function verifyOnWorker(path: string, key: KeyObject): Promise<VerifyReport> {
+  const worker = new Worker(auditWorkerURL("verify-worker"));
+  return new Promise<VerifyReport>((resolve, reject) => {
+    worker.onmessage = (event: MessageEvent<string>) => {
+      const answer = JSON.parse(event.data) as { report?: VerifyReport; error?: string };
+      if (answer.report) resolve(answer.report);
+      else reject(new Error(`verification failed: ${answer.error ?? "no answer"}`));
+    };
+    worker.onerror = (event) => reject(new Error(`the verify thread crashed: ${event.message}`));
+    worker.postMessage(JSON.stringify({ path, publicKey: publicKeyPem(key) }));
+  }).finally(() => worker.terminate());
 }

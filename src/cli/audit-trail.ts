@@ -76,12 +76,12 @@ const verify = defineCommand({
     "signing-key": signingKeyArg,
     "log-db": logDbArg,
   },
-  run: withUserErrors(({ args }) => {
+  run: withUserErrors(async ({ args }) => {
     const pinned = args["public-key"] ? readPublicKey(args["public-key"]) : undefined;
     const { log, trail, key } = openTrail(args["log-db"], args["signing-key"], false);
     try {
       if (!pinned && !key) process.stderr.write("agent-attr: warning: no signing key file; checkpoints cannot be checked (pass --public-key)\n");
-      const report = trail.verify(cliActor(), pinned);
+      const report = await trail.verify(cliActor(), pinned);
       if (!report.recorded) process.stderr.write("agent-attr: warning: the database is read-only; this verification is not recorded in the trail\n");
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
       process.exitCode = report.ok ? 0 : 1;

@@ -36,8 +36,8 @@ export function auditTrailRoutes(rt: Runtime, guard: Guard) {
 
   return new Elysia({ prefix: "/audit" })
     .get("/verify", ({ request }) =>
-      withTrail(request, (trail) => {
-        const { recorded: _, ...report } = trail.verify(actor);
+      withTrail(request, async (trail) => {
+        const { recorded: _, ...report } = await trail.verify(actor);
         // 409: the trail contradicts its own chain; the body names the first bad seq and why.
         return Response.json(report, { status: report.ok ? 200 : 409 });
       }),

@@ -31,7 +31,7 @@ test("erasing a user: no record returns them, the chain verifies, redactions are
   // What is not personal stays: the agent, the model, the tokens.
   expect(erased.every((r) => r.agent_id === "reviewer" && r.model === "gpt-4o" && r.output_tokens === 5)).toBe(true);
   expect(all.filter((r) => r.user_id === "user-2")).toHaveLength(3);
-  const report = store.trail.verify("cli:test");
+  const report = await store.trail.verify("cli:test");
   expect(report).toMatchObject({ ok: true, records: 9, redacted: 3, events: 1 });
   expect(events(logDb).slice(0, 1)).toEqual([{ kind: "erasure", actor: "cli:test", details: { records: 3 } }]);
   expect(JSON.stringify(events(logDb))).not.toContain("user-1");
@@ -44,7 +44,7 @@ test("erasing twice, or a user who never called, is harmless: the chain verifies
   store.trail.eraseUser("user-1", "api");
   store.trail.eraseUser("user-1", "api");
   store.trail.eraseUser("nobody-ever", "api");
-  expect(store.trail.verify("api")).toMatchObject({ ok: true, records: 3, redacted: 1 });
+  expect(await store.trail.verify("api")).toMatchObject({ ok: true, records: 3, redacted: 1 });
   expect(events(logDb).map((e) => e.details.records)).toEqual([1, 0, 0, undefined]);
   await store.close();
 });
@@ -63,7 +63,7 @@ test("a call in flight while its user is erased is redacted when its final recor
   const byId = new Map((await store.reader.records({ limit: 10 })).records.map((r) => [r.id, r]));
   expect(byId.get("rec-1")).toMatchObject({ user_id: null, task_context: null, outcome: "completed" });
   expect(byId.get("rec-2")).toMatchObject({ user_id: "alice" });
-  expect(store.trail.verify("api")).toMatchObject({ ok: true, redacted: 1 });
+  expect(await store.trail.verify("api")).toMatchObject({ ok: true, redacted: 1 });
   await store.close();
 });
 
@@ -76,7 +76,7 @@ test("an intent recovered after a crash, whose user was erased meanwhile, is rec
   expect(restarted.recoverInterrupted()).toBe(1);
   const [record] = (await restarted.reader.records({ limit: 10 })).records;
   expect(record).toMatchObject({ id: "rec-1", outcome: "interrupted", user_id: null, task_context: null });
-  expect(restarted.trail.verify("api")).toMatchObject({ ok: true, redacted: 1 });
+  expect(await restarted.trail.verify("api")).toMatchObject({ ok: true, redacted: 1 });
   await restarted.close();
 });
 
@@ -97,6 +97,6 @@ test("retention erases personal fields of records older than audit.retentionDays
   const retention = events(logDb).find((e) => e.kind === "retention");
   expect(retention?.details).toMatchObject({ records: 2, days: 30 });
   const again = new SqliteAuditStore(logDb);
-  expect(again.trail.verify("cli:test")).toMatchObject({ ok: true, redacted: 2 });
+  expect(await again.trail.verify("cli:test")).toMatchObject({ ok: true, redacted: 2 });
   await again.close();
 });
