@@ -20,7 +20,7 @@
  * salt set to NULL) leaves every hash intact.
  */
 import type { Database, Statement } from "bun:sqlite";
-import { createHmac } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { columns, type SQLValue } from "./database.ts";
 
 export const genesisHash = "0".repeat(64);
@@ -146,10 +146,11 @@ export class ChainWriter {
     }
     let { seq, hash } = this.tail();
     const redactErased = this.hashKey !== null && rows.length > 0 && this.anyErasure.get()!.n > 0;
-    for (const original of rows) {
-      const row = original.map(wellFormed);
+    const salts = randomBytes(16 * rows.length).toString("hex");
+    for (let r = 0; r < rows.length; r++) {
+      const row = rows[r]!.map(wellFormed);
       seq++;
-      const salt = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex");
+      const salt = salts.slice(32 * r, 32 * r + 32);
       const commitment = this.hasher.commitment(salt, personalIndexes.map((i) => row[i]!));
       const prevHash = hash;
       hash = this.hasher.record(prevHash, clearIndexes.map((i) => row[i]!), commitment);
