@@ -20,7 +20,7 @@ export function sqliteAudit(options: z.input<typeof optionsSchema> = {}) {
   return definePlugin({
     name: "sqlite-audit",
     setup({ logDb, log, audit }) {
-      store = new SqliteAuditStore(opts.path ?? logDb, { onError: log.error, ...audit });
+      store = new SqliteAuditStore(opts.path ?? logDb, { onError: log.error, onWarning: log.warn, ...audit });
       const interrupted = store.recoverInterrupted();
       if (interrupted > 0) log.warn(`${interrupted} call(s) were in flight when the proxy last stopped; recorded as interrupted`);
     },

@@ -169,6 +169,33 @@ export class ChainWriter {
     return { seq, hash };
   }
 
+  /**
+   * Chains records written before the chain existed (a database from an older version): in seq
+   * order, at the start of the chain. From now on they are protected like any other record.
+   * Returns how many were adopted.
+   */
+  adoptUnchained(): number {
+    const db = this.db;
+    return this.transaction(() => {
+      const unchained = db.query<{ n: number }, []>("SELECT count(*) AS n FROM audit_records WHERE hash IS NULL").get()!.n;
+      if (unchained === 0) return 0;
+      // Unchained rows in a chained trail were put there by hand: verify reports them, we don't bless them.
+      if (db.query("SELECT 1 FROM audit_records WHERE hash IS NOT NULL UNION ALL SELECT 1 FROM audit_events LIMIT 1").get()) return 0;
+      const rows = db.query<Record<string, SQLValue>, []>(`SELECT seq, ${columns.join(", ")} FROM audit_records ORDER BY seq`).all();
+      const update = db.prepare("UPDATE audit_records SET salt = ?, commitment = ?, prev_hash = ?, hash = ? WHERE seq = ?");
+      let hash = genesisHash;
+      for (const row of rows) {
+        const salt = randomBytes(16).toString("hex");
+        const commitment = this.hasher.commitment(salt, personalColumns.map((column) => row[column]!));
+        const prevHash = hash;
+        hash = this.hasher.record(prevHash, clearColumns.map((column) => row[column]!), commitment);
+        update.run(salt, commitment, prevHash, hash, row.seq!);
+      }
+      update.finalize();
+      return rows.length;
+    });
+  }
+
   /** The record's user was erased after this call started (it was in flight or in an intent log). */
   private erasedBeforeCall(row: SQLValue[]): boolean {
     const user = row[userIndex];

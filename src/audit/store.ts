@@ -28,6 +28,8 @@ import type { WriterReply, WriterRequest } from "./writer-protocol.ts";
 export interface AuditStoreOptions {
   /** Called when a commit fails; queued final records are retried every `retryMs`. */
   onError?: (message: string) => void;
+  /** Called for things an operator should know that are not failures. */
+  onWarning?: (message: string) => void;
   retryMs?: number;
   /** How long a write waits for a lock held by another process before it fails. */
   busyTimeoutMs?: number;
@@ -78,6 +80,8 @@ export class SqliteAuditStore {
     const keyPath = signingKeyPath(path, options.signingKey);
     const signingKey = loadSigningKey(keyPath, { create: true })!;
     this.chain = new ChainWriter(this.db, hashKey);
+    const adopted = this.chain.adoptUnchained();
+    if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
     this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey, path);
     this.intents = new IntentLog(path);
     this.worker = new Worker(auditWorkerURL("writer-worker"));

@@ -5,7 +5,7 @@ import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChainHasher, ChainWriter, clearColumns } from "../../src/audit/chain.ts";
-import { openAuditLog } from "../../src/audit/database.ts";
+import { columns, openAuditLog, toRow } from "../../src/audit/database.ts";
 import { loadSigningKey, signingKeyPath } from "../../src/audit/signing.ts";
 import { SqliteAuditStore } from "../../src/audit/store.ts";
 import { verifyChain, type VerifyReport } from "../../src/audit/verify.ts";
@@ -122,6 +122,8 @@ test("a running store signs a checkpoint every N records", async () => {
   for (let round = 0; round < 3; round++) {
     for (let i = 1; i <= 5; i++) store.write(sampleRecord(round * 5 + i));
     await store.flush();
+    // The checkpoint follows the commit's answer (callers never wait for the signature).
+    for (let waited = 0; checkpointsIn(logDb).length <= round && waited < 3000; waited += 10) await Bun.sleep(10);
   }
   expect(checkpointsIn(logDb)).toEqual([5, 10, 15]);
   await store.close();
@@ -153,4 +155,23 @@ test("checkpoints can also go to a file outside the database", async () => {
 test("a user id that is not well-formed UTF-16 is stored and hashed the same way", async () => {
   const logDb = await trailWith(2, { record: (i) => sampleRecord(i, { user_id: `bad\ud800${i}` }) });
   expect(verify(logDb).ok).toBe(true);
+});
+
+test("records of a database from before the chain are chained when the store opens; a hand-inserted one later is not", async () => {
+  const logDb = join(tempDir(), "legacy.db");
+  const legacy = openAuditLog(logDb);
+  for (let i = 1; i <= 3; i++) {
+    legacy.db.run(`INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`, toRow(sampleRecord(i)));
+  }
+  legacy.close();
+  const warnings: string[] = [];
+  const store = new SqliteAuditStore(logDb, { onWarning: (m) => warnings.push(m) });
+  store.write(sampleRecord(4));
+  await store.close();
+  expect(warnings.join()).toContain("3 record(s)");
+  expect(verify(logDb)).toMatchObject({ ok: true, records: 4, last_seq: 4 });
+  tamper(logDb, `INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map((c) => (c === "id" ? "'forged'" : c === "stream" ? "0" : c === "attribution" ? "'default'" : c === "endpoint" || c === "usage_source" || c === "timestamp" ? "'x'" : "NULL")).join(", ")})`);
+  const reopened = new SqliteAuditStore(logDb);
+  await reopened.close();
+  expect(verify(logDb).failure).toMatchObject({ seq: 5, reason: "edited" });
 });
