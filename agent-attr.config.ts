@@ -4,7 +4,7 @@
  * Without any config file the proxy runs on the same defaults as below.
  */
 import { defineConfig } from "agent-attr";
-import { anthropic, headerAttribution, openai, sqliteAudit } from "agent-attr/plugins";
+import { anthropic, headerAttribution, openai, pricing, sqliteAudit } from "agent-attr/plugins";
 
 export default defineConfig({
   server: {
@@ -22,6 +22,16 @@ export default defineConfig({
     openai(), // AGENT_ATTR_OPENAI_BASE_URL overrides https://api.openai.com/v1
     anthropic(), // AGENT_ATTR_ANTHROPIC_BASE_URL overrides https://api.anthropic.com
     headerAttribution(), // X-Agent-ID, X-User-ID, X-Task-Context, X-Session-ID, X-Parent-Agent-ID, traceparent
+    // Prices from the bundled genai-prices data; your own prices (USD per million tokens) win.
+    // Check what applies with `agent-attr pricing show MODEL`.
+    pricing({
+      models: {
+        // "ft:gpt-4o-mini:acme*": { input: 0.3, cachedInput: 0.15, output: 1.2 },
+      },
+      providers: {
+        // ollama: "free", // self-hosted openaiCompatible providers are free unless priced
+      },
+    }),
     sqliteAudit(), // path: --log-db, AGENT_ATTR_LOG_DB or ./audit.db
   ],
   audit: {

@@ -49,6 +49,12 @@ export interface ProviderAdapter {
   forward(call: UpstreamCall): Promise<Response>;
   /** A fresh usage meter for one response. */
   meter(endpoint: Endpoint): Meter;
+  /**
+   * How the calls it serves are priced: `{ catalog: "openai" }` names the price-data provider
+   * (genai-prices id) its models belong to; `"free"` for self-hosted models (cost 0 unless a price
+   * is configured). Absent: the catalog is searched by model name alone.
+   */
+  pricing?: { catalog: string } | "free";
 }
 
 export interface LimitHooks {
@@ -58,8 +64,24 @@ export interface LimitHooks {
   settle?(ctx: CallContext, record: AuditRecord): void | Promise<void>;
 }
 
+/** What the price stage knows about a finished call. */
+export interface PriceRequest {
+  readonly ctx: CallContext;
+  /** The provider plugin that served the call, and its pricing hint. */
+  readonly provider: string;
+  readonly pricing: ProviderAdapter["pricing"];
+  /** The requested model, and the model the response named (often a dated snapshot). */
+  readonly model: string | null;
+  readonly responseModel: string | null;
+  readonly usage: Usage;
+  /** When the call started: prices that changed over time apply as of then. */
+  readonly at: Date;
+}
+
 export interface PriceQuote {
-  cost_usd: number | null;
+  /** Exact cost in billionths of a US dollar (an integer), or null when the price is unknown. */
+  cost_nano_usd: number | null;
+  /** Where the price came from, e.g. `genai-prices:openai/gpt-4o` or `config:gpt-4o*`. */
   price_source: string;
 }
 
@@ -107,7 +129,8 @@ export interface Plugin {
   authenticate?(ctx: CallContext): Principal | null | Promise<Principal | null>;
   attribute?(ctx: CallContext): Partial<Attribution> | null | Promise<Partial<Attribution> | null>;
   limit?: LimitHooks;
-  price?(ctx: CallContext, usage: Usage, responseModel: string | null): PriceQuote | null | Promise<PriceQuote | null>;
+  /** Price a call; return null to let the next plugin try (no plugin: `cost_usd` null). */
+  price?(call: PriceRequest): PriceQuote | null | Promise<PriceQuote | null>;
   audit?: AuditSink;
   /** Extra HTTP routes, mounted on the proxy's port. */
   routes?(app: Elysia): unknown;

@@ -32,6 +32,7 @@ export function anthropic(options: z.input<typeof optionsSchema> = {}) {
         return fetchUpstream(upstreamURL(baseURL, call), call, auth);
       },
       meter: anthropicMeter,
+      pricing: { catalog: "anthropic" },
     },
   });
 }

@@ -10,6 +10,8 @@ type AnthropicUsage = {
   output: number | null;
   cacheRead: number | null;
   cacheWrite: number | null;
+  /** Of cacheWrite, the tokens written to the 1-hour cache (`cache_creation.ephemeral_1h_input_tokens`). */
+  cacheWrite1h: number | null;
 };
 
 function readUsage(value: unknown, into: AnthropicUsage): void {
@@ -19,6 +21,7 @@ function readUsage(value: unknown, into: AnthropicUsage): void {
   into.output = asCount(usage.output_tokens) ?? into.output;
   into.cacheRead = asCount(usage.cache_read_input_tokens) ?? into.cacheRead;
   into.cacheWrite = asCount(usage.cache_creation_input_tokens) ?? into.cacheWrite;
+  into.cacheWrite1h = asCount(asObject(usage.cache_creation)?.ephemeral_1h_input_tokens) ?? into.cacheWrite1h;
 }
 
 export function normaliseAnthropicUsage(u: AnthropicUsage): Usage | null {
@@ -28,12 +31,15 @@ export function normaliseAnthropicUsage(u: AnthropicUsage): Usage | null {
     output_tokens: u.output,
     cache_read_tokens: u.cacheRead,
     cache_write_tokens: u.cacheWrite,
+    cache_write_1h_tokens: u.cacheWrite1h,
     reasoning_tokens: null,
   };
 }
 
 export function anthropicMeter(endpoint: Endpoint): Meter {
-  const raw: AnthropicUsage = { input: null, output: null, cacheRead: null, cacheWrite: null };
+  const raw: AnthropicUsage = { input: null, output: null, cacheRead: null, cacheWrite: null, cacheWrite1h: null };
+  const text: string[] = [];
+  let message: Record<string, unknown> | null = null;
   let responseModel: string | null = null;
   let terminal = false;
   let errorType: string | null = null;
@@ -54,6 +60,15 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
         case "message_delta":
           readUsage(data.usage, raw);
           break;
+        case "content_block_start":
+          collectBlock(asObject(data.content_block), text);
+          break;
+        case "content_block_delta": {
+          const delta = asObject(data.delta);
+          const piece = asString(delta?.text) ?? asString(delta?.partial_json) ?? asString(delta?.thinking);
+          if (piece) text.push(piece);
+          break;
+        }
         case "message_stop":
           terminal = true;
           break;
@@ -71,9 +86,29 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
         errorType = asString(asObject(data.error)?.type) ?? "error";
         return;
       }
+      message = data;
       responseModel = asString(data.model) ?? responseModel;
       if (billed) readUsage(data.usage, raw);
     },
-    result: () => ({ usage: billed ? normaliseAnthropicUsage(raw) : null, responseModel, terminal, errorType }),
+    result: () => ({
+      usage: billed ? normaliseAnthropicUsage(raw) : null,
+      responseModel,
+      terminal,
+      errorType,
+      outputText() {
+        if (message && Array.isArray(message.content)) for (const block of message.content) collectBlock(asObject(block), text);
+        return text.join("");
+      },
+    }),
   };
+}
+
+/** The text a content block carries: text, thinking, or a tool call's input. */
+function collectBlock(block: Record<string, unknown> | null, into: string[]): void {
+  if (!block) return;
+  const piece = asString(block.text) ?? asString(block.thinking);
+  if (piece) into.push(piece);
+  else if (block.type === "tool_use" && asObject(block.input) && Object.keys(asObject(block.input)!).length > 0) {
+    into.push(JSON.stringify(block.input));
+  }
 }

@@ -19,6 +19,11 @@ const optionsSchema = z
     /** Answer GET /v1/models from this server instead of the next provider. */
     modelList: z.boolean().default(false),
     apiKey: z.string().min(1).optional(),
+    /**
+     * The genai-prices provider whose prices apply (e.g. "groq", "mistral", "together") for a hosted
+     * service. Default: none — self-hosted models cost 0 unless pricing({...}) prices them.
+     */
+    catalog: z.string().min(1).optional(),
   })
   .strict();
 
@@ -31,6 +36,7 @@ export function openaiCompatible(options: z.input<typeof optionsSchema>) {
       models: opts.models,
       servesModelList: opts.modelList,
       apiKey: opts.apiKey,
+      pricing: opts.catalog ? { catalog: opts.catalog } : "free",
     }),
   });
 }

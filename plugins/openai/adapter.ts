@@ -23,6 +23,7 @@ export interface OpenAIAdapterOptions {
   servesModelList: boolean;
   /** Sent as `Authorization: Bearer` when the client sends no credentials of its own. */
   apiKey?: string;
+  pricing: ProviderAdapter["pricing"];
 }
 
 export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
@@ -46,6 +47,7 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
       return fetchUpstream(upstreamURL(options.baseURL, call, "/v1"), call, auth);
     },
     meter: openaiMeter,
+    pricing: options.pricing,
   };
 }
 

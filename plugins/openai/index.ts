@@ -28,6 +28,7 @@ export function openai(options: z.input<typeof optionsSchema> = {}) {
       models: opts.models,
       servesModelList: true,
       apiKey: opts.apiKey,
+      pricing: { catalog: "openai" },
     }),
   });
 }

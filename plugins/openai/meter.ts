@@ -19,6 +19,7 @@ export function openaiUsage(value: unknown, endpoint: Endpoint): Usage | null {
     output_tokens: output,
     cache_read_tokens: asCount(inputDetails?.cached_tokens),
     cache_write_tokens: null,
+    cache_write_1h_tokens: null,
     reasoning_tokens: asCount(outputDetails?.reasoning_tokens),
   };
 }
@@ -30,6 +31,9 @@ export function openaiMeter(endpoint: Endpoint): Meter {
   let responseModel: string | null = null;
   let terminal = false;
   let errorType: string | null = null;
+  // Generated text, kept only to estimate usage if none arrives; JSON bodies are read on demand.
+  const text: string[] = [];
+  let body: Record<string, unknown> | null = null;
 
   const noteError = (value: unknown) => {
     const error = asObject(value);
@@ -54,6 +58,7 @@ export function openaiMeter(endpoint: Endpoint): Meter {
       if (type && type.startsWith("response.")) {
         const response = asObject(data.response);
         if (response) noteResponse(response);
+        else if (type.endsWith(".delta") && typeof data.delta === "string") text.push(data.delta);
         if (terminalResponseEvents.has(type)) terminal = true;
         return;
       }
@@ -65,13 +70,60 @@ export function openaiMeter(endpoint: Endpoint): Meter {
       responseModel = asString(data.model) ?? responseModel;
       usage = openaiUsage(data.usage, endpoint) ?? usage;
       noteError(data.error);
+      if (Array.isArray(data.choices)) for (const choice of data.choices) collectChoice(asObject(choice), "delta", text);
     },
-    json(body: unknown) {
-      const data = asObject(body);
+    json(value: unknown) {
+      const data = asObject(value);
       if (!data) return;
+      body = data;
       noteResponse(data);
       terminal = true;
     },
-    result: () => ({ usage, responseModel, terminal, errorType }),
+    result: () => ({
+      usage,
+      responseModel,
+      terminal,
+      errorType,
+      outputText() {
+        if (body) collectBody(body, text);
+        return text.join("");
+      },
+    }),
   };
+}
+
+/** Text of one chat/completions choice (`delta` in streams, `message` in JSON). */
+function collectChoice(choice: Record<string, unknown> | null, key: "delta" | "message", into: string[]): void {
+  if (!choice) return;
+  const piece = asString(choice.text);
+  if (piece) into.push(piece);
+  const message = asObject(choice[key]);
+  if (!message) return;
+  for (const field of ["content", "reasoning_content", "refusal"]) {
+    const value = asString(message[field]);
+    if (value) into.push(value);
+  }
+  if (Array.isArray(message.tool_calls)) {
+    for (const call of message.tool_calls) {
+      const args = asString(asObject(asObject(call)?.function)?.arguments);
+      if (args) into.push(args);
+    }
+  }
+}
+
+/** Text of a whole JSON response: chat/completions choices or Responses API output items. */
+function collectBody(body: Record<string, unknown>, into: string[]): void {
+  if (Array.isArray(body.choices)) for (const choice of body.choices) collectChoice(asObject(choice), "message", into);
+  if (!Array.isArray(body.output)) return;
+  for (const item of body.output) {
+    const entry = asObject(item);
+    if (!entry) continue;
+    const args = asString(entry.arguments);
+    if (args) into.push(args);
+    const parts = Array.isArray(entry.content) ? entry.content : Array.isArray(entry.summary) ? entry.summary : [];
+    for (const part of parts) {
+      const piece = asString(asObject(part)?.text);
+      if (piece) into.push(piece);
+    }
+  }
 }

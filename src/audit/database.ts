@@ -26,15 +26,15 @@ export function openAuditLog(path: string): { db: Database; reader: SqliteAuditR
   const db = openDatabase(path);
   migrate(db);
   const orm: BunSQLiteDatabase<typeof schema> = drizzle(db, { schema });
-  return { db, reader: new SqliteAuditReader(orm), close: () => db.close() };
+  return { db, reader: new SqliteAuditReader(orm, db), close: () => db.close() };
 }
 
 export const columns = [
   "id", "timestamp", "duration_ms", "ttfb_ms", "agent_id", "user_id", "task_context", "session_id",
   "parent_agent_id", "trace_id", "attribution", "key_id", "provider", "endpoint", "model",
   "response_model", "stream", "status", "outcome", "input_tokens", "output_tokens",
-  "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
-  "price_source", "prompt_hash", "response_hash", "error_type",
+  "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+  "usage_source", "cost_usd", "cost_nano_usd", "price_source", "prompt_hash", "response_hash", "error_type",
 ] as const satisfies readonly (keyof AuditRecord)[];
 
 export type SQLValue = string | number | null;

@@ -47,3 +47,11 @@ export function formatTable(records: AuditRecord[]): string {
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
   return `${[line(tableColumns), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")}\n`;
 }
+
+/** Exact dollars from nano-dollars: 185118713650 → "185.11871365" (at least two decimals). */
+export function formatUSD(nano: number): string {
+  const whole = BigInt(nano);
+  const dollars = whole / 1_000_000_000n;
+  const fraction = (whole % 1_000_000_000n).toString().padStart(9, "0").replace(/0+$/, "").padEnd(2, "0");
+  return `${dollars}.${fraction}`;
+}

@@ -2,35 +2,16 @@
  * Reading the audit trail: one filter shape (a zod schema, shared by the REST API and the CLI) and
  * keyset pagination over `seq`, newest first. A cursor is the `seq` to continue below, as a string.
  */
+import type { Database } from "bun:sqlite";
 import { and, desc, eq, gte, lt, lte, type SQL } from "drizzle-orm";
 import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
-import { z } from "zod";
-import { auditRecordSchema, outcomes, type AuditRecord } from "./record.ts";
+import type { z } from "zod";
+import { recordFilterSchema } from "./filters.ts";
+import { auditRecordSchema, type AuditRecord } from "./record.ts";
 import * as schema from "./schema.ts";
+import { summarize, type ParsedSummaryFilter, type Summary } from "./summary.ts";
 
-const isoDate = z
-  .string()
-  .refine((value) => !Number.isNaN(Date.parse(value)), { message: "expected an ISO 8601 date or date-time" })
-  .transform((value) => new Date(value).toISOString());
-
-export const recordFilterSchema = z.object({
-  agent: z.string().min(1).optional(),
-  user: z.string().min(1).optional(),
-  task: z.string().min(1).optional(),
-  model: z.string().min(1).optional(),
-  provider: z.string().min(1).optional(),
-  outcome: z.enum(outcomes).optional(),
-  since: isoDate.optional(),
-  until: isoDate.optional(),
-  /** Shorthand for `since` = now minus N days. */
-  days: z.coerce.number().positive().optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z
-    .string()
-    .regex(/^\d+$/, { message: "expected the next_cursor value of a previous page" })
-    .optional(),
-});
-
+export { recordFilterSchema };
 export type RecordFilter = z.input<typeof recordFilterSchema>;
 export type ParsedRecordFilter = z.output<typeof recordFilterSchema>;
 
@@ -41,12 +22,17 @@ export interface RecordPage {
 
 export interface AuditReader {
   records(filter: ParsedRecordFilter): Promise<RecordPage>;
+  /** Calls, tokens and cost grouped by agent, user, task, model, provider or day. */
+  summary(filter: ParsedSummaryFilter): Promise<Summary>;
   /** One record by its id (the X-Audit-Record-ID a call's response carried), or null. */
   record(id: string): Promise<AuditRecord | null>;
 }
 
 export class SqliteAuditReader implements AuditReader {
-  constructor(private readonly orm: BunSQLiteDatabase<typeof schema>) {}
+  constructor(
+    private readonly orm: BunSQLiteDatabase<typeof schema>,
+    private readonly db: Database,
+  ) {}
 
   async records(filter: ParsedRecordFilter): Promise<RecordPage> {
     const t = schema.auditRecords;
@@ -71,6 +57,10 @@ export class SqliteAuditReader implements AuditReader {
     const page = rows.slice(0, filter.limit).map((row) => auditRecordSchema.parse(row));
     const last = page.at(-1);
     return { records: page, next_cursor: rows.length > filter.limit && last ? String(last.seq) : null };
+  }
+
+  async summary(filter: ParsedSummaryFilter): Promise<Summary> {
+    return summarize(this.db, filter);
   }
 
   async record(id: string): Promise<AuditRecord | null> {

@@ -37,9 +37,14 @@ export const auditRecordSchema = z.object({
   output_tokens: count,
   cache_read_tokens: count,
   cache_write_tokens: count,
+  /** The part of `cache_write_tokens` written to Anthropic's 1-hour cache (priced higher). */
+  cache_write_1h_tokens: count.default(null),
   reasoning_tokens: count,
   usage_source: z.enum(usageSources),
+  /** `cost_nano_usd` / 1e9, for reading; null when no price source knows the model. */
   cost_usd: z.number().nullable(),
+  /** The exact cost in billionths of a US dollar; sums and summaries add these integers. */
+  cost_nano_usd: z.number().int().nullable().default(null),
   price_source: z.string().nullable(),
   prompt_hash: z.string().nullable(),
   response_hash: z.string().nullable(),
@@ -60,6 +65,8 @@ export interface Usage {
   output_tokens: number | null;
   cache_read_tokens: number | null;
   cache_write_tokens: number | null;
+  /** The part of `cache_write_tokens` that went to a 1-hour cache (Anthropic). */
+  cache_write_1h_tokens: number | null;
   reasoning_tokens: number | null;
 }
 
@@ -68,5 +75,6 @@ export const noUsage: Usage = {
   output_tokens: null,
   cache_read_tokens: null,
   cache_write_tokens: null,
+  cache_write_1h_tokens: null,
   reasoning_tokens: null,
 };

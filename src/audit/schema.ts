@@ -33,9 +33,11 @@ export const auditRecords = sqliteTable(
     output_tokens: integer("output_tokens"),
     cache_read_tokens: integer("cache_read_tokens"),
     cache_write_tokens: integer("cache_write_tokens"),
+    cache_write_1h_tokens: integer("cache_write_1h_tokens"),
     reasoning_tokens: integer("reasoning_tokens"),
     usage_source: text("usage_source", { enum: ["provider", "estimated", "none"] }).notNull(),
     cost_usd: real("cost_usd"),
+    cost_nano_usd: integer("cost_nano_usd"),
     price_source: text("price_source"),
     prompt_hash: text("prompt_hash"),
     response_hash: text("response_hash"),
@@ -54,6 +56,9 @@ export const auditRecords = sqliteTable(
     index("audit_records_agent").on(t.agent_id),
     index("audit_records_user").on(t.user_id),
     index("audit_records_task").on(t.task_context),
+    // Summaries read whole days from the usage rollup (./rollup.ts) and only the partial days at
+    // the edges of a time range from the records themselves.
+    index("audit_records_time").on(t.timestamp),
   ],
 );
 

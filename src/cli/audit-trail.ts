@@ -39,10 +39,10 @@ export function openTrail(logDbFlag: string | undefined, keyFlag: string | undef
  * Records a CLI query in the chain (audit of the audit: filter names, not values). A read-only
  * copy of the database can still be queried; the user is told the query was not recorded.
  */
-export function recordCliQuery(db: Database, logDb: string, filters: string[], returned: number): void {
+export function recordCliQuery(db: Database, logDb: string, route: string, filters: string[], returned: number): void {
   const trail = new SqliteAuditTrail(db, null, loadHashKey(logDb));
   try {
-    trail.recordEvent({ kind: "query", actor: cliActor(), details: { route: "cli:audit query", filters, returned } });
+    trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
   } catch (error) {
     process.stderr.write(`agent-attr: warning: this query is not recorded in the trail (${error instanceof Error ? error.message : String(error)})\n`);
   } finally {

@@ -6,38 +6,20 @@ import { openAuditLog } from "../audit/database.ts";
 import { exportCommands } from "./audit-export.ts";
 import { recordCliQuery, trailCommands } from "./audit-trail.ts";
 import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
+import { summaryCommand } from "./audit-summary.ts";
+import { filterArgs, filterValues } from "./filter-args.ts";
 
 const query = defineCommand({
   meta: { name: "query", description: "List audit records, newest first" },
   args: {
-    agent: { type: "string", description: "Only this agent" },
-    user: { type: "string", description: "Only this user" },
-    task: { type: "string", description: "Only this task context" },
-    model: { type: "string", description: "Only this requested model" },
-    provider: { type: "string", description: "Only this provider" },
-    outcome: { type: "string", description: "completed|upstream_error|client_aborted|rejected|interrupted" },
-    days: { type: "string", description: "Only the last N days" },
-    since: { type: "string", description: "From this ISO 8601 time" },
-    until: { type: "string", description: "Up to this ISO 8601 time" },
+    ...filterArgs,
     limit: { type: "string", description: "Records per page (default 100, max 1000)" },
     cursor: { type: "string", description: "next_cursor of a previous page" },
     format: { type: "enum", options: ["table", "json", "csv"], default: "table", description: "Output format" },
     "log-db": logDbArg,
   },
   run: withUserErrors(async ({ args }) => {
-    const parsed = recordFilterSchema.safeParse({
-      agent: args.agent,
-      user: args.user,
-      task: args.task,
-      model: args.model,
-      provider: args.provider,
-      outcome: args.outcome,
-      days: args.days,
-      since: args.since,
-      until: args.until,
-      limit: args.limit,
-      cursor: args.cursor,
-    });
+    const parsed = recordFilterSchema.safeParse({ ...filterValues(args), limit: args.limit, cursor: args.cursor });
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       throw new UsageError(`--${issue.path.join(".")}: ${issue.message}`);
@@ -48,7 +30,7 @@ const query = defineCommand({
     try {
       const page = await log.reader.records(parsed.data);
       const filters = Object.entries(parsed.data).flatMap(([key, value]) => (key !== "limit" && value !== undefined ? [key] : []));
-      recordCliQuery(log.db, logDb, filters, page.records.length);
+      recordCliQuery(log.db, logDb, "cli:audit query", filters, page.records.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(csvHeader() + page.records.map(csvRow).join(""));
       else {
@@ -62,6 +44,6 @@ const query = defineCommand({
 });
 
 export const auditCommand = defineCommand({
-  meta: { name: "audit", description: "Query, verify, export and erase the audit trail" },
-  subCommands: { query, ...trailCommands, ...exportCommands },
+  meta: { name: "audit", description: "Query, summarise, verify, export and erase the audit trail" },
+  subCommands: { query, summary: summaryCommand, ...trailCommands, ...exportCommands },
 });

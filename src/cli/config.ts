@@ -9,7 +9,7 @@ const check = defineCommand({
   run: withUserErrors(async ({ args }) => {
     const file = findConfigFile(args.config);
     const config = await loadConfig(file);
-    const plugins = config.plugins?.map((p) => p.name).join(", ") ?? "defaults (openai, anthropic, header-attribution, sqlite-audit)";
+    const plugins = config.plugins?.map((p) => p.name).join(", ") ?? "defaults (openai, anthropic, header-attribution, pricing, sqlite-audit)";
     console.log(`agent-attr: ${file ?? "no config file, built-in defaults"} is valid; plugins: ${plugins}`);
   }),
 });

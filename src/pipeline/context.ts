@@ -65,6 +65,11 @@ export interface MeterResult {
   /** The stream reached its terminal event (`[DONE]`, `message_stop`, `response.completed`). */
   terminal: boolean;
   errorType: string | null;
+  /**
+   * The generated text the response delivered so far (content, tool-call arguments, reasoning),
+   * for estimating usage when none arrived (an aborted or broken stream). Called only then.
+   */
+  outputText?: () => string;
 }
 
 /** Reads usage while bytes pass through; never throws into the stream (the runner guards it). */

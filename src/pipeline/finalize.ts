@@ -2,11 +2,12 @@
  * Stages 7-9 for a call whose response has ended: decide its outcome, price it, write its final
  * record and settle the limiters. Never throws: a failure here is logged, the client is unaffected.
  */
-import type { AuditRecord, Outcome, Usage } from "../audit/record.ts";
+import type { AuditRecord, Outcome, Usage, UsageSource } from "../audit/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
-import type { PriceQuote } from "../plugin.ts";
 import type { StreamEnd } from "../proxy/tap.ts";
-import type { CallContext, MeterResult } from "./context.ts";
+import type { CallContext, EndpointKind, MeterResult } from "./context.ts";
+import { estimateUsage } from "./estimate.ts";
+import { costFields, hasUsage, priceCall } from "./price.ts";
 import { elapsed, writeRecord } from "./record.ts";
 import type { ReplyContext } from "./respond.ts";
 import type { Runtime } from "./runtime.ts";
@@ -15,7 +16,7 @@ import type { Runtime } from "./runtime.ts";
 export async function finalize(reply: ReplyContext, how: StreamEnd, result: MeterResult, ttfb: number | null, hash: string) {
   const { ctx, record, upstream, abort, rt } = reply;
   try {
-    const final = await completeRecord(ctx, record, upstream.status, how, result, abort.signal, rt);
+    const final = await completeRecord(reply, upstream.status, how, result, abort.signal);
     final.ttfb_ms = ttfb;
     final.response_hash = hash;
     writeRecord(final, rt);
@@ -26,13 +27,11 @@ export async function finalize(reply: ReplyContext, how: StreamEnd, result: Mete
 }
 
 async function completeRecord(
-  ctx: CallContext,
-  record: AuditRecord,
+  { ctx, record, provider, rt }: ReplyContext,
   status: number,
   how: StreamEnd,
   result: MeterResult,
   signal: AbortSignal,
-  rt: Runtime,
 ): Promise<AuditRecord> {
   let outcome: Outcome;
   let errorType = result.errorType;
@@ -53,8 +52,26 @@ async function completeRecord(
   } else {
     outcome = "completed";
   }
-  const usage = result.usage;
-  const quote = usage ? await price(ctx, usage, result.responseModel, rt) : null;
+  let usage = hasUsage(result.usage) ? result.usage : null;
+  let source: UsageSource = usage ? "provider" : "none";
+  if (needsEstimate(ctx, status, outcome, usage)) {
+    const estimate = await estimateUsage(ctx, usage, result.outputText?.() ?? null);
+    if (estimate) [usage, source] = [estimate, "estimated"];
+  }
+  const quote = usage
+    ? await priceCall(
+        {
+          ctx,
+          provider: provider.plugin,
+          pricing: provider.adapter.pricing,
+          model: ctx.model,
+          responseModel: result.responseModel,
+          usage,
+          at: new Date(ctx.startedAt),
+        },
+        rt,
+      )
+    : null;
   return {
     ...record,
     ...(usage ?? {}),
@@ -62,24 +79,22 @@ async function completeRecord(
     status,
     outcome,
     response_model: result.responseModel,
-    usage_source: usage ? "provider" : "none",
-    cost_usd: quote?.cost_usd ?? null,
-    price_source: quote?.price_source ?? null,
+    usage_source: source,
+    ...costFields(quote),
     error_type: errorType,
   };
 }
 
-async function price(ctx: CallContext, usage: Usage, responseModel: string | null, rt: Runtime) {
-  for (const plugin of rt.plugins) {
-    if (!plugin.price) continue;
-    try {
-      const quote: PriceQuote | null = await plugin.price(ctx, usage, responseModel);
-      if (quote) return quote;
-    } catch (error) {
-      rt.log.error(`[plugin ${plugin.name}] price: ${errorMessage(error)}`);
-    }
-  }
-  return null;
+/** Endpoints that generate tokens someone pays for. */
+const generating = new Set<EndpointKind>(["chat.completions", "completions", "responses", "messages"]);
+
+/**
+ * A successful generation whose usage did not arrive in full — the client hung up, the stream broke
+ * off, or the server reports no usage — is billed by estimate rather than left free.
+ */
+function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage: Usage | null): boolean {
+  if (status >= 400 || !generating.has(ctx.endpoint.kind)) return false;
+  return outcome !== "completed" || usage === null || usage.output_tokens === null || usage.input_tokens === null;
 }
 
 async function settle(ctx: CallContext, record: AuditRecord, rt: Runtime) {

@@ -31,6 +31,7 @@ export function newRecord(ctx: CallContext, provider: string | null, rt: Runtime
     ...noUsage,
     usage_source: "none",
     cost_usd: null,
+    cost_nano_usd: null,
     price_source: null,
     prompt_hash: ctx.rawBody ? keyedHash(rt.hashKey, ctx.rawBody) : null,
     response_hash: null,

@@ -1,15 +1,28 @@
-/** The audit REST API: record queries with filters and cursor pagination (DESIGN §2). */
+/** The audit REST API: record queries with filters and cursor pagination, summaries (DESIGN §2). */
 import { Elysia } from "elysia";
 import { z } from "zod";
 import { recordFilterSchema, type RecordFilter } from "../audit/query.ts";
+import { summaryFilterSchema } from "../audit/summary.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 
 type Guard = (request: Request) => Response | null;
 
+const queryOf = (request: Request) => Object.fromEntries(new URL(request.url).searchParams);
+
+const invalidQuery = (error: z.ZodError) =>
+  Response.json(
+    { error: { message: `Invalid query: ${z.prettifyError(error)}`, type: "invalid_request_error", code: "invalid_query" } },
+    { status: 400 },
+  );
+
+/** The names of the filters a query used (never their values, which may be personal). */
+const usedFilters = (filter: object) =>
+  Object.entries(filter).flatMap(([key, value]) => (key !== "limit" && key !== "by" && value !== undefined ? [key] : []));
+
 /**
  * Every query is a chain event (audit of the audit): the route pattern, the names of the filters
- * used (not their values, which may be personal) and how many records were returned. If the event
- * cannot be written, the answer is withheld (503), as for a call whose record cannot be written.
+ * used and how many records (or groups) were returned. If the event cannot be written, the answer
+ * is withheld (503), as for a call whose record cannot be written.
  */
 function recorded(rt: Runtime, route: string, filters: string[], returned: number, answer: Response): Response {
   try {
@@ -28,20 +41,22 @@ export function auditRoutes(rt: Runtime, guard: Guard) {
   const list = async (request: Request, route: string, fixed: Partial<RecordFilter> = {}) => {
     const denied = guard(request);
     if (denied) return denied;
-    const query = Object.fromEntries(new URL(request.url).searchParams);
-    const parsed = recordFilterSchema.safeParse({ ...query, ...fixed });
-    if (!parsed.success) {
-      return Response.json(
-        { error: { message: `Invalid query: ${z.prettifyError(parsed.error)}`, type: "invalid_request_error", code: "invalid_query" } },
-        { status: 400 },
-      );
-    }
+    const parsed = recordFilterSchema.safeParse({ ...queryOf(request), ...fixed });
+    if (!parsed.success) return invalidQuery(parsed.error);
     const page = await rt.reader.records(parsed.data);
-    const filters = Object.keys(parsed.data).filter((key) => key !== "limit" && parsed.data[key as keyof typeof parsed.data] !== undefined);
-    return recorded(rt, route, filters, page.records.length, Response.json(page));
+    return recorded(rt, route, usedFilters(parsed.data), page.records.length, Response.json(page));
+  };
+  const summary = async (request: Request) => {
+    const denied = guard(request);
+    if (denied) return denied;
+    const parsed = summaryFilterSchema.safeParse(queryOf(request));
+    if (!parsed.success) return invalidQuery(parsed.error);
+    const result = await rt.reader.summary(parsed.data);
+    return recorded(rt, `/audit/summary?by=${parsed.data.by}`, usedFilters(parsed.data), result.groups.length, Response.json(result));
   };
   return new Elysia({ prefix: "/audit" })
     .get("/records", ({ request }) => list(request, "/audit/records"))
+    .get("/summary", ({ request }) => summary(request))
     .get("/records/:id", async ({ request, params }) => {
       const denied = guard(request);
       if (denied) return denied;

@@ -1,5 +1,5 @@
 /** Builds the runtime (plugins set up, sinks chosen) from a validated config, and closes it. */
-import { anthropic, headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
+import { anthropic, headerAttribution, openai, pricing, sqliteAudit } from "../../plugins/index.ts";
 import { loadHashKey } from "../audit/secret.ts";
 import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
@@ -9,12 +9,17 @@ import { Metrics } from "../pipeline/metrics.ts";
 import { consoleLogger, type Runtime } from "../pipeline/runtime.ts";
 
 export function defaultPlugins(): Plugin[] {
-  return [openai(), anthropic(), headerAttribution(), sqliteAudit()];
+  return [openai(), anthropic(), headerAttribution(), pricing(), sqliteAudit()];
+}
+
+/** Calls are always priced: a config whose plugins price nothing gets the built-in `pricing()`. */
+export function withPricing(plugins: Plugin[]): Plugin[] {
+  return plugins.some((plugin) => plugin.price) ? plugins : [...plugins, pricing()];
 }
 
 export async function createRuntime(config: Config, options: { logDb: string; log?: Logger }): Promise<Runtime> {
   const log = options.log ?? consoleLogger;
-  const plugins = config.plugins ?? defaultPlugins();
+  const plugins = withPricing(config.plugins ?? defaultPlugins());
   const names = new Set<string>();
   for (const plugin of plugins) {
     if (names.has(plugin.name)) throw new ConfigError(`Two plugins are named '${plugin.name}'; plugin names must be unique.`);

@@ -5,6 +5,7 @@ import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { openAuditLog } from "../../src/audit/database.ts";
 import { SqliteAuditStore } from "../../src/audit/store.ts";
+import { summaryFilterSchema } from "../../src/audit/summary.ts";
 import { tempDir } from "../helpers/proxy.ts";
 import { sampleRecord, trailWith } from "../helpers/records.ts";
 
@@ -31,6 +32,9 @@ test("erasing a user: no record returns them, the chain verifies, redactions are
   // What is not personal stays: the agent, the model, the tokens.
   expect(erased.every((r) => r.agent_id === "reviewer" && r.model === "gpt-4o" && r.output_tokens === 5)).toBe(true);
   expect(all.filter((r) => r.user_id === "user-2")).toHaveLength(3);
+  // Summaries (the usage rollup) no longer know the user either.
+  const byUser = await store.reader.summary(summaryFilterSchema.parse({ by: "user" }));
+  expect(byUser.groups.map((g) => g.key).sort()).toEqual([null, "user-0", "user-2"]);
   const report = await store.trail.verify("cli:test");
   expect(report).toMatchObject({ ok: true, records: 9, redacted: 3, events: 1 });
   expect(events(logDb).slice(0, 1)).toEqual([{ kind: "erasure", actor: "cli:test", details: { records: 3 } }]);

@@ -15,7 +15,8 @@ function record(id: string, overrides: Partial<AuditRecord> = {}): AuditRecord {
     trace_id: null, attribution: "asserted", key_id: null, provider: "openai", endpoint: "/v1/chat/completions",
     model: "gpt-4o", response_model: null, stream: false, status: null, outcome: null,
     input_tokens: null, output_tokens: null, cache_read_tokens: null, cache_write_tokens: null,
-    reasoning_tokens: null, usage_source: "none", cost_usd: null, price_source: null,
+    cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "none", cost_usd: null,
+    cost_nano_usd: null, price_source: null,
     prompt_hash: null, response_hash: null, error_type: null, ...overrides,
   };
 }

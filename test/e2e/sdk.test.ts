@@ -151,7 +151,7 @@ describe("anthropic SDK", () => {
   test("messages.stream", async () => {
     const stream = anthropic.messages.stream({ model: "claude-sonnet-4-6", max_tokens: 16, messages: [{ role: "user", content: "hi" }] });
     const final = await stream.finalMessage();
-    expect(final.content[0]).toMatchObject({ type: "text", text: "Hello" });
+    expect(final.content[0]).toMatchObject({ type: "text", text: "Hello world" });
     expect(await lastRecord()).toMatchObject({ ...identity, ...anthropicRecordUsage, stream: true, outcome: "completed" });
   });
 

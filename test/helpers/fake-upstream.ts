@@ -3,7 +3,10 @@
  * SSE). Tests steer it with the `x-fake-scenario` request header:
  *   error-500 | error-429 | gap:<ms> (pause before the last chunks) | break (socket dies mid-stream)
  *   | hang (never answers) | no-done (stream ends without its terminal event)
- *   | chunked-json (a plain answer sent in pieces, without Content-Length)
+ *   | chunked-json (a plain answer sent in pieces, without Content-Length); `gap:<ms>@<i>` pauses
+ *   before chunk i instead.
+ * `x-fake-usage: <json>` replaces the usage object the answer reports (in the provider's own shape);
+ * `x-fake-text: <text>` replaces the generated text of chat and messages streams.
  * It remembers every request it received (`requests`), so tests can check what crossed the proxy.
  */
 import type { Server } from "bun";
@@ -42,28 +45,46 @@ export const anthropicUsage = {
   output_tokens: 9,
 };
 
-function chatChunks(model: string, includeUsage: boolean): string[] {
+interface Steering {
+  usage: Record<string, unknown> | null;
+  /** The generated text, in two pieces. */
+  text: [string, string];
+}
+
+function steering(request: Request): Steering {
+  const usage = request.headers.get("x-fake-usage");
+  const text = request.headers.get("x-fake-text");
+  const half = text ? Math.ceil(text.length / 2) : 0;
+  return {
+    usage: usage ? (JSON.parse(usage) as Record<string, unknown>) : null,
+    text: text ? [text.slice(0, half), text.slice(half)] : ["Hello", " world"],
+  };
+}
+
+function chatChunks(model: string, includeUsage: boolean, steer: Steering): string[] {
   const base = { id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model };
   const chunks = [
     sse({ ...base, choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] }),
-    sse({ ...base, choices: [{ index: 0, delta: { content: "Hello" }, finish_reason: null }] }),
-    sse({ ...base, choices: [{ index: 0, delta: { content: " world" }, finish_reason: null }] }),
+    sse({ ...base, choices: [{ index: 0, delta: { content: steer.text[0] }, finish_reason: null }] }),
+    sse({ ...base, choices: [{ index: 0, delta: { content: steer.text[1] }, finish_reason: null }] }),
     sse({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }),
   ];
-  if (includeUsage) chunks.push(sse({ ...base, choices: [], usage: chatUsage }));
+  if (includeUsage) chunks.push(sse({ ...base, choices: [], usage: steer.usage ?? chatUsage }));
   chunks.push(sse("[DONE]"));
   return chunks;
 }
 
-function responsesChunks(model: string): string[] {
+const responsesUsage = {
+  input_tokens: 20,
+  input_tokens_details: { cached_tokens: 8 },
+  output_tokens: 11,
+  output_tokens_details: { reasoning_tokens: 3 },
+  total_tokens: 31,
+};
+
+function responsesChunks(model: string, steer: Steering): string[] {
   const response = { id: "resp_1", object: "response", model, status: "in_progress", output: [] };
-  const usage = {
-    input_tokens: 20,
-    input_tokens_details: { cached_tokens: 8 },
-    output_tokens: 11,
-    output_tokens_details: { reasoning_tokens: 3 },
-    total_tokens: 31,
-  };
+  const usage = steer.usage ?? responsesUsage;
   return [
     sse({ type: "response.created", sequence_number: 0, response }, "response.created"),
     sse({ type: "response.output_text.delta", sequence_number: 1, item_id: "m1", output_index: 0, content_index: 0, delta: "Hi" }, "response.output_text.delta"),
@@ -71,25 +92,28 @@ function responsesChunks(model: string): string[] {
   ];
 }
 
-function anthropicChunks(model: string): string[] {
+function anthropicChunks(model: string, steer: Steering): string[] {
+  const usage = steer.usage ?? anthropicUsage;
   return [
-    sse({ type: "message_start", message: { id: "msg_1", type: "message", role: "assistant", model, content: [], stop_reason: null, usage: { ...anthropicUsage, output_tokens: 1 } } }, "message_start"),
+    sse({ type: "message_start", message: { id: "msg_1", type: "message", role: "assistant", model, content: [], stop_reason: null, usage: { ...usage, output_tokens: 1 } } }, "message_start"),
     sse({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }, "content_block_start"),
-    sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hello" } }, "content_block_delta"),
+    sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: steer.text[0] } }, "content_block_delta"),
+    sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: steer.text[1] } }, "content_block_delta"),
     sse({ type: "content_block_stop", index: 0 }, "content_block_stop"),
-    sse({ type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: anthropicUsage.output_tokens } }, "message_delta"),
+    sse({ type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: usage.output_tokens } }, "message_delta"),
     sse({ type: "message_stop" }, "message_stop"),
   ];
 }
 
 function streamOf(chunks: string[], scenario: string, fake: FakeUpstream): Response {
-  const gap = /^gap:(\d+)$/.exec(scenario);
+  const gap = /^gap:(\d+)(?:@(\d+))?$/.exec(scenario);
+  const gapAt = gap?.[2] === undefined ? 2 : Number(gap[2]);
   let i = 0;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (scenario === "no-done" && i === chunks.length - 1) return controller.close();
       if (i >= chunks.length) return controller.close();
-      if (gap && i === 2) await Bun.sleep(Number(gap[1]));
+      if (gap && i === gapAt) await Bun.sleep(Number(gap[1]));
       if (scenario === "break" && i === 2) {
         await Bun.sleep(50); // let the first chunks reach the client
         return controller.error(new Error("upstream died"));
@@ -129,14 +153,15 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const body = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
       const model = String(body.model ?? "");
       const stream = body.stream === true;
+      const steer = steering(request);
       const headers = { "x-request-id": "req_fake", ...rateHeaders };
       switch (url.pathname) {
         case "/v1/chat/completions": {
           if (stream) {
             const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-            return streamOf(chatChunks(model, includeUsage), scenario, fake);
+            return streamOf(chatChunks(model, includeUsage, steer), scenario, fake);
           }
-          const answer = { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content: "Hello world" }, finish_reason: "stop" }], usage: chatUsage };
+          const answer = { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content: "Hello world" }, finish_reason: "stop" }], usage: steer.usage ?? chatUsage };
           if (scenario === "chunked-json") {
             const text = JSON.stringify(answer);
             const pieces = [text.slice(0, 40), text.slice(40, 120), text.slice(120)];
@@ -155,15 +180,15 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         case "/v1/completions":
           return Response.json({ id: "cmpl-1", object: "text_completion", created: 1, model, choices: [{ index: 0, text: "Hi", finish_reason: "stop" }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }, { headers });
         case "/v1/responses":
-          if (stream) return streamOf(responsesChunks(model), scenario, fake);
-          return Response.json({ id: "resp_1", object: "response", model, status: "completed", output: [{ type: "message", id: "m1", role: "assistant", status: "completed", content: [{ type: "output_text", text: "Hi", annotations: [] }] }], usage: { input_tokens: 20, input_tokens_details: { cached_tokens: 8 }, output_tokens: 11, output_tokens_details: { reasoning_tokens: 3 }, total_tokens: 31 } }, { headers });
+          if (stream) return streamOf(responsesChunks(model, steer), scenario, fake);
+          return Response.json({ id: "resp_1", object: "response", model, status: "completed", output: [{ type: "message", id: "m1", role: "assistant", status: "completed", content: [{ type: "output_text", text: "Hi", annotations: [] }] }], usage: steer.usage ?? responsesUsage }, { headers });
         case "/v1/embeddings":
-          return Response.json({ object: "list", model, data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }], usage: { prompt_tokens: 5, total_tokens: 5 } }, { headers });
+          return Response.json({ object: "list", model, data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }], usage: steer.usage ?? { prompt_tokens: 5, total_tokens: 5 } }, { headers });
         case "/v1/models":
           return Response.json({ object: "list", data: [{ id: "gpt-4o", object: "model", created: 1, owned_by: "openai" }] }, { headers });
         case "/v1/messages":
-          if (stream) return streamOf(anthropicChunks(model), scenario, fake);
-          return Response.json({ id: "msg_1", type: "message", role: "assistant", model, content: [{ type: "text", text: "Hello" }], stop_reason: "end_turn", stop_sequence: null, usage: anthropicUsage }, { headers });
+          if (stream) return streamOf(anthropicChunks(model, steer), scenario, fake);
+          return Response.json({ id: "msg_1", type: "message", role: "assistant", model, content: [{ type: "text", text: "Hello" }], stop_reason: "end_turn", stop_sequence: null, usage: steer.usage ?? anthropicUsage }, { headers });
         case "/v1/messages/count_tokens":
           return Response.json({ input_tokens: 42 }, { headers });
       }

@@ -81,14 +81,14 @@ test("price and settle: the first quote is recorded, settle sees the final recor
   const settled: AuditRecord[] = [];
   const pricing = definePlugin({
     name: "flat-price",
-    price: (_ctx, usage) => ({ cost_usd: (usage.input_tokens ?? 0) * 0.001, price_source: "test-flat" }),
+    price: ({ usage, provider }) => ({ cost_nano_usd: (usage.input_tokens ?? 0) * 1_000_000, price_source: `test-flat:${provider}` }),
   });
-  const ignored = definePlugin({ name: "ignored-price", price: () => ({ cost_usd: 99, price_source: "ignored" }) });
+  const ignored = definePlugin({ name: "ignored-price", price: () => ({ cost_nano_usd: 99, price_source: "ignored" }) });
   const settle = definePlugin({ name: "settle", limit: { check: () => {}, settle: (_ctx, record) => void settled.push(record) } });
   await withProxy([pricing, ignored, settle], async (proxy) => {
     await (await chat(proxy.url)).arrayBuffer();
     const record = (await proxy.records()).at(-1)!;
-    expect(record).toMatchObject({ cost_usd: 0.012, price_source: "test-flat", input_tokens: 12 });
+    expect(record).toMatchObject({ cost_usd: 0.012, cost_nano_usd: 12_000_000, price_source: "test-flat:openai", input_tokens: 12 });
     expect(settled.map((r) => r.id)).toEqual([record.id]);
     expect(settled[0]!.outcome).toBe("completed");
   });

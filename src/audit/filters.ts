@@ -1,0 +1,31 @@
+/** The filter shapes of the audit API and CLI (zod schemas, shared by both). */
+import { z } from "zod";
+import { outcomes } from "./record.ts";
+
+const isoDate = z
+  .string()
+  .refine((value) => !Number.isNaN(Date.parse(value)), { message: "expected an ISO 8601 date or date-time" })
+  .transform((value) => new Date(value).toISOString());
+
+export const recordFilterSchema = z.object({
+  agent: z.string().min(1).optional(),
+  user: z.string().min(1).optional(),
+  task: z.string().min(1).optional(),
+  model: z.string().min(1).optional(),
+  provider: z.string().min(1).optional(),
+  outcome: z.enum(outcomes).optional(),
+  since: isoDate.optional(),
+  until: isoDate.optional(),
+  /** Shorthand for `since` = now minus N days. */
+  days: z.coerce.number().positive().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z
+    .string()
+    .regex(/^\d+$/, { message: "expected the next_cursor value of a previous page" })
+    .optional(),
+});
+
+export const summaryGroupings = ["agent", "user", "task", "model", "provider", "day"] as const;
+export type SummaryGrouping = (typeof summaryGroupings)[number];
+
+export const summaryFilterSchema = recordFilterSchema.omit({ limit: true, cursor: true }).extend({ by: z.enum(summaryGroupings) });

@@ -1,0 +1,1 @@
+CREATE INDEX `audit_records_time` ON `audit_records` (`timestamp`);

@@ -1,0 +1,140 @@
+/**
+ * Usage and cost summaries (`GET /audit/summary`, `agent-attr audit summary`): calls, tokens by
+ * kind, exact cost and unpriced calls per agent, user, task, model, provider or day.
+ *
+ * A summary over a time range reads whole UTC days from the usage rollup (./rollup.ts) and only
+ * the partial days at its edges from the records, so it stays fast on millions of records. Filters
+ * beyond the time range (e.g. one agent's usage by model) read the matching records through their
+ * indexes instead. Money is summed as integers (nano-dollars) either way.
+ */
+import type { Database } from "bun:sqlite";
+import type { z } from "zod";
+import type { summaryFilterSchema, SummaryGrouping } from "./filters.ts";
+export { summaryFilterSchema, summaryGroupings, type SummaryGrouping } from "./filters.ts";
+import { summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
+
+
+export type SummaryFilter = z.input<typeof summaryFilterSchema>;
+export type ParsedSummaryFilter = z.output<typeof summaryFilterSchema>;
+
+export interface SummaryRow {
+  /** The agent, user, task, model, provider or day; null for calls without one. */
+  key: string | null;
+  calls: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+  cache_write_1h_tokens: number;
+  reasoning_tokens: number;
+  /** `cost_nano_usd` / 1e9. */
+  cost_usd: number;
+  /** Exact sum of the records' cost in nano-dollars (exact up to 2^53, about $9 million). */
+  cost_nano_usd: number;
+  /** Calls with usage but no known price: their cost is missing from `cost_usd`, not zero. */
+  unpriced_calls: number;
+}
+
+export interface Summary {
+  by: SummaryGrouping;
+  since: string | null;
+  until: string | null;
+  groups: SummaryRow[];
+  total: SummaryRow;
+}
+
+type Sums = Omit<SummaryRow, "key" | "cost_usd">;
+const sumFields = ["calls", ...summedColumns, "unpriced_calls"] as const;
+
+/** The record column (or expression) a grouping keys by, and the rollup rows that serve it. */
+const recordKey: Record<SummaryGrouping, string> = {
+  agent: "agent_id",
+  user: "user_id",
+  task: "task_context",
+  model: "model",
+  provider: "provider",
+  day: "substr(timestamp, 1, 10)",
+};
+const rollupSource: Record<SummaryGrouping, { dim: RollupDimension; key: string }> = {
+  agent: { dim: "agent", key: "key" },
+  user: { dim: "user", key: "key" },
+  task: { dim: "task", key: "key" },
+  model: { dim: "model", key: "key" },
+  provider: { dim: "model", key: "provider" },
+  day: { dim: "model", key: "day" },
+};
+
+const filterColumns = { agent: "agent_id", user: "user_id", task: "task_context", model: "model", provider: "provider", outcome: "outcome" } as const;
+
+const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
+const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
+
+export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
+  const since = filter.days !== undefined ? new Date(Date.now() - filter.days * 86_400_000).toISOString() : (filter.since ?? null);
+  const until = filter.until ?? null;
+  const groups = new Map<string | null, Sums>();
+  const add = (key: string | null, row: Record<string, number | bigint | null>) => {
+    let sums = groups.get(key);
+    if (!sums) groups.set(key, (sums = { calls: 0, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cache_write_1h_tokens: 0, reasoning_tokens: 0, cost_nano_usd: 0, unpriced_calls: 0 }));
+    for (const field of sumFields) sums[field] += Number(row[field] ?? 0);
+  };
+
+  const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
+  if (filtered.length > 0) {
+    // Filters the rollup cannot answer: read the matching records (their indexes narrow the scan).
+    const conditions = filtered.map((f) => `${filterColumns[f]} = ?`);
+    const params: string[] = filtered.map((f) => filter[f]!);
+    if (since) conditions.push("timestamp >= ?"), params.push(since);
+    if (until) conditions.push("timestamp <= ?"), params.push(until);
+    fromRecords(db, filter.by, conditions, params, add);
+  } else {
+    // Whole days [firstDay, endDay) from the rollup; the partial days at the edges from the records.
+    const firstDay = since ? (since === dayStart(since) ? since.slice(0, 10) : nextDay(since.slice(0, 10))) : null;
+    const endDay = until ? until.slice(0, 10) : null;
+    if (firstDay !== null && endDay !== null && firstDay > endDay) {
+      fromRecords(db, filter.by, ["timestamp >= ?", "timestamp <= ?"], [since!, until!], add);
+    } else {
+      fromRollup(db, filter.by, firstDay, endDay, add);
+      if (since && firstDay && since !== dayStart(since)) {
+        fromRecords(db, filter.by, ["timestamp >= ?", "timestamp < ?"], [since, `${firstDay}T00:00:00.000Z`], add);
+      }
+      if (until && endDay) fromRecords(db, filter.by, ["timestamp >= ?", "timestamp <= ?"], [`${endDay}T00:00:00.000Z`, until], add);
+    }
+  }
+
+  const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
+  rows.sort((a, b) => b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || String(a.key).localeCompare(String(b.key)));
+  const total = { calls: 0, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cache_write_1h_tokens: 0, reasoning_tokens: 0, cost_nano_usd: 0, unpriced_calls: 0 };
+  for (const row of rows) for (const field of sumFields) total[field] += row[field];
+  return { by: filter.by, since, until, groups: rows, total: { key: null, ...withUSD(total) } };
+}
+
+function withUSD(sums: Sums): Omit<SummaryRow, "key"> {
+  const { calls, cost_nano_usd, ...tokens } = sums;
+  return { calls, ...tokens, cost_usd: cost_nano_usd / 1e9, cost_nano_usd };
+}
+
+type Add = (key: string | null, row: Record<string, number | bigint | null>) => void;
+
+function fromRecords(db: Database, by: SummaryGrouping, conditions: string[], params: string[], add: Add): void {
+  const sql = `SELECT ${recordKey[by]} AS key, count(*) AS calls,
+    ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls
+    FROM audit_records ${conditions.length ? `WHERE ${conditions.join(" AND ")}` : ""} GROUP BY 1`;
+  for (const row of db.query<Record<string, string | number | null>, string[]>(sql).all(...params)) {
+    add(row.key as string | null, row as Record<string, number | null>);
+  }
+}
+
+function fromRollup(db: Database, by: SummaryGrouping, firstDay: string | null, endDay: string | null, add: Add): void {
+  const { dim, key } = rollupSource[by];
+  const conditions = ["dim = ?"];
+  const params: string[] = [dim];
+  if (firstDay) conditions.push("day >= ?"), params.push(firstDay);
+  if (endDay) conditions.push("day < ?"), params.push(endDay);
+  const sql = `SELECT ${key} AS key, sum(calls) AS calls, ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")},
+    sum(unpriced_calls) AS unpriced_calls FROM usage_rollup WHERE ${conditions.join(" AND ")} GROUP BY 1`;
+  for (const row of db.query<Record<string, string | number | null>, string[]>(sql).all(...params)) {
+    // The rollup keys calls without an agent/user/task/model/provider by ''.
+    add(row.key === "" ? null : (row.key as string), row as Record<string, number | null>);
+  }
+}

@@ -1,0 +1,71 @@
+/** `agent-attr audit summary --by agent --days 30`: calls, tokens and cost per group. */
+import { defineCommand } from "citty";
+import { openAuditLog } from "../audit/database.ts";
+import { csvCell, formatUSD } from "../audit/format.ts";
+import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../audit/summary.ts";
+import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
+import { recordCliQuery } from "./audit-trail.ts";
+import { filterArgs, filterValues } from "./filter-args.ts";
+
+const columns = [
+  "calls",
+  "input_tokens",
+  "output_tokens",
+  "cache_read_tokens",
+  "cache_write_tokens",
+  "cache_write_1h_tokens",
+  "reasoning_tokens",
+  "cost_usd",
+  "unpriced_calls",
+] as const satisfies (keyof SummaryRow)[];
+
+function cells(row: SummaryRow): string[] {
+  return columns.map((column) => (column === "cost_usd" ? formatUSD(row.cost_nano_usd) : String(row[column])));
+}
+
+export function summaryTable(summary: Summary): string {
+  if (summary.groups.length === 0) return "No records match.\n";
+  const header = [summary.by, ...columns];
+  const rows = [...summary.groups.map((g) => [g.key ?? "-", ...cells(g)]), ["TOTAL", ...cells(summary.total)]];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  // Text left-aligned, numbers right-aligned.
+  const line = (row: string[]) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ").trimEnd();
+  const rule = widths.map((w) => "-".repeat(w));
+  return `${[line(header), line(rule), ...rows.slice(0, -1).map(line), line(rule), line(rows.at(-1)!)].join("\n")}\n`;
+}
+
+export function summaryCSV(summary: Summary): string {
+  const header = ["key", ...columns, "cost_nano_usd"];
+  const rows = summary.groups.map((g) => [g.key, ...columns.map((c) => g[c]), g.cost_nano_usd].map(csvCell).join(","));
+  return `${[header.join(","), ...rows].join("\r\n")}\r\n`;
+}
+
+export const summaryCommand = defineCommand({
+  meta: { name: "summary", description: "Calls, tokens and cost per agent, user, task, model, provider or day" },
+  args: {
+    by: { type: "enum", options: [...summaryGroupings], required: true, description: "Group by" },
+    ...filterArgs,
+    format: { type: "enum", options: ["table", "json", "csv"], default: "table", description: "Output format" },
+    "log-db": logDbArg,
+  },
+  run: withUserErrors(async ({ args }) => {
+    const parsed = summaryFilterSchema.safeParse({ by: args.by, ...filterValues(args) });
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new UsageError(`--${issue.path.join(".")}: ${issue.message}`);
+    }
+    const logDb = resolveLogDb(args["log-db"]);
+    requireExistingDb(logDb);
+    const log = openAuditLog(logDb);
+    try {
+      const summary = await log.reader.summary(parsed.data);
+      const filters = Object.entries(parsed.data).flatMap(([key, value]) => (key !== "by" && value !== undefined ? [key] : []));
+      recordCliQuery(log.db, logDb, `cli:audit summary --by ${parsed.data.by}`, filters, summary.groups.length);
+      if (args.format === "json") process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      else if (args.format === "csv") process.stdout.write(summaryCSV(summary));
+      else process.stdout.write(summaryTable(summary));
+    } finally {
+      log.close();
+    }
+  }),
+});

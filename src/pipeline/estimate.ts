@@ -1,0 +1,61 @@
+/**
+ * Usage estimates for calls whose usage never arrived in full: a client that hung up mid-stream, an
+ * upstream that broke off, a local server that reports none. Output tokens are counted from the
+ * text that was delivered, input tokens (only when the provider gave none) from the request's text,
+ * with the o200k tokenizer (`gpt-tokenizer`). The record says `usage_source: estimated`.
+ */
+import type { Usage } from "../audit/record.ts";
+import type { CallContext } from "./context.ts";
+
+type CountTokens = (text: string) => number;
+let tokenizer: Promise<CountTokens> | null = null;
+
+/** The tokenizer's tables take ~0.3 s to load, so they load on the first estimate only. */
+function countTokens(): Promise<CountTokens> {
+  tokenizer ??= import("gpt-tokenizer/encoding/o200k_base").then((module) => module.countTokens);
+  return tokenizer;
+}
+
+/** Request fields that carry text the model reads. */
+const promptFields = ["messages", "system", "input", "prompt", "instructions", "tools", "functions"];
+/** Keys whose strings are structure, not text. */
+const structuralKeys = new Set(["role", "type", "id", "model", "cache_control", "tool_use_id", "call_id"]);
+
+function collectText(value: unknown, into: string[]): void {
+  if (typeof value === "string") into.push(value);
+  else if (Array.isArray(value)) for (const item of value) collectText(item, into);
+  else if (value !== null && typeof value === "object") {
+    for (const [key, item] of Object.entries(value)) if (!structuralKeys.has(key)) collectText(item, into);
+  }
+}
+
+export function promptText(body: Record<string, unknown> | null): string | null {
+  if (!body) return null;
+  const parts: string[] = [];
+  for (const field of promptFields) collectText(body[field], parts);
+  return parts.length ? parts.join("\n") : null;
+}
+
+/**
+ * Fills what the provider did not say: output from the delivered text (never below the provider's
+ * own partial count), input from the prompt. Null when there is nothing to count.
+ */
+export async function estimateUsage(ctx: CallContext, known: Usage | null, delivered: string | null): Promise<Usage | null> {
+  const count = await countTokens();
+  let output = known?.output_tokens ?? null;
+  if (delivered !== null) output = Math.max(output ?? 0, count(delivered));
+  let input = known?.input_tokens ?? null;
+  if (input === null) {
+    const prompt = promptText(ctx.body);
+    if (prompt !== null) input = count(prompt);
+  }
+  if (input === null && output === null) return null;
+  return {
+    input_tokens: input,
+    output_tokens: output,
+    cache_read_tokens: known?.cache_read_tokens ?? null,
+    cache_write_tokens: known?.cache_write_tokens ?? null,
+    cache_write_1h_tokens: known?.cache_write_1h_tokens ?? null,
+    reasoning_tokens: known?.reasoning_tokens ?? null,
+  };
+}

@@ -1,0 +1,47 @@
+/**
+ * Stage 7, price: the first plugin whose `price` hook returns a quote prices the call. A call no
+ * plugin can price keeps `cost_usd: null` and the log says so once per model — never a silent $0.
+ */
+import type { Usage } from "../audit/record.ts";
+import { errorMessage } from "../errors.ts";
+import type { PriceQuote, PriceRequest } from "../plugin.ts";
+import type { Runtime } from "./runtime.ts";
+
+const warned = new WeakMap<Runtime, Set<string>>();
+
+export async function priceCall(call: PriceRequest, rt: Runtime): Promise<PriceQuote | null> {
+  for (const plugin of rt.plugins) {
+    if (!plugin.price) continue;
+    try {
+      const quote = await plugin.price(call);
+      if (quote) return quote;
+    } catch (error) {
+      rt.log.error(`[plugin ${plugin.name}] price: ${errorMessage(error)}`);
+    }
+  }
+  warnUnpriced(call, rt);
+  return null;
+}
+
+function warnUnpriced(call: PriceRequest, rt: Runtime): void {
+  const key = `${call.provider}/${call.responseModel ?? call.model ?? "(no model)"}`;
+  let seen = warned.get(rt);
+  if (!seen) warned.set(rt, (seen = new Set()));
+  if (seen.has(key) || seen.size > 10_000) return;
+  seen.add(key);
+  rt.log.warn(
+    `no price is known for ${key}: its calls are recorded with cost_usd null (unpriced); price it with pricing({ models: { ... } }) in the config`,
+  );
+}
+
+/** The record's money fields from a quote: the exact nano-dollar integer and its USD reading. */
+export function costFields(quote: PriceQuote | null) {
+  const raw = quote?.cost_nano_usd ?? null;
+  const nano = raw !== null && Number.isFinite(raw) && raw >= 0 ? Math.round(raw) : null;
+  return { cost_nano_usd: nano, cost_usd: nano === null ? null : nano / 1e9, price_source: quote?.price_source ?? null };
+}
+
+/** A usage worth pricing: at least one count known. */
+export function hasUsage(usage: Usage | null): usage is Usage {
+  return usage !== null && (usage.input_tokens !== null || usage.output_tokens !== null);
+}
