@@ -13,6 +13,8 @@
  * 3. agent-attr is stopped with SIGTERM (it flushes); the audit DB must hold one row per request it
  *    answered, or the run fails. So does any transport error, non-2xx or truncated body.
  *
+ * 4. Summaries over a 1,000,000-record log (bench/summary.ts; BENCH_SUMMARY_RECORDS, 0 skips).
+ *
  * Env: BENCH_SECONDS (measured seconds at max load, default 8; half load runs half as long),
  * BENCH_WARMUP_SECONDS (default 2), BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp dir.
  * The CPU columns (from /proc) say where the time goes. wrk is not used: the open loop needs a
@@ -26,6 +28,7 @@ import type { LoadConfig, LoadResult } from "./load.ts";
 import { cpuMs, killAll, peakRssMiB, runChild, startServer, stopGracefully, type Server } from "./procs.ts";
 import { fmt, halfLoadTable, maxLoadTable, problems, type HalfLoad, type Measurement, type Target } from "./report.ts";
 import { scenarios, type Scenario } from "./scenarios.ts";
+import { benchSummaries } from "./summary.ts";
 
 function envNumber(name: string, fallback: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -38,6 +41,7 @@ function envNumber(name: string, fallback: number, min: number, max: number): nu
 const seconds = envNumber("BENCH_SECONDS", 8, 1, 120);
 const warmupSeconds = envNumber("BENCH_WARMUP_SECONDS", 2, 0, 30);
 const connections = Math.round(envNumber("BENCH_CONNECTIONS", 32, 1, 256));
+const summaryRecords = Math.round(envNumber("BENCH_SUMMARY_RECORDS", 1_000_000, 0, 100_000_000));
 const halfSeconds = Math.max(1, Math.ceil(seconds / 2));
 const halfWarmupSeconds = Math.min(1, warmupSeconds);
 /** Open loop: the most requests in flight before the generator counts the server as behind. */
@@ -223,6 +227,7 @@ async function main(): Promise<boolean> {
     const stderr = server.stderr.toString().trim();
     if (stderr) console.log(`\n${server.name} stderr:\n${stderr}`);
   }
+  if (summaryRecords > 0) console.log(`\n${await benchSummaries(summaryRecords, progress)}`);
   return ok;
 }
 

@@ -1,11 +1,16 @@
 /**
  * Daily usage rollups, so summaries over millions of records read thousands of rows instead.
+ *
  * `usage_rollup` holds, per dimension (agent, user, task, model) and UTC day, the call count, token
- * sums, exact cost and unpriced calls. SQLite triggers keep it in step with `audit_records` inside
- * the same transaction, whoever writes: the proxy's writer, crash recovery, an erasure that clears
- * a user (the user's rows move to the empty key, so the user no longer appears). The model rows
- * also carry the provider, so summaries by provider and by day read them too.
+ * sums, exact cost and unpriced calls of every record up to a cursor (`usage_rollup_state.seq`).
+ * Nothing is added on the hot path: `advanceRollup` folds new records in with one GROUP BY per
+ * dimension (the writer thread calls it every few seconds while records arrive), and a summary
+ * adds the records past the cursor itself, so it is always exact. Changes to rolled-up records
+ * (an erasure clearing a user, retention, a deletion) are applied by SQLite triggers in the same
+ * transaction: the user's usage moves to the empty key and the user no longer appears. The model
+ * rows also carry the provider, so summaries by provider and by day read them too.
  */
+import type { Database } from "bun:sqlite";
 
 /** Rollup dimensions and the record column each is keyed by. */
 export const rollupDimensions = { agent: "agent_id", user: "user_id", task: "task_context", model: "model" } as const;
@@ -26,24 +31,34 @@ export const summedColumns = [
 export const unpricedSQL = (row: string) => `(${row}.cost_nano_usd IS NULL AND ${row}.usage_source != 'none')`;
 
 const dayOf = (row: string) => `substr(${row}.timestamp, 1, 10)`;
+const providerOf = (dim: string, row: string) => (dim === "model" ? `coalesce(${row}.provider, '')` : "''");
+const accumulate = ["calls", ...summedColumns, "unpriced_calls"].map((c) => `${c} = ${c} + excluded.${c}`).join(", ");
 
 /** Adds (sign 1) or removes (sign -1) one record's contribution to its four rollup rows. */
-function apply(row: "NEW" | "OLD", sign: 1 | -1): string {
+function applyRow(row: "NEW" | "OLD", sign: 1 | -1): string {
   return Object.entries(rollupDimensions)
     .map(([dim, column]) => {
-      const provider = dim === "model" ? `coalesce(${row}.provider, '')` : "''";
       const values = summedColumns.map((c) => `${sign} * coalesce(${row}.${c}, 0)`).join(", ");
-      const updates = ["calls", ...summedColumns, "unpriced_calls"].map((c) => `${c} = ${c} + excluded.${c}`).join(", ");
       return `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
-    VALUES ('${dim}', coalesce(${row}.${column}, ''), ${provider}, ${dayOf(row)}, ${sign}, ${values}, ${sign} * ${unpricedSQL(row)})
-    ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${updates};`;
+    VALUES ('${dim}', coalesce(${row}.${column}, ''), ${providerOf(dim, row)}, ${dayOf(row)}, ${sign}, ${values}, ${sign} * ${unpricedSQL(row)})
+    ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate};`;
     })
     .join("\n  ");
 }
 
+/** Folds the records with cursor < seq <= ?2 (?1 = cursor) into the rollup, one statement per dimension. */
+const foldStatements = Object.entries(rollupDimensions).map(
+  ([dim, column]) => `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
+  SELECT '${dim}', coalesce(${column}, ''), ${providerOf(dim, "audit_records")}, ${dayOf("audit_records")}, count(*),
+    ${summedColumns.map((c) => `coalesce(sum(${c}), 0)`).join(", ")}, sum(${unpricedSQL("audit_records")})
+  FROM audit_records WHERE seq > ?1 AND seq <= ?2 GROUP BY 1, 2, 3, 4
+  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`,
+);
+
+const rolledUp = "(SELECT seq FROM usage_rollup_state WHERE id = 1)";
 const trackedColumns = ["timestamp", "provider", "usage_source", ...Object.values(rollupDimensions), ...summedColumns];
 
-/** The migration that creates the rollup, its triggers, and fills it from existing records. */
+/** The migration that creates the rollup, its cursor and the triggers that follow changes. */
 export const rollupMigrationSQL = `
 CREATE TABLE usage_rollup (
   dim TEXT NOT NULL,
@@ -58,27 +73,43 @@ CREATE TABLE usage_rollup (
 --> statement-breakpoint
 CREATE INDEX usage_rollup_day ON usage_rollup (dim, day);
 --> statement-breakpoint
-CREATE TRIGGER audit_records_rollup_insert AFTER INSERT ON audit_records BEGIN
-  ${apply("NEW", 1)}
-END;
+CREATE TABLE usage_rollup_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
 --> statement-breakpoint
-CREATE TRIGGER audit_records_rollup_update AFTER UPDATE OF ${trackedColumns.join(", ")} ON audit_records BEGIN
-  ${apply("OLD", -1)}
-  ${apply("NEW", 1)}
+INSERT INTO usage_rollup_state (id, seq) VALUES (1, 0);
+--> statement-breakpoint
+CREATE TRIGGER audit_records_rollup_update AFTER UPDATE OF ${trackedColumns.join(", ")} ON audit_records
+WHEN OLD.seq <= ${rolledUp} BEGIN
+  ${applyRow("OLD", -1)}
+  ${applyRow("NEW", 1)}
   DELETE FROM usage_rollup WHERE calls = 0 AND day IN (${dayOf("OLD")}, ${dayOf("NEW")});
 END;
 --> statement-breakpoint
-CREATE TRIGGER audit_records_rollup_delete AFTER DELETE ON audit_records BEGIN
-  ${apply("OLD", -1)}
+CREATE TRIGGER audit_records_rollup_delete AFTER DELETE ON audit_records
+WHEN OLD.seq <= ${rolledUp} BEGIN
+  ${applyRow("OLD", -1)}
   DELETE FROM usage_rollup WHERE calls = 0 AND day = ${dayOf("OLD")};
 END;
---> statement-breakpoint
-${Object.entries(rollupDimensions)
-  .map(
-    ([dim, column]) => `INSERT INTO usage_rollup
-  SELECT '${dim}', coalesce(${column}, ''), ${dim === "model" ? "coalesce(provider, '')" : "''"}, substr(timestamp, 1, 10), count(*),
-    ${summedColumns.map((c) => `coalesce(sum(${c}), 0)`).join(", ")}, sum(${unpricedSQL("audit_records")})
-  FROM audit_records GROUP BY 1, 2, 3, 4;`,
-  )
-  .join("\n--> statement-breakpoint\n")}
 `;
+
+/** The rollup cursor: every record with seq ≤ it is in `usage_rollup`. */
+export function rollupCursor(db: Database): number {
+  return db.query<{ seq: number }, []>("SELECT seq FROM usage_rollup_state WHERE id = 1").get()?.seq ?? 0;
+}
+
+/**
+ * Folds up to `maxRecords` records past the cursor into the rollup, in one write transaction
+ * (bounded, so it never holds the write lock for long). Returns how many seqs it advanced.
+ */
+export function advanceRollup(db: Database, maxRecords = 200_000): number {
+  return db
+    .transaction(() => {
+      const from = rollupCursor(db);
+      const last = db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
+      const to = Math.min(last, from + maxRecords);
+      if (to <= from) return 0;
+      for (const sql of foldStatements) db.query(sql).run(from, to);
+      db.query("UPDATE usage_rollup_state SET seq = ? WHERE id = 1").run(to);
+      return to - from;
+    })
+    .immediate();
+}

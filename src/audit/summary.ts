@@ -3,7 +3,8 @@
  * kind, exact cost and unpriced calls per agent, user, task, model, provider or day.
  *
  * A summary over a time range reads whole UTC days from the usage rollup (./rollup.ts) and only
- * the partial days at its edges from the records, so it stays fast on millions of records. Filters
+ * the partial days at its edges, and the records not yet rolled up, from the records themselves,
+ * so it stays fast on millions of records and is always exact. Filters
  * beyond the time range (e.g. one agent's usage by model) read the matching records through their
  * indexes instead. Money is summed as integers (nano-dollars) either way.
  */
@@ -11,7 +12,7 @@ import type { Database } from "bun:sqlite";
 import type { z } from "zod";
 import type { summaryFilterSchema, SummaryGrouping } from "./filters.ts";
 export { summaryFilterSchema, summaryGroupings, type SummaryGrouping } from "./filters.ts";
-import { summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
+import { rollupCursor, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
 
 export type SummaryFilter = z.input<typeof summaryFilterSchema>;
@@ -80,26 +81,14 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   };
 
   const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
+  const range: Condition[] = [];
+  if (since) range.push(["timestamp >= ?", since]);
+  if (until) range.push(["timestamp <= ?", until]);
   if (filtered.length > 0) {
     // Filters the rollup cannot answer: read the matching records (their indexes narrow the scan).
-    const conditions = filtered.map((f) => `${filterColumns[f]} = ?`);
-    const params: string[] = filtered.map((f) => filter[f]!);
-    if (since) conditions.push("timestamp >= ?"), params.push(since);
-    if (until) conditions.push("timestamp <= ?"), params.push(until);
-    fromRecords(db, filter.by, conditions, params, add);
+    fromRecords(db, filter.by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...range], add);
   } else {
-    // Whole days [firstDay, endDay) from the rollup; the partial days at the edges from the records.
-    const firstDay = since ? (since === dayStart(since) ? since.slice(0, 10) : nextDay(since.slice(0, 10))) : null;
-    const endDay = until ? until.slice(0, 10) : null;
-    if (firstDay !== null && endDay !== null && firstDay > endDay) {
-      fromRecords(db, filter.by, ["timestamp >= ?", "timestamp <= ?"], [since!, until!], add);
-    } else {
-      fromRollup(db, filter.by, firstDay, endDay, add);
-      if (since && firstDay && since !== dayStart(since)) {
-        fromRecords(db, filter.by, ["timestamp >= ?", "timestamp < ?"], [since, `${firstDay}T00:00:00.000Z`], add);
-      }
-      if (until && endDay) fromRecords(db, filter.by, ["timestamp >= ?", "timestamp <= ?"], [`${endDay}T00:00:00.000Z`, until], add);
-    }
+    db.transaction(() => fromRollupAndTail(db, filter.by, since, until, range, add))();
   }
 
   const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
@@ -116,11 +105,38 @@ function withUSD(sums: Sums): Omit<SummaryRow, "key"> {
 
 type Add = (key: string | null, row: Record<string, number | bigint | null>) => void;
 
-function fromRecords(db: Database, by: SummaryGrouping, conditions: string[], params: string[], add: Add): void {
+/** A SQL condition on audit_records and its parameter. */
+type Condition = [sql: string, value: string | number];
+
+/**
+ * Records up to the rollup cursor: whole days [firstDay, endDay) from the rollup, the partial days
+ * at the range's edges from the records; records past the cursor from the records. All in one read
+ * transaction, so the cursor cannot move in between.
+ */
+function fromRollupAndTail(db: Database, by: SummaryGrouping, since: string | null, until: string | null, range: Condition[], add: Add): void {
+  // The unary `+` keeps SQLite from using an index for that term: the tail is found by seq (the
+  // primary key), the edges by timestamp.
+  const cursor = rollupCursor(db);
+  const rolled: Condition = ["+seq <= ?", cursor];
+  fromRecords(db, by, [["seq > ?", cursor], ...range.map(([sql, value]): Condition => [`+${sql}`, value])], add);
+  const firstDay = since ? (since === dayStart(since) ? since.slice(0, 10) : nextDay(since.slice(0, 10))) : null;
+  const endDay = until ? until.slice(0, 10) : null;
+  if (firstDay !== null && endDay !== null && firstDay > endDay) {
+    fromRecords(db, by, [rolled, ...range], add); // the whole range lies inside one day
+    return;
+  }
+  fromRollup(db, by, firstDay, endDay, add);
+  if (since && firstDay && since !== dayStart(since)) {
+    fromRecords(db, by, [rolled, ["timestamp >= ?", since], ["timestamp < ?", `${firstDay}T00:00:00.000Z`]], add);
+  }
+  if (until && endDay) fromRecords(db, by, [rolled, ["timestamp >= ?", `${endDay}T00:00:00.000Z`], ["timestamp <= ?", until]], add);
+}
+
+function fromRecords(db: Database, by: SummaryGrouping, conditions: Condition[], add: Add): void {
   const sql = `SELECT ${recordKey[by]} AS key, count(*) AS calls,
     ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls
-    FROM audit_records ${conditions.length ? `WHERE ${conditions.join(" AND ")}` : ""} GROUP BY 1`;
-  for (const row of db.query<Record<string, string | number | null>, string[]>(sql).all(...params)) {
+    FROM audit_records ${conditions.length ? `WHERE ${conditions.map(([c]) => c).join(" AND ")}` : ""} GROUP BY 1`;
+  for (const row of db.query<Record<string, string | number | null>, (string | number)[]>(sql).all(...conditions.map(([, v]) => v))) {
     add(row.key as string | null, row as Record<string, number | null>);
   }
 }

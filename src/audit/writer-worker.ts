@@ -4,13 +4,15 @@
  * committed together in one transaction on its next turn (group commit): a quiet proxy commits
  * each call at once, a busy one shares commits. Every batch is answered, in order. Records are
  * appended to the hash chain (./chain.ts); the thread also writes the signed checkpoints (every N
- * records, every T seconds when anything is new, and on close) and runs retention.
+ * records, every T seconds when anything is new, and on close), runs retention, and every few
+ * seconds while records arrive folds them into the usage rollup (./rollup.ts).
  */
 import type { Database } from "bun:sqlite";
 import { ChainWriter } from "./chain.ts";
 import { Checkpointer } from "./checkpoint.ts";
 import { openDatabase, type SQLValue } from "./database.ts";
 import { applyRetention } from "./erase.ts";
+import { advanceRollup } from "./rollup.ts";
 import { loadSigningKey } from "./signing.ts";
 import type { WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
 
@@ -62,6 +64,24 @@ function maintain(task: () => void): void {
 
 let pending: SQLValue[][][] = [];
 
+const rollupEveryMs = 2000;
+let lastRollup = Number.NEGATIVE_INFINITY;
+
+/**
+ * Summaries add the records past the rollup cursor themselves, so a rollup that fails (e.g. the
+ * database is locked by another writer) costs summary speed, never correctness: it is retried.
+ */
+function maybeAdvanceRollup(database: Database): void {
+  const now = performance.now();
+  if (now - lastRollup < rollupEveryMs) return;
+  lastRollup = now;
+  try {
+    advanceRollup(database);
+  } catch {
+    // retried on a later commit
+  }
+}
+
 function commitPending(): void {
   const batches = pending;
   pending = [];
@@ -71,6 +91,7 @@ function commitPending(): void {
     chain.append(rows);
     sinceCheckpoint += rows.length;
     reply({ kind: "committed", batches: batches.length });
+    maybeAdvanceRollup(db);
   } catch (error) {
     reply({ kind: "failed", batches: batches.length, message: messageOf(error) });
     return;
@@ -94,6 +115,8 @@ self.onmessage = (event: MessageEvent<string>) => {
     if (pending.length > 0) commitPending();
     for (const timer of timers.splice(0)) clearInterval(timer);
     maintain(checkpoint);
+    lastRollup = Number.NEGATIVE_INFINITY; // leave the rollup caught up
+    if (db) maybeAdvanceRollup(db);
     checkpointer?.finalize();
     chain?.finalize();
     db?.close();
