@@ -2,7 +2,7 @@
 // right seq with the right reason.
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ChainHasher, ChainWriter, clearColumns } from "../../src/audit/chain.ts";
 import { columns, openAuditLog, toRow } from "../../src/audit/database.ts";
@@ -27,6 +27,8 @@ test("an untouched trail verifies, with counts and the last seq", async () => {
   expect(report.failure).toBeNull();
   expect(report).toMatchObject({ ok: true, records: 10, events: 0, redacted: 0, checkpoints: 1, last_seq: 10 });
   expect(report.chain_id).toMatch(/^[0-9a-f-]{36}$/);
+  // The signing key beside the database is readable by its owner only.
+  expect(statSync(signingKeyPath(logDb)).mode & 0o777).toBe(0o600);
 });
 
 test("records and events share one chain and one seq space", async () => {
