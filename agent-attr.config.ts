@@ -4,7 +4,7 @@
  * Without any config file the proxy runs on the same defaults as below.
  */
 import { defineConfig } from "agent-attr";
-import { anthropic, headerAttribution, openai, pricing, sqliteAudit } from "agent-attr/plugins";
+import { anthropic, headerAttribution, openai, pricing, sqliteAudit, tiers } from "agent-attr/plugins";
 
 export default defineConfig({
   server: {
@@ -22,6 +22,8 @@ export default defineConfig({
     openai(), // AGENT_ATTR_OPENAI_BASE_URL overrides https://api.openai.com/v1
     anthropic(), // AGENT_ATTR_ANTHROPIC_BASE_URL overrides https://api.anthropic.com
     headerAttribution(), // X-Agent-ID, X-User-ID, X-Task-Context, X-Session-ID, X-Parent-Agent-ID, traceparent
+    // Keys mode: every call needs a key from `agent-attr keys create`; the proxy sends OPENAI_API_KEY / ANTHROPIC_API_KEY.
+    // apiKeys({ onMismatch: "reject" }), // "record" keeps a spoofed X-Agent-ID/X-User-ID beside the verified identity
     // Prices from the bundled genai-prices data; your own prices (USD per million tokens) win.
     // Check what applies with `agent-attr pricing show MODEL`.
     pricing({
@@ -32,9 +34,30 @@ export default defineConfig({
         // ollama: "free", // self-hosted openaiCompatible providers are free unless priced
       },
     }),
+    tiers({
+      tiers: {
+        // shadow: true records what would be refused (error_type "shadow:rate_limited") and refuses nothing;
+        // watch the audit trail, then set it to false.
+        free: { requestsPerMinute: 20, tokensPerMinute: 40_000, tokensPerDay: 1_000_000, costPerDay: 5, per: ["user", "agent"], shadow: true },
+        pro: { requestsPerMinute: 300, tokensPerMinute: 400_000, costPerDay: 100, costPerMonth: 2_000, per: ["user", "key"], shadow: true },
+        enterprise: { requestsPerMinute: 3_000, costPerMonth: 50_000, per: ["key"], shadow: true },
+      },
+      default: "free", // calls that no key (`keys create --tier`) and no rule below assign
+      assign: [
+        { user: "team-a-*", tier: "pro" },
+        { agent: ["batch-*", "nightly-*"], tier: "enterprise" },
+      ],
+      defaultOutputTokens: 1024, // output assumed for the estimate when a request sets no max_tokens
+    }),
     sqliteAudit(), // path: --log-db, AGENT_ATTR_LOG_DB or ./audit.db
   ],
   audit: {
     failOpen: false, // true forwards calls even when the audit log cannot be written
+  },
+  admin: {
+    // Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN (admin) and AGENT_ATTR_AUDITOR_TOKEN (auditor: read, export, verify).
+    tokens: [
+      // { tokenEnv: "SOC_AUDITOR_TOKEN", role: "auditor" },
+    ],
   },
 });

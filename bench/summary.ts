@@ -28,7 +28,7 @@ function record(i: number, n: number, now: number): AuditRecord {
     input_tokens: 1000 + (i % 4000), output_tokens: 100 + (i % 900), cache_read_tokens: i % 3 ? 0 : 512, cache_write_tokens: null,
     cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "provider",
     cost_usd: priced ? (1234 + (i % 10_000) * 97) / 1e9 : null, cost_nano_usd: priced ? 1234 + (i % 10_000) * 97 : null,
-    price_source: priced ? "bench" : null, prompt_hash: "ab".repeat(32), response_hash: "cd".repeat(32), error_type: null,
+    price_source: priced ? "bench" : null, prompt_hash: "ab".repeat(32), response_hash: "cd".repeat(32), error_type: null, delegation: null,
   };
 }
 

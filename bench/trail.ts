@@ -31,7 +31,7 @@ function record(i: number): AuditRecord {
     input_tokens: 1200 + (i % 300), output_tokens: 340, cache_read_tokens: 0, cache_write_tokens: null,
     cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "provider", cost_usd: 0.0123,
     cost_nano_usd: 12_300_000, price_source: "bench",
-    prompt_hash: "ab".repeat(32), response_hash: "cd".repeat(32), error_type: null,
+    prompt_hash: "ab".repeat(32), response_hash: "cd".repeat(32), error_type: null, delegation: null,
   };
 }
 

@@ -1,7 +1,10 @@
 // The built-in plugins, imported by configs as "agent-attr/plugins".
 export { anthropic } from "./anthropic/index.ts";
+export { apiKeys } from "./api-keys/index.ts";
 export { headerAttribution } from "./header-attribution/index.ts";
+export { jwtAttribution } from "./jwt-attribution/index.ts";
 export { openai } from "./openai/index.ts";
 export { openaiCompatible } from "./openai-compatible/index.ts";
 export { pricing, type PricingOptions } from "./pricing/index.ts";
 export { sqliteAudit } from "./sqlite-audit/index.ts";
+export { MemoryLimiterStore, tiers, type LimiterStore, type Meter } from "./tiers/index.ts";

@@ -1,8 +1,23 @@
-/** Validates a plugin factory's options with zod, failing with a message that names the option. */
+/** Helpers shared by the built-in plugins: option validation, the proxy-held provider key. */
+import { ProxyError, type CallContext } from "agent-attr";
 import { z } from "zod";
 
+/** Validates a plugin factory's options with zod, failing with a message that names the option. */
 export function parseOptions<S extends z.ZodType>(plugin: string, schema: S, options: unknown): z.output<S> {
   const result = schema.safeParse(options ?? {});
   if (result.success) return result.data;
   throw new Error(`Invalid options for plugin '${plugin}':\n${z.prettifyError(result.error)}`);
+}
+
+/** The proxy-held provider key for a verified call; a verified call without one cannot be served. */
+export function providerKeyFor(ctx: CallContext, keyEnv: string | undefined): string | undefined {
+  if (!ctx.principal || !keyEnv) return undefined;
+  const key = process.env[keyEnv];
+  if (!key) {
+    throw new ProxyError(
+      "provider_key_missing",
+      `The proxy holds no provider key for this call: set ${keyEnv} in the proxy's environment, or give the provider an apiKey in the config.`,
+    );
+  }
+  return key;
 }

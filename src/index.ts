@@ -10,3 +10,4 @@ export { SqliteAuditStore } from "./audit/store.ts";
 export { SSEParser, parseJSON, type SSEEvent } from "./proxy/sse.ts";
 export { fetchUpstream, modelMatcher, upstreamURL } from "./proxy/upstream.ts";
 export { asCount, asObject, asString, isObject } from "./util.ts";
+export { ProxyKeyStore, type ProxyKey } from "./keys/store.ts";

@@ -57,10 +57,20 @@ export interface ProviderAdapter {
   pricing?: { catalog: string } | "free";
 }
 
+/** What the limit stage offers its hooks besides the call. */
+export interface LimitStage {
+  /** Runs the price stage (stage 7) over an estimated usage, e.g. to reserve a budget. */
+  price(usage: Usage): Promise<PriceQuote | null>;
+}
+
 export interface LimitHooks {
   /** Throw a ProxyError (`rate_limited` 429, `budget_exceeded` 402) to refuse the call. */
-  check(ctx: CallContext): void | Promise<void>;
-  /** Reconcile with the final record once the response has ended. */
+  check(ctx: CallContext, stage: LimitStage): void | Promise<void>;
+  /**
+   * Reconcile with the final record once the call has ended — also for calls refused or failed
+   * after `check` passed (a later limiter's denial, a 503, an unreachable upstream), so
+   * reservations are always given back. Runs once per call.
+   */
   settle?(ctx: CallContext, record: AuditRecord): void | Promise<void>;
 }
 

@@ -4,7 +4,7 @@
  */
 import { definePlugin, fetchUpstream, modelMatcher, upstreamURL } from "agent-attr";
 import { z } from "zod";
-import { parseOptions } from "../options.ts";
+import { parseOptions, providerKeyFor } from "../options.ts";
 import { anthropicMeter } from "./meter.ts";
 
 const optionsSchema = z
@@ -13,7 +13,7 @@ const optionsSchema = z
     baseURL: z.url().optional(),
     /** Model-name globs this provider serves. Default: all. */
     models: z.array(z.string().min(1)).optional(),
-    /** A provider key the proxy holds, sent as `x-api-key` when a client sends no credentials. */
+    /** A provider key the proxy holds, sent as `x-api-key` when a client sends no credentials. Verified calls fall back to ANTHROPIC_API_KEY. */
     apiKey: z.string().min(1).optional(),
   })
   .strict();
@@ -28,7 +28,8 @@ export function anthropic(options: z.input<typeof optionsSchema> = {}) {
       match: (endpoint, model) => endpoint.wire === "anthropic" && model !== null && matches(model),
       forward(call) {
         const hasCredentials = call.headers.has("x-api-key") || call.headers.has("authorization");
-        const auth: Record<string, string> = opts.apiKey && !hasCredentials ? { "x-api-key": opts.apiKey } : {};
+        const key = opts.apiKey ?? providerKeyFor(call.ctx, "ANTHROPIC_API_KEY");
+        const auth: Record<string, string> = key && !hasCredentials ? { "x-api-key": key } : {};
         return fetchUpstream(upstreamURL(baseURL, call), call, auth);
       },
       meter: anthropicMeter,

@@ -13,6 +13,7 @@ import {
   type ProviderAdapter,
   type SSEEvent,
 } from "agent-attr";
+import { providerKeyFor } from "../options.ts";
 import { openaiMeter } from "./meter.ts";
 
 export interface OpenAIAdapterOptions {
@@ -23,6 +24,11 @@ export interface OpenAIAdapterOptions {
   servesModelList: boolean;
   /** Sent as `Authorization: Bearer` when the client sends no credentials of its own. */
   apiKey?: string;
+  /**
+   * Environment variable holding the provider key for calls an `authenticate` plugin verified
+   * (their client credential was the proxy's own, so the proxy must supply the provider's).
+   */
+  keyEnv?: string;
   pricing: ProviderAdapter["pricing"];
 }
 
@@ -42,8 +48,8 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
       return { body: { ...body, stream_options: { ...streamOptions, include_usage: true } }, hideEvent: isUsageOnlyChunk };
     },
     forward(call) {
-      const auth: Record<string, string> =
-        options.apiKey && !call.headers.has("authorization") ? { authorization: `Bearer ${options.apiKey}` } : {};
+      const key = options.apiKey ?? providerKeyFor(call.ctx, options.keyEnv);
+      const auth: Record<string, string> = key && !call.headers.has("authorization") ? { authorization: `Bearer ${key}` } : {};
       return fetchUpstream(upstreamURL(options.baseURL, call, "/v1"), call, auth);
     },
     meter: openaiMeter,

@@ -14,7 +14,7 @@ const optionsSchema = z
     baseURL: z.url().optional(),
     /** Model-name globs this provider serves. Default: all. */
     models: z.array(z.string().min(1)).optional(),
-    /** A provider key the proxy holds, used when a client sends none. */
+    /** A provider key the proxy holds, used when a client sends none. Verified calls (keys, jwt) fall back to OPENAI_API_KEY. */
     apiKey: z.string().min(1).optional(),
   })
   .strict();
@@ -28,6 +28,7 @@ export function openai(options: z.input<typeof optionsSchema> = {}) {
       models: opts.models,
       servesModelList: true,
       apiKey: opts.apiKey,
+      keyEnv: "OPENAI_API_KEY",
       pricing: { catalog: "openai" },
     }),
   });

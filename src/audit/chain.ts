@@ -27,10 +27,13 @@ export const genesisHash = "0".repeat(64);
 
 /**
  * Erasable fields: the user, free text that may name people (task context), identifiers that link
- * a person's activity across systems (session, trace), and the keyed hashes of prompt and
- * response (with the instance key, a guessed prompt can be confirmed against them).
+ * a person's activity across systems (session, trace), the keyed hashes of prompt and response
+ * (with the instance key, a guessed prompt can be confirmed against them), and the delegation
+ * chain (the subjects a verified identity acted for).
  */
-export const personalColumns = ["user_id", "task_context", "session_id", "trace_id", "prompt_hash", "response_hash"] as const;
+export const personalColumns = [
+  "user_id", "task_context", "session_id", "trace_id", "prompt_hash", "response_hash", "delegation",
+] as const;
 const personalSet = new Set<string>(personalColumns);
 export const clearColumns = columns.filter((column) => !personalSet.has(column));
 const personalIndexes = personalColumns.map((column) => columns.indexOf(column));

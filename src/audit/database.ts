@@ -35,6 +35,7 @@ export const columns = [
   "response_model", "stream", "status", "outcome", "input_tokens", "output_tokens",
   "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
   "usage_source", "cost_usd", "cost_nano_usd", "price_source", "prompt_hash", "response_hash", "error_type",
+  "delegation",
 ] as const satisfies readonly (keyof AuditRecord)[];
 
 export type SQLValue = string | number | null;

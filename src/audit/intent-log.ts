@@ -8,6 +8,9 @@
  *
  * After a crash, `recoverIntents` turns every intent that has no final record into an
  * `interrupted` record, so a call that reached an upstream is never missing from the trail.
+ *
+ * Each segment starts with a header line naming its columns (`{"columns":[...]}`), so a newer
+ * version with more or reordered columns still recovers what an older one left behind.
  */
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -18,7 +21,16 @@ import type { AuditRecord } from "./record.ts";
 /** A segment is closed for new intents past this size and deleted once all of them are settled. */
 const defaultSegmentBytes = 8 * 1024 * 1024;
 
-const idIndex = columns.indexOf("id");
+/** The columns of segments written before segments had a header (agent-attr 0.1.0). */
+const headerlessColumns = [
+  "id", "timestamp", "duration_ms", "ttfb_ms", "agent_id", "user_id", "task_context", "session_id",
+  "parent_agent_id", "trace_id", "attribution", "key_id", "provider", "endpoint", "model",
+  "response_model", "stream", "status", "outcome", "input_tokens", "output_tokens",
+  "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
+  "price_source", "prompt_hash", "response_hash", "error_type",
+];
+
+const header = `${JSON.stringify({ columns })}\n`;
 
 export class IntentLog {
   private fd: number | null = null;
@@ -36,7 +48,11 @@ export class IntentLog {
 
   /** Appends the in-flight record; throws (e.g. disk full) if it could not be written. */
   append(record: AuditRecord): void {
-    if (this.fd === null) this.fd = openSync(this.file(this.segment), "a", 0o600);
+    if (this.fd === null) {
+      this.fd = openSync(this.file(this.segment), "a", 0o600);
+      writeSync(this.fd, header);
+      this.bytes += header.length;
+    }
     const line = `${JSON.stringify(toRow(record))}\n`;
     writeSync(this.fd, line);
     this.bytes += line.length;
@@ -102,12 +118,10 @@ export function recoverIntents(chain: ChainWriter, logDb: string): number {
     const pid = Number(name.slice(prefix.length).split("-")[0]);
     if (pid !== process.pid && isAlive(pid)) continue;
     const path = join(dir, name);
-    const rows = readFileSync(path, "utf8")
-      .split("\n")
-      .flatMap((line) => parseRow(line));
+    const rows = readSegment(readFileSync(path, "utf8"));
     // Appended to the chain like any record (and redacted if its user was erased meanwhile).
     chain.transaction(() => {
-      const interrupted = rows.filter((row) => !exists.get(row[idIndex]!));
+      const interrupted = rows.filter((row) => !exists.get(row[0]!));
       for (const row of interrupted) {
         row[outcomeIndex] = "interrupted";
         row[errorIndex] = "interrupted";
@@ -121,14 +135,30 @@ export function recoverIntents(chain: ChainWriter, logDb: string): number {
   return recovered;
 }
 
-/** One intent line; a line cut short by the crash is skipped (its call never reached an upstream). */
-function parseRow(line: string): SQLValue[][] {
-  if (!line) return [];
+/**
+ * A segment's rows in today's `columns` order (columns the writer did not know are null). A line
+ * cut short by the crash is skipped: its call never reached an upstream.
+ */
+export function readSegment(text: string): SQLValue[][] {
+  const lines = text.split("\n");
+  const head = parseLine(lines[0] ?? "");
+  const named = head !== null && !Array.isArray(head) && Array.isArray((head as { columns?: unknown }).columns);
+  const written = named ? ((head as { columns: string[] }).columns) : headerlessColumns;
+  const positions = columns.map((column) => written.indexOf(column));
+  if (positions[0] === -1) return []; // no id column: nothing to recover by
+  return lines.slice(named ? 1 : 0).flatMap((line) => {
+    const row = parseLine(line);
+    if (!Array.isArray(row) || row.length !== written.length) return [];
+    return [positions.map((at) => (at === -1 ? null : (row[at] as SQLValue)))];
+  });
+}
+
+function parseLine(line: string): unknown {
+  if (!line) return null;
   try {
-    const row = JSON.parse(line) as unknown;
-    return Array.isArray(row) && row.length === columns.length ? [row as SQLValue[]] : [];
+    return JSON.parse(line) as unknown;
   } catch {
-    return [];
+    return null;
   }
 }
 

@@ -49,6 +49,8 @@ export const auditRecordSchema = z.object({
   prompt_hash: z.string().nullable(),
   response_hash: z.string().nullable(),
   error_type: z.string().nullable(),
+  /** JSON text: `act` (RFC 8693 delegation chain) and `asserted` (claims the verified identity did not allow). */
+  delegation: z.string().nullable(),
 });
 
 export type AuditRecord = z.infer<typeof auditRecordSchema>;

@@ -42,6 +42,8 @@ export const auditRecords = sqliteTable(
     prompt_hash: text("prompt_hash"),
     response_hash: text("response_hash"),
     error_type: text("error_type"),
+    /** JSON: the RFC 8693 `act` delegation chain and claims a verified identity did not allow. */
+    delegation: text("delegation"),
     // The hash chain (./chain.ts). `salt` is NULL once the record's personal fields are erased;
     // `commitment` keeps them provable without keeping them.
     salt: text("salt"),
@@ -102,4 +104,18 @@ export const auditCheckpoints = sqliteTable("audit_checkpoints", {
 export const auditErasures = sqliteTable("audit_erasures", {
   user_hmac: text("user_hmac").primaryKey(),
   erased_at: text("erased_at").notNull(),
+});
+
+/** Proxy API keys (`agent-attr keys create`): only a SHA-256 hash of each key is stored. */
+export const proxyKeys = sqliteTable("proxy_keys", {
+  id: text("id").primaryKey(),
+  hash: text("hash").notNull().unique(),
+  /** JSON array of agent-ID globs the key may act as; a single literal fixes the agent. */
+  agents: text("agents").notNull(),
+  /** JSON array of user-ID globs the key may act for; null = any user. */
+  users: text("users"),
+  tier: text("tier"),
+  created_at: text("created_at").notNull(),
+  expires_at: text("expires_at"),
+  revoked_at: text("revoked_at"),
 });

@@ -5,12 +5,13 @@ import pkg from "../../package.json" with { type: "json" };
 import { auditCommand } from "./audit.ts";
 import { configCommand } from "./config.ts";
 import { initCommand } from "./init.ts";
+import { keysCommand } from "./keys.ts";
 import { pricingCommand } from "./pricing.ts";
 import { proxyCommand } from "./proxy.ts";
 
 const main = defineCommand({
   meta: { name: "agent-attr", version: pkg.version, description: "Attribution and audit proxy for AI agents" },
-  subCommands: { proxy: proxyCommand, audit: auditCommand, init: initCommand, config: configCommand, pricing: pricingCommand },
+  subCommands: { proxy: proxyCommand, audit: auditCommand, init: initCommand, config: configCommand, pricing: pricingCommand, keys: keysCommand },
 });
 
 await runMain(main);

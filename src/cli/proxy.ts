@@ -18,7 +18,11 @@ const start = defineCommand({
     if (args.port !== undefined) config.server.port = parseFlag("port", portSchema, args.port);
     if (args.host !== undefined) config.server.host = args.host;
     const logDb = resolveLogDb(args["log-db"], config.audit.logDb);
-    const proxy = await startProxy(config, { logDb, adminToken: process.env.AGENT_ATTR_ADMIN_TOKEN || undefined });
+    const proxy = await startProxy(config, {
+      logDb,
+      adminToken: process.env.AGENT_ATTR_ADMIN_TOKEN || undefined,
+      auditorToken: process.env.AGENT_ATTR_AUDITOR_TOKEN || undefined,
+    });
     console.log(
       `agent-attr: proxy listening on ${proxy.url} (config: ${configFile ?? "built-in defaults"}, audit: ${logDb})`,
     );

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import type { Plugin } from "../plugin.ts";
+import { adminTokenSchema } from "../server/roles.ts";
 
 const pluginSchema = z.custom<Plugin>(
   (value) => typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string",
@@ -53,6 +54,11 @@ export const configSchema = z
         /** Erase personal fields (user, task, session, trace, prompt/response hashes) of records older than N days. */
         retentionDays: z.number().positive().optional(),
       })
+      .strict()
+      .prefault({}),
+    /** Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN / AGENT_ATTR_AUDITOR_TOKEN: `{ token | tokenEnv, role }`. */
+    admin: z
+      .object({ tokens: z.array(adminTokenSchema).default([]) })
       .strict()
       .prefault({}),
   })

@@ -23,12 +23,27 @@ export interface Endpoint {
   method: "GET" | "POST";
 }
 
-/** Who is calling, as established by an `authenticate` hook. */
+/**
+ * Who is calling, as established by an `authenticate` hook (a proxy key, a signed token). With a
+ * principal the call's attribution is `verified`: after stage 3 the core holds the claimed
+ * identity against `identity`, `agents` and `users` (see ./identity.ts), and the caller's own
+ * credentials (`Authorization`, `x-api-key`) never go upstream — the provider's key does.
+ */
 export interface Principal {
+  /** The key id or token subject; recorded as `key_id`. */
   keyId: string;
   tier?: string;
   /** Headers to put on the upstream call (e.g. the provider key the proxy holds). */
   upstreamHeaders?: Record<string, string>;
+  /** Identity the credential itself establishes (a key's single agent, a token's claims). */
+  identity?: Partial<Pick<Attribution, "agent_id" | "user_id" | "task_context">>;
+  /** Globs the claimed agent / user must match; absent means any. */
+  agents?: readonly string[];
+  users?: readonly string[];
+  /** A claim the credential does not allow: refuse with 403 (default) or record it beside the verified identity. */
+  onMismatch?: "reject" | "record";
+  /** RFC 8693 `act` claim (delegation chain), kept in the record's `delegation`. */
+  act?: unknown;
 }
 
 export interface Attribution {
@@ -56,6 +71,10 @@ export interface CallContext {
   readonly stream: boolean;
   principal: Principal | null;
   attribution: Attribution;
+  /** The record's `delegation` (JSON text): the principal's `act` chain and any claims it did not allow. */
+  delegation?: string | null;
+  /** What a limiter in shadow mode would have refused (e.g. `shadow:rate_limited`); recorded as `error_type`. */
+  shadowDenial?: string | null;
 }
 
 /** What a provider's meter learned from a response (DESIGN §6 normalised usage). */

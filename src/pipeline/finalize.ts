@@ -81,7 +81,7 @@ async function completeRecord(
     response_model: result.responseModel,
     usage_source: source,
     ...costFields(quote),
-    error_type: errorType,
+    error_type: errorType ?? ctx.shadowDenial ?? null,
   };
 }
 
@@ -97,7 +97,8 @@ function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage
   return outcome !== "completed" || usage === null || usage.output_tokens === null || usage.input_tokens === null;
 }
 
-async function settle(ctx: CallContext, record: AuditRecord, rt: Runtime) {
+/** Stage 9: every limiter reconciles with the final record. Never throws. */
+export async function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): Promise<void> {
   for (const plugin of rt.plugins) {
     if (!plugin.limit?.settle) continue;
     try {

@@ -13,17 +13,24 @@
  * | 8 | record       | audit.begin / write  | every sink; first is primary  | durable audit record                     |
  * | 9 | settle       | limit.settle         | after the response ends       | limiter reconciled with real usage       |
  *
+ * After stage 3, a call with a principal has its claimed identity held to what the principal
+ * verified (./identity.ts: 403, or the claim kept in `delegation`), and from then on its own
+ * credential is never sent upstream. Stage 9 also runs for calls refused or failed after stage 4.
+ *
  * Before forwarding (stage 5) the primary sink durably holds an in-flight record (`audit.begin`),
  * so a call that reaches an upstream always leaves a record, even if the process is killed.
  * The runner knows nothing about Elysia: it takes a Request and returns a Response.
  */
 import { noUsage, type AuditRecord } from "../audit/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
-import { PluginError, type ProviderAdapter } from "../plugin.ts";
+import { PluginError, type LimitStage, type ProviderAdapter } from "../plugin.ts";
 import { readBody } from "../proxy/body.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
+import { verifyIdentity } from "./identity.ts";
+import { settle } from "./finalize.ts";
+import { priceCall } from "./price.ts";
 import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
 import type { Runtime } from "./runtime.ts";
@@ -60,7 +67,12 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
     providerName = provider.plugin;
     ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
     ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
-    await checkLimits(ctx, rt); //                                                   4 limit
+    if (ctx.principal) {
+      const verified = verifyIdentity(ctx.attribution, ctx.principal);
+      ctx.attribution = verified.attribution;
+      ctx.delegation = verified.delegation;
+    }
+    await checkLimits(ctx, provider, rt); //                                         4 limit
     return await forward(ctx, provider, rt); //                                      5-9
   } catch (error) {
     return reject(error, ctx, providerName, rt);
@@ -129,11 +141,18 @@ async function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
   return merged;
 }
 
-async function checkLimits(ctx: CallContext, rt: Runtime): Promise<void> {
+async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime): Promise<void> {
+  const stage: LimitStage = {
+    price: (usage) =>
+      priceCall(
+        { ctx, provider: provider.plugin, pricing: provider.adapter.pricing, model: ctx.model, responseModel: null, usage, at: new Date(ctx.startedAt) },
+        rt,
+      ),
+  };
   for (const plugin of rt.plugins) {
     if (!plugin.limit) continue;
     try {
-      await plugin.limit.check(ctx);
+      await plugin.limit.check(ctx, stage);
     } catch (error) {
       if (error instanceof ProxyError) throw error;
       throw new PluginError(plugin.name, "limit.check", error);
@@ -159,6 +178,11 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     ctx.request.signal.removeEventListener("abort", onClientAbort);
   };
   const headers = upstreamRequestHeaders(ctx.request.headers);
+  if (ctx.principal) {
+    // The caller authenticated to the proxy: its credential is the proxy's, never the provider's.
+    headers.delete("authorization");
+    headers.delete("x-api-key");
+  }
   let upstream: Response;
   try {
     upstream = await provider.adapter.forward({ ctx, headers, body: upstreamBody, signal: abort.signal }); // 5 forward
@@ -166,16 +190,15 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     cleanup();
     const clientGone = ctx.request.signal.aborted;
     const failure = upstreamFailure(error, abort.signal, provider.plugin);
-    writeRecord(
-      {
-        ...record,
-        outcome: clientGone ? "client_aborted" : "upstream_error",
-        status: clientGone ? null : failure.status,
-        duration_ms: elapsed(ctx),
-        error_type: clientGone ? "client_aborted" : failure.code,
-      },
-      rt,
-    );
+    const final: AuditRecord = {
+      ...record,
+      outcome: clientGone ? "client_aborted" : "upstream_error",
+      status: clientGone ? null : failure.status,
+      duration_ms: elapsed(ctx),
+      error_type: clientGone ? "client_aborted" : failure.code,
+    };
+    writeRecord(final, rt);
+    void settle(ctx, final, rt); //                                                  9 settle
     return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
   }
   let body: Awaited<ReturnType<typeof replyBody>>;
@@ -245,18 +268,18 @@ async function reject(error: unknown, ctx: CallContext, provider: string | null,
   if (ctx.attribution === defaultAttribution) {
     ctx.attribution = await attribute(ctx, rt).catch(() => defaultAttribution);
   }
-  writeRecord(
-    {
-      ...newRecord(ctx, provider, rt),
-      outcome: "rejected",
-      status: failure.status,
-      duration_ms: elapsed(ctx),
-      error_type: failure.code,
-      ...noUsage,
-      usage_source: "none",
-    },
-    rt,
-  );
+  const final: AuditRecord = {
+    ...newRecord(ctx, provider, rt),
+    outcome: "rejected",
+    status: failure.status,
+    duration_ms: elapsed(ctx),
+    error_type: failure.code,
+    ...noUsage,
+    usage_source: "none",
+  };
+  writeRecord(final, rt);
+  // A limiter that reserved before a later stage refused the call gives the reservation back.
+  void settle(ctx, final, rt);
   return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
 }
 

@@ -35,7 +35,8 @@ export function newRecord(ctx: CallContext, provider: string | null, rt: Runtime
     price_source: null,
     prompt_hash: ctx.rawBody ? keyedHash(rt.hashKey, ctx.rawBody) : null,
     response_hash: null,
-    error_type: null,
+    error_type: ctx.shadowDenial ?? null,
+    delegation: ctx.delegation ?? null,
   };
 }
 

@@ -4,8 +4,7 @@ import { z } from "zod";
 import { recordFilterSchema, type RecordFilter } from "../audit/query.ts";
 import { summaryFilterSchema } from "../audit/summary.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
-
-type Guard = (request: Request) => Response | null;
+import type { AccessGuard } from "./roles.ts";
 
 const queryOf = (request: Request) => Object.fromEntries(new URL(request.url).searchParams);
 
@@ -37,9 +36,10 @@ function recorded(rt: Runtime, route: string, filters: string[], returned: numbe
   }
 }
 
-export function auditRoutes(rt: Runtime, guard: Guard) {
+/** Every route asks `access` for the least role it needs (reads: auditor; deletes: admin). */
+export function auditRoutes(rt: Runtime, access: AccessGuard) {
   const list = async (request: Request, route: string, fixed: Partial<RecordFilter> = {}) => {
-    const denied = guard(request);
+    const denied = access(request, "auditor");
     if (denied) return denied;
     const parsed = recordFilterSchema.safeParse({ ...queryOf(request), ...fixed });
     if (!parsed.success) return invalidQuery(parsed.error);
@@ -47,7 +47,7 @@ export function auditRoutes(rt: Runtime, guard: Guard) {
     return recorded(rt, route, usedFilters(parsed.data), page.records.length, Response.json(page));
   };
   const summary = async (request: Request) => {
-    const denied = guard(request);
+    const denied = access(request, "auditor");
     if (denied) return denied;
     const parsed = summaryFilterSchema.safeParse(queryOf(request));
     if (!parsed.success) return invalidQuery(parsed.error);
@@ -58,7 +58,7 @@ export function auditRoutes(rt: Runtime, guard: Guard) {
     .get("/records", ({ request }) => list(request, "/audit/records"))
     .get("/summary", ({ request }) => summary(request))
     .get("/records/:id", async ({ request, params }) => {
-      const denied = guard(request);
+      const denied = access(request, "auditor");
       if (denied) return denied;
       const record = await rt.reader.record(params.id);
       if (record) return recorded(rt, "/audit/records/:id", ["id"], 1, Response.json(record));

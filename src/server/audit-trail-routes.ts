@@ -1,15 +1,14 @@
 /**
  * The tamper-evident trail over HTTP: verify, GDPR erasure, streamed exports with signed manifests,
- * the public key. Each handler is a plain function of the request, so role checks can wrap it;
- * erasure is an admin action. Every call is recorded in the chain (actor `api`).
+ * the public key. Each route asks for the least role it needs (./roles.ts): erasure needs admin,
+ * the rest auditor. Every call is recorded in the chain (actor `api`).
  */
 import { Elysia } from "elysia";
 import { z } from "zod";
 import { exportFilterSchema, exportFormats, type ExportFormat } from "../audit/export.ts";
 import type { AuditTrail } from "../audit/trail.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
-
-type Guard = (request: Request) => Response | null;
+import type { AccessGuard, Role } from "./roles.ts";
 
 const actor = "api";
 
@@ -23,10 +22,10 @@ function apiError(status: number, code: string, type: string, message: string): 
   return Response.json({ error: { message, type, code } }, { status });
 }
 
-export function auditTrailRoutes(rt: Runtime, guard: Guard) {
-  /** Runs `handle` for an authorised request against a sink that has a trail. */
-  const withTrail = (request: Request, handle: (trail: AuditTrail) => Response | Promise<Response>) => {
-    const denied = guard(request);
+export function auditTrailRoutes(rt: Runtime, access: AccessGuard) {
+  /** Runs `handle` for a request with the role `needs`, against a sink that has a trail. */
+  const withTrail = (request: Request, handle: (trail: AuditTrail) => Response | Promise<Response>, needs: Role = "auditor") => {
+    const denied = access(request, needs);
     if (denied) return denied;
     if (!rt.trail) {
       return apiError(501, "not_supported", "invalid_request_error", "The primary audit sink keeps no tamper-evident trail; use sqliteAudit() as the first sink.");
@@ -47,7 +46,7 @@ export function auditTrailRoutes(rt: Runtime, guard: Guard) {
         trail.eraseUser(params.id, actor);
         // The same answer whether or not the user had records: erasure must not reveal existence.
         return Response.json({ status: "erased" });
-      }),
+      }, "admin"),
     )
     .get("/export/:format", ({ request, params }) =>
       withTrail(request, (trail) => {

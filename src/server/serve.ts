@@ -9,6 +9,7 @@ import type { Config } from "../config/schema.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { createApp } from "./app.ts";
 import { proxyRoutes } from "./proxy-routes.ts";
+import { resolveAccessTokens, type AccessToken } from "./roles.ts";
 import { closeRuntime, createRuntime, waitForInflight } from "./runtime.ts";
 
 export interface ProxyServer {
@@ -21,16 +22,34 @@ export interface ProxyServer {
 
 const loopback = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
-export async function startProxy(config: Config, options: { logDb: string; adminToken?: string }): Promise<ProxyServer> {
+export interface StartOptions {
+  logDb: string;
+  /** AGENT_ATTR_ADMIN_TOKEN: a token with the admin role. */
+  adminToken?: string;
+  /** AGENT_ATTR_AUDITOR_TOKEN: a token with the auditor role. */
+  auditorToken?: string;
+}
+
+export async function startProxy(config: Config, options: StartOptions): Promise<ProxyServer> {
   const { host, port } = config.server;
-  if (!loopback.has(host) && !options.adminToken) {
+  let tokens: AccessToken[];
+  try {
+    tokens = resolveAccessTokens(config.admin.tokens, {
+      ...process.env,
+      AGENT_ATTR_ADMIN_TOKEN: options.adminToken,
+      AGENT_ATTR_AUDITOR_TOKEN: options.auditorToken,
+    });
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
+  if (!loopback.has(host) && !tokens.some((t) => t.role === "admin")) {
     throw new ConfigError(
       `Refusing to listen on ${host} without an admin token: the audit API would be open to the network. ` +
-        "Set AGENT_ATTR_ADMIN_TOKEN, or listen on 127.0.0.1.",
+        "Set AGENT_ATTR_ADMIN_TOKEN (or add { tokenEnv, role: \"admin\" } to admin.tokens in the config), or listen on 127.0.0.1.",
     );
   }
   const runtime = await createRuntime(config, { logDb: options.logDb });
-  const app = createApp(runtime, { adminToken: options.adminToken });
+  const app = createApp(runtime, { tokens });
   const handle = app.fetch;
   let server: Server<undefined>;
   try {

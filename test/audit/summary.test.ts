@@ -36,6 +36,7 @@ function record(i: number): AuditRecord {
     usage_source: usage ? "provider" : "none",
     cost_usd: usage && priced ? (123_457 * i) / 1e9 : null, cost_nano_usd: usage && priced ? 123_457 * i : null,
     price_source: usage && priced ? "test" : null, prompt_hash: null, response_hash: null, error_type: null,
+    delegation: null,
   };
 }
 

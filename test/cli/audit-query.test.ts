@@ -16,7 +16,7 @@ function record(i: number, agent: string, user: string, task: string, daysAgo: n
     endpoint: "/v1/chat/completions", model: "gpt-4o", response_model: "gpt-4o-2024", stream: false,
     status: 200, outcome: "completed", input_tokens: 10 + i, output_tokens: 5, cache_read_tokens: 0,
     cache_write_tokens: null, cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "provider",
-    cost_usd: null, cost_nano_usd: null, price_source: null, prompt_hash: "ab", response_hash: "cd", error_type: null,
+    cost_usd: null, cost_nano_usd: null, price_source: null, prompt_hash: "ab", response_hash: "cd", error_type: null, delegation: null,
   };
 }
 

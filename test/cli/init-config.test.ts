@@ -15,7 +15,7 @@ test("init writes a commented starter config that passes config check, and never
   expect(readFileSync(file, "utf8")).toContain("defineConfig");
   const check = await runCli(["config", "check"], { cwd: dir });
   expect(check.exitCode).toBe(0);
-  expect(check.stdout).toContain("openai, anthropic, header-attribution, pricing, sqlite-audit");
+  expect(check.stdout).toContain("openai, anthropic, header-attribution, pricing, tiers, sqlite-audit");
   const again = await runCli(["init"], { cwd: dir });
   expect(again.exitCode).toBe(1);
   expect(again.stderr).toContain("--force");

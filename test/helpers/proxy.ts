@@ -24,13 +24,13 @@ export interface TestProxy extends ProxyServer {
 export async function startTestProxy(
   upstreamURL: string,
   config: ConfigInput = {},
-  options: { adminToken?: string } = {},
+  options: { adminToken?: string; auditorToken?: string } = {},
 ): Promise<TestProxy> {
   process.env.AGENT_ATTR_OPENAI_BASE_URL = `${upstreamURL}/v1`;
   process.env.AGENT_ATTR_ANTHROPIC_BASE_URL = upstreamURL;
   const logDb = join(tempDir(), "audit.db");
   const parsed = parseConfig({ ...config, server: { port: 0, ...config.server } });
-  const proxy = await startProxy(parsed, { logDb, adminToken: options.adminToken });
+  const proxy = await startProxy(parsed, { logDb, ...options });
   const records = async () => {
     await Promise.all(proxy.runtime.inflight);
     for (const { sink } of proxy.runtime.sinks) await sink.flush?.();

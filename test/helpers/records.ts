@@ -15,7 +15,7 @@ export function sampleRecord(i: number, overrides: Partial<AuditRecord> = {}): A
     status: 200, outcome: "completed", input_tokens: 10 + i, output_tokens: 5, cache_read_tokens: 0,
     cache_write_tokens: null, cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "provider",
     cost_usd: 0.25, cost_nano_usd: 250_000_000,
-    price_source: "test", prompt_hash: "ab".repeat(32), response_hash: "cd".repeat(32), error_type: null,
+    price_source: "test", prompt_hash: "ab".repeat(32), response_hash: "cd".repeat(32), error_type: null, delegation: null,
     ...overrides,
   };
 }

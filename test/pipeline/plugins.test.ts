@@ -38,12 +38,18 @@ test("authenticate: the first non-null principal wins and its key id is recorded
   const order: string[] = [];
   const auth = (name: string, keyId: string | null) =>
     definePlugin({ name, authenticate: () => (order.push(name), keyId ? { keyId } : null) });
-  await withProxy([auth("none", null), auth("first", "key_1"), auth("second", "key_2")], async (proxy) => {
-    const response = await chat(proxy.url);
-    expect(response.status).toBe(200);
-    expect(order).toEqual(["none", "first"]);
-    expect((await proxy.records()).at(-1)?.key_id).toBe("key_1");
-  });
+  // A principal means the caller authenticated to the proxy, so the proxy sends its own provider key.
+  process.env.OPENAI_API_KEY = "sk-proxy-held";
+  try {
+    await withProxy([auth("none", null), auth("first", "key_1"), auth("second", "key_2")], async (proxy) => {
+      const response = await chat(proxy.url);
+      expect(response.status).toBe(200);
+      expect(order).toEqual(["none", "first"]);
+      expect((await proxy.records()).at(-1)).toMatchObject({ key_id: "key_1", attribution: "verified" });
+    });
+  } finally {
+    delete process.env.OPENAI_API_KEY;
+  }
 });
 
 test("attribute: later plugins override fields they set, keep the others", async () => {

@@ -1,0 +1,62 @@
+/**
+ * `apiKeys()`: keys mode. Every call must carry a proxy API key (from `agent-attr keys create`)
+ * where its SDK sends the provider key: `Authorization: Bearer` (OpenAI) or `x-api-key`
+ * (Anthropic). The key fixes or restricts the agent and users the call may claim; the proxy then
+ * calls the provider with its own key (OPENAI_API_KEY / ANTHROPIC_API_KEY or the provider's
+ * `apiKey`), never with the client's.
+ */
+import { ProxyError, ProxyKeyStore, definePlugin, type Principal } from "agent-attr";
+import { z } from "zod";
+import { parseOptions } from "../options.ts";
+
+const optionsSchema = z
+  .object({
+    /** A claimed agent/user the key does not allow: "reject" (403) or "record" it beside the verified identity. */
+    onMismatch: z.enum(["reject", "record"]).default("reject"),
+    /** Database holding the keys. Default: the audit database (`--log-db`), where the CLI writes them. */
+    path: z.string().min(1).optional(),
+  })
+  .strict();
+
+const howToSend = "Send a proxy key (from 'agent-attr keys create') as your OpenAI or Anthropic API key.";
+
+export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
+  const opts = parseOptions("api-keys", optionsSchema, options);
+  let store: ProxyKeyStore | null = null;
+  return definePlugin({
+    name: "api-keys",
+    setup({ logDb }) {
+      store = new ProxyKeyStore(opts.path ?? logDb);
+    },
+    teardown() {
+      store?.close();
+      store = null;
+    },
+    authenticate(ctx): Principal {
+      const presented = presentedKey(ctx.request.headers);
+      if (!presented) throw new ProxyError("unauthorized", `This proxy requires a proxy API key and the call carried none. ${howToSend}`);
+      const key = store!.find(presented);
+      if (!key) throw new ProxyError("unauthorized", `The API key sent is not a key of this proxy. ${howToSend}`);
+      if (key.revoked_at) throw new ProxyError("unauthorized", `Proxy key ${key.id} was revoked at ${key.revoked_at}; ask for a new one.`);
+      if (key.expires_at && Date.parse(key.expires_at) <= Date.now()) {
+        throw new ProxyError("unauthorized", `Proxy key ${key.id} expired at ${key.expires_at}; ask for a new one.`);
+      }
+      const single = key.agents.length === 1 && !key.agents[0]!.includes("*") ? key.agents[0]! : null;
+      return {
+        keyId: key.id,
+        tier: key.tier ?? undefined,
+        identity: single ? { agent_id: single } : undefined,
+        agents: single ? undefined : key.agents,
+        users: key.users ?? undefined,
+        onMismatch: opts.onMismatch,
+      };
+    },
+  });
+}
+
+function presentedKey(headers: Headers): string | null {
+  const apiKey = headers.get("x-api-key")?.trim();
+  if (apiKey) return apiKey;
+  const bearer = /^Bearer\s+(.+)$/i.exec(headers.get("authorization")?.trim() ?? "");
+  return bearer?.[1]?.trim() || null;
+}

@@ -1,0 +1,99 @@
+/**
+ * `jwtAttribution({...})`: jwt mode. Each call carries a signed identity token where its SDK sends
+ * the provider key (`Authorization: Bearer` or `x-api-key`). The token is verified (signature with
+ * the configured key, `exp`, `nbf`, `iss`, `aud`); its claims give the verified agent, user, task
+ * and tier; its RFC 8693 `act` claim (who acts for whom) is kept in the record's `delegation`.
+ * A bad token is a 401, recorded. The proxy calls the provider with its own key.
+ */
+import { ProxyError, definePlugin, type Principal } from "agent-attr";
+import { z } from "zod";
+import { parseOptions } from "../options.ts";
+import { jwksKeys, pemKey, secretKey, type VerificationKey } from "./keys.ts";
+import { verifyJWT, type Claims } from "./verify.ts";
+
+const list = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]));
+
+const optionsSchema = z
+  .object({
+    /** HS256 shared secret (at least 32 bytes), or the environment variable that holds it. */
+    secret: z.string().min(32, "an HS256 secret needs at least 32 bytes").optional(),
+    secretEnv: z.string().min(1).optional(),
+    /** RS256 or ES256 public key, SPKI PEM file (`BEGIN PUBLIC KEY`). */
+    publicKeyFile: z.string().min(1).optional(),
+    publicKeyAlg: z.enum(["RS256", "ES256"]).default("RS256"),
+    /** JWKS file (`{ "keys": [...] }`); the token's `kid` picks the key. */
+    jwksFile: z.string().min(1).optional(),
+    /** Accepted `iss` values; omit to accept any issuer. */
+    issuer: list.optional(),
+    /** Accepted `aud` values (the token must name one). */
+    audience: list,
+    /** Seconds of clock difference tolerated for `exp` and `nbf`. */
+    clockToleranceSec: z.number().int().nonnegative().max(300).default(30),
+    /** Which claims hold the agent, user, task and tier. */
+    claims: z
+      .object({
+        agent: z.string().min(1).default("client_id"),
+        user: z.string().min(1).default("sub"),
+        task: z.string().min(1).default("task"),
+        tier: z.string().min(1).default("tier"),
+      })
+      .strict()
+      .prefault({}),
+    /** A header claiming another agent/user/task than the token: "reject" (403) or "record" it beside the token's. */
+    onMismatch: z.enum(["reject", "record"]).default("reject"),
+  })
+  .strict()
+  .refine((o) => [o.secret ?? o.secretEnv, o.publicKeyFile, o.jwksFile].filter(Boolean).length === 1, {
+    message: "give exactly one of secret / secretEnv (HS256), publicKeyFile (RS256/ES256) or jwksFile",
+  });
+
+export function jwtAttribution(options: z.input<typeof optionsSchema>) {
+  const opts = parseOptions("jwt-attribution", optionsSchema, options);
+  let keys: VerificationKey[] = [];
+  return definePlugin({
+    name: "jwt-attribution",
+    async setup() {
+      if (opts.jwksFile) keys = await jwksKeys(opts.jwksFile);
+      else if (opts.publicKeyFile) keys = [await pemKey(opts.publicKeyFile, opts.publicKeyAlg)];
+      else {
+        const secret = opts.secret ?? process.env[opts.secretEnv!];
+        if (!secret) throw new Error(`secretEnv names ${opts.secretEnv}, which is not set; set it to the HS256 secret.`);
+        if (Buffer.byteLength(secret) < 32) throw new Error(`${opts.secretEnv} holds fewer than 32 bytes; an HS256 secret needs at least 32.`);
+        keys = [await secretKey(secret)];
+      }
+    },
+    async authenticate(ctx): Promise<Principal> {
+      const token = presentedToken(ctx.request.headers);
+      if (!token) {
+        throw new ProxyError("unauthorized", "This proxy requires a signed identity token and the call carried none. Send it as your OpenAI or Anthropic API key.");
+      }
+      let claims: Claims;
+      try {
+        claims = await verifyJWT(token, keys, {
+          issuer: opts.issuer,
+          audience: opts.audience,
+          clockToleranceSec: opts.clockToleranceSec,
+          now: Date.now(),
+        });
+      } catch (error) {
+        throw new ProxyError("unauthorized", `Identity token refused: ${error instanceof Error ? error.message : String(error)}.`);
+      }
+      const text = (name: string) => (typeof claims[name] === "string" && claims[name] !== "" ? (claims[name] as string) : null);
+      const identity = { agent_id: text(opts.claims.agent), user_id: text(opts.claims.user), task_context: text(opts.claims.task) };
+      const act = typeof claims.act === "object" && claims.act !== null ? claims.act : undefined;
+      return {
+        keyId: text("sub") ?? text("jti") ?? "(jwt without sub)",
+        tier: text(opts.claims.tier) ?? undefined,
+        identity: Object.fromEntries(Object.entries(identity).filter(([, v]) => v !== null)),
+        onMismatch: opts.onMismatch,
+        act,
+      };
+    },
+  });
+}
+
+function presentedToken(headers: Headers): string | null {
+  const apiKey = headers.get("x-api-key")?.trim();
+  if (apiKey) return apiKey;
+  return /^Bearer\s+(.+)$/i.exec(headers.get("authorization")?.trim() ?? "")?.[1]?.trim() || null;
+}

@@ -1,0 +1,110 @@
+/** Turning one call into the meters its tier charges: which tier, whose meters, how much. */
+import { modelMatcher, type CallContext, type Usage } from "agent-attr";
+import type { Scope, Tier, TiersOptions } from "./options.ts";
+import type { Meter } from "./store.ts";
+
+export type Limit = "requestsPerMinute" | "tokensPerMinute" | "tokensPerDay" | "costPerDay" | "costPerMonth";
+
+/** A meter with what the refusal message and headers need. */
+export interface NamedMeter {
+  meter: Meter;
+  limit: Limit;
+  scope: Scope;
+  who: string;
+  /** Policy name for the RateLimit headers, e.g. `pro.requests_per_minute.user`. */
+  policy: string;
+}
+
+/** Cost is metered in integer nano-dollars, so sums are exact. */
+export const nanoUSD = (usd: number) => Math.round(usd * 1e9);
+
+const minute = 60_000;
+const policyName: Record<Limit, string> = {
+  requestsPerMinute: "requests_per_minute",
+  tokensPerMinute: "tokens_per_minute",
+  tokensPerDay: "tokens_per_day",
+  costPerDay: "cost_per_day",
+  costPerMonth: "cost_per_month",
+};
+
+export function identityOf(ctx: CallContext, scope: Scope): string | null {
+  if (scope === "key") return ctx.principal?.keyId ?? null;
+  return ctx.attribution[scope === "user" ? "user_id" : scope === "agent" ? "agent_id" : "task_context"];
+}
+
+/** The call's tier: its key's tier, else the first matching rule, else the default. */
+export function tierOf(ctx: CallContext, opts: TiersOptions, matchers: ((ctx: CallContext) => boolean)[]): string {
+  const fromKey = ctx.principal?.tier;
+  if (fromKey && opts.tiers[fromKey]) return fromKey;
+  const index = matchers.findIndex((matches) => matches(ctx));
+  return index >= 0 ? opts.assign[index]!.tier : opts.default;
+}
+
+export function ruleMatchers(opts: TiersOptions): ((ctx: CallContext) => boolean)[] {
+  return opts.assign.map((rule) => {
+    const fields = (["user", "agent", "task", "key"] as const).flatMap((scope) => {
+      const patterns = rule[scope];
+      return patterns ? [{ scope, matches: modelMatcher(patterns) }] : [];
+    });
+    return (ctx) =>
+      fields.every(({ scope, matches }) => {
+        const id = identityOf(ctx, scope);
+        return id !== null && matches(id);
+      });
+  });
+}
+
+/** Input ≈ body bytes / 4 (about 4 bytes a token); output = the request's max tokens or the default. */
+export function estimateUsage(ctx: CallContext, defaultOutputTokens: number): Usage {
+  const body = ctx.body ?? {};
+  const max = [body.max_tokens, body.max_completion_tokens, body.max_output_tokens].find(
+    (v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0,
+  );
+  const embeddings = ctx.endpoint.kind === "embeddings" || ctx.endpoint.kind === "messages.count_tokens";
+  return {
+    input_tokens: Math.ceil((ctx.rawBody?.byteLength ?? 0) / 4),
+    output_tokens: embeddings || ctx.endpoint.method === "GET" ? 0 : Math.ceil(max ?? defaultOutputTokens),
+    cache_read_tokens: null,
+    cache_write_tokens: null,
+    cache_write_1h_tokens: null,
+    reasoning_tokens: null,
+  };
+}
+
+const day = (now: number) => new Date(now).toISOString().slice(0, 10);
+const nextDay = (now: number) => Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate() + 1);
+const month = (now: number) => new Date(now).toISOString().slice(0, 7);
+const nextMonth = (now: number) => Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth() + 1, 1);
+
+/** Every meter the call charges: each configured limit of its tier, once per scope. */
+export function metersFor(
+  ctx: CallContext,
+  tierName: string,
+  tier: Tier,
+  estimate: { tokens: number; costNano: number },
+  now: number,
+): NamedMeter[] {
+  const meters: NamedMeter[] = [];
+  for (const scope of tier.per) {
+    const who = identityOf(ctx, scope) ?? "(none)";
+    const base = `${tierName}|${scope}:${who}`;
+    const add = (limit: Limit, meter: Meter) =>
+      meters.push({ meter, limit, scope, who, policy: `${tierName}.${policyName[limit]}.${scope}` });
+    if (tier.requestsPerMinute) {
+      add("requestsPerMinute", { kind: "gcra", key: `${base}|rpm`, limit: tier.requestsPerMinute, periodMs: minute, amount: 1 });
+    }
+    if (tier.tokensPerMinute) {
+      add("tokensPerMinute", { kind: "gcra", key: `${base}|tpm`, limit: tier.tokensPerMinute, periodMs: minute, amount: estimate.tokens });
+    }
+    if (tier.tokensPerDay) {
+      add("tokensPerDay", { kind: "window", key: `${base}|tpd|${day(now)}`, limit: tier.tokensPerDay, endsAt: nextDay(now), amount: estimate.tokens });
+    }
+    if (tier.costPerDay) {
+      add("costPerDay", { kind: "window", key: `${base}|usd-day|${day(now)}`, limit: nanoUSD(tier.costPerDay), endsAt: nextDay(now), amount: estimate.costNano });
+    }
+    if (tier.costPerMonth) {
+      add("costPerMonth", { kind: "window", key: `${base}|usd-month|${month(now)}`, limit: nanoUSD(tier.costPerMonth), endsAt: nextMonth(now), amount: estimate.costNano });
+    }
+  }
+  return meters;
+}

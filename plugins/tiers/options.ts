@@ -1,0 +1,62 @@
+/** The `tiers({...})` options: named tiers, who gets which, and how calls are estimated. */
+import { z } from "zod";
+import type { LimiterStore } from "./store.ts";
+
+export const scopes = ["user", "agent", "task", "key"] as const;
+export type Scope = (typeof scopes)[number];
+
+const positiveInt = z.number().int().positive();
+const usd = z.number().positive();
+
+export const tierSchema = z
+  .object({
+    /** Requests per minute (GCRA: a burst of this many, then one every 60/N s). */
+    requestsPerMinute: positiveInt.optional(),
+    /** Input + output tokens per minute (GCRA, reserved from an estimate, settled to the real count). */
+    tokensPerMinute: positiveInt.optional(),
+    /** Input + output tokens per UTC day. */
+    tokensPerDay: positiveInt.optional(),
+    /** Cost budget per UTC day, in USD (402 when exhausted). */
+    costPerDay: usd.optional(),
+    /** Cost budget per UTC calendar month, in USD. */
+    costPerMonth: usd.optional(),
+    /** Whom each limit counts: every listed scope gets its own meter. */
+    per: z.array(z.enum(scopes)).min(1).default(["key", "agent", "user"]),
+    /** Record what would have been refused (`error_type: "shadow:rate_limited"`), refuse nothing. */
+    shadow: z.boolean().default(false),
+  })
+  .strict();
+export type Tier = z.output<typeof tierSchema>;
+
+const globs = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]));
+
+/** One assignment rule: every field given must match (globs); the first matching rule wins. */
+const ruleSchema = z
+  .object({ tier: z.string().min(1), user: globs.optional(), agent: globs.optional(), task: globs.optional(), key: globs.optional() })
+  .strict()
+  .refine((rule) => rule.user || rule.agent || rule.task || rule.key, { message: "an assign rule needs user, agent, task or key" });
+
+export const optionsSchema = z
+  .object({
+    tiers: z.record(z.string().min(1), tierSchema).refine((t) => Object.keys(t).length > 0, { message: "define at least one tier" }),
+    /** Tier of calls no key and no rule assigns. */
+    default: z.string().min(1),
+    /** Tier by identity, after the tier of the call's key (`keys create --tier`). */
+    assign: z.array(ruleSchema).default([]),
+    /** Output tokens assumed when a request sets no max_tokens / max_output_tokens. */
+    defaultOutputTokens: positiveInt.default(1024),
+    /** Where limiter state lives (default: this process's memory). */
+    store: z.custom<LimiterStore>((v) => typeof v === "object" && v !== null && "charge" in v && "adjust" in v).optional(),
+    /** Clock in epoch ms (tests). */
+    now: z.custom<() => number>((v) => typeof v === "function").optional(),
+  })
+  .strict()
+  .superRefine((opts, ctx) => {
+    const known = Object.keys(opts.tiers);
+    const check = (tier: string, path: (string | number)[]) => {
+      if (!known.includes(tier)) ctx.addIssue({ code: "custom", path, message: `unknown tier '${tier}'; defined: ${known.join(", ")}` });
+    };
+    check(opts.default, ["default"]);
+    opts.assign.forEach((rule, i) => check(rule.tier, ["assign", i, "tier"]));
+  });
+export type TiersOptions = z.output<typeof optionsSchema>;

@@ -1,0 +1,104 @@
+/** `agent-attr keys create|list|revoke`: proxy API keys, stored hashed in the audit database. */
+import { defineCommand } from "citty";
+import { z } from "zod";
+import { ProxyKeyStore, type ProxyKey } from "../keys/store.ts";
+import { logDbArg, parseFlag, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
+
+const units: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
+
+/** `90d`, `12h`, `30m`, `2w`, or an ISO 8601 date/time in the future. */
+export function parseExpiry(value: string, now = new Date()): Date {
+  const relative = /^(\d+)([mhdw])$/.exec(value.trim());
+  const at = relative ? new Date(now.getTime() + Number(relative[1]) * units[relative[2]!]!) : new Date(value);
+  if (Number.isNaN(at.getTime())) throw new UsageError(`--expires: '${value}' is neither a duration (90d, 12h, 30m, 2w) nor an ISO 8601 date.`);
+  if (at.getTime() <= now.getTime()) throw new UsageError(`--expires: ${at.toISOString()} is not in the future.`);
+  return at;
+}
+
+const globList = z
+  .string()
+  .transform((value) => value.split(",").map((part) => part.trim()).filter(Boolean))
+  .pipe(z.array(z.string().min(1).max(256)).min(1, "give at least one ID or glob"));
+
+const formatArg = { type: "enum" as const, options: ["text", "json"], default: "text", description: "Output format" };
+
+const describeKey = (key: ProxyKey) =>
+  [
+    `agent ${key.agents.join(",")}`,
+    `users ${key.users?.join(",") ?? "any"}`,
+    `tier ${key.tier ?? "default"}`,
+    `expires ${key.expires_at ?? "never"}`,
+    key.revoked_at ? `REVOKED ${key.revoked_at}` : null,
+  ]
+    .filter(Boolean)
+    .join("  ");
+
+const create = defineCommand({
+  meta: { name: "create", description: "Create a proxy API key (printed once; only its hash is stored)" },
+  args: {
+    agent: { type: "string", required: true, description: "Agent ID the key acts as (or comma-separated globs it may act as)" },
+    users: { type: "string", description: "Comma-separated user-ID globs the key may act for (default: any)" },
+    tier: { type: "string", description: "Rate-limit tier of calls made with this key" },
+    expires: { type: "string", description: "Lifetime (90d, 12h, 2w) or an ISO 8601 date (default: never)" },
+    format: formatArg,
+    "log-db": logDbArg,
+  },
+  run: withUserErrors(({ args }) => {
+    const agents = parseFlag("agent", globList, args.agent);
+    const users = args.users === undefined ? null : parseFlag("users", globList, args.users);
+    const tier = args.tier === undefined ? null : parseFlag("tier", z.string().min(1).max(64), args.tier);
+    const expiresAt = args.expires === undefined ? null : parseExpiry(args.expires);
+    const store = new ProxyKeyStore(resolveLogDb(args["log-db"]));
+    try {
+      const { key, record } = store.create({ agents, users, tier, expiresAt });
+      if (args.format === "json") {
+        process.stdout.write(`${JSON.stringify({ ...record, key }, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(`Created ${record.id}  ${describeKey(record)}\n${key}\n`);
+      process.stderr.write("This key is shown once: store it now. Clients send it as their OpenAI or Anthropic API key.\n");
+    } finally {
+      store.close();
+    }
+  }),
+});
+
+const list = defineCommand({
+  meta: { name: "list", description: "List proxy API keys (never their secrets)" },
+  args: { format: formatArg, "log-db": logDbArg },
+  run: withUserErrors(({ args }) => {
+    const logDb = resolveLogDb(args["log-db"]);
+    requireExistingDb(logDb);
+    const store = new ProxyKeyStore(logDb);
+    try {
+      const keys = store.list();
+      if (args.format === "json") process.stdout.write(`${JSON.stringify({ keys }, null, 2)}\n`);
+      else if (keys.length === 0) process.stdout.write("No proxy keys. Create one with 'agent-attr keys create --agent ID'.\n");
+      else process.stdout.write(keys.map((key) => `${key.id}  ${describeKey(key)}\n`).join(""));
+    } finally {
+      store.close();
+    }
+  }),
+});
+
+const revoke = defineCommand({
+  meta: { name: "revoke", description: "Revoke a proxy API key; a running proxy refuses it from the next call" },
+  args: { id: { type: "positional", required: true, description: "Key id (key_...), as shown by keys list" }, "log-db": logDbArg },
+  run: withUserErrors(({ args }) => {
+    const logDb = resolveLogDb(args["log-db"]);
+    requireExistingDb(logDb);
+    const store = new ProxyKeyStore(logDb);
+    try {
+      const key = store.revoke(args.id);
+      if (!key) throw new UsageError(`No proxy key has id '${args.id}'; 'agent-attr keys list' shows them.`);
+      process.stdout.write(`Revoked ${key.id} (${key.revoked_at})\n`);
+    } finally {
+      store.close();
+    }
+  }),
+});
+
+export const keysCommand = defineCommand({
+  meta: { name: "keys", description: "Manage proxy API keys" },
+  subCommands: { create, list, revoke },
+});

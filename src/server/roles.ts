@@ -1,0 +1,72 @@
+/**
+ * Who may use the audit API. Two roles: `admin` (everything) and `auditor` (read, export, verify;
+ * never delete). Tokens come from AGENT_ATTR_ADMIN_TOKEN (admin), AGENT_ATTR_AUDITOR_TOKEN (auditor)
+ * and the config's `admin.tokens`. With no token at all the API is open, which `startProxy` allows
+ * only on a loopback address.
+ *
+ * Routes ask for the least role they need: `const denied = access(request, "auditor"); if (denied) return denied;`
+ */
+import { timingSafeEqual } from "node:crypto";
+import { z } from "zod";
+
+export const roles = ["admin", "auditor"] as const;
+export type Role = (typeof roles)[number];
+
+export interface AccessToken {
+  token: string;
+  role: Role;
+}
+
+/** A check for one route: null lets the request through, otherwise the 401/403 to answer with. */
+export type AccessGuard = (request: Request, needs: Role) => Response | null;
+
+/** `admin.tokens` in the config: the token itself, or the environment variable that holds it. */
+export const adminTokenSchema = z.union([
+  z.object({ token: z.string().min(16, "admin tokens must be at least 16 characters"), role: z.enum(roles) }).strict(),
+  z.object({ tokenEnv: z.string().min(1), role: z.enum(roles) }).strict(),
+]);
+export type AdminTokenConfig = z.output<typeof adminTokenSchema>;
+
+/** The tokens in force: the two environment variables first, then the config's list. */
+export function resolveAccessTokens(configured: readonly AdminTokenConfig[], env: Record<string, string | undefined>): AccessToken[] {
+  const tokens: AccessToken[] = [];
+  if (env.AGENT_ATTR_ADMIN_TOKEN) tokens.push({ token: env.AGENT_ATTR_ADMIN_TOKEN, role: "admin" });
+  if (env.AGENT_ATTR_AUDITOR_TOKEN) tokens.push({ token: env.AGENT_ATTR_AUDITOR_TOKEN, role: "auditor" });
+  for (const entry of configured) {
+    if ("token" in entry) {
+      tokens.push({ token: entry.token, role: entry.role });
+      continue;
+    }
+    const value = env[entry.tokenEnv];
+    if (!value) throw new Error(`admin.tokens names the environment variable ${entry.tokenEnv}, but it is not set; set it or remove the entry.`);
+    tokens.push({ token: value, role: entry.role });
+  }
+  return tokens;
+}
+
+const grants: Record<Role, readonly Role[]> = { admin: ["admin", "auditor"], auditor: ["auditor"] };
+
+export function accessGuard(tokens: readonly AccessToken[]): AccessGuard {
+  if (tokens.length === 0) return () => null;
+  const known = tokens.map((t) => ({ bytes: Buffer.from(t.token), role: t.role }));
+  return (request, needs) => {
+    const given = Buffer.from(request.headers.get("authorization")?.replace(/^Bearer\s+/i, "") ?? "");
+    let role: Role | null = null;
+    // Compare against every token (no early exit), each in constant time.
+    for (const candidate of known) {
+      if (given.length === candidate.bytes.length && timingSafeEqual(given, candidate.bytes) && role === null) role = candidate.role;
+    }
+    if (role === null) {
+      return denial(401, "unauthorized", "authentication_error",
+        "The audit API needs a token: send 'Authorization: Bearer <token>' with AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or a token from the config's admin.tokens.");
+    }
+    if (!grants[role].includes(needs)) {
+      return denial(403, "forbidden", "permission_error", `This route needs the ${needs} role; the token sent has the ${role} role.`);
+    }
+    return null;
+  };
+}
+
+function denial(status: number, code: string, type: string, message: string): Response {
+  return Response.json({ error: { message, type, code } }, { status });
+}

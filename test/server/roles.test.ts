@@ -1,0 +1,128 @@
+// Audit API access: admin and auditor tokens on every audit route, tokens from env and config,
+// and the refusal to listen beyond loopback without an admin token.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { accessGuard, resolveAccessTokens } from "../../src/server/roles.ts";
+import { startProxy } from "../../src/server/serve.ts";
+import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
+import { startTestProxy, tempDir, type TestProxy } from "../helpers/proxy.ts";
+
+const adminToken = "admin-token-0123456789";
+const auditorToken = "auditor-token-0123456789";
+const configToken = "config-auditor-token-0123";
+let upstream: FakeUpstream;
+let proxy: TestProxy;
+let recordId: string;
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  process.env.ROLES_TEST_ADMIN = "env-named-admin-token-0123";
+  proxy = await startTestProxy(
+    upstream.url,
+    { admin: { tokens: [{ token: configToken, role: "auditor" }, { tokenEnv: "ROLES_TEST_ADMIN", role: "admin" }] } },
+    { adminToken, auditorToken },
+  );
+  const response = await fetch(`${proxy.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-agent-id": "a", "x-user-id": "u", "x-task-context": "t" },
+    body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+  });
+  recordId = response.headers.get("x-audit-record-id")!;
+  await response.arrayBuffer();
+  await proxy.records();
+});
+afterAll(async () => {
+  await proxy.stop();
+  await upstream.stop();
+  delete process.env.ROLES_TEST_ADMIN;
+});
+
+const readRoutes = () => ["/audit/records", `/audit/records/${recordId}`, "/audit/user/u", "/audit/agent/a", "/audit/task/t"];
+const get = (path: string, token?: string) =>
+  fetch(`${proxy.url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+
+describe("every audit read route", () => {
+  test("refuses a request without a token or with a wrong one (401), and never echoes the token", async () => {
+    for (const path of readRoutes()) {
+      expect((await get(path)).status).toBe(401);
+      const wrong = await get(path, "wrong-token-wrong-token");
+      expect(wrong.status).toBe(401);
+      const text = await wrong.text();
+      expect(text).toContain("Authorization: Bearer");
+      expect(text).not.toContain("wrong-token-wrong-token");
+    }
+  });
+
+  test("answers the admin and the auditor tokens, from env and from the config", async () => {
+    for (const token of [adminToken, auditorToken, configToken, process.env.ROLES_TEST_ADMIN!]) {
+      for (const path of readRoutes()) {
+        const response = await get(path, token);
+        expect(response.status).toBe(200);
+        await response.arrayBuffer();
+      }
+    }
+  });
+
+  test("a token that differs only in length or last character is refused", async () => {
+    expect((await get("/audit/records", adminToken.slice(0, -1))).status).toBe(401);
+    expect((await get("/audit/records", `${adminToken}x`)).status).toBe(401);
+    expect((await get("/audit/records", `${adminToken.slice(0, -1)}X`)).status).toBe(401);
+  });
+});
+
+describe("the role guard", () => {
+  const guard = accessGuard([
+    { token: adminToken, role: "admin" },
+    { token: auditorToken, role: "auditor" },
+  ]);
+  const request = (token: string) => new Request("http://x/audit/user/u", { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
+
+  test("an auditor is refused an admin route with 403 naming both roles; an admin passes", async () => {
+    const denied = guard(request(auditorToken), "admin");
+    expect(denied?.status).toBe(403);
+    expect(((await denied!.json()) as { error: { message: string } }).error.message).toBe(
+      "This route needs the admin role; the token sent has the auditor role.",
+    );
+    expect(guard(request(adminToken), "admin")).toBeNull();
+    expect(guard(request(adminToken), "auditor")).toBeNull();
+    expect(guard(request(auditorToken), "auditor")).toBeNull();
+  });
+
+  test("with no token configured the API is open (the server then binds loopback only)", () => {
+    expect(accessGuard([])(new Request("http://x/"), "admin")).toBeNull();
+  });
+
+  test("a config entry naming an unset environment variable is an error that names it", () => {
+    expect(() => resolveAccessTokens([{ tokenEnv: "ROLES_TEST_UNSET", role: "admin" }], {})).toThrow("ROLES_TEST_UNSET");
+  });
+
+  test("a short inline config token is refused when the config is checked", () => {
+    expect(() => parseConfig({ admin: { tokens: [{ token: "short", role: "admin" }] } })).toThrow("at least 16 characters");
+  });
+});
+
+describe("binding beyond loopback", () => {
+  const start = (admin: object, options: { adminToken?: string; auditorToken?: string }) =>
+    startProxy(parseConfig({ server: { host: "0.0.0.0", port: 0 }, admin }), { logDb: join(tempDir(), "a.db"), ...options });
+
+  test("is refused without an admin token, even with an auditor token, and says how to fix it", async () => {
+    for (const options of [{}, { auditorToken }]) {
+      const error = await start({}, options).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toContain("Refusing to listen on 0.0.0.0");
+      expect((error as Error).message).toContain("Set AGENT_ATTR_ADMIN_TOKEN");
+      expect((error as Error).message).toContain("127.0.0.1");
+    }
+  });
+
+  test("starts with an admin token from the config", async () => {
+    process.env.ROLES_TEST_ADMIN2 = "another-admin-token-0123";
+    try {
+      const server = await start({ tokens: [{ tokenEnv: "ROLES_TEST_ADMIN2", role: "admin" }] }, {});
+      await server.stop();
+    } finally {
+      delete process.env.ROLES_TEST_ADMIN2;
+    }
+  });
+});
