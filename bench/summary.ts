@@ -1,7 +1,8 @@
 /**
  * Summary speed on a large log: fills an audit database with N records (default 1,000,000) over
  * the last 30 days through the real schema, rolls them up as the proxy's writer thread would, then
- * times each summary grouping over those 30 days, median of 3. Run alone with `bun bench/summary.ts [N]`;
+ * times each summary grouping over those 30 days, median of 3, checking that every summary's
+ * calls and exact cost equal those of the records. Run alone with `bun bench/summary.ts [N]`;
  * `bun run bench` runs it at the end (BENCH_SUMMARY_RECORDS=0 skips it).
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -49,16 +50,19 @@ export async function benchSummaries(n: number, log: (line: string) => void = co
     const rolling = performance.now();
     while (advanceRollup(audit.db) > 0);
     log(`summary bench: rolled up in ${((performance.now() - rolling) / 1000).toFixed(1)} s`);
+    const since = new Date(now - 30 * 86_400_000).toISOString();
+    const exact = audit.db.query<{ cost: number }, [string]>("SELECT sum(cost_nano_usd) AS cost FROM audit_records WHERE timestamp >= ?").get(since)!.cost;
     const rows: string[] = ["| summary over 30 days | groups | median ms |", "|---|---|---|"];
     for (const by of summaryGroupings) {
       const times: number[] = [];
       let groups = 0;
       for (let run = 0; run < 3; run++) {
         const t0 = performance.now();
-        const summary = await audit.reader.summary(summaryFilterSchema.parse({ by, since: new Date(now - 30 * 86_400_000).toISOString() }));
+        const summary = await audit.reader.summary(summaryFilterSchema.parse({ by, since }));
         times.push(performance.now() - t0);
         groups = summary.groups.length;
         if (summary.total.calls !== n) throw new Error(`summary by ${by} counted ${summary.total.calls} calls, expected ${n}`);
+        if (summary.total.cost_nano_usd !== exact) throw new Error(`summary by ${by} totals ${summary.total.cost_nano_usd} nano-USD, the records ${exact}`);
       }
       rows.push(`| by ${by} | ${groups.toLocaleString("en-US")} | ${times.sort((a, b) => a - b)[1]!.toFixed(1)} |`);
     }

@@ -1,7 +1,7 @@
 /**
  * Daily usage rollups, so summaries over millions of records read thousands of rows instead.
  *
- * `usage_rollup` holds, per dimension (agent, user, task, model) and UTC day, the call count, token
+ * `usage_rollup` holds, per dimension (agent, user, model) and UTC day, the call count, token
  * sums, exact cost and unpriced calls of every record up to a cursor (`usage_rollup_state.seq`).
  * Nothing is added on the hot path: `advanceRollup` folds new records in with one GROUP BY per
  * dimension (the writer thread calls it every few seconds while records arrive), and a summary
@@ -9,11 +9,15 @@
  * (an erasure clearing a user, retention, a deletion) are applied by SQLite triggers in the same
  * transaction: the user's usage moves to the empty key and the user no longer appears. The model
  * rows also carry the provider, so summaries by provider and by day read them too.
+ *
+ * Task contexts are not rolled up: they are free text that rarely repeats ("PR review #456"), so a
+ * rollup by task would be about as large as the records and cost the writer as much again (measured:
+ * half the rollup's cost). Summaries by task read the records.
  */
 import type { Database } from "bun:sqlite";
 
 /** Rollup dimensions and the record column each is keyed by. */
-export const rollupDimensions = { agent: "agent_id", user: "user_id", task: "task_context", model: "model" } as const;
+export const rollupDimensions = { agent: "agent_id", user: "user_id", model: "model" } as const;
 export type RollupDimension = keyof typeof rollupDimensions;
 
 /** Summed columns: record column → rollup column (same names). */
@@ -34,7 +38,7 @@ const dayOf = (row: string) => `substr(${row}.timestamp, 1, 10)`;
 const providerOf = (dim: string, row: string) => (dim === "model" ? `coalesce(${row}.provider, '')` : "''");
 const accumulate = ["calls", ...summedColumns, "unpriced_calls"].map((c) => `${c} = ${c} + excluded.${c}`).join(", ");
 
-/** Adds (sign 1) or removes (sign -1) one record's contribution to its four rollup rows. */
+/** Adds (sign 1) or removes (sign -1) one record's contribution to its rollup rows. */
 function applyRow(row: "NEW" | "OLD", sign: 1 | -1): string {
   return Object.entries(rollupDimensions)
     .map(([dim, column]) => {

@@ -56,10 +56,10 @@ const recordKey: Record<SummaryGrouping, string> = {
   provider: "provider",
   day: "substr(timestamp, 1, 10)",
 };
-const rollupSource: Record<SummaryGrouping, { dim: RollupDimension; key: string }> = {
+/** Task contexts are not rolled up (see ./rollup.ts): summaries by task read the records. */
+const rollupSource: Record<Exclude<SummaryGrouping, "task">, { dim: RollupDimension; key: string }> = {
   agent: { dim: "agent", key: "key" },
   user: { dim: "user", key: "key" },
-  task: { dim: "task", key: "key" },
   model: { dim: "model", key: "key" },
   provider: { dim: "model", key: "provider" },
   day: { dim: "model", key: "day" },
@@ -84,11 +84,12 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   const range: Condition[] = [];
   if (since) range.push(["timestamp >= ?", since]);
   if (until) range.push(["timestamp <= ?", until]);
-  if (filtered.length > 0) {
-    // Filters the rollup cannot answer: read the matching records (their indexes narrow the scan).
-    fromRecords(db, filter.by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...range], add);
+  const by = filter.by;
+  if (filtered.length > 0 || by === "task") {
+    // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
+    fromRecords(db, by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...range], add);
   } else {
-    db.transaction(() => fromRollupAndTail(db, filter.by, since, until, range, add))();
+    db.transaction(() => fromRollupAndTail(db, by, since, until, range, add))();
   }
 
   const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
@@ -113,7 +114,7 @@ type Condition = [sql: string, value: string | number];
  * at the range's edges from the records; records past the cursor from the records. All in one read
  * transaction, so the cursor cannot move in between.
  */
-function fromRollupAndTail(db: Database, by: SummaryGrouping, since: string | null, until: string | null, range: Condition[], add: Add): void {
+function fromRollupAndTail(db: Database, by: Exclude<SummaryGrouping, "task">, since: string | null, until: string | null, range: Condition[], add: Add): void {
   // The unary `+` keeps SQLite from using an index for that term: the tail is found by seq (the
   // primary key), the edges by timestamp.
   const cursor = rollupCursor(db);
@@ -141,7 +142,7 @@ function fromRecords(db: Database, by: SummaryGrouping, conditions: Condition[],
   }
 }
 
-function fromRollup(db: Database, by: SummaryGrouping, firstDay: string | null, endDay: string | null, add: Add): void {
+function fromRollup(db: Database, by: Exclude<SummaryGrouping, "task">, firstDay: string | null, endDay: string | null, add: Add): void {
   const { dim, key } = rollupSource[by];
   const conditions = ["dim = ?"];
   const params: string[] = [dim];

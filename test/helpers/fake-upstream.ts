@@ -5,7 +5,8 @@
  *   | hang (never answers) | no-done (stream ends without its terminal event)
  *   | chunked-json (a plain answer sent in pieces, without Content-Length); `gap:<ms>@<i>` pauses
  *   before chunk i instead.
- * `x-fake-usage: <json>` replaces the usage object the answer reports (in the provider's own shape);
+ * `x-fake-usage: <json>` replaces the usage object the answer reports (in the provider's own shape),
+ * `x-fake-usage: none` leaves it out (as some local servers do, even when asked);
  * `x-fake-text: <text>` replaces the generated text of chat and messages streams.
  * It remembers every request it received (`requests`), so tests can check what crossed the proxy.
  */
@@ -46,6 +47,7 @@ export const anthropicUsage = {
 };
 
 interface Steering {
+  omitUsage: boolean;
   usage: Record<string, unknown> | null;
   /** The generated text, in two pieces. */
   text: [string, string];
@@ -56,7 +58,8 @@ function steering(request: Request): Steering {
   const text = request.headers.get("x-fake-text");
   const half = text ? Math.ceil(text.length / 2) : 0;
   return {
-    usage: usage ? (JSON.parse(usage) as Record<string, unknown>) : null,
+    omitUsage: usage === "none",
+    usage: usage && usage !== "none" ? (JSON.parse(usage) as Record<string, unknown>) : null,
     text: text ? [text.slice(0, half), text.slice(half)] : ["Hello", " world"],
   };
 }
@@ -69,7 +72,7 @@ function chatChunks(model: string, includeUsage: boolean, steer: Steering): stri
     sse({ ...base, choices: [{ index: 0, delta: { content: steer.text[1] }, finish_reason: null }] }),
     sse({ ...base, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }),
   ];
-  if (includeUsage) chunks.push(sse({ ...base, choices: [], usage: steer.usage ?? chatUsage }));
+  if (includeUsage && !steer.omitUsage) chunks.push(sse({ ...base, choices: [], usage: steer.usage ?? chatUsage }));
   chunks.push(sse("[DONE]"));
   return chunks;
 }
@@ -161,7 +164,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
             const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
             return streamOf(chatChunks(model, includeUsage, steer), scenario, fake);
           }
-          const answer = { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content: "Hello world" }, finish_reason: "stop" }], usage: steer.usage ?? chatUsage };
+          const answer = { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content: "Hello world" }, finish_reason: "stop" }], usage: steer.omitUsage ? undefined : (steer.usage ?? chatUsage) };
           if (scenario === "chunked-json") {
             const text = JSON.stringify(answer);
             const pieces = [text.slice(0, 40), text.slice(40, 120), text.slice(120)];

@@ -139,6 +139,29 @@ describe("other providers", () => {
     expect(above).toMatchObject({ cost_nano_usd: 640_000_000, cost_usd: 0.64 });
   });
 
+  test("embeddings: input tokens only", async () => {
+    const usage = JSON.stringify({ prompt_tokens: 1000, total_tokens: 1000 });
+    const record = await recordOf(await post("/v1/embeddings", { model: "text-embedding-3-small", input: "hi" }, { "x-fake-usage": usage }));
+    // 1000 x $0.02 = 20 micro-dollars
+    expect(record).toMatchObject({ input_tokens: 1000, output_tokens: 0, cost_nano_usd: 20_000, price_source: "genai-prices@0.1.8:openai/text-embedding-3-small" });
+  });
+
+  test("a local server that reports no usage, plain or streamed: estimated, flagged, free", async () => {
+    const text = "Local models answer without counting tokens.";
+    for (const stream of [false, true]) {
+      const record = await recordOf(await post("/v1/chat/completions", { model: "llama3.1:8b", messages, stream }, { "x-fake-usage": "none", "x-fake-text": text }));
+      expect(record).toMatchObject({
+        provider: "ollama",
+        outcome: "completed",
+        usage_source: "estimated",
+        input_tokens: countTokens("Summarise the pull request."),
+        output_tokens: countTokens(stream ? text : "Hello world"),
+        cost_nano_usd: 0,
+        price_source: "free:ollama",
+      });
+    }
+  });
+
   test("a self-hosted model costs 0 and says why", async () => {
     const record = await recordOf(await post("/v1/chat/completions", { model: "llama3.1:8b", messages }));
     expect(record).toMatchObject({ provider: "ollama", input_tokens: 12, cost_nano_usd: 0, cost_usd: 0, price_source: "free:ollama" });
