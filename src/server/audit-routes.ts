@@ -23,9 +23,9 @@ const usedFilters = (filter: object) =>
  * used and how many records (or groups) were returned. If the event cannot be written, the answer
  * is withheld (503), as for a call whose record cannot be written.
  */
-function recorded(rt: Runtime, route: string, filters: string[], returned: number, answer: Response): Response {
+function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Response {
   try {
-    rt.trail?.recordEvent({ kind: "query", actor: "api", details: { route, filters, returned } });
+    rt.trail?.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
     return answer;
   } catch (error) {
     rt.log.error(`cannot record an audit query in the trail: ${error instanceof Error ? error.message : String(error)}`);
@@ -37,14 +37,14 @@ function recorded(rt: Runtime, route: string, filters: string[], returned: numbe
 }
 
 /** Every route asks `access` for the least role it needs (reads: auditor; deletes: admin). */
-export function auditRoutes(rt: Runtime, access: AccessGuard) {
+export function auditRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
   const list = async (request: Request, route: string, fixed: Partial<RecordFilter> = {}) => {
     const denied = access(request, "auditor");
     if (denied) return denied;
     const parsed = recordFilterSchema.safeParse({ ...queryOf(request), ...fixed });
     if (!parsed.success) return invalidQuery(parsed.error);
     const page = await rt.reader.records(parsed.data);
-    return recorded(rt, route, usedFilters(parsed.data), page.records.length, Response.json(page));
+    return recorded(rt, actorOf(request), route, usedFilters(parsed.data), page.records.length, Response.json(page));
   };
   const summary = async (request: Request) => {
     const denied = access(request, "auditor");
@@ -52,7 +52,7 @@ export function auditRoutes(rt: Runtime, access: AccessGuard) {
     const parsed = summaryFilterSchema.safeParse(queryOf(request));
     if (!parsed.success) return invalidQuery(parsed.error);
     const result = await rt.reader.summary(parsed.data);
-    return recorded(rt, `/audit/summary?by=${parsed.data.by}`, usedFilters(parsed.data), result.groups.length, Response.json(result));
+    return recorded(rt, actorOf(request), `/audit/summary?by=${parsed.data.by}`, usedFilters(parsed.data), result.groups.length, Response.json(result));
   };
   return new Elysia({ prefix: "/audit" })
     .get("/records", ({ request }) => list(request, "/audit/records"))
@@ -61,12 +61,12 @@ export function auditRoutes(rt: Runtime, access: AccessGuard) {
       const denied = access(request, "auditor");
       if (denied) return denied;
       const record = await rt.reader.record(params.id);
-      if (record) return recorded(rt, "/audit/records/:id", ["id"], 1, Response.json(record));
+      if (record) return recorded(rt, actorOf(request), "/audit/records/:id", ["id"], 1, Response.json(record));
       const missing = Response.json(
         { error: { message: `No audit record has id '${params.id}'.`, type: "not_found_error", code: "not_found" } },
         { status: 404 },
       );
-      return recorded(rt, "/audit/records/:id", ["id"], 0, missing);
+      return recorded(rt, actorOf(request), "/audit/records/:id", ["id"], 0, missing);
     })
     .get("/user/:id", ({ request, params }) => list(request, "/audit/user/:id", { user: params.id }))
     .get("/agent/:id", ({ request, params }) => list(request, "/audit/agent/:id", { agent: params.id }))

@@ -1,7 +1,8 @@
 /**
  * The tamper-evident trail over HTTP: verify, GDPR erasure, streamed exports with signed manifests,
  * the public key. Each route asks for the least role it needs (./roles.ts): erasure needs admin,
- * the rest auditor. Every call is recorded in the chain (actor `api`).
+ * the rest auditor. Every call is recorded in the chain, the actor named by its role (`api:admin`,
+ * `api:auditor`, or `api:open` without tokens).
  */
 import { Elysia } from "elysia";
 import { z } from "zod";
@@ -10,7 +11,6 @@ import type { AuditTrail } from "../audit/trail.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard, Role } from "./roles.ts";
 
-const actor = "api";
 
 const contentTypes: Record<ExportFormat, string> = {
   csv: "text/csv; charset=utf-8; header=present",
@@ -22,7 +22,7 @@ function apiError(status: number, code: string, type: string, message: string): 
   return Response.json({ error: { message, type, code } }, { status });
 }
 
-export function auditTrailRoutes(rt: Runtime, access: AccessGuard) {
+export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
   /** Runs `handle` for a request with the role `needs`, against a sink that has a trail. */
   const withTrail = (request: Request, handle: (trail: AuditTrail) => Response | Promise<Response>, needs: Role = "auditor") => {
     const denied = access(request, needs);
@@ -36,14 +36,14 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard) {
   return new Elysia({ prefix: "/audit" })
     .get("/verify", ({ request }) =>
       withTrail(request, async (trail) => {
-        const { recorded: _, ...report } = await trail.verify(actor);
+        const { recorded: _, ...report } = await trail.verify(actorOf(request));
         // 409: the trail contradicts its own chain; the body names the first bad seq and why.
         return Response.json(report, { status: report.ok ? 200 : 409 });
       }),
     )
     .delete("/user/:id", ({ request, params }) =>
       withTrail(request, (trail) => {
-        trail.eraseUser(params.id, actor);
+        trail.eraseUser(params.id, actorOf(request));
         // The same answer whether or not the user had records: erasure must not reveal existence.
         return Response.json({ status: "erased" });
       }, "admin"),
@@ -58,7 +58,7 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard) {
         if (!filter.success) {
           return apiError(400, "invalid_query", "invalid_request_error", `Invalid query: ${z.prettifyError(filter.error)}`);
         }
-        const run = trail.export(format.data, filter.data, actor);
+        const run = trail.export(format.data, filter.data, actorOf(request));
         return new Response(run.stream(), {
           headers: {
             "content-type": contentTypes[format.data],

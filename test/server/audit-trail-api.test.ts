@@ -76,13 +76,24 @@ test("DELETE /audit/user/:id erases the user; the answer is the same for a user 
   expect(report.redacted).toBeGreaterThanOrEqual(1);
 });
 
-test("with an admin token, the trail routes need it", async () => {
-  const guarded = await startTestProxy(setup.upstream.url, {}, { adminToken: "t0ken" });
+test("with tokens, the trail routes need one: erasure the admin role, the rest auditor; events name the role", async () => {
+  const admin = "admin-token-0123456789";
+  const auditor = "auditor-token-0123456789";
+  const guarded = await startTestProxy(setup.upstream.url, {}, { adminToken: admin, auditorToken: auditor });
+  const as = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
   try {
     expect((await fetch(`${guarded.url}/audit/user/x`, { method: "DELETE" })).status).toBe(401);
     expect((await fetch(`${guarded.url}/audit/verify`)).status).toBe(401);
-    const ok = await fetch(`${guarded.url}/audit/verify`, { headers: { authorization: "Bearer t0ken" } });
-    expect(ok.status).toBe(200);
+    expect((await fetch(`${guarded.url}/audit/verify`, as(auditor))).status).toBe(200);
+    expect((await fetch(`${guarded.url}/audit/export/csv`, as(auditor))).status).toBe(200);
+    expect((await fetch(`${guarded.url}/audit/user/x`, { method: "DELETE", ...as(auditor) })).status).toBe(403);
+    expect((await fetch(`${guarded.url}/audit/user/x`, { method: "DELETE", ...as(admin) })).status).toBe(200);
+    await (await fetch(`${guarded.url}/audit/records`, as(auditor))).arrayBuffer();
+    const db = new Database(guarded.logDb, { readonly: true });
+    const events = db.query<{ kind: string; actor: string }, []>("SELECT kind, actor FROM audit_events ORDER BY seq").all();
+    db.close();
+    expect(events.map((e) => `${e.actor} ${e.kind}`)).toEqual(["api:auditor verify", "api:auditor export", "api:admin erasure", "api:auditor query"]);
+    expect(JSON.stringify(events)).not.toContain("token");
   } finally {
     await guarded.stop();
   }
