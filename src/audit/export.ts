@@ -80,7 +80,8 @@ export class ExportRun {
     readonly format: ExportFormat,
     private readonly filter: ParsedExportFilter,
     private readonly key: KeyObject,
-    private readonly onDone: (manifest: ExportManifest) => void,
+    /** Called once: with the manifest when the export is complete, with null if it was cancelled. */
+    private readonly onEnd: (manifest: ExportManifest | null) => void,
   ) {
     const conditions: string[] = [];
     const params: string[] = [];
@@ -154,12 +155,19 @@ export class ExportRun {
       public_key: publicKeyPem(this.key),
     };
     this.manifest = { ...unsigned, signature: signBytes(this.key, manifestPayload(unsigned)) };
-    this.onDone(this.manifest);
+    this.onEnd(this.manifest);
   }
 
-  /** The export as a pull-based byte stream (one chunk of rows per pull; a cancel stops the read). */
+  /**
+   * The export as a pull-based byte stream (one chunk of rows per pull). A cancel (the client went
+   * away) stops the read and still ends the export, without a manifest: part of it was sent.
+   */
   stream(): ReadableStream<Uint8Array> {
     const chunks = this.chunks();
+    const cancelled = () => {
+      chunks.return(undefined);
+      if (!this.manifest) this.onEnd(null);
+    };
     return new ReadableStream<Uint8Array>(
       {
         pull(controller) {
@@ -167,9 +175,7 @@ export class ExportRun {
           if (next.done) controller.close();
           else controller.enqueue(next.value);
         },
-        cancel() {
-          chunks.return(undefined);
-        },
+        cancel: cancelled,
       },
       { highWaterMark: 0 },
     );

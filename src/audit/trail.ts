@@ -59,9 +59,14 @@ export class SqliteAuditTrail implements AuditTrail {
 
   export(format: ExportFormat, filter: ParsedExportFilter, actor: string): ExportRun {
     if (!this.signingKey) throw new Error("exports are signed, and this trail has no signing key");
-    return new ExportRun(this.db, format, filter, this.signingKey, (manifest) =>
-      this.recordEvent({ kind: "export", actor, details: { manifest } }),
+    const run: ExportRun = new ExportRun(this.db, format, filter, this.signingKey, (manifest) =>
+      this.recordEvent({
+        kind: "export",
+        actor,
+        details: manifest ? { manifest } : { export_id: run.id, format, cancelled: true, records_sent_at_most: run.exported },
+      }),
     );
+    return run;
   }
 
   manifest(exportId: string): ExportManifest | null {
