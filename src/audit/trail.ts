@@ -48,7 +48,8 @@ export class SqliteAuditTrail implements AuditTrail {
       this.recordEvent({ kind: "verify", actor, details });
       return { ...report, recorded: true };
     } catch {
-      // A read-only copy of the database can still be verified; the caller says it was not recorded.
+      // A read-only copy (or a locked database) can still be verified; the caller decides what
+      // an unrecorded verification means (the API refuses it, the CLI warns).
       return { ...report, recorded: false };
     }
   }

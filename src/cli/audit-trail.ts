@@ -82,7 +82,7 @@ const verify = defineCommand({
     try {
       if (!pinned && !key) process.stderr.write("agent-attr: warning: no signing key file; checkpoints cannot be checked (pass --public-key)\n");
       const report = await trail.verify(cliActor(), pinned);
-      if (!report.recorded) process.stderr.write("agent-attr: warning: the database is read-only; this verification is not recorded in the trail\n");
+      if (!report.recorded) process.stderr.write("agent-attr: warning: this verification could not be recorded in the trail (read-only or locked database)\n");
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
       process.exitCode = report.ok ? 0 : 1;
     } finally {

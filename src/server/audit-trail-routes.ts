@@ -36,7 +36,9 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
   return new Elysia({ prefix: "/audit" })
     .get("/verify", ({ request }) =>
       withTrail(request, async (trail) => {
-        const { recorded: _, ...report } = await trail.verify(actorOf(request));
+        const { recorded, ...report } = await trail.verify(actorOf(request));
+        // As for queries: an audit action that cannot be recorded is not answered.
+        if (!recorded) return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot record this verification right now; retry shortly.");
         // 409: the trail contradicts its own chain; the body names the first bad seq and why.
         return Response.json(report, { status: report.ok ? 200 : 409 });
       }),
