@@ -44,6 +44,8 @@ const timestampIndex = columns.indexOf("timestamp");
 /** SHA-256 of chain entries; one instance reuses one hasher (digest resets it). */
 export class ChainHasher {
   private readonly sha = new Bun.CryptoHasher("sha256");
+  /** Reused for every record: ["agent-attr/record/v1", ...clear, commitment]. */
+  private readonly payload: SQLValue[] = ["agent-attr/record/v1"];
 
   commitment(saltHex: string, personal: readonly SQLValue[]): string {
     this.sha.update(saltHex, "hex");
@@ -52,8 +54,12 @@ export class ChainHasher {
   }
 
   record(prevHash: string, clear: readonly SQLValue[], commitment: string): string {
+    const payload = this.payload;
+    for (let i = 0; i < clear.length; i++) payload[i + 1] = clear[i]!;
+    payload[clear.length + 1] = commitment;
+    payload.length = clear.length + 2;
     this.sha.update(prevHash, "hex");
-    this.sha.update(JSON.stringify(["agent-attr/record/v1", ...clear, commitment]));
+    this.sha.update(JSON.stringify(payload));
     return this.sha.digest("hex");
   }
 
@@ -96,6 +102,9 @@ export class ChainWriter {
   private readonly erasedAt: Statement<{ erased_at: string }, [string]>;
   private readonly ensureChain: Statement;
   private chainKnown = false;
+  /** Reused per row: the personal and the clear values of the row being appended. */
+  private readonly personal: SQLValue[] = [];
+  private readonly clear: SQLValue[] = [];
 
   /** `hashKey` lets appends redact records of users erased while their calls were in flight. */
   constructor(
@@ -154,9 +163,11 @@ export class ChainWriter {
       const row = rows[r]!.map(wellFormed);
       seq++;
       const salt = salts.slice(32 * r, 32 * r + 32);
-      const commitment = this.hasher.commitment(salt, personalIndexes.map((i) => row[i]!));
+      for (let i = 0; i < personalIndexes.length; i++) this.personal[i] = row[personalIndexes[i]!]!;
+      for (let i = 0; i < clearIndexes.length; i++) this.clear[i] = row[clearIndexes[i]!]!;
+      const commitment = this.hasher.commitment(salt, this.personal);
       const prevHash = hash;
-      hash = this.hasher.record(prevHash, clearIndexes.map((i) => row[i]!), commitment);
+      hash = this.hasher.record(prevHash, this.clear, commitment);
       const erased = redactErased && this.erasedBeforeCall(row);
       if (erased) for (const i of personalIndexes) row[i] = null;
       this.insertRecord.run(seq, ...row, erased ? null : salt, commitment, prevHash, hash);

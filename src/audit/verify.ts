@@ -115,7 +115,8 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
     }
     if (isRecord) {
       const row = entry as RecordRow;
-      const personal = personalColumns.map((column) => row[column]);
+      for (let i = 0; i < personalColumns.length; i++) personalValues[i] = row[personalColumns[i]!];
+      const personal = personalValues;
       if (row.salt === null) {
         if (personal.some((value) => value !== null)) return fail(seq, "edited", `seq ${seq}: personal fields were written into an erased record`);
         report.redacted++;
@@ -150,6 +151,10 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   return null;
 }
 
+/** Reused per row (verify walks millions of rows; no per-row arrays). */
+const clearValues: SQLValue[] = [];
+const personalValues: SQLValue[] = [];
+
 function selfConsistent(hasher: ChainHasher, entry: RecordRow | EventRow, isRecord: boolean): boolean {
   if (entry.prev_hash === null || entry.hash === null) return false;
   if (!isRecord) {
@@ -158,7 +163,8 @@ function selfConsistent(hasher: ChainHasher, entry: RecordRow | EventRow, isReco
   }
   const r = entry as RecordRow;
   if (r.commitment === null) return false;
-  return hasher.record(r.prev_hash!, clearColumns.map((column) => r[column]), r.commitment) === r.hash;
+  for (let i = 0; i < clearColumns.length; i++) clearValues[i] = r[clearColumns[i]!];
+  return hasher.record(r.prev_hash!, clearValues, r.commitment) === r.hash;
 }
 
 /** Where an entry with this hash sits (only on the failure path: a full scan). */
