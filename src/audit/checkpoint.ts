@@ -7,16 +7,34 @@
 import type { Database, Statement } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
 import { appendFileSync } from "node:fs";
+import { z } from "zod";
 import { chainId, type ChainWriter } from "./chain.ts";
 import { signBytes } from "./signing.ts";
 
-export interface Checkpoint {
-  chain_id: string;
-  seq: number;
-  hash: string;
-  time: string;
+export const checkpointSchema = z.object({
+  chain_id: z.string(),
+  seq: z.number().int().positive(),
+  hash: z.string(),
+  time: z.string(),
   /** Ed25519 over `checkpointPayload`, base64. */
-  signature: string;
+  signature: z.string(),
+});
+export type Checkpoint = z.infer<typeof checkpointSchema>;
+
+/** Checkpoints from a checkpoint file (one JSON object per line, as `audit.checkpoint.file` writes). */
+export function parseCheckpointFile(text: string): Checkpoint[] {
+  return text.split("\n").flatMap((line, i) => {
+    if (!line.trim()) return [];
+    const parsed = checkpointSchema.safeParse((() => {
+      try {
+        return JSON.parse(line) as unknown;
+      } catch {
+        return null;
+      }
+    })());
+    if (!parsed.success) throw new Error(`line ${i + 1} is not a checkpoint (a JSON object with chain_id, seq, hash, time, signature)`);
+    return [parsed.data];
+  });
 }
 
 export interface CheckpointSettings {

@@ -6,6 +6,7 @@
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
 import { ChainWriter, type ChainEvent } from "./chain.ts";
+import type { Checkpoint } from "./checkpoint.ts";
 import { eraseUser } from "./erase.ts";
 import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "./export.ts";
 import { auditWorkerURL } from "./_worker-url.ts";
@@ -13,8 +14,11 @@ import { publicKeyPem } from "./signing.ts";
 import { verifyChain, type VerifyReport } from "./verify.ts";
 
 export interface AuditTrail {
-  /** Recomputes the chain; `publicKey` pins the key checkpoints must be signed with. */
-  verify(actor: string, publicKey?: KeyObject): Promise<VerifyReport & { recorded: boolean }>;
+  /**
+   * Recomputes the chain. `publicKey` pins the key checkpoints must be signed with; `checkpoints`
+   * adds checkpoints kept outside the database (e.g. the checkpoint file).
+   */
+  verify(actor: string, options?: VerifyOptions): Promise<VerifyReport & { recorded: boolean }>;
   /** Erases a user's personal data; reveals nothing about whether the user had records. */
   eraseUser(userId: string, actor: string): void;
   /** A streamed export; its manifest is signed and recorded once the last byte is produced. */
@@ -24,6 +28,11 @@ export interface AuditTrail {
   recordEvent(event: ChainEvent): void;
   /** The checkpoint key's public half, SPKI PEM. */
   publicKey(): string;
+}
+
+export interface VerifyOptions {
+  publicKey?: KeyObject;
+  checkpoints?: readonly Checkpoint[];
 }
 
 export class SqliteAuditTrail implements AuditTrail {
@@ -40,9 +49,11 @@ export class SqliteAuditTrail implements AuditTrail {
     this.chain = new ChainWriter(db, hashKey);
   }
 
-  async verify(actor: string, publicKey?: KeyObject): Promise<VerifyReport & { recorded: boolean }> {
-    const key = publicKey ?? this.signingKey;
-    const report = this.verifyOffThread && key ? await verifyOnWorker(this.verifyOffThread, key) : verifyChain(this.db, key);
+  async verify(actor: string, options: VerifyOptions = {}): Promise<VerifyReport & { recorded: boolean }> {
+    const key = options.publicKey ?? this.signingKey;
+    const external = options.checkpoints ?? [];
+    const report =
+      this.verifyOffThread && key ? await verifyOnWorker(this.verifyOffThread, key, external) : verifyChain(this.db, key, external);
     const details = { ok: report.ok, last_seq: report.last_seq, bad_seq: report.failure?.seq ?? null, reason: report.failure?.reason ?? null };
     try {
       this.recordEvent({ kind: "verify", actor, details });
@@ -92,7 +103,7 @@ export class SqliteAuditTrail implements AuditTrail {
   }
 }
 
-function verifyOnWorker(path: string, key: KeyObject): Promise<VerifyReport> {
+function verifyOnWorker(path: string, key: KeyObject, checkpoints: readonly Checkpoint[]): Promise<VerifyReport> {
   const worker = new Worker(auditWorkerURL("verify-worker"));
   return new Promise<VerifyReport>((resolve, reject) => {
     worker.onmessage = (event: MessageEvent<string>) => {
@@ -101,6 +112,6 @@ function verifyOnWorker(path: string, key: KeyObject): Promise<VerifyReport> {
       else reject(new Error(`verification failed: ${answer.error ?? "no answer"}`));
     };
     worker.onerror = (event) => reject(new Error(`the verify thread crashed: ${event.message}`));
-    worker.postMessage(JSON.stringify({ path, publicKey: publicKeyPem(key) }));
+    worker.postMessage(JSON.stringify({ path, publicKey: publicKeyPem(key), checkpoints }));
   }).finally(() => worker.terminate());
 }

@@ -53,13 +53,19 @@ interface EventRow {
   hash: string;
 }
 
-/** `publicKey` null: checkpoints cannot be checked, and any checkpoint is reported invalid. */
-export function verifyChain(db: Database, publicKey: KeyObject | null): VerifyReport {
+/**
+ * `publicKey` null: checkpoints cannot be checked, and any checkpoint is reported invalid.
+ * `external`: checkpoints kept outside the database (the checkpoint file or webhook), checked like
+ * the stored ones — so deleting checkpoints from the database does not hide a truncated tail.
+ */
+export function verifyChain(db: Database, publicKey: KeyObject | null, external: readonly Checkpoint[] = []): VerifyReport {
   const report: VerifyReport = {
     ok: true, chain_id: chainId(db), records: 0, events: 0, redacted: 0, checkpoints: 0,
     last_seq: 0, last_hash: genesisHash, failure: null,
   };
-  const checkpoints = db.query<Checkpoint, []>("SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq").all();
+  const stored = db.query<Checkpoint, []>("SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq").all();
+  const known = new Set(stored.map((c) => c.signature));
+  const checkpoints = [...stored, ...external.filter((c) => !known.has(c.signature))].sort((a, b) => a.seq - b.seq);
   const valid: Checkpoint[] = [];
   let signatureFailure: VerifyFailure | null = null;
   for (const checkpoint of checkpoints) {

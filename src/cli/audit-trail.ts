@@ -3,6 +3,7 @@ import type { Database } from "bun:sqlite";
 import { defineCommand } from "citty";
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
+import { parseCheckpointFile } from "../audit/checkpoint.ts";
 import { openAuditLog } from "../audit/database.ts";
 import { loadHashKey } from "../audit/secret.ts";
 import { loadSigningKey, parsePublicKey, publicKeyPem, signingKeyPath } from "../audit/signing.ts";
@@ -50,6 +51,14 @@ export function recordCliQuery(db: Database, logDb: string, route: string, filte
   }
 }
 
+function readCheckpoints(file: string) {
+  try {
+    return parseCheckpointFile(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new UsageError(`--checkpoints ${file}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 function readPublicKey(file: string) {
   try {
     return parsePublicKey(readFileSync(file, "utf8"));
@@ -73,15 +82,17 @@ const verify = defineCommand({
   args: {
     format: { type: "enum", options: ["text", "json"], default: "text", description: "Output format" },
     "public-key": { type: "string", description: "Check checkpoints against this public key (PEM) instead of the key file", valueHint: "FILE" },
+    checkpoints: { type: "string", description: "Also check the checkpoints in this file (audit.checkpoint.file), kept outside the database", valueHint: "FILE" },
     "signing-key": signingKeyArg,
     "log-db": logDbArg,
   },
   run: withUserErrors(async ({ args }) => {
     const pinned = args["public-key"] ? readPublicKey(args["public-key"]) : undefined;
+    const external = args.checkpoints ? readCheckpoints(args.checkpoints) : [];
     const { log, trail, key } = openTrail(args["log-db"], args["signing-key"], false);
     try {
       if (!pinned && !key) process.stderr.write("agent-attr: warning: no signing key file; checkpoints cannot be checked (pass --public-key)\n");
-      const report = await trail.verify(cliActor(), pinned);
+      const report = await trail.verify(cliActor(), { publicKey: pinned, checkpoints: external });
       if (!report.recorded) process.stderr.write("agent-attr: warning: this verification could not be recorded in the trail (read-only or locked database)\n");
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
       process.exitCode = report.ok ? 0 : 1;

@@ -62,3 +62,18 @@ test("audit delete --user: the same answer for a known and an unknown user; veri
   expect(exitCode).toBe(0);
   expect(stdout).toContain("6 records (2 redacted)");
 });
+
+test("--checkpoints FILE: checkpoints kept outside the database still catch a truncated tail when the stored ones are deleted", async () => {
+  const file = join(tempDir(), "checkpoints.ndjson");
+  const logDb = await trailWith(8, { checkpoint: { everyRecords: 1000, everySeconds: 60, file } });
+  tamper(logDb, "DELETE FROM audit_records WHERE seq > 5", "DELETE FROM audit_checkpoints");
+  expect((await runCli(["audit", "verify", "--log-db", logDb])).exitCode).toBe(0); // nothing left inside to contradict
+  const { exitCode, stdout } = await runCli(["audit", "verify", "--checkpoints", file, "--log-db", logDb]);
+  expect(exitCode).toBe(1);
+  // Seq 6 is now the first verification's own event; the checkpoint file still covers seq 8.
+  expect(stdout).toContain("TAMPERED at seq 7 (truncated)");
+  writeFileSync(file, "not json\n");
+  const bad = await runCli(["audit", "verify", "--checkpoints", file, "--log-db", logDb]);
+  expect(bad.exitCode).toBe(1);
+  expect(bad.stderr).toContain("--checkpoints");
+});
