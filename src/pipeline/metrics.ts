@@ -5,9 +5,17 @@
  */
 import type { AuditRecord } from "../audit/record.ts";
 
+/** Counters of one provider; its label is escaped once. */
+interface ProviderCounters {
+  label: string;
+  calls: Map<string, number>;
+  input: number;
+  output: number;
+  costNano: number;
+}
+
 export class Metrics {
-  private readonly calls = new Map<string, number>();
-  private readonly tokens = new Map<string, number>();
+  private readonly providers = new Map<string, ProviderCounters>();
   private forwarded = 0;
 
   /** A call's in-flight record is durable and the call goes upstream. */
@@ -18,25 +26,34 @@ export class Metrics {
   /** Counts one final record (a call refused before forwarding was never `started`). */
   observe(record: AuditRecord): void {
     if (record.outcome !== "rejected") this.forwarded--;
-    const labels = `provider="${escape(record.provider ?? "none")}",outcome="${record.outcome ?? "unknown"}"`;
-    this.calls.set(labels, (this.calls.get(labels) ?? 0) + 1);
-    const provider = `provider="${escape(record.provider ?? "none")}"`;
-    for (const [kind, value] of [
-      ["input", record.input_tokens],
-      ["output", record.output_tokens],
-    ] as const) {
-      if (value) this.tokens.set(`${provider},kind="${kind}"`, (this.tokens.get(`${provider},kind="${kind}"`) ?? 0) + value);
+    const name = record.provider ?? "none";
+    let counters = this.providers.get(name);
+    if (!counters) {
+      counters = { label: `provider="${escape(name)}"`, calls: new Map(), input: 0, output: 0, costNano: 0 };
+      this.providers.set(name, counters);
     }
+    const outcome = record.outcome ?? "unknown";
+    counters.calls.set(outcome, (counters.calls.get(outcome) ?? 0) + 1);
+    counters.input += record.input_tokens ?? 0;
+    counters.output += record.output_tokens ?? 0;
+    counters.costNano += record.cost_nano_usd ?? 0;
   }
 
   render(): string {
+    const providers = [...this.providers.values()];
     const lines = [
       "# HELP agent_attr_calls_total Proxied calls by provider and outcome (one per audit record).",
       "# TYPE agent_attr_calls_total counter",
-      ...[...this.calls].map(([labels, n]) => `agent_attr_calls_total{${labels}} ${n}`),
-      "# HELP agent_attr_tokens_total Tokens reported by the upstreams, by provider and kind.",
+      ...providers.flatMap((p) => [...p.calls].map(([outcome, n]) => `agent_attr_calls_total{${p.label},outcome="${outcome}"} ${n}`)),
+      "# HELP agent_attr_tokens_total Tokens reported by the upstreams (or estimated), by provider and kind.",
       "# TYPE agent_attr_tokens_total counter",
-      ...[...this.tokens].map(([labels, n]) => `agent_attr_tokens_total{${labels}} ${n}`),
+      ...providers.flatMap((p) => [
+        `agent_attr_tokens_total{${p.label},kind="input"} ${p.input}`,
+        `agent_attr_tokens_total{${p.label},kind="output"} ${p.output}`,
+      ]),
+      "# HELP agent_attr_cost_usd_total Cost of the priced calls in US dollars, by provider (unpriced calls add nothing).",
+      "# TYPE agent_attr_cost_usd_total counter",
+      ...providers.map((p) => `agent_attr_cost_usd_total{${p.label}} ${p.costNano / 1e9}`),
       "# HELP agent_attr_inflight_calls Calls forwarded upstream whose response has not ended yet.",
       "# TYPE agent_attr_inflight_calls gauge",
       `agent_attr_inflight_calls ${this.forwarded}`,
