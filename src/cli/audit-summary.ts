@@ -4,6 +4,7 @@ import { openAuditLog } from "../audit/database.ts";
 import { csvCell, formatUSD } from "../audit/format.ts";
 import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../audit/summary.ts";
 import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
+import { recordCliQuery } from "./audit-trail.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
 const columns = [
@@ -58,6 +59,8 @@ export const summaryCommand = defineCommand({
     const log = openAuditLog(logDb);
     try {
       const summary = await log.reader.summary(parsed.data);
+      const filters = Object.entries(parsed.data).flatMap(([key, value]) => (key !== "by" && value !== undefined ? [key] : []));
+      recordCliQuery(log.db, logDb, `cli:audit summary --by ${parsed.data.by}`, filters, summary.groups.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(summaryCSV(summary));
       else process.stdout.write(summaryTable(summary));

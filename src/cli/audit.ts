@@ -3,6 +3,8 @@ import { defineCommand } from "citty";
 import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
 import { recordFilterSchema } from "../audit/query.ts";
 import { openAuditLog } from "../audit/database.ts";
+import { exportCommands } from "./audit-export.ts";
+import { recordCliQuery, trailCommands } from "./audit-trail.ts";
 import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
 import { summaryCommand } from "./audit-summary.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
@@ -27,6 +29,8 @@ const query = defineCommand({
     const log = openAuditLog(logDb);
     try {
       const page = await log.reader.records(parsed.data);
+      const filters = Object.entries(parsed.data).flatMap(([key, value]) => (key !== "limit" && value !== undefined ? [key] : []));
+      recordCliQuery(log.db, logDb, "cli:audit query", filters, page.records.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(csvHeader() + page.records.map(csvRow).join(""));
       else {
@@ -40,6 +44,6 @@ const query = defineCommand({
 });
 
 export const auditCommand = defineCommand({
-  meta: { name: "audit", description: "Query the audit trail" },
-  subCommands: { query, summary: summaryCommand },
+  meta: { name: "audit", description: "Query, summarise, verify, export and erase the audit trail" },
+  subCommands: { query, summary: summaryCommand, ...trailCommands, ...exportCommands },
 });

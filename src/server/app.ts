@@ -8,8 +8,9 @@ import { ProxyError, toWireError } from "../errors.ts";
 import { endpoints, wireOfPath } from "../pipeline/endpoints.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { auditRoutes } from "./audit-routes.ts";
+import { auditTrailRoutes } from "./audit-trail-routes.ts";
 import { openapiDocument } from "./openapi.ts";
-import { accessGuard, type AccessToken } from "./roles.ts";
+import { accessActor, accessGuard, type AccessToken } from "./roles.ts";
 
 export interface AppOptions {
   /** Tokens the audit API accepts, with their roles; with none the API is open (loopback-only server). */
@@ -22,7 +23,10 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   app.get("/healthz", () => ({ status: "ok" }));
   app.get("/metrics", () => new Response(rt.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } }));
   app.get("/openapi.json", () => Response.json(openapiDocument()));
-  app.use(auditRoutes(rt, accessGuard(options.tokens ?? [])));
+  const access = accessGuard(options.tokens ?? []);
+  const actorOf = accessActor(options.tokens ?? []);
+  app.use(auditRoutes(rt, access, actorOf));
+  app.use(auditTrailRoutes(rt, access, actorOf));
   for (const plugin of rt.plugins) plugin.routes?.(app);
   app.onError(({ code, request }) => {
     if (code === "NOT_FOUND") {

@@ -5,10 +5,12 @@
  */
 import { z } from "zod";
 import pkg from "../../package.json" with { type: "json" };
+import { exportFilterSchema, exportManifestSchema } from "../audit/export.ts";
 import { recordFilterSchema, summaryFilterSchema } from "../audit/filters.ts";
 import { recordPageSchema } from "../audit/query.ts";
 import { auditRecordSchema } from "../audit/record.ts";
 import { summarySchema } from "../audit/summary.ts";
+import { verifyReportSchema } from "../audit/verify.ts";
 import type { Role } from "./roles.ts";
 
 export interface AuditOperation {
@@ -19,17 +21,24 @@ export interface AuditOperation {
   role: Role;
   query?: z.ZodObject;
   response: z.ZodType;
-  /** Content type of a successful answer (default JSON). */
-  contentType?: string;
+  /** Content types of a successful answer (default JSON). */
+  contentTypes?: string[];
+  /** Other answers the route gives, beyond the access and query errors. */
+  otherErrors?: Record<number, string>;
 }
 
 
 export const auditOperations: AuditOperation[] = [
   { method: "get", path: "/audit/records", summary: "Records, newest first, with filters and cursor pagination", role: "auditor", query: recordFilterSchema, response: recordPageSchema },
-  { method: "get", path: "/audit/records/:id", summary: "One record, by the id its response carried in X-Audit-Record-ID", role: "auditor", response: auditRecordSchema },
+  { method: "get", path: "/audit/records/:id", summary: "One record, by the id its response carried in X-Audit-Record-ID", role: "auditor", response: auditRecordSchema, otherErrors: { 404: "No record has this id." } },
   { method: "get", path: "/audit/user/:id", summary: "One user's records (e.g. ?days=30)", role: "auditor", query: recordFilterSchema.omit({ user: true }), response: recordPageSchema },
   { method: "get", path: "/audit/agent/:id", summary: "One agent's records", role: "auditor", query: recordFilterSchema.omit({ agent: true }), response: recordPageSchema },
   { method: "get", path: "/audit/task/:id", summary: "One task context's records (URL-encode it)", role: "auditor", query: recordFilterSchema.omit({ task: true }), response: recordPageSchema },
+  { method: "get", path: "/audit/verify", summary: "Recompute the hash chain and check the signed checkpoints (409 when tampered, naming the first bad seq and why)", role: "auditor", response: verifyReportSchema, otherErrors: { 409: "The trail is tampered: the body is the same report with ok false and the failure." } },
+  { method: "delete", path: "/audit/user/:id", summary: "Erase a user's personal data (GDPR Art. 17); the same answer whether or not the user had records", role: "admin", response: z.object({ status: z.literal("erased") }) },
+  { method: "get", path: "/audit/export/:format", summary: "Stream an export (csv, json or ndjson); its id is in X-Audit-Export-ID", role: "auditor", query: exportFilterSchema, response: z.string(), contentTypes: ["text/csv", "application/json", "application/x-ndjson"], otherErrors: { 404: "No such export format." } },
+  { method: "get", path: "/audit/exports/:id/manifest", summary: "The signed manifest of a finished export", role: "auditor", response: exportManifestSchema, otherErrors: { 404: "No finished export has this id." } },
+  { method: "get", path: "/audit/pubkey", summary: "The public key that signs checkpoints and manifests (PEM)", role: "auditor", response: z.string(), contentTypes: ["application/x-pem-file"] },
   { method: "get", path: "/audit/summary", summary: "Calls, tokens by kind, exact cost and unpriced calls per agent, user, task, model, provider or day", role: "auditor", query: summaryFilterSchema, response: summarySchema },
 ];
 
@@ -67,11 +76,14 @@ function operation(op: AuditOperation) {
     security: [{ bearer: [] }],
     parameters: [...pathParams, ...queryParams],
     responses: {
-      200: { description: "OK", content: { [op.contentType ?? "application/json"]: { schema: jsonSchema(op.response, "output") } } },
+      200: {
+        description: "OK",
+        content: Object.fromEntries((op.contentTypes ?? ["application/json"]).map((type) => [type, { schema: jsonSchema(op.response, "output") }])),
+      },
       ...(op.query ? { 400: error("A query parameter is invalid; the message names it.") } : {}),
       401: error("No known access token."),
       403: error(`The token's role is not ${op.role}.`),
-      ...(op.path.includes(":id") && op.method === "get" && op.response === auditRecordSchema ? { 404: error("No such record.") } : {}),
+      ...Object.fromEntries(Object.entries(op.otherErrors ?? {}).map(([status, text]) => [status, error(text)])),
     },
   };
 }

@@ -46,16 +46,35 @@ export function resolveAccessTokens(configured: readonly AdminTokenConfig[], env
 
 const grants: Record<Role, readonly Role[]> = { admin: ["admin", "auditor"], auditor: ["auditor"] };
 
-export function accessGuard(tokens: readonly AccessToken[]): AccessGuard {
-  if (tokens.length === 0) return () => null;
+/** The role of the request's bearer token, or null. */
+function roleMatcher(tokens: readonly AccessToken[]): (request: Request) => Role | null {
   const known = tokens.map((t) => ({ bytes: Buffer.from(t.token), role: t.role }));
-  return (request, needs) => {
+  return (request) => {
     const given = Buffer.from(request.headers.get("authorization")?.replace(/^Bearer\s+/i, "") ?? "");
     let role: Role | null = null;
     // Compare against every token (no early exit), each in constant time.
     for (const candidate of known) {
       if (given.length === candidate.bytes.length && timingSafeEqual(given, candidate.bytes) && role === null) role = candidate.role;
     }
+    return role;
+  };
+}
+
+/**
+ * Who a request acts as, for audit-of-the-audit events: `api:admin`, `api:auditor`, or `api:open`
+ * when no token is configured. Never the token itself.
+ */
+export function accessActor(tokens: readonly AccessToken[]): (request: Request) => string {
+  if (tokens.length === 0) return () => "api:open";
+  const roleOf = roleMatcher(tokens);
+  return (request) => `api:${roleOf(request) ?? "unknown"}`;
+}
+
+export function accessGuard(tokens: readonly AccessToken[]): AccessGuard {
+  if (tokens.length === 0) return () => null;
+  const roleOf = roleMatcher(tokens);
+  return (request, needs) => {
+    const role = roleOf(request);
     if (role === null) {
       return denial(401, "unauthorized", "authentication_error",
         "The audit API needs a token: send 'Authorization: Bearer <token>' with AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or a token from the config's admin.tokens.");
