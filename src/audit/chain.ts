@@ -4,7 +4,7 @@
  * API — appends through `ChainWriter`, inside a `BEGIN IMMEDIATE` transaction that reads the tail
  * first, so SQLite serialises the writers and two processes can never fork the chain.
  *
- *   hash       = SHA-256(prev_hash bytes || UTF-8 of JSON.stringify(["agent-attr/record/v1",
+ *   hash       = SHA-256(prev_hash bytes || UTF-8 of JSON.stringify(["agent-attr/record/v2",
  *                ...clear fields in `clearColumns` order, commitment]))
  *   commitment = SHA-256(salt bytes || UTF-8 of JSON.stringify([...personal fields in
  *                `personalColumns` order]))
@@ -26,26 +26,29 @@ import { columns, type SQLValue } from "./database.ts";
 export const genesisHash = "0".repeat(64);
 
 /**
- * Erasable fields: the user, free text that may name people (task context), identifiers that link
+ * Erasable fields: the user, the credential's key id (with a JWT it is the token's `sub`, i.e. the
+ * user; v2 of the record hash moved it behind the commitment), free text that may name people (task context), identifiers that link
  * a person's activity across systems (session, trace), the keyed hashes of prompt and response
  * (with the instance key, a guessed prompt can be confirmed against them), and the delegation
  * chain (the subjects a verified identity acted for).
  */
 export const personalColumns = [
-  "user_id", "task_context", "session_id", "trace_id", "prompt_hash", "response_hash", "delegation",
+  "user_id", "key_id", "task_context", "session_id", "trace_id", "prompt_hash", "response_hash", "delegation",
 ] as const;
 const personalSet = new Set<string>(personalColumns);
 export const clearColumns = columns.filter((column) => !personalSet.has(column));
 const personalIndexes = personalColumns.map((column) => columns.indexOf(column));
 const clearIndexes = clearColumns.map((column) => columns.indexOf(column));
 const userIndex = columns.indexOf("user_id");
+const keyIndex = columns.indexOf("key_id");
+const delegationIndex = columns.indexOf("delegation");
 const timestampIndex = columns.indexOf("timestamp");
 
 /** SHA-256 of chain entries; one instance reuses one hasher (digest resets it). */
 export class ChainHasher {
   private readonly sha = new Bun.CryptoHasher("sha256");
-  /** Reused for every record: ["agent-attr/record/v1", ...clear, commitment]. */
-  private readonly payload: SQLValue[] = ["agent-attr/record/v1"];
+  /** Reused for every record: ["agent-attr/record/v2", ...clear, commitment]. */
+  private readonly payload: SQLValue[] = ["agent-attr/record/v2"];
 
   commitment(saltHex: string, personal: readonly SQLValue[]): string {
     this.sha.update(saltHex, "hex");
@@ -159,6 +162,7 @@ export class ChainWriter {
     let { seq, hash } = this.tail();
     const redactErased = this.hashKey !== null && rows.length > 0 && this.anyErasure.get()!.n > 0;
     const salts = randomBytes(16 * rows.length).toString("hex");
+    const redactedOnLanding: number[] = [];
     for (let r = 0; r < rows.length; r++) {
       const row = rows[r]!.map(wellFormed);
       seq++;
@@ -169,10 +173,18 @@ export class ChainWriter {
       const prevHash = hash;
       hash = this.hasher.record(prevHash, this.clear, commitment);
       const erased = redactErased && this.erasedBeforeCall(row);
-      if (erased) for (const i of personalIndexes) row[i] = null;
+      if (erased) {
+        for (const i of personalIndexes) row[i] = null;
+        redactedOnLanding.push(seq);
+      }
       this.insertRecord.run(seq, ...row, erased ? null : salt, commitment, prevHash, hash);
     }
-    for (const event of events) {
+    // Every redaction is accountable (verify checks it): records of an erased user that land now
+    // are named by an erasure event in the same transaction.
+    const landed: ChainEvent[] = redactedOnLanding.length
+      ? [{ kind: "erasure", actor: "erasure", details: { records: redactedOnLanding.length, on_landing: true, seqs: seqRanges(redactedOnLanding) } }]
+      : [];
+    for (const event of [...landed, ...events]) {
       seq++;
       const timestamp = new Date().toISOString();
       const details = JSON.stringify(event.details);
@@ -210,13 +222,46 @@ export class ChainWriter {
     });
   }
 
-  /** The record's user was erased after this call started (it was in flight or in an intent log). */
+  /**
+   * A user the record names (as user, key id, or anywhere in its delegation chain) was erased
+   * after this call started (it was in flight or in an intent log).
+   */
   private erasedBeforeCall(row: SQLValue[]): boolean {
-    const user = row[userIndex];
-    if (typeof user !== "string") return false;
-    const erased = this.erasedAt.get(userHmac(this.hashKey!, user));
-    return erased ? String(row[timestampIndex]) <= erased.erased_at : false;
+    const started = String(row[timestampIndex]);
+    return subjectsOf(row).some((id) => {
+      const erased = this.erasedAt.get(userHmac(this.hashKey!, id));
+      return erased ? started <= erased.erased_at : false;
+    });
   }
+}
+
+/** The ids a record names a person by: user, key id, and every string in its delegation JSON. */
+function subjectsOf(row: SQLValue[]): string[] {
+  const ids = [row[userIndex], row[keyIndex]].filter((v): v is string => typeof v === "string");
+  const delegation = row[delegationIndex];
+  if (typeof delegation === "string") {
+    const visit = (value: unknown): void => {
+      if (typeof value === "string") ids.push(value);
+      else if (value !== null && typeof value === "object") for (const v of Object.values(value)) visit(v);
+    };
+    try {
+      visit(JSON.parse(delegation) as unknown);
+    } catch {
+      // not JSON: nothing more to match
+    }
+  }
+  return ids;
+}
+
+/** Ascending seqs as compact inclusive ranges, e.g. [1,2,3,7] → [[1,3],[7,7]] (seqs are not personal). */
+export function seqRanges(seqs: readonly number[]): [number, number][] {
+  const ranges: [number, number][] = [];
+  for (const seq of seqs) {
+    const last = ranges.at(-1);
+    if (last && seq === last[1] + 1) last[1] = seq;
+    else ranges.push([seq, seq]);
+  }
+  return ranges;
 }
 
 /** The chain id of this database (created with its first append), or null for an empty trail. */

@@ -5,6 +5,8 @@
  *  - `missing`: entries are gone (a gap in seq, or a link to an entry that no longer exists);
  *  - `reordered`: an entry links to an entry other than the one before it;
  *  - `truncated`: the chain ends before a signed checkpoint;
+ *  - `unauthorised_redaction`: a record's personal fields were erased, but no erasure or retention
+ *    event of the chain names its seq;
  *  - `checkpoint_invalid` / `checkpoint_mismatch`: a checkpoint's signature does not verify, or the
  *    chain's hash at its seq differs (the chain was rewritten).
  */
@@ -16,7 +18,9 @@ import { checkpointPayload, type Checkpoint } from "./checkpoint.ts";
 import { columns, type SQLValue } from "./database.ts";
 import { verifyBytes } from "./signing.ts";
 
-export const verifyReasons = ["edited", "missing", "reordered", "truncated", "checkpoint_invalid", "checkpoint_mismatch"] as const;
+export const verifyReasons = [
+  "edited", "missing", "reordered", "truncated", "checkpoint_invalid", "checkpoint_mismatch", "unauthorised_redaction",
+] as const;
 export type VerifyReason = (typeof verifyReasons)[number];
 
 export const verifyReportSchema = z.object({
@@ -100,6 +104,8 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   let expected = 1;
   let prev = genesisHash;
   let nextCheckpoint = 0;
+  const covered = redactionCover(db);
+  let nextCover = 0;
   const fail = (seq: number, reason: VerifyReason, message: string): VerifyFailure => {
     records.return?.();
     events.return?.();
@@ -124,6 +130,11 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
       const personal = personalValues;
       if (row.salt === null) {
         if (personal.some((value) => value !== null)) return fail(seq, "edited", `seq ${seq}: personal fields were written into an erased record`);
+        while (nextCover < covered.length && covered[nextCover]![1] < seq) nextCover++;
+        const cover = covered[nextCover];
+        if (!cover || cover[0] > seq) {
+          return fail(seq, "unauthorised_redaction", `seq ${seq}: its personal fields were erased, but no erasure or retention event names it`);
+        }
         report.redacted++;
       } else if (row.commitment !== hasher.commitment(row.salt, personal)) {
         return fail(seq, "edited", `seq ${seq}: a personal field (${personalColumns.join(", ")}) was edited`);
@@ -154,6 +165,35 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
     return fail(report.last_seq + 1, "truncated", `the chain ends at seq ${report.last_seq}, but a signed checkpoint of ${last.time} covers seq ${last.seq}: the tail was removed`);
   }
   return null;
+}
+
+/**
+ * The seqs erasure and retention events say they redacted, as sorted, merged [from, to] ranges.
+ * The events themselves are checked by the walk (a forged or edited event breaks the chain).
+ */
+function redactionCover(db: Database): [number, number][] {
+  const ranges: [number, number][] = [];
+  const events = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')");
+  for (const event of events.iterate()) {
+    let seqs: unknown;
+    try {
+      seqs = (JSON.parse(event.details) as { seqs?: unknown }).seqs;
+    } catch {
+      continue;
+    }
+    if (!Array.isArray(seqs)) continue;
+    for (const range of seqs) {
+      if (Array.isArray(range) && typeof range[0] === "number" && typeof range[1] === "number") ranges.push([range[0], range[1]]);
+    }
+  }
+  ranges.sort((a, b) => a[0] - b[0]);
+  const merged: [number, number][] = [];
+  for (const range of ranges) {
+    const last = merged.at(-1);
+    if (last && range[0] <= last[1] + 1) last[1] = Math.max(last[1], range[1]);
+    else merged.push([range[0], range[1]]);
+  }
+  return merged;
 }
 
 /** Reused per row (verify walks millions of rows; no per-row arrays). */

@@ -37,7 +37,7 @@ test("erasing a user: no record returns them, the chain verifies, redactions are
   expect(byUser.groups.map((g) => g.key).sort()).toEqual([null, "user-0", "user-2"]);
   const report = await store.trail.verify("cli:test");
   expect(report).toMatchObject({ ok: true, records: 9, redacted: 3, events: 1 });
-  expect(events(logDb).slice(0, 1)).toEqual([{ kind: "erasure", actor: "cli:test", details: { records: 3 } }]);
+  expect(events(logDb).slice(0, 1)).toEqual([{ kind: "erasure", actor: "cli:test", details: { records: 3, seqs: [[1, 1], [4, 4], [7, 7]] } }]);
   expect(JSON.stringify(events(logDb))).not.toContain("user-1");
   await store.close();
 });
@@ -103,4 +103,40 @@ test("retention erases personal fields of records older than audit.retentionDays
   const again = new SqliteAuditStore(logDb);
   expect(await again.trail.verify("cli:test")).toMatchObject({ ok: true, redacted: 2 });
   await again.close();
+});
+
+test("erasure finds the user as key id (a JWT's sub) and inside other records' delegation chains", async () => {
+  const delegation = JSON.stringify({ act: { sub: "carol", act: { sub: "planner-agent" } } });
+  const logDb = await trailWith(4, {
+    record: (i) =>
+      [
+        sampleRecord(1, { user_id: "carol", key_id: "carol", attribution: "verified" }),
+        sampleRecord(2, { user_id: null, key_id: "carol" }),
+        sampleRecord(3, { user_id: "dave", delegation }),
+        sampleRecord(4, { user_id: "erin", key_id: "key-9", delegation: JSON.stringify({ act: { sub: "someone-else" } }) }),
+      ][i - 1]!,
+  });
+  const store = new SqliteAuditStore(logDb);
+  store.trail.eraseUser("carol", "api");
+  const rows = (await store.reader.records({ limit: 10 })).records;
+  expect(JSON.stringify(rows)).not.toContain("carol");
+  expect(rows.find((r) => r.id === "rec-4")).toMatchObject({ user_id: "erin", key_id: "key-9" });
+  expect(events(logDb)[0]!.details).toEqual({ records: 3, seqs: [[1, 3]] });
+  expect(await store.trail.verify("api")).toMatchObject({ ok: true, redacted: 3 });
+  await store.close();
+});
+
+test("a call in flight whose key id names an erased user is redacted when it lands, and an event names it", async () => {
+  const logDb = join(tempDir(), "audit.db");
+  const store = new SqliteAuditStore(logDb);
+  const started = sampleRecord(1, { user_id: null, key_id: "frank", outcome: null });
+  await store.begin(started);
+  store.trail.eraseUser("frank", "api");
+  store.write({ ...started, outcome: "completed" });
+  await store.flush();
+  const [record] = (await store.reader.records({ limit: 10 })).records;
+  expect(record).toMatchObject({ key_id: null, outcome: "completed" });
+  expect(events(logDb).map((e) => e.details)).toContainEqual({ records: 1, on_landing: true, seqs: [[2, 2]] });
+  expect(await store.trail.verify("api")).toMatchObject({ ok: true, redacted: 1 });
+  await store.close();
 });

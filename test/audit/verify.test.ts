@@ -53,6 +53,24 @@ test("a personal field edited on a non-erased record is detected through its com
   expect(failure?.message).toContain("personal field");
 });
 
+test("a redaction no erasure or retention event names (personal fields and salt set to NULL by hand) is reported", async () => {
+  const logDb = await trailWith(10);
+  const redact = "user_id = NULL, key_id = NULL, task_context = NULL, session_id = NULL, trace_id = NULL, prompt_hash = NULL, response_hash = NULL, delegation = NULL, salt = NULL";
+  tamper(logDb, `UPDATE audit_records SET ${redact} WHERE seq = 6`);
+  expect(verify(logDb).failure).toMatchObject({ seq: 6, reason: "unauthorised_redaction" });
+});
+
+test("a redacted record is accepted only within the seqs its erasure event names", async () => {
+  const logDb = await trailWith(10);
+  const store = new SqliteAuditStore(logDb);
+  store.trail.eraseUser("user-1", "cli:test"); // seqs 1, 4, 7, 10
+  await store.close();
+  expect(verify(logDb)).toMatchObject({ ok: true, redacted: 4 });
+  const redact = "user_id = NULL, key_id = NULL, task_context = NULL, session_id = NULL, trace_id = NULL, prompt_hash = NULL, response_hash = NULL, delegation = NULL, salt = NULL";
+  tamper(logDb, `UPDATE audit_records SET ${redact} WHERE seq = 5`);
+  expect(verify(logDb).failure).toMatchObject({ seq: 5, reason: "unauthorised_redaction" });
+});
+
 test("a deleted record is reported missing at its seq", async () => {
   const logDb = await trailWith(10);
   tamper(logDb, "DELETE FROM audit_records WHERE seq = 5");
