@@ -198,20 +198,29 @@ function toRecord(row: Record<string, SQLValue>): AuditRecord {
 }
 
 export interface ExportCheck {
+  /** The file matches the manifest (size, SHA-256) and the manifest matches its signature. */
   ok: boolean;
+  /**
+   * The signature was checked against a key the caller trusts (`pinnedKeyPem`). Without one, only
+   * the manifest's own key vouches for it — and whoever changed the file can re-sign with theirs.
+   */
+  signerPinned: boolean;
   message: string;
   manifest: ExportManifest | null;
 }
 
-/** Checks an export against its manifest: size, SHA-256, and the signature (against `pinnedKey` if given). */
+/**
+ * Checks an export against its manifest: size, SHA-256, and the signature — against `pinnedKeyPem`
+ * if given; otherwise against the key inside the manifest, which proves integrity but not origin.
+ */
 export async function verifyExport(file: string, manifestFile: string, pinnedKeyPem?: string): Promise<ExportCheck> {
   let manifest: ExportManifest;
   try {
     manifest = JSON.parse(await Bun.file(manifestFile).text()) as ExportManifest;
   } catch (error) {
-    return { ok: false, message: `cannot read the manifest ${manifestFile}: ${error instanceof Error ? error.message : String(error)}`, manifest: null };
+    return { ok: false, signerPinned: false, message: `cannot read the manifest ${manifestFile}: ${error instanceof Error ? error.message : String(error)}`, manifest: null };
   }
-  const fail = (message: string): ExportCheck => ({ ok: false, message, manifest });
+  const fail = (message: string): ExportCheck => ({ ok: false, signerPinned: false, message, manifest });
   if (typeof manifest.signature !== "string" || typeof manifest.public_key !== "string") return fail("the manifest has no signature");
   const key = parsePublicKey(pinnedKeyPem ?? manifest.public_key);
   if (pinnedKeyPem && publicKeyPem(key).trim() !== manifest.public_key.trim()) return fail("the manifest is signed by another key than the one given");
@@ -228,9 +237,15 @@ export async function verifyExport(file: string, manifestFile: string, pinnedKey
   }
   if (bytes !== manifest.bytes) return fail(`${file} has ${bytes} bytes; the manifest says ${manifest.bytes} (the file was changed)`);
   if (sha.digest("hex") !== manifest.sha256) return fail(`${file} does not match the manifest's SHA-256 (the file was changed)`);
-  return {
-    ok: true,
-    message: `${file}: intact — ${manifest.record_count} records, seq ${manifest.first_seq ?? "-"}..${manifest.last_seq ?? "-"}, sha256 ${manifest.sha256}, signed by the key in the manifest${pinnedKeyPem ? " (the one given)" : ""}`,
-    manifest,
-  };
+  const summary = `${manifest.record_count} records, seq ${manifest.first_seq ?? "-"}..${manifest.last_seq ?? "-"}, sha256 ${manifest.sha256}`;
+  return pinnedKeyPem
+    ? { ok: true, signerPinned: true, message: `${file}: intact — ${summary}, signed by the key given`, manifest }
+    : {
+        ok: true,
+        signerPinned: false,
+        message:
+          `${file}: integrity ok — ${summary} — but the signer is NOT verified: the manifest is signed by the key it carries, ` +
+          "which anyone who changed the file could replace. Pass --public-key FILE (the instance's 'agent-attr audit pubkey') to check who signed it.",
+        manifest,
+      };
 }

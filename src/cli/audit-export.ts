@@ -67,7 +67,10 @@ const exportCommand = defineCommand({
 });
 
 const verifyExportCommand = defineCommand({
-  meta: { name: "verify-export", description: "Check an export against its signed manifest, offline (exit 1 if changed)" },
+  meta: {
+    name: "verify-export",
+    description: "Check an export against its signed manifest, offline (exit 0 intact and signed by --public-key; 1 changed; 2 integrity ok but signer not pinned)",
+  },
   args: {
     file: { type: "positional", required: true, description: "The exported file" },
     manifest: { type: "string", description: "The manifest (default FILE.manifest.json)", valueHint: "FILE" },
@@ -90,6 +93,8 @@ const verifyExportCommand = defineCommand({
     }
     if (check.ok) {
       process.stdout.write(`${check.message}\n`);
+      // Without a trusted key the result is not "intact": a re-signed forgery would look the same.
+      if (!check.signerPinned) process.exitCode = 2;
     } else {
       process.stdout.write(`Export NOT intact: ${check.message}\n`);
       process.exitCode = 1;

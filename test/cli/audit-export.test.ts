@@ -60,9 +60,39 @@ test("the manifest: count, seq range, first/last chain hash, SHA-256, signature;
   const lines = bytes.toString().trim().split("\n").map((line) => JSON.parse(line) as AuditRecord);
   expect(lines.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
   expect(lines[1]!.stream).toBe(true);
-  const check = await runCli(["audit", "verify-export", output]);
+  const pub = join(dir, "all-pub.pem");
+  writeFileSync(pub, (await runCli(["audit", "pubkey", "--log-db", logDb])).stdout);
+  const check = await runCli(["audit", "verify-export", output, "--public-key", pub]);
   expect(check.exitCode).toBe(0);
   expect(check.stdout).toContain("intact — 7 records, seq 1..7");
+  // Without a trusted key: integrity checked, but not reported intact (exit 2).
+  const unpinned = await runCli(["audit", "verify-export", output]);
+  expect(unpinned.exitCode).toBe(2);
+  expect(unpinned.stdout).toContain("integrity ok");
+  expect(unpinned.stdout).toContain("--public-key");
+});
+
+test("a changed export with a manifest re-signed by the forger's own key is not reported intact", async () => {
+  const { output, manifest } = await exportTo("forged.ndjson", "--format", "ndjson");
+  const { generateKeyPairSync } = await import("node:crypto");
+  const { manifestPayload } = await import("../../src/audit/export.ts");
+  const { publicKeyPem, signBytes } = await import("../../src/audit/signing.ts");
+  const forgedBytes = Buffer.from(readFileSync(output).toString().replace(/"output_tokens":5/g, '"output_tokens":1'));
+  writeFileSync(output, forgedBytes);
+  const forger = generateKeyPairSync("ed25519").privateKey;
+  const { signature: _, ...unsigned } = {
+    ...manifest(),
+    bytes: forgedBytes.byteLength,
+    sha256: new Bun.CryptoHasher("sha256").update(forgedBytes).digest("hex"),
+    public_key: publicKeyPem(forger),
+  };
+  writeFileSync(`${output}.manifest.json`, JSON.stringify({ ...unsigned, signature: signBytes(forger, manifestPayload(unsigned)) }));
+  const unpinned = await runCli(["audit", "verify-export", output]);
+  expect(unpinned.exitCode).toBe(2);
+  expect(unpinned.stdout).not.toContain("intact");
+  const pub = join(dir, "forged-pub.pem");
+  writeFileSync(pub, (await runCli(["audit", "pubkey", "--log-db", logDb])).stdout);
+  expect((await runCli(["audit", "verify-export", output, "--public-key", pub])).exitCode).toBe(1);
 });
 
 test("a one-byte change to the export, or an edited manifest, fails verify-export", async () => {
