@@ -6,7 +6,11 @@ import { SqliteAuditReader } from "./query.ts";
 import type { AuditRecord } from "./record.ts";
 import * as schema from "./schema.ts";
 
-/** WAL with synchronous=NORMAL: a committed transaction survives a crash of the process. */
+/**
+ * WAL with synchronous=NORMAL: a committed transaction survives a crash of the process.
+ * secure_delete: erased values (GDPR erasure, retention) are overwritten with zeros in the file,
+ * not left in free space (it only costs deletes and updates, which the hot path does not do).
+ */
 export function openDatabase(path: string, busyTimeoutMs = 5000): Database {
   let db: Database;
   try {
@@ -18,6 +22,7 @@ export function openDatabase(path: string, busyTimeoutMs = 5000): Database {
   db.run(`PRAGMA busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
   db.run("PRAGMA journal_mode = WAL");
   db.run("PRAGMA synchronous = NORMAL");
+  db.run("PRAGMA secure_delete = ON");
   return db;
 }
 

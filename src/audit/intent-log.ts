@@ -4,7 +4,9 @@
  * write. Once written, the bytes are in the kernel and survive a crash of the process (the same
  * guarantee as SQLite's WAL with synchronous=NORMAL) at the cost of one write(2), without a
  * database transaction on the hot path. When a call's final record is committed to SQLite its
- * intent is settled; a segment whose intents are all settled is deleted.
+ * intent is settled; a segment whose intents are all settled is deleted — the current one too (the
+ * next intent opens a fresh segment), so settled lines, which name users, do not linger on disk.
+ * `compact` rewrites the segments to their unsettled lines only (after an erasure).
  *
  * After a crash, `recoverIntents` turns every intent that has no final record into an
  * `interrupted` record, so a call that reached an upstream is never missing from the trail.
@@ -12,7 +14,7 @@
  * Each segment starts with a header line naming its columns (`{"columns":[...]}`), so a newer
  * version with more or reordered columns still recovers what an older one left behind.
  */
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { ChainWriter } from "./chain.ts";
 import { columns, toRow, type SQLValue } from "./database.ts";
@@ -69,8 +71,42 @@ export class IntentLog {
       this.pending.delete(id);
       const left = (this.counts.get(segment) ?? 1) - 1;
       this.counts.set(segment, left);
-      if (left === 0 && segment !== this.segment) this.remove(segment);
+      if (left === 0) {
+        if (segment === this.segment) this.rotate();
+        else this.remove(segment);
+      }
     }
+  }
+
+  /**
+   * Rewrites every segment to its unsettled intents only (deleting those with none), and starts a
+   * new segment for the next intent: afterwards no settled line — e.g. of a user just erased —
+   * is left in any intent file. Unsettled intents are calls still in flight; they are needed.
+   */
+  compact(): void {
+    if (this.fd !== null) this.rotate();
+    for (const [segment, left] of [...this.counts]) {
+      if (left === 0) this.remove(segment);
+      else this.rewrite(segment);
+    }
+  }
+
+  private rewrite(segment: number): void {
+    const file = this.file(segment);
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      return;
+    }
+    const lines = text.split("\n");
+    const kept = lines.slice(1).filter((line) => {
+      const row = parseLine(line);
+      return Array.isArray(row) && this.pending.get(String(row[0])) === segment;
+    });
+    const temporary = `${file}.compact`;
+    writeFileSync(temporary, [lines[0], ...kept, ""].join("\n"), { mode: 0o600 });
+    renameSync(temporary, file);
   }
 
   /** Closes the current segment; deletes it if nothing in it is unsettled. */

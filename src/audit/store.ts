@@ -82,8 +82,13 @@ export class SqliteAuditStore {
     this.chain = new ChainWriter(this.db, hashKey);
     const adopted = this.chain.adoptUnchained();
     if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
-    this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey, path);
     this.intents = new IntentLog(path);
+    this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey, {
+      verifyOffThread: path,
+      checkpoint: options.checkpoint,
+      // No settled intent line of an erased user may stay on disk.
+      afterErase: () => this.intents.compact(),
+    });
     this.worker = new Worker(auditWorkerURL("writer-worker"));
     // An idle writer must not keep a process alive; one with unanswered batches must (ref() in
     // sendFinals, unref() once all are answered), or a shutdown could exit before its last commit.

@@ -5,8 +5,9 @@
  */
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
 import { ChainWriter, type ChainEvent } from "./chain.ts";
-import type { Checkpoint } from "./checkpoint.ts";
+import { Checkpointer, defaultCheckpointSettings, parseCheckpointFile, type Checkpoint, type CheckpointSettings } from "./checkpoint.ts";
 import { eraseUser } from "./erase.ts";
 import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "./export.ts";
 import { auditWorkerURL } from "./_worker-url.ts";
@@ -32,28 +33,60 @@ export interface AuditTrail {
 
 export interface VerifyOptions {
   publicKey?: KeyObject;
+  /** Checkpoints kept outside the database; default: those of the configured checkpoint file. */
   checkpoints?: readonly Checkpoint[];
+}
+
+export interface TrailOptions {
+  /** The database file: when given, verify runs on a worker thread (the caller's loop stays free). */
+  verifyOffThread?: string;
+  /** The configured checkpoint settings: verify reads `file`; sealed checkpoints go there too. */
+  checkpoint?: CheckpointSettings;
+  /**
+   * Sign a checkpoint after every event this trail appends (the CLI: no writer thread signs after
+   * it, so otherwise the events it appended last could be deleted unnoticed).
+   */
+  sealEvents?: boolean;
+  /** Called after an erasure committed (the store compacts its intent log). */
+  afterErase?: () => void;
+  /** Where to report problems that do not fail the action (e.g. a checkpoint file not writable). */
+  onError?: (message: string) => void;
+}
+
+/** The checkpoints of a checkpoint file; none if it does not exist (yet). */
+export function readCheckpointFile(file: string | undefined): Checkpoint[] {
+  if (!file || !existsSync(file)) return [];
+  try {
+    return parseCheckpointFile(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new Error(`the checkpoint file ${file} cannot be read: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }
 
 export class SqliteAuditTrail implements AuditTrail {
   private readonly chain: ChainWriter;
+  private readonly checkpointer: Checkpointer | null;
 
   constructor(
     readonly db: Database,
     /** Null in a CLI without the key file: verify then needs a public key, export cannot sign. */
     private readonly signingKey: KeyObject | null,
     private readonly hashKey: Uint8Array,
-    /** The database file: when given, verify runs on a worker thread (the caller's loop stays free). */
-    private readonly verifyOffThread?: string,
+    private readonly options: TrailOptions = {},
   ) {
     this.chain = new ChainWriter(db, hashKey);
+    this.checkpointer =
+      options.sealEvents && signingKey
+        ? new Checkpointer(this.chain, signingKey, options.checkpoint ?? defaultCheckpointSettings, options.onError ?? (() => {}))
+        : null;
   }
 
   async verify(actor: string, options: VerifyOptions = {}): Promise<VerifyReport & { recorded: boolean }> {
     const key = options.publicKey ?? this.signingKey;
-    const external = options.checkpoints ?? [];
+    const external = options.checkpoints ?? readCheckpointFile(this.options.checkpoint?.file);
+    const verifyOffThread = this.options.verifyOffThread;
     const report =
-      this.verifyOffThread && key ? await verifyOnWorker(this.verifyOffThread, key, external) : verifyChain(this.db, key, external);
+      verifyOffThread && key ? await verifyOnWorker(verifyOffThread, key, external) : verifyChain(this.db, key, external);
     const details = { ok: report.ok, last_seq: report.last_seq, bad_seq: report.failure?.seq ?? null, reason: report.failure?.reason ?? null };
     try {
       this.recordEvent({ kind: "verify", actor, details });
@@ -67,6 +100,16 @@ export class SqliteAuditTrail implements AuditTrail {
 
   eraseUser(userId: string, actor: string): void {
     eraseUser(this.chain, this.hashKey, userId, actor);
+    this.seal();
+    // Erased bytes must not linger: old page images in the WAL go back into the (secure_delete)
+    // database file. Readers holding old snapshots can keep it from truncating; it is retried on
+    // the next erasure and by SQLite's own checkpoints.
+    try {
+      this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch {
+      // busy: see above
+    }
+    this.options.afterErase?.();
   }
 
   export(format: ExportFormat, filter: ParsedExportFilter, actor: string): ExportRun {
@@ -90,10 +133,17 @@ export class SqliteAuditTrail implements AuditTrail {
 
   recordEvent(event: ChainEvent): void {
     this.chain.append([], [event]);
+    this.seal();
+  }
+
+  /** Signs a checkpoint over the new tail (with `sealEvents` and a signing key). */
+  private seal(): void {
+    this.checkpointer?.checkpoint();
   }
 
   /** Finalizes the trail's statements (before its connection closes). */
   close(): void {
+    this.checkpointer?.finalize();
     this.chain.finalize();
   }
 

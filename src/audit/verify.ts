@@ -31,6 +31,11 @@ export const verifyReportSchema = z.object({
   /** Records whose personal fields were erased (their commitment still verifies). */
   redacted: z.number().int(),
   checkpoints: z.number().int(),
+  /**
+   * Checkpoints that could not be checked because no key was available (not a sign of tampering;
+   * the chain itself was checked). Pass the public key to check them.
+   */
+  unverified_checkpoints: z.number().int(),
   last_seq: z.number().int(),
   last_hash: z.string(),
   failure: z.object({ seq: z.number().int(), reason: z.enum(verifyReasons), message: z.string() }).nullable(),
@@ -57,13 +62,14 @@ interface EventRow {
 }
 
 /**
- * `publicKey` null: checkpoints cannot be checked, and any checkpoint is reported invalid.
+ * `publicKey` null: checkpoints cannot be checked; they are counted as `unverified_checkpoints`
+ * (the chain is still walked), never as tampering.
  * `external`: checkpoints kept outside the database (the checkpoint file or webhook), checked like
  * the stored ones — so deleting checkpoints from the database does not hide a truncated tail.
  */
 export function verifyChain(db: Database, publicKey: KeyObject | null, external: readonly Checkpoint[] = []): VerifyReport {
   const report: VerifyReport = {
-    ok: true, chain_id: chainId(db), records: 0, events: 0, redacted: 0, checkpoints: 0,
+    ok: true, chain_id: chainId(db), records: 0, events: 0, redacted: 0, checkpoints: 0, unverified_checkpoints: 0,
     last_seq: 0, last_hash: genesisHash, failure: null,
   };
   const stored = db.query<Checkpoint, []>("SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq").all();
@@ -72,16 +78,18 @@ export function verifyChain(db: Database, publicKey: KeyObject | null, external:
   const valid: Checkpoint[] = [];
   let signatureFailure: VerifyFailure | null = null;
   for (const checkpoint of checkpoints) {
-    const signed = publicKey !== null && verifyBytes(publicKey, checkpointPayload(checkpoint), checkpoint.signature);
+    if (publicKey === null) {
+      report.unverified_checkpoints++;
+      continue;
+    }
+    const signed = verifyBytes(publicKey, checkpointPayload(checkpoint), checkpoint.signature);
     if (signed && checkpoint.chain_id === report.chain_id) {
       valid.push(checkpoint);
     } else {
       signatureFailure ??= {
         seq: checkpoint.seq,
         reason: "checkpoint_invalid",
-        message: publicKey === null
-          ? `the checkpoint at seq ${checkpoint.seq} cannot be checked: no signing key (pass --public-key)`
-          : `the checkpoint at seq ${checkpoint.seq} is not signed by this instance's key for this chain`,
+        message: `the checkpoint at seq ${checkpoint.seq} is not signed by this instance's key for this chain`,
       };
     }
   }

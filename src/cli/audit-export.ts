@@ -2,7 +2,8 @@
 import { defineCommand } from "citty";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { exportFilterSchema, exportFormats, verifyExport } from "../audit/export.ts";
-import { cliActor, openTrail, signingKeyArg } from "./audit-trail.ts";
+import { cliAuditSettings, configArg } from "./audit-settings.ts";
+import { cliActor, missingKeyHelp, openTrail, signingKeyArg } from "./audit-trail.ts";
 import { logDbArg, UsageError, withUserErrors } from "./_shared.ts";
 
 const exportCommand = defineCommand({
@@ -17,8 +18,9 @@ const exportCommand = defineCommand({
     task: { type: "string", description: "Only this task context" },
     "signing-key": signingKeyArg,
     "log-db": logDbArg,
+    config: configArg,
   },
-  run: withUserErrors(({ args }) => {
+  run: withUserErrors(async ({ args }) => {
     const parsed = exportFilterSchema.safeParse({
       start_date: args["start-date"],
       end_date: args["end-date"],
@@ -30,7 +32,13 @@ const exportCommand = defineCommand({
       const issue = parsed.error.issues[0]!;
       throw new UsageError(`--${String(issue.path[0]).replace("_", "-")}: ${issue.message}`);
     }
-    const { log, trail } = openTrail(args["log-db"], args["signing-key"], true);
+    const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
+    const { log, trail, key } = openTrail(settings);
+    if (!key) {
+      trail.close();
+      log.close();
+      throw new UsageError(`exports are signed: ${missingKeyHelp(settings)}`);
+    }
     let fd: number | null = null;
     try {
       const run = trail.export(args.format, parsed.data, cliActor());

@@ -2,8 +2,9 @@
 import { defineCommand } from "citty";
 import { csvCell, formatUSD } from "../audit/format.ts";
 import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../audit/summary.ts";
-import { filterNames, logDbArg, parseOptions, withAuditLog, withUserErrors } from "./_shared.ts";
-import { recordCliQuery } from "./audit-trail.ts";
+import { filterNames, logDbArg, parseOptions, withUserErrors } from "./_shared.ts";
+import { configArg } from "./audit-settings.ts";
+import { recordCliQuery, withConfiguredAuditLog } from "./audit-trail.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
 const columns = [
@@ -46,12 +47,13 @@ export const summaryCommand = defineCommand({
     ...filterArgs,
     format: { type: "enum", options: ["table", "json", "csv"], default: "table", description: "Output format" },
     "log-db": logDbArg,
+    config: configArg,
   },
   run: withUserErrors(async ({ args }) => {
     const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args) });
-    await withAuditLog(args["log-db"], async (log, logDb) => {
+    await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log, settings) => {
       const summary = await log.reader.summary(filter);
-      recordCliQuery(log.db, logDb, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by"]), summary.groups.length);
+      recordCliQuery(log.db, settings, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by"]), summary.groups.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(summaryCSV(summary));
       else process.stdout.write(summaryTable(summary));

@@ -6,14 +6,15 @@ import { userInfo } from "node:os";
 import { parseCheckpointFile } from "../audit/checkpoint.ts";
 import { openAuditLog } from "../audit/database.ts";
 import { loadHashKey } from "../audit/secret.ts";
-import { loadSigningKey, parsePublicKey, publicKeyPem, signingKeyPath } from "../audit/signing.ts";
+import { loadSigningKey, parsePublicKey, publicKeyPem } from "../audit/signing.ts";
 import { SqliteAuditTrail } from "../audit/trail.ts";
 import type { VerifyReport } from "../audit/verify.ts";
-import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
+import { cliAuditSettings, configArg, type CliAuditSettings } from "./audit-settings.ts";
+import { logDbArg, requireExistingDb, UsageError, withUserErrors } from "./_shared.ts";
 
 export const signingKeyArg = {
   type: "string",
-  description: "Ed25519 signing key file (default: <log-db>.signing-key)",
+  description: "Ed25519 signing key file (default: the config's audit.signingKey, else <log-db>.signing-key)",
   valueHint: "FILE",
 } as const;
 
@@ -26,28 +27,67 @@ export function cliActor(): string {
   }
 }
 
-/** Opens the trail of an existing database; `createKey` generates the signing key if missing. */
-export function openTrail(logDbFlag: string | undefined, keyFlag: string | undefined, createKey: boolean) {
-  const logDb = resolveLogDb(logDbFlag);
-  requireExistingDb(logDb);
-  const log = openAuditLog(logDb);
-  const key = loadSigningKey(signingKeyPath(logDb, keyFlag), { create: createKey });
-  const trail = new SqliteAuditTrail(log.db, key, loadHashKey(logDb));
-  return { logDb, log, trail, key };
+/** The signing key named by the settings; null if its file does not exist (never created here). */
+function existingSigningKey(settings: CliAuditSettings) {
+  return loadSigningKey(settings.signingKey, { create: false });
+}
+
+/** What to do about a missing signing key. */
+export function missingKeyHelp(settings: CliAuditSettings): string {
+  return (
+    `No signing key at ${settings.signingKey} (${settings.signingKeySource}). The proxy creates it on first start; ` +
+    "if it lives elsewhere, set audit.signingKey in the config or pass --signing-key FILE (to only check, pass --public-key FILE)."
+  );
 }
 
 /**
- * Records a CLI query in the chain (audit of the audit: filter names, not values). A read-only
- * copy of the database can still be queried; the user is told the query was not recorded.
+ * Opens the trail of an existing database with the configured signing key (never created here):
+ * the events the command appends are sealed with a signed checkpoint when the key is present.
  */
-export function recordCliQuery(db: Database, logDb: string, route: string, filters: string[], returned: number): void {
-  const trail = new SqliteAuditTrail(db, null, loadHashKey(logDb));
+export function openTrail(settings: CliAuditSettings) {
+  requireExistingDb(settings.logDb);
+  const log = openAuditLog(settings.logDb);
+  const key = existingSigningKey(settings);
+  const trail = new SqliteAuditTrail(log.db, key, loadHashKey(settings.logDb), {
+    checkpoint: settings.checkpoint,
+    sealEvents: true,
+    onError: (message) => process.stderr.write(`agent-attr: warning: ${message}\n`),
+  });
+  return { log, trail, key };
+}
+
+/**
+ * Records a CLI query in the chain (audit of the audit: filter names, not values), sealed with a
+ * checkpoint when the signing key is present. A read-only copy of the database can still be
+ * queried; the user is told the query was not recorded.
+ */
+export function recordCliQuery(db: Database, settings: CliAuditSettings, route: string, filters: string[], returned: number): void {
+  const trail = new SqliteAuditTrail(db, existingSigningKey(settings), loadHashKey(settings.logDb), {
+    checkpoint: settings.checkpoint,
+    sealEvents: true,
+    onError: (message) => process.stderr.write(`agent-attr: warning: ${message}\n`),
+  });
   try {
     trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
   } catch (error) {
     process.stderr.write(`agent-attr: warning: this query is not recorded in the trail (${error instanceof Error ? error.message : String(error)})\n`);
   } finally {
     trail.close();
+  }
+}
+
+/** Opens the existing audit database the settings name (flags, then config), runs `use`, closes it. */
+export async function withConfiguredAuditLog<T>(
+  flags: { logDb?: string; config?: string },
+  use: (log: ReturnType<typeof openAuditLog>, settings: CliAuditSettings) => Promise<T>,
+): Promise<T> {
+  const settings = await cliAuditSettings(flags);
+  requireExistingDb(settings.logDb);
+  const log = openAuditLog(settings.logDb);
+  try {
+    return await use(log, settings);
+  } finally {
+    log.close();
   }
 }
 
@@ -71,6 +111,13 @@ export function describeReport(report: VerifyReport): string {
   if (report.failure) {
     return `Audit trail TAMPERED at seq ${report.failure.seq} (${report.failure.reason}): ${report.failure.message}\n`;
   }
+  if (report.unverified_checkpoints > 0) {
+    return (
+      `Audit trail chain intact (${report.records} records, ${report.redacted} redacted, ${report.events} events; last seq ${report.last_seq}), ` +
+      `but ${report.unverified_checkpoints} signed checkpoint(s) could NOT be checked: no key. ` +
+      "Pass --public-key FILE or --signing-key FILE (or set audit.signingKey) to check them.\n"
+    );
+  }
   return (
     `Audit trail intact: ${report.records} records (${report.redacted} redacted), ${report.events} events, ` +
     `${report.checkpoints} signed checkpoints checked; last seq ${report.last_seq}, hash ${report.last_hash}\n`
@@ -78,24 +125,34 @@ export function describeReport(report: VerifyReport): string {
 }
 
 const verify = defineCommand({
-  meta: { name: "verify", description: "Recompute the hash chain and check the signed checkpoints (exit 1 if tampered)" },
+  meta: {
+    name: "verify",
+    description: "Recompute the hash chain and check the signed checkpoints (exit 0 intact, 1 tampered, 2 chain intact but checkpoints unverifiable: no key)",
+  },
   args: {
     format: { type: "enum", options: ["text", "json"], default: "text", description: "Output format" },
     "public-key": { type: "string", description: "Check checkpoints against this public key (PEM) instead of the key file", valueHint: "FILE" },
-    checkpoints: { type: "string", description: "Also check the checkpoints in this file (audit.checkpoint.file), kept outside the database", valueHint: "FILE" },
+    checkpoints: { type: "string", description: "Check the checkpoints in this file (default: the config's audit.checkpoint.file), kept outside the database", valueHint: "FILE" },
     "signing-key": signingKeyArg,
     "log-db": logDbArg,
+    config: configArg,
   },
   run: withUserErrors(async ({ args }) => {
     const pinned = args["public-key"] ? readPublicKey(args["public-key"]) : undefined;
-    const external = args.checkpoints ? readCheckpoints(args.checkpoints) : [];
-    const { log, trail, key } = openTrail(args["log-db"], args["signing-key"], false);
+    const external = args.checkpoints ? readCheckpoints(args.checkpoints) : undefined;
+    const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
+    const { log, trail, key } = openTrail(settings);
     try {
-      if (!pinned && !key) process.stderr.write("agent-attr: warning: no signing key file; checkpoints cannot be checked (pass --public-key)\n");
-      const report = await trail.verify(cliActor(), { publicKey: pinned, checkpoints: external });
+      if (!pinned && !key) process.stderr.write(`agent-attr: warning: ${missingKeyHelp(settings)}\n`);
+      let report;
+      try {
+        report = await trail.verify(cliActor(), { publicKey: pinned, checkpoints: external });
+      } catch (error) {
+        throw new UsageError(error instanceof Error ? error.message : String(error));
+      }
       if (!report.recorded) process.stderr.write("agent-attr: warning: this verification could not be recorded in the trail (read-only or locked database)\n");
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
-      process.exitCode = report.ok ? 0 : 1;
+      process.exitCode = !report.ok ? 1 : report.unverified_checkpoints > 0 ? 2 : 0;
     } finally {
       trail.close();
       log.close();
@@ -105,11 +162,13 @@ const verify = defineCommand({
 
 const pubkey = defineCommand({
   meta: { name: "pubkey", description: "Print the public key that signs checkpoints and export manifests (PEM)" },
-  args: { "signing-key": signingKeyArg, "log-db": logDbArg },
-  run: withUserErrors(({ args }) => {
-    const logDb = resolveLogDb(args["log-db"]);
-    requireExistingDb(logDb);
-    const key = loadSigningKey(signingKeyPath(logDb, args["signing-key"]), { create: true })!;
+  args: { "signing-key": signingKeyArg, "log-db": logDbArg, config: configArg },
+  run: withUserErrors(async ({ args }) => {
+    const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
+    requireExistingDb(settings.logDb);
+    // Never create a key here: a new key would sign nothing the proxy wrote, and hide the real one.
+    const key = existingSigningKey(settings);
+    if (!key) throw new UsageError(missingKeyHelp(settings));
     process.stdout.write(publicKeyPem(key));
   }),
 });
@@ -118,11 +177,14 @@ const erase = defineCommand({
   meta: { name: "delete", description: "Erase a user's personal data from the trail (GDPR Art. 17); the chain stays verifiable" },
   args: {
     user: { type: "string", description: "The user id to erase", required: true },
+    "signing-key": signingKeyArg,
     "log-db": logDbArg,
+    config: configArg,
   },
-  run: withUserErrors(({ args }) => {
+  run: withUserErrors(async ({ args }) => {
     if (!args.user) throw new UsageError("--user: give the id of the user to erase");
-    const { log, trail } = openTrail(args["log-db"], undefined, false);
+    const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
+    const { log, trail } = openTrail(settings);
     try {
       trail.eraseUser(args.user, cliActor());
       // The same answer whether or not the user had records: erasure must not reveal existence.

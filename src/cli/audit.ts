@@ -3,8 +3,9 @@ import { defineCommand } from "citty";
 import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
 import { recordFilterSchema } from "../audit/query.ts";
 import { exportCommands } from "./audit-export.ts";
-import { recordCliQuery, trailCommands } from "./audit-trail.ts";
-import { filterNames, logDbArg, parseOptions, withAuditLog, withUserErrors } from "./_shared.ts";
+import { configArg } from "./audit-settings.ts";
+import { recordCliQuery, trailCommands, withConfiguredAuditLog } from "./audit-trail.ts";
+import { filterNames, logDbArg, parseOptions, withUserErrors } from "./_shared.ts";
 import { summaryCommand } from "./audit-summary.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
@@ -16,12 +17,13 @@ const query = defineCommand({
     cursor: { type: "string", description: "next_cursor of a previous page" },
     format: { type: "enum", options: ["table", "json", "csv"], default: "table", description: "Output format" },
     "log-db": logDbArg,
+    config: configArg,
   },
   run: withUserErrors(async ({ args }) => {
     const filter = parseOptions(recordFilterSchema, { ...filterValues(args), limit: args.limit, cursor: args.cursor });
-    await withAuditLog(args["log-db"], async (log, logDb) => {
+    await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log, settings) => {
       const page = await log.reader.records(filter);
-      recordCliQuery(log.db, logDb, "cli:audit query", filterNames(filter, ["limit"]), page.records.length);
+      recordCliQuery(log.db, settings, "cli:audit query", filterNames(filter, ["limit"]), page.records.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(csvHeader() + page.records.map(csvRow).join(""));
       else {

@@ -52,3 +52,29 @@ test("a bad checkpoint setting is a config error naming its path", async () => {
   expect(() => parseConfig({ audit: { checkpoint: { everyRecords: 0 } } })).toThrow("audit.checkpoint.everyRecords");
   expect(() => parseConfig({ audit: { checkpoint: { webhook: "not a url" } } })).toThrow("audit.checkpoint.webhook");
 });
+
+test("GET /audit/verify checks the configured checkpoint file: checkpoints deleted from the database plus a truncated tail are caught", async () => {
+  const upstream = await startFakeUpstream();
+  const file = join(tempDir(), "checkpoints.ndjson");
+  const proxy = await startTestProxy(upstream.url, { audit: { checkpoint: { everyRecords: 3, everySeconds: 600, file } } });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const response = await fetch(`${proxy.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-agent-id": "bot" },
+        body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+      });
+      await response.arrayBuffer();
+      await proxy.records();
+    }
+    for (let waited = 0; !readFileSync(file, { flag: "a+" }).length && waited < 3000; waited += 20) await Bun.sleep(20);
+    const { tamper } = await import("../helpers/records.ts");
+    tamper(proxy.logDb, "DELETE FROM audit_checkpoints", "DELETE FROM audit_records WHERE seq = 3");
+    const response = await fetch(`${proxy.url}/audit/verify`);
+    expect(response.status).toBe(409);
+    expect(((await response.json()) as { failure: unknown }).failure).toMatchObject({ seq: 3, reason: "truncated" });
+  } finally {
+    await proxy.stop();
+    await upstream.stop();
+  }
+});

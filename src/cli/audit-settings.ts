@@ -1,0 +1,41 @@
+/**
+ * The audit settings a CLI command uses, from the same places as `proxy start`: flags first, then
+ * AGENT_ATTR_LOG_DB, then the config file (--config, AGENT_ATTR_CONFIG or ./agent-attr.config.ts)
+ * — its `audit.logDb`, `audit.signingKey` and `audit.checkpoint.file` — then the defaults. So the
+ * CLI checks checkpoints with the key the proxy signs them with, and reads the checkpoint file.
+ */
+import type { CheckpointSettings } from "../audit/checkpoint.ts";
+import { signingKeyPath } from "../audit/signing.ts";
+import { findConfigFile, loadConfig } from "../config/load.ts";
+import { resolveLogDb } from "./_shared.ts";
+
+export interface CliAuditSettings {
+  logDb: string;
+  /** The signing key file: --signing-key, audit.signingKey, or `<log-db>.signing-key`. */
+  signingKey: string;
+  /** Where the key path came from, for error messages. */
+  signingKeySource: string;
+  checkpoint: CheckpointSettings;
+}
+
+export const configArg = {
+  type: "string",
+  description: "Config file for audit.logDb, audit.signingKey, audit.checkpoint.file (default: AGENT_ATTR_CONFIG or ./agent-attr.config.ts)",
+  valueHint: "FILE",
+} as const;
+
+export async function cliAuditSettings(flags: { logDb?: string; signingKey?: string; config?: string }): Promise<CliAuditSettings> {
+  const config = await loadConfig(findConfigFile(flags.config));
+  const logDb = resolveLogDb(flags.logDb, config.audit.logDb);
+  const signingKeySource = flags.signingKey
+    ? "--signing-key"
+    : config.audit.signingKey
+      ? "the config's audit.signingKey"
+      : "the default beside the database";
+  return {
+    logDb,
+    signingKey: signingKeyPath(logDb, flags.signingKey ?? config.audit.signingKey),
+    signingKeySource,
+    checkpoint: config.audit.checkpoint,
+  };
+}
