@@ -84,3 +84,26 @@ test("a new segment names its columns, so a later version can read it", () => {
   log.settle(["r1"]);
   log.close();
 });
+
+test("a segment is deleted as soon as its intents are settled, and compact() keeps only the unsettled lines", () => {
+  const dir = tempDir();
+  const log = new IntentLog(join(dir, "audit.db"));
+  const segments = () => readdirSync(dir).filter((name) => name.includes(".intents-"));
+  log.append(record("quiet"));
+  log.settle(["quiet"]);
+  expect(segments()).toEqual([]); // the current segment too: no settled line lingers
+  log.append(record("erased-user-call"));
+  log.append(record("still-in-flight"));
+  log.settle(["erased-user-call"]);
+  const [name] = segments();
+  expect(readFileSync(join(dir, name!), "utf8")).toContain("erased-user-call");
+  log.compact();
+  const text = readFileSync(join(dir, name!), "utf8");
+  expect(text).not.toContain("erased-user-call");
+  expect(readSegment(text).map((row) => row[0])).toEqual(["still-in-flight"]);
+  log.append(record("next")); // goes to a new segment
+  expect(segments()).toHaveLength(2);
+  log.settle(["still-in-flight", "next"]);
+  log.close();
+  expect(segments()).toEqual([]);
+});
