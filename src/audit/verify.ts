@@ -8,7 +8,10 @@
  *  - `unauthorised_redaction`: a record's personal fields were erased, but no erasure or retention
  *    event of the chain names its seq;
  *  - `checkpoint_invalid` / `checkpoint_mismatch`: a checkpoint's signature does not verify, or the
- *    chain's hash at its seq differs (the chain was rewritten).
+ *    chain's hash at its seq differs (the chain was rewritten);
+ *  - `rollup_mismatch`: the usage rollup (summaries read it) differs from the totals recomputed
+ *    from the records up to its cursor, per (dimension, key, day) — the rollup is not hashed, so
+ *    it is checked against the records that are.
  */
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
@@ -16,10 +19,11 @@ import { z } from "zod";
 import { ChainHasher, chainId, clearColumns, genesisHash, personalColumns } from "./chain.ts";
 import { checkpointPayload, type Checkpoint } from "./checkpoint.ts";
 import { columns, type SQLValue } from "./database.ts";
+import { rollupCursor, rollupDimensions, summedColumns } from "./rollup.ts";
 import { verifyBytes } from "./signing.ts";
 
 export const verifyReasons = [
-  "edited", "missing", "reordered", "truncated", "checkpoint_invalid", "checkpoint_mismatch", "unauthorised_redaction",
+  "edited", "missing", "reordered", "truncated", "checkpoint_invalid", "checkpoint_mismatch", "unauthorised_redaction", "rollup_mismatch",
 ] as const;
 export type VerifyReason = (typeof verifyReasons)[number];
 
@@ -68,6 +72,11 @@ interface EventRow {
  * the stored ones — so deleting checkpoints from the database does not hide a truncated tail.
  */
 export function verifyChain(db: Database, publicKey: KeyObject | null, external: readonly Checkpoint[] = []): VerifyReport {
+  // One read snapshot: the chain, its checkpoints and the rollup (with its cursor) agree in time.
+  return db.transaction(() => verifySnapshot(db, publicKey, external))();
+}
+
+function verifySnapshot(db: Database, publicKey: KeyObject | null, external: readonly Checkpoint[]): VerifyReport {
   const report: VerifyReport = {
     ok: true, chain_id: chainId(db), records: 0, events: 0, redacted: 0, checkpoints: 0, unverified_checkpoints: 0,
     last_seq: 0, last_hash: genesisHash, failure: null,
@@ -114,6 +123,7 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   let nextCheckpoint = 0;
   const covered = redactionCover(db);
   let nextCover = 0;
+  const rollup = new RollupTotals(rollupCursor(db));
   const fail = (seq: number, reason: VerifyReason, message: string): VerifyFailure => {
     records.return?.();
     events.return?.();
@@ -158,6 +168,7 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
     }
     if (isRecord) {
       report.records++;
+      if (seq <= rollup.cursor) rollup.add(entry as RecordRow);
       record = records.next();
     } else {
       report.events++;
@@ -172,7 +183,57 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   if (last && last.seq > report.last_seq) {
     return fail(report.last_seq + 1, "truncated", `the chain ends at seq ${report.last_seq}, but a signed checkpoint of ${last.time} covers seq ${last.seq}: the tail was removed`);
   }
+  const difference = rollup.compare(db);
+  if (difference) return fail(rollup.cursor, "rollup_mismatch", `the usage rollup (up to seq ${rollup.cursor}) differs from the records: ${difference}`);
   return null;
+}
+
+const rollupValueColumns = ["calls", ...summedColumns, "unpriced_calls"] as const;
+const dimensionColumns = Object.entries(rollupDimensions) as [string, (typeof columns)[number]][];
+
+/**
+ * The rollup recomputed from the records the walk streams (seq ≤ the rollup cursor), by the same
+ * key rules as its fold and triggers: key = the column or '', provider only for the model
+ * dimension, day = the timestamp's first 10 characters. Erasure moves usage to the '' key in both.
+ */
+class RollupTotals {
+  private readonly totals = new Map<string, number[]>();
+
+  constructor(readonly cursor: number) {}
+
+  add(row: RecordRow): void {
+    const day = String(row.timestamp).slice(0, 10);
+    for (const [dim, column] of dimensionColumns) {
+      const provider = dim === "model" ? (row.provider ?? "") : "";
+      const id = `${dim}\u0000${row[column] ?? ""}\u0000${provider}\u0000${day}`;
+      let values = this.totals.get(id);
+      if (!values) this.totals.set(id, (values = new Array<number>(rollupValueColumns.length).fill(0)));
+      values[0]! += 1;
+      for (let i = 0; i < summedColumns.length; i++) values[i + 1]! += Number(row[summedColumns[i]!] ?? 0);
+      if (row.cost_nano_usd === null && row.usage_source !== "none") values[rollupValueColumns.length - 1]! += 1;
+    }
+  }
+
+  /** The first difference, described, or null when the stored rollup matches. */
+  compare(db: Database): string | null {
+    const seen = new Set<string>();
+    const stored = db.query<Record<string, string | number>, []>(`SELECT dim, key, provider, day, ${rollupValueColumns.join(", ")} FROM usage_rollup`);
+    for (const row of stored.iterate()) {
+      const id = `${row.dim}\u0000${row.key}\u0000${row.provider}\u0000${row.day}`;
+      seen.add(id);
+      const values = this.totals.get(id);
+      const at = `dim ${row.dim}, key '${row.key}', day ${row.day}`;
+      if (!values) return `${at}: the rollup has ${row.calls} call(s) no record accounts for`;
+      const column = rollupValueColumns.findIndex((c, i) => Number(row[c]) !== values[i]);
+      if (column !== -1) return `${at}: ${rollupValueColumns[column]} is ${row[rollupValueColumns[column]!]} in the rollup, ${values[column]} in the records`;
+    }
+    for (const [id, values] of this.totals) {
+      if (seen.has(id) || values[0] === 0) continue;
+      const [dim, key, , day] = id.split("\u0000");
+      return `dim ${dim}, key '${key}', day ${day}: ${values[0]} call(s) in the records are missing from the rollup`;
+    }
+    return null;
+  }
 }
 
 /**

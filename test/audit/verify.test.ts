@@ -71,6 +71,22 @@ test("a redacted record is accepted only within the seqs its erasure event names
   expect(verify(logDb).failure).toMatchObject({ seq: 5, reason: "unauthorised_redaction" });
 });
 
+test("the usage rollup is checked against the records: an edited or deleted rollup row is a rollup_mismatch naming dim, key and day", async () => {
+  const logDb = await trailWith(9);
+  const store = new SqliteAuditStore(logDb);
+  store.trail.eraseUser("user-1", "cli:test"); // the triggers move the user's usage to the '' key
+  await store.close();
+  const intact = verify(logDb);
+  expect(intact).toMatchObject({ ok: true, records: 9 });
+  const day = new Date().toISOString().slice(0, 10);
+  tamper(logDb, "UPDATE usage_rollup SET output_tokens = output_tokens - 5 WHERE dim = 'user' AND key = 'user-2'");
+  const edited = verify(logDb).failure;
+  expect(edited).toMatchObject({ seq: 9, reason: "rollup_mismatch" });
+  expect(edited?.message).toContain(`dim user, key 'user-2', day ${day}: output_tokens`);
+  tamper(logDb, "UPDATE usage_rollup SET output_tokens = output_tokens + 5 WHERE dim = 'user' AND key = 'user-2'", "DELETE FROM usage_rollup WHERE dim = 'agent'");
+  expect(verify(logDb).failure?.message).toContain("dim agent, key 'reviewer'");
+});
+
 test("a deleted record is reported missing at its seq", async () => {
   const logDb = await trailWith(10);
   tamper(logDb, "DELETE FROM audit_records WHERE seq = 5");
