@@ -167,6 +167,18 @@ export class ExportRun {
   }
 
   /**
+   * Ends an export that stopped before its last byte (client gone, broken pipe, disk full,
+   * interrupt): recorded as cancelled, with how many records were produced, and no manifest.
+   */
+  cancel(): void {
+    if (this.manifest || this.cancelled) return;
+    this.cancelled = true;
+    this.onEnd(null);
+  }
+
+  private cancelled = false;
+
+  /**
    * The export as a pull-based byte stream (one chunk of rows per pull). A cancel (the client went
    * away) stops the read and still ends the export, without a manifest: part of it was sent.
    */
@@ -174,7 +186,7 @@ export class ExportRun {
     const chunks = this.chunks();
     const cancelled = () => {
       chunks.return(undefined);
-      if (!this.manifest) this.onEnd(null);
+      this.cancel();
     };
     return new ReadableStream<Uint8Array>(
       {

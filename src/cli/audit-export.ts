@@ -48,13 +48,31 @@ const exportCommand = defineCommand({
       } catch (error) {
         throw new UsageError(`--output ${args.output}: ${error instanceof Error ? error.message : String(error)}`);
       }
-      for (const chunk of run.chunks()) {
-        writeSync(fd, chunk);
-        if (progress && run.exported - progress.shown >= 10_000) {
-          progress.shown = run.exported;
-          const percent = progress.total ? Math.floor((100 * run.exported) / progress.total) : 100;
-          process.stderr.write(`\rExporting: ${run.exported} / ${progress.total} records (${percent}%)`);
+      // An export cut off (broken pipe, disk full, Ctrl-C) is recorded as cancelled, as the API does.
+      let interrupted = false;
+      const onInterrupt = () => (interrupted = true);
+      process.once("SIGINT", onInterrupt);
+      process.once("SIGTERM", onInterrupt);
+      try {
+        for (const chunk of run.chunks()) {
+          writeAll(fd, chunk);
+          if (progress && run.exported - progress.shown >= 10_000) {
+            progress.shown = run.exported;
+            const percent = progress.total ? Math.floor((100 * run.exported) / progress.total) : 100;
+            process.stderr.write(`\rExporting: ${run.exported} / ${progress.total} records (${percent}%)`);
+          }
+          // Let a signal handler run between chunks.
+          await new Promise((resolve) => setImmediate(resolve));
+          if (interrupted) throw new UsageError(`interrupted after ${run.exported} records; the export is recorded as cancelled`);
         }
+      } catch (error) {
+        run.cancel();
+        if (error instanceof UsageError) throw error;
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new UsageError(`the export stopped after ${run.exported} records (${reason}); it is recorded as cancelled, without a manifest`);
+      } finally {
+        process.off("SIGINT", onInterrupt);
+        process.off("SIGTERM", onInterrupt);
       }
       if (progress) process.stderr.write("\r\x1b[K");
       const manifest = run.manifest!;
@@ -73,6 +91,12 @@ const exportCommand = defineCommand({
     }
   }),
 });
+
+/** writeSync may write less than asked (pipes): write the rest. */
+function writeAll(fd: number, chunk: Uint8Array): void {
+  let written = 0;
+  while (written < chunk.byteLength) written += writeSync(fd, chunk, written);
+}
 
 const verifyExportCommand = defineCommand({
   meta: {

@@ -149,3 +149,14 @@ test("each export is a chain event holding its manifest, and the chain still ver
   expect(rows[0]!.actor).toStartWith("cli");
   expect((await runCli(["audit", "verify", "--log-db", logDb])).exitCode).toBe(0);
 });
+
+test("an export cut off by a write error (disk full) is recorded as cancelled, with the records produced, and fails", async () => {
+  const result = await runCli(["audit", "export", "--format", "csv", "--output", "/dev/full", "--log-db", logDb]);
+  expect(result.exitCode).toBe(1);
+  expect(result.stderr).toContain("recorded as cancelled");
+  const db = new Database(logDb, { readonly: true });
+  const last = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind = 'export' ORDER BY seq DESC LIMIT 1").get()!;
+  db.close();
+  expect(JSON.parse(last.details)).toMatchObject({ format: "csv", cancelled: true, records_sent_at_most: 7 });
+  expect((await runCli(["audit", "verify", "--log-db", logDb])).exitCode).toBe(0);
+});
