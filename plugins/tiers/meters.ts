@@ -1,5 +1,5 @@
 /** Turning one call into the meters its tier charges: which tier, whose meters, how much. */
-import { modelMatcher, type CallContext, type Usage } from "agent-attr";
+import { modelMatcher, type CallContext } from "agent-attr";
 import type { Scope, Tier, TiersOptions } from "./options.ts";
 import type { Meter } from "./store.ts";
 
@@ -52,23 +52,6 @@ export function ruleMatchers(opts: TiersOptions): ((ctx: CallContext) => boolean
         return id !== null && matches(id);
       });
   });
-}
-
-/** Input ≈ body bytes / 4 (about 4 bytes a token); output = the request's max tokens or the default. */
-export function estimateUsage(ctx: CallContext, defaultOutputTokens: number): Usage {
-  const body = ctx.body ?? {};
-  const max = [body.max_tokens, body.max_completion_tokens, body.max_output_tokens].find(
-    (v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0,
-  );
-  const embeddings = ctx.endpoint.kind === "embeddings" || ctx.endpoint.kind === "messages.count_tokens";
-  return {
-    input_tokens: Math.ceil((ctx.rawBody?.byteLength ?? 0) / 4),
-    output_tokens: embeddings || ctx.endpoint.method === "GET" ? 0 : Math.ceil(max ?? defaultOutputTokens),
-    cache_read_tokens: null,
-    cache_write_tokens: null,
-    cache_write_1h_tokens: null,
-    reasoning_tokens: null,
-  };
 }
 
 const day = (now: number) => new Date(now).toISOString().slice(0, 10);
