@@ -32,6 +32,16 @@ export function identityOf(ctx: CallContext, scope: Scope): string | null {
   return ctx.attribution[scope === "user" ? "user_id" : scope === "agent" ? "agent_id" : "task_context"];
 }
 
+/** A task the call's credential does not vouch for (keys and jwt mode): it must not reach another identity's limits. */
+const unvouchedTask = (ctx: CallContext, scope: Scope) => scope === "task" && ctx.principal !== null && (ctx.unverified ?? []).includes("task_context");
+
+/** Whose meter a scope charges: an unvouched task is metered per credential, so it drains only its own. */
+export function meterOwner(ctx: CallContext, scope: Scope): string {
+  const id = identityOf(ctx, scope);
+  if (id === null) return "(none)";
+  return unvouchedTask(ctx, scope) ? `${id} (asserted by ${ctx.principal!.keyId})` : id;
+}
+
 /** The call's tier: its key's tier, else the first matching rule, else the default. */
 export function tierOf(ctx: CallContext, opts: TiersOptions, matchers: ((ctx: CallContext) => boolean)[]): string {
   const fromKey = ctx.principal?.tier;
@@ -48,7 +58,8 @@ export function ruleMatchers(opts: TiersOptions): ((ctx: CallContext) => boolean
     });
     return (ctx) =>
       fields.every(({ scope, matches }) => {
-        const id = identityOf(ctx, scope);
+        // An unvouched task never selects a tier: a key holder could claim its way into a better one.
+        const id = unvouchedTask(ctx, scope) ? null : identityOf(ctx, scope);
         return id !== null && matches(id);
       });
   });
@@ -69,7 +80,7 @@ export function metersFor(
 ): NamedMeter[] {
   const meters: NamedMeter[] = [];
   for (const scope of tier.per) {
-    const who = identityOf(ctx, scope) ?? "(none)";
+    const who = meterOwner(ctx, scope);
     const base = `${tierName}|${scope}:${who}`;
     const add = (limit: Limit, meter: Meter) =>
       meters.push({ meter, limit, scope, who, policy: `${tierName}.${policyName[limit]}.${scope}` });

@@ -125,7 +125,7 @@ describe("tier assignment", () => {
   test("a key naming a tier the config lacks gets the default tier, with one warning", async () => {
     const warnings: string[] = [];
     const limiter = tiers({ tiers: { free: { requestsPerMinute: 1, per: ["key"] } }, default: "free", now });
-    const keyed = definePlugin({ name: "keyed", authenticate: () => ({ keyId: "key_x", tier: "platinum" }) });
+    const keyed = definePlugin({ name: "keyed", authenticate: () => ({ keyId: "key_x", tier: "platinum", agents: ["*"], users: ["*"] }) });
     process.env.OPENAI_API_KEY = "sk-proxy-held";
     try {
       await withProxy([keyed, limiter], async (proxy) => {
