@@ -5,7 +5,7 @@
  * - Cost budgets reserve a *ceiling*: the most the call can cost under these assumptions —
  *   every input token is one UTF-8 byte of the request's text (a BPE token spans at least one
  *   byte), plus `perMessageTokens` for each message / input item and `perMediaTokens` for each
- *   image or audio part (their base64 bytes are not text and are not counted); output is the
+ *   image, audio or file part (their base64 bytes are not text and are not counted); output is the
  *   request's `max_tokens` / `max_completion_tokens` / `max_output_tokens` (× `n`), or
  *   `maxOutputTokens` when it sets none; and every input token is priced at the dearest input
  *   rate the price plugins have for the call (plain, 5-minute or 1-hour cache write).
@@ -38,8 +38,15 @@ interface TextCount {
   media: number;
 }
 
+/** Files and documents other than plain text (PDFs, file ids): one part each, never their base64 bytes. */
+const fileTypes = new Set(["document", "input_file", "file"]);
+
 function isMedia(value: Record<string, unknown>): boolean {
-  return typeof value.type === "string" && mediaTypes.has(value.type);
+  if (typeof value.type !== "string") return false;
+  if (mediaTypes.has(value.type)) return true;
+  if (!fileTypes.has(value.type)) return false;
+  const source = value.source as { type?: unknown } | undefined;
+  return !(source && (source.type === "text" || source.type === "content"));
 }
 
 function count(value: unknown, into: TextCount): void {

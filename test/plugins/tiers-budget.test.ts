@@ -107,6 +107,13 @@ describe("the reservation", () => {
     expect(r.outputFromRequest).toBe(true);
   });
 
+  test("a base64 PDF is one file part; a plain-text document is counted by its text", () => {
+    const pdf = { type: "document", source: { type: "base64", media_type: "application/pdf", data: "J".repeat(300_000) } };
+    const text = { type: "document", source: { type: "text", media_type: "text/plain", data: "abcdefgh" } };
+    const r = reservationOf(ctx({ model: "m", max_tokens: 1, messages: [{ role: "user", content: [pdf, text] }] }, "messages"), 4096);
+    expect(r.ceiling.input_tokens).toBe(16 + 3000 + 8);
+  });
+
   test("output is max_tokens × n, or maxOutputTokens when the request sets none; embeddings have none", () => {
     expect(reservationOf(ctx({ model: "m", max_completion_tokens: 100, n: 3, messages: [] }), 4096).ceiling.output_tokens).toBe(300);
     const none = reservationOf(ctx({ model: "m", messages: [] }), 8000);
