@@ -1,7 +1,7 @@
 /**
  * agent-attr configuration: copy this file next to where you run `agent-attr proxy start`.
  * Every option is checked at start; a wrong one is reported by name with what was expected.
- * Without any config file the proxy runs on the same defaults as below.
+ * Without any config file the proxy runs on the same plugins as below except tiers() (no limits).
  */
 import { defineConfig } from "agent-attr";
 import { anthropic, headerAttribution, openai, pricing, sqliteAudit, tiers } from "agent-attr/plugins";

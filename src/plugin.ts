@@ -17,6 +17,7 @@
 import type { Elysia } from "elysia";
 import type { AuditRecord, Usage } from "./audit/record.ts";
 import type { AuditReader } from "./audit/query.ts";
+import type { AuditTrail } from "./audit/trail.ts";
 import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
 import type { SSEEvent } from "./proxy/sse.ts";
 
@@ -104,6 +105,8 @@ export interface AuditSink {
   write(record: AuditRecord): void | Promise<void>;
   /** Reader for the audit API and CLI; the primary sink must have one. */
   reader?: AuditReader;
+  /** Verify, erase, export and audit-of-the-audit events (`/audit/verify`, `/audit/export/*`, ...). */
+  trail?: AuditTrail;
   /** Persist everything queued; called on shutdown. */
   flush?(): void | Promise<void>;
 }
@@ -112,6 +115,14 @@ export interface PluginSetupContext {
   /** The `--log-db` path (or `AGENT_ATTR_LOG_DB`), for sinks that were not given a path. */
   logDb: string;
   log: Logger;
+  /** The config's `audit` settings for the trail: checkpoints, signing key, retention. */
+  audit?: TrailSettings;
+}
+
+export interface TrailSettings {
+  checkpoint: { everyRecords: number; everySeconds: number; file?: string; webhook?: string };
+  signingKey?: string;
+  retentionDays?: number;
 }
 
 export interface Logger {

@@ -20,7 +20,7 @@ beforeAll(async () => {
   }
   binary = join(tempDir(), "agent-attr");
   const root = resolve(import.meta.dir, "..");
-  const entrypoints = [join(root, "src/cli/main.ts"), join(root, "src/audit/writer-worker.ts")]; // as in `bun run build`
+  const entrypoints = [join(root, "src/cli/main.ts"), join(root, "src/audit/writer-worker.ts"), join(root, "src/audit/verify-worker.ts")]; // as in `bun run build`
   const build = Bun.spawnSync(["bun", "build", ...entrypoints, "--compile", "--outfile", binary], { cwd: root });
   if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
 }, 60_000);
@@ -65,6 +65,8 @@ test("the binary loads a config and a plugin from disk, proxies a call and recor
     body: JSON.stringify({ model: "gpt-4o", messages: [] }),
   });
   expect(((await response.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe("Hello world");
+  const verified = await fetch(`${url}/audit/verify`); // runs on the verify worker thread
+  expect(((await verified.json()) as { ok: boolean; records: number }).ok).toBe(true);
   proxy.kill("SIGTERM");
   expect(await proxy.exited).toBe(0);
 
@@ -73,4 +75,5 @@ test("the binary loads a config and a plugin from disk, proxies a call and recor
   expect(page.records.map(({ session_id, outcome }) => ({ session_id, outcome }))).toEqual([
     { session_id: "stamped:chat.completions", outcome: "completed" },
   ]);
+  expect(run(["audit", "verify", "--log-db", logDb]).exitCode).toBe(0);
 }, 30_000);

@@ -1,7 +1,8 @@
 /**
  * `sqliteAudit({ path })`: the embedded audit store (the default primary sink). Without `path` it
  * uses `--log-db` / AGENT_ATTR_LOG_DB. On start it marks calls a killed process left in flight
- * as `interrupted`.
+ * as `interrupted`. Records are hash-chained and checkpoints signed per the config's `audit`
+ * settings (`audit.checkpoint`, `audit.signingKey`, `audit.retentionDays`).
  */
 import { SqliteAuditStore, definePlugin } from "agent-attr";
 import { z } from "zod";
@@ -18,8 +19,8 @@ export function sqliteAudit(options: z.input<typeof optionsSchema> = {}) {
   };
   return definePlugin({
     name: "sqlite-audit",
-    setup({ logDb, log }) {
-      store = new SqliteAuditStore(opts.path ?? logDb, { onError: log.error });
+    setup({ logDb, log, audit }) {
+      store = new SqliteAuditStore(opts.path ?? logDb, { onError: log.error, onWarning: log.warn, ...audit });
       const interrupted = store.recoverInterrupted();
       if (interrupted > 0) log.warn(`${interrupted} call(s) were in flight when the proxy last stopped; recorded as interrupted`);
     },
@@ -32,6 +33,9 @@ export function sqliteAudit(options: z.input<typeof optionsSchema> = {}) {
       write: (record) => open().write(record),
       get reader() {
         return open().reader;
+      },
+      get trail() {
+        return open().trail;
       },
       flush: () => open().flush(),
     },

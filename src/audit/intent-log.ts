@@ -12,9 +12,9 @@
  * Each segment starts with a header line naming its columns (`{"columns":[...]}`), so a newer
  * version with more or reordered columns still recovers what an older one left behind.
  */
-import type { Database } from "bun:sqlite";
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
+import type { ChainWriter } from "./chain.ts";
 import { columns, toRow, type SQLValue } from "./database.ts";
 import type { AuditRecord } from "./record.ts";
 
@@ -107,13 +107,10 @@ export class IntentLog {
  * then deletes those segments. Segments of a live process (another proxy on the same database)
  * are left alone. Returns the number of interrupted calls recorded.
  */
-export function recoverIntents(db: Database, logDb: string): number {
+export function recoverIntents(chain: ChainWriter, logDb: string): number {
   const dir = dirname(logDb) || ".";
   const prefix = `${basename(logDb)}.intents-`;
-  const exists = db.prepare("SELECT 1 FROM audit_records WHERE id = ?");
-  const insert = db.prepare(
-    `INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`,
-  );
+  const exists = chain.db.prepare("SELECT 1 FROM audit_records WHERE id = ?");
   const outcomeIndex = columns.indexOf("outcome");
   const errorIndex = columns.indexOf("error_type");
   let recovered = 0;
@@ -122,17 +119,19 @@ export function recoverIntents(db: Database, logDb: string): number {
     if (pid !== process.pid && isAlive(pid)) continue;
     const path = join(dir, name);
     const rows = readSegment(readFileSync(path, "utf8"));
-    db.transaction(() => {
-      for (const row of rows) {
-        if (exists.get(row[0]!)) continue;
+    // Appended to the chain like any record (and redacted if its user was erased meanwhile).
+    chain.transaction(() => {
+      const interrupted = rows.filter((row) => !exists.get(row[0]!));
+      for (const row of interrupted) {
         row[outcomeIndex] = "interrupted";
         row[errorIndex] = "interrupted";
-        insert.run(...row);
-        recovered++;
       }
-    })();
+      chain.appendInTransaction(interrupted);
+      recovered += interrupted.length;
+    });
     unlinkSync(path);
   }
+  exists.finalize();
   return recovered;
 }
 

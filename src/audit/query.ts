@@ -5,7 +5,7 @@
 import type { Database } from "bun:sqlite";
 import { and, desc, eq, gte, lt, lte, type SQL } from "drizzle-orm";
 import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
-import type { z } from "zod";
+import { z } from "zod";
 import { recordFilterSchema } from "./filters.ts";
 import { auditRecordSchema, type AuditRecord } from "./record.ts";
 import * as schema from "./schema.ts";
@@ -15,10 +15,13 @@ export { recordFilterSchema };
 export type RecordFilter = z.input<typeof recordFilterSchema>;
 export type ParsedRecordFilter = z.output<typeof recordFilterSchema>;
 
-export interface RecordPage {
-  records: AuditRecord[];
-  next_cursor: string | null;
-}
+export const recordPageSchema = z.object({
+  records: z.array(auditRecordSchema),
+  /** The cursor of the next page, or null on the last one. */
+  next_cursor: z.string().nullable(),
+});
+
+export type RecordPage = z.infer<typeof recordPageSchema>;
 
 export interface AuditReader {
   records(filter: ParsedRecordFilter): Promise<RecordPage>;

@@ -44,6 +44,12 @@ export const auditRecords = sqliteTable(
     error_type: text("error_type"),
     /** JSON: the RFC 8693 `act` delegation chain and claims a verified identity did not allow. */
     delegation: text("delegation"),
+    // The hash chain (./chain.ts). `salt` is NULL once the record's personal fields are erased;
+    // `commitment` keeps them provable without keeping them.
+    salt: text("salt"),
+    commitment: text("commitment"),
+    prev_hash: text("prev_hash"),
+    hash: text("hash"),
   },
   // Lists are newest first by seq. A single-column index keeps equal keys in rowid (= seq)
   // order, so "one agent's latest records" walks the index backwards with no sort; time filters
@@ -51,12 +57,66 @@ export const auditRecords = sqliteTable(
   (t) => [
     index("audit_records_agent").on(t.agent_id),
     index("audit_records_user").on(t.user_id),
-    index("audit_records_task").on(t.task_context),
+    // Covers summaries by task (task contexts are not rolled up): read in task order, no sort.
+    index("audit_records_task").on(
+      t.task_context,
+      t.timestamp,
+      t.input_tokens,
+      t.output_tokens,
+      t.cache_read_tokens,
+      t.cache_write_tokens,
+      t.cache_write_1h_tokens,
+      t.reasoning_tokens,
+      t.cost_nano_usd,
+      t.usage_source,
+    ),
     // Summaries read whole days from the usage rollup (./rollup.ts) and only the partial days at
     // the edges of a time range from the records themselves.
     index("audit_records_time").on(t.timestamp),
   ],
 );
+
+/**
+ * Audit-of-the-audit events (queries, exports, erasures, verifications, retention runs). They share
+ * the seq space and the hash chain with the records, in their own table so record queries never
+ * see them.
+ */
+export const auditEvents = sqliteTable("audit_events", {
+  seq: integer("seq").primaryKey(),
+  timestamp: text("timestamp").notNull(),
+  kind: text("kind").notNull(),
+  actor: text("actor").notNull(),
+  /** JSON object; never personal data. */
+  details: text("details").notNull(),
+  prev_hash: text("prev_hash").notNull(),
+  hash: text("hash").notNull(),
+});
+
+/** The chain's identity: one row, created with the first append. */
+export const auditChain = sqliteTable("audit_chain", {
+  id: integer("id").primaryKey(),
+  chain_id: text("chain_id").notNull(),
+  created_at: text("created_at").notNull(),
+});
+
+/** Signed checkpoints (chain id, seq, hash, time), Ed25519 over ./signing.ts's payload. */
+export const auditCheckpoints = sqliteTable("audit_checkpoints", {
+  id: integer("id").primaryKey({ autoIncrement: true }),
+  chain_id: text("chain_id").notNull(),
+  seq: integer("seq").notNull(),
+  hash: text("hash").notNull(),
+  time: text("time").notNull(),
+  signature: text("signature").notNull(),
+});
+
+/**
+ * Erased users, as HMACs of their ids (instance hash key), with the erasure time: records of
+ * calls that were in flight or in an intent log at that time are redacted as they land.
+ */
+export const auditErasures = sqliteTable("audit_erasures", {
+  user_hmac: text("user_hmac").primaryKey(),
+  erased_at: text("erased_at").notNull(),
+});
 
 /** Proxy API keys (`agent-attr keys create`): only a SHA-256 hash of each key is stored. */
 export const proxyKeys = sqliteTable("proxy_keys", {

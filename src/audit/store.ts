@@ -13,25 +13,23 @@
  * `recoverInterrupted` records the intents a killed process left behind as `interrupted`.
  */
 import type { Database } from "bun:sqlite";
+import { auditWorkerURL } from "./_worker-url.ts";
+import { ChainWriter } from "./chain.ts";
+import { defaultCheckpointSettings, type CheckpointSettings } from "./checkpoint.ts";
 import { openAuditLog, toRow } from "./database.ts";
 import { IntentLog, recoverIntents } from "./intent-log.ts";
 import type { SqliteAuditReader } from "./query.ts";
 import type { AuditRecord } from "./record.ts";
+import { loadHashKey } from "./secret.ts";
+import { loadSigningKey, signingKeyPath } from "./signing.ts";
+import { SqliteAuditTrail } from "./trail.ts";
 import type { WriterReply, WriterRequest } from "./writer-protocol.ts";
-
-/**
- * Where the writer thread's code is. In the compiled binary (`bun run build` lists the worker as a
- * second entrypoint) it lives in Bun's embedded filesystem, at its path relative to the
- * entrypoints' common folder (src/), as .js; in a checkout it is the file beside this one.
- */
-function writerWorkerURL(): string {
-  if (import.meta.url.startsWith("file:///$bunfs/")) return "/$bunfs/root/audit/writer-worker.js";
-  return new URL("./writer-worker.ts", import.meta.url).href;
-}
 
 export interface AuditStoreOptions {
   /** Called when a commit fails; queued final records are retried every `retryMs`. */
   onError?: (message: string) => void;
+  /** Called for things an operator should know that are not failures. */
+  onWarning?: (message: string) => void;
   retryMs?: number;
   /** How long a write waits for a lock held by another process before it fails. */
   busyTimeoutMs?: number;
@@ -40,6 +38,12 @@ export interface AuditStoreOptions {
    * Nothing waits on them; a crash inside this window leaves those calls `interrupted`.
    */
   finalDelayMs?: number;
+  /** When to sign checkpoints (default every 1000 records or 60 s), and where else to send them. */
+  checkpoint?: CheckpointSettings;
+  /** The Ed25519 key file (default `<path>.signing-key`; generated if missing). */
+  signingKey?: string;
+  /** Erase personal fields of records older than this many days (on open, then hourly). */
+  retentionDays?: number;
 }
 
 type Batch = AuditRecord[];
@@ -48,6 +52,9 @@ export class SqliteAuditStore {
   /** The main-thread connection: migrations, recovery and reads. */
   readonly db: Database;
   readonly reader: SqliteAuditReader;
+  /** Verify, erase, export and audit events, on the main-thread connection. */
+  readonly trail: SqliteAuditTrail;
+  private readonly chain: ChainWriter;
   private readonly closeReader: () => void;
   private readonly worker: Worker;
   private readonly intents: IntentLog;
@@ -69,8 +76,15 @@ export class SqliteAuditStore {
     this.db = log.db;
     this.reader = log.reader;
     this.closeReader = log.close;
+    const hashKey = loadHashKey(path);
+    const keyPath = signingKeyPath(path, options.signingKey);
+    const signingKey = loadSigningKey(keyPath, { create: true })!;
+    this.chain = new ChainWriter(this.db, hashKey);
+    const adopted = this.chain.adoptUnchained();
+    if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
+    this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey, path);
     this.intents = new IntentLog(path);
-    this.worker = new Worker(writerWorkerURL());
+    this.worker = new Worker(auditWorkerURL("writer-worker"));
     // An idle writer must not keep a process alive; one with unanswered batches must (ref() in
     // sendFinals, unref() once all are answered), or a shutdown could exit before its last commit.
     this.worker.unref();
@@ -81,7 +95,17 @@ export class SqliteAuditStore {
       this.onReply = null;
       if (reply.kind === "failed") options.onError?.(`cannot open ${path} for writing: ${reply.message}`);
     };
-    this.send({ kind: "open", path, busyTimeoutMs: options.busyTimeoutMs ?? 5000 });
+    this.send({
+      kind: "open",
+      path,
+      busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+      settings: {
+        hashKeyHex: Buffer.from(hashKey).toString("hex"),
+        signingKeyPath: keyPath,
+        checkpoint: options.checkpoint ?? defaultCheckpointSettings,
+        retentionDays: options.retentionDays,
+      },
+    });
   }
 
   /** Makes the in-flight record durable in the intent log; rejects if it cannot be written. */
@@ -115,7 +139,7 @@ export class SqliteAuditStore {
 
   /** Records the calls a killed process left in flight as interrupted; returns how many. */
   recoverInterrupted(): number {
-    return recoverIntents(this.db, this.path);
+    return recoverIntents(this.chain, this.path);
   }
 
   /** Commits what is queued, stops the writer thread and closes the database. */
@@ -134,6 +158,8 @@ export class SqliteAuditStore {
       this.send({ kind: "close" });
     });
     this.worker.terminate();
+    this.chain.finalize();
+    this.trail.close();
     this.closeReader();
     this.intents.close();
     if (this.finals.length > 0) {
@@ -155,6 +181,7 @@ export class SqliteAuditStore {
   }
 
   private received(reply: WriterReply): void {
+    if (reply.kind === "notice") return this.options.onError?.(reply.message);
     if (this.onReply) return this.onReply(reply);
     if (reply.kind !== "committed" && reply.kind !== "failed") return;
     const batches = this.unanswered.splice(0, reply.batches);

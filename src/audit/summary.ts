@@ -9,8 +9,8 @@
  * indexes instead. Money is summed as integers (nano-dollars) either way.
  */
 import type { Database } from "bun:sqlite";
-import type { z } from "zod";
-import type { summaryFilterSchema, SummaryGrouping } from "./filters.ts";
+import { z } from "zod";
+import { summaryGroupings, type summaryFilterSchema, type SummaryGrouping } from "./filters.ts";
 export { summaryFilterSchema, summaryGroupings, type SummaryGrouping } from "./filters.ts";
 import { rollupCursor, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
@@ -18,31 +18,36 @@ import { rollupCursor, summedColumns, unpricedSQL, type RollupDimension } from "
 export type SummaryFilter = z.input<typeof summaryFilterSchema>;
 export type ParsedSummaryFilter = z.output<typeof summaryFilterSchema>;
 
-export interface SummaryRow {
-  /** The agent, user, task, model, provider or day; null for calls without one. */
-  key: string | null;
-  calls: number;
-  input_tokens: number;
-  output_tokens: number;
-  cache_read_tokens: number;
-  cache_write_tokens: number;
-  cache_write_1h_tokens: number;
-  reasoning_tokens: number;
-  /** `cost_nano_usd` / 1e9. */
-  cost_usd: number;
-  /** Exact sum of the records' cost in nano-dollars (exact up to 2^53, about $9 million). */
-  cost_nano_usd: number;
-  /** Calls with usage but no known price: their cost is missing from `cost_usd`, not zero. */
-  unpriced_calls: number;
-}
+const count = z.number().int().nonnegative();
 
-export interface Summary {
-  by: SummaryGrouping;
-  since: string | null;
-  until: string | null;
-  groups: SummaryRow[];
-  total: SummaryRow;
-}
+export const summaryRowSchema = z.object({
+  /** The agent, user, task, model, provider or day; null for calls without one. */
+  key: z.string().nullable(),
+  calls: count,
+  input_tokens: count,
+  output_tokens: count,
+  cache_read_tokens: count,
+  cache_write_tokens: count,
+  cache_write_1h_tokens: count,
+  reasoning_tokens: count,
+  /** `cost_nano_usd` / 1e9. */
+  cost_usd: z.number(),
+  /** Exact sum of the records' cost in nano-dollars (exact up to 2^53, about $9 million). */
+  cost_nano_usd: count,
+  /** Calls with usage but no known price: their cost is missing from `cost_usd`, not zero. */
+  unpriced_calls: count,
+});
+
+export const summarySchema = z.object({
+  by: z.enum(summaryGroupings),
+  since: z.string().nullable(),
+  until: z.string().nullable(),
+  groups: z.array(summaryRowSchema),
+  total: summaryRowSchema,
+});
+
+export type SummaryRow = z.infer<typeof summaryRowSchema>;
+export type Summary = z.infer<typeof summarySchema>;
 
 type Sums = Omit<SummaryRow, "key" | "cost_usd">;
 const sumFields = ["calls", ...summedColumns, "unpriced_calls"] as const;

@@ -2,27 +2,65 @@
  * The audit store's writer thread: it owns the write connection, so SQLite's inserts, commits and
  * WAL checkpoints never block the proxy's event loop. Batches that arrive while it is busy are
  * committed together in one transaction on its next turn (group commit): a quiet proxy commits
- * each call at once, a busy one shares commits. Every batch is answered, in order. Every few
- * seconds while records arrive it also folds them into the usage rollup (./rollup.ts).
+ * each call at once, a busy one shares commits. Every batch is answered, in order. Records are
+ * appended to the hash chain (./chain.ts); the thread also writes the signed checkpoints (every N
+ * records, every T seconds when anything is new, and on close), runs retention, and every few
+ * seconds while records arrive folds them into the usage rollup (./rollup.ts).
  */
-import type { Database, Statement } from "bun:sqlite";
-import { columns, openDatabase, type SQLValue } from "./database.ts";
+import type { Database } from "bun:sqlite";
+import { ChainWriter } from "./chain.ts";
+import { Checkpointer } from "./checkpoint.ts";
+import { openDatabase, type SQLValue } from "./database.ts";
+import { applyRetention } from "./erase.ts";
 import { advanceRollup } from "./rollup.ts";
-import type { WriterReply, WriterRequest } from "./writer-protocol.ts";
+import { loadSigningKey } from "./signing.ts";
+import type { WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
 
 declare const self: Worker;
 
 let db: Database | null = null;
-let insert: Statement;
+let chain: ChainWriter | undefined;
+let checkpointer: Checkpointer | null = null;
+let settings: WriterSettings;
+let sinceCheckpoint = 0;
+const timers: Timer[] = [];
 
 const reply = (message: WriterReply) => self.postMessage(JSON.stringify(message));
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
+const notice = (message: string) => reply({ kind: "notice", message });
 
-function open(path: string, busyTimeoutMs: number): void {
+function open(path: string, busyTimeoutMs: number, given: WriterSettings): void {
+  settings = given;
   db = openDatabase(path, busyTimeoutMs);
-  insert = db.prepare(`INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`);
+  chain = new ChainWriter(db, Buffer.from(settings.hashKeyHex, "hex"));
+  const key = loadSigningKey(settings.signingKeyPath, { create: false });
+  if (!key) throw new Error(`the signing key ${settings.signingKeyPath} is missing`);
+  checkpointer = new Checkpointer(chain, key, settings.checkpoint, notice);
+  timers.push(setInterval(() => maintain(checkpoint), settings.checkpoint.everySeconds * 1000));
+  if (settings.retentionDays !== undefined) {
+    maintain(retain);
+    timers.push(setInterval(() => maintain(retain), 3_600_000));
+  }
 }
 
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
+function checkpoint(): void {
+  sinceCheckpoint = 0;
+  checkpointer?.checkpoint();
+}
+
+function retain(): void {
+  if (chain && settings.retentionDays !== undefined) applyRetention(chain, settings.retentionDays);
+}
+
+/** Maintenance never fails a batch; a locked database just waits for the next turn. */
+function maintain(task: () => void): void {
+  if (!db) return;
+  try {
+    task();
+  } catch (error) {
+    notice(`audit maintenance failed: ${messageOf(error)}`);
+  }
+}
 
 let pending: SQLValue[][][] = [];
 
@@ -48,16 +86,17 @@ function commitPending(): void {
   const batches = pending;
   pending = [];
   try {
-    if (!db) throw new Error("the audit database could not be opened for writing");
-    const database = db;
-    database.transaction(() => {
-      for (const rows of batches) for (const row of rows) insert.run(...row);
-    })();
+    if (!db || !chain) throw new Error("the audit database could not be opened for writing");
+    const rows = batches.flat();
+    chain.append(rows);
+    sinceCheckpoint += rows.length;
     reply({ kind: "committed", batches: batches.length });
-    maybeAdvanceRollup(database);
+    maybeAdvanceRollup(db);
   } catch (error) {
     reply({ kind: "failed", batches: batches.length, message: messageOf(error) });
+    return;
   }
+  if (sinceCheckpoint >= settings.checkpoint.everyRecords) maintain(checkpoint);
 }
 
 self.onmessage = (event: MessageEvent<string>) => {
@@ -67,15 +106,19 @@ self.onmessage = (event: MessageEvent<string>) => {
     pending.push(request.rows);
   } else if (request.kind === "open") {
     try {
-      open(request.path, request.busyTimeoutMs);
+      open(request.path, request.busyTimeoutMs, request.settings);
       reply({ kind: "opened" });
     } catch (error) {
       reply({ kind: "failed", batches: 0, message: messageOf(error) });
     }
   } else {
     if (pending.length > 0) commitPending();
+    for (const timer of timers.splice(0)) clearInterval(timer);
+    maintain(checkpoint);
     lastRollup = Number.NEGATIVE_INFINITY; // leave the rollup caught up
     if (db) maybeAdvanceRollup(db);
+    checkpointer?.finalize();
+    chain?.finalize();
     db?.close();
     db = null;
     reply({ kind: "closed" });

@@ -1,6 +1,8 @@
 /** Helpers shared by CLI commands: user-facing errors, option parsing, the audit DB path. */
+type AuditLog = ReturnType<typeof openAuditLog>;
 import { existsSync } from "node:fs";
 import { z } from "zod";
+import { openAuditLog } from "../audit/database.ts";
 import { ConfigError } from "../config/load.ts";
 import { PluginError } from "../plugin.ts";
 
@@ -31,6 +33,30 @@ export function parseFlag<S extends z.ZodType>(flag: string, schema: S, value: u
   if (result.success) return result.data;
   throw new UsageError(`--${flag}: ${result.error.issues.map((issue) => issue.message).join("; ")}`);
 }
+
+/** Parses option values with a schema; the first problem is a UsageError naming its flag. */
+export function parseOptions<S extends z.ZodType>(schema: S, values: unknown): z.output<S> {
+  const result = schema.safeParse(values);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  throw new UsageError(`--${issue.path.join(".")}: ${issue.message}`);
+}
+
+/** Opens the existing audit database named by --log-db (or its defaults), runs `use`, closes it. */
+export async function withAuditLog<T>(flag: string | undefined, use: (log: AuditLog, logDb: string) => Promise<T>): Promise<T> {
+  const logDb = resolveLogDb(flag);
+  requireExistingDb(logDb);
+  const log = openAuditLog(logDb);
+  try {
+    return await use(log, logDb);
+  } finally {
+    log.close();
+  }
+}
+
+/** The names of the filters a parsed filter object sets (audit events record names, never values). */
+export const filterNames = (filter: object, skip: readonly string[] = []) =>
+  Object.entries(filter).flatMap(([key, value]) => (value !== undefined && !skip.includes(key) ? [key] : []));
 
 export const portSchema = z.coerce.number().int().min(0).max(65535);
 

@@ -1,9 +1,9 @@
 /** `agent-attr audit summary --by agent --days 30`: calls, tokens and cost per group. */
 import { defineCommand } from "citty";
-import { openAuditLog } from "../audit/database.ts";
 import { csvCell, formatUSD } from "../audit/format.ts";
 import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../audit/summary.ts";
-import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
+import { filterNames, logDbArg, parseOptions, withAuditLog, withUserErrors } from "./_shared.ts";
+import { recordCliQuery } from "./audit-trail.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
 const columns = [
@@ -48,21 +48,13 @@ export const summaryCommand = defineCommand({
     "log-db": logDbArg,
   },
   run: withUserErrors(async ({ args }) => {
-    const parsed = summaryFilterSchema.safeParse({ by: args.by, ...filterValues(args) });
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new UsageError(`--${issue.path.join(".")}: ${issue.message}`);
-    }
-    const logDb = resolveLogDb(args["log-db"]);
-    requireExistingDb(logDb);
-    const log = openAuditLog(logDb);
-    try {
-      const summary = await log.reader.summary(parsed.data);
+    const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args) });
+    await withAuditLog(args["log-db"], async (log, logDb) => {
+      const summary = await log.reader.summary(filter);
+      recordCliQuery(log.db, logDb, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by"]), summary.groups.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(summaryCSV(summary));
       else process.stdout.write(summaryTable(summary));
-    } finally {
-      log.close();
-    }
+    });
   }),
 });

@@ -2,8 +2,9 @@
 import { defineCommand } from "citty";
 import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
 import { recordFilterSchema } from "../audit/query.ts";
-import { openAuditLog } from "../audit/database.ts";
-import { logDbArg, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
+import { exportCommands } from "./audit-export.ts";
+import { recordCliQuery, trailCommands } from "./audit-trail.ts";
+import { filterNames, logDbArg, parseOptions, withAuditLog, withUserErrors } from "./_shared.ts";
 import { summaryCommand } from "./audit-summary.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
@@ -17,29 +18,21 @@ const query = defineCommand({
     "log-db": logDbArg,
   },
   run: withUserErrors(async ({ args }) => {
-    const parsed = recordFilterSchema.safeParse({ ...filterValues(args), limit: args.limit, cursor: args.cursor });
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new UsageError(`--${issue.path.join(".")}: ${issue.message}`);
-    }
-    const logDb = resolveLogDb(args["log-db"]);
-    requireExistingDb(logDb);
-    const log = openAuditLog(logDb);
-    try {
-      const page = await log.reader.records(parsed.data);
+    const filter = parseOptions(recordFilterSchema, { ...filterValues(args), limit: args.limit, cursor: args.cursor });
+    await withAuditLog(args["log-db"], async (log, logDb) => {
+      const page = await log.reader.records(filter);
+      recordCliQuery(log.db, logDb, "cli:audit query", filterNames(filter, ["limit"]), page.records.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(csvHeader() + page.records.map(csvRow).join(""));
       else {
         process.stdout.write(formatTable(page.records));
         if (page.next_cursor) process.stdout.write(`(more: --cursor ${page.next_cursor})\n`);
       }
-    } finally {
-      log.close();
-    }
+    });
   }),
 });
 
 export const auditCommand = defineCommand({
-  meta: { name: "audit", description: "Query the audit trail" },
-  subCommands: { query, summary: summaryCommand },
+  meta: { name: "audit", description: "Query, summarise, verify, export and erase the audit trail" },
+  subCommands: { query, summary: summaryCommand, ...trailCommands, ...exportCommands },
 });

@@ -37,6 +37,22 @@ export const configSchema = z
         logDb: z.string().min(1).optional(),
         /** Forward calls even when the audit log cannot be written (not for compliance use). */
         failOpen: z.boolean().default(false),
+        /** Signed checkpoints of the hash chain: every N records, every T seconds when anything is new. */
+        checkpoint: z
+          .object({
+            everyRecords: z.number().int().positive().default(1000),
+            everySeconds: z.number().positive().default(60),
+            /** Also append each checkpoint (one JSON line) to this file, outside the database. */
+            file: z.string().min(1).optional(),
+            /** Also POST each checkpoint (JSON) to this URL. */
+            webhook: z.url().optional(),
+          })
+          .strict()
+          .prefault({}),
+        /** The Ed25519 checkpoint/manifest key file (default `<log-db>.signing-key`, created on first start). */
+        signingKey: z.string().min(1).optional(),
+        /** Erase personal fields (user, task, session, trace, prompt/response hashes) of records older than N days. */
+        retentionDays: z.number().positive().optional(),
       })
       .strict()
       .prefault({}),

@@ -43,7 +43,8 @@ export function promptText(body: Record<string, unknown> | null): string | null 
 export async function estimateUsage(ctx: CallContext, known: Usage | null, delivered: string | null): Promise<Usage | null> {
   const count = await countTokens();
   let output = known?.output_tokens ?? null;
-  if (delivered !== null) output = Math.max(output ?? 0, count(delivered));
+  if (ctx.endpoint.kind === "embeddings") output = 0; // embeddings generate no tokens
+  else if (delivered !== null) output = Math.max(output ?? 0, count(delivered));
   let input = known?.input_tokens ?? null;
   if (input === null) {
     const prompt = promptText(ctx.body);

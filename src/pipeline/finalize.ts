@@ -36,8 +36,9 @@ async function completeRecord(
   let outcome: Outcome;
   let errorType = result.errorType;
   if (how.kind === "cancel") {
-    // SDKs cancel the body right after the terminal event: that call completed.
-    outcome = result.terminal ? "completed" : "client_aborted";
+    // SDKs cancel the body right after the terminal event: that call completed (or failed, if
+    // its terminal event was an error).
+    outcome = !result.terminal ? "client_aborted" : result.errorType ? "upstream_error" : "completed";
   } else if (how.kind === "upstream_error" && ctx.request.signal.aborted) {
     outcome = "client_aborted";
   } else if (how.kind === "upstream_error") {
@@ -46,6 +47,10 @@ async function completeRecord(
   } else if (status >= 400) {
     outcome = "upstream_error";
     errorType ??= `http_${status}`;
+  } else if (result.errorType) {
+    // A 200 whose body reports a failure: an SSE `error` event (e.g. Anthropic's overloaded_error
+    // mid-stream) or a Responses API `response.failed`.
+    outcome = "upstream_error";
   } else if (ctx.stream && !result.terminal) {
     outcome = "upstream_error";
     errorType ??= "incomplete_stream";
@@ -85,8 +90,8 @@ async function completeRecord(
   };
 }
 
-/** Endpoints that generate tokens someone pays for. */
-const generating = new Set<EndpointKind>(["chat.completions", "completions", "responses", "messages"]);
+/** Endpoints whose tokens someone pays for (embeddings: input only). */
+const generating = new Set<EndpointKind>(["chat.completions", "completions", "responses", "messages", "embeddings"]);
 
 /**
  * A successful generation whose usage did not arrive in full — the client hung up, the stream broke

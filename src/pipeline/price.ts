@@ -24,7 +24,8 @@ export async function priceCall(call: PriceRequest, rt: Runtime): Promise<PriceQ
 }
 
 function warnUnpriced(call: PriceRequest, rt: Runtime): void {
-  const key = `${call.provider}/${call.responseModel ?? call.model ?? "(no model)"}`;
+  // Keyed by the requested model: the limit stage (no response yet) and the final record agree.
+  const key = `${call.provider}/${call.model ?? call.responseModel ?? "(no model)"}`;
   let seen = warned.get(rt);
   if (!seen) warned.set(rt, (seen = new Set()));
   if (seen.has(key) || seen.size > 10_000) return;

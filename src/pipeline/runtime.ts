@@ -3,6 +3,7 @@
  * closed by `closeRuntime`. Everything the pipeline needs is reached through it: no hidden globals.
  */
 import type { AuditReader } from "../audit/query.ts";
+import type { AuditTrail } from "../audit/trail.ts";
 import type { AuditSink, Logger, Plugin, ProviderAdapter } from "../plugin.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -20,6 +21,8 @@ export interface Runtime {
   readonly providers: readonly { plugin: string; adapter: ProviderAdapter }[];
   readonly sinks: readonly { plugin: string; sink: AuditSink }[];
   readonly reader: AuditReader;
+  /** The primary sink's tamper-evident trail, when it has one. */
+  readonly trail: AuditTrail | null;
   /** Key of the HMAC that turns prompts and responses into keyed hashes. */
   readonly hashKey: Uint8Array;
   readonly limits: RuntimeLimits;

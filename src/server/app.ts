@@ -8,7 +8,9 @@ import { ProxyError, toWireError } from "../errors.ts";
 import { endpoints, wireOfPath } from "../pipeline/endpoints.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { auditRoutes } from "./audit-routes.ts";
-import { accessGuard, type AccessToken } from "./roles.ts";
+import { auditTrailRoutes } from "./audit-trail-routes.ts";
+import { openapiDocument } from "./openapi.ts";
+import { accessActor, accessGuard, type AccessToken } from "./roles.ts";
 
 export interface AppOptions {
   /** Tokens the audit API accepts, with their roles; with none the API is open (loopback-only server). */
@@ -20,7 +22,11 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   app.all("/v1/*", ({ request }) => unknownProxyRoute(request), { parse: "none" });
   app.get("/healthz", () => ({ status: "ok" }));
   app.get("/metrics", () => new Response(rt.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } }));
-  app.use(auditRoutes(rt, accessGuard(options.tokens ?? [])));
+  app.get("/openapi.json", () => Response.json(openapiDocument()));
+  const access = accessGuard(options.tokens ?? []);
+  const actorOf = accessActor(options.tokens ?? []);
+  app.use(auditRoutes(rt, access, actorOf));
+  app.use(auditTrailRoutes(rt, access, actorOf));
   for (const plugin of rt.plugins) plugin.routes?.(app);
   app.onError(({ code, request }) => {
     if (code === "NOT_FOUND") {

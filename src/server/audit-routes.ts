@@ -14,36 +14,61 @@ const invalidQuery = (error: z.ZodError) =>
     { status: 400 },
   );
 
+/** The names of the filters a query used (never their values, which may be personal). */
+const usedFilters = (filter: object) =>
+  Object.entries(filter).flatMap(([key, value]) => (key !== "limit" && key !== "by" && value !== undefined ? [key] : []));
+
+/**
+ * Every query is a chain event (audit of the audit): the route pattern, the names of the filters
+ * used and how many records (or groups) were returned. If the event cannot be written, the answer
+ * is withheld (503), as for a call whose record cannot be written.
+ */
+function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Response {
+  try {
+    rt.trail?.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
+    return answer;
+  } catch (error) {
+    rt.log.error(`cannot record an audit query in the trail: ${error instanceof Error ? error.message : String(error)}`);
+    return Response.json(
+      { error: { message: "The audit trail cannot record this query right now; retry shortly.", type: "api_error", code: "audit_unavailable" } },
+      { status: 503 },
+    );
+  }
+}
+
 /** Every route asks `access` for the least role it needs (reads: auditor; deletes: admin). */
-export function auditRoutes(rt: Runtime, access: AccessGuard) {
-  const list = async (request: Request, fixed: Partial<RecordFilter> = {}) => {
+export function auditRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
+  const list = async (request: Request, route: string, fixed: Partial<RecordFilter> = {}) => {
     const denied = access(request, "auditor");
     if (denied) return denied;
     const parsed = recordFilterSchema.safeParse({ ...queryOf(request), ...fixed });
     if (!parsed.success) return invalidQuery(parsed.error);
-    return Response.json(await rt.reader.records(parsed.data));
+    const page = await rt.reader.records(parsed.data);
+    return recorded(rt, actorOf(request), route, usedFilters(parsed.data), page.records.length, Response.json(page));
   };
   const summary = async (request: Request) => {
     const denied = access(request, "auditor");
     if (denied) return denied;
     const parsed = summaryFilterSchema.safeParse(queryOf(request));
     if (!parsed.success) return invalidQuery(parsed.error);
-    return Response.json(await rt.reader.summary(parsed.data));
+    const result = await rt.reader.summary(parsed.data);
+    return recorded(rt, actorOf(request), `/audit/summary?by=${parsed.data.by}`, usedFilters(parsed.data), result.groups.length, Response.json(result));
   };
   return new Elysia({ prefix: "/audit" })
-    .get("/records", ({ request }) => list(request))
+    .get("/records", ({ request }) => list(request, "/audit/records"))
     .get("/summary", ({ request }) => summary(request))
     .get("/records/:id", async ({ request, params }) => {
       const denied = access(request, "auditor");
       if (denied) return denied;
       const record = await rt.reader.record(params.id);
-      if (record) return Response.json(record);
-      return Response.json(
+      if (record) return recorded(rt, actorOf(request), "/audit/records/:id", ["id"], 1, Response.json(record));
+      const missing = Response.json(
         { error: { message: `No audit record has id '${params.id}'.`, type: "not_found_error", code: "not_found" } },
         { status: 404 },
       );
+      return recorded(rt, actorOf(request), "/audit/records/:id", ["id"], 0, missing);
     })
-    .get("/user/:id", ({ request, params }) => list(request, { user: params.id }))
-    .get("/agent/:id", ({ request, params }) => list(request, { agent: params.id }))
-    .get("/task/:id", ({ request, params }) => list(request, { task: params.id }));
+    .get("/user/:id", ({ request, params }) => list(request, "/audit/user/:id", { user: params.id }))
+    .get("/agent/:id", ({ request, params }) => list(request, "/audit/agent/:id", { agent: params.id }))
+    .get("/task/:id", ({ request, params }) => list(request, "/audit/task/:id", { task: params.id }));
 }

@@ -58,20 +58,41 @@ const grants: Record<Role, readonly Role[]> = { admin: ["admin", "auditor"], aud
 
 const digest = (value: string) => createHash("sha256").update(value).digest();
 
+/** Compares two equal-length buffers in constant time (`timingSafeEqual`; injectable for tests). */
+export type Compare = (a: Buffer, b: Buffer) => boolean;
+
 /**
- * `compare` is `timingSafeEqual`; it always gets two 32-byte SHA-256 digests, so neither a
- * token's length nor its content shows in the time a comparison takes.
+ * The role of the request's bearer token, or null. Both sides are SHA-256 digests, so `compare`
+ * always gets 32 bytes against 32: neither a token's length nor its content shows in the timing.
  */
-export function accessGuard(tokens: readonly AccessToken[], compare: (a: Buffer, b: Buffer) => boolean = timingSafeEqual): AccessGuard {
-  if (tokens.length === 0) return () => null;
+function roleMatcher(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): (request: Request) => Role | null {
   const known = tokens.map((t) => ({ digest: digest(t.token), role: t.role }));
-  return (request, needs) => {
+  return (request) => {
     const given = digest(request.headers.get("authorization")?.replace(/^Bearer\s+/i, "") ?? "");
     let role: Role | null = null;
     // Compare against every token (no early exit), each in constant time.
     for (const candidate of known) {
       if (compare(given, candidate.digest) && role === null) role = candidate.role;
     }
+    return role;
+  };
+}
+
+/**
+ * Who a request acts as, for audit-of-the-audit events: `api:admin`, `api:auditor`, or `api:open`
+ * when no token is configured. Never the token itself.
+ */
+export function accessActor(tokens: readonly AccessToken[]): (request: Request) => string {
+  if (tokens.length === 0) return () => "api:open";
+  const roleOf = roleMatcher(tokens);
+  return (request) => `api:${roleOf(request) ?? "unknown"}`;
+}
+
+export function accessGuard(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): AccessGuard {
+  if (tokens.length === 0) return () => null;
+  const roleOf = roleMatcher(tokens, compare);
+  return (request, needs) => {
+    const role = roleOf(request);
     if (role === null) {
       return denial(401, "unauthorized", "authentication_error",
         "The audit API needs a token: send 'Authorization: Bearer <token>' with AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or a token from the config's admin.tokens.");

@@ -29,7 +29,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
   try {
     for (const plugin of plugins) {
       try {
-        await plugin.setup?.({ logDb: options.logDb, log });
+        const { checkpoint, signingKey, retentionDays } = config.audit;
+        await plugin.setup?.({ logDb: options.logDb, log, audit: { checkpoint, signingKey, retentionDays } });
       } catch (error) {
         throw new PluginError(plugin.name, "setup", error);
       }
@@ -49,6 +50,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       providers,
       sinks,
       reader,
+      trail: sinks[0]?.sink.trail ?? null,
       hashKey: loadHashKey(options.logDb),
       limits: {
         maxBodyBytes: config.server.maxBodyBytes,

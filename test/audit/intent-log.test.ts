@@ -3,6 +3,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ChainWriter } from "../../src/audit/chain.ts";
 import { openAuditLog } from "../../src/audit/database.ts";
 import { IntentLog, readSegment, recoverIntents } from "../../src/audit/intent-log.ts";
 import type { AuditRecord } from "../../src/audit/record.ts";
@@ -55,7 +56,9 @@ test("recovery reads segments of older versions: headerless 0.1.0 rows and heade
   const row = ["/v1/messages", "headed-1", "x", "2026-01-02T00:00:00.000Z", "default", 0, "none", "agent-b"];
   writeFileSync(`${logDb}.intents-${dead.pid}-1`, `${JSON.stringify({ columns })}\n${JSON.stringify(row)}\n`);
   try {
-    expect(recoverIntents(log.db, logDb)).toBe(2);
+    const chain = new ChainWriter(log.db);
+    expect(recoverIntents(chain, logDb)).toBe(2);
+    chain.finalize();
     const page = await log.reader.records({ limit: 10 });
     expect(page.records.find((r) => r.id === "legacy-1")).toMatchObject({
       agent_id: "agent-a", user_id: "user-a", model: "gpt-4o", stream: true, prompt_hash: "ph",

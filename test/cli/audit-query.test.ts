@@ -77,3 +77,13 @@ test("a missing database says where it looked and how to point elsewhere", async
   expect(stderr).toContain("/nonexistent/audit.db");
   expect(stderr).toContain("--log-db");
 });
+
+test("CSV writes tiny costs as plain decimals, never in exponent notation", async () => {
+  const path = join(tempDir(), "tiny.db");
+  const store = new SqliteAuditStore(path);
+  store.write({ ...record(9, "a", "u", "t", 0), cost_usd: 3.15e-7, cost_nano_usd: 315 });
+  await store.close();
+  const { stdout } = await runCli(["audit", "query", "--format", "csv", "--log-db", path]);
+  expect(stdout).toContain(",0.000000315,315,");
+  expect(stdout).not.toMatch(/\de-\d/);
+});

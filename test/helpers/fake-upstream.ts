@@ -4,7 +4,9 @@
  *   error-500 | error-429 | gap:<ms> (pause before the last chunks) | break (socket dies mid-stream)
  *   | hang (never answers) | no-done (stream ends without its terminal event)
  *   | chunked-json (a plain answer sent in pieces, without Content-Length); `gap:<ms>@<i>` pauses
- *   before chunk i instead.
+ *   before chunk i instead | sse-error (after the first text delta the stream reports a failure
+ *   in the wire's own way — Anthropic `event: error`, Responses `response.failed`, chat `error` —
+ *   and ends).
  * `x-fake-usage: <json>` replaces the usage object the answer reports (in the provider's own shape),
  * `x-fake-usage: none` leaves it out (as some local servers do, even when asked);
  * `x-fake-text: <text>` replaces the generated text of chat and messages streams.
@@ -108,7 +110,17 @@ function anthropicChunks(model: string, steer: Steering): string[] {
   ];
 }
 
-function streamOf(chunks: string[], scenario: string, fake: FakeUpstream): Response {
+const errorEvents = {
+  chat: sse({ error: { message: "The server had an error while processing your request.", type: "server_error", code: null } }),
+  responses: sse({ type: "response.failed", sequence_number: 2, response: { id: "resp_1", object: "response", status: "failed", error: { code: "server_error", message: "failed" }, usage: null } }, "response.failed"),
+  anthropic: sse({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, "error"),
+};
+
+/** After which chunk each wire's stream has delivered its first text delta. */
+const firstDeltaAt = { chat: 2, responses: 2, anthropic: 3 };
+
+function streamOf(chunks: string[], scenario: string, fake: FakeUpstream, wire: keyof typeof errorEvents = "chat"): Response {
+  if (scenario === "sse-error") chunks = [...chunks.slice(0, firstDeltaAt[wire]), errorEvents[wire]];
   const gap = /^gap:(\d+)(?:@(\d+))?$/.exec(scenario);
   const gapAt = gap?.[2] === undefined ? 2 : Number(gap[2]);
   let i = 0;
@@ -183,14 +195,14 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         case "/v1/completions":
           return Response.json({ id: "cmpl-1", object: "text_completion", created: 1, model, choices: [{ index: 0, text: "Hi", finish_reason: "stop" }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }, { headers });
         case "/v1/responses":
-          if (stream) return streamOf(responsesChunks(model, steer), scenario, fake);
+          if (stream) return streamOf(responsesChunks(model, steer), scenario, fake, "responses");
           return Response.json({ id: "resp_1", object: "response", model, status: "completed", output: [{ type: "message", id: "m1", role: "assistant", status: "completed", content: [{ type: "output_text", text: "Hi", annotations: [] }] }], usage: steer.usage ?? responsesUsage }, { headers });
         case "/v1/embeddings":
-          return Response.json({ object: "list", model, data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }], usage: steer.usage ?? { prompt_tokens: 5, total_tokens: 5 } }, { headers });
+          return Response.json({ object: "list", model, data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }], usage: steer.omitUsage ? undefined : (steer.usage ?? { prompt_tokens: 5, total_tokens: 5 }) }, { headers });
         case "/v1/models":
           return Response.json({ object: "list", data: [{ id: "gpt-4o", object: "model", created: 1, owned_by: "openai" }] }, { headers });
         case "/v1/messages":
-          if (stream) return streamOf(anthropicChunks(model, steer), scenario, fake);
+          if (stream) return streamOf(anthropicChunks(model, steer), scenario, fake, "anthropic");
           return Response.json({ id: "msg_1", type: "message", role: "assistant", model, content: [{ type: "text", text: "Hello" }], stop_reason: "end_turn", stop_sequence: null, usage: steer.usage ?? anthropicUsage }, { headers });
         case "/v1/messages/count_tokens":
           return Response.json({ input_tokens: 42 }, { headers });

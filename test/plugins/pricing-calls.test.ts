@@ -63,18 +63,22 @@ const chatUsage = (prompt: number, cached: number, completion: number, reasoning
 const messages = [{ role: "user", content: "Summarise the pull request." }];
 
 describe("OpenAI", () => {
-  test("plain chat with cached input tokens", async () => {
-    const record = await recordOf(await post("/v1/chat/completions", { model: "gpt-4o", messages }, { "x-fake-usage": chatUsage(1000, 400, 500) }));
-    // 600 x 2.50 + 400 x 1.25 + 500 x 10 = 7,000 micro-dollars
-    expect(record).toMatchObject({ input_tokens: 1000, cache_read_tokens: 400, output_tokens: 500, usage_source: "provider" });
-    expect(record).toMatchObject({ cost_nano_usd: 7_000_000, cost_usd: 0.007, price_source: "genai-prices@0.1.8:openai/gpt-4o" });
+  test("plain and streamed chat with cached input tokens", async () => {
+    for (const stream of [false, true]) {
+      const record = await recordOf(await post("/v1/chat/completions", { model: "gpt-4o", messages, stream }, { "x-fake-usage": chatUsage(1000, 400, 500) }));
+      // 600 x 2.50 + 400 x 1.25 + 500 x 10 = 7,000 micro-dollars
+      expect(record).toMatchObject({ stream, input_tokens: 1000, cache_read_tokens: 400, output_tokens: 500, usage_source: "provider" });
+      expect(record).toMatchObject({ cost_nano_usd: 7_000_000, cost_usd: 0.007, price_source: "genai-prices@0.1.8:openai/gpt-4o" });
+    }
   });
 
-  test("streamed chat with reasoning tokens (priced as output)", async () => {
-    const response = await post("/v1/chat/completions", { model: "gpt-5", messages, stream: true }, { "x-fake-usage": chatUsage(2000, 1500, 3000, 2500) });
-    const record = await recordOf(response);
-    // 500 x 1.25 + 1500 x 0.125 + 3000 x 10 = 30,812.5 micro-dollars
-    expect(record).toMatchObject({ stream: true, reasoning_tokens: 2500, output_tokens: 3000, cost_nano_usd: 30_812_500 });
+  test("plain and streamed chat with reasoning tokens (priced as output)", async () => {
+    for (const stream of [false, true]) {
+      const response = await post("/v1/chat/completions", { model: "gpt-5", messages, stream }, { "x-fake-usage": chatUsage(2000, 1500, 3000, 2500) });
+      const record = await recordOf(response);
+      // 500 x 1.25 + 1500 x 0.125 + 3000 x 10 = 30,812.5 micro-dollars
+      expect(record).toMatchObject({ stream, reasoning_tokens: 2500, output_tokens: 3000, cost_nano_usd: 30_812_500 });
+    }
   });
 
   test("Responses API usage (input_tokens_details / output_tokens_details)", async () => {
@@ -93,8 +97,8 @@ describe("OpenAI", () => {
   });
 
   test("an unknown model is unpriced (null, not $0) and warned about once", async () => {
-    for (let i = 0; i < 2; i++) {
-      const record = await recordOf(await post("/v1/chat/completions", { model: "mystery-model-9", messages }));
+    for (const stream of [false, true]) {
+      const record = await recordOf(await post("/v1/chat/completions", { model: "mystery-model-9", messages, stream }));
       expect(record).toMatchObject({ usage_source: "provider", input_tokens: 12, cost_usd: null, cost_nano_usd: null, price_source: null });
     }
     expect(warnings.filter((w) => w.includes("mystery-model-9"))).toHaveLength(1);
@@ -134,9 +138,11 @@ describe("other providers", () => {
     const below = await recordOf(await post("/v1/chat/completions", { model: "gemini-2.5-pro", messages }, { "x-fake-usage": chatUsage(100_000, 0, 1000) }));
     // 100,000 x 1.25 + 1000 x 10 = 135,000 micro-dollars
     expect(below).toMatchObject({ provider: "google", cost_nano_usd: 135_000_000, price_source: "genai-prices@0.1.8:google/gemini-2.5-pro" });
-    const above = await recordOf(await post("/v1/chat/completions", { model: "gemini-2.5-pro", messages }, { "x-fake-usage": chatUsage(250_000, 0, 1000) }));
-    // 250,000 x 2.50 + 1000 x 15 = 640,000 micro-dollars
-    expect(above).toMatchObject({ cost_nano_usd: 640_000_000, cost_usd: 0.64 });
+    for (const stream of [false, true]) {
+      const above = await recordOf(await post("/v1/chat/completions", { model: "gemini-2.5-pro", messages, stream }, { "x-fake-usage": chatUsage(250_000, 0, 1000) }));
+      // 250,000 x 2.50 + 1000 x 15 = 640,000 micro-dollars
+      expect(above).toMatchObject({ stream, cost_nano_usd: 640_000_000, cost_usd: 0.64 });
+    }
   });
 
   test("embeddings: input tokens only", async () => {
@@ -144,6 +150,11 @@ describe("other providers", () => {
     const record = await recordOf(await post("/v1/embeddings", { model: "text-embedding-3-small", input: "hi" }, { "x-fake-usage": usage }));
     // 1000 x $0.02 = 20 micro-dollars
     expect(record).toMatchObject({ input_tokens: 1000, output_tokens: 0, cost_nano_usd: 20_000, price_source: "genai-prices@0.1.8:openai/text-embedding-3-small" });
+  });
+
+  test("a local server that reports no usage for embeddings: input estimated, free", async () => {
+    const record = await recordOf(await post("/v1/embeddings", { model: "llama3.1:8b", input: "embed this sentence" }, { "x-fake-usage": "none" }));
+    expect(record).toMatchObject({ usage_source: "estimated", input_tokens: countTokens("embed this sentence"), output_tokens: 0, cost_nano_usd: 0 });
   });
 
   test("a local server that reports no usage, plain or streamed: estimated, flagged, free", async () => {
@@ -197,6 +208,24 @@ describe("calls that never reported their usage are billed by estimate", () => {
     const output = countTokens(text);
     expect(record).toMatchObject({ outcome: "client_aborted", usage_source: "estimated", input_tokens: 50, output_tokens: output });
     expect(record.cost_nano_usd).toBe(50 * 3_000 + output * 15_000);
+  });
+
+  test("an error event mid-stream (Anthropic overloaded_error, Responses response.failed, chat error): upstream_error, billed by estimate", async () => {
+    const anthropicUsage = JSON.stringify({ input_tokens: 100, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, output_tokens: 1 });
+    const delivered = text.slice(0, Math.ceil(text.length / 2));
+    type Case = { path: string; body: Record<string, unknown>; headers: Record<string, string>; error: string; input: number; rates: [number, number] };
+    const cases: Case[] = [
+      { path: "/v1/messages", body: { model: "claude-sonnet-4-6", max_tokens: 1024, messages, stream: true }, headers: { "x-fake-usage": anthropicUsage }, error: "overloaded_error", input: 100, rates: [3_000, 15_000] },
+      { path: "/v1/responses", body: { model: "gpt-4o", input: prompt, stream: true }, headers: {}, error: "server_error", input: countTokens(prompt), rates: [2_500, 10_000] },
+      { path: "/v1/chat/completions", body: { model: "gpt-4o", messages, stream: true }, headers: {}, error: "server_error", input: countTokens(prompt), rates: [2_500, 10_000] },
+    ];
+    for (const c of cases) {
+      const response = await post(c.path, c.body, { "x-fake-scenario": "sse-error", "x-fake-text": text, ...c.headers });
+      const record = await recordOf(response);
+      const output = countTokens(c.path === "/v1/responses" ? "Hi" : delivered);
+      expect(record).toMatchObject({ outcome: "upstream_error", error_type: c.error, usage_source: "estimated", input_tokens: c.input, output_tokens: output });
+      expect(record.cost_nano_usd).toBe(c.input * c.rates[0] + output * c.rates[1]);
+    }
   });
 
   test("upstream failure mid-stream: what was delivered is billed", async () => {

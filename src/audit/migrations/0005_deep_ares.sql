@@ -1,0 +1,2 @@
+DROP INDEX `audit_records_task`;--> statement-breakpoint
+CREATE INDEX `audit_records_task` ON `audit_records` (`task_context`,`timestamp`,`input_tokens`,`output_tokens`,`cache_read_tokens`,`cache_write_tokens`,`cache_write_1h_tokens`,`reasoning_tokens`,`cost_nano_usd`,`usage_source`);

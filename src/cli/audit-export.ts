@@ -1,0 +1,100 @@
+/** `agent-attr audit export` and `audit verify-export`: signed exports that stand on their own. */
+import { defineCommand } from "citty";
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { exportFilterSchema, exportFormats, verifyExport } from "../audit/export.ts";
+import { cliActor, openTrail, signingKeyArg } from "./audit-trail.ts";
+import { logDbArg, UsageError, withUserErrors } from "./_shared.ts";
+
+const exportCommand = defineCommand({
+  meta: { name: "export", description: "Export records (streamed) with a signed manifest beside the file" },
+  args: {
+    format: { type: "enum", options: [...exportFormats], required: true, description: "csv | json | ndjson" },
+    output: { type: "string", description: "File to write (its manifest goes to FILE.manifest.json); default stdout, without manifest", valueHint: "FILE" },
+    "start-date": { type: "string", description: "From this day (YYYY-MM-DD, UTC) or ISO 8601 time" },
+    "end-date": { type: "string", description: "Up to and including this day, or up to this ISO 8601 time" },
+    agent: { type: "string", description: "Only this agent" },
+    user: { type: "string", description: "Only this user" },
+    task: { type: "string", description: "Only this task context" },
+    "signing-key": signingKeyArg,
+    "log-db": logDbArg,
+  },
+  run: withUserErrors(({ args }) => {
+    const parsed = exportFilterSchema.safeParse({
+      start_date: args["start-date"],
+      end_date: args["end-date"],
+      agent: args.agent,
+      user: args.user,
+      task: args.task,
+    });
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new UsageError(`--${String(issue.path[0]).replace("_", "-")}: ${issue.message}`);
+    }
+    const { log, trail } = openTrail(args["log-db"], args["signing-key"], true);
+    let fd: number | null = null;
+    try {
+      const run = trail.export(args.format, parsed.data, cliActor());
+      const progress = args.output !== undefined && process.stderr.isTTY ? { total: run.total(), shown: 0 } : null;
+      try {
+        fd = args.output === undefined ? 1 : openSync(args.output, "w", 0o600);
+      } catch (error) {
+        throw new UsageError(`--output ${args.output}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      for (const chunk of run.chunks()) {
+        writeSync(fd, chunk);
+        if (progress && run.exported - progress.shown >= 10_000) {
+          progress.shown = run.exported;
+          const percent = progress.total ? Math.floor((100 * run.exported) / progress.total) : 100;
+          process.stderr.write(`\rExporting: ${run.exported} / ${progress.total} records (${percent}%)`);
+        }
+      }
+      if (progress) process.stderr.write("\r\x1b[K");
+      const manifest = run.manifest!;
+      if (args.output !== undefined) {
+        writeFileSync(`${args.output}.manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+        process.stderr.write(
+          `Exported ${manifest.record_count} records to ${args.output} (sha256 ${manifest.sha256}); manifest: ${args.output}.manifest.json\n`,
+        );
+      } else {
+        process.stderr.write(`agent-attr: exported ${manifest.record_count} records; use --output FILE for a manifest beside the file\n`);
+      }
+    } finally {
+      if (fd !== null && fd !== 1) closeSync(fd);
+      trail.close();
+      log.close();
+    }
+  }),
+});
+
+const verifyExportCommand = defineCommand({
+  meta: { name: "verify-export", description: "Check an export against its signed manifest, offline (exit 1 if changed)" },
+  args: {
+    file: { type: "positional", required: true, description: "The exported file" },
+    manifest: { type: "string", description: "The manifest (default FILE.manifest.json)", valueHint: "FILE" },
+    "public-key": { type: "string", description: "Require the manifest to be signed by this public key (PEM, from 'audit pubkey')", valueHint: "FILE" },
+  },
+  run: withUserErrors(async ({ args }) => {
+    let pinned: string | undefined;
+    if (args["public-key"]) {
+      try {
+        pinned = readFileSync(args["public-key"], "utf8");
+      } catch (error) {
+        throw new UsageError(`--public-key ${args["public-key"]}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    let check;
+    try {
+      check = await verifyExport(args.file, args.manifest ?? `${args.file}.manifest.json`, pinned);
+    } catch (error) {
+      throw new UsageError(error instanceof Error ? error.message : String(error));
+    }
+    if (check.ok) {
+      process.stdout.write(`${check.message}\n`);
+    } else {
+      process.stdout.write(`Export NOT intact: ${check.message}\n`);
+      process.exitCode = 1;
+    }
+  }),
+});
+
+export const exportCommands = { export: exportCommand, "verify-export": verifyExportCommand };

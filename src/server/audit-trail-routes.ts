@@ -1,0 +1,84 @@
+/**
+ * The tamper-evident trail over HTTP: verify, GDPR erasure, streamed exports with signed manifests,
+ * the public key. Each route asks for the least role it needs (./roles.ts): erasure needs admin,
+ * the rest auditor. Every call is recorded in the chain, the actor named by its role (`api:admin`,
+ * `api:auditor`, or `api:open` without tokens).
+ */
+import { Elysia } from "elysia";
+import { z } from "zod";
+import { exportFilterSchema, exportFormats, type ExportFormat } from "../audit/export.ts";
+import type { AuditTrail } from "../audit/trail.ts";
+import type { Runtime } from "../pipeline/runtime.ts";
+import type { AccessGuard, Role } from "./roles.ts";
+
+
+const contentTypes: Record<ExportFormat, string> = {
+  csv: "text/csv; charset=utf-8; header=present",
+  json: "application/json",
+  ndjson: "application/x-ndjson",
+};
+
+function apiError(status: number, code: string, type: string, message: string): Response {
+  return Response.json({ error: { message, type, code } }, { status });
+}
+
+export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
+  /** Runs `handle` for a request with the role `needs`, against a sink that has a trail. */
+  const withTrail = (request: Request, handle: (trail: AuditTrail) => Response | Promise<Response>, needs: Role = "auditor") => {
+    const denied = access(request, needs);
+    if (denied) return denied;
+    if (!rt.trail) {
+      return apiError(501, "not_supported", "invalid_request_error", "The primary audit sink keeps no tamper-evident trail; use sqliteAudit() as the first sink.");
+    }
+    return handle(rt.trail);
+  };
+
+  return new Elysia({ prefix: "/audit" })
+    .get("/verify", ({ request }) =>
+      withTrail(request, async (trail) => {
+        const { recorded, ...report } = await trail.verify(actorOf(request));
+        // As for queries: an audit action that cannot be recorded is not answered.
+        if (!recorded) return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot record this verification right now; retry shortly.");
+        // 409: the trail contradicts its own chain; the body names the first bad seq and why.
+        return Response.json(report, { status: report.ok ? 200 : 409 });
+      }),
+    )
+    .delete("/user/:id", ({ request, params }) =>
+      withTrail(request, (trail) => {
+        trail.eraseUser(params.id, actorOf(request));
+        // The same answer whether or not the user had records: erasure must not reveal existence.
+        return Response.json({ status: "erased" });
+      }, "admin"),
+    )
+    .get("/export/:format", ({ request, params }) =>
+      withTrail(request, (trail) => {
+        const format = z.enum(exportFormats).safeParse(params.format);
+        if (!format.success) {
+          return apiError(404, "not_found", "not_found_error", `No export format '${params.format}'; use /audit/export/csv, /json or /ndjson.`);
+        }
+        const filter = exportFilterSchema.safeParse(Object.fromEntries(new URL(request.url).searchParams));
+        if (!filter.success) {
+          return apiError(400, "invalid_query", "invalid_request_error", `Invalid query: ${z.prettifyError(filter.error)}`);
+        }
+        const run = trail.export(format.data, filter.data, actorOf(request));
+        return new Response(run.stream(), {
+          headers: {
+            "content-type": contentTypes[format.data],
+            "content-disposition": `attachment; filename="audit-export-${run.id}.${format.data}"`,
+            "x-audit-export-id": run.id,
+            link: `</audit/exports/${run.id}/manifest>; rel="describedby"`,
+          },
+        });
+      }),
+    )
+    .get("/exports/:id/manifest", ({ request, params }) =>
+      withTrail(request, (trail) => {
+        const manifest = trail.manifest(params.id);
+        if (manifest) return Response.json(manifest);
+        return apiError(404, "not_found", "not_found_error", `No finished export has id '${params.id}' (a manifest exists once the export's last byte was sent).`);
+      }),
+    )
+    .get("/pubkey", ({ request }) =>
+      withTrail(request, (trail) => new Response(trail.publicKey(), { headers: { "content-type": "application/x-pem-file" } })),
+    );
+}

@@ -1,0 +1,103 @@
+/**
+ * The OpenAPI 3.1 document of the audit API (`GET /openapi.json`), built from the same zod schemas
+ * that validate the requests and type the responses, so it cannot drift from them. A test checks
+ * that every /audit route the app serves is described here.
+ */
+import { z } from "zod";
+import pkg from "../../package.json" with { type: "json" };
+import { exportFilterSchema, exportManifestSchema } from "../audit/export.ts";
+import { recordFilterSchema, summaryFilterSchema } from "../audit/filters.ts";
+import { recordPageSchema } from "../audit/query.ts";
+import { auditRecordSchema } from "../audit/record.ts";
+import { summarySchema } from "../audit/summary.ts";
+import { verifyReportSchema } from "../audit/verify.ts";
+import type { Role } from "./roles.ts";
+
+export interface AuditOperation {
+  method: "get" | "delete";
+  /** Elysia-style path, e.g. `/audit/records/:id`. */
+  path: string;
+  summary: string;
+  role: Role;
+  query?: z.ZodObject;
+  response: z.ZodType;
+  /** Content types of a successful answer (default JSON). */
+  contentTypes?: string[];
+  /** Other answers the route gives, beyond the access and query errors. */
+  otherErrors?: Record<number, string>;
+}
+
+
+export const auditOperations: AuditOperation[] = [
+  { method: "get", path: "/audit/records", summary: "Records, newest first, with filters and cursor pagination", role: "auditor", query: recordFilterSchema, response: recordPageSchema },
+  { method: "get", path: "/audit/records/:id", summary: "One record, by the id its response carried in X-Audit-Record-ID", role: "auditor", response: auditRecordSchema, otherErrors: { 404: "No record has this id." } },
+  { method: "get", path: "/audit/user/:id", summary: "One user's records (e.g. ?days=30)", role: "auditor", query: recordFilterSchema.omit({ user: true }), response: recordPageSchema },
+  { method: "get", path: "/audit/agent/:id", summary: "One agent's records", role: "auditor", query: recordFilterSchema.omit({ agent: true }), response: recordPageSchema },
+  { method: "get", path: "/audit/task/:id", summary: "One task context's records (URL-encode it)", role: "auditor", query: recordFilterSchema.omit({ task: true }), response: recordPageSchema },
+  { method: "get", path: "/audit/verify", summary: "Recompute the hash chain and check the signed checkpoints (409 when tampered, naming the first bad seq and why)", role: "auditor", response: verifyReportSchema, otherErrors: { 409: "The trail is tampered: the body is the same report with ok false and the failure." } },
+  { method: "delete", path: "/audit/user/:id", summary: "Erase a user's personal data (GDPR Art. 17); the same answer whether or not the user had records", role: "admin", response: z.object({ status: z.literal("erased") }) },
+  { method: "get", path: "/audit/export/:format", summary: "Stream an export (csv, json or ndjson); its id is in X-Audit-Export-ID", role: "auditor", query: exportFilterSchema, response: z.string(), contentTypes: ["text/csv", "application/json", "application/x-ndjson"], otherErrors: { 404: "No such export format." } },
+  { method: "get", path: "/audit/exports/:id/manifest", summary: "The signed manifest of a finished export", role: "auditor", response: exportManifestSchema, otherErrors: { 404: "No finished export has this id." } },
+  { method: "get", path: "/audit/pubkey", summary: "The public key that signs checkpoints and manifests (PEM)", role: "auditor", response: z.string(), contentTypes: ["application/x-pem-file"] },
+  { method: "get", path: "/audit/summary", summary: "Calls, tokens by kind, exact cost and unpriced calls per agent, user, task, model, provider or day", role: "auditor", query: summaryFilterSchema, response: summarySchema },
+];
+
+const errorSchema = {
+  type: "object",
+  properties: {
+    error: {
+      type: "object",
+      properties: { message: { type: "string" }, type: { type: "string" }, code: { type: ["string", "null"] } },
+      required: ["message", "type"],
+    },
+  },
+  required: ["error"],
+};
+
+function jsonSchema(schema: z.ZodType, io: "input" | "output"): Record<string, unknown> {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: "any" }) as Record<string, unknown>;
+  return rest;
+}
+
+function operation(op: AuditOperation) {
+  const pathParams = [...op.path.matchAll(/:(\w+)/g)].map((m) => ({ name: m[1], in: "path", required: true, schema: { type: "string" } }));
+  const queryParams = op.query
+    ? Object.entries(op.query.shape).map(([name, field]) => ({
+        name,
+        in: "query",
+        required: !(field as z.ZodType).safeParse(undefined).success,
+        schema: jsonSchema(field as z.ZodType, "input"),
+      }))
+    : [];
+  const error = (description: string) => ({ description, content: { "application/json": { schema: errorSchema } } });
+  return {
+    summary: op.summary,
+    description: `Needs the ${op.role} role${op.role === "auditor" ? " (admin also may)" : ""} when access tokens are configured.`,
+    security: [{ bearer: [] }],
+    parameters: [...pathParams, ...queryParams],
+    responses: {
+      200: {
+        description: "OK",
+        content: Object.fromEntries((op.contentTypes ?? ["application/json"]).map((type) => [type, { schema: jsonSchema(op.response, "output") }])),
+      },
+      ...(op.query ? { 400: error("A query parameter is invalid; the message names it.") } : {}),
+      401: error("No known access token."),
+      403: error(`The token's role is not ${op.role}.`),
+      ...Object.fromEntries(Object.entries(op.otherErrors ?? {}).map(([status, text]) => [status, error(text)])),
+    },
+  };
+}
+
+export function openapiDocument(): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of auditOperations) {
+    const path = op.path.replace(/:(\w+)/g, "{$1}");
+    paths[path] = { ...paths[path], [op.method]: operation(op) };
+  }
+  return {
+    openapi: "3.1.0",
+    info: { title: "agent-attr audit API", version: pkg.version },
+    components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+    paths,
+  };
+}

@@ -1,0 +1,121 @@
+// `agent-attr audit export` and `audit verify-export`: streamed CSV/JSON/NDJSON with a signed
+// manifest beside the file; spreadsheet-safe CSV; a one-byte change is caught offline.
+import { Database } from "bun:sqlite";
+import { beforeAll, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ExportManifest } from "../../src/audit/export.ts";
+import type { AuditRecord } from "../../src/audit/record.ts";
+import { runCli } from "../helpers/process.ts";
+import { tempDir } from "../helpers/proxy.ts";
+import { sampleRecord, trailWith } from "../helpers/records.ts";
+
+const injections = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A2)", "\tTAB", "\rCR", "plain, \"quoted\""];
+const day = (n: number) => new Date(Date.UTC(2026, 0, n, 12)).toISOString();
+let logDb: string;
+let dir: string;
+
+beforeAll(async () => {
+  logDb = await trailWith(7, {
+    record: (i) => sampleRecord(i, { task_context: injections[i - 1]!, timestamp: day(i), cost_usd: i === 3 ? -1.5 : 0.25 }),
+  });
+  dir = tempDir();
+});
+
+const exportTo = async (name: string, ...args: string[]) => {
+  const output = join(dir, name);
+  const result = await runCli(["audit", "export", "--output", output, "--log-db", logDb, ...args]);
+  return { ...result, output, manifest: () => JSON.parse(readFileSync(`${output}.manifest.json`, "utf8")) as ExportManifest };
+};
+
+test("CSV: the record field names as header, formula payloads neutralised, numbers stay numbers", async () => {
+  const { exitCode, output, stderr } = await exportTo("all.csv", "--format", "csv");
+  expect(exitCode).toBe(0);
+  expect(stderr).toContain("Exported 7 records");
+  const text = readFileSync(output, "utf8");
+  const lines = text.split("\r\n");
+  expect(lines[0]).toStartWith("id,seq,timestamp,duration_ms,ttfb_ms,agent_id,user_id,task_context,");
+  expect(text).toContain(",'=cmd|' /C calc'!A0,");
+  expect(text).toContain(",'+1+1,");
+  expect(text).toContain(",'-2+3,");
+  expect(text).toContain(",'@SUM(A1:A2),");
+  expect(text).toContain(",'\tTAB,");
+  expect(text).toContain(`,"'\rCR",`);
+  expect(text).toContain(`,"plain, ""quoted""",`);
+  // No cell starts with a formula character unless prefixed (a negative number is a number).
+  expect(lines[3]).toContain(",-1.5,");
+  expect(lines[1]).toContain(",12.5,3,reviewer,");
+});
+
+test("the manifest: count, seq range, first/last chain hash, SHA-256, signature; verify-export passes", async () => {
+  const { output, manifest } = await exportTo("all.ndjson", "--format", "ndjson");
+  const m = manifest();
+  const db = new Database(logDb, { readonly: true });
+  const hashOf = (seq: number) => db.query<{ hash: string }, [number]>("SELECT hash FROM audit_records WHERE seq = ?").get(seq)!.hash;
+  expect(m).toMatchObject({ record_count: 7, first_seq: 1, last_seq: 7, first_hash: hashOf(1), last_hash: hashOf(7), format: "ndjson" });
+  db.close();
+  const bytes = readFileSync(output);
+  expect(m.bytes).toBe(bytes.byteLength);
+  expect(m.sha256).toBe(new Bun.CryptoHasher("sha256").update(bytes).digest("hex"));
+  const lines = bytes.toString().trim().split("\n").map((line) => JSON.parse(line) as AuditRecord);
+  expect(lines.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  expect(lines[1]!.stream).toBe(true);
+  const check = await runCli(["audit", "verify-export", output]);
+  expect(check.exitCode).toBe(0);
+  expect(check.stdout).toContain("intact — 7 records, seq 1..7");
+});
+
+test("a one-byte change to the export, or an edited manifest, fails verify-export", async () => {
+  const { output } = await exportTo("changed.json", "--format", "json");
+  const original = readFileSync(output);
+  expect((JSON.parse(original.toString()) as AuditRecord[]).length).toBe(7);
+  const changed = Buffer.from(original);
+  const at = changed.indexOf("gpt-4o");
+  changed[at] = "G".charCodeAt(0);
+  writeFileSync(output, changed);
+  const check = await runCli(["audit", "verify-export", output]);
+  expect(check.exitCode).toBe(1);
+  expect(check.stdout).toContain("SHA-256");
+  writeFileSync(output, original);
+  const manifestFile = `${output}.manifest.json`;
+  const manifest = JSON.parse(readFileSync(manifestFile, "utf8")) as ExportManifest;
+  writeFileSync(manifestFile, JSON.stringify({ ...manifest, record_count: 6 }));
+  const forged = await runCli(["audit", "verify-export", output]);
+  expect(forged.exitCode).toBe(1);
+  expect(forged.stdout).toContain("signature");
+});
+
+test("--public-key pins the signer: a manifest re-signed with another key is refused", async () => {
+  const { output } = await exportTo("pinned.csv", "--format", "csv");
+  const pub = join(dir, "pub.pem");
+  writeFileSync(pub, (await runCli(["audit", "pubkey", "--log-db", logDb])).stdout);
+  expect((await runCli(["audit", "verify-export", output, "--public-key", pub])).exitCode).toBe(0);
+  const { generateKeyPairSync } = await import("node:crypto");
+  const other = join(dir, "other.pem");
+  writeFileSync(other, generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString());
+  const refused = await runCli(["audit", "verify-export", output, "--public-key", other]);
+  expect(refused.exitCode).toBe(1);
+});
+
+test("--start-date/--end-date bound the export by day (inclusive), and filters combine", async () => {
+  const { manifest } = await exportTo("range.csv", "--format", "csv", "--start-date", "2026-01-03", "--end-date", "2026-01-05");
+  expect(manifest()).toMatchObject({ record_count: 3, first_seq: 3, last_seq: 5 });
+  expect(manifest().filters).toEqual({ start_date: "2026-01-03T00:00:00.000Z", end_date: "2026-01-05T23:59:59.999Z", agent: null, user: false, task: false });
+  const byUser = await exportTo("user.csv", "--format", "csv", "--user", "user-1");
+  expect(byUser.manifest()).toMatchObject({ record_count: 3, filters: { user: true } });
+  expect(JSON.stringify(byUser.manifest())).not.toContain("user-1");
+  const bad = await runCli(["audit", "export", "--format", "csv", "--start-date", "soon", "--log-db", logDb]);
+  expect(bad.exitCode).toBe(1);
+  expect(bad.stderr).toContain("--start-date");
+});
+
+test("each export is a chain event holding its manifest, and the chain still verifies", async () => {
+  const { manifest } = await exportTo("event.csv", "--format", "csv");
+  const db = new Database(logDb, { readonly: true });
+  const rows = db.query<{ actor: string; details: string }, []>("SELECT actor, details FROM audit_events WHERE kind = 'export'").all();
+  db.close();
+  const manifests = rows.map((row) => (JSON.parse(row.details) as { manifest: ExportManifest }).manifest);
+  expect(manifests.map((m) => m.export_id)).toContain(manifest().export_id);
+  expect(rows[0]!.actor).toStartWith("cli");
+  expect((await runCli(["audit", "verify", "--log-db", logDb])).exitCode).toBe(0);
+});
