@@ -65,6 +65,17 @@ describe("every audit read route", () => {
     }
   });
 
+  test("the trail routes too: no token is a 401 on each; erasure refuses the auditor with 403", async () => {
+    const trailRoutes = ["/audit/verify", "/audit/export/csv", "/audit/exports/nope/manifest", "/audit/pubkey"];
+    for (const path of trailRoutes) expect((await get(path)).status).toBe(401);
+    expect((await fetch(`${proxy.url}/audit/user/u`, { method: "DELETE" })).status).toBe(401);
+    const denied = await fetch(`${proxy.url}/audit/user/u`, { method: "DELETE", headers: { authorization: `Bearer ${auditorToken}` } });
+    expect(denied.status).toBe(403);
+    const pubkey = await get("/audit/pubkey", auditorToken);
+    expect(pubkey.status).toBe(200);
+    await pubkey.arrayBuffer();
+  });
+
   test("a token that differs only in length or last character is refused", async () => {
     expect((await get("/audit/records", adminToken.slice(0, -1))).status).toBe(401);
     expect((await get("/audit/records", `${adminToken}x`)).status).toBe(401);
