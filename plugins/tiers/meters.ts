@@ -35,10 +35,13 @@ export function identityOf(ctx: CallContext, scope: Scope): string | null {
 /** A task the call's credential does not vouch for (keys and jwt mode): it must not reach another identity's limits. */
 const unvouchedTask = (ctx: CallContext, scope: Scope) => scope === "task" && ctx.principal !== null && (ctx.unverified ?? []).includes("task_context");
 
-/** Whose meter a scope charges: an unvouched task is metered per credential, so it drains only its own. */
+/**
+ * Whose meter a scope charges. An unvouched task is metered per credential, and so are the calls
+ * of a credential that carry no such identity: one key cannot drain what another's calls share.
+ */
 export function meterOwner(ctx: CallContext, scope: Scope): string {
   const id = identityOf(ctx, scope);
-  if (id === null) return "(none)";
+  if (id === null) return ctx.principal ? `(none) (key ${ctx.principal.keyId})` : "(none)";
   return unvouchedTask(ctx, scope) ? `${id} (asserted by ${ctx.principal!.keyId})` : id;
 }
 

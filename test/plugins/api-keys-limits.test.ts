@@ -66,6 +66,12 @@ test("record mode: the victim's claim is kept as asserted, charges no meter of t
     expect(JSON.parse(record!.delegation!)).toEqual({ asserted: { user_id: "victim" } });
     // The victim's own per-user limit (1 a minute) is untouched.
     expect((await chat(proxy, own, { "x-user-id": "victim" })).status).toBe(200);
+    // Calls without a user are metered per key: the attacker's spent its own, not another key's.
+    const { key: other } = keys.create({ agents: ["other"] });
+    expect((await chat(proxy, other, {})).status).toBe(200);
+    const again = await chat(proxy, attacker, {});
+    expect(again.status).toBe(429);
+    expect(again.text).toContain(`user '(none) (key ${attackerKey.id})'`);
   });
 });
 
