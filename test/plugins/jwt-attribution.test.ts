@@ -188,6 +188,20 @@ describe("spoofed identity", () => {
     expect(await recordOf(hsProxy, response)).toMatchObject({ outcome: "rejected", key_id: "alice" });
   });
 
+  test("a token without an agent claim allows no claimed agent; a header task it does not fix is kept, marked unverified", async () => {
+    const { client_id: _agent, task: _task, act: _act, ...rest } = claims();
+    const token = await sign({ alg: "HS256" }, rest, hs);
+    const refused = await chat(hsProxy, token, { "x-agent-id": "deploy-bot" });
+    expect(refused.status).toBe(403);
+    expect(await refused.clone().text()).toContain("alice may not act as agent 'deploy-bot': it fixes no agent");
+    await refused.arrayBuffer();
+    const ok = await chat(hsProxy, token, { "x-task-context": "PR #9", "x-session-id": "s-1" });
+    expect(ok.status).toBe(200);
+    const record = await recordOf(hsProxy, ok);
+    expect(record).toMatchObject({ agent_id: null, user_id: "alice", task_context: "PR #9", session_id: "s-1", attribution: "verified" });
+    expect(JSON.parse(record.delegation!)).toEqual({ unverified: ["task_context", "session_id"] });
+  });
+
   test("headers naming the token's own identity pass", async () => {
     const token = await sign({ alg: "HS256" }, claims(), hs);
     expect((await chat(hsProxy, token, { "x-user-id": "alice", "x-agent-id": "code-review-bot" })).status).toBe(200);
