@@ -106,7 +106,7 @@ describe("a valid token", () => {
     const oai = new OpenAI({ apiKey: token, baseURL: `${hsProxy.url}/v1`, maxRetries: 0 });
     expect((await oai.chat.completions.create({ model: "gpt-4o", messages: [] })).choices[0]!.message.content).toBe("Hello world");
     const ant = new Anthropic({ apiKey: token, baseURL: hsProxy.url, maxRetries: 0 });
-    expect((await ant.messages.create({ model: "claude-sonnet-4-5", max_tokens: 8, messages: [] })).type).toBe("message");
+    expect((await ant.messages.create({ model: "claude-sonnet-4-6", max_tokens: 8, messages: [] })).type).toBe("message");
     expect(upstream.requests.at(-1)!.headers["x-api-key"]).toBe("sk-proxy-anthropic");
     expect((await hsProxy.records()).at(-1)).toMatchObject({ user_id: "alice", attribution: "verified" });
   });

@@ -92,7 +92,7 @@ describe("requests per minute (GCRA)", () => {
         fetch(`${proxy.url}/v1/messages`, {
           method: "POST",
           headers: { "content-type": "application/json", "x-agent-id": "claude-bot" },
-          body: JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 10, messages: [] }),
+          body: JSON.stringify({ model: "claude-sonnet-4-6", max_tokens: 10, messages: [] }),
         });
       expect((await send()).status).toBe(200);
       const refused = await send();
