@@ -47,7 +47,7 @@ export default defineConfig({
         { user: "team-a-*", tier: "pro" },
         { agent: ["batch-*", "nightly-*"], tier: "enterprise" },
       ],
-      defaultOutputTokens: 1024, // output assumed for the estimate when a request sets no max_tokens
+      maxOutputTokens: 4096, // output ceiling reserved when a request sets no max_tokens (an assumption, not a bound)
     }),
     sqliteAudit(), // path: --log-db, AGENT_ATTR_LOG_DB or ./audit.db
   ],

@@ -17,6 +17,7 @@ export const errorCatalogue = {
   no_provider: { status: 404, type: "not_found_error" },
   budget_exceeded: { status: 402, type: "insufficient_quota" },
   body_too_large: { status: 413, type: "request_too_large" },
+  exceeds_limit: { status: 413, type: "request_too_large" },
   rate_limited: { status: 429, type: "rate_limit_error" },
   upstream_unreachable: { status: 502, type: "api_error" },
   upstream_timeout: { status: 504, type: "timeout_error" },

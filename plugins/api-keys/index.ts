@@ -47,7 +47,8 @@ export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
         tier: key.tier ?? undefined,
         identity: single ? { agent_id: single } : undefined,
         agents: single ? undefined : key.agents,
-        users: key.users ?? undefined,
+        // A key made without --users acts for no user; --users '*' allows any.
+        users: key.users ?? [],
         onMismatch: opts.onMismatch,
       };
     },

@@ -2,23 +2,25 @@
  * `tiers({...})`: named rate-limit tiers and cost budgets (stage 4, settled in stage 9).
  *
  * Before a call is forwarded its meters are charged all or nothing: 1 request, an estimate of its
- * tokens (body bytes / 4 + its max output tokens) and of its cost (the price stage over that
- * estimate). After the response the estimate is replaced by the real tokens and `cost_usd`, so
- * concurrent calls can overshoot a budget by at most what one call's real cost exceeds its estimate.
+ * tokens, and the ceiling of its cost (./reserve.ts). A budget admits a call only while spent +
+ * the reservations of calls in flight + this call's ceiling ≤ the limit; after the response the
+ * reservation is replaced by the real `cost_usd`. So a budget is passed only by calls whose real
+ * cost exceeded their ceiling, and by no more than the sum of those excesses.
  * Rate and token limits answer 429 (`Retry-After`, `RateLimit-Policy`, `RateLimit`); cost budgets
- * answer 402 naming the budget.
+ * answer 402 naming the budget; a call larger than a whole daily limit or budget is told it never fits.
  */
-import { definePlugin, type AuditRecord, type Logger } from "agent-attr";
+import { definePlugin, type AuditRecord, type LimitStage, type Logger, type Usage } from "agent-attr";
 import { z } from "zod";
 import { parseOptions } from "../options.ts";
-import { estimateUsage, metersFor, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
+import { metersFor, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
 import { optionsSchema } from "./options.ts";
-import { refusal } from "./refusal.ts";
+import { refusalOf } from "./refusal.ts";
+import { ceilingVariants, reservationOf } from "./reserve.ts";
 import { MemoryLimiterStore } from "./store.ts";
 
 export { MemoryLimiterStore, type LimiterStore, type Meter } from "./store.ts";
 
-interface Reservation {
+interface Held {
   meters: NamedMeter[];
   tokens: number;
   costNano: number;
@@ -29,7 +31,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
   const store = opts.store ?? new MemoryLimiterStore();
   const now = opts.now ?? Date.now;
   const matchers = ruleMatchers(opts);
-  const reservations = new Map<string, Reservation>();
+  const reservations = new Map<string, Held>();
   let log: Logger | null = null;
   const warned = new Set<string>();
 
@@ -47,20 +49,18 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         }
         const tierName = tierOf(ctx, opts, matchers);
         const tier = opts.tiers[tierName]!;
-        const usage = estimateUsage(ctx, opts.defaultOutputTokens);
-        const tokens = (usage.input_tokens ?? 0) + (usage.output_tokens ?? 0);
+        const reservation = reservationOf(ctx, opts.maxOutputTokens);
         const needsCost = tier.costPerDay !== undefined || tier.costPerMonth !== undefined;
-        const quote = needsCost ? await stage.price(usage) : null;
-        const costNano = quote?.cost_nano_usd ?? 0;
+        const costNano = needsCost ? await costCeiling(reservation.ceiling, stage) : 0;
         const at = now();
-        const meters = metersFor(ctx, tierName, tier, { tokens, costNano }, at);
+        const meters = metersFor(ctx, tierName, tier, { tokens: reservation.tokens, costNano }, at);
         if (meters.length === 0) return;
         const result = await store.charge(meters.map((m) => m.meter), at);
         if (result.refused === null) {
-          reservations.set(ctx.id, { meters, tokens, costNano });
+          reservations.set(ctx.id, { meters, tokens: reservation.tokens, costNano });
           return;
         }
-        const error = refusal(meters[result.refused]!, result.states[result.refused]!, tierName, at);
+        const error = refusalOf(meters, result.states, { tier: tierName, now: at, outputFromRequest: reservation.outputFromRequest });
         if (!tier.shadow) throw error;
         ctx.shadowDenial = `shadow:${error.code}`;
       },
@@ -75,7 +75,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
 }
 
 /** Real tokens and cost replace the estimate; a call that ended without usage keeps it only if it completed. */
-function adjustments(reservation: Reservation, record: AuditRecord) {
+function adjustments(reservation: Held, record: AuditRecord) {
   const completed = record.outcome === "completed";
   const hasUsage = record.input_tokens !== null || record.output_tokens !== null;
   const tokens = hasUsage ? (record.input_tokens ?? 0) + (record.output_tokens ?? 0) : completed ? reservation.tokens : 0;
@@ -85,4 +85,11 @@ function adjustments(reservation: Reservation, record: AuditRecord) {
     const delta = limit === "costPerDay" || limit === "costPerMonth" ? costNano - reservation.costNano : tokens - reservation.tokens;
     return delta === 0 ? [] : [{ meter, delta }];
   });
+}
+
+/** The dearest price the price plugins give the call's ceiling (0 when none prices it). */
+async function costCeiling(ceiling: Usage, stage: LimitStage): Promise<number> {
+  let highest = 0;
+  for (const usage of ceilingVariants(ceiling)) highest = Math.max(highest, (await stage.price(usage))?.cost_nano_usd ?? 0);
+  return highest;
 }

@@ -1,5 +1,5 @@
 /** Turning one call into the meters its tier charges: which tier, whose meters, how much. */
-import { modelMatcher, type CallContext, type Usage } from "agent-attr";
+import { modelMatcher, type CallContext } from "agent-attr";
 import type { Scope, Tier, TiersOptions } from "./options.ts";
 import type { Meter } from "./store.ts";
 
@@ -32,6 +32,19 @@ export function identityOf(ctx: CallContext, scope: Scope): string | null {
   return ctx.attribution[scope === "user" ? "user_id" : scope === "agent" ? "agent_id" : "task_context"];
 }
 
+/** A task the call's credential does not vouch for (keys and jwt mode): it must not reach another identity's limits. */
+const unvouchedTask = (ctx: CallContext, scope: Scope) => scope === "task" && ctx.principal !== null && (ctx.unverified ?? []).includes("task_context");
+
+/**
+ * Whose meter a scope charges. An unvouched task is metered per credential, and so are the calls
+ * of a credential that carry no such identity: one key cannot drain what another's calls share.
+ */
+export function meterOwner(ctx: CallContext, scope: Scope): string {
+  const id = identityOf(ctx, scope);
+  if (id === null) return ctx.principal ? `(none) (key ${ctx.principal.keyId})` : "(none)";
+  return unvouchedTask(ctx, scope) ? `${id} (asserted by ${ctx.principal!.keyId})` : id;
+}
+
 /** The call's tier: its key's tier, else the first matching rule, else the default. */
 export function tierOf(ctx: CallContext, opts: TiersOptions, matchers: ((ctx: CallContext) => boolean)[]): string {
   const fromKey = ctx.principal?.tier;
@@ -48,27 +61,11 @@ export function ruleMatchers(opts: TiersOptions): ((ctx: CallContext) => boolean
     });
     return (ctx) =>
       fields.every(({ scope, matches }) => {
-        const id = identityOf(ctx, scope);
+        // An unvouched task never selects a tier: a key holder could claim its way into a better one.
+        const id = unvouchedTask(ctx, scope) ? null : identityOf(ctx, scope);
         return id !== null && matches(id);
       });
   });
-}
-
-/** Input ≈ body bytes / 4 (about 4 bytes a token); output = the request's max tokens or the default. */
-export function estimateUsage(ctx: CallContext, defaultOutputTokens: number): Usage {
-  const body = ctx.body ?? {};
-  const max = [body.max_tokens, body.max_completion_tokens, body.max_output_tokens].find(
-    (v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0,
-  );
-  const embeddings = ctx.endpoint.kind === "embeddings" || ctx.endpoint.kind === "messages.count_tokens";
-  return {
-    input_tokens: Math.ceil((ctx.rawBody?.byteLength ?? 0) / 4),
-    output_tokens: embeddings || ctx.endpoint.method === "GET" ? 0 : Math.ceil(max ?? defaultOutputTokens),
-    cache_read_tokens: null,
-    cache_write_tokens: null,
-    cache_write_1h_tokens: null,
-    reasoning_tokens: null,
-  };
 }
 
 const day = (now: number) => new Date(now).toISOString().slice(0, 10);
@@ -86,7 +83,7 @@ export function metersFor(
 ): NamedMeter[] {
   const meters: NamedMeter[] = [];
   for (const scope of tier.per) {
-    const who = identityOf(ctx, scope) ?? "(none)";
+    const who = meterOwner(ctx, scope);
     const base = `${tierName}|${scope}:${who}`;
     const add = (limit: Limit, meter: Meter) =>
       meters.push({ meter, limit, scope, who, policy: `${tierName}.${policyName[limit]}.${scope}` });

@@ -43,14 +43,20 @@ export const optionsSchema = z
     default: z.string().min(1),
     /** Tier by identity, after the tier of the call's key (`keys create --tier`). */
     assign: z.array(ruleSchema).default([]),
-    /** Output tokens assumed when a request sets no max_tokens / max_output_tokens. */
-    defaultOutputTokens: positiveInt.default(1024),
+    /**
+     * Output ceiling reserved for a request that sets no max_tokens / max_completion_tokens /
+     * max_output_tokens. It is an assumption, not a bound: such a call may produce more.
+     */
+    maxOutputTokens: positiveInt.optional(),
+    /** @deprecated the former name of `maxOutputTokens`. */
+    defaultOutputTokens: positiveInt.optional(),
     /** Where limiter state lives (default: this process's memory). */
     store: z.custom<LimiterStore>((v) => typeof v === "object" && v !== null && "charge" in v && "adjust" in v).optional(),
     /** Clock in epoch ms (tests). */
     now: z.custom<() => number>((v) => typeof v === "function").optional(),
   })
   .strict()
+  .transform(({ defaultOutputTokens, ...opts }) => ({ ...opts, maxOutputTokens: opts.maxOutputTokens ?? defaultOutputTokens ?? 4096 }))
   .superRefine((opts, ctx) => {
     const known = Object.keys(opts.tiers);
     const check = (tier: string, path: (string | number)[]) => {

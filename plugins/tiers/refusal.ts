@@ -1,4 +1,8 @@
-/** The answer to a refused call: 429 with Retry-After and IETF RateLimit headers, or 402 naming the budget. */
+/**
+ * The answer to a refused call: 429 with Retry-After and IETF RateLimit headers, 402 naming the
+ * budget, or — when the call alone is larger than a daily limit or budget, so no wait would help —
+ * an error saying so and what to change.
+ */
 import { ProxyError } from "agent-attr";
 import type { NamedMeter } from "./meters.ts";
 import type { MeterState } from "./store.ts";
@@ -12,30 +16,79 @@ const what: Record<NamedMeter["limit"], string> = {
 };
 
 const dollars = (nano: number) => `$${(nano / 1e9).toFixed(nano % 1e7 === 0 ? 2 : 6)}`;
+const isBudget = (limit: NamedMeter["limit"]) => limit === "costPerDay" || limit === "costPerMonth";
+const day = 86_400;
 
-export function refusal(named: NamedMeter, state: MeterState, tier: string, now: number): ProxyError {
+export interface RefusalContext {
+  tier: string;
+  now: number;
+  /** The output ceiling came from the request (false: from `maxOutputTokens`). */
+  outputFromRequest: boolean;
+}
+
+/**
+ * The refusal for a charge some meters refused. A meter the call can never fit wins; otherwise
+ * the meter with the longest wait, so a retry after `Retry-After` is not refused by another.
+ */
+export function refusalOf(meters: readonly NamedMeter[], states: readonly MeterState[], context: RefusalContext): ProxyError {
+  const refusing = meters.map((_, i) => i).filter((i) => states[i]!.retryAfterMs > 0);
+  const never = refusing.find((i) => meters[i]!.meter.kind === "window" && meters[i]!.meter.amount > meters[i]!.meter.limit);
+  if (never !== undefined) return neverFits(meters[never]!, context);
+  const longest = refusing.reduce((a, b) => (states[b]!.retryAfterMs > states[a]!.retryAfterMs ? b : a));
+  return refusal(meters[longest]!, states[longest]!, context);
+}
+
+function neverFits(named: NamedMeter, context: RefusalContext): ProxyError {
+  const { meter, limit, scope, who } = named;
+  const whose = `${scope} '${who}' (tier ${context.tier})`;
+  const change = context.outputFromRequest
+    ? "Lower the call's max_tokens or shorten its prompt, or raise the limit in the tiers config."
+    : "Set a smaller max_tokens on the call (without one, the tiers option maxOutputTokens is assumed), shorten its prompt, or raise the limit.";
+  if (isBudget(limit)) {
+    return new ProxyError(
+      "budget_exceeded",
+      `This call may cost up to ${dollars(meter.amount)}, more than the whole ${what[limit]} of ${whose} (${dollars(meter.limit)}): it can never pass, and waiting will not help. ${change}`,
+    );
+  }
+  return new ProxyError(
+    "exceeds_limit",
+    `This call needs up to ${meter.amount} tokens, more than the whole ${what[limit]} of ${whose} (${meter.limit}): it can never pass, and waiting will not help. ${change}`,
+  );
+}
+
+function refusal(named: NamedMeter, state: MeterState, context: RefusalContext): ProxyError {
   const { meter, limit, scope, who } = named;
   const retryAfter = Math.max(1, Math.ceil(state.retryAfterMs / 1000));
-  const whose = `${scope} '${who}' (tier ${tier})`;
-  if (limit === "costPerDay" || limit === "costPerMonth") {
-    const resets = new Date(now + state.resetMs).toISOString();
+  const whose = `${scope} '${who}' (tier ${context.tier})`;
+  if (isBudget(limit)) {
+    const resets = new Date(context.now + state.resetMs).toISOString();
     return new ProxyError(
       "budget_exceeded",
       `Budget exhausted: ${what[limit]} of ${whose}: spent ${dollars(state.used)} of ${dollars(meter.limit)}, and this call may cost up to ${dollars(meter.amount)}. It resets at ${resets}.`,
     );
   }
-  // draft-ietf-httpapi-ratelimit-headers: policy q (quota), w (window s), qu (unit); live r (remaining), t (s until it passes).
-  const windowSeconds = Math.round((meter.kind === "gcra" ? meter.periodMs : state.resetMs) / 1000);
+  // draft-ietf-httpapi-ratelimit-headers: policy q (quota), w (window, s), qu (unit); live r
+  // (remaining) and t (seconds until more quota is made available).
+  let windowSeconds: number;
+  let replenish: number;
+  if (meter.kind === "gcra") {
+    windowSeconds = Math.round(meter.periodMs / 1000);
+    // The theoretical arrival time is resetMs away; one unit frees up when it is within a period less one interval.
+    const interval = meter.periodMs / meter.limit;
+    replenish = Math.max(0, Math.ceil((state.resetMs - meter.periodMs + interval) / 1000));
+  } else {
+    windowSeconds = day;
+    replenish = Math.ceil(state.resetMs / 1000);
+  }
   const unit = limit === "requestsPerMinute" ? "" : ';qu="tokens"';
   const policy = JSON.stringify(named.policy);
-  const unitName = limit === "requestsPerMinute" ? "requests" : "tokens";
   return new ProxyError(
     "rate_limited",
-    `Rate limit reached: ${what[limit]} of ${whose} is ${meter.limit}; ${limit === "requestsPerMinute" ? "" : `this call needs about ${meter.amount} ${unitName}; `}retry in ${retryAfter} s.`,
+    `Rate limit reached: ${what[limit]} of ${whose} is ${meter.limit}; ${limit === "requestsPerMinute" ? "" : `this call needs about ${meter.amount} tokens; `}retry in ${retryAfter} s.`,
     {
       "retry-after": String(retryAfter),
       "ratelimit-policy": `${policy};q=${meter.limit};w=${windowSeconds}${unit}`,
-      ratelimit: `${policy};r=${state.remaining};t=${retryAfter}`,
+      ratelimit: `${policy};r=${state.remaining};t=${replenish}`,
     },
   );
 }

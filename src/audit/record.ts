@@ -49,7 +49,7 @@ export const auditRecordSchema = z.object({
   prompt_hash: z.string().nullable(),
   response_hash: z.string().nullable(),
   error_type: z.string().nullable(),
-  /** JSON text: `act` (RFC 8693 delegation chain) and `asserted` (claims the verified identity did not allow). */
+  /** JSON text: `act` (RFC 8693 delegation chain), `asserted` (claims the verified identity did not allow), `unverified` (fields kept as sent that the credential does not vouch for). */
   delegation: z.string().nullable(),
 });
 

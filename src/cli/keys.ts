@@ -25,7 +25,7 @@ const formatArg = { type: "enum" as const, options: ["text", "json"], default: "
 const describeKey = (key: ProxyKey) =>
   [
     `agent ${key.agents.join(",")}`,
-    `users ${key.users?.join(",") ?? "any"}`,
+    `users ${key.users?.join(",") ?? "none"}`,
     `tier ${key.tier ?? "default"}`,
     `expires ${key.expires_at ?? "never"}`,
     key.revoked_at ? `REVOKED ${key.revoked_at}` : null,
@@ -37,7 +37,7 @@ const create = defineCommand({
   meta: { name: "create", description: "Create a proxy API key (printed once; only its hash is stored)" },
   args: {
     agent: { type: "string", required: true, description: "Agent ID the key acts as (or comma-separated globs it may act as)" },
-    users: { type: "string", description: "Comma-separated user-ID globs the key may act for (default: any)" },
+    users: { type: "string", description: "Comma-separated user-ID globs the key may act for; '*' for any (default: none)" },
     tier: { type: "string", description: "Rate-limit tier of calls made with this key" },
     expires: { type: "string", description: "Lifetime (90d, 12h, 2w) or an ISO 8601 date (default: never)" },
     format: formatArg,

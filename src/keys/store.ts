@@ -16,7 +16,7 @@ export const proxyKeySchema = z.object({
   id: z.string(),
   /** Agent-ID globs the key may act as; a single literal fixes the agent. */
   agents: z.array(z.string()),
-  /** User-ID globs the key may act for; null means any user. */
+  /** User-ID globs the key may act for (`*`: any); null means it acts for no user. */
   users: z.array(z.string()).nullable(),
   tier: z.string().nullable(),
   created_at: z.string(),

@@ -37,7 +37,7 @@ export interface Principal {
   upstreamHeaders?: Record<string, string>;
   /** Identity the credential itself establishes (a key's single agent, a token's claims). */
   identity?: Partial<Pick<Attribution, "agent_id" | "user_id" | "task_context">>;
-  /** Globs the claimed agent / user must match; absent means any. */
+  /** Globs the claimed agent / user must match (`["*"]`: any); absent means no claim is allowed. */
   agents?: readonly string[];
   users?: readonly string[];
   /** A claim the credential does not allow: refuse with 403 (default) or record it beside the verified identity. */
@@ -45,6 +45,9 @@ export interface Principal {
   /** RFC 8693 `act` claim (delegation chain), kept in the record's `delegation`. */
   act?: unknown;
 }
+
+/** Attribution fields a credential may leave unverified: kept as sent, named in `delegation.unverified`. */
+export type ContextField = "task_context" | "session_id" | "parent_agent_id";
 
 export interface Attribution {
   agent_id: string | null;
@@ -73,6 +76,8 @@ export interface CallContext {
   attribution: Attribution;
   /** The record's `delegation` (JSON text): the principal's `act` chain and any claims it did not allow. */
   delegation?: string | null;
+  /** With a principal: fields kept as the client sent them that the credential does not vouch for. */
+  unverified?: readonly ContextField[];
   /** What a limiter in shadow mode would have refused (e.g. `shadow:rate_limited`); recorded as `error_type`. */
   shadowDenial?: string | null;
 }

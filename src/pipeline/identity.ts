@@ -1,26 +1,45 @@
 /**
  * Between stages 3 and 4: hold the identity a call claims (headers, body) against what its
- * principal verified. A key or token fixes some fields (`identity`) and restricts others
- * (`agents`, `users` globs); a claim outside that is refused with 403 naming the identity, or —
- * with `onMismatch: "record"` — replaced by the verified value and kept in `delegation.asserted`.
+ * principal verified.
+ *
+ * - Identity fields — `agent_id`, `user_id` — are only ever what the credential vouches for: a
+ *   value it fixes (`identity`) or a claim matching its globs (`agents`, `users`). A credential
+ *   with neither for a field allows **no** claim of it (a key made without `--users` acts for no
+ *   user; `--users '*'` opts in to any). A claim outside that is refused with 403 naming the
+ *   identity, or — with `onMismatch: "record"` — replaced by the verified value (or null) and kept
+ *   in `delegation.asserted`.
+ * - `task_context` is vouched for only when the credential fixes it (a token's task claim); a
+ *   different claim is then handled as above.
+ * - Context fields the credential does not vouch for — a task it does not fix, `session_id`,
+ *   `parent_agent_id` — stay in the record as the client sent them and are named in
+ *   `delegation.unverified`; limiters must not let them select another identity's limits.
+ *   (`trace_id` is a correlation id, not a claim about anyone, and is not listed.)
  */
 import { ProxyError } from "../errors.ts";
 import { modelMatcher } from "../proxy/upstream.ts";
-import type { Attribution, Principal } from "./context.ts";
+import type { Attribution, ContextField, Principal } from "./context.ts";
 
 type Checked = "agent_id" | "user_id" | "task_context";
 const noun: Record<Checked, string> = { agent_id: "agent", user_id: "user", task_context: "task" };
 const header: Record<Checked, string> = { agent_id: "X-Agent-ID", user_id: "X-User-ID", task_context: "X-Task-Context" };
+const howToAllow: Record<Checked, string> = {
+  agent_id: "it fixes no agent",
+  user_id: "it allows no user claims (a key needs --users GLOBS, or --users '*' for any user; a token, a user claim)",
+  task_context: "",
+};
 
 export interface VerifiedIdentity {
   attribution: Attribution;
   /** JSON for the record's `delegation`, or null when there is nothing to say. */
   delegation: string | null;
+  /** Fields kept as the client sent them, which the credential does not vouch for. */
+  unverified: ContextField[];
 }
 
 export function verifyIdentity(claimed: Attribution, principal: Principal): VerifiedIdentity {
   const attribution: Attribution = { ...claimed, attribution: "verified" };
   const asserted: Partial<Record<Checked, string>> = {};
+  const unverified: ContextField[] = [];
   const patterns: Record<Checked, readonly string[] | undefined> = {
     agent_id: principal.agents,
     user_id: principal.users,
@@ -30,25 +49,36 @@ export function verifyIdentity(claimed: Attribution, principal: Principal): Veri
     const claim = claimed[field];
     const fixed = principal.identity?.[field] ?? null;
     const allowed = patterns[field];
+    if (field === "task_context" && fixed === null) {
+      if (claim !== null) unverified.push(field);
+      continue;
+    }
     let ok: boolean;
     if (fixed !== null) ok = claim === null || claim === fixed;
-    else ok = claim === null || !allowed || modelMatcher(allowed)(claim);
+    else ok = claim === null || (allowed !== undefined && modelMatcher(allowed)(claim));
     if (ok) {
       attribution[field] = fixed ?? claim;
       continue;
     }
     if (principal.onMismatch !== "record") {
-      const may = fixed !== null ? `'${fixed}'` : (allowed ?? []).map((p) => `'${p}'`).join(", ");
+      const may =
+        fixed !== null
+          ? `it is restricted to ${noun[field]} '${fixed}'`
+          : allowed && allowed.length > 0
+            ? `it is restricted to ${noun[field]} ${allowed.map((p) => `'${p}'`).join(", ")}`
+            : howToAllow[field];
       throw new ProxyError(
         "forbidden",
-        `${principal.keyId} may not act as ${noun[field]} '${claim}': it is restricted to ${noun[field]} ${may}. Send a matching ${header[field]} header, or none.`,
+        `${principal.keyId} may not act as ${noun[field]} '${claim}': ${may}. Send a matching ${header[field]} header, or none.`,
       );
     }
     asserted[field] = claim!;
     attribution[field] = fixed;
   }
+  for (const field of ["session_id", "parent_agent_id"] as const) if (claimed[field] !== null) unverified.push(field);
   const detail: Record<string, unknown> = {};
   if (principal.act !== undefined) detail.act = principal.act;
   if (Object.keys(asserted).length > 0) detail.asserted = asserted;
-  return { attribution, delegation: Object.keys(detail).length > 0 ? JSON.stringify(detail) : null };
+  if (unverified.length > 0) detail.unverified = unverified;
+  return { attribution, delegation: Object.keys(detail).length > 0 ? JSON.stringify(detail) : null, unverified };
 }

@@ -71,6 +71,7 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
       const verified = verifyIdentity(ctx.attribution, ctx.principal);
       ctx.attribution = verified.attribution;
       ctx.delegation = verified.delegation;
+      ctx.unverified = verified.unverified;
     }
     await checkLimits(ctx, provider, rt); //                                         4 limit
     return await forward(ctx, provider, rt); //                                      5-9

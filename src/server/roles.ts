@@ -6,7 +6,7 @@
  *
  * Routes ask for the least role they need: `const denied = access(request, "auditor"); if (denied) return denied;`
  */
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 
 export const roles = ["admin", "auditor"] as const;
@@ -27,11 +27,21 @@ export const adminTokenSchema = z.union([
 ]);
 export type AdminTokenConfig = z.output<typeof adminTokenSchema>;
 
+/** Audit tokens shorter than this are refused, wherever they come from. */
+export const minTokenLength = 16;
+
+function checked(token: string, source: string): string {
+  if (token.length < minTokenLength) {
+    throw new Error(`${source} is shorter than ${minTokenLength} characters; set it to a long random token (e.g. 'openssl rand -hex 32').`);
+  }
+  return token;
+}
+
 /** The tokens in force: the two environment variables first, then the config's list. */
 export function resolveAccessTokens(configured: readonly AdminTokenConfig[], env: Record<string, string | undefined>): AccessToken[] {
   const tokens: AccessToken[] = [];
-  if (env.AGENT_ATTR_ADMIN_TOKEN) tokens.push({ token: env.AGENT_ATTR_ADMIN_TOKEN, role: "admin" });
-  if (env.AGENT_ATTR_AUDITOR_TOKEN) tokens.push({ token: env.AGENT_ATTR_AUDITOR_TOKEN, role: "auditor" });
+  if (env.AGENT_ATTR_ADMIN_TOKEN) tokens.push({ token: checked(env.AGENT_ATTR_ADMIN_TOKEN, "AGENT_ATTR_ADMIN_TOKEN"), role: "admin" });
+  if (env.AGENT_ATTR_AUDITOR_TOKEN) tokens.push({ token: checked(env.AGENT_ATTR_AUDITOR_TOKEN, "AGENT_ATTR_AUDITOR_TOKEN"), role: "auditor" });
   for (const entry of configured) {
     if ("token" in entry) {
       tokens.push({ token: entry.token, role: entry.role });
@@ -39,22 +49,30 @@ export function resolveAccessTokens(configured: readonly AdminTokenConfig[], env
     }
     const value = env[entry.tokenEnv];
     if (!value) throw new Error(`admin.tokens names the environment variable ${entry.tokenEnv}, but it is not set; set it or remove the entry.`);
-    tokens.push({ token: value, role: entry.role });
+    tokens.push({ token: checked(value, entry.tokenEnv), role: entry.role });
   }
   return tokens;
 }
 
 const grants: Record<Role, readonly Role[]> = { admin: ["admin", "auditor"], auditor: ["auditor"] };
 
-/** The role of the request's bearer token, or null. */
-function roleMatcher(tokens: readonly AccessToken[]): (request: Request) => Role | null {
-  const known = tokens.map((t) => ({ bytes: Buffer.from(t.token), role: t.role }));
+const digest = (value: string) => createHash("sha256").update(value).digest();
+
+/** Compares two equal-length buffers in constant time (`timingSafeEqual`; injectable for tests). */
+export type Compare = (a: Buffer, b: Buffer) => boolean;
+
+/**
+ * The role of the request's bearer token, or null. Both sides are SHA-256 digests, so `compare`
+ * always gets 32 bytes against 32: neither a token's length nor its content shows in the timing.
+ */
+function roleMatcher(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): (request: Request) => Role | null {
+  const known = tokens.map((t) => ({ digest: digest(t.token), role: t.role }));
   return (request) => {
-    const given = Buffer.from(request.headers.get("authorization")?.replace(/^Bearer\s+/i, "") ?? "");
+    const given = digest(request.headers.get("authorization")?.replace(/^Bearer\s+/i, "") ?? "");
     let role: Role | null = null;
     // Compare against every token (no early exit), each in constant time.
     for (const candidate of known) {
-      if (given.length === candidate.bytes.length && timingSafeEqual(given, candidate.bytes) && role === null) role = candidate.role;
+      if (compare(given, candidate.digest) && role === null) role = candidate.role;
     }
     return role;
   };
@@ -70,9 +88,9 @@ export function accessActor(tokens: readonly AccessToken[]): (request: Request) 
   return (request) => `api:${roleOf(request) ?? "unknown"}`;
 }
 
-export function accessGuard(tokens: readonly AccessToken[]): AccessGuard {
+export function accessGuard(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): AccessGuard {
   if (tokens.length === 0) return () => null;
-  const roleOf = roleMatcher(tokens);
+  const roleOf = roleMatcher(tokens, compare);
   return (request, needs) => {
     const role = roleOf(request);
     if (role === null) {

@@ -7,6 +7,7 @@ import type { Server } from "bun";
 import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
+import type { Logger } from "../plugin.ts";
 import { createApp } from "./app.ts";
 import { proxyRoutes } from "./proxy-routes.ts";
 import { resolveAccessTokens, type AccessToken } from "./roles.ts";
@@ -28,6 +29,8 @@ export interface StartOptions {
   adminToken?: string;
   /** AGENT_ATTR_AUDITOR_TOKEN: a token with the auditor role. */
   auditorToken?: string;
+  /** Where plugins and start-up warnings log (default: the console). */
+  log?: Logger;
 }
 
 export async function startProxy(config: Config, options: StartOptions): Promise<ProxyServer> {
@@ -48,7 +51,13 @@ export async function startProxy(config: Config, options: StartOptions): Promise
         "Set AGENT_ATTR_ADMIN_TOKEN (or add { tokenEnv, role: \"admin\" } to admin.tokens in the config), or listen on 127.0.0.1.",
     );
   }
-  const runtime = await createRuntime(config, { logDb: options.logDb });
+  const runtime = await createRuntime(config, { logDb: options.logDb, log: options.log });
+  if (!loopback.has(host) && !runtime.plugins.some((plugin) => plugin.authenticate)) {
+    runtime.log.warn(
+      `Listening on ${host} in open mode: any client that reaches this port can assert any agent, user or task (records say attribution "asserted"). ` +
+        "To verify identity, add apiKeys() to the config's plugins and hand out keys from 'agent-attr keys create', or add jwtAttribution({...}).",
+    );
+  }
   const app = createApp(runtime, { tokens });
   const handle = app.fetch;
   let server: Server<undefined>;

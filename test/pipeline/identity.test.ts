@@ -9,9 +9,34 @@ const claim = (fields: Partial<Attribution>): Attribution => ({
 });
 
 test("fixed fields fill in when nothing is claimed, and the call is verified", () => {
-  const { attribution, delegation } = verifyIdentity(claim({ task_context: "t" }), { keyId: "k", identity: { agent_id: "bot", user_id: "alice" } });
-  expect(attribution).toMatchObject({ agent_id: "bot", user_id: "alice", task_context: "t", attribution: "verified" });
+  const { attribution, delegation } = verifyIdentity(claim({}), { keyId: "k", identity: { agent_id: "bot", user_id: "alice" } });
+  expect(attribution).toMatchObject({ agent_id: "bot", user_id: "alice", attribution: "verified" });
   expect(delegation).toBeNull();
+});
+
+test("a credential that allows no users refuses any claimed user, saying how to allow one", () => {
+  expect(() => verifyIdentity(claim({ user_id: "victim" }), { keyId: "key_1", identity: { agent_id: "bot" }, users: [] })).toThrow(
+    "key_1 may not act as user 'victim': it allows no user claims (a key needs --users GLOBS, or --users '*' for any user; a token, a user claim). Send a matching X-User-ID header, or none.",
+  );
+  // Absent globs mean the same: a principal must opt in to claims it cannot fix.
+  expect(() => verifyIdentity(claim({ user_id: "victim" }), { keyId: "k", identity: { agent_id: "bot" } })).toThrow("may not act as user 'victim'");
+  expect(() => verifyIdentity(claim({ agent_id: "x" }), { keyId: "k" })).toThrow("may not act as agent 'x': it fixes no agent");
+  expect(verifyIdentity(claim({ user_id: "anyone" }), { keyId: "k", users: ["*"] }).attribution.user_id).toBe("anyone");
+});
+
+test("in record mode an unallowed user is kept only as asserted; the record's user is null", () => {
+  const { attribution, delegation } = verifyIdentity(claim({ user_id: "victim" }), { keyId: "k", identity: { agent_id: "bot" }, users: [], onMismatch: "record" });
+  expect(attribution).toMatchObject({ agent_id: "bot", user_id: null, attribution: "verified" });
+  expect(JSON.parse(delegation!)).toEqual({ asserted: { user_id: "victim" } });
+});
+
+test("task, session and parent agent the credential does not fix are kept as sent and named unverified", () => {
+  const result = verifyIdentity(claim({ task_context: "t", session_id: "s", parent_agent_id: "p", trace_id: "tr" }), { keyId: "k", identity: { agent_id: "bot" } });
+  expect(result.attribution).toMatchObject({ task_context: "t", session_id: "s", parent_agent_id: "p", trace_id: "tr", attribution: "verified" });
+  expect(result.unverified).toEqual(["task_context", "session_id", "parent_agent_id"]);
+  expect(JSON.parse(result.delegation!)).toEqual({ unverified: ["task_context", "session_id", "parent_agent_id"] });
+  const fixed = verifyIdentity(claim({ task_context: "PR #1" }), { keyId: "k", identity: { task_context: "PR #1" } });
+  expect(fixed.unverified).toEqual([]);
 });
 
 test("a claim equal to the fixed value, or matching the globs, passes", () => {

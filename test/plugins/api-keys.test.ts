@@ -86,7 +86,7 @@ describe("the real SDKs with a proxy key", () => {
   test("anthropic: x-api-key proxy key in, the provider key out", async () => {
     const client = new Anthropic({ apiKey: botKey, baseURL: proxy.url, maxRetries: 0 });
     const before = upstream.requests.length;
-    const message = await client.messages.create({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] });
+    const message = await client.messages.create({ model: "claude-sonnet-4-6", max_tokens: 16, messages: [{ role: "user", content: "hi" }] });
     expect(message.type).toBe("message");
     const seen = upstream.requests.slice(before);
     expect(seen[0]!.headers["x-api-key"]).toBe(realAnthropicKey);

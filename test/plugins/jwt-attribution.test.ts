@@ -106,7 +106,7 @@ describe("a valid token", () => {
     const oai = new OpenAI({ apiKey: token, baseURL: `${hsProxy.url}/v1`, maxRetries: 0 });
     expect((await oai.chat.completions.create({ model: "gpt-4o", messages: [] })).choices[0]!.message.content).toBe("Hello world");
     const ant = new Anthropic({ apiKey: token, baseURL: hsProxy.url, maxRetries: 0 });
-    expect((await ant.messages.create({ model: "claude-sonnet-4-5", max_tokens: 8, messages: [] })).type).toBe("message");
+    expect((await ant.messages.create({ model: "claude-sonnet-4-6", max_tokens: 8, messages: [] })).type).toBe("message");
     expect(upstream.requests.at(-1)!.headers["x-api-key"]).toBe("sk-proxy-anthropic");
     expect((await hsProxy.records()).at(-1)).toMatchObject({ user_id: "alice", attribution: "verified" });
   });
@@ -186,6 +186,20 @@ describe("spoofed identity", () => {
     expect(response.status).toBe(403);
     expect(await response.clone().text()).toContain("alice may not act as user 'bob': it is restricted to user 'alice'");
     expect(await recordOf(hsProxy, response)).toMatchObject({ outcome: "rejected", key_id: "alice" });
+  });
+
+  test("a token without an agent claim allows no claimed agent; a header task it does not fix is kept, marked unverified", async () => {
+    const { client_id: _agent, task: _task, act: _act, ...rest } = claims();
+    const token = await sign({ alg: "HS256" }, rest, hs);
+    const refused = await chat(hsProxy, token, { "x-agent-id": "deploy-bot" });
+    expect(refused.status).toBe(403);
+    expect(await refused.clone().text()).toContain("alice may not act as agent 'deploy-bot': it fixes no agent");
+    await refused.arrayBuffer();
+    const ok = await chat(hsProxy, token, { "x-task-context": "PR #9", "x-session-id": "s-1" });
+    expect(ok.status).toBe(200);
+    const record = await recordOf(hsProxy, ok);
+    expect(record).toMatchObject({ agent_id: null, user_id: "alice", task_context: "PR #9", session_id: "s-1", attribution: "verified" });
+    expect(JSON.parse(record.delegation!)).toEqual({ unverified: ["task_context", "session_id"] });
   });
 
   test("headers naming the token's own identity pass", async () => {

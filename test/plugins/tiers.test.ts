@@ -92,7 +92,7 @@ describe("requests per minute (GCRA)", () => {
         fetch(`${proxy.url}/v1/messages`, {
           method: "POST",
           headers: { "content-type": "application/json", "x-agent-id": "claude-bot" },
-          body: JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 10, messages: [] }),
+          body: JSON.stringify({ model: "claude-sonnet-4-6", max_tokens: 10, messages: [] }),
         });
       expect((await send()).status).toBe(200);
       const refused = await send();
@@ -125,7 +125,7 @@ describe("tier assignment", () => {
   test("a key naming a tier the config lacks gets the default tier, with one warning", async () => {
     const warnings: string[] = [];
     const limiter = tiers({ tiers: { free: { requestsPerMinute: 1, per: ["key"] } }, default: "free", now });
-    const keyed = definePlugin({ name: "keyed", authenticate: () => ({ keyId: "key_x", tier: "platinum" }) });
+    const keyed = definePlugin({ name: "keyed", authenticate: () => ({ keyId: "key_x", tier: "platinum", agents: ["*"], users: ["*"] }) });
     process.env.OPENAI_API_KEY = "sk-proxy-held";
     try {
       await withProxy([keyed, limiter], async (proxy) => {
@@ -240,15 +240,20 @@ describe("cost budgets", () => {
 });
 
 describe("with the real pricing() plugin", () => {
-  test("the estimate is priced from the catalog: max_tokens decides whether a call fits the budget", async () => {
-    // gpt-4o output is $10 per million tokens: 1,000 output tokens alone are $0.01, the whole budget.
+  test("the ceiling is priced from the catalog: a call that alone costs more than the budget is told it can never pass", async () => {
+    // gpt-4o output is $10 per million tokens: 1,000 output tokens alone are $0.01, the whole budget;
+    // the prompt's tokens push the ceiling past it.
     const limiter = tiers({ tiers: { t: { costPerDay: 0.01, per: ["user"] } }, default: "t", now });
     await withProxy([pricing(), limiter], async (proxy) => {
       clock.t = Date.UTC(2026, 0, 23, 10);
-      const tooBig = await chat(proxy, "lena", { max_tokens: 1000 });
+      const messages = [{ role: "user", content: "hello" }];
+      const tooBig = await chat(proxy, "lena", { max_tokens: 1000, messages });
       expect(tooBig.status).toBe(402);
-      expect(tooBig.json().error.message).toContain("spent $0.00 of $0.01");
-      const small = await chat(proxy, "lena", { max_tokens: 10 });
+      expect(tooBig.headers.get("retry-after")).toBeNull();
+      const message = tooBig.json().error.message;
+      expect(message).toContain("more than the whole cost budget per day of user 'lena' (tier t) ($0.01): it can never pass");
+      expect(message).toContain("Lower the call's max_tokens");
+      const small = await chat(proxy, "lena", { max_tokens: 10, messages });
       expect(small.status).toBe(200);
       const [, record] = await proxy.settled(2);
       expect(record!.cost_nano_usd).toBeGreaterThan(0);

@@ -113,12 +113,12 @@ describe("GET /audit/records/:id", () => {
 
 describe("admin token", () => {
   test("with AGENT_ATTR_ADMIN_TOKEN set, the audit API needs it", async () => {
-    const guarded = await startTestProxy(upstream.url, {}, { adminToken: "s3cret-token" });
+    const guarded = await startTestProxy(upstream.url, {}, { adminToken: "s3cret-token-0123456789" });
     try {
       expect((await fetch(`${guarded.url}/audit/records`)).status).toBe(401);
       const wrong = await fetch(`${guarded.url}/audit/records`, { headers: { authorization: "Bearer nope" } });
       expect(wrong.status).toBe(401);
-      const right = await fetch(`${guarded.url}/audit/records`, { headers: { authorization: "Bearer s3cret-token" } });
+      const right = await fetch(`${guarded.url}/audit/records`, { headers: { authorization: "Bearer s3cret-token-0123456789" } });
       expect(right.status).toBe(200);
     } finally {
       await guarded.stop();

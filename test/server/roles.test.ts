@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { ConfigError, parseConfig } from "../../src/config/load.ts";
 import { accessGuard, resolveAccessTokens } from "../../src/server/roles.ts";
 import { startProxy } from "../../src/server/serve.ts";
+import { apiKeys, headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, tempDir, type TestProxy } from "../helpers/proxy.ts";
 
@@ -38,7 +39,7 @@ afterAll(async () => {
   delete process.env.ROLES_TEST_ADMIN;
 });
 
-const readRoutes = () => ["/audit/records", `/audit/records/${recordId}`, "/audit/user/u", "/audit/agent/a", "/audit/task/t"];
+const readRoutes = () => ["/audit/records", `/audit/records/${recordId}`, "/audit/user/u", "/audit/agent/a", "/audit/task/t", "/audit/summary?by=agent"];
 const get = (path: string, token?: string) =>
   fetch(`${proxy.url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
 
@@ -62,6 +63,17 @@ describe("every audit read route", () => {
         await response.arrayBuffer();
       }
     }
+  });
+
+  test("the trail routes too: no token is a 401 on each; erasure refuses the auditor with 403", async () => {
+    const trailRoutes = ["/audit/verify", "/audit/export/csv", "/audit/exports/nope/manifest", "/audit/pubkey"];
+    for (const path of trailRoutes) expect((await get(path)).status).toBe(401);
+    expect((await fetch(`${proxy.url}/audit/user/u`, { method: "DELETE" })).status).toBe(401);
+    const denied = await fetch(`${proxy.url}/audit/user/u`, { method: "DELETE", headers: { authorization: `Bearer ${auditorToken}` } });
+    expect(denied.status).toBe(403);
+    const pubkey = await get("/audit/pubkey", auditorToken);
+    expect(pubkey.status).toBe(200);
+    await pubkey.arrayBuffer();
   });
 
   test("a token that differs only in length or last character is refused", async () => {
@@ -97,6 +109,26 @@ describe("the role guard", () => {
     expect(() => resolveAccessTokens([{ tokenEnv: "ROLES_TEST_UNSET", role: "admin" }], {})).toThrow("ROLES_TEST_UNSET");
   });
 
+  test("tokens are compared as SHA-256 digests, so a token of any length costs the same comparisons", () => {
+    const calls: [number, number][] = [];
+    const compare = (a: Buffer, b: Buffer) => (calls.push([a.length, b.length]), a.equals(b));
+    const counted = accessGuard([{ token: adminToken, role: "admin" }, { token: auditorToken, role: "auditor" }], compare);
+    for (const sent of ["x", adminToken.slice(0, -1), `${adminToken}-and-longer`, auditorToken]) {
+      calls.length = 0;
+      counted(new Request("http://x/audit/records", { headers: { authorization: `Bearer ${sent}` } }), "auditor");
+      expect(calls).toEqual([[32, 32], [32, 32]]);
+    }
+  });
+
+  test("tokens from the environment shorter than 16 characters are refused, naming the variable", () => {
+    expect(() => resolveAccessTokens([], { AGENT_ATTR_ADMIN_TOKEN: "short" })).toThrow(
+      "AGENT_ATTR_ADMIN_TOKEN is shorter than 16 characters; set it to a long random token",
+    );
+    expect(() => resolveAccessTokens([], { AGENT_ATTR_AUDITOR_TOKEN: "123456789012345" })).toThrow("AGENT_ATTR_AUDITOR_TOKEN is shorter");
+    expect(() => resolveAccessTokens([{ tokenEnv: "SOC", role: "auditor" }], { SOC: "tiny" })).toThrow("SOC is shorter than 16 characters");
+    expect(resolveAccessTokens([], { AGENT_ATTR_ADMIN_TOKEN: "1234567890123456" })).toHaveLength(1);
+  });
+
   test("a short inline config token is refused when the config is checked", () => {
     expect(() => parseConfig({ admin: { tokens: [{ token: "short", role: "admin" }] } })).toThrow("at least 16 characters");
   });
@@ -114,6 +146,31 @@ describe("binding beyond loopback", () => {
       expect((error as Error).message).toContain("Set AGENT_ATTR_ADMIN_TOKEN");
       expect((error as Error).message).toContain("127.0.0.1");
     }
+  });
+
+  test("a short admin token from the environment is a start-up error", async () => {
+    const error = await start({}, { adminToken: "too-short" }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toContain("AGENT_ATTR_ADMIN_TOKEN is shorter than 16 characters");
+  });
+
+  test("in open mode it warns that any client can assert any identity, and how to verify it", async () => {
+    const warnings: string[] = [];
+    const log = { info() {}, warn: (m: string) => warnings.push(m), error() {} };
+    const open = await startProxy(parseConfig({ server: { host: "0.0.0.0", port: 0 } }), { logDb: join(tempDir(), "o.db"), adminToken, log });
+    await open.stop();
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain("Listening on 0.0.0.0 in open mode: any client that reaches this port can assert any agent, user or task");
+    expect(warnings[0]).toContain("add apiKeys() to the config's plugins");
+    expect(warnings[0]).toContain("jwtAttribution");
+    warnings.length = 0;
+    const keyed = await startProxy(parseConfig({ server: { host: "0.0.0.0", port: 0 }, plugins: [openai(), headerAttribution(), apiKeys(), sqliteAudit()] }), {
+      logDb: join(tempDir(), "k.db"),
+      adminToken,
+      log,
+    });
+    await keyed.stop();
+    expect(warnings).toEqual([]);
   });
 
   test("starts with an admin token from the config", async () => {

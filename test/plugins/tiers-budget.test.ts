@@ -1,0 +1,124 @@
+// Cost budgets under concurrency, with prices where a call really costs more than a typical
+// estimate: the output ceiling (max_tokens or maxOutputTokens), every input token at the dearest
+// input rate (1-hour cache writes), text counted by bytes and media by part. Calls are held in
+// flight (streams with a pause) so every check runs before any call settles.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { anthropic, headerAttribution, openai, pricing, sqliteAudit, tiers } from "../../plugins/index.ts";
+import { reservationOf } from "../../plugins/tiers/reserve.ts";
+import type { CallContext } from "../../src/index.ts";
+import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
+import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
+
+let upstream: FakeUpstream;
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+});
+afterAll(async () => {
+  await upstream.stop();
+});
+
+const clock = { t: Date.UTC(2026, 1, 3, 9) };
+const now = () => clock.t;
+const prices = pricing({
+  models: {
+    "gpt-budget": { input: 10, output: 100 },
+    "claude-budget": { input: 10, cacheWrite: 12.5, cacheWrite1h: 40, output: 10 },
+  },
+  catalog: false,
+});
+
+async function withProxy(costPerDay: number, run: (proxy: TestProxy) => Promise<void>) {
+  const limiter = tiers({ tiers: { t: { costPerDay, per: ["user"] } }, default: "t", now });
+  const proxy = await startTestProxy(upstream.url, {
+    plugins: [openai({ baseURL: `${upstream.url}/v1` }), anthropic({ baseURL: upstream.url }), headerAttribution(), prices, limiter, sqliteAudit()],
+  });
+  try {
+    await run(proxy);
+  } finally {
+    await proxy.stop();
+  }
+}
+
+const completedCost = (records: { outcome: string | null; cost_nano_usd: number | null }[]) =>
+  records.filter((r) => r.outcome === "completed").reduce((sum, r) => sum + r.cost_nano_usd!, 0);
+
+describe("concurrent calls against a cost budget never spend past it", () => {
+  test("no max_tokens: the 4,096-token output ceiling is reserved; 10 calls that use it all spend ≤ $1.00", async () => {
+    // Each call really costs 4,096 output × $100/M = $0.4096 (+ input): a 1,024-token guess would let 9 of 10 through.
+    await withProxy(1, async (proxy) => {
+      const usage = JSON.stringify({ prompt_tokens: 8, completion_tokens: 4096, total_tokens: 4104 });
+      const call = () =>
+        fetch(`${proxy.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-user-id": "uma", "x-fake-usage": usage, "x-fake-scenario": "gap:300" },
+          body: JSON.stringify({ model: "gpt-budget", stream: true, messages: [{ role: "user", content: "write me a long essay" }] }),
+        }).then(async (r) => ({ status: r.status, text: await r.text() }));
+      const results = await Promise.all(Array.from({ length: 10 }, call));
+      expect(results.filter((r) => r.status === 200)).toHaveLength(2);
+      expect(results.filter((r) => r.status === 402)).toHaveLength(8);
+      const records = await proxy.settled(10);
+      const spent = completedCost(records);
+      expect(spent).toBe(2 * (4096 * 100_000 + 8 * 10_000));
+      expect(spent).toBeLessThanOrEqual(1e9);
+    });
+  });
+
+  test("cache writes at the 1-hour rate (4× input) are inside the reservation: 10 calls against $0.50", async () => {
+    // Real: 3,000 tokens written to the 1-hour cache at $40/M = $0.12 per call; a bytes/4 guess at $10/M is ~$0.011.
+    await withProxy(0.5, async (proxy) => {
+      const prompt = "x".repeat(4000);
+      const usage = JSON.stringify({
+        input_tokens: 10,
+        cache_creation_input_tokens: 3000,
+        cache_creation: { ephemeral_1h_input_tokens: 3000, ephemeral_5m_input_tokens: 0 },
+        cache_read_input_tokens: 0,
+        output_tokens: 100,
+      });
+      const call = () =>
+        fetch(`${proxy.url}/v1/messages`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-user-id": "vic", "x-fake-usage": usage, "x-fake-scenario": "gap:300" },
+          body: JSON.stringify({ model: "claude-budget", max_tokens: 100, stream: true, messages: [{ role: "user", content: prompt }] }),
+        }).then(async (r) => ({ status: r.status, text: await r.text() }));
+      const results = await Promise.all(Array.from({ length: 10 }, call));
+      const passed = results.filter((r) => r.status === 200).length;
+      expect(passed).toBe(3); // ceiling ≈ (4,000 + 16) × $40/M + 100 × $10/M ≈ $0.1616; 3 fit in $0.50
+      const records = await proxy.settled(10);
+      const spent = completedCost(records);
+      expect(spent).toBe(passed * (10 * 10_000 + 3000 * 40_000 + 100 * 10_000));
+      expect(spent).toBeLessThanOrEqual(0.5e9);
+    });
+  });
+});
+
+describe("the reservation", () => {
+  const ctx = (body: Record<string, unknown>, kind: CallContext["endpoint"]["kind"] = "chat.completions") =>
+    ({ body, rawBody: new TextEncoder().encode(JSON.stringify(body)), endpoint: { kind, wire: "openai", path: "/", method: "POST" } }) as unknown as CallContext;
+
+  test("counts text by UTF-8 bytes and a base64 image as one media part, not by its bytes", () => {
+    const image = `data:image/png;base64,${"A".repeat(400_000)}`;
+    const r = reservationOf(
+      ctx({ model: "m", max_tokens: 50, messages: [{ role: "user", content: [{ type: "text", text: "héllo" }, { type: "image_url", image_url: { url: image } }] }] }),
+      4096,
+    );
+    // 6 bytes of text + 16 for the message + 3,000 for the image; 50 output.
+    expect(r.ceiling.input_tokens).toBe(6 + 16 + 3000);
+    expect(r.ceiling.output_tokens).toBe(50);
+    expect(r.outputFromRequest).toBe(true);
+  });
+
+  test("a base64 PDF is one file part; a plain-text document is counted by its text", () => {
+    const pdf = { type: "document", source: { type: "base64", media_type: "application/pdf", data: "J".repeat(300_000) } };
+    const text = { type: "document", source: { type: "text", media_type: "text/plain", data: "abcdefgh" } };
+    const r = reservationOf(ctx({ model: "m", max_tokens: 1, messages: [{ role: "user", content: [pdf, text] }] }, "messages"), 4096);
+    expect(r.ceiling.input_tokens).toBe(16 + 3000 + 8);
+  });
+
+  test("output is max_tokens × n, or maxOutputTokens when the request sets none; embeddings have none", () => {
+    expect(reservationOf(ctx({ model: "m", max_completion_tokens: 100, n: 3, messages: [] }), 4096).ceiling.output_tokens).toBe(300);
+    const none = reservationOf(ctx({ model: "m", messages: [] }), 8000);
+    expect(none.ceiling.output_tokens).toBe(8000);
+    expect(none.outputFromRequest).toBe(false);
+    expect(reservationOf(ctx({ model: "m", input: "abc" }, "embeddings"), 4096).ceiling).toMatchObject({ input_tokens: 3 + 16, output_tokens: 0 });
+  });
+});
