@@ -160,3 +160,23 @@ test("an export cut off by a write error (disk full) is recorded as cancelled, w
   expect(JSON.parse(last.details)).toMatchObject({ format: "csv", cancelled: true, records_sent_at_most: 7 });
   expect((await runCli(["audit", "verify", "--log-db", logDb])).exitCode).toBe(0);
 });
+
+test("an export interrupted with SIGINT is recorded as cancelled with the records produced so far", async () => {
+  const big = await trailWith(1500);
+  const { cliPath } = await import("../helpers/process.ts");
+  const child = Bun.spawn(["bun", cliPath, "audit", "export", "--format", "csv", "--log-db", big], { stdout: "pipe", stderr: "pipe" });
+  const reader = child.stdout.getReader();
+  await reader.read(); // the child is now writing its first chunk of 512 rows into a full pipe
+  child.kill("SIGINT");
+  while (!(await reader.read()).done) {
+    // drain, so the blocked write completes and the handler runs before the next chunk
+  }
+  expect(await child.exited).toBe(1);
+  expect(await new Response(child.stderr).text()).toContain("interrupted after");
+  const db = new Database(big, { readonly: true });
+  const last = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind = 'export' ORDER BY seq DESC LIMIT 1").get()!;
+  db.close();
+  const details = JSON.parse(last.details) as { cancelled?: boolean; records_sent_at_most?: number };
+  expect(details.cancelled).toBe(true);
+  expect(details.records_sent_at_most).toBeLessThan(1500);
+}, 20_000);
