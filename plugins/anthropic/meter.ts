@@ -40,6 +40,7 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
   const raw: AnthropicUsage = { input: null, output: null, cacheRead: null, cacheWrite: null, cacheWrite1h: null };
   const text: string[] = [];
   let message: Record<string, unknown> | null = null;
+  let sawEvents = false;
   let responseModel: string | null = null;
   let terminal = false;
   let errorType: string | null = null;
@@ -48,6 +49,7 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
 
   return {
     event(event: SSEEvent) {
+      sawEvents = true;
       const data = asObject(parseJSON(event.data));
       if (!data) return;
       switch (asString(data.type) ?? event.event) {
@@ -97,7 +99,7 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
       errorType,
       outputText() {
         if (message && Array.isArray(message.content)) for (const block of message.content) collectBlock(asObject(block), text);
-        return text.join("");
+        return message || sawEvents ? text.join("") : null;
       },
     }),
   };

@@ -34,6 +34,7 @@ export function openaiMeter(endpoint: Endpoint): Meter {
   // Generated text, kept only to estimate usage if none arrives; JSON bodies are read on demand.
   const text: string[] = [];
   let body: Record<string, unknown> | null = null;
+  let sawEvents = false;
 
   const noteError = (value: unknown) => {
     const error = asObject(value);
@@ -48,6 +49,7 @@ export function openaiMeter(endpoint: Endpoint): Meter {
 
   return {
     event(event: SSEEvent) {
+      sawEvents = true;
       if (event.data === "[DONE]") {
         terminal = true;
         return;
@@ -86,7 +88,7 @@ export function openaiMeter(endpoint: Endpoint): Meter {
       errorType,
       outputText() {
         if (body) collectBody(body, text);
-        return text.join("");
+        return body || sawEvents ? text.join("") : null;
       },
     }),
   };

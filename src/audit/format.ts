@@ -47,7 +47,7 @@ const tableColumns: (keyof AuditRecord)[] = [
 export function formatTable(records: AuditRecord[]): string {
   if (records.length === 0) return "No records match.\n";
   const cell = (value: unknown) => {
-    const text = value === null || value === undefined ? "-" : String(value);
+    const text = value === null || value === undefined ? "-" : typeof value === "number" ? plainNumber(value) : String(value);
     return text.length > 40 ? `${text.slice(0, 39)}…` : text;
   };
   const rows = records.map((record) => tableColumns.map((column) => cell(record[column])));

@@ -92,8 +92,9 @@ export interface MeterResult {
   /**
    * The generated text the response delivered so far (content, tool-call arguments, reasoning),
    * for estimating usage when none arrived (an aborted or broken stream). Called only then.
+   * Null when the meter saw no part of the response (e.g. a body too large to buffer).
    */
-  outputText?: () => string;
+  outputText?: () => string | null;
 }
 
 /** Reads usage while bytes pass through; never throws into the stream (the runner guards it). */

@@ -4,6 +4,7 @@
  */
 import type { AuditRecord, Outcome, Usage, UsageSource } from "../audit/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
+import type { ProviderAdapter } from "../plugin.ts";
 import type { StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, EndpointKind, MeterResult } from "./context.ts";
 import { estimateUsage } from "./estimate.ts";
@@ -19,6 +20,33 @@ export async function finalize(reply: ReplyContext, how: StreamEnd, result: Mete
     const final = await completeRecord(reply, upstream.status, how, result, abort.signal);
     final.ttfb_ms = ttfb;
     final.response_hash = hash;
+    writeRecord(final, rt);
+    await settle(ctx, final, rt);
+  } catch (error) {
+    rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);
+  }
+}
+
+/**
+ * Stages 7-9 for a call that ended before the upstream's response headers: written as it is,
+ * except that a client who hung up on a generation is billed by estimate for the prompt the
+ * upstream had already received (nothing was delivered, so output is 0). Never throws.
+ */
+export async function finalizeBeforeResponse(
+  ctx: CallContext,
+  final: AuditRecord,
+  provider: { plugin: string; adapter: ProviderAdapter },
+  rt: Runtime,
+): Promise<void> {
+  try {
+    if (final.outcome === "client_aborted" && generating.has(ctx.endpoint.kind)) {
+      const usage = await estimateUsage(ctx, null, "");
+      if (usage) {
+        const at = new Date(ctx.startedAt);
+        const request = { ctx, provider: provider.plugin, pricing: provider.adapter.pricing, model: ctx.model, responseModel: null, usage, at };
+        Object.assign(final, usage, { usage_source: "estimated" }, costFields(await priceCall(request, rt)));
+      }
+    }
     writeRecord(final, rt);
     await settle(ctx, final, rt);
   } catch (error) {

@@ -29,7 +29,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.
 import type { SSEEvent } from "../proxy/sse.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
 import { verifyIdentity } from "./identity.ts";
-import { settle } from "./finalize.ts";
+import { finalizeBeforeResponse, settle } from "./finalize.ts";
 import { priceCall } from "./price.ts";
 import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
@@ -198,8 +198,7 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
       duration_ms: elapsed(ctx),
       error_type: clientGone ? "client_aborted" : failure.code,
     };
-    writeRecord(final, rt);
-    void settle(ctx, final, rt); //                                                  9 settle
+    trackUntilDone(rt, finalizeBeforeResponse(ctx, final, provider, rt)); //          7-9
     return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
   }
   let body: Awaited<ReturnType<typeof replyBody>>;
@@ -215,6 +214,12 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
   const responseHeaders = clientResponseHeaders(upstream.headers);
   responseHeaders.set("x-audit-record-id", ctx.id);
   return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers: responseHeaders });
+}
+
+/** Shutdown waits for `work` (the record of a call must be written before the process exits). */
+function trackUntilDone(rt: Runtime, work: Promise<void>): void {
+  rt.inflight.add(work);
+  void work.finally(() => rt.inflight.delete(work));
 }
 
 function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }): {

@@ -8,6 +8,7 @@ import { ProxyError, errorMessage } from "../errors.ts";
 import type { ProviderAdapter } from "../plugin.ts";
 import { SSEParser, parseJSON, type SSEEvent } from "../proxy/sse.ts";
 import { SSEEventFilter } from "../proxy/sse-filter.ts";
+import { firstStringMember, lastObjectMember } from "../proxy/json-peek.ts";
 import { tapStream, type StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, Meter } from "./context.ts";
 import { finalize } from "./finalize.ts";
@@ -57,10 +58,11 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     return idle;
   };
   let ttfb: number | null = null;
-  const finish = (how: StreamEnd, body?: Uint8Array) => {
+  const finish = (how: StreamEnd, body?: Uint8Array, edges?: Record<string, unknown> | null) => {
     idle?.stop();
     reply.cleanup();
     if (body) meter.json(parseJSON(utf8.decode(body)));
+    else if (edges) meter.json(edges);
     void finalize(reply, how, meter.result(), ttfb, hasher.digest("hex")).finally(track.done);
   };
   if (!upstream.body) {
@@ -87,10 +89,13 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     finish({ kind: "done" }, body);
     return body;
   }
-  // Length unknown (chunked, or encoded): pass it on as it comes, keep it for metering up to the cap.
+  // Length unknown (chunked, encoded) or over the cap: pass it on as it comes, keep it for metering
+  // up to the cap; past the cap keep only its head and tail, where the model and usage are.
   const quiet = streamed();
   const chunks: Uint8Array[] = [];
   let size = 0;
+  let tail: Uint8Array[] = [];
+  let tailSize = 0;
   return tapStream(upstream.body.getReader(), {
     chunk(bytes) {
       ttfb ??= elapsed(reply.ctx);
@@ -98,9 +103,27 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
       hasher.update(bytes);
       size += bytes.byteLength;
       if (size <= maxBufferedBytes) chunks.push(bytes);
+      else {
+        tail.push(bytes);
+        tailSize += bytes.byteLength;
+        while (tail.length > 1 && tailSize - tail[0]!.byteLength >= tailBytes) tailSize -= tail.shift()!.byteLength;
+      }
     },
-    end: (how) => finish(how, size <= maxBufferedBytes && chunks.length > 0 ? Buffer.concat(chunks) : undefined),
+    end(how) {
+      if (size <= maxBufferedBytes) return finish(how, chunks.length > 0 ? Buffer.concat(chunks) : undefined);
+      finish(how, undefined, edgesOf(chunks[0] ?? new Uint8Array(), Buffer.concat(tail)));
+    },
   });
+}
+
+/** How much of the end of an over-cap body is kept to find its usage. */
+const tailBytes = 256 * 1024;
+
+/** What metering can learn from the edges of an over-cap JSON body: its model and usage. */
+function edgesOf(head: Uint8Array, tail: Uint8Array): Record<string, unknown> | null {
+  const model = firstStringMember(utf8.decode(head.subarray(0, 64 * 1024)), "model");
+  const usage = lastObjectMember(utf8.decode(tail), "usage");
+  return usage ? { ...(model ? { model } : {}), usage } : null;
 }
 
 function sseObserver(

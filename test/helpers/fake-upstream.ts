@@ -6,7 +6,7 @@
  *   | chunked-json (a plain answer sent in pieces, without Content-Length); `gap:<ms>@<i>` pauses
  *   before chunk i instead | sse-error (after the first text delta the stream reports a failure
  *   in the wire's own way — Anthropic `event: error`, Responses `response.failed`, chat `error` —
- *   and ends).
+ *   and ends) | huge (a plain chat answer of 17 MiB, over what the proxy buffers for metering).
  * `x-fake-usage: <json>` replaces the usage object the answer reports (in the provider's own shape),
  * `x-fake-usage: none` leaves it out (as some local servers do, even when asked);
  * `x-fake-text: <text>` replaces the generated text of chat and messages streams.
@@ -176,7 +176,9 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
             const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
             return streamOf(chatChunks(model, includeUsage, steer), scenario, fake);
           }
-          const answer = { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content: "Hello world" }, finish_reason: "stop" }], usage: steer.omitUsage ? undefined : (steer.usage ?? chatUsage) };
+          // `huge`: an answer larger than the proxy buffers for metering (17 MiB of content).
+          const content = scenario === "huge" ? "x".repeat(17 * 1024 * 1024) : "Hello world";
+          const answer = { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }], usage: steer.omitUsage ? undefined : (steer.usage ?? chatUsage) };
           if (scenario === "chunked-json") {
             const text = JSON.stringify(answer);
             const pieces = [text.slice(0, 40), text.slice(40, 120), text.slice(120)];

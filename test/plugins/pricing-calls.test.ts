@@ -228,6 +228,31 @@ describe("calls that never reported their usage are billed by estimate", () => {
     }
   });
 
+  test("a client that hangs up before the answer's headers is billed for the prompt the upstream received", async () => {
+    const controller = new AbortController();
+    const sent = upstream.requests.length;
+    const aborted = fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-agent-id": "pricing-test", "x-fake-scenario": "hang" },
+      body: JSON.stringify({ model: "gpt-4o", messages }),
+      signal: controller.signal,
+    }).catch(() => null);
+    for (let i = 0; i < 100 && upstream.requests.length < sent + 1; i++) await Bun.sleep(10);
+    controller.abort();
+    await aborted;
+    const records = await proxy.settled(1);
+    const record = records.filter((r) => r.outcome === "client_aborted" && r.usage_source === "estimated" && r.output_tokens === 0).at(-1)!;
+    const input = countTokens(prompt);
+    expect(record).toMatchObject({ input_tokens: input, output_tokens: 0, cost_nano_usd: input * 2_500 });
+  });
+
+  test("an answer too large to buffer is still metered: usage read from its tail; without usage, output stays unknown", async () => {
+    const huge = await recordOf(await post("/v1/chat/completions", { model: "gpt-4o", messages }, { "x-fake-scenario": "huge", "x-fake-usage": chatUsage(1000, 0, 500) }));
+    expect(huge).toMatchObject({ usage_source: "provider", response_model: "gpt-4o-2025", input_tokens: 1000, output_tokens: 500, cost_nano_usd: 7_500_000 });
+    const unknown = await recordOf(await post("/v1/chat/completions", { model: "gpt-4o", messages }, { "x-fake-scenario": "huge", "x-fake-usage": "none" }));
+    expect(unknown).toMatchObject({ usage_source: "estimated", input_tokens: countTokens(prompt), output_tokens: null, cost_nano_usd: null });
+  });
+
   test("upstream failure mid-stream: what was delivered is billed", async () => {
     const response = await post("/v1/chat/completions", { model: "gpt-4o", messages, stream: true }, { "x-fake-scenario": "break", "x-fake-text": text });
     await response.arrayBuffer().catch(() => {}); // the stream ends in an error, as the upstream's did
