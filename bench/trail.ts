@@ -13,7 +13,7 @@ import { Checkpointer, defaultCheckpointSettings } from "../src/audit/checkpoint
 import { openAuditLog, toRow } from "../src/audit/database.ts";
 import type { AuditRecord } from "../src/audit/record.ts";
 import { loadHashKey } from "../src/audit/secret.ts";
-import { loadSigningKey, signingKeyPath } from "../src/audit/signing.ts";
+import { loadSigningKey, publicKeyPem, signingKeyPath } from "../src/audit/signing.ts";
 
 const total = Number(process.argv[2] ?? 1_000_000);
 const dir = mkdtempSync(join(tmpdir(), "agent-attr-trail-bench-"));
@@ -65,5 +65,7 @@ async function measure(label: string, args: string[]) {
 await measure("audit verify", ["audit", "verify", "--log-db", logDb]);
 await measure("audit export --format csv", ["audit", "export", "--format", "csv", "--output", join(dir, "all.csv"), "--log-db", logDb]);
 await measure("audit export --format ndjson", ["audit", "export", "--format", "ndjson", "--output", join(dir, "all.ndjson"), "--log-db", logDb]);
-await measure("audit verify-export (csv)", ["audit", "verify-export", join(dir, "all.csv")]);
+// The recipient checks the export against the instance's public key, as a real one would.
+await Bun.write(join(dir, "pubkey.pem"), publicKeyPem(key));
+await measure("audit verify-export (csv)", ["audit", "verify-export", join(dir, "all.csv"), "--public-key", join(dir, "pubkey.pem")]);
 rmSync(dir, { recursive: true, force: true });
