@@ -36,13 +36,17 @@ export function identityOf(ctx: CallContext, scope: Scope): string | null {
 const unvouchedTask = (ctx: CallContext, scope: Scope) => scope === "task" && ctx.principal !== null && (ctx.unverified ?? []).includes("task_context");
 
 /**
- * Whose meter a scope charges. An unvouched task is metered per credential, and so are the calls
- * of a credential that carry no such identity: one key cannot drain what another's calls share.
+ * Whose meter a scope charges: `key` is the meter's identity in the store, `who` its name in
+ * messages. An unvouched task is metered per credential, and so are the calls of a credential
+ * that carry no such identity: one key cannot drain what another's calls share. The key is a
+ * JSON tuple whose first element says which namespace it is in — a claimed identity is always
+ * `["id", claim]` — so no claimed string, whatever it contains, can name an internal meter.
  */
-export function meterOwner(ctx: CallContext, scope: Scope): string {
+export function meterOwner(ctx: CallContext, scope: Scope): { key: unknown[]; who: string } {
   const id = identityOf(ctx, scope);
-  if (id === null) return ctx.principal ? `(none) (key ${ctx.principal.keyId})` : "(none)";
-  return unvouchedTask(ctx, scope) ? `${id} (asserted by ${ctx.principal!.keyId})` : id;
+  const keyId = ctx.principal?.keyId ?? null;
+  if (id === null) return keyId ? { key: ["none-of-key", keyId], who: `(none) (key ${keyId})` } : { key: ["none"], who: "(none)" };
+  return unvouchedTask(ctx, scope) ? { key: ["asserted", keyId, id], who: `${id} (asserted by ${keyId})` } : { key: ["id", id], who: id };
 }
 
 /** The call's tier: its key's tier, else the first matching rule, else the default. */
@@ -83,24 +87,25 @@ export function metersFor(
 ): NamedMeter[] {
   const meters: NamedMeter[] = [];
   for (const scope of tier.per) {
-    const who = meterOwner(ctx, scope);
-    const base = `${tierName}|${scope}:${who}`;
+    const { key: owner, who } = meterOwner(ctx, scope);
+    // JSON of a tuple: injective, so no two (tier, scope, owner, limit, window) share a key.
+    const key = (...rest: string[]) => JSON.stringify([tierName, scope, owner, ...rest]);
     const add = (limit: Limit, meter: Meter) =>
       meters.push({ meter, limit, scope, who, policy: `${tierName}.${policyName[limit]}.${scope}` });
     if (tier.requestsPerMinute) {
-      add("requestsPerMinute", { kind: "gcra", key: `${base}|rpm`, limit: tier.requestsPerMinute, periodMs: minute, amount: 1 });
+      add("requestsPerMinute", { kind: "gcra", key: key("rpm"), limit: tier.requestsPerMinute, periodMs: minute, amount: 1 });
     }
     if (tier.tokensPerMinute) {
-      add("tokensPerMinute", { kind: "gcra", key: `${base}|tpm`, limit: tier.tokensPerMinute, periodMs: minute, amount: estimate.tokens });
+      add("tokensPerMinute", { kind: "gcra", key: key("tpm"), limit: tier.tokensPerMinute, periodMs: minute, amount: estimate.tokens });
     }
     if (tier.tokensPerDay) {
-      add("tokensPerDay", { kind: "window", key: `${base}|tpd|${day(now)}`, limit: tier.tokensPerDay, endsAt: nextDay(now), amount: estimate.tokens });
+      add("tokensPerDay", { kind: "window", key: key("tpd", day(now)), limit: tier.tokensPerDay, endsAt: nextDay(now), amount: estimate.tokens });
     }
     if (tier.costPerDay) {
-      add("costPerDay", { kind: "window", key: `${base}|usd-day|${day(now)}`, limit: nanoUSD(tier.costPerDay), endsAt: nextDay(now), amount: estimate.costNano });
+      add("costPerDay", { kind: "window", key: key("usd-day", day(now)), limit: nanoUSD(tier.costPerDay), endsAt: nextDay(now), amount: estimate.costNano });
     }
     if (tier.costPerMonth) {
-      add("costPerMonth", { kind: "window", key: `${base}|usd-month|${month(now)}`, limit: nanoUSD(tier.costPerMonth), endsAt: nextMonth(now), amount: estimate.costNano });
+      add("costPerMonth", { kind: "window", key: key("usd-month", month(now)), limit: nanoUSD(tier.costPerMonth), endsAt: nextMonth(now), amount: estimate.costNano });
     }
   }
   return meters;

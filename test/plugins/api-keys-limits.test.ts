@@ -99,3 +99,19 @@ test("an unvouched task is metered per key and never selects a tier", async () =
     expect(second.text).toContain("(tier t)");
   });
 });
+
+test("a claimed identity spelled like an internal meter's name never reaches that meter", async () => {
+  await withProxy("reject", perUser(), async (proxy, keys) => {
+    clock.t += 3_600_000;
+    const { key: victim, record: victimKey } = keys.create({ agents: ["victim-bot"] });
+    const { key: gateway, record: gatewayKey } = keys.create({ agents: ["gateway"], users: ["*"] });
+    // The gateway may claim any user, including the display name of the victim's "no user" meter.
+    const spoof = `(none) (key ${victimKey.id})`;
+    expect((await chat(proxy, gateway, { "x-user-id": spoof })).status).toBe(200);
+    expect((await chat(proxy, gateway, { "x-user-id": spoof })).status).toBe(429);
+    // The victim's calls without a user still have their own, untouched meter.
+    expect((await chat(proxy, victim, {})).status).toBe(200);
+    // Nor can a vouched claim reach another key's unvouched-task meter.
+    expect((await chat(proxy, gateway, { "x-user-id": `x (asserted by ${gatewayKey.id})` })).status).toBe(200);
+  });
+});
