@@ -1,19 +1,31 @@
 /**
  * What a call reserves before it is forwarded.
  *
- * - Token limits reserve an *estimate*: text bytes / 4 + the output ceiling (below).
+ * - Token limits reserve an *estimate*: the body's bytes / 4 + the allowances below + the output
+ *   ceiling.
  * - Cost budgets reserve a *ceiling*: the most the call can cost under these assumptions —
- *   every input token is one UTF-8 byte of the request's text (a BPE token spans at least one
- *   byte), plus `perMessageTokens` for each message / input item and `perMediaTokens` for each
- *   image, audio or file part (their base64 bytes are not text and are not counted); output is the
- *   request's `max_tokens` / `max_completion_tokens` / `max_output_tokens` (× `n`), or
- *   `maxOutputTokens` when it sets none; and every input token is priced at the dearest input
- *   rate the price plugins have for the call (plain, 5-minute or 1-hour cache write).
+ *   every input token is one UTF-8 byte of the request body serialized as JSON (keys, numbers,
+ *   quotes and every field included: messages, system, tools and their schemas, response_format…;
+ *   a BPE token spans at least one byte, and whatever the provider renders from the body is drawn
+ *   from these bytes), plus `perRequestTokens`, `perMessageTokens` for each message / input item /
+ *   tool, `toolUseTokens` once when the call defines tools, and `perMediaTokens` for each image,
+ *   audio or file part (their base64 bytes are not text and are not counted); output is the
+ *   request's `max_tokens` / `max_completion_tokens` / `max_output_tokens`, or `maxOutputTokens`
+ *   when it sets none, times the completions generated (`n`, `best_of`); and every input token is
+ *   priced at the dearest input rate the price plugins have for the call (plain, 5-minute or
+ *   1-hour cache write).
  */
 import type { CallContext, Usage } from "agent-attr";
 
-/** Template tokens around each message or input item (role markers, separators). */
+/** Template tokens of any request (start and end markers, the assistant turn's prefix). */
+export const perRequestTokens = 32;
+/** Template tokens around each message, input item or tool definition (role markers, separators). */
 export const perMessageTokens = 16;
+/**
+ * System prompt a provider adds when a call defines tools: Anthropic documents 264–530 tokens by
+ * model and tool_choice (346 for current models); OpenAI's tool preamble is smaller.
+ */
+export const toolUseTokens = 600;
 /** Tokens reserved per image or audio part: above the largest image the providers bill (~2.5k). */
 export const perMediaTokens = 3_000;
 
@@ -26,20 +38,20 @@ export interface Reservation {
   outputFromRequest: boolean;
 }
 
-const promptFields = ["messages", "system", "input", "prompt", "instructions", "tools", "functions", "tool_choice", "response_format", "text"];
-/** Keys whose strings are structure, not text the model reads. */
-const structuralKeys = new Set(["role", "type", "id", "cache_control", "tool_use_id", "call_id", "detail", "media_type", "format"]);
+/** Fields whose arrays are messages / input items / tools, each with template tokens around it. */
+const itemFields = ["messages", "input", "system", "tools", "functions"];
+const toolFields = ["tools", "functions"];
 /** Parts whose payload is base64 media: counted as a media part, never by bytes. */
 const mediaTypes = new Set(["image", "image_url", "input_image", "input_audio", "audio"]);
+/** Files and documents other than plain text (PDFs, file ids): one part each, never their base64 bytes. */
+const fileTypes = new Set(["document", "input_file", "file"]);
 
-interface TextCount {
+interface BodyCount {
   bytes: number;
   items: number;
   media: number;
+  tools: number;
 }
-
-/** Files and documents other than plain text (PDFs, file ids): one part each, never their base64 bytes. */
-const fileTypes = new Set(["document", "input_file", "file"]);
 
 function isMedia(value: Record<string, unknown>): boolean {
   if (typeof value.type !== "string") return false;
@@ -49,50 +61,69 @@ function isMedia(value: Record<string, unknown>): boolean {
   return !(source && (source.type === "text" || source.type === "content"));
 }
 
-function count(value: unknown, into: TextCount): void {
-  if (typeof value === "string") into.bytes += Buffer.byteLength(value);
-  else if (typeof value === "number") into.bytes += 1; // embeddings input given as token ids
-  else if (Array.isArray(value)) for (const item of value) count(item, into);
-  else if (value !== null && typeof value === "object") {
+const jsonBytes = (value: string | number | boolean | null) => Buffer.byteLength(JSON.stringify(value));
+
+/** UTF-8 bytes of `value` serialized as JSON, except media parts, which are counted apart. */
+function serialized(value: unknown, into: BodyCount): number {
+  if (Array.isArray(value)) {
+    return value.reduce<number>((sum, item) => sum + serialized(item, into), 2 + Math.max(0, value.length - 1));
+  }
+  if (value !== null && typeof value === "object") {
     const object = value as Record<string, unknown>;
     if (isMedia(object)) {
       into.media += 1;
-      return;
+      return 0;
     }
-    for (const [key, item] of Object.entries(object)) if (!structuralKeys.has(key)) count(item, into);
+    const entries = Object.entries(object).filter(([, item]) => item !== undefined);
+    let bytes = 2 + Math.max(0, entries.length - 1);
+    for (const [key, item] of entries) bytes += jsonBytes(key) + 1 + serialized(item, into);
+    return bytes;
   }
+  if (typeof value === "string" || typeof value === "number" || typeof value === "boolean" || value === null) return jsonBytes(value);
+  return 0;
 }
 
-/** UTF-8 bytes of the request's text, its messages / input items and its media parts. */
-export function textOf(body: Record<string, unknown> | null): TextCount {
-  const into: TextCount = { bytes: 0, items: 0, media: 0 };
+/** Bytes of the whole body as JSON (media apart), its messages / input items / tools and its media parts. */
+export function countBody(body: Record<string, unknown> | null): BodyCount {
+  const into: BodyCount = { bytes: 0, items: 0, media: 0, tools: 0 };
   if (!body) return into;
-  for (const field of promptFields) {
+  into.bytes = serialized(body, into);
+  for (const field of itemFields) {
     const value = body[field];
-    if (Array.isArray(value)) into.items += value.length;
-    else if (value !== undefined) into.items += 1;
-    count(value, into);
+    const items = Array.isArray(value) ? value.length : value !== undefined && value !== null ? 1 : 0;
+    into.items += items;
+    if (toolFields.includes(field) && Array.isArray(value)) into.tools += value.length;
   }
   return into;
+}
+
+const count = (value: unknown) => (typeof value === "number" && Number.isInteger(value) && value > 1 ? value : 1);
+
+/** Completions the provider generates and bills: `n`, or `best_of` candidates on /v1/completions. */
+export function completionsOf(body: Record<string, unknown>): number {
+  return Math.max(count(body.n), count(body.best_of));
 }
 
 function requestedOutput(body: Record<string, unknown>): number | null {
   const max = [body.max_tokens, body.max_completion_tokens, body.max_output_tokens].find(
     (v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0,
   );
-  if (max === undefined) return null;
-  const n = typeof body.n === "number" && Number.isInteger(body.n) && body.n > 1 ? body.n : 1;
-  return Math.ceil(max) * n;
+  return max === undefined ? null : Math.ceil(max);
 }
 
 export function reservationOf(ctx: CallContext, maxOutputTokens: number): Reservation {
   const body = ctx.body ?? {};
-  const text = textOf(ctx.body);
+  const counted = countBody(ctx.body);
   const noOutput = ctx.endpoint.kind === "embeddings" || ctx.endpoint.kind === "messages.count_tokens" || ctx.endpoint.method === "GET";
   const requested = requestedOutput(body);
-  const output = noOutput ? 0 : (requested ?? maxOutputTokens);
-  const input = text.bytes + text.items * perMessageTokens + text.media * perMediaTokens;
-  const estimatedInput = Math.ceil(text.bytes / 4) + text.items * perMessageTokens + text.media * perMediaTokens;
+  const output = noOutput ? 0 : (requested ?? maxOutputTokens) * completionsOf(body);
+  const allowances =
+    (ctx.body ? perRequestTokens : 0) +
+    counted.items * perMessageTokens +
+    (counted.tools > 0 ? toolUseTokens : 0) +
+    counted.media * perMediaTokens;
+  const input = counted.bytes + allowances;
+  const estimatedInput = Math.ceil(counted.bytes / 4) + allowances;
   return {
     tokens: estimatedInput + output,
     ceiling: {

@@ -66,7 +66,7 @@ describe("concurrent calls against a cost budget never spend past it", () => {
   test("cache writes at the 1-hour rate (4× input) are inside the reservation: 10 calls against $0.50", async () => {
     // Real: 3,000 tokens written to the 1-hour cache at $40/M = $0.12 per call; a bytes/4 guess at $10/M is ~$0.011.
     await withProxy(0.5, async (proxy) => {
-      const prompt = "x".repeat(4000);
+      const prompt = "x".repeat(3900);
       const usage = JSON.stringify({
         input_tokens: 10,
         cache_creation_input_tokens: 3000,
@@ -82,11 +82,52 @@ describe("concurrent calls against a cost budget never spend past it", () => {
         }).then(async (r) => ({ status: r.status, text: await r.text() }));
       const results = await Promise.all(Array.from({ length: 10 }, call));
       const passed = results.filter((r) => r.status === 200).length;
-      expect(passed).toBe(3); // ceiling ≈ (4,000 + 16) × $40/M + 100 × $10/M ≈ $0.1616; 3 fit in $0.50
+      expect(passed).toBe(3); // ceiling ≈ (3,995 body bytes + 48) × $40/M + 100 × $10/M ≈ $0.1627; 3 fit in $0.50
       const records = await proxy.settled(10);
       const spent = completedCost(records);
       expect(spent).toBe(passed * (10 * 10_000 + 3000 * 40_000 + 100 * 10_000));
       expect(spent).toBeLessThanOrEqual(0.5e9);
+    });
+  });
+
+  test("a schema-heavy tool: its keys and numbers count, so 10 calls of 16,000 real input tokens spend ≤ $1.00", async () => {
+    // 2,000 properties: ~62 KB of JSON whose strings alone are a few hundred bytes; each call really costs $0.161.
+    await withProxy(1, async (proxy) => {
+      const properties: Record<string, unknown> = {};
+      for (let i = 0; i < 2000; i++) properties[`field_${i}`] = { type: "string", maxLength: 64 };
+      const tools = [{ type: "function", function: { name: "f", parameters: { type: "object", properties } } }];
+      const usage = JSON.stringify({ prompt_tokens: 16_000, completion_tokens: 10, total_tokens: 16_010 });
+      const call = () =>
+        fetch(`${proxy.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-user-id": "tom", "x-fake-usage": usage, "x-fake-scenario": "gap:300" },
+          body: JSON.stringify({ model: "gpt-budget", max_tokens: 10, stream: true, messages: [{ role: "user", content: "hi" }], tools }),
+        }).then(async (r) => ({ status: r.status, text: await r.text() }));
+      const results = await Promise.all(Array.from({ length: 10 }, call));
+      expect(results.filter((r) => r.status === 200).length).toBeGreaterThanOrEqual(1);
+      const records = await proxy.settled(10);
+      const spent = completedCost(records);
+      expect(spent).toBe(results.filter((r) => r.status === 200).length * (16_000 * 10_000 + 10 * 100_000));
+      expect(spent).toBeLessThanOrEqual(1e9);
+    });
+  });
+
+  test("n without max_tokens reserves maxOutputTokens × n: 4 calls of n=2 using it all spend ≤ $2.00", async () => {
+    // Each call really costs 2 × 4,096 output × $100/M = $0.8192 (+ input); reserving 4,096 once would let all 4 through ($3.28).
+    await withProxy(2, async (proxy) => {
+      const usage = JSON.stringify({ prompt_tokens: 8, completion_tokens: 2 * 4096, total_tokens: 8 + 2 * 4096 });
+      const call = () =>
+        fetch(`${proxy.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-user-id": "nia", "x-fake-usage": usage, "x-fake-scenario": "gap:300" },
+          body: JSON.stringify({ model: "gpt-budget", n: 2, stream: true, messages: [{ role: "user", content: "two essays" }] }),
+        }).then(async (r) => ({ status: r.status, text: await r.text() }));
+      const results = await Promise.all(Array.from({ length: 4 }, call));
+      expect(results.filter((r) => r.status === 200)).toHaveLength(2);
+      const records = await proxy.settled(4);
+      const spent = completedCost(records);
+      expect(spent).toBe(2 * (2 * 4096 * 100_000 + 8 * 10_000));
+      expect(spent).toBeLessThanOrEqual(2e9);
     });
   });
 });
@@ -95,30 +136,47 @@ describe("the reservation", () => {
   const ctx = (body: Record<string, unknown>, kind: CallContext["endpoint"]["kind"] = "chat.completions") =>
     ({ body, rawBody: new TextEncoder().encode(JSON.stringify(body)), endpoint: { kind, wire: "openai", path: "/", method: "POST" } }) as unknown as CallContext;
 
-  test("counts text by UTF-8 bytes and a base64 image as one media part, not by its bytes", () => {
-    const image = `data:image/png;base64,${"A".repeat(400_000)}`;
-    const r = reservationOf(
-      ctx({ model: "m", max_tokens: 50, messages: [{ role: "user", content: [{ type: "text", text: "héllo" }, { type: "image_url", image_url: { url: image } }] }] }),
-      4096,
-    );
-    // 6 bytes of text + 16 for the message + 3,000 for the image; 50 output.
-    expect(r.ceiling.input_tokens).toBe(6 + 16 + 3000);
+  const bytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+
+  test("counts the body's JSON bytes and a base64 image as one media part, not by its bytes", () => {
+    const image = { type: "image_url", image_url: { url: `data:image/png;base64,${"A".repeat(400_000)}` } };
+    const body = { model: "m", max_tokens: 50, messages: [{ role: "user", content: [{ type: "text", text: "héllo" }, image] }] };
+    const r = reservationOf(ctx(body), 4096);
+    // Every byte of the body but the image's + 32 per request + 16 for the message + 3,000 for the image; 50 output.
+    expect(r.ceiling.input_tokens).toBe(bytes(body) - bytes(image) + 32 + 16 + 3000);
+    expect(r.ceiling.input_tokens).toBeLessThan(3300);
     expect(r.ceiling.output_tokens).toBe(50);
     expect(r.outputFromRequest).toBe(true);
   });
 
-  test("a base64 PDF is one file part; a plain-text document is counted by its text", () => {
+  test("a base64 PDF is one file part; a plain-text document is counted by its bytes", () => {
     const pdf = { type: "document", source: { type: "base64", media_type: "application/pdf", data: "J".repeat(300_000) } };
     const text = { type: "document", source: { type: "text", media_type: "text/plain", data: "abcdefgh" } };
-    const r = reservationOf(ctx({ model: "m", max_tokens: 1, messages: [{ role: "user", content: [pdf, text] }] }, "messages"), 4096);
-    expect(r.ceiling.input_tokens).toBe(16 + 3000 + 8);
+    const body = { model: "m", max_tokens: 1, messages: [{ role: "user", content: [pdf, text] }] };
+    const r = reservationOf(ctx(body, "messages"), 4096);
+    expect(r.ceiling.input_tokens).toBe(bytes(body) - bytes(pdf) + 32 + 16 + 3000);
   });
 
-  test("output is max_tokens × n, or maxOutputTokens when the request sets none; embeddings have none", () => {
+  test("tool schemas count by every byte, keys and numbers included, plus the tool-use system prompt", () => {
+    const properties: Record<string, unknown> = {};
+    for (let i = 0; i < 2000; i++) properties[`customer_account_reference_field_${i}`] = { type: "string", maxLength: 64 };
+    const tool = { name: "f", input_schema: { type: "object", properties } };
+    const body = { model: "m", max_tokens: 10, messages: [{ role: "user", content: "hi" }], tools: [tool], tool_choice: { type: "auto" } };
+    const r = reservationOf(ctx(body, "messages"), 4096);
+    expect(r.ceiling.input_tokens).toBe(bytes(body) + 32 + 16 * 2 + 600);
+    expect(r.ceiling.input_tokens).toBeGreaterThan(100_000);
+  });
+
+  test("output is max tokens × the completions generated (n, best_of), with or without max tokens; embeddings have none", () => {
     expect(reservationOf(ctx({ model: "m", max_completion_tokens: 100, n: 3, messages: [] }), 4096).ceiling.output_tokens).toBe(300);
     const none = reservationOf(ctx({ model: "m", messages: [] }), 8000);
     expect(none.ceiling.output_tokens).toBe(8000);
     expect(none.outputFromRequest).toBe(false);
-    expect(reservationOf(ctx({ model: "m", input: "abc" }, "embeddings"), 4096).ceiling).toMatchObject({ input_tokens: 3 + 16, output_tokens: 0 });
+    expect(reservationOf(ctx({ model: "m", n: 8, messages: [] }), 4096).ceiling.output_tokens).toBe(8 * 4096);
+    // best_of candidates are generated and billed server-side; n ≤ best_of are returned.
+    expect(reservationOf(ctx({ model: "m", prompt: "x", max_tokens: 10, best_of: 5, n: 2 }, "completions"), 4096).ceiling.output_tokens).toBe(50);
+    expect(reservationOf(ctx({ model: "m", prompt: "x", best_of: 3 }, "completions"), 4096).ceiling.output_tokens).toBe(3 * 4096);
+    const embed = { model: "m", input: "abc" };
+    expect(reservationOf(ctx(embed, "embeddings"), 4096).ceiling).toMatchObject({ input_tokens: bytes(embed) + 32 + 16, output_tokens: 0 });
   });
 });

@@ -63,10 +63,11 @@ describe("IETF RateLimit headers", () => {
       const usage = JSON.stringify({ prompt_tokens: 10, completion_tokens: 980, total_tokens: 990 });
       expect((await chat(proxy, { user: "cy" }, { max_tokens: 990 }, { "x-fake-usage": usage })).status).toBe(200);
       await proxy.settled(1);
-      // 990 of 1,000 tokens spent: 10 remain; a call needing 100 passes once 90 more have replenished (5.4 s).
+      // 990 of 1,000 tokens spent: 10 remain; a call needing 145 (100 output + 49 body bytes / 4 + 32 per
+      // request) passes once 135 more have replenished (8.1 s).
       const refused = await chat(proxy, { user: "cy" }, { max_tokens: 100 });
       expect(refused.status).toBe(429);
-      expect(refused.headers.get("retry-after")).toBe("6");
+      expect(refused.headers.get("retry-after")).toBe("9");
       expect(refused.headers.get("ratelimit-policy")).toBe('"t.tokens_per_minute.user";q=1000;w=60;qu="tokens"');
       expect(refused.headers.get("ratelimit")).toBe('"t.tokens_per_minute.user";r=10;t=0');
     });
@@ -92,7 +93,7 @@ describe("IETF RateLimit headers", () => {
       clock.t = Date.UTC(2026, 2, 5, 18); // 6 h before midnight
       expect((await chat(proxy, { user: "ed" }, { max_tokens: 900 })).status).toBe(200);
       await proxy.settled(1); // settles to the fake upstream's 19 real tokens
-      const refused = await chat(proxy, { user: "ed" }, { max_tokens: 990 });
+      const refused = await chat(proxy, { user: "ed" }, { max_tokens: 940 }); // 940 + 45 > 981 left
       expect(refused.status).toBe(429);
       expect(refused.headers.get("retry-after")).toBe("21600");
       expect(refused.headers.get("ratelimit-policy")).toBe('"t.tokens_per_day.user";q=1000;w=86400;qu="tokens"');
@@ -111,7 +112,8 @@ test("a call larger than a whole daily token limit is told it can never pass, wi
     expect(refused.headers.get("retry-after")).toBeNull();
     expect(refused.error().code).toBe("exceeds_limit");
     expect(refused.error().message).toBe(
-      "This call needs up to 4096 tokens, more than the whole tokens per day of user 'flo' (tier t) (1000): it can never pass, and waiting will not help. Lower the call's max_tokens or shorten its prompt, or raise the limit in the tiers config.",
+      // 4,096 output + 50 body bytes / 4 + 32 per request.
+      "This call needs up to 4141 tokens, more than the whole tokens per day of user 'flo' (tier t) (1000): it can never pass, and waiting will not help. Lower the call's max_tokens or shorten its prompt, or raise the limit in the tiers config.",
     );
     expect(upstream.requests.length).toBe(forwardedBefore);
     const noMax = await chat(proxy, { user: "flo" });
