@@ -7,7 +7,8 @@
  * reservation is replaced by the real `cost_usd`. So a budget is passed only by calls whose real
  * cost exceeded their ceiling, and by no more than the sum of those excesses.
  * Rate and token limits answer 429 (`Retry-After`, `RateLimit-Policy`, `RateLimit`); cost budgets
- * answer 402 naming the budget; a call larger than a whole daily limit or budget is told it never fits.
+ * answer 402 naming the budget; a call larger than a whole daily limit or budget is told it never fits;
+ * a daily limit or budget held only by this process's calls in flight answers 429 with Retry-After 1 s.
  */
 import { definePlugin, type AuditRecord, type LimitStage, type Logger, type Usage } from "agent-attr";
 import { z } from "zod";
@@ -32,6 +33,16 @@ export function tiers(options: z.input<typeof optionsSchema>) {
   const now = opts.now ?? Date.now;
   const matchers = ruleMatchers(opts);
   const reservations = new Map<string, Held>();
+  /** What this process's calls in flight hold on each window meter (so a refusal can say so). */
+  const inFlight = new Map<string, number>();
+  const hold = (meters: readonly NamedMeter[], sign: 1 | -1) => {
+    for (const { meter } of meters) {
+      if (meter.kind !== "window" || meter.amount === 0) continue;
+      const held = (inFlight.get(meter.key) ?? 0) + sign * meter.amount;
+      if (held > 0) inFlight.set(meter.key, held);
+      else inFlight.delete(meter.key);
+    }
+  };
   let log: Logger | null = null;
   const warned = new Set<string>();
 
@@ -58,9 +69,11 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const result = await store.charge(meters.map((m) => m.meter), at);
         if (result.refused === null) {
           reservations.set(ctx.id, { meters, tokens: reservation.tokens, costNano });
+          hold(meters, 1);
           return;
         }
-        const error = refusalOf(meters, result.states, { tier: tierName, now: at, outputFromRequest: reservation.outputFromRequest });
+        const reserved = meters.map(({ meter }) => inFlight.get(meter.key) ?? 0);
+        const error = refusalOf(meters, result.states, reserved, { tier: tierName, now: at, outputFromRequest: reservation.outputFromRequest });
         if (!tier.shadow) throw error;
         ctx.shadowDenial = `shadow:${error.code}`;
       },
@@ -68,6 +81,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const reservation = reservations.get(ctx.id);
         if (!reservation) return;
         reservations.delete(ctx.id);
+        hold(reservation.meters, -1);
         await store.adjust(adjustments(reservation, record), now());
       },
     },

@@ -28,15 +28,33 @@ export interface RefusalContext {
 
 /**
  * The refusal for a charge some meters refused. A meter the call can never fit wins; otherwise
- * the meter with the longest wait, so a retry after `Retry-After` is not refused by another.
+ * the meter with the longest wait, so a retry after `Retry-After` is not refused by another. A
+ * window meter (tokens per day, a budget) that refuses only because of what calls in flight have
+ * reserved (`reserved[i]`, this process's) is busy, not exhausted: its wait is a short retry, since
+ * those calls settle to their real, usually smaller, amounts.
  */
-export function refusalOf(meters: readonly NamedMeter[], states: readonly MeterState[], context: RefusalContext): ProxyError {
+export function refusalOf(
+  meters: readonly NamedMeter[],
+  states: readonly MeterState[],
+  reserved: readonly number[],
+  context: RefusalContext,
+): ProxyError {
   const refusing = meters.map((_, i) => i).filter((i) => states[i]!.retryAfterMs > 0);
   const never = refusing.find((i) => meters[i]!.meter.kind === "window" && meters[i]!.meter.amount > meters[i]!.meter.limit);
   if (never !== undefined) return neverFits(meters[never]!, context);
-  const longest = refusing.reduce((a, b) => (states[b]!.retryAfterMs > states[a]!.retryAfterMs ? b : a));
-  return refusal(meters[longest]!, states[longest]!, context);
+  const held = (i: number) => Math.min(reserved[i] ?? 0, states[i]!.used);
+  const busy = (i: number) => {
+    const { meter } = meters[i]!;
+    return meter.kind === "window" && held(i) > 0 && states[i]!.used - held(i) + meter.amount <= meter.limit;
+  };
+  const wait = (i: number) => (busy(i) ? busyRetryMs : states[i]!.retryAfterMs);
+  const longest = refusing.reduce((a, b) => (wait(b) > wait(a) ? b : a));
+  const state = { ...states[longest]!, retryAfterMs: wait(longest) };
+  return refusal(meters[longest]!, state, held(longest), busy(longest), context);
 }
+
+/** Retry-After for a call refused only because of reservations of calls in flight. */
+export const busyRetryMs = 1_000;
 
 function neverFits(named: NamedMeter, context: RefusalContext): ProxyError {
   const { meter, limit, scope, who } = named;
@@ -56,17 +74,36 @@ function neverFits(named: NamedMeter, context: RefusalContext): ProxyError {
   );
 }
 
-function refusal(named: NamedMeter, state: MeterState, context: RefusalContext): ProxyError {
+function refusal(named: NamedMeter, state: MeterState, reserved: number, busy: boolean, context: RefusalContext): ProxyError {
   const { meter, limit, scope, who } = named;
   const retryAfter = Math.max(1, Math.ceil(state.retryAfterMs / 1000));
   const whose = `${scope} '${who}' (tier ${context.tier})`;
-  if (isBudget(limit)) {
+  const inFlight = (amount: string) => (reserved > 0 ? ` and ${amount} reserved by calls in flight` : "");
+  if (isBudget(limit) && !busy) {
     const resets = new Date(context.now + state.resetMs).toISOString();
     return new ProxyError(
       "budget_exceeded",
-      `Budget exhausted: ${what[limit]} of ${whose}: spent ${dollars(state.used)} of ${dollars(meter.limit)}, and this call may cost up to ${dollars(meter.amount)}. It resets at ${resets}.`,
+      `Budget exhausted: ${what[limit]} of ${whose}: spent ${dollars(state.used - reserved)}${inFlight(dollars(reserved))} of ${dollars(meter.limit)}, and this call may cost up to ${dollars(meter.amount)}. It resets at ${resets}.`,
     );
   }
+  if (busy) {
+    // Waiting for the window to end would be wrong: the call fits once calls in flight settle.
+    const [used, held, need, of] = isBudget(limit)
+      ? [dollars(state.used - reserved), dollars(reserved), `may cost up to ${dollars(meter.amount)}`, dollars(meter.limit)]
+      : [String(state.used - reserved), String(reserved), `needs about ${meter.amount} tokens`, String(meter.limit)];
+    const message = `Limit busy: ${what[limit]} of ${whose} is ${of}, with ${used} spent${inFlight(held)}; this call ${need} and fits once those calls settle (if they use less than they reserved). Retry in ${retryAfter} s.`;
+    if (isBudget(limit)) return new ProxyError("rate_limited", message, { "retry-after": String(retryAfter) });
+    return new ProxyError("rate_limited", message, rateLimitHeaders(named, state, retryAfter));
+  }
+  return new ProxyError(
+    "rate_limited",
+    `Rate limit reached: ${what[limit]} of ${whose} is ${meter.limit}; ${limit === "requestsPerMinute" ? "" : `this call needs about ${meter.amount} tokens; `}retry in ${retryAfter} s.`,
+    rateLimitHeaders(named, state, retryAfter),
+  );
+}
+
+function rateLimitHeaders(named: NamedMeter, state: MeterState, retryAfter: number): Record<string, string> {
+  const { meter, limit } = named;
   // draft-ietf-httpapi-ratelimit-headers: policy q (quota), w (window, s), qu (unit); live r
   // (remaining) and t (seconds until more quota is made available).
   let windowSeconds: number;
@@ -82,13 +119,9 @@ function refusal(named: NamedMeter, state: MeterState, context: RefusalContext):
   }
   const unit = limit === "requestsPerMinute" ? "" : ';qu="tokens"';
   const policy = JSON.stringify(named.policy);
-  return new ProxyError(
-    "rate_limited",
-    `Rate limit reached: ${what[limit]} of ${whose} is ${meter.limit}; ${limit === "requestsPerMinute" ? "" : `this call needs about ${meter.amount} tokens; `}retry in ${retryAfter} s.`,
-    {
-      "retry-after": String(retryAfter),
-      "ratelimit-policy": `${policy};q=${meter.limit};w=${windowSeconds}${unit}`,
-      ratelimit: `${policy};r=${state.remaining};t=${replenish}`,
-    },
-  );
+  return {
+    "retry-after": String(retryAfter),
+    "ratelimit-policy": `${policy};q=${meter.limit};w=${windowSeconds}${unit}`,
+    ratelimit: `${policy};r=${state.remaining};t=${replenish}`,
+  };
 }

@@ -55,7 +55,7 @@ describe("concurrent calls against a cost budget never spend past it", () => {
         }).then(async (r) => ({ status: r.status, text: await r.text() }));
       const results = await Promise.all(Array.from({ length: 10 }, call));
       expect(results.filter((r) => r.status === 200)).toHaveLength(2);
-      expect(results.filter((r) => r.status === 402)).toHaveLength(8);
+      expect(results.filter((r) => r.status === 429)).toHaveLength(8); // busy: the 2 in flight hold the budget
       const records = await proxy.settled(10);
       const spent = completedCost(records);
       expect(spent).toBe(2 * (4096 * 100_000 + 8 * 10_000));
@@ -178,5 +178,71 @@ describe("the reservation", () => {
     expect(reservationOf(ctx({ model: "m", prompt: "x", best_of: 3 }, "completions"), 4096).ceiling.output_tokens).toBe(3 * 4096);
     const embed = { model: "m", input: "abc" };
     expect(reservationOf(ctx(embed, "embeddings"), 4096).ceiling).toMatchObject({ input_tokens: bytes(embed) + 32 + 16, output_tokens: 0 });
+  });
+});
+
+describe("a limit held only by calls in flight is busy, not exhausted", () => {
+  async function withTier(tier: Record<string, unknown>, run: (proxy: TestProxy) => Promise<void>) {
+    const limiter = tiers({ tiers: { t: { ...tier, per: ["user"] } }, default: "t", now });
+    const proxy = await startTestProxy(upstream.url, {
+      plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), prices, limiter, sqliteAudit()],
+    });
+    try {
+      await run(proxy);
+    } finally {
+      await proxy.stop();
+    }
+  }
+  const send = (proxy: TestProxy, user: string, maxTokens: number, usage: Record<string, number>, scenario = "gap:400") =>
+    fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-user-id": user, "x-fake-usage": JSON.stringify(usage), "x-fake-scenario": scenario },
+      body: JSON.stringify({ model: "gpt-budget", max_tokens: maxTokens, stream: true, messages: [] }),
+    });
+  const error = async (response: Response) => ((await response.json()) as { error: { code: string; message: string } }).error;
+  const small = { prompt_tokens: 5, completion_tokens: 10, total_tokens: 15 };
+
+  test("tokens per day: Retry-After 1 s and a message naming the calls in flight; the retry passes once they settle", async () => {
+    await withTier({ tokensPerDay: 1000 }, async (proxy) => {
+      clock.t = Date.UTC(2026, 4, 1, 9); // 15 h before the UTC day ends
+      const held = await send(proxy, "ida", 600, small); // headers arrive; the stream is still in flight
+      expect(held.status).toBe(200);
+      const refused = await send(proxy, "ida", 600, small);
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get("retry-after")).toBe("1");
+      const { message } = await error(refused);
+      expect(message).toMatch(/^Limit busy: tokens per day of user 'ida' \(tier t\) is 1000, with 0 spent and \d+ reserved by calls in flight; .*Retry in 1 s\.$/);
+      await held.text();
+      await proxy.settled(2);
+      expect((await send(proxy, "ida", 600, small, "")).status).toBe(200);
+    });
+  });
+
+  test("cost budget: busy while calls in flight hold it (429, Retry-After 1 s); exhausted says what is spent and what is reserved (402)", async () => {
+    await withTier({ costPerDay: 1 }, async (proxy) => {
+      clock.t = Date.UTC(2026, 4, 2, 9);
+      // 6,000 output tokens at $100/M: a ceiling of $0.60 (+ input); two do not fit in $1 at once.
+      const held = await send(proxy, "jo", 6000, { prompt_tokens: 5, completion_tokens: 5000, total_tokens: 5005 });
+      expect(held.status).toBe(200);
+      const busy = await send(proxy, "jo", 6000, small);
+      expect(busy.status).toBe(429);
+      expect(busy.headers.get("retry-after")).toBe("1");
+      const busyError = await error(busy);
+      expect(busyError.code).toBe("rate_limited");
+      expect(busyError.message).toMatch(/^Limit busy: cost budget per day of user 'jo' \(tier t\) is \$1\.00, with \$0\.00 spent and \$0\.60\d+ reserved by calls in flight; this call may cost up to \$0\.60\d+ and fits once those calls settle/);
+      await held.text();
+      await proxy.settled(2); // the held call settles to $0.50005 real
+      // $0.50005 spent + $0.30 held by a call in flight + $0.60 > $1, and still > $1 without the held call: exhausted.
+      const second = await send(proxy, "jo", 3000, small);
+      expect(second.status).toBe(200);
+      const exhausted = await send(proxy, "jo", 6000, small);
+      expect(exhausted.status).toBe(402);
+      expect(exhausted.headers.get("retry-after")).toBeNull();
+      expect((await error(exhausted)).message).toMatch(
+        /^Budget exhausted: cost budget per day of user 'jo' \(tier t\): spent \$0\.500050 and \$0\.30\d+ reserved by calls in flight of \$1\.00, and this call may cost up to \$0\.60\d+\. It resets at 2026-05-03T00:00:00\.000Z\.$/,
+      );
+      await second.text();
+      await proxy.settled(4);
+    });
   });
 });

@@ -186,15 +186,22 @@ describe("cost budgets", () => {
       const results = await Promise.all(Array.from({ length: 10 }, () => chat(proxy, "frank")));
       const statuses = results.map((r) => r.status);
       expect(statuses.filter((s) => s === 200)).toHaveLength(3);
-      expect(statuses.filter((s) => s === 402)).toHaveLength(7);
-      const refusal = results.find((r) => r.status === 402)!.json().error;
-      expect(refusal.code).toBe("budget_exceeded");
-      expect(refusal.message).toContain("cost budget per day of user 'frank' (tier t): spent $0.90 of $1.00");
-      expect(refusal.message).toContain("resets at 2026-01-18T00:00:00.000Z");
+      // The 7 are refused while the 3 are in flight: busy (429, retry in 1 s), not exhausted.
+      expect(statuses.filter((s) => s === 429)).toHaveLength(7);
+      const busy = results.find((r) => r.status === 429)!;
+      expect(busy.json().error.message).toContain("cost budget per day of user 'frank' (tier t) is $1.00, with $0.00 spent and $0.90 reserved by calls in flight");
       const records = await proxy.settled(10);
       const spent = records.filter((r) => r.outcome === "completed").reduce((sum, r) => sum + r.cost_usd!, 0);
       expect(spent).toBeCloseTo(0.9, 9);
-      expect(records.filter((r) => r.error_type === "budget_exceeded")).toHaveLength(7);
+      expect(records.filter((r) => r.error_type === "rate_limited")).toHaveLength(7);
+      // Once they settled, the budget is exhausted: 402.
+      const exhausted = await chat(proxy, "frank");
+      expect(exhausted.status).toBe(402);
+      const refusal = exhausted.json().error;
+      expect(refusal.code).toBe("budget_exceeded");
+      expect(refusal.message).toContain("cost budget per day of user 'frank' (tier t): spent $0.90 of $1.00");
+      expect(refusal.message).toContain("resets at 2026-01-18T00:00:00.000Z");
+      await proxy.settled(11);
       clock.t = Date.UTC(2026, 0, 18, 0, 0, 1); // a new UTC day, a new budget
       expect((await chat(proxy, "frank")).status).toBe(200);
     });
