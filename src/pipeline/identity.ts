@@ -7,7 +7,10 @@
  *   with neither for a field allows **no** claim of it (a key made without `--users` acts for no
  *   user; `--users '*'` opts in to any). A claim outside that is refused with 403 naming the
  *   identity, or — with `onMismatch: "record"` — replaced by the verified value (or null) and kept
- *   in `delegation.asserted`.
+ *   in `delegation.asserted`. A user the credential does not allow that came only from the body
+ *   (OpenAI `user`, Anthropic `metadata.user_id`, which SDKs and Claude Code fill in on their own)
+ *   is not a claim to refuse: it is always kept in `delegation.asserted` and the record's user is
+ *   the verified one (or null). Explicit headers are refused as above, naming the header.
  * - `task_context` is vouched for only when the credential fixes it (a token's task claim); a
  *   different claim is then handled as above.
  * - Context fields the credential does not vouch for — a task it does not fix, `session_id`,
@@ -17,7 +20,8 @@
  */
 import { ProxyError } from "../errors.ts";
 import { modelMatcher } from "../proxy/upstream.ts";
-import type { Attribution, ContextField, Principal } from "./context.ts";
+import { asObject, asString } from "../util.ts";
+import type { Attribution, ContextField, Endpoint, Principal } from "./context.ts";
 
 type Checked = "agent_id" | "user_id" | "task_context";
 const noun: Record<Checked, string> = { agent_id: "agent", user_id: "user", task_context: "task" };
@@ -28,6 +32,23 @@ const howToAllow: Record<Checked, string> = {
   task_context: "",
 };
 
+/** Where a claim came from: the field's header, or (user only) the request body. */
+export type ClaimSources = Partial<Record<Checked, "header" | "body">>;
+
+/** Which claims came from their header and whether the user came only from the body's user field. */
+export function claimSourcesOf(claimed: Attribution, headers: Headers, body: Record<string, unknown> | null, endpoint: Endpoint): ClaimSources {
+  const sources: ClaimSources = {};
+  for (const field of ["agent_id", "user_id", "task_context"] as const) {
+    if (claimed[field] !== null && headers.get(header[field])?.trim()) sources[field] = "header";
+  }
+  const bodyUser = endpoint.wire === "anthropic" ? asString(asObject(body?.metadata)?.user_id) : asString(body?.user);
+  // header-attribution keeps the body's user cut to its maxIdLength.
+  if (!sources.user_id && claimed.user_id !== null && bodyUser?.startsWith(claimed.user_id)) sources.user_id = "body";
+  return sources;
+}
+
+const bodyField = "the body's user field (OpenAI `user`, Anthropic `metadata.user_id`)";
+
 export interface VerifiedIdentity {
   attribution: Attribution;
   /** JSON for the record's `delegation`, or null when there is nothing to say. */
@@ -36,7 +57,7 @@ export interface VerifiedIdentity {
   unverified: ContextField[];
 }
 
-export function verifyIdentity(claimed: Attribution, principal: Principal): VerifiedIdentity {
+export function verifyIdentity(claimed: Attribution, principal: Principal, sources: ClaimSources = {}): VerifiedIdentity {
   const attribution: Attribution = { ...claimed, attribution: "verified" };
   const asserted: Partial<Record<Checked, string>> = {};
   const unverified: ContextField[] = [];
@@ -60,7 +81,8 @@ export function verifyIdentity(claimed: Attribution, principal: Principal): Veri
       attribution[field] = fixed ?? claim;
       continue;
     }
-    if (principal.onMismatch !== "record") {
+    // A body user the credential does not allow is what the client's SDK says, not a claim to act as someone.
+    if (principal.onMismatch !== "record" && sources[field] !== "body") {
       const may =
         fixed !== null
           ? `it is restricted to ${noun[field]} '${fixed}'`
@@ -69,7 +91,7 @@ export function verifyIdentity(claimed: Attribution, principal: Principal): Veri
             : howToAllow[field];
       throw new ProxyError(
         "forbidden",
-        `${principal.keyId} may not act as ${noun[field]} '${claim}': ${may}. Send a matching ${header[field]} header, or none.`,
+        `${principal.keyId} may not act as ${noun[field]} '${claim}'${from(field, sources)}: ${may}. Send a matching ${header[field]} header, or none.`,
       );
     }
     asserted[field] = claim!;
@@ -81,4 +103,10 @@ export function verifyIdentity(claimed: Attribution, principal: Principal): Veri
   if (Object.keys(asserted).length > 0) detail.asserted = asserted;
   if (unverified.length > 0) detail.unverified = unverified;
   return { attribution, delegation: Object.keys(detail).length > 0 ? JSON.stringify(detail) : null, unverified };
+}
+
+function from(field: Checked, sources: ClaimSources): string {
+  const source = sources[field];
+  if (source === "header") return ` (claimed by the ${header[field]} header)`;
+  return source === "body" ? ` (claimed by ${bodyField})` : "";
 }

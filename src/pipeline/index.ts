@@ -28,7 +28,7 @@ import { readBody } from "../proxy/body.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
-import { verifyIdentity } from "./identity.ts";
+import { claimSourcesOf, verifyIdentity } from "./identity.ts";
 import { finalizeBeforeResponse, settle } from "./finalize.ts";
 import { priceCall } from "./price.ts";
 import { replyBody } from "./respond.ts";
@@ -68,7 +68,8 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
     ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
     ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
     if (ctx.principal) {
-      const verified = verifyIdentity(ctx.attribution, ctx.principal);
+      const sources = claimSourcesOf(ctx.attribution, request.headers, ctx.body, endpoint);
+      const verified = verifyIdentity(ctx.attribution, ctx.principal, sources);
       ctx.attribution = verified.attribution;
       ctx.delegation = verified.delegation;
       ctx.unverified = verified.unverified;

@@ -18,6 +18,9 @@ test("a credential that allows no users refuses any claimed user, saying how to 
   expect(() => verifyIdentity(claim({ user_id: "victim" }), { keyId: "key_1", identity: { agent_id: "bot" }, users: [] })).toThrow(
     "key_1 may not act as user 'victim': it allows no user claims (a key needs --users GLOBS, or --users '*' for any user; a token, a user claim). Send a matching X-User-ID header, or none.",
   );
+  expect(() => verifyIdentity(claim({ user_id: "victim" }), { keyId: "key_1", users: [] }, { user_id: "header" })).toThrow(
+    "key_1 may not act as user 'victim' (claimed by the X-User-ID header): it allows no user claims",
+  );
   // Absent globs mean the same: a principal must opt in to claims it cannot fix.
   expect(() => verifyIdentity(claim({ user_id: "victim" }), { keyId: "k", identity: { agent_id: "bot" } })).toThrow("may not act as user 'victim'");
   expect(() => verifyIdentity(claim({ agent_id: "x" }), { keyId: "k" })).toThrow("may not act as agent 'x': it fixes no agent");
@@ -61,4 +64,14 @@ test("record mode keeps every mismatched claim, and the act chain, in delegation
   });
   expect(attribution).toMatchObject({ agent_id: "bot", user_id: null, attribution: "verified" });
   expect(JSON.parse(delegation!)).toEqual({ act, asserted: { agent_id: "evil", user_id: "root" } });
+});
+
+test("a user only in the body that the credential does not allow is kept as asserted, never refused", () => {
+  for (const onMismatch of ["reject", "record"] as const) {
+    const { attribution, delegation } = verifyIdentity(claim({ user_id: "sdk-user" }), { keyId: "k", identity: { agent_id: "bot" }, users: [], onMismatch }, { user_id: "body" });
+    expect(attribution).toMatchObject({ agent_id: "bot", user_id: null, attribution: "verified" });
+    expect(JSON.parse(delegation!)).toEqual({ asserted: { user_id: "sdk-user" } });
+  }
+  // One the credential allows is the call's user, as from a header.
+  expect(verifyIdentity(claim({ user_id: "team-a-x" }), { keyId: "k", users: ["team-a-*"] }, { user_id: "body" }).attribution.user_id).toBe("team-a-x");
 });

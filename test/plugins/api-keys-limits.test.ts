@@ -2,7 +2,7 @@
 // A key made without --users acts for no user (403, or the claim kept only as asserted); a task the
 // key does not vouch for is metered per key and never selects a tier.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { apiKeys, headerAttribution, openai, sqliteAudit, tiers } from "../../plugins/index.ts";
+import { anthropic, apiKeys, headerAttribution, openai, sqliteAudit, tiers } from "../../plugins/index.ts";
 import { ProxyKeyStore } from "../../src/keys/store.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
@@ -10,11 +10,13 @@ import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 let upstream: FakeUpstream;
 beforeAll(async () => {
   process.env.OPENAI_API_KEY = "sk-proxy-held";
+  process.env.ANTHROPIC_API_KEY = "sk-ant-proxy-held";
   upstream = await startFakeUpstream();
 });
 afterAll(async () => {
   await upstream.stop();
   delete process.env.OPENAI_API_KEY;
+  delete process.env.ANTHROPIC_API_KEY;
 });
 
 const clock = { t: Date.UTC(2026, 3, 1, 12) };
@@ -49,7 +51,7 @@ test("reject mode: a key without --users claiming a victim is a 403; --users '*'
     const { key: bot } = keys.create({ agents: ["bot"] });
     const refused = await chat(proxy, bot, { "x-user-id": "victim" });
     expect(refused.status).toBe(403);
-    expect(refused.text).toContain("may not act as user 'victim': it allows no user claims");
+    expect(refused.text).toContain("may not act as user 'victim' (claimed by the X-User-ID header): it allows no user claims");
     const { key: any } = keys.create({ agents: ["gateway"], users: ["*"] });
     expect((await chat(proxy, any, { "x-user-id": "carol" })).status).toBe(200);
   });
@@ -114,4 +116,35 @@ test("a claimed identity spelled like an internal meter's name never reaches tha
     // Nor can a vouched claim reach another key's unvouched-task meter.
     expect((await chat(proxy, gateway, { "x-user-id": `x (asserted by ${gatewayKey.id})` })).status).toBe(200);
   });
+});
+
+test("SDK bodies that always carry a user (OpenAI `user`, Anthropic `metadata.user_id`) pass on a key without --users; the user is kept as asserted", async () => {
+  const proxy = await startTestProxy(upstream.url, {
+    plugins: [openai({ baseURL: `${upstream.url}/v1` }), anthropic({ baseURL: upstream.url }), headerAttribution(), apiKeys(), perUser(), sqliteAudit()],
+  });
+  const keys = new ProxyKeyStore(proxy.logDb);
+  try {
+    clock.t += 3_600_000;
+    const { key, record: made } = keys.create({ agents: ["claude-code"] });
+    const post = (path: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+      fetch(`${proxy.url}${path}`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": key, ...headers }, body: JSON.stringify(body) }).then(
+        async (r) => ({ status: r.status, text: await r.text() }),
+      );
+    const claudeUser = "user_3f2a_account_9c1d_session_77e0";
+    expect((await post("/v1/messages", { model: "claude-sonnet-4-5", max_tokens: 10, messages: [{ role: "user", content: "hi" }], metadata: { user_id: claudeUser } })).status).toBe(200);
+    clock.t += 60_000;
+    expect((await post("/v1/chat/completions", { model: "gpt-4o", messages: [], user: "end-user-42" })).status).toBe(200);
+    const records = await proxy.settled(2);
+    expect(records.map((r) => [r.user_id, r.key_id, JSON.parse(r.delegation!).asserted.user_id])).toEqual([
+      [null, made.id, claudeUser],
+      [null, made.id, "end-user-42"],
+    ]);
+    // An explicit header is still a claim: refused, naming where it came from.
+    const header = await post("/v1/chat/completions", { model: "gpt-4o", messages: [] }, { "x-user-id": "victim" });
+    expect(header.status).toBe(403);
+    expect(header.text).toContain("may not act as user 'victim' (claimed by the X-User-ID header): it allows no user claims");
+  } finally {
+    keys.close();
+    await proxy.stop();
+  }
 });

@@ -100,7 +100,7 @@ describe("the real SDKs with a proxy key", () => {
     const before = upstream.requests.length;
     const error = await client.chat.completions.create({ model: "gpt-4o", messages: [] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.PermissionDeniedError);
-    expect((error as Error).message).toContain(`${botKeyId} may not act as agent 'deploy-bot': it is restricted to agent 'code-review-bot'`);
+    expect((error as Error).message).toContain(`${botKeyId} may not act as agent 'deploy-bot' (claimed by the X-Agent-ID header): it is restricted to agent 'code-review-bot'`);
     expect(upstream.requests.length).toBe(before);
   });
 });
@@ -116,14 +116,16 @@ describe("identity restrictions", () => {
     expect(await recordOf(response)).toMatchObject({ outcome: "rejected", status: 403, error_type: "forbidden", key_id: botKeyId, user_id: "team-b-mallory" });
   });
 
-  test("a body `user` field cannot spoof past the key either", async () => {
+  test("a body `user` field outside the key's globs does not become the call's user: kept as asserted, not refused", async () => {
     const response = await fetch(`${proxy.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${botKey}` },
       body: JSON.stringify({ model: "gpt-4o", messages: [], user: "root" }),
     });
-    expect(response.status).toBe(403);
-    await response.arrayBuffer();
+    expect(response.status).toBe(200);
+    const record = await recordOf(response);
+    expect(record).toMatchObject({ user_id: null, key_id: botKeyId, attribution: "verified" });
+    expect(JSON.parse(record.delegation!).asserted).toEqual({ user_id: "root" });
   });
 
   test("a key with agent globs accepts a matching claimed agent and refuses others", async () => {

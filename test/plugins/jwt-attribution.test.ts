@@ -184,7 +184,7 @@ describe("spoofed identity", () => {
     const token = await sign({ alg: "HS256" }, claims(), hs);
     const response = await chat(hsProxy, token, { "x-user-id": "bob" });
     expect(response.status).toBe(403);
-    expect(await response.clone().text()).toContain("alice may not act as user 'bob': it is restricted to user 'alice'");
+    expect(await response.clone().text()).toContain("alice may not act as user 'bob' (claimed by the X-User-ID header): it is restricted to user 'alice'");
     expect(await recordOf(hsProxy, response)).toMatchObject({ outcome: "rejected", key_id: "alice" });
   });
 
@@ -193,7 +193,7 @@ describe("spoofed identity", () => {
     const token = await sign({ alg: "HS256" }, rest, hs);
     const refused = await chat(hsProxy, token, { "x-agent-id": "deploy-bot" });
     expect(refused.status).toBe(403);
-    expect(await refused.clone().text()).toContain("alice may not act as agent 'deploy-bot': it fixes no agent");
+    expect(await refused.clone().text()).toContain("alice may not act as agent 'deploy-bot' (claimed by the X-Agent-ID header): it fixes no agent");
     await refused.arrayBuffer();
     const ok = await chat(hsProxy, token, { "x-task-context": "PR #9", "x-session-id": "s-1" });
     expect(ok.status).toBe(200);
