@@ -5,19 +5,12 @@ import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } 
 import { filterNames, logDbArg, parseOptions, withUserErrors } from "./_shared.ts";
 import { configArg } from "./audit-settings.ts";
 import { recordCliQuery, withConfiguredAuditLog } from "./audit-trail.ts";
+import { summedColumns } from "../audit/rollup.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
-const columns = [
-  "calls",
-  "input_tokens",
-  "output_tokens",
-  "cache_read_tokens",
-  "cache_write_tokens",
-  "cache_write_1h_tokens",
-  "reasoning_tokens",
-  "cost_usd",
-  "unpriced_calls",
-] as const satisfies (keyof SummaryRow)[];
+/** The summed token columns, then the cost in dollars (its exact nano-dollars go to CSV only). */
+const tokenColumns = summedColumns.filter((c) => c !== "cost_nano_usd");
+const columns = ["calls", ...tokenColumns, "cost_usd", "unpriced_calls"] as const satisfies (keyof SummaryRow)[];
 
 function cells(row: SummaryRow): string[] {
   return columns.map((column) => (column === "cost_usd" ? formatUSD(row.cost_nano_usd) : String(row[column])));
