@@ -50,6 +50,11 @@ export interface ProviderAdapter {
   /** A fresh usage meter for one response. */
   meter(endpoint: Endpoint): Meter;
   /**
+   * The request-body field that bounds the output on this endpoint (e.g. `max_completion_tokens`),
+   * or null when there is none. Used when a limit plugin caps a call's output (LimitStage.capOutput).
+   */
+  outputLimitField?(endpoint: Endpoint): string | null;
+  /**
    * How the calls it serves are priced: `{ catalog: "openai" }` names the price-data provider
    * (genai-prices id) its models belong to; `"free"` for self-hosted models (cost 0 unless a price
    * is configured). Absent: the catalog is searched by model name alone.
@@ -61,6 +66,12 @@ export interface ProviderAdapter {
 export interface LimitStage {
   /** Runs the price stage (stage 7) over an estimated usage, e.g. to reserve a budget. */
   price(usage: Usage): Promise<PriceQuote | null>;
+  /**
+   * Bounds the call's output: when the request sets no output limit of its own (max_tokens,
+   * max_completion_tokens, max_output_tokens), the proxy sends `maxTokens` in the provider's own
+   * field, so a reservation that assumed it is a real bound. The lowest cap asked for wins.
+   */
+  capOutput(maxTokens: number): void;
 }
 
 export interface LimitHooks {

@@ -34,6 +34,7 @@ export function anthropic(options: z.input<typeof optionsSchema> = {}) {
       },
       meter: anthropicMeter,
       pricing: { catalog: "anthropic" },
+      outputLimitField: (endpoint) => (endpoint.kind === "messages" ? "max_tokens" : null),
     },
   });
 }

@@ -37,6 +37,7 @@ export function openaiCompatible(options: z.input<typeof optionsSchema>) {
       servesModelList: opts.modelList,
       apiKey: opts.apiKey,
       pricing: opts.catalog ? { catalog: opts.catalog } : "free",
+      chatOutputLimit: "max_tokens",
     }),
   });
 }

@@ -30,6 +30,11 @@ export interface OpenAIAdapterOptions {
    */
   keyEnv?: string;
   pricing: ProviderAdapter["pricing"];
+  /**
+   * The field that bounds a chat completion's output: OpenAI's `max_completion_tokens` (the only
+   * one its reasoning models accept), or `max_tokens`, which OpenAI-compatible servers know.
+   */
+  chatOutputLimit: "max_completion_tokens" | "max_tokens";
 }
 
 export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
@@ -54,6 +59,11 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
     },
     meter: openaiMeter,
     pricing: options.pricing,
+    outputLimitField(endpoint) {
+      if (endpoint.kind === "chat.completions") return options.chatOutputLimit;
+      if (endpoint.kind === "completions") return "max_tokens";
+      return endpoint.kind === "responses" ? "max_output_tokens" : null;
+    },
   };
 }
 

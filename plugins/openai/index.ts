@@ -30,6 +30,7 @@ export function openai(options: z.input<typeof optionsSchema> = {}) {
       apiKey: opts.apiKey,
       keyEnv: "OPENAI_API_KEY",
       pricing: { catalog: "openai" },
+      chatOutputLimit: "max_completion_tokens",
     }),
   });
 }

@@ -70,6 +70,8 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         if (result.refused === null) {
           reservations.set(ctx.id, { meters, tokens: reservation.tokens, costNano });
           hold(meters, 1);
+          // The budget reserved maxOutputTokens for a call that names no limit: make it the limit.
+          if (needsCost && opts.capOutput && !tier.shadow && !reservation.outputFromRequest) stage.capOutput(opts.maxOutputTokens);
           return;
         }
         const reserved = meters.map(({ meter }) => inFlight.get(meter.key) ?? 0);

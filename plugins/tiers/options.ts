@@ -45,9 +45,15 @@ export const optionsSchema = z
     assign: z.array(ruleSchema).default([]),
     /**
      * Output ceiling reserved for a request that sets no max_tokens / max_completion_tokens /
-     * max_output_tokens. It is an assumption, not a bound: such a call may produce more.
+     * max_output_tokens. Under a cost budget it is also sent as the call's limit (see capOutput).
      */
     maxOutputTokens: positiveInt.optional(),
+    /**
+     * A call under a cost budget that sets no output limit is sent `maxOutputTokens` as its limit
+     * (in the provider's own field), so the budget's reservation is a real bound (default true).
+     * false: the body is never changed, and such a call may cost more than was reserved.
+     */
+    capOutput: z.boolean().default(true),
     /** @deprecated the former name of `maxOutputTokens`. */
     defaultOutputTokens: positiveInt.optional(),
     /** Where limiter state lives (default: this process's memory). */

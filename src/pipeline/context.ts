@@ -80,6 +80,8 @@ export interface CallContext {
   unverified?: readonly ContextField[];
   /** What a limiter in shadow mode would have refused (e.g. `shadow:rate_limited`); recorded as `error_type`. */
   shadowDenial?: string | null;
+  /** Output tokens a limit plugin bounded this call to (LimitStage.capOutput), if any. */
+  outputCap?: number;
 }
 
 /** What a provider's meter learned from a response (DESIGN §6 normalised usage). */

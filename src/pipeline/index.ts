@@ -145,6 +145,9 @@ async function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
 
 async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime): Promise<void> {
   const stage: LimitStage = {
+    capOutput(maxTokens) {
+      if (Number.isInteger(maxTokens) && maxTokens > 0) ctx.outputCap = Math.min(ctx.outputCap ?? maxTokens, maxTokens);
+    },
     price: (usage) =>
       priceCall(
         { ctx, provider: provider.plugin, pricing: provider.adapter.pricing, model: ctx.model, responseModel: null, usage, at: new Date(ctx.startedAt) },
@@ -227,10 +230,21 @@ function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: Prov
   body: Uint8Array | null;
   hideEvent?: (event: SSEEvent) => boolean;
 } {
-  if (!ctx.body || !provider.adapter.prepareBody) return { body: ctx.rawBody };
-  const prepared = guard(provider.plugin, "provider.prepareBody", () => provider.adapter.prepareBody!(ctx.endpoint, ctx.body!));
-  if (!prepared) return { body: ctx.rawBody };
-  return { body: new TextEncoder().encode(JSON.stringify(prepared.body)), hideEvent: prepared.hideEvent };
+  if (!ctx.body) return { body: ctx.rawBody };
+  const adapter = provider.adapter;
+  const prepared = adapter.prepareBody ? guard(provider.plugin, "provider.prepareBody", () => adapter.prepareBody!(ctx.endpoint, ctx.body!)) : null;
+  const capped = capOutput(ctx, prepared?.body ?? ctx.body, provider);
+  if (!prepared && !capped) return { body: ctx.rawBody };
+  return { body: new TextEncoder().encode(JSON.stringify(capped ?? prepared!.body)), hideEvent: prepared?.hideEvent };
+}
+
+const outputLimitFields = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+
+/** The body with the output cap a limit plugin asked for, when the request sets no limit itself. */
+function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: { plugin: string; adapter: ProviderAdapter }) {
+  if (ctx.outputCap === undefined || outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)) return null;
+  const field = provider.adapter.outputLimitField ? guard(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint)) : null;
+  return field ? { ...body, [field]: ctx.outputCap } : null;
 }
 
 function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): ProxyError {

@@ -3,7 +3,7 @@
 // input rate (1-hour cache writes), text counted by bytes and media by part. Calls are held in
 // flight (streams with a pause) so every check runs before any call settles.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { anthropic, headerAttribution, openai, pricing, sqliteAudit, tiers } from "../../plugins/index.ts";
+import { anthropic, headerAttribution, openai, openaiCompatible, pricing, sqliteAudit, tiers } from "../../plugins/index.ts";
 import { reservationOf } from "../../plugins/tiers/reserve.ts";
 import type { CallContext } from "../../src/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
@@ -244,5 +244,67 @@ describe("a limit held only by calls in flight is busy, not exhausted", () => {
       await second.text();
       await proxy.settled(4);
     });
+  });
+});
+
+describe("a call under a cost budget that names no output limit is sent the reserved one", () => {
+  const lastBody = () => JSON.parse(upstream.requests.at(-1)!.body) as Record<string, unknown>;
+  const send = (proxy: TestProxy, path: string, body: Record<string, unknown>) =>
+    fetch(`${proxy.url}${path}`, { method: "POST", headers: { "content-type": "application/json", "x-user-id": "cap" }, body: JSON.stringify(body) }).then((r) => r.text());
+
+  test("OpenAI chat gets max_completion_tokens, the Responses API max_output_tokens, /v1/completions max_tokens", async () => {
+    await withProxy(100, async (proxy) => {
+      await send(proxy, "/v1/chat/completions", { model: "gpt-budget", messages: [{ role: "user", content: "hi" }] });
+      expect(lastBody()).toMatchObject({ max_completion_tokens: 4096 });
+      await send(proxy, "/v1/responses", { model: "gpt-budget", input: "hi" });
+      expect(lastBody()).toMatchObject({ max_output_tokens: 4096 });
+      await send(proxy, "/v1/completions", { model: "gpt-budget", prompt: "hi" });
+      expect(lastBody()).toMatchObject({ max_tokens: 4096 });
+    });
+  });
+
+  test("a limit the client set is never changed, and nothing is added beside it", async () => {
+    await withProxy(100, async (proxy) => {
+      await send(proxy, "/v1/chat/completions", { model: "gpt-budget", max_tokens: 50, messages: [{ role: "user", content: "hi" }] });
+      expect(lastBody().max_tokens).toBe(50);
+      expect(lastBody()).not.toHaveProperty("max_completion_tokens");
+    });
+  });
+
+  test("no budget, capOutput: false, or a shadow tier: the body passes unchanged", async () => {
+    for (const options of [
+      { tiers: { t: { requestsPerMinute: 100 } }, default: "t" },
+      { tiers: { t: { costPerDay: 100 } }, default: "t", capOutput: false },
+      { tiers: { t: { costPerDay: 100, shadow: true } }, default: "t" },
+    ]) {
+      const proxy = await startTestProxy(upstream.url, {
+        plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), prices, tiers({ ...options, now }), sqliteAudit()],
+      });
+      try {
+        const body = { model: "gpt-budget", messages: [{ role: "user", content: "hi" }] };
+        await send(proxy, "/v1/chat/completions", body);
+        expect(upstream.requests.at(-1)!.body).toBe(JSON.stringify(body));
+      } finally {
+        await proxy.stop();
+      }
+    }
+  });
+
+  test("an OpenAI-compatible server gets max_tokens, the field such servers know", async () => {
+    const proxy = await startTestProxy(upstream.url, {
+      plugins: [
+        openaiCompatible({ name: "vllm", baseURL: `${upstream.url}/v1`, models: ["llama*"] }),
+        headerAttribution(),
+        pricing({ providers: { vllm: { input: 1, output: 1 } }, catalog: false }),
+        tiers({ tiers: { t: { costPerDay: 100 } }, default: "t", maxOutputTokens: 777, now }),
+        sqliteAudit(),
+      ],
+    });
+    try {
+      await send(proxy, "/v1/chat/completions", { model: "llama3", messages: [{ role: "user", content: "hi" }] });
+      expect(lastBody()).toMatchObject({ max_tokens: 777 });
+    } finally {
+      await proxy.stop();
+    }
   });
 });
