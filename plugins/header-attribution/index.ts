@@ -28,6 +28,15 @@ export function headerAttribution(options: z.input<typeof optionsSchema> = {}) {
     }
     return value;
   };
+  // Never cut short: a truncated id would be recorded under a name its owner cannot erase.
+  const fromBody = (value: string | null, field: string): string | null => {
+    const id = value?.trim();
+    if (!id) return null;
+    if (id.length > opts.maxIdLength) {
+      throw new ProxyError("invalid_attribution", `The body field ${field} is longer than ${opts.maxIdLength} characters; send a shorter user id, or the X-User-ID header.`);
+    }
+    return id;
+  };
   return definePlugin({
     name: "header-attribution",
     attribute(ctx): Partial<Attribution> {
@@ -35,7 +44,7 @@ export function headerAttribution(options: z.input<typeof optionsSchema> = {}) {
       const bodyUser =
         ctx.endpoint.wire === "anthropic" ? asString(asObject(ctx.body?.metadata)?.user_id) : asString(ctx.body?.user);
       const agent = read(h, "x-agent-id", opts.maxIdLength);
-      const user = read(h, "x-user-id", opts.maxIdLength) ?? (bodyUser?.slice(0, opts.maxIdLength) || null);
+      const user = read(h, "x-user-id", opts.maxIdLength) ?? fromBody(bodyUser, ctx.endpoint.wire === "anthropic" ? "metadata.user_id" : "user");
       const task = read(h, "x-task-context", opts.maxTaskLength);
       const trace = traceparent.exec(h.get("traceparent")?.trim().toLowerCase() ?? "")?.[1] ?? null;
       return {

@@ -10,7 +10,7 @@
  * answer 402 naming the budget; a call larger than a whole daily limit or budget is told it never fits;
  * a daily limit or budget held only by this process's calls in flight answers 429 with Retry-After 1 s.
  */
-import { definePlugin, type AuditRecord, type LimitStage, type Logger, type Usage } from "agent-attr";
+import { definePlugin, type AuditRecord, type CallContext, type LimitStage, type Logger, type Usage } from "agent-attr";
 import { z } from "zod";
 import { parseOptions } from "../options.ts";
 import { metersFor, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
@@ -84,18 +84,29 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         if (!reservation) return;
         reservations.delete(ctx.id);
         hold(reservation.meters, -1);
-        await store.adjust(adjustments(reservation, record), now());
+        await store.adjust(adjustments(reservation, record, keepsCeiling(ctx, record)), now());
       },
     },
   });
 }
 
+/**
+ * Calls whose real cost the proxy never sees keep their whole reservation: a Responses call run in
+ * the background (its answer is `queued`, the generation is billed later), and a non-streamed call
+ * whose client hung up before the headers (the upstream may have generated the whole answer).
+ */
+function keepsCeiling(ctx: CallContext, record: AuditRecord): boolean {
+  if (ctx.body?.background === true) return true;
+  return record.outcome === "client_aborted" && record.status === null && !ctx.stream;
+}
+
 /** Real tokens and cost replace the estimate; a call that ended without usage keeps it only if it completed. */
-function adjustments(reservation: Held, record: AuditRecord) {
+function adjustments(reservation: Held, record: AuditRecord, keepCeiling: boolean) {
   const completed = record.outcome === "completed";
   const hasUsage = record.input_tokens !== null || record.output_tokens !== null;
-  const tokens = hasUsage ? (record.input_tokens ?? 0) + (record.output_tokens ?? 0) : completed ? reservation.tokens : 0;
-  const costNano = record.cost_nano_usd ?? (completed ? reservation.costNano : 0);
+  let tokens = hasUsage ? (record.input_tokens ?? 0) + (record.output_tokens ?? 0) : completed ? reservation.tokens : 0;
+  let costNano = record.cost_nano_usd ?? (completed ? reservation.costNano : 0);
+  if (keepCeiling) [tokens, costNano] = [Math.max(tokens, reservation.tokens), Math.max(costNano, reservation.costNano)];
   return reservation.meters.flatMap(({ meter, limit }) => {
     if (limit === "requestsPerMinute") return [];
     const delta = limit === "costPerDay" || limit === "costPerMonth" ? costNano - reservation.costNano : tokens - reservation.tokens;

@@ -15,7 +15,7 @@
  *   priced at the dearest input rate the price plugins have for the call (plain, 5-minute or
  *   1-hour cache write).
  */
-import type { CallContext, Usage } from "agent-attr";
+import { ProxyError, type CallContext, type Usage } from "agent-attr";
 
 /** Template tokens of any request (start and end markers, the assistant turn's prefix). */
 export const perRequestTokens = 32;
@@ -104,11 +104,24 @@ export function completionsOf(body: Record<string, unknown>): number {
   return Math.max(count(body.n), count(body.best_of));
 }
 
-function requestedOutput(body: Record<string, unknown>): number | null {
-  const max = [body.max_tokens, body.max_completion_tokens, body.max_output_tokens].find(
-    (v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0,
-  );
-  return max === undefined ? null : Math.ceil(max);
+const outputLimitFields = ["max_tokens", "max_completion_tokens", "max_output_tokens"] as const;
+
+/**
+ * The output limit the request sets: the largest of its limit fields (a server may honour any one
+ * of them), or null when it sets none. A field that is set but is not a positive integer is
+ * reported, since a lenient server could read "100000" as 100,000 while the ceiling assumed none.
+ */
+export function requestedOutput(body: Record<string, unknown>): number | null {
+  let max: number | null = null;
+  for (const field of outputLimitFields) {
+    const value = body[field];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
+      throw new ProxyError("invalid_body", `${field} must be a positive integer (got ${JSON.stringify(value).slice(0, 40)}); the proxy reserves budgets by it.`);
+    }
+    max = Math.max(max ?? 0, value);
+  }
+  return max;
 }
 
 export function reservationOf(ctx: CallContext, maxOutputTokens: number): Reservation {

@@ -183,6 +183,11 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   if (last && last.seq > report.last_seq) {
     return fail(report.last_seq + 1, "truncated", `the chain ends at seq ${report.last_seq}, but a signed checkpoint of ${last.time} covers seq ${last.seq}: the tail was removed`);
   }
+  // The writer only ever moves the cursor to a seq it has folded in: one past the chain's end was
+  // set by hand, and would hide the next records from summaries.
+  if (rollup.cursor > report.last_seq) {
+    return fail(report.last_seq + 1, "rollup_mismatch", `the usage rollup claims records up to seq ${rollup.cursor}, but the chain ends at seq ${report.last_seq}`);
+  }
   const difference = rollup.compare(db);
   if (difference) return fail(rollup.cursor, "rollup_mismatch", `the usage rollup (up to seq ${rollup.cursor}) differs from the records: ${difference}`);
   return null;

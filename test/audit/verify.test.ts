@@ -87,6 +87,13 @@ test("the usage rollup is checked against the records: an edited or deleted roll
   expect(verify(logDb).failure?.message).toContain("dim agent, key 'reviewer'");
 });
 
+test("a rollup cursor moved past the chain's end (it would hide the next records from summaries) is a rollup_mismatch", async () => {
+  const logDb = await trailWith(6);
+  tamper(logDb, "UPDATE usage_rollup_state SET seq = 1000");
+  expect(verify(logDb).failure).toMatchObject({ reason: "rollup_mismatch" });
+  expect(verify(logDb).failure?.message).toContain("claims records up to seq 1000");
+});
+
 test("a deleted record is reported missing at its seq", async () => {
   const logDb = await trailWith(10);
   tamper(logDb, "DELETE FROM audit_records WHERE seq = 5");

@@ -149,6 +149,12 @@ describe("the reservation", () => {
     expect(r.outputFromRequest).toBe(true);
   });
 
+  test("several output limits: the largest is reserved (a server may honour any one of them); a non-integer one is refused", () => {
+    const r = reservationOf(ctx({ model: "m", max_tokens: 1, max_completion_tokens: 100_000, messages: [] }), 4096);
+    expect(r.ceiling.output_tokens).toBe(100_000);
+    expect(() => reservationOf(ctx({ model: "m", max_tokens: "100000", messages: [] }), 4096)).toThrow(/max_tokens must be a positive integer/);
+  });
+
   test("a base64 PDF is one file part; a plain-text document is counted by its bytes", () => {
     const pdf = { type: "document", source: { type: "base64", media_type: "application/pdf", data: "J".repeat(300_000) } };
     const text = { type: "document", source: { type: "text", media_type: "text/plain", data: "abcdefgh" } };
@@ -306,5 +312,45 @@ describe("a call under a cost budget that names no output limit is sent the rese
     } finally {
       await proxy.stop();
     }
+  });
+});
+
+describe("calls whose real cost the proxy never sees keep their reservation", () => {
+  const post = (proxy: TestProxy, path: string, body: Record<string, unknown>, headers: Record<string, string> = {}, signal?: AbortSignal) =>
+    fetch(`${proxy.url}${path}`, { method: "POST", headers: { "content-type": "application/json", "x-user-id": "bg", ...headers }, body: JSON.stringify(body), signal });
+
+  test("a background Responses call: its answer is queued, so the ceiling stays spent", async () => {
+    // Ceiling ≈ 8,000 output × $100/M = $0.80 (+ input): one fits in $1.00, the second does not.
+    await withProxy(1, async (proxy) => {
+      const body = { model: "gpt-budget", input: "hi", background: true, max_output_tokens: 8000 };
+      expect((await post(proxy, "/v1/responses", body)).status).toBe(200);
+      await proxy.settled(1);
+      const second = await post(proxy, "/v1/responses", body);
+      expect(second.status).toBe(402);
+    });
+  });
+
+  test("a non-streamed call whose client hangs up before the headers: the ceiling stays spent", async () => {
+    await withProxy(1, async (proxy) => {
+      const body = { model: "gpt-budget", messages: [{ role: "user", content: "hi" }], max_completion_tokens: 8000 };
+      const controller = new AbortController();
+      const sent = upstream.requests.length;
+      const aborted = post(proxy, "/v1/chat/completions", body, { "x-fake-scenario": "hang" }, controller.signal).catch(() => null);
+      for (let i = 0; i < 100 && upstream.requests.length === sent; i++) await Bun.sleep(10);
+      controller.abort();
+      await aborted;
+      await proxy.settled(1);
+      expect((await post(proxy, "/v1/chat/completions", body)).status).toBe(402);
+    });
+  });
+
+  test("a string max_tokens under a tier is a 400, recorded, not forwarded", async () => {
+    await withProxy(1, async (proxy) => {
+      const sent = upstream.requests.length;
+      const response = await post(proxy, "/v1/chat/completions", { model: "gpt-budget", max_tokens: "100000", messages: [] });
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as { error: { code: string } }).error.code).toBe("invalid_body");
+      expect(upstream.requests.length).toBe(sent);
+    });
   });
 });
