@@ -10,4 +10,5 @@ export { SqliteAuditStore } from "./audit/store.ts";
 export { SSEParser, parseJSON, type SSEEvent } from "./proxy/sse.ts";
 export { fetchUpstream, modelMatcher, upstreamURL } from "./proxy/upstream.ts";
 export { asCount, asObject, asString, isObject } from "./util.ts";
+export { outputLimitFields } from "./pipeline/endpoints.ts";
 export { ProxyKeyStore, type ProxyKey } from "./keys/store.ts";

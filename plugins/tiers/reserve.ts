@@ -15,7 +15,7 @@
  *   priced at the dearest input rate the price plugins have for the call (plain, 5-minute or
  *   1-hour cache write).
  */
-import { ProxyError, type CallContext, type Usage } from "agent-attr";
+import { ProxyError, outputLimitFields, type CallContext, type Usage } from "agent-attr";
 
 /** Template tokens of any request (start and end markers, the assistant turn's prefix). */
 export const perRequestTokens = 32;
@@ -103,8 +103,6 @@ const count = (value: unknown) => (typeof value === "number" && Number.isInteger
 export function completionsOf(body: Record<string, unknown>): number {
   return Math.max(count(body.n), count(body.best_of));
 }
-
-const outputLimitFields = ["max_tokens", "max_completion_tokens", "max_output_tokens"] as const;
 
 /**
  * The output limit the request sets: the largest of its limit fields (a server may honour any one

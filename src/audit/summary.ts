@@ -51,6 +51,7 @@ export type Summary = z.infer<typeof summarySchema>;
 
 type Sums = Omit<SummaryRow, "key" | "cost_usd">;
 const sumFields = ["calls", ...summedColumns, "unpriced_calls"] as const;
+const zeroSums = (): Sums => Object.fromEntries(sumFields.map((field) => [field, 0])) as Sums;
 
 /** The record column (or expression) a grouping keys by, and the rollup rows that serve it. */
 const recordKey: Record<SummaryGrouping, string> = {
@@ -81,7 +82,7 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   const groups = new Map<string | null, Sums>();
   const add = (key: string | null, row: Record<string, number | bigint | null>) => {
     let sums = groups.get(key);
-    if (!sums) groups.set(key, (sums = { calls: 0, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cache_write_1h_tokens: 0, reasoning_tokens: 0, cost_nano_usd: 0, unpriced_calls: 0 }));
+    if (!sums) groups.set(key, (sums = zeroSums()));
     for (const field of sumFields) sums[field] += Number(row[field] ?? 0);
   };
 
@@ -99,7 +100,7 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
 
   const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
   rows.sort((a, b) => b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || String(a.key).localeCompare(String(b.key)));
-  const total = { calls: 0, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cache_write_1h_tokens: 0, reasoning_tokens: 0, cost_nano_usd: 0, unpriced_calls: 0 };
+  const total = zeroSums();
   for (const row of rows) for (const field of sumFields) total[field] += row[field];
   return { by: filter.by, since, until, groups: rows, total: { key: null, ...withUSD(total) } };
 }

@@ -15,3 +15,6 @@ export const endpoints: readonly Endpoint[] = [
 export function wireOfPath(path: string): Endpoint["wire"] {
   return path.startsWith("/v1/messages") ? "anthropic" : "openai";
 }
+
+/** The request-body fields that bound a call's output, across the OpenAI and Anthropic APIs. */
+export const outputLimitFields = ["max_tokens", "max_completion_tokens", "max_output_tokens"] as const;

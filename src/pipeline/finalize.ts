@@ -8,7 +8,7 @@ import type { ProviderAdapter } from "../plugin.ts";
 import type { StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, EndpointKind, MeterResult } from "./context.ts";
 import { estimateUsage } from "./estimate.ts";
-import { costFields, hasUsage, priceCall } from "./price.ts";
+import { costFields, hasUsage, priceUsage } from "./price.ts";
 import { elapsed, writeRecord } from "./record.ts";
 import type { ReplyContext } from "./respond.ts";
 import type { Runtime } from "./runtime.ts";
@@ -42,9 +42,7 @@ export async function finalizeBeforeResponse(
     if (final.outcome === "client_aborted" && generating.has(ctx.endpoint.kind)) {
       const usage = await estimateUsage(ctx, null, "");
       if (usage) {
-        const at = new Date(ctx.startedAt);
-        const request = { ctx, provider: provider.plugin, pricing: provider.adapter.pricing, model: ctx.model, responseModel: null, usage, at };
-        Object.assign(final, usage, { usage_source: "estimated" }, costFields(await priceCall(request, rt)));
+        Object.assign(final, usage, { usage_source: "estimated" }, costFields(await priceUsage(ctx, provider, usage, null, rt)));
       }
     }
     writeRecord(final, rt);
@@ -91,20 +89,7 @@ async function completeRecord(
     const estimate = await estimateUsage(ctx, usage, result.outputText?.() ?? null);
     if (estimate) [usage, source] = [estimate, "estimated"];
   }
-  const quote = usage
-    ? await priceCall(
-        {
-          ctx,
-          provider: provider.plugin,
-          pricing: provider.adapter.pricing,
-          model: ctx.model,
-          responseModel: result.responseModel,
-          usage,
-          at: new Date(ctx.startedAt),
-        },
-        rt,
-      )
-    : null;
+  const quote = usage ? await priceUsage(ctx, provider, usage, result.responseModel, rt) : null;
   return {
     ...record,
     ...(usage ?? {}),

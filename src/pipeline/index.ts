@@ -30,7 +30,8 @@ import type { SSEEvent } from "../proxy/sse.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
 import { claimSourcesOf, verifyIdentity } from "./identity.ts";
 import { finalizeBeforeResponse, settle } from "./finalize.ts";
-import { priceCall } from "./price.ts";
+import { outputLimitFields } from "./endpoints.ts";
+import { priceUsage } from "./price.ts";
 import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
 import type { Runtime } from "./runtime.ts";
@@ -148,11 +149,7 @@ async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter
     capOutput(maxTokens) {
       if (Number.isInteger(maxTokens) && maxTokens > 0) ctx.outputCap = Math.min(ctx.outputCap ?? maxTokens, maxTokens);
     },
-    price: (usage) =>
-      priceCall(
-        { ctx, provider: provider.plugin, pricing: provider.adapter.pricing, model: ctx.model, responseModel: null, usage, at: new Date(ctx.startedAt) },
-        rt,
-      ),
+    price: (usage) => priceUsage(ctx, provider, usage, null, rt),
   };
   for (const plugin of rt.plugins) {
     if (!plugin.limit) continue;
@@ -237,8 +234,6 @@ function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: Prov
   if (!prepared && !capped) return { body: ctx.rawBody };
   return { body: new TextEncoder().encode(JSON.stringify(capped ?? prepared!.body)), hideEvent: prepared?.hideEvent };
 }
-
-const outputLimitFields = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
 
 /** The body with the output cap a limit plugin asked for, when the request sets no limit itself. */
 function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: { plugin: string; adapter: ProviderAdapter }) {

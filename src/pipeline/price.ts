@@ -4,8 +4,21 @@
  */
 import type { Usage } from "../audit/record.ts";
 import { errorMessage } from "../errors.ts";
-import type { PriceQuote, PriceRequest } from "../plugin.ts";
+import type { PriceQuote, PriceRequest, ProviderAdapter } from "../plugin.ts";
+import type { CallContext } from "./context.ts";
 import type { Runtime } from "./runtime.ts";
+
+/** Prices `usage` of this call as served by `provider` (prices in force at the call's start). */
+export function priceUsage(
+  ctx: CallContext,
+  provider: { plugin: string; adapter: ProviderAdapter },
+  usage: Usage,
+  responseModel: string | null,
+  rt: Runtime,
+): Promise<PriceQuote | null> {
+  const at = new Date(ctx.startedAt);
+  return priceCall({ ctx, provider: provider.plugin, pricing: provider.adapter.pricing, model: ctx.model, responseModel, usage, at }, rt);
+}
 
 const warned = new WeakMap<Runtime, Set<string>>();
 
