@@ -1,26 +1,32 @@
 /**
- * The intent log: before a call is forwarded, its in-flight record is appended to a plain file
- * beside the database (`<log-db>.intents-<pid>-<n>`, one JSON row per line) with a synchronous
- * write. Once written, the bytes are in the kernel and survive a crash of the process (the same
- * guarantee as SQLite's WAL with synchronous=NORMAL) at the cost of one write(2), without a
- * database transaction on the hot path. When a call's final record is committed to SQLite its
- * intent is settled; a segment whose intents are all settled is deleted — the current one too (the
- * next intent opens a fresh segment), so settled lines, which name users, do not linger on disk.
- * `compact` rewrites the segments to their unsettled lines only (after an erasure).
+ * The intent log: before a call is forwarded, its in-flight record is written to a segment file
+ * beside the database (`<log-db>.intents-<pid>-<n>`, one JSON row per line). Segments are memory-
+ * mapped and shared with the kernel's page cache, so an intent is on its way to disk the moment
+ * its bytes are copied in: it survives a crash of the process (the same guarantee as SQLite's WAL
+ * with synchronous=NORMAL, or a write(2) without fsync) and costs no system call on the hot path.
+ * A segment is created at full size with zeros written into it, so its disk space is taken when it
+ * is created: a full disk refuses the call then (begin rejects), never later inside the mapping.
+ *
+ * When a call's final record is committed to SQLite its intent is settled. Once every intent of a
+ * segment is settled its bytes are overwritten with zeros — settled lines, which name users, do
+ * not linger on disk — and the segment is used again: the current one in place, a full one as the
+ * spare the next rotation takes (further full ones are deleted). `compact` rewrites each segment to
+ * its unsettled lines only (after an erasure).
  *
  * After a crash, `recoverIntents` turns every intent that has no final record into an
  * `interrupted` record, so a call that reached an upstream is never missing from the trail.
  *
  * Each segment starts with a header line naming its columns (`{"columns":[...]}`), so a newer
- * version with more or reordered columns still recovers what an older one left behind.
+ * version with more or reordered columns still recovers what an older one left behind; the zeros
+ * after the last line are not part of it.
  */
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { ChainWriter } from "./chain.ts";
 import { columns, toRow, type SQLValue } from "./database.ts";
 import type { AuditRecord } from "./record.ts";
 
-/** A segment is closed for new intents past this size and deleted once all of them are settled. */
+/** The size of a segment: past it the next intent goes to another segment. */
 const defaultSegmentBytes = 8 * 1024 * 1024;
 
 /** The columns of segments written before segments had a header (agent-attr 0.1.0). */
@@ -33,34 +39,64 @@ const headerlessColumns = [
 ];
 
 const header = `${JSON.stringify({ columns })}\n`;
+const encoder = new TextEncoder();
+const utf8 = new TextDecoder();
+
+interface Segment {
+  readonly file: string;
+  /** The file, mapped shared: what is written here is in the page cache at once. */
+  readonly map: Uint8Array;
+  /** Bytes in use from the start (header and lines); the rest is zeros. */
+  used: number;
+  /** Intents in it not yet settled. */
+  unsettled: number;
+}
 
 export class IntentLog {
-  private fd: number | null = null;
-  private segment = 0;
-  private bytes = 0;
+  private current: Segment | null = null;
+  /** A zeroed segment kept for the next rotation (creating one writes its whole size). */
+  private spare: Segment | null = null;
+  /** Every segment file this log has and has not deleted. */
+  private readonly segments = new Set<Segment>();
   /** Unsettled intents: id → segment. */
-  private readonly pending = new Map<string, number>();
-  /** Unsettled intents per segment. */
-  private readonly counts = new Map<number, number>();
+  private readonly pending = new Map<string, Segment>();
+  private nextNumber = 0;
 
   constructor(
     private readonly logDb: string,
     private readonly segmentBytes = defaultSegmentBytes,
   ) {}
 
-  /** Appends the in-flight record; throws (e.g. disk full) if it could not be written. */
-  append(record: AuditRecord): void {
-    if (this.fd === null) {
-      this.fd = openSync(this.file(this.segment), "a", 0o600);
-      writeSync(this.fd, header);
-      this.bytes += header.length;
+  /**
+   * Makes the first segment ahead of time, so the first call does not wait for its zeros (call it
+   * after recovery, which deletes this process id's old segments). If it cannot be made, the first
+   * append tries again and fails that call with the reason.
+   */
+  prepare(): void {
+    if (this.current || this.spare) return;
+    try {
+      this.spare = this.create(this.segmentBytes);
+    } catch {
+      this.spare = null;
     }
+  }
+
+  /** Writes the in-flight record; throws (e.g. disk full) if it could not be written. */
+  append(record: AuditRecord): void {
     const line = `${JSON.stringify(toRow(record))}\n`;
-    writeSync(this.fd, line);
-    this.bytes += line.length;
-    this.pending.set(record.id, this.segment);
-    this.counts.set(this.segment, (this.counts.get(this.segment) ?? 0) + 1);
-    if (this.bytes > this.segmentBytes) this.rotate();
+    let segment = this.current ?? this.open(line);
+    let { read, written } = encoder.encodeInto(line, segment.map.subarray(segment.used));
+    if (read < line.length) {
+      // Full: clear the part that fit, and write the line to the next segment.
+      segment.map.fill(0, segment.used, segment.used + written);
+      this.current = null;
+      if (segment.unsettled === 0) this.retire(segment);
+      segment = this.open(line);
+      ({ written } = encoder.encodeInto(line, segment.map.subarray(segment.used)));
+    }
+    segment.used += written;
+    segment.unsettled++;
+    this.pending.set(record.id, segment);
   }
 
   /** The final records of these calls are committed: their intents are no longer needed. */
@@ -69,72 +105,82 @@ export class IntentLog {
       const segment = this.pending.get(id);
       if (segment === undefined) continue;
       this.pending.delete(id);
-      const left = (this.counts.get(segment) ?? 1) - 1;
-      this.counts.set(segment, left);
-      if (left === 0) {
-        if (segment === this.segment) this.rotate();
-        else this.remove(segment);
-      }
+      if (--segment.unsettled > 0) continue;
+      segment.map.fill(0, 0, segment.used);
+      if (segment === this.current) segment.used = encoder.encodeInto(header, segment.map).written;
+      else this.retire(segment);
     }
   }
 
   /**
-   * Rewrites every segment to its unsettled intents only (deleting those with none), and starts a
-   * new segment for the next intent: afterwards no settled line — e.g. of a user just erased —
-   * is left in any intent file. Unsettled intents are calls still in flight; they are needed.
+   * Rewrites every segment to its unsettled intents only: afterwards no settled line — e.g. of a
+   * user just erased — is left in any intent file. Unsettled intents are calls still in flight;
+   * they are needed.
    */
   compact(): void {
-    if (this.fd !== null) this.rotate();
-    for (const [segment, left] of [...this.counts]) {
-      if (left === 0) this.remove(segment);
-      else this.rewrite(segment);
+    for (const segment of this.segments) {
+      if (segment.unsettled === 0) continue; // already zeros
+      const lines = utf8.decode(segment.map.subarray(0, segment.used)).split("\n");
+      const kept = lines.slice(1).filter((line) => {
+        const row = parseLine(line);
+        return Array.isArray(row) && this.pending.get(String(row[0])) === segment;
+      });
+      segment.map.fill(0, 0, segment.used);
+      segment.used = encoder.encodeInto(header + kept.map((line) => `${line}\n`).join(""), segment.map).written;
     }
   }
 
-  private rewrite(segment: number): void {
-    const file = this.file(segment);
-    let text: string;
-    try {
-      text = readFileSync(file, "utf8");
-    } catch {
-      return;
-    }
-    const lines = text.split("\n");
-    const kept = lines.slice(1).filter((line) => {
-      const row = parseLine(line);
-      return Array.isArray(row) && this.pending.get(String(row[0])) === segment;
-    });
-    const temporary = `${file}.compact`;
-    writeFileSync(temporary, [lines[0], ...kept, ""].join("\n"), { mode: 0o600 });
-    renameSync(temporary, file);
-  }
-
-  /** Closes the current segment; deletes it if nothing in it is unsettled. */
+  /** Deletes the segments with nothing unsettled; those with calls in flight stay for recovery. */
   close(): void {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
-    if ((this.counts.get(this.segment) ?? 0) === 0 && existsSync(this.file(this.segment))) this.remove(this.segment);
+    for (const segment of this.segments) {
+      if (segment.unsettled === 0) this.remove(segment);
+    }
+    this.current = null;
+    this.spare = null;
   }
 
-  private rotate(): void {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
-    if ((this.counts.get(this.segment) ?? 0) === 0) this.remove(this.segment);
-    this.segment++;
-    this.bytes = 0;
+  /** Makes a segment with room for `line` the current one: the spare, or a new file. */
+  private open(line: string): Segment {
+    const needed = header.length + line.length * 3; // UTF-8 takes at most 3 bytes per UTF-16 unit
+    let segment = this.spare;
+    if (segment && segment.map.byteLength >= needed) this.spare = null;
+    else segment = this.create(Math.max(this.segmentBytes, needed));
+    segment.used = encoder.encodeInto(header, segment.map).written;
+    this.current = segment;
+    return segment;
   }
 
-  private remove(segment: number): void {
-    this.counts.delete(segment);
+  /** A new segment file of `size` zero bytes, mapped. */
+  private create(size: number): Segment {
+    const file = `${this.logDb}.intents-${process.pid}-${this.nextNumber++}`;
+    const fd = openSync(file, "w", 0o600);
     try {
-      unlinkSync(this.file(segment));
+      const zeros = new Uint8Array(Math.min(size, 1024 * 1024));
+      for (let at = 0; at < size; at += zeros.byteLength) writeSync(fd, zeros, 0, Math.min(zeros.byteLength, size - at));
+    } catch (error) {
+      closeSync(fd);
+      unlinkSync(file);
+      throw error;
+    }
+    closeSync(fd);
+    const segment: Segment = { file, map: Bun.mmap(file, { shared: true }), used: 0, unsettled: 0 };
+    this.segments.add(segment);
+    return segment;
+  }
+
+  /** A segment no longer current with nothing unsettled (all zeros): kept as the spare, or deleted. */
+  private retire(segment: Segment): void {
+    if (this.spare === null) this.spare = segment;
+    else this.remove(segment);
+  }
+
+  private remove(segment: Segment): void {
+    this.segments.delete(segment);
+    try {
+      unlinkSync(segment.file);
     } catch {
       // Already gone: nothing to keep.
     }
-  }
-
-  private file(segment: number): string {
-    return `${this.logDb}.intents-${process.pid}-${segment}`;
   }
 }
 
@@ -176,7 +222,8 @@ export function recoverIntents(chain: ChainWriter, logDb: string): number {
  * cut short by the crash is skipped: its call never reached an upstream.
  */
 export function readSegment(text: string): SQLValue[][] {
-  const lines = text.split("\n");
+  const end = text.indexOf("\0");
+  const lines = (end === -1 ? text : text.slice(0, end)).split("\n");
   const head = parseLine(lines[0] ?? "");
   const named = head !== null && !Array.isArray(head) && Array.isArray((head as { columns?: unknown }).columns);
   const written = named ? ((head as { columns: string[] }).columns) : headerlessColumns;

@@ -144,7 +144,9 @@ export class SqliteAuditStore {
 
   /** Records the calls a killed process left in flight as interrupted; returns how many. */
   recoverInterrupted(): number {
-    return recoverIntents(this.chain, this.path);
+    const recovered = recoverIntents(this.chain, this.path);
+    this.intents.prepare();
+    return recovered;
   }
 
   /** Commits what is queued, stops the writer thread and closes the database. */

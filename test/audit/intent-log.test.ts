@@ -1,5 +1,5 @@
-// The intent log's segments: rotated by size, deleted once every intent in them is settled, and
-// recovered after a crash whichever version wrote them.
+// The intent log's segments: rotated by size, zeroed and reused once every intent in them is
+// settled, deleted on close, and recovered after a crash whichever version wrote them.
 import { expect, test } from "bun:test";
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,23 +12,61 @@ import { tempDir } from "../helpers/proxy.ts";
 const record = (id: string) =>
   ({ id, timestamp: "2026-01-01T00:00:00.000Z", attribution: "default", endpoint: "/v1/x", stream: false, usage_source: "none" }) as AuditRecord;
 
-test("full segments rotate, and a segment is deleted once all of its intents are settled", () => {
+/** The intent files of `dir`, with their text. */
+const segmentsOf = (dir: string) =>
+  readdirSync(dir)
+    .filter((name) => name.includes(".intents-"))
+    .sort()
+    .map((name) => ({ name, text: readFileSync(join(dir, name), "utf8") }));
+
+test("full segments rotate; settled intents are zeroed at once, one spare segment is kept, the rest deleted", () => {
   const dir = tempDir();
-  const logDb = join(dir, "audit.db");
-  const log = new IntentLog(logDb, 300); // a few records per segment
-  const segments = () => readdirSync(dir).filter((name) => name.includes(".intents-")).sort();
-  for (let i = 0; i < 10; i++) log.append(record(`r${i}`));
-  const written = segments();
-  expect(written.length).toBeGreaterThan(2);
+  const log = new IntentLog(join(dir, "audit.db"), 300); // a few records per segment
+  for (let i = 0; i < 12; i++) log.append(record(`r${i}`));
+  const written = segmentsOf(dir);
+  expect(written.length).toBeGreaterThan(3);
+  expect(written.map((s) => readSegment(s.text).length).reduce((a, b) => a + b)).toBe(12);
 
-  log.settle(["r0", "r1", "r2", "r3", "r4"]);
-  const after = segments();
-  expect(after.length).toBeLessThan(written.length);
-  expect(after[0]).not.toBe(written[0]); // the oldest segment held only settled intents
+  log.settle(["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"]);
+  const after = segmentsOf(dir);
+  expect(after.length).toBeLessThan(written.length); // one emptied segment is the spare, the others are gone
+  const inFlight = ["r8", "r9", "r10", "r11"];
+  const left = after.map((s) => readSegment(s.text).map((row) => String(row[0])));
+  expect(left.flat()).toEqual(expect.arrayContaining(inFlight));
+  // A settled line stays only beside a call still in flight (a segment is zeroed as a whole).
+  for (const ids of left) if (ids.length > 0) expect(ids.some((id) => inFlight.includes(id))).toBe(true);
+  expect(left.flat().length).toBeLessThan(12);
 
-  log.settle(["r5", "r6", "r7", "r8", "r9"]);
+  log.settle(["r8", "r9", "r10", "r11"]);
   log.close();
-  expect(segments()).toEqual([]);
+  expect(segmentsOf(dir)).toEqual([]);
+});
+
+test("a segment is created at full size (its disk space taken up front), its unused part zeros", () => {
+  const dir = tempDir();
+  const log = new IntentLog(join(dir, "audit.db"), 64 * 1024);
+  log.append(record("r1"));
+  const [segment] = segmentsOf(dir);
+  expect(segment!.text.length).toBe(64 * 1024);
+  expect(segment!.text.endsWith("\0".repeat(1000))).toBe(true);
+  expect(readSegment(segment!.text).map((row) => row[0])).toEqual(["r1"]);
+  log.settle(["r1"]);
+  log.close();
+});
+
+test("prepare() makes the first segment ahead of the first call, which then writes into it", () => {
+  const dir = tempDir();
+  const log = new IntentLog(join(dir, "audit.db"), 64 * 1024);
+  log.prepare();
+  const [prepared] = segmentsOf(dir);
+  expect(prepared!.text).toBe("\0".repeat(64 * 1024));
+  log.append(record("r1"));
+  const after = segmentsOf(dir);
+  expect(after.map((s) => s.name)).toEqual([prepared!.name]);
+  expect(readSegment(after[0]!.text).map((row) => row[0])).toEqual(["r1"]);
+  log.settle(["r1"]);
+  log.close();
+  expect(segmentsOf(dir)).toEqual([]);
 });
 
 test("a segment with unsettled intents survives close (they are in flight)", () => {
@@ -85,25 +123,23 @@ test("a new segment names its columns, so a later version can read it", () => {
   log.close();
 });
 
-test("a segment is deleted as soon as its intents are settled, and compact() keeps only the unsettled lines", () => {
+test("settled lines are zeroed as soon as their segment has none in flight, and compact() keeps only the unsettled lines", () => {
   const dir = tempDir();
   const log = new IntentLog(join(dir, "audit.db"));
-  const segments = () => readdirSync(dir).filter((name) => name.includes(".intents-"));
+  const texts = () => segmentsOf(dir).map((s) => s.text).join("");
   log.append(record("quiet"));
   log.settle(["quiet"]);
-  expect(segments()).toEqual([]); // the current segment too: no settled line lingers
+  expect(texts()).not.toContain("quiet"); // the current segment too: no settled line lingers
   log.append(record("erased-user-call"));
   log.append(record("still-in-flight"));
   log.settle(["erased-user-call"]);
-  const [name] = segments();
-  expect(readFileSync(join(dir, name!), "utf8")).toContain("erased-user-call");
+  expect(texts()).toContain("erased-user-call");
   log.compact();
-  const text = readFileSync(join(dir, name!), "utf8");
-  expect(text).not.toContain("erased-user-call");
-  expect(readSegment(text).map((row) => row[0])).toEqual(["still-in-flight"]);
-  log.append(record("next")); // goes to a new segment
-  expect(segments()).toHaveLength(2);
+  expect(texts()).not.toContain("erased-user-call");
+  expect(readSegment(texts()).map((row) => row[0])).toEqual(["still-in-flight"]);
+  log.append(record("next")); // written after the kept line
+  expect(readSegment(texts()).map((row) => row[0])).toEqual(["still-in-flight", "next"]);
   log.settle(["still-in-flight", "next"]);
   log.close();
-  expect(segments()).toEqual([]);
+  expect(segmentsOf(dir)).toEqual([]);
 });
