@@ -38,25 +38,37 @@ export class SSEParser {
     const events: SSEEvent[] = [];
     const text = this.buffer;
     let start = 0;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (c !== 10 && c !== 13) continue;
-      if (c === 13) {
-        // A lone CR at the end of the buffer may be the first half of a CRLF: wait for more.
-        if (i === text.length - 1 && !final) break;
-        this.line(text.slice(start, i), events);
-        if (text.charCodeAt(i + 1) === 10) i++;
-      } else {
-        this.line(text.slice(start, i), events);
+    if (text.indexOf("\r") === -1) {
+      // LF line ends only (what LLM APIs send): let indexOf find them.
+      for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", start)) {
+        this.line(start === end ? "" : text.slice(start, end), events);
+        start = end + 1;
       }
-      start = i + 1;
+    } else {
+      for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        if (c !== 10 && c !== 13) continue;
+        if (c === 13) {
+          // A lone CR at the end of the buffer may be the first half of a CRLF: wait for more.
+          if (i === text.length - 1 && !final) break;
+          this.line(text.slice(start, i), events);
+          if (text.charCodeAt(i + 1) === 10) i++;
+        } else {
+          this.line(text.slice(start, i), events);
+        }
+        start = i + 1;
+      }
     }
-    this.buffer = text.slice(start);
+    this.buffer = start === 0 ? text : text.slice(start);
     return events;
   }
 
   private line(line: string, events: SSEEvent[]): void {
     if (line === "") return this.dispatch(events);
+    if (line.startsWith("data: ")) {
+      this.dataLines.push(line.slice(6));
+      return;
+    }
     if (line.charCodeAt(0) === 58) return; // ":" comment
     const colon = line.indexOf(":");
     const field = colon === -1 ? line : line.slice(0, colon);
@@ -67,8 +79,9 @@ export class SSEParser {
   }
 
   private dispatch(events: SSEEvent[]): void {
-    if (this.dataLines.length > 0) events.push({ event: this.eventName, data: this.dataLines.join("\n") });
-    this.dataLines = [];
+    const lines = this.dataLines;
+    if (lines.length > 0) events.push({ event: this.eventName, data: lines.length === 1 ? lines[0]! : lines.join("\n") });
+    if (lines.length > 0) this.dataLines = [];
     this.eventName = null;
   }
 }
