@@ -3,7 +3,7 @@
  * and writes, so the record's `input_tokens` adds them back; `message_delta` usage is cumulative,
  * so each one overwrites what came before (never add).
  */
-import { asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type Usage } from "agent-attr";
+import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type Usage } from "agent-attr";
 
 type AnthropicUsage = {
   input: number | null;
@@ -38,7 +38,6 @@ export function normaliseAnthropicUsage(u: AnthropicUsage): Usage | null {
 
 export function anthropicMeter(endpoint: Endpoint): Meter {
   const raw: AnthropicUsage = { input: null, output: null, cacheRead: null, cacheWrite: null, cacheWrite1h: null };
-  const text: string[] = [];
   let message: Record<string, unknown> | null = null;
   let sawEvents = false;
   let responseModel: string | null = null;
@@ -46,39 +45,47 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
   let errorType: string | null = null;
   // count_tokens answers a question; it is not a billed generation.
   const billed = endpoint.kind === "messages";
+  // Generated text, kept only to estimate usage if none arrives: text deltas are read only if it
+  // is needed (DeferredText).
+  const text = new DeferredText((event, into) => read(event, into));
+  const read = (event: SSEEvent, into: string[]) => {
+    const data = asObject(parseJSON(event.data));
+    if (!data) return;
+    switch (asString(data.type) ?? event.event) {
+      case "message_start": {
+        const message = asObject(data.message);
+        responseModel = asString(message?.model) ?? responseModel;
+        readUsage(message?.usage, raw);
+        break;
+      }
+      case "message_delta":
+        readUsage(data.usage, raw);
+        break;
+      case "content_block_start":
+        collectBlock(asObject(data.content_block), into);
+        break;
+      case "content_block_delta": {
+        const delta = asObject(data.delta);
+        const piece = asString(delta?.text) ?? asString(delta?.partial_json) ?? asString(delta?.thinking);
+        if (piece) into.push(piece);
+        break;
+      }
+      case "message_stop":
+        terminal = true;
+        break;
+      case "error":
+        errorType = asString(asObject(data.error)?.type) ?? "error";
+        terminal = true;
+        break;
+    }
+  };
 
   return {
     event(event: SSEEvent) {
       sawEvents = true;
-      const data = asObject(parseJSON(event.data));
-      if (!data) return;
-      switch (asString(data.type) ?? event.event) {
-        case "message_start": {
-          const message = asObject(data.message);
-          responseModel = asString(message?.model) ?? responseModel;
-          readUsage(message?.usage, raw);
-          break;
-        }
-        case "message_delta":
-          readUsage(data.usage, raw);
-          break;
-        case "content_block_start":
-          collectBlock(asObject(data.content_block), text);
-          break;
-        case "content_block_delta": {
-          const delta = asObject(data.delta);
-          const piece = asString(delta?.text) ?? asString(delta?.partial_json) ?? asString(delta?.thinking);
-          if (piece) text.push(piece);
-          break;
-        }
-        case "message_stop":
-          terminal = true;
-          break;
-        case "error":
-          errorType = asString(asObject(data.error)?.type) ?? "error";
-          terminal = true;
-          break;
-      }
+      // A delta only adds text (its type comes first in what Anthropic sends).
+      if (event.data.startsWith('{"type":"content_block_delta"')) text.defer(event);
+      else read(event, text.pieces);
     },
     json(body: unknown) {
       const data = asObject(body);
@@ -98,8 +105,9 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
       terminal,
       errorType,
       outputText() {
-        if (message && Array.isArray(message.content)) for (const block of message.content) collectBlock(asObject(block), text);
-        return message || sawEvents ? text.join("") : null;
+        const pieces = text.resolve();
+        if (message && Array.isArray(message.content)) for (const block of message.content) collectBlock(asObject(block), pieces);
+        return message || sawEvents ? pieces.join("") : null;
       },
     }),
   };

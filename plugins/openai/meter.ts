@@ -3,7 +3,7 @@
  * and their streams, and the Responses API (JSON and `response.*` events). `prompt_tokens` already
  * includes cached tokens and `completion_tokens` includes reasoning, which is the record's shape.
  */
-import { asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type Usage } from "agent-attr";
+import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type Usage } from "agent-attr";
 
 export function openaiUsage(value: unknown, endpoint: Endpoint): Usage | null {
   const usage = asObject(value);
@@ -31,8 +31,6 @@ export function openaiMeter(endpoint: Endpoint): Meter {
   let responseModel: string | null = null;
   let terminal = false;
   let errorType: string | null = null;
-  // Generated text, kept only to estimate usage if none arrives; JSON bodies are read on demand.
-  const text: string[] = [];
   let body: Record<string, unknown> | null = null;
   let sawEvents = false;
 
@@ -46,6 +44,30 @@ export function openaiMeter(endpoint: Endpoint): Meter {
     usage = openaiUsage(response.usage, endpoint) ?? usage;
     noteError(response.error);
   };
+  // Generated text, kept only to estimate usage if none arrives: chunks that carry nothing else are
+  // read only if it is needed (DeferredText); JSON bodies are read on demand.
+  const text = new DeferredText((event, into) => read(event, into));
+  const read = (event: SSEEvent, into: string[]) => {
+    const data = asObject(parseJSON(event.data));
+    if (!data) return;
+    const type = asString(data.type) ?? event.event;
+    if (type && type.startsWith("response.")) {
+      const response = asObject(data.response);
+      if (response) noteResponse(response);
+      else if (type.endsWith(".delta") && typeof data.delta === "string") into.push(data.delta);
+      if (terminalResponseEvents.has(type)) terminal = true;
+      return;
+    }
+    if (type === "error") {
+      noteError(data.error ?? data);
+      terminal = true;
+      return;
+    }
+    responseModel = asString(data.model) ?? responseModel;
+    usage = openaiUsage(data.usage, endpoint) ?? usage;
+    noteError(data.error);
+    if (Array.isArray(data.choices)) for (const choice of data.choices) collectChoice(asObject(choice), "delta", into);
+  };
 
   return {
     event(event: SSEEvent) {
@@ -54,25 +76,9 @@ export function openaiMeter(endpoint: Endpoint): Meter {
         terminal = true;
         return;
       }
-      const data = asObject(parseJSON(event.data));
-      if (!data) return;
-      const type = asString(data.type) ?? event.event;
-      if (type && type.startsWith("response.")) {
-        const response = asObject(data.response);
-        if (response) noteResponse(response);
-        else if (type.endsWith(".delta") && typeof data.delta === "string") text.push(data.delta);
-        if (terminalResponseEvents.has(type)) terminal = true;
-        return;
-      }
-      if (type === "error") {
-        noteError(data.error ?? data);
-        terminal = true;
-        return;
-      }
-      responseModel = asString(data.model) ?? responseModel;
-      usage = openaiUsage(data.usage, endpoint) ?? usage;
-      noteError(data.error);
-      if (Array.isArray(data.choices)) for (const choice of data.choices) collectChoice(asObject(choice), "delta", text);
+      // Once the model is known, a chunk with no usage, error or response object only adds text.
+      if (responseModel !== null && onlyText(event.data)) text.defer(event);
+      else read(event, text.pieces);
     },
     json(value: unknown) {
       const data = asObject(value);
@@ -87,11 +93,23 @@ export function openaiMeter(endpoint: Endpoint): Meter {
       terminal,
       errorType,
       outputText() {
-        if (body) collectBody(body, text);
-        return body || sawEvents ? text.join("") : null;
+        const pieces = text.resolve();
+        if (body) collectBody(body, pieces);
+        return body || sawEvents ? pieces.join("") : null;
       },
     }),
   };
+}
+
+/**
+ * Whether a stream chunk can only add text: it has no usage (OpenAI sends `"usage":null` on every
+ * chunk but the last when usage is asked for), no error and no Responses API `response` object.
+ * A string value inside a chunk cannot look like these keys: its quotes are escaped.
+ */
+function onlyText(data: string): boolean {
+  if (data.includes('"error"') || data.includes('"response"')) return false;
+  const usage = data.indexOf('"usage"');
+  return usage === -1 || /^\s*:\s*null\b/.test(data.slice(usage + 7, usage + 24));
 }
 
 /** Text of one chat/completions choice (`delta` in streams, `message` in JSON). */
