@@ -23,7 +23,10 @@ import type { SSEEvent } from "./proxy/sse.ts";
 
 export interface UpstreamCall {
   readonly ctx: CallContext;
-  /** Inbound headers with hop-by-hop, host and attribution headers removed. */
+  /**
+   * Inbound headers with hop-by-hop, host and attribution headers removed: a copy made for this
+   * upstream call, which the adapter may change (e.g. set the provider's key) and send.
+   */
   readonly headers: Headers;
   /** The body to send (the inbound bytes unless a provider rewrote it). */
   readonly body: Uint8Array | null;

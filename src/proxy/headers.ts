@@ -25,7 +25,7 @@ export const attributionHeaders = [
   "tracestate",
 ];
 
-const neverUpstream = new Set([
+const neverUpstream = [
   ...hopByHop,
   // Bun computes the length of the body it sends; the upstream picks its own host. We ask for an
   // identity encoding so the bytes we tap are the bytes the client gets.
@@ -33,19 +33,21 @@ const neverUpstream = new Set([
   "content-length",
   "accept-encoding",
   ...attributionHeaders,
-]);
+];
 
 // Bun's fetch has already decoded the body but keeps these; forwarding them would mislabel it.
-const neverToClient = new Set([...hopByHop, "content-encoding", "content-length"]);
+const neverToClient = [...hopByHop, "content-encoding", "content-length"];
 
-/** A copy of `source` without the names in `drop` nor those listed in its `Connection` header. */
-function filtered(source: Headers, drop: Set<string>): Headers {
+/**
+ * A copy of `source` without the names in `drop` nor those listed in its `Connection` header.
+ * Copying the whole list and deleting is done natively, and measured cheaper than building a new
+ * list from an iteration (which also crosses into JavaScript once per header).
+ */
+function filtered(source: Headers, drop: readonly string[]): Headers {
+  const headers = new Headers(source);
   const named = source.get("connection");
-  const alsoDrop = named ? new Set(named.split(",").map((name) => name.trim().toLowerCase())) : null;
-  const headers = new Headers();
-  for (const [name, value] of source) {
-    if (!drop.has(name) && !alsoDrop?.has(name)) headers.append(name, value);
-  }
+  for (const name of drop) headers.delete(name);
+  if (named) for (const name of named.split(",")) if (name.trim()) headers.delete(name.trim());
   return headers;
 }
 

@@ -3,19 +3,24 @@ import type { UpstreamCall } from "../plugin.ts";
 
 /** `base` + the part of the inbound path after `stripPrefix`, keeping the query string. */
 export function upstreamURL(base: string, call: UpstreamCall, stripPrefix = ""): string {
-  const inbound = new URL(call.ctx.request.url);
-  const path = inbound.pathname.startsWith(stripPrefix) ? inbound.pathname.slice(stripPrefix.length) : inbound.pathname;
-  return base.replace(/\/+$/, "") + path + inbound.search;
+  // An inbound request URL is absolute ("http://host:port/path?query"): its path starts at the
+  // first "/" after the scheme's "//".
+  const url = call.ctx.request.url;
+  const pathAndQuery = url.slice(url.indexOf("/", url.indexOf("//") + 2));
+  const path = pathAndQuery.startsWith(stripPrefix) ? pathAndQuery.slice(stripPrefix.length) : pathAndQuery;
+  return base.replace(/\/+$/, "") + path;
 }
 
 /**
  * Sends the call with Bun's fetch: no idle timeout of its own (the core enforces deadlines through
- * `call.signal`), redirects passed to the client as they are.
+ * `call.signal`), redirects passed to the client as they are. `setHeaders` are set on the call's
+ * own copy of the headers.
  */
 export function fetchUpstream(url: string, call: UpstreamCall, setHeaders: Record<string, string> = {}): Promise<Response> {
-  const headers = new Headers(call.headers);
-  for (const [name, value] of Object.entries(setHeaders)) headers.set(name, value);
-  for (const [name, value] of Object.entries(call.ctx.principal?.upstreamHeaders ?? {})) headers.set(name, value);
+  const headers = call.headers;
+  for (const name in setHeaders) headers.set(name, setHeaders[name]!);
+  const principalHeaders = call.ctx.principal?.upstreamHeaders;
+  if (principalHeaders) for (const name in principalHeaders) headers.set(name, principalHeaders[name]!);
   return fetch(url, {
     method: call.ctx.endpoint.method,
     headers,
