@@ -15,6 +15,7 @@
  * half the rollup's cost). Summaries by task read the records.
  */
 import type { Database } from "bun:sqlite";
+import type { RollupSums } from "./rollup-memory.ts";
 
 /** Rollup dimensions and the record column each is keyed by. */
 export const rollupDimensions = { agent: "agent_id", user: "user_id", model: "model" } as const;
@@ -102,17 +103,25 @@ export function rollupCursor(db: Database): number {
 
 /**
  * Folds up to `maxRecords` records past the cursor into the rollup, in one write transaction
- * (bounded, so it never holds the write lock for long). Returns how many seqs it advanced.
+ * (bounded, so it never holds the write lock for long). With `sums` (the writer thread's), the
+ * records it added up as it appended them are written without reading them back, when they are
+ * exactly the records to fold (./rollup-memory.ts). Returns how many seqs it advanced.
  */
-export function advanceRollup(db: Database, maxRecords = 200_000): number {
+export function advanceRollup(db: Database, maxRecords = 200_000, sums?: RollupSums): number {
   return db
     .transaction(() => {
       const from = rollupCursor(db);
       const last = db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
       const to = Math.min(last, from + maxRecords);
-      if (to <= from) return 0;
-      for (const sql of foldStatements) db.query(sql).run(from, to);
+      if (to <= from) {
+        sums?.restart(from);
+        return 0;
+      }
+      if (!(to === last && sums?.writeIfExact(db, from, to))) {
+        for (const sql of foldStatements) db.query(sql).run(from, to);
+      }
       db.query("UPDATE usage_rollup_state SET seq = ? WHERE id = 1").run(to);
+      sums?.restart(to);
       return to - from;
     })
     .immediate();

@@ -13,6 +13,7 @@ import { Checkpointer } from "./checkpoint.ts";
 import { openDatabase, type SQLValue } from "./database.ts";
 import { applyRetention } from "./erase.ts";
 import { advanceRollup } from "./rollup.ts";
+import { RollupSums } from "./rollup-memory.ts";
 import { loadSigningKey } from "./signing.ts";
 import type { WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
 
@@ -66,6 +67,8 @@ let pending: SQLValue[][][] = [];
 
 const rollupEveryMs = 2000;
 let lastRollup = Number.NEGATIVE_INFINITY;
+/** What this thread appended since the last fold, added up (used when it is exactly that range). */
+const rollupSums = new RollupSums();
 
 /**
  * Summaries add the records past the rollup cursor themselves, so a rollup that fails (e.g. the
@@ -76,7 +79,7 @@ function maybeAdvanceRollup(database: Database): void {
   if (now - lastRollup < rollupEveryMs) return;
   lastRollup = now;
   try {
-    advanceRollup(database);
+    advanceRollup(database, undefined, rollupSums);
   } catch {
     // retried on a later commit
   }
@@ -89,6 +92,7 @@ function commitPending(): void {
     if (!db || !chain) throw new Error("the audit database could not be opened for writing");
     const rows = batches.flat();
     chain.append(rows);
+    rollupSums.add(rows);
     sinceCheckpoint += rows.length;
     reply({ kind: "committed", batches: batches.length });
     maybeAdvanceRollup(db);
