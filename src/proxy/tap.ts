@@ -1,7 +1,7 @@
 /**
- * Passes an upstream body to the client chunk by chunk and lets an observer see each chunk after it
- * was handed on. Pull-based with no buffer (highWaterMark 0), so backpressure from a slow client
- * reaches the upstream, and it knows why the stream ended.
+ * Passes an upstream body to the client chunk by chunk and lets an observer see each chunk as it
+ * is handed on. Nothing is buffered, so backpressure from a slow client reaches the upstream, and
+ * it knows why the stream ended.
  */
 export type StreamEnd = { kind: "done" } | { kind: "upstream_error"; error: unknown } | { kind: "cancel" };
 
@@ -18,7 +18,12 @@ export interface ChunkFilter {
   end(): Uint8Array;
 }
 
-/** `filter`: see ChunkFilter; without one, every byte is forwarded as it arrived. */
+/**
+ * `filter`: see ChunkFilter; without one, every byte is forwarded as it arrived.
+ * A Bun "direct" stream: each chunk is written to the client and flushed at once, with no queue
+ * in between (measured cheaper per chunk than a pull stream's enqueue); awaiting the write and
+ * the flush carries a slow client's backpressure to the upstream read.
+ */
 export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?: ChunkFilter): ReadableStream<Uint8Array> {
   let ended = false;
   const finish = (end: StreamEnd) => {
@@ -26,41 +31,38 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
     ended = true;
     observer.end(end);
   };
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        for (;;) {
-          let result: Awaited<ReturnType<typeof reader.read>>;
-          try {
-            result = await reader.read();
-          } catch (error) {
-            finish({ kind: "upstream_error", error });
-            controller.error(error);
-            return;
-          }
-          if (result.done) {
-            const rest = filter?.end();
-            if (rest?.length) controller.enqueue(rest);
-            finish({ kind: "done" });
-            controller.close();
-            return;
-          }
-          if (!filter) {
-            controller.enqueue(result.value);
-            observer.chunk(result.value);
-            return;
-          }
-          observer.chunk(result.value);
-          const out = filter.push(result.value);
-          // A chunk that held only hidden bytes: read on, the client is still waiting.
-          if (out.length > 0) return controller.enqueue(out);
+  const source: Bun.DirectUnderlyingSource<Uint8Array> = {
+    type: "direct",
+    async pull(controller) {
+      for (;;) {
+        let result: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          result = await reader.read();
+        } catch (error) {
+          finish({ kind: "upstream_error", error });
+          controller.close(error instanceof Error ? error : new Error(String(error)));
+          return;
         }
-      },
-      cancel(reason) {
-        finish({ kind: "cancel" });
-        reader.cancel(reason).catch(() => {});
-      },
+        if (ended) return; // the client went away meanwhile
+        if (result.done) {
+          const rest = filter?.end();
+          if (rest?.length) await controller.write(rest);
+          finish({ kind: "done" });
+          controller.close();
+          return;
+        }
+        const out = filter ? filter.push(result.value) : result.value;
+        observer.chunk(result.value);
+        // A chunk that held only hidden bytes: read on, the client is still waiting.
+        if (out.length === 0) continue;
+        await controller.write(out);
+        await controller.flush();
+      }
     },
-    { highWaterMark: 0 },
-  );
+    cancel(reason) {
+      finish({ kind: "cancel" });
+      reader.cancel(reason).catch(() => {});
+    },
+  };
+  return new ReadableStream<Uint8Array>(source);
 }

@@ -73,7 +73,7 @@ test("the records are read instead when another writer appended one, or an erasu
     sums.add(mine);
     if (disturb === "foreign record") chain.append([varied(4)]); // e.g. crash recovery, or the CLI
     else chain.append([], [{ kind: "erasure", actor: "test", details: { records: 0 } }]);
-    let used: boolean | null = null;
+    let used = null as boolean | null;
     const writeIfExact = sums.writeIfExact.bind(sums);
     sums.writeIfExact = (...args) => (used = writeIfExact(...args));
     advanceRollup(log.db, undefined, sums);
