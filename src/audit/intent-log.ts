@@ -8,10 +8,10 @@
  * is created: a full disk refuses the call then (begin rejects), never later inside the mapping.
  *
  * When a call's final record is committed to SQLite its intent is settled. Once every intent of a
- * segment is settled its bytes are overwritten with zeros — settled lines, which name users, do
- * not linger on disk — and the segment is used again: the current one in place, a full one as the
- * spare the next rotation takes (further full ones are deleted). `compact` rewrites each segment to
- * its unsettled lines only (after an erasure).
+ * segment is settled, settled lines (which name users) do not linger: a quiet proxy's current
+ * segment is zeroed and reused in place, any other segment is deleted. The zeros of the next
+ * segment are written in the background while the current one fills, so a rotation only maps a
+ * ready file. `compact` rewrites each segment to its unsettled lines only (after an erasure).
  *
  * After a crash, `recoverIntents` turns every intent that has no final record into an
  * `interrupted` record, so a call that reached an upstream is never missing from the trail.
@@ -21,6 +21,7 @@
  * after the last line are not part of it.
  */
 import { closeSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { ChainWriter } from "./chain.ts";
 import { columns, toRow, type SQLValue } from "./database.ts";
@@ -54,13 +55,16 @@ interface Segment {
 
 export class IntentLog {
   private current: Segment | null = null;
-  /** A zeroed segment kept for the next rotation (creating one writes its whole size). */
+  /** A zeroed segment ready for the next rotation, made in the background (see `makeSpare`). */
   private spare: Segment | null = null;
+  /** The background writing of the next spare's zeros, if under way. */
+  private makingSpare: Promise<void> | null = null;
   /** Every segment file this log has and has not deleted. */
   private readonly segments = new Set<Segment>();
   /** Unsettled intents: id → segment. */
   private readonly pending = new Map<string, Segment>();
   private nextNumber = 0;
+  private closed = false;
 
   constructor(
     private readonly logDb: string,
@@ -75,7 +79,7 @@ export class IntentLog {
   prepare(): void {
     if (this.current || this.spare) return;
     try {
-      this.spare = this.create(this.segmentBytes);
+      this.spare = this.adopt(this.createSync(this.nextFile(), this.segmentBytes));
     } catch {
       this.spare = null;
     }
@@ -90,7 +94,7 @@ export class IntentLog {
       // Full: clear the part that fit, and write the line to the next segment.
       segment.map.fill(0, segment.used, segment.used + written);
       this.current = null;
-      if (segment.unsettled === 0) this.retire(segment);
+      if (segment.unsettled === 0) this.remove(segment);
       segment = this.open(line);
       ({ written } = encoder.encodeInto(line, segment.map.subarray(segment.used)));
     }
@@ -99,16 +103,24 @@ export class IntentLog {
     this.pending.set(record.id, segment);
   }
 
-  /** The final records of these calls are committed: their intents are no longer needed. */
+  /**
+   * The final records of these calls are committed: their intents are no longer needed. A segment
+   * left with none unsettled is zeroed and reused in place if it is the current one and short
+   * (a quiet proxy), else deleted (zeroing megabytes would stall the event loop).
+   */
   settle(ids: Iterable<string>): void {
     for (const id of ids) {
       const segment = this.pending.get(id);
       if (segment === undefined) continue;
       this.pending.delete(id);
       if (--segment.unsettled > 0) continue;
-      segment.map.fill(0, 0, segment.used);
-      if (segment === this.current) segment.used = encoder.encodeInto(header, segment.map).written;
-      else this.retire(segment);
+      if (segment === this.current && segment.used <= maxWipeBytes) {
+        segment.map.fill(0, 0, segment.used);
+        segment.used = encoder.encodeInto(header, segment.map).written;
+      } else {
+        if (segment === this.current) this.current = null;
+        this.remove(segment);
+      }
     }
   }
 
@@ -119,7 +131,7 @@ export class IntentLog {
    */
   compact(): void {
     for (const segment of this.segments) {
-      if (segment.unsettled === 0) continue; // already zeros
+      if (segment.unsettled === 0 && segment !== this.current) continue; // the spare: zeros
       const lines = utf8.decode(segment.map.subarray(0, segment.used)).split("\n");
       const kept = lines.slice(1).filter((line) => {
         const row = parseLine(line);
@@ -131,7 +143,9 @@ export class IntentLog {
   }
 
   /** Deletes the segments with nothing unsettled; those with calls in flight stay for recovery. */
-  close(): void {
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.makingSpare; // it deletes its file once it sees the log closed
     for (const segment of this.segments) {
       if (segment.unsettled === 0) this.remove(segment);
     }
@@ -144,43 +158,86 @@ export class IntentLog {
     const needed = header.length + line.length * 3; // UTF-8 takes at most 3 bytes per UTF-16 unit
     let segment = this.spare;
     if (segment && segment.map.byteLength >= needed) this.spare = null;
-    else segment = this.create(Math.max(this.segmentBytes, needed));
+    else segment = this.adopt(this.createSync(this.nextFile(), Math.max(this.segmentBytes, needed)));
     segment.used = encoder.encodeInto(header, segment.map).written;
     this.current = segment;
+    this.makeSpare();
     return segment;
   }
 
-  /** A new segment file of `size` zero bytes, mapped. */
-  private create(size: number): Segment {
-    const file = `${this.logDb}.intents-${process.pid}-${this.nextNumber++}`;
+  /**
+   * Writes the next spare's zeros off the event loop. If that fails (e.g. the disk is full), the
+   * next rotation tries again synchronously and fails its call with the reason.
+   */
+  private makeSpare(): void {
+    if (this.spare || this.makingSpare || this.closed) return;
+    const file = this.nextFile();
+    this.makingSpare = createAsync(file, this.segmentBytes).then(
+      () => {
+        this.makingSpare = null;
+        if (this.closed || this.spare) return removeFile(file);
+        try {
+          this.spare = this.adopt(file);
+        } catch {
+          removeFile(file); // deleted meanwhile: the next rotation makes one itself
+        }
+      },
+      () => {
+        this.makingSpare = null;
+        removeFile(file);
+      },
+    );
+  }
+
+  private nextFile(): string {
+    return `${this.logDb}.intents-${process.pid}-${this.nextNumber++}`;
+  }
+
+  /** A new segment file of `size` zero bytes (its disk space taken now). */
+  private createSync(file: string, size: number): string {
     const fd = openSync(file, "w", 0o600);
     try {
-      const zeros = new Uint8Array(Math.min(size, 1024 * 1024));
       for (let at = 0; at < size; at += zeros.byteLength) writeSync(fd, zeros, 0, Math.min(zeros.byteLength, size - at));
     } catch (error) {
       closeSync(fd);
-      unlinkSync(file);
+      removeFile(file);
       throw error;
     }
     closeSync(fd);
+    return file;
+  }
+
+  /** Maps a zeroed segment file. */
+  private adopt(file: string): Segment {
     const segment: Segment = { file, map: Bun.mmap(file, { shared: true }), used: 0, unsettled: 0 };
     this.segments.add(segment);
     return segment;
   }
 
-  /** A segment no longer current with nothing unsettled (all zeros): kept as the spare, or deleted. */
-  private retire(segment: Segment): void {
-    if (this.spare === null) this.spare = segment;
-    else this.remove(segment);
-  }
-
   private remove(segment: Segment): void {
     this.segments.delete(segment);
-    try {
-      unlinkSync(segment.file);
-    } catch {
-      // Already gone: nothing to keep.
-    }
+    removeFile(segment.file);
+  }
+}
+
+/** A current segment at most this full is zeroed in place once settled; a fuller one is deleted. */
+const maxWipeBytes = 256 * 1024;
+const zeros = new Uint8Array(1024 * 1024);
+
+async function createAsync(file: string, size: number): Promise<void> {
+  const handle = await open(file, "w", 0o600);
+  try {
+    for (let at = 0; at < size; at += zeros.byteLength) await handle.write(zeros, 0, Math.min(zeros.byteLength, size - at));
+  } finally {
+    await handle.close();
+  }
+}
+
+function removeFile(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // Already gone: nothing to keep.
   }
 }
 

@@ -168,7 +168,7 @@ export class SqliteAuditStore {
     this.chain.finalize();
     this.trail.close();
     this.closeReader();
-    this.intents.close();
+    await this.intents.close();
     if (this.finals.length > 0) {
       this.options.onError?.(`${this.finals.length} final audit record(s) could not be written before shutdown`);
     }
