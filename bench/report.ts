@@ -1,7 +1,7 @@
 /** The printed results: the max-load table and the half-load table. */
 import type { LoadResult } from "./load.ts";
 
-export type Target = "direct" | "bare" | "agent-attr";
+export type Target = "direct" | "bare" | "agent-attr" | "no audit";
 
 export interface Measurement {
   scenario: string;
@@ -56,7 +56,8 @@ export function maxLoadTable(max: Measurement[], info: { connections: number; se
   return [
     `Max load: closed loop, ${info.connections} keep-alive connections, ${info.seconds} s measured after ${info.warmupSeconds} s warmup`,
     `(x bare: req/s relative to the bare forwarder; µs/req: CPU time of the proxy, upstream and load-generator processes per`,
-    ` request; cpu busy: share of all ${info.cores} cores in use; conns: distinct upstream sockets seen in the run)`,
+    ` request; cpu busy: share of all ${info.cores} cores in use; conns: distinct upstream sockets seen in the run;`,
+    ` no audit: agent-attr's pipeline with an audit sink that keeps nothing — a reference for what the durable audit costs)`,
     "",
     table(header, rows),
   ].join("\n");

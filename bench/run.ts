@@ -3,11 +3,13 @@
  *
  * Processes (all on loopback, each its own process): the bench upstream (bench/upstream.ts), a bare
  * Bun forwarder (bench/bare-forwarder.ts), agent-attr (`proxy start`, default pipeline, SQLite
- * audit in a temp dir, run from that dir so no agent-attr.config.ts is picked up), and one load
- * generator per measurement (bench/load.ts).
+ * audit in a temp dir, run from that dir so no agent-attr.config.ts is picked up), the same
+ * pipeline with an audit sink that keeps nothing ("no audit", bench/no-audit.config.ts: a
+ * reference line, what the durable audit costs by difference), and one load generator per
+ * measurement (bench/load.ts).
  *
  * 1. Max load (closed loop, BENCH_CONNECTIONS keep-alive connections) for each scenario against
- *    the upstream directly, the bare forwarder and agent-attr.
+ *    the upstream directly, the bare forwarder, agent-attr and the no-audit reference.
  * 2. Half load: a fixed rate of half the bare forwarder's max, against the forwarder and agent-attr;
  *    the difference of their p99 is what agent-attr adds (if it can carry that rate at all).
  * 3. agent-attr is stopped with SIGTERM (it flushes); the audit DB must hold one row per request it
@@ -67,19 +69,30 @@ async function startServers(): Promise<Record<Target, Server>> {
   const bare = await startServer("bare forwarder", [bun, join(import.meta.dir, "bare-forwarder.ts"), upstream.url], { urlOf: printedURL });
   const agentAttr = await startServer("agent-attr", [bun, join(root, "src/cli/main.ts"), "proxy", "start", "--port", "0", "--log-db", logDb], {
     cwd: dir,
-    env: {
-      ...process.env,
-      AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1`,
-      AGENT_ATTR_ANTHROPIC_BASE_URL: upstream.url,
-      AGENT_ATTR_CONFIG: undefined,
-      AGENT_ATTR_LOG_DB: undefined,
-      AGENT_ATTR_ADMIN_TOKEN: undefined,
-      NO_COLOR: "1",
-    },
-    urlOf: (line) => (line.includes("listening") ? (/(http:\/\/\S+)/.exec(line)?.[1] ?? null) : null),
+    env: agentAttrEnv(upstream),
+    urlOf: listeningURL,
   });
-  return { direct: upstream, bare, "agent-attr": agentAttr };
+  const noAudit = await startServer(
+    "no audit",
+    [bun, join(root, "src/cli/main.ts"), "proxy", "start", "--port", "0", "--log-db", join(dir, "empty.db"), "--config", join(import.meta.dir, "no-audit.config.ts")],
+    { cwd: dir, env: agentAttrEnv(upstream), urlOf: listeningURL },
+  );
+  return { direct: upstream, bare, "agent-attr": agentAttr, "no audit": noAudit };
 }
+
+function agentAttrEnv(upstream: Server): Record<string, string | undefined> {
+  return {
+    ...process.env,
+    AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1`,
+    AGENT_ATTR_ANTHROPIC_BASE_URL: upstream.url,
+    AGENT_ATTR_CONFIG: undefined,
+    AGENT_ATTR_LOG_DB: undefined,
+    AGENT_ATTR_ADMIN_TOKEN: undefined,
+    NO_COLOR: "1",
+  };
+}
+
+const listeningURL = (line: string) => (line.includes("listening") ? (/(http:\/\/\S+)/.exec(line)?.[1] ?? null) : null);
 
 async function upstreamStats(upstream: Server, reset: boolean): Promise<{ requests: number; connections: number }> {
   const response = await fetch(`${upstream.url}/__bench/${reset ? "reset" : "stats"}`, { method: reset ? "POST" : "GET" });
@@ -187,7 +200,7 @@ async function main(): Promise<boolean> {
 
   const max: Measurement[] = [];
   for (const scenario of selected) {
-    for (const target of ["direct", "bare", "agent-attr"] as const) {
+    for (const target of ["direct", "bare", "agent-attr", "no audit"] as const) {
       max.push(await measure(scenario, target, targets, { warmup: warmupSeconds, seconds }));
     }
   }
