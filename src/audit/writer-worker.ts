@@ -85,13 +85,38 @@ function maybeAdvanceRollup(database: Database): void {
   }
 }
 
+/**
+ * Appends final records to the chain. A call whose id already has a record (a second final record
+ * for one call would be a bug) is dropped and reported, so it cannot fail the whole batch, and every
+ * batch after it, for ever. Returns the rows appended.
+ */
+function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][]): SQLValue[][] {
+  try {
+    writer.append(rows);
+    return rows;
+  } catch (error) {
+    if (!/UNIQUE constraint failed: audit_records\.id/.test(messageOf(error))) throw error;
+  }
+  const exists = database.query<{ one: number }, [string]>("SELECT 1 AS one FROM audit_records WHERE id = ?");
+  const seen = new Set<string>();
+  const fresh = rows.filter((row) => {
+    const id = String(row[0]);
+    if (seen.has(id) || exists.get(id)) return false;
+    seen.add(id);
+    return true;
+  });
+  const dropped = rows.filter((row) => !fresh.includes(row)).map((row) => String(row[0]));
+  writer.append(fresh);
+  notice(`dropped ${dropped.length} final audit record(s) for calls that already have one: ${dropped.slice(0, 5).join(", ")}`);
+  return fresh;
+}
+
 function commitPending(): void {
   const batches = pending;
   pending = [];
   try {
     if (!db || !chain) throw new Error("the audit database could not be opened for writing");
-    const rows = batches.flat();
-    chain.append(rows);
+    const rows = appendRows(db, chain, batches.flat());
     rollupSums.add(rows);
     sinceCheckpoint += rows.length;
     reply({ kind: "committed", batches: batches.length });

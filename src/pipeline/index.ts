@@ -212,9 +212,18 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
       "x-audit-record-id": ctx.id,
     });
   }
-  const responseHeaders = clientResponseHeaders(upstream.headers);
-  responseHeaders.set("x-audit-record-id", ctx.id);
-  return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers: responseHeaders });
+  try {
+    const responseHeaders = clientResponseHeaders(upstream.headers);
+    responseHeaders.set("x-audit-record-id", ctx.id);
+    return new Response(body, { status: upstream.status, statusText: upstream.statusText, headers: responseHeaders });
+  } catch (error) {
+    // The call has its record already (or a stream that records when it ends): answer the client
+    // without going through reject(), which would write a second record for the same call.
+    if (body instanceof ReadableStream) body.cancel().catch(() => {});
+    const failure = new ProxyError("internal_error", `Internal error passing the upstream's answer on: ${errorMessage(error)}`);
+    rt.log.error(`call ${ctx.id}: ${failure.message}`);
+    return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
+  }
 }
 
 /** Shutdown waits for `work` (the record of a call must be written before the process exits). */

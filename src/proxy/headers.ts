@@ -47,9 +47,18 @@ function filtered(source: Headers, drop: readonly string[]): Headers {
   const headers = new Headers(source);
   const named = source.get("connection");
   for (const name of drop) headers.delete(name);
-  if (named) for (const name of named.split(",")) if (name.trim()) headers.delete(name.trim());
+  if (named) {
+    for (const token of named.split(",")) {
+      const name = token.trim();
+      // A token that is no header name (e.g. "x y") names nothing to drop; Headers.delete would throw.
+      if (headerName.test(name)) headers.delete(name);
+    }
+  }
   return headers;
 }
+
+/** RFC 9110 §5.1: a field name is a token. */
+const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 export function upstreamRequestHeaders(inbound: Headers): Headers {
   return filtered(inbound, neverUpstream);

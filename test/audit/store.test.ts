@@ -76,6 +76,25 @@ test("when the intent log cannot be written, begin rejects (the call must not be
   await store.close();
 });
 
+test("a second final record for a call that has one is dropped and reported; later records still land", async () => {
+  const path = join(tempDir(), "dup.db");
+  const errors: string[] = [];
+  const store = new SqliteAuditStore(path, { onError: (m) => errors.push(m), retryMs: 20 });
+  store.write(record("r1", { outcome: "completed" }));
+  await store.flush();
+  store.write(record("r1", { outcome: "rejected" })); // a bug elsewhere must not stop the trail
+  store.write(record("r2", { outcome: "completed" }));
+  store.write(record("r2", { outcome: "completed" }));
+  await store.flush();
+  store.write(record("r3", { outcome: "completed" }));
+  await store.flush();
+  const page = await store.reader.records({ limit: 10 });
+  expect(page.records.map((r) => [r.id, r.outcome]).sort()).toEqual([["r1", "completed"], ["r2", "completed"], ["r3", "completed"]]);
+  expect(errors.join("\n")).toContain("dropped 2 final audit record(s) for calls that already have one: r1, r2");
+  expect(await store.trail.verify("api")).toMatchObject({ ok: true });
+  await store.close();
+});
+
 test("while another process holds the database locked, final records wait, then land", async () => {
   const path = join(tempDir(), "e.db");
   const errors: string[] = [];

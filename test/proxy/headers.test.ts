@@ -44,3 +44,10 @@ test("the client gets the upstream's headers minus hop-by-hop and the encoding B
   expect(headers.get("retry-after")).toBe("7");
   expect(headers.getSetCookie()).toEqual(["a=1", "b=2"]);
 });
+
+test("a Connection token that is not a header name is ignored, not thrown on (either direction)", () => {
+  const inbound = new Headers({ authorization: "Bearer sk-x", connection: "keep-alive, x y, , X-Hop", "x-hop": "1" });
+  expect(Object.fromEntries(upstreamRequestHeaders(inbound))).toEqual({ authorization: "Bearer sk-x" });
+  const upstream = new Headers({ "content-type": "application/json", connection: "keep-alive, bad\ttoken" });
+  expect(Object.fromEntries(clientResponseHeaders(upstream))).toEqual({ "content-type": "application/json" });
+});
