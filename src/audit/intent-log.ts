@@ -20,7 +20,7 @@
  * version with more or reordered columns still recovers what an older one left behind; the zeros
  * after the last line are not part of it.
  */
-import { closeSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readdirSync, truncateSync, unlinkSync, writeSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { ChainWriter } from "./chain.ts";
@@ -46,7 +46,7 @@ const utf8 = new TextDecoder();
 interface Segment {
   readonly file: string;
   /** The file, mapped shared: what is written here is in the page cache at once. */
-  readonly map: Uint8Array;
+  map: Uint8Array;
   /** Bytes in use from the start (header and lines); the rest is zeros. */
   used: number;
   /** Intents in it not yet settled. */
@@ -125,21 +125,40 @@ export class IntentLog {
   }
 
   /**
-   * Rewrites every segment to its unsettled intents only: afterwards no settled line — e.g. of a
-   * user just erased — is left in any intent file. Unsettled intents are calls still in flight;
-   * they are needed.
+   * Rewrites the log to its unsettled intents only: afterwards no settled line — e.g. of a user just
+   * erased — is left in any intent file. Unsettled intents are calls still in flight; they are
+   * needed. Crash-safe: they are written to a fresh segment before the old ones are zeroed and
+   * deleted (if the process dies in between, recovery finds them twice and records them once).
    */
   compact(): void {
-    for (const segment of this.segments) {
-      if (segment.unsettled === 0 && segment !== this.current) continue; // the spare: zeros
-      const lines = utf8.decode(segment.map.subarray(0, segment.used)).split("\n");
-      const kept = lines.slice(1).filter((line) => {
+    const old = [...this.segments].filter((segment) => segment.unsettled > 0 || segment === this.current);
+    if (old.length === 0) return;
+    const kept: string[] = [];
+    const keptIds: string[] = [];
+    for (const segment of old) {
+      for (const line of utf8.decode(segment.map.subarray(0, segment.used)).split("\n").slice(1)) {
         const row = parseLine(line);
-        return Array.isArray(row) && this.pending.get(String(row[0])) === segment;
-      });
-      segment.map.fill(0, 0, segment.used);
-      segment.used = encoder.encodeInto(header + kept.map((line) => `${line}\n`).join(""), segment.map).written;
+        const id = Array.isArray(row) ? String(row[0]) : null;
+        if (id !== null && this.pending.get(id) === segment) {
+          kept.push(`${line}\n`);
+          keptIds.push(id);
+        }
+      }
     }
+    const text = header + kept.join("");
+    const needed = text.length * 3;
+    let fresh = this.spare;
+    if (fresh && fresh.map.byteLength >= needed) this.spare = null;
+    else fresh = this.adopt(this.createSync(this.nextFile(), Math.max(this.segmentBytes, needed)));
+    fresh.used = encoder.encodeInto(text, fresh.map).written;
+    fresh.unsettled = keptIds.length;
+    for (const id of keptIds) this.pending.set(id, fresh);
+    this.current = fresh;
+    for (const segment of old) {
+      segment.map.fill(0, 0, segment.used);
+      this.remove(segment);
+    }
+    this.makeSpare();
   }
 
   /** Deletes the segments with nothing unsettled; those with calls in flight stay for recovery. */
@@ -214,8 +233,18 @@ export class IntentLog {
     return segment;
   }
 
+  /**
+   * Deletes a segment no longer in use. Truncated first: its mapping lives until garbage
+   * collection, and would hold the file's disk space until then.
+   */
   private remove(segment: Segment): void {
     this.segments.delete(segment);
+    segment.map = noBytes; // never written again (the truncated file would fault)
+    try {
+      truncateSync(segment.file, 0);
+    } catch {
+      // Already gone.
+    }
     removeFile(segment.file);
   }
 }
@@ -223,6 +252,7 @@ export class IntentLog {
 /** A current segment at most this full is zeroed in place once settled; a fuller one is deleted. */
 const maxWipeBytes = 256 * 1024;
 const zeros = new Uint8Array(1024 * 1024);
+const noBytes = new Uint8Array(0);
 
 async function createAsync(file: string, size: number): Promise<void> {
   const handle = await open(file, "w", 0o600);

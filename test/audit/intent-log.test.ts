@@ -1,7 +1,7 @@
 // The intent log's segments: rotated by size, zeroed and reused once every intent in them is
 // settled, deleted on close, and recovered after a crash whichever version wrote them.
 import { expect, test } from "bun:test";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { linkSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChainWriter } from "../../src/audit/chain.ts";
 import { openAuditLog } from "../../src/audit/database.ts";
@@ -154,4 +154,40 @@ test("settled lines are zeroed as soon as their segment has none in flight, and 
   log.settle(["still-in-flight", "next"]);
   await log.close();
   expect(segmentsOf(dir)).toEqual([]);
+});
+
+test("compact() never leaves a moment where an unsettled intent is on disk nowhere (a kill mid-compact)", async () => {
+  const dir = tempDir();
+  const log = new IntentLog(join(dir, "audit.db"), 64 * 1024);
+  for (let i = 0; i < 50; i++) log.append(record(`in-flight-${i}`));
+  log.append(record("erased-user-call"));
+  log.settle(["erased-user-call"]);
+  // Simulate the process dying right after compact() zeroes the first bytes it zeroes.
+  const fill = Uint8Array.prototype.fill;
+  Uint8Array.prototype.fill = function (this: Uint8Array, ...args: Parameters<Uint8Array["fill"]>) {
+    fill.apply(this, args);
+    throw new Error("killed");
+  } as typeof fill;
+  try {
+    expect(() => log.compact()).toThrow("killed");
+  } finally {
+    Uint8Array.prototype.fill = fill;
+  }
+  const onDisk = new Set(segmentsOf(dir).flatMap((s) => readSegment(s.text).map((row) => String(row[0]))));
+  for (let i = 0; i < 50; i++) expect(onDisk.has(`in-flight-${i}`)).toBe(true);
+});
+
+test("a deleted segment is truncated first, so its disk space is free before its mapping is collected", async () => {
+  const dir = tempDir();
+  const log = new IntentLog(join(dir, "audit.db"), 64 * 1024);
+  log.append(record("long-stream"));
+  const [segment] = segmentsOf(dir).filter((s) => readSegment(s.text).length > 0);
+  const alias = join(dir, "alias"); // a second name for the same file keeps it visible after unlink
+  linkSync(join(dir, segment!.name), alias);
+  expect(statSync(alias).size).toBe(64 * 1024);
+  for (let i = 0; i < 600; i++) log.append(record(`r${i}`)); // fills it: the next segments take over
+  log.settle(["long-stream", ...Array.from({ length: 600 }, (_, i) => `r${i}`)]);
+  expect(segmentsOf(dir).some((s) => s.name === segment!.name)).toBe(false);
+  expect(statSync(alias).size).toBe(0);
+  await log.close();
 });
