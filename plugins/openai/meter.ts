@@ -76,8 +76,9 @@ export function openaiMeter(endpoint: Endpoint): Meter {
         terminal = true;
         return;
       }
-      // Once the model is known, a chunk with no usage, error or response object only adds text.
-      if (responseModel !== null && onlyText(event.data)) text.defer(event);
+      // Once the model is known, a plain chunk or text delta with no usage, error, response object
+      // or other model only adds text.
+      if (responseModel !== null && textEvent(event) && onlyText(event.data) && sameModel(event.data, responseModel)) text.defer(event);
       else read(event, text.pieces);
     },
     json(value: unknown) {
@@ -110,6 +111,20 @@ function onlyText(data: string): boolean {
   if (data.includes('"error"') || data.includes('"response"')) return false;
   const usage = data.indexOf('"usage"');
   return usage === -1 || /^\s*:\s*null\b/.test(data.slice(usage + 7, usage + 24));
+}
+
+/** A plain stream chunk (no event name) or a Responses API text delta; an `event: error` is always read. */
+const textEvent = (event: SSEEvent) => event.event === null || event.event === "message" || event.event.endsWith(".delta");
+
+let lastModel = "";
+let lastModelMember = '"model":""';
+
+/** The chunk names no model, or the known one exactly (a router may change it: that is read). */
+function sameModel(data: string, model: string): boolean {
+  const at = data.indexOf('"model"');
+  if (at === -1) return true;
+  if (model !== lastModel) [lastModel, lastModelMember] = [model, `"model":${JSON.stringify(model)}`];
+  return data.startsWith(lastModelMember, at);
 }
 
 /** Text of one chat/completions choice (`delta` in streams, `message` in JSON). */

@@ -63,3 +63,23 @@ test("deferred events past the cap are read, so a long stream keeps its text, no
   expect(reads).toBe(5);
   expect(text.resolve().join("")).toBe("xxxyxx");
 });
+
+test("OpenAI: a chunk naming another model is read (routers, Azure's empty first model)", () => {
+  const meter = openaiMeter(chat);
+  meter.event(data({ id: "", model: "", object: "", choices: [], prompt_filter_results: [] }));
+  meter.event(chunk({ content: "Hi" }, { model: "gpt-4o-2024-08-06" }));
+  meter.event(chunk({ content: " there" }, { model: "gpt-4o-2024-08-06" }));
+  expect(meter.result().responseModel).toBe("gpt-4o-2024-08-06");
+  const routed = openaiMeter(chat);
+  routed.event(chunk({ content: "a" }, { model: "router/auto" }));
+  routed.event(chunk({ content: "b" }, { model: "openai/gpt-4o" }));
+  expect(routed.result().responseModel).toBe("openai/gpt-4o");
+  expect(routed.result().outputText?.()).toBe("ab");
+});
+
+test("OpenAI: an `event: error` is read even when its data has no error member", () => {
+  const meter = openaiMeter(chat);
+  meter.event(chunk({ content: "Hi" }));
+  meter.event(data({ message: "overloaded", code: "overloaded" }, "error"));
+  expect(meter.result()).toMatchObject({ errorType: "overloaded", terminal: true });
+});
