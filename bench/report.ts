@@ -33,7 +33,10 @@ function table(header: string[], rows: string[][]): string {
 const maxRps = (max: Measurement[], scenario: string, target: Target) =>
   max.find((m) => m.scenario === scenario && m.target === target)?.result.rps ?? 0;
 
-export function maxLoadTable(max: Measurement[], info: { connections: number; seconds: number; warmupSeconds: number; cores: number }): string {
+export function maxLoadTable(
+  max: Measurement[],
+  info: { connections: number; seconds: number; warmupSeconds: number; cores: number; rounds: number },
+): string {
   const rows = max.map((m) => {
     const r = m.result;
     const bare = maxRps(max, m.scenario, "bare");
@@ -54,7 +57,8 @@ export function maxLoadTable(max: Measurement[], info: { connections: number; se
   });
   const header = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "x bare", "proxy µs/req", "upstr µs/req", "load µs/req", "cpu busy", "conns", "errors"];
   return [
-    `Max load: closed loop, ${info.connections} keep-alive connections, ${info.seconds} s measured after ${info.warmupSeconds} s warmup`,
+    `Max load: closed loop, ${info.connections} keep-alive connections, ${info.seconds} s measured per target in ${info.rounds} ` +
+      `interleaved rounds (p50/p99: median of the rounds)`,
     `(x bare: req/s relative to the bare forwarder; µs/req: CPU time of the proxy, upstream and load-generator processes per`,
     ` request; cpu busy: share of all ${info.cores} cores in use; conns: distinct upstream sockets seen in the run;`,
     ` no audit: agent-attr's pipeline with an audit sink that keeps nothing — a reference for what the durable audit costs)`,

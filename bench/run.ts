@@ -9,7 +9,9 @@
  * measurement (bench/load.ts).
  *
  * 1. Max load (closed loop, BENCH_CONNECTIONS keep-alive connections) for each scenario against
- *    the upstream directly, the bare forwarder, agent-attr and the no-audit reference.
+ *    the upstream directly, the bare forwarder, agent-attr and the no-audit reference, in
+ *    BENCH_ROUNDS interleaved rounds (the order of the targets rotates each round): this machine's
+ *    speed drifts over tens of seconds, and interleaving spreads the drift over every target.
  * 2. Half load: a fixed rate of half the bare forwarder's max, against the forwarder and agent-attr;
  *    the difference of their p99 is what agent-attr adds (if it can carry that rate at all).
  * 3. agent-attr is stopped with SIGTERM (it flushes); the audit DB must hold one row per request it
@@ -17,8 +19,9 @@
  *
  * 4. Summaries over a 1,000,000-record log (bench/summary.ts; BENCH_SUMMARY_RECORDS, 0 skips).
  *
- * Env: BENCH_SECONDS (measured seconds at max load, default 8; half load runs half as long),
- * BENCH_WARMUP_SECONDS (default 2), BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp dir.
+ * Env: BENCH_SECONDS (measured seconds at max load, default 8, split over the rounds; half load
+ * runs half as long), BENCH_ROUNDS (default 4), BENCH_WARMUP_SECONDS (default 2; later rounds warm
+ * up for 0.5 s), BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp dir.
  * The CPU columns (from /proc) say where the time goes. wrk is not used: the open loop needs a
  * fixed rate (wrk2) and the audit check needs every request answered, not cut at the deadline.
  */
@@ -43,6 +46,8 @@ function envNumber(name: string, fallback: number, min: number, max: number): nu
 const seconds = envNumber("BENCH_SECONDS", 8, 1, 120);
 const warmupSeconds = envNumber("BENCH_WARMUP_SECONDS", 2, 0, 30);
 const connections = Math.round(envNumber("BENCH_CONNECTIONS", 32, 1, 256));
+const rounds = Math.round(envNumber("BENCH_ROUNDS", 4, 1, 20));
+const laterRoundWarmupSeconds = Math.min(0.5, warmupSeconds);
 const summaryRecords = Math.round(envNumber("BENCH_SUMMARY_RECORDS", 1_000_000, 0, 100_000_000));
 const halfSeconds = Math.max(1, Math.ceil(seconds / 2));
 const halfWarmupSeconds = Math.min(1, warmupSeconds);
@@ -168,6 +173,46 @@ async function measure(
   return { scenario: scenario.name, target, result, upstreamConnections: stats.connections };
 }
 
+/**
+ * One measurement from interleaved rounds: requests, seconds, CPU and failures add up; p50 and p99
+ * are the median of the rounds' (the load processes keep no samples).
+ */
+function combineRounds(parts: Measurement[]): Measurement {
+  const results = parts.map((part) => part.result);
+  const sum = (of: (r: LoadResult) => number) => results.reduce((total, r) => total + of(r), 0);
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)] ?? 0;
+  const cpuMs: Record<string, number | null> = {};
+  for (const label of Object.keys(results[0]?.cpuMs ?? {})) {
+    cpuMs[label] = results.every((r) => typeof r.cpuMs[label] === "number") ? sum((r) => r.cpuMs[label]!) : null;
+  }
+  const statuses: Record<string, number> = {};
+  for (const r of results) for (const [status, n] of Object.entries(r.statuses)) statuses[status] = (statuses[status] ?? 0) + n;
+  const busy = results.map((r) => r.machineBusy).filter((b): b is number => b !== null);
+  const measured = sum((r) => r.measured);
+  const measuredSeconds = sum((r) => r.seconds);
+  return {
+    ...parts[0]!,
+    upstreamConnections: Math.max(...parts.map((part) => part.upstreamConnections)),
+    result: {
+      measured,
+      seconds: measuredSeconds,
+      rps: measuredSeconds > 0 ? measured / measuredSeconds : 0,
+      p50: median(results.map((r) => r.p50)),
+      p99: median(results.map((r) => r.p99)),
+      max: Math.max(...results.map((r) => r.max)),
+      responses: sum((r) => r.responses),
+      non2xx: sum((r) => r.non2xx),
+      errors: sum((r) => r.errors),
+      bodyMismatch: sum((r) => r.bodyMismatch),
+      missed: sum((r) => r.missed),
+      statuses,
+      samples: [...new Set(results.flatMap((r) => r.samples))].slice(0, 5),
+      cpuMs,
+      machineBusy: busy.length ? busy.reduce((a, b) => a + b, 0) / busy.length : null,
+    },
+  };
+}
+
 /** Counts the audit rows (after agent-attr flushed and exited) against the requests it answered. */
 function verifyAudit(answered: number, transportErrors: number): boolean {
   const db = new Database(logDb, { readonly: true });
@@ -193,16 +238,24 @@ async function main(): Promise<boolean> {
   const agentAttr = targets["agent-attr"];
   progress(`upstream ${targets.direct.url}, bare forwarder ${targets.bare.url}, agent-attr ${agentAttr.url}`);
   progress(
-    `${connections} connections, ${warmupSeconds} s warmup + ${seconds} s per max-load run, ${halfWarmupSeconds} s + ` +
+    `${connections} connections, ${rounds} interleaved rounds of ${fmt(seconds / rounds, 1)} s per target at max load ` +
+      `(warmup ${warmupSeconds} s, then ${laterRoundWarmupSeconds} s), ${halfWarmupSeconds} s + ` +
       `${halfSeconds} s per half-load run; ${navigator.hardwareConcurrency} CPU cores shared by all processes`,
   );
   const sanityCalls = await sanityCheck(targets);
 
   const max: Measurement[] = [];
+  const order = ["direct", "bare", "agent-attr", "no audit"] as const;
   for (const scenario of selected) {
-    for (const target of ["direct", "bare", "agent-attr", "no audit"] as const) {
-      max.push(await measure(scenario, target, targets, { warmup: warmupSeconds, seconds }));
+    const runs = new Map<Target, Measurement[]>(order.map((target) => [target, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < order.length; i++) {
+        const target = order[(i + round) % order.length]!;
+        const warmup = round === 0 ? warmupSeconds : laterRoundWarmupSeconds;
+        runs.get(target)!.push(await measure(scenario, target, targets, { warmup, seconds: seconds / rounds }));
+      }
     }
+    for (const target of order) max.push(combineRounds(runs.get(target)!));
   }
   const half: HalfLoad[] = [];
   for (const scenario of selected) {
@@ -219,7 +272,7 @@ async function main(): Promise<boolean> {
   const exitCode = await stopGracefully(agentAttr, 45_000);
 
   const cores = navigator.hardwareConcurrency;
-  console.log(`\n${maxLoadTable(max, { connections, seconds, warmupSeconds, cores })}`);
+  console.log(`\n${maxLoadTable(max, { connections, seconds, warmupSeconds, cores, rounds })}`);
   console.log(`\n${halfLoadTable(half, max, { seconds: halfSeconds, maxInFlight })}\n`);
   console.log(
     `agent-attr peak RSS (VmHWM): ${peakRss === null ? "not measurable" : `${fmt(peakRss, 1)} MiB`}; ` +
