@@ -12,8 +12,9 @@
  *    the upstream directly, the bare forwarder, agent-attr and the no-audit reference, in
  *    BENCH_ROUNDS interleaved rounds (the order of the targets rotates each round): this machine's
  *    speed drifts over tens of seconds, and interleaving spreads the drift over every target.
- * 2. Half load: a fixed rate of half the bare forwarder's max, against the forwarder and agent-attr;
- *    the difference of their p99 is what agent-attr adds (if it can carry that rate at all).
+ * 2. Half load: a fixed rate of half the bare forwarder's max, against the forwarder and agent-attr
+ *    (two interleaved rounds); the difference of their p99 is what agent-attr adds (if it can carry
+ *    that rate at all).
  * 3. agent-attr is stopped with SIGTERM (it flushes); the audit DB must hold one row per request it
  *    answered, or the run fails. So does any transport error, non-2xx or truncated body.
  *
@@ -180,7 +181,11 @@ async function measure(
 function combineRounds(parts: Measurement[]): Measurement {
   const results = parts.map((part) => part.result);
   const sum = (of: (r: LoadResult) => number) => results.reduce((total, r) => total + of(r), 0);
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)] ?? 0;
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const mid = sorted.length / 2;
+    return sorted.length === 0 ? 0 : Number.isInteger(mid) ? (sorted[mid - 1]! + sorted[mid]!) / 2 : sorted[Math.floor(mid)]!;
+  };
   const cpuMs: Record<string, number | null> = {};
   for (const label of Object.keys(results[0]?.cpuMs ?? {})) {
     cpuMs[label] = results.every((r) => typeof r.cpuMs[label] === "number") ? sum((r) => r.cpuMs[label]!) : null;
@@ -261,9 +266,17 @@ async function main(): Promise<boolean> {
   for (const scenario of selected) {
     const bareMax = max.find((m) => m.scenario === scenario.name && m.target === "bare")?.result.rps ?? 0;
     const rate = Math.max(1, Math.round(bareMax / 2));
-    const options = { rate, warmup: halfWarmupSeconds, seconds: halfSeconds };
-    const bare = await measure(scenario, "bare", targets, options);
-    half.push({ scenario: scenario.name, rate, bare, agentAttr: await measure(scenario, "agent-attr", targets, options) });
+    // Interleaved too (bare, agent-attr, agent-attr, bare, ...): a slow spell of the machine then
+    // lands on both.
+    const halfRounds = Math.min(rounds, 2);
+    const options = { rate, warmup: halfWarmupSeconds, seconds: halfSeconds / halfRounds };
+    const runs: Record<"bare" | "agent-attr", Measurement[]> = { bare: [], "agent-attr": [] };
+    for (let round = 0; round < halfRounds; round++) {
+      for (const target of round % 2 === 0 ? (["bare", "agent-attr"] as const) : (["agent-attr", "bare"] as const)) {
+        runs[target].push(await measure(scenario, target, targets, options));
+      }
+    }
+    half.push({ scenario: scenario.name, rate, bare: combineRounds(runs.bare), agentAttr: combineRounds(runs["agent-attr"]) });
   }
 
   const peakRss = peakRssMiB(agentAttr.proc.pid);
