@@ -67,7 +67,7 @@ export function maxLoadTable(
   ].join("\n");
 }
 
-export function halfLoadTable(half: HalfLoad[], max: Measurement[], info: { seconds: number; maxInFlight: number }): string {
+export function halfLoadTable(half: HalfLoad[], max: Measurement[], info: { seconds: number; maxInFlight: number; rounds: number }): string {
   const rows = half.map((h) => {
     const aaMax = maxRps(max, h.scenario, "agent-attr");
     const [b, a] = [h.bare.result, h.agentAttr.result];
@@ -93,7 +93,7 @@ export function halfLoadTable(half: HalfLoad[], max: Measurement[], info: { seco
       .map((m) => `  ${m.scenario} / ${m.target}: fell behind, ${info.maxInFlight} in flight; ${m.result.missed} scheduled requests never started`),
   );
   return [
-    `Half load: open loop at half the bare forwarder's max req/s, ${info.seconds} s measured in 2 interleaved rounds ` +
+    `Half load: open loop at half the bare forwarder's max req/s, ${info.seconds} s measured in ${info.rounds} interleaved round(s) ` +
       `(latency from the scheduled start; p50/p99: median of the rounds)`,
     "(aa = agent-attr; aa load: the rate as a share of agent-attr's own max above: near or over 100%, its p99 is queueing)",
     "",

@@ -268,7 +268,7 @@ async function main(): Promise<boolean> {
     const rate = Math.max(1, Math.round(bareMax / 2));
     // Interleaved too (bare, agent-attr, agent-attr, bare, ...): a slow spell of the machine then
     // lands on both.
-    const halfRounds = Math.min(rounds, 2);
+    const halfRounds = Math.min(rounds, 2); // as printed by halfLoadTable
     const options = { rate, warmup: halfWarmupSeconds, seconds: halfSeconds / halfRounds };
     const runs: Record<"bare" | "agent-attr", Measurement[]> = { bare: [], "agent-attr": [] };
     for (let round = 0; round < halfRounds; round++) {
@@ -286,7 +286,7 @@ async function main(): Promise<boolean> {
 
   const cores = navigator.hardwareConcurrency;
   console.log(`\n${maxLoadTable(max, { connections, seconds, warmupSeconds, cores, rounds })}`);
-  console.log(`\n${halfLoadTable(half, max, { seconds: halfSeconds, maxInFlight })}\n`);
+  console.log(`\n${halfLoadTable(half, max, { seconds: halfSeconds, maxInFlight, rounds: Math.min(rounds, 2) })}\n`);
   console.log(
     `agent-attr peak RSS (VmHWM): ${peakRss === null ? "not measurable" : `${fmt(peakRss, 1)} MiB`}; ` +
       `CPU time over the run: ${cpuTotal === null ? "-" : `${fmt(cpuTotal / 1000, 1)} s`}; ` +
