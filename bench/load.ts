@@ -22,6 +22,11 @@ export interface LoadConfig {
   seconds: number;
   /** Requests per second for an open loop; absent for a closed loop. */
   rate?: number;
+  /**
+   * Headers whose value differs per request: name → number of distinct values. Each request sends
+   * `<value in headers>-<k>` with k drawn at random below that number (many users, agents, tasks).
+   */
+  vary?: Record<string, number>;
   /** Processes whose CPU time is sampled over the measured window, by label. */
   watch?: Record<string, number>;
 }
@@ -62,6 +67,13 @@ export async function runLoad(config: LoadConfig): Promise<LoadResult> {
   const samples: string[] = [];
   const abort = new AbortController();
   const init = { method: "POST", headers: config.headers, body: config.body, signal: abort.signal };
+  const varied = Object.entries(config.vary ?? {});
+  const requestInit = () => {
+    if (varied.length === 0) return init;
+    const headers = { ...config.headers };
+    for (const [name, count] of varied) headers[name] = `${config.headers[name] ?? name}-${Math.floor(Math.random() * count)}`;
+    return { ...init, headers };
+  };
   let responses = 0;
   let non2xx = 0;
   let errors = 0;
@@ -74,7 +86,7 @@ export async function runLoad(config: LoadConfig): Promise<LoadResult> {
   /** One request; `start` is when it began (or was scheduled to). */
   async function one(start: number): Promise<void> {
     try {
-      const response = await fetch(config.url, init);
+      const response = await fetch(config.url, requestInit());
       const body = await response.arrayBuffer();
       const done = performance.now();
       responses++;

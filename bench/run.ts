@@ -163,6 +163,7 @@ async function measure(
     warmupSeconds: options.warmup,
     seconds: options.seconds,
     rate: options.rate,
+    vary: scenario.vary,
     watch: target === "direct" ? { upstream: upstream.proc.pid } : { upstream: upstream.proc.pid, proxy: server.proc.pid },
   });
   const stats = await upstreamStats(upstream, false);
@@ -224,14 +225,14 @@ function verifyAudit(answered: number, transportErrors: number): boolean {
   try {
     const count = (sql: string) => db.query<{ n: number }, []>(sql).get()?.n ?? 0;
     const rows = count("SELECT count(*) AS n FROM audit_records");
-    const attributed = count("SELECT count(*) AS n FROM audit_records WHERE agent_id = 'bench-agent' AND user_id = 'bench-user'");
+    const attributed = count("SELECT count(*) AS n FROM audit_records WHERE agent_id LIKE 'bench-agent%' AND user_id LIKE 'bench-user%'");
     const outcomes = db
       .query<{ outcome: string | null; n: number }, []>("SELECT outcome, count(*) AS n FROM audit_records GROUP BY outcome ORDER BY n DESC")
       .all()
       .map((o) => `${o.outcome ?? "NULL (in flight)"}=${o.n}`);
     const errors = transportErrors ? ` (+${transportErrors} transport errors)` : "";
     console.log(`audit rows: ${rows}; requests agent-attr answered: ${answered}${errors} -> ${rows === answered ? "match" : "MISMATCH"}`);
-    console.log(`  outcomes: ${outcomes.join(", ")}; attributed to bench-agent/bench-user: ${attributed}`);
+    console.log(`  outcomes: ${outcomes.join(", ")}; attributed to the bench's agents and users: ${attributed}`);
     return rows === answered;
   } finally {
     db.close();

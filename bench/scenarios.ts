@@ -8,6 +8,8 @@ export interface Scenario {
   path: "/v1/chat/completions" | "/v1/messages";
   body: string;
   headers: Record<string, string>;
+  /** Attribution headers that vary per request (see LoadConfig.vary). */
+  vary?: Record<string, number>;
 }
 
 /** Sent to every target; agent-attr reads them, the others pass them on unused. */
@@ -53,6 +55,15 @@ const anthropicHeaders = {
 
 export const scenarios: readonly Scenario[] = [
   { name: "openai chat", path: "/v1/chat/completions", body: openaiBody(false), headers: openaiHeaders },
+  // The same call from a fleet: 200 agents, 5,000 users, 100,000 tasks, so the audit indexes take
+  // inserts at random places, as in production (the other scenarios append to one key each).
+  {
+    name: "openai chat 5k users",
+    path: "/v1/chat/completions",
+    body: openaiBody(false),
+    headers: openaiHeaders,
+    vary: { "x-agent-id": 200, "x-user-id": 5_000, "x-task-context": 100_000 },
+  },
   { name: "openai chat stream", path: "/v1/chat/completions", body: openaiBody(true), headers: openaiHeaders },
   { name: "anthropic messages", path: "/v1/messages", body: anthropicBody(false), headers: anthropicHeaders },
   { name: "anthropic messages stream", path: "/v1/messages", body: anthropicBody(true), headers: anthropicHeaders },
