@@ -49,6 +49,8 @@ const warmupSeconds = envNumber("BENCH_WARMUP_SECONDS", 2, 0, 30);
 const connections = Math.round(envNumber("BENCH_CONNECTIONS", 32, 1, 256));
 const rounds = Math.round(envNumber("BENCH_ROUNDS", 4, 1, 20));
 const laterRoundWarmupSeconds = Math.min(0.5, warmupSeconds);
+/** Half load alternates bare and agent-attr in (up to) two rounds. */
+const halfRounds = Math.min(rounds, 2);
 const summaryRecords = Math.round(envNumber("BENCH_SUMMARY_RECORDS", 1_000_000, 0, 100_000_000));
 const halfSeconds = Math.max(1, Math.ceil(seconds / 2));
 const halfWarmupSeconds = Math.min(1, warmupSeconds);
@@ -269,7 +271,6 @@ async function main(): Promise<boolean> {
     const rate = Math.max(1, Math.round(bareMax / 2));
     // Interleaved too (bare, agent-attr, agent-attr, bare, ...): a slow spell of the machine then
     // lands on both.
-    const halfRounds = Math.min(rounds, 2); // as printed by halfLoadTable
     const options = { rate, warmup: halfWarmupSeconds, seconds: halfSeconds / halfRounds };
     const runs: Record<"bare" | "agent-attr", Measurement[]> = { bare: [], "agent-attr": [] };
     for (let round = 0; round < halfRounds; round++) {
@@ -287,7 +288,7 @@ async function main(): Promise<boolean> {
 
   const cores = navigator.hardwareConcurrency;
   console.log(`\n${maxLoadTable(max, { connections, seconds, warmupSeconds, cores, rounds })}`);
-  console.log(`\n${halfLoadTable(half, max, { seconds: halfSeconds, maxInFlight, rounds: Math.min(rounds, 2) })}\n`);
+  console.log(`\n${halfLoadTable(half, max, { seconds: halfSeconds, maxInFlight, rounds: halfRounds })}\n`);
   console.log(
     `agent-attr peak RSS (VmHWM): ${peakRss === null ? "not measurable" : `${fmt(peakRss, 1)} MiB`}; ` +
       `CPU time over the run: ${cpuTotal === null ? "-" : `${fmt(cpuTotal / 1000, 1)} s`}; ` +
