@@ -55,8 +55,15 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
         observer.chunk(result.value);
         // A chunk that held only hidden bytes: read on, the client is still waiting.
         if (out.length === 0) continue;
-        await controller.write(out);
-        await controller.flush();
+        try {
+          await controller.write(out);
+          await controller.flush();
+        } catch {
+          // The client's side is gone without a cancel: end as a cancel would.
+          finish({ kind: "cancel" });
+          reader.cancel().catch(() => {});
+          return;
+        }
       }
     },
     cancel(reason) {
