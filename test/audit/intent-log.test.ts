@@ -5,7 +5,8 @@ import { linkSync, readFileSync, readdirSync, statSync, writeFileSync } from "no
 import { join } from "node:path";
 import { ChainWriter } from "../../src/audit/chain.ts";
 import { openAuditLog } from "../../src/audit/database.ts";
-import { IntentLog, readSegment, recoverIntents } from "../../src/audit/intent-log.ts";
+import { IntentLog } from "../../src/audit/intent-log.ts";
+import { readSegment, recoverIntents } from "../../src/audit/intent-recovery.ts";
 import type { AuditRecord } from "../../src/audit/record.ts";
 import { tempDir } from "../helpers/proxy.ts";
 
