@@ -135,10 +135,7 @@ export class IntentLog {
       }
     }
     const text = header + kept.join("");
-    const needed = text.length * 3;
-    let fresh = this.spare;
-    if (fresh && fresh.map.byteLength >= needed) this.spare = null;
-    else fresh = this.adopt(this.createSync(this.nextFile(), Math.max(this.segmentBytes, needed)));
+    const fresh = this.take(text.length * 3);
     fresh.used = encoder.encodeInto(text, fresh.map).written;
     fresh.unsettled = keptIds.length;
     for (const id of keptIds) this.pending.set(id, fresh);
@@ -163,14 +160,24 @@ export class IntentLog {
 
   /** Makes a segment with room for `line` the current one: the spare, or a new file. */
   private open(line: string): Segment {
-    const needed = header.length + line.length * 3; // UTF-8 takes at most 3 bytes per UTF-16 unit
-    let segment = this.spare;
-    if (segment && segment.map.byteLength >= needed) this.spare = null;
-    else segment = this.adopt(this.createSync(this.nextFile(), Math.max(this.segmentBytes, needed)));
+    const segment = this.take(header.length + line.length * 3);
     segment.used = encoder.encodeInto(header, segment.map).written;
     this.current = segment;
     this.makeSpare();
     return segment;
+  }
+
+  /**
+   * A zeroed segment of at least `bytes` (a UTF-16 text takes at most 3 UTF-8 bytes per unit): the
+   * spare if it is large enough, else a new file.
+   */
+  private take(bytes: number): Segment {
+    const spare = this.spare;
+    if (spare && spare.map.byteLength >= bytes) {
+      this.spare = null;
+      return spare;
+    }
+    return this.adopt(this.createSync(this.nextFile(), Math.max(this.segmentBytes, bytes)));
   }
 
   /**

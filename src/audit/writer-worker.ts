@@ -106,13 +106,14 @@ function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][])
   }
   const exists = database.query<{ one: number }, [string]>("SELECT 1 AS one FROM audit_records WHERE id = ?");
   const seen = new Set<string>();
-  const fresh = rows.filter((row) => {
+  const fresh: SQLValue[][] = [];
+  const dropped: string[] = [];
+  for (const row of rows) {
     const id = String(row[0]);
-    if (seen.has(id) || exists.get(id)) return false;
+    if (seen.has(id) || exists.get(id)) dropped.push(id);
+    else fresh.push(row);
     seen.add(id);
-    return true;
-  });
-  const dropped = rows.filter((row) => !fresh.includes(row)).map((row) => String(row[0]));
+  }
   writer.append(fresh);
   notice(`dropped ${dropped.length} final audit record(s) for calls that already have one: ${dropped.slice(0, 5).join(", ")}`);
   return fresh;

@@ -34,7 +34,7 @@ import { outputLimitFields } from "./endpoints.ts";
 import { priceUsage } from "./price.ts";
 import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
-import type { Runtime } from "./runtime.ts";
+import { trackUntilDone, type Runtime } from "./runtime.ts";
 
 export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime): Promise<Response> {
   const base = {
@@ -224,12 +224,6 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     rt.log.error(`call ${ctx.id}: ${failure.message}`);
     return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
   }
-}
-
-/** Shutdown waits for `work` (the record of a call must be written before the process exits). */
-function trackUntilDone(rt: Runtime, work: Promise<void>): void {
-  rt.inflight.add(work);
-  void work.finally(() => rt.inflight.delete(work));
 }
 
 function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }): {

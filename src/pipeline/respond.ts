@@ -13,7 +13,7 @@ import { tapStream, type StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, Meter } from "./context.ts";
 import { finalize } from "./finalize.ts";
 import { elapsed } from "./record.ts";
-import type { Runtime } from "./runtime.ts";
+import { trackUntilDone, type Runtime } from "./runtime.ts";
 
 /** Non-streamed bodies up to this size are metered (and, when their length is declared, read whole). */
 const maxBufferedBytes = 16 * 1024 * 1024;
@@ -48,7 +48,9 @@ export interface ReplyContext {
 export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uint8Array> | Uint8Array | null> {
   const { upstream } = reply;
   const sse = upstream.headers.get("content-type")?.includes("text/event-stream") ?? false;
-  const track = trackInflight(reply.rt);
+  // The call's record is not written until its response ends: shutdown waits for it.
+  const track = Promise.withResolvers<void>();
+  trackUntilDone(reply.rt, track.promise);
   const meter = guardedMeter(reply);
   const hasher = new Bun.CryptoHasher("sha256", reply.rt.hashKey);
   let idle: { arm(): void; stop(): void } | null = null;
@@ -63,7 +65,7 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     reply.cleanup();
     if (body) meter.json(parseJSON(utf8.decode(body)));
     else if (edges) meter.json(edges);
-    void finalize(reply, how, meter.result(), ttfb, hasher.digest("hex")).finally(track.done);
+    void finalize(reply, how, meter.result(), ttfb, hasher.digest("hex")).finally(track.resolve);
   };
   if (!upstream.body) {
     finish({ kind: "done" });
@@ -94,7 +96,7 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
   const quiet = streamed();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  let tail: Uint8Array[] = [];
+  const tail: Uint8Array[] = [];
   let tailSize = 0;
   return tapStream(upstream.body.getReader(), {
     chunk(bytes) {
@@ -160,15 +162,6 @@ function idleTimer({ abort, rt }: ReplyContext) {
   };
   arm();
   return { arm, stop: () => clearTimeout(timer) };
-}
-
-/** Registers a call whose record is not written yet, so shutdown can wait for it. */
-function trackInflight(rt: Runtime) {
-  let done!: () => void;
-  const pending = new Promise<void>((resolve) => (done = resolve));
-  rt.inflight.add(pending);
-  void pending.then(() => rt.inflight.delete(pending));
-  return { done };
 }
 
 /** A meter whose failures are logged once and never reach the stream. */

@@ -34,6 +34,12 @@ export interface Runtime {
   readonly metrics: Metrics;
 }
 
+/** Shutdown waits for `work` (the record of a call must be written before the process exits). */
+export function trackUntilDone(rt: Runtime, work: Promise<void>): void {
+  rt.inflight.add(work);
+  void work.finally(() => rt.inflight.delete(work));
+}
+
 export const consoleLogger: Logger = {
   info: (message) => console.log(`agent-attr: ${message}`),
   warn: (message) => console.warn(`agent-attr: warning: ${message}`),

@@ -80,8 +80,10 @@ export class SSEParser {
 
   private dispatch(events: SSEEvent[]): void {
     const lines = this.dataLines;
-    if (lines.length > 0) events.push({ event: this.eventName, data: lines.length === 1 ? lines[0]! : lines.join("\n") });
-    if (lines.length > 0) this.dataLines = [];
+    if (lines.length > 0) {
+      events.push({ event: this.eventName, data: lines.length === 1 ? lines[0]! : lines.join("\n") });
+      this.dataLines = [];
+    }
     this.eventName = null;
   }
 }

@@ -31,6 +31,10 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
     ended = true;
     observer.end(end);
   };
+  const cancel = (reason?: unknown) => {
+    finish({ kind: "cancel" });
+    reader.cancel(reason).catch(() => {});
+  };
   const source: Bun.DirectUnderlyingSource<Uint8Array> = {
     type: "direct",
     async pull(controller) {
@@ -60,16 +64,11 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
           await controller.flush();
         } catch {
           // The client's side is gone without a cancel: end as a cancel would.
-          finish({ kind: "cancel" });
-          reader.cancel().catch(() => {});
-          return;
+          return cancel();
         }
       }
     },
-    cancel(reason) {
-      finish({ kind: "cancel" });
-      reader.cancel(reason).catch(() => {});
-    },
+    cancel,
   };
   return new ReadableStream<Uint8Array>(source);
 }
