@@ -10,6 +10,7 @@ import { appendFileSync } from "node:fs";
 import { z } from "zod";
 import { chainId, type ChainWriter } from "./chain.ts";
 import { signBytes } from "./signing.ts";
+import { errorMessage } from "../errors.ts";
 
 export const checkpointSchema = z.object({
   chain_id: z.string(),
@@ -94,7 +95,7 @@ export class Checkpointer {
       try {
         appendFileSync(file, `${JSON.stringify(checkpoint)}\n`, { mode: 0o600 });
       } catch (error) {
-        this.onError(`cannot append the checkpoint to ${file}: ${error instanceof Error ? error.message : String(error)}`);
+        this.onError(`cannot append the checkpoint to ${file}: ${errorMessage(error)}`);
       }
     }
     if (webhook) {
@@ -107,7 +108,7 @@ export class Checkpointer {
         (response) => {
           if (!response.ok) this.onError(`the checkpoint webhook answered ${response.status}`);
         },
-        (error: unknown) => this.onError(`the checkpoint webhook failed: ${error instanceof Error ? error.message : String(error)}`),
+        (error: unknown) => this.onError(`the checkpoint webhook failed: ${errorMessage(error)}`),
       );
     }
   }

@@ -5,6 +5,7 @@ import { migrate } from "./migrate.ts";
 import { SqliteAuditReader } from "./query.ts";
 import type { AuditRecord } from "./record.ts";
 import * as schema from "./schema.ts";
+import { errorMessage } from "../errors.ts";
 
 /**
  * WAL with synchronous=NORMAL: a committed transaction survives a crash of the process.
@@ -16,7 +17,7 @@ export function openDatabase(path: string, busyTimeoutMs = 5000): Database {
   try {
     db = new Database(path, { create: true, strict: true });
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new Error(`cannot open the audit database ${path} (${reason}); check that its folder exists and is writable, or choose another with --log-db`);
   }
   db.run(`PRAGMA busy_timeout = ${Math.trunc(busyTimeoutMs)}`);

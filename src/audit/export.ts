@@ -12,6 +12,7 @@ import { columns, type SQLValue } from "./database.ts";
 import { csvHeader, csvRow } from "./format.ts";
 import { recordFields, type AuditRecord } from "./record.ts";
 import { parsePublicKey, publicKeyPem, signBytes, verifyBytes } from "./signing.ts";
+import { errorMessage } from "../errors.ts";
 
 export const exportFormats = ["csv", "json", "ndjson"] as const;
 export type ExportFormat = (typeof exportFormats)[number];
@@ -230,7 +231,7 @@ export async function verifyExport(file: string, manifestFile: string, pinnedKey
   try {
     manifest = JSON.parse(await Bun.file(manifestFile).text()) as ExportManifest;
   } catch (error) {
-    return { ok: false, signerPinned: false, message: `cannot read the manifest ${manifestFile}: ${error instanceof Error ? error.message : String(error)}`, manifest: null };
+    return { ok: false, signerPinned: false, message: `cannot read the manifest ${manifestFile}: ${errorMessage(error)}`, manifest: null };
   }
   const fail = (message: string): ExportCheck => ({ ok: false, signerPinned: false, message, manifest });
   if (typeof manifest.signature !== "string" || typeof manifest.public_key !== "string") return fail("the manifest has no signature");
@@ -245,7 +246,7 @@ export async function verifyExport(file: string, manifestFile: string, pinnedKey
       bytes += chunk.byteLength;
     }
   } catch (error) {
-    return fail(`cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`);
+    return fail(`cannot read ${file}: ${errorMessage(error)}`);
   }
   if (bytes !== manifest.bytes) return fail(`${file} has ${bytes} bytes; the manifest says ${manifest.bytes} (the file was changed)`);
   if (sha.digest("hex") !== manifest.sha256) return fail(`${file} does not match the manifest's SHA-256 (the file was changed)`);

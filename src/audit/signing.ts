@@ -6,6 +6,7 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { errorMessage } from "../errors.ts";
 
 export function signingKeyPath(logDb: string, configured?: string): string {
   return configured ?? `${logDb}.signing-key`;
@@ -27,7 +28,7 @@ export function loadSigningKey(path: string, options: { create: boolean }): KeyO
   try {
     return createPrivateKey(readFileSync(path, "utf8"));
   } catch (error) {
-    throw new Error(`the signing key ${path} is unreadable (${error instanceof Error ? error.message : String(error)}); restore it from a backup`);
+    throw new Error(`the signing key ${path} is unreadable (${errorMessage(error)}); restore it from a backup`);
   }
 }
 

@@ -13,6 +13,7 @@ import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFil
 import { auditWorkerURL } from "./_worker-url.ts";
 import { publicKeyPem } from "./signing.ts";
 import { verifyChain, type VerifyReport } from "./verify.ts";
+import { errorMessage } from "../errors.ts";
 
 export interface AuditTrail {
   /**
@@ -59,7 +60,7 @@ export function readCheckpointFile(file: string | undefined): Checkpoint[] {
   try {
     return parseCheckpointFile(readFileSync(file, "utf8"));
   } catch (error) {
-    throw new Error(`the checkpoint file ${file} cannot be read: ${error instanceof Error ? error.message : String(error)}`);
+    throw new Error(`the checkpoint file ${file} cannot be read: ${errorMessage(error)}`);
   }
 }
 

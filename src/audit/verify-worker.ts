@@ -6,6 +6,7 @@ import { Database } from "bun:sqlite";
 import type { Checkpoint } from "./checkpoint.ts";
 import { parsePublicKey } from "./signing.ts";
 import { verifyChain } from "./verify.ts";
+import { errorMessage } from "../errors.ts";
 
 declare const self: Worker;
 
@@ -25,7 +26,7 @@ self.onmessage = (event: MessageEvent<string>) => {
     const report = verifyChain(db, parsePublicKey(request.publicKey), request.checkpoints);
     self.postMessage(JSON.stringify({ report }));
   } catch (error) {
-    self.postMessage(JSON.stringify({ error: error instanceof Error ? error.message : String(error) }));
+    self.postMessage(JSON.stringify({ error: errorMessage(error) }));
   } finally {
     db?.close();
   }

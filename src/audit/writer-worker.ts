@@ -16,6 +16,7 @@ import { advanceRollup } from "./rollup.ts";
 import { RollupSums } from "./rollup-memory.ts";
 import { loadSigningKey } from "./signing.ts";
 import type { WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
+import { errorMessage } from "../errors.ts";
 
 declare const self: Worker;
 
@@ -27,7 +28,6 @@ let sinceCheckpoint = 0;
 const timers: Timer[] = [];
 
 const reply = (message: WriterReply) => self.postMessage(JSON.stringify(message));
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 const notice = (message: string) => reply({ kind: "notice", message });
 
 function open(path: string, busyTimeoutMs: number, given: WriterSettings): void {
@@ -66,7 +66,7 @@ function maintain(task: () => void): void {
   try {
     task();
   } catch (error) {
-    notice(`audit maintenance failed: ${messageOf(error)}`);
+    notice(`audit maintenance failed: ${errorMessage(error)}`);
   }
 }
 
@@ -102,7 +102,7 @@ function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][])
     writer.append(rows);
     return rows;
   } catch (error) {
-    if (!/UNIQUE constraint failed: audit_records\.id/.test(messageOf(error))) throw error;
+    if (!/UNIQUE constraint failed: audit_records\.id/.test(errorMessage(error))) throw error;
   }
   const exists = database.query<{ one: number }, [string]>("SELECT 1 AS one FROM audit_records WHERE id = ?");
   const seen = new Set<string>();
@@ -130,7 +130,7 @@ function commitPending(): void {
     reply({ kind: "committed", batches: batches.length });
     maybeAdvanceRollup(db);
   } catch (error) {
-    reply({ kind: "failed", batches: batches.length, message: messageOf(error) });
+    reply({ kind: "failed", batches: batches.length, message: errorMessage(error) });
     return;
   }
   if (sinceCheckpoint >= settings.checkpoint.everyRecords) maintain(checkpoint);
@@ -146,7 +146,7 @@ self.onmessage = (event: MessageEvent<string>) => {
       open(request.path, request.busyTimeoutMs, request.settings);
       reply({ kind: "opened" });
     } catch (error) {
-      reply({ kind: "failed", batches: 0, message: messageOf(error) });
+      reply({ kind: "failed", batches: 0, message: errorMessage(error) });
     }
   } else {
     if (pending.length > 0) commitPending();

@@ -1,10 +1,9 @@
 /** Helpers shared by CLI commands: user-facing errors, option parsing, the audit DB path. */
-type AuditLog = ReturnType<typeof openAuditLog>;
 import { existsSync } from "node:fs";
 import { z } from "zod";
-import { openAuditLog } from "../audit/database.ts";
 import { ConfigError } from "../config/load.ts";
 import { PluginError } from "../plugin.ts";
+import { errorMessage } from "../errors.ts";
 
 /** A mistake of the user's: printed as one line to stderr, exit code 1, no stack trace. */
 export class UsageError extends Error {
@@ -19,7 +18,7 @@ export function withUserErrors<A extends unknown[]>(run: (...args: A) => Promise
       if (error instanceof UsageError || error instanceof ConfigError || error instanceof PluginError) {
         console.error(`agent-attr: ${error.message}`);
       } else {
-        console.error(`agent-attr: internal error: ${error instanceof Error ? error.message : String(error)}`);
+        console.error(`agent-attr: internal error: ${errorMessage(error)}`);
         if (process.env.AGENT_ATTR_DEBUG && error instanceof Error) console.error(error.stack);
       }
       process.exit(1);
@@ -40,18 +39,6 @@ export function parseOptions<S extends z.ZodType>(schema: S, values: unknown): z
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   throw new UsageError(`--${issue.path.join(".")}: ${issue.message}`);
-}
-
-/** Opens the existing audit database named by --log-db (or its defaults), runs `use`, closes it. */
-export async function withAuditLog<T>(flag: string | undefined, use: (log: AuditLog, logDb: string) => Promise<T>): Promise<T> {
-  const logDb = resolveLogDb(flag);
-  requireExistingDb(logDb);
-  const log = openAuditLog(logDb);
-  try {
-    return await use(log, logDb);
-  } finally {
-    log.close();
-  }
 }
 
 /** The names of the filters a parsed filter object sets (audit events record names, never values). */

@@ -5,6 +5,7 @@ import { exportFilterSchema, exportFormats, verifyExport } from "../audit/export
 import { cliAuditSettings, configArg } from "./audit-settings.ts";
 import { cliActor, missingKeyHelp, openTrail, signingKeyArg } from "./audit-trail.ts";
 import { logDbArg, UsageError, withUserErrors } from "./_shared.ts";
+import { errorMessage } from "../errors.ts";
 
 const exportCommand = defineCommand({
   meta: { name: "export", description: "Export records (streamed) with a signed manifest beside the file" },
@@ -46,7 +47,7 @@ const exportCommand = defineCommand({
       try {
         fd = args.output === undefined ? 1 : openSync(args.output, "w", 0o600);
       } catch (error) {
-        throw new UsageError(`--output ${args.output}: ${error instanceof Error ? error.message : String(error)}`);
+        throw new UsageError(`--output ${args.output}: ${errorMessage(error)}`);
       }
       // An export cut off (broken pipe, disk full, Ctrl-C) is recorded as cancelled, as the API does.
       let interrupted = false;
@@ -68,7 +69,7 @@ const exportCommand = defineCommand({
       } catch (error) {
         run.cancel();
         if (error instanceof UsageError) throw error;
-        const reason = error instanceof Error ? error.message : String(error);
+        const reason = errorMessage(error);
         throw new UsageError(`the export stopped after ${run.exported} records (${reason}); it is recorded as cancelled, without a manifest`);
       } finally {
         process.off("SIGINT", onInterrupt);
@@ -114,14 +115,14 @@ const verifyExportCommand = defineCommand({
       try {
         pinned = readFileSync(args["public-key"], "utf8");
       } catch (error) {
-        throw new UsageError(`--public-key ${args["public-key"]}: ${error instanceof Error ? error.message : String(error)}`);
+        throw new UsageError(`--public-key ${args["public-key"]}: ${errorMessage(error)}`);
       }
     }
     let check;
     try {
       check = await verifyExport(args.file, args.manifest ?? `${args.file}.manifest.json`, pinned);
     } catch (error) {
-      throw new UsageError(error instanceof Error ? error.message : String(error));
+      throw new UsageError(errorMessage(error));
     }
     if (check.ok) {
       process.stdout.write(`${check.message}\n`);

@@ -11,6 +11,7 @@ import { SqliteAuditTrail } from "../audit/trail.ts";
 import type { VerifyReport } from "../audit/verify.ts";
 import { cliAuditSettings, configArg, type CliAuditSettings } from "./audit-settings.ts";
 import { logDbArg, requireExistingDb, UsageError, withUserErrors } from "./_shared.ts";
+import { errorMessage } from "../errors.ts";
 
 export const signingKeyArg = {
   type: "string",
@@ -70,7 +71,7 @@ export function recordCliQuery(db: Database, settings: CliAuditSettings, route: 
   try {
     trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
   } catch (error) {
-    process.stderr.write(`agent-attr: warning: this query is not recorded in the trail (${error instanceof Error ? error.message : String(error)})\n`);
+    process.stderr.write(`agent-attr: warning: this query is not recorded in the trail (${errorMessage(error)})\n`);
   } finally {
     trail.close();
   }
@@ -95,7 +96,7 @@ function readCheckpoints(file: string) {
   try {
     return parseCheckpointFile(readFileSync(file, "utf8"));
   } catch (error) {
-    throw new UsageError(`--checkpoints ${file}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new UsageError(`--checkpoints ${file}: ${errorMessage(error)}`);
   }
 }
 
@@ -103,7 +104,7 @@ function readPublicKey(file: string) {
   try {
     return parsePublicKey(readFileSync(file, "utf8"));
   } catch (error) {
-    throw new UsageError(`--public-key ${file}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new UsageError(`--public-key ${file}: ${errorMessage(error)}`);
   }
 }
 
@@ -148,7 +149,7 @@ const verify = defineCommand({
       try {
         report = await trail.verify(cliActor(), { publicKey: pinned, checkpoints: external });
       } catch (error) {
-        throw new UsageError(error instanceof Error ? error.message : String(error));
+        throw new UsageError(errorMessage(error));
       }
       if (!report.recorded) process.stderr.write("agent-attr: warning: this verification could not be recorded in the trail (read-only or locked database)\n");
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));

@@ -9,6 +9,7 @@ import { z } from "zod";
 import * as pluginsAPI from "../../plugins/index.ts";
 import * as api from "../index.ts";
 import { configSchema, type Config } from "./schema.ts";
+import { errorMessage } from "../errors.ts";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -50,7 +51,7 @@ export async function loadConfig(file: string | null): Promise<Config> {
     const mod: { default?: unknown } = await import(file);
     exported = mod.default;
   } catch (error) {
-    throw new ConfigError(`Could not load ${file}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new ConfigError(`Could not load ${file}: ${errorMessage(error)}`);
   }
   if (exported === undefined) {
     throw new ConfigError(`${file} has no default export; write \`export default defineConfig({ ... })\`.`);

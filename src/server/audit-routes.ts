@@ -5,6 +5,7 @@ import { recordFilterSchema, type RecordFilter } from "../audit/query.ts";
 import { summaryFilterSchema } from "../audit/summary.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard } from "./roles.ts";
+import { errorMessage } from "../errors.ts";
 
 const queryOf = (request: Request) => Object.fromEntries(new URL(request.url).searchParams);
 
@@ -28,7 +29,7 @@ function recorded(rt: Runtime, actor: string, route: string, filters: string[], 
     rt.trail?.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
     return answer;
   } catch (error) {
-    rt.log.error(`cannot record an audit query in the trail: ${error instanceof Error ? error.message : String(error)}`);
+    rt.log.error(`cannot record an audit query in the trail: ${errorMessage(error)}`);
     return Response.json(
       { error: { message: "The audit trail cannot record this query right now; retry shortly.", type: "api_error", code: "audit_unavailable" } },
       { status: 503 },

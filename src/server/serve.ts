@@ -12,6 +12,7 @@ import { createApp } from "./app.ts";
 import { proxyRoutes } from "./proxy-routes.ts";
 import { resolveAccessTokens, type AccessToken } from "./roles.ts";
 import { closeRuntime, createRuntime, waitForInflight } from "./runtime.ts";
+import { errorMessage } from "../errors.ts";
 
 export interface ProxyServer {
   server: Server<undefined>;
@@ -43,7 +44,7 @@ export async function startProxy(config: Config, options: StartOptions): Promise
       AGENT_ATTR_AUDITOR_TOKEN: options.auditorToken,
     });
   } catch (error) {
-    throw new ConfigError(error instanceof Error ? error.message : String(error));
+    throw new ConfigError(errorMessage(error));
   }
   if (!loopback.has(host) && !tokens.some((t) => t.role === "admin")) {
     throw new ConfigError(
