@@ -29,6 +29,15 @@ const terminalResponseEvents = new Set(["response.completed", "response.incomple
 export function openaiMeter(endpoint: Endpoint): Meter {
   let usage: Usage | null = null;
   let responseModel: string | null = null;
+  // `"model":<the known model as JSON>`, remade only when the model changes.
+  let memberModel: string | null = null;
+  let modelMember = "";
+  /** The chunk names no model, or exactly the known one (a router may change it: that is read). */
+  const sameModel = (data: string, model: string) => {
+    if (model !== memberModel) [memberModel, modelMember] = [model, `"model":${JSON.stringify(model)}`];
+    const at = data.indexOf('"model"');
+    return at === -1 || data.startsWith(modelMember, at);
+  };
   let terminal = false;
   let errorType: string | null = null;
   let body: Record<string, unknown> | null = null;
@@ -115,17 +124,6 @@ function onlyText(data: string): boolean {
 
 /** A plain stream chunk (no event name) or a Responses API text delta; an `event: error` is always read. */
 const textEvent = (event: SSEEvent) => event.event === null || event.event === "message" || event.event.endsWith(".delta");
-
-let lastModel = "";
-let lastModelMember = '"model":""';
-
-/** The chunk names no model, or the known one exactly (a router may change it: that is read). */
-function sameModel(data: string, model: string): boolean {
-  const at = data.indexOf('"model"');
-  if (at === -1) return true;
-  if (model !== lastModel) [lastModel, lastModelMember] = [model, `"model":${JSON.stringify(model)}`];
-  return data.startsWith(lastModelMember, at);
-}
 
 /** Text of one chat/completions choice (`delta` in streams, `message` in JSON). */
 function collectChoice(choice: Record<string, unknown> | null, key: "delta" | "message", into: string[]): void {
