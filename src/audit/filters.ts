@@ -29,3 +29,8 @@ export const summaryGroupings = ["agent", "user", "task", "model", "provider", "
 export type SummaryGrouping = (typeof summaryGroupings)[number];
 
 export const summaryFilterSchema = recordFilterSchema.omit({ limit: true, cursor: true }).extend({ by: z.enum(summaryGroupings) });
+
+/** The start of a filter's time range: `days` before now, else `since` (undefined: no start). */
+export function sinceOf(filter: { days?: number; since?: string }): string | undefined {
+  return filter.days !== undefined ? new Date(Date.now() - filter.days * 86_400_000).toISOString() : filter.since;
+}

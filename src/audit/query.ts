@@ -6,7 +6,7 @@ import type { Database } from "bun:sqlite";
 import { and, desc, eq, gte, lt, lte, type SQL } from "drizzle-orm";
 import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { z } from "zod";
-import { recordFilterSchema } from "./filters.ts";
+import { recordFilterSchema, sinceOf } from "./filters.ts";
 import { auditRecordSchema, type AuditRecord } from "./record.ts";
 import * as schema from "./schema.ts";
 import { summarize, type ParsedSummaryFilter, type Summary } from "./summary.ts";
@@ -39,7 +39,7 @@ export class SqliteAuditReader implements AuditReader {
 
   async records(filter: ParsedRecordFilter): Promise<RecordPage> {
     const t = schema.auditRecords;
-    const since = filter.days !== undefined ? new Date(Date.now() - filter.days * 86_400_000).toISOString() : filter.since;
+    const since = sinceOf(filter);
     const conditions: (SQL | undefined)[] = [
       filter.agent === undefined ? undefined : eq(t.agent_id, filter.agent),
       filter.user === undefined ? undefined : eq(t.user_id, filter.user),

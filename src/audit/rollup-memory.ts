@@ -10,7 +10,7 @@
  */
 import type { Database, Statement } from "bun:sqlite";
 import { columns, type SQLValue } from "./database.ts";
-import { rollupDimensions, summedColumns } from "./rollup.ts";
+import { accumulate, rollupDimensions, rollupValueColumns, summedColumns } from "./rollup.ts";
 
 const index = (column: string) => columns.indexOf(column as (typeof columns)[number]);
 const dimensions = Object.entries(rollupDimensions).map(([dim, column]) => ({ dim, at: index(column) }));
@@ -78,7 +78,6 @@ export class RollupSums {
   }
 }
 
-const allColumns = ["calls", ...summedColumns, "unpriced_calls"];
-const upsertSQL = `INSERT INTO usage_rollup (dim, key, provider, day, ${allColumns.join(", ")})
-  VALUES (?, ?, ?, ?, ${allColumns.map(() => "?").join(", ")})
-  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${allColumns.map((c) => `${c} = ${c} + excluded.${c}`).join(", ")}`;
+const upsertSQL = `INSERT INTO usage_rollup (dim, key, provider, day, ${rollupValueColumns.join(", ")})
+  VALUES (?, ?, ?, ?, ${rollupValueColumns.map(() => "?").join(", ")})
+  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`;

@@ -37,7 +37,10 @@ export const unpricedSQL = (row: string) => `(${row}.cost_nano_usd IS NULL AND $
 
 const dayOf = (row: string) => `substr(${row}.timestamp, 1, 10)`;
 const providerOf = (dim: string, row: string) => (dim === "model" ? `coalesce(${row}.provider, '')` : "''");
-const accumulate = ["calls", ...summedColumns, "unpriced_calls"].map((c) => `${c} = ${c} + excluded.${c}`).join(", ");
+/** A rollup row's values: the call count, the summed columns, the unpriced calls. */
+export const rollupValueColumns = ["calls", ...summedColumns, "unpriced_calls"] as const;
+/** ON CONFLICT … DO UPDATE SET: adds the new values to a rollup row's. */
+export const accumulate = rollupValueColumns.map((c) => `${c} = ${c} + excluded.${c}`).join(", ");
 
 /** Adds (sign 1) or removes (sign -1) one record's contribution to its rollup rows. */
 function applyRow(row: "NEW" | "OLD", sign: 1 | -1): string {

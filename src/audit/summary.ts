@@ -10,9 +10,9 @@
  */
 import type { Database } from "bun:sqlite";
 import { z } from "zod";
-import { summaryGroupings, type summaryFilterSchema, type SummaryGrouping } from "./filters.ts";
+import { sinceOf, summaryGroupings, type summaryFilterSchema, type SummaryGrouping } from "./filters.ts";
 export { summaryFilterSchema, summaryGroupings, type SummaryGrouping } from "./filters.ts";
-import { rollupCursor, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
+import { rollupCursor, rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
 
 export type SummaryFilter = z.input<typeof summaryFilterSchema>;
@@ -50,8 +50,7 @@ export type SummaryRow = z.infer<typeof summaryRowSchema>;
 export type Summary = z.infer<typeof summarySchema>;
 
 type Sums = Omit<SummaryRow, "key" | "cost_usd">;
-const sumFields = ["calls", ...summedColumns, "unpriced_calls"] as const;
-const zeroSums = (): Sums => Object.fromEntries(sumFields.map((field) => [field, 0])) as Sums;
+const zeroSums = (): Sums => Object.fromEntries(rollupValueColumns.map((field) => [field, 0])) as Sums;
 
 /** The record column (or expression) a grouping keys by, and the rollup rows that serve it. */
 const recordKey: Record<SummaryGrouping, string> = {
@@ -77,13 +76,13 @@ const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
 const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
 
 export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
-  const since = filter.days !== undefined ? new Date(Date.now() - filter.days * 86_400_000).toISOString() : (filter.since ?? null);
+  const since = sinceOf(filter) ?? null;
   const until = filter.until ?? null;
   const groups = new Map<string | null, Sums>();
   const add = (key: string | null, row: Record<string, number | bigint | null>) => {
     let sums = groups.get(key);
     if (!sums) groups.set(key, (sums = zeroSums()));
-    for (const field of sumFields) sums[field] += Number(row[field] ?? 0);
+    for (const field of rollupValueColumns) sums[field] += Number(row[field] ?? 0);
   };
 
   const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
@@ -101,7 +100,7 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
   rows.sort((a, b) => b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || String(a.key).localeCompare(String(b.key)));
   const total = zeroSums();
-  for (const row of rows) for (const field of sumFields) total[field] += row[field];
+  for (const row of rows) for (const field of rollupValueColumns) total[field] += row[field];
   return { by: filter.by, since, until, groups: rows, total: { key: null, ...withUSD(total) } };
 }
 

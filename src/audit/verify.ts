@@ -19,7 +19,7 @@ import { z } from "zod";
 import { ChainHasher, chainId, clearColumns, genesisHash, personalColumns } from "./chain.ts";
 import { checkpointPayload, type Checkpoint } from "./checkpoint.ts";
 import { columns, type SQLValue } from "./database.ts";
-import { rollupCursor, rollupDimensions, summedColumns } from "./rollup.ts";
+import { rollupCursor, rollupDimensions, rollupValueColumns, summedColumns } from "./rollup.ts";
 import { verifyBytes } from "./signing.ts";
 
 export const verifyReasons = [
@@ -193,7 +193,6 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   return null;
 }
 
-const rollupValueColumns = ["calls", ...summedColumns, "unpriced_calls"] as const;
 const dimensionColumns = Object.entries(rollupDimensions) as [string, (typeof columns)[number]][];
 
 /**
