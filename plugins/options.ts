@@ -1,4 +1,4 @@
-/** Helpers shared by the built-in plugins: option validation, the proxy-held provider key. */
+/** Helpers shared by the built-in plugins: option validation, the credential a call presents, the proxy-held provider key. */
 import { ProxyError, type CallContext } from "agent-attr";
 import { z } from "zod";
 
@@ -20,4 +20,15 @@ export function providerKeyFor(ctx: CallContext, keyEnv: string | undefined): st
     );
   }
   return key;
+}
+
+/** One non-empty string or a non-empty list of them, as a list (globs, audiences). */
+export const oneOrMany = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]));
+
+/** The credential a call presents where SDKs put their API key: `x-api-key`, else `Authorization: Bearer`. */
+export function presentedCredential(headers: Headers): string | null {
+  const apiKey = headers.get("x-api-key")?.trim();
+  if (apiKey) return apiKey;
+  const bearer = /^Bearer\s+(.+)$/i.exec(headers.get("authorization")?.trim() ?? "");
+  return bearer?.[1]?.trim() || null;
 }

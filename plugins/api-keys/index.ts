@@ -7,7 +7,7 @@
  */
 import { ProxyError, ProxyKeyStore, definePlugin, type Principal } from "agent-attr";
 import { z } from "zod";
-import { parseOptions } from "../options.ts";
+import { parseOptions, presentedCredential } from "../options.ts";
 
 const optionsSchema = z
   .object({
@@ -33,7 +33,7 @@ export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
       store = null;
     },
     authenticate(ctx): Principal {
-      const presented = presentedKey(ctx.request.headers);
+      const presented = presentedCredential(ctx.request.headers);
       if (!presented) throw new ProxyError("unauthorized", `This proxy requires a proxy API key and the call carried none. ${howToSend}`);
       const key = store!.find(presented);
       if (!key) throw new ProxyError("unauthorized", `The API key sent is not a key of this proxy. ${howToSend}`);
@@ -55,9 +55,3 @@ export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
   });
 }
 
-function presentedKey(headers: Headers): string | null {
-  const apiKey = headers.get("x-api-key")?.trim();
-  if (apiKey) return apiKey;
-  const bearer = /^Bearer\s+(.+)$/i.exec(headers.get("authorization")?.trim() ?? "");
-  return bearer?.[1]?.trim() || null;
-}

@@ -7,11 +7,9 @@
  */
 import { ProxyError, definePlugin, type Principal } from "agent-attr";
 import { z } from "zod";
-import { parseOptions } from "../options.ts";
+import { oneOrMany, parseOptions, presentedCredential } from "../options.ts";
 import { jwksKeys, pemKey, secretKey, type VerificationKey } from "./keys.ts";
 import { verifyJWT, type Claims } from "./verify.ts";
-
-const list = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]));
 
 const optionsSchema = z
   .object({
@@ -24,9 +22,9 @@ const optionsSchema = z
     /** JWKS file (`{ "keys": [...] }`); the token's `kid` picks the key. */
     jwksFile: z.string().min(1).optional(),
     /** Accepted `iss` values; omit to accept any issuer. */
-    issuer: list.optional(),
+    issuer: oneOrMany.optional(),
     /** Accepted `aud` values (the token must name one). */
-    audience: list,
+    audience: oneOrMany,
     /** Seconds of clock difference tolerated for `exp` and `nbf`. */
     clockToleranceSec: z.number().int().nonnegative().max(300).default(30),
     /** Which claims hold the agent, user, task and tier. */
@@ -63,7 +61,7 @@ export function jwtAttribution(options: z.input<typeof optionsSchema>) {
       }
     },
     async authenticate(ctx): Promise<Principal> {
-      const token = presentedToken(ctx.request.headers);
+      const token = presentedCredential(ctx.request.headers);
       if (!token) {
         throw new ProxyError("unauthorized", "This proxy requires a signed identity token and the call carried none. Send it as your OpenAI or Anthropic API key.");
       }
@@ -92,8 +90,3 @@ export function jwtAttribution(options: z.input<typeof optionsSchema>) {
   });
 }
 
-function presentedToken(headers: Headers): string | null {
-  const apiKey = headers.get("x-api-key")?.trim();
-  if (apiKey) return apiKey;
-  return /^Bearer\s+(.+)$/i.exec(headers.get("authorization")?.trim() ?? "")?.[1]?.trim() || null;
-}

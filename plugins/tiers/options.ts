@@ -1,6 +1,7 @@
 /** The `tiers({...})` options: named tiers, who gets which, and how calls are estimated. */
 import { z } from "zod";
 import type { LimiterStore } from "./store.ts";
+import { oneOrMany } from "../options.ts";
 
 export const scopes = ["user", "agent", "task", "key"] as const;
 export type Scope = (typeof scopes)[number];
@@ -28,11 +29,9 @@ export const tierSchema = z
   .strict();
 export type Tier = z.output<typeof tierSchema>;
 
-const globs = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]));
-
 /** One assignment rule: every field given must match (globs); the first matching rule wins. */
 const ruleSchema = z
-  .object({ tier: z.string().min(1), user: globs.optional(), agent: globs.optional(), task: globs.optional(), key: globs.optional() })
+  .object({ tier: z.string().min(1), user: oneOrMany.optional(), agent: oneOrMany.optional(), task: oneOrMany.optional(), key: oneOrMany.optional() })
   .strict()
   .refine((rule) => rule.user || rule.agent || rule.task || rule.key, { message: "an assign rule needs user, agent, task or key" });
 
