@@ -16,7 +16,7 @@ export interface NamedMeter {
 }
 
 /** Cost is metered in integer nano-dollars, so sums are exact. */
-export const nanoUSD = (usd: number) => Math.round(usd * 1e9);
+const nanoUSD = (usd: number) => Math.round(usd * 1e9);
 
 const minute = 60_000;
 const policyName: Record<Limit, string> = {
@@ -27,7 +27,7 @@ const policyName: Record<Limit, string> = {
   costPerMonth: "cost_per_month",
 };
 
-export function identityOf(ctx: CallContext, scope: Scope): string | null {
+function identityOf(ctx: CallContext, scope: Scope): string | null {
   if (scope === "key") return ctx.principal?.keyId ?? null;
   return ctx.attribution[scope === "user" ? "user_id" : scope === "agent" ? "agent_id" : "task_context"];
 }
@@ -42,7 +42,7 @@ const unvouchedTask = (ctx: CallContext, scope: Scope) => scope === "task" && ct
  * JSON tuple whose first element says which namespace it is in — a claimed identity is always
  * `["id", claim]` — so no claimed string, whatever it contains, can name an internal meter.
  */
-export function meterOwner(ctx: CallContext, scope: Scope): { key: unknown[]; who: string } {
+function meterOwner(ctx: CallContext, scope: Scope): { key: unknown[]; who: string } {
   const id = identityOf(ctx, scope);
   const keyId = ctx.principal?.keyId ?? null;
   if (id === null) return keyId ? { key: ["none-of-key", keyId], who: `(none) (key ${keyId})` } : { key: ["none"], who: "(none)" };
@@ -86,6 +86,7 @@ export function metersFor(
   now: number,
 ): NamedMeter[] {
   const meters: NamedMeter[] = [];
+  const [today, tomorrow, thisMonth, nextMonthStart] = [day(now), nextDay(now), month(now), nextMonth(now)];
   for (const scope of tier.per) {
     const { key: owner, who } = meterOwner(ctx, scope);
     // JSON of a tuple: injective, so no two (tier, scope, owner, limit, window) share a key.
@@ -99,13 +100,13 @@ export function metersFor(
       add("tokensPerMinute", { kind: "gcra", key: key("tpm"), limit: tier.tokensPerMinute, periodMs: minute, amount: estimate.tokens });
     }
     if (tier.tokensPerDay) {
-      add("tokensPerDay", { kind: "window", key: key("tpd", day(now)), limit: tier.tokensPerDay, endsAt: nextDay(now), amount: estimate.tokens });
+      add("tokensPerDay", { kind: "window", key: key("tpd", today), limit: tier.tokensPerDay, endsAt: tomorrow, amount: estimate.tokens });
     }
     if (tier.costPerDay) {
-      add("costPerDay", { kind: "window", key: key("usd-day", day(now)), limit: nanoUSD(tier.costPerDay), endsAt: nextDay(now), amount: estimate.costNano });
+      add("costPerDay", { kind: "window", key: key("usd-day", today), limit: nanoUSD(tier.costPerDay), endsAt: tomorrow, amount: estimate.costNano });
     }
     if (tier.costPerMonth) {
-      add("costPerMonth", { kind: "window", key: key("usd-month", month(now)), limit: nanoUSD(tier.costPerMonth), endsAt: nextMonth(now), amount: estimate.costNano });
+      add("costPerMonth", { kind: "window", key: key("usd-month", thisMonth), limit: nanoUSD(tier.costPerMonth), endsAt: nextMonthStart, amount: estimate.costNano });
     }
   }
   return meters;

@@ -3,13 +3,13 @@ import { z } from "zod";
 import type { LimiterStore } from "./store.ts";
 import { oneOrMany } from "../options.ts";
 
-export const scopes = ["user", "agent", "task", "key"] as const;
+const scopes = ["user", "agent", "task", "key"] as const;
 export type Scope = (typeof scopes)[number];
 
 const positiveInt = z.number().int().positive();
 const usd = z.number().positive();
 
-export const tierSchema = z
+const tierSchema = z
   .object({
     /** Requests per minute (GCRA: a burst of this many, then one every 60/N s). */
     requestsPerMinute: positiveInt.optional(),

@@ -54,7 +54,7 @@ export function refusalOf(
 }
 
 /** Retry-After for a call refused only because of reservations of calls in flight. */
-export const busyRetryMs = 1_000;
+const busyRetryMs = 1_000;
 
 function neverFits(named: NamedMeter, context: RefusalContext): ProxyError {
   const { meter, limit, scope, who } = named;

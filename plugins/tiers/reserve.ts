@@ -18,18 +18,18 @@
 import { ProxyError, outputLimitFields, type CallContext, type Usage } from "agent-attr";
 
 /** Template tokens of any request (start and end markers, the assistant turn's prefix). */
-export const perRequestTokens = 32;
+const perRequestTokens = 32;
 /** Template tokens around each message, input item or tool definition (role markers, separators). */
-export const perMessageTokens = 16;
+const perMessageTokens = 16;
 /**
  * System prompt a provider adds when a call defines tools: Anthropic documents 264–530 tokens by
  * model and tool_choice (346 for current models); OpenAI's tool preamble is smaller.
  */
-export const toolUseTokens = 600;
+const toolUseTokens = 600;
 /** Tokens reserved per image or audio part: above the largest image the providers bill (~2.5k). */
-export const perMediaTokens = 3_000;
+const perMediaTokens = 3_000;
 
-export interface Reservation {
+interface Reservation {
   /** Input + output tokens for token limits (an estimate). */
   tokens: number;
   /** The usage whose price is the call's cost ceiling. */
@@ -84,7 +84,7 @@ function serialized(value: unknown, into: BodyCount): number {
 }
 
 /** Bytes of the whole body as JSON (media apart), its messages / input items / tools and its media parts. */
-export function countBody(body: Record<string, unknown> | null): BodyCount {
+function countBody(body: Record<string, unknown> | null): BodyCount {
   const into: BodyCount = { bytes: 0, items: 0, media: 0, tools: 0 };
   if (!body) return into;
   into.bytes = serialized(body, into);
@@ -100,7 +100,7 @@ export function countBody(body: Record<string, unknown> | null): BodyCount {
 const count = (value: unknown) => (typeof value === "number" && Number.isInteger(value) && value > 1 ? value : 1);
 
 /** Completions the provider generates and bills: `n`, or `best_of` candidates on /v1/completions. */
-export function completionsOf(body: Record<string, unknown>): number {
+function completionsOf(body: Record<string, unknown>): number {
   return Math.max(count(body.n), count(body.best_of));
 }
 
@@ -109,7 +109,7 @@ export function completionsOf(body: Record<string, unknown>): number {
  * of them), or null when it sets none. A field that is set but is not a positive integer is
  * reported, since a lenient server could read "100000" as 100,000 while the ceiling assumed none.
  */
-export function requestedOutput(body: Record<string, unknown>): number | null {
+function requestedOutput(body: Record<string, unknown>): number | null {
   let max: number | null = null;
   for (const field of outputLimitFields) {
     const value = body[field];
