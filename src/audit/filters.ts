@@ -34,3 +34,7 @@ export const summaryFilterSchema = recordFilterSchema.omit({ limit: true, cursor
 export function sinceOf(filter: { days?: number; since?: string }): string | undefined {
   return filter.days !== undefined ? new Date(Date.now() - filter.days * 86_400_000).toISOString() : filter.since;
 }
+
+/** The names of the filters a parsed filter object sets (audit events record names, never their values, which may be personal). */
+export const filterNames = (filter: object, skip: readonly string[] = []) =>
+  Object.entries(filter).flatMap(([key, value]) => (value !== undefined && !skip.includes(key) ? [key] : []));

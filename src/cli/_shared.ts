@@ -41,9 +41,6 @@ export function parseOptions<S extends z.ZodType>(schema: S, values: unknown): z
   throw new UsageError(`--${issue.path.join(".")}: ${issue.message}`);
 }
 
-/** The names of the filters a parsed filter object sets (audit events record names, never values). */
-export const filterNames = (filter: object, skip: readonly string[] = []) =>
-  Object.entries(filter).flatMap(([key, value]) => (value !== undefined && !skip.includes(key) ? [key] : []));
 
 export const portSchema = z.coerce.number().int().min(0).max(65535);
 

@@ -2,7 +2,8 @@
 import { defineCommand } from "citty";
 import { csvCell, formatUSD } from "../audit/format.ts";
 import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../audit/summary.ts";
-import { filterNames, logDbArg, parseOptions, withUserErrors } from "./_shared.ts";
+import { filterNames } from "../audit/filters.ts";
+import { logDbArg, parseOptions, withUserErrors } from "./_shared.ts";
 import { configArg } from "./audit-settings.ts";
 import { recordCliQuery, withConfiguredAuditLog } from "./audit-trail.ts";
 import { summedColumns } from "../audit/rollup.ts";

@@ -5,7 +5,8 @@ import { recordFilterSchema } from "../audit/query.ts";
 import { exportCommands } from "./audit-export.ts";
 import { configArg } from "./audit-settings.ts";
 import { recordCliQuery, trailCommands, withConfiguredAuditLog } from "./audit-trail.ts";
-import { filterNames, logDbArg, parseOptions, withUserErrors } from "./_shared.ts";
+import { filterNames } from "../audit/filters.ts";
+import { logDbArg, parseOptions, withUserErrors } from "./_shared.ts";
 import { summaryCommand } from "./audit-summary.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 

@@ -6,18 +6,13 @@ import { summaryFilterSchema } from "../audit/summary.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard } from "./roles.ts";
 import { errorMessage } from "../errors.ts";
+import { filterNames } from "../audit/filters.ts";
+import { apiError, queryOf } from "./http.ts";
 
-const queryOf = (request: Request) => Object.fromEntries(new URL(request.url).searchParams);
-
-const invalidQuery = (error: z.ZodError) =>
-  Response.json(
-    { error: { message: `Invalid query: ${z.prettifyError(error)}`, type: "invalid_request_error", code: "invalid_query" } },
-    { status: 400 },
-  );
+const invalidQuery = (error: z.ZodError) => apiError(400, "invalid_query", "invalid_request_error", `Invalid query: ${z.prettifyError(error)}`);
 
 /** The names of the filters a query used (never their values, which may be personal). */
-const usedFilters = (filter: object) =>
-  Object.entries(filter).flatMap(([key, value]) => (key !== "limit" && key !== "by" && value !== undefined ? [key] : []));
+const usedFilters = (filter: object) => filterNames(filter, ["limit", "by"]);
 
 /**
  * Every query is a chain event (audit of the audit): the route pattern, the names of the filters
@@ -30,10 +25,7 @@ function recorded(rt: Runtime, actor: string, route: string, filters: string[], 
     return answer;
   } catch (error) {
     rt.log.error(`cannot record an audit query in the trail: ${errorMessage(error)}`);
-    return Response.json(
-      { error: { message: "The audit trail cannot record this query right now; retry shortly.", type: "api_error", code: "audit_unavailable" } },
-      { status: 503 },
-    );
+    return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot record this query right now; retry shortly.");
   }
 }
 

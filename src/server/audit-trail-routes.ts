@@ -10,6 +10,7 @@ import { exportFilterSchema, exportFormats, type ExportFormat } from "../audit/e
 import type { AuditTrail } from "../audit/trail.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard, Role } from "./roles.ts";
+import { apiError, queryOf } from "./http.ts";
 
 
 const contentTypes: Record<ExportFormat, string> = {
@@ -18,9 +19,6 @@ const contentTypes: Record<ExportFormat, string> = {
   ndjson: "application/x-ndjson",
 };
 
-function apiError(status: number, code: string, type: string, message: string): Response {
-  return Response.json({ error: { message, type, code } }, { status });
-}
 
 export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
   /** Runs `handle` for a request with the role `needs`, against a sink that has a trail. */
@@ -56,7 +54,7 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
         if (!format.success) {
           return apiError(404, "not_found", "not_found_error", `No export format '${params.format}'; use /audit/export/csv, /json or /ndjson.`);
         }
-        const filter = exportFilterSchema.safeParse(Object.fromEntries(new URL(request.url).searchParams));
+        const filter = exportFilterSchema.safeParse(queryOf(request));
         if (!filter.success) {
           return apiError(400, "invalid_query", "invalid_request_error", `Invalid query: ${z.prettifyError(filter.error)}`);
         }

@@ -8,6 +8,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
+import { apiError } from "./http.ts";
 
 export const roles = ["admin", "auditor"] as const;
 export type Role = (typeof roles)[number];
@@ -94,16 +95,13 @@ export function accessGuard(tokens: readonly AccessToken[], compare: Compare = t
   return (request, needs) => {
     const role = roleOf(request);
     if (role === null) {
-      return denial(401, "unauthorized", "authentication_error",
+      return apiError(401, "unauthorized", "authentication_error",
         "The audit API needs a token: send 'Authorization: Bearer <token>' with AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or a token from the config's admin.tokens.");
     }
     if (!grants[role].includes(needs)) {
-      return denial(403, "forbidden", "permission_error", `This route needs the ${needs} role; the token sent has the ${role} role.`);
+      return apiError(403, "forbidden", "permission_error", `This route needs the ${needs} role; the token sent has the ${role} role.`);
     }
     return null;
   };
 }
 
-function denial(status: number, code: string, type: string, message: string): Response {
-  return Response.json({ error: { message, type, code } }, { status });
-}
