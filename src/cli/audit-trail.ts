@@ -49,12 +49,16 @@ export function openTrail(settings: CliAuditSettings) {
   requireExistingDb(settings.logDb);
   const log = openAuditLog(settings.logDb);
   const key = existingSigningKey(settings);
-  const trail = new SqliteAuditTrail(log.db, key, loadHashKey(settings.logDb), {
+  return { log, trail: cliTrail(log.db, settings, key), key };
+}
+
+/** The trail on `db` as the CLI uses it: events sealed when the key is present, problems as warnings. */
+function cliTrail(db: Database, settings: CliAuditSettings, key = existingSigningKey(settings)): SqliteAuditTrail {
+  return new SqliteAuditTrail(db, key, loadHashKey(settings.logDb), {
     checkpoint: settings.checkpoint,
     sealEvents: true,
     onError: (message) => process.stderr.write(`agent-attr: warning: ${message}\n`),
   });
-  return { log, trail, key };
 }
 
 /**
@@ -63,11 +67,7 @@ export function openTrail(settings: CliAuditSettings) {
  * queried; the user is told the query was not recorded.
  */
 export function recordCliQuery(db: Database, settings: CliAuditSettings, route: string, filters: string[], returned: number): void {
-  const trail = new SqliteAuditTrail(db, existingSigningKey(settings), loadHashKey(settings.logDb), {
-    checkpoint: settings.checkpoint,
-    sealEvents: true,
-    onError: (message) => process.stderr.write(`agent-attr: warning: ${message}\n`),
-  });
+  const trail = cliTrail(db, settings);
   try {
     trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
   } catch (error) {
