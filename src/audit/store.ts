@@ -14,7 +14,6 @@
  */
 import type { Database } from "bun:sqlite";
 import { auditWorkerURL } from "./_worker-url.ts";
-import { ChainWriter } from "./chain.ts";
 import { defaultCheckpointSettings, type CheckpointSettings } from "./checkpoint.ts";
 import { openAuditLog, toRow } from "./database.ts";
 import { IntentLog } from "./intent-log.ts";
@@ -55,7 +54,6 @@ export class SqliteAuditStore {
   readonly reader: SqliteAuditReader;
   /** Verify, erase, export and audit events, on the main-thread connection. */
   readonly trail: SqliteAuditTrail;
-  private readonly chain: ChainWriter;
   private readonly closeReader: () => void;
   private readonly worker: Worker;
   private readonly intents: IntentLog;
@@ -80,9 +78,6 @@ export class SqliteAuditStore {
     const hashKey = loadHashKey(path);
     const keyPath = signingKeyPath(path, options.signingKey);
     const signingKey = loadSigningKey(keyPath, { create: true })!;
-    this.chain = new ChainWriter(this.db, hashKey);
-    const adopted = this.chain.adoptUnchained();
-    if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
     this.intents = new IntentLog(path);
     this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey, {
       verifyOffThread: path,
@@ -90,6 +85,8 @@ export class SqliteAuditStore {
       // No settled intent line of an erased user may stay on disk.
       afterErase: () => this.intents.compact(),
     });
+    const adopted = this.trail.chain.adoptUnchained();
+    if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
     this.worker = new Worker(auditWorkerURL("writer-worker"));
     // An idle writer must not keep a process alive; one with unanswered batches must (ref() in
     // sendFinals, unref() once all are answered), or a shutdown could exit before its last commit.
@@ -145,7 +142,7 @@ export class SqliteAuditStore {
 
   /** Records the calls a killed process left in flight as interrupted; returns how many. */
   recoverInterrupted(): number {
-    const recovered = recoverIntents(this.chain, this.path);
+    const recovered = recoverIntents(this.trail.chain, this.path);
     this.intents.prepare();
     return recovered;
   }
@@ -166,7 +163,6 @@ export class SqliteAuditStore {
       this.send({ kind: "close" });
     });
     this.worker.terminate();
-    this.chain.finalize();
     this.trail.close();
     this.closeReader();
     await this.intents.close();

@@ -65,7 +65,8 @@ export function readCheckpointFile(file: string | undefined): Checkpoint[] {
 }
 
 export class SqliteAuditTrail implements AuditTrail {
-  private readonly chain: ChainWriter;
+  /** This connection's writer of the chain (the store also adopts and recovers through it). */
+  readonly chain: ChainWriter;
   private readonly checkpointer: Checkpointer | null;
 
   constructor(
