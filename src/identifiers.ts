@@ -66,7 +66,7 @@ export function checkIdentifier(value: string | null | undefined, rule: Identifi
     const bad = (rule.text ? notInText : notInId).exec(id);
     if (bad) {
       const what = rule.text ? "task text may not contain controls, line separators or bidi overrides" : "identifiers may not contain control, invisible or bidi-control characters";
-      throw new ProxyError("invalid_attribution", `${rule.where} contains ${describe(bad[0])} at character ${[...id.slice(0, bad.index)].length + 1}: ${what}. Send it without that character.`);
+      throw new ProxyError("invalid_attribution", `${rule.where} contains ${describeCharacter(bad[0])} at character ${[...id.slice(0, bad.index)].length + 1}: ${what}. Send it without that character.`);
     }
   }
   if (id.length > rule.max) {
@@ -103,7 +103,7 @@ export function erasureForms(id: string): string[] {
   return [...forms];
 }
 
-function describe(character: string): string {
+function describeCharacter(character: string): string {
   const code = character.codePointAt(0)!;
   const name = `U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
   if (/\p{Cc}/u.test(character)) return `${name} (a control character)`;

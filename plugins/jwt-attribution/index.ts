@@ -92,7 +92,6 @@ export function jwtAttribution(options: z.input<typeof optionsSchema>) {
   });
 }
 
-
 /** The act chain with every string in it held to the identifier rules (erasure matches its values exactly). */
 function checkedAct(value: unknown, path: string): unknown {
   if (typeof value === "string") return checkIdentifier(value, { where: `The token's ${path} claim`, max: Infinity }) ?? value;
