@@ -13,3 +13,5 @@ export { fetchUpstream, modelMatcher, upstreamURL } from "./proxy/upstream.ts";
 export { asCount, asObject, asString, isObject } from "./util.ts";
 export { outputLimitFields } from "./pipeline/endpoints.ts";
 export { ProxyKeyStore, type ProxyKey } from "./keys/store.ts";
+export { checkIdentifier, erasureForms, headerText, normalizeIdentifier, type IdentifierRule } from "./identifiers.ts";
+export { bodyIdentity, claudeCodeUserId, type BodyIdentity } from "./pipeline/body-identity.ts";

@@ -5,7 +5,7 @@
  * calls the provider with its own key (OPENAI_API_KEY / ANTHROPIC_API_KEY or the provider's
  * `apiKey`), never with the client's.
  */
-import { ProxyError, ProxyKeyStore, definePlugin, type Principal } from "agent-attr";
+import { ProxyError, ProxyKeyStore, definePlugin, normalizeIdentifier, type Principal } from "agent-attr";
 import { z } from "zod";
 import { parseOptions, presentedCredential } from "../options.ts";
 
@@ -41,14 +41,16 @@ export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
       if (key.expires_at && Date.parse(key.expires_at) <= Date.now()) {
         throw new ProxyError("unauthorized", `Proxy key ${key.id} expired at ${key.expires_at}; ask for a new one.`);
       }
-      const single = key.agents.length === 1 && !key.agents[0]!.includes("*") ? key.agents[0]! : null;
+      // In NFC like the ids claimed against them (a key written by an older version may not be).
+      const agents = key.agents.map(normalizeIdentifier);
+      const single = agents.length === 1 && !agents[0]!.includes("*") ? agents[0]! : null;
       return {
         keyId: key.id,
         tier: key.tier ?? undefined,
         identity: single ? { agent_id: single } : undefined,
-        agents: single ? undefined : key.agents,
+        agents: single ? undefined : agents,
         // A key made without --users acts for no user; --users '*' allows any.
-        users: key.users ?? [],
+        users: key.users?.map(normalizeIdentifier) ?? [],
         onMismatch: opts.onMismatch,
       };
     },

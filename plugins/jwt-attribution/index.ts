@@ -5,7 +5,7 @@
  * and tier; its RFC 8693 `act` claim (who acts for whom) is kept in the record's `delegation`.
  * A bad token is a 401, recorded. The proxy calls the provider with its own key.
  */
-import { ProxyError, definePlugin, type Principal } from "agent-attr";
+import { ProxyError, checkIdentifier, definePlugin, isObject, type Principal } from "agent-attr";
 import { z } from "zod";
 import { oneOrMany, parseOptions, presentedCredential } from "../options.ts";
 import { jwksKeys, pemKey, secretKey, type VerificationKey } from "./keys.ts";
@@ -77,10 +77,12 @@ export function jwtAttribution(options: z.input<typeof optionsSchema>) {
         throw new ProxyError("unauthorized", `Identity token refused: ${error instanceof Error ? error.message : String(error)}.`);
       }
       const text = (name: string) => (typeof claims[name] === "string" && claims[name] !== "" ? (claims[name] as string) : null);
-      const identity = { agent_id: text(opts.claims.agent), user_id: text(opts.claims.user), task_context: text(opts.claims.task) };
-      const act = typeof claims.act === "object" && claims.act !== null ? claims.act : undefined;
+      // Claims are ids like any header's: NFC, no invisible characters, so an erasure finds them.
+      const id = (name: string, task = false) => checkIdentifier(text(name), { where: `The token's ${name} claim`, max: Infinity, text: task });
+      const identity = { agent_id: id(opts.claims.agent), user_id: id(opts.claims.user), task_context: id(opts.claims.task, true) };
+      const act = typeof claims.act === "object" && claims.act !== null ? checkedAct(claims.act, "act") : undefined;
       return {
-        keyId: text("sub") ?? text("jti") ?? "(jwt without sub)",
+        keyId: id("sub") ?? text("jti") ?? "(jwt without sub)",
         tier: text(opts.claims.tier) ?? undefined,
         identity: Object.fromEntries(Object.entries(identity).filter(([, v]) => v !== null)),
         onMismatch: opts.onMismatch,
@@ -90,3 +92,10 @@ export function jwtAttribution(options: z.input<typeof optionsSchema>) {
   });
 }
 
+/** The act chain with every string in it held to the identifier rules (erasure matches its values exactly). */
+function checkedAct(value: unknown, path: string): unknown {
+  if (typeof value === "string") return checkIdentifier(value, { where: `The token's ${path} claim`, max: Infinity }) ?? value;
+  if (Array.isArray(value)) return value.map((item, i) => checkedAct(item, `${path}[${i}]`));
+  if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, checkedAct(item, `${path}.${key}`)]));
+  return value;
+}

@@ -10,6 +10,7 @@ import { z } from "zod";
 import { chainId } from "./chain.ts";
 import { columns, type SQLValue } from "./database.ts";
 import { csvHeader, csvRow } from "./format.ts";
+import { identityFilter } from "./filters.ts";
 import { recordFields, type AuditRecord } from "./record.ts";
 import { parsePublicKey, publicKeyPem, signBytes, verifyBytes } from "./signing.ts";
 import { errorMessage } from "../errors.ts";
@@ -30,9 +31,9 @@ const dateBound = (endOfDay: boolean) =>
 export const exportFilterSchema = z.object({
   start_date: dateBound(false).optional(),
   end_date: dateBound(true).optional(),
-  agent: z.string().min(1).optional(),
-  user: z.string().min(1).optional(),
-  task: z.string().min(1).optional(),
+  agent: identityFilter.optional(),
+  user: identityFilter.optional(),
+  task: identityFilter.optional(),
 });
 export type ParsedExportFilter = z.output<typeof exportFilterSchema>;
 

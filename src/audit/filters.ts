@@ -1,6 +1,10 @@
 /** The filter shapes of the audit API and CLI (zod schemas, shared by both). */
 import { z } from "zod";
+import { normalizeIdentifier } from "../identifiers.ts";
 import { outcomes } from "./record.ts";
+
+/** An agent, user or task filter, in the form the proxy stores ids (NFC): either spelling finds the records. */
+export const identityFilter = z.string().min(1).transform(normalizeIdentifier);
 
 const isoDate = z
   .string()
@@ -8,9 +12,9 @@ const isoDate = z
   .transform((value) => new Date(value).toISOString());
 
 export const recordFilterSchema = z.object({
-  agent: z.string().min(1).optional(),
-  user: z.string().min(1).optional(),
-  task: z.string().min(1).optional(),
+  agent: identityFilter.optional(),
+  user: identityFilter.optional(),
+  task: identityFilter.optional(),
   model: z.string().min(1).optional(),
   provider: z.string().min(1).optional(),
   outcome: z.enum(outcomes).optional(),

@@ -1,6 +1,8 @@
 /** `agent-attr keys create|list|revoke`: proxy API keys, stored hashed in the audit database. */
 import { defineCommand } from "citty";
 import { z } from "zod";
+import { errorMessage } from "../errors.ts";
+import { checkIdentifier } from "../identifiers.ts";
 import { ProxyKeyStore, type ProxyKey } from "../keys/store.ts";
 import { logDbArg, parseFlag, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
 
@@ -15,10 +17,20 @@ export function parseExpiry(value: string, now = new Date()): Date {
   return at;
 }
 
+/** One ID or glob, held to the identifier rules of the ids claimed against it (NFC, nothing invisible). */
+const idGlob = z.string().transform((glob, ctx) => {
+  try {
+    return checkIdentifier(glob, { where: JSON.stringify(glob), max: 256 })!;
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: errorMessage(error) });
+    return z.NEVER;
+  }
+});
+
 const globList = z
   .string()
   .transform((value) => value.split(",").map((part) => part.trim()).filter(Boolean))
-  .pipe(z.array(z.string().min(1).max(256)).min(1, "give at least one ID or glob"));
+  .pipe(z.array(idGlob).min(1, "give at least one ID or glob"));
 
 const formatArg = { type: "enum" as const, options: ["text", "json"], default: "text", description: "Output format" };
 

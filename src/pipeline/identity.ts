@@ -19,8 +19,9 @@
  *   (`trace_id` is a correlation id, not a claim about anyone, and is not listed.)
  */
 import { ProxyError } from "../errors.ts";
+import { headerText, normalizeIdentifier } from "../identifiers.ts";
 import { modelMatcher } from "../proxy/upstream.ts";
-import { asObject, asString } from "../util.ts";
+import { bodyIdentity } from "./body-identity.ts";
 import type { Attribution, ContextField, Endpoint, Principal } from "./context.ts";
 
 type Checked = "agent_id" | "user_id" | "task_context";
@@ -35,15 +36,18 @@ const howToAllow: Record<Checked, string> = {
 /** Where a claim came from: the field's header, or (user only) the request body. */
 export type ClaimSources = Partial<Record<Checked, "header" | "body">>;
 
-/** Which claims came from their header and whether the user came only from the body's user field. */
+/**
+ * Which claims came from their header and whether the user came only from the body's user field.
+ * Reads headers and body as header-attribution does (UTF-8 headers; the body's user as
+ * `bodyIdentity` reduces it, in NFC), so a Claude Code body user is known as the body's.
+ */
 export function claimSourcesOf(claimed: Attribution, headers: Headers, body: Record<string, unknown> | null, endpoint: Endpoint): ClaimSources {
   const sources: ClaimSources = {};
   for (const field of ["agent_id", "user_id", "task_context"] as const) {
-    if (claimed[field] !== null && headers.get(header[field])?.trim()) sources[field] = "header";
+    if (claimed[field] !== null && headerText(headers, header[field])?.trim()) sources[field] = "header";
   }
-  const bodyUser = endpoint.wire === "anthropic" ? asString(asObject(body?.metadata)?.user_id) : asString(body?.user);
-  // header-attribution keeps the body's user cut to its maxIdLength.
-  if (!sources.user_id && claimed.user_id !== null && bodyUser?.startsWith(claimed.user_id)) sources.user_id = "body";
+  const bodyUser = bodyIdentity(body, endpoint)?.user;
+  if (!sources.user_id && claimed.user_id !== null && bodyUser !== undefined && normalizeIdentifier(bodyUser) === claimed.user_id) sources.user_id = "body";
   return sources;
 }
 
