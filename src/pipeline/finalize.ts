@@ -12,6 +12,7 @@ import { costFields, hasUsage, priceUsage } from "./price.ts";
 import { elapsed, writeRecord } from "./record.ts";
 import type { ReplyContext } from "./respond.ts";
 import type { Runtime } from "./runtime.ts";
+import { runSequential } from "./hooks.ts";
 
 /** Stages 7-9: price the call, write its final record, settle the limiters. Never throws. */
 export async function finalize(reply: ReplyContext, how: StreamEnd, result: MeterResult, ttfb: number | null, hash: string) {
@@ -116,14 +117,7 @@ function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage
 }
 
 /** Stage 9: every limiter reconciles with the final record. Never throws. */
-export async function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): Promise<void> {
-  for (const plugin of rt.plugins) {
-    if (!plugin.limit?.settle) continue;
-    try {
-      await plugin.limit.settle(ctx, record);
-    } catch (error) {
-      rt.log.error(`[plugin ${plugin.name}] limit.settle: ${errorMessage(error)}`);
-    }
-  }
+export function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): Promise<void> {
+  return runSequential(rt.plugins, "limit.settle", (plugin) => plugin.limit?.settle && (() => plugin.limit!.settle!(ctx, record)), { log: rt.log });
 }
 

@@ -35,6 +35,7 @@ import { priceUsage } from "./price.ts";
 import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
 import { trackUntilDone, type Runtime } from "./runtime.ts";
+import { callHookSync, runFirst, runMerge, runSequential } from "./hooks.ts";
 
 export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime): Promise<Response> {
   const base = {
@@ -101,7 +102,7 @@ async function readJSONBody(request: Request, endpoint: Endpoint, rt: Runtime) {
 
 function route(endpoint: Endpoint, model: string | null, rt: Runtime): { plugin: string; adapter: ProviderAdapter } {
   for (const provider of rt.providers) {
-    if (guard(provider.plugin, "provider.match", () => provider.adapter.match(endpoint, model))) return provider;
+    if (callHookSync(provider.plugin, "provider.match", () => provider.adapter.match(endpoint, model))) return provider;
   }
   throw new ProxyError(
     "no_provider",
@@ -112,12 +113,8 @@ function route(endpoint: Endpoint, model: string | null, rt: Runtime): { plugin:
 }
 
 async function authenticate(ctx: CallContext, rt: Runtime) {
-  for (const plugin of rt.plugins) {
-    if (!plugin.authenticate) continue;
-    const principal = await guardAsync(plugin.name, "authenticate", () => plugin.authenticate!(ctx));
-    if (principal) return principal;
-  }
-  return null;
+  const found = await runFirst(rt.plugins, "authenticate", (plugin) => plugin.authenticate && (() => plugin.authenticate!(ctx)), "refuse");
+  return found?.value ?? null;
 }
 
 const defaultAttribution: Attribution = {
@@ -130,18 +127,14 @@ const defaultAttribution: Attribution = {
   attribution: "default",
 };
 
-async function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
-  const merged: Attribution = { ...defaultAttribution };
-  for (const plugin of rt.plugins) {
-    if (!plugin.attribute) continue;
-    const part = await guardAsync(plugin.name, "attribute", () => plugin.attribute!({ ...ctx, attribution: { ...merged } }));
-    if (!part) continue;
-    for (const key of Object.keys(part) as (keyof Attribution)[]) {
-      const value = part[key];
-      if (value !== null && value !== undefined) Object.assign(merged, { [key]: value });
-    }
-  }
-  return merged;
+function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
+  return runMerge(
+    rt.plugins,
+    "attribute",
+    defaultAttribution,
+    (plugin, merged) => plugin.attribute && (() => plugin.attribute!({ ...ctx, attribution: merged })),
+    "refuse",
+  );
 }
 
 async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime): Promise<void> {
@@ -151,15 +144,7 @@ async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter
     },
     price: (usage) => priceUsage(ctx, provider, usage, null, rt),
   };
-  for (const plugin of rt.plugins) {
-    if (!plugin.limit) continue;
-    try {
-      await plugin.limit.check(ctx, stage);
-    } catch (error) {
-      if (error instanceof ProxyError) throw error;
-      throw new PluginError(plugin.name, "limit.check", error);
-    }
-  }
+  await runSequential(rt.plugins, "limit.check", (plugin) => plugin.limit && (() => plugin.limit!.check(ctx, stage)), "refuse");
 }
 
 async function forward(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime) {
@@ -232,7 +217,7 @@ function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: Prov
 } {
   if (!ctx.body) return { body: ctx.rawBody };
   const adapter = provider.adapter;
-  const prepared = adapter.prepareBody ? guard(provider.plugin, "provider.prepareBody", () => adapter.prepareBody!(ctx.endpoint, ctx.body!)) : null;
+  const prepared = adapter.prepareBody ? callHookSync(provider.plugin, "provider.prepareBody", () => adapter.prepareBody!(ctx.endpoint, ctx.body!)) : null;
   const capped = capOutput(ctx, prepared?.body ?? ctx.body, provider);
   if (!prepared && !capped) return { body: ctx.rawBody };
   return { body: new TextEncoder().encode(JSON.stringify(capped ?? prepared!.body)), hideEvent: prepared?.hideEvent };
@@ -241,7 +226,7 @@ function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: Prov
 /** The body with the output cap a limit plugin asked for, when the request sets no limit itself. */
 function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: { plugin: string; adapter: ProviderAdapter }) {
   if (ctx.outputCap === undefined || outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)) return null;
-  const field = provider.adapter.outputLimitField ? guard(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint)) : null;
+  const field = provider.adapter.outputLimitField ? callHookSync(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint)) : null;
   return field ? { ...body, [field]: ctx.outputCap } : null;
 }
 
@@ -301,21 +286,3 @@ async function reject(error: unknown, ctx: CallContext, provider: string | null,
   void settle(ctx, final, rt);
   return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
 }
-
-function guard<T>(plugin: string, hook: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (error) {
-    throw new PluginError(plugin, hook, error);
-  }
-}
-
-async function guardAsync<T>(plugin: string, hook: string, fn: () => T | Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (error) {
-    if (error instanceof ProxyError) throw error;
-    throw new PluginError(plugin, hook, error);
-  }
-}
-

@@ -3,10 +3,10 @@
  * plugin can price keeps `cost_usd: null` and the log says so once per model — never a silent $0.
  */
 import type { Usage } from "../audit/record.ts";
-import { errorMessage } from "../errors.ts";
 import type { PriceQuote, PriceRequest, ProviderAdapter } from "../plugin.ts";
 import type { CallContext } from "./context.ts";
 import type { Runtime } from "./runtime.ts";
+import { runFirst } from "./hooks.ts";
 
 /** Prices `usage` of this call as served by `provider` (prices in force at the call's start). */
 export function priceUsage(
@@ -23,15 +23,8 @@ export function priceUsage(
 const warned = new WeakMap<Runtime, Set<string>>();
 
 export async function priceCall(call: PriceRequest, rt: Runtime): Promise<PriceQuote | null> {
-  for (const plugin of rt.plugins) {
-    if (!plugin.price) continue;
-    try {
-      const quote = await plugin.price(call);
-      if (quote) return quote;
-    } catch (error) {
-      rt.log.error(`[plugin ${plugin.name}] price: ${errorMessage(error)}`);
-    }
-  }
+  const found = await runFirst(rt.plugins, "price", (plugin) => plugin.price && (() => plugin.price!(call)), { log: rt.log });
+  if (found) return found.value;
   warnUnpriced(call, rt);
   return null;
 }
