@@ -111,6 +111,7 @@ export class RedisLimiterStore implements LimiterStore {
 
   async open(log: Logger): Promise<void> {
     this.log = log;
+    if (this.timer) return;
     try {
       await this.connect(performance.now() + this.opts.timeoutMs);
       this.markUp();
