@@ -315,7 +315,10 @@ export class RedisLimiterStore implements LimiterStore {
     const meanwhile = this.failOpen
       ? "failOpen is set, so calls under a tier are forwarded unchecked (error_type limits_unavailable:fail_open)"
       : "calls under a tier are refused with 503 limits_unavailable";
-    this.log.error(`[plugin tiers] Redis at ${this.where} is unreachable (${this.down}): ${meanwhile} until it answers again.`);
+    // Bun's client reports a refused AUTH as "Connection closed" too, hence the hint.
+    this.log.error(
+      `[plugin tiers] Redis at ${this.where} is unreachable (${this.down}; check that it runs and the URL's credentials): ${meanwhile} until it answers again.`,
+    );
   }
 
   private markUp(): void {

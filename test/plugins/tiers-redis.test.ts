@@ -128,3 +128,28 @@ test("failOpen: while Redis is down calls pass, flagged limits_unavailable:fail_
   });
   await dropPrefix(prefix, redis.url);
 });
+
+test("options: a URL that is not redis:// is a config error naming it; none at all says where to put one", () => {
+  expect(() => redisLimiterStore({ url: "http://127.0.0.1:6379" })).toThrow(/Invalid options for plugin 'tiers'.*\n.*redis:\/\/ or rediss:\/\/ URL[\s\S]*→ at url/);
+  const previous = process.env.AGENT_ATTR_REDIS_URL;
+  delete process.env.AGENT_ATTR_REDIS_URL;
+  try {
+    expect(() => redisLimiterStore()).toThrow("redisLimiterStore() needs a url, or AGENT_ATTR_REDIS_URL in the environment");
+  } finally {
+    if (previous !== undefined) process.env.AGENT_ATTR_REDIS_URL = previous;
+  }
+});
+
+test("a password in the URL never reaches the log or the caller", async () => {
+  const logged: string[] = [];
+  const log = { info: (m: string) => logged.push(m), warn: (m: string) => logged.push(m), error: (m: string) => logged.push(m) };
+  // The private server has no password set: the client's AUTH fails, as a wrong password would.
+  const store = redisLimiterStore({ url: redis.url.replace("redis://", "redis://agent:hunter2-secret@"), prefix: uniquePrefix("secret") });
+  await store.open(log);
+  const error = await store.charge([{ kind: "gcra", key: "k", limit: 1, periodMs: 60_000, amount: 1 }], Date.now()).catch((e: unknown) => e as Error);
+  await store.close();
+  expect(error).toBeInstanceOf(Error);
+  expect(logged.join("\n")).toContain("is unreachable");
+  expect(logged.join("\n")).not.toContain("hunter2");
+  expect(String((error as Error).message)).not.toContain("hunter2");
+});
