@@ -10,18 +10,18 @@
  * lease lapsed (Redis was away longer than the lease) takes a new owner; its calls in flight then
  * settle as spent what they really used.
  *
- * Unreachable Redis: every operation answers or fails within `timeoutMs` (connect included; the
- * client never queues commands while disconnected). `charge` then throws LimitsUnavailableError
+ * Unreachable Redis: every operation answers or fails within `timeoutMs`, connecting included
+ * (./redis-connection.ts). `charge` then throws LimitsUnavailableError
  * (the tiers plugin answers 503 `limits_unavailable`, or forwards the call flagged when
  * `failOpen`); an `adjust` that could not be sent is queued and retried when Redis answers again.
  * A charge whose outcome is unknown (no answer in time, connection lost) may still be applied by
  * the server: an answer that arrives late is given back at once, and the owner is changed so that
  * a hold nobody will settle lapses with the old lease.
  */
-import { RedisClient } from "bun";
 import type { Logger } from "agent-attr";
 import { z } from "zod";
 import { parseOptions } from "../options.ts";
+import { NotSent, RedisConnection, TimedOut, messageOf, script, type Outcomes, type Script } from "./redis-connection.ts";
 import { adjustScript, chargeScript, renewScript } from "./redis-scripts.ts";
 import { LimitsUnavailableError, gcraState, windowState, type ChargeResult, type LimiterStore, type Meter } from "./store.ts";
 
@@ -61,63 +61,36 @@ const maxPending = 10_000;
 /** Expiries get this slack when meters follow the callers' clock rather than the one Redis expires keys by. */
 const callerClockMargin = 3_600_000;
 
-const sha1 = (text: string) => new Bun.CryptoHasher("sha1").update(text).digest("hex");
-const scripts = {
-  charge: { source: chargeScript, sha: sha1(chargeScript) },
-  adjust: { source: adjustScript, sha: sha1(adjustScript) },
-  renew: { source: renewScript, sha: sha1(renewScript) },
-};
-type Script = (typeof scripts)[keyof typeof scripts];
-
-/** A command that never reached Redis: nothing was applied, so it is safe to send again. */
-class NotSent extends Error {}
-class TimedOut extends Error {}
+const scripts = { charge: script(chargeScript), adjust: script(adjustScript), renew: script(renewScript) };
 
 interface PendingAdjust {
   keys: string[];
   args: string[];
 }
 
-const silent: Logger = { info() {}, warn() {}, error() {} };
 const newOwner = () => Bun.randomUUIDv7().replaceAll("-", "");
 
 export class RedisLimiterStore implements LimiterStore {
   readonly failOpen: boolean;
-  private readonly client: RedisClient;
-  /** The URL without credentials, for log lines. */
-  private readonly where: string;
+  private readonly redis: RedisConnection;
   private owner = newOwner();
   /** True until a charge has registered the owner's lease. */
   private fresh = true;
-  private connecting: Promise<void> | null = null;
   private pending: PendingAdjust[] = [];
   private timer: ReturnType<typeof setInterval> | null = null;
-  private log: Logger = silent;
-  /** Why Redis is unreachable, while it is (so an outage is logged once, and its end). */
-  private down: string | null = null;
 
   constructor(private readonly opts: RedisStoreOptions) {
     this.failOpen = opts.failOpen;
-    // No reconnect loop and no offline queue inside the client: a command against a dead server
-    // fails at once, and the store reconnects itself on the next operation (within timeoutMs).
-    this.client = new RedisClient(opts.url, {
-      connectionTimeout: opts.timeoutMs,
-      autoReconnect: false,
-      enableOfflineQueue: false,
-    });
-    const url = new URL(opts.url);
-    this.where = `${url.protocol}//${url.host}${url.pathname === "/" ? "" : url.pathname}`;
+    const meanwhile = opts.failOpen
+      ? "failOpen is set, so calls under a tier are forwarded unchecked (error_type limits_unavailable:fail_open)"
+      : "calls under a tier are refused with 503 limits_unavailable";
+    this.redis = new RedisConnection(opts.url, opts.timeoutMs, meanwhile);
   }
 
   async open(log: Logger): Promise<void> {
-    this.log = log;
+    this.redis.log = log;
     if (this.timer) return;
-    try {
-      await this.connect(performance.now() + this.opts.timeoutMs);
-      this.markUp();
-    } catch (error) {
-      this.markDown(error);
-    }
+    await this.redis.connect(this.redis.deadline()).catch(() => {}); // logged; calls get 503 until it answers
     this.timer = setInterval(() => void this.tick(), Math.max(1, Math.floor(this.opts.leaseMs / 3)));
     this.timer.unref();
   }
@@ -126,12 +99,12 @@ export class RedisLimiterStore implements LimiterStore {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.flush().catch(() => {});
-    if (this.pending.length > 0) this.log.error(`[plugin tiers] ${this.pending.length} limiter adjustments could not reach Redis at ${this.where} before shutdown and are lost.`);
-    this.client.close();
+    if (this.pending.length > 0) this.redis.log.error(`[plugin tiers] ${this.pending.length} limiter adjustments could not reach Redis at ${this.redis.where} before shutdown and are lost.`);
+    this.redis.close();
   }
 
   async charge(meters: readonly Meter[], now: number): Promise<ChargeResult> {
-    const deadline = performance.now() + this.opts.timeoutMs;
+    const deadline = this.redis.deadline();
     const keys = [this.key("leases"), ...meters.map((meter) => this.meterKey(meter))];
     const amounts = meters.flatMap((m) => (m.kind === "gcra" ? ["g", m.limit, m.periodMs, m.amount] : ["w", m.limit, m.calendar, m.amount]).map(String));
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -171,123 +144,63 @@ export class RedisLimiterStore implements LimiterStore {
     await this.send({ keys, args });
   }
 
-  /** Sends one adjustment; one that never reached Redis waits in `pending` for the next chance. */
+  /** Runs a script; once Redis answers, adjustments that waited for it are sent too. */
+  private async run(code: Script, keys: string[], args: string[], deadline: number, outcomes: Outcomes): Promise<unknown> {
+    const answer = await this.redis.run(code, keys, args, deadline, outcomes);
+    if (this.pending.length > 0) void this.flush();
+    return answer;
+  }
+
+  /**
+   * Sends one adjustment. One that never reached Redis waits in `pending` for the next chance; one
+   * whose outcome cannot be known is not sent again (it might count twice): its hold lapses with
+   * the owner, which is abandoned.
+   */
   private async send(adjustment: PendingAdjust): Promise<void> {
     try {
-      await this.run(scripts.adjust, adjustment.keys, adjustment.args, performance.now() + this.opts.timeoutMs, {
-        unknown: () => this.rotate(adjustment.args[1]!),
-      });
+      await this.run(scripts.adjust, adjustment.keys, adjustment.args, this.redis.deadline(), { unknown: () => this.rotate(adjustment.args[1]!) });
     } catch (error) {
       if (error instanceof NotSent) this.queue(adjustment);
-      else if (!(error instanceof TimedOut)) this.log.error(`[plugin tiers] limiter adjustment failed in Redis at ${this.where}: ${messageOf(error)}`);
+      else if (!(error instanceof TimedOut)) this.redis.log.error(`[plugin tiers] a limiter adjustment failed in Redis at ${this.redis.where}: ${messageOf(error)}`);
     }
   }
 
   private queue(adjustment: PendingAdjust): void {
     if (this.pending.length >= maxPending) {
       this.pending.shift();
-      if (this.pending.length === maxPending - 1) this.log.error(`[plugin tiers] more than ${maxPending} limiter adjustments wait for Redis at ${this.where}; the oldest are dropped.`);
+      if (this.pending.length === maxPending - 1) {
+        this.redis.log.error(`[plugin tiers] more than ${maxPending} limiter adjustments wait for Redis at ${this.redis.where}; the oldest are dropped.`);
+      }
     }
     this.pending.push(adjustment);
   }
 
   private async flush(): Promise<void> {
-    while (this.pending.length > 0 && this.client.connected) {
+    while (this.pending.length > 0 && this.redis.connected) {
       const batch = this.pending.splice(0, 256);
       await Promise.all(batch.map((adjustment) => this.send(adjustment)));
     }
   }
 
-  /** Renews the owner's lease (a lapsed one means a new owner) and sends queued adjustments. */
+  /** Renews the owner's lease (one found gone means a new owner) and sends what waited for Redis. */
   private async tick(): Promise<void> {
     try {
       if (!this.fresh) {
         const owner = this.owner;
-        const alive = await this.run(scripts.renew, [this.key("leases")], [this.clock(Date.now()), owner, String(this.opts.leaseMs)], performance.now() + this.opts.timeoutMs, {
-          unknown: () => {},
-        });
+        const args = [this.clock(Date.now()), owner, String(this.opts.leaseMs)];
+        const alive = await this.run(scripts.renew, [this.key("leases")], args, this.redis.deadline(), { unknown: () => {} });
         if (Number(alive) !== 1) {
-          this.log.warn(`[plugin tiers] this process's reservations in Redis at ${this.where} lapsed (Redis was out of reach longer than leaseMs, ${this.opts.leaseMs} ms); calls in flight will settle as spent.`);
+          this.redis.log.warn(
+            `[plugin tiers] this process's lease in Redis at ${this.redis.where} is gone (Redis was out of reach longer than leaseMs, ${this.opts.leaseMs} ms, or restarted empty): its reservations no longer count, and its calls in flight settle as spent.`,
+          );
           this.rotate(owner);
         }
-      } else if (!this.client.connected) {
-        await this.connect(performance.now() + this.opts.timeoutMs);
+      } else {
+        await this.redis.connect(this.redis.deadline());
       }
       await this.flush();
     } catch {
-      // Logged by run(); the next tick tries again.
-    }
-  }
-
-  /**
-   * Runs a script within the deadline (connecting first if need be). `late` gets an answer that
-   * arrived after the deadline; `unknown` runs when a sent command's outcome cannot be known.
-   */
-  private async run(
-    script: Script,
-    keys: string[],
-    args: string[],
-    deadline: number,
-    handlers: { late?: (answer: unknown) => void; unknown: () => void },
-  ): Promise<unknown> {
-    try {
-      await this.connect(deadline);
-    } catch (error) {
-      this.markDown(error);
-      throw new NotSent(messageOf(error));
-    }
-    const call = (command: "EVALSHA" | "EVAL", body: string) => this.client.send(command, [body, String(keys.length), ...keys, ...args]);
-    const command = call("EVALSHA", script.sha).catch((error: unknown) => {
-      // The script cache is empty after a Redis restart: send the source (which caches it again).
-      if (messageOf(error).startsWith("NOSCRIPT")) return call("EVAL", script.source);
-      throw error;
-    });
-    const timer = Promise.withResolvers<"timeout">();
-    const timeout = setTimeout(() => timer.resolve("timeout"), Math.max(0, deadline - performance.now()));
-    try {
-      const first = await Promise.race([command, timer.promise]);
-      if (first === "timeout") {
-        command.then(
-          (answer) => handlers.late?.(answer),
-          () => handlers.unknown(),
-        );
-        const error = new TimedOut(`Redis did not answer within ${this.opts.timeoutMs} ms`);
-        this.markDown(error);
-        throw error;
-      }
-      this.markUp();
-      if (this.pending.length > 0) void this.flush();
-      return first;
-    } catch (error) {
-      if (error instanceof TimedOut) throw error;
-      if (!isConnectionError(error)) {
-        this.log.error(`[plugin tiers] Redis at ${this.where}: ${messageOf(error)}`);
-        throw error;
-      }
-      this.markDown(error);
-      if (isNotSent(error)) throw new NotSent(messageOf(error));
-      handlers.unknown();
-      throw error;
-    } finally {
-      clearTimeout(timeout);
-    }
-  }
-
-  /** Connects unless connected, within the deadline; concurrent callers share one attempt. */
-  private async connect(deadline: number): Promise<void> {
-    if (this.client.connected) return;
-    this.connecting ??= this.client.connect().finally(() => {
-      this.connecting = null;
-    });
-    const wait = Math.max(0, deadline - performance.now());
-    let timeout: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timeout = setTimeout(() => reject(new Error(`could not connect within ${this.opts.timeoutMs} ms`)), wait);
-    });
-    try {
-      await Promise.race([this.connecting, timedOut]);
-    } finally {
-      clearTimeout(timeout);
+      // Logged by the connection; the next tick tries again.
     }
   }
 
@@ -307,24 +220,6 @@ export class RedisLimiterStore implements LimiterStore {
     if (owner !== this.owner) return;
     this.owner = newOwner();
     this.fresh = true;
-  }
-
-  private markDown(error: unknown): void {
-    if (this.down !== null) return;
-    this.down = messageOf(error);
-    const meanwhile = this.failOpen
-      ? "failOpen is set, so calls under a tier are forwarded unchecked (error_type limits_unavailable:fail_open)"
-      : "calls under a tier are refused with 503 limits_unavailable";
-    // Bun's client reports a refused AUTH as "Connection closed" too, hence the hint.
-    this.log.error(
-      `[plugin tiers] Redis at ${this.where} is unreachable (${this.down}; check that it runs and the URL's credentials): ${meanwhile} until it answers again.`,
-    );
-  }
-
-  private markUp(): void {
-    if (this.down === null) return;
-    this.down = null;
-    this.log.info(`[plugin tiers] Redis at ${this.where} answers again; limits are enforced.`);
   }
 
   private clock(now: number): string {
@@ -358,9 +253,3 @@ function parseCharge(meters: readonly Meter[], reply: string[], owner: string): 
   });
   return { refused, states, hold: refused === null ? owner : null, now };
 }
-
-const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
-const errorCode = (error: unknown) => (error as { code?: unknown } | null)?.code;
-const isConnectionError = (error: unknown) => typeof errorCode(error) === "string" && String(errorCode(error)).startsWith("ERR_REDIS_CONNECTION");
-/** The client refused to send it: it was not connected (the offline queue is off). */
-const isNotSent = (error: unknown) => /offline queue is disabled|Connection has failed/i.test(messageOf(error));
