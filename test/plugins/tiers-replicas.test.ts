@@ -1,5 +1,6 @@
 // Three proxy processes (each with its own SQLite trail) on one Redis, calls spread round-robin:
-// a limit is one limit however many replicas serve it. Then a Redis of the test's own killed
+// a limit is one limit however many replicas serve it; a replica killed with -9 gives its budget
+// reservations back when its lease lapses. Then a Redis of the test's own killed
 // mid-load and restarted: 503 limits_unavailable while it is down (or calls through, flagged,
 // with failOpen), and the same processes enforce limits again once it is back.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -26,7 +27,7 @@ afterAll(async () => {
 });
 
 /** A replica: its own directory, SQLite trail and config (tiers on the given Redis store). */
-async function replica(store: { url: string; prefix: string; failOpen?: boolean }): Promise<ProxyProcess> {
+async function replica(store: { url: string; prefix: string; failOpen?: boolean; leaseMs?: number }): Promise<ProxyProcess> {
   const dir = tempDir();
   const config = join(dir, "agent-attr.config.ts");
   writeFileSync(
@@ -150,6 +151,38 @@ describe("three replicas on one Redis, calls round-robin", () => {
     expect(spent).toBeLessThanOrEqual(1e9);
   }, 30_000);
 });
+
+test("kill -9 of a replica holding a budget: the others get it back once its lease lapses", async () => {
+  const prefix = uniquePrefix("killed-replica");
+  const [doomed, survivor] = [await replica({ url: sharedRedisURL, prefix, leaseMs: 1_500 }), await replica({ url: sharedRedisURL, prefix, leaseMs: 1_500 })];
+  const user = `budget-${Bun.randomUUIDv7()}`;
+  const call = (proxy: ProxyProcess, maxTokens: number, scenario = "") =>
+    fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-user-id": user, "x-fake-scenario": scenario },
+      body: JSON.stringify({ model: "gpt-budget", max_tokens: maxTokens, stream: true, messages: [] }),
+    });
+  // $0.90 of the $1 budget reserved by a long stream on the doomed replica.
+  const held = await call(doomed, 9_000, "gap:30000");
+  expect(held.status).toBe(200);
+  const busy = await call(survivor, 5_000);
+  expect(busy.status).toBe(429);
+  expect(await busy.text()).toContain("Limit busy");
+  doomed.child.kill("SIGKILL");
+  await doomed.child.exited;
+  await held.text().catch(() => "");
+  // Within the lease (1.5 s, README: at most leaseMs after its last renewal) the $0.90 stops counting.
+  let status = 429;
+  const deadline = Date.now() + 10_000;
+  while (status !== 200 && Date.now() < deadline) {
+    await Bun.sleep(200);
+    const response = await call(survivor, 5_000);
+    status = response.status;
+    await response.text();
+  }
+  expect(status).toBe(200);
+  await dropPrefix(prefix);
+}, 30_000);
 
 describe("Redis killed mid-load, then restarted", () => {
   let redis: PrivateRedis;
