@@ -173,14 +173,17 @@ test("kill -9 of a replica holding a budget: the others get it back once its lea
   await held.text().catch(() => "");
   // Within the lease (1.5 s, README: at most leaseMs after its last renewal) the $0.90 stops counting.
   let status = 429;
+  let calls = 1;
   const deadline = Date.now() + 10_000;
   while (status !== 200 && Date.now() < deadline) {
     await Bun.sleep(200);
     const response = await call(survivor, 5_000);
+    calls++;
     status = response.status;
     await response.text();
   }
   expect(status).toBe(200);
+  await recordsOf([survivor], user, calls); // settled, so its last adjustment is in before the keys go
   await dropPrefix(prefix);
 }, 30_000);
 
