@@ -48,6 +48,8 @@ export default defineConfig({
         { agent: ["batch-*", "nightly-*"], tier: "enterprise" },
       ],
       maxOutputTokens: 4096, // output ceiling reserved when a request sets no max_tokens (an assumption, not a bound)
+      // Several replicas: set AGENT_ATTR_REDIS_URL to keep these limits in Redis, shared by all of them, or
+      // store: redisLimiterStore({ url: "redis://127.0.0.1:6379", failOpen: false }), imported from "agent-attr/plugins".
     }),
     sqliteAudit(), // path: --log-db, AGENT_ATTR_LOG_DB or ./audit.db
   ],

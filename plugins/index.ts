@@ -7,4 +7,14 @@ export { openai } from "./openai/index.ts";
 export { openaiCompatible } from "./openai-compatible/index.ts";
 export { pricing, type PricingOptions } from "./pricing/index.ts";
 export { sqliteAudit } from "./sqlite-audit/index.ts";
-export { MemoryLimiterStore, tiers, type LimiterStore, type Meter } from "./tiers/index.ts";
+export {
+  LimitsUnavailableError,
+  MemoryLimiterStore,
+  RedisLimiterStore,
+  redisLimiterStore,
+  tiers,
+  type ChargeResult,
+  type LimiterStore,
+  type Meter,
+  type MeterState,
+} from "./tiers/index.ts";

@@ -8,48 +8,58 @@
  * cost exceeded their ceiling, and by no more than the sum of those excesses.
  * Rate and token limits answer 429 (`Retry-After`, `RateLimit-Policy`, `RateLimit`); cost budgets
  * answer 402 naming the budget; a call larger than a whole daily limit or budget is told it never fits;
- * a daily limit or budget held only by this process's calls in flight answers 429 with Retry-After 1 s.
+ * a daily limit or budget held only by calls in flight (every replica's, on a shared store) answers
+ * 429 with Retry-After 1 s. The store (`store`, else Redis at AGENT_ATTR_REDIS_URL, else memory)
+ * cannot answer: 503 `limits_unavailable`, or with its `failOpen` the call goes through unchecked,
+ * recorded with `error_type: "limits_unavailable:fail_open"`.
  */
-import { definePlugin, type AuditRecord, type CallContext, type LimitStage, type Logger, type Usage } from "agent-attr";
+import { ProxyError, definePlugin, type AuditRecord, type CallContext, type LimitStage, type Logger, type Usage } from "agent-attr";
 import { z } from "zod";
 import { parseOptions } from "../options.ts";
 import { metersFor, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
 import { optionsSchema } from "./options.ts";
+import { redisLimiterStore } from "./redis-store.ts";
 import { refusalOf } from "./refusal.ts";
 import { ceilingVariants, reservationOf } from "./reserve.ts";
-import { MemoryLimiterStore } from "./store.ts";
+import { LimitsUnavailableError, MemoryLimiterStore, type ChargeResult, type LimiterStore } from "./store.ts";
 
-export { MemoryLimiterStore, type LimiterStore, type Meter } from "./store.ts";
+export { LimitsUnavailableError, MemoryLimiterStore, type ChargeResult, type LimiterStore, type Meter, type MeterState } from "./store.ts";
+export { RedisLimiterStore, redisLimiterStore } from "./redis-store.ts";
 
 interface Held {
   meters: NamedMeter[];
   tokens: number;
   costNano: number;
+  /** The store's token for this charge; null when the call went through unchecked (failOpen). */
+  hold: string | null;
+}
+
+/** The record's `error_type` of a call forwarded while the limiter store could not be reached. */
+const failedOpen = "limits_unavailable:fail_open";
+
+/** The store: the option, else Redis when AGENT_ATTR_REDIS_URL is set, else this process's memory. */
+function storeOf(option: LimiterStore | undefined): LimiterStore {
+  if (option) return option;
+  return process.env.AGENT_ATTR_REDIS_URL ? redisLimiterStore() : new MemoryLimiterStore();
 }
 
 export function tiers(options: z.input<typeof optionsSchema>) {
   const opts = parseOptions("tiers", optionsSchema, options);
-  const store = opts.store ?? new MemoryLimiterStore();
+  const store = storeOf(opts.store);
   const now = opts.now ?? Date.now;
   const matchers = ruleMatchers(opts);
   const reservations = new Map<string, Held>();
-  /** What this process's calls in flight hold on each window meter (so a refusal can say so). */
-  const inFlight = new Map<string, number>();
-  const hold = (meters: readonly NamedMeter[], sign: 1 | -1) => {
-    for (const { meter } of meters) {
-      if (meter.kind !== "window" || meter.amount === 0) continue;
-      const held = (inFlight.get(meter.key) ?? 0) + sign * meter.amount;
-      if (held > 0) inFlight.set(meter.key, held);
-      else inFlight.delete(meter.key);
-    }
-  };
   let log: Logger | null = null;
   const warned = new Set<string>();
 
   return definePlugin({
     name: "tiers",
-    setup(context) {
+    async setup(context) {
       log = context.log;
+      await store.open?.(context.log);
+    },
+    async teardown() {
+      await store.close?.();
     },
     limit: {
       async check(ctx, stage) {
@@ -64,18 +74,32 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const needsCost = tier.costPerDay !== undefined || tier.costPerMonth !== undefined;
         const costNano = needsCost ? await costCeiling(reservation.ceiling, stage) : 0;
         const at = now();
-        const meters = metersFor(ctx, tierName, tier, { tokens: reservation.tokens, costNano }, at);
+        const meters = metersFor(ctx, tierName, tier, { tokens: reservation.tokens, costNano });
         if (meters.length === 0) return;
-        const result = await store.charge(meters.map((m) => m.meter), at);
-        if (result.refused === null) {
-          reservations.set(ctx.id, { meters, tokens: reservation.tokens, costNano });
-          hold(meters, 1);
-          // The budget reserved maxOutputTokens for a call that names no limit: make it the limit.
+        // The budget reserved maxOutputTokens for a call that names no limit: make it the limit.
+        const capOutput = () => {
           if (needsCost && opts.capOutput && !tier.shadow && !reservation.outputFromRequest) stage.capOutput(opts.maxOutputTokens);
+        };
+        let result: ChargeResult;
+        try {
+          result = await store.charge(meters.map((m) => m.meter), at);
+        } catch (error) {
+          if (!(error instanceof LimitsUnavailableError)) throw error;
+          if (!error.failOpen && !tier.shadow) throw new ProxyError("limits_unavailable", error.message, { "retry-after": "1" });
+          // Forwarded unchecked: its usage is added to the meters when it settles (once the store answers).
+          reservations.set(ctx.id, { meters, tokens: reservation.tokens, costNano, hold: null });
+          ctx.shadowDenial = failedOpen;
+          capOutput();
           return;
         }
-        const reserved = meters.map(({ meter }) => inFlight.get(meter.key) ?? 0);
-        const error = refusalOf(meters, result.states, reserved, { tier: tierName, now: at, outputFromRequest: reservation.outputFromRequest });
+        if (result.refused === null) {
+          // Settle into the windows the store charged, even if the call ends after midnight.
+          const charged = meters.map((m, i) => (m.meter.kind === "window" ? { ...m, meter: { ...m.meter, endsAt: result.states[i]!.endsAt } } : m));
+          reservations.set(ctx.id, { meters: charged, tokens: reservation.tokens, costNano, hold: result.hold });
+          capOutput();
+          return;
+        }
+        const error = refusalOf(meters, result.states, { tier: tierName, now: result.now, outputFromRequest: reservation.outputFromRequest });
         if (!tier.shadow) throw error;
         ctx.shadowDenial = `shadow:${error.code}`;
       },
@@ -83,8 +107,8 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const reservation = reservations.get(ctx.id);
         if (!reservation) return;
         reservations.delete(ctx.id);
-        hold(reservation.meters, -1);
-        await store.adjust(adjustments(reservation, record, keepsCeiling(ctx, record)), now());
+        const changes = reservation.hold === null ? uncheckedUsage(reservation, record) : adjustments(reservation, record, keepsCeiling(ctx, record));
+        await store.adjust(changes, now(), reservation.hold);
       },
     },
   });
@@ -100,17 +124,37 @@ function keepsCeiling(ctx: CallContext, record: AuditRecord): boolean {
   return record.outcome === "client_aborted" && record.status === null && !ctx.stream;
 }
 
-/** Real tokens and cost replace the estimate; a call that ended without usage keeps it only if it completed. */
-function adjustments(reservation: Held, record: AuditRecord, keepCeiling: boolean) {
+/** The tokens and cost a call is charged in the end: its real ones, else (completed) its reservation. */
+function finalAmounts(reservation: Held, record: AuditRecord, keepCeiling: boolean) {
   const completed = record.outcome === "completed";
   const hasUsage = record.input_tokens !== null || record.output_tokens !== null;
   let tokens = hasUsage ? (record.input_tokens ?? 0) + (record.output_tokens ?? 0) : completed ? reservation.tokens : 0;
   let costNano = record.cost_nano_usd ?? (completed ? reservation.costNano : 0);
   if (keepCeiling) [tokens, costNano] = [Math.max(tokens, reservation.tokens), Math.max(costNano, reservation.costNano)];
+  return { tokens, costNano };
+}
+
+const isCost = (limit: NamedMeter["limit"]) => limit === "costPerDay" || limit === "costPerMonth";
+
+/**
+ * Real tokens and cost replace the estimate. Every window meter is listed, so the store ends its
+ * hold; GCRA meters only when they change.
+ */
+function adjustments(reservation: Held, record: AuditRecord, keepCeiling: boolean) {
+  const { tokens, costNano } = finalAmounts(reservation, record, keepCeiling);
   return reservation.meters.flatMap(({ meter, limit }) => {
     if (limit === "requestsPerMinute") return [];
-    const delta = limit === "costPerDay" || limit === "costPerMonth" ? costNano - reservation.costNano : tokens - reservation.tokens;
-    return delta === 0 ? [] : [{ meter, delta }];
+    const delta = isCost(limit) ? costNano - reservation.costNano : tokens - reservation.tokens;
+    return delta === 0 && meter.kind === "gcra" ? [] : [{ meter, delta }];
+  });
+}
+
+/** A call forwarded unchecked (failOpen): what it used is added to its meters, as if charged then. */
+function uncheckedUsage(reservation: Held, record: AuditRecord) {
+  const { tokens, costNano } = finalAmounts(reservation, record, false);
+  return reservation.meters.flatMap(({ meter, limit }) => {
+    const amount = limit === "requestsPerMinute" ? 1 : isCost(limit) ? costNano : tokens;
+    return amount === 0 ? [] : [{ meter, delta: amount }];
   });
 }
 

@@ -72,25 +72,14 @@ export function ruleMatchers(opts: TiersOptions): ((ctx: CallContext) => boolean
   });
 }
 
-const day = (now: number) => new Date(now).toISOString().slice(0, 10);
-const nextDay = (now: number) => Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate() + 1);
-const month = (now: number) => new Date(now).toISOString().slice(0, 7);
-const nextMonth = (now: number) => Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth() + 1, 1);
-
 /** Every meter the call charges: each configured limit of its tier, once per scope. */
-export function metersFor(
-  ctx: CallContext,
-  tierName: string,
-  tier: Tier,
-  estimate: { tokens: number; costNano: number },
-  now: number,
-): NamedMeter[] {
+export function metersFor(ctx: CallContext, tierName: string, tier: Tier, estimate: { tokens: number; costNano: number }): NamedMeter[] {
   const meters: NamedMeter[] = [];
-  const [today, tomorrow, thisMonth, nextMonthStart] = [day(now), nextDay(now), month(now), nextMonth(now)];
   for (const scope of tier.per) {
     const { key: owner, who } = meterOwner(ctx, scope);
-    // JSON of a tuple: injective, so no two (tier, scope, owner, limit, window) share a key.
-    const key = (...rest: string[]) => JSON.stringify([tierName, scope, owner, ...rest]);
+    // JSON of a tuple: injective, so no two (tier, scope, owner, limit) share a key. The store
+    // adds the calendar window (the day or month of its own clock).
+    const key = (limit: string) => JSON.stringify([tierName, scope, owner, limit]);
     const add = (limit: Limit, meter: Meter) =>
       meters.push({ meter, limit, scope, who, policy: `${tierName}.${policyName[limit]}.${scope}` });
     if (tier.requestsPerMinute) {
@@ -100,13 +89,13 @@ export function metersFor(
       add("tokensPerMinute", { kind: "gcra", key: key("tpm"), limit: tier.tokensPerMinute, periodMs: minute, amount: estimate.tokens });
     }
     if (tier.tokensPerDay) {
-      add("tokensPerDay", { kind: "window", key: key("tpd", today), limit: tier.tokensPerDay, endsAt: tomorrow, amount: estimate.tokens });
+      add("tokensPerDay", { kind: "window", key: key("tpd"), limit: tier.tokensPerDay, calendar: "day", amount: estimate.tokens });
     }
     if (tier.costPerDay) {
-      add("costPerDay", { kind: "window", key: key("usd-day", today), limit: nanoUSD(tier.costPerDay), endsAt: tomorrow, amount: estimate.costNano });
+      add("costPerDay", { kind: "window", key: key("usd-day"), limit: nanoUSD(tier.costPerDay), calendar: "day", amount: estimate.costNano });
     }
     if (tier.costPerMonth) {
-      add("costPerMonth", { kind: "window", key: key("usd-month", thisMonth), limit: nanoUSD(tier.costPerMonth), endsAt: nextMonthStart, amount: estimate.costNano });
+      add("costPerMonth", { kind: "window", key: key("usd-month"), limit: nanoUSD(tier.costPerMonth), calendar: "month", amount: estimate.costNano });
     }
   }
   return meters;

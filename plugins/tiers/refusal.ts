@@ -29,20 +29,15 @@ export interface RefusalContext {
 /**
  * The refusal for a charge some meters refused. A meter the call can never fit wins; otherwise
  * the meter with the longest wait, so a retry after `Retry-After` is not refused by another. A
- * window meter (tokens per day, a budget) that refuses only because of what calls in flight have
- * reserved (`reserved[i]`, this process's) is busy, not exhausted: its wait is a short retry, since
- * those calls settle to their real, usually smaller, amounts.
+ * window meter (tokens per day, a budget) that refuses only because of what calls in flight hold
+ * (`MeterState.held`: every replica's, on a shared store) is busy, not exhausted: its wait is a
+ * short retry, since those calls settle to their real, usually smaller, amounts.
  */
-export function refusalOf(
-  meters: readonly NamedMeter[],
-  states: readonly MeterState[],
-  reserved: readonly number[],
-  context: RefusalContext,
-): ProxyError {
+export function refusalOf(meters: readonly NamedMeter[], states: readonly MeterState[], context: RefusalContext): ProxyError {
   const refusing = meters.map((_, i) => i).filter((i) => states[i]!.retryAfterMs > 0);
   const never = refusing.find((i) => meters[i]!.meter.kind === "window" && meters[i]!.meter.amount > meters[i]!.meter.limit);
   if (never !== undefined) return neverFits(meters[never]!, context);
-  const held = (i: number) => Math.min(reserved[i] ?? 0, states[i]!.used);
+  const held = (i: number) => Math.min(states[i]!.held, states[i]!.used);
   const busy = (i: number) => {
     const { meter } = meters[i]!;
     return meter.kind === "window" && held(i) > 0 && states[i]!.used - held(i) + meter.amount <= meter.limit;

@@ -78,7 +78,11 @@ export interface CallContext {
   delegation?: string | null;
   /** With a principal: fields kept as the client sent them that the credential does not vouch for. */
   unverified?: readonly ContextField[];
-  /** What a limiter in shadow mode would have refused (e.g. `shadow:rate_limited`); recorded as `error_type`. */
+  /**
+   * A limiter's note on a call it let through, recorded as `error_type` (unless the call fails
+   * otherwise): what shadow mode would have refused (`shadow:rate_limited`), or that the limits
+   * could not be checked and the store fails open (`limits_unavailable:fail_open`).
+   */
   shadowDenial?: string | null;
   /** Output tokens a limit plugin bounded this call to (LimitStage.capOutput), if any. */
   outputCap?: number;
