@@ -19,9 +19,9 @@ const usedFilters = (filter: object) => filterNames(filter, ["limit", "by"]);
  * used and how many records (or groups) were returned. If the event cannot be written, the answer
  * is withheld (503), as for a call whose record cannot be written.
  */
-function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Response {
+async function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Promise<Response> {
   try {
-    rt.trail?.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
+    await rt.trail?.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
     return answer;
   } catch (error) {
     rt.log.error(`cannot record an audit query in the trail: ${errorMessage(error)}`);

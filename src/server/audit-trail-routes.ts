@@ -42,8 +42,8 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
       }),
     )
     .delete("/user/:id", ({ request, params }) =>
-      withTrail(request, (trail) => {
-        trail.eraseUser(params.id, actorOf(request));
+      withTrail(request, async (trail) => {
+        await trail.eraseUser(params.id, actorOf(request));
         // The same answer whether or not the user had records: erasure must not reveal existence.
         return Response.json({ status: "erased" });
       }, "admin"),
@@ -70,8 +70,8 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
       }),
     )
     .get("/exports/:id/manifest", ({ request, params }) =>
-      withTrail(request, (trail) => {
-        const manifest = trail.manifest(params.id);
+      withTrail(request, async (trail) => {
+        const manifest = await trail.manifest(params.id);
         if (manifest) return Response.json(manifest);
         return apiError(404, "not_found", "not_found_error", `No finished export has id '${params.id}' (a manifest exists once the export's last byte was sent).`);
       }),
