@@ -11,6 +11,7 @@ import type { AuditTrail } from "../audit/trail.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard, Role } from "./roles.ts";
 import { apiError, queryOf } from "./http.ts";
+import { errorMessage } from "../errors.ts";
 
 
 const contentTypes: Record<ExportFormat, string> = {
@@ -43,7 +44,13 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
     )
     .delete("/user/:id", ({ request, params, route }) =>
       withTrail(request, route, async (trail) => {
-        await trail.eraseUser(params.id, actorOf(request));
+        try {
+          await trail.eraseUser(params.id, actorOf(request));
+        } catch (error) {
+          // E.g. another process held the write lock past the busy timeout: nothing was erased (one transaction).
+          rt.log.error(`an erasure through the audit API failed: ${errorMessage(error)}`);
+          return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot be written right now, so nothing was erased; retry shortly.");
+        }
         // The same answer whether or not the user had records: erasure must not reveal existence.
         return Response.json({ status: "erased" });
       }, "admin"),

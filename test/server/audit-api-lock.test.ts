@@ -3,8 +3,8 @@
 // sent meanwhile are answered at once.
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
-import type { LockRequest } from "../helpers/lock-holder.ts";
 import { proxyBeforeAll } from "../helpers/proxy.ts";
+import { holdWriteLock } from "../helpers/write-lock.ts";
 
 const setup = proxyBeforeAll();
 
@@ -14,27 +14,6 @@ const call = (user: string) =>
     headers: { "content-type": "application/json", "x-agent-id": "bot", "x-user-id": user },
     body: JSON.stringify({ model: "gpt-4o", messages: [] }),
   });
-
-/** Another connection takes BEGIN IMMEDIATE and holds it for `holdMs`. */
-async function holdWriteLock(path: string, holdMs: number) {
-  const released = new Int32Array(new SharedArrayBuffer(4));
-  const worker = new Worker(new URL("../helpers/lock-holder.ts", import.meta.url).href);
-  const answers: string[] = [];
-  let onAnswer = () => {};
-  worker.onmessage = (event: MessageEvent<string>) => (answers.push(event.data), onAnswer());
-  const answered = (what: string) =>
-    new Promise<void>((resolve) => {
-      onAnswer = () => answers.includes(what) && resolve();
-      onAnswer();
-    });
-  worker.postMessage({ path, holdMs, released: released.buffer as SharedArrayBuffer } satisfies LockRequest);
-  await answered("locked");
-  return {
-    /** True once the holder has started to release the lock. */
-    isReleased: () => Atomics.load(released, 0) === 1,
-    done: answered("released").then(() => worker.terminate()),
-  };
-}
 
 test("audit API calls wait for a locked database off the event loop; a proxied call sent meanwhile finishes before the lock is released", async () => {
   for (const user of ["x", "keep"]) await (await call(user)).arrayBuffer();
