@@ -85,7 +85,7 @@ export class SqliteAuditStore {
     const keyPath = signingKeyPath(path, options.signingKey);
     const signingKey = loadSigningKey(keyPath, { create: true })!;
     this.intents = new IntentLog(path);
-    this.local = new SqliteAuditTrail(this.db, signingKey, hashKey, { checkpoint: options.checkpoint });
+    this.local = new SqliteAuditTrail(this.db, signingKey, hashKey);
     this.api = new ReaderThread({
       settings: { path, busyTimeoutMs: options.busyTimeoutMs ?? 5000, hashKeyHex: Buffer.from(hashKey).toString("hex"), signingKeyPath: keyPath },
       signingKey,
