@@ -20,7 +20,9 @@ beforeAll(async () => {
   }
   binary = join(tempDir(), "agent-attr");
   const root = resolve(import.meta.dir, "..");
-  const entrypoints = [join(root, "src/cli/main.ts"), join(root, "src/audit/writer-worker.ts"), join(root, "src/audit/verify-worker.ts")]; // as in `bun run build`
+  // The entrypoints of `bun run build` (the CLI and every worker thread), read from package.json so they cannot drift apart.
+  const { scripts } = (await Bun.file(join(root, "package.json")).json()) as { scripts: { build: string } };
+  const entrypoints = scripts.build.split(/\s+/).filter((word) => word.endsWith(".ts")).map((file) => join(root, file));
   const build = Bun.spawnSync(["bun", "build", ...entrypoints, "--compile", "--outfile", binary], { cwd: root });
   if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
 }, 60_000);
@@ -65,8 +67,11 @@ test("the binary loads a config and a plugin from disk, proxies a call and recor
     body: JSON.stringify({ model: "gpt-4o", messages: [] }),
   });
   expect(((await response.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe("Hello world");
-  const verified = await fetch(`${url}/audit/verify`); // runs on the verify worker thread
+  const verified = await fetch(`${url}/audit/verify`); // runs on the verify worker thread, its event on the reader thread
   expect(((await verified.json()) as { ok: boolean; records: number }).ok).toBe(true);
+  const listed = await fetch(`${url}/audit/records?agent=binary-agent`); // served by the reader thread
+  expect(listed.status).toBe(200);
+  expect(((await listed.json()) as { records: unknown[] }).records).toHaveLength(1);
   proxy.kill("SIGTERM");
   expect(await proxy.exited).toBe(0);
 

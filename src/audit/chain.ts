@@ -74,7 +74,7 @@ export class ChainHasher {
 }
 
 export interface ChainEvent {
-  kind: "query" | "export" | "erasure" | "verify" | "retention";
+  kind: "query" | "export" | "erasure" | "verify" | "retention" | "access_denied";
   /** Who: the admin identity (`cli:<os user>`, `api`), never a data subject. */
   actor: string;
   /** What, without personal data. */

@@ -74,13 +74,24 @@ export function manifestPayload(manifest: Omit<ExportManifest, "signature"> & { 
 
 const chunkRows = 512;
 
+/** What a caller of a trail's `export` gets: its id (for the manifest) and its bytes, streamed. */
+export interface AuditExport {
+  readonly id: string;
+  /** Records produced so far. */
+  readonly exported: number;
+  /**
+   * The export as a pull-based byte stream (one chunk of rows per pull). A cancel (the client went
+   * away) stops the read and still ends the export, without a manifest: part of it was sent.
+   */
+  stream(): ReadableStream<Uint8Array>;
+}
+
 /** One export: iterate `chunks()` (or `stream()`) once; `manifest` is set after the last chunk. */
-export class ExportRun {
-  readonly id = crypto.randomUUID();
+export class ExportRun implements AuditExport {
   manifest: ExportManifest | null = null;
   /** Records produced so far. */
   exported = 0;
-  private readonly where: string;
+  private readonly conditions: string[];
   private readonly params: string[];
   private readonly sha = new Bun.CryptoHasher("sha256");
   private readonly encoder = new TextEncoder();
@@ -92,6 +103,7 @@ export class ExportRun {
     private readonly key: KeyObject,
     /** Called once: with the manifest when the export is complete, with null if it was cancelled. */
     private readonly onEnd: (manifest: ExportManifest | null) => void,
+    readonly id: string = crypto.randomUUID(),
   ) {
     const conditions: string[] = [];
     const params: string[] = [];
@@ -105,19 +117,38 @@ export class ExportRun {
     add("agent_id = ?", filter.agent);
     add("user_id = ?", filter.user);
     add("task_context = ?", filter.task);
-    this.where = conditions.length ? `WHERE ${conditions.join(" AND ")}` : "";
+    this.conditions = conditions;
     this.params = params;
   }
 
   /** How many records the export will hold (for progress). */
   total(): number {
-    return this.db.query<{ n: number }, string[]>(`SELECT count(*) AS n FROM audit_records ${this.where}`).get(...this.params)!.n;
+    const where = this.conditions.length ? `WHERE ${this.conditions.join(" AND ")}` : "";
+    return this.db.query<{ n: number }, string[]>(`SELECT count(*) AS n FROM audit_records ${where}`).get(...this.params)!.n;
+  }
+
+  /**
+   * The records in seq order, `chunkRows` per chunk. Each chunk is its own short read (keyset on
+   * seq, up to the last seq when the export began), so a slow client holds no read snapshot open
+   * between chunks: WAL checkpoints go on, and the connection is free for other work meanwhile.
+   * An erasure committed during an export applies to the rows not yet sent.
+   */
+  private *rows(): Generator<Record<string, SQLValue>> {
+    const end = this.db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
+    const page = this.db.query<Record<string, SQLValue>, (string | number)[]>(
+      `SELECT seq, hash, ${columns.join(", ")} FROM audit_records
+       WHERE ${["seq > ?", "seq <= ?", ...this.conditions].join(" AND ")} ORDER BY seq LIMIT ${chunkRows}`,
+    );
+    for (let after = 0; ; ) {
+      const rows = page.all(after, end, ...this.params);
+      yield* rows;
+      if (rows.length < chunkRows) return;
+      after = rows.at(-1)!.seq as number;
+    }
   }
 
   *chunks(): Generator<Uint8Array> {
-    const rows = this.db
-      .query<Record<string, SQLValue>, string[]>(`SELECT seq, hash, ${columns.join(", ")} FROM audit_records ${this.where} ORDER BY seq`)
-      .iterate(...this.params);
+    const rows = this.rows();
     let count = 0;
     let bytes = 0;
     let first: { seq: number; hash: string | null } | null = null;
@@ -180,10 +211,6 @@ export class ExportRun {
 
   private cancelled = false;
 
-  /**
-   * The export as a pull-based byte stream (one chunk of rows per pull). A cancel (the client went
-   * away) stops the read and still ends the export, without a manifest: part of it was sent.
-   */
   stream(): ReadableStream<Uint8Array> {
     const chunks = this.chunks();
     const cancelled = () => {

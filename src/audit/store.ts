@@ -9,8 +9,10 @@
  *    transaction (group commit), so the proxy's event loop never waits on SQLite. A committed
  *    final record settles its intent; a failed commit keeps final records queued and retries, so
  *    nothing is silently dropped.
- * Reads (the audit API) use their own connection on the main thread. On start,
- * `recoverInterrupted` records the intents a killed process left behind as `interrupted`.
+ * The audit API (`reader`, `trail`) works on a connection of its own in a reader thread
+ * (./reader-thread.ts), so a query or an erasure waiting on a lock never blocks the event loop.
+ * The main-thread connection does start-up work only: migrations, adopting records from before the
+ * chain and, in `recoverInterrupted`, recording the intents a killed process left as `interrupted`.
  */
 import type { Database } from "bun:sqlite";
 import { auditWorkerURL } from "./_worker-url.ts";
@@ -18,11 +20,12 @@ import { defaultCheckpointSettings, type CheckpointSettings } from "./checkpoint
 import { openAuditLog, toRow } from "./database.ts";
 import { IntentLog } from "./intent-log.ts";
 import { recoverIntents } from "./intent-recovery.ts";
-import type { SqliteAuditReader } from "./query.ts";
+import type { AuditReader } from "./query.ts";
+import { ReaderThread } from "./reader-thread.ts";
 import type { AuditRecord } from "./record.ts";
 import { loadHashKey } from "./secret.ts";
 import { loadSigningKey, signingKeyPath } from "./signing.ts";
-import { SqliteAuditTrail } from "./trail.ts";
+import { SqliteAuditTrail, type AuditTrail } from "./trail.ts";
 import type { WriterReply, WriterRequest } from "./writer-protocol.ts";
 
 export interface AuditStoreOptions {
@@ -49,12 +52,16 @@ export interface AuditStoreOptions {
 type Batch = AuditRecord[];
 
 export class SqliteAuditStore {
-  /** The main-thread connection: migrations, recovery and reads. */
+  /** The main-thread connection: migrations and recovery, at start. */
   readonly db: Database;
-  readonly reader: SqliteAuditReader;
-  /** Verify, erase, export and audit events, on the main-thread connection. */
-  readonly trail: SqliteAuditTrail;
-  private readonly closeReader: () => void;
+  /** Queries and summaries, served by the reader thread. */
+  readonly reader: AuditReader;
+  /** Verify, erase, export and audit events, served by the reader thread (verify by its own). */
+  readonly trail: AuditTrail;
+  /** The trail on the main-thread connection, for start-up work (adopting, recovering). */
+  private readonly local: SqliteAuditTrail;
+  private readonly api: ReaderThread;
+  private readonly closeMain: () => void;
   private readonly worker: Worker;
   private readonly intents: IntentLog;
   private finals: AuditRecord[] = [];
@@ -73,19 +80,23 @@ export class SqliteAuditStore {
     if (path === ":memory:") throw new Error("The SQLite audit store needs a file; ':memory:' would be lost with the process.");
     const log = openAuditLog(path);
     this.db = log.db;
-    this.reader = log.reader;
-    this.closeReader = log.close;
+    this.closeMain = log.close;
     const hashKey = loadHashKey(path);
     const keyPath = signingKeyPath(path, options.signingKey);
     const signingKey = loadSigningKey(keyPath, { create: true })!;
     this.intents = new IntentLog(path);
-    this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey, {
-      verifyOffThread: path,
-      checkpoint: options.checkpoint,
+    this.local = new SqliteAuditTrail(this.db, signingKey, hashKey);
+    this.api = new ReaderThread({
+      settings: { path, busyTimeoutMs: options.busyTimeoutMs ?? 5000, hashKeyHex: Buffer.from(hashKey).toString("hex"), signingKeyPath: keyPath },
+      signingKey,
+      checkpointFile: options.checkpoint?.file,
       // No settled intent line of an erased user may stay on disk.
       afterErase: () => this.intents.compact(),
+      onError: (message) => options.onError?.(message),
     });
-    const adopted = this.trail.chain.adoptUnchained();
+    this.reader = this.api;
+    this.trail = this.api;
+    const adopted = this.local.chain.adoptUnchained();
     if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
     this.worker = new Worker(auditWorkerURL("writer-worker"));
     // An idle writer must not keep a process alive; one with unanswered batches must (ref() in
@@ -142,7 +153,7 @@ export class SqliteAuditStore {
 
   /** Records the calls a killed process left in flight as interrupted; returns how many. */
   recoverInterrupted(): number {
-    const recovered = recoverIntents(this.trail.chain, this.path);
+    const recovered = recoverIntents(this.local.chain, this.path);
     this.intents.prepare();
     return recovered;
   }
@@ -150,6 +161,9 @@ export class SqliteAuditStore {
   /** Commits what is queued, stops the writer thread and closes the database. */
   async close(): Promise<void> {
     if (this.closed) return;
+    // The reader thread first (it answers what it was asked and records unfinished exports as
+    // cancelled), so the writer's last checkpoint covers its events.
+    await this.api.close().catch((error: Error) => this.options.onError?.(`closing the audit reader thread: ${error.message}`));
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     await this.flush();
@@ -163,8 +177,8 @@ export class SqliteAuditStore {
       this.send({ kind: "close" });
     });
     this.worker.terminate();
-    this.trail.close();
-    this.closeReader();
+    this.local.close();
+    this.closeMain();
     await this.intents.close();
     if (this.finals.length > 0) {
       this.options.onError?.(`${this.finals.length} final audit record(s) could not be written before shutdown`);

@@ -2,6 +2,9 @@
  * The tamper-evident trail's operations, shared by the CLI and the audit API: verify, erase a user,
  * export with a signed manifest, and record audit-of-the-audit events. Every operation that reads
  * or changes the trail on someone's behalf is itself a chain event naming the actor.
+ *
+ * `AuditTrail` is asynchronous, so a driver may do its work elsewhere: the proxy's SQLite store
+ * serves it from a thread of its own (./reader-thread.ts), the CLI in process (`SqliteAuditTrail`).
  */
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
@@ -9,8 +12,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { ChainWriter, type ChainEvent } from "./chain.ts";
 import { Checkpointer, defaultCheckpointSettings, parseCheckpointFile, type Checkpoint, type CheckpointSettings } from "./checkpoint.ts";
 import { eraseUser } from "./erase.ts";
-import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "./export.ts";
-import { auditWorkerURL } from "./_worker-url.ts";
+import { ExportRun, type AuditExport, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "./export.ts";
 import { publicKeyPem } from "./signing.ts";
 import { verifyChain, type VerifyReport } from "./verify.ts";
 import { errorMessage } from "../errors.ts";
@@ -22,12 +24,13 @@ export interface AuditTrail {
    */
   verify(actor: string, options?: VerifyOptions): Promise<VerifyReport & { recorded: boolean }>;
   /** Erases a user's personal data; reveals nothing about whether the user had records. */
-  eraseUser(userId: string, actor: string): void;
+  eraseUser(userId: string, actor: string): Promise<void>;
   /** A streamed export; its manifest is signed and recorded once the last byte is produced. */
-  export(format: ExportFormat, filter: ParsedExportFilter, actor: string): ExportRun;
+  export(format: ExportFormat, filter: ParsedExportFilter, actor: string): AuditExport;
   /** The manifest of an export this trail produced (from its chain event), or null. */
-  manifest(exportId: string): ExportManifest | null;
-  recordEvent(event: ChainEvent): void;
+  manifest(exportId: string): Promise<ExportManifest | null>;
+  /** Appends an audit-of-the-audit event; rejects if it cannot be written (the caller decides what that means). */
+  recordEvent(event: ChainEvent): Promise<void>;
   /** The checkpoint key's public half, SPKI PEM. */
   publicKey(): string;
 }
@@ -39,8 +42,6 @@ export interface VerifyOptions {
 }
 
 export interface TrailOptions {
-  /** The database file: when given, verify runs on a worker thread (the caller's loop stays free). */
-  verifyOffThread?: string;
   /** The configured checkpoint settings: verify reads `file`; sealed checkpoints go there too. */
   checkpoint?: CheckpointSettings;
   /**
@@ -48,10 +49,27 @@ export interface TrailOptions {
    * it, so otherwise the events it appended last could be deleted unnoticed).
    */
   sealEvents?: boolean;
-  /** Called after an erasure committed (the store compacts its intent log). */
-  afterErase?: () => void;
   /** Where to report problems that do not fail the action (e.g. a checkpoint file not writable). */
   onError?: (message: string) => void;
+}
+
+/**
+ * A verification's report, with its chain event appended. A read-only copy (or a locked database)
+ * can still be verified: `recorded` says whether the event was written, and the caller decides what
+ * an unrecorded verification means (the API refuses it, the CLI warns).
+ */
+export async function recordVerification(
+  report: VerifyReport,
+  actor: string,
+  record: (event: ChainEvent) => Promise<void>,
+): Promise<VerifyReport & { recorded: boolean }> {
+  const details = { ok: report.ok, last_seq: report.last_seq, bad_seq: report.failure?.seq ?? null, reason: report.failure?.reason ?? null };
+  try {
+    await record({ kind: "verify", actor, details });
+    return { ...report, recorded: true };
+  } catch {
+    return { ...report, recorded: false };
+  }
 }
 
 /** The checkpoints of a checkpoint file; none if it does not exist (yet). */
@@ -83,24 +101,14 @@ export class SqliteAuditTrail implements AuditTrail {
         : null;
   }
 
+  /** Runs on the caller's thread (the CLI); the proxy verifies on a thread of its own. */
   async verify(actor: string, options: VerifyOptions = {}): Promise<VerifyReport & { recorded: boolean }> {
     const key = options.publicKey ?? this.signingKey;
     const external = options.checkpoints ?? readCheckpointFile(this.options.checkpoint?.file);
-    const verifyOffThread = this.options.verifyOffThread;
-    const report =
-      verifyOffThread && key ? await verifyOnWorker(verifyOffThread, key, external) : verifyChain(this.db, key, external);
-    const details = { ok: report.ok, last_seq: report.last_seq, bad_seq: report.failure?.seq ?? null, reason: report.failure?.reason ?? null };
-    try {
-      this.recordEvent({ kind: "verify", actor, details });
-      return { ...report, recorded: true };
-    } catch {
-      // A read-only copy (or a locked database) can still be verified; the caller decides what
-      // an unrecorded verification means (the API refuses it, the CLI warns).
-      return { ...report, recorded: false };
-    }
+    return recordVerification(verifyChain(this.db, key, external), actor, async (event) => this.appendEvent(event));
   }
 
-  eraseUser(userId: string, actor: string): void {
+  async eraseUser(userId: string, actor: string): Promise<void> {
     eraseUser(this.chain, this.hashKey, userId, actor);
     this.seal();
     // Erased bytes must not linger: old page images in the WAL go back into the (secure_delete)
@@ -111,29 +119,40 @@ export class SqliteAuditTrail implements AuditTrail {
     } catch {
       // busy: see above
     }
-    this.options.afterErase?.();
   }
 
-  export(format: ExportFormat, filter: ParsedExportFilter, actor: string): ExportRun {
+  /** `id`: the export's id when the caller chose it (the proxy names an export before it starts). */
+  export(format: ExportFormat, filter: ParsedExportFilter, actor: string, id?: string): ExportRun {
     if (!this.signingKey) throw new Error("exports are signed, and this trail has no signing key");
-    const run: ExportRun = new ExportRun(this.db, format, filter, this.signingKey, (manifest) =>
-      this.recordEvent({
-        kind: "export",
-        actor,
-        details: manifest ? { manifest } : { export_id: run.id, format, cancelled: true, records_sent_at_most: run.exported },
-      }),
+    const run: ExportRun = new ExportRun(
+      this.db,
+      format,
+      filter,
+      this.signingKey,
+      (manifest) =>
+        this.appendEvent({
+          kind: "export",
+          actor,
+          details: manifest ? { manifest } : { export_id: run.id, format, cancelled: true, records_sent_at_most: run.exported },
+        }),
+      id,
     );
     return run;
   }
 
-  manifest(exportId: string): ExportManifest | null {
+  async manifest(exportId: string): Promise<ExportManifest | null> {
     const row = this.db
       .query<{ details: string }, [string]>("SELECT details FROM audit_events WHERE kind = 'export' AND json_extract(details, '$.manifest.export_id') = ?")
       .get(exportId);
     return row ? (JSON.parse(row.details) as { manifest: ExportManifest }).manifest : null;
   }
 
-  recordEvent(event: ChainEvent): void {
+  async recordEvent(event: ChainEvent): Promise<void> {
+    this.appendEvent(event);
+  }
+
+  /** Appends an event now, on this connection; throws if it cannot be written. */
+  appendEvent(event: ChainEvent): void {
     this.chain.append([], [event]);
     this.seal();
   }
@@ -153,17 +172,4 @@ export class SqliteAuditTrail implements AuditTrail {
     if (!this.signingKey) throw new Error("this trail has no signing key");
     return publicKeyPem(this.signingKey);
   }
-}
-
-function verifyOnWorker(path: string, key: KeyObject, checkpoints: readonly Checkpoint[]): Promise<VerifyReport> {
-  const worker = new Worker(auditWorkerURL("verify-worker"));
-  return new Promise<VerifyReport>((resolve, reject) => {
-    worker.onmessage = (event: MessageEvent<string>) => {
-      const answer = JSON.parse(event.data) as { report?: VerifyReport; error?: string };
-      if (answer.report) resolve(answer.report);
-      else reject(new Error(`verification failed: ${answer.error ?? "no answer"}`));
-    };
-    worker.onerror = (event) => reject(new Error(`the verify thread crashed: ${event.message}`));
-    worker.postMessage(JSON.stringify({ path, publicKey: publicKeyPem(key), checkpoints }));
-  }).finally(() => worker.terminate());
 }

@@ -66,10 +66,10 @@ function cliTrail(db: Database, settings: CliAuditSettings, key = existingSignin
  * checkpoint when the signing key is present. A read-only copy of the database can still be
  * queried; the user is told the query was not recorded.
  */
-export function recordCliQuery(db: Database, settings: CliAuditSettings, route: string, filters: string[], returned: number): void {
+export async function recordCliQuery(db: Database, settings: CliAuditSettings, route: string, filters: string[], returned: number): Promise<void> {
   const trail = cliTrail(db, settings);
   try {
-    trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
+    await trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
   } catch (error) {
     process.stderr.write(`agent-attr: warning: this query is not recorded in the trail (${errorMessage(error)})\n`);
   } finally {
@@ -187,7 +187,7 @@ const erase = defineCommand({
     const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
     const { log, trail } = openTrail(settings);
     try {
-      trail.eraseUser(args.user, cliActor());
+      await trail.eraseUser(args.user, cliActor());
       // The same answer whether or not the user had records: erasure must not reveal existence.
       process.stdout.write("Erased: no record in this trail carries that user's personal data any more.\n");
     } finally {

@@ -24,7 +24,7 @@ const query = defineCommand({
     const filter = parseOptions(recordFilterSchema, { ...filterValues(args), limit: args.limit, cursor: args.cursor });
     await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log, settings) => {
       const page = await log.reader.records(filter);
-      recordCliQuery(log.db, settings, "cli:audit query", filterNames(filter, ["limit"]), page.records.length);
+      await recordCliQuery(log.db, settings, "cli:audit query", filterNames(filter, ["limit"]), page.records.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(csvHeader() + page.records.map(csvRow).join(""));
       else {

@@ -10,11 +10,21 @@ import type { Runtime } from "../pipeline/runtime.ts";
 import { auditRoutes } from "./audit-routes.ts";
 import { auditTrailRoutes } from "./audit-trail-routes.ts";
 import { openapiDocument } from "./openapi.ts";
+import { AccessDenials } from "./access-denials.ts";
 import { accessActor, accessGuard, type AccessToken } from "./roles.ts";
 
 export interface AppOptions {
   /** Tokens the audit API accepts, with their roles; with none the API is open (loopback-only server). */
   tokens?: readonly AccessToken[];
+  /** Where refused audit API calls are counted (the server closes it on shutdown); default: a new one. */
+  denials?: AccessDenials;
+  /** The client's address, for the record of a refused call (the server knows it; `app.handle` does not). */
+  clientAddress?: (request: Request) => string | null;
+}
+
+/** Refused audit API calls go to the primary sink's trail (one event a minute, see ./access-denials.ts). */
+export function accessDenials(rt: Runtime): AccessDenials {
+  return new AccessDenials(async (event) => rt.trail?.recordEvent(event), rt.log.error);
 }
 
 export function createApp(rt: Runtime, options: AppOptions = {}) {
@@ -23,7 +33,9 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   app.get("/healthz", () => ({ status: "ok" }));
   app.get("/metrics", () => new Response(rt.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } }));
   app.get("/openapi.json", () => Response.json(openapiDocument()));
-  const access = accessGuard(options.tokens ?? []);
+  const denials = options.denials ?? accessDenials(rt);
+  const clientAddress = options.clientAddress ?? (() => null);
+  const access = accessGuard(options.tokens ?? [], undefined, (refusal, request) => denials.note(refusal, clientAddress(request)));
   const actorOf = accessActor(options.tokens ?? []);
   app.use(auditRoutes(rt, access, actorOf));
   app.use(auditTrailRoutes(rt, access, actorOf));

@@ -19,9 +19,9 @@ const usedFilters = (filter: object) => filterNames(filter, ["limit", "by"]);
  * used and how many records (or groups) were returned. If the event cannot be written, the answer
  * is withheld (503), as for a call whose record cannot be written.
  */
-function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Response {
+async function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Promise<Response> {
   try {
-    rt.trail?.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
+    await rt.trail?.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
     return answer;
   } catch (error) {
     rt.log.error(`cannot record an audit query in the trail: ${errorMessage(error)}`);
@@ -29,18 +29,18 @@ function recorded(rt: Runtime, actor: string, route: string, filters: string[], 
   }
 }
 
-/** Every route asks `access` for the least role it needs (reads: auditor; deletes: admin). */
+/** Every route asks `access` for the least role it needs (reads: auditor; deletes: admin), naming its route pattern. */
 export function auditRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
   const list = async (request: Request, route: string, fixed: Partial<RecordFilter> = {}) => {
-    const denied = access(request, "auditor");
+    const denied = access(request, "auditor", route);
     if (denied) return denied;
     const parsed = recordFilterSchema.safeParse({ ...queryOf(request), ...fixed });
     if (!parsed.success) return invalidQuery(parsed.error);
     const page = await rt.reader.records(parsed.data);
     return recorded(rt, actorOf(request), route, usedFilters(parsed.data), page.records.length, Response.json(page));
   };
-  const summary = async (request: Request) => {
-    const denied = access(request, "auditor");
+  const summary = async (request: Request, route: string) => {
+    const denied = access(request, "auditor", route);
     if (denied) return denied;
     const parsed = summaryFilterSchema.safeParse(queryOf(request));
     if (!parsed.success) return invalidQuery(parsed.error);
@@ -48,20 +48,20 @@ export function auditRoutes(rt: Runtime, access: AccessGuard, actorOf: (request:
     return recorded(rt, actorOf(request), `/audit/summary?by=${parsed.data.by}`, usedFilters(parsed.data), result.groups.length, Response.json(result));
   };
   return new Elysia({ prefix: "/audit" })
-    .get("/records", ({ request }) => list(request, "/audit/records"))
-    .get("/summary", ({ request }) => summary(request))
-    .get("/records/:id", async ({ request, params }) => {
-      const denied = access(request, "auditor");
+    .get("/records", ({ request, route }) => list(request, route))
+    .get("/summary", ({ request, route }) => summary(request, route))
+    .get("/records/:id", async ({ request, params, route }) => {
+      const denied = access(request, "auditor", route);
       if (denied) return denied;
       const record = await rt.reader.record(params.id);
-      if (record) return recorded(rt, actorOf(request), "/audit/records/:id", ["id"], 1, Response.json(record));
+      if (record) return recorded(rt, actorOf(request), route, ["id"], 1, Response.json(record));
       const missing = Response.json(
         { error: { message: `No audit record has id '${params.id}'.`, type: "not_found_error", code: "not_found" } },
         { status: 404 },
       );
-      return recorded(rt, actorOf(request), "/audit/records/:id", ["id"], 0, missing);
+      return recorded(rt, actorOf(request), route, ["id"], 0, missing);
     })
-    .get("/user/:id", ({ request, params }) => list(request, "/audit/user/:id", { user: params.id }))
-    .get("/agent/:id", ({ request, params }) => list(request, "/audit/agent/:id", { agent: params.id }))
-    .get("/task/:id", ({ request, params }) => list(request, "/audit/task/:id", { task: params.id }));
+    .get("/user/:id", ({ request, params, route }) => list(request, route, { user: params.id }))
+    .get("/agent/:id", ({ request, params, route }) => list(request, route, { agent: params.id }))
+    .get("/task/:id", ({ request, params, route }) => list(request, route, { task: params.id }));
 }

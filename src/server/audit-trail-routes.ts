@@ -11,6 +11,7 @@ import type { AuditTrail } from "../audit/trail.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard, Role } from "./roles.ts";
 import { apiError, queryOf } from "./http.ts";
+import { errorMessage } from "../errors.ts";
 
 
 const contentTypes: Record<ExportFormat, string> = {
@@ -21,9 +22,9 @@ const contentTypes: Record<ExportFormat, string> = {
 
 
 export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
-  /** Runs `handle` for a request with the role `needs`, against a sink that has a trail. */
-  const withTrail = (request: Request, handle: (trail: AuditTrail) => Response | Promise<Response>, needs: Role = "auditor") => {
-    const denied = access(request, needs);
+  /** Runs `handle` for a request to `route` with the role `needs`, against a sink that has a trail. */
+  const withTrail = (request: Request, route: string, handle: (trail: AuditTrail) => Response | Promise<Response>, needs: Role = "auditor") => {
+    const denied = access(request, needs, route);
     if (denied) return denied;
     if (!rt.trail) {
       return apiError(501, "not_supported", "invalid_request_error", "The primary audit sink keeps no tamper-evident trail; use sqliteAudit() as the first sink.");
@@ -32,8 +33,8 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
   };
 
   return new Elysia({ prefix: "/audit" })
-    .get("/verify", ({ request }) =>
-      withTrail(request, async (trail) => {
+    .get("/verify", ({ request, route }) =>
+      withTrail(request, route, async (trail) => {
         const { recorded, ...report } = await trail.verify(actorOf(request));
         // As for queries: an audit action that cannot be recorded is not answered.
         if (!recorded) return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot record this verification right now; retry shortly.");
@@ -41,15 +42,21 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
         return Response.json(report, { status: report.ok ? 200 : 409 });
       }),
     )
-    .delete("/user/:id", ({ request, params }) =>
-      withTrail(request, (trail) => {
-        trail.eraseUser(params.id, actorOf(request));
+    .delete("/user/:id", ({ request, params, route }) =>
+      withTrail(request, route, async (trail) => {
+        try {
+          await trail.eraseUser(params.id, actorOf(request));
+        } catch (error) {
+          // E.g. another process held the write lock past the busy timeout: nothing was erased (one transaction).
+          rt.log.error(`an erasure through the audit API failed: ${errorMessage(error)}`);
+          return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot be written right now, so nothing was erased; retry shortly.");
+        }
         // The same answer whether or not the user had records: erasure must not reveal existence.
         return Response.json({ status: "erased" });
       }, "admin"),
     )
-    .get("/export/:format", ({ request, params }) =>
-      withTrail(request, (trail) => {
+    .get("/export/:format", ({ request, params, route }) =>
+      withTrail(request, route, (trail) => {
         const format = z.enum(exportFormats).safeParse(params.format);
         if (!format.success) {
           return apiError(404, "not_found", "not_found_error", `No export format '${params.format}'; use /audit/export/csv, /json or /ndjson.`);
@@ -69,14 +76,14 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
         });
       }),
     )
-    .get("/exports/:id/manifest", ({ request, params }) =>
-      withTrail(request, (trail) => {
-        const manifest = trail.manifest(params.id);
+    .get("/exports/:id/manifest", ({ request, params, route }) =>
+      withTrail(request, route, async (trail) => {
+        const manifest = await trail.manifest(params.id);
         if (manifest) return Response.json(manifest);
         return apiError(404, "not_found", "not_found_error", `No finished export has id '${params.id}' (a manifest exists once the export's last byte was sent).`);
       }),
     )
-    .get("/pubkey", ({ request }) =>
-      withTrail(request, (trail) => new Response(trail.publicKey(), { headers: { "content-type": "application/x-pem-file" } })),
+    .get("/pubkey", ({ request, route }) =>
+      withTrail(request, route, (trail) => new Response(trail.publicKey(), { headers: { "content-type": "application/x-pem-file" } })),
     );
 }

@@ -81,7 +81,7 @@ function operation(op: AuditOperation) {
         content: Object.fromEntries((op.contentTypes ?? ["application/json"]).map((type) => [type, { schema: jsonSchema(op.response, "output") }])),
       },
       ...(op.query ? { 400: error("A query parameter is invalid; the message names it.") } : {}),
-      401: error("No known access token."),
+      401: error("No known access token, or one not sent as `Authorization: Bearer <token>`."),
       403: error(`The token's role is not ${op.role}.`),
       ...Object.fromEntries(Object.entries(op.otherErrors ?? {}).map(([status, text]) => [status, error(text)])),
     },

@@ -4,7 +4,11 @@
  * and the config's `admin.tokens`. With no token at all the API is open, which `startProxy` allows
  * only on a loopback address.
  *
- * Routes ask for the least role they need: `const denied = access(request, "auditor"); if (denied) return denied;`
+ * Routes ask for the least role they need, naming their route pattern (refusals are recorded by it):
+ * `const denied = access(request, "auditor", route); if (denied) return denied;`
+ *
+ * The token must come as `Authorization: Bearer <token>` (the scheme's name is case-insensitive,
+ * RFC 9110 §11.1); a bare token in the header is refused like a wrong one.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
@@ -19,7 +23,22 @@ export interface AccessToken {
 }
 
 /** A check for one route: null lets the request through, otherwise the 401/403 to answer with. */
-export type AccessGuard = (request: Request, needs: Role) => Response | null;
+export type AccessGuard = (request: Request, needs: Role, route: string) => Response | null;
+
+/** Why a request was refused: no Authorization header, one without the Bearer scheme, a token no one configured, too small a role. */
+export const refusalReasons = ["no_token", "not_bearer", "unknown_token", "insufficient_role"] as const;
+
+/** A refused audit API call, as recorded in the trail: what was asked and with which role; never the token. */
+export interface AccessRefusal {
+  method: string;
+  /** The route pattern (`/audit/user/:id`), never the path: a path can carry a user id. */
+  route: string;
+  status: 401 | 403;
+  reason: (typeof refusalReasons)[number];
+  required_role: Role;
+  /** The role of the token sent, when it is a known token (a 403); null otherwise. */
+  presented_role: Role | null;
+}
 
 /** `admin.tokens` in the config: the token itself, or the environment variable that holds it. */
 export const adminTokenSchema = z.union([
@@ -62,20 +81,27 @@ const digest = (value: string) => createHash("sha256").update(value).digest();
 /** Compares two equal-length buffers in constant time (`timingSafeEqual`; injectable for tests). */
 export type Compare = (a: Buffer, b: Buffer) => boolean;
 
+type Presented = { role: Role } | { role: null; reason: "no_token" | "not_bearer" | "unknown_token" };
+
 /**
- * The role of the request's bearer token, or null. Both sides are SHA-256 digests, so `compare`
- * always gets 32 bytes against 32: neither a token's length nor its content shows in the timing.
+ * The role of the request's bearer token, or why there is none. Both sides are SHA-256 digests,
+ * so `compare` always gets 32 bytes against 32: neither a token's length nor its content shows in
+ * the timing.
  */
-function roleMatcher(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): (request: Request) => Role | null {
+function roleMatcher(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): (request: Request) => Presented {
   const known = tokens.map((t) => ({ digest: digest(t.token), role: t.role }));
   return (request) => {
-    const given = digest(request.headers.get("authorization")?.replace(/^Bearer\s+/i, "") ?? "");
+    const header = request.headers.get("authorization");
+    if (header === null) return { role: null, reason: "no_token" };
+    const bearer = /^Bearer\s+(\S.*)$/i.exec(header);
+    if (!bearer) return { role: null, reason: "not_bearer" };
+    const given = digest(bearer[1]!);
     let role: Role | null = null;
     // Compare against every token (no early exit), each in constant time.
     for (const candidate of known) {
       if (compare(given, candidate.digest) && role === null) role = candidate.role;
     }
-    return role;
+    return role ? { role } : { role: null, reason: "unknown_token" };
   };
 }
 
@@ -86,20 +112,35 @@ function roleMatcher(tokens: readonly AccessToken[], compare: Compare = timingSa
 export function accessActor(tokens: readonly AccessToken[]): (request: Request) => string {
   if (tokens.length === 0) return () => "api:open";
   const roleOf = roleMatcher(tokens);
-  return (request) => `api:${roleOf(request) ?? "unknown"}`;
+  return (request) => `api:${roleOf(request).role ?? "unknown"}`;
 }
 
-export function accessGuard(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): AccessGuard {
+const howToSend = "send 'Authorization: Bearer <token>' with AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or a token from the config's admin.tokens.";
+
+/** `onRefusal` hears of every 401 and 403 (the app records them in the trail, see ./access-denials.ts). */
+export function accessGuard(
+  tokens: readonly AccessToken[],
+  compare: Compare = timingSafeEqual,
+  onRefusal: (refusal: AccessRefusal, request: Request) => void = () => {},
+): AccessGuard {
   if (tokens.length === 0) return () => null;
   const roleOf = roleMatcher(tokens, compare);
-  return (request, needs) => {
-    const role = roleOf(request);
-    if (role === null) {
-      return apiError(401, "unauthorized", "authentication_error",
-        "The audit API needs a token: send 'Authorization: Bearer <token>' with AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or a token from the config's admin.tokens.");
+  return (request, needs, route) => {
+    const presented = roleOf(request);
+    const refuse = (status: 401 | 403, reason: AccessRefusal["reason"], answer: Response) => {
+      onRefusal({ method: request.method, route, status, reason, required_role: needs, presented_role: presented.role }, request);
+      return answer;
+    };
+    if (presented.role === null) {
+      const message =
+        presented.reason === "not_bearer"
+          ? `The Authorization header sent has no 'Bearer' scheme: ${howToSend}`
+          : `The audit API needs a token: ${howToSend}`;
+      return refuse(401, presented.reason, apiError(401, "unauthorized", "authentication_error", message));
     }
-    if (!grants[role].includes(needs)) {
-      return apiError(403, "forbidden", "permission_error", `This route needs the ${needs} role; the token sent has the ${role} role.`);
+    if (!grants[presented.role].includes(needs)) {
+      const message = `This route needs the ${needs} role; the token sent has the ${presented.role} role.`;
+      return refuse(403, "insufficient_role", apiError(403, "forbidden", "permission_error", message));
     }
     return null;
   };

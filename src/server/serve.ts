@@ -8,7 +8,7 @@ import { ConfigError } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { Logger } from "../plugin.ts";
-import { createApp } from "./app.ts";
+import { accessDenials, createApp } from "./app.ts";
 import { proxyRoutes } from "./proxy-routes.ts";
 import { resolveAccessTokens, type AccessToken } from "./roles.ts";
 import { closeRuntime, createRuntime, waitForInflight } from "./runtime.ts";
@@ -59,9 +59,11 @@ export async function startProxy(config: Config, options: StartOptions): Promise
         "To verify identity, add apiKeys() to the config's plugins and hand out keys from 'agent-attr keys create', or add jwtAttribution({...}).",
     );
   }
-  const app = createApp(runtime, { tokens });
+  const denials = accessDenials(runtime);
+  let server: Server<undefined> | undefined;
+  const clientAddress = (request: Request) => server?.requestIP(request)?.address ?? null;
+  const app = createApp(runtime, { tokens, denials, clientAddress });
   const handle = app.fetch;
-  let server: Server<undefined>;
   try {
     server = Bun.serve({
       hostname: host,
@@ -74,6 +76,7 @@ export async function startProxy(config: Config, options: StartOptions): Promise
       fetch: (request) => handle(request),
     });
   } catch (error) {
+    await denials.close();
     await closeRuntime(runtime);
     const code = (error as { code?: string }).code;
     if (code === "EADDRINUSE") {
@@ -93,6 +96,7 @@ export async function startProxy(config: Config, options: StartOptions): Promise
         // Past the grace time, cut what is left: those calls record as aborted before the flush.
         server.stop(true);
         await waitForInflight(runtime, 1000);
+        await denials.close();
         await closeRuntime(runtime);
         await closing;
       })();

@@ -22,7 +22,7 @@ const events = (logDb: string) => {
 test("erasing a user: no record returns them, the chain verifies, redactions are counted, the event has the count", async () => {
   const logDb = await trailWith(9); // users user-0, user-1, user-2, three records each
   const store = new SqliteAuditStore(logDb);
-  store.trail.eraseUser("user-1", "cli:test");
+  await store.trail.eraseUser("user-1", "cli:test");
   expect((await store.reader.records({ user: "user-1", limit: 100 })).records).toEqual([]);
   const all = (await store.reader.records({ limit: 100 })).records;
   const erased = all.filter((r) => ["rec-1", "rec-4", "rec-7"].includes(r.id));
@@ -45,9 +45,9 @@ test("erasing a user: no record returns them, the chain verifies, redactions are
 test("erasing twice, or a user who never called, is harmless: the chain verifies, nothing else changes", async () => {
   const logDb = await trailWith(3);
   const store = new SqliteAuditStore(logDb);
-  store.trail.eraseUser("user-1", "api");
-  store.trail.eraseUser("user-1", "api");
-  store.trail.eraseUser("nobody-ever", "api");
+  await store.trail.eraseUser("user-1", "api");
+  await store.trail.eraseUser("user-1", "api");
+  await store.trail.eraseUser("nobody-ever", "api");
   expect(await store.trail.verify("api")).toMatchObject({ ok: true, records: 3, redacted: 1 });
   expect(events(logDb).map((e) => e.details.records)).toEqual([1, 0, 0, undefined]);
   await store.close();
@@ -58,7 +58,7 @@ test("a call in flight while its user is erased is redacted when its final recor
   const store = new SqliteAuditStore(logDb);
   const started = sampleRecord(1, { user_id: "alice", outcome: null });
   await store.begin(started);
-  store.trail.eraseUser("alice", "api");
+  await store.trail.eraseUser("alice", "api");
   store.write({ ...started, outcome: "completed" });
   // A call that starts after the erasure is a new call, recorded in full.
   await Bun.sleep(2);
@@ -75,7 +75,7 @@ test("an intent recovered after a crash, whose user was erased meanwhile, is rec
   const logDb = join(tempDir(), "audit.db");
   const crashed = new SqliteAuditStore(logDb);
   await crashed.begin(sampleRecord(1, { user_id: "bob", outcome: null }));
-  crashed.trail.eraseUser("bob", "cli:test"); // no close(): the process "died"
+  await crashed.trail.eraseUser("bob", "cli:test"); // no close(): the process "died"
   const restarted = new SqliteAuditStore(logDb);
   expect(restarted.recoverInterrupted()).toBe(1);
   const [record] = (await restarted.reader.records({ limit: 10 })).records;
@@ -117,7 +117,7 @@ test("erasure finds the user as key id (a JWT's sub) and inside other records' d
       ][i - 1]!,
   });
   const store = new SqliteAuditStore(logDb);
-  store.trail.eraseUser("carol", "api");
+  await store.trail.eraseUser("carol", "api");
   const rows = (await store.reader.records({ limit: 10 })).records;
   expect(JSON.stringify(rows)).not.toContain("carol");
   expect(rows.find((r) => r.id === "rec-4")).toMatchObject({ user_id: "erin", key_id: "key-9" });
@@ -131,7 +131,7 @@ test("a call in flight whose key id names an erased user is redacted when it lan
   const store = new SqliteAuditStore(logDb);
   const started = sampleRecord(1, { user_id: null, key_id: "frank", outcome: null });
   await store.begin(started);
-  store.trail.eraseUser("frank", "api");
+  await store.trail.eraseUser("frank", "api");
   store.write({ ...started, outcome: "completed" });
   await store.flush();
   const [record] = (await store.reader.records({ limit: 10 })).records;

@@ -63,7 +63,7 @@ test("a redaction no erasure or retention event names (personal fields and salt 
 test("a redacted record is accepted only within the seqs its erasure event names", async () => {
   const logDb = await trailWith(10);
   const store = new SqliteAuditStore(logDb);
-  store.trail.eraseUser("user-1", "cli:test"); // seqs 1, 4, 7, 10
+  await store.trail.eraseUser("user-1", "cli:test"); // seqs 1, 4, 7, 10
   await store.close();
   expect(verify(logDb)).toMatchObject({ ok: true, redacted: 4 });
   const redact = "user_id = NULL, key_id = NULL, task_context = NULL, session_id = NULL, trace_id = NULL, prompt_hash = NULL, response_hash = NULL, delegation = NULL, salt = NULL";
@@ -74,7 +74,7 @@ test("a redacted record is accepted only within the seqs its erasure event names
 test("the usage rollup is checked against the records: an edited or deleted rollup row is a rollup_mismatch naming dim, key and day", async () => {
   const logDb = await trailWith(9);
   const store = new SqliteAuditStore(logDb);
-  store.trail.eraseUser("user-1", "cli:test"); // the triggers move the user's usage to the '' key
+  await store.trail.eraseUser("user-1", "cli:test"); // the triggers move the user's usage to the '' key
   await store.close();
   const intact = verify(logDb);
   expect(intact).toMatchObject({ ok: true, records: 9 });

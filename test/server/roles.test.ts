@@ -76,6 +76,22 @@ describe("every audit read route", () => {
     await pubkey.arrayBuffer();
   });
 
+  test("a token sent without the Bearer scheme is refused with 401 on every route, saying how to send it", async () => {
+    const bare = { authorization: adminToken };
+    for (const path of [...readRoutes(), "/audit/verify", "/audit/export/csv", "/audit/pubkey"]) {
+      const response = await fetch(`${proxy.url}${path}`, { headers: bare });
+      expect(response.status).toBe(401);
+      const text = await response.text();
+      expect(text).toContain("Authorization: Bearer <token>");
+      expect(text).not.toContain(adminToken);
+    }
+    expect((await fetch(`${proxy.url}/audit/user/u`, { method: "DELETE", headers: bare })).status).toBe(401);
+    // The scheme's name is case-insensitive (RFC 9110 §11.1); the token itself is not.
+    const lower = await fetch(`${proxy.url}/audit/records`, { headers: { authorization: `bearer ${adminToken}` } });
+    expect(lower.status).toBe(200);
+    await lower.arrayBuffer();
+  });
+
   test("a token that differs only in length or last character is refused", async () => {
     expect((await get("/audit/records", adminToken.slice(0, -1))).status).toBe(401);
     expect((await get("/audit/records", `${adminToken}x`)).status).toBe(401);
@@ -91,18 +107,18 @@ describe("the role guard", () => {
   const request = (token: string) => new Request("http://x/audit/user/u", { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
 
   test("an auditor is refused an admin route with 403 naming both roles; an admin passes", async () => {
-    const denied = guard(request(auditorToken), "admin");
+    const denied = guard(request(auditorToken), "admin", "/audit/user/:id");
     expect(denied?.status).toBe(403);
     expect(((await denied!.json()) as { error: { message: string } }).error.message).toBe(
       "This route needs the admin role; the token sent has the auditor role.",
     );
-    expect(guard(request(adminToken), "admin")).toBeNull();
-    expect(guard(request(adminToken), "auditor")).toBeNull();
-    expect(guard(request(auditorToken), "auditor")).toBeNull();
+    expect(guard(request(adminToken), "admin", "/audit/user/:id")).toBeNull();
+    expect(guard(request(adminToken), "auditor", "/audit/user/:id")).toBeNull();
+    expect(guard(request(auditorToken), "auditor", "/audit/user/:id")).toBeNull();
   });
 
   test("with no token configured the API is open (the server then binds loopback only)", () => {
-    expect(accessGuard([])(new Request("http://x/"), "admin")).toBeNull();
+    expect(accessGuard([])(new Request("http://x/"), "admin", "/audit/user/:id")).toBeNull();
   });
 
   test("a config entry naming an unset environment variable is an error that names it", () => {
@@ -115,7 +131,7 @@ describe("the role guard", () => {
     const counted = accessGuard([{ token: adminToken, role: "admin" }, { token: auditorToken, role: "auditor" }], compare);
     for (const sent of ["x", adminToken.slice(0, -1), `${adminToken}-and-longer`, auditorToken]) {
       calls.length = 0;
-      counted(new Request("http://x/audit/records", { headers: { authorization: `Bearer ${sent}` } }), "auditor");
+      counted(new Request("http://x/audit/records", { headers: { authorization: `Bearer ${sent}` } }), "auditor", "/audit/records");
       expect(calls).toEqual([[32, 32], [32, 32]]);
     }
   });
