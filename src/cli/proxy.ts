@@ -1,6 +1,7 @@
 /** `agent-attr proxy start`: run the proxy until SIGTERM/SIGINT. */
 import { defineCommand } from "citty";
 import { findConfigFile, loadConfig } from "../config/load.ts";
+import { createLogger, resolveLogSettings } from "../log.ts";
 import { startProxy } from "../server/serve.ts";
 import { logDbArg, parseFlag, portSchema, resolveLogDb, withUserErrors } from "./_shared.ts";
 
@@ -18,18 +19,18 @@ const start = defineCommand({
     if (args.port !== undefined) config.server.port = parseFlag("port", portSchema, args.port);
     if (args.host !== undefined) config.server.host = args.host;
     const logDb = resolveLogDb(args["log-db"], config.audit.logDb);
+    const log = createLogger(resolveLogSettings(config.server.log));
     const proxy = await startProxy(config, {
       logDb,
       adminToken: process.env.AGENT_ATTR_ADMIN_TOKEN || undefined,
       auditorToken: process.env.AGENT_ATTR_AUDITOR_TOKEN || undefined,
+      log,
     });
-    console.log(
-      `agent-attr: proxy listening on ${proxy.url} (config: ${configFile ?? "built-in defaults"}, audit: ${logDb})`,
-    );
+    log.info(`proxy listening on ${proxy.url} (config: ${configFile ?? "built-in defaults"}, audit: ${logDb})`);
     const shutdown = async (signal: string) => {
-      console.log(`agent-attr: ${signal}: finishing in-flight calls and flushing the audit log`);
+      log.info(`${signal}: finishing in-flight calls and flushing the audit log`);
       await proxy.stop();
-      console.log("agent-attr: stopped");
+      log.info("stopped");
       process.exit(0);
     };
     process.once("SIGTERM", () => void shutdown("SIGTERM"));

@@ -6,7 +6,8 @@ import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
 import { PluginError, type Logger, type Plugin } from "../plugin.ts";
 import { Metrics } from "../pipeline/metrics.ts";
-import { consoleLogger, type Runtime } from "../pipeline/runtime.ts";
+import type { Runtime } from "../pipeline/runtime.ts";
+import { createLogger } from "../log.ts";
 
 export function defaultPlugins(): Plugin[] {
   return [openai(), anthropic(), headerAttribution(), pricing(), sqliteAudit()];
@@ -18,7 +19,7 @@ export function withPricing(plugins: Plugin[]): Plugin[] {
 }
 
 export async function createRuntime(config: Config, options: { logDb: string; log?: Logger }): Promise<Runtime> {
-  const log = options.log ?? consoleLogger;
+  const log = options.log ?? createLogger(config.server.log);
   const plugins = withPricing(config.plugins ?? defaultPlugins());
   const names = new Set<string>();
   for (const plugin of plugins) {
