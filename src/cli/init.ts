@@ -5,7 +5,7 @@ import { defineCommand } from "citty";
 // The example config at the top of the repository, embedded as text (TypeScript types it as the module).
 import starterModule from "../../agent-attr.config.ts" with { type: "text" };
 import { defaultConfigFile } from "../config/load.ts";
-import { UsageError, withUserErrors } from "./_shared.ts";
+import { UsageError } from "./_shared.ts";
 
 const starter = starterModule as unknown as string;
 
@@ -15,10 +15,10 @@ export const initCommand = defineCommand({
     output: { type: "string", description: `File to write (default ./${defaultConfigFile})` },
     force: { type: "boolean", description: "Overwrite an existing file" },
   },
-  run: withUserErrors(({ args }) => {
+  run({ args }) {
     const file = resolve(args.output ?? defaultConfigFile);
     if (existsSync(file) && !args.force) throw new UsageError(`${file} already exists; pass --force to overwrite it.`);
     writeFileSync(file, starter);
     console.log(`agent-attr: wrote ${file}; start the proxy with 'agent-attr proxy start'`);
-  }),
+  },
 });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
-import { spawnProxy } from "../helpers/process.ts";
+import { runCli, spawnProxy } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
 
 let upstream: FakeUpstream;
@@ -88,3 +88,11 @@ test("server.log in the config: json at level warn drops the info lines and keep
   expect(entries.map((e) => e.level)).toEqual(["warn"]);
   expect(entries[0]!.msg).toContain("no price is known for openai/gpt-unpriced");
 }, 20_000);
+
+test("the CLI's own error messages go through the same escaping", async () => {
+  const result = await runCli(["audit", "quer\nagent-attr: error: FORGED\u001b[2J"]);
+  expect(result.exitCode).toBe(2);
+  expect(result.stderr.split("\n").filter((line) => line.startsWith("agent-attr: error: FORGED"))).toEqual([]);
+  expect(result.stderr).not.toMatch(control);
+  expect(result.stderr).toContain("Unknown command 'quer\\nagent-attr: error: FORGED\\x1b[2J'");
+});
