@@ -167,8 +167,7 @@ export interface StartSettings {
  * then the listen address from --port/--host, else PORT/HOST (as container platforms set them).
  */
 export async function startSettings(args: { port?: string; host?: string; "log-db"?: string; config?: string }): Promise<StartSettings> {
-  const configFile = findConfigFile(args.config);
-  const config = await loadConfig(configFile);
+  const { configFile, config } = await configuredSettings(args.config);
   const port = args.port ?? (process.env.PORT || undefined);
   if (port !== undefined) config.server.port = parseFlag(args.port !== undefined ? "port" : "port (from PORT)", portSchema, port);
   const host = args.host ?? (process.env.HOST || undefined);
@@ -176,8 +175,13 @@ export async function startSettings(args: { port?: string; host?: string; "log-d
   return { configFile, config, logDb: resolveLogDb(args["log-db"], config.audit.logDb) };
 }
 
-/** The config file and its parsed settings, for commands that only read them. */
+/**
+ * The config file (--config, AGENT_ATTR_CONFIG, ./agent-attr.config.ts) and its settings, with
+ * AGENT_ATTR_SIGNING_KEY over `audit.signingKey` (so an image can keep the key on its own volume).
+ */
 export async function configuredSettings(flag: string | undefined): Promise<{ configFile: string | null; config: Config }> {
   const configFile = findConfigFile(flag);
-  return { configFile, config: await loadConfig(configFile) };
+  const config = await loadConfig(configFile);
+  if (process.env.AGENT_ATTR_SIGNING_KEY) config.audit.signingKey = process.env.AGENT_ATTR_SIGNING_KEY;
+  return { configFile, config };
 }

@@ -22,9 +22,11 @@ export async function cliAuditSettings(flags: { logDb?: string; signingKey?: str
   const logDb = resolveLogDb(flags.logDb, config.audit.logDb);
   const signingKeySource = flags.signingKey
     ? "--signing-key"
-    : config.audit.signingKey
-      ? "the config's audit.signingKey"
-      : "the default beside the database";
+    : process.env.AGENT_ATTR_SIGNING_KEY
+      ? "AGENT_ATTR_SIGNING_KEY"
+      : config.audit.signingKey
+        ? "the config's audit.signingKey"
+        : "the default beside the database";
   return {
     logDb,
     signingKey: signingKeyPath(logDb, flags.signingKey ?? config.audit.signingKey),

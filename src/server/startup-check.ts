@@ -4,7 +4,7 @@
  * the check is one the proxy starts with. It opens nothing and never throws: every problem found
  * is listed, so a user fixes them all in one round.
  */
-import { existsSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { errorMessage } from "../errors.ts";
@@ -80,10 +80,24 @@ export function pluginProblems(plugins: readonly Plugin[]): string[] {
   return problems;
 }
 
-/** The folder the audit database (and its key files) goes in must exist; a URL is a server's to check. */
+/**
+ * The folder of the audit database must exist and be writable: SQLite's WAL and shared memory, the
+ * intent log and the key files live beside the database. A URL is its server's to check.
+ */
 function logDbProblems(logDb: string): string[] {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(logDb) || logDb === ":memory:") return [];
   const folder = dirname(resolve(logDb));
-  if (existsSync(folder) && statSync(folder).isDirectory()) return [];
-  return [`The audit database ${logDb} cannot be created: the folder ${folder} does not exist. Create it, or choose another path with --log-db (or AGENT_ATTR_LOG_DB, or audit.logDb in the config).`];
+  const elsewhere = "choose another path with --log-db (or AGENT_ATTR_LOG_DB, or audit.logDb in the config)";
+  if (!existsSync(folder) || !statSync(folder).isDirectory()) {
+    return [`The audit database ${logDb} cannot be created: the folder ${folder} does not exist. Create it, or ${elsewhere}.`];
+  }
+  try {
+    accessSync(folder, constants.W_OK);
+  } catch {
+    const uid = process.getuid?.();
+    const who = uid === undefined ? "this process" : `user id ${uid}`;
+    // In a container with a bind-mounted /data, the host folder belongs to a host user.
+    return [`The folder ${folder} of the audit database is not writable by ${who}. Give ${who} write access (chown ${uid ?? "<uid>"} ${folder}), or ${elsewhere}.`];
+  }
+  return [];
 }

@@ -2,9 +2,9 @@
 // so a config it passes is one the proxy starts with; it reports every problem at once, with file and
 // line where there is one, and never opens a database or a port.
 import { expect, test } from "bun:test";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { runCli } from "../helpers/process.ts";
+import { cliPath, runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
 
 function configIn(text: string): { dir: string; file: string } {
@@ -98,4 +98,22 @@ test("config check takes proxy start's flags: --host checks the address start wo
   expect(wide.exitCode).toBe(3);
   expect(wide.stderr).toContain("Refusing to listen on 0.0.0.0");
   expect(existsSync(join(dir, "audit.db"))).toBe(false);
+});
+
+test("an audit folder this user cannot write (a bind mount owned by another uid) is refused before start, naming the uid", async () => {
+  const folder = tempDir();
+  const logDb = join(folder, "audit.db");
+  // root writes anywhere: check as an unprivileged user instead, as the container's uid would be.
+  const asRoot = process.getuid?.() === 0;
+  if (!asRoot) chmodSync(folder, 0o555);
+  const prefix = asRoot ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] : [];
+  const child = Bun.spawn([...prefix, "bun", cliPath, "config", "check", "--log-db", logDb], {
+    cwd: "/",
+    env: { ...process.env, NO_COLOR: "1", HOME: folder },
+    stderr: "pipe",
+    stdout: "pipe",
+  });
+  const [stderr, exitCode] = await Promise.all([new Response(child.stderr).text(), child.exited]);
+  expect(exitCode).toBe(3);
+  expect(stderr).toContain(`The folder ${folder} of the audit database is not writable by user id ${asRoot ? 65534 : process.getuid?.()}`);
 });
