@@ -5,7 +5,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { auditCommand } from "./audit.ts";
 import { configCommand } from "./config.ts";
 import { healthCommand } from "./health.ts";
-import { initCommand } from "./init.ts";
+import { initCommand, typesCommand } from "./init.ts";
 import { keysCommand } from "./keys.ts";
 import { pricingCommand } from "./pricing.ts";
 import { proxyCommand } from "./proxy.ts";
@@ -30,6 +30,7 @@ const main = defineCommand({
     pricing: pricingCommand,
     config: configCommand,
     init: initCommand,
+    types: typesCommand,
     health: healthCommand,
     help,
     version,
