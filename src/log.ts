@@ -43,23 +43,21 @@ function jsonLine(level: LogLevel, message: string, now: Date): string {
 
 const textPrefix: Record<LogLevel, string> = { info: "agent-attr: ", warn: "agent-attr: warning: ", error: "agent-attr: error: " };
 
-export interface LogOutput {
-  stdout(line: string): void;
-  stderr(line: string): void;
-}
+/** Where each level's finished line (without its newline) goes. */
+export type LogOutput = Record<LogLevel, (line: string) => void>;
 
-const processOutput: LogOutput = {
-  stdout: (line) => process.stdout.write(line),
-  stderr: (line) => process.stderr.write(line),
+// The console: info on stdout, warn and error on stderr.
+const consoleOutput: LogOutput = {
+  info: (line) => console.log(line),
+  warn: (line) => console.warn(line),
+  error: (line) => console.error(line),
 };
 
-export function createLogger(settings: LogSettings = defaultLogSettings, output: LogOutput = processOutput, clock = () => new Date()): Logger {
+export function createLogger(settings: LogSettings = defaultLogSettings, output: LogOutput = consoleOutput, clock = () => new Date()): Logger {
   const least = logLevels.indexOf(settings.level);
   const write = (level: LogLevel) => {
     if (logLevels.indexOf(level) < least) return () => {};
-    const to = level === "info" ? output.stdout : output.stderr;
-    return (message: string) =>
-      to(`${settings.format === "json" ? jsonLine(level, message, clock()) : textPrefix[level] + escapeControl(message)}\n`);
+    return (message: string) => output[level](settings.format === "json" ? jsonLine(level, message, clock()) : textPrefix[level] + escapeControl(message));
   };
   return { info: write("info"), warn: write("warn"), error: write("error") };
 }

@@ -5,7 +5,8 @@ import { createLogger, escapeControl, resolveLogSettings } from "../src/log.ts";
 
 function capture(settings: Parameters<typeof createLogger>[0]) {
   const lines: { stream: "stdout" | "stderr"; line: string }[] = [];
-  const log = createLogger(settings, { stdout: (line) => lines.push({ stream: "stdout", line }), stderr: (line) => lines.push({ stream: "stderr", line }) }, () => new Date("2026-01-02T03:04:05.000Z"));
+  const to = (stream: "stdout" | "stderr") => (line: string) => void lines.push({ stream, line: `${line}\n` });
+  const log = createLogger(settings, { info: to("stdout"), warn: to("stderr"), error: to("stderr") }, () => new Date("2026-01-02T03:04:05.000Z"));
   return { log, lines };
 }
 

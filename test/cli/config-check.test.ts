@@ -87,7 +87,7 @@ test("every problem at once, each with file and line", async () => {
   const thrown = await runCli(["config", "check"], { cwd: plugin.dir });
   expect(thrown.exitCode).toBe(3);
   expect(thrown.stderr).toContain(`${plugin.file}:3: Invalid options for plugin 'openai-compatible': baseURL: Invalid URL`);
-});
+}, 20_000);
 
 test("config check takes proxy start's flags: --host checks the address start would bind", async () => {
   const { dir } = configIn(`export default {};\n`);
@@ -98,7 +98,7 @@ test("config check takes proxy start's flags: --host checks the address start wo
   expect(wide.exitCode).toBe(3);
   expect(wide.stderr).toContain("Refusing to listen on 0.0.0.0");
   expect(existsSync(join(dir, "audit.db"))).toBe(false);
-});
+}, 15_000);
 
 test("an audit folder this user cannot write (a bind mount owned by another uid) is refused before start, naming the uid", async () => {
   const folder = tempDir();
@@ -116,4 +116,4 @@ test("an audit folder this user cannot write (a bind mount owned by another uid)
   const [stderr, exitCode] = await Promise.all([new Response(child.stderr).text(), child.exited]);
   expect(exitCode).toBe(3);
   expect(stderr).toContain(`The folder ${folder} of the audit database is not writable by user id ${asRoot ? 65534 : process.getuid?.()}`);
-});
+}, 15_000);

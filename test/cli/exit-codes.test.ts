@@ -33,7 +33,7 @@ test("audit verify: 0 intact, 1 tampered, 2 usage error, 3 bad config, 4 no data
   expect(outcomes.usage.stderr).toContain("Did you mean '--format'?");
   expect(outcomes.config.stderr).toContain("audit.logDb");
   expect(outcomes.missing.stderr).toContain("No audit database at");
-});
+}, 20_000);
 
 test("a file that is not a database is an I/O error (4), not an internal error or tampering", async () => {
   const notADb = join(tempDir(), "notes.db");

@@ -48,4 +48,4 @@ test("health: exit 7 and why when nothing answers; a bad --url is a usage error"
   expect(down.stdout).toContain("unhealthy");
   const bad = await runCli(["health", "--url", "not a url"]);
   expect(bad.exitCode).toBe(2);
-});
+}, 15_000);

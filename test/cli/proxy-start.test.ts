@@ -51,7 +51,7 @@ test("a start that fails after creating a new database (busy port) leaves no dat
     first.child.kill("SIGTERM");
     await first.child.exited;
   }
-});
+}, 20_000);
 
 test("an audit database that cannot be opened is named, with how to fix it", async () => {
   const result = await runCli(["proxy", "start", "--port", "0", "--log-db", "/nonexistent/dir/audit.db"], { env });

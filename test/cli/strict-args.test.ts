@@ -47,7 +47,7 @@ test("an unknown command names the closest one and lists the others", async () =
   expect(top.exitCode).toBe(2);
   expect(top.stderr).toContain("Did you mean 'proxy'?");
   expect(top.stderr).toContain("Commands: proxy, audit");
-});
+}, 15_000);
 
 test("a flag without its value, a flag given twice and a stray argument are usage errors", async () => {
   const logDb = await trailWith(1);
@@ -65,7 +65,7 @@ test("a flag without its value, a flag given twice and a stray argument are usag
     expect(result.stderr).toContain(message);
     expect(result.stdout).toBe("");
   }
-});
+}, 20_000);
 
 test("a value that starts with -- passes as --name=value", async () => {
   const logDb = await trailWith(1);
@@ -97,4 +97,4 @@ test("help and version: as commands and as flags", async () => {
   const bare = await runCli(["audit"]);
   expect(bare.exitCode).toBe(2);
   expect(bare.stderr).toContain("'agent-attr audit' needs a command: query, summary");
-});
+}, 30_000);
