@@ -6,7 +6,8 @@ import { z } from "zod";
 export function parseOptions<S extends z.ZodType>(plugin: string, schema: S, options: unknown): z.output<S> {
   const result = schema.safeParse(options ?? {});
   if (result.success) return result.data;
-  throw new Error(`Invalid options for plugin '${plugin}':\n${z.prettifyError(result.error)}`);
+  const problems = result.error.issues.map((issue) => `${issue.path.length ? `${issue.path.join(".")}: ` : ""}${issue.message}`);
+  throw new Error(`Invalid options for plugin '${plugin}': ${problems.join("; ")}`);
 }
 
 /** The proxy-held provider key for a verified call; a verified call without one cannot be served. */

@@ -3,3 +3,9 @@ declare module "*.sql" {
   const text: string;
   export default text;
 }
+
+// Text embedded in the build (`import text from "./x.txt" with { type: "text" }`).
+declare module "*.txt" {
+  const text: string;
+  export default text;
+}

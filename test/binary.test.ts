@@ -3,7 +3,8 @@
 // call, and reads the record back. Uses AGENT_ATTR_BINARY if set (CI passes dist/agent-attr),
 // otherwise compiles its own.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import pkg from "../package.json" with { type: "json" };
 import { join, resolve } from "node:path";
 import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.ts";
 import { tempDir } from "./helpers/proxy.ts";
@@ -82,3 +83,10 @@ test("the binary loads a config and a plugin from disk, proxies a call and recor
   ]);
   expect(run(["audit", "verify", "--log-db", logDb]).exitCode).toBe(0);
 }, 30_000);
+
+test("the binary writes the editor types it carries (agent-attr types), as generated from the sources", () => {
+  const folder = tempDir();
+  expect(run(["types", "--output", folder]).exitCode).toBe(0);
+  expect(readFileSync(join(folder, "agent-attr-env.d.ts"), "utf8")).toBe(readFileSync(resolve(import.meta.dir, "../src/cli/types/agent-attr-env.d.ts.txt"), "utf8"));
+  expect(run(["--version"]).stdout.toString()).toBe(`${pkg.version}\n`);
+});

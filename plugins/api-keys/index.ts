@@ -25,6 +25,8 @@ export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
   let store: ProxyKeyStore | null = null;
   return definePlugin({
     name: "api-keys",
+    /** The keys database when it is not the audit database; `agent-attr keys` reads it from here. */
+    keysPath: opts.path,
     setup({ logDb }) {
       store = new ProxyKeyStore(opts.path ?? logDb);
     },

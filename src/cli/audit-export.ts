@@ -2,9 +2,9 @@
 import { defineCommand } from "citty";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { exportFilterSchema, exportFormats, verifyExport } from "../audit/export.ts";
-import { cliAuditSettings, configArg } from "./audit-settings.ts";
+import { cliAuditSettings } from "./audit-settings.ts";
 import { cliActor, missingKeyHelp, openTrail, signingKeyArg } from "./audit-trail.ts";
-import { logDbArg, UsageError, withUserErrors } from "./_shared.ts";
+import { configArg, exitCodes, InterruptedError, IoError, logDbArg, opening, UsageError } from "./_shared.ts";
 import { errorMessage } from "../errors.ts";
 
 const exportCommand = defineCommand({
@@ -21,7 +21,7 @@ const exportCommand = defineCommand({
     "log-db": logDbArg,
     config: configArg,
   },
-  run: withUserErrors(async ({ args }) => {
+  async run({ args }) {
     const parsed = exportFilterSchema.safeParse({
       start_date: args["start-date"],
       end_date: args["end-date"],
@@ -38,17 +38,13 @@ const exportCommand = defineCommand({
     if (!key) {
       trail.close();
       log.close();
-      throw new UsageError(`exports are signed: ${missingKeyHelp(settings)}`);
+      throw new IoError(`exports are signed: ${missingKeyHelp(settings)}`);
     }
     let fd: number | null = null;
     try {
       const run = trail.export(args.format, parsed.data, cliActor());
       const progress = args.output !== undefined && process.stderr.isTTY ? { total: run.total(), shown: 0 } : null;
-      try {
-        fd = args.output === undefined ? 1 : openSync(args.output, "w", 0o600);
-      } catch (error) {
-        throw new UsageError(`--output ${args.output}: ${errorMessage(error)}`);
-      }
+      fd = args.output === undefined ? 1 : opening(`--output ${args.output}`, () => openSync(args.output!, "w", 0o600));
       // An export cut off (broken pipe, disk full, Ctrl-C) is recorded as cancelled, as the API does.
       let interrupted = false;
       const onInterrupt = () => (interrupted = true);
@@ -64,13 +60,13 @@ const exportCommand = defineCommand({
           }
           // Let a signal handler run between chunks.
           await new Promise((resolve) => setImmediate(resolve));
-          if (interrupted) throw new UsageError(`interrupted after ${run.exported} records; the export is recorded as cancelled`);
+          if (interrupted) throw new InterruptedError(`interrupted after ${run.exported} records; the export is recorded as cancelled`);
         }
       } catch (error) {
         run.cancel();
-        if (error instanceof UsageError) throw error;
+        if (error instanceof InterruptedError) throw error;
         const reason = errorMessage(error);
-        throw new UsageError(`the export stopped after ${run.exported} records (${reason}); it is recorded as cancelled, without a manifest`);
+        throw new IoError(`the export stopped after ${run.exported} records (${reason}); it is recorded as cancelled, without a manifest`);
       } finally {
         process.off("SIGINT", onInterrupt);
         process.off("SIGTERM", onInterrupt);
@@ -90,7 +86,7 @@ const exportCommand = defineCommand({
       trail.close();
       log.close();
     }
-  }),
+  },
 });
 
 /** writeSync may write less than asked (pipes): write the rest. */
@@ -102,37 +98,32 @@ function writeAll(fd: number, chunk: Uint8Array): void {
 const verifyExportCommand = defineCommand({
   meta: {
     name: "verify-export",
-    description: "Check an export against its signed manifest, offline (exit 0 intact and signed by --public-key; 1 changed; 2 integrity ok but signer not pinned)",
+    description: "Check an export against its signed manifest, offline (exit 0 intact and signed by --public-key; 1 changed; 6 integrity ok but signer not pinned)",
   },
   args: {
     file: { type: "positional", required: true, description: "The exported file" },
     manifest: { type: "string", description: "The manifest (default FILE.manifest.json)", valueHint: "FILE" },
     "public-key": { type: "string", description: "Require the manifest to be signed by this public key (PEM, from 'audit pubkey')", valueHint: "FILE" },
   },
-  run: withUserErrors(async ({ args }) => {
-    let pinned: string | undefined;
-    if (args["public-key"]) {
-      try {
-        pinned = readFileSync(args["public-key"], "utf8");
-      } catch (error) {
-        throw new UsageError(`--public-key ${args["public-key"]}: ${errorMessage(error)}`);
-      }
-    }
+  async run({ args }) {
+    const keyFile = args["public-key"];
+    const pinned = keyFile ? opening(`--public-key ${keyFile}`, () => readFileSync(keyFile, "utf8")) : undefined;
+    const manifest = args.manifest ?? `${args.file}.manifest.json`;
     let check;
     try {
-      check = await verifyExport(args.file, args.manifest ?? `${args.file}.manifest.json`, pinned);
+      check = await verifyExport(args.file, manifest, pinned);
     } catch (error) {
-      throw new UsageError(errorMessage(error));
+      throw new IoError(errorMessage(error));
     }
     if (check.ok) {
       process.stdout.write(`${check.message}\n`);
       // Without a trusted key the result is not "intact": a re-signed forgery would look the same.
-      if (!check.signerPinned) process.exitCode = 2;
+      if (!check.signerPinned) process.exitCode = exitCodes.unconfirmed;
     } else {
       process.stdout.write(`Export NOT intact: ${check.message}\n`);
-      process.exitCode = 1;
+      process.exitCode = exitCodes.tampered;
     }
-  }),
+  },
 });
 
 export const exportCommands = { export: exportCommand, "verify-export": verifyExportCommand };

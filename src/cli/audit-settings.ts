@@ -6,8 +6,7 @@
  */
 import type { CheckpointSettings } from "../audit/checkpoint.ts";
 import { signingKeyPath } from "../audit/signing.ts";
-import { findConfigFile, loadConfig } from "../config/load.ts";
-import { resolveLogDb } from "./_shared.ts";
+import { configuredSettings, resolveLogDb } from "./_shared.ts";
 
 export interface CliAuditSettings {
   logDb: string;
@@ -18,20 +17,16 @@ export interface CliAuditSettings {
   checkpoint: CheckpointSettings;
 }
 
-export const configArg = {
-  type: "string",
-  description: "Config file for audit.logDb, audit.signingKey, audit.checkpoint.file (default: AGENT_ATTR_CONFIG or ./agent-attr.config.ts)",
-  valueHint: "FILE",
-} as const;
-
 export async function cliAuditSettings(flags: { logDb?: string; signingKey?: string; config?: string }): Promise<CliAuditSettings> {
-  const config = await loadConfig(findConfigFile(flags.config));
+  const { config } = await configuredSettings(flags.config);
   const logDb = resolveLogDb(flags.logDb, config.audit.logDb);
   const signingKeySource = flags.signingKey
     ? "--signing-key"
-    : config.audit.signingKey
-      ? "the config's audit.signingKey"
-      : "the default beside the database";
+    : process.env.AGENT_ATTR_SIGNING_KEY
+      ? "AGENT_ATTR_SIGNING_KEY"
+      : config.audit.signingKey
+        ? "the config's audit.signingKey"
+        : "the default beside the database";
   return {
     logDb,
     signingKey: signingKeyPath(logDb, flags.signingKey ?? config.audit.signingKey),

@@ -3,8 +3,7 @@ import { defineCommand } from "citty";
 import { csvCell, formatUSD } from "../audit/format.ts";
 import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../audit/summary.ts";
 import { filterNames } from "../audit/filters.ts";
-import { logDbArg, parseOptions, withUserErrors } from "./_shared.ts";
-import { configArg } from "./audit-settings.ts";
+import { configArg, logDbArg, parseOptions } from "./_shared.ts";
 import { recordCliQuery, withConfiguredAuditLog } from "./audit-trail.ts";
 import { summedColumns } from "../audit/rollup.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
@@ -43,7 +42,7 @@ export const summaryCommand = defineCommand({
     "log-db": logDbArg,
     config: configArg,
   },
-  run: withUserErrors(async ({ args }) => {
+  async run({ args }) {
     const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args) });
     await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log, settings) => {
       const summary = await log.reader.summary(filter);
@@ -52,5 +51,5 @@ export const summaryCommand = defineCommand({
       else if (args.format === "csv") process.stdout.write(summaryCSV(summary));
       else process.stdout.write(summaryTable(summary));
     });
-  }),
+  },
 });

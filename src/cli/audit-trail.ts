@@ -9,8 +9,8 @@ import { loadHashKey } from "../audit/secret.ts";
 import { loadSigningKey, parsePublicKey, publicKeyPem } from "../audit/signing.ts";
 import { SqliteAuditTrail } from "../audit/trail.ts";
 import type { VerifyReport } from "../audit/verify.ts";
-import { cliAuditSettings, configArg, type CliAuditSettings } from "./audit-settings.ts";
-import { logDbArg, requireExistingDb, UsageError, withUserErrors } from "./_shared.ts";
+import { cliAuditSettings, type CliAuditSettings } from "./audit-settings.ts";
+import { cliLog, configArg, exitCodes, IoError, logDbArg, opening, requireExistingDb, UsageError } from "./_shared.ts";
 import { errorMessage } from "../errors.ts";
 
 export const signingKeyArg = {
@@ -46,10 +46,20 @@ export function missingKeyHelp(settings: CliAuditSettings): string {
  * the events the command appends are sealed with a signed checkpoint when the key is present.
  */
 export function openTrail(settings: CliAuditSettings) {
-  requireExistingDb(settings.logDb);
-  const log = openAuditLog(settings.logDb);
-  const key = existingSigningKey(settings);
-  return { log, trail: cliTrail(log.db, settings, key), key };
+  const log = openExistingAuditLog(settings.logDb);
+  try {
+    const key = opening("the signing key", () => existingSigningKey(settings));
+    return { log, trail: cliTrail(log.db, settings, key), key };
+  } catch (error) {
+    log.close();
+    throw error;
+  }
+}
+
+/** The audit database at `path`, which must exist (the CLI never creates one). */
+export function openExistingAuditLog(path: string) {
+  requireExistingDb(path);
+  return opening(`cannot read the audit database ${path}`, () => openAuditLog(path));
 }
 
 /** The trail on `db` as the CLI uses it: events sealed when the key is present, problems as warnings. */
@@ -57,7 +67,7 @@ function cliTrail(db: Database, settings: CliAuditSettings, key = existingSignin
   return new SqliteAuditTrail(db, key, loadHashKey(settings.logDb), {
     checkpoint: settings.checkpoint,
     sealEvents: true,
-    onError: (message) => process.stderr.write(`agent-attr: warning: ${message}\n`),
+    onError: (message) => cliLog().warn(message),
   });
 }
 
@@ -71,7 +81,7 @@ export async function recordCliQuery(db: Database, settings: CliAuditSettings, r
   try {
     await trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
   } catch (error) {
-    process.stderr.write(`agent-attr: warning: this query is not recorded in the trail (${errorMessage(error)})\n`);
+    cliLog().warn(`this query is not recorded in the trail (${errorMessage(error)})`);
   } finally {
     trail.close();
   }
@@ -83,8 +93,7 @@ export async function withConfiguredAuditLog<T>(
   use: (log: ReturnType<typeof openAuditLog>, settings: CliAuditSettings) => Promise<T>,
 ): Promise<T> {
   const settings = await cliAuditSettings(flags);
-  requireExistingDb(settings.logDb);
-  const log = openAuditLog(settings.logDb);
+  const log = openExistingAuditLog(settings.logDb);
   try {
     return await use(log, settings);
   } finally {
@@ -92,21 +101,8 @@ export async function withConfiguredAuditLog<T>(
   }
 }
 
-function readCheckpoints(file: string) {
-  try {
-    return parseCheckpointFile(readFileSync(file, "utf8"));
-  } catch (error) {
-    throw new UsageError(`--checkpoints ${file}: ${errorMessage(error)}`);
-  }
-}
-
-function readPublicKey(file: string) {
-  try {
-    return parsePublicKey(readFileSync(file, "utf8"));
-  } catch (error) {
-    throw new UsageError(`--public-key ${file}: ${errorMessage(error)}`);
-  }
-}
+const readCheckpoints = (file: string) => opening(`--checkpoints ${file}`, () => parseCheckpointFile(readFileSync(file, "utf8")));
+const readPublicKey = (file: string) => opening(`--public-key ${file}`, () => parsePublicKey(readFileSync(file, "utf8")));
 
 export function describeReport(report: VerifyReport): string {
   if (report.failure) {
@@ -128,7 +124,7 @@ export function describeReport(report: VerifyReport): string {
 const verify = defineCommand({
   meta: {
     name: "verify",
-    description: "Recompute the hash chain and check the signed checkpoints (exit 0 intact, 1 tampered, 2 chain intact but checkpoints unverifiable: no key)",
+    description: "Recompute the hash chain and check the signed checkpoints (exit 0 intact, 1 tampered, 6 chain intact but checkpoints unverifiable: no key)",
   },
   args: {
     format: { type: "enum", options: ["text", "json"], default: "text", description: "Output format" },
@@ -138,40 +134,35 @@ const verify = defineCommand({
     "log-db": logDbArg,
     config: configArg,
   },
-  run: withUserErrors(async ({ args }) => {
+  async run({ args }) {
     const pinned = args["public-key"] ? readPublicKey(args["public-key"]) : undefined;
     const external = args.checkpoints ? readCheckpoints(args.checkpoints) : undefined;
     const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
     const { log, trail, key } = openTrail(settings);
     try {
-      if (!pinned && !key) process.stderr.write(`agent-attr: warning: ${missingKeyHelp(settings)}\n`);
-      let report;
-      try {
-        report = await trail.verify(cliActor(), { publicKey: pinned, checkpoints: external });
-      } catch (error) {
-        throw new UsageError(errorMessage(error));
-      }
-      if (!report.recorded) process.stderr.write("agent-attr: warning: this verification could not be recorded in the trail (read-only or locked database)\n");
+      if (!pinned && !key) cliLog().warn(missingKeyHelp(settings));
+      const report = await opening("cannot verify the trail", () => trail.verify(cliActor(), { publicKey: pinned, checkpoints: external }));
+      if (!report.recorded) cliLog().warn("this verification could not be recorded in the trail (read-only or locked database)");
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
-      process.exitCode = !report.ok ? 1 : report.unverified_checkpoints > 0 ? 2 : 0;
+      process.exitCode = !report.ok ? exitCodes.tampered : report.unverified_checkpoints > 0 ? exitCodes.unconfirmed : exitCodes.ok;
     } finally {
       trail.close();
       log.close();
     }
-  }),
+  },
 });
 
 const pubkey = defineCommand({
   meta: { name: "pubkey", description: "Print the public key that signs checkpoints and export manifests (PEM)" },
   args: { "signing-key": signingKeyArg, "log-db": logDbArg, config: configArg },
-  run: withUserErrors(async ({ args }) => {
+  async run({ args }) {
     const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
     requireExistingDb(settings.logDb);
     // Never create a key here: a new key would sign nothing the proxy wrote, and hide the real one.
-    const key = existingSigningKey(settings);
-    if (!key) throw new UsageError(missingKeyHelp(settings));
+    const key = opening("the signing key", () => existingSigningKey(settings));
+    if (!key) throw new IoError(missingKeyHelp(settings));
     process.stdout.write(publicKeyPem(key));
-  }),
+  },
 });
 
 const erase = defineCommand({
@@ -182,7 +173,7 @@ const erase = defineCommand({
     "log-db": logDbArg,
     config: configArg,
   },
-  run: withUserErrors(async ({ args }) => {
+  async run({ args }) {
     if (!args.user) throw new UsageError("--user: give the id of the user to erase");
     const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
     const { log, trail } = openTrail(settings);
@@ -194,7 +185,7 @@ const erase = defineCommand({
       trail.close();
       log.close();
     }
-  }),
+  },
 });
 
 export const trailCommands = { verify, pubkey, delete: erase };

@@ -3,10 +3,9 @@ import { defineCommand } from "citty";
 import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
 import { recordFilterSchema } from "../audit/query.ts";
 import { exportCommands } from "./audit-export.ts";
-import { configArg } from "./audit-settings.ts";
 import { recordCliQuery, trailCommands, withConfiguredAuditLog } from "./audit-trail.ts";
 import { filterNames } from "../audit/filters.ts";
-import { logDbArg, parseOptions, withUserErrors } from "./_shared.ts";
+import { configArg, logDbArg, parseOptions } from "./_shared.ts";
 import { summaryCommand } from "./audit-summary.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
@@ -20,7 +19,7 @@ const query = defineCommand({
     "log-db": logDbArg,
     config: configArg,
   },
-  run: withUserErrors(async ({ args }) => {
+  async run({ args }) {
     const filter = parseOptions(recordFilterSchema, { ...filterValues(args), limit: args.limit, cursor: args.cursor });
     await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log, settings) => {
       const page = await log.reader.records(filter);
@@ -32,7 +31,7 @@ const query = defineCommand({
         if (page.next_cursor) process.stdout.write(`(more: --cursor ${page.next_cursor})\n`);
       }
     });
-  }),
+  },
 });
 
 export const auditCommand = defineCommand({

@@ -1,10 +1,16 @@
-/** `agent-attr keys create|list|revoke`: proxy API keys, stored hashed in the audit database. */
+/**
+ * `agent-attr keys create|list|revoke`: proxy API keys, stored hashed. They go where the proxy
+ * looks them up: the config's `apiKeys({ path })`, else the audit database the proxy uses
+ * (--log-db, AGENT_ATTR_LOG_DB, the config's audit.logDb, ./audit.db) — the same config
+ * (--config, AGENT_ATTR_CONFIG, ./agent-attr.config.ts) as `proxy start`.
+ */
 import { defineCommand } from "citty";
 import { z } from "zod";
 import { errorMessage } from "../errors.ts";
 import { checkIdentifier } from "../identifiers.ts";
+import type { Config } from "../config/schema.ts";
 import { ProxyKeyStore, type ProxyKey } from "../keys/store.ts";
-import { logDbArg, parseFlag, requireExistingDb, resolveLogDb, UsageError, withUserErrors } from "./_shared.ts";
+import { cliLog, configArg, configuredSettings, logDbArg, opening, parseFlag, requireExistingDb, resolveLogDb, UsageError } from "./_shared.ts";
 
 const units: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
@@ -33,6 +39,27 @@ const globList = z
   .pipe(z.array(idGlob).min(1, "give at least one ID or glob"));
 
 const formatArg = { type: "enum" as const, options: ["text", "json"], default: "text", description: "Output format" };
+const keysDbArg = { ...logDbArg, description: "Audit database holding the keys (default: as 'proxy start': AGENT_ATTR_LOG_DB, the config's audit.logDb, ./audit.db)" };
+
+interface KeysDatabase {
+  path: string;
+  /** Whether the config's pipeline checks proxy keys at all (it has apiKeys()). */
+  checked: boolean;
+}
+
+/** Where the proxy running this config looks keys up. */
+function keysDatabase(config: Config, logDbFlag: string | undefined): KeysDatabase {
+  const plugin = config.plugins?.find((p) => p.name === "api-keys");
+  const own = plugin && "keysPath" in plugin && typeof plugin.keysPath === "string" ? plugin.keysPath : undefined;
+  return { path: own ?? resolveLogDb(logDbFlag, config.audit.logDb), checked: plugin !== undefined };
+}
+
+async function openKeys(args: { config?: string; "log-db"?: string }, options: { mustExist: boolean }) {
+  const { config } = await configuredSettings(args.config);
+  const where = keysDatabase(config, args["log-db"]);
+  if (options.mustExist) requireExistingDb(where.path);
+  return { where, store: opening(`cannot open the keys database ${where.path}`, () => new ProxyKeyStore(where.path)) };
+}
 
 const describeKey = (key: ProxyKey) =>
   [
@@ -53,35 +80,37 @@ const create = defineCommand({
     tier: { type: "string", description: "Rate-limit tier of calls made with this key" },
     expires: { type: "string", description: "Lifetime (90d, 12h, 2w) or an ISO 8601 date (default: never)" },
     format: formatArg,
-    "log-db": logDbArg,
+    "log-db": keysDbArg,
+    config: configArg,
   },
-  run: withUserErrors(({ args }) => {
+  async run({ args }) {
     const agents = parseFlag("agent", globList, args.agent);
     const users = args.users === undefined ? null : parseFlag("users", globList, args.users);
     const tier = args.tier === undefined ? null : parseFlag("tier", z.string().min(1).max(64), args.tier);
     const expiresAt = args.expires === undefined ? null : parseExpiry(args.expires);
-    const store = new ProxyKeyStore(resolveLogDb(args["log-db"]));
+    const { where, store } = await openKeys(args, { mustExist: false });
     try {
       const { key, record } = store.create({ agents, users, tier, expiresAt });
+      if (!where.checked) {
+        cliLog().warn("the config has no apiKeys() plugin: the proxy does not ask for keys until you add apiKeys() to its plugins");
+      }
       if (args.format === "json") {
         process.stdout.write(`${JSON.stringify({ ...record, key }, null, 2)}\n`);
         return;
       }
       process.stdout.write(`Created ${record.id}  ${describeKey(record)}\n${key}\n`);
-      process.stderr.write("This key is shown once: store it now. Clients send it as their OpenAI or Anthropic API key.\n");
+      process.stderr.write(`This key is shown once: store it now. Clients send it as their OpenAI or Anthropic API key. (Stored in ${where.path}.)\n`);
     } finally {
       store.close();
     }
-  }),
+  },
 });
 
 const list = defineCommand({
   meta: { name: "list", description: "List proxy API keys (never their secrets)" },
-  args: { format: formatArg, "log-db": logDbArg },
-  run: withUserErrors(({ args }) => {
-    const logDb = resolveLogDb(args["log-db"]);
-    requireExistingDb(logDb);
-    const store = new ProxyKeyStore(logDb);
+  args: { format: formatArg, "log-db": keysDbArg, config: configArg },
+  async run({ args }) {
+    const { store } = await openKeys(args, { mustExist: true });
     try {
       const keys = store.list();
       if (args.format === "json") process.stdout.write(`${JSON.stringify({ keys }, null, 2)}\n`);
@@ -90,24 +119,26 @@ const list = defineCommand({
     } finally {
       store.close();
     }
-  }),
+  },
 });
 
 const revoke = defineCommand({
   meta: { name: "revoke", description: "Revoke a proxy API key; a running proxy refuses it from the next call" },
-  args: { id: { type: "positional", required: true, description: "Key id (key_...), as shown by keys list" }, "log-db": logDbArg },
-  run: withUserErrors(({ args }) => {
-    const logDb = resolveLogDb(args["log-db"]);
-    requireExistingDb(logDb);
-    const store = new ProxyKeyStore(logDb);
+  args: {
+    id: { type: "positional", required: true, description: "Key id (key_...), as shown by keys list" },
+    "log-db": keysDbArg,
+    config: configArg,
+  },
+  async run({ args }) {
+    const { store, where } = await openKeys(args, { mustExist: true });
     try {
       const key = store.revoke(args.id);
-      if (!key) throw new UsageError(`No proxy key has id '${args.id}'; 'agent-attr keys list' shows them.`);
+      if (!key) throw new UsageError(`No proxy key has id '${args.id}' in ${where.path}; 'agent-attr keys list' shows them.`);
       process.stdout.write(`Revoked ${key.id} (${key.revoked_at})\n`);
     } finally {
       store.close();
     }
-  }),
+  },
 });
 
 export const keysCommand = defineCommand({

@@ -1,17 +1,40 @@
 #!/usr/bin/env bun
-/** The `agent-attr` command line (citty). Group commands have no `run` of their own. */
-import { defineCommand, runMain } from "citty";
+/** The `agent-attr` command line (citty, run through ./_run.ts). Group commands have no `run` of their own. */
+import { defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { auditCommand } from "./audit.ts";
 import { configCommand } from "./config.ts";
-import { initCommand } from "./init.ts";
+import { healthCommand } from "./health.ts";
+import { initCommand, typesCommand } from "./init.ts";
 import { keysCommand } from "./keys.ts";
 import { pricingCommand } from "./pricing.ts";
 import { proxyCommand } from "./proxy.ts";
+import { runCommandLine } from "./_run.ts";
+
+const version = defineCommand({
+  meta: { name: "version", description: "Print the version (also: --version)" },
+  run: () => void process.stdout.write(`${pkg.version}\n`),
+});
+
+// `help [COMMAND...]` is answered by the runner, which knows the whole tree; listed here so it shows.
+const help = defineCommand({
+  meta: { name: "help", description: "Show the commands, or one command's options: 'agent-attr help audit export' (also: --help)" },
+});
 
 const main = defineCommand({
   meta: { name: "agent-attr", version: pkg.version, description: "Attribution and audit proxy for AI agents" },
-  subCommands: { proxy: proxyCommand, audit: auditCommand, init: initCommand, config: configCommand, pricing: pricingCommand, keys: keysCommand },
+  subCommands: {
+    proxy: proxyCommand,
+    audit: auditCommand,
+    keys: keysCommand,
+    pricing: pricingCommand,
+    config: configCommand,
+    init: initCommand,
+    types: typesCommand,
+    health: healthCommand,
+    help,
+    version,
+  },
 });
 
-await runMain(main);
+await runCommandLine(main, process.argv.slice(2));

@@ -5,13 +5,12 @@
  */
 import { defineCommand } from "citty";
 import { noUsage, type Usage } from "../audit/record.ts";
-import { findConfigFile, loadConfig } from "../config/load.ts";
 import type { CallContext, Endpoint } from "../pipeline/context.ts";
 import { endpoints } from "../pipeline/endpoints.ts";
 import type { PriceQuote, PriceRequest, Plugin, ProviderAdapter } from "../plugin.ts";
-import { withPricing, defaultPlugins } from "../server/runtime.ts";
+import { configuredPlugins } from "../server/runtime.ts";
 import { formatUSD } from "../audit/format.ts";
-import { parseFlag, UsageError, withUserErrors } from "./_shared.ts";
+import { configArg, configuredSettings, parseFlag, UsageError } from "./_shared.ts";
 import { z } from "zod";
 
 const rateKinds = [
@@ -82,12 +81,12 @@ const showCommand = defineCommand({
     provider: { type: "string", description: "Only this provider plugin" },
     "input-tokens": { type: "string", description: "Input size of the call, for long-context tiers (default 1000)" },
     format: { type: "enum", options: ["text", "json"], default: "text", description: "Output format" },
-    config: { type: "string", description: "Config file (default: AGENT_ATTR_CONFIG or ./agent-attr.config.ts)" },
+    config: configArg,
   },
-  run: withUserErrors(async ({ args }) => {
+  async run({ args }) {
     const context = parseFlag("input-tokens", z.coerce.number().int().positive().default(1000), args["input-tokens"]);
-    const config = await loadConfig(findConfigFile(args.config));
-    const plugins = withPricing(config.plugins ?? defaultPlugins());
+    const { config } = await configuredSettings(args.config);
+    const plugins = configuredPlugins(config);
     const shown: Shown[] = [];
     for (const plugin of plugins) {
       if (!plugin.provider || (args.provider && plugin.name !== args.provider)) continue;
@@ -109,7 +108,7 @@ const showCommand = defineCommand({
       for (const [kind, rate] of Object.entries(rates)) console.log(`  ${labels[kind]!.padEnd(22)}${rate === null ? "-" : `$${rate}`}`);
     }
     console.log("(USD per million tokens)");
-  }),
+  },
 });
 
 export const pricingCommand = defineCommand({

@@ -5,14 +5,24 @@
  */
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { z } from "zod";
 import * as pluginsAPI from "../../plugins/index.ts";
 import * as api from "../index.ts";
 import { configSchema, type Config } from "./schema.ts";
 import { errorMessage } from "../errors.ts";
+import { errorLocation, optionLine, sourceOf } from "./locate.ts";
 
+/**
+ * A config the proxy refuses. `problems` lists every problem found, each one line (prefixed
+ * `FILE:LINE:` where the line is known); the message holds the summary and all of them.
+ */
 export class ConfigError extends Error {
   override name = "ConfigError";
+  constructor(
+    readonly summary: string,
+    readonly problems: readonly string[] = [],
+  ) {
+    super(problems.length === 0 ? summary : `${summary}\n${problems.map((problem) => `  ${problem}`).join("\n")}`);
+  }
 }
 
 let modulesRegistered = false;
@@ -51,7 +61,9 @@ export async function loadConfig(file: string | null): Promise<Config> {
     const mod: { default?: unknown } = await import(file);
     exported = mod.default;
   } catch (error) {
-    throw new ConfigError(`Could not load ${file}: ${errorMessage(error)}`);
+    const at = errorLocation(error);
+    const where = at ? `${at.file}:${at.line}: ` : "";
+    throw new ConfigError(`Could not load ${file}:`, errorMessage(error).trim().split("\n").map((line, i) => (i === 0 ? `${where}${line}` : `  ${line}`)));
   }
   if (exported === undefined) {
     throw new ConfigError(`${file} has no default export; write \`export default defineConfig({ ... })\`.`);
@@ -59,8 +71,16 @@ export async function loadConfig(file: string | null): Promise<Config> {
   return parseConfig(exported, file);
 }
 
-export function parseConfig(value: unknown, source = "config"): Config {
+/** Validates a config; every wrong option is one problem naming its path (and line, given the file). */
+export function parseConfig(value: unknown, file?: string): Config {
   const result = configSchema.safeParse(value);
-  if (!result.success) throw new ConfigError(`Invalid ${source}:\n${z.prettifyError(result.error)}`);
-  return result.data;
+  if (result.success) return result.data;
+  const source = file ? sourceOf(file) : "";
+  const problems = result.error.issues.map((issue) => {
+    const keys = issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]!] : issue.path;
+    const line = file ? optionLine(source, keys) ?? optionLine(source, issue.path) : null;
+    const where = file ? `${file}${line ? `:${line}` : ""}: ` : "";
+    return `${where}${issue.path.length ? `${issue.path.join(".")}: ` : ""}${issue.message}`;
+  });
+  throw new ConfigError(`Invalid ${file ?? "config"} (${problems.length} problem${problems.length === 1 ? "" : "s"}):`, problems);
 }

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import type { Plugin } from "../plugin.ts";
 import { adminTokenSchema } from "../server/roles.ts";
+import { logSettingsSchema } from "../log.ts";
 
 const pluginSchema = z.custom<Plugin>(
   (value) => typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string",
@@ -26,6 +27,8 @@ export const configSchema = z
         streamIdleTimeoutMs: z.number().int().nonnegative().default(300_000),
         /** On SIGTERM/SIGINT, how long in-flight calls may take to finish, in ms. */
         shutdownGraceMs: z.number().int().nonnegative().default(30_000),
+        /** The proxy's log: `format` "text" (default) or "json" lines; `level` "info" (default), "warn" or "error". */
+        log: logSettingsSchema.prefault({}),
       })
       .strict()
       .prefault({}),

@@ -39,9 +39,3 @@ export function trackUntilDone(rt: Runtime, work: Promise<void>): void {
   rt.inflight.add(work);
   void work.finally(() => rt.inflight.delete(work));
 }
-
-export const consoleLogger: Logger = {
-  info: (message) => console.log(`agent-attr: ${message}`),
-  warn: (message) => console.warn(`agent-attr: warning: ${message}`),
-  error: (message) => console.error(`agent-attr: error: ${message}`),
-};

@@ -6,7 +6,9 @@ import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
 import { PluginError, type Logger, type Plugin } from "../plugin.ts";
 import { Metrics } from "../pipeline/metrics.ts";
-import { consoleLogger, type Runtime } from "../pipeline/runtime.ts";
+import type { Runtime } from "../pipeline/runtime.ts";
+import { createLogger } from "../log.ts";
+import { pluginProblems } from "./startup-check.ts";
 
 export function defaultPlugins(): Plugin[] {
   return [openai(), anthropic(), headerAttribution(), pricing(), sqliteAudit()];
@@ -17,14 +19,17 @@ export function withPricing(plugins: Plugin[]): Plugin[] {
   return plugins.some((plugin) => plugin.price) ? plugins : [...plugins, pricing()];
 }
 
+/** The pipeline a config runs: its plugins (or the defaults), priced. */
+export function configuredPlugins(config: Config): Plugin[] {
+  return withPricing(config.plugins ?? defaultPlugins());
+}
+
+/** Sets the plugins up; `startProxy` has checked the config (./startup-check.ts) before. */
 export async function createRuntime(config: Config, options: { logDb: string; log?: Logger }): Promise<Runtime> {
-  const log = options.log ?? consoleLogger;
-  const plugins = withPricing(config.plugins ?? defaultPlugins());
-  const names = new Set<string>();
-  for (const plugin of plugins) {
-    if (names.has(plugin.name)) throw new ConfigError(`Two plugins are named '${plugin.name}'; plugin names must be unique.`);
-    names.add(plugin.name);
-  }
+  const log = options.log ?? createLogger(config.server.log);
+  const plugins = configuredPlugins(config);
+  const problems = pluginProblems(plugins);
+  if (problems.length > 0) throw new ConfigError("The plugins cannot run:", problems);
   const ready: Plugin[] = [];
   try {
     for (const plugin of plugins) {
@@ -38,13 +43,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
     }
     const sinks = plugins.flatMap((p) => (p.audit ? [{ plugin: p.name, sink: p.audit }] : []));
     const reader = sinks[0]?.sink.reader;
-    if (!reader) {
-      throw new ConfigError(
-        "No audit sink with a reader is configured; add sqliteAudit() (from 'agent-attr/plugins') to plugins.",
-      );
-    }
+    if (!reader) throw new ConfigError(`The primary audit sink (plugin ${sinks[0]?.plugin}) has no reader after setup.`);
     const providers = plugins.flatMap((p) => (p.provider ? [{ plugin: p.name, adapter: p.provider }] : []));
-    if (providers.length === 0) log.warn("no provider plugin is configured; every proxied call will be refused");
     return {
       plugins,
       providers,

@@ -10,9 +10,9 @@ import type { Runtime } from "../pipeline/runtime.ts";
 import type { Logger } from "../plugin.ts";
 import { accessDenials, createApp } from "./app.ts";
 import { proxyRoutes } from "./proxy-routes.ts";
-import { resolveAccessTokens, type AccessToken } from "./roles.ts";
-import { closeRuntime, createRuntime, waitForInflight } from "./runtime.ts";
-import { errorMessage } from "../errors.ts";
+import { closeRuntime, configuredPlugins, createRuntime, waitForInflight } from "./runtime.ts";
+import { checkStartup } from "./startup-check.ts";
+import { createLogger } from "../log.ts";
 
 export interface ProxyServer {
   server: Server<undefined>;
@@ -21,8 +21,6 @@ export interface ProxyServer {
   /** Graceful stop: no new connections, in-flight calls finish (up to the grace time), records flushed. */
   stop(): Promise<void>;
 }
-
-const loopback = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
 export interface StartOptions {
   logDb: string;
@@ -36,29 +34,13 @@ export interface StartOptions {
 
 export async function startProxy(config: Config, options: StartOptions): Promise<ProxyServer> {
   const { host, port } = config.server;
-  let tokens: AccessToken[];
-  try {
-    tokens = resolveAccessTokens(config.admin.tokens, {
-      ...process.env,
-      AGENT_ATTR_ADMIN_TOKEN: options.adminToken,
-      AGENT_ATTR_AUDITOR_TOKEN: options.auditorToken,
-    });
-  } catch (error) {
-    throw new ConfigError(errorMessage(error));
-  }
-  if (!loopback.has(host) && !tokens.some((t) => t.role === "admin")) {
-    throw new ConfigError(
-      `Refusing to listen on ${host} without an admin token: the audit API would be open to the network. ` +
-        "Set AGENT_ATTR_ADMIN_TOKEN (or add { tokenEnv, role: \"admin\" } to admin.tokens in the config), or listen on 127.0.0.1.",
-    );
-  }
-  const runtime = await createRuntime(config, { logDb: options.logDb, log: options.log });
-  if (!loopback.has(host) && !runtime.plugins.some((plugin) => plugin.authenticate)) {
-    runtime.log.warn(
-      `Listening on ${host} in open mode: any client that reaches this port can assert any agent, user or task (records say attribution "asserted"). ` +
-        "To verify identity, add apiKeys() to the config's plugins and hand out keys from 'agent-attr keys create', or add jwtAttribution({...}).",
-    );
-  }
+  const log = options.log ?? createLogger(config.server.log);
+  const env = { ...process.env, AGENT_ATTR_ADMIN_TOKEN: options.adminToken, AGENT_ATTR_AUDITOR_TOKEN: options.auditorToken };
+  const check = checkStartup(config, { plugins: configuredPlugins(config), logDb: options.logDb, env });
+  if (check.problems.length > 0) throw new ConfigError("The proxy cannot start:", check.problems);
+  const { tokens } = check;
+  for (const warning of check.warnings) log.warn(warning);
+  const runtime = await createRuntime(config, { logDb: options.logDb, log });
   const denials = accessDenials(runtime);
   let server: Server<undefined> | undefined;
   const clientAddress = (request: Request) => server?.requestIP(request)?.address ?? null;

@@ -37,13 +37,27 @@ function outcomesByUser(logDb: string): Map<string, string | null> {
   }
 }
 
-for (const killAfterMs of [60, 700]) {
-  test(`kill -9 ${killAfterMs} ms into a burst of calls loses no record`, async () => {
+/**
+ * When to kill, by what the test can see rather than by the clock (a fixed delay made the early
+ * kill land before any call reached the upstream on a loaded machine): right after the first calls
+ * of the burst reached the upstream, and once some calls have been answered while the streamed
+ * ones (which pause 1.5 s upstream) are still mid-flight.
+ */
+const moments = [
+  { name: "as the first calls of a burst reach the upstream", tag: "early-", ready: (seen: { forwarded: number; answered: number }) => seen.forwarded >= 1 },
+  { name: "once calls have been answered, streams mid-flight", tag: "late-", ready: (seen: { forwarded: number; answered: number }) => seen.answered >= 1 },
+];
+
+for (const moment of moments) {
+  test(`kill -9 ${moment.name} loses no record`, async () => {
     const dir = tempDir();
     const logDb = join(dir, "audit.db");
     const env = { AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1` };
     const proxy = await spawnProxy(["--log-db", logDb], { cwd: dir, env });
-    const tag = `kill${killAfterMs}-`;
+    const tag = `kill-${moment.tag}`;
+    const forwardedUsers = () =>
+      upstream.requests.map((request) => (JSON.parse(request.body) as { user?: string }).user ?? "").filter((user) => user.startsWith(tag));
+    let answered = 0;
     const call = async (i: number) => {
       try {
         const response = await fetch(`${proxy.url}/v1/chat/completions`, {
@@ -52,20 +66,23 @@ for (const killAfterMs of [60, 700]) {
           body: JSON.stringify({ model: "gpt-4o", messages: [], stream: i % 2 === 1, user: `${tag}${i}` }),
         });
         await response.text();
+        answered++;
         return "answered";
       } catch {
         return "failed";
       }
     };
     const calls = Array.from({ length: 300 }, (_, i) => call(i));
-    await Bun.sleep(killAfterMs);
+    const deadline = Date.now() + 15_000;
+    while (!moment.ready({ forwarded: forwardedUsers().length, answered })) {
+      if (Date.now() > deadline) throw new Error(`the burst never got there: ${forwardedUsers().length} forwarded, ${answered} answered`);
+      await Bun.sleep(2);
+    }
     proxy.child.kill("SIGKILL");
     await proxy.child.exited;
     const results = await Promise.all(calls);
 
-    const forwarded = upstream.requests
-      .map((request) => (JSON.parse(request.body) as { user?: string }).user ?? "")
-      .filter((user) => user.startsWith(tag));
+    const forwarded = forwardedUsers();
     expect(forwarded.length).toBeGreaterThan(0);
 
     // Every forwarded call is on disk already, before any restart: finished in the database, or
@@ -83,9 +100,9 @@ for (const killAfterMs of [60, 700]) {
     expect([...after.values()].filter((outcome) => outcome === null)).toEqual([]);
     const interrupted = [...after.values()].filter((outcome) => outcome === "interrupted").length;
     if (interrupted > 0) expect(restarted.output()).toContain("recorded as interrupted");
-    // Sanity: the burst was really cut short (streams were mid-flight), and later kills also
+    // Sanity: the burst was really cut short (streams were mid-flight), and the later kill also
     // found calls already finished.
     expect(results).toContain("failed");
-    if (killAfterMs > 500) expect(results).toContain("answered");
+    if (moment.tag === "late-") expect(results).toContain("answered");
   }, 30_000);
 }

@@ -173,6 +173,6 @@ test("CLI: a table with a TOTAL row, JSON equal to the API's, exact dollars", as
   const csv = await runCli(["audit", "summary", "--by", "model", "--format", "csv", "--log-db", logDb]);
   expect(csv.stdout.split("\r\n")[0]).toBe("key,calls,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,cache_write_1h_tokens,reasoning_tokens,cost_usd,unpriced_calls,cost_nano_usd");
   const bad = await runCli(["audit", "summary", "--by", "planet", "--log-db", logDb]);
-  expect(bad.exitCode).toBe(1);
+  expect(bad.exitCode).toBe(2); // usage error
   expect(bad.stderr).toContain("--by");
 });

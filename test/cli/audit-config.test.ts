@@ -36,15 +36,15 @@ test("verify, pubkey and delete read audit.logDb and audit.signingKey from the c
   expect(existsSync(signingKeyPath(logDb))).toBe(false);
 });
 
-test("a missing key is never created by pubkey or verify: pubkey fails with what to do, verify exits 2 (checkpoints unverifiable)", async () => {
+test("a missing key is never created by pubkey or verify: pubkey fails with what to do, verify exits 6 (checkpoints unverifiable)", async () => {
   const { logDb } = await configured(); // the config is not used here: the key is not beside the database
   const pubkey = await runCli(["audit", "pubkey", "--log-db", logDb]);
-  expect(pubkey.exitCode).toBe(1);
+  expect(pubkey.exitCode).toBe(4);
   expect(pubkey.stderr).toContain("No signing key at");
   expect(pubkey.stderr).toContain("audit.signingKey");
   expect(existsSync(signingKeyPath(logDb))).toBe(false);
   const verify = await runCli(["audit", "verify", "--log-db", logDb, "--format", "json"]);
-  expect(verify.exitCode).toBe(2);
+  expect(verify.exitCode).toBe(6);
   expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true, failure: null, unverified_checkpoints: 1, checkpoints: 0 });
   expect(existsSync(signingKeyPath(logDb))).toBe(false);
   const tampered = await runCli(["audit", "verify", "--log-db", logDb]);

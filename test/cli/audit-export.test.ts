@@ -67,7 +67,7 @@ test("the manifest: count, seq range, first/last chain hash, SHA-256, signature;
   expect(check.stdout).toContain("intact — 7 records, seq 1..7");
   // Without a trusted key: integrity checked, but not reported intact (exit 2).
   const unpinned = await runCli(["audit", "verify-export", output]);
-  expect(unpinned.exitCode).toBe(2);
+  expect(unpinned.exitCode).toBe(6);
   expect(unpinned.stdout).toContain("integrity ok");
   expect(unpinned.stdout).toContain("--public-key");
 });
@@ -88,7 +88,7 @@ test("a changed export with a manifest re-signed by the forger's own key is not 
   };
   writeFileSync(`${output}.manifest.json`, JSON.stringify({ ...unsigned, signature: signBytes(forger, manifestPayload(unsigned)) }));
   const unpinned = await runCli(["audit", "verify-export", output]);
-  expect(unpinned.exitCode).toBe(2);
+  expect(unpinned.exitCode).toBe(6);
   expect(unpinned.stdout).not.toContain("intact");
   const pub = join(dir, "forged-pub.pem");
   writeFileSync(pub, (await runCli(["audit", "pubkey", "--log-db", logDb])).stdout);
@@ -135,7 +135,7 @@ test("--start-date/--end-date bound the export by day (inclusive), and filters c
   expect(byUser.manifest()).toMatchObject({ record_count: 3, filters: { user: true } });
   expect(JSON.stringify(byUser.manifest())).not.toContain("user-1");
   const bad = await runCli(["audit", "export", "--format", "csv", "--start-date", "soon", "--log-db", logDb]);
-  expect(bad.exitCode).toBe(1);
+  expect(bad.exitCode).toBe(2);
   expect(bad.stderr).toContain("--start-date");
 });
 
@@ -152,7 +152,7 @@ test("each export is a chain event holding its manifest, and the chain still ver
 
 test("an export cut off by a write error (disk full) is recorded as cancelled, with the records produced, and fails", async () => {
   const result = await runCli(["audit", "export", "--format", "csv", "--output", "/dev/full", "--log-db", logDb]);
-  expect(result.exitCode).toBe(1);
+  expect(result.exitCode).toBe(4); // I/O: disk full
   expect(result.stderr).toContain("recorded as cancelled");
   const db = new Database(logDb, { readonly: true });
   const last = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind = 'export' ORDER BY seq DESC LIMIT 1").get()!;
@@ -171,7 +171,7 @@ test("an export interrupted with SIGINT is recorded as cancelled with the record
   while (!(await reader.read()).done) {
     // drain, so the blocked write completes and the handler runs before the next chunk
   }
-  expect(await child.exited).toBe(1);
+  expect(await child.exited).toBe(130);
   expect(await new Response(child.stderr).text()).toContain("interrupted after");
   const db = new Database(big, { readonly: true });
   const last = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind = 'export' ORDER BY seq DESC LIMIT 1").get()!;

@@ -64,16 +64,16 @@ test("--format csv is RFC 4180 with the record field names, formula cells neutra
   expect(lines[1]).toContain(",12.5,3,reviewer,");
 });
 
-test("a bad option is one line on stderr, exit 1, no stack trace", async () => {
+test("a bad option is one line on stderr, exit 2 (usage), no stack trace", async () => {
   const { exitCode, stderr } = await runCli(["audit", "query", "--days", "soon", "--log-db", logDb]);
-  expect(exitCode).toBe(1);
+  expect(exitCode).toBe(2);
   expect(stderr).toContain("--days");
   expect(stderr).not.toContain("    at ");
 });
 
 test("a missing database says where it looked and how to point elsewhere", async () => {
   const { exitCode, stderr } = await runCli(["audit", "query", "--log-db", "/nonexistent/audit.db"]);
-  expect(exitCode).toBe(1);
+  expect(exitCode).toBe(4); // I/O: no database
   expect(stderr).toContain("/nonexistent/audit.db");
   expect(stderr).toContain("--log-db");
 });

@@ -17,7 +17,7 @@ test("init writes a commented starter config that passes config check, and never
   expect(check.exitCode).toBe(0);
   expect(check.stdout).toContain("openai, anthropic, header-attribution, pricing, tiers, sqlite-audit");
   const again = await runCli(["init"], { cwd: dir });
-  expect(again.exitCode).toBe(1);
+  expect(again.exitCode).toBe(2);
   expect(again.stderr).toContain("--force");
 });
 
@@ -28,7 +28,7 @@ test("a wrong option is reported by its path with what was expected", async () =
     `import { defineConfig } from "agent-attr";\nexport default defineConfig({ server: { port: "eighty" as unknown as number, colour: "blue" } as never });\n`,
   );
   const check = await runCli(["config", "check"], { cwd: dir });
-  expect(check.exitCode).toBe(1);
+  expect(check.exitCode).toBe(3);
   expect(check.stderr).toContain("server.port");
   expect(check.stderr).toContain("expected number");
   expect(check.stderr).toContain("colour");
@@ -41,7 +41,7 @@ test("a wrong plugin option fails at start with the plugin's name", async () => 
     `import { defineConfig } from "agent-attr";\nimport { openaiCompatible } from "agent-attr/plugins";\nexport default defineConfig({ plugins: [openaiCompatible({ name: "ollama", baseURL: "not a url", models: [] })] });\n`,
   );
   const check = await runCli(["config", "check"], { cwd: dir });
-  expect(check.exitCode).toBe(1);
+  expect(check.exitCode).toBe(3);
   expect(check.stderr).toContain("openai-compatible");
   expect(check.stderr).toContain("baseURL");
   expect(check.stderr).toContain("models");
@@ -49,7 +49,7 @@ test("a wrong plugin option fails at start with the plugin's name", async () => 
 
 test("a config file given by --config that does not exist is named", async () => {
   const check = await runCli(["config", "check", "--config", "/nope/agent-attr.config.ts"]);
-  expect(check.exitCode).toBe(1);
+  expect(check.exitCode).toBe(3);
   expect(check.stderr).toContain("/nope/agent-attr.config.ts");
   expect(check.stderr).toContain("agent-attr init");
 });

@@ -55,6 +55,6 @@ export default defineConfig({
   expect(unknown.exitCode).toBe(0);
   expect(unknown.stdout).toContain("mystery-9 via openai: unpriced");
   const none = await runCli(["pricing", "show", "gpt-4o", "--provider", "nope"], { cwd: dir });
-  expect(none.exitCode).toBe(1);
+  expect(none.exitCode).toBe(2);
   expect(none.stderr).toContain("No configured provider serves model 'gpt-4o' as 'nope'");
 });

@@ -1,6 +1,7 @@
 // `agent-attr proxy start` as a process: refusing a busy port, refusing an open audit API on the
 // network, and a graceful SIGTERM that lets in-flight streams finish and flushes every record.
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { openAuditLog } from "../../src/audit/database.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
@@ -23,7 +24,7 @@ test("a second proxy on a busy port fails with a clear message instead of sharin
   try {
     const port = new URL(first.url).port;
     const second = await runCli(["proxy", "start", "--port", port, "--log-db", join(dir, "b.db")], { cwd: dir, env });
-    expect(second.exitCode).toBe(1);
+    expect(second.exitCode).toBe(3);
     expect(second.stderr).toContain(`Port ${port}`);
     expect(second.stderr).toContain("already in use");
     expect(second.stderr).not.toContain("    at ");
@@ -33,9 +34,28 @@ test("a second proxy on a busy port fails with a clear message instead of sharin
   }
 });
 
+test("a start that fails after creating a new database (busy port) leaves no database or key file behind", async () => {
+  const dir = tempDir();
+  const first = await spawnProxy(["--log-db", join(tempDir(), "a.db")], { env });
+  try {
+    const port = new URL(first.url).port;
+    const second = await runCli(["proxy", "start", "--port", port, "--log-db", join(dir, "b.db")], { cwd: dir, env });
+    expect(second.exitCode).toBe(3);
+    expect(readdirSync(dir)).toEqual([]);
+    // A key file that was there before is left as it was.
+    writeFileSync(join(dir, "kept.db.key"), "00\n");
+    const third = await runCli(["proxy", "start", "--port", port, "--log-db", join(dir, "kept.db")], { cwd: dir, env });
+    expect(third.exitCode).toBe(3);
+    expect(readdirSync(dir)).toEqual(["kept.db.key"]);
+  } finally {
+    first.child.kill("SIGTERM");
+    await first.child.exited;
+  }
+}, 20_000);
+
 test("an audit database that cannot be opened is named, with how to fix it", async () => {
   const result = await runCli(["proxy", "start", "--port", "0", "--log-db", "/nonexistent/dir/audit.db"], { env });
-  expect(result.exitCode).toBe(1);
+  expect(result.exitCode).toBe(3);
   expect(result.stderr).toContain("/nonexistent/dir/audit.db");
   expect(result.stderr).toContain("--log-db");
 });
@@ -46,7 +66,7 @@ test("listening beyond loopback without an admin token is refused with the fix",
     cwd: dir,
     env: { ...env, AGENT_ATTR_ADMIN_TOKEN: "" },
   });
-  expect(result.exitCode).toBe(1);
+  expect(result.exitCode).toBe(3);
   expect(result.stderr).toContain("AGENT_ATTR_ADMIN_TOKEN");
 });
 

@@ -217,10 +217,10 @@ describe("key lifecycle through the CLI, against the running proxy", () => {
 
   test("CLI mistakes are one line with the fix", async () => {
     const badExpiry = await runCli(["keys", "create", "--agent", "x", "--expires", "soon", "--log-db", proxy.logDb]);
-    expect(badExpiry.exitCode).toBe(1);
+    expect(badExpiry.exitCode).toBe(2);
     expect(badExpiry.stderr).toContain("--expires: 'soon' is neither a duration");
     const unknown = await runCli(["keys", "revoke", "key_nope", "--log-db", proxy.logDb]);
-    expect(unknown.exitCode).toBe(1);
+    expect(unknown.exitCode).toBe(2);
     expect(unknown.stderr).toContain("No proxy key has id 'key_nope'");
   });
 });
