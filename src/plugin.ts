@@ -6,7 +6,7 @@
  * |----------------|--------------|--------------------------------------------------------------|
  * | provider       | route/forward/meter | first plugin whose `provider.match` is true serves the call |
  * | authenticate   | authenticate | first non-null principal wins; throw a ProxyError to refuse |
- * | attribute      | attribute    | every plugin runs; non-null fields of later plugins override |
+ * | attribute      | attribute    | every plugin runs; non-null fields of later plugins override (sources and tags key by key) |
  * | limit.check    | limit        | in order; the first denial (a ProxyError) stops the call     |
  * | price          | price        | first non-null result wins                                   |
  * | audit          | record       | every sink gets every record; the first sink is primary     |
@@ -77,9 +77,21 @@ export interface LimitStage {
   capOutput(maxTokens: number): void;
 }
 
+/** What a limit check that lets a call through may say about it. */
+export interface LimitVerdict {
+  /**
+   * Recorded as the call's `error_type` unless it fails otherwise (the first flag of the stage
+   * wins): e.g. `shadow:rate_limited` for what shadow mode would have refused.
+   */
+  flag?: string;
+}
+
 export interface LimitHooks {
-  /** Throw a ProxyError (`rate_limited` 429, `budget_exceeded` 402) to refuse the call. */
-  check(ctx: CallContext, stage: LimitStage): void | Promise<void>;
+  /**
+   * Throw a ProxyError (`rate_limited` 429, `budget_exceeded` 402) to refuse the call; return
+   * nothing, or a verdict with a flag for the record, to let it through.
+   */
+  check(ctx: CallContext, stage: LimitStage): void | LimitVerdict | Promise<void | LimitVerdict>;
   /**
    * Reconcile with the final record once the call has ended — also for calls refused or failed
    * after `check` passed (a later limiter's denial, a 503, an unreachable upstream), so
@@ -152,6 +164,11 @@ export interface Plugin {
   provider?: ProviderAdapter;
   authenticate?(ctx: CallContext): Principal | null | Promise<Principal | null>;
   attribute?(ctx: CallContext): Partial<Attribution> | null | Promise<Partial<Attribution> | null>;
+  /**
+   * Inbound headers this plugin reads for the proxy alone (e.g. `x-agent-id`): removed before the
+   * call goes upstream, so an upstream never learns them.
+   */
+  inboundHeaders?: readonly string[];
   limit?: LimitHooks;
   /** Price a call; return null to let the next plugin try (no plugin: `cost_usd` null). */
   price?(call: PriceRequest): PriceQuote | null | Promise<PriceQuote | null>;

@@ -5,7 +5,7 @@
  * Code's value there gives its stable user and its session: see `bodyIdentity`). Every value is
  * held to the identifier policy (`checkIdentifier`): UTF-8, NFC, no invisible characters.
  */
-import { bodyIdentity, checkIdentifier, definePlugin, headerText, type Attribution } from "agent-attr";
+import { bodyIdentity, checkIdentifier, definePlugin, headerText, type Attribution, type ClaimSources } from "agent-attr";
 import { z } from "zod";
 import { parseOptions } from "../options.ts";
 
@@ -18,6 +18,9 @@ const optionsSchema = z
   })
   .strict();
 
+/** The headers it reads: for the proxy alone, never sent upstream. */
+const inboundHeaders = ["x-agent-id", "x-user-id", "x-task-context", "x-session-id", "x-parent-agent-id", "traceparent", "tracestate"];
+
 const traceparent = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 export function headerAttribution(options: z.input<typeof optionsSchema> = {}) {
@@ -26,15 +29,23 @@ export function headerAttribution(options: z.input<typeof optionsSchema> = {}) {
     checkIdentifier(headerText(headers, name), { where: `Header ${name}`, max: opts.maxIdLength, header: true });
   return definePlugin({
     name: "header-attribution",
+    inboundHeaders,
     attribute(ctx): Partial<Attribution> {
       const h = ctx.request.headers;
       const agent = id(h, "x-agent-id");
       const task = checkIdentifier(headerText(h, "x-task-context"), { where: "Header x-task-context", max: opts.maxTaskLength, header: true, text: true });
       const body = bodyIdentity(ctx.body, ctx.endpoint);
       const fromBody = (value: string | null) => checkIdentifier(value, { where: `The body field ${body!.field}`, max: opts.maxIdLength });
-      const user = id(h, "x-user-id") ?? (body ? fromBody(body.user) : null);
+      const headerUser = id(h, "x-user-id");
+      const user = headerUser ?? (body ? fromBody(body.user) : null);
       const trace = traceparent.exec(h.get("traceparent")?.trim().toLowerCase() ?? "")?.[1] ?? null;
+      const sources: ClaimSources = {
+        ...(agent ? { agent_id: { header: "X-Agent-ID" } } : {}),
+        ...(headerUser ? { user_id: { header: "X-User-ID" } } : user ? { user_id: { body: body!.field } } : {}),
+        ...(task ? { task_context: { header: "X-Task-Context" } } : {}),
+      };
       return {
+        sources,
         agent_id: agent,
         user_id: user,
         task_context: task,

@@ -88,9 +88,8 @@ export function tiers(options: z.input<typeof optionsSchema>) {
           if (!error.failOpen && !tier.shadow) throw new ProxyError("limits_unavailable", error.message, { "retry-after": "1" });
           // Forwarded unchecked: its usage is added to the meters when it settles (once the store answers).
           reservations.set(ctx.id, { meters, tokens: reservation.tokens, costNano, hold: null });
-          ctx.shadowDenial = failedOpen;
           capOutput();
-          return;
+          return { flag: failedOpen };
         }
         if (result.refused === null) {
           // Settle into the windows the store charged, even if the call ends after midnight.
@@ -101,7 +100,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         }
         const error = refusalOf(meters, result.states, { tier: tierName, now: result.now, outputFromRequest: reservation.outputFromRequest });
         if (!tier.shadow) throw error;
-        ctx.shadowDenial = `shadow:${error.code}`;
+        return { flag: `shadow:${error.code}` };
       },
       async settle(ctx, record) {
         const reservation = reservations.get(ctx.id);

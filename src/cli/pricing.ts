@@ -5,7 +5,7 @@
  */
 import { defineCommand } from "citty";
 import { noUsage, type Usage } from "../audit/record.ts";
-import type { CallContext, Endpoint } from "../pipeline/context.ts";
+import { emptyAttribution, type CallContext, type Endpoint } from "../pipeline/context.ts";
 import { endpoints } from "../pipeline/endpoints.ts";
 import type { PriceQuote, PriceRequest, Plugin, ProviderAdapter } from "../plugin.ts";
 import { configuredPlugins } from "../server/runtime.ts";
@@ -58,7 +58,7 @@ async function show(plugins: Plugin[], provider: { name: string; adapter: Provid
     model,
     stream: false,
     principal: null,
-    attribution: { agent_id: null, user_id: null, task_context: null, session_id: null, parent_agent_id: null, trace_id: null, attribution: "default" },
+    attribution: emptyAttribution,
   } satisfies CallContext;
   const request = { ctx, provider: provider.name, pricing: provider.adapter.pricing, model, responseModel: null, at: new Date() };
   const rates: Record<string, string | null> = {};

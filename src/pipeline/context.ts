@@ -57,7 +57,38 @@ export interface Attribution {
   parent_agent_id: string | null;
   trace_id: string | null;
   attribution: AttributionKind;
+  /**
+   * Where each identity claim was read, as the plugin that read it says: a 403 names it, and a user
+   * that came only from the request body is kept as asserted rather than refused (./identity.ts).
+   */
+  sources: ClaimSources;
+  /**
+   * Extra key=value dimensions beside the fixed ones (team, project, cost centre…), merged key by
+   * key across plugins.
+   */
+  tags: Readonly<Record<string, string>>;
 }
+
+/** The attribution of a call no plugin has attributed (yet). */
+export const emptyAttribution: Attribution = {
+  agent_id: null,
+  user_id: null,
+  task_context: null,
+  session_id: null,
+  parent_agent_id: null,
+  trace_id: null,
+  attribution: "default",
+  sources: {},
+  tags: {},
+};
+
+/** The identity fields a credential can fix or allow. */
+export type IdentityField = "agent_id" | "user_id" | "task_context";
+
+/** Where a claim came from: an inbound header (by its name), or a field of the request body. */
+export type ClaimSource = { header: string } | { body: string };
+
+export type ClaimSources = Readonly<Partial<Record<IdentityField, ClaimSource>>>;
 
 export interface CallContext {
   readonly id: string;
@@ -79,11 +110,11 @@ export interface CallContext {
   /** With a principal: fields kept as the client sent them that the credential does not vouch for. */
   unverified?: readonly ContextField[];
   /**
-   * A limiter's note on a call it let through, recorded as `error_type` (unless the call fails
-   * otherwise): what shadow mode would have refused (`shadow:rate_limited`), or that the limits
-   * could not be checked and the store fails open (`limits_unavailable:fail_open`).
+   * What the limit stage noted on a call it let through (the `flag` a `limit.check` returned),
+   * recorded as `error_type` unless the call fails otherwise: e.g. what shadow mode would have
+   * refused (`shadow:rate_limited`), or that limits could not be checked (`limits_unavailable:fail_open`).
    */
-  shadowDenial?: string | null;
+  limitFlag?: string | null;
   /** Output tokens a limit plugin bounded this call to (LimitStage.capOutput), if any. */
   outputCap?: number;
 }

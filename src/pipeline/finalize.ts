@@ -100,7 +100,7 @@ async function completeRecord(
     response_model: result.responseModel,
     usage_source: source,
     ...costFields(quote),
-    error_type: errorType ?? ctx.shadowDenial ?? null,
+    error_type: errorType ?? ctx.limitFlag ?? null,
   };
 }
 

@@ -72,7 +72,10 @@ export async function runFirst<P extends Hooked, T>(
   return null;
 }
 
-/** merge: every result folded into `initial`, in order; a null or undefined field overrides nothing. */
+/**
+ * merge: every result folded into `initial`, in order. A null or undefined field overrides
+ * nothing; a field holding a plain object (e.g. tags) is merged key by key.
+ */
 export async function runMerge<P extends Hooked, T extends object>(
   plugins: readonly P[],
   hook: string,
@@ -87,7 +90,9 @@ export async function runMerge<P extends Hooked, T extends object>(
     const part = await guarded(plugin.name, hook, run, onError);
     if (!part) continue;
     for (const [key, value] of Object.entries(part)) {
-      if (value !== null && value !== undefined) Object.assign(merged, { [key]: value });
+      if (value === null || value === undefined) continue;
+      const before = (merged as Record<string, unknown>)[key];
+      Object.assign(merged, { [key]: isPlainObject(value) && isPlainObject(before) ? { ...before, ...value } : value });
     }
   }
   return merged;
@@ -127,4 +132,8 @@ async function guarded<T>(plugin: string, hook: string, run: () => T | Promise<T
     onError.log.error(`[plugin ${plugin}] ${hook}: ${errorMessage(error)}`);
     return undefined;
   }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype;
 }

@@ -19,39 +19,16 @@
  *   (`trace_id` is a correlation id, not a claim about anyone, and is not listed.)
  */
 import { ProxyError } from "../errors.ts";
-import { headerText, normalizeIdentifier } from "../identifiers.ts";
 import { modelMatcher } from "../proxy/upstream.ts";
-import { bodyIdentity } from "./body-identity.ts";
-import type { Attribution, ContextField, Endpoint, Principal } from "./context.ts";
+import type { Attribution, ContextField, IdentityField, Principal } from "./context.ts";
 
-type Checked = "agent_id" | "user_id" | "task_context";
+type Checked = IdentityField;
 const noun: Record<Checked, string> = { agent_id: "agent", user_id: "user", task_context: "task" };
-const header: Record<Checked, string> = { agent_id: "X-Agent-ID", user_id: "X-User-ID", task_context: "X-Task-Context" };
 const howToAllow: Record<Checked, string> = {
   agent_id: "it fixes no agent",
   user_id: "it allows no user claims (a key needs --users GLOBS, or --users '*' for any user; a token, a user claim)",
   task_context: "",
 };
-
-/** Where a claim came from: the field's header, or (user only) the request body. */
-export type ClaimSources = Partial<Record<Checked, "header" | "body">>;
-
-/**
- * Which claims came from their header and whether the user came only from the body's user field.
- * Reads headers and body as header-attribution does (UTF-8 headers; the body's user as
- * `bodyIdentity` reduces it, in NFC), so a Claude Code body user is known as the body's.
- */
-export function claimSourcesOf(claimed: Attribution, headers: Headers, body: Record<string, unknown> | null, endpoint: Endpoint): ClaimSources {
-  const sources: ClaimSources = {};
-  for (const field of ["agent_id", "user_id", "task_context"] as const) {
-    if (claimed[field] !== null && headerText(headers, header[field])?.trim()) sources[field] = "header";
-  }
-  const bodyUser = bodyIdentity(body, endpoint)?.user;
-  if (!sources.user_id && claimed.user_id !== null && bodyUser !== undefined && normalizeIdentifier(bodyUser) === claimed.user_id) sources.user_id = "body";
-  return sources;
-}
-
-const bodyField = "the body's user field (OpenAI `user`, Anthropic `metadata.user_id`)";
 
 export interface VerifiedIdentity {
   attribution: Attribution;
@@ -61,7 +38,8 @@ export interface VerifiedIdentity {
   unverified: ContextField[];
 }
 
-export function verifyIdentity(claimed: Attribution, principal: Principal, sources: ClaimSources = {}): VerifiedIdentity {
+export function verifyIdentity(claimed: Attribution, principal: Principal): VerifiedIdentity {
+  const sources = claimed.sources;
   const attribution: Attribution = { ...claimed, attribution: "verified" };
   const asserted: Partial<Record<Checked, string>> = {};
   const unverified: ContextField[] = [];
@@ -86,7 +64,9 @@ export function verifyIdentity(claimed: Attribution, principal: Principal, sourc
       continue;
     }
     // A body user the credential does not allow is what the client's SDK says, not a claim to act as someone.
-    if (principal.onMismatch !== "record" && sources[field] !== "body") {
+    const source = sources[field];
+    const header = source && "header" in source ? source.header : null;
+    if (principal.onMismatch !== "record" && !(source && "body" in source)) {
       const may =
         fixed !== null
           ? `it is restricted to ${noun[field]} '${fixed}'`
@@ -95,7 +75,8 @@ export function verifyIdentity(claimed: Attribution, principal: Principal, sourc
             : howToAllow[field];
       throw new ProxyError(
         "forbidden",
-        `${principal.keyId} may not act as ${noun[field]} '${claim}'${from(field, sources)}: ${may}. Send a matching ${header[field]} header, or none.`,
+        `${principal.keyId} may not act as ${noun[field]} '${claim}'${header ? ` (claimed by the ${header} header)` : ""}: ${may}. ` +
+          `Send ${header ? `a matching ${header} header` : "a claim it allows"}, or none.`,
       );
     }
     asserted[field] = claim!;
@@ -107,10 +88,4 @@ export function verifyIdentity(claimed: Attribution, principal: Principal, sourc
   if (Object.keys(asserted).length > 0) detail.asserted = asserted;
   if (unverified.length > 0) detail.unverified = unverified;
   return { attribution, delegation: Object.keys(detail).length > 0 ? JSON.stringify(detail) : null, unverified };
-}
-
-function from(field: Checked, sources: ClaimSources): string {
-  const source = sources[field];
-  if (source === "header") return ` (claimed by the ${header[field]} header)`;
-  return source === "body" ? ` (claimed by ${bodyField})` : "";
 }

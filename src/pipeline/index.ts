@@ -27,8 +27,8 @@ import { PluginError, type LimitStage, type ProviderAdapter } from "../plugin.ts
 import { readBody } from "../proxy/body.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
-import type { Attribution, CallContext, Endpoint } from "./context.ts";
-import { claimSourcesOf, verifyIdentity } from "./identity.ts";
+import { emptyAttribution, type Attribution, type CallContext, type Endpoint } from "./context.ts";
+import { verifyIdentity } from "./identity.ts";
 import { finalizeBeforeResponse, settle } from "./finalize.ts";
 import { outputLimitFields } from "./endpoints.ts";
 import { priceUsage } from "./price.ts";
@@ -49,7 +49,7 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
     model: null,
     stream: false,
     principal: null,
-    attribution: defaultAttribution,
+    attribution: emptyAttribution,
   };
   let ctx: CallContext = base;
   let providerName: string | null = null;
@@ -70,8 +70,7 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
     ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
     ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
     if (ctx.principal) {
-      const sources = claimSourcesOf(ctx.attribution, request.headers, ctx.body, endpoint);
-      const verified = verifyIdentity(ctx.attribution, ctx.principal, sources);
+      const verified = verifyIdentity(ctx.attribution, ctx.principal);
       ctx.attribution = verified.attribution;
       ctx.delegation = verified.delegation;
       ctx.unverified = verified.unverified;
@@ -117,21 +116,12 @@ async function authenticate(ctx: CallContext, rt: Runtime) {
   return found?.value ?? null;
 }
 
-const defaultAttribution: Attribution = {
-  agent_id: null,
-  user_id: null,
-  task_context: null,
-  session_id: null,
-  parent_agent_id: null,
-  trace_id: null,
-  attribution: "default",
-};
 
 function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
   return runMerge(
     rt.plugins,
     "attribute",
-    defaultAttribution,
+    emptyAttribution,
     (plugin, merged) => plugin.attribute && (() => plugin.attribute!({ ...ctx, attribution: merged })),
     "refuse",
   );
@@ -144,7 +134,17 @@ async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter
     },
     price: (usage) => priceUsage(ctx, provider, usage, null, rt),
   };
-  await runSequential(rt.plugins, "limit.check", (plugin) => plugin.limit && (() => plugin.limit!.check(ctx, stage)), "refuse");
+  await runSequential(
+    rt.plugins,
+    "limit.check",
+    (plugin) =>
+      plugin.limit &&
+      (async () => {
+        const verdict = await plugin.limit!.check(ctx, stage);
+        if (verdict?.flag) ctx.limitFlag ??= verdict.flag;
+      }),
+    "refuse",
+  );
 }
 
 async function forward(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime) {
@@ -164,7 +164,7 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     clearTimeout(deadline);
     ctx.request.signal.removeEventListener("abort", onClientAbort);
   };
-  const headers = upstreamRequestHeaders(ctx.request.headers);
+  const headers = upstreamRequestHeaders(ctx.request.headers, rt.neverUpstream);
   if (ctx.principal) {
     // The caller authenticated to the proxy: its credential is the proxy's, never the provider's.
     headers.delete("authorization");
@@ -269,8 +269,8 @@ async function reject(error: unknown, ctx: CallContext, provider: string | null,
         : new ProxyError("internal_error", `Internal error: ${errorMessage(error)}`);
   if (!(error instanceof ProxyError)) rt.log.error(failure.message);
   // A call refused before stage 3 is still attributed, so refusals show up under their agent.
-  if (ctx.attribution === defaultAttribution) {
-    ctx.attribution = await attribute(ctx, rt).catch(() => defaultAttribution);
+  if (ctx.attribution === emptyAttribution) {
+    ctx.attribution = await attribute(ctx, rt).catch(() => emptyAttribution);
   }
   const final: AuditRecord = {
     ...newRecord(ctx, provider, rt),

@@ -35,7 +35,7 @@ export function newRecord(ctx: CallContext, provider: string | null, rt: Runtime
     price_source: null,
     prompt_hash: ctx.rawBody ? keyedHash(rt.hashKey, ctx.rawBody) : null,
     response_hash: null,
-    error_type: ctx.shadowDenial ?? null,
+    error_type: ctx.limitFlag ?? null,
     delegation: ctx.delegation ?? null,
   };
 }

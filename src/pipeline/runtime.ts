@@ -26,6 +26,8 @@ export interface Runtime {
   /** Key of the HMAC that turns prompts and responses into keyed hashes. */
   readonly hashKey: Uint8Array;
   readonly limits: RuntimeLimits;
+  /** Inbound header names never sent upstream (hop-by-hop, and those plugins read for the proxy). */
+  readonly neverUpstream: readonly string[];
   /** Refuse calls (503) when the primary audit sink cannot write; false forwards them anyway. */
   readonly failClosed: boolean;
   readonly log: Logger;

@@ -1,6 +1,6 @@
 /**
  * Header hygiene for a transparent proxy (RFC 9110 §7.6.1): hop-by-hop headers and those named in
- * `Connection` never cross the proxy; attribution headers are for the proxy only.
+ * `Connection` never cross the proxy; headers plugins read for the proxy alone never go upstream.
  */
 const hopByHop = [
   "connection",
@@ -14,17 +14,6 @@ const hopByHop = [
   "upgrade",
 ];
 
-/** Inbound headers that identify the caller to the proxy; stripped before the upstream call. */
-export const attributionHeaders = [
-  "x-agent-id",
-  "x-user-id",
-  "x-task-context",
-  "x-session-id",
-  "x-parent-agent-id",
-  "traceparent",
-  "tracestate",
-];
-
 const neverUpstream = [
   ...hopByHop,
   // Bun computes the length of the body it sends; the upstream picks its own host. We ask for an
@@ -32,7 +21,6 @@ const neverUpstream = [
   "host",
   "content-length",
   "accept-encoding",
-  ...attributionHeaders,
 ];
 
 // Bun's fetch has already decoded the body but keeps these; forwarding them would mislabel it.
@@ -60,8 +48,18 @@ function filtered(source: Headers, drop: readonly string[]): Headers {
 /** RFC 9110 §5.1: a field name is a token. */
 const headerName = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-export function upstreamRequestHeaders(inbound: Headers): Headers {
-  return filtered(inbound, neverUpstream);
+/**
+ * What is never sent upstream: hop-by-hop headers, `host`, the length and encoding Bun sets
+ * itself, and `proxyOnly` — the headers plugins read for the proxy alone (`Plugin.inboundHeaders`,
+ * e.g. the attribution headers). Built once per runtime.
+ */
+export function neverUpstreamWith(proxyOnly: readonly string[]): readonly string[] {
+  return [...new Set([...neverUpstream, ...proxyOnly.map((name) => name.toLowerCase())])];
+}
+
+/** A copy of the inbound headers without `drop` (from `neverUpstreamWith`) and those `Connection` names. */
+export function upstreamRequestHeaders(inbound: Headers, drop: readonly string[]): Headers {
+  return filtered(inbound, drop);
 }
 
 export function clientResponseHeaders(upstream: Headers): Headers {

@@ -6,6 +6,7 @@ import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
 import { PluginError, type Logger, type Plugin } from "../plugin.ts";
 import { Metrics } from "../pipeline/metrics.ts";
+import { neverUpstreamWith } from "../proxy/headers.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { createLogger } from "../log.ts";
 import { pluginProblems } from "./startup-check.ts";
@@ -57,6 +58,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         upstreamTimeoutMs: config.server.upstreamTimeoutMs,
         streamIdleTimeoutMs: config.server.streamIdleTimeoutMs,
       },
+      neverUpstream: neverUpstreamWith(plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])),
       failClosed: !config.audit.failOpen,
       log,
       inflight: new Set(),

@@ -5,7 +5,7 @@ import { verifyIdentity } from "../../src/pipeline/identity.ts";
 
 const claim = (fields: Partial<Attribution>): Attribution => ({
   agent_id: null, user_id: null, task_context: null, session_id: null, parent_agent_id: null, trace_id: null,
-  attribution: "asserted", ...fields,
+  attribution: "asserted", sources: {}, tags: {}, ...fields,
 });
 
 test("fixed fields fill in when nothing is claimed, and the call is verified", () => {
@@ -16,9 +16,9 @@ test("fixed fields fill in when nothing is claimed, and the call is verified", (
 
 test("a credential that allows no users refuses any claimed user, saying how to allow one", () => {
   expect(() => verifyIdentity(claim({ user_id: "victim" }), { keyId: "key_1", identity: { agent_id: "bot" }, users: [] })).toThrow(
-    "key_1 may not act as user 'victim': it allows no user claims (a key needs --users GLOBS, or --users '*' for any user; a token, a user claim). Send a matching X-User-ID header, or none.",
+    "key_1 may not act as user 'victim': it allows no user claims (a key needs --users GLOBS, or --users '*' for any user; a token, a user claim). Send a claim it allows, or none.",
   );
-  expect(() => verifyIdentity(claim({ user_id: "victim" }), { keyId: "key_1", users: [] }, { user_id: "header" })).toThrow(
+  expect(() => verifyIdentity(claim({ user_id: "victim", sources: { user_id: { header: "X-User-ID" } } }), { keyId: "key_1", users: [] })).toThrow(
     "key_1 may not act as user 'victim' (claimed by the X-User-ID header): it allows no user claims",
   );
   // Absent globs mean the same: a principal must opt in to claims it cannot fix.
@@ -53,7 +53,7 @@ test("a glob is anchored: team-a-* does not admit xteam-a-bob", () => {
 
 test("a fixed task (from a token) refuses a different claimed task", () => {
   expect(() => verifyIdentity(claim({ task_context: "other" }), { keyId: "sub", identity: { task_context: "PR #1" } })).toThrow(
-    "sub may not act as task 'other': it is restricted to task 'PR #1'. Send a matching X-Task-Context header, or none.",
+    "sub may not act as task 'other': it is restricted to task 'PR #1'. Send a claim it allows, or none.",
   );
 });
 
@@ -68,10 +68,10 @@ test("record mode keeps every mismatched claim, and the act chain, in delegation
 
 test("a user only in the body that the credential does not allow is kept as asserted, never refused", () => {
   for (const onMismatch of ["reject", "record"] as const) {
-    const { attribution, delegation } = verifyIdentity(claim({ user_id: "sdk-user" }), { keyId: "k", identity: { agent_id: "bot" }, users: [], onMismatch }, { user_id: "body" });
+    const { attribution, delegation } = verifyIdentity(claim({ user_id: "sdk-user", sources: { user_id: { body: "user" } } }), { keyId: "k", identity: { agent_id: "bot" }, users: [], onMismatch });
     expect(attribution).toMatchObject({ agent_id: "bot", user_id: null, attribution: "verified" });
     expect(JSON.parse(delegation!)).toEqual({ asserted: { user_id: "sdk-user" } });
   }
   // One the credential allows is the call's user, as from a header.
-  expect(verifyIdentity(claim({ user_id: "team-a-x" }), { keyId: "k", users: ["team-a-*"] }, { user_id: "body" }).attribution.user_id).toBe("team-a-x");
+  expect(verifyIdentity(claim({ user_id: "team-a-x", sources: { user_id: { body: "user" } } }), { keyId: "k", users: ["team-a-*"] }).attribution.user_id).toBe("team-a-x");
 });

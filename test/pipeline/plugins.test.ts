@@ -140,3 +140,49 @@ test("a throwing meter never changes the bytes the client receives", async () =>
     await proxy.stop();
   }
 });
+
+test("attribute: tags merge key by key across plugins; a plugin's inbound headers never go upstream", async () => {
+  const seen: Record<string, string>[] = [];
+  const team = definePlugin({
+    name: "team",
+    inboundHeaders: ["X-Team"],
+    attribute: (ctx) => ({ tags: { team: ctx.request.headers.get("x-team") ?? "none", project: "apollo" } }),
+  });
+  const override = definePlugin({ name: "override", attribute: () => ({ tags: { team: "platform" } }) });
+  const observer = definePlugin({ name: "observer", limit: { check: (ctx) => void seen.push({ ...ctx.attribution.tags }) } });
+  await withProxy([team, override, observer], async (proxy) => {
+    expect((await chat(proxy.url, {}, { "x-team": "research", "x-keep": "1" })).status).toBe(200);
+    expect(seen).toEqual([{ team: "platform", project: "apollo" }]);
+    const forwarded = upstream.requests.at(-1)!.headers;
+    expect(forwarded["x-team"]).toBeUndefined();
+    expect(forwarded["x-keep"]).toBe("1");
+  });
+});
+
+test("attribute: a header a claim came from is named by the plugin that read it, not by the core", async () => {
+  const claims = definePlugin({
+    name: "claims",
+    authenticate: () => ({ keyId: "key_9", identity: { agent_id: "bot" }, users: [] }),
+    attribute: (ctx) => ({ user_id: ctx.request.headers.get("x-person"), sources: { user_id: { header: "X-Person" } } }),
+  });
+  process.env.OPENAI_API_KEY = "sk-proxy-held";
+  try {
+    await withProxy([claims], async (proxy) => {
+      const response = await chat(proxy.url, {}, { "x-person": "mallory" });
+      expect(response.status).toBe(403);
+      expect(((await response.json()) as { error: { message: string } }).error.message).toContain(
+        "key_9 may not act as user 'mallory' (claimed by the X-Person header)",
+      );
+    });
+  } finally {
+    delete process.env.OPENAI_API_KEY;
+  }
+});
+
+test("limit.check: a verdict's flag is recorded as error_type on a call it lets through; the first flag wins", async () => {
+  const flagger = (name: string, flag: string) => definePlugin({ name, limit: { check: () => ({ flag }) } });
+  await withProxy([flagger("one", "note:first"), flagger("two", "note:second")], async (proxy) => {
+    expect((await chat(proxy.url)).status).toBe(200);
+    expect((await proxy.settled(1)).at(-1)).toMatchObject({ outcome: "completed", error_type: "note:first" });
+  });
+});

@@ -98,6 +98,6 @@ test("keys create holds agent and user globs to the same rules: NFC stored, invi
   expect(made.exitCode).toBe(0);
   expect(JSON.parse(made.stdout)).toMatchObject({ agents: ["ren\u00e9-bot"], users: ["jos\u00e9-*"] });
   const refused = await runCli(["keys", "create", "--agent", "bot\u200b", "--log-db", keysProxy.logDb]);
-  expect(refused.exitCode).toBe(1);
+  expect(refused.exitCode).toBe(2); // a usage error
   expect(refused.stderr).toContain('--agent: "bot\u200b" contains U+200B');
 });

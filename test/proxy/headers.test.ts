@@ -1,5 +1,9 @@
 import { expect, test } from "bun:test";
-import { clientResponseHeaders, upstreamRequestHeaders } from "../../src/proxy/headers.ts";
+import { headerAttribution } from "../../plugins/index.ts";
+import { clientResponseHeaders, neverUpstreamWith, upstreamRequestHeaders } from "../../src/proxy/headers.ts";
+
+// The proxy strips what its plugins read for it alone: here the default header-attribution plugin.
+const drop = neverUpstreamWith(headerAttribution().inboundHeaders);
 
 test("the upstream never sees hop-by-hop, Connection-named, host, length or attribution headers", () => {
   const inbound = new Headers({
@@ -18,7 +22,7 @@ test("the upstream never sees hop-by-hop, Connection-named, host, length or attr
     "x-task-context": "t",
     traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
   });
-  expect(Object.fromEntries(upstreamRequestHeaders(inbound))).toEqual({
+  expect(Object.fromEntries(upstreamRequestHeaders(inbound, drop))).toEqual({
     authorization: "Bearer sk-x",
     "content-type": "application/json",
     "anthropic-version": "2023-06-01",
@@ -47,7 +51,7 @@ test("the client gets the upstream's headers minus hop-by-hop and the encoding B
 
 test("a Connection token that is not a header name is ignored, not thrown on (either direction)", () => {
   const inbound = new Headers({ authorization: "Bearer sk-x", connection: "keep-alive, x y, , X-Hop", "x-hop": "1" });
-  expect(Object.fromEntries(upstreamRequestHeaders(inbound))).toEqual({ authorization: "Bearer sk-x" });
+  expect(Object.fromEntries(upstreamRequestHeaders(inbound, drop))).toEqual({ authorization: "Bearer sk-x" });
   const upstream = new Headers({ "content-type": "application/json", connection: "keep-alive, bad\ttoken" });
   expect(Object.fromEntries(clientResponseHeaders(upstream))).toEqual({ "content-type": "application/json" });
 });
