@@ -15,7 +15,7 @@
 import type { Database } from "bun:sqlite";
 import { auditWorkerURL } from "./_worker-url.ts";
 import { defaultCheckpointSettings, type CheckpointSettings } from "./checkpoint.ts";
-import { openAuditLog, toRow } from "./database.ts";
+import { filesReadableByOthers, openAuditLog, toRow } from "./database.ts";
 import { IntentLog } from "./intent-log.ts";
 import { recoverIntents } from "./intent-recovery.ts";
 import type { SqliteAuditReader } from "./query.ts";
@@ -72,6 +72,10 @@ export class SqliteAuditStore {
   ) {
     if (path === ":memory:") throw new Error("The SQLite audit store needs a file; ':memory:' would be lost with the process.");
     const log = openAuditLog(path);
+    // Files an older version created world-readable: named, not changed (access may be deliberate).
+    for (const { file, mode } of filesReadableByOthers(path)) {
+      options.onWarning?.(`${file} is readable by other users (mode ${mode.toString(8)}) though it holds user ids and task text; run: chmod 600 ${file}`);
+    }
     this.db = log.db;
     this.reader = log.reader;
     this.closeReader = log.close;
