@@ -55,6 +55,7 @@ export default defineConfig({
   ],
   audit: {
     failOpen: false, // true forwards calls even when the audit log cannot be written
+    maxBacklog: 10_000, // final records that may wait for the database (disk full, locked) before calls get 503
   },
   admin: {
     // Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN (admin) and AGENT_ATTR_AUDITOR_TOKEN (auditor: read, export, verify).

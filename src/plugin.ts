@@ -127,7 +127,12 @@ export interface AuditSink {
    * rejection refuses the call with 503; secondary sinks are told but not awaited.
    */
   begin(record: AuditRecord): Promise<void>;
-  /** The final record of a call (also for calls that never reached an upstream). */
+  /**
+   * The final record of a call (also for calls that never reached an upstream). The call's last
+   * bytes reach the client only after the primary sink's `write` has returned: it should hold the
+   * record durably by then (the SQLite store writes it to its intent log), so a crash right after
+   * cannot lose what the client saw finish.
+   */
   write(record: AuditRecord): void | Promise<void>;
   /** Reader for the audit API and CLI; the primary sink must have one. */
   reader?: AuditReader;
@@ -149,6 +154,8 @@ export interface TrailSettings {
   checkpoint: { everyRecords: number; everySeconds: number; file?: string; webhook?: string };
   signingKey?: string;
   retentionDays?: number;
+  /** Final records that may wait for their commit before calls are refused (`audit.maxBacklog`). */
+  maxBacklog?: number;
 }
 
 export interface Logger {

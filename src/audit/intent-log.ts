@@ -7,18 +7,28 @@
  * A segment is created at full size with zeros written into it, so its disk space is taken when it
  * is created: a full disk refuses the call then (begin rejects), never later inside the mapping.
  *
- * When a call's final record is committed to SQLite its intent is settled. Once every intent of a
- * segment is settled, settled lines (which name users) do not linger: a quiet proxy's current
- * segment is zeroed and reused in place, any other segment is deleted. The zeros of the next
- * segment are written in the background while the current one fills, so a rotation only maps a
- * ready file. `compact` rewrites each segment to its unsettled lines only (after an erasure).
+ * When a call ends, its final record (usage and cost included) is written too, as a final line
+ * (`{"final":[...]}`), before the call's last byte reaches the client: from then on the final
+ * line stands for the call, wherever its intent line is. When the final record is committed to
+ * SQLite the call is settled. Once every call of a segment is settled, settled lines (which name
+ * users) do not linger: a quiet proxy's current segment is zeroed and reused in place, any other
+ * segment is deleted. The zeros of the next segment are written in the background while the
+ * current one fills, so a rotation only maps a ready file. `compact` rewrites each segment to its
+ * unsettled lines only (after an erasure).
  *
- * After a crash, `recoverIntents` (./intent-recovery.ts) turns every intent that has no final
- * record into an `interrupted` record, so a call that reached an upstream is never missing.
+ * After a crash, `recoverIntents` (./intent-recovery.ts) commits each final line that has no
+ * record yet as it is, and turns every intent without one into an `interrupted` record, so a call
+ * that reached an upstream is never missing, and one its client saw finish keeps its usage.
  *
  * Each segment starts with a header line naming its columns (`{"columns":[...]}`), so a newer
  * version with more or reordered columns still recovers what an older one left behind; the zeros
- * after the last line are not part of it.
+ * after the last line are not part of it. Final lines are objects, which versions before them
+ * skip (they record such a call as interrupted, as they always did).
+ *
+ * Disk full: segments are made ahead, so a full disk shows first as a spare that cannot be made.
+ * From then on an intent is refused unless the segments at hand keep room for the final line of
+ * every call in flight (its intent line's length and `finalSlack`), so a call is forwarded only
+ * if its final record can be made durable too. While spares fail, one is retried every second.
  */
 import { closeSync, openSync, truncateSync, unlinkSync, writeSync } from "node:fs";
 import { open } from "node:fs/promises";
@@ -32,14 +42,26 @@ const header = `${JSON.stringify({ columns })}\n`;
 const encoder = new TextEncoder();
 const utf8 = new TextDecoder();
 
+/** Room kept per call in flight for its final line, beyond its intent line's length. */
+const finalSlack = 512;
+/** While the disk refuses spares, how often one is tried again (in the background). */
+const spareRetryMs = 1000;
+
 interface Segment {
   readonly file: string;
   /** The file, mapped shared: what is written here is in the page cache at once. */
   map: Uint8Array;
   /** Bytes in use from the start (header and lines); the rest is zeros. */
   used: number;
-  /** Intents in it not yet settled. */
+  /** Calls whose line in it (intent, or final once written) stands for them, not yet settled. */
   unsettled: number;
+}
+
+/** A call not yet settled: the segment of its line, and the room its final line will need. */
+interface Pending {
+  segment: Segment;
+  /** Bytes kept for the final line; 0 once it is written. */
+  reserve: number;
 }
 
 export class IntentLog {
@@ -50,8 +72,13 @@ export class IntentLog {
   private makingSpare: Promise<void> | null = null;
   /** Every segment file this log has and has not deleted. */
   private readonly segments = new Set<Segment>();
-  /** Unsettled intents: id → segment. */
-  private readonly pending = new Map<string, Segment>();
+  /** Unsettled calls: id → where their line is. */
+  private readonly pending = new Map<string, Pending>();
+  /** Room the final lines of the calls in flight will need (sum of their `reserve`). */
+  private reserved = 0;
+  /** The last attempt to make a segment failed (e.g. the disk is full), at this time (ms). */
+  private spareFailedAt: number | null = null;
+  private spareError = "";
   private nextNumber = 0;
   private closed = false;
 
@@ -74,9 +101,45 @@ export class IntentLog {
     }
   }
 
-  /** Writes the in-flight record; throws (e.g. disk full) if it could not be written. */
+  /** The call has a line here not yet settled (it was forwarded and is not committed). */
+  has(id: string): boolean {
+    return this.pending.has(id);
+  }
+
+  /**
+   * Writes the in-flight record; throws (e.g. disk full) if it could not be written, or if the disk
+   * refuses new segments and the ones at hand would not keep room for every final line to come.
+   */
   append(record: AuditRecord): void {
     const line = `${JSON.stringify(toRow(record))}\n`;
+    const reserve = line.length + finalSlack;
+    if (this.spareFailedAt !== null) this.checkRoom(line.length + reserve);
+    const segment = this.write(line);
+    segment.unsettled++;
+    this.pending.set(record.id, { segment, reserve });
+    this.reserved += reserve;
+  }
+
+  /**
+   * Writes a call's final record (`row`: its JSON row) after its intent: from now on this line
+   * stands for the call (recovery commits it as it is). Does nothing for a call without an intent
+   * (refused before forwarding). Throws if it could not be written; the intent then still stands.
+   */
+  appendFinal(id: string, row: string): void {
+    const entry = this.pending.get(id);
+    if (entry === undefined) return;
+    const segment = this.write(`{"final":${row}}\n`);
+    this.reserved -= entry.reserve;
+    entry.reserve = 0;
+    if (segment === entry.segment) return;
+    const previous = entry.segment;
+    entry.segment = segment;
+    segment.unsettled++;
+    this.release(previous);
+  }
+
+  /** Copies `line` into the current segment, rotating to the next when it is full; returns it. */
+  private write(line: string): Segment {
     let segment = this.current ?? this.open(line);
     let { read, written } = encoder.encodeInto(line, segment.map.subarray(segment.used));
     if (read < line.length) {
@@ -88,35 +151,73 @@ export class IntentLog {
       ({ written } = encoder.encodeInto(line, segment.map.subarray(segment.used)));
     }
     segment.used += written;
-    segment.unsettled++;
-    this.pending.set(record.id, segment);
+    return segment;
   }
 
   /**
-   * The final records of these calls are committed: their intents are no longer needed. A segment
+   * With segments failing to be made: refuses a call unless the current segment and the spare keep
+   * room for `bytes` beyond what the calls in flight need for their final lines. A spare is tried
+   * again once per `spareRetryMs`, so calls pass again as soon as the disk has room.
+   */
+  private checkRoom(bytes: number): void {
+    if (this.room() >= this.reserved + bytes) return;
+    if (!this.spare && Date.now() - this.spareFailedAt! >= spareRetryMs) {
+      // A full-size segment, else an eighth of one: a nearly full disk still takes calls.
+      for (const size of [this.segmentBytes, Math.max(this.segmentBytes / 8, header.length + bytes * 3)]) {
+        try {
+          this.spare = this.adopt(this.createSync(this.nextFile(), Math.ceil(size)));
+          break;
+        } catch {
+          // still failing: refused below
+        }
+      }
+      if (this.room() >= this.reserved + bytes) return;
+    }
+    throw new Error(
+      `the intent log cannot take more calls: a new segment cannot be created (${this.spareError}), and the room left is kept for the final records of the ${this.pending.size} call(s) in flight or not yet committed`,
+    );
+  }
+
+  /** Bytes free in the current segment and the spare. */
+  private room(): number {
+    const free = (segment: Segment | null) => (segment ? segment.map.byteLength - segment.used : 0);
+    return free(this.current) + (this.spare ? free(this.spare) - header.length : 0);
+  }
+
+  /**
+   * The final records of these calls are committed: their lines are no longer needed. A segment
    * left with none unsettled is zeroed and reused in place if it is the current one and short
    * (a quiet proxy), else deleted (zeroing megabytes would stall the event loop).
    */
   settle(ids: Iterable<string>): void {
     for (const id of ids) {
-      const segment = this.pending.get(id);
-      if (segment === undefined) continue;
+      const entry = this.pending.get(id);
+      if (entry === undefined) continue;
       this.pending.delete(id);
-      if (--segment.unsettled > 0) continue;
-      if (segment === this.current && segment.used <= maxWipeBytes) {
-        segment.map.fill(0, 0, segment.used);
-        segment.used = encoder.encodeInto(header, segment.map).written;
-      } else {
-        if (segment === this.current) this.current = null;
-        this.remove(segment);
-      }
+      this.reserved -= entry.reserve;
+      this.release(entry.segment);
     }
   }
 
   /**
-   * Rewrites the log to its unsettled intents only: afterwards no settled line — e.g. of a user just
-   * erased — is left in any intent file. Unsettled intents are calls still in flight; they are
-   * needed. Crash-safe: they are written to a fresh segment before the old ones are zeroed and
+   * One call less stands in `segment`; with none left, its lines go. While the disk refuses new
+   * segments, the current one is zeroed and kept whatever its size: its space is the log's.
+   */
+  private release(segment: Segment): void {
+    if (--segment.unsettled > 0) return;
+    if (segment === this.current && (segment.used <= maxWipeBytes || this.spareFailedAt !== null)) {
+      segment.map.fill(0, 0, segment.used);
+      segment.used = encoder.encodeInto(header, segment.map).written;
+    } else {
+      if (segment === this.current) this.current = null;
+      this.remove(segment);
+    }
+  }
+
+  /**
+   * Rewrites the log to its unsettled lines only: afterwards no settled line — e.g. of a user just
+   * erased — is left in any intent file. Unsettled lines are calls in flight or not yet committed;
+   * they are needed. Crash-safe: they are written to a fresh segment before the old ones are zeroed and
    * deleted (if the process dies in between, recovery finds them twice and records them once).
    */
   compact(): void {
@@ -126,9 +227,8 @@ export class IntentLog {
     const keptIds: string[] = [];
     for (const segment of old) {
       for (const line of utf8.decode(segment.map.subarray(0, segment.used)).split("\n").slice(1)) {
-        const row = parseLine(line);
-        const id = Array.isArray(row) ? String(row[0]) : null;
-        if (id !== null && this.pending.get(id) === segment) {
+        const id = idOfLine(line);
+        if (id !== null && this.pending.get(id)?.segment === segment) {
           kept.push(`${line}\n`);
           keptIds.push(id);
         }
@@ -138,7 +238,7 @@ export class IntentLog {
     const fresh = this.take(text.length * 3);
     fresh.used = encoder.encodeInto(text, fresh.map).written;
     fresh.unsettled = keptIds.length;
-    for (const id of keptIds) this.pending.set(id, fresh);
+    for (const id of keptIds) this.pending.get(id)!.segment = fresh;
     this.current = fresh;
     for (const segment of old) {
       segment.map.fill(0, 0, segment.used);
@@ -190,6 +290,7 @@ export class IntentLog {
     this.makingSpare = createAsync(file, this.segmentBytes).then(
       () => {
         this.makingSpare = null;
+        this.spareFailedAt = null;
         if (this.closed || this.spare) return removeFile(file);
         try {
           this.spare = this.adopt(file);
@@ -197,8 +298,9 @@ export class IntentLog {
           removeFile(file); // deleted meanwhile: the next rotation makes one itself
         }
       },
-      () => {
+      (error: unknown) => {
         this.makingSpare = null;
+        this.failedToCreate(error);
         removeFile(file);
       },
     );
@@ -210,16 +312,26 @@ export class IntentLog {
 
   /** A new segment file of `size` zero bytes (its disk space taken now). */
   private createSync(file: string, size: number): string {
-    const fd = openSync(file, "w", 0o600);
+    let fd: number | null = null;
     try {
+      fd = openSync(file, "w", 0o600);
       for (let at = 0; at < size; at += zeros.byteLength) writeSync(fd, zeros, 0, Math.min(zeros.byteLength, size - at));
     } catch (error) {
-      closeSync(fd);
-      removeFile(file);
+      if (fd !== null) {
+        closeSync(fd);
+        removeFile(file);
+      }
+      this.failedToCreate(error);
       throw error;
     }
     closeSync(fd);
+    this.spareFailedAt = null;
     return file;
+  }
+
+  private failedToCreate(error: unknown): void {
+    this.spareFailedAt = Date.now();
+    this.spareError = error instanceof Error ? error.message : String(error);
   }
 
   /** Maps a zeroed segment file. */
@@ -265,6 +377,20 @@ function removeFile(file: string): void {
   } catch {
     // Already gone: nothing to keep.
   }
+}
+
+/** The call id of a segment line (an intent row, or a final line); null for the header or a cut line. */
+function idOfLine(line: string): string | null {
+  const row = rowOfLine(line);
+  return row ? String(row[0]) : null;
+}
+
+/** The row of an intent line (`[...]`) or a final line (`{"final":[...]}`); null otherwise. */
+export function rowOfLine(line: string): unknown[] | null {
+  const parsed = parseLine(line);
+  if (Array.isArray(parsed)) return parsed;
+  const final = (parsed as { final?: unknown } | null)?.final;
+  return Array.isArray(final) ? final : null;
 }
 
 /** One line of a segment as JSON; null for an empty or cut-short line. */

@@ -8,6 +8,8 @@
  * seconds while records arrive folds them into the usage rollup (./rollup.ts).
  */
 import type { Database } from "bun:sqlite";
+import { statSync, statfsSync } from "node:fs";
+import { dirname } from "node:path";
 import { ChainWriter } from "./chain.ts";
 import { Checkpointer } from "./checkpoint.ts";
 import { openDatabase, type SQLValue } from "./database.ts";
@@ -24,6 +26,7 @@ let db: Database | null = null;
 let chain: ChainWriter | undefined;
 let checkpointer: Checkpointer | null = null;
 let settings: WriterSettings;
+let logDbPath = "";
 let sinceCheckpoint = 0;
 const timers: Timer[] = [];
 
@@ -32,6 +35,7 @@ const notice = (message: string) => reply({ kind: "notice", message });
 
 function open(path: string, busyTimeoutMs: number, given: WriterSettings): void {
   settings = given;
+  logDbPath = path;
   db = openDatabase(path, busyTimeoutMs);
   // A trail with many users and tasks inserts into its indexes at random pages, and every commit
   // writes each page it touched to the WAL. Checkpointing every 10,000 pages (~40 MB of WAL)
@@ -119,9 +123,22 @@ function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][])
   return fresh;
 }
 
+/**
+ * Rows per transaction at most (whole batches; one larger batch goes alone): a backlog drains in
+ * transactions that each need little WAL space, so a nearly full disk still takes them.
+ */
+const maxCommitRows = 1024;
+
 function commitPending(): void {
-  const batches = pending;
-  pending = [];
+  if (pending.length === 0) return;
+  let count = 0;
+  for (let rows = 0; count < pending.length && (count === 0 || rows + pending[count]!.length <= maxCommitRows); count++) {
+    rows += pending[count]!.length;
+  }
+  const batches = pending.splice(0, count);
+  const pressed = diskFullAt !== null;
+  // The WAL into the database first, if that can finish: this commit then reuses the WAL's space.
+  if (pressed && roomToCheckpoint()) checkpointWal();
   try {
     if (!db || !chain) throw new Error("the audit database could not be opened for writing");
     const rows = appendRows(db, chain, batches.flat());
@@ -129,11 +146,84 @@ function commitPending(): void {
     sinceCheckpoint += rows.length;
     reply({ kind: "committed", batches: batches.length });
     maybeAdvanceRollup(db);
+    if (pressed) {
+      if (roomToCheckpoint()) checkpointWal();
+      if (performance.now() - diskFullAt! > diskFullMs) diskFullAt = null;
+    } else {
+      checkpointWalWhenIdle();
+    }
   } catch (error) {
-    reply({ kind: "failed", batches: batches.length, message: errorMessage(error) });
+    // The batches queued behind fail with it (the store sends them again, in order, once a probe
+    // commits), rather than each waiting for its own failure.
+    const failed = batches.length + pending.splice(0).length;
+    const message = errorMessage(error);
+    reply({ kind: "failed", batches: failed, message });
+    if (/full/i.test(message)) {
+      diskFullAt = performance.now();
+      if (roomToCheckpoint()) checkpointWal();
+    }
     return;
   }
   if (sinceCheckpoint >= settings.checkpoint.everyRecords) maintain(checkpoint);
+  if (pending.length > 0) setImmediate(commitPending);
+}
+
+/**
+ * Once the writer has been idle for a second, the WAL is copied into the database: little of it is
+ * left uncopied when a disk fills up (copying that needs free space for its new pages, and until
+ * then a WAL at the end of its space cannot take a commit), and the next commits rewrite the WAL
+ * from its start, in space it already has. Under steady load SQLite's own checkpoint (every 10,000
+ * pages) does this and the timer never fires.
+ */
+const walIdleMs = 1000;
+let walIdleTimer: Timer | null = null;
+
+function checkpointWalWhenIdle(): void {
+  if (walIdleTimer) {
+    walIdleTimer.refresh();
+    return;
+  }
+  walIdleTimer = setTimeout(() => {
+    walIdleTimer = null;
+    checkpointWal();
+  }, walIdleMs);
+}
+
+/**
+ * After a commit failed for want of disk space (and until none has for `diskFullMs`), the WAL is
+ * copied into the database after each commit, when the disk has room for all of it: the WAL then
+ * restarts from its start and the next commits reuse its space. A copy that could not finish
+ * would take the free space the commits need (the database grows page by page) and still leave
+ * the WAL where it was, so without that room the commits go on into the WAL: a backlog drains as
+ * far as the free space allows, at once, and the rest as soon as more is free.
+ */
+const diskFullMs = 10_000;
+let diskFullAt: number | null = null;
+
+/**
+ * The disk has room for what a checkpoint adds to the database file: the pages the database has
+ * (its WAL included) beyond the file's end.
+ */
+function roomToCheckpoint(): boolean {
+  if (!db) return false;
+  try {
+    const pages = db.query<{ page_count: number }, []>("PRAGMA page_count").get()!.page_count;
+    const pageSize = db.query<{ page_size: number }, []>("PRAGMA page_size").get()!.page_size;
+    const growth = pages * pageSize - statSync(logDbPath).size;
+    const disk = statfsSync(dirname(logDbPath));
+    return disk.bavail * disk.bsize > growth + 16 * pageSize;
+  } catch {
+    return false;
+  }
+}
+
+/** Copies the WAL into the database, without waiting for readers (PASSIVE). */
+function checkpointWal(): void {
+  try {
+    db?.run("PRAGMA wal_checkpoint(PASSIVE)");
+  } catch {
+    // the disk is still full, or busy: tried again later
+  }
 }
 
 self.onmessage = (event: MessageEvent<string>) => {
@@ -149,8 +239,9 @@ self.onmessage = (event: MessageEvent<string>) => {
       reply({ kind: "failed", batches: 0, message: errorMessage(error) });
     }
   } else {
-    if (pending.length > 0) commitPending();
+    while (pending.length > 0) commitPending();
     for (const timer of timers.splice(0)) clearInterval(timer);
+    if (walIdleTimer) clearTimeout(walIdleTimer);
     maintain(checkpoint);
     lastRollup = Number.NEGATIVE_INFINITY; // leave the rollup caught up
     if (db) maybeAdvanceRollup(db);

@@ -40,6 +40,11 @@ export const configSchema = z
         logDb: z.string().min(1).optional(),
         /** Forward calls even when the audit log cannot be written (not for compliance use). */
         failOpen: z.boolean().default(false),
+        /**
+         * Final records that may wait for the database (disk full, locked): beyond it calls are
+         * refused with 503 before they are forwarded, until it takes them again.
+         */
+        maxBacklog: z.number().int().positive().default(10_000),
         /** Signed checkpoints of the hash chain: every N records, every T seconds when anything is new. */
         checkpoint: z
           .object({

@@ -1,6 +1,6 @@
 /**
- * Stages 7-9 for a call whose response has ended: decide its outcome, price it, write its final
- * record and settle the limiters. Never throws: a failure here is logged, the client is unaffected.
+ * Stages 7-9 for a call whose response ends: decide its outcome, price it, write its final record
+ * and settle the limiters. Never throws: a failure here is logged, the client is unaffected.
  */
 import type { AuditRecord, Outcome, Usage, UsageSource } from "../audit/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
@@ -14,17 +14,29 @@ import type { ReplyContext } from "./respond.ts";
 import type { Runtime } from "./runtime.ts";
 import { runSequential } from "./hooks.ts";
 
-/** Stages 7-9: price the call, write its final record, settle the limiters. Never throws. */
-export async function finalize(reply: ReplyContext, how: StreamEnd, result: MeterResult, ttfb: number | null, hash: string) {
-  const { ctx, record, upstream, abort, rt } = reply;
+/**
+ * Stages 7-8: price the call and write its final record. Resolves with the record once every sink
+ * has it — the primary one durably (the SQLite store: in the intent log), which is why a call's
+ * last bytes wait for this — or with null if that failed (logged). Stage 9 (`settle`) is the
+ * caller's, after. Never throws.
+ */
+export async function recordFinal(
+  reply: ReplyContext,
+  how: StreamEnd,
+  result: MeterResult,
+  ttfb: number | null,
+  hash: string,
+): Promise<AuditRecord | null> {
+  const { ctx, upstream, abort, rt } = reply;
   try {
     const final = await completeRecord(reply, upstream.status, how, result, abort.signal);
     final.ttfb_ms = ttfb;
     final.response_hash = hash;
     writeRecord(final, rt);
-    await settle(ctx, final, rt);
+    return final;
   } catch (error) {
     rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);
+    return null;
   }
 }
 

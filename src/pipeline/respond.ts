@@ -1,7 +1,11 @@
 /**
  * Stage 6 for one upstream response: the body goes to the client untouched while the provider's
- * meter reads usage from it; when it ends (done, upstream failure or client cancel) ./finalize.ts
- * runs stages 7-9. Accounting code is guarded: nothing here can throw into the client's stream.
+ * meter reads usage from it; ./finalize.ts runs stages 7-9. The final record is written before
+ * the client has the whole answer — a JSON body is returned once it is written, a stream's
+ * terminal event (or a chunked body's last chunk) waits for it — so a call the client saw finish
+ * keeps its usage even if the proxy is killed right after. A stream that ends otherwise (upstream
+ * failure, client cancel, no terminal event) is recorded when it ends. Accounting code is
+ * guarded: nothing here can throw into the client's stream.
  */
 import type { AuditRecord } from "../audit/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
@@ -11,7 +15,7 @@ import { SSEEventFilter } from "../proxy/sse-filter.ts";
 import { firstStringMember, lastObjectMember } from "../proxy/json-peek.ts";
 import { tapStream, type StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, Meter } from "./context.ts";
-import { finalize } from "./finalize.ts";
+import { recordFinal, settle } from "./finalize.ts";
 import { elapsed } from "./record.ts";
 import { trackUntilDone, type Runtime } from "./runtime.ts";
 
@@ -52,7 +56,7 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
   const track = Promise.withResolvers<void>();
   trackUntilDone(reply.rt, track.promise);
   const meter = guardedMeter(reply);
-  const hasher = new Bun.CryptoHasher("sha256", reply.rt.hashKey);
+  const hasher = responseHasher(reply.rt.hashKey);
   let idle: { arm(): void; stop(): void } | null = null;
   const streamed = () => {
     reply.headersArrived();
@@ -60,19 +64,23 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     return idle;
   };
   let ttfb: number | null = null;
-  const finish = (how: StreamEnd, body?: Uint8Array, edges?: Record<string, unknown> | null) => {
+  let recorded: Promise<AuditRecord | null> | null = null;
+  /** Writes the final record, once: when the last bytes are known, or when the response ends. */
+  const record = (how: StreamEnd) => (recorded ??= recordFinal(reply, how, meter.result(), ttfb, hasher.digest()));
+  /** The response has ended: the record is written (if it was not already), then limits settle. */
+  const finish = (how: StreamEnd) => {
     idle?.stop();
     reply.cleanup();
-    if (body) meter.json(parseJSON(utf8.decode(body)));
-    else if (edges) meter.json(edges);
-    void finalize(reply, how, meter.result(), ttfb, hasher.digest("hex")).finally(track.resolve);
+    const written = record(how);
+    void written.then((final) => (final ? settle(reply.ctx, final, reply.rt) : undefined)).finally(track.resolve);
+    return written;
   };
   if (!upstream.body) {
-    finish({ kind: "done" });
+    await finish({ kind: "done" });
     return null;
   }
   if (sse) {
-    const observer = sseObserver(meter, hasher, streamed(), () => (ttfb ??= elapsed(reply.ctx)), finish);
+    const observer = sseObserver(meter, hasher, streamed(), () => (ttfb ??= elapsed(reply.ctx)), record, finish);
     const filter = reply.hideEvent ? new SSEEventFilter(reply.hideEvent) : undefined;
     return tapStream(upstream.body.getReader(), observer, filter);
   }
@@ -83,21 +91,34 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     try {
       body = await upstream.bytes();
     } catch (error) {
-      finish({ kind: "upstream_error", error });
+      void finish({ kind: "upstream_error", error });
       throw error;
     }
     ttfb = elapsed(reply.ctx);
     hasher.update(body);
-    finish({ kind: "done" }, body);
+    meter.json(parseJSON(utf8.decode(body)));
+    await finish({ kind: "done" });
     return body;
   }
   // Length unknown (chunked, encoded) or over the cap: pass it on as it comes, keep it for metering
-  // up to the cap; past the cap keep only its head and tail, where the model and usage are.
+  // up to the cap; past the cap keep only its head and tail, where the model and usage are. Only
+  // whole is it of use to the client, so its last chunk waits for the final record.
   const quiet = streamed();
   const chunks: Uint8Array[] = [];
   let size = 0;
   const tail: Uint8Array[] = [];
   let tailSize = 0;
+  let metered = false;
+  const meterBody = () => {
+    if (metered) return;
+    metered = true;
+    if (size <= maxBufferedBytes) {
+      if (chunks.length > 0) meter.json(parseJSON(utf8.decode(Buffer.concat(chunks))));
+    } else {
+      const edges = edgesOf(chunks[0] ?? new Uint8Array(), Buffer.concat(tail));
+      if (edges) meter.json(edges);
+    }
+  };
   return tapStream(upstream.body.getReader(), {
     chunk(bytes) {
       ttfb ??= elapsed(reply.ctx);
@@ -111,11 +132,27 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
         while (tail.length > 1 && tailSize - tail[0]!.byteLength >= tailBytes) tailSize -= tail.shift()!.byteLength;
       }
     },
+    beforeLast() {
+      meterBody();
+      return record({ kind: "done" });
+    },
     end(how) {
-      if (size <= maxBufferedBytes) return finish(how, chunks.length > 0 ? Buffer.concat(chunks) : undefined);
-      finish(how, undefined, edgesOf(chunks[0] ?? new Uint8Array(), Buffer.concat(tail)));
+      meterBody();
+      void finish(how);
     },
   });
+}
+
+/** HMAC of the response bytes; digested once (a stream's bytes after its terminal event are not in it). */
+function responseHasher(key: Uint8Array) {
+  const hasher = new Bun.CryptoHasher("sha256", key);
+  let digest: string | null = null;
+  return {
+    update(bytes: Uint8Array) {
+      if (digest === null) hasher.update(bytes);
+    },
+    digest: () => (digest ??= hasher.digest("hex")),
+  };
 }
 
 /** How much of the end of an over-cap body is kept to find its usage. */
@@ -130,18 +167,30 @@ function edgesOf(head: Uint8Array, tail: Uint8Array): Record<string, unknown> | 
 
 function sseObserver(
   meter: Meter,
-  hasher: Bun.CryptoHasher,
+  hasher: ReturnType<typeof responseHasher>,
   idle: { arm(): void },
   firstByte: () => void,
+  record: (how: StreamEnd) => Promise<unknown>,
   finish: (how: StreamEnd) => void,
 ) {
   const parser = new SSEParser();
+  let terminal = false;
   return {
     chunk(bytes: Uint8Array) {
       firstByte();
       idle.arm();
       hasher.update(bytes);
-      for (const event of parser.push(bytes)) meter.event(event);
+      let events = false;
+      for (const event of parser.push(bytes)) {
+        meter.event(event);
+        events = true;
+      }
+      // The terminal event (`[DONE]`, `message_stop`, `response.completed`) ends the answer for the
+      // client: the chunk that carries it waits for the final record.
+      if (events && !terminal && meter.result().terminal) {
+        terminal = true;
+        return record({ kind: "done" });
+      }
     },
     end(how: StreamEnd) {
       for (const event of parser.end()) meter.event(event);

@@ -6,7 +6,14 @@
 export type StreamEnd = { kind: "done" } | { kind: "upstream_error"; error: unknown } | { kind: "cancel" };
 
 export interface StreamObserver {
-  chunk(bytes: Uint8Array): void;
+  /** Sees each upstream chunk before it is passed on; a promise it returns holds the chunk back until it settles. */
+  chunk(bytes: Uint8Array): void | Promise<unknown>;
+  /**
+   * If given, each chunk is held back until the next one arrives, and this runs (awaited) before
+   * the last one is passed on: for a body that is of use only whole, what must happen before the
+   * client has all of it (its final record) happens first. A held chunk costs no latency there.
+   */
+  beforeLast?(): void | Promise<unknown>;
   end(end: StreamEnd): void;
 }
 
@@ -35,6 +42,18 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
     finish({ kind: "cancel" });
     reader.cancel(reason).catch(() => {});
   };
+  /** Writes to the client; false (and the stream ended as a cancel would) if the client is gone. */
+  const send = async (controller: ReadableStreamDirectController, bytes: Uint8Array) => {
+    try {
+      await controller.write(bytes);
+      await controller.flush();
+      return true;
+    } catch {
+      cancel();
+      return false;
+    }
+  };
+  let held: Uint8Array | null = null;
   const source: Bun.DirectUnderlyingSource<Uint8Array> = {
     type: "direct",
     async pull(controller) {
@@ -50,22 +69,31 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
         if (ended) return; // the client went away meanwhile
         if (result.done) {
           const rest = filter?.end();
+          if (observer.beforeLast) {
+            await observer.beforeLast();
+            if (ended || (held && !(await send(controller, held)))) return;
+          }
           if (rest?.length) await controller.write(rest);
           finish({ kind: "done" });
           controller.close();
           return;
         }
-        const out = filter ? filter.push(result.value) : result.value;
-        observer.chunk(result.value);
+        let out = filter ? filter.push(result.value) : result.value;
+        const waiting = observer.chunk(result.value);
+        if (waiting) {
+          await waiting;
+          if (ended) return;
+        }
         // A chunk that held only hidden bytes: read on, the client is still waiting.
         if (out.length === 0) continue;
-        try {
-          await controller.write(out);
-          await controller.flush();
-        } catch {
-          // The client's side is gone without a cancel: end as a cancel would.
-          return cancel();
+        if (observer.beforeLast) {
+          const previous = held;
+          held = out;
+          if (!previous) continue;
+          out = previous;
         }
+        // The client's side gone without a cancel ends the stream as a cancel would.
+        if (!(await send(controller, out))) return;
       }
     },
     cancel,

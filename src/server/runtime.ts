@@ -35,8 +35,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
   try {
     for (const plugin of plugins) {
       try {
-        const { checkpoint, signingKey, retentionDays } = config.audit;
-        await plugin.setup?.({ logDb: options.logDb, log, audit: { checkpoint, signingKey, retentionDays } });
+        const { checkpoint, signingKey, retentionDays, maxBacklog } = config.audit;
+        await plugin.setup?.({ logDb: options.logDb, log, audit: { checkpoint, signingKey, retentionDays, maxBacklog } });
       } catch (error) {
         throw new PluginError(plugin.name, "setup", error);
       }

@@ -1,10 +1,11 @@
-// The intent log's segments: rotated by size, zeroed and reused once every intent in them is
-// settled, deleted on close, and recovered after a crash whichever version wrote them.
+// The intent log's segments: rotated by size, zeroed and reused once every call in them is
+// settled, deleted on close, and recovered after a crash whichever version wrote them — final
+// lines as the records they are, intents without one as interrupted.
 import { expect, test } from "bun:test";
 import { linkSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChainWriter } from "../../src/audit/chain.ts";
-import { openAuditLog } from "../../src/audit/database.ts";
+import { columns, openAuditLog, toRow } from "../../src/audit/database.ts";
 import { IntentLog } from "../../src/audit/intent-log.ts";
 import { readSegment, recoverIntents } from "../../src/audit/intent-recovery.ts";
 import type { AuditRecord } from "../../src/audit/record.ts";
@@ -108,7 +109,7 @@ test("recovery reads segments of older versions: headerless 0.1.0 rows and heade
   writeFileSync(`${logDb}.intents-${dead.pid}-1`, `${JSON.stringify({ columns })}\n${JSON.stringify(row)}\n`);
   try {
     const chain = new ChainWriter(log.db);
-    expect(recoverIntents(chain, logDb)).toBe(2);
+    expect(recoverIntents(chain, logDb)).toEqual({ interrupted: 2, finished: 0 });
     chain.finalize();
     const page = await log.reader.records({ limit: 10 });
     expect(page.records.find((r) => r.id === "legacy-1")).toMatchObject({
@@ -191,4 +192,60 @@ test("a deleted segment is truncated first, so its disk space is free before its
   expect(segmentsOf(dir).some((s) => s.name === segment!.name)).toBe(false);
   expect(statSync(alias).size).toBe(0);
   await log.close();
+});
+
+test("a final line stands for its call: recovery commits it as it is (usage and cost kept), wherever its intent is", async () => {
+  const dir = tempDir();
+  const logDb = join(dir, "audit.db");
+  const store = openAuditLog(logDb);
+  const log = new IntentLog(logDb, 2048); // a few lines per segment: the final line lands in a later one
+  const started = record("finished");
+  log.append(started);
+  for (let i = 0; i < 6; i++) log.append(record(`other-${i}`));
+  const final = { ...started, outcome: "completed", status: 200, input_tokens: 12, output_tokens: 7, usage_source: "provider", cost_nano_usd: 4242 } as AuditRecord;
+  log.appendFinal("finished", JSON.stringify(toRow(final)));
+  log.appendFinal("never-forwarded", "[]"); // a call without an intent (refused): nothing is written
+  log.settle(Array.from({ length: 6 }, (_, i) => `other-${i}`));
+  log.append(record("in-flight"));
+  // The intent's segment is gone (every call in it settled or moved on); the final line is left.
+  const onDisk = segmentsOf(dir).flatMap((s) => readSegment(s.text));
+  expect(onDisk.map((row) => [row[0], row[columns.indexOf("outcome")]])).toEqual([["finished", "completed"], ["in-flight", null]]);
+  try {
+    const chain = new ChainWriter(store.db);
+    expect(recoverIntents(chain, logDb)).toEqual({ interrupted: 1, finished: 1 });
+    chain.finalize();
+    const { records } = await store.reader.records({ limit: 10 });
+    expect(records.find((r) => r.id === "finished")).toMatchObject({ outcome: "completed", input_tokens: 12, output_tokens: 7, cost_nano_usd: 4242, error_type: null });
+    expect(records.find((r) => r.id === "in-flight")).toMatchObject({ outcome: "interrupted" });
+    expect(records).toHaveLength(2);
+  } finally {
+    store.close();
+  }
+});
+
+test("recovery prefers a call's final line to its intent, and a final line cut short by the crash leaves the intent standing", async () => {
+  const dir = tempDir();
+  const logDb = join(dir, "audit.db");
+  const store = openAuditLog(logDb);
+  const dead = Bun.spawn(["true"]);
+  await dead.exited;
+  const intent = (id: string) => toRow(record(id));
+  const final = (id: string) => toRow({ ...record(id), outcome: "completed", input_tokens: 5, usage_source: "provider" } as AuditRecord);
+  const header = JSON.stringify({ columns });
+  const finalLine = (id: string) => JSON.stringify({ final: final(id) });
+  writeFileSync(
+    `${logDb}.intents-${dead.pid}-0`,
+    [header, JSON.stringify(intent("done")), JSON.stringify(intent("torn")), finalLine("done"), finalLine("torn").slice(0, 60)].join("\n"),
+  );
+  // A compaction cut short leaves a copy of the intent in a later segment: still one record.
+  writeFileSync(`${logDb}.intents-${dead.pid}-1`, `${header}\n${JSON.stringify(intent("done"))}\n`);
+  try {
+    const chain = new ChainWriter(store.db);
+    expect(recoverIntents(chain, logDb)).toEqual({ interrupted: 1, finished: 1 });
+    chain.finalize();
+    const { records } = await store.reader.records({ limit: 10 });
+    expect(Object.fromEntries(records.map((r) => [r.id, [r.outcome, r.input_tokens]]))).toEqual({ done: ["completed", 5], torn: ["interrupted", null] });
+  } finally {
+    store.close();
+  }
 });

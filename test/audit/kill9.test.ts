@@ -1,10 +1,12 @@
 // Durability under a real `kill -9`: every call that reached the upstream has a record after a
-// restart — `completed`, or `interrupted` for calls that were in flight when the process died.
+// restart — `completed`, or `interrupted` for calls that were in flight when the process died;
+// a call whose client had the whole answer keeps its usage even if it was not committed yet.
 import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { columns } from "../../src/audit/database.ts";
+import { readSegment } from "../../src/audit/intent-recovery.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { spawnProxy } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
@@ -17,21 +19,33 @@ afterAll(async () => {
   await upstream.stop();
 });
 
-/** Users of the calls whose in-flight records sit in the intent log (one JSON row per line). */
+/** Users of the calls the intent log holds (in flight, or finished and not yet committed). */
 function usersInIntentLog(logDb: string): Set<string> {
   const userIndex = columns.indexOf("user_id");
-  const lines = readdirSync(dirname(logDb))
+  const rows = readdirSync(dirname(logDb))
     .filter((name) => name.startsWith(`${basename(logDb)}.intents-`))
-    .flatMap((name) => readFileSync(join(dirname(logDb), name), "utf8").split("\n"))
-    .filter((line) => line.endsWith("]"));
-  return new Set(lines.map((line) => String((JSON.parse(line) as unknown[])[userIndex])));
+    .flatMap((name) => readSegment(readFileSync(join(dirname(logDb), name), "utf8")));
+  return new Set(rows.map((row) => String(row[userIndex])));
 }
 
 function outcomesByUser(logDb: string): Map<string, string | null> {
+  return new Map([...recordsByUser(logDb)].map(([user, record]) => [user, record.outcome]));
+}
+
+interface Outcome {
+  outcome: string | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  usage_source: string;
+}
+
+function recordsByUser(logDb: string): Map<string, Outcome> {
   const db = new Database(logDb, { readonly: true });
   try {
-    const rows = db.query<{ user_id: string; outcome: string | null }, []>("SELECT user_id, outcome FROM audit_records").all();
-    return new Map(rows.map((row) => [row.user_id, row.outcome]));
+    const rows = db
+      .query<Outcome & { user_id: string }, []>("SELECT user_id, outcome, input_tokens, output_tokens, usage_source FROM audit_records")
+      .all();
+    return new Map(rows.map(({ user_id, ...rest }) => [user_id, rest]));
   } finally {
     db.close();
   }
@@ -106,3 +120,44 @@ for (const moment of moments) {
     if (moment.tag === "late-") expect(results).toContain("answered");
   }, 30_000);
 }
+
+test("kill -9 after clients had their whole answers, before the database took them: their usage is kept", async () => {
+  const dir = tempDir();
+  const logDb = join(dir, "audit.db");
+  const env = { AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1` };
+  const proxy = await spawnProxy(["--log-db", logDb], { cwd: dir, env });
+  const lock = new Database(logDb);
+  lock.run("BEGIN IMMEDIATE"); // the proxy's writer cannot commit: every final record waits
+  const tag = "answered-";
+  try {
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const response = await fetch(`${proxy.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-fake-scenario": i % 4 === 3 ? "chunked-json" : "" },
+          body: JSON.stringify({ model: "gpt-4o", messages: [], stream: i % 2 === 1, user: `${tag}${i}` }),
+        });
+        return { status: response.status, body: await response.text() };
+      }),
+    );
+    expect(answers.every((answer) => answer.status === 200 && answer.body.length > 0)).toBe(true);
+    proxy.child.kill("SIGKILL");
+    await proxy.child.exited;
+  } finally {
+    lock.run("ROLLBACK");
+    lock.close();
+  }
+  expect(outcomesByUser(logDb).size).toBe(0); // nothing was committed before the kill
+
+  const restarted = await spawnProxy(["--log-db", logDb], { cwd: dir, env });
+  restarted.child.kill("SIGTERM");
+  await restarted.child.exited;
+  const after = recordsByUser(logDb);
+  for (let i = 0; i < 20; i++) {
+    expect([`${tag}${i}`, after.get(`${tag}${i}`)]).toEqual([
+      `${tag}${i}`,
+      { outcome: "completed", input_tokens: 12, output_tokens: 7, usage_source: "provider" },
+    ]);
+  }
+  expect(restarted.output()).toContain("20 call(s) had finished but were not committed when the proxy last stopped");
+}, 30_000);

@@ -2,7 +2,7 @@
 // records group-committed on a writer thread, nothing dropped, crash recovery.
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
-import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { AuditRecord } from "../../src/audit/record.ts";
 import { SqliteAuditStore } from "../../src/audit/store.ts";
@@ -148,5 +148,26 @@ test("the database is opened in WAL mode with synchronous=NORMAL", async () => {
   const store = new SqliteAuditStore(join(tempDir(), "h.db"));
   expect(store.db.query<{ journal_mode: string }, []>("PRAGMA journal_mode").get()!.journal_mode).toBe("wal");
   expect(store.db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()!.synchronous).toBe(1);
+  await store.close();
+});
+
+test("the database, its WAL and its shared-memory file are created readable by their owner only (0600)", async () => {
+  const path = join(tempDir(), "modes.db");
+  const store = new SqliteAuditStore(path);
+  await store.begin(record("r1"));
+  store.write(record("r1", { outcome: "completed" }));
+  await store.flush();
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) expect([file, statSync(file).mode & 0o777]).toEqual([file, 0o600]);
+  await store.close();
+});
+
+test("a database left readable by other users (by an older version) is named at start, with the fix", async () => {
+  const path = join(tempDir(), "old-modes.db");
+  await new SqliteAuditStore(path).close();
+  chmodSync(path, 0o644);
+  const warnings: string[] = [];
+  const store = new SqliteAuditStore(path, { onWarning: (message) => warnings.push(message) });
+  expect(warnings.join("\n")).toContain(`${path} is readable by other users (mode 644)`);
+  expect(warnings.join("\n")).toContain(`chmod 600 ${path}`);
   await store.close();
 });

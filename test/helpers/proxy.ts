@@ -7,6 +7,7 @@ import type { ConfigInput } from "../../src/config/schema.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { startProxy, type ProxyServer } from "../../src/server/serve.ts";
 import type { AuditRecord } from "../../src/audit/record.ts";
+import type { Logger } from "../../src/plugin.ts";
 import { startFakeUpstream, type FakeUpstream } from "./fake-upstream.ts";
 
 export function tempDir(): string {
@@ -24,13 +25,13 @@ export interface TestProxy extends ProxyServer {
 export async function startTestProxy(
   upstreamURL: string,
   config: ConfigInput = {},
-  options: { adminToken?: string; auditorToken?: string } = {},
+  options: { adminToken?: string; auditorToken?: string; logDb?: string; log?: Logger } = {},
 ): Promise<TestProxy> {
   process.env.AGENT_ATTR_OPENAI_BASE_URL = `${upstreamURL}/v1`;
   process.env.AGENT_ATTR_ANTHROPIC_BASE_URL = upstreamURL;
-  const logDb = join(tempDir(), "audit.db");
+  const { logDb = join(tempDir(), "audit.db"), ...start } = options;
   const parsed = parseConfig({ ...config, server: { port: 0, ...config.server } });
-  const proxy = await startProxy(parsed, { logDb, ...options });
+  const proxy = await startProxy(parsed, { logDb, ...start });
   const records = async () => {
     await Promise.all(proxy.runtime.inflight);
     for (const { sink } of proxy.runtime.sinks) await sink.flush?.();
