@@ -18,7 +18,8 @@ const models = [
   ["anthropic", "claude-sonnet-4-6"], ["anthropic", "claude-haiku-4-5"], ["anthropic", "claude-opus-4-1"], ["ollama", "llama3.1:8b"],
 ] as const;
 
-function record(i: number, n: number, now: number): AuditRecord {
+/** The i-th of n generated records, spread evenly over the 30 days before `now` (also used by bench/dashboard.ts). */
+export function record(i: number, n: number, now: number): AuditRecord {
   const [provider, model] = models[i % models.length]!;
   const priced = provider !== "ollama" && i % 97 !== 0;
   return {

@@ -15,3 +15,4 @@ export { outputLimitFields } from "./pipeline/endpoints.ts";
 export { ProxyKeyStore, type ProxyKey } from "./keys/store.ts";
 export { checkIdentifier, erasureForms, headerText, normalizeIdentifier, type IdentifierRule } from "./identifiers.ts";
 export { bodyIdentity, claudeCodeUserId, type BodyIdentity } from "./pipeline/body-identity.ts";
+export { limitUsageSchema, type LimitUsage } from "./limit-usage.ts";

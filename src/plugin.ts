@@ -18,6 +18,8 @@ import type { Elysia } from "elysia";
 import type { AuditRecord, Usage } from "./audit/record.ts";
 import type { AuditReader } from "./audit/query.ts";
 import type { AuditTrail } from "./audit/trail.ts";
+import type { KeyAdmin } from "./keys/admin.ts";
+import type { LimitUsage } from "./limit-usage.ts";
 import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
 import type { SSEEvent } from "./proxy/sse.ts";
 
@@ -98,6 +100,13 @@ export interface LimitHooks {
    * reservations are always given back. Runs once per call.
    */
   settle?(ctx: CallContext, record: AuditRecord): void | Promise<void>;
+  /**
+   * What is used of each limit and budget now (`GET /audit/limits`, the dashboard), for the scopes
+   * the plugin chooses to show (the built-in tiers: those of recent calls). Reads only: charges nothing.
+   */
+  usage?(): Promise<LimitUsage[]>;
+  /** A user was erased: drop them from what `usage` shows (the limiter's own state keeps counting). */
+  forgetUser?(userId: string): void;
 }
 
 /** What the price stage knows about a finished call. */
@@ -138,6 +147,8 @@ export interface AuditSink {
   reader?: AuditReader;
   /** Verify, erase, export and audit-of-the-audit events (`/audit/verify`, `/audit/export/*`, ...). */
   trail?: AuditTrail;
+  /** The proxy keys kept beside the trail (`/audit/keys`): list, create, revoke. */
+  keys?: KeyAdmin;
   /** Persist everything queued; called on shutdown. */
   flush?(): void | Promise<void>;
 }

@@ -73,6 +73,17 @@ test("the binary loads a config and a plugin from disk, proxies a call and recor
   const listed = await fetch(`${url}/audit/records?agent=binary-agent`); // served by the reader thread
   expect(listed.status).toBe(200);
   expect(((await listed.json()) as { records: unknown[] }).records).toHaveLength(1);
+  // The dashboard: its page, script and styles come from inside the binary (no file beside it).
+  const dashboard = await fetch(`${url}/dashboard`);
+  expect(dashboard.status).toBe(200);
+  expect(dashboard.headers.get("content-security-policy")).toContain("script-src 'self'");
+  expect(await dashboard.text()).toContain('src="/dashboard/app.js"');
+  const script = await fetch(`${url}/dashboard/app.js`);
+  expect(script.status).toBe(200);
+  expect((await script.text()).length).toBeGreaterThan(10_000);
+  expect((await fetch(`${url}/dashboard/app.css`)).status).toBe(200);
+  const overview = await fetch(`${url}/audit/overview?days=1`);
+  expect(((await overview.json()) as { total: { calls: number } }).total.calls).toBe(1);
   proxy.kill("SIGTERM");
   expect(await proxy.exited).toBe(0);
 

@@ -37,6 +37,9 @@ export function sqliteAudit(options: z.input<typeof optionsSchema> = {}) {
       get trail() {
         return open().trail;
       },
+      get keys() {
+        return open().keys;
+      },
       flush: () => open().flush(),
     },
   });

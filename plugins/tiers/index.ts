@@ -22,6 +22,7 @@ import { redisLimiterStore } from "./redis-store.ts";
 import { refusalOf } from "./refusal.ts";
 import { ceilingVariants, reservationOf } from "./reserve.ts";
 import { LimitsUnavailableError, MemoryLimiterStore, type ChargeResult, type LimiterStore } from "./store.ts";
+import { RecentScopes } from "./recent.ts";
 
 export { LimitsUnavailableError, MemoryLimiterStore, type ChargeResult, type LimiterStore, type Meter, type MeterState } from "./store.ts";
 export { RedisLimiterStore, redisLimiterStore } from "./redis-store.ts";
@@ -51,6 +52,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
   const reservations = new Map<string, Held>();
   let log: Logger | null = null;
   const warned = new Set<string>();
+  const recent = new RecentScopes();
 
   return definePlugin({
     name: "tiers",
@@ -80,6 +82,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const capOutput = () => {
           if (needsCost && opts.capOutput && !tier.shadow && !reservation.outputFromRequest) stage.capOutput(opts.maxOutputTokens);
         };
+        recent.note(tierName, meters, at);
         let result: ChargeResult;
         try {
           result = await store.charge(meters.map((m) => m.meter), at);
@@ -109,6 +112,8 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const changes = reservation.hold === null ? uncheckedUsage(reservation, record) : adjustments(reservation, record, keepsCeiling(ctx, record));
         await store.adjust(changes, now(), reservation.hold);
       },
+      usage: () => recent.usage(store, now()),
+      forgetUser: (userId) => recent.forgetUser(userId),
     },
   });
 }

@@ -222,3 +222,46 @@ redis.call('ZADD', leases, now + lease, owner)
 if redis.call('PTTL', leases) < lease then redis.call('PEXPIRE', leases, lease) end
 return 1
 `;
+
+/**
+ * peek. ARGV: now, then per meter: kind, calendar ("" for gcra). Reads only (no key is written,
+ * nothing expires early): per meter the same three values as charge (gcra: stored TAT or "", "",
+ * ""; window: used, held, end), with the holds of owners whose lease lapsed left out.
+ */
+export const peekScript = `${prelude}
+local now = clock(ARGV[1])
+local out = {fmt(now)}
+local n = (#ARGV - 1) / 2
+for i = 1, n do
+  local kind, calendar = ARGV[2 + (i - 1) * 2], ARGV[3 + (i - 1) * 2]
+  local key = KEYS[i + 1]
+  if kind == 'g' then
+    local stored = tonumber(redis.call('GET', key))
+    table.insert(out, stored and fmt(stored) or '')
+    table.insert(out, '')
+    table.insert(out, '')
+  else
+    local end_ = window_end(calendar, now)
+    local flat = redis.call('HGETALL', key)
+    local used, held, dropped = 0, 0, 0
+    for j = 1, #flat, 2 do
+      local field, value = flat[j], tonumber(flat[j + 1])
+      local sep = string.find(field, '|', 1, true)
+      local field_end = tonumber(sep and string.sub(field, 1, sep - 1) or field)
+      if field_end == end_ and field_end > now then
+        if not sep then
+          used = value
+        elseif live(string.sub(field, sep + 1), now) then
+          held = held + value
+        else
+          dropped = dropped + value
+        end
+      end
+    end
+    table.insert(out, fmt(math.max(0, used - dropped)))
+    table.insert(out, fmt(held))
+    table.insert(out, fmt(end_))
+  end
+end
+return out
+`;

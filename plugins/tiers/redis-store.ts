@@ -22,8 +22,8 @@ import type { Logger } from "agent-attr";
 import { z } from "zod";
 import { parseOptions } from "../options.ts";
 import { NotSent, RedisConnection, TimedOut, messageOf, script, type Outcomes, type Script } from "./redis-connection.ts";
-import { adjustScript, chargeScript, renewScript } from "./redis-scripts.ts";
-import { LimitsUnavailableError, gcraState, windowState, type ChargeResult, type LimiterStore, type Meter } from "./store.ts";
+import { adjustScript, chargeScript, peekScript, renewScript } from "./redis-scripts.ts";
+import { LimitsUnavailableError, gcraState, windowState, type ChargeResult, type LimiterStore, type Meter, type MeterState } from "./store.ts";
 
 const redisURL = z.string().refine((url) => /^(redis|rediss|valkey|valkeys):\/\/[^/]/.test(url), {
   message: "expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379",
@@ -61,7 +61,7 @@ const maxPending = 10_000;
 /** Expiries get this slack when meters follow the callers' clock rather than the one Redis expires keys by. */
 const callerClockMargin = 3_600_000;
 
-const scripts = { charge: script(chargeScript), adjust: script(adjustScript), renew: script(renewScript) };
+const scripts = { charge: script(chargeScript), adjust: script(adjustScript), renew: script(renewScript), peek: script(peekScript) };
 
 interface PendingAdjust {
   keys: string[];
@@ -142,6 +142,24 @@ export class RedisLimiterStore implements LimiterStore {
       ),
     ];
     await this.send({ keys, args });
+  }
+
+  async peek(meters: readonly Meter[], now: number): Promise<MeterState[]> {
+    if (meters.length === 0) return [];
+    const keys = [this.key("leases"), ...meters.map((meter) => this.meterKey(meter))];
+    const args = [this.clock(now), ...meters.flatMap((m) => [m.kind === "gcra" ? "g" : "w", m.kind === "window" ? m.calendar : ""])];
+    let reply: string[];
+    try {
+      reply = (await this.run(scripts.peek, keys, args, this.redis.deadline(), { unknown: () => {} })) as string[];
+    } catch (error) {
+      throw new LimitsUnavailableError(`The limits cannot be read from Redis at ${this.redis.where} right now (${messageOf(error)}).`, this.failOpen, { cause: error });
+    }
+    const at = Number(reply[0]);
+    return meters.map((meter, i) => {
+      const [a, b, c] = reply.slice(1 + 3 * i, 4 + 3 * i) as [string, string, string];
+      const idle = { ...meter, amount: 0 };
+      return idle.kind === "gcra" ? gcraState(idle, a === "" ? null : Number(a), at) : windowState(idle, Number(a), Number(b), Number(c), at);
+    });
   }
 
   /** Runs a script; once Redis answers, adjustments that waited for it are sent too. */

@@ -65,6 +65,11 @@ export interface LimiterStore {
    * spent (list every window meter of the charge, with delta 0 if nothing changed).
    */
   adjust(adjustments: readonly { meter: Meter; delta: number }[], now: number, hold?: string | null): Promise<void>;
+  /**
+   * The meters' state now, charging nothing (`amount` is ignored): what the dashboard shows as used,
+   * held and remaining. Dead replicas' holds are left out, as a charge would leave them out.
+   */
+  peek(meters: readonly Meter[], now: number): Promise<MeterState[]>;
   /** Called once at start (plugin setup): connect, start timers. */
   open?(log: Logger): Promise<void>;
   /** Called once at shutdown: flush what is queued, close connections. */
@@ -149,6 +154,10 @@ export class MemoryLimiterStore implements LimiterStore {
 
   async adjust(adjustments: readonly { meter: Meter; delta: number }[], now: number, hold?: string | null): Promise<void> {
     for (const { meter, delta } of adjustments) this.apply(meter, delta, hold ? -meter.amount : 0, now);
+  }
+
+  async peek(meters: readonly Meter[], now: number): Promise<MeterState[]> {
+    return meters.map((meter) => this.evaluate({ ...meter, amount: 0 }, now));
   }
 
   private evaluate(meter: Meter, now: number): MeterState {

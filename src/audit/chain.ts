@@ -73,8 +73,11 @@ export class ChainHasher {
   }
 }
 
+/** The kinds of audit-of-the-audit events. */
+export const chainEventKinds = ["query", "export", "erasure", "verify", "retention", "access_denied", "key_created", "key_revoked"] as const;
+
 export interface ChainEvent {
-  kind: "query" | "export" | "erasure" | "verify" | "retention" | "access_denied";
+  kind: (typeof chainEventKinds)[number];
   /** Who: the admin identity (`cli:<os user>`, `api`), never a data subject. */
   actor: string;
   /** What, without personal data. */

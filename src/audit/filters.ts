@@ -29,10 +29,23 @@ export const recordFilterSchema = z.object({
     .optional(),
 });
 
-export const summaryGroupings = ["agent", "user", "task", "model", "provider", "day"] as const;
+/**
+ * `key`: the proxy key (or token subject); `hour`: UTC hours (`2026-01-31T13`); `status`: the
+ * outcome and HTTP status (`completed:200`, `rejected:429`, `upstream_error:502`, `interrupted:`).
+ */
+export const summaryGroupings = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status"] as const;
 export type SummaryGrouping = (typeof summaryGroupings)[number];
 
-export const summaryFilterSchema = recordFilterSchema.omit({ limit: true, cursor: true }).extend({ by: z.enum(summaryGroupings) });
+/** What groups are ordered by (largest first; `key` alphabetically, `time` oldest first). */
+export const summarySorts = ["cost", "calls", "input_tokens", "output_tokens", "key"] as const;
+
+export const summaryFilterSchema = recordFilterSchema.omit({ limit: true, cursor: true }).extend({
+  by: z.enum(summaryGroupings),
+  /** Group order: cost (default), calls, input or output tokens (largest first), or key. Days and hours are always in time order. */
+  sort: z.enum(summarySorts).default("cost"),
+  /** Return only the first N groups in that order (the total still covers every group). */
+  limit: z.coerce.number().int().min(1).max(100_000).optional(),
+});
 
 /** The start of a filter's time range: `days` before now, else `since` (undefined: no start). */
 export function sinceOf(filter: { days?: number; since?: string }): string | undefined {

@@ -1,25 +1,8 @@
 /** Rendering records for people and spreadsheets: CSV (RFC 4180, formula-safe) and a text table. */
+import { csvCell, plainNumber } from "./csv-cell.ts";
 import { recordFields, type AuditRecord } from "./record.ts";
 
-/**
- * One CSV cell. Text that a spreadsheet would run as a formula (leading `=`, `+`, `-`, `@`, tab,
- * CR) is prefixed with `'`; numbers stay numbers.
- */
-export function csvCell(value: unknown): string {
-  if (value === null || value === undefined) return "";
-  if (typeof value === "number") return plainNumber(value);
-  if (typeof value === "boolean") return String(value);
-  let text = String(value);
-  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
-}
-
-/** A number without exponent notation (a cost of 3.15e-7 USD is written 0.000000315). */
-export function plainNumber(value: number): string {
-  const text = String(value);
-  if (!/e/i.test(text) || !Number.isFinite(value)) return text;
-  return value.toFixed(20).replace(/\.?0+$/, "");
-}
+export { csvCell, plainNumber } from "./csv-cell.ts";
 
 export function csvHeader(): string {
   return `${recordFields.join(",")}\r\n`;

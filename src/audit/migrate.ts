@@ -10,7 +10,7 @@ import m0002 from "./migrations/0002_omniscient_silver_centurion.sql" with { typ
 import m0003 from "./migrations/0003_natural_maximus.sql" with { type: "text" };
 import m0004 from "./migrations/0004_luxuriant_tusk.sql" with { type: "text" };
 import m0005 from "./migrations/0005_deep_ares.sql" with { type: "text" };
-import { rollupMigrationSQL } from "./rollup.ts";
+import { rollupDimensionsMigrationSQL, rollupMigrationSQL } from "./rollup.ts";
 
 const migrations: { tag: string; sql: string }[] = [
   { tag: "0000_swift_hitman", sql: m0000 },
@@ -22,6 +22,8 @@ const migrations: { tag: string; sql: string }[] = [
   // The hash chain, audit events, checkpoints and erasures.
   { tag: "0004_luxuriant_tusk", sql: m0004 },
   { tag: "0005_deep_ares", sql: m0005 },
+  // Hand-written like usage_rollup: the key, hour and status dimensions (the dashboard's views).
+  { tag: "usage_rollup_dimensions", sql: rollupDimensionsMigrationSQL },
 ];
 
 export function migrate(db: Database): void {

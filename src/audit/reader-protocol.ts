@@ -7,6 +7,9 @@ import type { ChainEvent } from "./chain.ts";
 import type { ExportFormat, ExportManifest, ParsedExportFilter } from "./export.ts";
 import type { ParsedRecordFilter, RecordPage } from "./query.ts";
 import type { AuditRecord } from "./record.ts";
+import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "./trail-read.ts";
+import type { NewKeyRequest } from "../keys/admin.ts";
+import type { ProxyKey } from "../keys/store.ts";
 import type { ParsedSummaryFilter, Summary } from "./summary.ts";
 
 /** What the reader thread needs besides the database: the keys erasures and exports use. */
@@ -42,6 +45,12 @@ export interface ReaderOperations {
   exportNext: { args: { exportId: string }; result: ExportChunk };
   /** The client went away: stop and record the export as cancelled. */
   exportCancel: { args: { exportId: string }; result: null };
+  events: { args: { filter: ParsedEventFilter }; result: EventPage };
+  status: { args: Record<string, never>; result: TrailStatus };
+  entry: { args: { seq: number }; result: ChainEntry | null };
+  keysList: { args: Record<string, never>; result: ProxyKey[] };
+  keysCreate: { args: { request: NewKeyRequest; actor: string }; result: { key: string; record: ProxyKey } };
+  keysRevoke: { args: { keyId: string; actor: string }; result: ProxyKey | null };
   /** Records unfinished exports as cancelled and closes the connection. */
   close: { args: Record<string, never>; result: null };
 }

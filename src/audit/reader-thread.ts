@@ -17,6 +17,9 @@ import { publicKeyPem } from "./signing.ts";
 import type { ParsedSummaryFilter, Summary } from "./summary.ts";
 import { readCheckpointFile, recordVerification, type AuditTrail, type VerifyOptions } from "./trail.ts";
 import type { VerifyReport } from "./verify.ts";
+import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "./trail-read.ts";
+import type { KeyAdmin, NewKeyRequest } from "../keys/admin.ts";
+import type { ProxyKey } from "../keys/store.ts";
 
 export interface ReaderThreadOptions {
   settings: ReaderSettings;
@@ -31,7 +34,7 @@ export interface ReaderThreadOptions {
 
 type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => void };
 
-export class ReaderThread implements AuditReader, AuditTrail {
+export class ReaderThread implements AuditReader, AuditTrail, KeyAdmin {
   private worker: Worker | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
@@ -81,6 +84,30 @@ export class ReaderThread implements AuditReader, AuditTrail {
 
   publicKey(): string {
     return publicKeyPem(this.options.signingKey);
+  }
+
+  events(filter: ParsedEventFilter): Promise<EventPage> {
+    return this.call("events", { filter });
+  }
+
+  status(): Promise<TrailStatus> {
+    return this.call("status", {});
+  }
+
+  entry(seq: number): Promise<ChainEntry | null> {
+    return this.call("entry", { seq });
+  }
+
+  listKeys(): Promise<ProxyKey[]> {
+    return this.call("keysList", {});
+  }
+
+  createKey(request: NewKeyRequest, actor: string): Promise<{ key: string; record: ProxyKey }> {
+    return this.call("keysCreate", { request, actor });
+  }
+
+  revokeKey(id: string, actor: string): Promise<ProxyKey | null> {
+    return this.call("keysRevoke", { keyId: id, actor });
   }
 
   /** Answers what was asked before, records unfinished exports as cancelled, stops the thread. */

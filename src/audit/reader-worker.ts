@@ -15,6 +15,7 @@ import type { ReaderOperation, ReaderOperations, ReaderReply, ReaderRequest, Rea
 import * as schema from "./schema.ts";
 import { loadSigningKey } from "./signing.ts";
 import { SqliteAuditTrail } from "./trail.ts";
+import { SqliteKeyAdmin } from "../keys/admin.ts";
 import { errorMessage } from "../errors.ts";
 
 declare const self: Worker;
@@ -22,6 +23,7 @@ declare const self: Worker;
 let db: Database | null = null;
 let reader: SqliteAuditReader | null = null;
 let trail: SqliteAuditTrail | null = null;
+let keys: SqliteKeyAdmin | null = null;
 let openFailure = "the reader thread has not been opened";
 /** Exports in progress, by id, each with the generator of its chunks. */
 const exports = new Map<string, { run: ExportRun; chunks: Generator<Uint8Array> }>();
@@ -33,6 +35,7 @@ function open(settings: ReaderSettings): null {
     if (!signingKey) throw new Error(`the signing key ${settings.signingKeyPath} is missing`);
     reader = new SqliteAuditReader(drizzle(db, { schema }), db);
     trail = new SqliteAuditTrail(db, signingKey, Buffer.from(settings.hashKeyHex, "hex"));
+    keys = new SqliteKeyAdmin(db, trail.chain);
     return null;
   } catch (error) {
     openFailure = `cannot open ${settings.path} for the audit API: ${errorMessage(error)}`;
@@ -41,8 +44,8 @@ function open(settings: ReaderSettings): null {
 }
 
 const opened = () => {
-  if (!reader || !trail) throw new Error(openFailure);
-  return { reader, trail };
+  if (!reader || !trail || !keys) throw new Error(openFailure);
+  return { reader, trail, keys };
 };
 
 function exportOf(exportId: string) {
@@ -61,6 +64,12 @@ const handlers: Handlers = {
   event: ({ event }) => (opened().trail.appendEvent(event), null),
   erase: async ({ userId, actor }) => (await opened().trail.eraseUser(userId, actor), null),
   manifest: ({ exportId }) => opened().trail.manifest(exportId),
+  events: ({ filter }) => opened().trail.events(filter),
+  status: () => opened().trail.status(),
+  entry: ({ seq }) => opened().trail.entry(seq),
+  keysList: () => opened().keys.listKeys(),
+  keysCreate: ({ request, actor }) => opened().keys.createKey(request, actor),
+  keysRevoke: ({ keyId, actor }) => opened().keys.revokeKey(keyId, actor),
   exportStart: ({ exportId, format, filter, actor }) => {
     const run = opened().trail.export(format, filter, actor, exportId);
     exports.set(exportId, { run, chunks: run.chunks() });
@@ -96,9 +105,10 @@ const handlers: Handlers = {
         // the database is unwritable: the export simply has no event, as before it started
       }
     }
+    keys?.close();
     trail?.close();
     db?.close();
-    db = reader = trail = null;
+    db = reader = trail = keys = null;
     openFailure = "the audit store is closed";
     return null;
   },

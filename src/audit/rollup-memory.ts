@@ -13,7 +13,7 @@ import { columns, type SQLValue } from "./database.ts";
 import { accumulate, rollupDimensions, rollupValueColumns, summedColumns } from "./rollup.ts";
 
 const index = (column: string) => columns.indexOf(column as (typeof columns)[number]);
-const dimensions = Object.entries(rollupDimensions).map(([dim, column]) => ({ dim, at: index(column) }));
+const dimensions = Object.entries(rollupDimensions).map(([dim, { js }]) => ({ dim, js }));
 const summedAt = summedColumns.map(index);
 const timestampAt = index("timestamp");
 const providerAt = index("provider");
@@ -23,6 +23,7 @@ const sourceAt = index("usage_source");
 /** Stored text is well-formed UTF-8 (see chain.ts): group by what SQLite will hold. */
 const text = (value: SQLValue): string =>
   value === null ? "" : typeof value === "string" ? (value.isWellFormed() ? value : value.toWellFormed()) : String(value);
+const columnAt = new Map<string, number>(columns.map((column, i) => [column, i]));
 
 export class RollupSums {
   /** Group key → [calls, ...summed columns, unpriced calls]. */
@@ -38,8 +39,9 @@ export class RollupSums {
       this.records++;
       const day = String(row[timestampAt]).slice(0, 10);
       const unpriced = row[costAt] === null && row[sourceAt] !== null && row[sourceAt] !== "none" ? 1 : 0;
-      for (const { dim, at } of dimensions) {
-        const key = text(row[at]!);
+      const get = (column: string) => row[columnAt.get(column)!] ?? null;
+      for (const { dim, js } of dimensions) {
+        const key = js(get);
         const provider = dim === "model" ? text(row[providerAt]!) : "";
         const id = `${dim}\u0000${key}\u0000${provider}\u0000${day}`;
         let group = this.groups.get(id);

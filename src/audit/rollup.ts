@@ -15,11 +15,37 @@
  * half the rollup's cost). Summaries by task read the records.
  */
 import type { Database } from "bun:sqlite";
+import type { SQLValue } from "./database.ts";
 import type { RollupSums } from "./rollup-memory.ts";
 
-/** Rollup dimensions and the record column each is keyed by. */
-export const rollupDimensions = { agent: "agent_id", user: "user_id", model: "model" } as const;
+/** A stored record's column, for the JS side of a dimension (the writer's sums, verify). */
+type Column = (name: string) => SQLValue;
+const text = (value: SQLValue): string =>
+  value === null ? "" : typeof value === "string" ? (value.isWellFormed() ? value : value.toWellFormed()) : String(value);
+
+/**
+ * Rollup dimensions: how each keys a record, in SQL over a row (`NEW`, `OLD`, `audit_records`)
+ * and in JS over a stored row — the two must agree (the writer's sums and verify use the JS side;
+ * a test holds them to the SQL fold). A missing value is keyed ''.
+ * - agent, user, model, key: the record's agent_id, user_id, model, key_id;
+ * - hour: the hour of the day (`13`), so hourly series over a long range read the rollup;
+ * - status: `<outcome>:<HTTP status>` (`rejected:429`, `interrupted:`), for refused and failed calls.
+ */
+export const rollupDimensions = {
+  agent: { sql: (r: string) => `coalesce(${r}.agent_id, '')`, js: (get: Column) => text(get("agent_id")) },
+  user: { sql: (r: string) => `coalesce(${r}.user_id, '')`, js: (get: Column) => text(get("user_id")) },
+  model: { sql: (r: string) => `coalesce(${r}.model, '')`, js: (get: Column) => text(get("model")) },
+  key: { sql: (r: string) => `coalesce(${r}.key_id, '')`, js: (get: Column) => text(get("key_id")) },
+  hour: { sql: (r: string) => `substr(${r}.timestamp, 12, 2)`, js: (get: Column) => String(get("timestamp")).slice(11, 13) },
+  status: {
+    sql: (r: string) => `coalesce(${r}.outcome, '') || ':' || coalesce(${r}.status, '')`,
+    js: (get: Column) => `${text(get("outcome"))}:${text(get("status"))}`,
+  },
+} as const;
 export type RollupDimension = keyof typeof rollupDimensions;
+const dimensionList = Object.entries(rollupDimensions) as [RollupDimension, (typeof rollupDimensions)[RollupDimension]][];
+/** Dimensions added after the first rollup migration: backfilled for the records already rolled up. */
+const addedDimensions: readonly RollupDimension[] = ["key", "hour", "status"];
 
 /** Summed columns: record column → rollup column (same names). */
 export const summedColumns = [
@@ -44,27 +70,26 @@ export const accumulate = rollupValueColumns.map((c) => `${c} = ${c} + excluded.
 
 /** Adds (sign 1) or removes (sign -1) one record's contribution to its rollup rows. */
 function applyRow(row: "NEW" | "OLD", sign: 1 | -1): string {
-  return Object.entries(rollupDimensions)
-    .map(([dim, column]) => {
+  return dimensionList
+    .map(([dim, { sql }]) => {
       const values = summedColumns.map((c) => `${sign} * coalesce(${row}.${c}, 0)`).join(", ");
       return `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
-    VALUES ('${dim}', coalesce(${row}.${column}, ''), ${providerOf(dim, row)}, ${dayOf(row)}, ${sign}, ${values}, ${sign} * ${unpricedSQL(row)})
+    VALUES ('${dim}', ${sql(row)}, ${providerOf(dim, row)}, ${dayOf(row)}, ${sign}, ${values}, ${sign} * ${unpricedSQL(row)})
     ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate};`;
     })
     .join("\n  ");
 }
 
 /** Folds the records with cursor < seq <= ?2 (?1 = cursor) into the rollup, one statement per dimension. */
-const foldStatements = Object.entries(rollupDimensions).map(
-  ([dim, column]) => `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
-  SELECT '${dim}', coalesce(${column}, ''), ${providerOf(dim, "audit_records")}, ${dayOf("audit_records")}, count(*),
+const foldSQL = (dim: RollupDimension, where: string) => `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
+  SELECT '${dim}', ${rollupDimensions[dim].sql("audit_records")}, ${providerOf(dim, "audit_records")}, ${dayOf("audit_records")}, count(*),
     ${summedColumns.map((c) => `coalesce(sum(${c}), 0)`).join(", ")}, sum(${unpricedSQL("audit_records")})
-  FROM audit_records WHERE seq > ?1 AND seq <= ?2 GROUP BY 1, 2, 3, 4
-  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`,
-);
+  FROM audit_records WHERE ${where} GROUP BY 1, 2, 3, 4
+  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`;
+const foldStatements = dimensionList.map(([dim]) => foldSQL(dim, "seq > ?1 AND seq <= ?2"));
 
 const rolledUp = "(SELECT seq FROM usage_rollup_state WHERE id = 1)";
-const trackedColumns = ["timestamp", "provider", "usage_source", ...Object.values(rollupDimensions), ...summedColumns];
+const trackedColumns = ["timestamp", "provider", "usage_source", "agent_id", "user_id", "model", "key_id", "outcome", "status", ...summedColumns];
 
 /** The migration that creates the rollup, its cursor and the triggers that follow changes. */
 export const rollupMigrationSQL = `
@@ -85,7 +110,10 @@ CREATE TABLE usage_rollup_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTE
 --> statement-breakpoint
 INSERT INTO usage_rollup_state (id, seq) VALUES (1, 0);
 --> statement-breakpoint
-CREATE TRIGGER audit_records_rollup_update AFTER UPDATE OF ${trackedColumns.join(", ")} ON audit_records
+${triggersSQL()}`;
+
+function triggersSQL(): string {
+  return `CREATE TRIGGER audit_records_rollup_update AFTER UPDATE OF ${trackedColumns.join(", ")} ON audit_records
 WHEN OLD.seq <= ${rolledUp} BEGIN
   ${applyRow("OLD", -1)}
   ${applyRow("NEW", 1)}
@@ -96,8 +124,24 @@ CREATE TRIGGER audit_records_rollup_delete AFTER DELETE ON audit_records
 WHEN OLD.seq <= ${rolledUp} BEGIN
   ${applyRow("OLD", -1)}
   DELETE FROM usage_rollup WHERE calls = 0 AND day = ${dayOf("OLD")};
-END;
-`;
+END;`;
+}
+
+/**
+ * The second rollup migration: the key, hour and status dimensions. The triggers are made anew
+ * with every dimension, and the records already rolled up are folded into the new ones once (a
+ * GROUP BY over them, at the first start of this version).
+ */
+export const rollupDimensionsMigrationSQL = `
+DROP TRIGGER IF EXISTS audit_records_rollup_update;
+--> statement-breakpoint
+DROP TRIGGER IF EXISTS audit_records_rollup_delete;
+--> statement-breakpoint
+DELETE FROM usage_rollup WHERE dim IN (${addedDimensions.map((d) => `'${d}'`).join(", ")});
+--> statement-breakpoint
+${addedDimensions.map((dim) => foldSQL(dim, `seq <= ${rolledUp}`)).join(";\n--> statement-breakpoint\n")};
+--> statement-breakpoint
+${triggersSQL()}`;
 
 /** The rollup cursor: every record with seq ≤ it is in `usage_rollup`. */
 export function rollupCursor(db: Database): number {

@@ -34,6 +34,7 @@ import { loadSigningKey, signingKeyPath } from "./signing.ts";
 import { SqliteAuditTrail, type AuditTrail } from "./trail.ts";
 import type { WriterReply, WriterRequest } from "./writer-protocol.ts";
 import { errorMessage } from "../errors.ts";
+import type { KeyAdmin } from "../keys/admin.ts";
 
 export interface AuditStoreOptions {
   /** Called when a commit fails; queued final records are retried every `retryMs` (default 250). */
@@ -88,6 +89,8 @@ export class SqliteAuditStore {
   readonly reader: AuditReader;
   /** Verify, erase, export and audit events, served by the reader thread (verify by its own). */
   readonly trail: AuditTrail;
+  /** The proxy keys in this database (list, create, revoke), served by the reader thread. */
+  readonly keys: KeyAdmin;
   /** The trail on the main-thread connection, for start-up work (adopting, recovering). */
   private readonly local: SqliteAuditTrail;
   private readonly api: ReaderThread;
@@ -141,6 +144,7 @@ export class SqliteAuditStore {
     });
     this.reader = this.api;
     this.trail = this.api;
+    this.keys = this.api;
     const adopted = this.local.chain.adoptUnchained();
     if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
     this.worker = new Worker(auditWorkerURL("writer-worker"));

@@ -43,6 +43,8 @@ export const summarySchema = z.object({
   since: z.string().nullable(),
   until: z.string().nullable(),
   groups: z.array(summaryRowSchema),
+  /** How many groups there are in all (more than `groups` holds when `limit` cut the list). */
+  group_count: z.number().int().nonnegative(),
   total: summaryRowSchema,
 });
 
@@ -59,7 +61,10 @@ const recordKey: Record<SummaryGrouping, string> = {
   task: "task_context",
   model: "model",
   provider: "provider",
+  key: "key_id",
   day: "substr(timestamp, 1, 10)",
+  hour: "substr(timestamp, 1, 13)",
+  status: "coalesce(outcome, '') || ':' || coalesce(status, '')",
 };
 /** Task contexts are not rolled up (see ./rollup.ts): summaries by task read the records. */
 const rollupSource: Record<Exclude<SummaryGrouping, "task">, { dim: RollupDimension; key: string }> = {
@@ -67,8 +72,14 @@ const rollupSource: Record<Exclude<SummaryGrouping, "task">, { dim: RollupDimens
   user: { dim: "user", key: "key" },
   model: { dim: "model", key: "key" },
   provider: { dim: "model", key: "provider" },
+  key: { dim: "key", key: "key" },
   day: { dim: "model", key: "day" },
+  hour: { dim: "hour", key: "day || 'T' || key" },
+  status: { dim: "status", key: "key" },
 };
+
+const timeOrdered = new Set<SummaryGrouping>(["day", "hour"]);
+const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
 
 const filterColumns = { agent: "agent_id", user: "user_id", task: "task_context", model: "model", provider: "provider", outcome: "outcome" } as const;
 
@@ -98,10 +109,16 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   }
 
   const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
-  rows.sort((a, b) => b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || String(a.key).localeCompare(String(b.key)));
+  const byKey = (a: SummaryRow, b: SummaryRow) => String(a.key).localeCompare(String(b.key));
+  if (timeOrdered.has(by) || filter.sort === "key") rows.sort(byKey);
+  else {
+    const field = sortValue[filter.sort];
+    rows.sort((a, b) => b[field] - a[field] || b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || byKey(a, b));
+  }
   const total = zeroSums();
   for (const row of rows) for (const field of rollupValueColumns) total[field] += row[field];
-  return { by: filter.by, since, until, groups: rows, total: { key: null, ...withUSD(total) } };
+  const shown = filter.limit === undefined ? rows : rows.slice(0, filter.limit);
+  return { by: filter.by, since, until, groups: shown, group_count: rows.length, total: { key: null, ...withUSD(total) } };
 }
 
 function withUSD(sums: Sums): Omit<SummaryRow, "key"> {

@@ -14,6 +14,7 @@ import { Checkpointer, defaultCheckpointSettings, parseCheckpointFile, type Chec
 import { eraseUser } from "./erase.ts";
 import { ExportRun, type AuditExport, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "./export.ts";
 import { publicKeyPem } from "./signing.ts";
+import { chainEntry, listEvents, trailStatus, type ChainEntry, type EventPage, type ParsedEventFilter, type TrailStatus } from "./trail-read.ts";
 import { verifyChain, type VerifyReport } from "./verify.ts";
 import { errorMessage } from "../errors.ts";
 
@@ -33,6 +34,12 @@ export interface AuditTrail {
   recordEvent(event: ChainEvent): Promise<void>;
   /** The checkpoint key's public half, SPKI PEM. */
   publicKey(): string;
+  /** Chain events, newest first (keyset pagination over seq). */
+  events(filter: ParsedEventFilter): Promise<EventPage>;
+  /** The chain's tail, its last signed checkpoint and its last verification. */
+  status(): Promise<TrailStatus>;
+  /** One entry's hashes and the checkpoint that covers it; null when no entry has that seq. */
+  entry(seq: number): Promise<ChainEntry | null>;
 }
 
 export interface VerifyOptions {
@@ -149,6 +156,18 @@ export class SqliteAuditTrail implements AuditTrail {
 
   async recordEvent(event: ChainEvent): Promise<void> {
     this.appendEvent(event);
+  }
+
+  async events(filter: ParsedEventFilter): Promise<EventPage> {
+    return listEvents(this.db, filter);
+  }
+
+  async status(): Promise<TrailStatus> {
+    return trailStatus(this.db);
+  }
+
+  async entry(seq: number): Promise<ChainEntry | null> {
+    return chainEntry(this.db, seq);
   }
 
   /** Appends an event now, on this connection; throws if it cannot be written. */

@@ -193,7 +193,6 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   return null;
 }
 
-const dimensionColumns = Object.entries(rollupDimensions) as [string, (typeof columns)[number]][];
 
 /**
  * The rollup recomputed from the records the walk streams (seq ≤ the rollup cursor), by the same
@@ -207,9 +206,10 @@ class RollupTotals {
 
   add(row: RecordRow): void {
     const day = String(row.timestamp).slice(0, 10);
-    for (const [dim, column] of dimensionColumns) {
+    const get = (column: string) => row[column as keyof RecordRow] ?? null;
+    for (const [dim, { js }] of Object.entries(rollupDimensions)) {
       const provider = dim === "model" ? (row.provider ?? "") : "";
-      const id = `${dim}\u0000${row[column] ?? ""}\u0000${provider}\u0000${day}`;
+      const id = `${dim}\u0000${js(get)}\u0000${provider}\u0000${day}`;
       let values = this.totals.get(id);
       if (!values) this.totals.set(id, (values = new Array<number>(rollupValueColumns.length).fill(0)));
       values[0]! += 1;

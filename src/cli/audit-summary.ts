@@ -46,7 +46,7 @@ export const summaryCommand = defineCommand({
     const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args) });
     await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log, settings) => {
       const summary = await log.reader.summary(filter);
-      await recordCliQuery(log.db, settings, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by"]), summary.groups.length);
+      await recordCliQuery(log.db, settings, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by", "sort"]), summary.groups.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(summaryCSV(summary));
       else process.stdout.write(summaryTable(summary));

@@ -49,10 +49,13 @@ export class ProxyKeyStore {
   private readonly db: Database;
   private readonly orm: BunSQLiteDatabase<typeof schema>;
   private readonly byHash: Statement<Row, [string]>;
+  private readonly owned: boolean;
 
-  constructor(path: string) {
-    this.db = openDatabase(path);
-    migrate(this.db);
+  /** A path opens (and migrates) a connection of its own; a connection is used as it is, and not closed by `close`. */
+  constructor(source: string | Database) {
+    this.owned = typeof source === "string";
+    this.db = typeof source === "string" ? openDatabase(source) : source;
+    if (this.owned) migrate(this.db);
     this.orm = drizzle(this.db, { schema });
     this.byHash = this.db.prepare<Row, [string]>("SELECT * FROM proxy_keys WHERE hash = ?");
   }
@@ -96,7 +99,8 @@ export class ProxyKeyStore {
   }
 
   close(): void {
-    this.db.close();
+    this.byHash.finalize();
+    if (this.owned) this.db.close();
   }
 }
 

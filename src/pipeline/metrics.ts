@@ -23,6 +23,11 @@ export class Metrics {
     this.forwarded++;
   }
 
+  /** Calls forwarded upstream whose response has not ended yet. */
+  get inflight(): number {
+    return this.forwarded;
+  }
+
   /** Counts one final record (a call refused before forwarding was never `started`). */
   observe(record: AuditRecord): void {
     if (record.outcome !== "rejected") this.forwarded--;

@@ -4,6 +4,7 @@
  */
 import type { AuditReader } from "../audit/query.ts";
 import type { AuditTrail } from "../audit/trail.ts";
+import type { KeyAdmin } from "../keys/admin.ts";
 import type { AuditSink, Logger, Plugin, ProviderAdapter } from "../plugin.ts";
 import type { Metrics } from "./metrics.ts";
 
@@ -23,6 +24,8 @@ export interface Runtime {
   readonly reader: AuditReader;
   /** The primary sink's tamper-evident trail, when it has one. */
   readonly trail: AuditTrail | null;
+  /** The proxy keys beside the primary sink's trail, when it keeps them. */
+  readonly keys: KeyAdmin | null;
   /** Key of the HMAC that turns prompts and responses into keyed hashes. */
   readonly hashKey: Uint8Array;
   readonly limits: RuntimeLimits;

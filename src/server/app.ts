@@ -11,7 +11,11 @@ import { auditRoutes } from "./audit-routes.ts";
 import { auditTrailRoutes } from "./audit-trail-routes.ts";
 import { openapiDocument } from "./openapi.ts";
 import { AccessDenials } from "./access-denials.ts";
-import { accessActor, accessGuard, type AccessToken } from "./roles.ts";
+import { accessActor, accessGuard, type AccessRefusal, type AccessToken } from "./roles.ts";
+import { auditDashboardRoutes } from "./audit-dashboard-routes.ts";
+import { crossSiteRefusal } from "./cross-site.ts";
+import { BrowserSessions } from "./sessions.ts";
+import { dashboardRoutes } from "../dashboard/routes.ts";
 
 export interface AppOptions {
   /** Tokens the audit API accepts, with their roles; with none the API is open (loopback-only server). */
@@ -20,7 +24,15 @@ export interface AppOptions {
   denials?: AccessDenials;
   /** The client's address, for the record of a refused call (the server knows it; `app.handle` does not). */
   clientAddress?: (request: Request) => string | null;
+  /** Signed-in dashboard browsers (default: a new, empty set). */
+  sessions?: BrowserSessions;
 }
+
+/** The paths a browser may be tricked into calling: the audit API and the dashboard (./cross-site.ts). */
+const browserFacing = (request: Request) => {
+  const path = new URL(request.url).pathname;
+  return path.startsWith("/audit/") || path === "/dashboard" || path.startsWith("/dashboard/");
+};
 
 /** Refused audit API calls go to the primary sink's trail (one event a minute, see ./access-denials.ts). */
 export function accessDenials(rt: Runtime): AccessDenials {
@@ -33,12 +45,19 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   app.get("/healthz", () => ({ status: "ok" }));
   app.get("/metrics", () => new Response(rt.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } }));
   app.get("/openapi.json", () => Response.json(openapiDocument()));
+  const tokens = options.tokens ?? [];
+  app.onRequest(({ request }) => (browserFacing(request) ? (crossSiteRefusal(request, { open: tokens.length === 0 }) ?? undefined) : undefined));
   const denials = options.denials ?? accessDenials(rt);
   const clientAddress = options.clientAddress ?? (() => null);
-  const access = accessGuard(options.tokens ?? [], undefined, (refusal, request) => denials.note(refusal, clientAddress(request)));
-  const actorOf = accessActor(options.tokens ?? []);
+  const sessions = options.sessions ?? new BrowserSessions();
+  const session = (request: Request) => sessions.lookup(request);
+  const noteRefusal = (refusal: AccessRefusal, request: Request) => denials.note(refusal, clientAddress(request));
+  const access = accessGuard(tokens, undefined, noteRefusal, session);
+  const actorOf = accessActor(tokens, session);
   app.use(auditRoutes(rt, access, actorOf));
   app.use(auditTrailRoutes(rt, access, actorOf));
+  app.use(auditDashboardRoutes(rt, access, actorOf));
+  app.use(dashboardRoutes({ tokens, sessions, noteRefusal }));
   for (const plugin of rt.plugins) plugin.routes?.(app);
   app.onError(({ code, request }) => {
     if (code === "NOT_FOUND") {

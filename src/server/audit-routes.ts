@@ -12,14 +12,14 @@ import { apiError, queryOf } from "./http.ts";
 const invalidQuery = (error: z.ZodError) => apiError(400, "invalid_query", "invalid_request_error", `Invalid query: ${z.prettifyError(error)}`);
 
 /** The names of the filters a query used (never their values, which may be personal). */
-const usedFilters = (filter: object) => filterNames(filter, ["limit", "by"]);
+const usedFilters = (filter: object) => filterNames(filter, ["limit", "by", "sort"]);
 
 /**
  * Every query is a chain event (audit of the audit): the route pattern, the names of the filters
  * used and how many records (or groups) were returned. If the event cannot be written, the answer
  * is withheld (503), as for a call whose record cannot be written.
  */
-async function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Promise<Response> {
+export async function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Promise<Response> {
   try {
     await rt.trail?.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
     return answer;

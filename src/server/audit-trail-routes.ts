@@ -51,6 +51,8 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
           rt.log.error(`an erasure through the audit API failed: ${errorMessage(error)}`);
           return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot be written right now, so nothing was erased; retry shortly.");
         }
+        // Nor may the limits view (GET /audit/limits) name the user any longer.
+        for (const plugin of rt.plugins) plugin.limit?.forgetUser?.(params.id);
         // The same answer whether or not the user had records: erasure must not reveal existence.
         return Response.json({ status: "erased" });
       }, "admin"),

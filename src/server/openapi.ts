@@ -12,15 +12,24 @@ import { auditRecordSchema } from "../audit/record.ts";
 import { summarySchema } from "../audit/summary.ts";
 import { verifyReportSchema } from "../audit/verify.ts";
 import type { Role } from "./roles.ts";
+import { overviewFilterSchema, overviewSchema } from "../audit/overview.ts";
+import { chainEntrySchema, eventFilterSchema, eventPageSchema, trailStatusSchema } from "../audit/trail-read.ts";
+import { createdKeySchema, newKeySchema } from "../keys/admin.ts";
+import { proxyKeySchema } from "../keys/store.ts";
+import { limitUsageSchema } from "../limit-usage.ts";
 
 export interface AuditOperation {
-  method: "get" | "delete";
+  method: "get" | "delete" | "post";
   /** Elysia-style path, e.g. `/audit/records/:id`. */
   path: string;
   summary: string;
   role: Role;
   query?: z.ZodObject;
+  /** A JSON request body. */
+  body?: z.ZodType;
   response: z.ZodType;
+  /** The status of a successful answer (default 200). */
+  status?: number;
   /** Content types of a successful answer (default JSON). */
   contentTypes?: string[];
   /** Other answers the route gives, beyond the access and query errors. */
@@ -39,7 +48,15 @@ export const auditOperations: AuditOperation[] = [
   { method: "get", path: "/audit/export/:format", summary: "Stream an export (csv, json or ndjson); its id is in X-Audit-Export-ID", role: "auditor", query: exportFilterSchema, response: z.string(), contentTypes: ["text/csv", "application/json", "application/x-ndjson"], otherErrors: { 404: "No such export format." } },
   { method: "get", path: "/audit/exports/:id/manifest", summary: "The signed manifest of a finished export", role: "auditor", response: exportManifestSchema, otherErrors: { 404: "No finished export has this id." } },
   { method: "get", path: "/audit/pubkey", summary: "The public key that signs checkpoints and manifests (PEM)", role: "auditor", response: z.string(), contentTypes: ["application/x-pem-file"] },
-  { method: "get", path: "/audit/summary", summary: "Calls, tokens by kind, exact cost and unpriced calls per agent, user, task, model, provider or day", role: "auditor", query: summaryFilterSchema, response: summarySchema },
+  { method: "get", path: "/audit/summary", summary: "Calls, tokens by kind, exact cost and unpriced calls per agent, user, task, model, provider, proxy key, day, hour or outcome:status", role: "auditor", query: summaryFilterSchema, response: summarySchema },
+  { method: "get", path: "/audit/overview", summary: "Spend, calls and tokens per hour or day, the top agents, users, tasks and models, calls by outcome:status and calls in flight, for one time range", role: "auditor", query: overviewFilterSchema, response: overviewSchema },
+  { method: "get", path: "/audit/limits", summary: "What is used of each limit and budget now, for the scopes of recent calls (read only)", role: "auditor", response: z.object({ plugins: z.array(z.string()), limits: z.array(limitUsageSchema) }), otherErrors: { 503: "A limit plugin's store (e.g. Redis) does not answer." } },
+  { method: "get", path: "/audit/events", summary: "Chain events (queries, exports, erasures, retention runs, verifications, key changes, refused access), newest first, with cursor pagination", role: "auditor", query: eventFilterSchema, response: eventPageSchema },
+  { method: "get", path: "/audit/trail/status", summary: "The chain's last seq, its last signed checkpoint and its last verification", role: "auditor", response: trailStatusSchema },
+  { method: "get", path: "/audit/chain/:seq", summary: "One chain entry's hashes, commitment and the signed checkpoint that covers it", role: "auditor", response: chainEntrySchema, otherErrors: { 404: "No entry has this seq." } },
+  { method: "get", path: "/audit/keys", summary: "The proxy keys (ids, identities, tiers, expiry, revocation; never secrets)", role: "auditor", response: z.object({ keys: z.array(proxyKeySchema) }) },
+  { method: "post", path: "/audit/keys", summary: "Create a proxy key: the secret is in this answer only (a key_created chain event names the key, never the secret)", role: "admin", body: newKeySchema, response: createdKeySchema, status: 201, otherErrors: { 400: "The body is not a valid key request; the message names the field." } },
+  { method: "delete", path: "/audit/keys/:id", summary: "Revoke a proxy key (a key_revoked chain event); the proxy refuses it from the next call", role: "admin", response: proxyKeySchema, otherErrors: { 404: "No key has this id." } },
 ];
 
 const errorSchema = {
@@ -75,8 +92,9 @@ function operation(op: AuditOperation) {
     description: `Needs the ${op.role} role${op.role === "auditor" ? " (admin also may)" : ""} when access tokens are configured.`,
     security: [{ bearer: [] }],
     parameters: [...pathParams, ...queryParams],
+    ...(op.body ? { requestBody: { required: true, content: { "application/json": { schema: jsonSchema(op.body, "input") } } } } : {}),
     responses: {
-      200: {
+      [op.status ?? 200]: {
         description: "OK",
         content: Object.fromEntries((op.contentTypes ?? ["application/json"]).map((type) => [type, { schema: jsonSchema(op.response, "output") }])),
       },

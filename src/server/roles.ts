@@ -13,6 +13,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import { apiError } from "./http.ts";
+import type { SessionLookup } from "./sessions.ts";
 
 export const roles = ["admin", "auditor"] as const;
 export type Role = (typeof roles)[number];
@@ -25,8 +26,12 @@ export interface AccessToken {
 /** A check for one route: null lets the request through, otherwise the 401/403 to answer with. */
 export type AccessGuard = (request: Request, needs: Role, route: string) => Response | null;
 
-/** Why a request was refused: no Authorization header, one without the Bearer scheme, a token no one configured, too small a role. */
-export const refusalReasons = ["no_token", "not_bearer", "unknown_token", "insufficient_role"] as const;
+/**
+ * Why a request was refused: no credential, an Authorization header without the Bearer scheme, a
+ * token no one configured, too small a role; a dashboard session that is unknown or over, or a
+ * session cookie without the dashboard's header (./sessions.ts).
+ */
+export const refusalReasons = ["no_token", "not_bearer", "unknown_token", "insufficient_role", "unknown_session", "cross_site"] as const;
 
 /** A refused audit API call, as recorded in the trail: what was asked and with which role; never the token. */
 export interface AccessRefusal {
@@ -81,38 +86,58 @@ const digest = (value: string) => createHash("sha256").update(value).digest();
 /** Compares two equal-length buffers in constant time (`timingSafeEqual`; injectable for tests). */
 export type Compare = (a: Buffer, b: Buffer) => boolean;
 
-type Presented = { role: Role } | { role: null; reason: "no_token" | "not_bearer" | "unknown_token" };
+type Presented = { role: Role; via: "bearer" | "session" } | { role: null; reason: Exclude<AccessRefusal["reason"], "insufficient_role"> };
+
+/** A request's dashboard session, if it carries a session cookie (./sessions.ts); null if it carries none. */
+export type SessionResolver = (request: Request) => SessionLookup | null;
 
 /**
  * The role of the request's bearer token, or why there is none. Both sides are SHA-256 digests,
  * so `compare` always gets 32 bytes against 32: neither a token's length nor its content shows in
  * the timing.
  */
-function roleMatcher(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): (request: Request) => Presented {
-  const known = tokens.map((t) => ({ digest: digest(t.token), role: t.role }));
+function roleMatcher(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual, sessions?: SessionResolver): (request: Request) => Presented {
+  const roleOfToken = tokenMatcher(tokens, compare);
   return (request) => {
     const header = request.headers.get("authorization");
-    if (header === null) return { role: null, reason: "no_token" };
+    if (header === null) {
+      const session = sessions?.(request) ?? null;
+      if (session === null) return { role: null, reason: "no_token" };
+      return session.role ? { role: session.role, via: "session" } : session;
+    }
     const bearer = /^Bearer\s+(\S.*)$/i.exec(header);
     if (!bearer) return { role: null, reason: "not_bearer" };
-    const given = digest(bearer[1]!);
+    const role = roleOfToken(bearer[1]!);
+    return role ? { role, via: "bearer" } : { role: null, reason: "unknown_token" };
+  };
+}
+
+/** The role of a token (the bearer token, or the one a dashboard sign-in presents); null if no one configured it. */
+export function tokenMatcher(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): (token: string) => Role | null {
+  const known = tokens.map((t) => ({ digest: digest(t.token), role: t.role }));
+  return (token) => {
+    const given = digest(token);
     let role: Role | null = null;
     // Compare against every token (no early exit), each in constant time.
     for (const candidate of known) {
       if (compare(given, candidate.digest) && role === null) role = candidate.role;
     }
-    return role ? { role } : { role: null, reason: "unknown_token" };
+    return role;
   };
 }
 
 /**
- * Who a request acts as, for audit-of-the-audit events: `api:admin`, `api:auditor`, or `api:open`
- * when no token is configured. Never the token itself.
+ * Who a request acts as, for audit-of-the-audit events: `api:admin`, `api:auditor` (a bearer
+ * token), `dashboard:admin`, `dashboard:auditor` (a signed-in browser), or `api:open` when no
+ * token is configured. Never the token itself.
  */
-export function accessActor(tokens: readonly AccessToken[]): (request: Request) => string {
+export function accessActor(tokens: readonly AccessToken[], sessions?: SessionResolver): (request: Request) => string {
   if (tokens.length === 0) return () => "api:open";
-  const roleOf = roleMatcher(tokens);
-  return (request) => `api:${roleOf(request).role ?? "unknown"}`;
+  const roleOf = roleMatcher(tokens, timingSafeEqual, sessions);
+  return (request) => {
+    const presented = roleOf(request);
+    return presented.role ? `${presented.via === "session" ? "dashboard" : "api"}:${presented.role}` : "api:unknown";
+  };
 }
 
 const howToSend = "send 'Authorization: Bearer <token>' with AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or a token from the config's admin.tokens.";
@@ -122,9 +147,10 @@ export function accessGuard(
   tokens: readonly AccessToken[],
   compare: Compare = timingSafeEqual,
   onRefusal: (refusal: AccessRefusal, request: Request) => void = () => {},
+  sessions?: SessionResolver,
 ): AccessGuard {
   if (tokens.length === 0) return () => null;
-  const roleOf = roleMatcher(tokens, compare);
+  const roleOf = roleMatcher(tokens, compare, sessions);
   return (request, needs, route) => {
     const presented = roleOf(request);
     const refuse = (status: 401 | 403, reason: AccessRefusal["reason"], answer: Response) => {
@@ -132,10 +158,16 @@ export function accessGuard(
       return answer;
     };
     if (presented.role === null) {
+      if (presented.reason === "cross_site") {
+        const message = "A dashboard session cookie is honoured only on the dashboard's own requests (with its X-Agent-Attr-Dashboard header).";
+        return refuse(403, presented.reason, apiError(403, "forbidden", "permission_error", message));
+      }
       const message =
         presented.reason === "not_bearer"
           ? `The Authorization header sent has no 'Bearer' scheme: ${howToSend}`
-          : `The audit API needs a token: ${howToSend}`;
+          : presented.reason === "unknown_session"
+            ? "The dashboard session has ended (8 hours at most, 30 minutes idle, or the proxy restarted); sign in again."
+            : `The audit API needs a token: ${howToSend}`;
       return refuse(401, presented.reason, apiError(401, "unauthorized", "authentication_error", message));
     }
     if (!grants[presented.role].includes(needs)) {

@@ -52,6 +52,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       sinks,
       reader,
       trail: sinks[0]?.sink.trail ?? null,
+      keys: sinks[0]?.sink.keys ?? null,
       hashKey: loadHashKey(options.logDb),
       limits: {
         maxBodyBytes: config.server.maxBodyBytes,

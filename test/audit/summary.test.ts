@@ -7,7 +7,7 @@ import type { AuditRecord } from "../../src/audit/record.ts";
 import { openAuditLog } from "../../src/audit/database.ts";
 import { advanceRollup, rollupCursor } from "../../src/audit/rollup.ts";
 import { SqliteAuditStore } from "../../src/audit/store.ts";
-import { summaryFilterSchema, type SummaryFilter, type SummaryGrouping } from "../../src/audit/summary.ts";
+import { summaryFilterSchema, summaryGroupings, type SummaryFilter, type SummaryGrouping } from "../../src/audit/summary.ts";
 import { runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
 
@@ -27,8 +27,8 @@ function record(i: number): AuditRecord {
     timestamp: new Date(now - 10 * day + i * 3_917_000).toISOString(),
     duration_ms: 10, ttfb_ms: 2, agent_id: `agent-${i % 3}`, user_id: i % 5 === 0 ? null : `user-${i % 4}`,
     task_context: `task ${i % 6}`, session_id: null, parent_agent_id: null, trace_id: null, attribution: "asserted",
-    key_id: null, provider: i % 2 ? "openai" : "anthropic", endpoint: "/v1/chat/completions",
-    model: i % 2 ? "gpt-4o" : "claude-sonnet-4-6", response_model: null, stream: false, status: 200,
+    key_id: i % 3 === 0 ? null : `key_${i % 2}`, provider: i % 2 ? "openai" : "anthropic", endpoint: "/v1/chat/completions",
+    model: i % 2 ? "gpt-4o" : "claude-sonnet-4-6", response_model: null, stream: false, status: usage ? 200 : i % 2 ? 429 : 402,
     outcome: usage ? "completed" : "rejected",
     input_tokens: usage ? 100 + i : null, output_tokens: usage ? 10 + (i % 13) : null,
     cache_read_tokens: usage ? i % 4 : null, cache_write_tokens: usage && i % 2 === 0 ? 3 : null,
@@ -72,7 +72,10 @@ const keyOf: Record<SummaryGrouping, (r: AuditRecord) => string | null> = {
   task: (r) => r.task_context,
   model: (r) => r.model,
   provider: (r) => r.provider,
+  key: (r) => r.key_id,
   day: (r) => r.timestamp.slice(0, 10),
+  hour: (r) => r.timestamp.slice(0, 13),
+  status: (r) => `${r.outcome ?? ""}:${r.status ?? ""}`,
 };
 
 /** The summary computed the slow, obvious way from the records themselves. */
@@ -110,7 +113,35 @@ async function check(filter: SummaryFilter, select: (r: AuditRecord) => boolean)
 const at = (offsetDays: number) => new Date(now - offsetDays * day + 12_345).toISOString();
 
 test("every grouping, whole trail: equal to the sum of the records", async () => {
-  for (const by of ["agent", "user", "task", "model", "provider", "day"] as const) await check({ by }, () => true);
+  for (const by of summaryGroupings) await check({ by }, () => true);
+});
+
+test("hours, proxy keys and outcome:status over ranges that cut through days", async () => {
+  const since = at(6.2);
+  const until = at(1.7);
+  const inRange = (r: AuditRecord) => r.timestamp >= since && r.timestamp <= until;
+  const hours = await check({ by: "hour", since, until }, inRange);
+  expect(hours.size).toBeGreaterThan(24);
+  await check({ by: "key", since }, (r) => r.timestamp >= since);
+  const statuses = await check({ by: "status", until }, (r) => r.timestamp <= until);
+  expect([...statuses.keys()].sort()).toEqual(["completed:200", "rejected:402", "rejected:429"]);
+});
+
+test("sort and limit: the first N groups in that order; the total and group_count cover them all", async () => {
+  const log = openAuditLog(cursorStates[1]!);
+  try {
+    const all = await log.reader.summary(summaryFilterSchema.parse({ by: "task" }));
+    const top = await log.reader.summary(summaryFilterSchema.parse({ by: "task", limit: 2 }));
+    expect(top.groups).toEqual(all.groups.slice(0, 2));
+    expect(top.group_count).toBe(6);
+    expect(top.total).toEqual(all.total);
+    const byCalls = await log.reader.summary(summaryFilterSchema.parse({ by: "agent", sort: "calls" }));
+    expect(byCalls.groups.map((g) => g.calls)).toEqual([...byCalls.groups.map((g) => g.calls)].sort((a, b) => b - a));
+    const hours = await log.reader.summary(summaryFilterSchema.parse({ by: "hour" }));
+    expect(hours.groups.map((g) => g.key)).toEqual(hours.groups.map((g) => g.key).sort());
+  } finally {
+    log.close();
+  }
 });
 
 test("time ranges that cut through days (rollup days + record edges)", async () => {

@@ -1,0 +1,82 @@
+/**
+ * `/dashboard` on the proxy's port: the page and its assets (bundled into the binary at build time,
+ * ./assets.ts), and the sign-in that turns an admin or auditor token into a browser session
+ * (../server/sessions.ts). Everything the page shows it reads through the audit API, with the
+ * session cookie and the dashboard's header; with no token configured (a loopback-only server)
+ * there is no sign-in.
+ *
+ * Pages are served with a strict Content-Security-Policy: scripts, styles and connections from
+ * this origin only, no inline script or style, no framing.
+ */
+import { Elysia } from "elysia";
+import { z } from "zod";
+import { apiError } from "../server/http.ts";
+import { tokenMatcher, type AccessRefusal, type AccessToken } from "../server/roles.ts";
+import { dashboardHeader, isSecure, type BrowserSessions } from "../server/sessions.ts";
+
+export interface DashboardOptions {
+  tokens: readonly AccessToken[];
+  sessions: BrowserSessions;
+  /** Failed sign-ins are refused audit API calls too (recorded in the trail, one event a minute). */
+  noteRefusal: (refusal: AccessRefusal, request: Request) => void;
+}
+
+export const contentSecurityPolicy =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; " +
+  "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+const pageHeaders = {
+  "content-security-policy": contentSecurityPolicy,
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-resource-policy": "same-origin",
+};
+
+type Assets = typeof import("./assets.ts").assets;
+let loaded: Promise<Assets> | null = null;
+/** Loaded on the first request: a proxy that never serves the dashboard never holds its bundle. */
+const assets = () => (loaded ??= import("./assets.ts").then((module) => module.assets));
+
+const serve = async (pick: (assets: Assets) => string, type: string) =>
+  new Response(pick(await assets()), { headers: { ...pageHeaders, "content-type": type, "cache-control": "no-cache" } });
+
+const signInSchema = z.object({ token: z.string().min(1).max(4096) }).strict();
+
+export function dashboardRoutes(options: DashboardOptions) {
+  const { tokens, sessions } = options;
+  const roleOf = tokenMatcher(tokens);
+  const open = tokens.length === 0;
+  const route = "/dashboard/session";
+  return new Elysia()
+    .get("/dashboard", () => serve((a) => a.html, "text/html; charset=utf-8"))
+    .get("/dashboard/", () => serve((a) => a.html, "text/html; charset=utf-8"))
+    .get("/dashboard/app.js", () => serve((a) => a.js, "text/javascript; charset=utf-8"))
+    .get("/dashboard/app.css", () => serve((a) => a.css, "text/css; charset=utf-8"))
+    .get(route, ({ request }) => {
+      if (open) return Response.json({ sign_in: "none", role: "admin" });
+      const session = sessions.lookup(request);
+      return Response.json({ sign_in: "required", role: session?.role ?? null }, { headers: { "cache-control": "no-store" } });
+    })
+    .post(
+      route,
+      async ({ request }) => {
+        if (request.headers.get(dashboardHeader) !== "1") {
+          return apiError(403, "forbidden", "permission_error", "Sign in from the dashboard page (its requests carry the X-Agent-Attr-Dashboard header).");
+        }
+        if (open) return apiError(409, "no_sign_in", "invalid_request_error", "This proxy has no access token configured (loopback only): the dashboard needs no sign-in.");
+        const parsed = signInSchema.safeParse(await request.json().catch(() => null));
+        if (!parsed.success) return apiError(400, "invalid_body", "invalid_request_error", 'Send {"token": "<admin or auditor token>"} as JSON.');
+        const role = roleOf(parsed.data.token);
+        if (!role) {
+          options.noteRefusal({ method: "POST", route, status: 401, reason: "unknown_token", required_role: "auditor", presented_role: null }, request);
+          return apiError(401, "unauthorized", "authentication_error", "That is not an admin or auditor token of this proxy (AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or the config's admin.tokens).");
+        }
+        const cookie = sessions.create(role, isSecure(request));
+        return Response.json({ role }, { headers: { "set-cookie": cookie, "cache-control": "no-store" } });
+      },
+      { parse: "none" },
+    )
+    .delete(route, ({ request }) => Response.json({ role: null }, { headers: { "set-cookie": sessions.end(request, isSecure(request)) } }));
+}

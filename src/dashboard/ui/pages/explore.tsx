@@ -1,0 +1,127 @@
+/** Explore: cost, calls and tokens broken down by one dimension, with the record filters and a time range; sortable; downloadable as CSV. */
+import { useEffect, useState } from "preact/hooks";
+import { csvCell } from "../../../audit/csv-cell.ts";
+import { get, query, saveFile } from "../api.ts";
+import { Problem, RangePicker } from "../components/common.tsx";
+import { FilterForm, type Filters } from "../components/filters.tsx";
+import { count, usd } from "../format.ts";
+import type { Summary, SummaryRow } from "../types.ts";
+
+const dimensions = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status"] as const;
+const sorts = [
+  { value: "cost", label: "cost" },
+  { value: "calls", label: "calls" },
+  { value: "input_tokens", label: "input tokens" },
+  { value: "output_tokens", label: "output tokens" },
+  { value: "key", label: "name" },
+] as const;
+const shown = 500;
+const columns: (keyof SummaryRow)[] = ["key", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "cost_nano_usd"];
+
+function toCSV(summary: Summary): string {
+  const lines = [columns.join(",")];
+  for (const row of [...summary.groups, summary.total]) lines.push(columns.map((c) => csvCell(row === summary.total && c === "key" ? "TOTAL" : row[c])).join(","));
+  return `${lines.join("\r\n")}\r\n`;
+}
+
+export function Explore() {
+  const [by, setBy] = useState<(typeof dimensions)[number]>("agent");
+  const [sort, setSort] = useState<string>("cost");
+  const [days, setDays] = useState(7);
+  const [filters, setFilters] = useState<Filters>({});
+  const [data, setData] = useState<Summary | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    setData(null);
+    setError(null);
+    get<Summary>(`/audit/summary${query({ by, sort, days, limit: shown, ...filters })}`).then(setData, (caught: Error) => setError(caught.message));
+  }, [by, sort, days, filters]);
+  const download = () => data && saveFile(new Blob([toCSV(data)], { type: "text/csv" }), `agent-attr-summary-by-${by}.csv`);
+  return (
+    <main class="page" data-ready={data ? "true" : "false"} aria-busy={!data}>
+      <div class="toolbar">
+        <h1>Explore</h1>
+        <label for="explore-by">
+          Break down by{" "}
+          <select id="explore-by" value={by} onChange={(e) => setBy((e.currentTarget as HTMLSelectElement).value as typeof by)}>
+            {dimensions.map((d) => (
+              <option value={d}>{d}</option>
+            ))}
+          </select>
+        </label>
+        <label for="explore-sort">
+          Sort by{" "}
+          <select id="explore-sort" value={sort} onChange={(e) => setSort((e.currentTarget as HTMLSelectElement).value)}>
+            {sorts.map((s) => (
+              <option value={s.value}>{s.label}</option>
+            ))}
+          </select>
+        </label>
+        <RangePicker days={days} onChange={setDays} id="explore-range" />
+        <button type="button" onClick={download} disabled={!data}>
+          Download CSV
+        </button>
+      </div>
+      <FilterForm initial={filters} onApply={setFilters} idPrefix="explore" />
+      <Problem error={error} />
+      {data && (
+        <>
+          <p class="hint" data-testid="group-count">
+            {data.group_count > data.groups.length ? `The first ${count(data.groups.length)} of ${count(data.group_count)} groups` : `${count(data.group_count)} groups`}
+            {by === "day" || by === "hour" ? " (UTC, oldest first)" : ""}
+          </p>
+          <table data-testid="explore-table">
+            <thead>
+              <tr>
+                <th scope="col">{by}</th>
+                <th scope="col" class="num">
+                  Cost
+                </th>
+                <th scope="col" class="num">
+                  Calls
+                </th>
+                <th scope="col" class="num">
+                  Input tokens
+                </th>
+                <th scope="col" class="num">
+                  Output tokens
+                </th>
+                <th scope="col" class="num">
+                  Unpriced
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.groups.map((row) => (
+                <tr>
+                  <td class="key">{row.key ?? <em>(none)</em>}</td>
+                  <td class="num" data-cost-nano={row.cost_nano_usd}>
+                    {usd(row.cost_nano_usd)}
+                  </td>
+                  <td class="num">{count(row.calls)}</td>
+                  <td class="num">{count(row.input_tokens)}</td>
+                  <td class="num">{count(row.output_tokens)}</td>
+                  <td class="num">{count(row.unpriced_calls)}</td>
+                </tr>
+              ))}
+            </tbody>
+            <tfoot>
+              <tr>
+                <th scope="row">Total</th>
+                <td class="num" data-testid="explore-total-cost" data-cost-nano={data.total.cost_nano_usd}>
+                  {usd(data.total.cost_nano_usd)}
+                </td>
+                <td class="num" data-testid="explore-total-calls">
+                  {count(data.total.calls)}
+                </td>
+                <td class="num">{count(data.total.input_tokens)}</td>
+                <td class="num">{count(data.total.output_tokens)}</td>
+                <td class="num">{count(data.total.unpriced_calls)}</td>
+              </tr>
+            </tfoot>
+          </table>
+        </>
+      )}
+    </main>
+  );
+}
