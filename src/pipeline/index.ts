@@ -25,6 +25,7 @@ import { noUsage, type AuditRecord } from "../audit/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
 import { PluginError, type LimitStage, type ProviderAdapter } from "../plugin.ts";
 import { readBody } from "../proxy/body.ts";
+import { applyBodyEdits, type BodyEdit } from "../proxy/json-edit.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 import type { Attribution, CallContext, Endpoint } from "./context.ts";
@@ -226,23 +227,28 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
   }
 }
 
+/**
+ * The bytes to send upstream: the inbound body with the provider's edits and the output cap spliced
+ * in (./proxy/json-edit.ts); every other byte is the client's own.
+ */
 function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }): {
   body: Uint8Array | null;
   hideEvent?: (event: SSEEvent) => boolean;
 } {
-  if (!ctx.body) return { body: ctx.rawBody };
+  if (!ctx.body || !ctx.rawBody) return { body: ctx.rawBody };
+  const { body, rawBody } = ctx;
   const adapter = provider.adapter;
-  const prepared = adapter.prepareBody ? guard(provider.plugin, "provider.prepareBody", () => adapter.prepareBody!(ctx.endpoint, ctx.body!)) : null;
-  const capped = capOutput(ctx, prepared?.body ?? ctx.body, provider);
-  if (!prepared && !capped) return { body: ctx.rawBody };
-  return { body: new TextEncoder().encode(JSON.stringify(capped ?? prepared!.body)), hideEvent: prepared?.hideEvent };
+  const prepared = adapter.prepareBody ? guard(provider.plugin, "provider.prepareBody", () => adapter.prepareBody!(ctx.endpoint, body)) : null;
+  const edits = [...(prepared?.edits ?? []), ...capOutput(ctx, body, provider)];
+  if (edits.length === 0) return { body: rawBody, hideEvent: prepared?.hideEvent };
+  return { body: guard(provider.plugin, "provider.prepareBody", () => applyBodyEdits(rawBody, body, edits)), hideEvent: prepared?.hideEvent };
 }
 
-/** The body with the output cap a limit plugin asked for, when the request sets no limit itself. */
-function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: { plugin: string; adapter: ProviderAdapter }) {
-  if (ctx.outputCap === undefined || outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)) return null;
+/** The output cap a limit plugin asked for, in the provider's field, when the request sets no limit itself. */
+function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: { plugin: string; adapter: ProviderAdapter }): BodyEdit[] {
+  if (ctx.outputCap === undefined || outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)) return [];
   const field = provider.adapter.outputLimitField ? guard(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint)) : null;
-  return field ? { ...body, [field]: ctx.outputCap } : null;
+  return field ? [{ path: [field], value: ctx.outputCap }] : [];
 }
 
 function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): ProxyError {
