@@ -105,7 +105,7 @@ function anthropicChunks(model: string, steer: Steering): string[] {
     sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: steer.text[0] } }, "content_block_delta"),
     sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: steer.text[1] } }, "content_block_delta"),
     sse({ type: "content_block_stop", index: 0 }, "content_block_stop"),
-    sse({ type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: usage.output_tokens } }, "message_delta"),
+    sse({ type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: usage.output_tokens, ...(usage.output_tokens_details ? { output_tokens_details: usage.output_tokens_details } : {}) } }, "message_delta"),
     sse({ type: "message_stop" }, "message_stop"),
   ];
 }
