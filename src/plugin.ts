@@ -48,6 +48,9 @@ export interface PreparedBody {
   hideEvent?: (event: SSEEvent) => boolean;
 }
 
+/** Inbound headers that carry a client's provider credential. */
+export type CredentialHeader = "authorization" | "x-api-key";
+
 export interface ProviderAdapter {
   /** True when this provider serves the call. `model` is null for GET /v1/models. */
   match(endpoint: Endpoint, model: string | null): boolean;
@@ -59,6 +62,12 @@ export interface ProviderAdapter {
    * `{ edits: [{ path: ["stream_options", "include_usage"], value: true }], hideEvent }`.
    */
   prepareBody?(endpoint: Endpoint, body: Record<string, unknown>): PreparedBody | null;
+  /**
+   * The client credential headers this provider's upstream takes (default: `authorization` and
+   * `x-api-key`). The core removes the others before `forward`, so a key the client meant for one
+   * provider never reaches another (e.g. OpenAI adapters take `authorization` only).
+   */
+  credentialHeaders?: readonly CredentialHeader[];
   /** Send the call upstream and return its response unread (the core streams it). */
   forward(call: UpstreamCall): Promise<Response>;
   /** A fresh usage meter for one response. */

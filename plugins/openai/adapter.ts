@@ -56,6 +56,8 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
       const auth: Record<string, string> = key && !call.headers.has("authorization") ? { authorization: `Bearer ${key}` } : {};
       return fetchUpstream(upstreamURL(options.baseURL, call, "/v1"), call, auth);
     },
+    // OpenAI's credential is `Authorization: Bearer`; an `x-api-key` is Anthropic's and stays here.
+    credentialHeaders: ["authorization"],
     meter: openaiMeter,
     pricing: options.pricing,
     outputLimitField(endpoint) {

@@ -23,7 +23,7 @@
  */
 import { noUsage, type AuditRecord } from "../audit/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
-import { PluginError, type LimitStage, type ProviderAdapter } from "../plugin.ts";
+import { PluginError, type CredentialHeader, type LimitStage, type ProviderAdapter } from "../plugin.ts";
 import { readBody } from "../proxy/body.ts";
 import { applyBodyEdits, type BodyEdit } from "../proxy/json-edit.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
@@ -181,11 +181,10 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
     ctx.request.signal.removeEventListener("abort", onClientAbort);
   };
   const headers = upstreamRequestHeaders(ctx.request.headers);
-  if (ctx.principal) {
-    // The caller authenticated to the proxy: its credential is the proxy's, never the provider's.
-    headers.delete("authorization");
-    headers.delete("x-api-key");
-  }
+  // A credential goes only to a provider that takes it; with a principal the caller's credential
+  // is the proxy's, never a provider's.
+  const accepted = ctx.principal ? [] : (provider.adapter.credentialHeaders ?? credentialHeaders);
+  for (const name of credentialHeaders) if (!accepted.includes(name)) headers.delete(name);
   let upstream: Response;
   try {
     upstream = await provider.adapter.forward({ ctx, headers, body: upstreamBody, signal: abort.signal }); // 5 forward
@@ -250,6 +249,8 @@ function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: { 
   const field = provider.adapter.outputLimitField ? guard(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint)) : null;
   return field ? [{ path: [field], value: ctx.outputCap }] : [];
 }
+
+const credentialHeaders: readonly CredentialHeader[] = ["authorization", "x-api-key"];
 
 function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): ProxyError {
   if (signal.aborted && signal.reason instanceof ProxyError) return signal.reason;

@@ -6,17 +6,17 @@
  */
 import type { Server } from "bun";
 import { runCall } from "../pipeline/index.ts";
-import { endpoints } from "../pipeline/endpoints.ts";
+import { endpointFor, endpointsByPath } from "../pipeline/endpoints.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 
 export type ProxyRoute = (request: Request, server: Server<undefined>) => Promise<Response>;
 
 export function proxyRoutes(rt: Runtime): Record<string, ProxyRoute> {
   const routes: Record<string, ProxyRoute> = {};
-  for (const endpoint of endpoints) {
-    routes[endpoint.path] = (request, server) => {
+  for (const [path, candidates] of endpointsByPath()) {
+    routes[path] = (request, server) => {
       server.timeout(request, 0);
-      return runCall(request, endpoint, rt);
+      return runCall(request, endpointFor(candidates, request.headers), rt);
     };
   }
   return routes;
