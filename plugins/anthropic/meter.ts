@@ -5,7 +5,7 @@
  * as `output_tokens_details.thinking_tokens`, a part of `output_tokens` (which the API documents as
  * the inclusive total it bills): the record's `reasoning_tokens`, with `output_tokens` unchanged.
  */
-import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type Usage } from "agent-attr";
+import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type TextSink, type Usage } from "agent-attr";
 
 type AnthropicUsage = {
   input: number | null;
@@ -53,7 +53,7 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
   // Generated text, kept only to estimate usage if none arrives: text deltas are read only if it
   // is needed (DeferredText).
   const text = new DeferredText((event, into) => read(event, into));
-  const read = (event: SSEEvent, into: string[]) => {
+  const read = (event: SSEEvent, into: TextSink) => {
     const data = asObject(parseJSON(event.data));
     if (!data) return;
     switch (asString(data.type) ?? event.event) {
@@ -110,16 +110,16 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
       terminal,
       errorType,
       outputText() {
-        const pieces = text.resolve();
-        if (message && Array.isArray(message.content)) for (const block of message.content) collectBlock(asObject(block), pieces);
-        return message || sawEvents ? pieces.join("") : null;
+        text.resolve();
+        if (message && Array.isArray(message.content)) for (const block of message.content) collectBlock(asObject(block), text.pieces);
+        return message || sawEvents ? text.sample() : null;
       },
     }),
   };
 }
 
 /** The text a content block carries: text, thinking, or a tool call's input. */
-function collectBlock(block: Record<string, unknown> | null, into: string[]): void {
+function collectBlock(block: Record<string, unknown> | null, into: TextSink): void {
   if (!block) return;
   const piece = asString(block.text) ?? asString(block.thinking);
   if (piece) into.push(piece);
