@@ -22,6 +22,7 @@ export const errorCatalogue = {
   upstream_unreachable: { status: 502, type: "api_error" },
   upstream_timeout: { status: 504, type: "timeout_error" },
   audit_unavailable: { status: 503, type: "api_error" },
+  proxy_busy: { status: 503, type: "api_error" },
   plugin_error: { status: 500, type: "api_error" },
   provider_key_missing: { status: 500, type: "api_error" },
   internal_error: { status: 500, type: "api_error" },

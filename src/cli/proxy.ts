@@ -1,7 +1,9 @@
 /** `agent-attr proxy start`: run the proxy until SIGTERM/SIGINT. */
 import { defineCommand } from "citty";
 import { findConfigFile, loadConfig } from "../config/load.ts";
+import { consoleLogger } from "../pipeline/runtime.ts";
 import { startProxy } from "../server/serve.ts";
+import { ensureFetchCap } from "./fetch-cap.ts";
 import { logDbArg, parseFlag, portSchema, resolveLogDb, withUserErrors } from "./_shared.ts";
 
 const start = defineCommand({
@@ -18,6 +20,7 @@ const start = defineCommand({
     if (args.port !== undefined) config.server.port = parseFlag("port", portSchema, args.port);
     if (args.host !== undefined) config.server.host = args.host;
     const logDb = resolveLogDb(args["log-db"], config.audit.logDb);
+    ensureFetchCap(config.server.maxUpstreamConnections, consoleLogger.warn);
     const proxy = await startProxy(config, {
       logDb,
       adminToken: process.env.AGENT_ATTR_ADMIN_TOKEN || undefined,

@@ -7,6 +7,10 @@ import { z } from "zod";
 import type { Plugin } from "../plugin.ts";
 import { adminTokenSchema } from "../server/roles.ts";
 
+/** Bun's fetch limit is at most 65,535; the proxy keeps 64 of it for its own calls (webhooks, JWKS). */
+export const fetchHeadroom = 64;
+const maxUpstreamConnections = 65_535 - fetchHeadroom;
+
 const pluginSchema = z.custom<Plugin>(
   (value) => typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string",
   { message: "expected a plugin object { name, ...hooks }, e.g. openai() or definePlugin({ name: 'mine', ... })" },
@@ -26,6 +30,12 @@ export const configSchema = z
         streamIdleTimeoutMs: z.number().int().nonnegative().default(300_000),
         /** On SIGTERM/SIGINT, how long in-flight calls may take to finish, in ms. */
         shutdownGraceMs: z.number().int().nonnegative().default(30_000),
+        /**
+         * Calls forwarded upstream at once (each holds an upstream connection until its response
+         * ends); past it a call is refused with 503 proxy_busy. Also sets Bun's fetch limit
+         * (BUN_CONFIG_MAX_HTTP_REQUESTS) at start, which would otherwise queue calls past 256.
+         */
+        maxUpstreamConnections: z.number().int().min(1).max(maxUpstreamConnections).default(4096),
       })
       .strict()
       .prefault({}),

@@ -76,8 +76,14 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
       ctx.delegation = verified.delegation;
       ctx.unverified = verified.unverified;
     }
-    await checkLimits(ctx, provider, rt); //                                         4 limit
-    return await forward(ctx, provider, rt); //                                      5-9
+    const release = claimUpstreamSlot(rt);
+    try {
+      await checkLimits(ctx, provider, rt); //                                       4 limit
+      return await forward(ctx, provider, rt, release); //                           5-9
+    } catch (error) {
+      release();
+      throw error;
+    }
   } catch (error) {
     return reject(error, ctx, providerName, rt);
   }
@@ -163,7 +169,26 @@ async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter
   }
 }
 
-async function forward(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime) {
+/**
+ * A slot for one upstream call, or a fast 503: past `server.maxUpstreamConnections` a call is
+ * refused rather than queued behind streams that may last minutes. Released when the call ends.
+ */
+function claimUpstreamSlot(rt: Runtime): () => void {
+  const release = rt.upstreamSlots.claim();
+  if (release) return release;
+  throw new ProxyError(
+    "proxy_busy",
+    `The proxy is at its limit of ${rt.upstreamSlots.max} calls in flight upstream (server.maxUpstreamConnections); retry shortly, or raise the limit in agent-attr.config.ts.`,
+    { "retry-after": "1" },
+  );
+}
+
+async function forward(
+  ctx: CallContext,
+  provider: { plugin: string; adapter: ProviderAdapter },
+  rt: Runtime,
+  releaseSlot: () => void,
+) {
   const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider);
   const record = newRecord(ctx, provider.plugin, rt);
   await beginRecord(record, rt); //                                                  8 record (intent)
@@ -179,6 +204,7 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
   const cleanup = () => {
     clearTimeout(deadline);
     ctx.request.signal.removeEventListener("abort", onClientAbort);
+    releaseSlot();
   };
   const headers = upstreamRequestHeaders(ctx.request.headers);
   // A credential goes only to a provider that takes it; with a principal the caller's credential

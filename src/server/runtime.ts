@@ -6,7 +6,7 @@ import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
 import { PluginError, type Logger, type Plugin } from "../plugin.ts";
 import { Metrics } from "../pipeline/metrics.ts";
-import { consoleLogger, type Runtime } from "../pipeline/runtime.ts";
+import { UpstreamSlots, consoleLogger, type Runtime } from "../pipeline/runtime.ts";
 
 export function defaultPlugins(): Plugin[] {
   return [openai(), anthropic(), headerAttribution(), pricing(), sqliteAudit()];
@@ -60,6 +60,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       failClosed: !config.audit.failOpen,
       log,
       inflight: new Set(),
+      upstreamSlots: new UpstreamSlots(config.server.maxUpstreamConnections),
       metrics: new Metrics(),
     };
   } catch (error) {
