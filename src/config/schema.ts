@@ -36,6 +36,14 @@ export const configSchema = z
          * (BUN_CONFIG_MAX_HTTP_REQUESTS) at start, which would otherwise queue calls past 256.
          */
         maxUpstreamConnections: z.number().int().min(1).max(maxUpstreamConnections).default(4096),
+        /** Time a request body has to arrive in full, in ms (default 30 s; 0 = none); past it 408. */
+        bodyTimeoutMs: z.number().int().nonnegative().default(30_000),
+        /**
+         * Proxied requests one client address may have open at once (default 1024; 0 = no bound);
+         * past it 429. Counted by the TCP peer address: behind a load balancer every client shares
+         * the balancer's, so set 0 there and bound clients at the balancer.
+         */
+        maxConnectionsPerClient: z.number().int().nonnegative().default(1024),
       })
       .strict()
       .prefault({}),

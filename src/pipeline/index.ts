@@ -37,22 +37,19 @@ import { replyBody } from "./respond.ts";
 import { elapsed, newRecord, writeRecord } from "./record.ts";
 import { trackUntilDone, type Runtime } from "./runtime.ts";
 
-export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime): Promise<Response> {
-  const base = {
-    id: Bun.randomUUIDv7(),
-    startedAt: Date.now(),
-    startedPerf: performance.now(),
-    request,
-    endpoint,
-    rawBody: null,
-    body: null,
-    model: null,
-    stream: false,
-    principal: null,
-    attribution: defaultAttribution,
-  };
+/**
+ * Runs one proxied call. `onEnd` is called once when the call is over: when a refused call is
+ * answered, or when a forwarded call's response has ended (done, failed or cancelled).
+ */
+export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime, onEnd: () => void = () => {}): Promise<Response> {
+  const base = baseContext(request, endpoint);
   let ctx: CallContext = base;
   let providerName: string | null = null;
+  let ended = false;
+  const end = () => {
+    if (!ended) onEnd();
+    ended = true;
+  };
   try {
     if (request.method !== endpoint.method) {
       throw new ProxyError("method_not_allowed", `${endpoint.path} accepts ${endpoint.method}, not ${request.method}.`, {
@@ -79,21 +76,43 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
     const release = claimUpstreamSlot(rt);
     try {
       await checkLimits(ctx, provider, rt); //                                       4 limit
-      return await forward(ctx, provider, rt, release); //                           5-9
+      return await forward(ctx, provider, rt, () => (release(), end())); //          5-9
     } catch (error) {
       release();
       throw error;
     }
   } catch (error) {
+    end();
     return reject(error, ctx, providerName, rt);
   }
+}
+
+/** Refuses a call before reading its body (e.g. its client has too many open), and records it. */
+export function refuseCall(request: Request, endpoint: Endpoint, rt: Runtime, error: ProxyError): Promise<Response> {
+  return reject(error, baseContext(request, endpoint), null, rt);
+}
+
+function baseContext(request: Request, endpoint: Endpoint): CallContext {
+  return {
+    id: Bun.randomUUIDv7(),
+    startedAt: Date.now(),
+    startedPerf: performance.now(),
+    request,
+    endpoint,
+    rawBody: null,
+    body: null,
+    model: null,
+    stream: false,
+    principal: null,
+    attribution: defaultAttribution,
+  };
 }
 
 const utf8 = new TextDecoder();
 
 async function readJSONBody(request: Request, endpoint: Endpoint, rt: Runtime) {
   if (endpoint.method === "GET") return { rawBody: null, body: null };
-  const rawBody = await readBody(request, rt.limits.maxBodyBytes);
+  const rawBody = await readBody(request, rt.limits.maxBodyBytes, rt.limits.bodyTimeoutMs);
   let body: unknown;
   try {
     body = JSON.parse(utf8.decode(rawBody));

@@ -14,6 +14,10 @@ export interface RuntimeLimits {
   upstreamTimeoutMs: number;
   /** Longest silence allowed between two chunks of an upstream body (ms; 0 = none). */
   streamIdleTimeoutMs: number;
+  /** Time a request body has to arrive in full (ms; 0 = none). */
+  bodyTimeoutMs: number;
+  /** Proxied requests one client address may have open at once (0 = no bound). */
+  maxConnectionsPerClient: number;
 }
 
 export interface Runtime {

@@ -56,6 +56,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         maxBodyBytes: config.server.maxBodyBytes,
         upstreamTimeoutMs: config.server.upstreamTimeoutMs,
         streamIdleTimeoutMs: config.server.streamIdleTimeoutMs,
+        bodyTimeoutMs: config.server.bodyTimeoutMs,
+        maxConnectionsPerClient: config.server.maxConnectionsPerClient,
       },
       failClosed: !config.audit.failOpen,
       log,
