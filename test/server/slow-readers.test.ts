@@ -91,7 +91,8 @@ async function records(agent: string): Promise<{ outcome: string | null; output_
   return ((await response.json()) as { records: { outcome: string | null; output_tokens: number | null; usage_source: string }[] }).records;
 }
 
-test(`${streams} clients that stop reading 40 MiB streams hold little in the proxy, and it returns when they hang up`, async () => {
+// RSS is read from /proc.
+test.skipIf(process.platform !== "linux")(`${streams} clients that stop reading 40 MiB streams hold little in the proxy, and it returns when they hang up`, async () => {
   // Warm up every path a slow stream takes (the estimate's tokenizer included), then measure from there.
   const warm = await call("warm");
   const warmReader = warm.body!.getReader();
