@@ -8,7 +8,7 @@ export { auditRecordSchema, noUsage, type AuditRecord, type Usage } from "./audi
 export { recordFilterSchema, type AuditReader, type RecordPage } from "./audit/query.ts";
 export { SqliteAuditStore } from "./audit/store.ts";
 export { SSEParser, parseJSON, type SSEEvent } from "./proxy/sse.ts";
-export { DeferredText } from "./proxy/deferred-text.ts";
+export { DeferredText, TextSample, type TextSink } from "./proxy/deferred-text.ts";
 export { fetchUpstream, modelMatcher, upstreamURL } from "./proxy/upstream.ts";
 export { asCount, asObject, asString, isObject } from "./util.ts";
 export { outputLimitFields } from "./pipeline/endpoints.ts";

@@ -23,8 +23,9 @@
  */
 import { noUsage, type AuditRecord } from "../audit/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
-import { PluginError, type LimitStage, type ProviderAdapter } from "../plugin.ts";
+import { PluginError, type CredentialHeader, type LimitStage, type ProviderAdapter } from "../plugin.ts";
 import { readBody } from "../proxy/body.ts";
+import { applyBodyEdits, type BodyEdit } from "../proxy/json-edit.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 import { emptyAttribution, type Attribution, type CallContext, type Endpoint } from "./context.ts";
@@ -37,22 +38,19 @@ import { elapsed, newRecord, writeRecord } from "./record.ts";
 import { trackUntilDone, type Runtime } from "./runtime.ts";
 import { callHookSync, runFirst, runMerge, runSequential } from "./hooks.ts";
 
-export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime): Promise<Response> {
-  const base = {
-    id: Bun.randomUUIDv7(),
-    startedAt: Date.now(),
-    startedPerf: performance.now(),
-    request,
-    endpoint,
-    rawBody: null,
-    body: null,
-    model: null,
-    stream: false,
-    principal: null,
-    attribution: emptyAttribution,
-  };
+/**
+ * Runs one proxied call. `onEnd` is called once when the call is over: when a refused call is
+ * answered, or when a forwarded call's response has ended (done, failed or cancelled).
+ */
+export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime, onEnd: () => void = () => {}): Promise<Response> {
+  const base = baseContext(request, endpoint);
   let ctx: CallContext = base;
   let providerName: string | null = null;
+  let ended = false;
+  const end = () => {
+    if (!ended) onEnd();
+    ended = true;
+  };
   try {
     if (request.method !== endpoint.method) {
       throw new ProxyError("method_not_allowed", `${endpoint.path} accepts ${endpoint.method}, not ${request.method}.`, {
@@ -75,18 +73,46 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime)
       ctx.delegation = verified.delegation;
       ctx.unverified = verified.unverified;
     }
-    await checkLimits(ctx, provider, rt); //                                         4 limit
-    return await forward(ctx, provider, rt); //                                      5-9
+    const release = claimUpstreamSlot(rt);
+    try {
+      await checkLimits(ctx, provider, rt); //                                       4 limit
+      return await forward(ctx, provider, rt, () => (release(), end())); //          5-9
+    } catch (error) {
+      release();
+      throw error;
+    }
   } catch (error) {
+    end();
     return reject(error, ctx, providerName, rt);
   }
+}
+
+/** Refuses a call before reading its body (e.g. its client has too many open), and records it. */
+export function refuseCall(request: Request, endpoint: Endpoint, rt: Runtime, error: ProxyError): Promise<Response> {
+  return reject(error, baseContext(request, endpoint), null, rt);
+}
+
+function baseContext(request: Request, endpoint: Endpoint): CallContext {
+  return {
+    id: Bun.randomUUIDv7(),
+    startedAt: Date.now(),
+    startedPerf: performance.now(),
+    request,
+    endpoint,
+    rawBody: null,
+    body: null,
+    model: null,
+    stream: false,
+    principal: null,
+    attribution: emptyAttribution,
+  };
 }
 
 const utf8 = new TextDecoder();
 
 async function readJSONBody(request: Request, endpoint: Endpoint, rt: Runtime) {
   if (endpoint.method === "GET") return { rawBody: null, body: null };
-  const rawBody = await readBody(request, rt.limits.maxBodyBytes);
+  const rawBody = await readBody(request, rt.limits.maxBodyBytes, rt.limits.bodyTimeoutMs);
   let body: unknown;
   try {
     body = JSON.parse(utf8.decode(rawBody));
@@ -147,7 +173,26 @@ async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter
   );
 }
 
-async function forward(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime) {
+/**
+ * A slot for one upstream call, or a fast 503: past `server.maxUpstreamConnections` a call is
+ * refused rather than queued behind streams that may last minutes. Released when the call ends.
+ */
+function claimUpstreamSlot(rt: Runtime): () => void {
+  const release = rt.upstreamSlots.claim();
+  if (release) return release;
+  throw new ProxyError(
+    "proxy_busy",
+    `The proxy is at its limit of ${rt.upstreamSlots.max} calls in flight upstream (server.maxUpstreamConnections); retry shortly, or raise the limit in agent-attr.config.ts.`,
+    { "retry-after": "1" },
+  );
+}
+
+async function forward(
+  ctx: CallContext,
+  provider: { plugin: string; adapter: ProviderAdapter },
+  rt: Runtime,
+  releaseSlot: () => void,
+) {
   const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider);
   const record = newRecord(ctx, provider.plugin, rt);
   await beginRecord(record, rt); //                                                  8 record (intent)
@@ -163,13 +208,13 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
   const cleanup = () => {
     clearTimeout(deadline);
     ctx.request.signal.removeEventListener("abort", onClientAbort);
+    releaseSlot();
   };
   const headers = upstreamRequestHeaders(ctx.request.headers, rt.neverUpstream);
-  if (ctx.principal) {
-    // The caller authenticated to the proxy: its credential is the proxy's, never the provider's.
-    headers.delete("authorization");
-    headers.delete("x-api-key");
-  }
+  // A credential goes only to a provider that takes it; with a principal the caller's credential
+  // is the proxy's, never a provider's.
+  const accepted = ctx.principal ? [] : (provider.adapter.credentialHeaders ?? credentialHeaders);
+  for (const name of credentialHeaders) if (!accepted.includes(name)) headers.delete(name);
   let upstream: Response;
   try {
     upstream = await provider.adapter.forward({ ctx, headers, body: upstreamBody, signal: abort.signal }); // 5 forward
@@ -211,24 +256,31 @@ async function forward(ctx: CallContext, provider: { plugin: string; adapter: Pr
   }
 }
 
+/**
+ * The bytes to send upstream: the inbound body with the provider's edits and the output cap spliced
+ * in (./proxy/json-edit.ts); every other byte is the client's own.
+ */
 function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }): {
   body: Uint8Array | null;
   hideEvent?: (event: SSEEvent) => boolean;
 } {
-  if (!ctx.body) return { body: ctx.rawBody };
+  if (!ctx.body || !ctx.rawBody) return { body: ctx.rawBody };
+  const { body, rawBody } = ctx;
   const adapter = provider.adapter;
-  const prepared = adapter.prepareBody ? callHookSync(provider.plugin, "provider.prepareBody", () => adapter.prepareBody!(ctx.endpoint, ctx.body!)) : null;
-  const capped = capOutput(ctx, prepared?.body ?? ctx.body, provider);
-  if (!prepared && !capped) return { body: ctx.rawBody };
-  return { body: new TextEncoder().encode(JSON.stringify(capped ?? prepared!.body)), hideEvent: prepared?.hideEvent };
+  const prepared = adapter.prepareBody ? callHookSync(provider.plugin, "provider.prepareBody", () => adapter.prepareBody!(ctx.endpoint, body)) : null;
+  const edits = [...(prepared?.edits ?? []), ...capOutput(ctx, body, provider)];
+  if (edits.length === 0) return { body: rawBody, hideEvent: prepared?.hideEvent };
+  return { body: callHookSync(provider.plugin, "provider.prepareBody", () => applyBodyEdits(rawBody, body, edits)), hideEvent: prepared?.hideEvent };
 }
 
-/** The body with the output cap a limit plugin asked for, when the request sets no limit itself. */
-function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: { plugin: string; adapter: ProviderAdapter }) {
-  if (ctx.outputCap === undefined || outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)) return null;
+/** The output cap a limit plugin asked for, in the provider's field, when the request sets no limit itself. */
+function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: { plugin: string; adapter: ProviderAdapter }): BodyEdit[] {
+  if (ctx.outputCap === undefined || outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)) return [];
   const field = provider.adapter.outputLimitField ? callHookSync(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint)) : null;
-  return field ? { ...body, [field]: ctx.outputCap } : null;
+  return field ? [{ path: [field], value: ctx.outputCap }] : [];
 }
+
+const credentialHeaders: readonly CredentialHeader[] = ["authorization", "x-api-key"];
 
 function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): ProxyError {
   if (signal.aborted && signal.reason instanceof ProxyError) return signal.reason;

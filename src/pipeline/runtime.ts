@@ -15,6 +15,10 @@ export interface RuntimeLimits {
   upstreamTimeoutMs: number;
   /** Longest silence allowed between two chunks of an upstream body (ms; 0 = none). */
   streamIdleTimeoutMs: number;
+  /** Time a request body has to arrive in full (ms; 0 = none). */
+  bodyTimeoutMs: number;
+  /** Proxied requests one client address may have open at once (0 = no bound). */
+  maxConnectionsPerClient: number;
 }
 
 export interface Runtime {
@@ -36,7 +40,26 @@ export interface Runtime {
   readonly log: Logger;
   /** Calls whose response has not finished; shutdown waits for them. */
   readonly inflight: Set<Promise<void>>;
+  /** Calls forwarded upstream and not yet ended, against `server.maxUpstreamConnections`. */
+  readonly upstreamSlots: UpstreamSlots;
   readonly metrics: Metrics;
+}
+
+/** A count of calls in flight upstream, refused past `max` (not queued). */
+export class UpstreamSlots {
+  inUse = 0;
+  constructor(readonly max: number) {}
+
+  /** Takes a slot; the function returned gives it back (once). Null when every slot is in use. */
+  claim(): (() => void) | null {
+    if (this.inUse >= this.max) return null;
+    this.inUse++;
+    let held = true;
+    return () => {
+      if (held) this.inUse--;
+      held = false;
+    };
+  }
 }
 
 /** Shutdown waits for `work` (the record of a call must be written before the process exits). */

@@ -7,7 +7,7 @@ import { errorMessage } from "../errors.ts";
 import { PluginError, type Logger, type Plugin } from "../plugin.ts";
 import { Metrics } from "../pipeline/metrics.ts";
 import { neverUpstreamWith } from "../proxy/headers.ts";
-import type { Runtime } from "../pipeline/runtime.ts";
+import { UpstreamSlots, type Runtime } from "../pipeline/runtime.ts";
 import { createLogger } from "../log.ts";
 import { pluginProblems } from "./startup-check.ts";
 
@@ -58,11 +58,14 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         maxBodyBytes: config.server.maxBodyBytes,
         upstreamTimeoutMs: config.server.upstreamTimeoutMs,
         streamIdleTimeoutMs: config.server.streamIdleTimeoutMs,
+        bodyTimeoutMs: config.server.bodyTimeoutMs,
+        maxConnectionsPerClient: config.server.maxConnectionsPerClient,
       },
       neverUpstream: neverUpstreamWith(plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])),
       failClosed: !config.audit.failOpen,
       log,
       inflight: new Set(),
+      upstreamSlots: new UpstreamSlots(config.server.maxUpstreamConnections),
       metrics: new Metrics(),
     };
   } catch (error) {
