@@ -24,7 +24,7 @@ import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pip
 import type { BodyEdit } from "./proxy/json-edit.ts";
 import type { SSEEvent } from "./proxy/sse.ts";
 
-export type { BodyEdit, JsonValue } from "./proxy/json-edit.ts";
+export type { BodyEdit, JsonArray, JsonObject, JsonValue } from "./proxy/json-edit.ts";
 
 export interface UpstreamCall {
   readonly ctx: CallContext;

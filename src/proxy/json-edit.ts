@@ -12,7 +12,13 @@
  * - an occurrence on the path whose value is neither an object nor `null` is left as it is (the
  *   client's own mistake goes upstream, and the upstream answers it).
  */
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue = string | number | boolean | null | JsonArray | JsonObject;
+// Interfaces, not inline types: a recursive alias printed with import() types (the declarations
+// generated for binary users) would be circular.
+export interface JsonArray extends Array<JsonValue> {}
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
 
 export interface BodyEdit {
   /** Member names from the top-level object down, e.g. `["stream_options", "include_usage"]`. */
