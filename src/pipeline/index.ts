@@ -21,21 +21,21 @@
  * so a call that reaches an upstream always leaves a record, even if the process is killed.
  * The runner knows nothing about Elysia: it takes a Request and returns a Response.
  */
-import { noUsage, type AuditRecord } from "../audit/record.ts";
+import { type AuditRecord } from "../audit/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
-import { PluginError, type CredentialHeader, type LimitStage, type ProviderAdapter } from "../plugin.ts";
+import { PluginError, type CredentialHeader, type LimitStage, } from "../plugin.ts";
 import { readBody } from "../proxy/body.ts";
 import { applyBodyEdits, type BodyEdit } from "../proxy/json-edit.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 import { emptyAttribution, type Attribution, type CallContext, type Endpoint } from "./context.ts";
 import { verifyIdentity } from "./identity.ts";
-import { finalizeBeforeResponse, settle } from "./finalize.ts";
+import { callEnding } from "./end.ts";
 import { outputLimitFields } from "./endpoints.ts";
 import { priceUsage } from "./price.ts";
 import { replyBody } from "./respond.ts";
-import { elapsed, newRecord, writeRecord } from "./record.ts";
-import { trackUntilDone, type Runtime } from "./runtime.ts";
+import { newRecord, } from "./record.ts";
+import { trackUntilDone, type RoutedProvider, type Runtime } from "./runtime.ts";
 import { callHookSync, runFirst, runMerge, runSequential } from "./hooks.ts";
 
 /**
@@ -45,7 +45,7 @@ import { callHookSync, runFirst, runMerge, runSequential } from "./hooks.ts";
 export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime, onEnd: () => void = () => {}): Promise<Response> {
   const base = baseContext(request, endpoint);
   let ctx: CallContext = base;
-  let providerName: string | null = null;
+  let routed: RoutedProvider | null = null;
   let ended = false;
   const end = () => {
     if (!ended) onEnd();
@@ -64,7 +64,7 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime,
       throw new ProxyError("missing_model", "The request body must have a string field `model`.");
     }
     const provider = route(endpoint, model, rt); //                                  1 route
-    providerName = provider.plugin;
+    routed = provider;
     ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
     ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
     if (ctx.principal) {
@@ -83,7 +83,7 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime,
     }
   } catch (error) {
     end();
-    return reject(error, ctx, providerName, rt);
+    return reject(error, ctx, routed, rt);
   }
 }
 
@@ -125,7 +125,7 @@ async function readJSONBody(request: Request, endpoint: Endpoint, rt: Runtime) {
   return { rawBody, body: body as Record<string, unknown> };
 }
 
-function route(endpoint: Endpoint, model: string | null, rt: Runtime): { plugin: string; adapter: ProviderAdapter } {
+function route(endpoint: Endpoint, model: string | null, rt: Runtime): RoutedProvider {
   for (const provider of rt.providers) {
     if (callHookSync(provider.plugin, "provider.match", () => provider.adapter.match(endpoint, model))) return provider;
   }
@@ -153,7 +153,7 @@ function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
   );
 }
 
-async function checkLimits(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }, rt: Runtime): Promise<void> {
+async function checkLimits(ctx: CallContext, provider: RoutedProvider, rt: Runtime): Promise<void> {
   const stage: LimitStage = {
     capOutput(maxTokens) {
       if (Number.isInteger(maxTokens) && maxTokens > 0) ctx.outputCap = Math.min(ctx.outputCap ?? maxTokens, maxTokens);
@@ -189,13 +189,14 @@ function claimUpstreamSlot(rt: Runtime): () => void {
 
 async function forward(
   ctx: CallContext,
-  provider: { plugin: string; adapter: ProviderAdapter },
+  provider: RoutedProvider,
   rt: Runtime,
   releaseSlot: () => void,
 ) {
   const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider);
   const record = newRecord(ctx, provider.plugin, rt);
   await beginRecord(record, rt); //                                                  8 record (intent)
+  const ending = callEnding(ctx, record, provider, rt);
   rt.metrics.started();
 
   const abort = new AbortController();
@@ -220,22 +221,14 @@ async function forward(
     upstream = await provider.adapter.forward({ ctx, headers, body: upstreamBody, signal: abort.signal }); // 5 forward
   } catch (error) {
     cleanup();
-    const clientGone = ctx.request.signal.aborted;
     const failure = upstreamFailure(error, abort.signal, provider.plugin);
-    const final: AuditRecord = {
-      ...record,
-      outcome: clientGone ? "client_aborted" : "upstream_error",
-      status: clientGone ? null : failure.status,
-      duration_ms: elapsed(ctx),
-      error_type: clientGone ? "client_aborted" : failure.code,
-    };
-    trackUntilDone(rt, finalizeBeforeResponse(ctx, final, provider, rt)); //          7-9
+    trackUntilDone(rt, ending.finish({ kind: "failed", error: failure, clientGone: ctx.request.signal.aborted })); // 7-9
     return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
   }
   let body: Awaited<ReturnType<typeof replyBody>>;
   try {
     const headersArrived = () => clearTimeout(deadline);
-    body = await replyBody({ ctx, provider, upstream, record, abort, rt, hideEvent, headersArrived, cleanup }); // 6-9
+    body = await replyBody({ ctx, provider, upstream, ending, abort, rt, hideEvent, headersArrived, cleanup }); // 6-9
   } catch (error) {
     // The upstream failed while sending a (non-streamed) body: nothing has reached the client yet.
     return toWireError(upstreamFailure(error, abort.signal, provider.plugin), ctx.endpoint.wire, {
@@ -260,7 +253,7 @@ async function forward(
  * The bytes to send upstream: the inbound body with the provider's edits and the output cap spliced
  * in (./proxy/json-edit.ts); every other byte is the client's own.
  */
-function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: ProviderAdapter }): {
+function prepareBody(ctx: CallContext, provider: RoutedProvider): {
   body: Uint8Array | null;
   hideEvent?: (event: SSEEvent) => boolean;
 } {
@@ -274,7 +267,7 @@ function prepareBody(ctx: CallContext, provider: { plugin: string; adapter: Prov
 }
 
 /** The output cap a limit plugin asked for, in the provider's field, when the request sets no limit itself. */
-function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: { plugin: string; adapter: ProviderAdapter }): BodyEdit[] {
+function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: RoutedProvider): BodyEdit[] {
   if (ctx.outputCap === undefined || outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)) return [];
   const field = provider.adapter.outputLimitField ? callHookSync(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint)) : null;
   return field ? [{ path: [field], value: ctx.outputCap }] : [];
@@ -312,7 +305,7 @@ async function beginRecord(record: AuditRecord, rt: Runtime): Promise<void> {
   }
 }
 
-async function reject(error: unknown, ctx: CallContext, provider: string | null, rt: Runtime): Promise<Response> {
+async function reject(error: unknown, ctx: CallContext, provider: RoutedProvider | null, rt: Runtime): Promise<Response> {
   const failure =
     error instanceof ProxyError
       ? error
@@ -324,17 +317,6 @@ async function reject(error: unknown, ctx: CallContext, provider: string | null,
   if (ctx.attribution === emptyAttribution) {
     ctx.attribution = await attribute(ctx, rt).catch(() => emptyAttribution);
   }
-  const final: AuditRecord = {
-    ...newRecord(ctx, provider, rt),
-    outcome: "rejected",
-    status: failure.status,
-    duration_ms: elapsed(ctx),
-    error_type: failure.code,
-    ...noUsage,
-    usage_source: "none",
-  };
-  writeRecord(final, rt);
-  // A limiter that reserved before a later stage refused the call gives the reservation back.
-  void settle(ctx, final, rt);
+  trackUntilDone(rt, callEnding(ctx, newRecord(ctx, provider?.plugin ?? null, rt), provider, rt).finish({ kind: "refused", error: failure }));
   return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
 }

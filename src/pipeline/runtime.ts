@@ -21,9 +21,15 @@ export interface RuntimeLimits {
   maxConnectionsPerClient: number;
 }
 
+/** A provider adapter with the name of the plugin that provides it. */
+export interface RoutedProvider {
+  readonly plugin: string;
+  readonly adapter: ProviderAdapter;
+}
+
 export interface Runtime {
   readonly plugins: readonly Plugin[];
-  readonly providers: readonly { plugin: string; adapter: ProviderAdapter }[];
+  readonly providers: readonly RoutedProvider[];
   readonly sinks: readonly { plugin: string; sink: AuditSink }[];
   readonly reader: AuditReader;
   /** The primary sink's tamper-evident trail, when it has one. */
