@@ -15,6 +15,10 @@
  *    so a database that cannot commit (disk full, locked for long) refuses calls instead of
  *    forwarding them on a growing backlog. A failing database gets one small batch at a time, each
  *    that commits doubling the next, so a backlog drains as fast as a nearly full disk takes it.
+ *  - An erasure (API, CLI, retention) is followed by a rewrite of the database file on the writer
+ *    thread (./scrub.ts), so no erased value stays in unused parts of its pages or in its WAL, and by
+ *    a compaction of the intent log. An erasure by another process (the CLI) is noticed within a
+ *    second (./erasure-watch.ts): the intent log is compacted and the WAL truncated then too.
  * Reads (the audit API) use their own connection on the main thread. On start,
  * `recoverInterrupted` records the intents a killed process left behind as `interrupted`.
  */
@@ -23,6 +27,7 @@ import { auditWorkerURL } from "./_worker-url.ts";
 import { defaultCheckpointSettings, type CheckpointSettings } from "./checkpoint.ts";
 import { filesReadableByOthers, openAuditLog, toRow } from "./database.ts";
 import { IntentLog } from "./intent-log.ts";
+import { ErasureWatch } from "./erasure-watch.ts";
 import { recoverIntents } from "./intent-recovery.ts";
 import type { SqliteAuditReader } from "./query.ts";
 import type { AuditRecord } from "./record.ts";
@@ -100,6 +105,10 @@ export class SqliteAuditStore {
   private readonly maxBacklog: number;
   /** Records of refused calls dropped while the backlog was over its cap, not yet reported. */
   private droppedRefused = 0;
+  /** Scrubs asked of the writer and not yet done: id → resolve. */
+  private readonly scrubs = new Map<number, () => void>();
+  private scrubCount = 0;
+  private readonly watch: ErasureWatch;
   private finalsScheduled = false;
   private retryTimer: Timer | undefined;
   private idleWaiters: (() => void)[] = [];
@@ -127,8 +136,11 @@ export class SqliteAuditStore {
     this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey, {
       verifyOffThread: path,
       checkpoint: options.checkpoint,
-      // No settled intent line of an erased user may stay on disk.
-      afterErase: () => this.intents.compact(),
+      // No settled intent line of an erased user may stay on disk, nor an erased value in the file.
+      afterErase: () => {
+        this.intents.compact();
+        return this.scrub(true);
+      },
     });
     const adopted = this.trail.chain.adoptUnchained();
     if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
@@ -136,6 +148,11 @@ export class SqliteAuditStore {
     // An idle writer must not keep a process alive; one with unanswered batches must (ref() in
     // sendFinals, unref() once all are answered), or a shutdown could exit before its last commit.
     this.worker.unref();
+    // The CLI rewrote the file itself; the WAL may still hold old pages if this process was reading.
+    this.watch = new ErasureWatch(path, () => {
+      this.intents.compact();
+      void this.scrub(false);
+    });
     this.worker.onmessage = (event: MessageEvent<string>) => this.received(JSON.parse(event.data) as WriterReply);
     this.worker.onerror = (event) => this.writerFailed(`the audit writer thread crashed: ${event.message}`);
     // The writer opens its connection before any batch arrives; only a failure needs reporting.
@@ -230,6 +247,7 @@ export class SqliteAuditStore {
     this.window = probeRows;
     if (this.uncommitted > 0) await this.flush();
     clearTimeout(this.retryTimer);
+    this.watch.close();
     this.closed = true;
     this.worker.ref();
     await new Promise<void>((resolve) => {
@@ -237,6 +255,8 @@ export class SqliteAuditStore {
       this.send({ kind: "close" });
     });
     this.worker.terminate();
+    for (const done of this.scrubs.values()) done(); // answered before "closed" unless the writer died
+    this.scrubs.clear();
     this.trail.close();
     this.closeReader();
     await this.intents.close();
@@ -248,6 +268,26 @@ export class SqliteAuditStore {
 
   private send(request: WriterRequest): void {
     this.worker.postMessage(JSON.stringify(request));
+  }
+
+  /** Has the writer thread rewrite the file (`vacuum`) and truncate the WAL; resolves when done. */
+  private scrub(vacuum: boolean): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    const id = ++this.scrubCount;
+    this.worker.ref();
+    return new Promise((resolve) => {
+      this.scrubs.set(id, resolve);
+      this.send({ kind: "scrub", id, vacuum });
+    });
+  }
+
+  private scrubbed(ids: number[], problem: string | null): void {
+    for (const id of ids) {
+      this.scrubs.get(id)?.();
+      this.scrubs.delete(id);
+    }
+    if (problem) this.options.onError?.(problem);
+    if (this.unanswered.length === 0 && this.scrubs.size === 0) this.worker.unref();
   }
 
   /** Sends what waits, retried records first, in batches; while commits fail, one probe batch. */
@@ -266,6 +306,7 @@ export class SqliteAuditStore {
 
   private received(reply: WriterReply): void {
     if (reply.kind === "notice") return this.options.onError?.(reply.message);
+    if (reply.kind === "scrubbed") return this.scrubbed(reply.ids, reply.problem);
     if (this.onReply) return this.onReply(reply);
     if (reply.kind !== "committed" && reply.kind !== "failed") return;
     const batches = this.unanswered.splice(0, reply.batches);
@@ -289,7 +330,7 @@ export class SqliteAuditStore {
       this.batchesFailed(batches, reply.message);
     }
     if (this.unanswered.length === 0) {
-      this.worker.unref();
+      if (this.scrubs.size === 0) this.worker.unref();
       this.wakeIdle();
     }
   }

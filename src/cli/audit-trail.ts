@@ -187,7 +187,7 @@ const erase = defineCommand({
     const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
     const { log, trail } = openTrail(settings);
     try {
-      trail.eraseUser(args.user, cliActor());
+      await trail.eraseUser(args.user, cliActor());
       // The same answer whether or not the user had records: erasure must not reveal existence.
       process.stdout.write("Erased: no record in this trail carries that user's personal data any more.\n");
     } finally {

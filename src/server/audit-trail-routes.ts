@@ -42,8 +42,8 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
       }),
     )
     .delete("/user/:id", ({ request, params }) =>
-      withTrail(request, (trail) => {
-        trail.eraseUser(params.id, actorOf(request));
+      withTrail(request, async (trail) => {
+        await trail.eraseUser(params.id, actorOf(request));
         // The same answer whether or not the user had records: erasure must not reveal existence.
         return Response.json({ status: "erased" });
       }, "admin"),
