@@ -89,6 +89,8 @@ export class IntentLog {
   constructor(
     private readonly logDb: string,
     private readonly segmentBytes = defaultSegmentBytes,
+    /** Told when the rewrite that follows a compaction fails (the lines then stay until their segment goes). */
+    private readonly onError: (message: string) => void = () => {},
   ) {}
 
   /**
@@ -207,7 +209,11 @@ export class IntentLog {
     }
     if (compactAgain) {
       this.compactWhenSettled = null;
-      this.rewrite();
+      try {
+        this.rewrite();
+      } catch (error) {
+        this.onError(`the intent log could not be rewritten without the settled lines of calls in flight at an erasure: ${error instanceof Error ? error.message : String(error)}`);
+      }
     }
   }
 

@@ -132,13 +132,13 @@ export class SqliteAuditStore {
     const hashKey = loadHashKey(path);
     const keyPath = signingKeyPath(path, options.signingKey);
     const signingKey = loadSigningKey(keyPath, { create: true })!;
-    this.intents = new IntentLog(path);
+    this.intents = new IntentLog(path, undefined, (message) => options.onError?.(message));
     this.trail = new SqliteAuditTrail(this.db, signingKey, hashKey, {
       verifyOffThread: path,
       checkpoint: options.checkpoint,
       // No settled intent line of an erased user may stay on disk, nor an erased value in the file.
       afterErase: () => {
-        this.intents.compact();
+        this.compactIntents();
         return this.scrub(true);
       },
     });
@@ -150,7 +150,7 @@ export class SqliteAuditStore {
     this.worker.unref();
     // The CLI rewrote the file itself; the WAL may still hold old pages if this process was reading.
     this.watch = new ErasureWatch(path, () => {
-      this.intents.compact();
+      this.compactIntents();
       void this.scrub(false);
     });
     this.worker.onmessage = (event: MessageEvent<string>) => this.received(JSON.parse(event.data) as WriterReply);
@@ -268,6 +268,15 @@ export class SqliteAuditStore {
 
   private send(request: WriterRequest): void {
     this.worker.postMessage(JSON.stringify(request));
+  }
+
+  /** After an erasure; a failure (e.g. no room for the rewritten segment) is reported, the erasure stands. */
+  private compactIntents(): void {
+    try {
+      this.intents.compact();
+    } catch (error) {
+      this.options.onError?.(`after an erasure, the intent log could not be rewritten without its settled lines: ${errorMessage(error)}`);
+    }
   }
 
   /** Has the writer thread rewrite the file (`vacuum`) and truncate the WAL; resolves when done. */
