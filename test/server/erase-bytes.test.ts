@@ -2,6 +2,7 @@
 // retention — the erased users' ids and task text are in no byte of any file beside the database:
 // not in any page of the database (used, free, or the unused space inside a page, where a b-tree
 // rebuild leaves copies of cells behind), not in its WAL, not in an intent-log segment.
+import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -89,6 +90,10 @@ test("erasing 10 of 20 users of 8,000 records through the API: no page of any fi
     await Bun.sleep(2100); // the writer folds the records into the usage rollup (every 2 s)
     await chat(proxy.url, users[19]!, "one more");
     await proxy.settled(1);
+    const rolledUp = new Database(proxy.logDb, { readonly: true });
+    const rollupUsers = rolledUp.query<{ key: string }, []>("SELECT DISTINCT key FROM usage_rollup WHERE dim = 'user'").all().map((row) => row.key);
+    rolledUp.close();
+    expect(rollupUsers).toEqual(expect.arrayContaining(erased)); // the rollup holds them too, until the erasure
     for (const userId of erased) {
       const response = await fetch(`${proxy.url}/audit/user/${userId}`, { method: "DELETE" });
       expect(response.status).toBe(200);
