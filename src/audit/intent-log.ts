@@ -112,6 +112,11 @@ export class IntentLog {
     return this.pending.has(id);
   }
 
+  /** Calls with a line here not yet settled. */
+  get unsettled(): number {
+    return this.pending.size;
+  }
+
   /**
    * Writes the in-flight record; throws (e.g. disk full) if it could not be written, or if the disk
    * refuses new segments and the ones at hand would not keep room for every final line to come.

@@ -204,9 +204,14 @@ export class SqliteAuditStore {
     await this.writer.close();
     this.trail.close();
     this.closeReader();
-    await this.intents.close();
     const left = this.writer.uncommitted;
-    if (left > 0) this.options.onError?.(`${left} final audit record(s) could not be committed before shutdown; the next start commits them from the intent log`);
+    const kept = Math.min(left, this.intents.unsettled);
+    await this.intents.close();
+    if (left > 0) {
+      this.options.onError?.(
+        `${left} final audit record(s) could not be committed before shutdown: ${kept} of forwarded calls are in the intent log (the next start commits them)${left > kept ? `, ${left - kept} of refused calls are lost` : ""}`,
+      );
+    }
     this.reportDropped();
   }
 
