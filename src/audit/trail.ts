@@ -13,6 +13,8 @@ import { ChainWriter, type ChainEvent } from "./chain.ts";
 import { Checkpointer, defaultCheckpointSettings, parseCheckpointFile, type Checkpoint, type CheckpointSettings } from "./checkpoint.ts";
 import { eraseUser } from "./erase.ts";
 import { ExportRun, type AuditExport, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "./export.ts";
+import { proxyAttached } from "./intent-recovery.ts";
+import { scrubDatabase, walInUse } from "./scrub.ts";
 import { publicKeyPem } from "./signing.ts";
 import { chainEntry, listEvents, trailStatus, type ChainEntry, type EventPage, type ParsedEventFilter, type TrailStatus } from "./trail-read.ts";
 import { verifyChain, type VerifyReport } from "./verify.ts";
@@ -24,7 +26,10 @@ export interface AuditTrail {
    * adds checkpoints kept outside the database (e.g. the checkpoint file).
    */
   verify(actor: string, options?: VerifyOptions): Promise<VerifyReport & { recorded: boolean }>;
-  /** Erases a user's personal data; reveals nothing about whether the user had records. */
+  /**
+   * Erases a user's personal data; reveals nothing about whether the user had records. Resolves once
+   * the erased values are gone from the database file too (or that is reported as a problem).
+   */
   eraseUser(userId: string, actor: string): Promise<void>;
   /** A streamed export; its manifest is signed and recorded once the last byte is produced. */
   export(format: ExportFormat, filter: ParsedExportFilter, actor: string): AuditExport;
@@ -56,6 +61,11 @@ export interface TrailOptions {
    * it, so otherwise the events it appended last could be deleted unnoticed).
    */
   sealEvents?: boolean;
+  /**
+   * Called after an erasure committed, instead of rewriting the file here (./scrub.ts): the store
+   * compacts its intent log and has its writer thread rewrite the file, off the event loop.
+   */
+  afterErase?: () => void | Promise<void>;
   /** Where to report problems that do not fail the action (e.g. a checkpoint file not writable). */
   onError?: (message: string) => void;
 }
@@ -118,14 +128,13 @@ export class SqliteAuditTrail implements AuditTrail {
   async eraseUser(userId: string, actor: string): Promise<void> {
     eraseUser(this.chain, this.hashKey, userId, actor);
     this.seal();
-    // Erased bytes must not linger: old page images in the WAL go back into the (secure_delete)
-    // database file. Readers holding old snapshots can keep it from truncating; it is retried on
-    // the next erasure and by SQLite's own checkpoints.
-    try {
-      this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
-    } catch {
-      // busy: see above
-    }
+    // Erased bytes must not linger in the file: not in unused parts of pages, not in the WAL.
+    if (this.options.afterErase) return this.options.afterErase();
+    const path = this.db.filename;
+    const scrubbed = scrubDatabase(this.db, path);
+    // A proxy running on this database notices the erasure and truncates the WAL itself.
+    const problem = scrubbed.problem ?? (scrubbed.walInUse && !proxyAttached(path) ? walInUse(path) : null);
+    if (problem) this.options.onError?.(problem);
   }
 
   /** `id`: the export's id when the caller chose it (the proxy names an export before it starts). */

@@ -17,6 +17,11 @@ export type WriterRequest =
   | { kind: "open"; path: string; busyTimeoutMs: number; settings: WriterSettings }
   /** Final records to insert, as rows in `columns` order. */
   | { kind: "batch"; rows: SQLValue[][] }
+  /**
+   * After an erasure: rewrite the database file (VACUUM) and truncate the WAL (`vacuum: false`:
+   * only the WAL, after an erasure another process made and rewrote the file for).
+   */
+  | { kind: "scrub"; id: number; vacuum: boolean }
   | { kind: "close" };
 
 /** Batches are answered in the order they were sent; `batches` says how many one answer covers. */
@@ -25,5 +30,7 @@ export type WriterReply =
   | { kind: "committed"; batches: number }
   | { kind: "failed"; batches: number; message: string }
   | { kind: "closed" }
+  /** The scrub requests `ids` are done (one run serves all asked before it); `problem` if it could not finish. */
+  | { kind: "scrubbed"; ids: number[]; problem: string | null }
   /** A maintenance problem (checkpoint publication, retention) to log; no batch is concerned. */
   | { kind: "notice"; message: string };
