@@ -22,15 +22,16 @@ export function versionLine(): string {
 }
 
 /**
- * The commit checked out in `dir`, `-modified` appended when tracked files differ from it; null
- * where there is no git or no repository. The build stamps the same (scripts/build-config.ts).
+ * The commit checked out in `dir`, `-modified` appended when the work tree differs from it (files
+ * changed, or new files git does not ignore); null where there is no git or no repository. The
+ * build stamps the same (scripts/build-config.ts).
  */
 export function gitCommit(dir: string): string | null {
   try {
     const git = (...args: string[]) =>
       execFileSync("git", args, { cwd: dir, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
     const commit = git("rev-parse", "--short=12", "HEAD");
-    return git("status", "--porcelain", "--untracked-files=no") === "" ? commit : `${commit}-modified`;
+    return git("status", "--porcelain") === "" ? commit : `${commit}-modified`;
   } catch {
     return null;
   }
