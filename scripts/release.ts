@@ -90,7 +90,8 @@ async function buildTarget(target: Target, out: string, stamp: BuildStamp): Prom
   return name;
 }
 
-function installScript(url: string | undefined): string {
+/** install.sh as the release ships it: with the release's URL written in when there is one. */
+export function installScript(url: string | undefined): string {
   const script = readFileSync(join(root, "install.sh"), "utf8");
   if (url === undefined) return script;
   const line = /^RELEASE_URL=""$/m;
