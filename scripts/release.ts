@@ -122,7 +122,7 @@ export async function release(argv: string[], env: Record<string, string | undef
   if (stamp.commit.endsWith("-modified"))
     console.warn(`warning: the work tree has uncommitted changes; the binaries say commit ${stamp.commit}`);
 
-  console.log(`agent-attr ${pkg.version} (commit ${stamp.commit}, ${stamp.date}) → ${relative(root, out) || "."}`);
+  console.log(`agent-attr ${pkg.version} (commit ${stamp.commit}, ${stamp.date}) → ${relative(root, out).startsWith("..") ? out : relative(root, out)}`);
   const names: string[] = [];
   for (const target of options.targets ?? targets) names.push(await buildTarget(target, out, stamp));
 

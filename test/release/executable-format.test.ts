@@ -20,10 +20,15 @@ function elf(machine: number, interpreter: string): Uint8Array {
   return bytes;
 }
 
-function macho(cpu: number): Uint8Array {
+/** A 64-bit Mach-O header with one load command: LC_CODE_SIGNATURE when `signed`, else LC_UUID. */
+function macho(cpu: number, signed = true): Uint8Array {
   const bytes = new Uint8Array(128);
-  new DataView(bytes.buffer).setUint32(0, 0xfeedfacf, true);
-  new DataView(bytes.buffer).setUint32(4, cpu, true);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, 0xfeedfacf, true);
+  view.setUint32(4, cpu, true);
+  view.setUint32(16, 1, true);
+  view.setUint32(32, signed ? 0x1d : 0x1b, true);
+  view.setUint32(36, 16, true);
   return bytes;
 }
 
@@ -50,14 +55,17 @@ test("each target's header is recognised as that target", () => {
     expect(formatMismatch(targetNamed(name), executableFormat(header)), name).toBeNull();
 });
 
-test("a binary for another CPU, C library or system is refused, saying what it is", () => {
+test("a binary for another CPU, C library or system, or an unsigned macOS one, is refused, saying what it is", () => {
   expect(formatMismatch(targetNamed("linux-arm64"), executableFormat(elf(0x3e, "/lib64/ld-linux-x86-64.so.2")))).toBe(
     'built for {"os":"linux","arch":"x64","libc":"glibc"}, not {"os":"linux","arch":"arm64","libc":"glibc"}',
   );
   expect(formatMismatch(targetNamed("linux-x64-musl"), executableFormat(elf(0x3e, "/lib64/ld-linux-x86-64.so.2")))).toContain(
     '"libc":"glibc"}, not',
   );
-  expect(formatMismatch(targetNamed("darwin-arm64"), executableFormat(macho(0x01000007)))).toContain('"arch":"x64"}, not');
+  expect(formatMismatch(targetNamed("darwin-arm64"), executableFormat(macho(0x01000007)))).toContain(
+    '"arch":"x64","codeSigned":true}, not',
+  );
+  expect(formatMismatch(targetNamed("darwin-arm64"), executableFormat(macho(0x0100000c, false)))).toContain('"codeSigned":false}, not');
   expect(formatMismatch(targetNamed("windows-x64"), executableFormat(elf(0x3e, "/lib64/ld-linux-x86-64.so.2")))).toContain('"os":"linux"');
   expect(
     formatMismatch(targetNamed("linux-x64"), executableFormat(new TextEncoder().encode("#!/bin/sh\necho not a binary\n".padEnd(128)))),
