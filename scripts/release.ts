@@ -16,7 +16,7 @@ import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import pkg from "../package.json" with { type: "json" };
-import { auditWorkerURL } from "../src/audit/_worker-url.ts";
+import { auditWorkers, auditWorkerURL } from "../src/audit/_worker-url.ts";
 import { errorMessage } from "../src/errors.ts";
 import { binaryName, buildStamp, compile, root, targetNamed, targets, type BuildStamp, type Target } from "./build-config.ts";
 import { executableFormat, formatMismatch } from "./executable-format.ts";
@@ -66,12 +66,10 @@ async function sha256(path: string): Promise<string> {
   return hasher.digest("hex");
 }
 
-/** Each worker at the path the binary's own _worker-url.ts will ask for on that platform. */
-function missingWorkers(target: Target, binary: Buffer): string[] {
+/** The workers missing from a binary: each must be at the path its _worker-url.ts asks for on that platform. */
+export function missingWorkers(target: Target, binary: Buffer): string[] {
   const moduleURL = target.os === "windows" ? "file:///B:/~BUN/root/agent-attr.exe" : "file:///$bunfs/root/agent-attr";
-  return (["writer-worker", "verify-worker", "reader-worker"] as const)
-    .map((name) => auditWorkerURL(name, moduleURL))
-    .filter((path) => !binary.includes(path));
+  return auditWorkers.map((name) => auditWorkerURL(name, moduleURL)).filter((path) => !binary.includes(path));
 }
 
 async function buildTarget(target: Target, out: string, stamp: BuildStamp): Promise<string> {
@@ -122,7 +120,9 @@ export async function release(argv: string[], env: Record<string, string | undef
   if (stamp.commit.endsWith("-modified"))
     console.warn(`warning: the work tree has uncommitted changes; the binaries say commit ${stamp.commit}`);
 
-  console.log(`agent-attr ${pkg.version} (commit ${stamp.commit}, ${stamp.date}) → ${relative(root, out).startsWith("..") ? out : relative(root, out)}`);
+  console.log(
+    `agent-attr ${pkg.version} (commit ${stamp.commit}, ${stamp.date}) → ${relative(root, out).startsWith("..") ? out : relative(root, out)}`,
+  );
   const names: string[] = [];
   for (const target of options.targets ?? targets) names.push(await buildTarget(target, out, stamp));
 

@@ -4,7 +4,9 @@
  * points' common folder (src/), as .js: under `/$bunfs/root/` on Linux and macOS, `B:/~BUN/root/`
  * on Windows. In a checkout it is the .ts file in this folder.
  */
-type WorkerName = "writer-worker" | "verify-worker" | "reader-worker";
+/** Every worker thread of the audit store; each is an entry point of the binary (scripts/build-config.ts). */
+export const auditWorkers = ["writer-worker", "verify-worker", "reader-worker"] as const;
+type WorkerName = (typeof auditWorkers)[number];
 
 /** The embedded filesystem's root, from the URL of a module of the binary (all of them are under it). */
 const embeddedRoot = /^file:\/\/(\/\$bunfs\/root\/|\/[A-Za-z]:\/~BUN\/root\/)/;
