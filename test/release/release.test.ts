@@ -9,9 +9,10 @@ import { binaryName, targets } from "../../scripts/build-config.ts";
 import { executableFormat, formatMismatch } from "../../scripts/executable-format.ts";
 import { missingWorkers } from "../../scripts/release.ts";
 import { tempDir } from "../helpers/proxy.ts";
-import { runRelease, testRelease, writeSigningKey } from "../helpers/release.ts";
+import { repoRoot, runRelease, testRelease, writeSigningKey } from "../helpers/release.ts";
 
-const release = testRelease();
+const baseUrl = "https://releases.example/agent-attr/0.1.0";
+const release = testRelease({ baseUrl });
 afterAll(() => release.remove());
 const built = release.full ? targets : targets.filter((target) => target.name === "linux-x64");
 const run = (command: string[], options: { cwd?: string; stdin?: Uint8Array } = {}) => {
@@ -95,6 +96,14 @@ test("SHA256SUMS's signature checks with openssl pkeyutl and with ssh-keygen, an
   expect(run(sshKeygen, { cwd: copy, stdin: sums() }).exitCode).not.toBe(0);
 });
 
+test("install.sh is in the release, with the release URL written in when --base-url was given", () => {
+  const script = readFileSync(join(release.dir, "install.sh"), "utf8");
+  const original = readFileSync(join(repoRoot, "install.sh"), "utf8");
+  if (release.full)
+    expect(script).toBe(original); // CI builds without --base-url
+  else expect(script).toBe(original.replace('\nRELEASE_URL=""\n', `\nRELEASE_URL="${baseUrl}"\n`));
+});
+
 test("the signing key stays out of the release: only its public half is published", () => {
   expect(release.signingKey, "the test needs the key the release was signed with").toBeDefined();
   const key = createPrivateKey(readFileSync(release.signingKey!, "utf8"));
@@ -113,7 +122,7 @@ test("the signing key stays out of the release: only its public half is publishe
   expect(published.export({ format: "jwk" })).toEqual(createPublicKey(key).export({ format: "jwk" }));
 });
 
-test("refuses without a signing key, with a key that is not Ed25519, with the key inside the release folder, or an unknown target", () => {
+test("refuses without a signing key, with a key that is not Ed25519 or inside the release folder, an unknown target, a URL the shell would expand", () => {
   const work = tempDir();
   const out = join(work, "out");
   const none = runRelease(["--out", out]);
@@ -134,5 +143,8 @@ test("refuses without a signing key, with a key that is not Ed25519, with the ke
   const unknown = runRelease(["--out", out, "--signing-key", writeSigningKey(work, "ok.key"), "--targets", "linux-mips"]);
   expect(unknown.exitCode).toBe(1);
   expect(unknown.stderr).toContain("unknown target 'linux-mips'; the targets are linux-x64, linux-arm64");
+  const shellInUrl = runRelease(["--out", out, "--signing-key", join(work, "ok.key"), "--base-url", 'https://releases.example/"$(id)"']);
+  expect(shellInUrl.exitCode).toBe(1);
+  expect(shellInUrl.stderr).toContain("must not contain quotes, $, `, \\ or spaces");
   expect(readdirSync(work).sort()).toEqual(["ok.key", "release.key", "rsa.key"]); // nothing was built
 });
