@@ -15,10 +15,10 @@
  * A hook that throws is reported as `[plugin NAME] HOOK: message`; it never corrupts a response.
  */
 import type { Elysia } from "elysia";
-import type { AuditRecord, Usage } from "./audit/record.ts";
-import type { AuditReader } from "./audit/query.ts";
-import type { AuditTrail } from "./audit/trail.ts";
-import type { KeyAdmin } from "./keys/admin.ts";
+import type { AuditRecord, Usage } from "./trail/record.ts";
+import type { AuditReader } from "./store/sqlite/reader.ts";
+import type { AuditTrail } from "./store/sqlite/trail.ts";
+import type { KeyAdmin } from "./store/sqlite/key-admin.ts";
 import type { LimitUsage } from "./limit-usage.ts";
 import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
 import type { SSEEvent } from "./proxy/sse.ts";

@@ -1,7 +1,7 @@
 /** `agent-attr audit export` and `audit verify-export`: signed exports that stand on their own. */
 import { defineCommand } from "citty";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
-import { exportFilterSchema, exportFormats, verifyExport } from "../audit/export.ts";
+import { exportFilterSchema, exportFormats, verifyExport } from "../trail/export.ts";
 import { cliAuditSettings } from "./audit-settings.ts";
 import { cliActor, missingKeyHelp, openTrail, signingKeyArg } from "./audit-trail.ts";
 import { configArg, exitCodes, InterruptedError, IoError, logDbArg, opening, UsageError } from "./_shared.ts";

@@ -4,8 +4,8 @@
  * — its `audit.logDb`, `audit.signingKey` and `audit.checkpoint.file` — then the defaults. So the
  * CLI checks checkpoints with the key the proxy signs them with, and reads the checkpoint file.
  */
-import type { CheckpointSettings } from "../audit/checkpoint.ts";
-import { signingKeyPath } from "../audit/signing.ts";
+import type { CheckpointSettings } from "../trail/checkpoint.ts";
+import { signingKeyPath } from "../trail/signing.ts";
 import { configuredSettings, resolveLogDb } from "./_shared.ts";
 
 export interface CliAuditSettings {

@@ -1,11 +1,11 @@
 /** `agent-attr audit summary --by agent --days 30`: calls, tokens and cost per group. */
 import { defineCommand } from "citty";
-import { csvCell, formatUSD } from "../audit/format.ts";
-import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../audit/summary.ts";
-import { filterNames } from "../audit/filters.ts";
+import { csvCell, formatUSD } from "../trail/format.ts";
+import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../store/sqlite/summary.ts";
+import { filterNames } from "../store/filters.ts";
 import { configArg, logDbArg, parseOptions } from "./_shared.ts";
 import { recordCliQuery, withConfiguredAuditLog } from "./audit-trail.ts";
-import { summedColumns } from "../audit/rollup.ts";
+import { summedColumns } from "../store/sqlite/rollup.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
 /** The summed token columns, then the cost in dollars (its exact nano-dollars go to CSV only). */

@@ -1,10 +1,10 @@
 /** `agent-attr audit ...`: read the audit trail from the command line. */
 import { defineCommand } from "citty";
-import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
-import { recordFilterSchema } from "../audit/query.ts";
+import { csvHeader, csvRow, formatTable } from "../trail/format.ts";
+import { recordFilterSchema } from "../store/sqlite/reader.ts";
 import { exportCommands } from "./audit-export.ts";
 import { recordCliQuery, trailCommands, withConfiguredAuditLog } from "./audit-trail.ts";
-import { filterNames } from "../audit/filters.ts";
+import { filterNames } from "../store/filters.ts";
 import { configArg, logDbArg, parseOptions } from "./_shared.ts";
 import { summaryCommand } from "./audit-summary.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";

@@ -2,7 +2,7 @@
  * Stages 7-9 for a call whose response ends: decide its outcome, price it, write its final record
  * and settle the limiters. Never throws: a failure here is logged, the client is unaffected.
  */
-import type { AuditRecord, Outcome, Usage, UsageSource } from "../audit/record.ts";
+import type { AuditRecord, Outcome, Usage, UsageSource } from "../trail/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
 import type { ProviderAdapter } from "../plugin.ts";
 import type { StreamEnd } from "../proxy/tap.ts";

@@ -21,7 +21,7 @@
  * so a call that reaches an upstream always leaves a record, even if the process is killed.
  * The runner knows nothing about Elysia: it takes a Request and returns a Response.
  */
-import { noUsage, type AuditRecord } from "../audit/record.ts";
+import { noUsage, type AuditRecord } from "../trail/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
 import { PluginError, type LimitStage, type ProviderAdapter } from "../plugin.ts";
 import { readBody } from "../proxy/body.ts";

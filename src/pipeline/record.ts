@@ -1,5 +1,5 @@
 /** Building audit records from a call's context. */
-import { noUsage, type AuditRecord } from "../audit/record.ts";
+import { noUsage, type AuditRecord } from "../trail/record.ts";
 import { errorMessage } from "../errors.ts";
 import type { CallContext } from "./context.ts";
 import type { Runtime } from "./runtime.ts";

@@ -6,13 +6,13 @@
  */
 import { Elysia } from "elysia";
 import { z } from "zod";
-import { overview, overviewFilterSchema } from "../audit/overview.ts";
-import { eventFilterSchema } from "../audit/trail-read.ts";
-import { newKeySchema } from "../keys/admin.ts";
+import { overview, overviewFilterSchema } from "../store/overview.ts";
+import { eventFilterSchema } from "../store/sqlite/trail-read.ts";
+import { newKeySchema } from "../store/sqlite/key-admin.ts";
 import type { LimitUsage } from "../limit-usage.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { errorMessage } from "../errors.ts";
-import { filterNames } from "../audit/filters.ts";
+import { filterNames } from "../store/filters.ts";
 import { recorded } from "./audit-routes.ts";
 import { apiError, queryOf } from "./http.ts";
 import type { AccessGuard } from "./roles.ts";

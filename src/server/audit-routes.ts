@@ -1,12 +1,12 @@
 /** The audit REST API: record queries with filters and cursor pagination, summaries (DESIGN §2). */
 import { Elysia } from "elysia";
 import { z } from "zod";
-import { recordFilterSchema, type RecordFilter } from "../audit/query.ts";
-import { summaryFilterSchema } from "../audit/summary.ts";
+import { recordFilterSchema, type RecordFilter } from "../store/sqlite/reader.ts";
+import { summaryFilterSchema } from "../store/sqlite/summary.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard } from "./roles.ts";
 import { errorMessage } from "../errors.ts";
-import { filterNames } from "../audit/filters.ts";
+import { filterNames } from "../store/filters.ts";
 import { apiError, queryOf } from "./http.ts";
 
 const invalidQuery = (error: z.ZodError) => apiError(400, "invalid_query", "invalid_request_error", `Invalid query: ${z.prettifyError(error)}`);

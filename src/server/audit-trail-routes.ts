@@ -6,8 +6,8 @@
  */
 import { Elysia } from "elysia";
 import { z } from "zod";
-import { exportFilterSchema, exportFormats, type ExportFormat } from "../audit/export.ts";
-import type { AuditTrail } from "../audit/trail.ts";
+import { exportFilterSchema, exportFormats, type ExportFormat } from "../trail/export.ts";
+import type { AuditTrail } from "../store/sqlite/trail.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard, Role } from "./roles.ts";
 import { apiError, queryOf } from "./http.ts";

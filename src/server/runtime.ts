@@ -1,6 +1,6 @@
 /** Builds the runtime (plugins set up, sinks chosen) from a validated config, and closes it. */
 import { anthropic, headerAttribution, openai, pricing, sqliteAudit } from "../../plugins/index.ts";
-import { loadHashKey } from "../audit/secret.ts";
+import { loadHashKey } from "../trail/secret.ts";
 import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";

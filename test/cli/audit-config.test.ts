@@ -5,7 +5,7 @@ import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import { existsSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { signingKeyPath } from "../../src/audit/signing.ts";
+import { signingKeyPath } from "../../src/trail/signing.ts";
 import { runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
 import { tamper, trailWith } from "../helpers/records.ts";

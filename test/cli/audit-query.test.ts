@@ -1,8 +1,8 @@
 // `agent-attr audit query`: the same records as the REST API, as a table, JSON or CSV.
 import { beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import type { AuditRecord } from "../../src/audit/record.ts";
-import { SqliteAuditStore } from "../../src/audit/store.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
+import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
 import { runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
 

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { ConfigInput } from "../../src/config/schema.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { startProxy, type ProxyServer } from "../../src/server/serve.ts";
-import type { AuditRecord } from "../../src/audit/record.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
 import type { Logger } from "../../src/plugin.ts";
 import { startFakeUpstream, type FakeUpstream } from "./fake-upstream.ts";
 

@@ -1,9 +1,9 @@
 /** Audit records for tests, and a trail database filled through the real store. */
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
-import type { CheckpointSettings } from "../../src/audit/checkpoint.ts";
-import type { AuditRecord } from "../../src/audit/record.ts";
-import { SqliteAuditStore } from "../../src/audit/store.ts";
+import type { CheckpointSettings } from "../../src/trail/checkpoint.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
+import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
 import { tempDir } from "./proxy.ts";
 
 export function sampleRecord(i: number, overrides: Partial<AuditRecord> = {}): AuditRecord {

@@ -3,7 +3,7 @@
 // key does not vouch for is metered per key and never selects a tier.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { anthropic, apiKeys, headerAttribution, openai, sqliteAudit, tiers } from "../../plugins/index.ts";
-import { ProxyKeyStore } from "../../src/keys/store.ts";
+import { ProxyKeyStore } from "../../src/store/sqlite/keys.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 

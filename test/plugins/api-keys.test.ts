@@ -4,7 +4,7 @@
 import Anthropic from "@anthropic-ai/sdk";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { ProxyKeyStore } from "../../src/keys/store.ts";
+import { ProxyKeyStore } from "../../src/store/sqlite/keys.ts";
 import { anthropic, apiKeys, headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { runCli } from "../helpers/process.ts";

@@ -3,7 +3,7 @@
 // invisible character in a claim is refused, and Claude Code's body user in keys mode is kept as
 // asserted by its stable part, never refused.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { ProxyKeyStore } from "../../src/keys/store.ts";
+import { ProxyKeyStore } from "../../src/store/sqlite/keys.ts";
 import { anthropic, apiKeys, headerAttribution, jwtAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { runCli } from "../helpers/process.ts";

@@ -2,8 +2,8 @@
 // either normal form, a record an older version stored as mojibake or in NFD, a Claude Code
 // metadata blob an older version stored whole. The id given to erase may be NFC or NFD.
 import { expect, test } from "bun:test";
-import type { AuditRecord } from "../../src/audit/record.ts";
-import type { VerifyReport } from "../../src/audit/verify.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
+import type { VerifyReport } from "../../src/store/sqlite/verify.ts";
 import { runCli } from "../helpers/process.ts";
 import { proxyBeforeAll } from "../helpers/proxy.ts";
 import { sampleRecord } from "../helpers/records.ts";

@@ -1,0 +1,194 @@
+/**
+ * The tamper-evident trail's operations, shared by the CLI and the audit API: verify, erase a user,
+ * export with a signed manifest, and record audit-of-the-audit events. Every operation that reads
+ * or changes the trail on someone's behalf is itself a chain event naming the actor.
+ *
+ * `AuditTrail` is asynchronous, so a driver may do its work elsewhere: the proxy's SQLite store
+ * serves it from a thread of its own (./reader-thread.ts), the CLI in process (`SqliteAuditTrail`).
+ */
+import type { Database } from "bun:sqlite";
+import type { KeyObject } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { ChainWriter, type ChainEvent } from "../../trail/chain.ts";
+import { Checkpointer, defaultCheckpointSettings, parseCheckpointFile, type Checkpoint, type CheckpointSettings } from "../../trail/checkpoint.ts";
+import { eraseUser } from "./erase.ts";
+import { ExportRun, type AuditExport, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "../../trail/export.ts";
+import { publicKeyPem } from "../../trail/signing.ts";
+import { chainEntry, listEvents, trailStatus, type ChainEntry, type EventPage, type ParsedEventFilter, type TrailStatus } from "./trail-read.ts";
+import { verifyChain, type VerifyReport } from "./verify.ts";
+import { errorMessage } from "../../errors.ts";
+
+export interface AuditTrail {
+  /**
+   * Recomputes the chain. `publicKey` pins the key checkpoints must be signed with; `checkpoints`
+   * adds checkpoints kept outside the database (e.g. the checkpoint file).
+   */
+  verify(actor: string, options?: VerifyOptions): Promise<VerifyReport & { recorded: boolean }>;
+  /** Erases a user's personal data; reveals nothing about whether the user had records. */
+  eraseUser(userId: string, actor: string): Promise<void>;
+  /** A streamed export; its manifest is signed and recorded once the last byte is produced. */
+  export(format: ExportFormat, filter: ParsedExportFilter, actor: string): AuditExport;
+  /** The manifest of an export this trail produced (from its chain event), or null. */
+  manifest(exportId: string): Promise<ExportManifest | null>;
+  /** Appends an audit-of-the-audit event; rejects if it cannot be written (the caller decides what that means). */
+  recordEvent(event: ChainEvent): Promise<void>;
+  /** The checkpoint key's public half, SPKI PEM. */
+  publicKey(): string;
+  /** Chain events, newest first (keyset pagination over seq). */
+  events(filter: ParsedEventFilter): Promise<EventPage>;
+  /** The chain's tail, its last signed checkpoint and its last verification. */
+  status(): Promise<TrailStatus>;
+  /** One entry's hashes and the checkpoint that covers it; null when no entry has that seq. */
+  entry(seq: number): Promise<ChainEntry | null>;
+}
+
+export interface VerifyOptions {
+  publicKey?: KeyObject;
+  /** Checkpoints kept outside the database; default: those of the configured checkpoint file. */
+  checkpoints?: readonly Checkpoint[];
+}
+
+export interface TrailOptions {
+  /** The configured checkpoint settings: verify reads `file`; sealed checkpoints go there too. */
+  checkpoint?: CheckpointSettings;
+  /**
+   * Sign a checkpoint after every event this trail appends (the CLI: no writer thread signs after
+   * it, so otherwise the events it appended last could be deleted unnoticed).
+   */
+  sealEvents?: boolean;
+  /** Where to report problems that do not fail the action (e.g. a checkpoint file not writable). */
+  onError?: (message: string) => void;
+}
+
+/**
+ * A verification's report, with its chain event appended. A read-only copy (or a locked database)
+ * can still be verified: `recorded` says whether the event was written, and the caller decides what
+ * an unrecorded verification means (the API refuses it, the CLI warns).
+ */
+export async function recordVerification(
+  report: VerifyReport,
+  actor: string,
+  record: (event: ChainEvent) => Promise<void>,
+): Promise<VerifyReport & { recorded: boolean }> {
+  const details = { ok: report.ok, last_seq: report.last_seq, bad_seq: report.failure?.seq ?? null, reason: report.failure?.reason ?? null };
+  try {
+    await record({ kind: "verify", actor, details });
+    return { ...report, recorded: true };
+  } catch {
+    return { ...report, recorded: false };
+  }
+}
+
+/** The checkpoints of a checkpoint file; none if it does not exist (yet). */
+export function readCheckpointFile(file: string | undefined): Checkpoint[] {
+  if (!file || !existsSync(file)) return [];
+  try {
+    return parseCheckpointFile(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new Error(`the checkpoint file ${file} cannot be read: ${errorMessage(error)}`);
+  }
+}
+
+export class SqliteAuditTrail implements AuditTrail {
+  /** This connection's writer of the chain (the store also adopts and recovers through it). */
+  readonly chain: ChainWriter;
+  private readonly checkpointer: Checkpointer | null;
+
+  constructor(
+    readonly db: Database,
+    /** Null in a CLI without the key file: verify then needs a public key, export cannot sign. */
+    private readonly signingKey: KeyObject | null,
+    private readonly hashKey: Uint8Array,
+    private readonly options: TrailOptions = {},
+  ) {
+    this.chain = new ChainWriter(db, hashKey);
+    this.checkpointer =
+      options.sealEvents && signingKey
+        ? new Checkpointer(this.chain, signingKey, options.checkpoint ?? defaultCheckpointSettings, options.onError ?? (() => {}))
+        : null;
+  }
+
+  /** Runs on the caller's thread (the CLI); the proxy verifies on a thread of its own. */
+  async verify(actor: string, options: VerifyOptions = {}): Promise<VerifyReport & { recorded: boolean }> {
+    const key = options.publicKey ?? this.signingKey;
+    const external = options.checkpoints ?? readCheckpointFile(this.options.checkpoint?.file);
+    return recordVerification(verifyChain(this.db, key, external), actor, async (event) => this.appendEvent(event));
+  }
+
+  async eraseUser(userId: string, actor: string): Promise<void> {
+    eraseUser(this.chain, this.hashKey, userId, actor);
+    this.seal();
+    // Erased bytes must not linger: old page images in the WAL go back into the (secure_delete)
+    // database file. Readers holding old snapshots can keep it from truncating; it is retried on
+    // the next erasure and by SQLite's own checkpoints.
+    try {
+      this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch {
+      // busy: see above
+    }
+  }
+
+  /** `id`: the export's id when the caller chose it (the proxy names an export before it starts). */
+  export(format: ExportFormat, filter: ParsedExportFilter, actor: string, id?: string): ExportRun {
+    if (!this.signingKey) throw new Error("exports are signed, and this trail has no signing key");
+    const run: ExportRun = new ExportRun(
+      this.db,
+      format,
+      filter,
+      this.signingKey,
+      (manifest) =>
+        this.appendEvent({
+          kind: "export",
+          actor,
+          details: manifest ? { manifest } : { export_id: run.id, format, cancelled: true, records_sent_at_most: run.exported },
+        }),
+      id,
+    );
+    return run;
+  }
+
+  async manifest(exportId: string): Promise<ExportManifest | null> {
+    const row = this.db
+      .query<{ details: string }, [string]>("SELECT details FROM audit_events WHERE kind = 'export' AND json_extract(details, '$.manifest.export_id') = ?")
+      .get(exportId);
+    return row ? (JSON.parse(row.details) as { manifest: ExportManifest }).manifest : null;
+  }
+
+  async recordEvent(event: ChainEvent): Promise<void> {
+    this.appendEvent(event);
+  }
+
+  async events(filter: ParsedEventFilter): Promise<EventPage> {
+    return listEvents(this.db, filter);
+  }
+
+  async status(): Promise<TrailStatus> {
+    return trailStatus(this.db);
+  }
+
+  async entry(seq: number): Promise<ChainEntry | null> {
+    return chainEntry(this.db, seq);
+  }
+
+  /** Appends an event now, on this connection; throws if it cannot be written. */
+  appendEvent(event: ChainEvent): void {
+    this.chain.append([], [event]);
+    this.seal();
+  }
+
+  /** Signs a checkpoint over the new tail (with `sealEvents` and a signing key). */
+  private seal(): void {
+    this.checkpointer?.checkpoint();
+  }
+
+  /** Finalizes the trail's statements (before its connection closes). */
+  close(): void {
+    this.checkpointer?.finalize();
+    this.chain.finalize();
+  }
+
+  publicKey(): string {
+    if (!this.signingKey) throw new Error("this trail has no signing key");
+    return publicKeyPem(this.signingKey);
+  }
+}

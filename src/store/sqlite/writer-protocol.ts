@@ -1,0 +1,29 @@
+/** Messages between the audit store and its writer thread (sent as JSON strings: Bun's fast path). */
+import type { CheckpointSettings } from "../../trail/checkpoint.ts";
+import type { SQLValue } from "./database.ts";
+
+/** What the writer thread needs besides the database: chain keys and the maintenance schedule. */
+export interface WriterSettings {
+  /** Instance hash key (hex): redacts records of users erased while their call was in flight. */
+  hashKeyHex: string;
+  /** The Ed25519 signing key file (created by the store before the writer opens). */
+  signingKeyPath: string;
+  checkpoint: CheckpointSettings;
+  /** Erase personal fields of records older than this many days (checked on open and hourly). */
+  retentionDays?: number;
+}
+
+export type WriterRequest =
+  | { kind: "open"; path: string; busyTimeoutMs: number; settings: WriterSettings }
+  /** Final records to insert, as rows in `columns` order. */
+  | { kind: "batch"; rows: SQLValue[][] }
+  | { kind: "close" };
+
+/** Batches are answered in the order they were sent; `batches` says how many one answer covers. */
+export type WriterReply =
+  | { kind: "opened" }
+  | { kind: "committed"; batches: number }
+  | { kind: "failed"; batches: number; message: string }
+  | { kind: "closed" }
+  /** A maintenance problem (checkpoint publication, retention) to log; no batch is concerned. */
+  | { kind: "notice"; message: string };
