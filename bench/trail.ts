@@ -8,9 +8,11 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ChainWriter } from "../src/trail/chain.ts";
-import { Checkpointer, defaultCheckpointSettings } from "../src/trail/checkpoint.ts";
-import { openAuditLog, toRow } from "../src/store/sqlite/database.ts";
+import { ChainWriter } from "../src/store/sqlite/chain-writer.ts";
+import { defaultCheckpointSettings } from "../src/trail/checkpoint.ts";
+import { Checkpointer } from "../src/store/sqlite/checkpointer.ts";
+import { openAuditLog } from "../src/store/sqlite/database.ts";
+import { toRow } from "../src/trail/row.ts";
 import type { AuditRecord } from "../src/trail/record.ts";
 import { loadHashKey } from "../src/trail/secret.ts";
 import { loadSigningKey, publicKeyPem, signingKeyPath } from "../src/trail/signing.ts";

@@ -1,7 +1,8 @@
 /** `agent-attr audit summary --by agent --days 30`: calls, tokens and cost per group. */
 import { defineCommand } from "citty";
 import { csvCell, formatUSD } from "../trail/format.ts";
-import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../store/sqlite/summary.ts";
+import { type Summary, type SummaryRow } from "../store/results.ts";
+import { summaryFilterSchema, summaryGroupings } from "../store/filters.ts";
 import { filterNames } from "../store/filters.ts";
 import { configArg, logDbArg, parseOptions } from "./_shared.ts";
 import { recordCliQuery, withConfiguredAuditLog } from "./audit-trail.ts";

@@ -8,7 +8,7 @@ import { openAuditLog } from "../store/sqlite/database.ts";
 import { loadHashKey } from "../trail/secret.ts";
 import { loadSigningKey, parsePublicKey, publicKeyPem } from "../trail/signing.ts";
 import { SqliteAuditTrail } from "../store/sqlite/trail.ts";
-import type { VerifyReport } from "../store/sqlite/verify.ts";
+import type { VerifyReport } from "../trail/verify.ts";
 import { cliAuditSettings, type CliAuditSettings } from "./audit-settings.ts";
 import { cliLog, configArg, exitCodes, IoError, logDbArg, opening, requireExistingDb, UsageError } from "./_shared.ts";
 import { errorMessage } from "../errors.ts";

@@ -1,7 +1,7 @@
 /** `agent-attr audit ...`: read the audit trail from the command line. */
 import { defineCommand } from "citty";
 import { csvHeader, csvRow, formatTable } from "../trail/format.ts";
-import { recordFilterSchema } from "../store/sqlite/reader.ts";
+import { recordFilterSchema } from "../store/filters.ts";
 import { exportCommands } from "./audit-export.ts";
 import { recordCliQuery, trailCommands, withConfiguredAuditLog } from "./audit-trail.ts";
 import { filterNames } from "../store/filters.ts";

@@ -9,7 +9,8 @@ import { z } from "zod";
 import { errorMessage } from "../errors.ts";
 import { checkIdentifier } from "../identifiers.ts";
 import type { Config } from "../config/schema.ts";
-import { ProxyKeyStore, type ProxyKey } from "../store/sqlite/keys.ts";
+import { ProxyKeyStore } from "../store/sqlite/keys.ts";
+import { type ProxyKey } from "../store/keys.ts";
 import { cliLog, configArg, configuredSettings, logDbArg, opening, parseFlag, requireExistingDb, resolveLogDb, UsageError } from "./_shared.ts";
 
 const units: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };

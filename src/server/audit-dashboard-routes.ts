@@ -7,8 +7,8 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import { overview, overviewFilterSchema } from "../store/overview.ts";
-import { eventFilterSchema } from "../store/sqlite/trail-read.ts";
-import { newKeySchema } from "../store/sqlite/key-admin.ts";
+import { eventFilterSchema } from "../trail/events.ts";
+import { newKeySchema } from "../store/keys.ts";
 import type { LimitUsage } from "../limit-usage.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { errorMessage } from "../errors.ts";

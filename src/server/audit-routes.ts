@@ -1,8 +1,8 @@
 /** The audit REST API: record queries with filters and cursor pagination, summaries (DESIGN §2). */
 import { Elysia } from "elysia";
 import { z } from "zod";
-import { recordFilterSchema, type RecordFilter } from "../store/sqlite/reader.ts";
-import { summaryFilterSchema } from "../store/sqlite/summary.ts";
+import { recordFilterSchema, type RecordFilter } from "../store/filters.ts";
+import { summaryFilterSchema } from "../store/filters.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard } from "./roles.ts";
 import { errorMessage } from "../errors.ts";

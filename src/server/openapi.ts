@@ -7,15 +7,15 @@ import { z } from "zod";
 import pkg from "../../package.json" with { type: "json" };
 import { exportFilterSchema, exportManifestSchema } from "../trail/export.ts";
 import { recordFilterSchema, summaryFilterSchema } from "../store/filters.ts";
-import { recordPageSchema } from "../store/sqlite/reader.ts";
+import { recordPageSchema } from "../store/results.ts";
 import { auditRecordSchema } from "../trail/record.ts";
-import { summarySchema } from "../store/sqlite/summary.ts";
-import { verifyReportSchema } from "../store/sqlite/verify.ts";
+import { summarySchema } from "../store/results.ts";
+import { verifyReportSchema } from "../trail/verify.ts";
 import type { Role } from "./roles.ts";
 import { overviewFilterSchema, overviewSchema } from "../store/overview.ts";
-import { chainEntrySchema, eventFilterSchema, eventPageSchema, trailStatusSchema } from "../store/sqlite/trail-read.ts";
-import { createdKeySchema, newKeySchema } from "../store/sqlite/key-admin.ts";
-import { proxyKeySchema } from "../store/sqlite/keys.ts";
+import { chainEntrySchema, eventFilterSchema, eventPageSchema, trailStatusSchema } from "../trail/events.ts";
+import { createdKeySchema, newKeySchema } from "../store/keys.ts";
+import { proxyKeySchema } from "../store/keys.ts";
 import { limitUsageSchema } from "../limit-usage.ts";
 
 export interface AuditOperation {

@@ -55,3 +55,8 @@ export function sinceOf(filter: { days?: number; since?: string }): string | und
 /** The names of the filters a parsed filter object sets (audit events record names, never their values, which may be personal). */
 export const filterNames = (filter: object, skip: readonly string[] = []) =>
   Object.entries(filter).flatMap(([key, value]) => (value !== undefined && !skip.includes(key) ? [key] : []));
+
+export type RecordFilter = z.input<typeof recordFilterSchema>;
+export type ParsedRecordFilter = z.output<typeof recordFilterSchema>;
+export type SummaryFilter = z.input<typeof summaryFilterSchema>;
+export type ParsedSummaryFilter = z.output<typeof summaryFilterSchema>;

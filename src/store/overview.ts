@@ -7,7 +7,8 @@
 import { z } from "zod";
 import { recordFilterSchema, sinceOf } from "./filters.ts";
 import type { AuditReader } from "./sqlite/reader.ts";
-import { summaryFilterSchema, summaryRowSchema, type SummaryGrouping } from "./sqlite/summary.ts";
+import { summaryRowSchema } from "./results.ts";
+import { summaryFilterSchema, type SummaryGrouping } from "./filters.ts";
 
 export const overviewFilterSchema = recordFilterSchema.pick({ since: true, until: true, days: true }).extend({
   /** Buckets of the time series; default: hours for ranges up to 3 days, else days. */

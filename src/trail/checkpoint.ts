@@ -1,14 +1,12 @@
 /**
- * Signed checkpoints: (chain id, seq, hash, time) signed with the instance's Ed25519 key, stored in
- * `audit_checkpoints` and optionally appended to a file and POSTed to a webhook outside the
- * database. A checkpoint pins the chain up to its seq: truncating the tail behind it, or rewriting
+ * Signed checkpoints: (chain id, seq, hash, time) signed with the instance's Ed25519 key, stored by
+ * the driver (SQLite: `audit_checkpoints`, ../store/sqlite/checkpointer.ts) and optionally appended
+ * to a file and POSTed to a webhook outside the database. A checkpoint pins the chain up to its seq: truncating the tail behind it, or rewriting
  * the chain, is detected by `verify` even though the attacker could recompute every hash.
  */
-import type { Database, Statement } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
 import { appendFileSync } from "node:fs";
 import { z } from "zod";
-import { chainId, type ChainWriter } from "./chain.ts";
 import { signBytes } from "./signing.ts";
 import { errorMessage } from "../errors.ts";
 
@@ -54,62 +52,32 @@ export function checkpointPayload(c: Omit<Checkpoint, "signature">): string {
   return `agent-attr-checkpoint/v1\n${c.chain_id}\n${c.seq}\n${c.hash}\n${c.time}`;
 }
 
-export class Checkpointer {
-  private readonly lastSeq: Statement<{ seq: number | null }, []>;
-  private readonly insert: Statement;
+/** A checkpoint of the chain's tail, signed. */
+export function signCheckpoint(key: KeyObject, unsigned: Omit<Checkpoint, "signature">): Checkpoint {
+  return { ...unsigned, signature: signBytes(key, checkpointPayload(unsigned)) };
+}
 
-  constructor(
-    private readonly writer: ChainWriter,
-    private readonly key: KeyObject,
-    private readonly settings: CheckpointSettings,
-    private readonly onError: (message: string) => void,
-  ) {
-    const db: Database = writer.db;
-    this.lastSeq = db.query("SELECT max(seq) AS seq FROM audit_checkpoints");
-    this.insert = db.prepare("INSERT INTO audit_checkpoints (chain_id, seq, hash, time, signature) VALUES (?, ?, ?, ?, ?)");
-  }
-
-  finalize(): void {
-    this.lastSeq.finalize();
-    this.insert.finalize();
-  }
-
-  /** Signs the current tail if anything was appended since the last checkpoint; null otherwise. */
-  checkpoint(): Checkpoint | null {
-    const made = this.writer.transaction(() => {
-      const tail = this.writer.tail();
-      const id = chainId(this.writer.db);
-      if (tail.seq === 0 || id === null || tail.seq <= (this.lastSeq.get()?.seq ?? 0)) return null;
-      const unsigned = { chain_id: id, seq: tail.seq, hash: tail.hash, time: new Date().toISOString() };
-      const checkpoint = { ...unsigned, signature: signBytes(this.key, checkpointPayload(unsigned)) };
-      this.insert.run(checkpoint.chain_id, checkpoint.seq, checkpoint.hash, checkpoint.time, checkpoint.signature);
-      return checkpoint;
-    });
-    if (made) this.publish(made);
-    return made;
-  }
-
-  private publish(checkpoint: Checkpoint): void {
-    const { file, webhook } = this.settings;
-    if (file) {
-      try {
-        appendFileSync(file, `${JSON.stringify(checkpoint)}\n`, { mode: 0o600 });
-      } catch (error) {
-        this.onError(`cannot append the checkpoint to ${file}: ${errorMessage(error)}`);
-      }
+/** Sends a new checkpoint where the settings say, beside the database (file, webhook); failures go to `onError`. */
+export function publishCheckpoint(checkpoint: Checkpoint, settings: CheckpointSettings, onError: (message: string) => void): void {
+  const { file, webhook } = settings;
+  if (file) {
+    try {
+      appendFileSync(file, `${JSON.stringify(checkpoint)}\n`, { mode: 0o600 });
+    } catch (error) {
+      onError(`cannot append the checkpoint to ${file}: ${errorMessage(error)}`);
     }
-    if (webhook) {
-      fetch(webhook, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(checkpoint),
-        signal: AbortSignal.timeout(10_000),
-      }).then(
-        (response) => {
-          if (!response.ok) this.onError(`the checkpoint webhook answered ${response.status}`);
-        },
-        (error: unknown) => this.onError(`the checkpoint webhook failed: ${errorMessage(error)}`),
-      );
-    }
+  }
+  if (webhook) {
+    fetch(webhook, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(checkpoint),
+      signal: AbortSignal.timeout(10_000),
+    }).then(
+      (response) => {
+        if (!response.ok) onError(`the checkpoint webhook answered ${response.status}`);
+      },
+      (error: unknown) => onError(`the checkpoint webhook failed: ${errorMessage(error)}`),
+    );
   }
 }

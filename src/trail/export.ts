@@ -7,8 +7,8 @@
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
 import { z } from "zod";
-import { chainId } from "./chain.ts";
-import { columns, type SQLValue } from "../store/sqlite/database.ts";
+import { chainId } from "../store/sqlite/chain-writer.ts";
+import { columns, type SQLValue } from "./row.ts";
 import { csvHeader, csvRow } from "./format.ts";
 import { identityFilter } from "../store/filters.ts";
 import { recordFields, type AuditRecord } from "./record.ts";

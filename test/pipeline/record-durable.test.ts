@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { readSegment } from "../../src/store/sqlite/intent-recovery.ts";
-import { columns } from "../../src/store/sqlite/database.ts";
+import { columns } from "../../src/trail/row.ts";
 import { definePlugin } from "../../src/plugin.ts";
 import { anthropic, headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";

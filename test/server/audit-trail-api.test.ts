@@ -3,7 +3,7 @@
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import type { ExportManifest } from "../../src/trail/export.ts";
-import type { VerifyReport } from "../../src/store/sqlite/verify.ts";
+import type { VerifyReport } from "../../src/trail/verify.ts";
 import { runCli } from "../helpers/process.ts";
 import { proxyBeforeAll, startTestProxy } from "../helpers/proxy.ts";
 

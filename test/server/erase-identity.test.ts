@@ -3,7 +3,7 @@
 // metadata blob an older version stored whole. The id given to erase may be NFC or NFD.
 import { expect, test } from "bun:test";
 import type { AuditRecord } from "../../src/trail/record.ts";
-import type { VerifyReport } from "../../src/store/sqlite/verify.ts";
+import type { VerifyReport } from "../../src/trail/verify.ts";
 import { runCli } from "../helpers/process.ts";
 import { proxyBeforeAll } from "../helpers/proxy.ts";
 import { sampleRecord } from "../helpers/records.ts";

@@ -1,10 +1,9 @@
-/** Opening the audit database, and the column lists shared by the store and its writer thread. */
+/** Opening the audit database: the pragmas every connection of the store uses. */
 import { Database } from "bun:sqlite";
 import { closeSync, existsSync, openSync, statSync } from "node:fs";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { migrate } from "./migrate.ts";
 import { SqliteAuditReader } from "./reader.ts";
-import type { AuditRecord } from "../../trail/record.ts";
 import * as schema from "./schema.ts";
 import { errorMessage } from "../../errors.ts";
 
@@ -49,23 +48,4 @@ export function openAuditLog(path: string): { db: Database; reader: SqliteAuditR
   migrate(db);
   const orm: BunSQLiteDatabase<typeof schema> = drizzle(db, { schema });
   return { db, reader: new SqliteAuditReader(orm, db), close: () => db.close() };
-}
-
-export const columns = [
-  "id", "timestamp", "duration_ms", "ttfb_ms", "agent_id", "user_id", "task_context", "session_id",
-  "parent_agent_id", "trace_id", "attribution", "key_id", "provider", "endpoint", "model",
-  "response_model", "stream", "status", "outcome", "input_tokens", "output_tokens",
-  "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
-  "usage_source", "cost_usd", "cost_nano_usd", "price_source", "prompt_hash", "response_hash", "error_type",
-  "delegation",
-] as const satisfies readonly (keyof AuditRecord)[];
-
-export type SQLValue = string | number | null;
-
-/** A record as a row in `columns` order (booleans as 0/1). */
-export function toRow(record: AuditRecord): SQLValue[] {
-  return columns.map((column) => {
-    const value = record[column];
-    return typeof value === "boolean" ? (value ? 1 : 0) : value;
-  });
 }

@@ -4,7 +4,8 @@
  * counts the record as redacted. Each run is a chain event with the number of records affected.
  */
 import { erasureForms } from "../../identifiers.ts";
-import { ChainWriter, personalColumns, seqRanges, userHmac } from "../../trail/chain.ts";
+import { personalColumns, seqRanges, userHmac } from "../../trail/chain.ts";
+import { ChainWriter } from "./chain-writer.ts";
 
 const redact = `${personalColumns.map((column) => `${column} = NULL`).join(", ")}, salt = NULL`;
 

@@ -32,7 +32,7 @@
  */
 import { closeSync, openSync, truncateSync, unlinkSync, writeSync } from "node:fs";
 import { open } from "node:fs/promises";
-import { columns, toRow } from "./database.ts";
+import { columns, toRow } from "../../trail/row.ts";
 import type { AuditRecord } from "../../trail/record.ts";
 
 /** The size of a segment: past it the next intent goes to another segment. */

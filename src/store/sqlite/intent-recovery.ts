@@ -7,8 +7,8 @@
  */
 import { readFileSync, readdirSync, unlinkSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import type { ChainWriter } from "../../trail/chain.ts";
-import { columns, type SQLValue } from "./database.ts";
+import type { ChainWriter } from "./chain-writer.ts";
+import { columns, type SQLValue } from "../../trail/row.ts";
 import { parseLine, rowOfLine } from "./intent-log.ts";
 
 /** The columns of segments written before segments had a header (agent-attr 0.1.0). */

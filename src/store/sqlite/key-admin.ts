@@ -6,45 +6,12 @@
  * may name people).
  *
  * `KeyAdmin` is asynchronous so a driver can do its work elsewhere: the SQLite store serves it from
- * its reader thread (../audit/reader-thread.ts), with `SqliteKeyAdmin` there.
+ * its reader thread (./reader-thread.ts), with `SqliteKeyAdmin` there.
  */
 import type { Database } from "bun:sqlite";
-import { z } from "zod";
-import type { ChainWriter } from "../../trail/chain.ts";
-import { checkIdentifier } from "../../identifiers.ts";
-import { errorMessage } from "../../errors.ts";
-import { ProxyKeyStore, proxyKeySchema, type ProxyKey } from "./keys.ts";
-
-/** One ID or glob, held to the identifier rules of the ids claimed against it (as `keys create` does). */
-const idGlob = z.string().transform((glob, ctx) => {
-  try {
-    return checkIdentifier(glob, { where: JSON.stringify(glob), max: 256 })!;
-  } catch (error) {
-    ctx.addIssue({ code: "custom", message: errorMessage(error) });
-    return z.NEVER;
-  }
-});
-
-/** The body of `POST /audit/keys`. */
-export const newKeySchema = z
-  .object({
-    /** Agent ID the key acts as, or globs it may act as. */
-    agents: z.array(idGlob).min(1, "give at least one agent ID or glob"),
-    /** User-ID globs the key may act for (`["*"]`: any); absent or null: none. */
-    users: z.array(idGlob).min(1).nullable().optional(),
-    tier: z.string().min(1).max(64).nullable().optional(),
-    /** ISO 8601 date-time in the future; absent: never expires. */
-    expires_at: z
-      .string()
-      .refine((value) => !Number.isNaN(Date.parse(value)) && Date.parse(value) > Date.now(), { message: "expected an ISO 8601 date-time in the future" })
-      .nullable()
-      .optional(),
-  })
-  .strict();
-export type NewKeyRequest = z.output<typeof newKeySchema>;
-
-/** The answer of `POST /audit/keys`: the secret (shown once) and the key's record. */
-export const createdKeySchema = z.object({ key: z.string(), record: proxyKeySchema });
+import type { ChainWriter } from "./chain-writer.ts";
+import type { NewKeyRequest, ProxyKey } from "../keys.ts";
+import { ProxyKeyStore } from "./keys.ts";
 
 export interface KeyAdmin {
   listKeys(): Promise<ProxyKey[]>;

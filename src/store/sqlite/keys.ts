@@ -1,49 +1,18 @@
 /**
- * Proxy API keys, in the `proxy_keys` table of the audit database. A key is shown once, when it is
- * created; only its SHA-256 hash is stored (keys are 256 random bits, so a fast hash is enough).
- * A running proxy looks keys up by hash on every call, so keys created or revoked by the CLI take
- * effect at once, without a restart.
+ * Proxy API keys in SQLite: the `proxy_keys` table, beside the audit trail in the same database
+ * file (migrated with it) or in a database of its own (`apiKeys({ path })`). Only the SHA-256 of a
+ * key is stored (../keys.ts). A running proxy looks keys up by hash on every call, with a prepared
+ * statement on its own connection, so keys created or revoked by the CLI take effect at once.
  */
 import type { Database, Statement } from "bun:sqlite";
 import { desc, eq } from "drizzle-orm";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
-import { z } from "zod";
+import { hashProxyKey, mintProxyKey, type NewProxyKey, type ProxyKey } from "../keys.ts";
 import { openDatabase } from "./database.ts";
 import { migrate } from "./migrate.ts";
 import * as schema from "./schema.ts";
 
-export const proxyKeySchema = z.object({
-  id: z.string(),
-  /** Agent-ID globs the key may act as; a single literal fixes the agent. */
-  agents: z.array(z.string()),
-  /** User-ID globs the key may act for (`*`: any); null means it acts for no user. */
-  users: z.array(z.string()).nullable(),
-  tier: z.string().nullable(),
-  created_at: z.string(),
-  expires_at: z.string().nullable(),
-  revoked_at: z.string().nullable(),
-});
-export type ProxyKey = z.infer<typeof proxyKeySchema>;
-
-export interface NewProxyKey {
-  agents: string[];
-  users?: string[] | null;
-  tier?: string | null;
-  expiresAt?: Date | null;
-}
-
 type Row = typeof schema.proxyKeys.$inferSelect;
-
-const keyPrefix = "aa-";
-
-export function hashProxyKey(key: string): string {
-  return new Bun.CryptoHasher("sha256").update(key).digest("hex");
-}
-
-/** True for strings shaped like a proxy key (so a provider key sent by mistake can be named). */
-export function looksLikeProxyKey(value: string): boolean {
-  return value.startsWith(keyPrefix);
-}
 
 export class ProxyKeyStore {
   private readonly db: Database;
@@ -62,11 +31,10 @@ export class ProxyKeyStore {
 
   /** Creates a key; the returned `key` is the only copy of the secret. */
   create(options: NewProxyKey, now = new Date()): { key: string; record: ProxyKey } {
-    const id = `key_${Buffer.from(crypto.getRandomValues(new Uint8Array(6))).toString("hex")}`;
-    const key = `${keyPrefix}${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url")}`;
+    const { id, key, hash } = mintProxyKey();
     const row: Row = {
       id,
-      hash: hashProxyKey(key),
+      hash,
       agents: JSON.stringify(options.agents),
       users: options.users ? JSON.stringify(options.users) : null,
       tier: options.tier ?? null,

@@ -5,12 +5,14 @@
  */
 import type { ChainEvent } from "../../trail/chain.ts";
 import type { ExportFormat, ExportManifest, ParsedExportFilter } from "../../trail/export.ts";
-import type { ParsedRecordFilter, RecordPage } from "./reader.ts";
+import type { RecordPage } from "../results.ts";
+import type { ParsedRecordFilter } from "../filters.ts";
 import type { AuditRecord } from "../../trail/record.ts";
-import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "./trail-read.ts";
-import type { NewKeyRequest } from "./key-admin.ts";
-import type { ProxyKey } from "./keys.ts";
-import type { ParsedSummaryFilter, Summary } from "./summary.ts";
+import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
+import type { NewKeyRequest } from "../keys.ts";
+import type { ProxyKey } from "../keys.ts";
+import type { Summary } from "../results.ts";
+import type { ParsedSummaryFilter } from "../filters.ts";
 
 /** What the reader thread needs besides the database: the keys erasures and exports use. */
 export interface ReaderSettings {

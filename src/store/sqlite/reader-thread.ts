@@ -10,16 +10,21 @@ import { auditWorkerURL } from "./_worker-url.ts";
 import type { ChainEvent } from "../../trail/chain.ts";
 import type { Checkpoint } from "../../trail/checkpoint.ts";
 import type { AuditExport, ExportFormat, ExportManifest, ParsedExportFilter } from "../../trail/export.ts";
-import type { AuditReader, ParsedRecordFilter, RecordPage } from "./reader.ts";
+import type { AuditReader } from "./reader.ts";
+import type { RecordPage } from "../results.ts";
+import type { ParsedRecordFilter } from "../filters.ts";
 import type { ReaderOperation, ReaderOperations, ReaderReply, ReaderRequest, ReaderSettings } from "./reader-protocol.ts";
 import type { AuditRecord } from "../../trail/record.ts";
 import { publicKeyPem } from "../../trail/signing.ts";
-import type { ParsedSummaryFilter, Summary } from "./summary.ts";
-import { readCheckpointFile, recordVerification, type AuditTrail, type VerifyOptions } from "./trail.ts";
-import type { VerifyReport } from "./verify.ts";
-import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "./trail-read.ts";
-import type { KeyAdmin, NewKeyRequest } from "./key-admin.ts";
-import type { ProxyKey } from "./keys.ts";
+import type { Summary } from "../results.ts";
+import type { ParsedSummaryFilter } from "../filters.ts";
+import { type AuditTrail, type VerifyOptions } from "./trail.ts";
+import { readCheckpointFile, recordVerification } from "../../trail/verify.ts";
+import type { VerifyReport } from "../../trail/verify.ts";
+import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
+import type { KeyAdmin } from "./key-admin.ts";
+import type { NewKeyRequest } from "../keys.ts";
+import type { ProxyKey } from "../keys.ts";
 
 export interface ReaderThreadOptions {
   settings: ReaderSettings;

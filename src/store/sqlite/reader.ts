@@ -1,27 +1,15 @@
 /**
- * Reading the audit trail: one filter shape (a zod schema, shared by the REST API and the CLI) and
- * keyset pagination over `seq`, newest first. A cursor is the `seq` to continue below, as a string.
+ * Reading the audit trail in SQLite (drizzle): the filters of ../filters.ts, keyset pagination over
+ * `seq`, newest first. A cursor is the `seq` to continue below, as a string.
  */
 import type { Database } from "bun:sqlite";
 import { and, desc, eq, gte, lt, lte, type SQL } from "drizzle-orm";
 import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
-import { z } from "zod";
-import { recordFilterSchema, sinceOf } from "../filters.ts";
+import { sinceOf, type ParsedRecordFilter, type ParsedSummaryFilter } from "../filters.ts";
+import type { RecordPage, Summary } from "../results.ts";
 import { auditRecordSchema, type AuditRecord } from "../../trail/record.ts";
 import * as schema from "./schema.ts";
-import { summarize, type ParsedSummaryFilter, type Summary } from "./summary.ts";
-
-export { recordFilterSchema };
-export type RecordFilter = z.input<typeof recordFilterSchema>;
-export type ParsedRecordFilter = z.output<typeof recordFilterSchema>;
-
-export const recordPageSchema = z.object({
-  records: z.array(auditRecordSchema),
-  /** The cursor of the next page, or null on the last one. */
-  next_cursor: z.string().nullable(),
-});
-
-export type RecordPage = z.infer<typeof recordPageSchema>;
+import { summarize } from "./summary.ts";
 
 export interface AuditReader {
   records(filter: ParsedRecordFilter): Promise<RecordPage>;

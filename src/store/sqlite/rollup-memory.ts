@@ -9,7 +9,7 @@
  * may have changed one since. Otherwise the fold reads the records, as before.
  */
 import type { Database, Statement } from "bun:sqlite";
-import { columns, type SQLValue } from "./database.ts";
+import { columns, type SQLValue } from "../../trail/row.ts";
 import { accumulate, rollupDimensions, rollupValueColumns, summedColumns } from "./rollup.ts";
 
 const index = (column: string) => columns.indexOf(column as (typeof columns)[number]);

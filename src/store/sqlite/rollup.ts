@@ -15,8 +15,7 @@
  * half the rollup's cost). Summaries by task read the records.
  */
 import type { Database } from "bun:sqlite";
-import type { SQLValue } from "./database.ts";
-import type { RollupSums } from "./rollup-memory.ts";
+import type { SQLValue } from "../../trail/row.ts";
 
 /** A stored record's column, for the JS side of a dimension (the writer's sums, verify). */
 type Column = (name: string) => SQLValue;
@@ -148,13 +147,21 @@ export function rollupCursor(db: Database): number {
   return db.query<{ seq: number }, []>("SELECT seq FROM usage_rollup_state WHERE id = 1").get()?.seq ?? 0;
 }
 
+/** What a fold may use instead of reading the records back (the writer's `RollupSums`). */
+export interface FoldShortcut {
+  /** Inside the fold's transaction: writes the sums and returns true if they are exactly the records in (from, to]. */
+  writeIfExact(db: Database, from: number, to: number): boolean;
+  /** After a fold up to `cursor`: start again from there. */
+  restart(cursor: number): void;
+}
+
 /**
  * Folds up to `maxRecords` records past the cursor into the rollup, in one write transaction
  * (bounded, so it never holds the write lock for long). With `sums` (the writer thread's), the
  * records it added up as it appended them are written without reading them back, when they are
  * exactly the records to fold (./rollup-memory.ts). Returns how many seqs it advanced.
  */
-export function advanceRollup(db: Database, maxRecords = 200_000, sums?: RollupSums): number {
+export function advanceRollup(db: Database, maxRecords = 200_000, sums?: FoldShortcut): number {
   return db
     .transaction(() => {
       const from = rollupCursor(db);

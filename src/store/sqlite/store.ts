@@ -23,7 +23,8 @@
 import type { Database } from "bun:sqlite";
 import { auditWorkerURL } from "./_worker-url.ts";
 import { defaultCheckpointSettings, type CheckpointSettings } from "../../trail/checkpoint.ts";
-import { filesReadableByOthers, openAuditLog, toRow } from "./database.ts";
+import { filesReadableByOthers, openAuditLog } from "./database.ts";
+import { toRow } from "../../trail/row.ts";
 import { IntentLog } from "./intent-log.ts";
 import { recoverIntents } from "./intent-recovery.ts";
 import type { AuditReader } from "./reader.ts";

@@ -9,47 +9,9 @@
  * indexes instead. Money is summed as integers (nano-dollars) either way.
  */
 import type { Database } from "bun:sqlite";
-import { z } from "zod";
-import { sinceOf, summaryGroupings, type summaryFilterSchema, type SummaryGrouping } from "../filters.ts";
-export { summaryFilterSchema, summaryGroupings, type SummaryGrouping } from "../filters.ts";
+import { sinceOf, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
+import type { Summary, SummaryRow } from "../results.ts";
 import { rollupCursor, rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
-
-
-export type SummaryFilter = z.input<typeof summaryFilterSchema>;
-export type ParsedSummaryFilter = z.output<typeof summaryFilterSchema>;
-
-const count = z.number().int().nonnegative();
-
-export const summaryRowSchema = z.object({
-  /** The agent, user, task, model, provider or day; null for calls without one. */
-  key: z.string().nullable(),
-  calls: count,
-  input_tokens: count,
-  output_tokens: count,
-  cache_read_tokens: count,
-  cache_write_tokens: count,
-  cache_write_1h_tokens: count,
-  reasoning_tokens: count,
-  /** `cost_nano_usd` / 1e9. */
-  cost_usd: z.number(),
-  /** Exact sum of the records' cost in nano-dollars (exact up to 2^53, about $9 million). */
-  cost_nano_usd: count,
-  /** Calls with usage but no known price: their cost is missing from `cost_usd`, not zero. */
-  unpriced_calls: count,
-});
-
-export const summarySchema = z.object({
-  by: z.enum(summaryGroupings),
-  since: z.string().nullable(),
-  until: z.string().nullable(),
-  groups: z.array(summaryRowSchema),
-  /** How many groups there are in all (more than `groups` holds when `limit` cut the list). */
-  group_count: z.number().int().nonnegative(),
-  total: summaryRowSchema,
-});
-
-export type SummaryRow = z.infer<typeof summaryRowSchema>;
-export type Summary = z.infer<typeof summarySchema>;
 
 type Sums = Omit<SummaryRow, "key" | "cost_usd">;
 const zeroSums = (): Sums => Object.fromEntries(rollupValueColumns.map((field) => [field, 0])) as Sums;

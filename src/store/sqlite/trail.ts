@@ -8,15 +8,17 @@
  */
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { ChainWriter, type ChainEvent } from "../../trail/chain.ts";
-import { Checkpointer, defaultCheckpointSettings, parseCheckpointFile, type Checkpoint, type CheckpointSettings } from "../../trail/checkpoint.ts";
+import { type ChainEvent } from "../../trail/chain.ts";
+import { ChainWriter } from "./chain-writer.ts";
+import { defaultCheckpointSettings, type Checkpoint, type CheckpointSettings } from "../../trail/checkpoint.ts";
+import { Checkpointer } from "./checkpointer.ts";
 import { eraseUser } from "./erase.ts";
 import { ExportRun, type AuditExport, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "../../trail/export.ts";
 import { publicKeyPem } from "../../trail/signing.ts";
-import { chainEntry, listEvents, trailStatus, type ChainEntry, type EventPage, type ParsedEventFilter, type TrailStatus } from "./trail-read.ts";
-import { verifyChain, type VerifyReport } from "./verify.ts";
-import { errorMessage } from "../../errors.ts";
+import { chainEntry, listEvents, trailStatus } from "./trail-read.ts";
+import { type ChainEntry, type EventPage, type ParsedEventFilter, type TrailStatus } from "../../trail/events.ts";
+import { verifyChain } from "./verify.ts";
+import { readCheckpointFile, recordVerification, type VerifyReport } from "../../trail/verify.ts";
 
 export interface AuditTrail {
   /**
@@ -58,35 +60,6 @@ export interface TrailOptions {
   sealEvents?: boolean;
   /** Where to report problems that do not fail the action (e.g. a checkpoint file not writable). */
   onError?: (message: string) => void;
-}
-
-/**
- * A verification's report, with its chain event appended. A read-only copy (or a locked database)
- * can still be verified: `recorded` says whether the event was written, and the caller decides what
- * an unrecorded verification means (the API refuses it, the CLI warns).
- */
-export async function recordVerification(
-  report: VerifyReport,
-  actor: string,
-  record: (event: ChainEvent) => Promise<void>,
-): Promise<VerifyReport & { recorded: boolean }> {
-  const details = { ok: report.ok, last_seq: report.last_seq, bad_seq: report.failure?.seq ?? null, reason: report.failure?.reason ?? null };
-  try {
-    await record({ kind: "verify", actor, details });
-    return { ...report, recorded: true };
-  } catch {
-    return { ...report, recorded: false };
-  }
-}
-
-/** The checkpoints of a checkpoint file; none if it does not exist (yet). */
-export function readCheckpointFile(file: string | undefined): Checkpoint[] {
-  if (!file || !existsSync(file)) return [];
-  try {
-    return parseCheckpointFile(readFileSync(file, "utf8"));
-  } catch (error) {
-    throw new Error(`the checkpoint file ${file} cannot be read: ${errorMessage(error)}`);
-  }
 }
 
 export class SqliteAuditTrail implements AuditTrail {

@@ -15,38 +15,14 @@
  */
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
-import { z } from "zod";
-import { ChainHasher, chainId, clearColumns, genesisHash, personalColumns } from "../../trail/chain.ts";
+import { ChainHasher, clearColumns, genesisHash, personalColumns } from "../../trail/chain.ts";
+import { chainId } from "./chain-writer.ts";
 import { checkpointPayload, type Checkpoint } from "../../trail/checkpoint.ts";
-import { columns, type SQLValue } from "./database.ts";
+import { columns, type SQLValue } from "../../trail/row.ts";
 import { rollupCursor, rollupDimensions, rollupValueColumns, summedColumns } from "./rollup.ts";
 import { verifyBytes } from "../../trail/signing.ts";
 
-export const verifyReasons = [
-  "edited", "missing", "reordered", "truncated", "checkpoint_invalid", "checkpoint_mismatch", "unauthorised_redaction", "rollup_mismatch",
-] as const;
-export type VerifyReason = (typeof verifyReasons)[number];
-
-export const verifyReportSchema = z.object({
-  ok: z.boolean(),
-  chain_id: z.string().nullable(),
-  records: z.number().int(),
-  events: z.number().int(),
-  /** Records whose personal fields were erased (their commitment still verifies). */
-  redacted: z.number().int(),
-  checkpoints: z.number().int(),
-  /**
-   * Checkpoints that could not be checked because no key was available (not a sign of tampering;
-   * the chain itself was checked). Pass the public key to check them.
-   */
-  unverified_checkpoints: z.number().int(),
-  last_seq: z.number().int(),
-  last_hash: z.string(),
-  failure: z.object({ seq: z.number().int(), reason: z.enum(verifyReasons), message: z.string() }).nullable(),
-});
-
-export type VerifyReport = z.infer<typeof verifyReportSchema>;
-export type VerifyFailure = NonNullable<VerifyReport["failure"]>;
+import { type VerifyFailure, type VerifyReason, type VerifyReport } from "../../trail/verify.ts";
 
 type RecordRow = Record<(typeof columns)[number], SQLValue> & {
   seq: number;

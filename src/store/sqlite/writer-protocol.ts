@@ -1,6 +1,6 @@
 /** Messages between the audit store and its writer thread (sent as JSON strings: Bun's fast path). */
 import type { CheckpointSettings } from "../../trail/checkpoint.ts";
-import type { SQLValue } from "./database.ts";
+import type { SQLValue } from "../../trail/row.ts";
 
 /** What the writer thread needs besides the database: chain keys and the maintenance schedule. */
 export interface WriterSettings {

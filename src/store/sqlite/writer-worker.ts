@@ -10,9 +10,10 @@
 import type { Database } from "bun:sqlite";
 import { statSync, statfsSync } from "node:fs";
 import { dirname } from "node:path";
-import { ChainWriter } from "../../trail/chain.ts";
-import { Checkpointer } from "../../trail/checkpoint.ts";
-import { openDatabase, type SQLValue } from "./database.ts";
+import { ChainWriter } from "./chain-writer.ts";
+import { Checkpointer } from "./checkpointer.ts";
+import { openDatabase } from "./database.ts";
+import { type SQLValue } from "../../trail/row.ts";
 import { applyRetention } from "./erase.ts";
 import { advanceRollup } from "./rollup.ts";
 import { RollupSums } from "./rollup-memory.ts";

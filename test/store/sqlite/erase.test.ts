@@ -5,7 +5,7 @@ import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { openAuditLog } from "../../../src/store/sqlite/database.ts";
 import { SqliteAuditStore } from "../../../src/store/sqlite/store.ts";
-import { summaryFilterSchema } from "../../../src/store/sqlite/summary.ts";
+import { summaryFilterSchema } from "../../../src/store/filters.ts";
 import { tempDir } from "../../helpers/proxy.ts";
 import { sampleRecord, trailWith } from "../../helpers/records.ts";
 

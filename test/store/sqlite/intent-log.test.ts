@@ -4,8 +4,9 @@
 import { expect, test } from "bun:test";
 import { linkSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ChainWriter } from "../../../src/trail/chain.ts";
-import { columns, openAuditLog, toRow } from "../../../src/store/sqlite/database.ts";
+import { ChainWriter } from "../../../src/store/sqlite/chain-writer.ts";
+import { openAuditLog } from "../../../src/store/sqlite/database.ts";
+import { columns, toRow } from "../../../src/trail/row.ts";
 import { IntentLog } from "../../../src/store/sqlite/intent-log.ts";
 import { readSegment, recoverIntents } from "../../../src/store/sqlite/intent-recovery.ts";
 import type { AuditRecord } from "../../../src/trail/record.ts";

@@ -5,7 +5,7 @@ import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { columns } from "../../../src/store/sqlite/database.ts";
+import { columns } from "../../../src/trail/row.ts";
 import { readSegment } from "../../../src/store/sqlite/intent-recovery.ts";
 import { startFakeUpstream, type FakeUpstream } from "../../helpers/fake-upstream.ts";
 import { spawnProxy } from "../../helpers/process.ts";

@@ -2,8 +2,9 @@
 // user and model only) gets them at its first start, equal to folding its records afresh.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { ChainWriter } from "../../../src/trail/chain.ts";
-import { openAuditLog, toRow } from "../../../src/store/sqlite/database.ts";
+import { ChainWriter } from "../../../src/store/sqlite/chain-writer.ts";
+import { openAuditLog } from "../../../src/store/sqlite/database.ts";
+import { toRow } from "../../../src/trail/row.ts";
 import { migrate } from "../../../src/store/sqlite/migrate.ts";
 import { advanceRollup } from "../../../src/store/sqlite/rollup.ts";
 import { verifyChain } from "../../../src/store/sqlite/verify.ts";

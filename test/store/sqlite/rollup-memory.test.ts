@@ -2,8 +2,9 @@
 // cursor, and then equal to what folding those records with SQL gives.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { ChainWriter } from "../../../src/trail/chain.ts";
-import { openAuditLog, toRow } from "../../../src/store/sqlite/database.ts";
+import { ChainWriter } from "../../../src/store/sqlite/chain-writer.ts";
+import { openAuditLog } from "../../../src/store/sqlite/database.ts";
+import { toRow } from "../../../src/trail/row.ts";
 import { advanceRollup, rollupCursor } from "../../../src/store/sqlite/rollup.ts";
 import { RollupSums } from "../../../src/store/sqlite/rollup-memory.ts";
 import { sampleRecord } from "../../helpers/records.ts";

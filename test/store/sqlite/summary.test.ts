@@ -7,7 +7,7 @@ import type { AuditRecord } from "../../../src/trail/record.ts";
 import { openAuditLog } from "../../../src/store/sqlite/database.ts";
 import { advanceRollup, rollupCursor } from "../../../src/store/sqlite/rollup.ts";
 import { SqliteAuditStore } from "../../../src/store/sqlite/store.ts";
-import { summaryFilterSchema, summaryGroupings, type SummaryFilter, type SummaryGrouping } from "../../../src/store/sqlite/summary.ts";
+import { summaryFilterSchema, summaryGroupings, type SummaryFilter, type SummaryGrouping } from "../../../src/store/filters.ts";
 import { runCli } from "../../helpers/process.ts";
 import { tempDir } from "../../helpers/proxy.ts";
 

@@ -4,11 +4,14 @@ import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { ChainHasher, ChainWriter, clearColumns } from "../../../src/trail/chain.ts";
-import { columns, openAuditLog, toRow } from "../../../src/store/sqlite/database.ts";
+import { ChainHasher, clearColumns } from "../../../src/trail/chain.ts";
+import { ChainWriter } from "../../../src/store/sqlite/chain-writer.ts";
+import { openAuditLog } from "../../../src/store/sqlite/database.ts";
+import { columns, toRow } from "../../../src/trail/row.ts";
 import { loadSigningKey, signingKeyPath } from "../../../src/trail/signing.ts";
 import { SqliteAuditStore } from "../../../src/store/sqlite/store.ts";
-import { verifyChain, type VerifyReport } from "../../../src/store/sqlite/verify.ts";
+import { verifyChain } from "../../../src/store/sqlite/verify.ts";
+import { type VerifyReport } from "../../../src/trail/verify.ts";
 import { tempDir } from "../../helpers/proxy.ts";
 import { sampleRecord, tamper, trailWith } from "../../helpers/records.ts";
 
