@@ -7,7 +7,7 @@ export { ProxyError, type ErrorCode } from "./errors.ts";
 export { auditRecordSchema, noUsage, type AuditRecord, type Usage } from "./trail/record.ts";
 export { recordFilterSchema } from "./store/filters.ts";
 export { type RecordPage } from "./store/results.ts";
-export { type AuditReader } from "./store/sqlite/reader.ts";
+export type { AuditReader } from "./store/contract.ts";
 export { SqliteAuditStore } from "./store/sqlite/store.ts";
 export { SSEParser, parseJSON, type SSEEvent } from "./proxy/sse.ts";
 export { DeferredText } from "./proxy/deferred-text.ts";

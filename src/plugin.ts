@@ -16,12 +16,17 @@
  */
 import type { Elysia } from "elysia";
 import type { AuditRecord, Usage } from "./trail/record.ts";
-import type { AuditReader } from "./store/sqlite/reader.ts";
-import type { AuditTrail } from "./store/sqlite/trail.ts";
+import type { AuditReader } from "./store/contract.ts";
+import type { AuditTrail } from "./store/contract.ts";
 import type { KeyAdmin } from "./store/sqlite/key-admin.ts";
 import type { LimitUsage } from "./limit-usage.ts";
+import type { Logger } from "./log.ts";
+import type { TrailSettings } from "./store/contract.ts";
 import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
 import type { SSEEvent } from "./proxy/sse.ts";
+
+export type { Logger } from "./log.ts";
+export type { TrailSettings } from "./store/contract.ts";
 
 export interface UpstreamCall {
   readonly ctx: CallContext;
@@ -159,20 +164,6 @@ export interface PluginSetupContext {
   log: Logger;
   /** The config's `audit` settings for the trail: checkpoints, signing key, retention. */
   audit?: TrailSettings;
-}
-
-export interface TrailSettings {
-  checkpoint: { everyRecords: number; everySeconds: number; file?: string; webhook?: string };
-  signingKey?: string;
-  retentionDays?: number;
-  /** Final records that may wait for their commit before calls are refused (`audit.maxBacklog`). */
-  maxBacklog?: number;
-}
-
-export interface Logger {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
 }
 
 export interface Plugin {

@@ -43,7 +43,7 @@ const exportCommand = defineCommand({
     let fd: number | null = null;
     try {
       const run = trail.export(args.format, parsed.data, cliActor());
-      const progress = args.output !== undefined && process.stderr.isTTY ? { total: run.total(), shown: 0 } : null;
+      const progress = args.output !== undefined && process.stderr.isTTY ? { total: run.countRows(), shown: 0 } : null;
       fd = args.output === undefined ? 1 : opening(`--output ${args.output}`, () => openSync(args.output!, "w", 0o600));
       // An export cut off (broken pipe, disk full, Ctrl-C) is recorded as cancelled, as the API does.
       let interrupted = false;

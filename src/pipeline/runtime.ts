@@ -2,8 +2,8 @@
  * The process-wide state of a running proxy, built once from the config by `createRuntime` and
  * closed by `closeRuntime`. Everything the pipeline needs is reached through it: no hidden globals.
  */
-import type { AuditReader } from "../store/sqlite/reader.ts";
-import type { AuditTrail } from "../store/sqlite/trail.ts";
+import type { AuditReader } from "../store/contract.ts";
+import type { AuditTrail } from "../store/contract.ts";
 import type { KeyAdmin } from "../store/sqlite/key-admin.ts";
 import type { AuditSink, Logger, Plugin, ProviderAdapter } from "../plugin.ts";
 import type { Metrics } from "./metrics.ts";

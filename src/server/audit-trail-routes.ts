@@ -7,7 +7,7 @@
 import { Elysia } from "elysia";
 import { z } from "zod";
 import { exportFilterSchema, exportFormats, type ExportFormat } from "../trail/export.ts";
-import type { AuditTrail } from "../store/sqlite/trail.ts";
+import type { AuditTrail } from "../store/contract.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard, Role } from "./roles.ts";
 import { apiError, queryOf } from "./http.ts";

@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { recordFilterSchema, sinceOf } from "./filters.ts";
-import type { AuditReader } from "./sqlite/reader.ts";
+import type { AuditReader } from "./contract.ts";
 import { summaryRowSchema } from "./results.ts";
 import { summaryFilterSchema, type SummaryGrouping } from "./filters.ts";
 

@@ -74,20 +74,8 @@ export function manifestPayload(manifest: Omit<ExportManifest, "signature"> & { 
 
 const chunkRows = 512;
 
-/** What a caller of a trail's `export` gets: its id (for the manifest) and its bytes, streamed. */
-export interface AuditExport {
-  readonly id: string;
-  /** Records produced so far. */
-  readonly exported: number;
-  /**
-   * The export as a pull-based byte stream (one chunk of rows per pull). A cancel (the client went
-   * away) stops the read and still ends the export, without a manifest: part of it was sent.
-   */
-  stream(): ReadableStream<Uint8Array>;
-}
-
 /** One export: iterate `chunks()` (or `stream()`) once; `manifest` is set after the last chunk. */
-export class ExportRun implements AuditExport {
+export class ExportRun {
   manifest: ExportManifest | null = null;
   /** Records produced so far. */
   exported = 0;
@@ -122,7 +110,7 @@ export class ExportRun implements AuditExport {
   }
 
   /** How many records the export will hold (for progress). */
-  total(): number {
+  countRows(): number {
     const where = this.conditions.length ? `WHERE ${this.conditions.join(" AND ")}` : "";
     return this.db.query<{ n: number }, string[]>(`SELECT count(*) AS n FROM audit_records ${where}`).get(...this.params)!.n;
   }

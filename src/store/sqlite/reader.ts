@@ -8,16 +8,9 @@ import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { sinceOf, type ParsedRecordFilter, type ParsedSummaryFilter } from "../filters.ts";
 import type { RecordPage, Summary } from "../results.ts";
 import { auditRecordSchema, type AuditRecord } from "../../trail/record.ts";
+import type { AuditReader } from "../contract.ts";
 import * as schema from "./schema.ts";
 import { summarize } from "./summary.ts";
-
-export interface AuditReader {
-  records(filter: ParsedRecordFilter): Promise<RecordPage>;
-  /** Calls, tokens and cost grouped by agent, user, task, model, provider or day. */
-  summary(filter: ParsedSummaryFilter): Promise<Summary>;
-  /** One record by its id (the X-Audit-Record-ID a call's response carried), or null. */
-  record(id: string): Promise<AuditRecord | null>;
-}
 
 export class SqliteAuditReader implements AuditReader {
   constructor(

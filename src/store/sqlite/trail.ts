@@ -11,44 +11,16 @@ import type { KeyObject } from "node:crypto";
 import { type ChainEvent } from "../../trail/chain.ts";
 import { ChainWriter } from "./chain-writer.ts";
 import { defaultCheckpointSettings, type Checkpoint, type CheckpointSettings } from "../../trail/checkpoint.ts";
+import type { AuditTrail, VerifyOptions } from "../contract.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { eraseUser } from "./erase.ts";
-import { ExportRun, type AuditExport, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "../../trail/export.ts";
+import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "../../trail/export.ts";
+import { type AuditExport } from "../contract.ts";
 import { publicKeyPem } from "../../trail/signing.ts";
 import { chainEntry, listEvents, trailStatus } from "./trail-read.ts";
 import { type ChainEntry, type EventPage, type ParsedEventFilter, type TrailStatus } from "../../trail/events.ts";
 import { verifyChain } from "./verify.ts";
 import { readCheckpointFile, recordVerification, type VerifyReport } from "../../trail/verify.ts";
-
-export interface AuditTrail {
-  /**
-   * Recomputes the chain. `publicKey` pins the key checkpoints must be signed with; `checkpoints`
-   * adds checkpoints kept outside the database (e.g. the checkpoint file).
-   */
-  verify(actor: string, options?: VerifyOptions): Promise<VerifyReport & { recorded: boolean }>;
-  /** Erases a user's personal data; reveals nothing about whether the user had records. */
-  eraseUser(userId: string, actor: string): Promise<void>;
-  /** A streamed export; its manifest is signed and recorded once the last byte is produced. */
-  export(format: ExportFormat, filter: ParsedExportFilter, actor: string): AuditExport;
-  /** The manifest of an export this trail produced (from its chain event), or null. */
-  manifest(exportId: string): Promise<ExportManifest | null>;
-  /** Appends an audit-of-the-audit event; rejects if it cannot be written (the caller decides what that means). */
-  recordEvent(event: ChainEvent): Promise<void>;
-  /** The checkpoint key's public half, SPKI PEM. */
-  publicKey(): string;
-  /** Chain events, newest first (keyset pagination over seq). */
-  events(filter: ParsedEventFilter): Promise<EventPage>;
-  /** The chain's tail, its last signed checkpoint and its last verification. */
-  status(): Promise<TrailStatus>;
-  /** One entry's hashes and the checkpoint that covers it; null when no entry has that seq. */
-  entry(seq: number): Promise<ChainEntry | null>;
-}
-
-export interface VerifyOptions {
-  publicKey?: KeyObject;
-  /** Checkpoints kept outside the database; default: those of the configured checkpoint file. */
-  checkpoints?: readonly Checkpoint[];
-}
 
 export interface TrailOptions {
   /** The configured checkpoint settings: verify reads `file`; sealed checkpoints go there too. */
