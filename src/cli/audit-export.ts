@@ -43,7 +43,7 @@ const exportCommand = defineCommand({
     let fd: number | null = null;
     try {
       const run = trail.export(args.format, parsed.data, cliActor());
-      const progress = args.output !== undefined && process.stderr.isTTY ? { total: run.countRows(), shown: 0 } : null;
+      const progress = args.output !== undefined && process.stderr.isTTY ? { total: await run.total(), shown: 0 } : null;
       fd = args.output === undefined ? 1 : opening(`--output ${args.output}`, () => openSync(args.output!, "w", 0o600));
       // An export cut off (broken pipe, disk full, Ctrl-C) is recorded as cancelled, as the API does.
       let interrupted = false;
@@ -51,7 +51,7 @@ const exportCommand = defineCommand({
       process.once("SIGINT", onInterrupt);
       process.once("SIGTERM", onInterrupt);
       try {
-        for (const chunk of run.chunks()) {
+        for await (const chunk of run.chunks()) {
           writeAll(fd, chunk);
           if (progress && run.exported - progress.shown >= 10_000) {
             progress.shown = run.exported;
@@ -63,7 +63,7 @@ const exportCommand = defineCommand({
           if (interrupted) throw new InterruptedError(`interrupted after ${run.exported} records; the export is recorded as cancelled`);
         }
       } catch (error) {
-        run.cancel();
+        await run.cancel();
         if (error instanceof InterruptedError) throw error;
         const reason = errorMessage(error);
         throw new IoError(`the export stopped after ${run.exported} records (${reason}); it is recorded as cancelled, without a manifest`);

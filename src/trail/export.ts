@@ -1,17 +1,14 @@
 /**
- * Exports: CSV (RFC 4180, formula-safe, via ./format.ts), JSON (one array) or NDJSON, streamed from
- * SQLite row by row in seq order, in bounded memory. Each export gets a manifest — record count,
+ * Exports: CSV (RFC 4180, formula-safe, via ./format.ts), JSON (one array) or NDJSON, formatted
+ * here from the rows a driver reads chunk by chunk in seq order (`ExportSource`), in bounded memory. Each export gets a manifest — record count,
  * seq range, first/last chain hash, size and SHA-256 of the bytes, signed with the checkpoint key —
  * that `verifyExport` checks offline.
  */
-import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
 import { z } from "zod";
-import { chainId } from "../store/sqlite/chain-writer.ts";
-import { columns, type SQLValue } from "./row.ts";
 import { csvHeader, csvRow } from "./format.ts";
 import { identityFilter } from "../store/filters.ts";
-import { recordFields, type AuditRecord } from "./record.ts";
+import type { AuditRecord } from "./record.ts";
 import { parsePublicKey, publicKeyPem, signBytes, verifyBytes } from "./signing.ts";
 import { errorMessage } from "../errors.ts";
 
@@ -72,71 +69,59 @@ export function manifestPayload(manifest: Omit<ExportManifest, "signature"> & { 
   return JSON.stringify(unsigned);
 }
 
-const chunkRows = 512;
+/** Records per chunk of an export's bytes (and per read a driver should make). */
+export const exportChunkRows = 512;
 
-/** One export: iterate `chunks()` (or `stream()`) once; `manifest` is set after the last chunk. */
+/** One exported record and its chain hash (for the manifest's first and last hash). */
+export interface ExportedRow {
+  record: AuditRecord;
+  hash: string | null;
+}
+
+/** What a driver gives an export: its chain's id and the matching records, read as they are pulled. */
+export interface ExportSource {
+  /**
+   * The records that match the filter, in seq order, up to the chain's tail when the export began,
+   * in chunks of about `exportChunkRows`. A driver reads each chunk when it is pulled (holding no
+   * read open in between), so a slow consumer holds no snapshot; an erasure committed meanwhile
+   * applies to the rows not yet read.
+   */
+  rows(): AsyncIterator<readonly ExportedRow[]> | Iterator<readonly ExportedRow[]>;
+  /** The chain's id, for the manifest (read when the export completes). */
+  chainId(): string | null | Promise<string | null>;
+  /** How many records the export will hold (for progress). */
+  count?(): number | Promise<number>;
+}
+
+/**
+ * One export, formatted and signed above the driver: iterate `chunks()` (or `stream()`) once; the
+ * manifest is made and handed to `onEnd` after the last chunk, and kept in `manifest`.
+ */
 export class ExportRun {
   manifest: ExportManifest | null = null;
   /** Records produced so far. */
   exported = 0;
-  private readonly conditions: string[];
-  private readonly params: string[];
   private readonly sha = new Bun.CryptoHasher("sha256");
   private readonly encoder = new TextEncoder();
+  private cancelled = false;
 
   constructor(
-    private readonly db: Database,
     readonly format: ExportFormat,
     private readonly filter: ParsedExportFilter,
     private readonly key: KeyObject,
+    private readonly source: ExportSource,
     /** Called once: with the manifest when the export is complete, with null if it was cancelled. */
-    private readonly onEnd: (manifest: ExportManifest | null) => void,
+    private readonly onEnd: (manifest: ExportManifest | null) => void | Promise<void>,
     readonly id: string = crypto.randomUUID(),
-  ) {
-    const conditions: string[] = [];
-    const params: string[] = [];
-    const add = (sql: string, value: string | undefined) => {
-      if (value === undefined) return;
-      conditions.push(sql);
-      params.push(value);
-    };
-    add("timestamp >= ?", filter.start_date);
-    add("timestamp <= ?", filter.end_date);
-    add("agent_id = ?", filter.agent);
-    add("user_id = ?", filter.user);
-    add("task_context = ?", filter.task);
-    this.conditions = conditions;
-    this.params = params;
-  }
+  ) {}
 
   /** How many records the export will hold (for progress). */
-  countRows(): number {
-    const where = this.conditions.length ? `WHERE ${this.conditions.join(" AND ")}` : "";
-    return this.db.query<{ n: number }, string[]>(`SELECT count(*) AS n FROM audit_records ${where}`).get(...this.params)!.n;
+  async total(): Promise<number> {
+    return this.source.count ? await this.source.count() : Number.NaN;
   }
 
-  /**
-   * The records in seq order, `chunkRows` per chunk. Each chunk is its own short read (keyset on
-   * seq, up to the last seq when the export began), so a slow client holds no read snapshot open
-   * between chunks: WAL checkpoints go on, and the connection is free for other work meanwhile.
-   * An erasure committed during an export applies to the rows not yet sent.
-   */
-  private *rows(): Generator<Record<string, SQLValue>> {
-    const end = this.db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
-    const page = this.db.query<Record<string, SQLValue>, (string | number)[]>(
-      `SELECT seq, hash, ${columns.join(", ")} FROM audit_records
-       WHERE ${["seq > ?", "seq <= ?", ...this.conditions].join(" AND ")} ORDER BY seq LIMIT ${chunkRows}`,
-    );
-    for (let after = 0; ; ) {
-      const rows = page.all(after, end, ...this.params);
-      yield* rows;
-      if (rows.length < chunkRows) return;
-      after = rows.at(-1)!.seq as number;
-    }
-  }
-
-  *chunks(): Generator<Uint8Array> {
-    const rows = this.rows();
+  async *chunks(): AsyncGenerator<Uint8Array> {
+    const rows = this.source.rows();
     let count = 0;
     let bytes = 0;
     let first: { seq: number; hash: string | null } | null = null;
@@ -149,22 +134,27 @@ export class ExportRun {
       text = "";
       return chunk;
     };
-    for (const row of rows) {
-      const record = toRecord(row);
-      if (this.format === "csv") text += csvRow(record);
-      else if (this.format === "ndjson") text += `${JSON.stringify(record)}\n`;
-      else text += `${count === 0 ? "\n" : ",\n"}${JSON.stringify(record)}`;
-      last = { seq: record.seq, hash: row.hash as string | null };
-      first ??= last;
-      this.exported = ++count;
-      if (count % chunkRows === 0) yield emit();
+    try {
+      for (let next = await rows.next(); !next.done; next = await rows.next()) {
+        for (const { record, hash } of next.value) {
+          if (this.format === "csv") text += csvRow(record);
+          else if (this.format === "ndjson") text += `${JSON.stringify(record)}\n`;
+          else text += `${count === 0 ? "\n" : ",\n"}${JSON.stringify(record)}`;
+          last = { seq: record.seq, hash };
+          first ??= last;
+          this.exported = ++count;
+          if (count % exportChunkRows === 0) yield emit();
+        }
+      }
+    } finally {
+      await rows.return?.();
     }
     if (this.format === "json") text += count === 0 ? "]\n" : "\n]\n";
     if (text) yield emit();
     const unsigned: Omit<ExportManifest, "signature"> = {
       manifest_version: 1,
       export_id: this.id,
-      chain_id: chainId(this.db),
+      chain_id: await this.source.chainId(),
       format: this.format,
       created_at: new Date().toISOString(),
       filters: {
@@ -184,46 +174,37 @@ export class ExportRun {
       public_key: publicKeyPem(this.key),
     };
     this.manifest = { ...unsigned, signature: signBytes(this.key, manifestPayload(unsigned)) };
-    this.onEnd(this.manifest);
+    await this.onEnd(this.manifest);
   }
 
   /**
    * Ends an export that stopped before its last byte (client gone, broken pipe, disk full,
    * interrupt): recorded as cancelled, with how many records were produced, and no manifest.
    */
-  cancel(): void {
+  async cancel(): Promise<void> {
     if (this.manifest || this.cancelled) return;
     this.cancelled = true;
-    this.onEnd(null);
+    await this.onEnd(null);
   }
 
-  private cancelled = false;
-
+  /** The export as a pull-based byte stream (one chunk per pull); a cancel records it as cancelled. */
   stream(): ReadableStream<Uint8Array> {
     const chunks = this.chunks();
-    const cancelled = () => {
-      chunks.return(undefined);
-      this.cancel();
-    };
     return new ReadableStream<Uint8Array>(
       {
-        pull(controller) {
-          const next = chunks.next();
+        pull: async (controller) => {
+          const next = await chunks.next();
           if (next.done) controller.close();
           else controller.enqueue(next.value);
         },
-        cancel: cancelled,
+        cancel: async () => {
+          await chunks.return(undefined);
+          await this.cancel();
+        },
       },
       { highWaterMark: 0 },
     );
   }
-}
-
-function toRecord(row: Record<string, SQLValue>): AuditRecord {
-  const record: Record<string, unknown> = {};
-  for (const field of recordFields) record[field] = row[field];
-  record.stream = row.stream === 1;
-  return record as AuditRecord;
 }
 
 export interface ExportCheck {

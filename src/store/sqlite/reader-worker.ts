@@ -26,7 +26,7 @@ let trail: SqliteAuditTrail | null = null;
 let keys: SqliteKeyAdmin | null = null;
 let openFailure = "the reader thread has not been opened";
 /** Exports in progress, by id, each with the generator of its chunks. */
-const exports = new Map<string, { run: ExportRun; chunks: Generator<Uint8Array> }>();
+const exports = new Map<string, { run: ExportRun; chunks: AsyncGenerator<Uint8Array> }>();
 
 function open(settings: ReaderSettings): null {
   try {
@@ -75,11 +75,11 @@ const handlers: Handlers = {
     exports.set(exportId, { run, chunks: run.chunks() });
     return null;
   },
-  exportNext: ({ exportId }) => {
+  exportNext: async ({ exportId }) => {
     const { run, chunks } = exportOf(exportId);
     let next: IteratorResult<Uint8Array>;
     try {
-      next = chunks.next();
+      next = await chunks.next();
     } catch (error) {
       exports.delete(exportId);
       throw error;
@@ -87,20 +87,20 @@ const handlers: Handlers = {
     if (next.done) exports.delete(exportId);
     return { chunk: next.done ? null : next.value, exported: run.exported };
   },
-  exportCancel: ({ exportId }) => {
+  exportCancel: async ({ exportId }) => {
     const entry = exports.get(exportId);
     if (!entry) return null; // already complete (or failed): nothing to cancel
     exports.delete(exportId);
-    entry.chunks.return(undefined);
-    entry.run.cancel();
+    await entry.chunks.return(undefined);
+    await entry.run.cancel();
     return null;
   },
-  close: () => {
+  close: async () => {
     // An export still streaming at shutdown is recorded as cancelled, like one whose client left.
     for (const [exportId, { run }] of exports) {
       exports.delete(exportId);
       try {
-        run.cancel();
+        await run.cancel();
       } catch {
         // the database is unwritable: the export simply has no event, as before it started
       }
@@ -116,8 +116,8 @@ const handlers: Handlers = {
 
 const reply = (message: ReaderReply, transfer: ArrayBuffer[] = []) => self.postMessage(message, transfer);
 
-// Each handler runs to its end before the next message is taken (SQLite work is synchronous; the
-// one await, in `erase`, resolves at once), so requests are served in the order they were sent.
+// Each handler runs to its end before the next message is taken (SQLite work is synchronous; its
+// awaits resolve at once, in microtasks), so requests are served in the order they were sent.
 self.onmessage = async (event: MessageEvent<ReaderRequest>) => {
   const { id, op, args } = event.data;
   try {

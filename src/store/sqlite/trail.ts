@@ -13,6 +13,7 @@ import { ChainWriter } from "./chain-writer.ts";
 import { defaultCheckpointSettings, type Checkpoint, type CheckpointSettings } from "../../trail/checkpoint.ts";
 import type { AuditTrail, VerifyOptions } from "../contract.ts";
 import { Checkpointer } from "./checkpointer.ts";
+import { sqliteExportSource } from "./export-rows.ts";
 import { eraseUser } from "./erase.ts";
 import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "../../trail/export.ts";
 import { type AuditExport } from "../contract.ts";
@@ -77,10 +78,10 @@ export class SqliteAuditTrail implements AuditTrail {
   export(format: ExportFormat, filter: ParsedExportFilter, actor: string, id?: string): ExportRun {
     if (!this.signingKey) throw new Error("exports are signed, and this trail has no signing key");
     const run: ExportRun = new ExportRun(
-      this.db,
       format,
       filter,
       this.signingKey,
+      sqliteExportSource(this.db, filter),
       (manifest) =>
         this.appendEvent({
           kind: "export",
