@@ -2,9 +2,8 @@
  * `anthropic()`: the Anthropic Messages API as a provider (`/v1/messages`,
  * `/v1/messages/count_tokens`). baseURL excludes `/v1`, as in the Anthropic SDK.
  */
-import { definePlugin, fetchUpstream, modelMatcher, upstreamURL } from "agent-attr";
+import { definePlugin, fetchUpstream, modelMatcher, upstreamURL, parseOptions, providerKeyFor } from "agent-attr";
 import { z } from "zod";
-import { parseOptions, providerKeyFor } from "../options.ts";
 import { anthropicMeter } from "./meter.ts";
 
 const optionsSchema = z

@@ -32,7 +32,7 @@ export async function recordFinal(
     const final = await completeRecord(reply, upstream.status, how, result, abort.signal);
     final.ttfb_ms = ttfb;
     final.response_hash = hash;
-    writeRecord(final, rt);
+    await writeRecord(final, rt);
     return final;
   } catch (error) {
     rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);
@@ -58,7 +58,7 @@ export async function finalizeBeforeResponse(
         Object.assign(final, usage, { usage_source: "estimated" }, costFields(await priceUsage(ctx, provider, usage, null, rt)));
       }
     }
-    writeRecord(final, rt);
+    await writeRecord(final, rt);
     await settle(ctx, final, rt);
   } catch (error) {
     rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);

@@ -10,14 +10,14 @@
  * | 5 | forward      | provider.forward     | the routed adapter            | upstream Response (streamed)             |
  * | 6 | meter        | provider.meter       | as bytes pass through         | normalised usage, response model         |
  * | 7 | price        | price                | first non-null wins           | cost + price source                      |
- * | 8 | record       | audit.begin / write  | every sink; first is primary  | durable audit record                     |
+ * | 8 | record       | auditStore, audit    | the store; then every sink    | durable audit record, chained            |
  * | 9 | settle       | limit.settle         | after the response ends       | limiter reconciled with real usage       |
  *
  * After stage 3, a call with a principal has its claimed identity held to what the principal
  * verified (./identity.ts: 403, or the claim kept in `delegation`), and from then on its own
  * credential is never sent upstream. Stage 9 also runs for calls refused or failed after stage 4.
  *
- * Before forwarding (stage 5) the primary sink durably holds an in-flight record (`audit.begin`),
+ * Before forwarding (stage 5) the primary store durably holds an in-flight record (`store.begin`),
  * so a call that reaches an upstream always leaves a record, even if the process is killed.
  * The runner knows nothing about Elysia: it takes a Request and returns a Response.
  */
@@ -241,22 +241,16 @@ function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): P
 }
 
 async function beginRecord(record: AuditRecord, rt: Runtime): Promise<void> {
-  const [primary, ...others] = rt.sinks;
-  if (primary) {
-    try {
-      await primary.sink.begin(record);
-    } catch (error) {
-      rt.log.error(`[plugin ${primary.plugin}] audit.begin: ${errorMessage(error)}`);
-      if (rt.failClosed) {
-        throw new ProxyError(
-          "audit_unavailable",
-          "The audit log cannot be written, so the call was not forwarded. An operator must check the audit database (disk space, permissions, locks).",
-        );
-      }
+  try {
+    await rt.store.begin(record);
+  } catch (error) {
+    rt.log.error(`the audit store cannot hold call ${record.id} before it is forwarded: ${errorMessage(error)}`);
+    if (rt.failClosed) {
+      throw new ProxyError(
+        "audit_unavailable",
+        "The audit log cannot be written, so the call was not forwarded. An operator must check the audit database (disk space, permissions, locks).",
+      );
     }
-  }
-  for (const other of others) {
-    other.sink.begin(record).catch((error) => rt.log.error(`[plugin ${other.plugin}] audit.begin: ${errorMessage(error)}`));
   }
 }
 

@@ -28,6 +28,14 @@ import type { ExportFormat, ExportManifest, ParsedExportFilter } from "../trail/
 import type { AuditRecord } from "../trail/record.ts";
 import type { VerifyReport } from "../trail/verify.ts";
 
+/**
+ * `openAdmin` found no trail where the settings point (and was not asked to create one). Its
+ * message says where it looked and how to point elsewhere.
+ */
+export class TrailNotFoundError extends Error {
+  override name = "TrailNotFoundError";
+}
+
 /** A record as the chain holds it: its place (`seq`, from 1) and its chain hash. */
 export type CommittedRecord = AuditRecord & { seq: number; hash: string };
 

@@ -23,7 +23,6 @@ import { type AuditTrail, type VerifyOptions } from "../contract.ts";
 import { readCheckpointFile, recordVerification } from "../../trail/verify.ts";
 import type { VerifyReport } from "../../trail/verify.ts";
 import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
-import type { KeyAdmin } from "./key-admin.ts";
 import type { NewKeyRequest } from "../keys.ts";
 import type { ProxyKey } from "../keys.ts";
 
@@ -40,7 +39,7 @@ export interface ReaderThreadOptions {
 
 type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => void };
 
-export class ReaderThread implements AuditReader, AuditTrail, KeyAdmin {
+export class ReaderThread implements AuditReader, AuditTrail {
   private worker: Worker | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();

@@ -27,16 +27,16 @@ import { filesReadableByOthers, openAuditLog } from "./database.ts";
 import { toRow } from "../../trail/row.ts";
 import { IntentLog } from "./intent-log.ts";
 import { recoverIntents } from "./intent-recovery.ts";
-import type { AuditReader } from "../contract.ts";
 import { ReaderThread } from "./reader-thread.ts";
 import type { AuditRecord } from "../../trail/record.ts";
 import { loadHashKey } from "../../trail/secret.ts";
 import { loadSigningKey, signingKeyPath } from "../../trail/signing.ts";
 import { SqliteAuditTrail } from "./trail.ts";
-import { type AuditTrail } from "../contract.ts";
-import type { WriterReply, WriterRequest } from "./writer-protocol.ts";
+import type { Landing, WriterReply, WriterRequest } from "./writer-protocol.ts";
 import { errorMessage } from "../../errors.ts";
-import type { KeyAdmin } from "./key-admin.ts";
+import type { AuditReader, AuditStore, AuditTrail, CommittedRecord, ProxyKeyStore, Recovery } from "../contract.ts";
+import { personalColumns } from "../../trail/chain.ts";
+import { SqliteProxyKeys } from "./keys.ts";
 
 export interface AuditStoreOptions {
   /** Called when a commit fails; queued final records are retried every `retryMs` (default 250). */
@@ -64,10 +64,14 @@ export interface AuditStoreOptions {
   retentionDays?: number;
 }
 
-/** A final record on its way to the writer: its call id and its row as JSON (`columns` order). */
+/**
+ * A final record on its way to the writer: its call id, its row as JSON (`columns` order), and the
+ * record itself while someone listens for committed records.
+ */
 interface Final {
   id: string;
   row: string;
+  record?: AuditRecord;
 }
 type Batch = Final[];
 
@@ -84,15 +88,18 @@ const probeRows = 32;
  */
 const refusedRecordsCap = 2;
 
-export class SqliteAuditStore {
-  /** The main-thread connection: migrations and recovery, at start. */
+export class SqliteAuditStore implements AuditStore {
+  /** The main-thread connection: migrations and recovery at start, then proxy-key lookups. */
   readonly db: Database;
   /** Queries and summaries, served by the reader thread. */
   readonly reader: AuditReader;
   /** Verify, erase, export and audit events, served by the reader thread (verify by its own). */
   readonly trail: AuditTrail;
-  /** The proxy keys in this database (list, create, revoke), served by the reader thread. */
-  readonly keys: KeyAdmin;
+  /** The proxy keys in this database: looked up on this thread (one indexed read), managed on the reader thread. */
+  readonly keys: ProxyKeyStore;
+  readonly hashKey: Uint8Array;
+  private readonly keyTable: SqliteProxyKeys;
+  private readonly listeners = new Set<(records: readonly CommittedRecord[]) => void>();
   /** The trail on the main-thread connection, for start-up work (adopting, recovering). */
   private readonly local: SqliteAuditTrail;
   private readonly api: ReaderThread;
@@ -132,6 +139,7 @@ export class SqliteAuditStore {
     this.db = log.db;
     this.closeMain = log.close;
     const hashKey = loadHashKey(path);
+    this.hashKey = hashKey;
     const keyPath = signingKeyPath(path, options.signingKey);
     const signingKey = loadSigningKey(keyPath, { create: true })!;
     this.intents = new IntentLog(path);
@@ -146,7 +154,15 @@ export class SqliteAuditStore {
     });
     this.reader = this.api;
     this.trail = this.api;
-    this.keys = this.api;
+    this.keyTable = new SqliteProxyKeys(this.db);
+    const api = this.api;
+    const table = this.keyTable;
+    this.keys = {
+      find: async (secret) => table.find(secret),
+      list: () => api.listKeys(),
+      create: (request, actor) => api.createKey(request, actor),
+      revoke: (id, actor) => api.revokeKey(id, actor),
+    };
     const adopted = this.local.chain.adoptUnchained();
     if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
     this.worker = new Worker(auditWorkerURL("writer-worker"));
@@ -196,7 +212,7 @@ export class SqliteAuditStore {
    * A final record: written to the intent log after its call's intent (durable when this returns),
    * then committed with the others written within `finalDelayMs`.
    */
-  write(record: AuditRecord): void {
+  commit(record: AuditRecord): void {
     const row = JSON.stringify(toRow(record));
     try {
       this.intents.appendFinal(record.id, row);
@@ -207,7 +223,7 @@ export class SqliteAuditStore {
       this.droppedRefused++;
       return;
     }
-    this.finals.push({ id: record.id, row });
+    this.finals.push(this.listeners.size > 0 ? { id: record.id, row, record } : { id: record.id, row });
     this.uncommitted++;
     if (this.finalsScheduled || this.closed) return;
     this.finalsScheduled = true;
@@ -224,13 +240,26 @@ export class SqliteAuditStore {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  onCommitted(listener: (records: readonly CommittedRecord[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   /**
    * Commits what a killed process left in its intent log: final records as they are, calls in
-   * flight as interrupted; returns how many were interrupted.
+   * flight as interrupted (reported to `onCommitted` like any committed record).
    */
+  async recover(): Promise<Recovery> {
+    const committed: CommittedRecord[] | undefined = this.listeners.size > 0 ? [] : undefined;
+    const recovery = recoverIntents(this.local.chain, this.path, committed);
+    this.intents.prepare();
+    if (committed && committed.length > 0) this.announce(committed);
+    return recovery;
+  }
+
+  /** `recover`, synchronously, for tests and tools: how many calls were recorded interrupted. */
   recoverInterrupted(): number {
-    const { interrupted, finished } = recoverIntents(this.local.chain, this.path);
-    if (finished > 0) this.options.onWarning?.(`${finished} call(s) had finished but were not committed when the proxy last stopped; committed from the intent log`);
+    const { interrupted } = recoverIntents(this.local.chain, this.path);
     this.intents.prepare();
     return interrupted;
   }
@@ -257,6 +286,7 @@ export class SqliteAuditStore {
       this.send({ kind: "close" });
     });
     this.worker.terminate();
+    this.keyTable.close();
     this.local.close();
     this.closeMain();
     await this.intents.close();
@@ -279,7 +309,8 @@ export class SqliteAuditStore {
       const batch = source.splice(0, this.failing ? this.window : batchRows);
       if (this.unanswered.length === 0) this.worker.ref();
       this.unanswered.push(batch);
-      this.worker.postMessage(`{"kind":"batch","rows":[${batch.map((final) => final.row).join(",")}]}`);
+      const report = this.listeners.size > 0 ? `"report":true,` : "";
+      this.worker.postMessage(`{"kind":"batch",${report}"rows":[${batch.map((final) => final.row).join(",")}]}`);
       if (this.failing) return;
     }
   }
@@ -294,6 +325,7 @@ export class SqliteAuditStore {
         this.intents.settle(batch.map((final) => final.id));
         this.uncommitted -= batch.length;
       }
+      if (reply.landed) this.announceLanded(batches, reply.landed);
       this.reportDropped();
       if (this.failing) {
         // The database takes records again: larger batches follow at once, then everything.
@@ -326,6 +358,31 @@ export class SqliteAuditStore {
         this.retryTimer = undefined;
         this.sendFinals();
       }, this.options.retryMs ?? 250);
+    }
+  }
+
+  /** The committed records of these batches, as stored (seq, hash; redacted if their user was erased in flight). */
+  private announceLanded(batches: Batch[], landed: Landing[]): void {
+    const byId = new Map<string, AuditRecord>();
+    for (const batch of batches) for (const final of batch) if (final.record) byId.set(final.id, final.record);
+    const committed: CommittedRecord[] = [];
+    for (const [id, seq, hash, redacted] of landed) {
+      const record = byId.get(id);
+      if (!record) continue; // written before anyone listened
+      const stored: CommittedRecord = { ...record, seq, hash };
+      if (redacted) for (const column of personalColumns) (stored as Record<string, unknown>)[column] = null;
+      committed.push(stored);
+    }
+    if (committed.length > 0) this.announce(committed);
+  }
+
+  private announce(records: readonly CommittedRecord[]): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(records);
+      } catch (error) {
+        this.options.onError?.(`a listener of committed audit records failed: ${errorMessage(error)}`);
+      }
     }
   }
 

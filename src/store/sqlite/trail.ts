@@ -123,7 +123,7 @@ export class SqliteAuditTrail implements AuditTrail {
   }
 
   /** Signs a checkpoint over the new tail (with `sealEvents` and a signing key). */
-  private seal(): void {
+  seal(): void {
     this.checkpointer?.checkpoint();
   }
 

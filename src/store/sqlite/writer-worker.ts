@@ -18,7 +18,7 @@ import { applyRetention } from "./erase.ts";
 import { advanceRollup } from "./rollup.ts";
 import { RollupSums } from "./rollup-memory.ts";
 import { loadSigningKey } from "../../trail/signing.ts";
-import type { WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
+import type { Landing, WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
 import { errorMessage } from "../../errors.ts";
 
 declare const self: Worker;
@@ -75,7 +75,8 @@ function maintain(task: () => void): void {
   }
 }
 
-let pending: SQLValue[][][] = [];
+/** Batches waiting for the next commit; `report`: the store wants each record's seq and hash back. */
+let pending: { rows: SQLValue[][]; report: boolean }[] = [];
 
 const rollupEveryMs = 2000;
 let lastRollup = Number.NEGATIVE_INFINITY;
@@ -100,11 +101,13 @@ function maybeAdvanceRollup(database: Database): void {
 /**
  * Appends final records to the chain. A call whose id already has a record (a second final record
  * for one call would be a bug) is dropped and reported, so it cannot fail the whole batch, and every
- * batch after it, for ever. Returns the rows appended.
+ * batch after it, for ever. Returns the rows appended; `landed` gets each one's seq and hash.
  */
-function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][]): SQLValue[][] {
+function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][], landed?: Landing[]): SQLValue[][] {
+  const note = (appended: SQLValue[][]) =>
+    landed && ((index: number, seq: number, hash: string, redacted: boolean) => void landed.push([String(appended[index]![0]), seq, hash, redacted ? 1 : 0]));
   try {
-    writer.append(rows);
+    writer.append(rows, [], note(rows));
     return rows;
   } catch (error) {
     if (!/UNIQUE constraint failed: audit_records\.id/.test(errorMessage(error))) throw error;
@@ -119,7 +122,8 @@ function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][])
     else fresh.push(row);
     seen.add(id);
   }
-  writer.append(fresh);
+  landed?.splice(0);
+  writer.append(fresh, [], note(fresh));
   notice(`dropped ${dropped.length} final audit record(s) for calls that already have one: ${dropped.slice(0, 5).join(", ")}`);
   return fresh;
 }
@@ -133,8 +137,8 @@ const maxCommitRows = 1024;
 function commitPending(): void {
   if (pending.length === 0) return;
   let count = 0;
-  for (let rows = 0; count < pending.length && (count === 0 || rows + pending[count]!.length <= maxCommitRows); count++) {
-    rows += pending[count]!.length;
+  for (let rows = 0; count < pending.length && (count === 0 || rows + pending[count]!.rows.length <= maxCommitRows); count++) {
+    rows += pending[count]!.rows.length;
   }
   const batches = pending.splice(0, count);
   const pressed = diskFullAt !== null;
@@ -142,10 +146,11 @@ function commitPending(): void {
   if (pressed && roomToCheckpoint()) checkpointWal();
   try {
     if (!db || !chain) throw new Error("the audit database could not be opened for writing");
-    const rows = appendRows(db, chain, batches.flat());
+    const landed: Landing[] | undefined = batches.some((batch) => batch.report) ? [] : undefined;
+    const rows = appendRows(db, chain, batches.flatMap((batch) => batch.rows), landed);
     rollupSums.add(rows);
     sinceCheckpoint += rows.length;
-    reply({ kind: "committed", batches: batches.length });
+    reply({ kind: "committed", batches: batches.length, landed });
     maybeAdvanceRollup(db);
     if (pressed) {
       if (roomToCheckpoint()) checkpointWal();
@@ -231,7 +236,7 @@ self.onmessage = (event: MessageEvent<string>) => {
   const request = JSON.parse(event.data) as WriterRequest;
   if (request.kind === "batch") {
     if (pending.length === 0) setImmediate(commitPending);
-    pending.push(request.rows);
+    pending.push({ rows: request.rows, report: request.report === true });
   } else if (request.kind === "open") {
     try {
       open(request.path, request.busyTimeoutMs, request.settings);
