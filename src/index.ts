@@ -16,7 +16,7 @@ export { sqliteKeyStore } from "./store/sqlite/key-admin.ts";
 export { openStoreFor, storeFor } from "./store/open.ts";
 export type { ProxyKey, NewKeyRequest } from "./store/keys.ts";
 export { SSEParser, parseJSON, type SSEEvent } from "./proxy/sse.ts";
-export { DeferredText } from "./proxy/deferred-text.ts";
+export { DeferredText, TextSample, type TextSink } from "./proxy/deferred-text.ts";
 export { fetchUpstream, globMatcher, modelMatcher, upstreamURL } from "./proxy/upstream.ts";
 export { asCount, asObject, asString, isObject } from "./util.ts";
 export { outputLimitFields } from "./pipeline/endpoints.ts";

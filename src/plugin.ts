@@ -21,10 +21,12 @@ import type { AuditStoreProvider, CommittedRecord, ProxyKeyStore, TrailSettings 
 import type { LimitUsage } from "./limit-usage.ts";
 import type { Logger } from "./log.ts";
 import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
+import type { BodyEdit } from "./proxy/json-edit.ts";
 import type { SSEEvent } from "./proxy/sse.ts";
 
 export type { Logger } from "./log.ts";
 export type { TrailSettings } from "./store/contract.ts";
+export type { BodyEdit, JsonArray, JsonObject, JsonValue } from "./proxy/json-edit.ts";
 
 export interface UpstreamCall {
   readonly ctx: CallContext;
@@ -39,20 +41,37 @@ export interface UpstreamCall {
   readonly signal: AbortSignal;
 }
 
+/**
+ * What a provider changes in a call's JSON body: members to set, spliced into the bytes the client
+ * sent (./proxy/json-edit.ts), so every other byte goes upstream exactly as received — a body is
+ * never re-serialised (that would turn `9223372036854775807` into `9223372036854776000`).
+ */
 export interface PreparedBody {
-  body: Record<string, unknown>;
+  /** Applied in order. An absent member is inserted after its object's `{`; a present one has its value replaced. */
+  edits: readonly BodyEdit[];
   hideEvent?: (event: SSEEvent) => boolean;
 }
+
+/** Inbound headers that carry a client's provider credential. */
+export type CredentialHeader = "authorization" | "x-api-key";
 
 export interface ProviderAdapter {
   /** True when this provider serves the call. `model` is null for GET /v1/models. */
   match(endpoint: Endpoint, model: string | null): boolean;
   /**
-   * Rewrite the JSON body before forwarding; return null to send the inbound bytes unchanged.
-   * `hideEvent` marks stream events the rewrite caused and the client did not ask for: they are
-   * metered but not forwarded, so the client sees the stream it asked for.
+   * The edits to make to the JSON body before forwarding (`body` is the parsed inbound body, for
+   * deciding); return null to send the inbound bytes unchanged. `hideEvent` marks stream events
+   * the edit caused and the client did not ask for: they are metered but not forwarded, so the
+   * client sees the stream it asked for. Example, asking a stream for its usage:
+   * `{ edits: [{ path: ["stream_options", "include_usage"], value: true }], hideEvent }`.
    */
   prepareBody?(endpoint: Endpoint, body: Record<string, unknown>): PreparedBody | null;
+  /**
+   * The client credential headers this provider's upstream takes (default: `authorization` and
+   * `x-api-key`). The core removes the others before `forward`, so a key the client meant for one
+   * provider never reaches another (e.g. OpenAI adapters take `authorization` only).
+   */
+  credentialHeaders?: readonly CredentialHeader[];
   /** Send the call upstream and return its response unread (the core streams it). */
   forward(call: UpstreamCall): Promise<Response>;
   /** A fresh usage meter for one response. */

@@ -38,15 +38,16 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
       // Streamed chat and completions report usage only when asked: ask, and keep the extra final
       // usage chunk (`choices: []`) from a client that did not ask for it.
       if (body.stream !== true || (endpoint.kind !== "chat.completions" && endpoint.kind !== "completions")) return null;
-      const streamOptions = asObject(body.stream_options) ?? {};
-      if (streamOptions.include_usage === true) return null;
-      return { body: { ...body, stream_options: { ...streamOptions, include_usage: true } }, hideEvent: isUsageOnlyChunk };
+      if (asObject(body.stream_options)?.include_usage === true) return null;
+      return { edits: [{ path: ["stream_options", "include_usage"], value: true }], hideEvent: isUsageOnlyChunk };
     },
     forward(call) {
       const key = options.apiKey ?? providerKeyFor(call.ctx, options.keyEnv);
       const auth: Record<string, string> = key && !call.headers.has("authorization") ? { authorization: `Bearer ${key}` } : {};
       return fetchUpstream(upstreamURL(options.baseURL, call, "/v1"), call, auth);
     },
+    // OpenAI's credential is `Authorization: Bearer`; an `x-api-key` is Anthropic's and stays here.
+    credentialHeaders: ["authorization"],
     meter: openaiMeter,
     pricing: options.pricing,
     outputLimitField(endpoint) {

@@ -48,7 +48,7 @@ export function keyedHash(key: Uint8Array, data: Uint8Array): string {
 /**
  * Hands a final record to the primary store. Resolves (or returns nothing) once the store holds it
  * durably — a call's last byte waits for this. A failure is logged loudly, never thrown. Secondary
- * sinks get the record once the store has committed it (../server/sinks.ts).
+ * sinks get the record once the store has committed it (./sinks.ts).
  */
 export function writeRecord(record: AuditRecord, rt: Runtime): Promise<void> | undefined {
   rt.metrics.observe(record);

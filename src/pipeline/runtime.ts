@@ -14,11 +14,21 @@ export interface RuntimeLimits {
   upstreamTimeoutMs: number;
   /** Longest silence allowed between two chunks of an upstream body (ms; 0 = none). */
   streamIdleTimeoutMs: number;
+  /** Time a request body has to arrive in full (ms; 0 = none). */
+  bodyTimeoutMs: number;
+  /** Proxied requests one client address may have open at once (0 = no bound). */
+  maxConnectionsPerClient: number;
+}
+
+/** A provider adapter with the name of the plugin that provides it. */
+export interface RoutedProvider {
+  readonly plugin: string;
+  readonly adapter: ProviderAdapter;
 }
 
 export interface Runtime {
   readonly plugins: readonly Plugin[];
-  readonly providers: readonly { plugin: string; adapter: ProviderAdapter }[];
+  readonly providers: readonly RoutedProvider[];
   /** The primary store: durable `begin` before forwarding, `commit` of final records (secondary sinks are fed from it). */
   readonly store: AuditStore;
   /** The secondary sinks (`Plugin.audit`), fed what the store commits. */
@@ -37,7 +47,26 @@ export interface Runtime {
   readonly log: Logger;
   /** Calls whose response has not finished; shutdown waits for them. */
   readonly inflight: Set<Promise<void>>;
+  /** Calls forwarded upstream and not yet ended, against `server.maxUpstreamConnections`. */
+  readonly upstreamSlots: UpstreamSlots;
   readonly metrics: Metrics;
+}
+
+/** A count of calls in flight upstream, refused past `max` (not queued). */
+export class UpstreamSlots {
+  inUse = 0;
+  constructor(readonly max: number) {}
+
+  /** Takes a slot; the function returned gives it back (once). Null when every slot is in use. */
+  claim(): (() => void) | null {
+    if (this.inUse >= this.max) return null;
+    this.inUse++;
+    let held = true;
+    return () => {
+      if (held) this.inUse--;
+      held = false;
+    };
+  }
 }
 
 /** Shutdown waits for `work` (the record of a call must be written before the process exits). */

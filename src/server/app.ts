@@ -69,7 +69,7 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
 
 function unknownProxyRoute(request: Request): Response {
   const path = new URL(request.url).pathname;
-  const list = endpoints.map((e) => `${e.method} ${e.path}`).join(", ");
+  const list = [...new Set(endpoints.map((e) => `${e.method} ${e.path}`))].join(", ");
   const error = new ProxyError("not_found", `agent-attr does not proxy ${request.method} ${path}. Proxied endpoints: ${list}.`);
   return toWireError(error, wireOfPath(path));
 }

@@ -13,7 +13,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import { apiError } from "./http.ts";
-import type { SessionLookup } from "./sessions.ts";
 
 export const roles = ["admin", "auditor"] as const;
 export type Role = (typeof roles)[number];
@@ -89,6 +88,9 @@ export type Compare = (a: Buffer, b: Buffer) => boolean;
 type Presented = { role: Role; via: "bearer" | "session" } | { role: null; reason: Exclude<AccessRefusal["reason"], "insufficient_role"> };
 
 /** A request's dashboard session, if it carries a session cookie (./sessions.ts); null if it carries none. */
+/** What a dashboard session cookie (./sessions.ts) says about a request: its role, or why it has none. */
+export type SessionLookup = { role: Role } | { role: null; reason: "unknown_session" | "cross_site" };
+
 export type SessionResolver = (request: Request) => SessionLookup | null;
 
 /**

@@ -9,7 +9,7 @@ import { SinkFeed } from "../pipeline/sinks.ts";
 import type { AuditStore } from "../store/contract.ts";
 import { primaryStore } from "../store/open.ts";
 import { neverUpstreamWith } from "../proxy/headers.ts";
-import type { Runtime } from "../pipeline/runtime.ts";
+import { UpstreamSlots, type Runtime } from "../pipeline/runtime.ts";
 import { createLogger } from "../log.ts";
 import { pluginProblems } from "./startup-check.ts";
 
@@ -76,11 +76,14 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         maxBodyBytes: config.server.maxBodyBytes,
         upstreamTimeoutMs: config.server.upstreamTimeoutMs,
         streamIdleTimeoutMs: config.server.streamIdleTimeoutMs,
+        bodyTimeoutMs: config.server.bodyTimeoutMs,
+        maxConnectionsPerClient: config.server.maxConnectionsPerClient,
       },
       neverUpstream: neverUpstreamWith(plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])),
       failClosed: !config.audit.failOpen,
       log,
       inflight: new Set(),
+      upstreamSlots: new UpstreamSlots(config.server.maxUpstreamConnections),
       metrics: new Metrics(),
     };
   } catch (error) {

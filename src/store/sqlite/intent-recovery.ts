@@ -94,6 +94,20 @@ export function readSegment(text: string): SQLValue[][] {
   });
 }
 
+/** Whether a live process other than this one has an intent log on this database (a running proxy). */
+export function proxyAttached(logDb: string): boolean {
+  const prefix = `${basename(logDb)}.intents-`;
+  try {
+    return readdirSync(dirname(logDb) || ".").some((file) => {
+      if (!file.startsWith(prefix)) return false;
+      const pid = Number(file.slice(prefix.length).split("-")[0]);
+      return pid !== process.pid && isAlive(pid);
+    });
+  } catch {
+    return false;
+  }
+}
+
 function isAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {

@@ -32,7 +32,7 @@ export interface ReaderThreadOptions {
   /** The configured checkpoint file: verify checks its checkpoints too. */
   checkpointFile?: string;
   /** Called after an erasure committed (the store compacts its intent log). */
-  afterErase?: () => void;
+  afterErase?: () => void | Promise<void>;
   /** Problems no caller waits for (a thread that cannot open, an export that could not be cancelled). */
   onError?: (message: string) => void;
 }
@@ -68,7 +68,8 @@ export class ReaderThread implements AuditReader, AuditTrail {
 
   async eraseUser(userId: string, actor: string): Promise<void> {
     await this.call("erase", { userId, actor });
-    this.options.afterErase?.();
+    // The answer waits for the file's rewrite: once it comes, no erased value is left on disk.
+    await this.options.afterErase?.();
   }
 
   export(format: ExportFormat, filter: ParsedExportFilter, actor: string): AuditExport {

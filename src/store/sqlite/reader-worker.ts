@@ -35,7 +35,9 @@ function open(settings: ReaderSettings): null {
     const signingKey = loadSigningKey(settings.signingKeyPath, { create: false });
     if (!signingKey) throw new Error(`the signing key ${settings.signingKeyPath} is missing`);
     reader = new SqliteAuditReader(drizzle(db, { schema }), db);
-    trail = new SqliteAuditTrail(db, signingKey, Buffer.from(settings.hashKeyHex, "hex"));
+    // After an erasure the store has its writer thread rewrite the file (and compacts its intent
+    // log), so this thread does not rewrite it a second time.
+    trail = new SqliteAuditTrail(db, signingKey, Buffer.from(settings.hashKeyHex, "hex"), { afterErase: () => {} });
     keys = new SqliteKeyAdmin(new SqliteProxyKeys(db), trail.chain);
     return null;
   } catch (error) {

@@ -4,8 +4,9 @@
  * committed together in one transaction on its next turn (group commit): a quiet proxy commits
  * each call at once, a busy one shares commits. Every batch is answered, in order. Records are
  * appended to the hash chain (./chain.ts); the thread also writes the signed checkpoints (every N
- * records, every T seconds when anything is new, and on close), runs retention, and every few
- * seconds while records arrive folds them into the usage rollup (./rollup.ts).
+ * records, every T seconds when anything is new, and on close), runs retention, every few
+ * seconds while records arrive folds them into the usage rollup (./rollup.ts), and after an
+ * erasure rewrites the database file so no erased value stays in it (./scrub.ts).
  */
 import type { Database } from "bun:sqlite";
 import { statSync, statfsSync } from "node:fs";
@@ -15,6 +16,7 @@ import { Checkpointer } from "./checkpointer.ts";
 import { openDatabase } from "./database.ts";
 import { type SQLValue } from "../../trail/row.ts";
 import { applyRetention } from "./erase.ts";
+import { scrubDatabase, truncateWal } from "./scrub.ts";
 import { advanceRollup } from "./rollup.ts";
 import { RollupSums } from "./rollup-memory.ts";
 import { loadSigningKey } from "../../trail/signing.ts";
@@ -62,7 +64,48 @@ function checkpoint(): void {
 }
 
 function retain(): void {
-  if (chain && settings.retentionDays !== undefined) applyRetention(chain, settings.retentionDays);
+  if (chain && settings.retentionDays !== undefined && applyRetention(chain, settings.retentionDays) > 0) scrubSoon(true);
+}
+
+/** Scrub requests not yet served, and whether any of them needs the file rewritten. */
+let scrubIds: number[] = [];
+let scrubVacuum = false;
+let scrubScheduled = false;
+/** A WAL truncation that readers kept from finishing is retried this often. */
+const walRetryMs = 2000;
+let walRetry: Timer | null = null;
+
+/** Runs a scrub on the next turn, after the batches already here; requests meanwhile share it. */
+function scrubSoon(vacuum: boolean, id?: number): void {
+  if (id !== undefined) scrubIds.push(id);
+  scrubVacuum ||= vacuum;
+  if (scrubScheduled) return;
+  scrubScheduled = true;
+  setImmediate(runScrub);
+}
+
+function runScrub(): void {
+  if (!scrubScheduled) return;
+  scrubScheduled = false;
+  while (pending.length > 0) commitPending();
+  const ids = scrubIds;
+  const vacuum = scrubVacuum;
+  [scrubIds, scrubVacuum] = [[], false];
+  let problem: string | null = "the audit database could not be opened for writing";
+  if (db) {
+    const scrubbed = vacuum ? scrubDatabase(db, logDbPath) : { problem: null, walInUse: !truncateWal(db) };
+    problem = scrubbed.problem;
+    // Readers held the WAL: old page images stay in it until it is truncated, tried until it is.
+    if (scrubbed.walInUse) walRetry ??= setInterval(retryWalTruncation, walRetryMs);
+  }
+  if (ids.length > 0) reply({ kind: "scrubbed", ids, problem });
+  else if (problem) notice(`after retention: ${problem}`);
+}
+
+function retryWalTruncation(): void {
+  if (db && !truncateWal(db)) return;
+  clearInterval(walRetry!);
+  walRetry = null;
 }
 
 /** Maintenance never fails a batch; a locked database just waits for the next turn. */
@@ -237,6 +280,8 @@ self.onmessage = (event: MessageEvent<string>) => {
   if (request.kind === "batch") {
     if (pending.length === 0) setImmediate(commitPending);
     pending.push({ rows: request.rows, report: request.report === true });
+  } else if (request.kind === "scrub") {
+    scrubSoon(request.vacuum, request.id);
   } else if (request.kind === "open") {
     try {
       open(request.path, request.busyTimeoutMs, request.settings);
@@ -246,8 +291,10 @@ self.onmessage = (event: MessageEvent<string>) => {
     }
   } else {
     while (pending.length > 0) commitPending();
+    runScrub(); // one asked for before the close
     for (const timer of timers.splice(0)) clearInterval(timer);
     if (walIdleTimer) clearTimeout(walIdleTimer);
+    if (walRetry) clearInterval(walRetry);
     maintain(checkpoint);
     lastRollup = Number.NEGATIVE_INFINITY; // leave the rollup caught up
     if (db) maybeAdvanceRollup(db);
