@@ -1,0 +1,59 @@
+/**
+ * The PostgreSQL driver (`--log-db postgres://…`): the proxy's store (./store.ts) and the CLI's
+ * admin handle on the same trail, for any number of replicas and CLI processes at once.
+ */
+import type { AdminContext, AuditAdmin, AuditStoreProvider, StoreContext } from "../contract.ts";
+import { errorMessage } from "../../errors.ts";
+import { isPostgresUrl, loadMeta, migrate, openPool, parseTarget } from "./connection.ts";
+import { PgKeys } from "./keys.ts";
+import { PgReader } from "./reader.ts";
+import { PgAuditStore, type PgStoreOptions } from "./store.ts";
+import { PgTrail, signingKeyFor } from "./trail.ts";
+
+export { isPostgresUrl, PgAuditStore };
+
+export function postgresAudit(options: PgStoreOptions = {}): AuditStoreProvider {
+  return {
+    problems: ({ logDb }) => {
+      if (!isPostgresUrl(logDb)) return [`${logDb} is not a postgres:// URL`];
+      try {
+        parseTarget(logDb);
+        return [];
+      } catch (error) {
+        return [errorMessage(error)];
+      }
+    },
+    open: (ctx: StoreContext) => PgAuditStore.open(ctx, options),
+    openAdmin: (ctx: AdminContext) => openPgAdmin(ctx, options),
+  };
+}
+
+/**
+ * The CLI's handle. With `create` false, a database without the trail's tables is an error (the
+ * CLI never creates a trail by reading one); with it, the tables are migrated like the proxy does.
+ */
+export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {}): Promise<AuditAdmin> {
+  const target = parseTarget(ctx.logDb);
+  const sql = openPool(target, { max: 4 });
+  try {
+    if (ctx.create) await migrate(sql, target.schema);
+    else {
+      const [found] = (await sql`SELECT to_regclass(${`"${target.schema}".audit_meta`}) IS NOT NULL AS ok`) as { ok: boolean }[];
+      if (!found?.ok) throw new Error("there is no audit trail there (start the proxy with this --log-db first)");
+      await migrate(sql, target.schema);
+    }
+    const meta = await loadMeta(sql);
+    const signingKey = await signingKeyFor(sql, ctx.audit.signingKey, { create: ctx.create });
+    const trail = new PgTrail(sql, meta, signingKey, ctx.audit, ctx.log);
+    return {
+      reader: new PgReader(sql),
+      trail,
+      keys: new PgKeys(sql, options.keyCacheMs ?? 0, meta.hashKey),
+      signs: signingKey !== null,
+      close: () => sql.close({ timeout: 1 }),
+    };
+  } catch (error) {
+    await sql.close({ timeout: 0 });
+    throw new Error(`cannot open the audit trail at ${target.display}: ${errorMessage(error)}`);
+  }
+}
