@@ -156,6 +156,11 @@ export interface AuditSink {
   keys?: KeyAdmin;
   /** Persist everything queued; called on shutdown. */
   flush?(): void | Promise<void>;
+  /**
+   * The instance secret that keys prompt and response hashes, when the sink keeps it (PostgreSQL:
+   * in the database, so every replica hashes alike). Otherwise the runtime uses `<log-db>.key`.
+   */
+  readonly hashKey?: Uint8Array;
 }
 
 export interface PluginSetupContext {

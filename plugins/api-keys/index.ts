@@ -5,7 +5,7 @@
  * calls the provider with its own key (OPENAI_API_KEY / ANTHROPIC_API_KEY or the provider's
  * `apiKey`), never with the client's.
  */
-import { ProxyError, ProxyKeyStore, definePlugin, normalizeIdentifier, type Principal } from "agent-attr";
+import { ProxyError, ProxyKeyStore, definePlugin, normalizeIdentifier, openPgKeys, storeKindFor, type Principal, type ProxyKey } from "agent-attr";
 import { z } from "zod";
 import { parseOptions, presentedCredential } from "../options.ts";
 
@@ -23,21 +23,28 @@ const howToSend = "Send a proxy key (from 'agent-attr keys create') as your Open
 export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
   const opts = parseOptions("api-keys", optionsSchema, options);
   let store: ProxyKeyStore | null = null;
+  /** Keys in PostgreSQL (`--log-db postgres://…`): shared by every replica, asked on every call. */
+  let shared: Awaited<ReturnType<typeof openPgKeys>> | null = null;
+  const find = async (presented: string): Promise<ProxyKey | null> => (shared ? shared.keys.find(presented) : store!.find(presented));
   return definePlugin({
     name: "api-keys",
     /** The keys database when it is not the audit database; `agent-attr keys` reads it from here. */
     keysPath: opts.path,
-    setup({ logDb }) {
-      store = new ProxyKeyStore(opts.path ?? logDb);
+    async setup({ logDb }) {
+      const where = opts.path ?? logDb;
+      if (storeKindFor(where) === "postgres") shared = await openPgKeys(where);
+      else store = new ProxyKeyStore(where);
     },
-    teardown() {
+    async teardown() {
       store?.close();
       store = null;
+      await shared?.close();
+      shared = null;
     },
-    authenticate(ctx): Principal {
+    async authenticate(ctx): Promise<Principal> {
       const presented = presentedCredential(ctx.request.headers);
       if (!presented) throw new ProxyError("unauthorized", `This proxy requires a proxy API key and the call carried none. ${howToSend}`);
-      const key = store!.find(presented);
+      const key = await find(presented);
       if (!key) throw new ProxyError("unauthorized", `The API key sent is not a key of this proxy. ${howToSend}`);
       if (key.revoked_at) throw new ProxyError("unauthorized", `Proxy key ${key.id} was revoked at ${key.revoked_at}; ask for a new one.`);
       if (key.expires_at && Date.parse(key.expires_at) <= Date.now()) {

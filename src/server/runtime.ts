@@ -53,7 +53,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       reader,
       trail: sinks[0]?.sink.trail ?? null,
       keys: sinks[0]?.sink.keys ?? null,
-      hashKey: loadHashKey(options.logDb),
+      hashKey: sinks[0]?.sink.hashKey ?? loadHashKey(options.logDb),
       limits: {
         maxBodyBytes: config.server.maxBodyBytes,
         upstreamTimeoutMs: config.server.upstreamTimeoutMs,

@@ -25,8 +25,10 @@ export async function pgSchema(label: string): Promise<PgSchema> {
     schema,
     logDb: `${pgServer}?schema=${schema}`,
     sql,
+    /** Drops the schema and any `<schema>_*` schema a test derived from it. */
     async drop() {
-      await sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      const own = (await sql`SELECT nspname FROM pg_namespace WHERE nspname = ${schema} OR starts_with(nspname, ${`${schema}_`})`) as { nspname: string }[];
+      for (const { nspname } of own) await sql.unsafe(`DROP SCHEMA IF EXISTS "${nspname}" CASCADE`);
       await sql.close();
     },
   };

@@ -57,3 +57,17 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
     throw new Error(`cannot open the audit trail at ${target.display}: ${errorMessage(error)}`);
   }
 }
+
+/** Just the keys, for keys mode (`apiKeys()`) on a PostgreSQL trail: a small pool of its own. */
+export async function openPgKeys(logDb: string, options: PgStoreOptions = {}): Promise<{ keys: PgKeys; close: () => Promise<void> }> {
+  const target = parseTarget(logDb);
+  const sql = openPool(target, { max: 2 });
+  try {
+    await migrate(sql, target.schema);
+    const meta = await loadMeta(sql);
+    return { keys: new PgKeys(sql, options.keyCacheMs ?? 0, meta.hashKey), close: () => sql.close({ timeout: 1 }) };
+  } catch (error) {
+    await sql.close({ timeout: 0 });
+    throw new Error(`cannot open the proxy keys at ${target.display}: ${errorMessage(error)}`);
+  }
+}
