@@ -3,7 +3,7 @@ import { defineCommand } from "citty";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { exportFilterSchema, exportFormats, verifyExport } from "../trail/export.ts";
 import { cliAuditSettings } from "./audit-settings.ts";
-import { cliActor, missingKeyHelp, openTrail, signingKeyArg } from "./audit-trail.ts";
+import { cliActor, missingKeyHelp, openCliTrail, signingKeyArg } from "./audit-trail.ts";
 import { configArg, exitCodes, InterruptedError, IoError, logDbArg, opening, UsageError } from "./_shared.ts";
 import { errorMessage } from "../errors.ts";
 
@@ -34,10 +34,9 @@ const exportCommand = defineCommand({
       throw new UsageError(`--${String(issue.path[0]).replace("_", "-")}: ${issue.message}`);
     }
     const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
-    const { log, trail, key } = openTrail(settings);
+    const { trail, key, close } = await openCliTrail(settings);
     if (!key) {
-      trail.close();
-      log.close();
+      await close();
       throw new IoError(`exports are signed: ${missingKeyHelp(settings)}`);
     }
     let fd: number | null = null;
@@ -83,8 +82,7 @@ const exportCommand = defineCommand({
       }
     } finally {
       if (fd !== null && fd !== 1) closeSync(fd);
-      trail.close();
-      log.close();
+      await close();
     }
   },
 });

@@ -7,6 +7,8 @@
 import type { CheckpointSettings } from "../trail/checkpoint.ts";
 import { signingKeyPath } from "../trail/signing.ts";
 import { configuredSettings, resolveLogDb } from "./_shared.ts";
+import { storeKindFor } from "../store/open.ts";
+import { defaultSigningKey } from "../store/postgres/trail.ts";
 
 export interface CliAuditSettings {
   logDb: string;
@@ -26,10 +28,15 @@ export async function cliAuditSettings(flags: { logDb?: string; signingKey?: str
       ? "AGENT_ATTR_SIGNING_KEY"
       : config.audit.signingKey
         ? "the config's audit.signingKey"
-        : "the default beside the database";
+        : storeKindFor(logDb) === "postgres"
+          ? `the default ./${defaultSigningKey}`
+          : "the default beside the database";
   return {
     logDb,
-    signingKey: signingKeyPath(logDb, flags.signingKey ?? config.audit.signingKey),
+    signingKey:
+      storeKindFor(logDb) === "postgres"
+        ? (flags.signingKey ?? config.audit.signingKey ?? process.env.AGENT_ATTR_SIGNING_KEY ?? defaultSigningKey)
+        : signingKeyPath(logDb, flags.signingKey ?? config.audit.signingKey),
     signingKeySource,
     checkpoint: config.audit.checkpoint,
   };

@@ -5,7 +5,7 @@ import { type Summary, type SummaryRow } from "../store/results.ts";
 import { summaryFilterSchema, summaryGroupings } from "../store/filters.ts";
 import { filterNames } from "../store/filters.ts";
 import { configArg, logDbArg, parseOptions } from "./_shared.ts";
-import { recordCliQuery, withConfiguredAuditLog } from "./audit-trail.ts";
+import { withConfiguredAuditLog } from "./audit-trail.ts";
 import { summedColumns } from "../store/sqlite/rollup.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
@@ -45,9 +45,9 @@ export const summaryCommand = defineCommand({
   },
   async run({ args }) {
     const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args) });
-    await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log, settings) => {
+    await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log) => {
       const summary = await log.reader.summary(filter);
-      await recordCliQuery(log.db, settings, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by", "sort"]), summary.groups.length);
+      await log.recordQuery(`cli:audit summary --by ${filter.by}`, filterNames(filter, ["by", "sort"]), summary.groups.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(summaryCSV(summary));
       else process.stdout.write(summaryTable(summary));

@@ -9,6 +9,10 @@ import { loadHashKey } from "../trail/secret.ts";
 import { loadSigningKey, parsePublicKey, publicKeyPem } from "../trail/signing.ts";
 import { SqliteAuditTrail } from "../store/sqlite/trail.ts";
 import type { VerifyReport } from "../trail/verify.ts";
+import type { AuditReader, AuditTrail } from "../store/contract.ts";
+import type { ExportFormat, ExportRun, ParsedExportFilter } from "../trail/export.ts";
+import { storeKindFor } from "../store/open.ts";
+import { openPgAdmin } from "../store/postgres/index.ts";
 import { cliAuditSettings, type CliAuditSettings } from "./audit-settings.ts";
 import { cliLog, configArg, exitCodes, IoError, logDbArg, opening, requireExistingDb, UsageError } from "./_shared.ts";
 import { errorMessage } from "../errors.ts";
@@ -56,6 +60,34 @@ export function openTrail(settings: CliAuditSettings) {
   }
 }
 
+/** The trail operations the CLI's commands use, on either driver. */
+export interface CliTrail extends Pick<AuditTrail, "verify" | "eraseUser" | "recordEvent"> {
+  export(format: ExportFormat, filter: ParsedExportFilter, actor: string): ExportRun;
+}
+
+/**
+ * The trail `--log-db` names, for a CLI command: a SQLite file (see `openTrail`) or a PostgreSQL
+ * URL (the driver's admin handle; the tables must exist — the CLI never creates a trail).
+ */
+export async function openCliTrail(settings: CliAuditSettings): Promise<{ trail: CliTrail; reader: AuditReader; key: boolean; close(): Promise<void> }> {
+  if (storeKindFor(settings.logDb) === "postgres") {
+    const admin = await opening("cannot open the trail", () =>
+      openPgAdmin({ logDb: settings.logDb, log: cliLog(), audit: { checkpoint: settings.checkpoint, signingKey: settings.signingKey }, create: false }),
+    );
+    return { trail: admin.trail, reader: admin.reader, key: admin.signs, close: () => admin.close() };
+  }
+  const { log, trail, key } = openTrail(settings);
+  return {
+    trail,
+    reader: log.reader,
+    key: key !== null,
+    close: async () => {
+      trail.close();
+      log.close();
+    },
+  };
+}
+
 /** The audit database at `path`, which must exist (the CLI never creates one). */
 export function openExistingAuditLog(path: string) {
   requireExistingDb(path);
@@ -90,12 +122,27 @@ export async function recordCliQuery(db: Database, settings: CliAuditSettings, r
 /** Opens the existing audit database the settings name (flags, then config), runs `use`, closes it. */
 export async function withConfiguredAuditLog<T>(
   flags: { logDb?: string; config?: string },
-  use: (log: ReturnType<typeof openAuditLog>, settings: CliAuditSettings) => Promise<T>,
+  use: (handle: { reader: AuditReader; recordQuery(route: string, filters: string[], returned: number): Promise<void> }, settings: CliAuditSettings) => Promise<T>,
 ): Promise<T> {
   const settings = await cliAuditSettings(flags);
+  if (storeKindFor(settings.logDb) === "postgres") {
+    const opened = await openCliTrail(settings);
+    try {
+      const recordQuery = async (route: string, filters: string[], returned: number) => {
+        try {
+          await opened.trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
+        } catch (error) {
+          cliLog().warn(`this query is not recorded in the trail (${errorMessage(error)})`);
+        }
+      };
+      return await use({ reader: opened.reader, recordQuery }, settings);
+    } finally {
+      await opened.close();
+    }
+  }
   const log = openExistingAuditLog(settings.logDb);
   try {
-    return await use(log, settings);
+    return await use({ reader: log.reader, recordQuery: (route, filters, returned) => recordCliQuery(log.db, settings, route, filters, returned) }, settings);
   } finally {
     log.close();
   }
@@ -138,7 +185,7 @@ const verify = defineCommand({
     const pinned = args["public-key"] ? readPublicKey(args["public-key"]) : undefined;
     const external = args.checkpoints ? readCheckpoints(args.checkpoints) : undefined;
     const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
-    const { log, trail, key } = openTrail(settings);
+    const { trail, key, close } = await openCliTrail(settings);
     try {
       if (!pinned && !key) cliLog().warn(missingKeyHelp(settings));
       const report = await opening("cannot verify the trail", () => trail.verify(cliActor(), { publicKey: pinned, checkpoints: external }));
@@ -146,8 +193,7 @@ const verify = defineCommand({
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
       process.exitCode = !report.ok ? exitCodes.tampered : report.unverified_checkpoints > 0 ? exitCodes.unconfirmed : exitCodes.ok;
     } finally {
-      trail.close();
-      log.close();
+      await close();
     }
   },
 });
@@ -157,7 +203,7 @@ const pubkey = defineCommand({
   args: { "signing-key": signingKeyArg, "log-db": logDbArg, config: configArg },
   async run({ args }) {
     const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
-    requireExistingDb(settings.logDb);
+    if (storeKindFor(settings.logDb) === "sqlite") requireExistingDb(settings.logDb);
     // Never create a key here: a new key would sign nothing the proxy wrote, and hide the real one.
     const key = opening("the signing key", () => existingSigningKey(settings));
     if (!key) throw new IoError(missingKeyHelp(settings));
@@ -176,14 +222,13 @@ const erase = defineCommand({
   async run({ args }) {
     if (!args.user) throw new UsageError("--user: give the id of the user to erase");
     const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
-    const { log, trail } = openTrail(settings);
+    const { trail, close } = await openCliTrail(settings);
     try {
       await trail.eraseUser(args.user, cliActor());
       // The same answer whether or not the user had records: erasure must not reveal existence.
       process.stdout.write("Erased: no record in this trail carries that user's personal data any more.\n");
     } finally {
-      trail.close();
-      log.close();
+      await close();
     }
   },
 });

@@ -10,7 +10,10 @@ import { errorMessage } from "../errors.ts";
 import { checkIdentifier } from "../identifiers.ts";
 import type { Config } from "../config/schema.ts";
 import { ProxyKeyStore } from "../store/sqlite/keys.ts";
-import { type ProxyKey } from "../store/keys.ts";
+import { storeKindFor } from "../store/open.ts";
+import { openPgKeys } from "../store/postgres/index.ts";
+import { cliActor } from "./audit-trail.ts";
+import { type NewProxyKey, type ProxyKey } from "../store/keys.ts";
 import { cliLog, configArg, configuredSettings, logDbArg, opening, parseFlag, requireExistingDb, resolveLogDb, UsageError } from "./_shared.ts";
 
 const units: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
@@ -55,11 +58,41 @@ function keysDatabase(config: Config, logDbFlag: string | undefined): KeysDataba
   return { path: own ?? resolveLogDb(logDbFlag, config.audit.logDb), checked: plugin !== undefined };
 }
 
-async function openKeys(args: { config?: string; "log-db"?: string }, options: { mustExist: boolean }) {
+/** The keys, in SQLite or (a postgres:// URL) in PostgreSQL, where changes are chain events naming the CLI's user. */
+interface CliKeys {
+  create(options: NewProxyKey): Promise<{ key: string; record: ProxyKey }>;
+  list(): Promise<ProxyKey[]>;
+  revoke(id: string): Promise<ProxyKey | null>;
+  close(): Promise<void>;
+}
+
+async function openKeys(args: { config?: string; "log-db"?: string }, options: { mustExist: boolean }): Promise<{ where: KeysDatabase; store: CliKeys }> {
   const { config } = await configuredSettings(args.config);
   const where = keysDatabase(config, args["log-db"]);
+  if (storeKindFor(where.path) === "postgres") {
+    const { keys, close } = await opening(`cannot open the keys database`, () => openPgKeys(where.path));
+    const actor = cliActor();
+    return {
+      where,
+      store: {
+        create: (o) => keys.create({ agents: o.agents, users: o.users ?? null, tier: o.tier ?? null, expires_at: o.expiresAt?.toISOString() ?? null }, actor),
+        list: () => keys.list(),
+        revoke: (id) => keys.revoke(id, actor),
+        close,
+      },
+    };
+  }
   if (options.mustExist) requireExistingDb(where.path);
-  return { where, store: opening(`cannot open the keys database ${where.path}`, () => new ProxyKeyStore(where.path)) };
+  const local = opening(`cannot open the keys database ${where.path}`, () => new ProxyKeyStore(where.path));
+  return {
+    where,
+    store: {
+      create: async (o) => local.create(o),
+      list: async () => local.list(),
+      revoke: async (id) => local.revoke(id),
+      close: async () => local.close(),
+    },
+  };
 }
 
 const describeKey = (key: ProxyKey) =>
@@ -91,7 +124,7 @@ const create = defineCommand({
     const expiresAt = args.expires === undefined ? null : parseExpiry(args.expires);
     const { where, store } = await openKeys(args, { mustExist: false });
     try {
-      const { key, record } = store.create({ agents, users, tier, expiresAt });
+      const { key, record } = await store.create({ agents, users, tier, expiresAt });
       if (!where.checked) {
         cliLog().warn("the config has no apiKeys() plugin: the proxy does not ask for keys until you add apiKeys() to its plugins");
       }
@@ -100,9 +133,9 @@ const create = defineCommand({
         return;
       }
       process.stdout.write(`Created ${record.id}  ${describeKey(record)}\n${key}\n`);
-      process.stderr.write(`This key is shown once: store it now. Clients send it as their OpenAI or Anthropic API key. (Stored in ${where.path}.)\n`);
+      process.stderr.write(`This key is shown once: store it now. Clients send it as their OpenAI or Anthropic API key. (Stored in ${storeKindFor(where.path) === "postgres" ? "the PostgreSQL trail" : where.path}.)\n`);
     } finally {
-      store.close();
+      await store.close();
     }
   },
 });
@@ -113,12 +146,12 @@ const list = defineCommand({
   async run({ args }) {
     const { store } = await openKeys(args, { mustExist: true });
     try {
-      const keys = store.list();
+      const keys = await store.list();
       if (args.format === "json") process.stdout.write(`${JSON.stringify({ keys }, null, 2)}\n`);
       else if (keys.length === 0) process.stdout.write("No proxy keys. Create one with 'agent-attr keys create --agent ID'.\n");
       else process.stdout.write(keys.map((key) => `${key.id}  ${describeKey(key)}\n`).join(""));
     } finally {
-      store.close();
+      await store.close();
     }
   },
 });
@@ -133,11 +166,11 @@ const revoke = defineCommand({
   async run({ args }) {
     const { store, where } = await openKeys(args, { mustExist: true });
     try {
-      const key = store.revoke(args.id);
-      if (!key) throw new UsageError(`No proxy key has id '${args.id}' in ${where.path}; 'agent-attr keys list' shows them.`);
+      const key = await store.revoke(args.id);
+      if (!key) throw new UsageError(`No proxy key has id '${args.id}' in ${storeKindFor(where.path) === "postgres" ? "the PostgreSQL trail" : where.path}; 'agent-attr keys list' shows them.`);
       process.stdout.write(`Revoked ${key.id} (${key.revoked_at})\n`);
     } finally {
-      store.close();
+      await store.close();
     }
   },
 });

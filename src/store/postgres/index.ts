@@ -32,7 +32,7 @@ export function postgresAudit(options: PgStoreOptions = {}): AuditStoreProvider 
  * The CLI's handle. With `create` false, a database without the trail's tables is an error (the
  * CLI never creates a trail by reading one); with it, the tables are migrated like the proxy does.
  */
-export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {}): Promise<AuditAdmin> {
+export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {}): Promise<AuditAdmin & { trail: PgTrail }> {
   const target = parseTarget(ctx.logDb);
   const sql = openPool(target, { max: 4 });
   try {

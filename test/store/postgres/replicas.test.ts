@@ -9,7 +9,7 @@ import { openPgAdmin } from "../../../src/store/postgres/index.ts";
 import { recordFilterSchema } from "../../../src/store/filters.ts";
 import type { AuditRecord } from "../../../src/trail/record.ts";
 import { startFakeUpstream, type FakeUpstream } from "../../helpers/fake-upstream.ts";
-import { spawnProxy, type ProxyProcess } from "../../helpers/process.ts";
+import { runCli, spawnProxy, type ProxyProcess } from "../../helpers/process.ts";
 import { tempDir } from "../../helpers/proxy.ts";
 import { pgContext, pgSchema, type PgSchema } from "../../helpers/postgres.ts";
 
@@ -129,3 +129,31 @@ test("a key revoked through one replica is refused by the other two on the next 
   expect((await chat(b!.proxy, "k-3", auth)).status).toBe(401);
   expect((await chat(c!.proxy, "k-4", auth)).status).toBe(401);
 }, 60_000);
+
+test("audit delete --user through the CLI while three replicas write: the user is gone from every query and export, and audit verify passes", async () => {
+  const logDb = pg.logDb.replace(/schema=.*$/, `schema=${pg.schema}_erase`);
+  const replicas = [await replica(logDb), await replica(logDb), await replica(logDb)];
+  const cli = (...args: string[]) => runCli([...args, "--log-db", logDb], { timeoutMs: 30_000, env: { AGENT_ATTR_SIGNING_KEY: join(keyDir, "signing-key") } });
+  const calls: Promise<{ status: number }>[] = [];
+  // The user's calls: finished ones, and ones still streaming when the erasure runs (they land redacted).
+  for (let i = 0; i < 12; i++) calls.push(chat(replicas[i % 3]!.proxy, "erase-me", i % 2 ? { "x-fake-scenario": "gap:2500" } : {}));
+  for (let i = 0; i < 30; i++) calls.push(chat(replicas[i % 3]!.proxy, `other-${i}`));
+  await Bun.sleep(800);
+  const erased = await cli("audit", "delete", "--user", "erase-me");
+  expect([erased.exitCode, erased.stderr]).toEqual([0, ""]);
+  // Others keep writing meanwhile and after.
+  for (let i = 30; i < 45; i++) calls.push(chat(replicas[i % 3]!.proxy, `other-${i}`));
+  expect((await Promise.all(calls)).every((r) => r.status === 200)).toBe(true);
+  await Bun.sleep(500); // the last final records reach the chain
+  const query = await cli("audit", "query", "--user", "erase-me", "--format", "json");
+  expect(query.exitCode).toBe(0);
+  expect(query.stdout).not.toContain("erase-me-");
+  expect((JSON.parse(query.stdout) as { records: unknown[] }).records).toEqual([]);
+  const exported = await cli("audit", "export", "--format", "ndjson");
+  expect(exported.exitCode).toBe(0);
+  expect(exported.stdout.trim().split("\n").length).toBe(57);
+  expect(exported.stdout).not.toContain("erase-me");
+  const verified = await cli("audit", "verify", "--format", "json");
+  expect(verified.exitCode).toBe(0);
+  expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, redacted: 12 });
+}, 90_000);
