@@ -138,7 +138,7 @@ export class PgAuditStore implements AuditStore {
       // Only records of calls refused before `begin` can get here (begin refuses past maxBacklog).
       this.droppedRefused++;
       if (this.droppedRefused === 1 || this.droppedRefused % 1000 === 0) {
-        this.log.error(`audit: ${this.droppedRefused} record(s) of refused calls dropped while PostgreSQL is unavailable`);
+        this.log.error(`audit: ${this.droppedRefused} record(s) of refused calls dropped while the chain is far behind (PostgreSQL unavailable or too slow)`);
       }
       return Promise.resolve();
     }
