@@ -1,5 +1,6 @@
 /**
- * The PostgreSQL driver through the storage contract, against the real local PostgreSQL: one
+ * The storage contract on both drivers (erasure, verify and tampering, exports), then the
+ * PostgreSQL driver's own guarantees, against the real local PostgreSQL: one
  * chain written by several replicas, durable intents, lease recovery, erasure (with on-landing
  * redaction), verify and tampering, exports, keys shared by every replica.
  */
@@ -11,6 +12,7 @@ import { openPgAdmin, PgAuditStore } from "../../../src/store/postgres/index.ts"
 import { tempDir } from "../../helpers/proxy.ts";
 import { sampleRecord } from "../../helpers/records.ts";
 import { pgContext, pgSchema, type PgSchema } from "../../helpers/postgres.ts";
+import { postgresDriver, sqliteDriver, type TestDriver, type TestStore } from "../../helpers/drivers.ts";
 
 let pg: PgSchema;
 const keyDir = tempDir();
@@ -40,11 +42,69 @@ async function crash(store: PgAuditStore): Promise<void> {
   await store.sql.close({ timeout: 0 });
 }
 
-async function call(store: PgAuditStore, i: number, overrides = {}) {
+async function call(store: TestStore, i: number, overrides = {}) {
   const record = sampleRecord(i, overrides);
   await store.begin({ ...record, outcome: null, status: null });
   await store.commit(record);
 }
+
+describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage contract on $name", (driver: TestDriver) => {
+  test("erasure: the user is gone from queries and summaries, a call in flight lands redacted, and verify passes", async () => {
+    const { store } = await driver.open("erase");
+    try {
+      for (let i = 0; i < 6; i++) await call(store, i, { user_id: i % 2 ? "alice" : "bob" });
+      const inFlight = sampleRecord(9, { user_id: "alice" });
+      await store.begin({ ...inFlight, outcome: null });
+      await store.flush();
+      await store.trail.eraseUser("alice", "cli:test");
+      await store.commit(inFlight);
+      await store.flush();
+      const alice = await store.reader.records(recordFilterSchema.parse({ user: "alice" }));
+      expect(alice.records).toEqual([]);
+      const byUser = await store.reader.summary(summaryFilterSchema.parse({ by: "user" }));
+      expect(byUser.groups.map((g) => [g.key, g.calls])).toEqual([[null, 4], ["bob", 3]]);
+      const landed = await store.reader.record("rec-9");
+      expect(landed?.user_id).toBeNull();
+      const report = await store.trail.verify("cli:test");
+      expect(report).toMatchObject({ ok: true, redacted: 4 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("verify names the first edited record, and a removed tail behind a checkpoint", async () => {
+    const { store, tamper } = await driver.open("tamper");
+    try {
+      for (let i = 0; i < 25; i++) await call(store, i);
+      await store.flush();
+      await tamper(`UPDATE audit_records SET model = 'gpt-3.5' WHERE seq = 7`);
+      expect((await store.trail.verify("cli:test")).failure).toMatchObject({ seq: 7, reason: "edited" });
+      await tamper(`UPDATE audit_records SET model = 'gpt-4o' WHERE seq = 7`);
+      await tamper("DELETE FROM audit_events");
+      await tamper(`DELETE FROM audit_records WHERE seq > 15`);
+      expect((await store.trail.verify("cli:test")).failure).toMatchObject({ seq: 16, reason: "truncated" });
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("an export streams the records and records its signed manifest as a chain event", async () => {
+    const { store } = await driver.open("export");
+    try {
+      await Promise.all(Array.from({ length: 700 }, (_, i) => call(store, i)));
+      await store.flush();
+      const run = store.trail.export("ndjson", exportFilterSchema.parse({}), "cli:test");
+      const text = await new Response(run.stream()).text();
+      expect(text.trim().split("\n")).toHaveLength(700);
+      const manifest = await store.trail.manifest(run.id);
+      expect(manifest).toMatchObject({ export_id: run.id, record_count: 700 });
+      const events = await store.trail.events(eventFilterSchema.parse({ kind: "export" }));
+      expect(events.events).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 describe("PostgreSQL store", () => {
   test("a call's intent is durable in PostgreSQL when begin resolves, and its record joins the chain after commit", async () => {
@@ -110,68 +170,8 @@ describe("PostgreSQL store", () => {
     }
   });
 
-  test("erasure: the user is gone from queries and summaries, a call in flight lands redacted, and verify passes", async () => {
-    const trail = await fresh("erase");
-    const store = await PgAuditStore.open(pgContext(trail.logDb, keyDir));
-    try {
-      for (let i = 0; i < 6; i++) await call(store, i, { user_id: i % 2 ? "alice" : "bob" });
-      const inFlight = sampleRecord(9, { user_id: "alice" });
-      await store.begin({ ...inFlight, outcome: null });
-      await store.flush();
-      await store.trail.eraseUser("alice", "cli:test");
-      await store.commit(inFlight);
-      await store.flush();
-      const alice = await store.reader.records(recordFilterSchema.parse({ user: "alice" }));
-      expect(alice.records).toEqual([]);
-      const byUser = await store.reader.summary(summaryFilterSchema.parse({ by: "user" }));
-      expect(byUser.groups.map((g) => [g.key, g.calls])).toEqual([[null, 4], ["bob", 3]]);
-      const landed = await store.reader.record("rec-9");
-      expect(landed?.user_id).toBeNull();
-      const report = await store.trail.verify("cli:test");
-      expect(report).toMatchObject({ ok: true, redacted: 4 });
-    } finally {
-      await store.close();
-      await trail.drop();
-    }
-  });
 
-  test("verify names the first edited record, and a removed tail behind a checkpoint", async () => {
-    const trail = await fresh("tamper");
-    const schema = `${pg.schema}_tamper`;
-    const store = await PgAuditStore.open(pgContext(trail.logDb, keyDir));
-    try {
-      for (let i = 0; i < 25; i++) await call(store, i);
-      await store.flush();
-      await pg.sql.unsafe(`UPDATE "${schema}".audit_records SET model = 'gpt-3.5' WHERE seq = 7`);
-      expect((await store.trail.verify("cli:test")).failure).toMatchObject({ seq: 7, reason: "edited" });
-      await pg.sql.unsafe(`UPDATE "${schema}".audit_records SET model = 'gpt-4o' WHERE seq = 7`);
-      await pg.sql.unsafe(`DELETE FROM "${schema}".audit_events`);
-      await pg.sql.unsafe(`DELETE FROM "${schema}".audit_records WHERE seq > 15`);
-      expect((await store.trail.verify("cli:test")).failure).toMatchObject({ seq: 16, reason: "truncated" });
-    } finally {
-      await store.close();
-      await trail.drop();
-    }
-  });
 
-  test("an export streams the records and records its signed manifest as a chain event", async () => {
-    const trail = await fresh("export");
-    const store = await PgAuditStore.open(pgContext(trail.logDb, keyDir));
-    try {
-      for (let i = 0; i < 700; i++) await call(store, i);
-      await store.flush();
-      const run = store.trail.export("ndjson", exportFilterSchema.parse({}), "cli:test");
-      const text = await new Response(run.stream()).text();
-      expect(text.trim().split("\n")).toHaveLength(700);
-      const manifest = await store.trail.manifest(run.id);
-      expect(manifest).toMatchObject({ export_id: run.id, record_count: 700 });
-      const events = await store.trail.events(eventFilterSchema.parse({ kind: "export" }));
-      expect(events.events).toHaveLength(1);
-    } finally {
-      await store.close();
-      await trail.drop();
-    }
-  });
 
   test("a key revoked through one replica is refused by the others on the next lookup, and the CLI handle sees the same trail", async () => {
     const trail = await fresh("keys");
