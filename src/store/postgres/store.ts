@@ -264,8 +264,13 @@ export class PgAuditStore implements AuditStore {
    */
   private async appendRows(tx: SQL, rows: SQLValue[][], ids: string[]): Promise<CommittedRecord[]> {
     await lockChain(tx);
-    const known = new Set(((await tx`SELECT id FROM audit_records WHERE id = ANY(${ids}::text[])`) as { id: string }[]).map((r) => r.id));
-    await tx`DELETE FROM audit_intents WHERE id = ANY(${ids}::text[])`;
+    // Every committed call has its intent row (written by `commit`), unless a survivor claimed it
+    // or an earlier attempt of this batch landed: only those few need a look at the chain.
+    const had = new Set(((await tx`DELETE FROM audit_intents WHERE id = ANY(${ids}::text[]) RETURNING id`) as { id: string }[]).map((r) => r.id));
+    const unsure = ids.filter((id) => !had.has(id));
+    const known = new Set(
+      unsure.length ? ((await tx`SELECT id FROM audit_records WHERE id = ANY(${unsure}::text[])`) as { id: string }[]).map((r) => r.id) : [],
+    );
     const fresh = rows.filter((_, i) => !known.has(ids[i]!));
     const { stored, tail } = await append(tx, this.hashKey, fresh);
     await this.maybeCheckpoint(tx, tail);
