@@ -14,6 +14,9 @@ export default defineConfig({
     upstreamTimeoutMs: 600_000, // time the upstream has to send response headers
     streamIdleTimeoutMs: 300_000, // longest silence inside a streamed response
     shutdownGraceMs: 30_000, // on SIGTERM, how long in-flight calls may finish
+    maxUpstreamConnections: 4096, // calls in flight upstream at once; one more gets 503 proxy_busy
+    bodyTimeoutMs: 30_000, // time a request body has to arrive in full (0 = none)
+    maxConnectionsPerClient: 1024, // requests open per client address; 0 behind a load balancer
   },
   // Pipeline order: the first provider whose models match serves a call.
   plugins: [

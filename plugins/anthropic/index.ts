@@ -1,10 +1,11 @@
 /**
  * `anthropic()`: the Anthropic Messages API as a provider (`/v1/messages`,
- * `/v1/messages/count_tokens`). baseURL excludes `/v1`, as in the Anthropic SDK.
+ * `/v1/messages/count_tokens`, and `GET /v1/models` asked in Anthropic's wire format). baseURL
+ * excludes `/v1`, as in the Anthropic SDK. The client's `x-api-key` or `Authorization` (an OAuth
+ * token) is forwarded; both are Anthropic's credential headers.
  */
-import { definePlugin, fetchUpstream, modelMatcher, upstreamURL } from "agent-attr";
+import { definePlugin, fetchUpstream, modelMatcher, upstreamURL, parseOptions, providerKeyFor } from "agent-attr";
 import { z } from "zod";
-import { parseOptions, providerKeyFor } from "../options.ts";
 import { anthropicMeter } from "./meter.ts";
 
 const optionsSchema = z
@@ -25,7 +26,8 @@ export function anthropic(options: z.input<typeof optionsSchema> = {}) {
   return definePlugin({
     name: "anthropic",
     provider: {
-      match: (endpoint, model) => endpoint.wire === "anthropic" && model !== null && matches(model),
+      match: (endpoint, model) => endpoint.wire === "anthropic" && (model === null || matches(model)),
+      credentialHeaders: ["x-api-key", "authorization"],
       forward(call) {
         const hasCredentials = call.headers.has("x-api-key") || call.headers.has("authorization");
         const key = opts.apiKey ?? providerKeyFor(call.ctx, "ANTHROPIC_API_KEY");

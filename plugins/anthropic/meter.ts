@@ -1,9 +1,11 @@
 /**
  * Reads usage from Anthropic Messages responses. Anthropic's `input_tokens` excludes cache reads
  * and writes, so the record's `input_tokens` adds them back; `message_delta` usage is cumulative,
- * so each one overwrites what came before (never add).
+ * so each one overwrites what came before (never add). Thinking (extended or adaptive) is reported
+ * as `output_tokens_details.thinking_tokens`, a part of `output_tokens` (which the API documents as
+ * the inclusive total it bills): the record's `reasoning_tokens`, with `output_tokens` unchanged.
  */
-import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type Usage } from "agent-attr";
+import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type TextSink, type Usage } from "agent-attr";
 
 type AnthropicUsage = {
   input: number | null;
@@ -12,6 +14,8 @@ type AnthropicUsage = {
   cacheWrite: number | null;
   /** Of cacheWrite, the tokens written to the 1-hour cache (`cache_creation.ephemeral_1h_input_tokens`). */
   cacheWrite1h: number | null;
+  /** Of output, the tokens spent thinking (`output_tokens_details.thinking_tokens`). */
+  thinking: number | null;
 };
 
 function readUsage(value: unknown, into: AnthropicUsage): void {
@@ -22,6 +26,7 @@ function readUsage(value: unknown, into: AnthropicUsage): void {
   into.cacheRead = asCount(usage.cache_read_input_tokens) ?? into.cacheRead;
   into.cacheWrite = asCount(usage.cache_creation_input_tokens) ?? into.cacheWrite;
   into.cacheWrite1h = asCount(asObject(usage.cache_creation)?.ephemeral_1h_input_tokens) ?? into.cacheWrite1h;
+  into.thinking = asCount(asObject(usage.output_tokens_details)?.thinking_tokens) ?? into.thinking;
 }
 
 export function normaliseAnthropicUsage(u: AnthropicUsage): Usage | null {
@@ -32,12 +37,12 @@ export function normaliseAnthropicUsage(u: AnthropicUsage): Usage | null {
     cache_read_tokens: u.cacheRead,
     cache_write_tokens: u.cacheWrite,
     cache_write_1h_tokens: u.cacheWrite1h,
-    reasoning_tokens: null,
+    reasoning_tokens: u.thinking,
   };
 }
 
 export function anthropicMeter(endpoint: Endpoint): Meter {
-  const raw: AnthropicUsage = { input: null, output: null, cacheRead: null, cacheWrite: null, cacheWrite1h: null };
+  const raw: AnthropicUsage = { input: null, output: null, cacheRead: null, cacheWrite: null, cacheWrite1h: null, thinking: null };
   let message: Record<string, unknown> | null = null;
   let sawEvents = false;
   let responseModel: string | null = null;
@@ -48,7 +53,7 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
   // Generated text, kept only to estimate usage if none arrives: text deltas are read only if it
   // is needed (DeferredText).
   const text = new DeferredText((event, into) => read(event, into));
-  const read = (event: SSEEvent, into: string[]) => {
+  const read = (event: SSEEvent, into: TextSink) => {
     const data = asObject(parseJSON(event.data));
     if (!data) return;
     switch (asString(data.type) ?? event.event) {
@@ -105,16 +110,16 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
       terminal,
       errorType,
       outputText() {
-        const pieces = text.resolve();
-        if (message && Array.isArray(message.content)) for (const block of message.content) collectBlock(asObject(block), pieces);
-        return message || sawEvents ? pieces.join("") : null;
+        text.resolve();
+        if (message && Array.isArray(message.content)) for (const block of message.content) collectBlock(asObject(block), text.pieces);
+        return message || sawEvents ? text.sample() : null;
       },
     }),
   };
 }
 
 /** The text a content block carries: text, thinking, or a tool call's input. */
-function collectBlock(block: Record<string, unknown> | null, into: string[]): void {
+function collectBlock(block: Record<string, unknown> | null, into: TextSink): void {
   if (!block) return;
   const piece = asString(block.text) ?? asString(block.thinking);
   if (piece) into.push(piece);

@@ -3,17 +3,7 @@
  * `/v1/<rest>` to `<baseURL>/<rest>` (baseURL includes `/v1`, as in the OpenAI SDK) and asks
  * streamed chat calls for their usage.
  */
-import {
-  asObject,
-  fetchUpstream,
-  modelMatcher,
-  parseJSON,
-  upstreamURL,
-  type Endpoint,
-  type ProviderAdapter,
-  type SSEEvent,
-} from "agent-attr";
-import { providerKeyFor } from "../options.ts";
+import { asObject, fetchUpstream, modelMatcher, parseJSON, upstreamURL, type Endpoint, type ProviderAdapter, type SSEEvent, providerKeyFor } from "agent-attr";
 import { openaiMeter } from "./meter.ts";
 
 export interface OpenAIAdapterOptions {
@@ -48,15 +38,16 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
       // Streamed chat and completions report usage only when asked: ask, and keep the extra final
       // usage chunk (`choices: []`) from a client that did not ask for it.
       if (body.stream !== true || (endpoint.kind !== "chat.completions" && endpoint.kind !== "completions")) return null;
-      const streamOptions = asObject(body.stream_options) ?? {};
-      if (streamOptions.include_usage === true) return null;
-      return { body: { ...body, stream_options: { ...streamOptions, include_usage: true } }, hideEvent: isUsageOnlyChunk };
+      if (asObject(body.stream_options)?.include_usage === true) return null;
+      return { edits: [{ path: ["stream_options", "include_usage"], value: true }], hideEvent: isUsageOnlyChunk };
     },
     forward(call) {
       const key = options.apiKey ?? providerKeyFor(call.ctx, options.keyEnv);
       const auth: Record<string, string> = key && !call.headers.has("authorization") ? { authorization: `Bearer ${key}` } : {};
       return fetchUpstream(upstreamURL(options.baseURL, call, "/v1"), call, auth);
     },
+    // OpenAI's credential is `Authorization: Bearer`; an `x-api-key` is Anthropic's and stays here.
+    credentialHeaders: ["authorization"],
     meter: openaiMeter,
     pricing: options.pricing,
     outputLimitField(endpoint) {

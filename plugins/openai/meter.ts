@@ -3,7 +3,7 @@
  * and their streams, and the Responses API (JSON and `response.*` events). `prompt_tokens` already
  * includes cached tokens and `completion_tokens` includes reasoning, which is the record's shape.
  */
-import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type Usage } from "agent-attr";
+import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type TextSink, type Usage } from "agent-attr";
 
 export function openaiUsage(value: unknown, endpoint: Endpoint): Usage | null {
   const usage = asObject(value);
@@ -56,7 +56,7 @@ export function openaiMeter(endpoint: Endpoint): Meter {
   // Generated text, kept only to estimate usage if none arrives: chunks that carry nothing else are
   // read only if it is needed (DeferredText); JSON bodies are read on demand.
   const text = new DeferredText((event, into) => read(event, into));
-  const read = (event: SSEEvent, into: string[]) => {
+  const read = (event: SSEEvent, into: TextSink) => {
     const data = asObject(parseJSON(event.data));
     if (!data) return;
     const type = asString(data.type) ?? event.event;
@@ -103,9 +103,9 @@ export function openaiMeter(endpoint: Endpoint): Meter {
       terminal,
       errorType,
       outputText() {
-        const pieces = text.resolve();
-        if (body) collectBody(body, pieces);
-        return body || sawEvents ? pieces.join("") : null;
+        text.resolve();
+        if (body) collectBody(body, text.pieces);
+        return body || sawEvents ? text.sample() : null;
       },
     }),
   };
@@ -126,7 +126,7 @@ function onlyText(data: string): boolean {
 const textEvent = (event: SSEEvent) => event.event === null || event.event === "message" || event.event.endsWith(".delta");
 
 /** Text of one chat/completions choice (`delta` in streams, `message` in JSON). */
-function collectChoice(choice: Record<string, unknown> | null, key: "delta" | "message", into: string[]): void {
+function collectChoice(choice: Record<string, unknown> | null, key: "delta" | "message", into: TextSink): void {
   if (!choice) return;
   const piece = asString(choice.text);
   if (piece) into.push(piece);
@@ -145,7 +145,7 @@ function collectChoice(choice: Record<string, unknown> | null, key: "delta" | "m
 }
 
 /** Text of a whole JSON response: chat/completions choices or Responses API output items. */
-function collectBody(body: Record<string, unknown>, into: string[]): void {
+function collectBody(body: Record<string, unknown>, into: TextSink): void {
   if (Array.isArray(body.choices)) for (const choice of body.choices) collectChoice(asObject(choice), "message", into);
   if (!Array.isArray(body.output)) return;
   for (const item of body.output) {

@@ -4,6 +4,7 @@ import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
 import { createLogger, resolveLogSettings } from "../log.ts";
 import { startProxy } from "../server/serve.ts";
+import { ensureFetchCap } from "./fetch-cap.ts";
 import { startArgs, startSettings } from "./_shared.ts";
 import { removeWhatAFailedStartCreated } from "./start-files.ts";
 
@@ -18,6 +19,7 @@ const start = defineCommand({
     } catch (error) {
       throw new ConfigError("The proxy cannot start:", [errorMessage(error)]);
     }
+    ensureFetchCap(config.server.maxUpstreamConnections, log.warn);
     const proxy = await removeWhatAFailedStartCreated(logDb, config, () =>
       startProxy(config, {
         logDb,

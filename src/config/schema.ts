@@ -8,6 +8,10 @@ import type { Plugin } from "../plugin.ts";
 import { adminTokenSchema } from "../server/roles.ts";
 import { logSettingsSchema } from "../log.ts";
 
+/** Bun's fetch limit is at most 65,535; the proxy keeps 64 of it for its own calls (webhooks, JWKS). */
+export const fetchHeadroom = 64;
+const maxUpstreamConnections = 65_535 - fetchHeadroom;
+
 const pluginSchema = z.custom<Plugin>(
   (value) => typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string",
   { message: "expected a plugin object { name, ...hooks }, e.g. openai() or definePlugin({ name: 'mine', ... })" },
@@ -29,6 +33,20 @@ export const configSchema = z
         shutdownGraceMs: z.number().int().nonnegative().default(30_000),
         /** The proxy's log: `format` "text" (default) or "json" lines; `level` "info" (default), "warn" or "error". */
         log: logSettingsSchema.prefault({}),
+        /**
+         * Calls forwarded upstream at once (each holds an upstream connection until its response
+         * ends); past it a call is refused with 503 proxy_busy. Also sets Bun's fetch limit
+         * (BUN_CONFIG_MAX_HTTP_REQUESTS) at start, which would otherwise queue calls past 256.
+         */
+        maxUpstreamConnections: z.number().int().min(1).max(maxUpstreamConnections).default(4096),
+        /** Time a request body has to arrive in full, in ms (default 30 s; 0 = none); past it 408. */
+        bodyTimeoutMs: z.number().int().nonnegative().default(30_000),
+        /**
+         * Proxied requests one client address may have open at once (default 1024; 0 = no bound);
+         * past it 429. Counted by the TCP peer address: behind a load balancer every client shares
+         * the balancer's, so set 0 there and bound clients at the balancer.
+         */
+        maxConnectionsPerClient: z.number().int().nonnegative().default(1024),
       })
       .strict()
       .prefault({}),

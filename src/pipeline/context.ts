@@ -128,10 +128,17 @@ export interface MeterResult {
   errorType: string | null;
   /**
    * The generated text the response delivered so far (content, tool-call arguments, reasoning),
-   * for estimating usage when none arrived (an aborted or broken stream). Called only then.
+   * for estimating usage when none arrived (an aborted or broken stream). Called only then. A long
+   * text may be given as a sample and the length of the rest (DeferredText keeps 16 Ki chars).
    * Null when the meter saw no part of the response (e.g. a body too large to buffer).
    */
-  outputText?: () => string | null;
+  outputText?: () => string | OutputSample | null;
+}
+
+/** The first part of a long text, verbatim, and how many characters followed it. */
+export interface OutputSample {
+  text: string;
+  moreChars: number;
 }
 
 /** Reads usage while bytes pass through; never throws into the stream (the runner guards it). */

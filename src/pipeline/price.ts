@@ -3,15 +3,15 @@
  * plugin can price keeps `cost_usd: null` and the log says so once per model — never a silent $0.
  */
 import type { Usage } from "../trail/record.ts";
-import type { PriceQuote, PriceRequest, ProviderAdapter } from "../plugin.ts";
+import type { PriceQuote, PriceRequest, } from "../plugin.ts";
 import type { CallContext } from "./context.ts";
-import type { Runtime } from "./runtime.ts";
+import type { RoutedProvider, Runtime } from "./runtime.ts";
 import { runFirst } from "./hooks.ts";
 
 /** Prices `usage` of this call as served by `provider` (prices in force at the call's start). */
 export function priceUsage(
   ctx: CallContext,
-  provider: { plugin: string; adapter: ProviderAdapter },
+  provider: RoutedProvider,
   usage: Usage,
   responseModel: string | null,
   rt: Runtime,

@@ -1,6 +1,6 @@
 /**
  * Stage 6 for one upstream response: the body goes to the client untouched while the provider's
- * meter reads usage from it; ./finalize.ts runs stages 7-9. The final record is written before
+ * meter reads usage from it; the call's ending (./end.ts) runs stages 7-9. The final record is written before
  * the client has the whole answer — a JSON body is returned once it is written, a stream's
  * terminal event (or a chunked body's last chunk) waits for it — so a call the client saw finish
  * keeps its usage even if the proxy is killed right after. A stream that ends otherwise (upstream
@@ -9,15 +9,14 @@
  */
 import type { AuditRecord } from "../trail/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
-import type { ProviderAdapter } from "../plugin.ts";
 import { SSEParser, parseJSON, type SSEEvent } from "../proxy/sse.ts";
 import { SSEEventFilter } from "../proxy/sse-filter.ts";
 import { firstStringMember, lastObjectMember } from "../proxy/json-peek.ts";
 import { tapStream, type StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, Meter } from "./context.ts";
-import { recordFinal, settle } from "./finalize.ts";
+import type { CallEnd, CallEnding } from "./end.ts";
 import { elapsed } from "./record.ts";
-import { trackUntilDone, type Runtime } from "./runtime.ts";
+import { trackUntilDone, type RoutedProvider, type Runtime } from "./runtime.ts";
 
 /** Non-streamed bodies up to this size are metered (and, when their length is declared, read whole). */
 const maxBufferedBytes = 16 * 1024 * 1024;
@@ -26,10 +25,10 @@ const utf8 = new TextDecoder();
 
 export interface ReplyContext {
   ctx: CallContext;
-  provider: { plugin: string; adapter: ProviderAdapter };
+  provider: RoutedProvider;
   upstream: Response;
-  /** The in-flight record to complete. */
-  record: AuditRecord;
+  /** How the call ends: its final record, then its limits settled. */
+  ending: CallEnding;
   /** Aborts the upstream call (client gone, deadline passed). */
   abort: AbortController;
   /** Stream events the proxy caused and the client did not ask for (see PreparedBody). */
@@ -64,15 +63,26 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     return idle;
   };
   let ttfb: number | null = null;
-  let recorded: Promise<AuditRecord | null> | null = null;
+  const answered = (how: StreamEnd): CallEnd => ({
+    kind: "answered",
+    status: upstream.status,
+    how,
+    meter: meter.result(),
+    ttfb,
+    responseHash: hasher.digest(),
+    signal: reply.abort.signal,
+  });
   /** Writes the final record, once: when the last bytes are known, or when the response ends. */
-  const record = (how: StreamEnd) => (recorded ??= recordFinal(reply, how, meter.result(), ttfb, hasher.digest()));
-  /** The response has ended: the record is written (if it was not already), then limits settle. */
+  const record = (how: StreamEnd): Promise<AuditRecord | null> => reply.ending.record(answered(how));
+  /**
+   * The response has ended: the record is written (if it was not already), then limits settle.
+   * Resolves once the record is written — the client's last bytes wait for that, not for settling.
+   */
   const finish = (how: StreamEnd) => {
     idle?.stop();
     reply.cleanup();
     const written = record(how);
-    void written.then((final) => (final ? settle(reply.ctx, final, reply.rt) : undefined)).finally(track.resolve);
+    void reply.ending.finish(answered(how)).finally(track.resolve);
     return written;
   };
   if (!upstream.body) {

@@ -2,11 +2,10 @@
  * The process-wide state of a running proxy, built once from the config by `createRuntime` and
  * closed by `closeRuntime`. Everything the pipeline needs is reached through it: no hidden globals.
  */
-import type { AuditReader } from "../store/contract.ts";
-import type { AuditTrail } from "../store/contract.ts";
-import type { KeyAdmin } from "../store/sqlite/key-admin.ts";
-import type { AuditSink, Logger, Plugin, ProviderAdapter } from "../plugin.ts";
+import type { AuditReader, AuditStore, AuditTrail, ProxyKeyStore } from "../store/contract.ts";
+import type { Logger, Plugin, ProviderAdapter } from "../plugin.ts";
 import type { Metrics } from "./metrics.ts";
+import type { SinkFeed } from "./sinks.ts";
 
 export interface RuntimeLimits {
   /** Largest request body accepted (bytes). */
@@ -15,17 +14,29 @@ export interface RuntimeLimits {
   upstreamTimeoutMs: number;
   /** Longest silence allowed between two chunks of an upstream body (ms; 0 = none). */
   streamIdleTimeoutMs: number;
+  /** Time a request body has to arrive in full (ms; 0 = none). */
+  bodyTimeoutMs: number;
+  /** Proxied requests one client address may have open at once (0 = no bound). */
+  maxConnectionsPerClient: number;
+}
+
+/** A provider adapter with the name of the plugin that provides it. */
+export interface RoutedProvider {
+  readonly plugin: string;
+  readonly adapter: ProviderAdapter;
 }
 
 export interface Runtime {
   readonly plugins: readonly Plugin[];
-  readonly providers: readonly { plugin: string; adapter: ProviderAdapter }[];
-  readonly sinks: readonly { plugin: string; sink: AuditSink }[];
+  readonly providers: readonly RoutedProvider[];
+  /** The primary store: durable `begin` before forwarding, `commit` of final records (secondary sinks are fed from it). */
+  readonly store: AuditStore;
+  /** The secondary sinks (`Plugin.audit`), fed what the store commits. */
+  readonly sinks: SinkFeed;
+  /** The store's reader, trail and keys (the audit API). */
   readonly reader: AuditReader;
-  /** The primary sink's tamper-evident trail, when it has one. */
-  readonly trail: AuditTrail | null;
-  /** The proxy keys beside the primary sink's trail, when it keeps them. */
-  readonly keys: KeyAdmin | null;
+  readonly trail: AuditTrail;
+  readonly keys: ProxyKeyStore;
   /** Key of the HMAC that turns prompts and responses into keyed hashes. */
   readonly hashKey: Uint8Array;
   readonly limits: RuntimeLimits;
@@ -36,7 +47,26 @@ export interface Runtime {
   readonly log: Logger;
   /** Calls whose response has not finished; shutdown waits for them. */
   readonly inflight: Set<Promise<void>>;
+  /** Calls forwarded upstream and not yet ended, against `server.maxUpstreamConnections`. */
+  readonly upstreamSlots: UpstreamSlots;
   readonly metrics: Metrics;
+}
+
+/** A count of calls in flight upstream, refused past `max` (not queued). */
+export class UpstreamSlots {
+  inUse = 0;
+  constructor(readonly max: number) {}
+
+  /** Takes a slot; the function returned gives it back (once). Null when every slot is in use. */
+  claim(): (() => void) | null {
+    if (this.inUse >= this.max) return null;
+    this.inUse++;
+    let held = true;
+    return () => {
+      if (held) this.inUse--;
+      held = false;
+    };
+  }
 }
 
 /** Shutdown waits for `work` (the record of a call must be written before the process exits). */

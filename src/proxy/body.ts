@@ -1,21 +1,43 @@
 /**
  * Reads a request body once, refusing it as soon as it passes `limit` bytes: a declared
  * Content-Length over the limit is refused without reading a byte, a chunked body as soon as the
- * running total passes it.
+ * running total passes it. The whole body must arrive within `timeoutMs` (0: no deadline): proxied
+ * routes have no server idle timeout, so without it an upload that stops sending would hold its
+ * connection for ever. Past the deadline the refusal closes the connection.
  */
 import { ProxyError } from "../errors.ts";
 
-export async function readBody(request: Request, limit: number): Promise<Uint8Array> {
+export async function readBody(request: Request, limit: number, timeoutMs: number): Promise<Uint8Array> {
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   if (declared > limit) throw tooLarge(limit);
+  const deadline = bodyDeadline(timeoutMs);
+  try {
+    return await readWithin(request, declared, limit, deadline.expired);
+  } finally {
+    deadline.clear();
+  }
+}
+
+async function readWithin(request: Request, declared: number, limit: number, expired: Promise<never>): Promise<Uint8Array> {
   // A declared length is enforced by HTTP framing: read natively, without a JavaScript stream.
-  if (declared >= 0) return request.bytes();
+  if (declared >= 0) {
+    const body = request.bytes();
+    body.catch(() => {}); // settles after a refusal past the deadline
+    return Promise.race([body, expired]);
+  }
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    let result: Awaited<ReturnType<typeof reader.read>>;
+    try {
+      result = await Promise.race([reader.read(), expired]);
+    } catch (error) {
+      reader.cancel().catch(() => {});
+      throw error;
+    }
+    const { done, value } = result;
     if (done) break;
     total += value.byteLength;
     if (total > limit) {
@@ -32,6 +54,24 @@ export async function readBody(request: Request, limit: number): Promise<Uint8Ar
     offset += chunk.byteLength;
   }
   return body;
+}
+
+function bodyDeadline(ms: number): { expired: Promise<never>; clear(): void } {
+  if (ms <= 0) return { expired: new Promise<never>(() => {}), clear() {} };
+  let timer: Timer | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(bodyTimeout(ms)), ms);
+  });
+  return { expired, clear: () => clearTimeout(timer) };
+}
+
+function bodyTimeout(ms: number): ProxyError {
+  return new ProxyError(
+    "body_timeout",
+    `The request body did not arrive within ${ms} ms; send it without pauses, or raise server.bodyTimeoutMs in agent-attr.config.ts.`,
+    // The rest of the body is never read: the connection cannot carry another request.
+    { connection: "close" },
+  );
 }
 
 function tooLarge(limit: number): ProxyError {

@@ -27,9 +27,10 @@ export interface ChunkFilter {
 
 /**
  * `filter`: see ChunkFilter; without one, every byte is forwarded as it arrived.
- * A Bun "direct" stream: each chunk is written to the client and flushed at once, with no queue
- * in between (measured cheaper per chunk than a pull stream's enqueue); awaiting the write and
- * the flush carries a slow client's backpressure to the upstream read.
+ * A Bun "direct" stream: each chunk is written to the client and flushed at once (with
+ * `beforeLast`, once the next has arrived), with no queue in between (measured cheaper per chunk
+ * than a pull stream's enqueue); awaiting the write and the flush carries a slow client's
+ * backpressure to the upstream read.
  */
 export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?: ChunkFilter): ReadableStream<Uint8Array> {
   let ended = false;

@@ -13,7 +13,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import { apiError } from "./http.ts";
-import type { SessionLookup } from "./sessions.ts";
 
 export const roles = ["admin", "auditor"] as const;
 export type Role = (typeof roles)[number];
@@ -89,6 +88,9 @@ export type Compare = (a: Buffer, b: Buffer) => boolean;
 type Presented = { role: Role; via: "bearer" | "session" } | { role: null; reason: Exclude<AccessRefusal["reason"], "insufficient_role"> };
 
 /** A request's dashboard session, if it carries a session cookie (./sessions.ts); null if it carries none. */
+/** What a dashboard session cookie (./sessions.ts) says about a request: its role, or why it has none. */
+export type SessionLookup = { role: Role } | { role: null; reason: "unknown_session" | "cross_site" };
+
 export type SessionResolver = (request: Request) => SessionLookup | null;
 
 /**
@@ -160,7 +162,7 @@ export function accessGuard(
     if (presented.role === null) {
       if (presented.reason === "cross_site") {
         const message = "A dashboard session cookie is honoured only on the dashboard's own requests (with its X-Agent-Attr-Dashboard header).";
-        return refuse(403, presented.reason, apiError(403, "forbidden", "permission_error", message));
+        return refuse(403, presented.reason, apiError("forbidden", message));
       }
       const message =
         presented.reason === "not_bearer"
@@ -168,11 +170,11 @@ export function accessGuard(
           : presented.reason === "unknown_session"
             ? "The dashboard session has ended (8 hours at most, 30 minutes idle, or the proxy restarted); sign in again."
             : `The audit API needs a token: ${howToSend}`;
-      return refuse(401, presented.reason, apiError(401, "unauthorized", "authentication_error", message));
+      return refuse(401, presented.reason, apiError("unauthorized", message));
     }
     if (!grants[presented.role].includes(needs)) {
       const message = `This route needs the ${needs} role; the token sent has the ${presented.role} role.`;
-      return refuse(403, "insufficient_role", apiError(403, "forbidden", "permission_error", message));
+      return refuse(403, "insufficient_role", apiError("forbidden", message));
     }
     return null;
   };

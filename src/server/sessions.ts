@@ -11,13 +11,12 @@
  * and Sec-Fetch-Site checks that apply as well).
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { Role } from "./roles.ts";
+import type { Role, SessionLookup } from "./roles.ts";
 
 export const sessionCookie = "agent_attr_session";
 /** The header every dashboard request carries (a custom header: no cross-site page can send it unasked). */
 export const dashboardHeader = "x-agent-attr-dashboard";
 
-export type SessionLookup = { role: Role } | { role: null; reason: "unknown_session" | "cross_site" };
 
 interface Session {
   role: Role;

@@ -28,6 +28,14 @@ import type { ExportFormat, ExportManifest, ParsedExportFilter } from "../trail/
 import type { AuditRecord } from "../trail/record.ts";
 import type { VerifyReport } from "../trail/verify.ts";
 
+/**
+ * `openAdmin` found no trail where the settings point (and was not asked to create one). Its
+ * message says where it looked and how to point elsewhere.
+ */
+export class TrailNotFoundError extends Error {
+  override name = "TrailNotFoundError";
+}
+
 /** A record as the chain holds it: its place (`seq`, from 1) and its chain hash. */
 export type CommittedRecord = AuditRecord & { seq: number; hash: string };
 
@@ -112,7 +120,9 @@ export interface AuditTrail {
   /**
    * Erases a user's personal data (every form of the id, ../identifiers.ts `erasureForms`), keeps
    * an HMAC of it so records of calls in flight now land redacted, and appends an erasure event —
-   * in one transaction. Reveals nothing about whether the user had records.
+   * in one transaction. Resolves once the erased values are gone from the storage too (no copy in
+   * free pages, a log or an intent), or that is reported as a problem. Reveals nothing about
+   * whether the user had records.
    */
   eraseUser(userId: string, actor: string): Promise<void>;
   /** A streamed export; its signed manifest is recorded as a chain event once the last byte is produced. */

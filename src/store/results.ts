@@ -46,3 +46,13 @@ export const summarySchema = z.object({
 
 export type SummaryRow = z.infer<typeof summaryRowSchema>;
 export type Summary = z.infer<typeof summarySchema>;
+
+/** The token counts a summary row sums, in the order tables and CSV show them. */
+export const summaryTokenFields = [
+  "input_tokens",
+  "output_tokens",
+  "cache_read_tokens",
+  "cache_write_tokens",
+  "cache_write_1h_tokens",
+  "reasoning_tokens",
+] as const satisfies readonly (keyof SummaryRow)[];

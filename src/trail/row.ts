@@ -22,3 +22,11 @@ export function toRow(record: AuditRecord): SQLValue[] {
     return typeof value === "boolean" ? (value ? 1 : 0) : value;
   });
 }
+
+/** A row in `columns` order back into a record (`seq` as given; 0/1 back to a boolean). */
+export function fromRow(row: readonly SQLValue[], seq: number): AuditRecord {
+  const record: Record<string, unknown> = { seq };
+  for (let i = 0; i < columns.length; i++) record[columns[i]!] = row[i] ?? null;
+  record.stream = row[columns.indexOf("stream")] === 1;
+  return record as AuditRecord;
+}

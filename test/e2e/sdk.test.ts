@@ -155,6 +155,16 @@ describe("anthropic SDK", () => {
     expect(await lastRecord()).toMatchObject({ ...identity, ...anthropicRecordUsage, stream: true, outcome: "completed" });
   });
 
+  test("thinking tokens are recorded as reasoning_tokens (a part of output_tokens), plain and streamed", async () => {
+    const usage = { input_tokens: 10, output_tokens: 900, output_tokens_details: { thinking_tokens: 640 } };
+    const options = { headers: { "x-fake-usage": JSON.stringify(usage) } };
+    const thinking = { type: "adaptive" } as const;
+    await anthropic.messages.create({ model: "claude-sonnet-4-6", max_tokens: 2000, thinking, messages: [{ role: "user", content: "hi" }] }, options);
+    expect(await lastRecord()).toMatchObject({ output_tokens: 900, reasoning_tokens: 640, usage_source: "provider" });
+    await anthropic.messages.stream({ model: "claude-sonnet-4-6", max_tokens: 2000, thinking, messages: [{ role: "user", content: "hi" }] }, options).finalMessage();
+    expect(await lastRecord()).toMatchObject({ output_tokens: 900, reasoning_tokens: 640, stream: true, usage_source: "provider" });
+  });
+
   test("messages.countTokens", async () => {
     const count = await anthropic.messages.countTokens({ model: "claude-sonnet-4-6", messages: [{ role: "user", content: "hi" }] });
     expect(count.input_tokens).toBe(42);

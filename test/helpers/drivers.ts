@@ -35,7 +35,7 @@ export const sqliteDriver: TestDriver = {
     return {
       store: {
         begin: (record) => store.begin(record),
-        commit: (record) => store.write(record),
+        commit: (record) => store.commit(record),
         flush: () => store.flush(),
         reader: store.reader,
         trail: store.trail,

@@ -10,6 +10,7 @@
  * `x-fake-usage: <json>` replaces the usage object the answer reports (in the provider's own shape),
  * `x-fake-usage: none` leaves it out (as some local servers do, even when asked);
  * `x-fake-text: <text>` replaces the generated text of chat and messages streams.
+ * GET /v1/models answers in Anthropic's shape to a request with `anthropic-version`.
  * It remembers every request it received (`requests`), so tests can check what crossed the proxy.
  */
 import type { Server } from "bun";
@@ -98,14 +99,15 @@ function responsesChunks(model: string, steer: Steering): string[] {
 }
 
 function anthropicChunks(model: string, steer: Steering): string[] {
-  const usage = steer.usage ?? anthropicUsage;
+  // Thinking tokens, like the output count, arrive with message_delta.
+  const { output_tokens_details: thinking, ...usage }: Record<string, unknown> = steer.usage ?? anthropicUsage;
   return [
     sse({ type: "message_start", message: { id: "msg_1", type: "message", role: "assistant", model, content: [], stop_reason: null, usage: { ...usage, output_tokens: 1 } } }, "message_start"),
     sse({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }, "content_block_start"),
     sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: steer.text[0] } }, "content_block_delta"),
     sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: steer.text[1] } }, "content_block_delta"),
     sse({ type: "content_block_stop", index: 0 }, "content_block_stop"),
-    sse({ type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: usage.output_tokens } }, "message_delta"),
+    sse({ type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: usage.output_tokens, ...(thinking ? { output_tokens_details: thinking } : {}) } }, "message_delta"),
     sse({ type: "message_stop" }, "message_stop"),
   ];
 }
@@ -202,6 +204,10 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         case "/v1/embeddings":
           return Response.json({ object: "list", model, data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }], usage: steer.omitUsage ? undefined : (steer.usage ?? { prompt_tokens: 5, total_tokens: 5 }) }, { headers });
         case "/v1/models":
+          if (request.headers.has("anthropic-version")) {
+            const model = { type: "model", id: "claude-sonnet-4-6", display_name: "Claude Sonnet 4.6", created_at: "2026-01-01T00:00:00Z" };
+            return Response.json({ data: [model], has_more: false, first_id: model.id, last_id: model.id }, { headers });
+          }
           return Response.json({ object: "list", data: [{ id: "gpt-4o", object: "model", created: 1, owned_by: "openai" }] }, { headers });
         case "/v1/messages":
           if (stream) return streamOf(anthropicChunks(model, steer), scenario, fake, "anthropic");

@@ -34,7 +34,8 @@ export async function startTestProxy(
   const proxy = await startProxy(parsed, { logDb, ...start });
   const records = async () => {
     await Promise.all(proxy.runtime.inflight);
-    for (const { sink } of proxy.runtime.sinks) await sink.flush?.();
+    await proxy.runtime.store.flush();
+    await proxy.runtime.sinks.drained();
     const page = await proxy.runtime.reader.records({ limit: 1000 });
     return page.records.reverse();
   };

@@ -27,7 +27,7 @@ export async function trailWith(
 ): Promise<string> {
   const logDb = join(tempDir(), "audit.db");
   const store = new SqliteAuditStore(logDb, { checkpoint: options.checkpoint });
-  for (let i = 1; i <= n; i++) store.write((options.record ?? sampleRecord)(i));
+  for (let i = 1; i <= n; i++) store.commit((options.record ?? sampleRecord)(i));
   await store.close();
   return logDb;
 }

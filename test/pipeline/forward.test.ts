@@ -66,6 +66,18 @@ describe("passthrough", () => {
     expect(await recordOf(proxied)).toMatchObject({ input_tokens: 12, output_tokens: 7, usage_source: "provider" });
   });
 
+  test("asking for usage edits the body's own bytes: big integers, 1.0 and spacing reach the upstream as sent", async () => {
+    const raw = '{ "model": "gpt-4o", "seed": 9223372036854775807, "temperature": 1.0, "stream": true,\n  "messages": [{"role": "user", "content": "caf\u00e9 \\u00e9"}] }';
+    await (await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: raw })).text();
+    expect(upstream.requests.at(-1)!.body).toBe(`{"stream_options":{"include_usage":true},${raw.slice(1)}`);
+  });
+
+  test("an existing stream_options object gets include_usage inside it, every other byte unchanged", async () => {
+    const raw = '{"model":"gpt-4o","stream":true,"stream_options":{ "include_usage": false, "x": 1.50 },"messages":[],"n":1e2}';
+    await (await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: raw })).text();
+    expect(upstream.requests.at(-1)!.body).toBe(raw.replace('"include_usage": false', '"include_usage": true'));
+  });
+
   test("upstream error statuses, bodies and rate-limit headers reach the client unchanged", async () => {
     for (const scenario of ["error-429", "error-500"]) {
       const direct = await send(upstream.url, chat, { "x-fake-scenario": scenario });

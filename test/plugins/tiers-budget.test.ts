@@ -269,6 +269,17 @@ describe("a call under a cost budget that names no output limit is sent the rese
     });
   });
 
+  test("the cap is inserted into the body's own bytes: every other byte reaches the upstream as sent", async () => {
+    await withProxy(100, async (proxy) => {
+      const raw = '{"model":"gpt-budget","seed":9223372036854775807,"top_p":1.0,"messages":[{"role":"user","content":"hi"}]}';
+      await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", "x-user-id": "cap" }, body: raw }).then((r) => r.text());
+      expect(upstream.requests.at(-1)!.body).toBe(`{"max_completion_tokens":4096,${raw.slice(1)}`);
+      const nulled = '{"model":"gpt-budget","max_tokens":null,"messages":[]}';
+      await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", "x-user-id": "cap" }, body: nulled }).then((r) => r.text());
+      expect(upstream.requests.at(-1)!.body).toBe(`{"max_completion_tokens":4096,${nulled.slice(1)}`);
+    });
+  });
+
   test("a limit the client set is never changed, and nothing is added beside it", async () => {
     await withProxy(100, async (proxy) => {
       await send(proxy, "/v1/chat/completions", { model: "gpt-budget", max_tokens: 50, messages: [{ role: "user", content: "hi" }] });

@@ -2,7 +2,7 @@
  * The PostgreSQL driver (`--log-db postgres://…`): the proxy's store (./store.ts) and the CLI's
  * admin handle on the same trail, for any number of replicas and CLI processes at once.
  */
-import type { AdminContext, AuditAdmin, AuditStoreProvider, StoreContext } from "../contract.ts";
+import { TrailNotFoundError, type AdminContext, type AuditAdmin, type AuditStoreProvider, type StoreContext } from "../contract.ts";
 import { errorMessage } from "../../errors.ts";
 import { isPostgresUrl, loadMeta, migrate, openPool, parseTarget } from "./connection.ts";
 import { PgKeys } from "./keys.ts";
@@ -12,9 +12,11 @@ import { PgTrail, signingKeyFor } from "./trail.ts";
 
 export { isPostgresUrl, PgAuditStore };
 
-export function postgresAudit(options: PgStoreOptions = {}): AuditStoreProvider {
+/** The PostgreSQL store at `url` (default: `--log-db`). */
+export function postgresStore(options: PgStoreOptions & { url?: string } = {}): AuditStoreProvider {
   return {
-    problems: ({ logDb }) => {
+    problems: ({ logDb: given }) => {
+      const logDb = options.url ?? given;
       if (!isPostgresUrl(logDb)) return [`${logDb} is not a postgres:// URL`];
       try {
         parseTarget(logDb);
@@ -23,8 +25,8 @@ export function postgresAudit(options: PgStoreOptions = {}): AuditStoreProvider 
         return [errorMessage(error)];
       }
     },
-    open: (ctx: StoreContext) => PgAuditStore.open(ctx, options),
-    openAdmin: (ctx: AdminContext) => openPgAdmin(ctx, options),
+    open: (ctx: StoreContext) => PgAuditStore.open({ ...ctx, logDb: options.url ?? ctx.logDb }, options),
+    openAdmin: (ctx: AdminContext) => openPgAdmin({ ...ctx, logDb: options.url ?? ctx.logDb }, options),
   };
 }
 
@@ -39,7 +41,11 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
     if (ctx.create) await migrate(sql, target.schema);
     else {
       const [found] = (await sql`SELECT to_regclass(${`"${target.schema}".audit_meta`}) IS NOT NULL AS ok`) as { ok: boolean }[];
-      if (!found?.ok) throw new Error("there is no audit trail there (start the proxy with this --log-db first)");
+      if (!found?.ok) {
+        throw new TrailNotFoundError(
+          `No audit trail at ${target.display}: start the proxy with this --log-db first, or pass another --log-db (or set AGENT_ATTR_LOG_DB, or audit.logDb in the config).`,
+        );
+      }
       await migrate(sql, target.schema);
     }
     const meta = await loadMeta(sql);
@@ -54,6 +60,7 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
     };
   } catch (error) {
     await sql.close({ timeout: 0 });
+    if (error instanceof TrailNotFoundError) throw error;
     throw new Error(`cannot open the audit trail at ${target.display}: ${errorMessage(error)}`);
   }
 }

@@ -13,6 +13,9 @@ const personalIndexes = personalColumns.map((column) => columns.indexOf(column))
 const clearIndexes = clearColumns.map((column) => columns.indexOf(column));
 const timestampIndex = columns.indexOf("timestamp");
 
+/** Told of each record an append wrote: its index among the rows given, its seq and hash, and whether it was redacted. */
+export type Landed = (index: number, seq: number, hash: string, redacted: boolean) => void;
+
 export class ChainWriter {
   private readonly hasher = new ChainHasher();
   private readonly lastRecord: Statement<ChainTail, []>;
@@ -66,13 +69,16 @@ export class ChainWriter {
     return this.db.transaction(fn).immediate();
   }
 
-  /** Appends records (rows in `columns` order) and events; returns the new tail. */
-  append(rows: readonly SQLValue[][], events: readonly ChainEvent[] = []): ChainTail {
-    return this.transaction(() => this.appendInTransaction(rows, events));
+  /**
+   * Appends records (rows in `columns` order) and events; returns the new tail. `landed` is told
+   * each record's seq and hash, and whether its personal fields were redacted as it landed.
+   */
+  append(rows: readonly SQLValue[][], events: readonly ChainEvent[] = [], landed?: Landed): ChainTail {
+    return this.transaction(() => this.appendInTransaction(rows, events, landed));
   }
 
   /** The same, for callers already inside `transaction` (e.g. an erasure and its event). */
-  appendInTransaction(rows: readonly SQLValue[][], events: readonly ChainEvent[] = []): ChainTail {
+  appendInTransaction(rows: readonly SQLValue[][], events: readonly ChainEvent[] = [], landed?: Landed): ChainTail {
     if (!this.chainKnown) {
       this.ensureChain.run(crypto.randomUUID(), new Date().toISOString());
       this.chainKnown = true;
@@ -96,13 +102,14 @@ export class ChainWriter {
         redactedOnLanding.push(seq);
       }
       this.insertRecord.run(seq, ...row, erased ? null : salt, commitment, prevHash, hash);
+      landed?.(r, seq, hash, erased);
     }
     // Every redaction is accountable (verify checks it): records of an erased user that land now
     // are named by an erasure event in the same transaction.
-    const landed: ChainEvent[] = redactedOnLanding.length
+    const redactions: ChainEvent[] = redactedOnLanding.length
       ? [{ kind: "erasure", actor: "erasure", details: { records: redactedOnLanding.length, on_landing: true, seqs: seqRanges(redactedOnLanding) } }]
       : [];
-    for (const event of [...landed, ...events]) {
+    for (const event of [...redactions, ...events]) {
       seq++;
       const timestamp = new Date().toISOString();
       const details = JSON.stringify(event.details);

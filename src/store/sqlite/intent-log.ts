@@ -79,12 +79,18 @@ export class IntentLog {
   /** The last attempt to make a segment failed (e.g. the disk is full), at this time (ms). */
   private spareFailedAt: number | null = null;
   private spareError = "";
+  /** Lines left on disk that no longer stand for a call, since the last compaction. */
+  private stale = false;
+  /** The calls a compaction kept (in flight then): once all are settled, it runs once more. */
+  private compactWhenSettled: Set<string> | null = null;
   private nextNumber = 0;
   private closed = false;
 
   constructor(
     private readonly logDb: string,
     private readonly segmentBytes = defaultSegmentBytes,
+    /** Told when the rewrite that follows a compaction fails (the lines then stay until their segment goes). */
+    private readonly onError: (message: string) => void = () => {},
   ) {}
 
   /**
@@ -104,6 +110,11 @@ export class IntentLog {
   /** The call has a line here not yet settled (it was forwarded and is not committed). */
   has(id: string): boolean {
     return this.pending.has(id);
+  }
+
+  /** Calls with a line here not yet settled. */
+  get unsettled(): number {
+    return this.pending.size;
   }
 
   /**
@@ -129,6 +140,7 @@ export class IntentLog {
     const entry = this.pending.get(id);
     if (entry === undefined) return;
     const segment = this.write(`{"final":${row}}\n`);
+    this.stale = true; // the intent line
     this.reserved -= entry.reserve;
     entry.reserve = 0;
     if (segment === entry.segment) return;
@@ -190,12 +202,23 @@ export class IntentLog {
    * (a quiet proxy), else deleted (zeroing megabytes would stall the event loop).
    */
   settle(ids: Iterable<string>): void {
+    let compactAgain = false;
     for (const id of ids) {
       const entry = this.pending.get(id);
       if (entry === undefined) continue;
       this.pending.delete(id);
       this.reserved -= entry.reserve;
+      this.stale = true;
       this.release(entry.segment);
+      if (this.compactWhenSettled?.delete(id) && this.compactWhenSettled.size === 0) compactAgain = true;
+    }
+    if (compactAgain) {
+      this.compactWhenSettled = null;
+      try {
+        this.rewrite();
+      } catch (error) {
+        this.onError(`the intent log could not be rewritten without the settled lines of calls in flight at an erasure: ${error instanceof Error ? error.message : String(error)}`);
+      }
     }
   }
 
@@ -217,10 +240,20 @@ export class IntentLog {
   /**
    * Rewrites the log to its unsettled lines only: afterwards no settled line — e.g. of a user just
    * erased — is left in any intent file. Unsettled lines are calls in flight or not yet committed;
-   * they are needed. Crash-safe: they are written to a fresh segment before the old ones are zeroed and
-   * deleted (if the process dies in between, recovery finds them twice and records them once).
+   * they are needed, and once they are all settled the log is rewritten once more, so the lines of
+   * an erased user's calls that were in flight go too. Crash-safe: they are written to a fresh
+   * segment before the old ones are zeroed and deleted (if the process dies in between, recovery
+   * finds them twice and records them once).
    */
   compact(): void {
+    this.compactWhenSettled = this.pending.size > 0 ? new Set(this.pending.keys()) : null;
+    this.rewrite();
+  }
+
+  /** The rewrite `compact` does; nothing to do when no line has gone stale since the last one. */
+  private rewrite(): void {
+    if (!this.stale) return;
+    this.stale = false;
     const old = [...this.segments].filter((segment) => segment.unsettled > 0 || segment === this.current);
     if (old.length === 0) return;
     const kept: string[] = [];

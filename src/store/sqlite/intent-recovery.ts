@@ -9,6 +9,8 @@ import { readFileSync, readdirSync, unlinkSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { ChainWriter } from "./chain-writer.ts";
 import { columns, type SQLValue } from "../../trail/row.ts";
+import type { CommittedRecord } from "../contract.ts";
+import { committedRecord } from "./committed.ts";
 import { parseLine, rowOfLine } from "./intent-log.ts";
 
 /** The columns of segments written before segments had a header (agent-attr 0.1.0). */
@@ -26,9 +28,10 @@ const headerlessColumns = [
  * may have lines in several segments (its intent in one, its final line in a later one, or both
  * twice after a compaction cut short): all of a process's segments are read before anything is
  * committed. Segments of a live process (another proxy on the same database) are left alone.
- * Returns how many calls were recorded interrupted, and how many finished ones were committed.
+ * Returns how many calls were recorded interrupted, and how many finished ones were committed;
+ * `committed`, if given, receives every record appended.
  */
-export function recoverIntents(chain: ChainWriter, logDb: string): { interrupted: number; finished: number } {
+export function recoverIntents(chain: ChainWriter, logDb: string, committed?: CommittedRecord[]): { interrupted: number; finished: number } {
   const dir = dirname(logDb) || ".";
   const prefix = `${basename(logDb)}.intents-`;
   const outcomeIndex = columns.indexOf("outcome");
@@ -63,7 +66,7 @@ export function recoverIntents(chain: ChainWriter, logDb: string): { interrupted
       row[errorIndex] = "interrupted";
       interrupted++;
     }
-    chain.appendInTransaction(rows);
+    chain.appendInTransaction(rows, [], committed && ((index, seq, hash, redacted) => void committed.push(committedRecord(rows[index]!, seq, hash, redacted))));
   });
   exists.finalize();
   for (const path of segments) unlinkSync(path);
@@ -89,6 +92,20 @@ export function readSegment(text: string): SQLValue[][] {
     if (row === null || row.length !== written.length) return [];
     return [positions.map((at) => (at === -1 ? null : (row[at] as SQLValue)))];
   });
+}
+
+/** Whether a live process other than this one has an intent log on this database (a running proxy). */
+export function proxyAttached(logDb: string): boolean {
+  const prefix = `${basename(logDb)}.intents-`;
+  try {
+    return readdirSync(dirname(logDb) || ".").some((file) => {
+      if (!file.startsWith(prefix)) return false;
+      const pid = Number(file.slice(prefix.length).split("-")[0]);
+      return pid !== process.pid && isAlive(pid);
+    });
+  } catch {
+    return false;
+  }
 }
 
 function isAlive(pid: number): boolean {

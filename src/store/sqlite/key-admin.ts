@@ -5,64 +5,79 @@
  * naming the key, its agents and tier — never the secret, and only the number of user globs (they
  * may name people).
  *
- * `KeyAdmin` is asynchronous so a driver can do its work elsewhere: the SQLite store serves it from
- * its reader thread (./reader-thread.ts), with `SqliteKeyAdmin` there.
+ * The SQLite store serves it from its reader thread (./reader-thread.ts), with `SqliteKeyAdmin`
+ * there; the CLI in process.
  */
-import type { Database } from "bun:sqlite";
 import type { ChainWriter } from "./chain-writer.ts";
+import type { ProxyKeyStore } from "../contract.ts";
 import type { NewKeyRequest, ProxyKey } from "../keys.ts";
-import { ProxyKeyStore } from "./keys.ts";
+import { SqliteProxyKeys } from "./keys.ts";
 
-export interface KeyAdmin {
-  listKeys(): Promise<ProxyKey[]>;
-  /** Creates a key; `key` is the only copy of the secret. */
-  createKey(request: NewKeyRequest, actor: string): Promise<{ key: string; record: ProxyKey }>;
-  /** Revokes a key (idempotent: revoking a revoked key changes nothing and records nothing); null when no key has that id. */
-  revokeKey(id: string, actor: string): Promise<ProxyKey | null>;
-}
-
-/** The keys in the audit database's `proxy_keys` table, on the connection of `chain` (the reader thread's). */
-export class SqliteKeyAdmin implements KeyAdmin {
-  private readonly store: ProxyKeyStore;
-
+/**
+ * The keys of a `proxy_keys` table as a `ProxyKeyStore`. With `chain` (the table beside a trail, on
+ * that trail's connection) creating and revoking append their chain events in the same
+ * transaction, and `afterEvent` runs after each (the CLI seals it with a checkpoint). Without one
+ * (keys in a database of their own) the changes are not chain events.
+ */
+export class SqliteKeyAdmin implements ProxyKeyStore {
   constructor(
-    private readonly db: Database,
-    private readonly chain: ChainWriter,
-  ) {
-    this.store = new ProxyKeyStore(db);
+    private readonly table: SqliteProxyKeys,
+    private readonly chain: ChainWriter | null,
+    private readonly afterEvent: () => void = () => {},
+  ) {}
+
+  async find(secret: string): Promise<ProxyKey | null> {
+    return this.table.find(secret);
   }
 
-  async listKeys(): Promise<ProxyKey[]> {
-    return this.store.list();
+  async list(): Promise<ProxyKey[]> {
+    return this.table.list();
   }
 
-  async createKey(request: NewKeyRequest, actor: string): Promise<{ key: string; record: ProxyKey }> {
-    return this.chain.transaction(() => {
-      const created = this.store.create({
+  async create(request: NewKeyRequest, actor: string): Promise<{ key: string; record: ProxyKey }> {
+    const make = () =>
+      this.table.create({
         agents: request.agents,
         users: request.users ?? null,
         tier: request.tier ?? null,
         expiresAt: request.expires_at ? new Date(request.expires_at) : null,
       });
-      const { record } = created;
+    const chain = this.chain;
+    if (!chain) return make();
+    const created = chain.transaction(() => {
+      const made = make();
+      const { record } = made;
       const details = { key_id: record.id, agents: record.agents, user_globs: record.users?.length ?? 0, tier: record.tier, expires_at: record.expires_at };
-      this.chain.appendInTransaction([], [{ kind: "key_created", actor, details }]);
-      return created;
+      chain.appendInTransaction([], [{ kind: "key_created", actor, details }]);
+      return made;
     });
+    this.afterEvent();
+    return created;
   }
 
-  async revokeKey(id: string, actor: string): Promise<ProxyKey | null> {
-    return this.chain.transaction(() => {
-      const before = this.store.list().find((key) => key.id === id);
-      const revoked = this.store.revoke(id);
-      if (revoked && before && !before.revoked_at) {
-        this.chain.appendInTransaction([], [{ kind: "key_revoked", actor, details: { key_id: id } }]);
+  async revoke(id: string, actor: string): Promise<ProxyKey | null> {
+    const chain = this.chain;
+    if (!chain) return this.table.revoke(id);
+    let recorded = false;
+    const revoked = chain.transaction(() => {
+      const before = this.table.list().find((key) => key.id === id);
+      const result = this.table.revoke(id);
+      if (result && before && !before.revoked_at) {
+        chain.appendInTransaction([], [{ kind: "key_revoked", actor, details: { key_id: id } }]);
+        recorded = true;
       }
-      return revoked;
+      return result;
     });
+    if (recorded) this.afterEvent();
+    return revoked;
   }
 
   close(): void {
-    this.store.close();
+    this.table.close();
   }
+}
+
+/** Proxy keys in a SQLite database of their own (`apiKeys({ path })`), created and migrated if new. */
+export function sqliteKeyStore(path: string): ProxyKeyStore & { close(): void } {
+  return new SqliteKeyAdmin(new SqliteProxyKeys(path), null);
 }

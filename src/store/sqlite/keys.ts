@@ -14,7 +14,7 @@ import * as schema from "./schema.ts";
 
 type Row = typeof schema.proxyKeys.$inferSelect;
 
-export class ProxyKeyStore {
+export class SqliteProxyKeys {
   private readonly db: Database;
   private readonly orm: BunSQLiteDatabase<typeof schema>;
   private readonly byHash: Statement<Row, [string]>;

@@ -23,7 +23,6 @@ import { type AuditTrail, type VerifyOptions } from "../contract.ts";
 import { readCheckpointFile, recordVerification } from "../../trail/verify.ts";
 import type { VerifyReport } from "../../trail/verify.ts";
 import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
-import type { KeyAdmin } from "./key-admin.ts";
 import type { NewKeyRequest } from "../keys.ts";
 import type { ProxyKey } from "../keys.ts";
 
@@ -33,14 +32,14 @@ export interface ReaderThreadOptions {
   /** The configured checkpoint file: verify checks its checkpoints too. */
   checkpointFile?: string;
   /** Called after an erasure committed (the store compacts its intent log). */
-  afterErase?: () => void;
+  afterErase?: () => void | Promise<void>;
   /** Problems no caller waits for (a thread that cannot open, an export that could not be cancelled). */
   onError?: (message: string) => void;
 }
 
 type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => void };
 
-export class ReaderThread implements AuditReader, AuditTrail, KeyAdmin {
+export class ReaderThread implements AuditReader, AuditTrail {
   private worker: Worker | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
@@ -69,7 +68,8 @@ export class ReaderThread implements AuditReader, AuditTrail, KeyAdmin {
 
   async eraseUser(userId: string, actor: string): Promise<void> {
     await this.call("erase", { userId, actor });
-    this.options.afterErase?.();
+    // The answer waits for the file's rewrite: once it comes, no erased value is left on disk.
+    await this.options.afterErase?.();
   }
 
   export(format: ExportFormat, filter: ParsedExportFilter, actor: string): AuditExport {

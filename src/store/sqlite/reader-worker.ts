@@ -16,6 +16,7 @@ import * as schema from "./schema.ts";
 import { loadSigningKey } from "../../trail/signing.ts";
 import { SqliteAuditTrail } from "./trail.ts";
 import { SqliteKeyAdmin } from "./key-admin.ts";
+import { SqliteProxyKeys } from "./keys.ts";
 import { errorMessage } from "../../errors.ts";
 
 declare const self: Worker;
@@ -34,8 +35,10 @@ function open(settings: ReaderSettings): null {
     const signingKey = loadSigningKey(settings.signingKeyPath, { create: false });
     if (!signingKey) throw new Error(`the signing key ${settings.signingKeyPath} is missing`);
     reader = new SqliteAuditReader(drizzle(db, { schema }), db);
-    trail = new SqliteAuditTrail(db, signingKey, Buffer.from(settings.hashKeyHex, "hex"));
-    keys = new SqliteKeyAdmin(db, trail.chain);
+    // After an erasure the store has its writer thread rewrite the file (and compacts its intent
+    // log), so this thread does not rewrite it a second time.
+    trail = new SqliteAuditTrail(db, signingKey, Buffer.from(settings.hashKeyHex, "hex"), { afterErase: () => {} });
+    keys = new SqliteKeyAdmin(new SqliteProxyKeys(db), trail.chain);
     return null;
   } catch (error) {
     openFailure = `cannot open ${settings.path} for the audit API: ${errorMessage(error)}`;
@@ -67,9 +70,9 @@ const handlers: Handlers = {
   events: ({ filter }) => opened().trail.events(filter),
   status: () => opened().trail.status(),
   entry: ({ seq }) => opened().trail.entry(seq),
-  keysList: () => opened().keys.listKeys(),
-  keysCreate: ({ request, actor }) => opened().keys.createKey(request, actor),
-  keysRevoke: ({ keyId, actor }) => opened().keys.revokeKey(keyId, actor),
+  keysList: () => opened().keys.list(),
+  keysCreate: ({ request, actor }) => opened().keys.create(request, actor),
+  keysRevoke: ({ keyId, actor }) => opened().keys.revoke(keyId, actor),
   exportStart: ({ exportId, format, filter, actor }) => {
     const run = opened().trail.export(format, filter, actor, exportId);
     exports.set(exportId, { run, chunks: run.chunks() });

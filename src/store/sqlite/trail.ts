@@ -22,6 +22,9 @@ import { chainEntry, listEvents, trailStatus } from "./trail-read.ts";
 import { type ChainEntry, type EventPage, type ParsedEventFilter, type TrailStatus } from "../../trail/events.ts";
 import { verifyChain } from "./verify.ts";
 import { readCheckpointFile, recordVerification, type VerifyReport } from "../../trail/verify.ts";
+import { proxyAttached } from "./intent-recovery.ts";
+import { scrubDatabase, walInUse } from "./scrub.ts";
+import { errorMessage } from "../../errors.ts";
 
 export interface TrailOptions {
   /** The configured checkpoint settings: verify reads `file`; sealed checkpoints go there too. */
@@ -31,6 +34,11 @@ export interface TrailOptions {
    * it, so otherwise the events it appended last could be deleted unnoticed).
    */
   sealEvents?: boolean;
+  /**
+   * Called after an erasure committed, instead of rewriting the file here (./scrub.ts): the store
+   * compacts its intent log and has its writer thread rewrite the file, off the event loop.
+   */
+  afterErase?: () => void | Promise<void>;
   /** Where to report problems that do not fail the action (e.g. a checkpoint file not writable). */
   onError?: (message: string) => void;
 }
@@ -64,14 +72,13 @@ export class SqliteAuditTrail implements AuditTrail {
   async eraseUser(userId: string, actor: string): Promise<void> {
     eraseUser(this.chain, this.hashKey, userId, actor);
     this.seal();
-    // Erased bytes must not linger: old page images in the WAL go back into the (secure_delete)
-    // database file. Readers holding old snapshots can keep it from truncating; it is retried on
-    // the next erasure and by SQLite's own checkpoints.
-    try {
-      this.db.run("PRAGMA wal_checkpoint(TRUNCATE)");
-    } catch {
-      // busy: see above
-    }
+    // Erased bytes must not linger in the file: not in unused parts of pages, not in the WAL.
+    if (this.options.afterErase) return this.options.afterErase();
+    const path = this.db.filename;
+    const scrubbed = scrubDatabase(this.db, path);
+    // A proxy running on this database notices the erasure and truncates the WAL itself.
+    const problem = scrubbed.problem ?? (scrubbed.walInUse && !proxyAttached(path) ? walInUse(path) : null);
+    if (problem) this.options.onError?.(problem);
   }
 
   /** `id`: the export's id when the caller chose it (the proxy names an export before it starts). */
@@ -123,7 +130,7 @@ export class SqliteAuditTrail implements AuditTrail {
   }
 
   /** Signs a checkpoint over the new tail (with `sealEvents` and a signing key). */
-  private seal(): void {
+  seal(): void {
     this.checkpointer?.checkpoint();
   }
 

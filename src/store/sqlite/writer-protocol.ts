@@ -15,15 +15,25 @@ export interface WriterSettings {
 
 export type WriterRequest =
   | { kind: "open"; path: string; busyTimeoutMs: number; settings: WriterSettings }
-  /** Final records to insert, as rows in `columns` order. */
-  | { kind: "batch"; rows: SQLValue[][] }
+  /** Final records to insert, as rows in `columns` order; `report`: answer with each one's `Landing`. */
+  | { kind: "batch"; rows: SQLValue[][]; report?: boolean }
+  /**
+   * After an erasure: rewrite the database file (VACUUM) and truncate the WAL (`vacuum: false`:
+   * only the WAL, after an erasure another process made and rewrote the file for).
+   */
+  | { kind: "scrub"; id: number; vacuum: boolean }
   | { kind: "close" };
+
+/** Where a committed record landed: its call id, seq, chain hash, and 1 if it was redacted as it landed (its user was erased). */
+export type Landing = [id: string, seq: number, hash: string, redacted: 0 | 1];
 
 /** Batches are answered in the order they were sent; `batches` says how many one answer covers. */
 export type WriterReply =
   | { kind: "opened" }
-  | { kind: "committed"; batches: number }
+  | { kind: "committed"; batches: number; landed?: Landing[] }
   | { kind: "failed"; batches: number; message: string }
   | { kind: "closed" }
+  /** The scrub requests `ids` are done (one run serves all asked before it); `problem` if it could not finish. */
+  | { kind: "scrubbed"; ids: number[]; problem: string | null }
   /** A maintenance problem (checkpoint publication, retention) to log; no batch is concerned. */
   | { kind: "notice"; message: string };

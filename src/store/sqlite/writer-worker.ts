@@ -4,8 +4,9 @@
  * committed together in one transaction on its next turn (group commit): a quiet proxy commits
  * each call at once, a busy one shares commits. Every batch is answered, in order. Records are
  * appended to the hash chain (./chain.ts); the thread also writes the signed checkpoints (every N
- * records, every T seconds when anything is new, and on close), runs retention, and every few
- * seconds while records arrive folds them into the usage rollup (./rollup.ts).
+ * records, every T seconds when anything is new, and on close), runs retention, every few
+ * seconds while records arrive folds them into the usage rollup (./rollup.ts), and after an
+ * erasure rewrites the database file so no erased value stays in it (./scrub.ts).
  */
 import type { Database } from "bun:sqlite";
 import { statSync, statfsSync } from "node:fs";
@@ -15,10 +16,11 @@ import { Checkpointer } from "./checkpointer.ts";
 import { openDatabase } from "./database.ts";
 import { type SQLValue } from "../../trail/row.ts";
 import { applyRetention } from "./erase.ts";
+import { scrubDatabase, truncateWal } from "./scrub.ts";
 import { advanceRollup } from "./rollup.ts";
 import { RollupSums } from "./rollup-memory.ts";
 import { loadSigningKey } from "../../trail/signing.ts";
-import type { WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
+import type { Landing, WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
 import { errorMessage } from "../../errors.ts";
 
 declare const self: Worker;
@@ -62,7 +64,48 @@ function checkpoint(): void {
 }
 
 function retain(): void {
-  if (chain && settings.retentionDays !== undefined) applyRetention(chain, settings.retentionDays);
+  if (chain && settings.retentionDays !== undefined && applyRetention(chain, settings.retentionDays) > 0) scrubSoon(true);
+}
+
+/** Scrub requests not yet served, and whether any of them needs the file rewritten. */
+let scrubIds: number[] = [];
+let scrubVacuum = false;
+let scrubScheduled = false;
+/** A WAL truncation that readers kept from finishing is retried this often. */
+const walRetryMs = 2000;
+let walRetry: Timer | null = null;
+
+/** Runs a scrub on the next turn, after the batches already here; requests meanwhile share it. */
+function scrubSoon(vacuum: boolean, id?: number): void {
+  if (id !== undefined) scrubIds.push(id);
+  scrubVacuum ||= vacuum;
+  if (scrubScheduled) return;
+  scrubScheduled = true;
+  setImmediate(runScrub);
+}
+
+function runScrub(): void {
+  if (!scrubScheduled) return;
+  scrubScheduled = false;
+  while (pending.length > 0) commitPending();
+  const ids = scrubIds;
+  const vacuum = scrubVacuum;
+  [scrubIds, scrubVacuum] = [[], false];
+  let problem: string | null = "the audit database could not be opened for writing";
+  if (db) {
+    const scrubbed = vacuum ? scrubDatabase(db, logDbPath) : { problem: null, walInUse: !truncateWal(db) };
+    problem = scrubbed.problem;
+    // Readers held the WAL: old page images stay in it until it is truncated, tried until it is.
+    if (scrubbed.walInUse) walRetry ??= setInterval(retryWalTruncation, walRetryMs);
+  }
+  if (ids.length > 0) reply({ kind: "scrubbed", ids, problem });
+  else if (problem) notice(`after retention: ${problem}`);
+}
+
+function retryWalTruncation(): void {
+  if (db && !truncateWal(db)) return;
+  clearInterval(walRetry!);
+  walRetry = null;
 }
 
 /** Maintenance never fails a batch; a locked database just waits for the next turn. */
@@ -75,7 +118,8 @@ function maintain(task: () => void): void {
   }
 }
 
-let pending: SQLValue[][][] = [];
+/** Batches waiting for the next commit; `report`: the store wants each record's seq and hash back. */
+let pending: { rows: SQLValue[][]; report: boolean }[] = [];
 
 const rollupEveryMs = 2000;
 let lastRollup = Number.NEGATIVE_INFINITY;
@@ -100,11 +144,13 @@ function maybeAdvanceRollup(database: Database): void {
 /**
  * Appends final records to the chain. A call whose id already has a record (a second final record
  * for one call would be a bug) is dropped and reported, so it cannot fail the whole batch, and every
- * batch after it, for ever. Returns the rows appended.
+ * batch after it, for ever. Returns the rows appended; `landed` gets each one's seq and hash.
  */
-function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][]): SQLValue[][] {
+function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][], landed?: Landing[]): SQLValue[][] {
+  const note = (appended: SQLValue[][]) =>
+    landed && ((index: number, seq: number, hash: string, redacted: boolean) => void landed.push([String(appended[index]![0]), seq, hash, redacted ? 1 : 0]));
   try {
-    writer.append(rows);
+    writer.append(rows, [], note(rows));
     return rows;
   } catch (error) {
     if (!/UNIQUE constraint failed: audit_records\.id/.test(errorMessage(error))) throw error;
@@ -119,7 +165,8 @@ function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][])
     else fresh.push(row);
     seen.add(id);
   }
-  writer.append(fresh);
+  landed?.splice(0);
+  writer.append(fresh, [], note(fresh));
   notice(`dropped ${dropped.length} final audit record(s) for calls that already have one: ${dropped.slice(0, 5).join(", ")}`);
   return fresh;
 }
@@ -133,8 +180,8 @@ const maxCommitRows = 1024;
 function commitPending(): void {
   if (pending.length === 0) return;
   let count = 0;
-  for (let rows = 0; count < pending.length && (count === 0 || rows + pending[count]!.length <= maxCommitRows); count++) {
-    rows += pending[count]!.length;
+  for (let rows = 0; count < pending.length && (count === 0 || rows + pending[count]!.rows.length <= maxCommitRows); count++) {
+    rows += pending[count]!.rows.length;
   }
   const batches = pending.splice(0, count);
   const pressed = diskFullAt !== null;
@@ -142,10 +189,11 @@ function commitPending(): void {
   if (pressed && roomToCheckpoint()) checkpointWal();
   try {
     if (!db || !chain) throw new Error("the audit database could not be opened for writing");
-    const rows = appendRows(db, chain, batches.flat());
+    const landed: Landing[] | undefined = batches.some((batch) => batch.report) ? [] : undefined;
+    const rows = appendRows(db, chain, batches.flatMap((batch) => batch.rows), landed);
     rollupSums.add(rows);
     sinceCheckpoint += rows.length;
-    reply({ kind: "committed", batches: batches.length });
+    reply({ kind: "committed", batches: batches.length, landed });
     maybeAdvanceRollup(db);
     if (pressed) {
       if (roomToCheckpoint()) checkpointWal();
@@ -231,7 +279,9 @@ self.onmessage = (event: MessageEvent<string>) => {
   const request = JSON.parse(event.data) as WriterRequest;
   if (request.kind === "batch") {
     if (pending.length === 0) setImmediate(commitPending);
-    pending.push(request.rows);
+    pending.push({ rows: request.rows, report: request.report === true });
+  } else if (request.kind === "scrub") {
+    scrubSoon(request.vacuum, request.id);
   } else if (request.kind === "open") {
     try {
       open(request.path, request.busyTimeoutMs, request.settings);
@@ -241,8 +291,10 @@ self.onmessage = (event: MessageEvent<string>) => {
     }
   } else {
     while (pending.length > 0) commitPending();
+    runScrub(); // one asked for before the close
     for (const timer of timers.splice(0)) clearInterval(timer);
     if (walIdleTimer) clearTimeout(walIdleTimer);
+    if (walRetry) clearInterval(walRetry);
     maintain(checkpoint);
     lastRollup = Number.NEGATIVE_INFINITY; // leave the rollup caught up
     if (db) maybeAdvanceRollup(db);

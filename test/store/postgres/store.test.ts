@@ -198,7 +198,7 @@ describe("PostgreSQL store", () => {
 
   test("the CLI refuses a database with no trail instead of creating one", async () => {
     const trail = await fresh("none");
-    await expect(openPgAdmin({ ...pgContext(trail.logDb, keyDir), create: false })).rejects.toThrow(/no audit trail there/);
+    await expect(openPgAdmin({ ...pgContext(trail.logDb, keyDir), create: false })).rejects.toThrow(/No audit trail at/);
     await trail.drop();
   });
 

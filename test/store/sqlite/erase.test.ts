@@ -59,10 +59,10 @@ test("a call in flight while its user is erased is redacted when its final recor
   const started = sampleRecord(1, { user_id: "alice", outcome: null });
   await store.begin(started);
   await store.trail.eraseUser("alice", "api");
-  store.write({ ...started, outcome: "completed" });
+  store.commit({ ...started, outcome: "completed" });
   // A call that starts after the erasure is a new call, recorded in full.
   await Bun.sleep(2);
-  store.write(sampleRecord(2, { user_id: "alice", timestamp: new Date().toISOString() }));
+  store.commit(sampleRecord(2, { user_id: "alice", timestamp: new Date().toISOString() }));
   await store.flush();
   const byId = new Map((await store.reader.records({ limit: 10 })).records.map((r) => [r.id, r]));
   expect(byId.get("rec-1")).toMatchObject({ user_id: null, task_context: null, outcome: "completed" });
@@ -132,7 +132,7 @@ test("a call in flight whose key id names an erased user is redacted when it lan
   const started = sampleRecord(1, { user_id: null, key_id: "frank", outcome: null });
   await store.begin(started);
   await store.trail.eraseUser("frank", "api");
-  store.write({ ...started, outcome: "completed" });
+  store.commit({ ...started, outcome: "completed" });
   await store.flush();
   const [record] = (await store.reader.records({ limit: 10 })).records;
   expect(record).toMatchObject({ key_id: null, outcome: "completed" });

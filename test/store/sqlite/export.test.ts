@@ -10,7 +10,7 @@ import { sampleRecord } from "../../helpers/records.ts";
 test("a cancelled export stops reading and is recorded as cancelled; a complete one with its manifest", async () => {
   const logDb = join(tempDir(), "audit.db");
   const store = new SqliteAuditStore(logDb);
-  for (let i = 1; i <= 1200; i++) store.write(sampleRecord(i));
+  for (let i = 1; i <= 1200; i++) store.commit(sampleRecord(i));
   await store.flush();
   const cancelled = store.trail.export("ndjson", exportFilterSchema.parse({}), "api:auditor");
   const reader = cancelled.stream().getReader();

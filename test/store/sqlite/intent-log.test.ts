@@ -250,3 +250,25 @@ test("recovery prefers a call's final line to its intent, and a final line cut s
     store.close();
   }
 });
+
+test("after compact(), the lines of calls that were in flight go too, once they are all settled", async () => {
+  const dir = tempDir();
+  const log = new IntentLog(join(dir, "audit.db"));
+  const texts = () => segmentsOf(dir).map((s) => s.text).join("");
+  log.append(record("long-stream")); // keeps the segment, and every settled line in it, on disk
+  log.append(record("erased-user-in-flight"));
+  log.append(record("erased-user-done"));
+  log.settle(["erased-user-done"]);
+  log.compact(); // the erasure: settled lines go, calls in flight stay
+  expect(texts()).not.toContain("erased-user-done");
+  expect(texts()).toContain("erased-user-in-flight");
+  log.appendFinal("erased-user-in-flight", JSON.stringify(toRow({ ...record("erased-user-in-flight"), outcome: "completed" } as AuditRecord)));
+  log.append(record("started-after"));
+  log.settle(["erased-user-in-flight"]);
+  expect(texts()).toContain("erased-user-in-flight"); // one kept call is still in flight
+  log.settle(["long-stream"]);
+  expect(texts()).not.toContain("erased-user-in-flight");
+  expect(readSegment(texts()).map((row) => row[0])).toEqual(["started-after"]);
+  log.settle(["started-after"]);
+  await log.close();
+});

@@ -50,7 +50,7 @@ test("a committed final record settles its intent; a clean close leaves no inten
   const path = join(tempDir(), "b.db");
   const store = new SqliteAuditStore(path);
   await store.begin(record("r1"));
-  store.write(record("r1", { outcome: "completed", status: 200, input_tokens: 3 }));
+  store.commit(record("r1", { outcome: "completed", status: 200, input_tokens: 3 }));
   await store.flush();
   expect(countOnDisk(path)).toBe(1);
   await store.close();
@@ -59,7 +59,7 @@ test("a committed final record settles its intent; a clean close leaves no inten
 
 test("final records written together are committed together, with consecutive seqs", async () => {
   const store = new SqliteAuditStore(join(tempDir(), "c.db"));
-  for (let i = 0; i < 200; i++) store.write(record(`r${i}`, { outcome: "completed" }));
+  for (let i = 0; i < 200; i++) store.commit(record(`r${i}`, { outcome: "completed" }));
   await store.flush();
   const page = await store.reader.records({ limit: 1000 });
   expect(page.records.map((r) => r.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
@@ -80,13 +80,13 @@ test("a second final record for a call that has one is dropped and reported; lat
   const path = join(tempDir(), "dup.db");
   const errors: string[] = [];
   const store = new SqliteAuditStore(path, { onError: (m) => errors.push(m), retryMs: 20 });
-  store.write(record("r1", { outcome: "completed" }));
+  store.commit(record("r1", { outcome: "completed" }));
   await store.flush();
-  store.write(record("r1", { outcome: "rejected" })); // a bug elsewhere must not stop the trail
-  store.write(record("r2", { outcome: "completed" }));
-  store.write(record("r2", { outcome: "completed" }));
+  store.commit(record("r1", { outcome: "rejected" })); // a bug elsewhere must not stop the trail
+  store.commit(record("r2", { outcome: "completed" }));
+  store.commit(record("r2", { outcome: "completed" }));
   await store.flush();
-  store.write(record("r3", { outcome: "completed" }));
+  store.commit(record("r3", { outcome: "completed" }));
   await store.flush();
   const page = await store.reader.records({ limit: 10 });
   expect(page.records.map((r) => [r.id, r.outcome]).sort()).toEqual([["r1", "completed"], ["r2", "completed"], ["r3", "completed"]]);
@@ -102,7 +102,7 @@ test("while another process holds the database locked, final records wait, then 
   const blocker = new Database(path);
   blocker.run("BEGIN EXCLUSIVE");
   await store.begin(record("r1"));
-  store.write(record("r1", { outcome: "completed" }));
+  store.commit(record("r1", { outcome: "completed" }));
   // However slow the machine, the commit must fail while the lock is held, and be reported.
   for (let waited = 0; errors.length === 0 && waited < 10_000; waited += 20) await Bun.sleep(20);
   expect(errors.join("\n")).toMatch(/locked|busy/i);
@@ -124,7 +124,7 @@ test("after a crash, intents without a final record become interrupted records; 
   const crashed = new SqliteAuditStore(path);
   await crashed.begin(record("in-flight"));
   await crashed.begin(record("done"));
-  crashed.write(record("done", { outcome: "completed" }));
+  crashed.commit(record("done", { outcome: "completed" }));
   await crashed.flush();
   // No close(): the process "died" with one call in flight.
   const restarted = new SqliteAuditStore(path);
@@ -139,7 +139,7 @@ test("after a crash, intents without a final record become interrupted records; 
 test("close commits everything still queued", async () => {
   const path = join(tempDir(), "g.db");
   const store = new SqliteAuditStore(path);
-  for (let i = 0; i < 50; i++) store.write(record(`late-${i}`, { outcome: "rejected" }));
+  for (let i = 0; i < 50; i++) store.commit(record(`late-${i}`, { outcome: "rejected" }));
   await store.close();
   expect(countOnDisk(path)).toBe(50);
 });
@@ -155,7 +155,7 @@ test("the database, its WAL and its shared-memory file are created readable by t
   const path = join(tempDir(), "modes.db");
   const store = new SqliteAuditStore(path);
   await store.begin(record("r1"));
-  store.write(record("r1", { outcome: "completed" }));
+  store.commit(record("r1", { outcome: "completed" }));
   await store.flush();
   for (const file of [path, `${path}-wal`, `${path}-shm`]) expect([file, statSync(file).mode & 0o777]).toEqual([file, 0o600]);
   await store.close();

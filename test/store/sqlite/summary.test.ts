@@ -45,7 +45,7 @@ beforeAll(async () => {
   const store = new SqliteAuditStore(logDb);
   for (let i = 1; i <= 220; i++) {
     written.push(record(i));
-    store.write(record(i));
+    store.commit(record(i));
   }
   await store.close();
   const rolled = openAuditLog(logDb);

@@ -166,7 +166,7 @@ test("a running store signs a checkpoint every N records", async () => {
   const logDb = join(tempDir(), "audit.db");
   const store = new SqliteAuditStore(logDb, { checkpoint: { everyRecords: 5, everySeconds: 600 } });
   for (let round = 0; round < 3; round++) {
-    for (let i = 1; i <= 5; i++) store.write(sampleRecord(round * 5 + i));
+    for (let i = 1; i <= 5; i++) store.commit(sampleRecord(round * 5 + i));
     await store.flush();
     // The checkpoint follows the commit's answer (callers never wait for the signature).
     for (let waited = 0; checkpointsIn(logDb).length <= round && waited < 3000; waited += 10) await Bun.sleep(10);
@@ -179,7 +179,7 @@ test("a running store signs a checkpoint every N records", async () => {
 test("an idle store signs a checkpoint after T seconds when anything is new, and none when nothing is", async () => {
   const logDb = join(tempDir(), "audit.db");
   const store = new SqliteAuditStore(logDb, { checkpoint: { everyRecords: 1000, everySeconds: 0.2 } });
-  store.write(sampleRecord(1));
+  store.commit(sampleRecord(1));
   await store.flush();
   for (let waited = 0; checkpointsIn(logDb).length === 0 && waited < 3000; waited += 20) await Bun.sleep(20);
   expect(checkpointsIn(logDb)).toEqual([1]);
@@ -212,7 +212,7 @@ test("records of a database from before the chain are chained when the store ope
   legacy.close();
   const warnings: string[] = [];
   const store = new SqliteAuditStore(logDb, { onWarning: (m) => warnings.push(m) });
-  store.write(sampleRecord(4));
+  store.commit(sampleRecord(4));
   await store.close();
   expect(warnings.join()).toContain("3 record(s)");
   expect(verify(logDb)).toMatchObject({ ok: true, records: 4, last_seq: 4 });

@@ -1,5 +1,9 @@
-/** Helpers shared by the built-in plugins: option validation, the credential a call presents, the proxy-held provider key. */
-import { ProxyError, type CallContext } from "agent-attr";
+/**
+ * Helpers for plugins (the built-in ones use them, and import nothing else of the core): option
+ * validation, the credential a call presents, the proxy-held provider key.
+ */
+import { ProxyError } from "./errors.ts";
+import type { CallContext } from "./pipeline/context.ts";
 import { z } from "zod";
 
 /** Validates a plugin factory's options with zod, failing with a message that names the option. */

@@ -1,0 +1,151 @@
+/**
+ * The one ending of every call. Whatever happened to it — refused before it was forwarded, the
+ * upstream unreachable, its response done, broken off or cancelled by the client — a call ends
+ * here: its final record is built from how it ended (outcome, usage or an estimate of it, price:
+ * stage 7), handed to the primary store (stage 8; the secondary sinks get it once the store has
+ * committed it), and the limiters settle with it (stage 9). Each runs
+ * exactly once per call, however many paths reach it. Never throws: a failure here is logged and
+ * the client's answer is unaffected.
+ */
+import { noUsage, type AuditRecord, type Outcome, type Usage, type UsageSource } from "../trail/record.ts";
+import { ProxyError, errorMessage } from "../errors.ts";
+import type { StreamEnd } from "../proxy/tap.ts";
+import type { CallContext, EndpointKind, MeterResult } from "./context.ts";
+import { estimateUsage } from "./estimate.ts";
+import { runSequential } from "./hooks.ts";
+import { costFields, hasUsage, priceUsage } from "./price.ts";
+import { elapsed, writeRecord } from "./record.ts";
+import type { RoutedProvider, Runtime } from "./runtime.ts";
+
+/** How a call ended. */
+export type CallEnd =
+  /** Refused by the proxy before it was forwarded (stages 1-4, or its intent could not be written). */
+  | { kind: "refused"; error: ProxyError }
+  /** Forwarded, but no response arrived: the upstream failed, timed out, or the client hung up. */
+  | { kind: "failed"; error: ProxyError; clientGone: boolean }
+  /** The upstream answered; its body ended as `how` says, metered as `meter` says. */
+  | { kind: "answered"; status: number; how: StreamEnd; meter: MeterResult; ttfb: number | null; responseHash: string; signal: AbortSignal };
+
+export interface CallEnding {
+  /**
+   * Stages 7-8: builds the final record of how the call ended and hands it to the primary store,
+   * which holds it durably when this resolves (which is why a call's last bytes wait for this). The first call decides;
+   * later ones return its record. Null when building it failed (logged).
+   */
+  record(end: CallEnd): Promise<AuditRecord | null>;
+  /** The call is over: its record (if not yet written, from `end`), then stage 9, once. */
+  finish(end: CallEnd): Promise<void>;
+}
+
+/**
+ * The ending of one call. `inFlight` is its record as known before the upstream answered (the
+ * intent, for a forwarded call); `provider` the adapter that served it, null if none was routed.
+ */
+export function callEnding(
+  ctx: CallContext,
+  inFlight: AuditRecord,
+  provider: RoutedProvider | null,
+  rt: Runtime,
+): CallEnding {
+  let recorded: Promise<AuditRecord | null> | null = null;
+  let finished: Promise<void> | null = null;
+  const record = (end: CallEnd) =>
+    (recorded ??= finalRecord(ctx, inFlight, end, provider, rt).then(
+      async (final) => {
+        await writeRecord(final, rt);
+        return final;
+      },
+      (error: unknown) => {
+        rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);
+        return null;
+      },
+    ));
+  const finish = (end: CallEnd) =>
+    (finished ??= record(end).then((final) =>
+      // A limiter that reserved before a later stage refused the call gives the reservation back.
+      final ? settle(ctx, final, rt) : undefined,
+    ));
+  return { record, finish };
+}
+
+async function finalRecord(
+  ctx: CallContext,
+  inFlight: AuditRecord,
+  end: CallEnd,
+  provider: RoutedProvider | null,
+  rt: Runtime,
+): Promise<AuditRecord> {
+  const base = { ...inFlight, duration_ms: elapsed(ctx) };
+  if (end.kind === "refused") {
+    return { ...base, outcome: "rejected", status: end.error.status, error_type: end.error.code, ...noUsage, usage_source: "none" };
+  }
+  if (end.kind === "failed") {
+    const final: AuditRecord = end.clientGone
+      ? { ...base, outcome: "client_aborted", status: null, error_type: "client_aborted" }
+      : { ...base, outcome: "upstream_error", status: end.error.status, error_type: end.error.code };
+    // A client who hung up on a generation is billed by estimate for the prompt the upstream had
+    // already received (nothing was delivered, so output is 0).
+    if (end.clientGone && provider && generating.has(ctx.endpoint.kind)) {
+      const usage = await estimateUsage(ctx, null, "");
+      if (usage) Object.assign(final, usage, { usage_source: "estimated" }, costFields(await priceUsage(ctx, provider, usage, null, rt)));
+    }
+    return final;
+  }
+  const { status, meter } = end;
+  const [outcome, errorType] = outcomeOf(ctx, end);
+  let usage = hasUsage(meter.usage) ? meter.usage : null;
+  let source: UsageSource = usage ? "provider" : "none";
+  if (needsEstimate(ctx, status, outcome, usage)) {
+    const estimate = await estimateUsage(ctx, usage, meter.outputText?.() ?? null);
+    if (estimate) [usage, source] = [estimate, "estimated"];
+  }
+  const quote = usage && provider ? await priceUsage(ctx, provider, usage, meter.responseModel, rt) : null;
+  return {
+    ...base,
+    ...(usage ?? {}),
+    status,
+    outcome,
+    ttfb_ms: end.ttfb,
+    response_hash: end.responseHash,
+    response_model: meter.responseModel,
+    usage_source: source,
+    ...costFields(quote),
+    error_type: errorType ?? ctx.limitFlag ?? null,
+  };
+}
+
+/** The outcome of an answered call, and its error type if it failed. */
+function outcomeOf(ctx: CallContext, { how, status, meter, signal }: Extract<CallEnd, { kind: "answered" }>): [Outcome, string | null] {
+  if (how.kind === "cancel") {
+    // SDKs cancel the body right after the terminal event: that call completed (or failed, if
+    // its terminal event was an error).
+    return [!meter.terminal ? "client_aborted" : meter.errorType ? "upstream_error" : "completed", meter.errorType];
+  }
+  if (how.kind === "upstream_error" && ctx.request.signal.aborted) return ["client_aborted", meter.errorType];
+  if (how.kind === "upstream_error") {
+    return ["upstream_error", signal.reason instanceof ProxyError ? signal.reason.code : "upstream_stream_error"];
+  }
+  if (status >= 400) return ["upstream_error", meter.errorType ?? `http_${status}`];
+  // A 200 whose body reports a failure: an SSE `error` event (e.g. Anthropic's overloaded_error
+  // mid-stream) or a Responses API `response.failed`.
+  if (meter.errorType) return ["upstream_error", meter.errorType];
+  if (ctx.stream && !meter.terminal) return ["upstream_error", "incomplete_stream"];
+  return ["completed", null];
+}
+
+/** Endpoints whose tokens someone pays for (embeddings: input only). */
+const generating = new Set<EndpointKind>(["chat.completions", "completions", "responses", "messages", "embeddings"]);
+
+/**
+ * A successful generation whose usage did not arrive in full — the client hung up, the stream broke
+ * off, or the server reports no usage — is billed by estimate rather than left free.
+ */
+function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage: Usage | null): boolean {
+  if (status >= 400 || !generating.has(ctx.endpoint.kind)) return false;
+  return outcome !== "completed" || usage === null || usage.output_tokens === null || usage.input_tokens === null;
+}
+
+/** Stage 9: every limiter reconciles with the final record. Never throws. */
+function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): Promise<void> {
+  return runSequential(rt.plugins, "limit.settle", (plugin) => plugin.limit?.settle && (() => plugin.limit!.settle!(ctx, record)), { log: rt.log });
+}
