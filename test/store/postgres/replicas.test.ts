@@ -12,11 +12,14 @@ import { startFakeUpstream, type FakeUpstream } from "../../helpers/fake-upstrea
 import { runCli, spawnProxy, type ProxyProcess } from "../../helpers/process.ts";
 import { tempDir } from "../../helpers/proxy.ts";
 import { pgContext, pgSchema, type PgSchema } from "../../helpers/postgres.ts";
+import { dropPrefix, sharedRedisURL, uniquePrefix } from "../../helpers/redis.ts";
 
 let upstream: FakeUpstream;
 let pg: PgSchema;
 const keyDir = tempDir();
 const running: ProxyProcess[] = [];
+/** The replicas' limits live in the local Redis under a prefix of this file's own. */
+const redisPrefix = uniquePrefix("pg-replicas");
 beforeAll(async () => {
   upstream = await startFakeUpstream();
   pg = await pgSchema("replicas");
@@ -28,6 +31,7 @@ afterAll(async () => {
   }
   await upstream.stop();
   await pg.drop();
+  await dropPrefix(redisPrefix);
 });
 
 /** A replica: its own working directory and config, the shared trail and signing key. */
@@ -37,10 +41,14 @@ async function replica(logDb: string, options: { keys?: boolean } = {}): Promise
   writeFileSync(
     config,
     `import { defineConfig } from "agent-attr";
-import { apiKeys, headerAttribution, openai, postgresAudit, pricing } from "agent-attr/plugins";
+import { apiKeys, headerAttribution, openai, postgresAudit, pricing, redisLimiterStore, tiers } from "agent-attr/plugins";
 export default defineConfig({
   audit: { signingKey: ${JSON.stringify(join(keyDir, "signing-key"))} },
-  plugins: [openai(), ${options.keys ? "apiKeys()," : ""} headerAttribution(), pricing(), postgresAudit({ leaseMs: 1500, heartbeatMs: 300 })],
+  plugins: [
+    openai(), ${options.keys ? "apiKeys()," : ""} headerAttribution(), pricing(),
+    tiers({ tiers: { rpm: { requestsPerMinute: 30, per: ["user"] } }, default: "rpm", store: redisLimiterStore({ url: ${JSON.stringify(sharedRedisURL)}, prefix: ${JSON.stringify(redisPrefix)} }) }),
+    postgresAudit({ leaseMs: 1500, heartbeatMs: 300 }),
+  ],
 });
 `,
   );
@@ -157,3 +165,18 @@ test("audit delete --user through the CLI while three replicas write: the user i
   expect(verified.exitCode).toBe(0);
   expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, redacted: 12 });
 }, 90_000);
+
+test("a limit of 30 requests per minute admits exactly 30 across three replicas, and the one trail holds every call once", async () => {
+  const logDb = pg.logDb.replace(/schema=.*$/, `schema=${pg.schema}_limit`);
+  const replicas = [await replica(logDb), await replica(logDb), await replica(logDb)];
+  const answers = await Promise.all(Array.from({ length: 45 }, (_, i) => chat(replicas[i % 3]!.proxy, "limited", { "x-user-id": "limited" })));
+  expect(answers.filter((a) => a.status === 200)).toHaveLength(30);
+  expect(answers.filter((a) => a.status === 429)).toHaveLength(15);
+  let records: AuditRecord[] = [];
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await Bun.sleep(200)) {
+    records = (await allRecords(logDb)).filter((r) => r.user_id === "limited");
+    if (records.length >= 45) break;
+  }
+  expect(records.filter((r) => r.outcome === "completed")).toHaveLength(30);
+  expect(records.filter((r) => r.outcome === "rejected" && r.status === 429)).toHaveLength(15);
+}, 60_000);
