@@ -96,6 +96,14 @@ export async function loadMeta(sql: SQL): Promise<TrailMeta> {
   };
 }
 
+/**
+ * The trail cannot be opened or reached: an I/O failure to the CLI (exit code 4), like Bun's own
+ * `PostgresError` and SQLite's errors, not an internal one.
+ */
+export class PostgresError extends Error {
+  override name = "PostgresError";
+}
+
 /** SQLSTATE of a server error, or Bun's client code (connection refused, closed…). */
 export function pgCode(error: unknown): string | undefined {
   const e = error as { errno?: unknown; code?: unknown };

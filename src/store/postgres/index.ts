@@ -4,7 +4,7 @@
  */
 import { TrailNotFoundError, type AdminContext, type AuditAdmin, type AuditStoreProvider, type StoreContext } from "../contract.ts";
 import { errorMessage } from "../../errors.ts";
-import { isPostgresUrl, loadMeta, migrate, openPool, parseTarget } from "./connection.ts";
+import { isPostgresUrl, loadMeta, migrate, openPool, parseTarget, PostgresError } from "./connection.ts";
 import { PgKeys } from "./keys.ts";
 import { PgReader } from "./reader.ts";
 import { PgAuditStore, type PgStoreOptions } from "./store.ts";
@@ -61,7 +61,7 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
   } catch (error) {
     await sql.close({ timeout: 0 });
     if (error instanceof TrailNotFoundError) throw error;
-    throw new Error(`cannot open the audit trail at ${target.display}: ${errorMessage(error)}`);
+    throw new PostgresError(`cannot open the audit trail at ${target.display}: ${errorMessage(error)}`);
   }
 }
 
@@ -75,6 +75,6 @@ export async function openPgKeys(logDb: string, options: PgStoreOptions = {}): P
     return { keys: new PgKeys(sql, options.keyCacheMs ?? 0, meta.hashKey), close: () => sql.close({ timeout: 1 }) };
   } catch (error) {
     await sql.close({ timeout: 0 });
-    throw new Error(`cannot open the proxy keys at ${target.display}: ${errorMessage(error)}`);
+    throw new PostgresError(`cannot open the proxy keys at ${target.display}: ${errorMessage(error)}`);
   }
 }

@@ -23,7 +23,7 @@ import type { AuditRecord } from "../../trail/record.ts";
 import { defaultCheckpointSettings, publishCheckpoint, signCheckpoint, type CheckpointSettings } from "../../trail/checkpoint.ts";
 import { errorMessage } from "../../errors.ts";
 import { append, lockChain } from "./chain.ts";
-import { loadMeta, migrate, openPool, parseTarget, type PgTarget } from "./connection.ts";
+import { loadMeta, migrate, openPool, parseTarget, PostgresError, type PgTarget } from "./connection.ts";
 import { rowToRecord } from "./rows.ts";
 import { transaction } from "./writer.ts";
 import { PgTrail, signingKeyFor } from "./trail.ts";
@@ -120,7 +120,7 @@ export class PgAuditStore implements AuditStore {
       return store;
     } catch (error) {
       await sql.close({ timeout: 0 });
-      throw new Error(`cannot open the audit trail at ${target.display}: ${errorMessage(error)}`);
+      throw new PostgresError(`cannot open the audit trail at ${target.display}: ${errorMessage(error)}`);
     }
   }
 

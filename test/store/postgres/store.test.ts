@@ -9,6 +9,7 @@ import { recordFilterSchema, summaryFilterSchema } from "../../../src/store/filt
 import { exportFilterSchema } from "../../../src/trail/export.ts";
 import { eventFilterSchema } from "../../../src/trail/events.ts";
 import { openPgAdmin, PgAuditStore } from "../../../src/store/postgres/index.ts";
+import { runCli } from "../../helpers/process.ts";
 import { tempDir } from "../../helpers/proxy.ts";
 import { sampleRecord } from "../../helpers/records.ts";
 import { pgContext, pgSchema, type PgSchema } from "../../helpers/postgres.ts";
@@ -194,6 +195,13 @@ describe("PostgreSQL store", () => {
       await b.close();
       await trail.drop();
     }
+  });
+
+  test("a PostgreSQL that cannot be reached stops the proxy's start as an I/O error (exit 4), the password not shown", async () => {
+    const started = await runCli(["proxy", "start", "--port", "0", "--log-db", "postgres://auditor:s3cret-pw@127.0.0.1:1/trail"], { timeoutMs: 20_000, cwd: tempDir() });
+    expect(started.exitCode).toBe(4);
+    expect(started.stderr).toContain("I/O error: cannot open the audit trail at postgres://auditor:***@127.0.0.1:1/trail");
+    expect(started.stderr).not.toContain("s3cret-pw");
   });
 
   test("the CLI refuses a database with no trail instead of creating one", async () => {
