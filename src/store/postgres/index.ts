@@ -50,11 +50,11 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
     }
     const meta = await loadMeta(sql);
     const signingKey = await signingKeyFor(sql, ctx.audit.signingKey, { create: ctx.create });
-    const trail = new PgTrail(sql, meta, signingKey, ctx.audit, ctx.log);
+    const trail = new PgTrail(sql, meta, signingKey, ctx.audit, ctx.log, true);
     return {
       reader: new PgReader(sql),
       trail,
-      keys: new PgKeys(sql, options.keyCacheMs ?? 0, meta.hashKey),
+      keys: new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event])),
       signs: signingKey !== null,
       close: () => sql.close({ timeout: 1 }),
     };
@@ -65,16 +65,3 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
   }
 }
 
-/** Just the keys, for keys mode (`apiKeys()`) on a PostgreSQL trail: a small pool of its own. */
-export async function openPgKeys(logDb: string, options: PgStoreOptions = {}): Promise<{ keys: PgKeys; close: () => Promise<void> }> {
-  const target = parseTarget(logDb);
-  const sql = openPool(target, { max: 2 });
-  try {
-    await migrate(sql, target.schema);
-    const meta = await loadMeta(sql);
-    return { keys: new PgKeys(sql, options.keyCacheMs ?? 0, meta.hashKey), close: () => sql.close({ timeout: 1 }) };
-  } catch (error) {
-    await sql.close({ timeout: 0 });
-    throw new PostgresError(`cannot open the proxy keys at ${target.display}: ${errorMessage(error)}`);
-  }
-}

@@ -7,7 +7,7 @@
 import type { SQL } from "bun";
 import type { ProxyKeyStore } from "../contract.ts";
 import { hashProxyKey, mintProxyKey, type NewKeyRequest, type ProxyKey } from "../keys.ts";
-import { append } from "./chain.ts";
+import type { ChainEvent } from "../../trail/chain.ts";
 import { transaction } from "./writer.ts";
 
 interface Row {
@@ -36,7 +36,8 @@ export class PgKeys implements ProxyKeyStore {
   constructor(
     private readonly sql: SQL,
     private readonly cacheMs: number,
-    private readonly hashKey: Uint8Array | null = null,
+    /** Appends a key event in the change's transaction (the trail's, which may seal it). */
+    private readonly appendEvent: (tx: SQL, event: ChainEvent) => Promise<void>,
   ) {}
 
   async find(secret: string): Promise<ProxyKey | null> {
@@ -72,7 +73,7 @@ export class PgKeys implements ProxyKeyStore {
       await tx`INSERT INTO proxy_keys (id, hash, agents, users, tier, created_at, expires_at, revoked_at)
         VALUES (${row.id}, ${hash}, ${row.agents}, ${row.users}, ${row.tier}, ${row.created_at}, ${row.expires_at}, NULL)`;
       const details = { key_id: id, agents: record.agents, user_globs: record.users?.length ?? 0, tier: record.tier, expires_at: record.expires_at };
-      await append(tx, this.hashKey, [], [{ kind: "key_created", actor, details }]);
+      await this.appendEvent(tx, { kind: "key_created", actor, details });
     });
     return { key, record };
   }
@@ -84,7 +85,7 @@ export class PgKeys implements ProxyKeyStore {
       if (row.revoked_at) return toProxyKey(row);
       const revokedAt = new Date().toISOString();
       await tx`UPDATE proxy_keys SET revoked_at = ${revokedAt} WHERE id = ${id}`;
-      await append(tx, this.hashKey, [], [{ kind: "key_revoked", actor, details: { key_id: id } }]);
+      await this.appendEvent(tx, { kind: "key_revoked", actor, details: { key_id: id } });
       return toProxyKey({ ...row, revoked_at: revokedAt });
     });
     this.cache.clear();

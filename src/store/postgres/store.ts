@@ -20,9 +20,9 @@ import type { AuditStore, CommittedRecord, Recovery, StoreContext } from "../con
 import type { Logger } from "../../log.ts";
 import { columns, toRow, type SQLValue } from "../../trail/row.ts";
 import type { AuditRecord } from "../../trail/record.ts";
-import { defaultCheckpointSettings, publishCheckpoint, signCheckpoint, type CheckpointSettings } from "../../trail/checkpoint.ts";
+import { defaultCheckpointSettings, type CheckpointSettings } from "../../trail/checkpoint.ts";
 import { errorMessage } from "../../errors.ts";
-import { append, lockChain } from "./chain.ts";
+import { append, lockChain, tail } from "./chain.ts";
 import { loadMeta, migrate, openPool, parseTarget, PostgresError, type PgTarget } from "./connection.ts";
 import { rowToRecord } from "./rows.ts";
 import { transaction } from "./writer.ts";
@@ -113,7 +113,7 @@ export class PgAuditStore implements AuditStore {
       const meta = await loadMeta(sql);
       const signingKey = await signingKeyFor(sql, ctx.audit.signingKey, { create: true });
       const trail = new PgTrail(sql, meta, signingKey, ctx.audit, ctx.log);
-      const keys = new PgKeys(sql, options.keyCacheMs ?? 0, meta.hashKey);
+      const keys = new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event]));
       const store = new PgAuditStore(sql, target, meta.hashKey, meta.chainId, trail, new PgReader(sql), keys, ctx.log, ctx.audit, options);
       await sql`INSERT INTO audit_replicas (replica_id) VALUES (${store.replicaId})`;
       if (ctx.audit.retentionDays !== undefined) await trail.applyRetention(ctx.audit.retentionDays);
@@ -178,6 +178,13 @@ export class PgAuditStore implements AuditStore {
     }
     clearTimeout(this.appendTimer);
     clearTimeout(this.flushTimer);
+    // Seal what this replica appended since its last checkpoint, as SQLite does on shutdown.
+    if (this.queue.length === 0) {
+      await transaction(this.sql, this.deadlineMs, async (tx) => {
+        const last = await tail(tx);
+        if (last.seq > this.lastCheckpoint.seq) await this.trail.checkpoint(tx, last);
+      }).catch((error: unknown) => this.log.warn(`audit: no final checkpoint (${errorMessage(error)})`));
+    }
     if (this.queue.length === 0) await this.sql`DELETE FROM audit_replicas WHERE replica_id = ${this.replicaId}`.catch(() => undefined);
     for (const waiter of this.idleWaiters.splice(0)) waiter();
     await this.sql.close({ timeout: 1 });
@@ -282,10 +289,8 @@ export class PgAuditStore implements AuditStore {
     if (!key || tail.seq === 0) return;
     const due = tail.seq - this.lastCheckpoint.seq >= this.checkpoint.everyRecords || Date.now() - this.lastCheckpoint.at >= this.checkpoint.everySeconds * 1000;
     if (!due) return;
-    const checkpoint = signCheckpoint(key, { chain_id: this.chainId, seq: tail.seq, hash: tail.hash, time: new Date().toISOString() });
-    await tx`INSERT INTO audit_checkpoints (chain_id, seq, hash, time, signature) VALUES (${checkpoint.chain_id}, ${checkpoint.seq}, ${checkpoint.hash}, ${checkpoint.time}, ${checkpoint.signature})`;
+    await this.trail.checkpoint(tx, tail);
     this.lastCheckpoint = { seq: tail.seq, at: Date.now() };
-    publishCheckpoint(checkpoint, this.checkpoint, (message) => this.log.warn(`audit: ${message}`));
   }
 
   private report(records: CommittedRecord[]): void {

@@ -15,7 +15,7 @@ import type { AuditTrail, TrailSettings, VerifyOptions } from "../contract.ts";
 import { erasureForms } from "../../identifiers.ts";
 import type { Logger } from "../../log.ts";
 import { personalColumns, seqRanges, userHmac, type ChainEvent } from "../../trail/chain.ts";
-import type { Checkpoint } from "../../trail/checkpoint.ts";
+import { publishCheckpoint, signCheckpoint, type Checkpoint } from "../../trail/checkpoint.ts";
 import type { ChainEntry, ChainEventEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
 import { exportChunkRows, ExportRun, type ExportedRow, type ExportFormat, type ExportManifest, type ExportSource, type ParsedExportFilter } from "../../trail/export.ts";
 import { columns } from "../../trail/row.ts";
@@ -53,7 +53,26 @@ export class PgTrail implements AuditTrail {
     readonly signingKey: KeyObject | null,
     private readonly settings: TrailSettings,
     private readonly log: Logger,
+    /**
+     * Seal each event with a signed checkpoint in its transaction (the CLI's handle: no appender
+     * signs after it, so a dropped tail of CLI events would otherwise go unseen).
+     */
+    private readonly sealEvents = false,
   ) {}
+
+  /** Appends events (and rows) and, when this handle seals, a checkpoint of the new tail. */
+  async appendSealed(tx: SQL, events: ChainEvent[]): Promise<void> {
+    const { tail } = await append(tx, this.meta.hashKey, [], events);
+    if (this.sealEvents) await this.checkpoint(tx, tail);
+  }
+
+  /** Signs and stores a checkpoint of `tail` (and publishes it where the settings say). */
+  async checkpoint(tx: SQL, tail: { seq: number; hash: string }): Promise<void> {
+    if (!this.signingKey || tail.seq === 0) return;
+    const checkpoint = signCheckpoint(this.signingKey, { chain_id: this.meta.chainId, seq: tail.seq, hash: tail.hash, time: new Date().toISOString() });
+    await tx`INSERT INTO audit_checkpoints (chain_id, seq, hash, time, signature) VALUES (${checkpoint.chain_id}, ${checkpoint.seq}, ${checkpoint.hash}, ${checkpoint.time}, ${checkpoint.signature})`;
+    if (this.settings.checkpoint) publishCheckpoint(checkpoint, this.settings.checkpoint, (message) => this.log.warn(`audit: ${message}`));
+  }
 
   publicKey(): string {
     if (!this.signingKey) throw new Error("this trail has no signing key (audit.signingKey)");
@@ -61,7 +80,7 @@ export class PgTrail implements AuditTrail {
   }
 
   async recordEvent(event: ChainEvent): Promise<void> {
-    await transaction(this.sql, 10_000, (tx) => append(tx, this.meta.hashKey, [], [event]));
+    await transaction(this.sql, 10_000, (tx) => this.appendSealed(tx, [event]));
   }
 
   async verify(actor: string, options: VerifyOptions = {}): Promise<VerifyReport & { recorded: boolean }> {
@@ -109,7 +128,7 @@ export class PgTrail implements AuditTrail {
          ON CONFLICT (user_hmac) DO UPDATE SET erased_at = EXCLUDED.erased_at`,
         [hmacs, now],
       );
-      await append(tx, this.meta.hashKey, [], [{ kind: "erasure", actor, details: { records: seqs.length, seqs: seqRanges(seqs) } }]);
+      await this.appendSealed(tx, [{ kind: "erasure", actor, details: { records: seqs.length, seqs: seqRanges(seqs) } }]);
     });
   }
 
@@ -121,7 +140,7 @@ export class PgTrail implements AuditTrail {
         .map((r) => Number(r.seq))
         .sort((a, b) => a - b);
       if (seqs.length > 0) {
-        await append(tx, this.meta.hashKey, [], [{ kind: "retention", actor: "retention", details: { records: seqs.length, older_than: cutoff, days, seqs: seqRanges(seqs) } }]);
+        await this.appendSealed(tx, [{ kind: "retention", actor: "retention", details: { records: seqs.length, older_than: cutoff, days, seqs: seqRanges(seqs) } }]);
       }
       return seqs.length;
     });

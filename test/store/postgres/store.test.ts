@@ -124,6 +124,14 @@ describe("PostgreSQL store", () => {
       expect(report).toMatchObject({ ok: true, records: 1, recorded: true });
     } finally {
       await store.close();
+    }
+    // Closing signed a checkpoint of the tail, as SQLite does on shutdown.
+    const admin = await openPgAdmin({ ...pgContext(trail.logDb, keyDir), create: false });
+    try {
+      const status = await admin.trail.status();
+      expect(status.last_checkpoint?.seq).toBe(status.last_seq);
+    } finally {
+      await admin.close();
       await trail.drop();
     }
   });
@@ -187,6 +195,9 @@ describe("PostgreSQL store", () => {
       try {
         expect((await admin.keys.list()).map((k) => k.id)).toEqual([record.id]);
         expect(await admin.trail.verify("cli:test")).toMatchObject({ ok: true, events: 2 });
+        // The CLI's events are sealed at once (no appender signs after the CLI).
+        const status = await admin.trail.status();
+        expect(status.last_checkpoint?.seq).toBe(status.last_seq);
       } finally {
         await admin.close();
       }
