@@ -42,7 +42,7 @@ export interface Runtime {
   readonly limits: RuntimeLimits;
   /** Inbound header names never sent upstream (hop-by-hop, and those plugins read for the proxy). */
   readonly neverUpstream: readonly string[];
-  /** Refuse calls (503) when the primary audit sink cannot write; false forwards them anyway. */
+  /** Refuse calls (503) when the primary store cannot hold their intent; false forwards them anyway. */
   readonly failClosed: boolean;
   readonly log: Logger;
   /** Calls whose response has not finished; shutdown waits for them. */
