@@ -20,8 +20,12 @@ import type { ChainEntry, ChainEventEntry, EventPage, ParsedEventFilter, TrailSt
 import { exportChunkRows, ExportRun, type ExportedRow, type ExportFormat, type ExportManifest, type ExportSource, type ParsedExportFilter } from "../../trail/export.ts";
 import { columns } from "../../trail/row.ts";
 import { loadSigningKey, publicKeyPem } from "../../trail/signing.ts";
-import { readCheckpointFile, recordVerification, type VerifyReport } from "../../trail/verify.ts";
-import { walkChain, type WalkEntry, type WalkRecord } from "../../trail/walk.ts";
+import {
+  ChainWalk, finishVerification, readCheckpointFile, recordVerification, redactionCover, startVerification,
+  type ChainEventRow, type ChainRecordRow, type VerifyFailure, type VerifyReport,
+} from "../../trail/verify.ts";
+
+type WalkEntry = { record: ChainRecordRow } | { event: ChainEventRow };
 import { append } from "./chain.ts";
 import type { TrailMeta } from "./connection.ts";
 import { toRecord } from "./rows.ts";
@@ -88,21 +92,25 @@ export class PgTrail implements AuditTrail {
     const external = options.checkpoints ?? readCheckpointFile(this.settings.checkpoint?.file);
     // One snapshot: the walk reads the chain and its checkpoints as of one moment, while replicas append.
     const report = await this.sql.begin("isolation level repeatable read read only", async (tx) => {
-      const checkpoints = ((await tx`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq`) as Checkpoint[]).map((c) => ({ ...c, seq: Number(c.seq) }));
-      return walkChain(
-        {
-          chainId: this.meta.chainId,
-          checkpoints,
-          entries: () => entries(tx),
-          seqOfHash: async (hash) => {
-            const [row] = (await tx`SELECT seq FROM audit_records WHERE hash = ${hash} UNION ALL SELECT seq FROM audit_events WHERE hash = ${hash} LIMIT 1`) as { seq: string }[];
-            return row ? Number(row.seq) : null;
-          },
-          redactionDetails: async () => ((await tx`SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as { details: string }[]).map((r) => r.details),
-        },
-        publicKey,
-        external,
-      );
+      const stored = ((await tx`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq`) as Checkpoint[]).map((c) => ({ ...c, seq: Number(c.seq) }));
+      const started = startVerification(this.meta.chainId, stored, external, publicKey);
+      const details = ((await tx`SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as { details: string }[]).map((r) => r.details);
+      const walk = new ChainWalk(started.report, started.checkpoints, redactionCover(details));
+      let failure: VerifyFailure | null = null;
+      for await (const item of entries(tx)) {
+        const isRecord = "record" in item;
+        const entry = isRecord ? item.record : item.event;
+        const step = walk.next(entry, isRecord);
+        if (step === null) continue;
+        if ("brokenLink" in step) {
+          const [linked] = entry.prev_hash
+            ? ((await tx`SELECT seq FROM audit_records WHERE hash = ${entry.prev_hash} UNION ALL SELECT seq FROM audit_events WHERE hash = ${entry.prev_hash} LIMIT 1`) as { seq: string }[])
+            : [];
+          failure = walk.brokenLink(entry, isRecord, linked ? Number(linked.seq) : null);
+        } else failure = step;
+        break;
+      }
+      return finishVerification(started.report, [started.failure, failure ?? walk.end()]);
     });
     return recordVerification(report, actor, (event) => this.recordEvent(event));
   }
@@ -221,7 +229,7 @@ async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
     ((await tx.unsafe(`SELECT ${recordColumns} FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as Record<string, unknown>[]).map((row) => {
       row.seq = Number(row.seq);
       if (row.cost_nano_usd !== null) row.cost_nano_usd = Number(row.cost_nano_usd);
-      return row as WalkRecord;
+      return row as ChainRecordRow;
     }),
   );
   const events = chunks(async (after) =>
@@ -233,7 +241,7 @@ async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
   let event = await events.next();
   while (!record.done || !event.done) {
     if (event.done || (!record.done && record.value.seq < event.value.seq)) {
-      yield { record: record.value as WalkRecord };
+      yield { record: record.value as ChainRecordRow };
       record = await records.next();
     } else {
       yield { event: event.value };
