@@ -11,6 +11,8 @@ import { TrailNotFoundError, type AuditAdmin } from "../store/contract.ts";
 import { primaryStore } from "../store/open.ts";
 import type { CheckpointSettings } from "../trail/checkpoint.ts";
 import { signingKeyPath } from "../trail/signing.ts";
+import { isPostgresUrl } from "../store/postgres/connection.ts";
+import { defaultSigningKey } from "../store/postgres/trail.ts";
 import { cliLog, configuredSettings, IoError, resolveLogDb } from "./_shared.ts";
 
 export interface CliAuditSettings {
@@ -34,13 +36,15 @@ export async function cliAuditSettings(flags: { logDb?: string; signingKey?: str
       ? "AGENT_ATTR_SIGNING_KEY"
       : config.audit.signingKey
         ? "the config's audit.signingKey"
-        : "the default beside the database";
+        : isPostgresUrl(logDb)
+          ? `the default ./${defaultSigningKey}`
+          : "the default beside the database";
   const signingKeyGiven = flags.signingKey ?? config.audit.signingKey;
   return {
     config,
     logDb,
     signingKeyGiven,
-    signingKey: signingKeyPath(logDb, signingKeyGiven),
+    signingKey: isPostgresUrl(logDb) ? (signingKeyGiven ?? process.env.AGENT_ATTR_SIGNING_KEY ?? defaultSigningKey) : signingKeyPath(logDb, signingKeyGiven),
     signingKeySource,
     checkpoint: config.audit.checkpoint,
   };

@@ -6,6 +6,7 @@
  */
 import type { Plugin } from "../plugin.ts";
 import type { AdminContext, AuditAdmin, AuditStore, AuditStoreProvider, StoreContext } from "./contract.ts";
+import { postgresStore } from "./postgres/index.ts";
 import { sqliteStore } from "./sqlite/index.ts";
 
 /**
@@ -15,7 +16,21 @@ import { sqliteStore } from "./sqlite/index.ts";
 export function storeFor(logDb: string): AuditStoreProvider {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(logDb)?.[1];
   if (scheme === undefined) return sqliteStore();
+  if (/^postgres(ql)?$/i.test(scheme)) return postgresStore();
   return noDriver(scheme);
+}
+
+/**
+ * The store `--log-db` names, chosen when it is opened: what `sqliteAudit()` without a path
+ * provides, so a config that lists it (as `agent-attr init` writes them) follows a
+ * `postgres://` --log-db like the default pipeline does.
+ */
+export function logDbStore(): AuditStoreProvider {
+  return {
+    problems: (ctx) => storeFor(ctx.logDb).problems?.(ctx) ?? [],
+    open: (ctx) => storeFor(ctx.logDb).open(ctx),
+    openAdmin: (ctx) => storeFor(ctx.logDb).openAdmin(ctx),
+  };
 }
 
 export function openStoreFor(logDb: string, ctx: Omit<StoreContext, "logDb">): Promise<AuditStore> {
