@@ -1,4 +1,4 @@
-// The complete example plugin in README.md works as documented (and is the same code as here).
+// The complete example plugin in docs/plugins.md works as documented (and is the same code as here).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -24,9 +24,9 @@ afterAll(async () => {
   await upstream.stop();
 });
 
-test("the README shows this plugin verbatim", () => {
-  const readme = readFileSync(resolve(import.meta.dir, "../README.md"), "utf8");
-  expect(readme).toContain(readFileSync(fixture, "utf8"));
+test("docs/plugins.md shows this plugin verbatim", () => {
+  const guide = readFileSync(resolve(import.meta.dir, "../docs/plugins.md"), "utf8");
+  expect(guide).toContain(readFileSync(fixture, "utf8"));
 });
 
 const call = (agent: string) =>
