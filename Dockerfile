@@ -4,6 +4,9 @@ WORKDIR /src
 COPY package.json bun.lock ./
 RUN bun install --frozen-lockfile
 COPY . .
+# The build context has no .git: pass the commit for `agent-attr --version`
+# (docker build --build-arg AGENT_ATTR_BUILD_COMMIT="$(git rev-parse --short=12 HEAD)" .).
+ARG AGENT_ATTR_BUILD_COMMIT=unknown
 RUN bun run build
 
 # Runtime stage: a slim image with just the binary, run as a non-root user (uid 10001).

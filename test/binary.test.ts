@@ -1,14 +1,20 @@
 // The compiled single binary, run from a directory with no node_modules: it loads a TypeScript
 // config that imports "agent-attr" and "agent-attr/plugins" plus a local plugin file, proxies a
-// call, and reads the record back. Uses AGENT_ATTR_BINARY if set (CI passes dist/agent-attr),
-// otherwise compiles its own.
+// call, and reads the record back. Uses AGENT_ATTR_BINARY if set (CI passes each release binary it
+// can run here), otherwise compiles its own. AGENT_ATTR_BINARY_RUNNER runs it through an emulator
+// ("qemu-aarch64 -L /usr/aarch64-linux-gnu" for the linux-arm64 binary).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import pkg from "../package.json" with { type: "json" };
 import { join, resolve } from "node:path";
+import { buildStamp, compile, root } from "../scripts/build-config.ts";
+import { gitCommit } from "../src/version.ts";
 import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.ts";
 import { tempDir } from "./helpers/proxy.ts";
 
+const runner = (process.env.AGENT_ATTR_BINARY_RUNNER ?? "").split(" ").filter(Boolean);
+/** An emulated binary starts in seconds, not milliseconds. */
+const slowdown = runner.length > 0 ? 8 : 1;
 let binary: string;
 let upstream: FakeUpstream;
 const work = tempDir();
@@ -19,14 +25,10 @@ beforeAll(async () => {
     binary = resolve(process.env.AGENT_ATTR_BINARY);
     return;
   }
+  // Built as `bun run build` builds (scripts/build-config.ts: every entry point, the version stamp).
   binary = join(tempDir(), "agent-attr");
-  const root = resolve(import.meta.dir, "..");
-  // The entrypoints of `bun run build` (the CLI and every worker thread), read from package.json so they cannot drift apart.
-  const { scripts } = (await Bun.file(join(root, "package.json")).json()) as { scripts: { build: string } };
-  const entrypoints = scripts.build.split(/\s+/).filter((word) => word.endsWith(".ts")).map((file) => join(root, file));
-  const build = Bun.spawnSync(["bun", "build", ...entrypoints, "--compile", "--outfile", binary], { cwd: root });
-  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
-}, 60_000);
+  compile({ outfile: binary, stamp: buildStamp("test build") });
+}, 60_000 * slowdown);
 afterAll(async () => {
   await upstream.stop();
 });
@@ -47,14 +49,14 @@ export default defineConfig({ plugins: [openai(), anthropic(), headerAttribution
 );
 
 const run = (args: string[]) =>
-  Bun.spawnSync([binary, ...args], { cwd: work, env: { ...process.env, NO_COLOR: "1", AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1` } });
+  Bun.spawnSync([...runner, binary, ...args], { cwd: work, env: { ...process.env, NO_COLOR: "1", AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1` } });
 
 test("the binary loads a config and a plugin from disk, proxies a call and records it", async () => {
   const check = run(["config", "check"]);
   expect(check.stdout.toString()).toContain("plugins: openai, anthropic, header-attribution, stamp, sqlite-audit");
 
   const logDb = join(work, "audit.db");
-  const proxy = Bun.spawn([binary, "proxy", "start", "--port", "0", "--log-db", logDb], {
+  const proxy = Bun.spawn([...runner, binary, "proxy", "start", "--port", "0", "--log-db", logDb], {
     cwd: work,
     env: { ...process.env, AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1` },
     stdout: "pipe",
@@ -93,11 +95,22 @@ test("the binary loads a config and a plugin from disk, proxies a call and recor
     { session_id: "stamped:chat.completions", outcome: "completed" },
   ]);
   expect(run(["audit", "verify", "--log-db", logDb]).exitCode).toBe(0);
-}, 30_000);
+}, 30_000 * slowdown);
 
 test("the binary writes the editor types it carries (agent-attr types), as generated from the sources", () => {
   const folder = tempDir();
   expect(run(["types", "--output", folder]).exitCode).toBe(0);
   expect(readFileSync(join(folder, "agent-attr-env.d.ts"), "utf8")).toBe(readFileSync(resolve(import.meta.dir, "../src/cli/types/agent-attr-env.d.ts.txt"), "utf8"));
-  expect(run(["--version"]).stdout.toString()).toBe(`${pkg.version}\n`);
-});
+}, 10_000 * slowdown);
+
+test("--version names the version, the commit it was built from and the build date", () => {
+  const printed = run(["--version"]).stdout.toString();
+  const stamp = /^(\S+) \(commit (\S+), built (\S+), ([^)]+)\)\n$/.exec(printed);
+  expect(stamp, printed).not.toBeNull();
+  const [, version, commit, date] = stamp!;
+  expect(version).toBe(pkg.version);
+  expect(commit).toBe(gitCommit(root)!);
+  expect(new Date(date!).toISOString().replace(".000Z", "Z")).toBe(date!);
+  expect(Date.parse(date!)).toBeLessThanOrEqual(Date.now());
+  expect(run(["version"]).stdout.toString()).toBe(printed);
+}, 10_000 * slowdown);

@@ -3,9 +3,11 @@
  * this wrapper checks every word against the command's declared arguments before citty runs it:
  * an unknown command or flag, a flag without its value, a flag given twice or a stray argument is
  * a usage error with the closest valid spelling. It also serves `help [COMMAND…]`, `--help`,
- * `version` and `--version`, and turns every error into one message and its exit code (_shared.ts).
+ * `version` and `--version` (version, commit and build date: ../version.ts), and turns every
+ * error into one message and its exit code (_shared.ts).
  */
 import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
+import { versionLine } from "../version.ts";
 import { cliLog, exitCodeOf, reportError, UsageError } from "./_shared.ts";
 
 // citty's own definitions are generic in their arguments; this walker only reads them.
@@ -25,7 +27,7 @@ export async function runCommandLine(main: AnyCommand, argv: string[]): Promise<
   const version = (await resolved(main.meta))?.version ?? "unknown";
   try {
     if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-v" || argv[0] === "version")) {
-      process.stdout.write(`${version}\n`);
+      process.stdout.write(`${versionLine()}\n`);
       return;
     }
     if (argv[0] === "help") {

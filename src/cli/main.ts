@@ -10,10 +10,11 @@ import { keysCommand } from "./keys.ts";
 import { pricingCommand } from "./pricing.ts";
 import { proxyCommand } from "./proxy.ts";
 import { runCommandLine } from "./_run.ts";
+import { versionLine } from "../version.ts";
 
 const version = defineCommand({
-  meta: { name: "version", description: "Print the version (also: --version)" },
-  run: () => void process.stdout.write(`${pkg.version}\n`),
+  meta: { name: "version", description: "Print the version, the commit and the build date (also: --version)" },
+  run: () => void process.stdout.write(`${versionLine()}\n`),
 });
 
 // `help [COMMAND...]` is answered by the runner, which knows the whole tree; listed here so it shows.

@@ -88,9 +88,13 @@ test("help and version: as commands and as flags", async () => {
     expect(result.stdout).toContain("USAGE agent-attr audit export");
     expect(result.stdout).toContain("--start-date");
   }
+  // A checkout has no build stamp: it says "dev" and the commit git reports (docs/operators.md, "Install").
+  const git = (...args: string[]) => Bun.spawnSync(["git", ...args], { cwd: import.meta.dir }).stdout.toString().trim();
+  const commit = git("rev-parse", "--short=12", "HEAD");
+  const modified = git("status", "--porcelain") !== "";
   for (const args of [["version"], ["--version"], ["-v"]]) {
     const result = await runCli(args);
-    expect(result).toMatchObject({ exitCode: 0, stdout: `${pkg.version}\n` });
+    expect(result).toMatchObject({ exitCode: 0, stdout: `${pkg.version} (dev, commit ${commit}${modified ? "-modified" : ""})\n` });
   }
   const unknown = await runCli(["help", "audit", "nope"]);
   expect(unknown.exitCode).toBe(2);
