@@ -5,6 +5,7 @@ import { Glob } from "bun";
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { declarationFile } from "../src/cli/types/generate.ts";
+import { stages } from "../src/pipeline/stages.ts";
 import { tempDir } from "./helpers/proxy.ts";
 import { typeCheck } from "./helpers/tsc.ts";
 
@@ -36,7 +37,7 @@ function tsBlocks(page: string): Block[] {
         line: i + 1,
         file: /^<!-- file: (\S+) -->$/.exec(before)?.[1] ?? null,
         notChecked: /^<!-- not-checked: (.+) -->$/.exec(before)?.[1] ?? null,
-        code: lines.slice(i + 1, end).join("\n") + "\n",
+        code: `${lines.slice(i + 1, end).join("\n")}\n`,
       });
     }
     i = end;
@@ -60,7 +61,17 @@ test("every config and plugin in README.md and docs/ type-checks with the declar
   });
   // The examples the issue asks for are among them: the README's config, and in the plugin guide
   // the complete plugin, one per hook kind, a secondary sink and a provider.
-  expect(files).toEqual(expect.arrayContaining(["team-tags.ts", "internal-rates.ts", "team-header.ts", "task-required.ts", "collector-sink.ts", "mini-llm.ts", "all.config.ts"]));
+  expect(files).toEqual(
+    expect.arrayContaining([
+      "team-tags.ts",
+      "internal-rates.ts",
+      "team-header.ts",
+      "task-required.ts",
+      "collector-sink.ts",
+      "mini-llm.ts",
+      "all.config.ts",
+    ]),
+  );
   expect(checked.some((block) => block.page === "README.md" && block.code.includes("defineConfig("))).toBe(true);
   // Marking a block unchecked is for deliberate fragments, and says why.
   expect(blocks.length - checked.length).toBeLessThanOrEqual(2);
@@ -109,9 +120,24 @@ test("every relative link in README.md and docs/ points at a file that exists, a
       const [path, anchor] = target!.split("#") as [string, string | undefined];
       const file = path === "" ? resolve(root, page) : resolve(root, dirname(page), path);
       if (!existsSync(file)) broken.push(`${page}: ${target} (no file ${relative(root, file)})`);
-      else if (anchor && file.endsWith(".md") && !anchors(relative(root, file)).has(anchor)) broken.push(`${page}: ${target} (no heading #${anchor})`);
+      else if (anchor && file.endsWith(".md") && !anchors(relative(root, file)).has(anchor))
+        broken.push(`${page}: ${target} (no heading #${anchor})`);
     }
   }
   expect(links).toBeGreaterThan(20);
   expect(broken).toEqual([]);
+});
+
+test("the plugin guide's hook-kind table puts every stage under the kind src/pipeline/stages.ts runs it with", () => {
+  const rows = read("docs/plugins.md")
+    .split("\n")
+    .map((line) => /^\| (first|merge|sequential|broadcast|routed) \| (.*?) \|/.exec(line))
+    .filter((row) => row !== null);
+  const documented = rows.flatMap(([, kind, cell]) =>
+    cell!
+      .replace(/\([^)]*\)/g, "")
+      .split(",")
+      .map((stage) => `${stage.trim()}: ${kind}`),
+  );
+  expect(documented.sort()).toEqual(stages.map((s) => `${s.stage}: ${s.kind}`).sort());
 });

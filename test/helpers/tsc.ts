@@ -7,7 +7,23 @@ const tsc = resolve(import.meta.dir, "../../node_modules/.bin/tsc");
 /** Type-checks `files` in `dir`: strict, DOM and ESNext libraries, no @types. */
 export function typeCheck(dir: string, files: string[]): { exitCode: number; output: string } {
   const result = Bun.spawnSync(
-    [tsc, "--noEmit", "--strict", "--target", "ESNext", "--module", "preserve", "--moduleResolution", "bundler", "--allowImportingTsExtensions", "--lib", "ESNext,DOM", "--types", "", ...files],
+    [
+      tsc,
+      "--noEmit",
+      "--strict",
+      "--target",
+      "ESNext",
+      "--module",
+      "preserve",
+      "--moduleResolution",
+      "bundler",
+      "--allowImportingTsExtensions",
+      "--lib",
+      "ESNext,DOM",
+      "--types",
+      "",
+      ...files,
+    ],
     { cwd: dir },
   );
   return { exitCode: result.exitCode, output: result.stdout.toString() + result.stderr.toString() };
