@@ -2,51 +2,20 @@
 // declarations binary users get, and every relative link leads somewhere.
 import { expect, test } from "bun:test";
 import { Glob } from "bun";
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { declarationFile } from "../src/cli/types/generate.ts";
 import { stages } from "../src/pipeline/stages.ts";
+import { type DocBlock, readPage, repoRoot, tsBlocks } from "./helpers/doc-blocks.ts";
 import { tempDir } from "./helpers/proxy.ts";
 import { typeCheck } from "./helpers/tsc.ts";
 
-const root = resolve(import.meta.dir, "..");
+const root = repoRoot;
 const pages = ["README.md", ...new Glob("docs/**/*.md").scanSync({ cwd: root })].sort();
-const read = (page: string) => readFileSync(resolve(root, page), "utf8");
-
-interface Block {
-  page: string;
-  line: number;
-  /** From `<!-- file: NAME -->` just before the block (a block another one imports needs it). */
-  file: string | null;
-  /** From `<!-- not-checked: REASON -->` just before the block. */
-  notChecked: string | null;
-  code: string;
-}
-
-/** The ```ts blocks of a page, with the HTML comment on the line before each, if any. */
-function tsBlocks(page: string): Block[] {
-  const lines = read(page).split("\n");
-  const blocks: Block[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    if (!/^```/.test(lines[i]!)) continue;
-    const end = lines.findIndex((line, j) => j > i && /^```\s*$/.test(line));
-    if (lines[i]!.trim() === "```ts") {
-      const before = i > 0 ? lines[i - 1]! : "";
-      blocks.push({
-        page,
-        line: i + 1,
-        file: /^<!-- file: (\S+) -->$/.exec(before)?.[1] ?? null,
-        notChecked: /^<!-- not-checked: (.+) -->$/.exec(before)?.[1] ?? null,
-        code: `${lines.slice(i + 1, end).join("\n")}\n`,
-      });
-    }
-    i = end;
-  }
-  return blocks;
-}
+const read = readPage;
 
 /** A config or a plugin: what a user copies into a file of their own. */
-const isConfigOrPlugin = (block: Block) => /\bdefine(Config|Plugin)\(/.test(block.code);
+const isConfigOrPlugin = (block: DocBlock) => /\bdefine(Config|Plugin)\(/.test(block.code);
 
 test("every config and plugin in README.md and docs/ type-checks with the declarations binary users get (one tsc run)", () => {
   const blocks = pages.flatMap(tsBlocks).filter(isConfigOrPlugin);
