@@ -1,24 +1,33 @@
 /**
  * The bench's reference target "no audit": agent-attr's default pipeline (providers, header
- * attribution, pricing) with a primary audit sink that keeps nothing — no intent log, no writer
- * thread, no SQLite insert (the audit API reads an empty log). Not a setup to run: by difference
- * with the real agent-attr it shows what the durable audit trail costs per call.
+ * attribution, pricing) with a primary store that keeps nothing — no intent log, no writer thread,
+ * no SQLite insert (the audit API reads an empty log). Not a setup to run: by difference with the
+ * real agent-attr it shows what the durable audit trail costs per call.
  */
-import { defineConfig, definePlugin } from "agent-attr";
-import { anthropic, headerAttribution, openai, pricing, sqliteAudit } from "agent-attr/plugins";
+import { defineConfig, definePlugin, sqliteStore, type AuditStore } from "agent-attr";
+import { anthropic, headerAttribution, openai, pricing } from "agent-attr/plugins";
 
-const emptyLog = sqliteAudit();
+const sqlite = sqliteStore();
 
 const discard = definePlugin({
   name: "bench-discard",
-  setup: (context) => emptyLog.setup?.(context),
-  teardown: () => emptyLog.teardown?.(),
-  audit: {
-    begin: () => Promise.resolve(),
-    write: () => {},
-    get reader() {
-      return emptyLog.audit!.reader;
+  auditStore: {
+    async open(context): Promise<AuditStore> {
+      const store = await sqlite.open(context);
+      return {
+        begin: () => Promise.resolve(),
+        commit: () => {},
+        onCommitted: (listener) => store.onCommitted(listener),
+        reader: store.reader,
+        trail: store.trail,
+        keys: store.keys,
+        hashKey: store.hashKey,
+        recover: () => store.recover(),
+        flush: () => store.flush(),
+        close: () => store.close(),
+      };
     },
+    openAdmin: (context) => sqlite.openAdmin(context),
   },
 });
 

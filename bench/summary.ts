@@ -8,10 +8,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { columns, openAuditLog, toRow } from "../src/audit/database.ts";
-import type { AuditRecord } from "../src/audit/record.ts";
-import { advanceRollup } from "../src/audit/rollup.ts";
-import { summaryFilterSchema, summaryGroupings } from "../src/audit/summary.ts";
+import { openAuditLog } from "../src/store/sqlite/database.ts";
+import { columns, toRow } from "../src/trail/row.ts";
+import type { AuditRecord } from "../src/trail/record.ts";
+import { advanceRollup } from "../src/store/sqlite/rollup.ts";
+import { summaryFilterSchema, summaryGroupings } from "../src/store/filters.ts";
 
 const models = [
   ["openai", "gpt-4o"], ["openai", "gpt-4o-mini"], ["openai", "gpt-5"], ["openai", "o3"],

@@ -8,12 +8,14 @@
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ChainWriter } from "../src/audit/chain.ts";
-import { Checkpointer, defaultCheckpointSettings } from "../src/audit/checkpoint.ts";
-import { openAuditLog, toRow } from "../src/audit/database.ts";
-import type { AuditRecord } from "../src/audit/record.ts";
-import { loadHashKey } from "../src/audit/secret.ts";
-import { loadSigningKey, publicKeyPem, signingKeyPath } from "../src/audit/signing.ts";
+import { ChainWriter } from "../src/store/sqlite/chain-writer.ts";
+import { defaultCheckpointSettings } from "../src/trail/checkpoint.ts";
+import { Checkpointer } from "../src/store/sqlite/checkpointer.ts";
+import { openAuditLog } from "../src/store/sqlite/database.ts";
+import { toRow } from "../src/trail/row.ts";
+import type { AuditRecord } from "../src/trail/record.ts";
+import { loadHashKey } from "../src/trail/secret.ts";
+import { loadSigningKey, publicKeyPem, signingKeyPath } from "../src/trail/signing.ts";
 
 const total = Number(process.argv[2] ?? 1_000_000);
 const dir = mkdtempSync(join(tmpdir(), "agent-attr-trail-bench-"));

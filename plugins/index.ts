@@ -6,6 +6,7 @@ export { jwtAttribution } from "./jwt-attribution/index.ts";
 export { openai } from "./openai/index.ts";
 export { openaiCompatible } from "./openai-compatible/index.ts";
 export { pricing, type PricingOptions } from "./pricing/index.ts";
+export { postgresAudit } from "./postgres-audit/index.ts";
 export { sqliteAudit } from "./sqlite-audit/index.ts";
 export {
   LimitsUnavailableError,

@@ -6,16 +6,16 @@
  */
 import { resolve } from "node:path";
 import pkg from "../package.json" with { type: "json" };
-import { auditWorkers } from "../src/audit/_worker-url.ts";
+import { auditWorkers } from "../src/store/sqlite/_worker-url.ts";
 import { gitCommit } from "../src/version.ts";
 
 export const root = resolve(import.meta.dir, "..");
 
 /**
  * Every entry point the binary must carry: the CLI first, then each worker thread (listed in
- * src/audit/_worker-url.ts, which finds them in the binary by these paths).
+ * src/store/sqlite/_worker-url.ts, which finds them in the binary by these paths).
  */
-export const entrypoints = ["src/cli/main.ts", ...auditWorkers.map((name) => `src/audit/${name}.ts`)] as const;
+export const entrypoints = ["src/cli/main.ts", ...auditWorkers.map((name) => `src/store/sqlite/${name}.ts`)] as const;
 
 export interface Target {
   /** How the release names it: `agent-attr-<version>-<name>[.exe]`. */

@@ -16,7 +16,7 @@ import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import pkg from "../package.json" with { type: "json" };
-import { auditWorkers, auditWorkerURL } from "../src/audit/_worker-url.ts";
+import { auditWorkers, auditWorkerURL } from "../src/store/sqlite/_worker-url.ts";
 import { errorMessage } from "../src/errors.ts";
 import { binaryName, buildStamp, compile, root, targetNamed, targets, type BuildStamp, type Target } from "./build-config.ts";
 import { executableFormat, formatMismatch } from "./executable-format.ts";

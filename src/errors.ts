@@ -1,7 +1,9 @@
 /**
- * The one catalogue of errors the proxy itself produces. Each code has a fixed HTTP status and an
- * error `type` in the OpenAI vocabulary; `toWireError` renders it in the shape the caller's SDK
- * understands (OpenAI `{error:{message,type,code}}`, Anthropic `{type:"error",error:{type,message}}`).
+ * The one catalogue of errors the proxy itself produces — on proxied calls and on the audit API
+ * alike. Each code has a fixed HTTP status and an error `type` in the OpenAI vocabulary;
+ * `toWireError` renders it in the shape the caller's SDK understands (OpenAI
+ * `{error:{message,type,code}}`, Anthropic `{type:"error",error:{type,message}}`); the audit API
+ * answers in the OpenAI shape (`apiError`).
  */
 import type { WireFormat } from "./pipeline/context.ts";
 
@@ -10,10 +12,14 @@ export const errorCatalogue = {
   missing_model: { status: 400, type: "invalid_request_error" },
   invalid_body: { status: 400, type: "invalid_request_error" },
   invalid_attribution: { status: 400, type: "invalid_request_error" },
+  /** The audit API: a query string or path parameter it cannot use. */
+  invalid_query: { status: 400, type: "invalid_request_error" },
   unauthorized: { status: 401, type: "authentication_error" },
   forbidden: { status: 403, type: "permission_error" },
   not_found: { status: 404, type: "not_found_error" },
   method_not_allowed: { status: 405, type: "invalid_request_error" },
+  /** The dashboard's sign-in, on a proxy with no access token (loopback only: nothing to sign in to). */
+  no_sign_in: { status: 409, type: "invalid_request_error" },
   body_timeout: { status: 408, type: "invalid_request_error" },
   no_provider: { status: 404, type: "not_found_error" },
   budget_exceeded: { status: 402, type: "insufficient_quota" },
@@ -66,6 +72,11 @@ function wireErrorBody(error: ProxyError, wire: WireFormat): unknown {
     return { type: "error", error: { type: anthropicType[error.type] ?? "api_error", message: error.message } };
   }
   return { error: { message: error.message, type: error.type, code: error.code, param: null } };
+}
+
+/** An error answer of the audit API (OpenAI shape), from the catalogue. */
+export function apiError(code: ErrorCode, message: string, headers: Record<string, string> = {}): Response {
+  return toWireError(new ProxyError(code, message, headers), "openai");
 }
 
 export function toWireError(error: ProxyError, wire: WireFormat, extraHeaders: Record<string, string> = {}): Response {

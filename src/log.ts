@@ -6,7 +6,13 @@
  * terminal as a sequence. Info goes to stdout, warnings and errors to stderr.
  */
 import { z } from "zod";
-import type { Logger } from "./plugin.ts";
+
+/** Where the proxy, its plugins and its store write what an operator should read. */
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
 
 export const logLevels = ["info", "warn", "error"] as const;
 export type LogLevel = (typeof logLevels)[number];

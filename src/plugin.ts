@@ -9,21 +9,23 @@
  * | attribute      | attribute    | every plugin runs; non-null fields of later plugins override (sources and tags key by key) |
  * | limit.check    | limit        | in order; the first denial (a ProxyError) stops the call     |
  * | price          | price        | first non-null result wins                                   |
- * | audit          | record       | every sink gets every record; the first sink is primary     |
+ * | auditStore     | record       | the primary store (at most one plugin; none: `--log-db`'s)  |
+ * | audit          | record       | every secondary sink gets every committed record, in seq order |
  * | limit.settle   | settle       | after the response ended, with the final record             |
  *
  * A hook that throws is reported as `[plugin NAME] HOOK: message`; it never corrupts a response.
  */
 import type { Elysia } from "elysia";
-import type { AuditRecord, Usage } from "./audit/record.ts";
-import type { AuditReader } from "./audit/query.ts";
-import type { AuditTrail } from "./audit/trail.ts";
-import type { KeyAdmin } from "./keys/admin.ts";
+import type { AuditRecord, Usage } from "./trail/record.ts";
+import type { AuditStoreProvider, CommittedRecord, ProxyKeyStore, TrailSettings } from "./store/contract.ts";
 import type { LimitUsage } from "./limit-usage.ts";
+import type { Logger } from "./log.ts";
 import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
 import type { BodyEdit } from "./proxy/json-edit.ts";
 import type { SSEEvent } from "./proxy/sse.ts";
 
+export type { Logger } from "./log.ts";
+export type { TrailSettings } from "./store/contract.ts";
 export type { BodyEdit, JsonArray, JsonObject, JsonValue } from "./proxy/json-edit.ts";
 
 export interface UpstreamCall {
@@ -150,49 +152,33 @@ export interface PriceQuote {
   price_source: string;
 }
 
+/**
+ * A secondary audit sink (`Plugin.audit`): somewhere else every call goes — a log pipeline, a
+ * queue, a SIEM. It is not the store: the primary store (`Plugin.auditStore`, else `--log-db`)
+ * makes records durable; a sink is told of each one once the store has committed it.
+ */
 export interface AuditSink {
   /**
-   * Make the in-flight record durable before the call is forwarded. For the primary (first) sink a
-   * rejection refuses the call with 503; secondary sinks are told but not awaited.
+   * Each committed record, in seq order, with its `seq` and chain `hash` — calls refused before
+   * forwarding and calls recovered as `interrupted` included; a record whose user was erased while
+   * its call was in flight arrives redacted. Sync or async: when it returns a promise, this sink's
+   * next record waits for it (up to 10,000 records wait per sink; past that they are dropped for
+   * this sink and the count is logged). A throw or rejection is logged as
+   * `[plugin NAME] audit.write: message`; it never reaches a call.
    */
-  begin(record: AuditRecord): Promise<void>;
-  /**
-   * The final record of a call (also for calls that never reached an upstream). The call's last
-   * bytes reach the client only after the primary sink's `write` has returned: it should hold the
-   * record durably by then (the SQLite store writes it to its intent log), so a crash right after
-   * cannot lose what the client saw finish.
-   */
-  write(record: AuditRecord): void | Promise<void>;
-  /** Reader for the audit API and CLI; the primary sink must have one. */
-  reader?: AuditReader;
-  /** Verify, erase, export and audit-of-the-audit events (`/audit/verify`, `/audit/export/*`, ...). */
-  trail?: AuditTrail;
-  /** The proxy keys kept beside the trail (`/audit/keys`): list, create, revoke. */
-  keys?: KeyAdmin;
-  /** Persist everything queued; called on shutdown. */
+  write(record: CommittedRecord): void | Promise<void>;
+  /** Called once at shutdown, after the last record was written to this sink: persist what it buffers. */
   flush?(): void | Promise<void>;
 }
 
 export interface PluginSetupContext {
-  /** The `--log-db` path (or `AGENT_ATTR_LOG_DB`), for sinks that were not given a path. */
+  /** `--log-db` (or AGENT_ATTR_LOG_DB, `audit.logDb`, ./audit.db): a file path or a URL. */
   logDb: string;
   log: Logger;
   /** The config's `audit` settings for the trail: checkpoints, signing key, retention. */
-  audit?: TrailSettings;
-}
-
-export interface TrailSettings {
-  checkpoint: { everyRecords: number; everySeconds: number; file?: string; webhook?: string };
-  signingKey?: string;
-  retentionDays?: number;
-  /** Final records that may wait for their commit before calls are refused (`audit.maxBacklog`). */
-  maxBacklog?: number;
-}
-
-export interface Logger {
-  info(message: string): void;
-  warn(message: string): void;
-  error(message: string): void;
+  audit: TrailSettings;
+  /** The primary store's proxy keys (open by the time `setup` runs). */
+  keys: ProxyKeyStore;
 }
 
 export interface Plugin {
@@ -210,7 +196,14 @@ export interface Plugin {
   limit?: LimitHooks;
   /** Price a call; return null to let the next plugin try (no plugin: `cost_usd` null). */
   price?(call: PriceRequest): PriceQuote | null | Promise<PriceQuote | null>;
+  /** A secondary sink: every committed record, wherever the plugin is listed. */
   audit?: AuditSink;
+  /**
+   * The primary store, when this plugin provides it (e.g. `sqliteAudit({ path })`); at most one
+   * plugin may. None: the store `--log-db` names. The runtime opens it before any `setup` and
+   * closes it after the last call; the CLI opens its `openAdmin` handle.
+   */
+  auditStore?: AuditStoreProvider;
   /** Extra HTTP routes, mounted on the proxy's port. */
   routes?(app: Elysia): unknown;
 }

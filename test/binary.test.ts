@@ -3,6 +3,7 @@
 // call, and reads the record back. Uses AGENT_ATTR_BINARY if set (CI passes each release binary it
 // can run here), otherwise compiles its own. AGENT_ATTR_BINARY_RUNNER runs it through an emulator
 // ("qemu-aarch64 -L /usr/aarch64-linux-gnu" for the linux-arm64 binary).
+import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import pkg from "../package.json" with { type: "json" };
@@ -95,6 +96,63 @@ test("the binary loads a config and a plugin from disk, proxies a call and recor
     { session_id: "stamped:chat.completions", outcome: "completed" },
   ]);
   expect(run(["audit", "verify", "--log-db", logDb]).exitCode).toBe(0);
+}, 30_000 * slowdown);
+
+/** A directory with a config whose secondary sinks are third-party files: one sync (listed first), one async (the README's, listed last). */
+function sinkDirectory(): string {
+  const dir = tempDir();
+  writeFileSync(join(dir, "jsonl-sink.ts"), readFileSync(resolve(import.meta.dir, "fixtures/jsonl-sink.ts"), "utf8"));
+  writeFileSync(
+    join(dir, "sync-sink.ts"),
+    `import { appendFileSync } from "node:fs";
+import { definePlugin } from "agent-attr";
+export default definePlugin({ name: "sync-sink", audit: { write: (record) => appendFileSync("sync.jsonl", JSON.stringify(record) + "\\n") } });
+`,
+  );
+  writeFileSync(
+    join(dir, "agent-attr.config.ts"),
+    `import { defineConfig } from "agent-attr";
+import { headerAttribution, openai } from "agent-attr/plugins";
+import { jsonLinesSink } from "./jsonl-sink.ts";
+import syncSink from "./sync-sink.ts";
+export default defineConfig({ plugins: [syncSink, openai(), headerAttribution(), jsonLinesSink("async.jsonl")] });
+`,
+  );
+  return dir;
+}
+
+test("third-party sinks get each committed record, with seq and hash, as JSON lines — sync or async, listed anywhere", async () => {
+  const dir = sinkDirectory();
+  const env = { ...process.env, NO_COLOR: "1", AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1` };
+  const check = Bun.spawnSync([...runner, binary, "config", "check"], { cwd: dir, env });
+  expect(check.exitCode).toBe(0);
+  const logDb = join(dir, "audit.db");
+  const proxy = Bun.spawn([...runner, binary, "proxy", "start", "--port", "0", "--log-db", logDb], { cwd: dir, env, stdout: "pipe" });
+  const { value } = await proxy.stdout.getReader().read();
+  const url = /listening on (\S+)/.exec(new TextDecoder().decode(value))![1]!;
+  for (const agent of ["sink-a", "sink-b", "sink-c"]) {
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-agent-id": agent },
+      body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+    });
+    expect(response.status).toBe(200);
+    await response.arrayBuffer();
+  }
+  const refused = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "x-agent-id": "sink-d" }, body: "not json" });
+  expect(refused.status).toBe(400);
+  proxy.kill("SIGTERM");
+  expect(await proxy.exited).toBe(0);
+
+  const stored = new Database(logDb, { readonly: true });
+  const chain = stored.query<{ id: string; seq: number; hash: string; agent_id: string }, []>("SELECT id, seq, hash, agent_id FROM audit_records ORDER BY seq").all();
+  stored.close();
+  expect(chain.map((row) => row.agent_id)).toEqual(["sink-a", "sink-b", "sink-c", "sink-d"]);
+  for (const file of ["sync.jsonl", "async.jsonl"]) {
+    const lines = readFileSync(join(dir, file), "utf8").trimEnd().split("\n").map((line) => JSON.parse(line) as { id: string; seq: number; hash: string; agent_id: string; outcome: string });
+    expect({ file, records: lines.map(({ id, seq, hash, agent_id }) => ({ id, seq, hash, agent_id })) }).toEqual({ file, records: chain });
+    expect(lines.at(-1)!.outcome).toBe("rejected");
+  }
 }, 30_000 * slowdown);
 
 test("the binary writes the editor types it carries (agent-attr types), as generated from the sources", () => {

@@ -17,6 +17,7 @@ let upstream: FakeUpstream;
 let collector: ReturnType<typeof Bun.serve>;
 let proxy: TestProxy;
 const received: string[] = [];
+let stopped = false;
 
 /** Writes a block of the guide into `dir`, with its URLs replaced, and imports it. */
 async function example(dir: string, file: string, urls: Record<string, string>): Promise<Plugin> {
@@ -53,7 +54,7 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  await proxy?.stop();
+  if (!stopped) await proxy?.stop();
   await upstream?.stop();
   collector?.stop(true);
 });
@@ -87,12 +88,16 @@ test("a call without a task passes, flagged by the sequential limit", async () =
   expect((await proxy.records()).at(-1)).toMatchObject({ outcome: "completed", error_type: "shadow:no_task_context" });
 });
 
-test("the secondary sink receives every final record as JSON lines (the rest on flush)", async () => {
-  const records = await proxy.records(); // flushes every sink
+test("the secondary sink receives every committed record, with its seq and hash, as JSON lines: the rest at shutdown", async () => {
+  const records = await proxy.records();
+  await proxy.stop(); // the sinks' flush runs here
+  stopped = true;
   const lines = received
     .join("")
     .split("\n")
     .filter(Boolean)
-    .map((line) => JSON.parse(line) as { id: string });
-  expect(lines.map((r) => r.id)).toEqual(expect.arrayContaining(records.map((r) => r.id)));
+    .map((line) => JSON.parse(line) as { id: string; seq: number; hash: string });
+  expect(lines.map((r) => r.id).sort()).toEqual(records.map((r) => r.id).sort());
+  for (const line of lines) expect(line.seq).toBeGreaterThan(0);
+  for (const line of lines) expect(line.hash).toMatch(/^[0-9a-f]{64}$/);
 });

@@ -1,11 +1,13 @@
-// The complete example plugin in docs/plugins.md works as documented (and is the same code as here).
+// The complete example plugin and the secondary-sink example in docs/plugins.md work as documented
+// (and are the same code as test/fixtures/).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
+import type { AuditRecord } from "../src/trail/record.ts";
 import { registerPublicModules } from "../src/config/load.ts";
 import { headerAttribution, openai, sqliteAudit } from "../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "./helpers/fake-upstream.ts";
-import { startTestProxy, type TestProxy } from "./helpers/proxy.ts";
+import { startTestProxy, tempDir, type TestProxy } from "./helpers/proxy.ts";
 
 let upstream: FakeUpstream;
 let proxy: TestProxy;
@@ -25,12 +27,12 @@ afterAll(async () => {
 });
 
 test("docs/plugins.md shows this plugin verbatim", () => {
-  const guide = readFileSync(resolve(import.meta.dir, "../docs/plugins.md"), "utf8");
-  expect(guide).toContain(readFileSync(fixture, "utf8"));
+  const readme = readFileSync(resolve(import.meta.dir, "../docs/plugins.md"), "utf8");
+  expect(readme).toContain(readFileSync(fixture, "utf8"));
 });
 
-const call = (agent: string) =>
-  fetch(`${proxy.url}/v1/chat/completions`, {
+const call = (agent: string, url = proxy.url) =>
+  fetch(`${url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-agent-id": agent },
     body: JSON.stringify({ model: "gpt-4o", messages: [] }),
@@ -46,4 +48,34 @@ test("an unowned agent is refused with 403 and the reason, and recorded", async 
   expect(response.status).toBe(403);
   expect(((await response.json()) as { error: { message: string } }).error.message).toContain("'stranger' has no owning team");
   expect((await proxy.records()).at(-1)).toMatchObject({ agent_id: "stranger", outcome: "rejected", status: 403 });
+});
+
+const sinkFixture = resolve(import.meta.dir, "fixtures/jsonl-sink.ts");
+
+test("docs/plugins.md shows the secondary-sink example verbatim", () => {
+  const readme = readFileSync(resolve(import.meta.dir, "../docs/plugins.md"), "utf8");
+  expect(readme).toContain(readFileSync(sinkFixture, "utf8"));
+});
+
+test("the README's sink writes every committed record, with seq and hash, as a JSON line by shutdown", async () => {
+  const { jsonLinesSink } = (await import(sinkFixture)) as typeof import("./fixtures/jsonl-sink.ts");
+  const file = join(tempDir(), "records.jsonl");
+  const withSink = await startTestProxy(upstream.url, {
+    plugins: [jsonLinesSink(file), openai({ baseURL: `${upstream.url}/v1` }), headerAttribution()],
+  });
+  let stored: AuditRecord[] = [];
+  try {
+    for (const agent of ["planner", "code-review-bot"]) expect((await call(agent, withSink.url)).status).toBe(200);
+    stored = await withSink.records();
+  } finally {
+    await withSink.stop();
+  }
+  const lines = readFileSync(file, "utf8")
+    .trimEnd()
+    .split("\n")
+    .map((line) => JSON.parse(line) as AuditRecord & { hash: string });
+  expect(lines.map(({ id, seq, agent_id }) => ({ id, seq, agent_id }))).toEqual(
+    stored.map(({ id, seq, agent_id }) => ({ id, seq, agent_id })),
+  );
+  for (const line of lines) expect(line.hash).toMatch(/^[0-9a-f]{64}$/);
 });

@@ -4,9 +4,8 @@
  * excludes `/v1`, as in the Anthropic SDK. The client's `x-api-key` or `Authorization` (an OAuth
  * token) is forwarded; both are Anthropic's credential headers.
  */
-import { definePlugin, fetchUpstream, modelMatcher, upstreamURL } from "agent-attr";
+import { definePlugin, fetchUpstream, modelMatcher, upstreamURL, parseOptions, providerKeyFor } from "agent-attr";
 import { z } from "zod";
-import { parseOptions, providerKeyFor } from "../options.ts";
 import { anthropicMeter } from "./meter.ts";
 
 const optionsSchema = z

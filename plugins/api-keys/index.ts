@@ -5,15 +5,14 @@
  * calls the provider with its own key (OPENAI_API_KEY / ANTHROPIC_API_KEY or the provider's
  * `apiKey`), never with the client's.
  */
-import { ProxyError, ProxyKeyStore, definePlugin, normalizeIdentifier, type Principal } from "agent-attr";
+import { ProxyError, definePlugin, normalizeIdentifier, parseOptions, presentedCredential, sqliteKeyStore, type Principal, type ProxyKeyStore } from "agent-attr";
 import { z } from "zod";
-import { parseOptions, presentedCredential } from "../options.ts";
 
 const optionsSchema = z
   .object({
     /** A claimed agent/user the key does not allow: "reject" (403) or "record" it beside the verified identity. */
     onMismatch: z.enum(["reject", "record"]).default("reject"),
-    /** Database holding the keys. Default: the audit database (`--log-db`), where the CLI writes them. */
+    /** A SQLite database of their own for the keys. Default: the primary store's keys (beside the trail), where the CLI writes them. */
     path: z.string().min(1).optional(),
   })
   .strict();
@@ -23,21 +22,24 @@ const howToSend = "Send a proxy key (from 'agent-attr keys create') as your Open
 export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
   const opts = parseOptions("api-keys", optionsSchema, options);
   let store: ProxyKeyStore | null = null;
+  let own: (ProxyKeyStore & { close(): void }) | null = null;
   return definePlugin({
     name: "api-keys",
-    /** The keys database when it is not the audit database; `agent-attr keys` reads it from here. */
-    keysPath: opts.path,
-    setup({ logDb }) {
-      store = new ProxyKeyStore(opts.path ?? logDb);
+    /** Keys kept apart from the trail (`path`): `agent-attr keys` writes them there too. */
+    ownKeys: opts.path === undefined ? undefined : { where: opts.path, open: () => sqliteKeyStore(opts.path!) },
+    setup({ keys }) {
+      own = opts.path === undefined ? null : sqliteKeyStore(opts.path);
+      store = own ?? keys;
     },
     teardown() {
-      store?.close();
-      store = null;
+      own?.close();
+      own = store = null;
     },
-    authenticate(ctx): Principal {
+    async authenticate(ctx): Promise<Principal> {
       const presented = presentedCredential(ctx.request.headers);
       if (!presented) throw new ProxyError("unauthorized", `This proxy requires a proxy API key and the call carried none. ${howToSend}`);
-      const key = store!.find(presented);
+      if (!store) throw new Error("the proxy keys are not open (setup has not run)");
+      const key = await store.find(presented);
       if (!key) throw new ProxyError("unauthorized", `The API key sent is not a key of this proxy. ${howToSend}`);
       if (key.revoked_at) throw new ProxyError("unauthorized", `Proxy key ${key.id} was revoked at ${key.revoked_at}; ask for a new one.`);
       if (key.expires_at && Date.parse(key.expires_at) <= Date.now()) {

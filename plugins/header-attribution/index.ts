@@ -5,9 +5,8 @@
  * Code's value there gives its stable user and its session: see `bodyIdentity`). Every value is
  * held to the identifier policy (`checkIdentifier`): UTF-8, NFC, no invisible characters.
  */
-import { bodyIdentity, checkIdentifier, definePlugin, headerText, type Attribution, type ClaimSources } from "agent-attr";
+import { bodyIdentity, checkIdentifier, definePlugin, headerText, type Attribution, type ClaimSources, parseOptions } from "agent-attr";
 import { z } from "zod";
-import { parseOptions } from "../options.ts";
 
 const optionsSchema = z
   .object({

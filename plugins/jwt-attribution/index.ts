@@ -5,9 +5,8 @@
  * and tier; its RFC 8693 `act` claim (who acts for whom) is kept in the record's `delegation`.
  * A bad token is a 401, recorded. The proxy calls the provider with its own key.
  */
-import { ProxyError, checkIdentifier, definePlugin, isObject, type Principal } from "agent-attr";
+import { ProxyError, checkIdentifier, definePlugin, isObject, type Principal, oneOrMany, parseOptions, presentedCredential } from "agent-attr";
 import { z } from "zod";
-import { oneOrMany, parseOptions, presentedCredential } from "../options.ts";
 import { jwksKeys, pemKey, secretKey, type VerificationKey } from "./keys.ts";
 import { verifyJWT, type Claims } from "./verify.ts";
 

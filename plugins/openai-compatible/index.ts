@@ -3,10 +3,9 @@
  * (Ollama, vLLM, LM Studio, llama.cpp…). Calls whose model matches one of `models` go to `baseURL`;
  * put it before `openai()` in `plugins`, since the first matching provider wins.
  */
-import { definePlugin } from "agent-attr";
+import { definePlugin, parseOptions } from "agent-attr";
 import { z } from "zod";
 import { openaiAdapter } from "../openai/adapter.ts";
-import { parseOptions } from "../options.ts";
 
 const optionsSchema = z
   .object({

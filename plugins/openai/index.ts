@@ -3,9 +3,8 @@
  * responses, embeddings, completions, models) whose model matches `models` (default: all), so list
  * more specific providers (e.g. `openaiCompatible`) before it.
  */
-import { definePlugin } from "agent-attr";
+import { definePlugin, parseOptions } from "agent-attr";
 import { z } from "zod";
-import { parseOptions } from "../options.ts";
 import { openaiAdapter } from "./adapter.ts";
 
 const optionsSchema = z

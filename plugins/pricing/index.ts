@@ -8,9 +8,8 @@
  * A model none of them knows is left unpriced (null: the next price plugin may know it); the core
  * then records `cost_usd: null` and warns once per model — never a silent $0.
  */
-import { definePlugin, modelMatcher, type PriceQuote, type PriceRequest } from "agent-attr";
+import { definePlugin, modelMatcher, type PriceQuote, type PriceRequest, parseOptions } from "agent-attr";
 import { z } from "zod";
-import { parseOptions } from "../options.ts";
 import { catalogRates, lookup, pricesAt } from "./catalog.ts";
 import { costNanoUSD, type Rates } from "./rates.ts";
 

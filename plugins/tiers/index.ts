@@ -13,9 +13,8 @@
  * cannot answer: 503 `limits_unavailable`, or with its `failOpen` the call goes through unchecked,
  * recorded with `error_type: "limits_unavailable:fail_open"`.
  */
-import { ProxyError, definePlugin, type AuditRecord, type CallContext, type LimitStage, type Logger, type Usage } from "agent-attr";
+import { ProxyError, definePlugin, type AuditRecord, type CallContext, type LimitStage, type Logger, type Usage, parseOptions } from "agent-attr";
 import { z } from "zod";
-import { parseOptions } from "../options.ts";
 import { metersFor, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
 import { optionsSchema } from "./options.ts";
 import { redisLimiterStore } from "./redis-store.ts";

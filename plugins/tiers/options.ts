@@ -1,7 +1,7 @@
 /** The `tiers({...})` options: named tiers, who gets which, and how calls are estimated. */
+import { oneOrMany } from "agent-attr";
 import { z } from "zod";
 import type { LimiterStore } from "./store.ts";
-import { oneOrMany } from "../options.ts";
 
 const scopes = ["user", "agent", "task", "key"] as const;
 export type Scope = (typeof scopes)[number];

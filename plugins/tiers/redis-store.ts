@@ -18,9 +18,9 @@
  * the server: an answer that arrives late is given back at once, and the owner is changed so that
  * a hold nobody will settle lapses with the old lease.
  */
+import { parseOptions } from "agent-attr";
 import type { Logger } from "agent-attr";
 import { z } from "zod";
-import { parseOptions } from "../options.ts";
 import { NotSent, RedisConnection, TimedOut, messageOf, script, type Outcomes, type Script } from "./redis-connection.ts";
 import { adjustScript, chargeScript, peekScript, renewScript } from "./redis-scripts.ts";
 import { LimitsUnavailableError, gcraState, windowState, type ChargeResult, type LimiterStore, type Meter, type MeterState } from "./store.ts";

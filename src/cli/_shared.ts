@@ -50,7 +50,7 @@ export class InterruptedError extends Error {
 function isSystemError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
-  return error.name === "SQLiteError" || (typeof code === "string" && /^E[A-Z0-9]+$/.test(code));
+  return error.name === "SQLiteError" || error.name === "PostgresError" || (typeof code === "string" && /^E[A-Z0-9]+$/.test(code));
 }
 
 export function exitCodeOf(error: unknown): number {

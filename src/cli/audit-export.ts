@@ -1,9 +1,10 @@
 /** `agent-attr audit export` and `audit verify-export`: signed exports that stand on their own. */
 import { defineCommand } from "citty";
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
-import { exportFilterSchema, exportFormats, verifyExport } from "../audit/export.ts";
-import { cliAuditSettings } from "./audit-settings.ts";
-import { cliActor, missingKeyHelp, openTrail, signingKeyArg } from "./audit-trail.ts";
+import { exportFilterSchema, exportFormats, verifyExport } from "../trail/export.ts";
+import type { AuditExport } from "../store/contract.ts";
+import { withCliAdmin } from "./audit-settings.ts";
+import { cliActor, missingKeyHelp, signingKeyArg } from "./audit-trail.ts";
 import { configArg, exitCodes, InterruptedError, IoError, logDbArg, opening, UsageError } from "./_shared.ts";
 import { errorMessage } from "../errors.ts";
 
@@ -33,61 +34,64 @@ const exportCommand = defineCommand({
       const issue = parsed.error.issues[0]!;
       throw new UsageError(`--${String(issue.path[0]).replace("_", "-")}: ${issue.message}`);
     }
-    const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
-    const { log, trail, key } = openTrail(settings);
-    if (!key) {
-      trail.close();
-      log.close();
-      throw new IoError(`exports are signed: ${missingKeyHelp(settings)}`);
-    }
-    let fd: number | null = null;
-    try {
-      const run = trail.export(args.format, parsed.data, cliActor());
-      const progress = args.output !== undefined && process.stderr.isTTY ? { total: run.total(), shown: 0 } : null;
-      fd = args.output === undefined ? 1 : opening(`--output ${args.output}`, () => openSync(args.output!, "w", 0o600));
-      // An export cut off (broken pipe, disk full, Ctrl-C) is recorded as cancelled, as the API does.
-      let interrupted = false;
-      const onInterrupt = () => (interrupted = true);
-      process.once("SIGINT", onInterrupt);
-      process.once("SIGTERM", onInterrupt);
+    const format = args.format;
+    const output = args.output;
+    await withCliAdmin({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config }, async (admin, settings) => {
+      if (!admin.signs) throw new IoError(`exports are signed: ${missingKeyHelp(settings)}`);
+      const run = admin.trail.export(format, parsed.data, cliActor());
+      const fd = output === undefined ? 1 : opening(`--output ${output}`, () => openSync(output, "w", 0o600));
       try {
-        for (const chunk of run.chunks()) {
-          writeAll(fd, chunk);
-          if (progress && run.exported - progress.shown >= 10_000) {
-            progress.shown = run.exported;
-            const percent = progress.total ? Math.floor((100 * run.exported) / progress.total) : 100;
-            process.stderr.write(`\rExporting: ${run.exported} / ${progress.total} records (${percent}%)`);
-          }
-          // Let a signal handler run between chunks.
-          await new Promise((resolve) => setImmediate(resolve));
-          if (interrupted) throw new InterruptedError(`interrupted after ${run.exported} records; the export is recorded as cancelled`);
-        }
-      } catch (error) {
-        run.cancel();
-        if (error instanceof InterruptedError) throw error;
-        const reason = errorMessage(error);
-        throw new IoError(`the export stopped after ${run.exported} records (${reason}); it is recorded as cancelled, without a manifest`);
+        await writeExport(run, fd, output !== undefined && process.stderr.isTTY);
       } finally {
-        process.off("SIGINT", onInterrupt);
-        process.off("SIGTERM", onInterrupt);
+        if (fd !== 1) closeSync(fd);
       }
-      if (progress) process.stderr.write("\r\x1b[K");
-      const manifest = run.manifest!;
-      if (args.output !== undefined) {
-        writeFileSync(`${args.output}.manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
-        process.stderr.write(
-          `Exported ${manifest.record_count} records to ${args.output} (sha256 ${manifest.sha256}); manifest: ${args.output}.manifest.json\n`,
-        );
+      const manifest = await admin.trail.manifest(run.id);
+      if (!manifest) throw new IoError(`the export ${run.id} ended, but its manifest is not in the trail`);
+      if (output !== undefined) {
+        writeFileSync(`${output}.manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+        process.stderr.write(`Exported ${manifest.record_count} records to ${output} (sha256 ${manifest.sha256}); manifest: ${output}.manifest.json\n`);
       } else {
         process.stderr.write(`agent-attr: exported ${manifest.record_count} records; use --output FILE for a manifest beside the file\n`);
       }
-    } finally {
-      if (fd !== null && fd !== 1) closeSync(fd);
-      trail.close();
-      log.close();
-    }
+    });
   },
 });
+
+/**
+ * Writes the export's stream to `fd`, with progress on a terminal. An export cut off (broken pipe,
+ * disk full, Ctrl-C) is cancelled — recorded as cancelled, as the API does — and fails.
+ */
+async function writeExport(run: AuditExport, fd: number, showProgress: boolean): Promise<void> {
+  const total = showProgress && run.total ? await run.total() : null;
+  let shown = 0;
+  let interrupted = false;
+  const onInterrupt = () => (interrupted = true);
+  process.once("SIGINT", onInterrupt);
+  process.once("SIGTERM", onInterrupt);
+  const reader = run.stream().getReader();
+  try {
+    for (let next = await reader.read(); !next.done; next = await reader.read()) {
+      writeAll(fd, next.value);
+      if (total !== null && run.exported - shown >= 10_000) {
+        shown = run.exported;
+        const percent = total ? Math.floor((100 * run.exported) / total) : 100;
+        process.stderr.write(`\rExporting: ${run.exported} / ${total} records (${percent}%)`);
+      }
+      // Let a signal handler run between chunks.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (interrupted) throw new InterruptedError(`interrupted after ${run.exported} records; the export is recorded as cancelled`);
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    if (error instanceof InterruptedError) throw error;
+    const reason = errorMessage(error);
+    throw new IoError(`the export stopped after ${run.exported} records (${reason}); it is recorded as cancelled, without a manifest`);
+  } finally {
+    process.off("SIGINT", onInterrupt);
+    process.off("SIGTERM", onInterrupt);
+  }
+  if (total !== null) process.stderr.write("\r\x1b[K");
+}
 
 /** writeSync may write less than asked (pipes): write the rest. */
 function writeAll(fd: number, chunk: Uint8Array): void {

@@ -4,12 +4,22 @@
  * — its `audit.logDb`, `audit.signingKey` and `audit.checkpoint.file` — then the defaults. So the
  * CLI checks checkpoints with the key the proxy signs them with, and reads the checkpoint file.
  */
-import type { CheckpointSettings } from "../audit/checkpoint.ts";
-import { signingKeyPath } from "../audit/signing.ts";
-import { configuredSettings, resolveLogDb } from "./_shared.ts";
+import type { Config } from "../config/schema.ts";
+import { errorMessage } from "../errors.ts";
+import { configuredPlugins } from "../server/runtime.ts";
+import { TrailNotFoundError, type AuditAdmin } from "../store/contract.ts";
+import { primaryStore } from "../store/open.ts";
+import type { CheckpointSettings } from "../trail/checkpoint.ts";
+import { signingKeyPath } from "../trail/signing.ts";
+import { isPostgresUrl } from "../store/postgres/connection.ts";
+import { defaultSigningKey } from "../store/postgres/trail.ts";
+import { cliLog, configuredSettings, IoError, resolveLogDb } from "./_shared.ts";
 
 export interface CliAuditSettings {
+  config: Config;
   logDb: string;
+  /** The signing key named by a flag, AGENT_ATTR_SIGNING_KEY or the config (else the store's default). */
+  signingKeyGiven?: string;
   /** The signing key file: --signing-key, audit.signingKey, or `<log-db>.signing-key`. */
   signingKey: string;
   /** Where the key path came from, for error messages. */
@@ -26,11 +36,51 @@ export async function cliAuditSettings(flags: { logDb?: string; signingKey?: str
       ? "AGENT_ATTR_SIGNING_KEY"
       : config.audit.signingKey
         ? "the config's audit.signingKey"
-        : "the default beside the database";
+        : isPostgresUrl(logDb)
+          ? `the default ./${defaultSigningKey}`
+          : "the default beside the database";
+  const signingKeyGiven = flags.signingKey ?? config.audit.signingKey;
   return {
+    config,
     logDb,
-    signingKey: signingKeyPath(logDb, flags.signingKey ?? config.audit.signingKey),
+    signingKeyGiven,
+    signingKey: isPostgresUrl(logDb) ? (signingKeyGiven ?? process.env.AGENT_ATTR_SIGNING_KEY ?? defaultSigningKey) : signingKeyPath(logDb, signingKeyGiven),
     signingKeySource,
     checkpoint: config.audit.checkpoint,
   };
+}
+
+/**
+ * The admin handle on the trail the proxy with this config writes: the store a plugin provides
+ * (`auditStore`), else the one --log-db names — the same choice `proxy start` makes. The CLI never
+ * creates a trail by reading one (`create` only for `keys create`).
+ */
+export async function openCliAdmin(settings: CliAuditSettings, options: { create?: boolean } = {}): Promise<AuditAdmin> {
+  const { provider } = primaryStore(configuredPlugins(settings.config), settings.logDb);
+  try {
+    return await provider.openAdmin({
+      logDb: settings.logDb,
+      log: cliLog(),
+      audit: { checkpoint: settings.checkpoint, signingKey: settings.signingKeyGiven },
+      create: options.create ?? false,
+    });
+  } catch (error) {
+    if (error instanceof TrailNotFoundError) throw new IoError(error.message);
+    throw error instanceof IoError ? error : new IoError(`cannot read the audit database ${settings.logDb}: ${errorMessage(error)}`);
+  }
+}
+
+/** Opens the admin handle for the settings the flags and config name, runs `use`, closes it. */
+export async function withCliAdmin<T>(
+  flags: { logDb?: string; signingKey?: string; config?: string },
+  use: (admin: AuditAdmin, settings: CliAuditSettings) => Promise<T>,
+  options: { create?: boolean } = {},
+): Promise<T> {
+  const settings = await cliAuditSettings(flags);
+  const admin = await openCliAdmin(settings, options);
+  try {
+    return await use(admin, settings);
+  } finally {
+    await admin.close();
+  }
 }

@@ -1,15 +1,16 @@
 /** `agent-attr audit summary --by agent --days 30`: calls, tokens and cost per group. */
 import { defineCommand } from "citty";
-import { csvCell, formatUSD } from "../audit/format.ts";
-import { summaryFilterSchema, summaryGroupings, type Summary, type SummaryRow } from "../audit/summary.ts";
-import { filterNames } from "../audit/filters.ts";
+import { csvCell, formatUSD } from "../trail/format.ts";
+import { summaryTokenFields, type Summary, type SummaryRow } from "../store/results.ts";
+import { summaryFilterSchema, summaryGroupings } from "../store/filters.ts";
+import { filterNames } from "../store/filters.ts";
 import { configArg, logDbArg, parseOptions } from "./_shared.ts";
-import { recordCliQuery, withConfiguredAuditLog } from "./audit-trail.ts";
-import { summedColumns } from "../audit/rollup.ts";
+import { withCliAdmin } from "./audit-settings.ts";
+import { recordCliQuery } from "./audit-trail.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
 
 /** The summed token columns, then the cost in dollars (its exact nano-dollars go to CSV only). */
-const tokenColumns = summedColumns.filter((c) => c !== "cost_nano_usd");
+const tokenColumns = summaryTokenFields;
 const columns = ["calls", ...tokenColumns, "cost_usd", "unpriced_calls"] as const satisfies (keyof SummaryRow)[];
 
 function cells(row: SummaryRow): string[] {
@@ -44,9 +45,9 @@ export const summaryCommand = defineCommand({
   },
   async run({ args }) {
     const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args) });
-    await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log, settings) => {
-      const summary = await log.reader.summary(filter);
-      await recordCliQuery(log.db, settings, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by", "sort"]), summary.groups.length);
+    await withCliAdmin({ logDb: args["log-db"], config: args.config }, async (admin) => {
+      const summary = await admin.reader.summary(filter);
+      await recordCliQuery(admin, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by", "sort"]), summary.groups.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(summaryCSV(summary));
       else process.stdout.write(summaryTable(summary));

@@ -1,16 +1,13 @@
-/** `agent-attr audit verify|pubkey|delete`: the tamper-evident trail from the command line. */
-import type { Database } from "bun:sqlite";
+/** `agent-attr audit verify|pubkey|delete`: the tamper-evident trail from the command line, through the configured store. */
 import { defineCommand } from "citty";
 import { readFileSync } from "node:fs";
 import { userInfo } from "node:os";
-import { parseCheckpointFile } from "../audit/checkpoint.ts";
-import { openAuditLog } from "../audit/database.ts";
-import { loadHashKey } from "../audit/secret.ts";
-import { loadSigningKey, parsePublicKey, publicKeyPem } from "../audit/signing.ts";
-import { SqliteAuditTrail } from "../audit/trail.ts";
-import type { VerifyReport } from "../audit/verify.ts";
-import { cliAuditSettings, type CliAuditSettings } from "./audit-settings.ts";
-import { cliLog, configArg, exitCodes, IoError, logDbArg, opening, requireExistingDb, UsageError } from "./_shared.ts";
+import type { AuditAdmin } from "../store/contract.ts";
+import { parseCheckpointFile } from "../trail/checkpoint.ts";
+import { parsePublicKey } from "../trail/signing.ts";
+import type { VerifyReport } from "../trail/verify.ts";
+import { withCliAdmin, type CliAuditSettings } from "./audit-settings.ts";
+import { cliLog, configArg, exitCodes, IoError, logDbArg, opening, UsageError } from "./_shared.ts";
 import { errorMessage } from "../errors.ts";
 
 export const signingKeyArg = {
@@ -28,11 +25,6 @@ export function cliActor(): string {
   }
 }
 
-/** The signing key named by the settings; null if its file does not exist (never created here). */
-function existingSigningKey(settings: CliAuditSettings) {
-  return loadSigningKey(settings.signingKey, { create: false });
-}
-
 /** What to do about a missing signing key. */
 export function missingKeyHelp(settings: CliAuditSettings): string {
   return (
@@ -42,62 +34,15 @@ export function missingKeyHelp(settings: CliAuditSettings): string {
 }
 
 /**
- * Opens the trail of an existing database with the configured signing key (never created here):
- * the events the command appends are sealed with a signed checkpoint when the key is present.
- */
-export function openTrail(settings: CliAuditSettings) {
-  const log = openExistingAuditLog(settings.logDb);
-  try {
-    const key = opening("the signing key", () => existingSigningKey(settings));
-    return { log, trail: cliTrail(log.db, settings, key), key };
-  } catch (error) {
-    log.close();
-    throw error;
-  }
-}
-
-/** The audit database at `path`, which must exist (the CLI never creates one). */
-export function openExistingAuditLog(path: string) {
-  requireExistingDb(path);
-  return opening(`cannot read the audit database ${path}`, () => openAuditLog(path));
-}
-
-/** The trail on `db` as the CLI uses it: events sealed when the key is present, problems as warnings. */
-function cliTrail(db: Database, settings: CliAuditSettings, key = existingSigningKey(settings)): SqliteAuditTrail {
-  return new SqliteAuditTrail(db, key, loadHashKey(settings.logDb), {
-    checkpoint: settings.checkpoint,
-    sealEvents: true,
-    onError: (message) => cliLog().warn(message),
-  });
-}
-
-/**
  * Records a CLI query in the chain (audit of the audit: filter names, not values), sealed with a
  * checkpoint when the signing key is present. A read-only copy of the database can still be
  * queried; the user is told the query was not recorded.
  */
-export async function recordCliQuery(db: Database, settings: CliAuditSettings, route: string, filters: string[], returned: number): Promise<void> {
-  const trail = cliTrail(db, settings);
+export async function recordCliQuery(admin: AuditAdmin, route: string, filters: string[], returned: number): Promise<void> {
   try {
-    await trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
+    await admin.trail.recordEvent({ kind: "query", actor: cliActor(), details: { route, filters, returned } });
   } catch (error) {
     cliLog().warn(`this query is not recorded in the trail (${errorMessage(error)})`);
-  } finally {
-    trail.close();
-  }
-}
-
-/** Opens the existing audit database the settings name (flags, then config), runs `use`, closes it. */
-export async function withConfiguredAuditLog<T>(
-  flags: { logDb?: string; config?: string },
-  use: (log: ReturnType<typeof openAuditLog>, settings: CliAuditSettings) => Promise<T>,
-): Promise<T> {
-  const settings = await cliAuditSettings(flags);
-  const log = openExistingAuditLog(settings.logDb);
-  try {
-    return await use(log, settings);
-  } finally {
-    log.close();
   }
 }
 
@@ -137,18 +82,13 @@ const verify = defineCommand({
   async run({ args }) {
     const pinned = args["public-key"] ? readPublicKey(args["public-key"]) : undefined;
     const external = args.checkpoints ? readCheckpoints(args.checkpoints) : undefined;
-    const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
-    const { log, trail, key } = openTrail(settings);
-    try {
-      if (!pinned && !key) cliLog().warn(missingKeyHelp(settings));
-      const report = await opening("cannot verify the trail", () => trail.verify(cliActor(), { publicKey: pinned, checkpoints: external }));
+    await withCliAdmin({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config }, async (admin, settings) => {
+      if (!pinned && !admin.signs) cliLog().warn(missingKeyHelp(settings));
+      const report = await opening("cannot verify the trail", () => admin.trail.verify(cliActor(), { publicKey: pinned, checkpoints: external }));
       if (!report.recorded) cliLog().warn("this verification could not be recorded in the trail (read-only or locked database)");
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
       process.exitCode = !report.ok ? exitCodes.tampered : report.unverified_checkpoints > 0 ? exitCodes.unconfirmed : exitCodes.ok;
-    } finally {
-      trail.close();
-      log.close();
-    }
+    });
   },
 });
 
@@ -156,12 +96,11 @@ const pubkey = defineCommand({
   meta: { name: "pubkey", description: "Print the public key that signs checkpoints and export manifests (PEM)" },
   args: { "signing-key": signingKeyArg, "log-db": logDbArg, config: configArg },
   async run({ args }) {
-    const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
-    requireExistingDb(settings.logDb);
     // Never create a key here: a new key would sign nothing the proxy wrote, and hide the real one.
-    const key = opening("the signing key", () => existingSigningKey(settings));
-    if (!key) throw new IoError(missingKeyHelp(settings));
-    process.stdout.write(publicKeyPem(key));
+    await withCliAdmin({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config }, async (admin, settings) => {
+      if (!admin.signs) throw new IoError(missingKeyHelp(settings));
+      process.stdout.write(admin.trail.publicKey());
+    });
   },
 });
 
@@ -175,16 +114,12 @@ const erase = defineCommand({
   },
   async run({ args }) {
     if (!args.user) throw new UsageError("--user: give the id of the user to erase");
-    const settings = await cliAuditSettings({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config });
-    const { log, trail } = openTrail(settings);
-    try {
-      await trail.eraseUser(args.user, cliActor());
+    const user = args.user;
+    await withCliAdmin({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config }, async (admin) => {
+      await admin.trail.eraseUser(user, cliActor());
       // The same answer whether or not the user had records: erasure must not reveal existence.
       process.stdout.write("Erased: no record in this trail carries that user's personal data any more.\n");
-    } finally {
-      trail.close();
-      log.close();
-    }
+    });
   },
 });
 

@@ -1,10 +1,11 @@
 /** `agent-attr audit ...`: read the audit trail from the command line. */
 import { defineCommand } from "citty";
-import { csvHeader, csvRow, formatTable } from "../audit/format.ts";
-import { recordFilterSchema } from "../audit/query.ts";
+import { csvHeader, csvRow, formatTable } from "../trail/format.ts";
+import { recordFilterSchema } from "../store/filters.ts";
 import { exportCommands } from "./audit-export.ts";
-import { recordCliQuery, trailCommands, withConfiguredAuditLog } from "./audit-trail.ts";
-import { filterNames } from "../audit/filters.ts";
+import { withCliAdmin } from "./audit-settings.ts";
+import { recordCliQuery, trailCommands } from "./audit-trail.ts";
+import { filterNames } from "../store/filters.ts";
 import { configArg, logDbArg, parseOptions } from "./_shared.ts";
 import { summaryCommand } from "./audit-summary.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
@@ -21,9 +22,9 @@ const query = defineCommand({
   },
   async run({ args }) {
     const filter = parseOptions(recordFilterSchema, { ...filterValues(args), limit: args.limit, cursor: args.cursor });
-    await withConfiguredAuditLog({ logDb: args["log-db"], config: args.config }, async (log, settings) => {
-      const page = await log.reader.records(filter);
-      await recordCliQuery(log.db, settings, "cli:audit query", filterNames(filter, ["limit"]), page.records.length);
+    await withCliAdmin({ logDb: args["log-db"], config: args.config }, async (admin) => {
+      const page = await admin.reader.records(filter);
+      await recordCliQuery(admin, "cli:audit query", filterNames(filter, ["limit"]), page.records.length);
       if (args.format === "json") process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
       else if (args.format === "csv") process.stdout.write(csvHeader() + page.records.map(csvRow).join(""));
       else {

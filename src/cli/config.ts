@@ -1,6 +1,6 @@
 /**
  * `agent-attr config check`: everything `proxy start` checks, without opening a database or a
- * port — the config file, the plugins' options, the audit sink, the listen address and its admin
+ * port — the config file, the plugins' options, the primary audit store, the listen address and its admin
  * token, the log settings — every problem at once, with file and line where there is one.
  */
 import { defineCommand } from "citty";

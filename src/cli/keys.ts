@@ -1,16 +1,20 @@
 /**
  * `agent-attr keys create|list|revoke`: proxy API keys, stored hashed. They go where the proxy
- * looks them up: the config's `apiKeys({ path })`, else the audit database the proxy uses
- * (--log-db, AGENT_ATTR_LOG_DB, the config's audit.logDb, ./audit.db) — the same config
- * (--config, AGENT_ATTR_CONFIG, ./agent-attr.config.ts) as `proxy start`.
+ * looks them up: the config's `apiKeys({ path })`, else the primary store the proxy uses (a
+ * plugin's `auditStore`, else --log-db, AGENT_ATTR_LOG_DB, the config's audit.logDb, ./audit.db),
+ * where creating and revoking are chain events — the same config (--config, AGENT_ATTR_CONFIG,
+ * ./agent-attr.config.ts) as `proxy start`.
  */
 import { defineCommand } from "citty";
+import { existsSync } from "node:fs";
 import { z } from "zod";
 import { errorMessage } from "../errors.ts";
 import { checkIdentifier } from "../identifiers.ts";
-import type { Config } from "../config/schema.ts";
-import { ProxyKeyStore, type ProxyKey } from "../keys/store.ts";
-import { cliLog, configArg, configuredSettings, logDbArg, opening, parseFlag, requireExistingDb, resolveLogDb, UsageError } from "./_shared.ts";
+import type { ProxyKeyStore } from "../store/contract.ts";
+import type { ProxyKey } from "../store/keys.ts";
+import { cliAuditSettings, openCliAdmin } from "./audit-settings.ts";
+import { cliActor } from "./audit-trail.ts";
+import { cliLog, configArg, IoError, logDbArg, opening, parseFlag, UsageError } from "./_shared.ts";
 
 const units: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
@@ -41,24 +45,29 @@ const globList = z
 const formatArg = { type: "enum" as const, options: ["text", "json"], default: "text", description: "Output format" };
 const keysDbArg = { ...logDbArg, description: "Audit database holding the keys (default: as 'proxy start': AGENT_ATTR_LOG_DB, the config's audit.logDb, ./audit.db)" };
 
-interface KeysDatabase {
-  path: string;
-  /** Whether the config's pipeline checks proxy keys at all (it has apiKeys()). */
-  checked: boolean;
+/** What apiKeys({ path }) offers for keys kept apart from the trail. */
+interface OwnKeys {
+  where: string;
+  open(): ProxyKeyStore & { close(): void };
 }
 
-/** Where the proxy running this config looks keys up. */
-function keysDatabase(config: Config, logDbFlag: string | undefined): KeysDatabase {
-  const plugin = config.plugins?.find((p) => p.name === "api-keys");
-  const own = plugin && "keysPath" in plugin && typeof plugin.keysPath === "string" ? plugin.keysPath : undefined;
-  return { path: own ?? resolveLogDb(logDbFlag, config.audit.logDb), checked: plugin !== undefined };
-}
-
-async function openKeys(args: { config?: string; "log-db"?: string }, options: { mustExist: boolean }) {
-  const { config } = await configuredSettings(args.config);
-  const where = keysDatabase(config, args["log-db"]);
-  if (options.mustExist) requireExistingDb(where.path);
-  return { where, store: opening(`cannot open the keys database ${where.path}`, () => new ProxyKeyStore(where.path)) };
+/**
+ * The keys the proxy running this config looks up: the SQLite database of `apiKeys({ path })`, else
+ * the primary store's (beside the trail; creating and revoking are chain events there). `checked`:
+ * whether the config's pipeline asks for keys at all (it has apiKeys()).
+ */
+async function openKeys(args: { config?: string; "log-db"?: string }, options: { create: boolean }) {
+  const settings = await cliAuditSettings({ logDb: args["log-db"], config: args.config });
+  const plugin = settings.config.plugins?.find((p) => p.name === "api-keys");
+  const checked = plugin !== undefined;
+  const own = plugin && "ownKeys" in plugin ? (plugin.ownKeys as OwnKeys | undefined) : undefined;
+  if (own) {
+    if (!options.create && !existsSync(own.where)) throw new IoError(`No keys database at ${own.where} (apiKeys({ path }) in the config); create a key first.`);
+    const keys = opening(`cannot open the keys database ${own.where}`, () => own.open());
+    return { where: own.where, checked, keys, close: async () => keys.close() };
+  }
+  const admin = await openCliAdmin(settings, { create: options.create });
+  return { where: settings.logDb, checked, keys: admin.keys, close: () => admin.close() };
 }
 
 const describeKey = (key: ProxyKey) =>
@@ -88,10 +97,11 @@ const create = defineCommand({
     const users = args.users === undefined ? null : parseFlag("users", globList, args.users);
     const tier = args.tier === undefined ? null : parseFlag("tier", z.string().min(1).max(64), args.tier);
     const expiresAt = args.expires === undefined ? null : parseExpiry(args.expires);
-    const { where, store } = await openKeys(args, { mustExist: false });
+    const opened = await openKeys(args, { create: true });
     try {
-      const { key, record } = store.create({ agents, users, tier, expiresAt });
-      if (!where.checked) {
+      const request = { agents, users, tier, expires_at: expiresAt?.toISOString() ?? null };
+      const { key, record } = await opened.keys.create(request, cliActor());
+      if (!opened.checked) {
         cliLog().warn("the config has no apiKeys() plugin: the proxy does not ask for keys until you add apiKeys() to its plugins");
       }
       if (args.format === "json") {
@@ -99,9 +109,9 @@ const create = defineCommand({
         return;
       }
       process.stdout.write(`Created ${record.id}  ${describeKey(record)}\n${key}\n`);
-      process.stderr.write(`This key is shown once: store it now. Clients send it as their OpenAI or Anthropic API key. (Stored in ${where.path}.)\n`);
+      process.stderr.write(`This key is shown once: store it now. Clients send it as their OpenAI or Anthropic API key. (Stored in ${opened.where}.)\n`);
     } finally {
-      store.close();
+      await opened.close();
     }
   },
 });
@@ -110,14 +120,14 @@ const list = defineCommand({
   meta: { name: "list", description: "List proxy API keys (never their secrets)" },
   args: { format: formatArg, "log-db": keysDbArg, config: configArg },
   async run({ args }) {
-    const { store } = await openKeys(args, { mustExist: true });
+    const opened = await openKeys(args, { create: false });
     try {
-      const keys = store.list();
+      const keys = await opened.keys.list();
       if (args.format === "json") process.stdout.write(`${JSON.stringify({ keys }, null, 2)}\n`);
       else if (keys.length === 0) process.stdout.write("No proxy keys. Create one with 'agent-attr keys create --agent ID'.\n");
       else process.stdout.write(keys.map((key) => `${key.id}  ${describeKey(key)}\n`).join(""));
     } finally {
-      store.close();
+      await opened.close();
     }
   },
 });
@@ -130,13 +140,13 @@ const revoke = defineCommand({
     config: configArg,
   },
   async run({ args }) {
-    const { store, where } = await openKeys(args, { mustExist: true });
+    const opened = await openKeys(args, { create: false });
     try {
-      const key = store.revoke(args.id);
-      if (!key) throw new UsageError(`No proxy key has id '${args.id}' in ${where.path}; 'agent-attr keys list' shows them.`);
+      const key = await opened.keys.revoke(args.id, cliActor());
+      if (!key) throw new UsageError(`No proxy key has id '${args.id}' in ${opened.where}; 'agent-attr keys list' shows them.`);
       process.stdout.write(`Revoked ${key.id} (${key.revoked_at})\n`);
     } finally {
-      store.close();
+      await opened.close();
     }
   },
 });

@@ -4,12 +4,12 @@
  * would, with probe usages, so what it prints is what calls are charged.
  */
 import { defineCommand } from "citty";
-import { noUsage, type Usage } from "../audit/record.ts";
+import { noUsage, type Usage } from "../trail/record.ts";
 import { emptyAttribution, type CallContext, type Endpoint } from "../pipeline/context.ts";
 import { endpoints } from "../pipeline/endpoints.ts";
 import type { PriceQuote, PriceRequest, Plugin, ProviderAdapter } from "../plugin.ts";
 import { configuredPlugins } from "../server/runtime.ts";
-import { formatUSD } from "../audit/format.ts";
+import { formatUSD } from "../trail/format.ts";
 import { configArg, configuredSettings, parseFlag, UsageError } from "./_shared.ts";
 import { z } from "zod";
 

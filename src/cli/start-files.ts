@@ -8,7 +8,7 @@
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Config } from "../config/schema.ts";
-import { signingKeyPath } from "../audit/signing.ts";
+import { signingKeyPath } from "../trail/signing.ts";
 
 export async function removeWhatAFailedStartCreated<T>(logDb: string, config: Config, start: () => Promise<T>): Promise<T> {
   const fresh = logDb !== ":memory:" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(logDb) && !existsSync(logDb);

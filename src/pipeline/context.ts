@@ -1,7 +1,7 @@
 /**
  * The typed state one call carries through the pipeline (see ./index.ts for the stages).
  */
-import type { AttributionKind, Usage } from "../audit/record.ts";
+import type { AttributionKind, Usage } from "../trail/record.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 
 export type WireFormat = "openai" | "anthropic";

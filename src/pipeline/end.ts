@@ -2,11 +2,12 @@
  * The one ending of every call. Whatever happened to it — refused before it was forwarded, the
  * upstream unreachable, its response done, broken off or cancelled by the client — a call ends
  * here: its final record is built from how it ended (outcome, usage or an estimate of it, price:
- * stage 7), handed to every sink (stage 8), and the limiters settle with it (stage 9). Each runs
+ * stage 7), handed to the primary store (stage 8; the secondary sinks get it once the store has
+ * committed it), and the limiters settle with it (stage 9). Each runs
  * exactly once per call, however many paths reach it. Never throws: a failure here is logged and
  * the client's answer is unaffected.
  */
-import { noUsage, type AuditRecord, type Outcome, type Usage, type UsageSource } from "../audit/record.ts";
+import { noUsage, type AuditRecord, type Outcome, type Usage, type UsageSource } from "../trail/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
 import type { StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, EndpointKind, MeterResult } from "./context.ts";
@@ -27,8 +28,8 @@ export type CallEnd =
 
 export interface CallEnding {
   /**
-   * Stages 7-8: builds the final record of how the call ended and writes it to every sink (the
-   * primary one durably, which is why a call's last bytes wait for this). The first call decides;
+   * Stages 7-8: builds the final record of how the call ended and hands it to the primary store,
+   * which holds it durably when this resolves (which is why a call's last bytes wait for this). The first call decides;
    * later ones return its record. Null when building it failed (logged).
    */
   record(end: CallEnd): Promise<AuditRecord | null>;
@@ -50,8 +51,8 @@ export function callEnding(
   let finished: Promise<void> | null = null;
   const record = (end: CallEnd) =>
     (recorded ??= finalRecord(ctx, inFlight, end, provider, rt).then(
-      (final) => {
-        writeRecord(final, rt);
+      async (final) => {
+        await writeRecord(final, rt);
         return final;
       },
       (error: unknown) => {

@@ -4,7 +4,7 @@
  * text that was delivered, input tokens (only when the provider gave none) from the request's text,
  * with the o200k tokenizer (`gpt-tokenizer`). The record says `usage_source: estimated`.
  */
-import type { Usage } from "../audit/record.ts";
+import type { Usage } from "../trail/record.ts";
 import type { CallContext, OutputSample } from "./context.ts";
 
 type CountTokens = (text: string) => number;

@@ -3,7 +3,7 @@
  * asked for (its edits spliced into the client's bytes), only the credential that provider takes,
  * and the upstream call under the proxy's deadlines; its answer goes to ./respond.ts (stage 6).
  */
-import { type AuditRecord } from "../audit/record.ts";
+import { type AuditRecord } from "../trail/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
 import { PluginError, type CredentialHeader } from "../plugin.ts";
 import { applyBodyEdits, type BodyEdit } from "../proxy/json-edit.ts";
@@ -116,21 +116,15 @@ function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): P
 }
 
 async function beginRecord(record: AuditRecord, rt: Runtime): Promise<void> {
-  const [primary, ...others] = rt.sinks;
-  if (primary) {
-    try {
-      await primary.sink.begin(record);
-    } catch (error) {
-      rt.log.error(`[plugin ${primary.plugin}] audit.begin: ${errorMessage(error)}`);
-      if (rt.failClosed) {
-        throw new ProxyError(
-          "audit_unavailable",
-          "The audit log cannot be written, so the call was not forwarded. An operator must check the audit database (disk space, permissions, locks).",
-        );
-      }
+  try {
+    await rt.store.begin(record);
+  } catch (error) {
+    rt.log.error(`the audit store cannot hold call ${record.id} before it is forwarded: ${errorMessage(error)}`);
+    if (rt.failClosed) {
+      throw new ProxyError(
+        "audit_unavailable",
+        "The audit log cannot be written, so the call was not forwarded. An operator must check the audit database (disk space, permissions, locks).",
+      );
     }
-  }
-  for (const other of others) {
-    other.sink.begin(record).catch((error) => rt.log.error(`[plugin ${other.plugin}] audit.begin: ${errorMessage(error)}`));
   }
 }

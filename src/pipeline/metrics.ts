@@ -3,7 +3,7 @@
  * outcome, their tokens, calls in flight. Counted when a call's final record is written, so they
  * agree with the audit trail.
  */
-import type { AuditRecord } from "../audit/record.ts";
+import type { AuditRecord } from "../trail/record.ts";
 
 /** Counters of one provider; its label is escaped once. */
 interface ProviderCounters {

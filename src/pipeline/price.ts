@@ -2,7 +2,7 @@
  * Stage 7, price: the first plugin whose `price` hook returns a quote prices the call. A call no
  * plugin can price keeps `cost_usd: null` and the log says so once per model — never a silent $0.
  */
-import type { Usage } from "../audit/record.ts";
+import type { Usage } from "../trail/record.ts";
 import type { PriceQuote, PriceRequest, } from "../plugin.ts";
 import type { CallContext } from "./context.ts";
 import type { RoutedProvider, Runtime } from "./runtime.ts";

@@ -1,5 +1,5 @@
 /** Building audit records from a call's context. */
-import { noUsage, type AuditRecord } from "../audit/record.ts";
+import { noUsage, type AuditRecord } from "../trail/record.ts";
 import { errorMessage } from "../errors.ts";
 import type { CallContext } from "./context.ts";
 import type { Runtime } from "./runtime.ts";
@@ -45,17 +45,20 @@ export function keyedHash(key: Uint8Array, data: Uint8Array): string {
   return new Bun.CryptoHasher("sha256", key).update(data).digest("hex");
 }
 
-/** Hands a final record to every sink. Sinks queue; a failure is logged loudly, never thrown. */
-export function writeRecord(record: AuditRecord, rt: Runtime): void {
+/**
+ * Hands a final record to the primary store. Resolves (or returns nothing) once the store holds it
+ * durably — a call's last byte waits for this. A failure is logged loudly, never thrown. Secondary
+ * sinks get the record once the store has committed it (./sinks.ts).
+ */
+export function writeRecord(record: AuditRecord, rt: Runtime): Promise<void> | undefined {
   rt.metrics.observe(record);
-  for (const { plugin, sink } of rt.sinks) {
-    try {
-      const pending = sink.write(record);
-      if (pending) pending.catch((error) => rt.log.error(`[plugin ${plugin}] audit.write: ${errorMessage(error)}`));
-    } catch (error) {
-      rt.log.error(`[plugin ${plugin}] audit.write: ${errorMessage(error)}`);
-    }
+  try {
+    const pending = rt.store.commit(record);
+    if (pending) return pending.catch((error) => rt.log.error(`the audit store could not take the final record of call ${record.id}: ${errorMessage(error)}`));
+  } catch (error) {
+    rt.log.error(`the audit store could not take the final record of call ${record.id}: ${errorMessage(error)}`);
   }
+  return undefined;
 }
 
 export function elapsed(ctx: Pick<CallContext, "startedPerf">): number {

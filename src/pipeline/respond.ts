@@ -7,7 +7,7 @@
  * failure, client cancel, no terminal event) is recorded when it ends. Accounting code is
  * guarded: nothing here can throw into the client's stream.
  */
-import type { AuditRecord } from "../audit/record.ts";
+import type { AuditRecord } from "../trail/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
 import { SSEParser, parseJSON, type SSEEvent } from "../proxy/sse.ts";
 import { SSEEventFilter } from "../proxy/sse-filter.ts";

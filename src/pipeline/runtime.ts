@@ -2,11 +2,10 @@
  * The process-wide state of a running proxy, built once from the config by `createRuntime` and
  * closed by `closeRuntime`. Everything the pipeline needs is reached through it: no hidden globals.
  */
-import type { AuditReader } from "../audit/query.ts";
-import type { AuditTrail } from "../audit/trail.ts";
-import type { KeyAdmin } from "../keys/admin.ts";
-import type { AuditSink, Logger, Plugin, ProviderAdapter } from "../plugin.ts";
+import type { AuditReader, AuditStore, AuditTrail, ProxyKeyStore } from "../store/contract.ts";
+import type { Logger, Plugin, ProviderAdapter } from "../plugin.ts";
 import type { Metrics } from "./metrics.ts";
+import type { SinkFeed } from "./sinks.ts";
 
 export interface RuntimeLimits {
   /** Largest request body accepted (bytes). */
@@ -30,18 +29,20 @@ export interface RoutedProvider {
 export interface Runtime {
   readonly plugins: readonly Plugin[];
   readonly providers: readonly RoutedProvider[];
-  readonly sinks: readonly { plugin: string; sink: AuditSink }[];
+  /** The primary store: durable `begin` before forwarding, `commit` of final records (secondary sinks are fed from it). */
+  readonly store: AuditStore;
+  /** The secondary sinks (`Plugin.audit`), fed what the store commits. */
+  readonly sinks: SinkFeed;
+  /** The store's reader, trail and keys (the audit API). */
   readonly reader: AuditReader;
-  /** The primary sink's tamper-evident trail, when it has one. */
-  readonly trail: AuditTrail | null;
-  /** The proxy keys beside the primary sink's trail, when it keeps them. */
-  readonly keys: KeyAdmin | null;
+  readonly trail: AuditTrail;
+  readonly keys: ProxyKeyStore;
   /** Key of the HMAC that turns prompts and responses into keyed hashes. */
   readonly hashKey: Uint8Array;
   readonly limits: RuntimeLimits;
   /** Inbound header names never sent upstream (hop-by-hop, and those plugins read for the proxy). */
   readonly neverUpstream: readonly string[];
-  /** Refuse calls (503) when the primary audit sink cannot write; false forwards them anyway. */
+  /** Refuse calls (503) when the primary store cannot hold their intent; false forwards them anyway. */
   readonly failClosed: boolean;
   readonly log: Logger;
   /** Calls whose response has not finished; shutdown waits for them. */

@@ -31,10 +31,13 @@ export function fetchUpstream(url: string, call: UpstreamCall, setHeaders: Recor
   });
 }
 
-/** A model-name matcher from glob patterns (`*` matches any run of characters). */
-export function modelMatcher(patterns: readonly string[]): (model: string) => boolean {
+/** A matcher from glob patterns (`*` matches any run of characters, nothing else is special): true when any matches. */
+export function globMatcher(patterns: readonly string[]): (model: string) => boolean {
   const regexes = patterns.map(
     (pattern) => new RegExp(`^${pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`),
   );
   return (model) => regexes.some((regex) => regex.test(model));
 }
+
+/** `globMatcher`, for model names (its first use). */
+export const modelMatcher = globMatcher;

@@ -7,7 +7,7 @@
  * `other_refusals`. So however many requests an attacker sends, the chain grows by at most one
  * event of bounded size a minute. Neither the token nor any hash of it is kept.
  */
-import type { ChainEvent } from "../audit/chain.ts";
+import type { ChainEvent } from "../trail/chain.ts";
 import { errorMessage } from "../errors.ts";
 import type { AccessRefusal } from "./roles.ts";
 

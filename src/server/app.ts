@@ -4,7 +4,7 @@
  * anything else under /v1.
  */
 import { Elysia } from "elysia";
-import { ProxyError, toWireError } from "../errors.ts";
+import { ProxyError, apiError, toWireError } from "../errors.ts";
 import { endpoints, wireOfPath } from "../pipeline/endpoints.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { auditRoutes } from "./audit-routes.ts";
@@ -34,9 +34,9 @@ const browserFacing = (request: Request) => {
   return path.startsWith("/audit/") || path === "/dashboard" || path.startsWith("/dashboard/");
 };
 
-/** Refused audit API calls go to the primary sink's trail (one event a minute, see ./access-denials.ts). */
+/** Refused audit API calls go to the primary store's trail (one event a minute, see ./access-denials.ts). */
 export function accessDenials(rt: Runtime): AccessDenials {
-  return new AccessDenials(async (event) => rt.trail?.recordEvent(event), rt.log.error);
+  return new AccessDenials(async (event) => rt.trail.recordEvent(event), rt.log.error);
 }
 
 export function createApp(rt: Runtime, options: AppOptions = {}) {
@@ -61,10 +61,7 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   for (const plugin of rt.plugins) plugin.routes?.(app);
   app.onError(({ code, request }) => {
     if (code === "NOT_FOUND") {
-      return Response.json(
-        { error: { message: `No route ${request.method} ${new URL(request.url).pathname}.`, type: "not_found_error", code: "not_found" } },
-        { status: 404 },
-      );
+      return apiError("not_found", `No route ${request.method} ${new URL(request.url).pathname}.`);
     }
   });
   return app;

@@ -6,21 +6,19 @@
  */
 import { Elysia } from "elysia";
 import { z } from "zod";
-import { overview, overviewFilterSchema } from "../audit/overview.ts";
-import { eventFilterSchema } from "../audit/trail-read.ts";
-import { newKeySchema } from "../keys/admin.ts";
+import { overview, overviewFilterSchema } from "../store/overview.ts";
+import { eventFilterSchema } from "../trail/events.ts";
+import { newKeySchema } from "../store/keys.ts";
 import type { LimitUsage } from "../limit-usage.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import { errorMessage } from "../errors.ts";
-import { filterNames } from "../audit/filters.ts";
+import { filterNames } from "../store/filters.ts";
 import { recorded } from "./audit-routes.ts";
 import { apiError, queryOf } from "./http.ts";
 import type { AccessGuard } from "./roles.ts";
 
-const invalid = (what: string, error: z.ZodError) => apiError(400, "invalid_query", "invalid_request_error", `Invalid ${what}: ${z.prettifyError(error)}`);
-const unavailable = (what: string) => apiError(503, "audit_unavailable", "api_error", `The audit trail cannot ${what} right now; retry shortly.`);
-const noTrail = () => apiError(501, "not_supported", "invalid_request_error", "The primary audit sink keeps no tamper-evident trail; use sqliteAudit() as the first sink.");
-const noKeys = () => apiError(501, "not_supported", "invalid_request_error", "The primary audit sink keeps no proxy keys; use sqliteAudit() as the first sink.");
+const invalid = (what: string, error: z.ZodError) => apiError("invalid_query", `Invalid ${what}: ${z.prettifyError(error)}`);
+const unavailable = (what: string) => apiError("audit_unavailable", `The audit trail cannot ${what} right now; retry shortly.`);
 
 export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
   return new Elysia({ prefix: "/audit" })
@@ -42,7 +40,7 @@ export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: 
           for (const usage of await plugin.limit.usage()) limits.push({ ...usage, plugin: plugin.name });
         } catch (error) {
           rt.log.error(`[plugin ${plugin.name}] limit.usage: ${errorMessage(error)}`);
-          return apiError(503, "limits_unavailable", "api_error", `The limits of plugin '${plugin.name}' cannot be read right now (${errorMessage(error)}); retry shortly.`);
+          return apiError("limits_unavailable", `The limits of plugin '${plugin.name}' cannot be read right now (${errorMessage(error)}); retry shortly.`);
         }
       }
       const plugins = rt.plugins.filter((p) => p.limit).map((p) => p.name);
@@ -51,7 +49,6 @@ export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: 
     .get("/events", async ({ request, route }) => {
       const denied = access(request, "auditor", route);
       if (denied) return denied;
-      if (!rt.trail) return noTrail();
       const parsed = eventFilterSchema.safeParse(queryOf(request));
       if (!parsed.success) return invalid("query", parsed.error);
       const page = await rt.trail.events(parsed.data);
@@ -60,24 +57,21 @@ export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: 
     .get("/trail/status", async ({ request, route }) => {
       const denied = access(request, "auditor", route);
       if (denied) return denied;
-      if (!rt.trail) return noTrail();
       return recorded(rt, actorOf(request), route, [], 1, Response.json(await rt.trail.status()));
     })
     .get("/chain/:seq", async ({ request, params, route }) => {
       const denied = access(request, "auditor", route);
       if (denied) return denied;
-      if (!rt.trail) return noTrail();
       const seq = z.coerce.number().int().positive().safeParse(params.seq);
-      if (!seq.success) return apiError(400, "invalid_query", "invalid_request_error", `Invalid seq '${params.seq}': expected a positive integer.`);
+      if (!seq.success) return apiError("invalid_query", `Invalid seq '${params.seq}': expected a positive integer.`);
       const entry = await rt.trail.entry(seq.data);
-      const answer = entry ? Response.json(entry) : apiError(404, "not_found", "not_found_error", `The chain has no entry at seq ${seq.data}.`);
+      const answer = entry ? Response.json(entry) : apiError("not_found", `The chain has no entry at seq ${seq.data}.`);
       return recorded(rt, actorOf(request), route, ["seq"], entry ? 1 : 0, answer);
     })
     .get("/keys", async ({ request, route }) => {
       const denied = access(request, "auditor", route);
       if (denied) return denied;
-      if (!rt.keys) return noKeys();
-      const keys = await rt.keys.listKeys();
+      const keys = await rt.keys.list();
       return recorded(rt, actorOf(request), route, [], keys.length, Response.json({ keys }));
     })
     .post(
@@ -85,18 +79,17 @@ export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: 
       async ({ request, route }) => {
         const denied = access(request, "admin", route);
         if (denied) return denied;
-        if (!rt.keys) return noKeys();
         let body: unknown;
         try {
           body = await request.json();
         } catch {
-          return apiError(400, "invalid_json", "invalid_request_error", "The body must be a JSON object such as {\"agents\": [\"code-review-bot\"], \"users\": [\"team-a-*\"], \"tier\": \"pro\"}.");
+          return apiError("invalid_json", "The body must be a JSON object such as {\"agents\": [\"code-review-bot\"], \"users\": [\"team-a-*\"], \"tier\": \"pro\"}.");
         }
         const parsed = newKeySchema.safeParse(body);
         if (!parsed.success) return invalid("key", parsed.error);
         try {
           // The secret is in this answer only; the chain event names the key, never the secret.
-          const created = await rt.keys.createKey(parsed.data, actorOf(request));
+          const created = await rt.keys.create(parsed.data, actorOf(request));
           return Response.json(created, { status: 201, headers: { "cache-control": "no-store" } });
         } catch (error) {
           rt.log.error(`creating a proxy key through the audit API failed: ${errorMessage(error)}`);
@@ -108,15 +101,14 @@ export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: 
     .delete("/keys/:id", async ({ request, params, route }) => {
       const denied = access(request, "admin", route);
       if (denied) return denied;
-      if (!rt.keys) return noKeys();
-      let revoked: Awaited<ReturnType<NonNullable<Runtime["keys"]>["revokeKey"]>>;
+      let revoked: Awaited<ReturnType<Runtime["keys"]["revoke"]>>;
       try {
-        revoked = await rt.keys.revokeKey(params.id, actorOf(request));
+        revoked = await rt.keys.revoke(params.id, actorOf(request));
       } catch (error) {
         rt.log.error(`revoking a proxy key through the audit API failed: ${errorMessage(error)}`);
         return unavailable("record the revocation (the key was not revoked)");
       }
-      if (!revoked) return apiError(404, "not_found", "not_found_error", `No proxy key has id '${params.id}'; GET /audit/keys lists them.`);
+      if (!revoked) return apiError("not_found", `No proxy key has id '${params.id}'; GET /audit/keys lists them.`);
       return Response.json(revoked);
     });
 }

@@ -1,15 +1,15 @@
 /** The audit REST API: record queries with filters and cursor pagination, summaries (DESIGN §2). */
 import { Elysia } from "elysia";
 import { z } from "zod";
-import { recordFilterSchema, type RecordFilter } from "../audit/query.ts";
-import { summaryFilterSchema } from "../audit/summary.ts";
+import { recordFilterSchema, type RecordFilter } from "../store/filters.ts";
+import { summaryFilterSchema } from "../store/filters.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard } from "./roles.ts";
 import { errorMessage } from "../errors.ts";
-import { filterNames } from "../audit/filters.ts";
+import { filterNames } from "../store/filters.ts";
 import { apiError, queryOf } from "./http.ts";
 
-const invalidQuery = (error: z.ZodError) => apiError(400, "invalid_query", "invalid_request_error", `Invalid query: ${z.prettifyError(error)}`);
+const invalidQuery = (error: z.ZodError) => apiError("invalid_query", `Invalid query: ${z.prettifyError(error)}`);
 
 /** The names of the filters a query used (never their values, which may be personal). */
 const usedFilters = (filter: object) => filterNames(filter, ["limit", "by", "sort"]);
@@ -21,11 +21,11 @@ const usedFilters = (filter: object) => filterNames(filter, ["limit", "by", "sor
  */
 export async function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Promise<Response> {
   try {
-    await rt.trail?.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
+    await rt.trail.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
     return answer;
   } catch (error) {
     rt.log.error(`cannot record an audit query in the trail: ${errorMessage(error)}`);
-    return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot record this query right now; retry shortly.");
+    return apiError("audit_unavailable", "The audit trail cannot record this query right now; retry shortly.");
   }
 }
 
@@ -55,10 +55,7 @@ export function auditRoutes(rt: Runtime, access: AccessGuard, actorOf: (request:
       if (denied) return denied;
       const record = await rt.reader.record(params.id);
       if (record) return recorded(rt, actorOf(request), route, ["id"], 1, Response.json(record));
-      const missing = Response.json(
-        { error: { message: `No audit record has id '${params.id}'.`, type: "not_found_error", code: "not_found" } },
-        { status: 404 },
-      );
+      const missing = apiError("not_found", `No audit record has id '${params.id}'.`);
       return recorded(rt, actorOf(request), route, ["id"], 0, missing);
     })
     .get("/user/:id", ({ request, params, route }) => list(request, route, { user: params.id }))

@@ -6,8 +6,8 @@
  */
 import { Elysia } from "elysia";
 import { z } from "zod";
-import { exportFilterSchema, exportFormats, type ExportFormat } from "../audit/export.ts";
-import type { AuditTrail } from "../audit/trail.ts";
+import { exportFilterSchema, exportFormats, type ExportFormat } from "../trail/export.ts";
+import type { AuditTrail } from "../store/contract.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard, Role } from "./roles.ts";
 import { apiError, queryOf } from "./http.ts";
@@ -22,13 +22,10 @@ const contentTypes: Record<ExportFormat, string> = {
 
 
 export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
-  /** Runs `handle` for a request to `route` with the role `needs`, against a sink that has a trail. */
+  /** Runs `handle` for a request to `route` with the role `needs`, on the primary store's trail. */
   const withTrail = (request: Request, route: string, handle: (trail: AuditTrail) => Response | Promise<Response>, needs: Role = "auditor") => {
     const denied = access(request, needs, route);
     if (denied) return denied;
-    if (!rt.trail) {
-      return apiError(501, "not_supported", "invalid_request_error", "The primary audit sink keeps no tamper-evident trail; use sqliteAudit() as the first sink.");
-    }
     return handle(rt.trail);
   };
 
@@ -37,7 +34,7 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
       withTrail(request, route, async (trail) => {
         const { recorded, ...report } = await trail.verify(actorOf(request));
         // As for queries: an audit action that cannot be recorded is not answered.
-        if (!recorded) return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot record this verification right now; retry shortly.");
+        if (!recorded) return apiError("audit_unavailable", "The audit trail cannot record this verification right now; retry shortly.");
         // 409: the trail contradicts its own chain; the body names the first bad seq and why.
         return Response.json(report, { status: report.ok ? 200 : 409 });
       }),
@@ -49,7 +46,7 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
         } catch (error) {
           // E.g. another process held the write lock past the busy timeout: nothing was erased (one transaction).
           rt.log.error(`an erasure through the audit API failed: ${errorMessage(error)}`);
-          return apiError(503, "audit_unavailable", "api_error", "The audit trail cannot be written right now, so nothing was erased; retry shortly.");
+          return apiError("audit_unavailable", "The audit trail cannot be written right now, so nothing was erased; retry shortly.");
         }
         // Nor may the limits view (GET /audit/limits) name the user any longer.
         for (const plugin of rt.plugins) plugin.limit?.forgetUser?.(params.id);
@@ -61,11 +58,11 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
       withTrail(request, route, (trail) => {
         const format = z.enum(exportFormats).safeParse(params.format);
         if (!format.success) {
-          return apiError(404, "not_found", "not_found_error", `No export format '${params.format}'; use /audit/export/csv, /json or /ndjson.`);
+          return apiError("not_found", `No export format '${params.format}'; use /audit/export/csv, /json or /ndjson.`);
         }
         const filter = exportFilterSchema.safeParse(queryOf(request));
         if (!filter.success) {
-          return apiError(400, "invalid_query", "invalid_request_error", `Invalid query: ${z.prettifyError(filter.error)}`);
+          return apiError("invalid_query", `Invalid query: ${z.prettifyError(filter.error)}`);
         }
         const run = trail.export(format.data, filter.data, actorOf(request));
         return new Response(run.stream(), {
@@ -82,7 +79,7 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
       withTrail(request, route, async (trail) => {
         const manifest = await trail.manifest(params.id);
         if (manifest) return Response.json(manifest);
-        return apiError(404, "not_found", "not_found_error", `No finished export has id '${params.id}' (a manifest exists once the export's last byte was sent).`);
+        return apiError("not_found", `No finished export has id '${params.id}' (a manifest exists once the export's last byte was sent).`);
       }),
     )
     .get("/pubkey", ({ request, route }) =>

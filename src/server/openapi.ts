@@ -5,17 +5,17 @@
  */
 import { z } from "zod";
 import pkg from "../../package.json" with { type: "json" };
-import { exportFilterSchema, exportManifestSchema } from "../audit/export.ts";
-import { recordFilterSchema, summaryFilterSchema } from "../audit/filters.ts";
-import { recordPageSchema } from "../audit/query.ts";
-import { auditRecordSchema } from "../audit/record.ts";
-import { summarySchema } from "../audit/summary.ts";
-import { verifyReportSchema } from "../audit/verify.ts";
+import { exportFilterSchema, exportManifestSchema } from "../trail/export.ts";
+import { recordFilterSchema, summaryFilterSchema } from "../store/filters.ts";
+import { recordPageSchema } from "../store/results.ts";
+import { auditRecordSchema } from "../trail/record.ts";
+import { summarySchema } from "../store/results.ts";
+import { verifyReportSchema } from "../trail/verify.ts";
 import type { Role } from "./roles.ts";
-import { overviewFilterSchema, overviewSchema } from "../audit/overview.ts";
-import { chainEntrySchema, eventFilterSchema, eventPageSchema, trailStatusSchema } from "../audit/trail-read.ts";
-import { createdKeySchema, newKeySchema } from "../keys/admin.ts";
-import { proxyKeySchema } from "../keys/store.ts";
+import { overviewFilterSchema, overviewSchema } from "../store/overview.ts";
+import { chainEntrySchema, eventFilterSchema, eventPageSchema, trailStatusSchema } from "../trail/events.ts";
+import { createdKeySchema, newKeySchema } from "../store/keys.ts";
+import { proxyKeySchema } from "../store/keys.ts";
 import { limitUsageSchema } from "../limit-usage.ts";
 
 export interface AuditOperation {

@@ -162,7 +162,7 @@ export function accessGuard(
     if (presented.role === null) {
       if (presented.reason === "cross_site") {
         const message = "A dashboard session cookie is honoured only on the dashboard's own requests (with its X-Agent-Attr-Dashboard header).";
-        return refuse(403, presented.reason, apiError(403, "forbidden", "permission_error", message));
+        return refuse(403, presented.reason, apiError("forbidden", message));
       }
       const message =
         presented.reason === "not_bearer"
@@ -170,11 +170,11 @@ export function accessGuard(
           : presented.reason === "unknown_session"
             ? "The dashboard session has ended (8 hours at most, 30 minutes idle, or the proxy restarted); sign in again."
             : `The audit API needs a token: ${howToSend}`;
-      return refuse(401, presented.reason, apiError(401, "unauthorized", "authentication_error", message));
+      return refuse(401, presented.reason, apiError("unauthorized", message));
     }
     if (!grants[presented.role].includes(needs)) {
       const message = `This route needs the ${needs} role; the token sent has the ${presented.role} role.`;
-      return refuse(403, "insufficient_role", apiError(403, "forbidden", "permission_error", message));
+      return refuse(403, "insufficient_role", apiError("forbidden", message));
     }
     return null;
   };

@@ -1,18 +1,21 @@
-/** Builds the runtime (plugins set up, sinks chosen) from a validated config, and closes it. */
-import { anthropic, headerAttribution, openai, pricing, sqliteAudit } from "../../plugins/index.ts";
-import { loadHashKey } from "../audit/secret.ts";
+/** Builds the runtime (store opened, sinks fed, plugins set up) from a validated config, and closes it. */
+import { anthropic, headerAttribution, openai, pricing } from "../../plugins/index.ts";
 import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
 import { PluginError, type Logger, type Plugin } from "../plugin.ts";
 import { Metrics } from "../pipeline/metrics.ts";
+import { SinkFeed } from "../pipeline/sinks.ts";
+import type { AuditStore } from "../store/contract.ts";
+import { primaryStore } from "../store/open.ts";
 import { neverUpstreamWith } from "../proxy/headers.ts";
 import { UpstreamSlots, type Runtime } from "../pipeline/runtime.ts";
 import { createLogger } from "../log.ts";
 import { pluginProblems } from "./startup-check.ts";
 
+/** No `plugins` in the config: these, and the store `--log-db` names. */
 export function defaultPlugins(): Plugin[] {
-  return [openai(), anthropic(), headerAttribution(), pricing(), sqliteAudit()];
+  return [openai(), anthropic(), headerAttribution(), pricing()];
 }
 
 /** Calls are always priced: a config whose plugins price nothing gets the built-in `pricing()`. */
@@ -25,35 +28,50 @@ export function configuredPlugins(config: Config): Plugin[] {
   return withPricing(config.plugins ?? defaultPlugins());
 }
 
-/** Sets the plugins up; `startProxy` has checked the config (./startup-check.ts) before. */
+/**
+ * Opens the primary store (a plugin's `auditStore`, else `--log-db`'s), feeds the secondary sinks
+ * from it, commits what a previous process left, then sets the plugins up. `startProxy` has
+ * checked the config (./startup-check.ts) before.
+ */
 export async function createRuntime(config: Config, options: { logDb: string; log?: Logger }): Promise<Runtime> {
   const log = options.log ?? createLogger(config.server.log);
   const plugins = configuredPlugins(config);
-  const problems = pluginProblems(plugins);
+  const problems = pluginProblems(plugins, options.logDb);
   if (problems.length > 0) throw new ConfigError("The plugins cannot run:", problems);
+  const { checkpoint, signingKey, retentionDays, maxBacklog } = config.audit;
+  const audit = { checkpoint, signingKey, retentionDays, maxBacklog };
+  const primary = primaryStore(plugins, options.logDb);
+  let store: AuditStore;
+  try {
+    store = await primary.provider.open({ logDb: options.logDb, log, audit });
+  } catch (error) {
+    throw primary.source === "--log-db" ? error : new PluginError(primary.source.replace(/^plugin /, ""), "auditStore.open", error);
+  }
+  const sinks = new SinkFeed(plugins.flatMap((p) => (p.audit ? [{ plugin: p.name, sink: p.audit }] : [])), log);
   const ready: Plugin[] = [];
   try {
+    if (!sinks.empty) store.onCommitted((records) => sinks.deliver(records));
+    const { interrupted, finished } = await store.recover();
+    if (interrupted > 0) log.warn(`${interrupted} call(s) were in flight when the proxy last stopped; recorded as interrupted`);
+    if (finished > 0) log.warn(`${finished} call(s) had finished but were not committed when the proxy last stopped; committed from the intent log`);
     for (const plugin of plugins) {
       try {
-        const { checkpoint, signingKey, retentionDays, maxBacklog } = config.audit;
-        await plugin.setup?.({ logDb: options.logDb, log, audit: { checkpoint, signingKey, retentionDays, maxBacklog } });
+        await plugin.setup?.({ logDb: options.logDb, log, audit, keys: store.keys });
       } catch (error) {
         throw new PluginError(plugin.name, "setup", error);
       }
       ready.push(plugin);
     }
-    const sinks = plugins.flatMap((p) => (p.audit ? [{ plugin: p.name, sink: p.audit }] : []));
-    const reader = sinks[0]?.sink.reader;
-    if (!reader) throw new ConfigError(`The primary audit sink (plugin ${sinks[0]?.plugin}) has no reader after setup.`);
     const providers = plugins.flatMap((p) => (p.provider ? [{ plugin: p.name, adapter: p.provider }] : []));
     return {
       plugins,
       providers,
+      store,
       sinks,
-      reader,
-      trail: sinks[0]?.sink.trail ?? null,
-      keys: sinks[0]?.sink.keys ?? null,
-      hashKey: loadHashKey(options.logDb),
+      reader: store.reader,
+      trail: store.trail,
+      keys: store.keys,
+      hashKey: store.hashKey,
       limits: {
         maxBodyBytes: config.server.maxBodyBytes,
         upstreamTimeoutMs: config.server.upstreamTimeoutMs,
@@ -70,6 +88,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
     };
   } catch (error) {
     await teardown(ready, log);
+    await store.close().catch((closing: unknown) => log.error(`closing the audit store: ${errorMessage(closing)}`));
+    await sinks.close();
     throw error;
   }
 }
@@ -79,8 +99,13 @@ export async function waitForInflight(rt: Runtime, ms: number): Promise<void> {
   if (rt.inflight.size > 0) await Promise.race([Promise.all(rt.inflight), Bun.sleep(ms)]);
 }
 
-/** Tears plugins down in reverse order (sinks flush and close). */
+/**
+ * Closes the store (it commits what is queued: the sinks are given those records too), lets the
+ * sinks write what they were given and flushes them, then tears plugins down in reverse order.
+ */
 export async function closeRuntime(rt: Runtime): Promise<void> {
+  await rt.store.close().catch((error: unknown) => rt.log.error(`closing the audit store: ${errorMessage(error)}`));
+  await rt.sinks.close();
   await teardown(rt.plugins, rt.log);
 }
 

@@ -4,12 +4,11 @@
  * the check is one the proxy starts with. It opens nothing and never throws: every problem found
  * is listed, so a user fixes them all in one round.
  */
-import { accessSync, constants, existsSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
 import type { Config } from "../config/schema.ts";
 import { errorMessage } from "../errors.ts";
 import { resolveLogSettings } from "../log.ts";
 import type { Plugin } from "../plugin.ts";
+import { primaryStore, storeProviders } from "../store/open.ts";
 import { resolveAccessTokens, type AccessToken } from "./roles.ts";
 
 export interface StartupCheck {
@@ -26,7 +25,7 @@ const loopback = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 export interface StartupInputs {
   /** The pipeline as it will run (see `configuredPlugins`). */
   plugins: readonly Plugin[];
-  /** The audit database path (`--log-db`, AGENT_ATTR_LOG_DB, `audit.logDb`, ./audit.db). */
+  /** Where the trail is (`--log-db`, AGENT_ATTR_LOG_DB, `audit.logDb`, ./audit.db): a path or a URL. */
   logDb: string;
   /** The environment, with AGENT_ATTR_ADMIN_TOKEN / AGENT_ATTR_AUDITOR_TOKEN as given to the proxy. */
   env: Record<string, string | undefined>;
@@ -53,7 +52,8 @@ export function checkStartup(config: Config, { plugins, logDb, env }: StartupInp
   } catch (error) {
     problems.push(errorMessage(error));
   }
-  problems.push(...pluginProblems(plugins), ...logDbProblems(logDb));
+  problems.push(...pluginProblems(plugins, logDb));
+  warnings.push(...sinkWarnings(plugins));
   if (!plugins.some((plugin) => plugin.provider)) warnings.push("no provider plugin is configured; every proxied call will be refused");
   if (!loopback.has(host) && !plugins.some((plugin) => plugin.authenticate)) {
     warnings.push(
@@ -64,40 +64,39 @@ export function checkStartup(config: Config, { plugins, logDb, env }: StartupInp
   return { problems, warnings, tokens };
 }
 
-/** Unique names, and a primary (first) audit sink that can be read back. Reads no plugin state. */
-export function pluginProblems(plugins: readonly Plugin[]): string[] {
+/**
+ * Unique names; at most one plugin that provides the primary store; and what the primary store
+ * (that plugin's, else the one `logDb` names) says would keep it from opening. Opens nothing.
+ */
+export function pluginProblems(plugins: readonly Plugin[], logDb: string): string[] {
   const problems: string[] = [];
   const seen = new Set<string>();
   for (const { name } of plugins) {
     if (seen.has(name)) problems.push(`Two plugins are named '${name}'; plugin names must be unique.`);
     seen.add(name);
   }
-  // `in`, not a read: a sink's reader is typically a getter that needs setup to have run.
-  const primary = plugins.find((plugin) => plugin.audit)?.audit;
-  if (!primary || !("reader" in primary)) {
-    problems.push("No audit sink with a reader is configured; add sqliteAudit() (from 'agent-attr/plugins') to plugins.");
+  const providers = storeProviders(plugins);
+  if (providers.length > 1) {
+    problems.push(
+      `Plugins ${providers.map((p) => p.plugin).join(", ")} each provide the primary audit store (auditStore); keep one of them (secondary sinks give an \`audit\` hook instead).`,
+    );
+  }
+  const { source, provider } = primaryStore(plugins, logDb);
+  try {
+    problems.push(...(provider.problems?.({ logDb }) ?? []));
+  } catch (error) {
+    problems.push(`The audit store (${source}) cannot be checked: ${errorMessage(error)}`);
   }
   return problems;
 }
 
-/**
- * The folder of the audit database must exist and be writable: SQLite's WAL and shared memory, the
- * intent log and the key files live beside the database. A URL is its server's to check.
- */
-function logDbProblems(logDb: string): string[] {
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(logDb) || logDb === ":memory:") return [];
-  const folder = dirname(resolve(logDb));
-  const elsewhere = "choose another path with --log-db (or AGENT_ATTR_LOG_DB, or audit.logDb in the config)";
-  if (!existsSync(folder) || !statSync(folder).isDirectory()) {
-    return [`The audit database ${logDb} cannot be created: the folder ${folder} does not exist. Create it, or ${elsewhere}.`];
-  }
-  try {
-    accessSync(folder, constants.W_OK);
-  } catch {
-    const uid = process.getuid?.();
-    const who = uid === undefined ? "this process" : `user id ${uid}`;
-    // In a container with a bind-mounted /data, the host folder belongs to a host user.
-    return [`The folder ${folder} of the audit database is not writable by ${who}. Give ${who} write access (chown ${uid ?? "<uid>"} ${folder}), or ${elsewhere}.`];
-  }
-  return [];
+/** Sinks written for the old contract, where the first `audit` was the store: say what they now are. */
+function sinkWarnings(plugins: readonly Plugin[]): string[] {
+  return plugins.flatMap(({ name, audit }) =>
+    audit && ("begin" in audit || "reader" in audit)
+      ? [
+          `Plugin '${name}' gives \`audit\` a begin or a reader: \`audit\` is a secondary sink, fed each committed record (begin and reader are not used). A plugin that keeps the trail itself provides \`auditStore\` instead.`,
+        ]
+      : [],
+  );
 }

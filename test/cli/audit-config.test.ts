@@ -3,12 +3,13 @@
 // unverifiable checkpoint from tampering, and seals the events it appends with a checkpoint.
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
-import { existsSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { signingKeyPath } from "../../src/audit/signing.ts";
+import { signingKeyPath } from "../../src/trail/signing.ts";
 import { runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
-import { tamper, trailWith } from "../helpers/records.ts";
+import { sampleRecord, tamper, trailWith } from "../helpers/records.ts";
+import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
 
 /** A trail whose key lives where only the config says, and a config naming both. */
 async function configured() {
@@ -82,4 +83,34 @@ test("events the CLI appends last (erasure, query, verify, export) are sealed by
   const verify = await runCli(["audit", "verify", "--config", config, "--format", "json"]);
   expect(verify.exitCode).toBe(1);
   expect(JSON.parse(verify.stdout).failure).toMatchObject({ seq: 8, reason: "truncated" });
+});
+
+test("the CLI works on the store the config's plugin provides (sqliteAudit({ path })), as the proxy does — and keys it creates there are chain events", async () => {
+  const dir = tempDir();
+  writeFileSync(
+    join(dir, "agent-attr.config.ts"),
+    `import { defineConfig } from "agent-attr";\nimport { sqliteAudit } from "agent-attr/plugins";\nexport default defineConfig({ plugins: [sqliteAudit({ path: "./kept/trail.db" })] });\n`,
+  );
+  mkdirSync(join(dir, "kept"));
+  const trail = join(dir, "kept/trail.db");
+  const store = new SqliteAuditStore(trail);
+  store.commit(sampleRecord(1, { agent_id: "plugin-store-agent" }));
+  await store.close();
+
+  const query = await runCli(["audit", "query", "--format", "json"], { cwd: dir });
+  expect(query.exitCode).toBe(0);
+  expect((JSON.parse(query.stdout) as { records: { agent_id: string }[] }).records.map((r) => r.agent_id)).toEqual(["plugin-store-agent"]);
+  const created = await runCli(["keys", "create", "--agent", "plugin-store-agent", "--format", "json"], { cwd: dir });
+  expect(created.exitCode).toBe(0);
+  const { id } = JSON.parse(created.stdout) as { id: string };
+  expect((await runCli(["keys", "revoke", id], { cwd: dir })).exitCode).toBe(0);
+  expect(existsSync(join(dir, "audit.db"))).toBe(false);
+  const verify = await runCli(["audit", "verify"], { cwd: dir });
+  expect(verify.exitCode).toBe(0);
+  const db = new Database(trail, { readonly: true });
+  const events = db.query<{ kind: string; details: string }, []>("SELECT kind, details FROM audit_events ORDER BY seq").all();
+  db.close();
+  expect(events.map((event) => event.kind)).toEqual(["query", "key_created", "key_revoked", "verify"]);
+  expect(JSON.parse(events[1]!.details)).toMatchObject({ key_id: id, agents: ["plugin-store-agent"] });
+  expect(events[1]!.details).not.toContain((JSON.parse(created.stdout) as { key: string }).key);
 });

@@ -1,8 +1,8 @@
 // `agent-attr audit query`: the same records as the REST API, as a table, JSON or CSV.
 import { beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
-import type { AuditRecord } from "../../src/audit/record.ts";
-import { SqliteAuditStore } from "../../src/audit/store.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
+import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
 import { runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
 
@@ -23,10 +23,10 @@ function record(i: number, agent: string, user: string, task: string, daysAgo: n
 beforeAll(async () => {
   logDb = join(tempDir(), "audit.db");
   const store = new SqliteAuditStore(logDb);
-  store.write(record(1, "reviewer", "alice", "PR review #456", 1));
-  store.write(record(2, "reviewer", "bob", "=HYPERLINK(\"http://evil\")", 2));
-  store.write(record(3, "reviewer", "alice", "old, \"quoted\" task", 20));
-  store.write(record(4, "planner", "alice", "plan", 1));
+  store.commit(record(1, "reviewer", "alice", "PR review #456", 1));
+  store.commit(record(2, "reviewer", "bob", "=HYPERLINK(\"http://evil\")", 2));
+  store.commit(record(3, "reviewer", "alice", "old, \"quoted\" task", 20));
+  store.commit(record(4, "planner", "alice", "plan", 1));
   await store.close();
 });
 
@@ -81,7 +81,7 @@ test("a missing database says where it looked and how to point elsewhere", async
 test("CSV writes tiny costs as plain decimals, never in exponent notation", async () => {
   const path = join(tempDir(), "tiny.db");
   const store = new SqliteAuditStore(path);
-  store.write({ ...record(9, "a", "u", "t", 0), cost_usd: 3.15e-7, cost_nano_usd: 315 });
+  store.commit({ ...record(9, "a", "u", "t", 0), cost_usd: 3.15e-7, cost_nano_usd: 315 });
   await store.close();
   const { stdout } = await runCli(["audit", "query", "--format", "csv", "--log-db", path]);
   expect(stdout).toContain(",0.000000315,315,");

@@ -4,7 +4,7 @@ import { expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { generateKeyPairSync } from "node:crypto";
-import type { VerifyReport } from "../../src/audit/verify.ts";
+import type { VerifyReport } from "../../src/trail/verify.ts";
 import { runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
 import { tamper, trailWith } from "../helpers/records.ts";

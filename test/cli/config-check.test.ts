@@ -15,9 +15,18 @@ function configIn(text: string): { dir: string; file: string } {
 }
 
 const refused: Record<string, { config: string; env?: Record<string, string>; says: string }> = {
-  "no audit sink": {
-    config: `import { defineConfig } from "agent-attr";\nimport { headerAttribution, openai } from "agent-attr/plugins";\nexport default defineConfig({ plugins: [openai(), headerAttribution()] });\n`,
-    says: "No audit sink with a reader is configured",
+  "two plugins that provide the primary store": {
+    config: `import { defineConfig, definePlugin } from "agent-attr";\nimport { openai, sqliteAudit } from "agent-attr/plugins";\nconst mine = definePlugin({ name: "my-store", auditStore: sqliteAudit().auditStore });\nexport default defineConfig({ plugins: [openai(), sqliteAudit(), mine] });\n`,
+    says: "Plugins sqlite-audit, my-store each provide the primary audit store",
+  },
+  "a --log-db URL no store serves (its password never shown)": {
+    config: `export default {};\n`,
+    env: { AGENT_ATTR_LOG_DB: "mysql://audit:s3cret-pw@db.internal/trail" },
+    says: "this build has no audit store for mysql://",
+  },
+  "a SQLite store in memory": {
+    config: `import { defineConfig } from "agent-attr";\nimport { openai, sqliteAudit } from "agent-attr/plugins";\nexport default defineConfig({ plugins: [openai(), sqliteAudit({ path: ":memory:" })] });\n`,
+    says: "':memory:' would be lost with the process",
   },
   "two plugins with one name": {
     config: `import { defineConfig } from "agent-attr";\nimport { openai, sqliteAudit } from "agent-attr/plugins";\nexport default defineConfig({ plugins: [openai(), openai(), sqliteAudit()] });\n`,
@@ -51,6 +60,7 @@ for (const [name, { config, env, says }] of Object.entries(refused)) {
     expect({ check: check.exitCode, start: start.exitCode }).toEqual({ check: 3, start: 3 });
     expect(check.stderr).toContain(says);
     expect(start.stderr).toContain(says);
+    expect(`${check.stderr}${start.stderr}`).not.toContain("s3cret-pw");
     // Checking created nothing: no database, no key file.
     expect(readdirSync(dir)).toEqual(["agent-attr.config.ts"]);
   }, 15_000);
@@ -60,19 +70,19 @@ test("every problem at once, each with file and line", async () => {
   const { dir } = configIn(
     [
       `import { defineConfig } from "agent-attr";`,
-      `import { openai } from "agent-attr/plugins";`,
+      `import { openai, sqliteAudit } from "agent-attr/plugins";`,
       `export default defineConfig({`,
       `  server: {`,
       `    host: "0.0.0.0",`,
       `  },`,
-      `  plugins: [openai(), openai()],`,
+      `  plugins: [openai(), openai(), sqliteAudit({ path: ":memory:" })],`,
       `});`,
       ``,
     ].join("\n"),
   );
   const check = await runCli(["config", "check"], { cwd: dir, env: { AGENT_ATTR_ADMIN_TOKEN: "", AGENT_ATTR_LOG_FORMAT: "xml" } });
   expect(check.exitCode).toBe(3);
-  for (const problem of ["Refusing to listen on 0.0.0.0", "Two plugins are named 'openai'", "No audit sink", "AGENT_ATTR_LOG_FORMAT is 'xml'"]) {
+  for (const problem of ["Refusing to listen on 0.0.0.0", "Two plugins are named 'openai'", "':memory:' would be lost", "AGENT_ATTR_LOG_FORMAT is 'xml'"]) {
     expect(check.stderr).toContain(problem);
   }
   expect(check.stderr).toContain("(4 problems)");

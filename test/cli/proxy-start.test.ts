@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { openAuditLog } from "../../src/audit/database.ts";
+import { openAuditLog } from "../../src/store/sqlite/database.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { runCli, spawnProxy } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";

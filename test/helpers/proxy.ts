@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { ConfigInput } from "../../src/config/schema.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { startProxy, type ProxyServer } from "../../src/server/serve.ts";
-import type { AuditRecord } from "../../src/audit/record.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
 import type { Logger } from "../../src/plugin.ts";
 import { startFakeUpstream, type FakeUpstream } from "./fake-upstream.ts";
 
@@ -34,7 +34,8 @@ export async function startTestProxy(
   const proxy = await startProxy(parsed, { logDb, ...start });
   const records = async () => {
     await Promise.all(proxy.runtime.inflight);
-    for (const { sink } of proxy.runtime.sinks) await sink.flush?.();
+    await proxy.runtime.store.flush();
+    await proxy.runtime.sinks.drained();
     const page = await proxy.runtime.reader.records({ limit: 1000 });
     return page.records.reverse();
   };

@@ -1,9 +1,9 @@
 /** Audit records for tests, and a trail database filled through the real store. */
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
-import type { CheckpointSettings } from "../../src/audit/checkpoint.ts";
-import type { AuditRecord } from "../../src/audit/record.ts";
-import { SqliteAuditStore } from "../../src/audit/store.ts";
+import type { CheckpointSettings } from "../../src/trail/checkpoint.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
+import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
 import { tempDir } from "./proxy.ts";
 
 export function sampleRecord(i: number, overrides: Partial<AuditRecord> = {}): AuditRecord {
@@ -27,7 +27,7 @@ export async function trailWith(
 ): Promise<string> {
   const logDb = join(tempDir(), "audit.db");
   const store = new SqliteAuditStore(logDb, { checkpoint: options.checkpoint });
-  for (let i = 1; i <= n; i++) store.write((options.record ?? sampleRecord)(i));
+  for (let i = 1; i <= n; i++) store.commit((options.record ?? sampleRecord)(i));
   await store.close();
   return logDb;
 }

@@ -1,9 +1,10 @@
 /** A chained trail of varied records written straight through the chain writer (fast), for the dashboard's tests. */
 import { join } from "node:path";
-import { ChainWriter } from "../../src/audit/chain.ts";
-import { openAuditLog, toRow } from "../../src/audit/database.ts";
-import type { AuditRecord } from "../../src/audit/record.ts";
-import { loadHashKey } from "../../src/audit/secret.ts";
+import { ChainWriter } from "../../src/store/sqlite/chain-writer.ts";
+import { openAuditLog } from "../../src/store/sqlite/database.ts";
+import { toRow } from "../../src/trail/row.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
+import { loadHashKey } from "../../src/trail/secret.ts";
 import { sampleRecord } from "./records.ts";
 import { tempDir } from "./proxy.ts";
 

@@ -1,7 +1,7 @@
 // The plugin contract across stages: authenticate (first non-null), limit (first denial stops),
 // price (first non-null), settle (final record), and the error wrapper that names plugin and hook.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { AuditRecord } from "../../src/audit/record.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
 import { ProxyError } from "../../src/errors.ts";
 import { definePlugin, type Plugin } from "../../src/plugin.ts";
 import { headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";

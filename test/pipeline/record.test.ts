@@ -3,7 +3,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { definePlugin } from "../../src/plugin.ts";
-import { headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
+import type { AuditStore } from "../../src/store/contract.ts";
+import { sqliteStore } from "../../src/store/sqlite/index.ts";
+import { headerAttribution, openai } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy } from "../helpers/proxy.ts";
 
@@ -15,22 +17,29 @@ afterAll(async () => {
   await upstream.stop();
 });
 
-/** The SQLite sink, with a switch that makes its durable write fail like a full disk. */
+/** The SQLite store, with a switch that makes its durable write fail like a full disk. */
 function switchableSqlite() {
-  const inner = sqliteAudit();
+  const inner = sqliteStore();
   const state = { failing: false };
   const plugin = definePlugin({
     name: "switchable-sqlite",
-    setup: (ctx) => inner.setup(ctx),
-    teardown: () => inner.teardown(),
-    audit: {
-      begin: (record) =>
-        state.failing ? Promise.reject(new Error("SQLITE_FULL: database or disk is full")) : inner.audit.begin(record),
-      write: (record) => inner.audit.write(record),
-      get reader() {
-        return inner.audit.reader;
+    auditStore: {
+      async open(ctx): Promise<AuditStore> {
+        const store = await inner.open(ctx);
+        return {
+          begin: (record) => (state.failing ? Promise.reject(new Error("SQLITE_FULL: database or disk is full")) : store.begin(record)),
+          commit: (record) => store.commit(record),
+          onCommitted: (listener) => store.onCommitted(listener),
+          reader: store.reader,
+          trail: store.trail,
+          keys: store.keys,
+          hashKey: store.hashKey,
+          recover: () => store.recover(),
+          flush: () => store.flush(),
+          close: () => store.close(),
+        };
       },
-      flush: () => inner.audit.flush(),
+      openAdmin: (ctx) => inner.openAdmin(ctx),
     },
   });
   return { plugin, state };

@@ -3,7 +3,7 @@
 // key does not vouch for is metered per key and never selects a tier.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { anthropic, apiKeys, headerAttribution, openai, sqliteAudit, tiers } from "../../plugins/index.ts";
-import { ProxyKeyStore } from "../../src/keys/store.ts";
+import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -22,11 +22,11 @@ afterAll(async () => {
 const clock = { t: Date.UTC(2026, 3, 1, 12) };
 const now = () => clock.t;
 
-async function withProxy(onMismatch: "reject" | "record", limiter: ReturnType<typeof tiers>, run: (proxy: TestProxy, keys: ProxyKeyStore) => Promise<void>) {
+async function withProxy(onMismatch: "reject" | "record", limiter: ReturnType<typeof tiers>, run: (proxy: TestProxy, keys: SqliteProxyKeys) => Promise<void>) {
   const proxy = await startTestProxy(upstream.url, {
     plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), apiKeys({ onMismatch }), limiter, sqliteAudit()],
   });
-  const keys = new ProxyKeyStore(proxy.logDb);
+  const keys = new SqliteProxyKeys(proxy.logDb);
   try {
     await run(proxy, keys);
   } finally {
@@ -122,7 +122,7 @@ test("SDK bodies that always carry a user (OpenAI `user`, Anthropic `metadata.us
   const proxy = await startTestProxy(upstream.url, {
     plugins: [openai({ baseURL: `${upstream.url}/v1` }), anthropic({ baseURL: upstream.url }), headerAttribution(), apiKeys(), perUser(), sqliteAudit()],
   });
-  const keys = new ProxyKeyStore(proxy.logDb);
+  const keys = new SqliteProxyKeys(proxy.logDb);
   try {
     clock.t += 3_600_000;
     const { key, record: made } = keys.create({ agents: ["claude-code"] });

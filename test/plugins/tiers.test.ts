@@ -130,7 +130,7 @@ describe("tier assignment", () => {
     try {
       await withProxy([keyed, limiter], async (proxy) => {
         // The proxy set the plugin up with the console logger; hand it one the test can read.
-        await limiter.setup!({ logDb: proxy.logDb, log: { info() {}, warn: (m) => warnings.push(m), error() {} } });
+        await limiter.setup!({ logDb: proxy.logDb, log: { info() {}, warn: (m) => warnings.push(m), error() {} }, audit: { checkpoint: { everyRecords: 1000, everySeconds: 60 } }, keys: proxy.runtime.keys });
         clock.t = Date.UTC(2026, 0, 22);
         expect((await chat(proxy, "kim")).status).toBe(200);
         expect((await chat(proxy, "kim")).status).toBe(429);

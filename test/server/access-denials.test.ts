@@ -1,6 +1,6 @@
 // The bound on access_denied events: one event per window, a bounded number of groups in it.
 import { expect, test } from "bun:test";
-import type { ChainEvent } from "../../src/audit/chain.ts";
+import type { ChainEvent } from "../../src/trail/chain.ts";
 import { AccessDenials } from "../../src/server/access-denials.ts";
 import type { AccessRefusal } from "../../src/server/roles.ts";
 

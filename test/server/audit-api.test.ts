@@ -1,6 +1,6 @@
 // The audit REST API: per user / agent / task, filtered lists with cursor pagination, the admin token.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { RecordPage } from "../../src/audit/query.ts";
+import type { RecordPage } from "../../src/store/results.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 

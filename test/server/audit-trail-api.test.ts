@@ -2,8 +2,8 @@
 // proxy writing the same database at the same time keep one unbroken chain.
 import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
-import type { ExportManifest } from "../../src/audit/export.ts";
-import type { VerifyReport } from "../../src/audit/verify.ts";
+import type { ExportManifest } from "../../src/trail/export.ts";
+import type { VerifyReport } from "../../src/trail/verify.ts";
 import { runCli } from "../helpers/process.ts";
 import { proxyBeforeAll, startTestProxy } from "../helpers/proxy.ts";
 

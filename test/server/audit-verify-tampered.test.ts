@@ -1,6 +1,6 @@
 // GET /audit/verify on a tampered trail: 409 naming the first bad seq and the reason.
 import { expect, test } from "bun:test";
-import type { VerifyReport } from "../../src/audit/verify.ts";
+import type { VerifyReport } from "../../src/trail/verify.ts";
 import { proxyBeforeAll } from "../helpers/proxy.ts";
 import { tamper } from "../helpers/records.ts";
 

@@ -3,9 +3,9 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Checkpoint } from "../../src/audit/checkpoint.ts";
-import { checkpointPayload } from "../../src/audit/checkpoint.ts";
-import { parsePublicKey, verifyBytes } from "../../src/audit/signing.ts";
+import type { Checkpoint } from "../../src/trail/checkpoint.ts";
+import { checkpointPayload } from "../../src/trail/checkpoint.ts";
+import { parsePublicKey, verifyBytes } from "../../src/trail/signing.ts";
 import { startFakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, tempDir } from "../helpers/proxy.ts";
 

@@ -6,8 +6,8 @@ import { Database } from "bun:sqlite";
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { AuditRecord } from "../../src/audit/record.ts";
-import { SqliteAuditStore } from "../../src/audit/store.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
+import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
 import { startFakeUpstream } from "../helpers/fake-upstream.ts";
 import { runCli } from "../helpers/process.ts";
 import { startTestProxy, tempDir } from "../helpers/proxy.ts";
@@ -84,9 +84,9 @@ test("erasing 10 of 20 users of 8,000 records through the API: no page of any fi
   const erased = users.slice(0, 10);
   try {
     for (const userId of users) await chat(proxy.url, userId, taskOf(userId));
-    const sink = proxy.runtime.sinks[0]!.sink;
-    writeFleet((record) => sink.write(record));
-    await sink.flush?.();
+    const store = proxy.runtime.store;
+    writeFleet((record) => store.commit(record));
+    await store.flush();
     await Bun.sleep(2100); // the writer folds the records into the usage rollup (every 2 s)
     await chat(proxy.url, users[19]!, "one more");
     await proxy.settled(1);
@@ -123,7 +123,7 @@ test("an erasure by the CLI while the proxy runs: the proxy drops the user's lin
       signal: streaming.signal,
     }).then((response) => response.text()).catch(() => "aborted");
     for (let i = 0; i < 10; i++) await chat(proxy.url, erased, `Yannick's task ${i}`);
-    await proxy.runtime.sinks[0]!.sink.flush?.(); // committed (not waiting for the stream, as settled() would)
+    await proxy.runtime.store.flush(); // committed (not waiting for the stream, as settled() would)
     const intentFiles = () => filesContaining(dir, erased).filter((name) => name.includes(".intents-"));
     expect(intentFiles().length).toBeGreaterThan(0);
 
@@ -157,7 +157,7 @@ test("retention, run by the writer thread, leaves no byte of the records it eras
   const [expired, kept] = [users.slice(0, 10), users.slice(10)];
   for (let i = 0; i < 8000; i++) {
     const userId = users[Math.floor(Math.random() * users.length)]!;
-    old.write(finished(userId, taskOf(userId), expired.includes(userId) ? longAgo : undefined));
+    old.commit(finished(userId, taskOf(userId), expired.includes(userId) ? longAgo : undefined));
   }
   await old.close();
   expect(findInFiles(dir, expired).length).toBeGreaterThan(0);

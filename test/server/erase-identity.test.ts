@@ -2,8 +2,8 @@
 // either normal form, a record an older version stored as mojibake or in NFD, a Claude Code
 // metadata blob an older version stored whole. The id given to erase may be NFC or NFD.
 import { expect, test } from "bun:test";
-import type { AuditRecord } from "../../src/audit/record.ts";
-import type { VerifyReport } from "../../src/audit/verify.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
+import type { VerifyReport } from "../../src/trail/verify.ts";
 import { runCli } from "../helpers/process.ts";
 import { proxyBeforeAll } from "../helpers/proxy.ts";
 import { sampleRecord } from "../helpers/records.ts";
@@ -23,9 +23,9 @@ async function call(headers: Record<string, string>, extra: Record<string, unkno
   expect(response.status).toBe(200);
 }
 
-/** A record as an older version of the proxy wrote it, straight into the primary sink. */
+/** A record as an older version of the proxy wrote it, straight into the primary store. */
 async function legacyRecord(i: number, overrides: Partial<AuditRecord>) {
-  await setup.proxy.runtime.sinks[0]!.sink.write(sampleRecord(1000 + i, { timestamp: new Date().toISOString(), ...overrides }));
+  await setup.proxy.runtime.store.commit(sampleRecord(1000 + i, { timestamp: new Date().toISOString(), ...overrides }));
 }
 
 const allRecords = async () => (await (await fetch(`${setup.proxy.url}/audit/records?limit=1000`)).json()) as { records: AuditRecord[] };
@@ -92,11 +92,11 @@ test("records of Claude Code calls stored whole by older versions are erased by 
 });
 
 test("a call in flight when its user is erased in another normal form is redacted as it lands", async () => {
-  const store = setup.proxy.runtime.sinks[0]!.sink;
+  const store = setup.proxy.runtime.store;
   const started = sampleRecord(2000, { user_id: "Ren\u00e9e", outcome: null, timestamp: new Date().toISOString() });
   await store.begin(started);
   expect((await fetch(`${setup.proxy.url}/audit/user/${encodeURIComponent("Rene\u0301e")}`, { method: "DELETE" })).status).toBe(200);
-  await store.write({ ...started, outcome: "completed" });
+  await store.commit({ ...started, outcome: "completed" });
   await setup.proxy.records();
   const landed = (await allRecords()).records.find((r) => r.id === started.id);
   expect(landed).toMatchObject({ user_id: null, outcome: "completed" });

@@ -3,7 +3,7 @@
 // deadline (server.bodyTimeoutMs → 408, connection closed), and one client address can hold only
 // server.maxConnectionsPerClient requests open at once (→ 429). Both refusals are recorded.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { AuditRecord } from "../../src/audit/record.ts";
+import type { AuditRecord } from "../../src/trail/record.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -48,7 +48,7 @@ const chatHead = (length: number | "chunked", agent = "stalled") =>
   (length === "chunked" ? "transfer-encoding: chunked\r\n\r\n" : `content-length: ${length}\r\n\r\n`);
 
 async function recordOf(proxy: TestProxy, id: string | null | undefined): Promise<AuditRecord | undefined> {
-  for (const { sink } of proxy.runtime.sinks) await sink.flush?.();
+  await proxy.runtime.store.flush();
   return (await proxy.runtime.reader.records({ limit: 1000 })).records.find((r) => r.id === id);
 }
 

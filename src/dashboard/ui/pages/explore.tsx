@@ -1,6 +1,6 @@
 /** Explore: cost, calls and tokens broken down by one dimension, with the record filters and a time range; sortable; downloadable as CSV. */
 import { useEffect, useState } from "preact/hooks";
-import { csvCell } from "../../../audit/csv-cell.ts";
+import { csvCell } from "../../../trail/csv-cell.ts";
 import { get, query, saveFile } from "../api.ts";
 import { Problem, RangePicker } from "../components/common.tsx";
 import { FilterForm, type Filters } from "../components/filters.tsx";

@@ -1,0 +1,62 @@
+/** The filter shapes of the audit API and CLI (zod schemas, shared by both). */
+import { z } from "zod";
+import { normalizeIdentifier } from "../identifiers.ts";
+import { outcomes } from "../trail/record.ts";
+
+/** An agent, user or task filter, in the form the proxy stores ids (NFC): either spelling finds the records. */
+export const identityFilter = z.string().min(1).transform(normalizeIdentifier);
+
+const isoDate = z
+  .string()
+  .refine((value) => !Number.isNaN(Date.parse(value)), { message: "expected an ISO 8601 date or date-time" })
+  .transform((value) => new Date(value).toISOString());
+
+export const recordFilterSchema = z.object({
+  agent: identityFilter.optional(),
+  user: identityFilter.optional(),
+  task: identityFilter.optional(),
+  model: z.string().min(1).optional(),
+  provider: z.string().min(1).optional(),
+  outcome: z.enum(outcomes).optional(),
+  since: isoDate.optional(),
+  until: isoDate.optional(),
+  /** Shorthand for `since` = now minus N days. */
+  days: z.coerce.number().positive().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z
+    .string()
+    .regex(/^\d+$/, { message: "expected the next_cursor value of a previous page" })
+    .optional(),
+});
+
+/**
+ * `key`: the proxy key (or token subject); `hour`: UTC hours (`2026-01-31T13`); `status`: the
+ * outcome and HTTP status (`completed:200`, `rejected:429`, `upstream_error:502`, `interrupted:`).
+ */
+export const summaryGroupings = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status"] as const;
+export type SummaryGrouping = (typeof summaryGroupings)[number];
+
+/** What groups are ordered by (largest first; `key` alphabetically, `time` oldest first). */
+export const summarySorts = ["cost", "calls", "input_tokens", "output_tokens", "key"] as const;
+
+export const summaryFilterSchema = recordFilterSchema.omit({ limit: true, cursor: true }).extend({
+  by: z.enum(summaryGroupings),
+  /** Group order: cost (default), calls, input or output tokens (largest first), or key. Days and hours are always in time order. */
+  sort: z.enum(summarySorts).default("cost"),
+  /** Return only the first N groups in that order (the total still covers every group). */
+  limit: z.coerce.number().int().min(1).max(100_000).optional(),
+});
+
+/** The start of a filter's time range: `days` before now, else `since` (undefined: no start). */
+export function sinceOf(filter: { days?: number; since?: string }): string | undefined {
+  return filter.days !== undefined ? new Date(Date.now() - filter.days * 86_400_000).toISOString() : filter.since;
+}
+
+/** The names of the filters a parsed filter object sets (audit events record names, never their values, which may be personal). */
+export const filterNames = (filter: object, skip: readonly string[] = []) =>
+  Object.entries(filter).flatMap(([key, value]) => (value !== undefined && !skip.includes(key) ? [key] : []));
+
+export type RecordFilter = z.input<typeof recordFilterSchema>;
+export type ParsedRecordFilter = z.output<typeof recordFilterSchema>;
+export type SummaryFilter = z.input<typeof summaryFilterSchema>;
+export type ParsedSummaryFilter = z.output<typeof summaryFilterSchema>;

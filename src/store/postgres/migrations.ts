@@ -1,0 +1,116 @@
+/**
+ * The PostgreSQL tables of the audit store, as ordered SQL migrations the driver applies on open
+ * (./connection.ts), each once, under an advisory lock so replicas starting together do not race.
+ * Hand-written rather than drizzle-kit output: the driver talks to PostgreSQL through Bun.sql
+ * directly (COPY on the append path, which drizzle cannot express, and drizzle's jsonb is
+ * double-encoded with Bun.sql), so a drizzle schema would describe tables no code reads through it.
+ * Never edit a migration that shipped; add the next one.
+ *
+ * Types follow what the chain hashes (../../trail/row.ts): `timestamp` is ISO text (a timestamptz
+ * round trip would change the hashed string), `stream` is 0/1 as smallint, money and seq are bigint.
+ */
+export const migrations: readonly string[] = [
+  `
+  CREATE TABLE audit_meta (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    chain_id text NOT NULL,
+    hash_key text NOT NULL,
+    created_at text NOT NULL
+  );
+  CREATE TABLE audit_records (
+    seq bigint PRIMARY KEY,
+    id text NOT NULL UNIQUE,
+    timestamp text NOT NULL,
+    duration_ms double precision,
+    ttfb_ms double precision,
+    agent_id text,
+    user_id text,
+    task_context text,
+    session_id text,
+    parent_agent_id text,
+    trace_id text,
+    attribution text NOT NULL,
+    key_id text,
+    provider text,
+    endpoint text NOT NULL,
+    model text,
+    response_model text,
+    stream smallint NOT NULL,
+    status integer,
+    outcome text,
+    input_tokens integer,
+    output_tokens integer,
+    cache_read_tokens integer,
+    cache_write_tokens integer,
+    cache_write_1h_tokens integer,
+    reasoning_tokens integer,
+    usage_source text NOT NULL,
+    cost_usd double precision,
+    cost_nano_usd bigint,
+    price_source text,
+    prompt_hash text,
+    response_hash text,
+    error_type text,
+    delegation text,
+    salt text,
+    commitment text,
+    prev_hash text,
+    hash text
+  );
+  CREATE INDEX audit_records_agent ON audit_records (agent_id, seq);
+  CREATE INDEX audit_records_user ON audit_records (user_id, seq);
+  CREATE INDEX audit_records_task ON audit_records (task_context, seq);
+  CREATE INDEX audit_records_time ON audit_records (timestamp);
+  CREATE TABLE audit_events (
+    seq bigint PRIMARY KEY,
+    timestamp text NOT NULL,
+    kind text NOT NULL,
+    actor text NOT NULL,
+    details text NOT NULL,
+    prev_hash text NOT NULL,
+    hash text NOT NULL
+  );
+  CREATE TABLE audit_checkpoints (
+    id bigserial PRIMARY KEY,
+    chain_id text NOT NULL,
+    seq bigint NOT NULL,
+    hash text NOT NULL,
+    time text NOT NULL,
+    signature text NOT NULL
+  );
+  CREATE TABLE audit_erasures (
+    user_hmac text PRIMARY KEY,
+    erased_at text NOT NULL
+  );
+  CREATE TABLE proxy_keys (
+    id text PRIMARY KEY,
+    hash text NOT NULL UNIQUE,
+    agents text NOT NULL,
+    users text,
+    tier text,
+    created_at text NOT NULL,
+    expires_at text,
+    revoked_at text
+  );
+  -- Calls in flight (final = false) and final records not yet in the chain (final = true), per
+  -- replica: what a survivor commits when the replica's lease runs out.
+  CREATE TABLE audit_intents (
+    id text PRIMARY KEY,
+    replica_id text NOT NULL,
+    final boolean NOT NULL,
+    row text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+  );
+  CREATE INDEX audit_intents_replica ON audit_intents (replica_id);
+  CREATE TABLE audit_replicas (
+    replica_id text PRIMARY KEY,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+  );
+  -- The public half of the key that signs this trail's checkpoints (../trail.ts: every replica must hold it).
+  CREATE TABLE audit_signer (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    public_key text NOT NULL
+  );
+  `,
+];

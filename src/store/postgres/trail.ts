@@ -1,0 +1,306 @@
+/**
+ * The trail's operations on PostgreSQL (verify, erase, export, events, status, entry, retention),
+ * each appending its chain event through ./chain.ts in the same transaction as its change.
+ *
+ * The signing key stays a file (`audit.signingKey`, default ./agent-attr.signing-key), not a row:
+ * whoever can read or restore the database must not be able to sign checkpoints for it. Every
+ * replica therefore needs the same key file (a mounted secret). The trail remembers the public
+ * half of the first key that signed it (`audit_signer`) and a replica with another key refuses
+ * to start, so a replica with a freshly generated key cannot split the checkpoints between keys.
+ */
+import type { SQL } from "bun";
+import { createPublicKey, type KeyObject } from "node:crypto";
+import { existsSync } from "node:fs";
+import type { AuditTrail, TrailSettings, VerifyOptions } from "../contract.ts";
+import { erasureForms } from "../../identifiers.ts";
+import type { Logger } from "../../log.ts";
+import { personalColumns, seqRanges, userHmac, type ChainEvent } from "../../trail/chain.ts";
+import { publishCheckpoint, signCheckpoint, type Checkpoint } from "../../trail/checkpoint.ts";
+import type { ChainEntry, ChainEventEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
+import { exportChunkRows, ExportRun, type ExportedRow, type ExportFormat, type ExportManifest, type ExportSource, type ParsedExportFilter } from "../../trail/export.ts";
+import { columns } from "../../trail/row.ts";
+import { loadSigningKey, publicKeyPem } from "../../trail/signing.ts";
+import {
+  ChainWalk, finishVerification, readCheckpointFile, recordVerification, redactionCover, startVerification,
+  type ChainEventRow, type ChainRecordRow, type VerifyFailure, type VerifyReport,
+} from "../../trail/verify.ts";
+
+type WalkEntry = { record: ChainRecordRow } | { event: ChainEventRow };
+import { append } from "./chain.ts";
+import type { TrailMeta } from "./connection.ts";
+import { toRecord } from "./rows.ts";
+import { transaction } from "./writer.ts";
+
+export const defaultSigningKey = "agent-attr.signing-key";
+
+/** The signing key (created if `create` and missing), checked against the key the trail was signed with. */
+export async function signingKeyFor(sql: SQL, configured: string | undefined, options: { create: boolean }): Promise<KeyObject | null> {
+  const path = configured ?? process.env.AGENT_ATTR_SIGNING_KEY ?? defaultSigningKey;
+  const key = options.create || existsSync(path) ? loadSigningKey(path, options) : null;
+  if (!key) return null;
+  const pem = publicKeyPem(key);
+  await sql`INSERT INTO audit_signer (id, public_key) VALUES (1, ${pem}) ON CONFLICT (id) DO NOTHING`;
+  const [row] = (await sql`SELECT public_key FROM audit_signer WHERE id = 1`) as { public_key: string }[];
+  if (row!.public_key.trim() !== pem.trim()) {
+    throw new Error(`the signing key ${path} is not the key this trail is signed with; give every replica the same key file (audit.signingKey)`);
+  }
+  return key;
+}
+
+const redact = `${personalColumns.map((column) => `${column} = NULL`).join(", ")}, salt = NULL`;
+const walkChunk = 2000;
+
+export class PgTrail implements AuditTrail {
+  constructor(
+    private readonly sql: SQL,
+    private readonly meta: TrailMeta,
+    readonly signingKey: KeyObject | null,
+    private readonly settings: TrailSettings,
+    private readonly log: Logger,
+    /**
+     * Seal each event with a signed checkpoint in its transaction (the CLI's handle: no appender
+     * signs after it, so a dropped tail of CLI events would otherwise go unseen).
+     */
+    private readonly sealEvents = false,
+  ) {}
+
+  /** Appends events (and rows) and, when this handle seals, a checkpoint of the new tail. */
+  async appendSealed(tx: SQL, events: ChainEvent[]): Promise<void> {
+    const { tail } = await append(tx, this.meta.hashKey, [], events);
+    if (this.sealEvents) await this.checkpoint(tx, tail);
+  }
+
+  /** Signs and stores a checkpoint of `tail` (and publishes it where the settings say). */
+  async checkpoint(tx: SQL, tail: { seq: number; hash: string }): Promise<void> {
+    if (!this.signingKey || tail.seq === 0) return;
+    const checkpoint = signCheckpoint(this.signingKey, { chain_id: this.meta.chainId, seq: tail.seq, hash: tail.hash, time: new Date().toISOString() });
+    await tx`INSERT INTO audit_checkpoints (chain_id, seq, hash, time, signature) VALUES (${checkpoint.chain_id}, ${checkpoint.seq}, ${checkpoint.hash}, ${checkpoint.time}, ${checkpoint.signature})`;
+    if (this.settings.checkpoint) publishCheckpoint(checkpoint, this.settings.checkpoint, (message) => this.log.warn(`audit: ${message}`));
+  }
+
+  publicKey(): string {
+    if (!this.signingKey) throw new Error("this trail has no signing key (audit.signingKey)");
+    return publicKeyPem(this.signingKey);
+  }
+
+  async recordEvent(event: ChainEvent): Promise<void> {
+    await transaction(this.sql, 10_000, (tx) => this.appendSealed(tx, [event]));
+  }
+
+  async verify(actor: string, options: VerifyOptions = {}): Promise<VerifyReport & { recorded: boolean }> {
+    const publicKey = options.publicKey ?? (this.signingKey ? createPublicKey(this.signingKey) : null);
+    const external = options.checkpoints ?? readCheckpointFile(this.settings.checkpoint?.file);
+    // One snapshot: the walk reads the chain and its checkpoints as of one moment, while replicas append.
+    const report = await this.sql.begin("isolation level repeatable read read only", async (tx) => {
+      const stored = ((await tx`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq`) as Checkpoint[]).map((c) => ({ ...c, seq: Number(c.seq) }));
+      const started = startVerification(this.meta.chainId, stored, external, publicKey);
+      const details = ((await tx`SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as { details: string }[]).map((r) => r.details);
+      const walk = new ChainWalk(started.report, started.checkpoints, redactionCover(details));
+      let failure: VerifyFailure | null = null;
+      for await (const item of entries(tx)) {
+        const isRecord = "record" in item;
+        const entry = isRecord ? item.record : item.event;
+        const step = walk.next(entry, isRecord);
+        if (step === null) continue;
+        if ("brokenLink" in step) {
+          const [linked] = entry.prev_hash
+            ? ((await tx`SELECT seq FROM audit_records WHERE hash = ${entry.prev_hash} UNION ALL SELECT seq FROM audit_events WHERE hash = ${entry.prev_hash} LIMIT 1`) as { seq: string }[])
+            : [];
+          failure = walk.brokenLink(entry, isRecord, linked ? Number(linked.seq) : null);
+        } else failure = step;
+        break;
+      }
+      return finishVerification(started.report, [started.failure, failure ?? walk.end()]);
+    });
+    return recordVerification(report, actor, (event) => this.recordEvent(event));
+  }
+
+  async eraseUser(userId: string, actor: string): Promise<void> {
+    const forms = erasureForms(userId);
+    const formSet = new Set(forms);
+    await transaction(this.sql, 30_000, async (tx) => {
+      // Candidates by index (user, key) or by text (delegation JSON, Claude Code's whole metadata
+      // user ids of older versions); the exact rule is applied here, as SQLite's erase.ts does.
+      const likes = forms.map((f) => `%${f.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+      const candidates = (await tx`SELECT seq, user_id, key_id, delegation FROM audit_records WHERE salt IS NOT NULL AND (
+          user_id = ANY(${forms}::text[]) OR key_id = ANY(${forms}::text[])
+          OR delegation LIKE ANY(${likes}::text[]) OR user_id LIKE ANY(${likes}::text[]))`) as { seq: string; user_id: string | null; key_id: string | null; delegation: string | null }[];
+      const seqs = candidates.filter((row) => namesUser(row, formSet)).map((row) => Number(row.seq)).sort((a, b) => a - b);
+      for (let i = 0; i < seqs.length; i += 10_000) {
+        await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE seq = ANY($1::bigint[])`, [seqs.slice(i, i + 10_000)]);
+      }
+      const now = new Date().toISOString();
+      const hmacs = forms.map((id) => userHmac(this.meta.hashKey, id));
+      await tx.unsafe(
+        `INSERT INTO audit_erasures (user_hmac, erased_at) SELECT h, $2 FROM unnest($1::text[]) AS h
+         ON CONFLICT (user_hmac) DO UPDATE SET erased_at = EXCLUDED.erased_at`,
+        [hmacs, now],
+      );
+      await this.appendSealed(tx, [{ kind: "erasure", actor, details: { records: seqs.length, seqs: seqRanges(seqs) } }]);
+    });
+  }
+
+  /** Erases personal fields of records that started more than `days` ago; returns how many. */
+  async applyRetention(days: number, now = Date.now()): Promise<number> {
+    const cutoff = new Date(now - days * 86_400_000).toISOString();
+    return transaction(this.sql, 60_000, async (tx) => {
+      const seqs = ((await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE salt IS NOT NULL AND timestamp < $1 RETURNING seq`, [cutoff])) as { seq: string }[])
+        .map((r) => Number(r.seq))
+        .sort((a, b) => a - b);
+      if (seqs.length > 0) {
+        await this.appendSealed(tx, [{ kind: "retention", actor: "retention", details: { records: seqs.length, older_than: cutoff, days, seqs: seqRanges(seqs) } }]);
+      }
+      return seqs.length;
+    });
+  }
+
+  export(format: ExportFormat, filter: ParsedExportFilter, actor: string): ExportRun {
+    if (!this.signingKey) throw new Error("exports are signed, and this trail has no signing key");
+    const run: ExportRun = new ExportRun(format, filter, this.signingKey, exportSource(this.sql, this.meta.chainId, filter), (manifest) =>
+      this.recordEvent({
+        kind: "export",
+        actor,
+        details: manifest ? { manifest } : { export_id: run.id, format, cancelled: true, records_sent_at_most: run.exported },
+      }),
+    );
+    return run;
+  }
+
+  async manifest(exportId: string): Promise<ExportManifest | null> {
+    const [row] = (await this.sql`SELECT details FROM audit_events WHERE kind = 'export' AND details::jsonb #>> '{manifest,export_id}' = ${exportId} LIMIT 1`) as { details: string }[];
+    return row ? (JSON.parse(row.details) as { manifest: ExportManifest }).manifest : null;
+  }
+
+  async events(filter: ParsedEventFilter): Promise<EventPage> {
+    const rows = (await this.sql`SELECT seq, timestamp, kind, actor, details FROM audit_events
+      WHERE (${filter.kind ?? null}::text IS NULL OR kind = ${filter.kind ?? null})
+        AND (${filter.cursor ?? null}::bigint IS NULL OR seq < ${filter.cursor ?? null}::bigint)
+      ORDER BY seq DESC LIMIT ${filter.limit + 1}`) as EventRow[];
+    const page = rows.slice(0, filter.limit).map(toEntry);
+    return { events: page, next_cursor: rows.length > filter.limit ? String(page.at(-1)!.seq) : null };
+  }
+
+  async status(): Promise<TrailStatus> {
+    return this.sql.begin("isolation level repeatable read read only", async (tx) => {
+      const [last] = (await tx`SELECT greatest((SELECT max(seq) FROM audit_records), (SELECT max(seq) FROM audit_events)) AS seq`) as { seq: string | null }[];
+      const [checkpoint] = (await tx`SELECT seq, hash, time FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`) as { seq: string; hash: string; time: string }[];
+      const [verification] = (await tx`SELECT seq, timestamp, kind, actor, details FROM audit_events WHERE kind = 'verify' ORDER BY seq DESC LIMIT 1`) as EventRow[];
+      return {
+        chain_id: this.meta.chainId,
+        last_seq: Number(last?.seq ?? 0),
+        last_checkpoint: checkpoint ? { ...checkpoint, seq: Number(checkpoint.seq) } : null,
+        last_verification: verification ? toEntry(verification) : null,
+      };
+    });
+  }
+
+  async entry(seq: number): Promise<ChainEntry | null> {
+    const [record] = (await this.sql`SELECT prev_hash, hash, commitment, salt FROM audit_records WHERE seq = ${seq}`) as { prev_hash: string | null; hash: string | null; commitment: string | null; salt: string | null }[];
+    const [event] = record ? [] : ((await this.sql`SELECT prev_hash, hash FROM audit_events WHERE seq = ${seq}`) as { prev_hash: string; hash: string }[]);
+    if (!record && !event) return null;
+    const [checkpoint] = (await this.sql`SELECT seq, time FROM audit_checkpoints WHERE seq >= ${seq} ORDER BY seq LIMIT 1`) as { seq: string; time: string }[];
+    return {
+      seq,
+      kind: record ? "record" : "event",
+      prev_hash: record ? record.prev_hash : event!.prev_hash,
+      hash: record ? record.hash : event!.hash,
+      commitment: record?.commitment ?? null,
+      redacted: record ? record.salt === null : false,
+      checkpoint: checkpoint ? { seq: Number(checkpoint.seq), time: checkpoint.time } : null,
+    };
+  }
+}
+
+interface EventRow {
+  seq: string | number;
+  timestamp: string;
+  kind: string;
+  actor: string;
+  details: string;
+  prev_hash?: string;
+  hash?: string;
+}
+const toEntry = (row: EventRow): ChainEventEntry => ({ seq: Number(row.seq), timestamp: row.timestamp, kind: row.kind, actor: row.actor, details: JSON.parse(row.details) as Record<string, unknown> });
+
+/** Records and events merged in seq order, read in keyset chunks (memory holds two chunks). */
+async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
+  const recordColumns = ["seq", "salt", "commitment", "prev_hash", "hash", ...columns].join(", ");
+  const records = chunks(async (after) =>
+    ((await tx.unsafe(`SELECT ${recordColumns} FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as Record<string, unknown>[]).map((row) => {
+      row.seq = Number(row.seq);
+      if (row.cost_nano_usd !== null) row.cost_nano_usd = Number(row.cost_nano_usd);
+      return row as ChainRecordRow;
+    }),
+  );
+  const events = chunks(async (after) =>
+    ((await tx.unsafe(`SELECT seq, timestamp, kind, actor, details, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as EventRow[]).map(
+      (row) => ({ ...row, seq: Number(row.seq) }) as { seq: number; timestamp: string; kind: string; actor: string; details: string; prev_hash: string; hash: string },
+    ),
+  );
+  let record = await records.next();
+  let event = await events.next();
+  while (!record.done || !event.done) {
+    if (event.done || (!record.done && record.value.seq < event.value.seq)) {
+      yield { record: record.value as ChainRecordRow };
+      record = await records.next();
+    } else {
+      yield { event: event.value };
+      event = await events.next();
+    }
+  }
+}
+
+async function* chunks<T extends { seq: number }>(read: (after: number) => Promise<T[]>): AsyncGenerator<T> {
+  for (let after = 0; ; ) {
+    const rows = await read(after);
+    yield* rows;
+    if (rows.length < walkChunk) return;
+    after = rows.at(-1)!.seq;
+  }
+}
+
+/** The record names the user: as user, key id, any string of its delegation JSON, or Claude Code's device/account. */
+function namesUser(row: { user_id: string | null; key_id: string | null; delegation: string | null }, forms: Set<string>): boolean {
+  if ((row.user_id !== null && forms.has(row.user_id)) || (row.key_id !== null && forms.has(row.key_id))) return true;
+  const strings: string[] = [];
+  const visit = (value: unknown): void => {
+    if (typeof value === "string") strings.push(value);
+    else if (value !== null && typeof value === "object") for (const v of Object.values(value)) visit(v);
+  };
+  for (const text of [row.delegation, row.user_id?.startsWith("{") ? row.user_id : null]) {
+    if (text === null) continue;
+    try {
+      visit(JSON.parse(text) as unknown);
+    } catch {
+      // not JSON
+    }
+  }
+  if (strings.some((s) => forms.has(s))) return true;
+  const claude = row.user_id?.match(/^user_(.+)_account_(.*)_session_/);
+  return claude ? [...forms].some((f) => f !== "" && (claude[1] === f || claude[2] === f)) : false;
+}
+
+function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter): ExportSource {
+  const where = `(${"$3::text IS NULL OR timestamp >= $3"}) AND ($4::text IS NULL OR timestamp <= $4) AND ($5::text IS NULL OR agent_id = $5)
+    AND ($6::text IS NULL OR user_id = $6) AND ($7::text IS NULL OR task_context = $7)`;
+  const params = [filter.start_date ?? null, filter.end_date ?? null, filter.agent ?? null, filter.user ?? null, filter.task ?? null];
+  return {
+    chainId: () => chainId,
+    async count() {
+      const [row] = (await sql.unsafe(`SELECT count(*) AS n FROM audit_records WHERE $1::int IS NULL AND $2::int IS NULL AND ${where}`, [null, null, ...params])) as { n: string }[];
+      return Number(row!.n);
+    },
+    async *rows(): AsyncGenerator<ExportedRow[]> {
+      const [end] = (await sql`SELECT coalesce(max(seq), 0) AS seq FROM audit_records`) as { seq: string }[];
+      for (let after = 0; ; ) {
+        const rows = (await sql.unsafe(
+          `SELECT seq, hash, ${columns.join(", ")} FROM audit_records WHERE seq > $1 AND seq <= $2 AND ${where} ORDER BY seq LIMIT ${exportChunkRows}`,
+          [after, Number(end!.seq), ...params],
+        )) as Record<string, unknown>[];
+        yield rows.map((row) => ({ record: toRecord(row), hash: row.hash as string | null }));
+        if (rows.length < exportChunkRows) return;
+        after = Number(rows.at(-1)!.seq);
+      }
+    },
+  };
+}

@@ -1,0 +1,182 @@
+/**
+ * Daily usage rollups, so summaries over millions of records read thousands of rows instead.
+ *
+ * `usage_rollup` holds, per dimension (agent, user, model) and UTC day, the call count, token
+ * sums, exact cost and unpriced calls of every record up to a cursor (`usage_rollup_state.seq`).
+ * Nothing is added on the hot path: `advanceRollup` folds new records in with one GROUP BY per
+ * dimension (the writer thread calls it every few seconds while records arrive), and a summary
+ * adds the records past the cursor itself, so it is always exact. Changes to rolled-up records
+ * (an erasure clearing a user, retention, a deletion) are applied by SQLite triggers in the same
+ * transaction: the user's usage moves to the empty key and the user no longer appears. The model
+ * rows also carry the provider, so summaries by provider and by day read them too.
+ *
+ * Task contexts are not rolled up: they are free text that rarely repeats ("PR review #456"), so a
+ * rollup by task would be about as large as the records and cost the writer as much again (measured:
+ * half the rollup's cost). Summaries by task read the records.
+ */
+import type { Database } from "bun:sqlite";
+import type { SQLValue } from "../../trail/row.ts";
+
+/** A stored record's column, for the JS side of a dimension (the writer's sums, verify). */
+type Column = (name: string) => SQLValue;
+const text = (value: SQLValue): string =>
+  value === null ? "" : typeof value === "string" ? (value.isWellFormed() ? value : value.toWellFormed()) : String(value);
+
+/**
+ * Rollup dimensions: how each keys a record, in SQL over a row (`NEW`, `OLD`, `audit_records`)
+ * and in JS over a stored row — the two must agree (the writer's sums and verify use the JS side;
+ * a test holds them to the SQL fold). A missing value is keyed ''.
+ * - agent, user, model, key: the record's agent_id, user_id, model, key_id;
+ * - hour: the hour of the day (`13`), so hourly series over a long range read the rollup;
+ * - status: `<outcome>:<HTTP status>` (`rejected:429`, `interrupted:`), for refused and failed calls.
+ */
+export const rollupDimensions = {
+  agent: { sql: (r: string) => `coalesce(${r}.agent_id, '')`, js: (get: Column) => text(get("agent_id")) },
+  user: { sql: (r: string) => `coalesce(${r}.user_id, '')`, js: (get: Column) => text(get("user_id")) },
+  model: { sql: (r: string) => `coalesce(${r}.model, '')`, js: (get: Column) => text(get("model")) },
+  key: { sql: (r: string) => `coalesce(${r}.key_id, '')`, js: (get: Column) => text(get("key_id")) },
+  hour: { sql: (r: string) => `substr(${r}.timestamp, 12, 2)`, js: (get: Column) => String(get("timestamp")).slice(11, 13) },
+  status: {
+    sql: (r: string) => `coalesce(${r}.outcome, '') || ':' || coalesce(${r}.status, '')`,
+    js: (get: Column) => `${text(get("outcome"))}:${text(get("status"))}`,
+  },
+} as const;
+export type RollupDimension = keyof typeof rollupDimensions;
+const dimensionList = Object.entries(rollupDimensions) as [RollupDimension, (typeof rollupDimensions)[RollupDimension]][];
+/** Dimensions added after the first rollup migration: backfilled for the records already rolled up. */
+const addedDimensions: readonly RollupDimension[] = ["key", "hour", "status"];
+
+/** Summed columns: record column → rollup column (same names). */
+export const summedColumns = [
+  "input_tokens",
+  "output_tokens",
+  "cache_read_tokens",
+  "cache_write_tokens",
+  "cache_write_1h_tokens",
+  "reasoning_tokens",
+  "cost_nano_usd",
+] as const;
+
+/** A record is unpriced when it has usage but no cost. */
+export const unpricedSQL = (row: string) => `(${row}.cost_nano_usd IS NULL AND ${row}.usage_source != 'none')`;
+
+const dayOf = (row: string) => `substr(${row}.timestamp, 1, 10)`;
+const providerOf = (dim: string, row: string) => (dim === "model" ? `coalesce(${row}.provider, '')` : "''");
+/** A rollup row's values: the call count, the summed columns, the unpriced calls. */
+export const rollupValueColumns = ["calls", ...summedColumns, "unpriced_calls"] as const;
+/** ON CONFLICT … DO UPDATE SET: adds the new values to a rollup row's. */
+export const accumulate = rollupValueColumns.map((c) => `${c} = ${c} + excluded.${c}`).join(", ");
+
+/** Adds (sign 1) or removes (sign -1) one record's contribution to its rollup rows. */
+function applyRow(row: "NEW" | "OLD", sign: 1 | -1): string {
+  return dimensionList
+    .map(([dim, { sql }]) => {
+      const values = summedColumns.map((c) => `${sign} * coalesce(${row}.${c}, 0)`).join(", ");
+      return `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
+    VALUES ('${dim}', ${sql(row)}, ${providerOf(dim, row)}, ${dayOf(row)}, ${sign}, ${values}, ${sign} * ${unpricedSQL(row)})
+    ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate};`;
+    })
+    .join("\n  ");
+}
+
+/** Folds the records with cursor < seq <= ?2 (?1 = cursor) into the rollup, one statement per dimension. */
+const foldSQL = (dim: RollupDimension, where: string) => `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
+  SELECT '${dim}', ${rollupDimensions[dim].sql("audit_records")}, ${providerOf(dim, "audit_records")}, ${dayOf("audit_records")}, count(*),
+    ${summedColumns.map((c) => `coalesce(sum(${c}), 0)`).join(", ")}, sum(${unpricedSQL("audit_records")})
+  FROM audit_records WHERE ${where} GROUP BY 1, 2, 3, 4
+  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`;
+const foldStatements = dimensionList.map(([dim]) => foldSQL(dim, "seq > ?1 AND seq <= ?2"));
+
+const rolledUp = "(SELECT seq FROM usage_rollup_state WHERE id = 1)";
+const trackedColumns = ["timestamp", "provider", "usage_source", "agent_id", "user_id", "model", "key_id", "outcome", "status", ...summedColumns];
+
+/** The migration that creates the rollup, its cursor and the triggers that follow changes. */
+export const rollupMigrationSQL = `
+CREATE TABLE usage_rollup (
+  dim TEXT NOT NULL,
+  key TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  day TEXT NOT NULL,
+  calls INTEGER NOT NULL,
+  ${summedColumns.map((c) => `${c} INTEGER NOT NULL`).join(",\n  ")},
+  unpriced_calls INTEGER NOT NULL,
+  PRIMARY KEY (dim, key, provider, day)
+) WITHOUT ROWID;
+--> statement-breakpoint
+CREATE INDEX usage_rollup_day ON usage_rollup (dim, day);
+--> statement-breakpoint
+CREATE TABLE usage_rollup_state (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL);
+--> statement-breakpoint
+INSERT INTO usage_rollup_state (id, seq) VALUES (1, 0);
+--> statement-breakpoint
+${triggersSQL()}`;
+
+function triggersSQL(): string {
+  return `CREATE TRIGGER audit_records_rollup_update AFTER UPDATE OF ${trackedColumns.join(", ")} ON audit_records
+WHEN OLD.seq <= ${rolledUp} BEGIN
+  ${applyRow("OLD", -1)}
+  ${applyRow("NEW", 1)}
+  DELETE FROM usage_rollup WHERE calls = 0 AND day IN (${dayOf("OLD")}, ${dayOf("NEW")});
+END;
+--> statement-breakpoint
+CREATE TRIGGER audit_records_rollup_delete AFTER DELETE ON audit_records
+WHEN OLD.seq <= ${rolledUp} BEGIN
+  ${applyRow("OLD", -1)}
+  DELETE FROM usage_rollup WHERE calls = 0 AND day = ${dayOf("OLD")};
+END;`;
+}
+
+/**
+ * The second rollup migration: the key, hour and status dimensions. The triggers are made anew
+ * with every dimension, and the records already rolled up are folded into the new ones once (a
+ * GROUP BY over them, at the first start of this version).
+ */
+export const rollupDimensionsMigrationSQL = `
+DROP TRIGGER IF EXISTS audit_records_rollup_update;
+--> statement-breakpoint
+DROP TRIGGER IF EXISTS audit_records_rollup_delete;
+--> statement-breakpoint
+DELETE FROM usage_rollup WHERE dim IN (${addedDimensions.map((d) => `'${d}'`).join(", ")});
+--> statement-breakpoint
+${addedDimensions.map((dim) => foldSQL(dim, `seq <= ${rolledUp}`)).join(";\n--> statement-breakpoint\n")};
+--> statement-breakpoint
+${triggersSQL()}`;
+
+/** The rollup cursor: every record with seq ≤ it is in `usage_rollup`. */
+export function rollupCursor(db: Database): number {
+  return db.query<{ seq: number }, []>("SELECT seq FROM usage_rollup_state WHERE id = 1").get()?.seq ?? 0;
+}
+
+/** What a fold may use instead of reading the records back (the writer's `RollupSums`). */
+export interface FoldShortcut {
+  /** Inside the fold's transaction: writes the sums and returns true if they are exactly the records in (from, to]. */
+  writeIfExact(db: Database, from: number, to: number): boolean;
+  /** After a fold up to `cursor`: start again from there. */
+  restart(cursor: number): void;
+}
+
+/**
+ * Folds up to `maxRecords` records past the cursor into the rollup, in one write transaction
+ * (bounded, so it never holds the write lock for long). With `sums` (the writer thread's), the
+ * records it added up as it appended them are written without reading them back, when they are
+ * exactly the records to fold (./rollup-memory.ts). Returns how many seqs it advanced.
+ */
+export function advanceRollup(db: Database, maxRecords = 200_000, sums?: FoldShortcut): number {
+  return db
+    .transaction(() => {
+      const from = rollupCursor(db);
+      const last = db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
+      const to = Math.min(last, from + maxRecords);
+      if (to <= from) {
+        sums?.restart(from);
+        return 0;
+      }
+      if (!(to === last && sums?.writeIfExact(db, from, to))) {
+        for (const sql of foldStatements) db.query(sql).run(from, to);
+      }
+      db.query("UPDATE usage_rollup_state SET seq = ? WHERE id = 1").run(to);
+      sums?.restart(to);
+      return to - from;
+    })
+    .immediate();
+}

@@ -1,0 +1,135 @@
+/**
+ * `audit verify` in SQLite: the chain's entries streamed into the shared walk
+ * (../../trail/verify.ts) from one read snapshot, records and events merged by seq, then the check
+ * of the usage rollup: `rollup_mismatch` when it (summaries read it) differs from the totals
+ * recomputed from the records up to its cursor, per (dimension, key, day) — the rollup is not
+ * hashed, so it is checked against the records that are.
+ */
+import type { Database } from "bun:sqlite";
+import type { KeyObject } from "node:crypto";
+import type { Checkpoint } from "../../trail/checkpoint.ts";
+import { columns } from "../../trail/row.ts";
+import {
+  ChainWalk,
+  finishVerification,
+  redactionCover,
+  startVerification,
+  type ChainEventRow,
+  type ChainRecordRow,
+  type VerifyFailure,
+  type VerifyReport,
+} from "../../trail/verify.ts";
+import { chainId } from "./chain-writer.ts";
+import { rollupCursor, rollupDimensions, rollupValueColumns, summedColumns } from "./rollup.ts";
+
+/**
+ * `publicKey` null: checkpoints are counted as unverified, not checked. `external`: checkpoints
+ * kept outside the database (the checkpoint file or webhook), checked like the stored ones.
+ */
+export function verifyChain(db: Database, publicKey: KeyObject | null, external: readonly Checkpoint[] = []): VerifyReport {
+  // One read snapshot: the chain, its checkpoints and the rollup (with its cursor) agree in time.
+  return db.transaction(() => verifySnapshot(db, publicKey, external))();
+}
+
+function verifySnapshot(db: Database, publicKey: KeyObject | null, external: readonly Checkpoint[]): VerifyReport {
+  const stored = db.query<Checkpoint, []>("SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq").all();
+  const start = startVerification(chainId(db), stored, external, publicKey);
+  return finishVerification(start.report, [start.failure, walk(db, start.report, start.checkpoints)]);
+}
+
+function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): VerifyFailure | null {
+  const redactions = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')");
+  const chain = new ChainWalk(report, checkpoints, redactionCover(Array.from(redactions.iterate(), (row) => row.details)));
+  const records = db
+    .query<ChainRecordRow, []>(`SELECT seq, salt, commitment, prev_hash, hash, ${columns.join(", ")} FROM audit_records ORDER BY seq`)
+    .iterate();
+  const events = db.query<ChainEventRow, []>("SELECT * FROM audit_events ORDER BY seq").iterate();
+  let record = records.next();
+  let event = events.next();
+  const rollup = new RollupTotals(rollupCursor(db));
+  const stop = (failure: VerifyFailure): VerifyFailure => {
+    records.return?.();
+    events.return?.();
+    return failure;
+  };
+  while (!record.done || !event.done) {
+    const isRecord = event.done || (!record.done && record.value.seq < event.value.seq);
+    const entry: ChainRecordRow | ChainEventRow = isRecord ? record.value : event.value;
+    const step = chain.next(entry, isRecord);
+    if (step !== null) {
+      if ("brokenLink" in step) return stop(chain.brokenLink(entry, isRecord, entry.prev_hash ? seqOfHash(db, entry.prev_hash) : null));
+      return stop(step);
+    }
+    if (isRecord) {
+      if (entry.seq <= rollup.cursor) rollup.add(entry as ChainRecordRow);
+      record = records.next();
+    } else {
+      event = events.next();
+    }
+  }
+  const truncated = chain.end();
+  if (truncated) return truncated;
+  // The writer only ever moves the cursor to a seq it has folded in: one past the chain's end was
+  // set by hand, and would hide the next records from summaries.
+  const fail = (seq: number, message: string): VerifyFailure => ({ seq, reason: "rollup_mismatch", message });
+  if (rollup.cursor > report.last_seq) {
+    return fail(report.last_seq + 1, `the usage rollup claims records up to seq ${rollup.cursor}, but the chain ends at seq ${report.last_seq}`);
+  }
+  const difference = rollup.compare(db);
+  if (difference) return fail(rollup.cursor, `the usage rollup (up to seq ${rollup.cursor}) differs from the records: ${difference}`);
+  return null;
+}
+
+/**
+ * The rollup recomputed from the records the walk streams (seq ≤ the rollup cursor), by the same
+ * key rules as its fold and triggers: key = the column or '', provider only for the model
+ * dimension, day = the timestamp's first 10 characters. Erasure moves usage to the '' key in both.
+ */
+class RollupTotals {
+  private readonly totals = new Map<string, number[]>();
+
+  constructor(readonly cursor: number) {}
+
+  add(row: ChainRecordRow): void {
+    const day = String(row.timestamp).slice(0, 10);
+    const get = (column: string) => row[column as keyof ChainRecordRow] ?? null;
+    for (const [dim, { js }] of Object.entries(rollupDimensions)) {
+      const provider = dim === "model" ? (row.provider ?? "") : "";
+      const id = `${dim}\u0000${js(get)}\u0000${provider}\u0000${day}`;
+      let values = this.totals.get(id);
+      if (!values) this.totals.set(id, (values = new Array<number>(rollupValueColumns.length).fill(0)));
+      values[0]! += 1;
+      for (let i = 0; i < summedColumns.length; i++) values[i + 1]! += Number(row[summedColumns[i]!] ?? 0);
+      if (row.cost_nano_usd === null && row.usage_source !== "none") values[rollupValueColumns.length - 1]! += 1;
+    }
+  }
+
+  /** The first difference, described, or null when the stored rollup matches. */
+  compare(db: Database): string | null {
+    const seen = new Set<string>();
+    const stored = db.query<Record<string, string | number>, []>(`SELECT dim, key, provider, day, ${rollupValueColumns.join(", ")} FROM usage_rollup`);
+    for (const row of stored.iterate()) {
+      const id = `${row.dim}\u0000${row.key}\u0000${row.provider}\u0000${row.day}`;
+      seen.add(id);
+      const values = this.totals.get(id);
+      const at = `dim ${row.dim}, key '${row.key}', day ${row.day}`;
+      if (!values) return `${at}: the rollup has ${row.calls} call(s) no record accounts for`;
+      const column = rollupValueColumns.findIndex((c, i) => Number(row[c]) !== values[i]);
+      if (column !== -1) return `${at}: ${rollupValueColumns[column]} is ${row[rollupValueColumns[column]!]} in the rollup, ${values[column]} in the records`;
+    }
+    for (const [id, values] of this.totals) {
+      if (seen.has(id) || values[0] === 0) continue;
+      const [dim, key, , day] = id.split("\u0000");
+      return `dim ${dim}, key '${key}', day ${day}: ${values[0]} call(s) in the records are missing from the rollup`;
+    }
+    return null;
+  }
+}
+
+/** Where an entry with this hash sits (only on the failure path: a full scan). */
+function seqOfHash(db: Database, hash: string): number | null {
+  const row = db
+    .query<{ seq: number }, [string, string]>("SELECT seq FROM audit_records WHERE hash = ? UNION ALL SELECT seq FROM audit_events WHERE hash = ? LIMIT 1")
+    .get(hash, hash);
+  return row?.seq ?? null;
+}

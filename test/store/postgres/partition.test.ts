@@ -1,0 +1,109 @@
+// A network partition between a replica and PostgreSQL: bytes stop, sockets stay open (what a
+// dropped route or a dead load balancer does). Bun.sql would wait forever on such a connection;
+// the store's own deadline turns it into a fast refusal, and the store recovers by itself once
+// the network does.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import type { Socket, TCPSocketListener } from "bun";
+import { PgAuditStore } from "../../../src/store/postgres/store.ts";
+import { recordFilterSchema } from "../../../src/store/filters.ts";
+import { sampleRecord } from "../../helpers/records.ts";
+import { pgContext, pgSchema, type PgSchema } from "../../helpers/postgres.ts";
+
+/** A TCP relay to the local PostgreSQL that can stop passing bytes without closing anything. */
+interface Relay {
+  port: number;
+  frozen: boolean;
+  stop(): void;
+}
+
+function startRelay(target: { host: string; port: number }): Relay {
+  interface Pair {
+    server: Socket<Pair>;
+    upstream?: Socket<{ peer: Socket<Pair> }>;
+    pending: Uint8Array[];
+  }
+  const relay: Relay = { port: 0, frozen: false, stop: () => listener.stop(true) };
+  const listener: TCPSocketListener<Pair> = Bun.listen<Pair>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        socket.data = { server: socket, pending: [] };
+        void Bun.connect<{ peer: Socket<Pair> }>({
+          hostname: target.host,
+          port: target.port,
+          data: { peer: socket },
+          socket: {
+            data(up, bytes) {
+              if (!relay.frozen) up.data.peer.write(bytes);
+            },
+            close(up) {
+              up.data.peer.end();
+            },
+            error() {},
+          },
+        }).then((up) => {
+          socket.data.upstream = up;
+          for (const bytes of socket.data.pending.splice(0)) up.write(bytes);
+        });
+      },
+      data(socket, bytes) {
+        if (relay.frozen) return;
+        if (socket.data.upstream) socket.data.upstream.write(bytes);
+        else socket.data.pending.push(new Uint8Array(bytes));
+      },
+      close(socket) {
+        socket.data.upstream?.end();
+      },
+      error() {},
+    },
+  });
+  relay.port = listener.port;
+  return relay;
+}
+
+let pg: PgSchema;
+let relay: Relay;
+beforeAll(async () => {
+  pg = await pgSchema("partition");
+  relay = startRelay({ host: "127.0.0.1", port: 5432 });
+});
+afterAll(async () => {
+  relay.stop();
+  await pg.drop();
+});
+
+test("a partition refuses calls within the store's deadline instead of hanging, and the store recovers when the network does", async () => {
+  const logDb = pg.logDb.replace("127.0.0.1:5432", `127.0.0.1:${relay.port}`);
+  const store = await PgAuditStore.open(pgContext(logDb), { deadlineMs: 500 });
+  try {
+    const before = sampleRecord(1);
+    await store.begin({ ...before, outcome: null });
+    await store.commit(before);
+    await store.flush();
+    relay.frozen = true;
+    const started = performance.now();
+    await expect(store.begin(sampleRecord(2, { outcome: null }))).rejects.toThrow(/cannot be written.*did not answer within 500 ms/);
+    expect(performance.now() - started).toBeLessThan(3000);
+    relay.frozen = false;
+    // New connections pass again: the next call is durable and lands.
+    let landed = false;
+    for (const deadline = Date.now() + 10_000; !landed && Date.now() < deadline; ) {
+      const after = sampleRecord(3);
+      try {
+        await store.begin({ ...after, outcome: null });
+        await store.commit(after);
+        await store.flush();
+        landed = (await store.reader.record("rec-3")) !== null;
+      } catch {
+        await Bun.sleep(200);
+      }
+    }
+    expect(landed).toBe(true);
+    const page = await store.reader.records(recordFilterSchema.parse({}));
+    expect(page.records.map((r) => r.id).sort()).toEqual(["rec-1", "rec-3"]);
+    expect((await store.trail.verify("cli:test")).ok).toBe(true);
+  } finally {
+    await store.close();
+  }
+}, 30_000);

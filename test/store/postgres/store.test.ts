@@ -1,0 +1,237 @@
+/**
+ * The storage contract on both drivers (erasure, verify and tampering, exports), then the
+ * PostgreSQL driver's own guarantees, against the real local PostgreSQL: one
+ * chain written by several replicas, durable intents, lease recovery, erasure (with on-landing
+ * redaction), verify and tampering, exports, keys shared by every replica.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { recordFilterSchema, summaryFilterSchema } from "../../../src/store/filters.ts";
+import { exportFilterSchema } from "../../../src/trail/export.ts";
+import { eventFilterSchema } from "../../../src/trail/events.ts";
+import { openPgAdmin, PgAuditStore } from "../../../src/store/postgres/index.ts";
+import { runCli } from "../../helpers/process.ts";
+import { tempDir } from "../../helpers/proxy.ts";
+import { sampleRecord } from "../../helpers/records.ts";
+import { pgContext, pgSchema, type PgSchema } from "../../helpers/postgres.ts";
+import { postgresDriver, sqliteDriver, type TestDriver, type TestStore } from "../../helpers/drivers.ts";
+
+let pg: PgSchema;
+const keyDir = tempDir();
+beforeAll(async () => {
+  pg = await pgSchema("store");
+});
+afterAll(async () => {
+  await pg.drop();
+});
+
+/** Each test gets a trail of its own: a schema suffix on the one test schema's name. */
+async function fresh(label: string): Promise<{ logDb: string; drop: () => Promise<void> }> {
+  const schema = `${pg.schema}_${label}`;
+  return {
+    logDb: pg.logDb.replace(/schema=.*$/, `schema=${schema}`),
+    drop: async () => void (await pg.sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)),
+  };
+}
+
+const records = recordFilterSchema.parse({ limit: 1000 });
+
+/** What kill -9 leaves: no more heartbeats, no more appends, connections gone. */
+async function crash(store: PgAuditStore): Promise<void> {
+  const internals = store as unknown as { closed: boolean; heartbeatTimer: Timer };
+  internals.closed = true;
+  clearInterval(internals.heartbeatTimer);
+  await store.sql.close({ timeout: 0 });
+}
+
+async function call(store: TestStore, i: number, overrides = {}) {
+  const record = sampleRecord(i, overrides);
+  await store.begin({ ...record, outcome: null, status: null });
+  await store.commit(record);
+}
+
+describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage contract on $name", (driver: TestDriver) => {
+  test("erasure: the user is gone from queries and summaries, a call in flight lands redacted, and verify passes", async () => {
+    const { store } = await driver.open("erase");
+    try {
+      for (let i = 0; i < 6; i++) await call(store, i, { user_id: i % 2 ? "alice" : "bob" });
+      const inFlight = sampleRecord(9, { user_id: "alice" });
+      await store.begin({ ...inFlight, outcome: null });
+      await store.flush();
+      await store.trail.eraseUser("alice", "cli:test");
+      await store.commit(inFlight);
+      await store.flush();
+      const alice = await store.reader.records(recordFilterSchema.parse({ user: "alice" }));
+      expect(alice.records).toEqual([]);
+      const byUser = await store.reader.summary(summaryFilterSchema.parse({ by: "user" }));
+      expect(byUser.groups.map((g) => [g.key, g.calls])).toEqual([[null, 4], ["bob", 3]]);
+      const landed = await store.reader.record("rec-9");
+      expect(landed?.user_id).toBeNull();
+      const report = await store.trail.verify("cli:test");
+      expect(report).toMatchObject({ ok: true, redacted: 4 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("verify names the first edited record, and a removed tail behind a checkpoint", async () => {
+    const { store, tamper } = await driver.open("tamper");
+    try {
+      for (let i = 0; i < 25; i++) await call(store, i);
+      await store.flush();
+      await tamper(`UPDATE audit_records SET model = 'gpt-3.5' WHERE seq = 7`);
+      expect((await store.trail.verify("cli:test")).failure).toMatchObject({ seq: 7, reason: "edited" });
+      await tamper(`UPDATE audit_records SET model = 'gpt-4o' WHERE seq = 7`);
+      await tamper("DELETE FROM audit_events");
+      await tamper(`DELETE FROM audit_records WHERE seq > 15`);
+      expect((await store.trail.verify("cli:test")).failure).toMatchObject({ seq: 16, reason: "truncated" });
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("an export streams the records and records its signed manifest as a chain event", async () => {
+    const { store } = await driver.open("export");
+    try {
+      await Promise.all(Array.from({ length: 700 }, (_, i) => call(store, i)));
+      await store.flush();
+      const run = store.trail.export("ndjson", exportFilterSchema.parse({}), "cli:test");
+      const text = await new Response(run.stream()).text();
+      expect(text.trim().split("\n")).toHaveLength(700);
+      const manifest = await store.trail.manifest(run.id);
+      expect(manifest).toMatchObject({ export_id: run.id, record_count: 700 });
+      const events = await store.trail.events(eventFilterSchema.parse({ kind: "export" }));
+      expect(events.events).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("PostgreSQL store", () => {
+  test("a call's intent is durable in PostgreSQL when begin resolves, and its record joins the chain after commit", async () => {
+    const trail = await fresh("basic");
+    const store = await PgAuditStore.open(pgContext(trail.logDb, keyDir));
+    try {
+      await store.begin(sampleRecord(1, { outcome: null }));
+      const [intent] = await pg.sql.unsafe(`SELECT final FROM "${pg.schema}_basic".audit_intents WHERE id = 'rec-1'`);
+      expect(intent).toEqual({ final: false });
+      await store.commit(sampleRecord(1));
+      await store.flush();
+      const page = await store.reader.records(records);
+      expect(page.records.map((r) => [r.id, r.seq, r.outcome, r.stream, r.cost_nano_usd])).toEqual([["rec-1", 1, "completed", false, 250_000_000]]);
+      expect(await pg.sql.unsafe(`SELECT id FROM "${pg.schema}_basic".audit_intents`)).toEqual([]);
+      const report = await store.trail.verify("cli:test");
+      expect(report).toMatchObject({ ok: true, records: 1, recorded: true });
+    } finally {
+      await store.close();
+    }
+    // Closing signed a checkpoint of the tail, as SQLite does on shutdown.
+    const admin = await openPgAdmin({ ...pgContext(trail.logDb, keyDir), create: false });
+    try {
+      const status = await admin.trail.status();
+      expect(status.last_checkpoint?.seq).toBe(status.last_seq);
+    } finally {
+      await admin.close();
+      await trail.drop();
+    }
+  });
+
+  test("three replicas writing at once append to one chain that verifies, with every record exactly once", async () => {
+    const trail = await fresh("replicas");
+    const stores = await Promise.all([0, 1, 2].map(() => PgAuditStore.open(pgContext(trail.logDb, keyDir))));
+    try {
+      const calls: Promise<void>[] = [];
+      for (let i = 0; i < 300; i++) calls.push(call(stores[i % 3]!, i));
+      await Promise.all(calls);
+      await Promise.all(stores.map((s) => s.flush()));
+      const page = await stores[1]!.reader.records(records);
+      expect(page.records).toHaveLength(300);
+      expect(new Set(page.records.map((r) => r.id)).size).toBe(300);
+      const report = await stores[2]!.trail.verify("cli:test");
+      expect(report.ok).toBe(true);
+      expect(report.records).toBe(300);
+      expect(report.checkpoints).toBeGreaterThan(0);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+      await trail.drop();
+    }
+  });
+
+  test("a replica that stops heartbeating has its calls committed by a survivor after the lease: in flight as interrupted, finished as they were", async () => {
+    const trail = await fresh("lease");
+    const dying = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { heartbeatMs: 100_000 });
+    const survivor = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 300, heartbeatMs: 100 });
+    try {
+      for (let i = 0; i < 5; i++) await dying.begin(sampleRecord(i, { outcome: null }));
+      // Its final record is durable (the client saw the call end) but the process dies before the append.
+      (dying as unknown as { scheduleAppend: () => void }).scheduleAppend = () => undefined;
+      await dying.commit(sampleRecord(0));
+      await crash(dying);
+      await Bun.sleep(1000);
+      const page = await survivor.reader.records(records);
+      const outcomes = Object.fromEntries(page.records.map((r) => [r.id, r.outcome]));
+      expect(outcomes).toEqual({ "rec-0": "completed", "rec-1": "interrupted", "rec-2": "interrupted", "rec-3": "interrupted", "rec-4": "interrupted" });
+      expect((await survivor.trail.verify("cli:test")).ok).toBe(true);
+    } finally {
+      await survivor.close();
+      await crash(dying);
+      await trail.drop();
+    }
+  });
+
+
+
+
+  test("a key revoked through one replica is refused by the others on the next lookup, and the CLI handle sees the same trail", async () => {
+    const trail = await fresh("keys");
+    const a = await PgAuditStore.open(pgContext(trail.logDb, keyDir));
+    const b = await PgAuditStore.open(pgContext(trail.logDb, keyDir));
+    try {
+      const { key, record } = await a.keys.create({ agents: ["bot"], users: null, tier: null }, "cli:test");
+      expect((await b.keys.find(key))?.revoked_at).toBeNull();
+      await a.keys.revoke(record.id, "cli:test");
+      expect((await b.keys.find(key))?.revoked_at).toEqual(expect.any(String));
+      const admin = await openPgAdmin({ ...pgContext(trail.logDb, keyDir), create: false });
+      try {
+        expect((await admin.keys.list()).map((k) => k.id)).toEqual([record.id]);
+        expect(await admin.trail.verify("cli:test")).toMatchObject({ ok: true, events: 2 });
+        // The CLI's events are sealed at once (no appender signs after the CLI).
+        const status = await admin.trail.status();
+        expect(status.last_checkpoint?.seq).toBe(status.last_seq);
+      } finally {
+        await admin.close();
+      }
+    } finally {
+      await a.close();
+      await b.close();
+      await trail.drop();
+    }
+  });
+
+  test("a PostgreSQL that cannot be reached stops the proxy's start as an I/O error (exit 4), the password not shown", async () => {
+    const started = await runCli(["proxy", "start", "--port", "0", "--log-db", "postgres://auditor:s3cret-pw@127.0.0.1:1/trail"], { timeoutMs: 20_000, cwd: tempDir() });
+    expect(started.exitCode).toBe(4);
+    expect(started.stderr).toContain("I/O error: cannot open the audit trail at postgres://auditor:***@127.0.0.1:1/trail");
+    expect(started.stderr).not.toContain("s3cret-pw");
+  });
+
+  test("the CLI refuses a database with no trail instead of creating one", async () => {
+    const trail = await fresh("none");
+    await expect(openPgAdmin({ ...pgContext(trail.logDb, keyDir), create: false })).rejects.toThrow(/No audit trail at/);
+    await trail.drop();
+  });
+
+  test("text PostgreSQL cannot hold (NUL, lone surrogates) is stored as U+FFFD and the chain still verifies", async () => {
+    const trail = await fresh("nul");
+    const store = await PgAuditStore.open(pgContext(trail.logDb, keyDir));
+    try {
+      await call(store, 1, { task_context: "a\u0000b\uD800c\t\\N\n" });
+      await store.flush();
+      expect((await store.reader.record("rec-1"))?.task_context).toBe("a\uFFFDb\uFFFDc\t\\N\n");
+      expect((await store.trail.verify("cli:test")).ok).toBe(true);
+    } finally {
+      await store.close();
+      await trail.drop();
+    }
+  });
+});
