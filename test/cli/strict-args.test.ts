@@ -88,7 +88,7 @@ test("help and version: as commands and as flags", async () => {
     expect(result.stdout).toContain("USAGE agent-attr audit export");
     expect(result.stdout).toContain("--start-date");
   }
-  // A checkout has no build stamp: it says "dev" and the commit git reports (README "Install").
+  // A checkout has no build stamp: it says "dev" and the commit git reports (docs/operators.md, "Install").
   const git = (...args: string[]) => Bun.spawnSync(["git", ...args], { cwd: import.meta.dir }).stdout.toString().trim();
   const commit = git("rev-parse", "--short=12", "HEAD");
   const modified = git("status", "--porcelain") !== "";
