@@ -39,7 +39,7 @@ function record(i: number): AuditRecord {
 
 const log = openAuditLog(logDb);
 const chain = new ChainWriter(log.db, loadHashKey(logDb));
-let started = performance.now();
+const started = performance.now();
 for (let from = 0; from < total; from += 10_000) {
   const rows = [];
   for (let i = from; i < Math.min(total, from + 10_000); i++) rows.push(toRow(record(i)));

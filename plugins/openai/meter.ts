@@ -60,7 +60,7 @@ export function openaiMeter(endpoint: Endpoint): Meter {
     const data = asObject(parseJSON(event.data));
     if (!data) return;
     const type = asString(data.type) ?? event.event;
-    if (type && type.startsWith("response.")) {
+    if (type?.startsWith("response.")) {
       const response = asObject(data.response);
       if (response) noteResponse(response);
       else if (type.endsWith(".delta") && typeof data.delta === "string") into.push(data.delta);

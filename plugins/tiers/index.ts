@@ -14,7 +14,7 @@
  * recorded with `error_type: "limits_unavailable:fail_open"`.
  */
 import { ProxyError, definePlugin, type AuditRecord, type CallContext, type LimitStage, type Logger, type Usage, parseOptions } from "agent-attr";
-import { z } from "zod";
+import type { z } from "zod";
 import { metersFor, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
 import { optionsSchema } from "./options.ts";
 import { redisLimiterStore } from "./redis-store.ts";

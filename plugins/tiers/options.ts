@@ -68,6 +68,6 @@ export const optionsSchema = z
       if (!known.includes(tier)) ctx.addIssue({ code: "custom", path, message: `unknown tier '${tier}'; defined: ${known.join(", ")}` });
     };
     check(opts.default, ["default"]);
-    opts.assign.forEach((rule, i) => check(rule.tier, ["assign", i, "tier"]));
+    for (const [i, rule] of opts.assign.entries()) check(rule.tier, ["assign", i, "tier"]);
   });
 export type TiersOptions = z.output<typeof optionsSchema>;

@@ -113,7 +113,7 @@ const verifyExportCommand = defineCommand({
     const keyFile = args["public-key"];
     const pinned = keyFile ? opening(`--public-key ${keyFile}`, () => readFileSync(keyFile, "utf8")) : undefined;
     const manifest = args.manifest ?? `${args.file}.manifest.json`;
-    let check;
+    let check: Awaited<ReturnType<typeof verifyExport>>;
     try {
       check = await verifyExport(args.file, manifest, pinned);
     } catch (error) {

@@ -3,13 +3,13 @@
  * asked for (its edits spliced into the client's bytes), only the credential that provider takes,
  * and the upstream call under the proxy's deadlines; its answer goes to ./respond.ts (stage 6).
  */
-import { type AuditRecord } from "../trail/record.ts";
+import type { AuditRecord } from "../trail/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
 import { PluginError, type CredentialHeader } from "../plugin.ts";
 import { applyBodyEdits, type BodyEdit } from "../proxy/json-edit.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
-import { type CallContext } from "./context.ts";
+import type { CallContext } from "./context.ts";
 import { callEnding } from "./end.ts";
 import { outputLimitFields } from "./endpoints.ts";
 import { replyBody } from "./respond.ts";

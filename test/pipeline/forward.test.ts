@@ -1,6 +1,7 @@
 // Stage 5 (forward): the client gets exactly what the upstream sent, as it arrives; upstream
 // failures become clear errors, and every one of them is recorded.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { AuditRecord } from "../../src/trail/record.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -151,7 +152,7 @@ describe("faults", () => {
     abort.abort();
     await reader.cancel();
     const id = response.headers.get("x-audit-record-id");
-    let record;
+    let record: AuditRecord | undefined;
     for (let i = 0; i < 100 && record?.outcome !== "client_aborted"; i++) {
       await Bun.sleep(20);
       record = (await proxy.records()).find((r) => r.id === id);
@@ -173,7 +174,7 @@ test("a client that gives up before the upstream answers is recorded as client_a
   await Bun.sleep(100);
   abort.abort();
   expect(await pending).toBe("aborted");
-  let record;
+  let record: AuditRecord | undefined;
   for (let i = 0; i < 50 && !record?.outcome; i++) {
     await Bun.sleep(20);
     record = (await proxy.records()).find((r) => r.agent_id === "impatient");

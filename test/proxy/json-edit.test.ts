@@ -42,7 +42,7 @@ function keyText(name: string): string {
   const i = Math.floor(random() * name.length);
   const code = name.charCodeAt(i);
   if (code >= 0xd800 && code <= 0xdfff) return plain;
-  return JSON.stringify(name.slice(0, i)).slice(0, -1) + `\\u${code.toString(16).padStart(4, "0")}` + JSON.stringify(name.slice(i + 1)).slice(1);
+  return `${JSON.stringify(name.slice(0, i)).slice(0, -1)}\\u${code.toString(16).padStart(4, "0")}${JSON.stringify(name.slice(i + 1)).slice(1)}`;
 }
 
 function objectNode(depth: number): Node {

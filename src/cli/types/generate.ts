@@ -309,7 +309,7 @@ async function nonNullPart(ctx: Context, type: Type): Promise<{ type: Type; rest
 function mapNames(ctx: Context, printed: string): string {
   // `typeof import("…").x` names a value's type: only internal ones appear (zod schemas), printed as any.
   let text = printed.replace(/typeof import\("([^"]+)"\)\.[\w$.]+/g, "any");
-  text = text.replace(/import\("([^"]+)"\)\.([\w$]+)((?:\.[\w$]+)*)(<)?/g, (whole, specifier: string, name: string, rest: string, generic: string | undefined) => {
+  text = text.replace(/import\("([^"]+)"\)\.([\w$]+)((?:\.[\w$]+)*)(<)?/g, (_whole, specifier: string, name: string, rest: string, generic: string | undefined) => {
     if (ctx.exported.has(specifier)) return ctx.exported.get(specifier)!.has(name) ? `import("${specifier}").${name}${rest}${generic ?? ""}` : `any${generic ? "<" : ""}`;
     const file = ourFile(ctx, specifier);
     if (!file || rest) return generic ? "Generic<" : "any";

@@ -88,7 +88,7 @@ export async function append(tx: Tx, hashKey: Uint8Array | null, rows: readonly 
       for (const i of personalIndexes) row[i] = null;
       redacted.push(seq);
     }
-    copy += [seq, ...row, erased ? null : salt, commitment, prevHash, hash].map(copyCell).join("\t") + "\n";
+    copy += `${[seq, ...row, erased ? null : salt, commitment, prevHash, hash].map(copyCell).join("\t")}\n`;
     stored.push({ seq, hash, row });
   }
   if (copy) {

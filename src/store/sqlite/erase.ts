@@ -5,7 +5,7 @@
  */
 import { erasureForms } from "../../identifiers.ts";
 import { personalColumns, seqRanges, userHmac } from "../../trail/chain.ts";
-import { ChainWriter } from "./chain-writer.ts";
+import type { ChainWriter } from "./chain-writer.ts";
 
 const redact = `${personalColumns.map((column) => `${column} = NULL`).join(", ")}, salt = NULL`;
 

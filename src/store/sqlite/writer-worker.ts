@@ -14,7 +14,7 @@ import { dirname } from "node:path";
 import { ChainWriter } from "./chain-writer.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { openDatabase } from "./database.ts";
-import { type SQLValue } from "../../trail/row.ts";
+import type { SQLValue } from "../../trail/row.ts";
 import { applyRetention } from "./erase.ts";
 import { scrubDatabase, truncateWal } from "./scrub.ts";
 import { advanceRollup } from "./rollup.ts";
@@ -119,7 +119,7 @@ function maintain(task: () => void): void {
 }
 
 /** Batches waiting for the next commit; `report`: the store wants each record's seq and hash back. */
-let pending: { rows: SQLValue[][]; report: boolean }[] = [];
+const pending: { rows: SQLValue[][]; report: boolean }[] = [];
 
 const rollupEveryMs = 2000;
 let lastRollup = Number.NEGATIVE_INFINITY;

@@ -11,7 +11,7 @@ import { columns, toRow } from "../../../src/trail/row.ts";
 import { loadSigningKey, signingKeyPath } from "../../../src/trail/signing.ts";
 import { SqliteAuditStore } from "../../../src/store/sqlite/store.ts";
 import { verifyChain } from "../../../src/store/sqlite/verify.ts";
-import { type VerifyReport } from "../../../src/trail/verify.ts";
+import type { VerifyReport } from "../../../src/trail/verify.ts";
 import { tempDir } from "../../helpers/proxy.ts";
 import { sampleRecord, tamper, trailWith } from "../../helpers/records.ts";
 
