@@ -3,7 +3,18 @@
  * and their streams, and the Responses API (JSON and `response.*` events). `prompt_tokens` already
  * includes cached tokens and `completion_tokens` includes reasoning, which is the record's shape.
  */
-import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type TextSink, type Usage } from "agent-attr";
+import {
+  DeferredText,
+  asCount,
+  asObject,
+  asString,
+  parseJSON,
+  type Endpoint,
+  type Meter,
+  type SSEEvent,
+  type TextSink,
+  type Usage,
+} from "agent-attr";
 
 export function openaiUsage(value: unknown, endpoint: Endpoint): Usage | null {
   const usage = asObject(value);

@@ -31,7 +31,13 @@ export type Tier = z.output<typeof tierSchema>;
 
 /** One assignment rule: every field given must match (globs); the first matching rule wins. */
 const ruleSchema = z
-  .object({ tier: z.string().min(1), user: oneOrMany.optional(), agent: oneOrMany.optional(), task: oneOrMany.optional(), key: oneOrMany.optional() })
+  .object({
+    tier: z.string().min(1),
+    user: oneOrMany.optional(),
+    agent: oneOrMany.optional(),
+    task: oneOrMany.optional(),
+    key: oneOrMany.optional(),
+  })
   .strict()
   .refine((rule) => rule.user || rule.agent || rule.task || rule.key, { message: "an assign rule needs user, agent, task or key" });
 

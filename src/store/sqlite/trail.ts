@@ -100,7 +100,9 @@ export class SqliteAuditTrail implements AuditTrail {
 
   async manifest(exportId: string): Promise<ExportManifest | null> {
     const row = this.db
-      .query<{ details: string }, [string]>("SELECT details FROM audit_events WHERE kind = 'export' AND json_extract(details, '$.manifest.export_id') = ?")
+      .query<{ details: string }, [string]>(
+        "SELECT details FROM audit_events WHERE kind = 'export' AND json_extract(details, '$.manifest.export_id') = ?",
+      )
       .get(exportId);
     return row ? (JSON.parse(row.details) as { manifest: ExportManifest }).manifest : null;
   }

@@ -148,7 +148,9 @@ function maybeAdvanceRollup(database: Database): void {
  */
 function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][], landed?: Landing[]): SQLValue[][] {
   const note = (appended: SQLValue[][]) =>
-    landed && ((index: number, seq: number, hash: string, redacted: boolean) => void landed.push([String(appended[index]![0]), seq, hash, redacted ? 1 : 0]));
+    landed &&
+    ((index: number, seq: number, hash: string, redacted: boolean) =>
+      void landed.push([String(appended[index]![0]), seq, hash, redacted ? 1 : 0]));
   try {
     writer.append(rows, [], note(rows));
     return rows;
@@ -190,7 +192,12 @@ function commitPending(): void {
   try {
     if (!db || !chain) throw new Error("the audit database could not be opened for writing");
     const landed: Landing[] | undefined = batches.some((batch) => batch.report) ? [] : undefined;
-    const rows = appendRows(db, chain, batches.flatMap((batch) => batch.rows), landed);
+    const rows = appendRows(
+      db,
+      chain,
+      batches.flatMap((batch) => batch.rows),
+      landed,
+    );
     rollupSums.add(rows);
     sinceCheckpoint += rows.length;
     reply({ kind: "committed", batches: batches.length, landed });
