@@ -35,9 +35,18 @@ export function ensureFetchCap(maxUpstreamConnections: number, warn: (message: s
   // A compiled binary's argv[1] is its own embedded entry (/$bunfs/root/...), which it adds itself.
   const compiled = Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN");
   const args = compiled ? process.argv.slice(2) : [...process.execArgv, ...process.argv.slice(1)];
-  process.execve(process.execPath, [process.execPath, ...args], {
-    ...process.env,
-    BUN_CONFIG_MAX_HTTP_REQUESTS: String(wanted),
-    [reexecMark]: "1",
-  });
+  try {
+    process.execve(process.execPath, [process.execPath, ...args], {
+      ...process.env,
+      BUN_CONFIG_MAX_HTTP_REQUESTS: String(wanted),
+      [reexecMark]: "1",
+    });
+  } catch (error) {
+    // E.g. ENOEXEC under an emulator (qemu-user) that cannot exec its own guest binary: start
+    // anyway, with Bun's limit, and say how to lift it.
+    const reason = error instanceof Error ? error.message : String(error);
+    warn(
+      `${why}: re-executing with BUN_CONFIG_MAX_HTTP_REQUESTS=${wanted} failed (${reason}); set it in the environment that starts the proxy.`,
+    );
+  }
 }
