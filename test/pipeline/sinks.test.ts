@@ -130,7 +130,10 @@ test("two plugins that provide the primary store are a config error naming both"
   const other = definePlugin({ name: "other-store", auditStore: sqliteAudit().auditStore });
   const starting = startTestProxy(upstream.url, { plugins: [openai({ baseURL: `${upstream.url}/v1` }), sqliteAudit(), other] });
   const error = await starting.then(
-    (proxy) => (void proxy.stop(), null),
+    async (proxy) => {
+      await proxy.stop();
+      return null;
+    },
     (caught: unknown) => caught,
   );
   expect(error).toBeInstanceOf(ConfigError);
