@@ -2,14 +2,16 @@
 // sync or async, wherever it is listed; its failures are logged and never reach a call; its
 // `flush` is called at shutdown. Which store is primary is explicit: `auditStore`, else --log-db.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { ConfigError } from "../../src/config/load.ts";
+import { join } from "node:path";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { checkStartup } from "../../src/server/startup-check.ts";
 import { SinkFeed } from "../../src/pipeline/sinks.ts";
 import { definePlugin, type Plugin } from "../../src/plugin.ts";
 import type { CommittedRecord } from "../../src/store/contract.ts";
 import type { AuditRecord } from "../../src/trail/record.ts";
 import { headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
-import { startTestProxy } from "../helpers/proxy.ts";
+import { startTestProxy, tempDir } from "../helpers/proxy.ts";
 
 let upstream: FakeUpstream;
 beforeAll(async () => {
@@ -167,4 +169,11 @@ test("a sink that falls behind is bounded: records past its queue are dropped fo
   hung.deliver([record(1), record(2)]);
   await hung.close();
   expect(lines.at(-1)).toBe("[plugin hung-sink] audit.write: 1 record(s) were still waiting for this sink after 50 ms at shutdown");
+});
+
+test("a sink written for the old contract (begin, reader) is named at start: it is now a secondary sink", () => {
+  const old = definePlugin({ name: "old-primary", audit: { begin: async () => {}, write: () => {}, reader: null } as never });
+  const { problems, warnings } = checkStartup(parseConfig({}), { plugins: [old, openai()], logDb: join(tempDir(), "audit.db"), env: {} });
+  expect(problems).toEqual([]);
+  expect(warnings.some((w) => w.startsWith("Plugin 'old-primary' gives `audit` a begin or a reader: `audit` is a secondary sink"))).toBe(true);
 });
