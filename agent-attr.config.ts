@@ -41,7 +41,14 @@ export default defineConfig({
       tiers: {
         // shadow: true records what would be refused (error_type "shadow:rate_limited") and refuses nothing;
         // watch the audit trail, then set it to false.
-        free: { requestsPerMinute: 20, tokensPerMinute: 40_000, tokensPerDay: 1_000_000, costPerDay: 5, per: ["user", "agent"], shadow: true },
+        free: {
+          requestsPerMinute: 20,
+          tokensPerMinute: 40_000,
+          tokensPerDay: 1_000_000,
+          costPerDay: 5,
+          per: ["user", "agent"],
+          shadow: true,
+        },
         pro: { requestsPerMinute: 300, tokensPerMinute: 400_000, costPerDay: 100, costPerMonth: 2_000, per: ["user", "key"], shadow: true },
         enterprise: { requestsPerMinute: 3_000, costPerMonth: 50_000, per: ["key"], shadow: true },
       },

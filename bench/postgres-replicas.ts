@@ -47,7 +47,16 @@ async function load(targets: Server[], watch: Record<string, number>) {
   const per = Math.max(1, Math.floor(connections / targets.length));
   const results = await Promise.all(
     targets.map((t, i) =>
-      runLoad({ url: t.url + scenario.path, headers: scenario.headers, body: scenario.body, connections: per, warmupSeconds: 2, seconds, vary: scenario.vary, watch: i === 0 ? watch : {} }),
+      runLoad({
+        url: t.url + scenario.path,
+        headers: scenario.headers,
+        body: scenario.body,
+        connections: per,
+        warmupSeconds: 2,
+        seconds,
+        vary: scenario.vary,
+        watch: i === 0 ? watch : {},
+      }),
     ),
   );
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
@@ -67,25 +76,43 @@ try {
   const upstream = await startServer("bench upstream", [bun, join(import.meta.dir, "upstream.ts")], { urlOf: printedURL });
   const bare = await startServer("bare forwarder", [bun, join(import.meta.dir, "bare-forwarder.ts"), upstream.url], { urlOf: printedURL });
   const baseline = await load([bare], { bare: bare.proc.pid });
-  console.log(`load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}; ${connections} connections, ${seconds} s per round`);
+  console.log(
+    `load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}; ${connections} connections, ${seconds} s per round`,
+  );
   console.log(`bare forwarder: ${Math.round(baseline.rps)} req/s, p50 ${baseline.p50.toFixed(2)} ms, p99 ${baseline.p99.toFixed(2)} ms`);
-  console.log("| replicas | req/s | CPU per call (replicas) | added p50 | added p99 | non-2xx | records = answered |\n|---|---|---|---|---|---|---|");
+  console.log(
+    "| replicas | req/s | CPU per call (replicas) | added p50 | added p99 | non-2xx | records = answered |\n|---|---|---|---|---|---|---|",
+  );
   const replicas: Server[] = [];
   for (let n = 1; n <= 3; n++) {
     replicas.push(
-      await startServer(`replica ${n}`, [bun, join(root, "src/cli/main.ts"), "proxy", "start", "--port", "0", "--log-db", logDb, "--config", config], {
-        cwd: dir,
-        env: { ...process.env, AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1`, AGENT_ATTR_CONFIG: undefined, AGENT_ATTR_LOG_DB: undefined, AGENT_ATTR_ADMIN_TOKEN: undefined, OPENAI_API_KEY: "sk-bench", NO_COLOR: "1" },
-        urlOf: listeningURL,
-        timeoutMs: 30_000,
-      }),
+      await startServer(
+        `replica ${n}`,
+        [bun, join(root, "src/cli/main.ts"), "proxy", "start", "--port", "0", "--log-db", logDb, "--config", config],
+        {
+          cwd: dir,
+          env: {
+            ...process.env,
+            AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1`,
+            AGENT_ATTR_CONFIG: undefined,
+            AGENT_ATTR_LOG_DB: undefined,
+            AGENT_ATTR_ADMIN_TOKEN: undefined,
+            OPENAI_API_KEY: "sk-bench",
+            NO_COLOR: "1",
+          },
+          urlOf: listeningURL,
+          timeoutMs: 30_000,
+        },
+      ),
     );
     const before = Number(((await sql.unsafe(`SELECT count(*) AS n FROM "${schema}".audit_records`)) as { n: string }[])[0]!.n);
     const watch = Object.fromEntries(replicas.map((r, i) => [`r${i}`, r.proc.pid]));
     const result = await load(replicas, watch);
     await Bun.sleep(3000); // the last final records reach the chain
     const after = Number(((await sql.unsafe(`SELECT count(*) AS n FROM "${schema}".audit_records`)) as { n: string }[])[0]!.n);
-    const cpu = Object.entries(result.cpuMs).filter(([k]) => k.startsWith("r")).reduce((sum, [, v]) => sum + (v ?? 0), 0);
+    const cpu = Object.entries(result.cpuMs)
+      .filter(([k]) => k.startsWith("r"))
+      .reduce((sum, [, v]) => sum + (v ?? 0), 0);
     const ok = after - before === result.responses - result.non2xx;
     console.log(
       `| ${n} | ${Math.round(result.rps)} | ${((cpu * 1000) / Math.max(1, result.measured)).toFixed(0)} µs | ${(result.p50 - baseline.p50).toFixed(2)} ms | ${(result.p99 - baseline.p99).toFixed(2)} ms | ${result.non2xx} | ${ok ? "yes" : `NO (${after - before} records, ${result.responses - result.non2xx} answered)`} |`,

@@ -21,19 +21,49 @@ const quietLog = { info() {}, warn() {}, error: (m: string) => console.error(m) 
 const context = (logDb: string) => ({
   logDb,
   log: quietLog,
-  audit: { checkpoint: { everyRecords: 10_000, everySeconds: 60 }, signingKey: join(tmpdir(), "agent-attr-bench-pg.signing-key"), maxBacklog: 20_000 },
+  audit: {
+    checkpoint: { everyRecords: 10_000, everySeconds: 60 },
+    signingKey: join(tmpdir(), "agent-attr-bench-pg.signing-key"),
+    maxBacklog: 20_000,
+  },
 });
 
 function record(i: number, writer: string): AuditRecord {
   return {
-    id: `${writer}-${i}-${crypto.randomUUID()}`, seq: 0, timestamp: new Date().toISOString(), duration_ms: 812.5, ttfb_ms: 210,
-    agent_id: `agent-${i % 50}`, user_id: `user-${i % 1000}`, task_context: `task ${i % 200}`, session_id: "sess-1",
-    parent_agent_id: null, trace_id: null, attribution: "asserted", key_id: null, provider: "openai",
-    endpoint: "/v1/chat/completions", model: "gpt-4o", response_model: "gpt-4o-2024-08-06", stream: i % 2 === 0,
-    status: 200, outcome: "completed", input_tokens: 1200, output_tokens: 300, cache_read_tokens: 0,
-    cache_write_tokens: null, cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "provider",
-    cost_usd: 0.006, cost_nano_usd: 6_000_000, price_source: "bench", prompt_hash: "ab".repeat(32), response_hash: "cd".repeat(32),
-    error_type: null, delegation: null,
+    id: `${writer}-${i}-${crypto.randomUUID()}`,
+    seq: 0,
+    timestamp: new Date().toISOString(),
+    duration_ms: 812.5,
+    ttfb_ms: 210,
+    agent_id: `agent-${i % 50}`,
+    user_id: `user-${i % 1000}`,
+    task_context: `task ${i % 200}`,
+    session_id: "sess-1",
+    parent_agent_id: null,
+    trace_id: null,
+    attribution: "asserted",
+    key_id: null,
+    provider: "openai",
+    endpoint: "/v1/chat/completions",
+    model: "gpt-4o",
+    response_model: "gpt-4o-2024-08-06",
+    stream: i % 2 === 0,
+    status: 200,
+    outcome: "completed",
+    input_tokens: 1200,
+    output_tokens: 300,
+    cache_read_tokens: 0,
+    cache_write_tokens: null,
+    cache_write_1h_tokens: null,
+    reasoning_tokens: null,
+    usage_source: "provider",
+    cost_usd: 0.006,
+    cost_nano_usd: 6_000_000,
+    price_source: "bench",
+    prompt_hash: "ab".repeat(32),
+    response_hash: "cd".repeat(32),
+    error_type: null,
+    delegation: null,
   };
 }
 
@@ -100,11 +130,15 @@ async function round(writers: number): Promise<{ rps: number; cpuPerRecordUs: nu
 if (process.argv[2] === "writer") {
   await writer(process.argv[3]!, process.argv[4]!);
 } else {
-  console.log(`PostgreSQL store, ${seconds} s per round (load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")})`);
+  console.log(
+    `PostgreSQL store, ${seconds} s per round (load average ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")})`,
+  );
   console.log("| writers | records/s into the chain | client CPU per record | chain verifies |");
   console.log("|---|---|---|---|");
   for (const writers of [1, 2, 3]) {
     const r = await round(writers);
-    console.log(`| ${writers} | ${Math.round(r.rps).toLocaleString("en-US")} | ${r.cpuPerRecordUs.toFixed(1)} µs | ${r.ok ? "yes" : "NO"} |`);
+    console.log(
+      `| ${writers} | ${Math.round(r.rps).toLocaleString("en-US")} | ${r.cpuPerRecordUs.toFixed(1)} µs | ${r.ok ? "yes" : "NO"} |`,
+    );
   }
 }

@@ -23,7 +23,9 @@ try {
       'model-' || (g % 8), 0, 200, 'completed', 1000 + g % 500, 200 + g % 100, 'provider', 0.001, 1000000
     FROM generate_series(1, ${rows}) g`);
   await sql.unsafe("ANALYZE audit_records");
-  console.log(`generated ${rows.toLocaleString("en-US")} records in ${((performance.now() - t0) / 1000).toFixed(1)} s (load ${(await Bun.file("/proc/loadavg").text()).split(" ")[0]})`);
+  console.log(
+    `generated ${rows.toLocaleString("en-US")} records in ${((performance.now() - t0) / 1000).toFixed(1)} s (load ${(await Bun.file("/proc/loadavg").text()).split(" ")[0]})`,
+  );
   const reader = new PgReader(sql);
   console.log("| summary | groups | ms (median of 3) |\n|---|---|---|");
   for (const [label, filter] of [

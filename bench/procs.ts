@@ -77,7 +77,10 @@ export async function startServer(
   }).catch(() => {});
   void drain(proc.stderr, stderr).catch(() => {});
   void proc.exited.then((code) => reject(new Error(`${name} exited with code ${code} before it was ready:\n${stderr}`)));
-  const timeout = setTimeout(() => reject(new Error(`${name} did not print its URL within ${options.timeoutMs ?? 15_000} ms:\n${stderr}`)), options.timeoutMs ?? 15_000);
+  const timeout = setTimeout(
+    () => reject(new Error(`${name} did not print its URL within ${options.timeoutMs ?? 15_000} ms:\n${stderr}`)),
+    options.timeoutMs ?? 15_000,
+  );
   try {
     return { name, url: await ready, proc, stdout, stderr };
   } catch (error) {

@@ -55,7 +55,20 @@ export function maxLoadTable(
       String(r.errors + r.non2xx + r.bodyMismatch),
     ];
   });
-  const header = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "x bare", "proxy µs/req", "upstr µs/req", "load µs/req", "cpu busy", "conns", "errors"];
+  const header = [
+    "scenario",
+    "target",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "x bare",
+    "proxy µs/req",
+    "upstr µs/req",
+    "load µs/req",
+    "cpu busy",
+    "conns",
+    "errors",
+  ];
   return [
     `Max load: closed loop, ${info.connections} keep-alive connections, ${info.seconds} s measured per target in ${info.rounds} ` +
       `interleaved rounds (p50/p99: median of the rounds)`,
@@ -67,7 +80,11 @@ export function maxLoadTable(
   ].join("\n");
 }
 
-export function halfLoadTable(half: HalfLoad[], max: Measurement[], info: { seconds: number; maxInFlight: number; rounds: number }): string {
+export function halfLoadTable(
+  half: HalfLoad[],
+  max: Measurement[],
+  info: { seconds: number; maxInFlight: number; rounds: number },
+): string {
   const rows = half.map((h) => {
     const aaMax = maxRps(max, h.scenario, "agent-attr");
     const [b, a] = [h.bare.result, h.agentAttr.result];
@@ -86,11 +103,27 @@ export function halfLoadTable(half: HalfLoad[], max: Measurement[], info: { seco
       perRequest(h.agentAttr.result.cpuMs.proxy, a.measured),
     ];
   });
-  const header = ["scenario", "rate/s", "aa load", "bare req/s", "aa req/s", "bare p50", "aa p50", "bare p99", "aa p99", "added p99 ms", "bare µs/req", "aa µs/req"];
+  const header = [
+    "scenario",
+    "rate/s",
+    "aa load",
+    "bare req/s",
+    "aa req/s",
+    "bare p50",
+    "aa p50",
+    "bare p99",
+    "aa p99",
+    "added p99 ms",
+    "bare µs/req",
+    "aa µs/req",
+  ];
   const behind = half.flatMap((h) =>
     [h.bare, h.agentAttr]
       .filter((m) => m.result.missed > 0)
-      .map((m) => `  ${m.scenario} / ${m.target}: fell behind, ${info.maxInFlight} in flight; ${m.result.missed} scheduled requests never started`),
+      .map(
+        (m) =>
+          `  ${m.scenario} / ${m.target}: fell behind, ${info.maxInFlight} in flight; ${m.result.missed} scheduled requests never started`,
+      ),
   );
   return [
     `Half load: open loop at half the bare forwarder's max req/s, ${info.seconds} s measured in ${info.rounds} interleaved round(s) ` +

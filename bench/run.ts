@@ -75,14 +75,29 @@ async function startServers(): Promise<Record<Target, Server>> {
   const printedURL = (line: string) => (/^http:\/\/127\.0\.0\.1:\d+$/.test(line) ? line : null);
   const upstream = await startServer("bench upstream", [bun, join(import.meta.dir, "upstream.ts")], { urlOf: printedURL });
   const bare = await startServer("bare forwarder", [bun, join(import.meta.dir, "bare-forwarder.ts"), upstream.url], { urlOf: printedURL });
-  const agentAttr = await startServer("agent-attr", [bun, join(root, "src/cli/main.ts"), "proxy", "start", "--port", "0", "--log-db", logDb], {
-    cwd: dir,
-    env: agentAttrEnv(upstream),
-    urlOf: listeningURL,
-  });
+  const agentAttr = await startServer(
+    "agent-attr",
+    [bun, join(root, "src/cli/main.ts"), "proxy", "start", "--port", "0", "--log-db", logDb],
+    {
+      cwd: dir,
+      env: agentAttrEnv(upstream),
+      urlOf: listeningURL,
+    },
+  );
   const noAudit = await startServer(
     "no audit",
-    [bun, join(root, "src/cli/main.ts"), "proxy", "start", "--port", "0", "--log-db", join(dir, "empty.db"), "--config", join(import.meta.dir, "no-audit.config.ts")],
+    [
+      bun,
+      join(root, "src/cli/main.ts"),
+      "proxy",
+      "start",
+      "--port",
+      "0",
+      "--log-db",
+      join(dir, "empty.db"),
+      "--config",
+      join(import.meta.dir, "no-audit.config.ts"),
+    ],
     { cwd: dir, env: agentAttrEnv(upstream), urlOf: listeningURL },
   );
   return { direct: upstream, bare, "agent-attr": agentAttr, "no audit": noAudit };
@@ -297,7 +312,11 @@ async function main(): Promise<boolean> {
   const all = [...max, ...half.flatMap((h) => [h.bare, h.agentAttr])];
   const ofAgentAttr = all.filter((m) => m.target === "agent-attr").map((m) => m.result);
   const answered = sanityCalls + ofAgentAttr.reduce((sum, r) => sum + r.responses, 0);
-  let ok = verifyAudit(answered, ofAgentAttr.reduce((sum, r) => sum + r.errors, 0)) && exitCode === 0;
+  let ok =
+    verifyAudit(
+      answered,
+      ofAgentAttr.reduce((sum, r) => sum + r.errors, 0),
+    ) && exitCode === 0;
 
   const issues = all.flatMap(problems);
   if (issues.length) {

@@ -24,22 +24,46 @@ const cli = resolve(import.meta.dir, "../src/cli/main.ts");
 
 function record(i: number): AuditRecord {
   return {
-    id: `01930000-0000-7000-8000-${String(i).padStart(12, "0")}`, seq: 0,
-    timestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(), duration_ms: 812.4, ttfb_ms: 95.1,
-    agent_id: `agent-${i % 50}`, user_id: `user-${i % 1000}`, task_context: `PR review #${i % 5000}`,
-    session_id: `session-${i % 20000}`, parent_agent_id: null, trace_id: null, attribution: "asserted",
-    key_id: null, provider: "openai", endpoint: "/v1/chat/completions", model: "gpt-4o",
-    response_model: "gpt-4o-2024-08-06", stream: i % 2 === 0, status: 200, outcome: "completed",
-    input_tokens: 1200 + (i % 300), output_tokens: 340, cache_read_tokens: 0, cache_write_tokens: null,
-    cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "provider", cost_usd: 0.0123,
-    cost_nano_usd: 12_300_000, price_source: "bench",
-    prompt_hash: "ab".repeat(32), response_hash: "cd".repeat(32), error_type: null, delegation: null,
+    id: `01930000-0000-7000-8000-${String(i).padStart(12, "0")}`,
+    seq: 0,
+    timestamp: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
+    duration_ms: 812.4,
+    ttfb_ms: 95.1,
+    agent_id: `agent-${i % 50}`,
+    user_id: `user-${i % 1000}`,
+    task_context: `PR review #${i % 5000}`,
+    session_id: `session-${i % 20000}`,
+    parent_agent_id: null,
+    trace_id: null,
+    attribution: "asserted",
+    key_id: null,
+    provider: "openai",
+    endpoint: "/v1/chat/completions",
+    model: "gpt-4o",
+    response_model: "gpt-4o-2024-08-06",
+    stream: i % 2 === 0,
+    status: 200,
+    outcome: "completed",
+    input_tokens: 1200 + (i % 300),
+    output_tokens: 340,
+    cache_read_tokens: 0,
+    cache_write_tokens: null,
+    cache_write_1h_tokens: null,
+    reasoning_tokens: null,
+    usage_source: "provider",
+    cost_usd: 0.0123,
+    cost_nano_usd: 12_300_000,
+    price_source: "bench",
+    prompt_hash: "ab".repeat(32),
+    response_hash: "cd".repeat(32),
+    error_type: null,
+    delegation: null,
   };
 }
 
 const log = openAuditLog(logDb);
 const chain = new ChainWriter(log.db, loadHashKey(logDb));
-let started = performance.now();
+const started = performance.now();
 for (let from = 0; from < total; from += 10_000) {
   const rows = [];
   for (let i = from; i < Math.min(total, from + 10_000); i++) rows.push(toRow(record(i)));
@@ -49,7 +73,9 @@ const key = loadSigningKey(signingKeyPath(logDb), { create: true })!;
 new Checkpointer(chain, key, defaultCheckpointSettings, console.error).checkpoint();
 chain.finalize();
 log.close();
-console.log(`built ${total} chained records in ${((performance.now() - started) / 1000).toFixed(1)} s (${(statSync(logDb).size / 1e6).toFixed(0)} MB)`);
+console.log(
+  `built ${total} chained records in ${((performance.now() - started) / 1000).toFixed(1)} s (${(statSync(logDb).size / 1e6).toFixed(0)} MB)`,
+);
 
 /** Runs the CLI under GNU time (wall seconds, peak RSS of that process alone). */
 async function measure(label: string, args: string[]) {
@@ -66,7 +92,16 @@ async function measure(label: string, args: string[]) {
 
 await measure("audit verify", ["audit", "verify", "--log-db", logDb]);
 await measure("audit export --format csv", ["audit", "export", "--format", "csv", "--output", join(dir, "all.csv"), "--log-db", logDb]);
-await measure("audit export --format ndjson", ["audit", "export", "--format", "ndjson", "--output", join(dir, "all.ndjson"), "--log-db", logDb]);
+await measure("audit export --format ndjson", [
+  "audit",
+  "export",
+  "--format",
+  "ndjson",
+  "--output",
+  join(dir, "all.ndjson"),
+  "--log-db",
+  logDb,
+]);
 // The recipient checks the export against the instance's public key, as a real one would.
 await Bun.write(join(dir, "pubkey.pem"), publicKeyPem(key));
 await measure("audit verify-export (csv)", ["audit", "verify-export", join(dir, "all.csv"), "--public-key", join(dir, "pubkey.pem")]);

@@ -59,7 +59,10 @@ function anthropicStream(model: string): Uint8Array[] {
     sse({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }, "content_block_start"),
     ...words.map((w) => sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: w } }, "content_block_delta")),
     sse({ type: "content_block_stop", index: 0 }, "content_block_stop"),
-    sse({ type: "message_delta", delta: { stop_reason: "end_turn", stop_sequence: null }, usage: { output_tokens: streamDeltas } }, "message_delta"),
+    sse(
+      { type: "message_delta", delta: { stop_reason: "end_turn", stop_sequence: null }, usage: { output_tokens: streamDeltas } },
+      "message_delta",
+    ),
     sse({ type: "message_stop" }, "message_stop"),
   ];
 }

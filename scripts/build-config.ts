@@ -28,7 +28,7 @@ export interface Target {
   libc?: "glibc" | "musl";
 }
 
-/** The platforms a release is built for (README "Install"). */
+/** The platforms a release is built for (docs/operators.md, "Install"). */
 export const targets: readonly Target[] = [
   { name: "linux-x64", bun: "bun-linux-x64", os: "linux", arch: "x64", libc: "glibc" },
   { name: "linux-arm64", bun: "bun-linux-arm64", os: "linux", arch: "arm64", libc: "glibc" },

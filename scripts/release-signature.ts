@@ -1,6 +1,6 @@
 /**
  * The release's detached signatures of SHA256SUMS, made with one Ed25519 key in two standard forms,
- * so a user checks a download with a tool their system already has (README "Verifying a download"):
+ * so a user checks a download with a tool their system already has (docs/operators.md, "Verifying a download"):
  *
  *   SHA256SUMS.sig     the raw 64-byte signature:   openssl pkeyutl -verify -rawin (OpenSSL 3)
  *   SHA256SUMS.sshsig  an SSH signature (SSHSIG):  ssh-keygen -Y verify (OpenSSH 8.1+, also on

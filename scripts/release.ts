@@ -3,7 +3,7 @@
  * agent-attr-<version>-<platform>[.exe], each checked to be its platform's executable format and
  * to carry its worker threads where it will look for them; install.sh beside them (the release URL
  * written in with --base-url); SHA256SUMS over all of them and its detached signatures
- * (release-signature.ts). README "Install" tells users how to check them.
+ * (release-signature.ts). docs/operators.md "Install" tells users how to check them.
  *
  *   bun run release --signing-key PATH [--base-url URL] [--targets linux-x64,linux-arm64] [--out DIR]
  *

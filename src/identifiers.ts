@@ -65,12 +65,20 @@ export function checkIdentifier(value: string | null | undefined, rule: Identifi
     id = trimmed.normalize("NFC");
     const bad = (rule.text ? notInText : notInId).exec(id);
     if (bad) {
-      const what = rule.text ? "task text may not contain controls, line separators or bidi overrides" : "identifiers may not contain control, invisible or bidi-control characters";
-      throw new ProxyError("invalid_attribution", `${rule.where} contains ${describeCharacter(bad[0])} at character ${[...id.slice(0, bad.index)].length + 1}: ${what}. Send it without that character.`);
+      const what = rule.text
+        ? "task text may not contain controls, line separators or bidi overrides"
+        : "identifiers may not contain control, invisible or bidi-control characters";
+      throw new ProxyError(
+        "invalid_attribution",
+        `${rule.where} contains ${describeCharacter(bad[0])} at character ${[...id.slice(0, bad.index)].length + 1}: ${what}. Send it without that character.`,
+      );
     }
   }
   if (id.length > rule.max) {
-    throw new ProxyError("invalid_attribution", `${rule.where} is longer than ${rule.max} characters; send a shorter one (an id is never cut short: its owner could not erase a cut one).`);
+    throw new ProxyError(
+      "invalid_attribution",
+      `${rule.where} is longer than ${rule.max} characters; send a shorter one (an id is never cut short: its owner could not erase a cut one).`,
+    );
   }
   if (rule.header && !rule.text && id.includes(",")) {
     throw new ProxyError(

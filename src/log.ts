@@ -59,11 +59,16 @@ const consoleOutput: LogOutput = {
   error: (line) => console.error(line),
 };
 
-export function createLogger(settings: LogSettings = defaultLogSettings, output: LogOutput = consoleOutput, clock = () => new Date()): Logger {
+export function createLogger(
+  settings: LogSettings = defaultLogSettings,
+  output: LogOutput = consoleOutput,
+  clock = () => new Date(),
+): Logger {
   const least = logLevels.indexOf(settings.level);
   const write = (level: LogLevel) => {
     if (logLevels.indexOf(level) < least) return () => {};
-    return (message: string) => output[level](settings.format === "json" ? jsonLine(level, message, clock()) : textPrefix[level] + escapeControl(message));
+    return (message: string) =>
+      output[level](settings.format === "json" ? jsonLine(level, message, clock()) : textPrefix[level] + escapeControl(message));
   };
   return { info: write("info"), warn: write("warn"), error: write("error") };
 }
@@ -72,7 +77,10 @@ export function createLogger(settings: LogSettings = defaultLogSettings, output:
  * The settings in force: AGENT_ATTR_LOG_FORMAT and AGENT_ATTR_LOG_LEVEL override the config's
  * `server.log`. Throws naming the variable when one holds something else than its options.
  */
-export function resolveLogSettings(configured: LogSettings = defaultLogSettings, env: Record<string, string | undefined> = process.env): LogSettings {
+export function resolveLogSettings(
+  configured: LogSettings = defaultLogSettings,
+  env: Record<string, string | undefined> = process.env,
+): LogSettings {
   const fromEnv = <S extends z.ZodEnum>(name: string, schema: S): z.output<S> | undefined => {
     const value = env[name];
     if (value === undefined || value === "") return undefined;

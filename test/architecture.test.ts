@@ -43,7 +43,10 @@ test("the storage contract reaches no driver: nothing in it is SQLite's", async 
 
 test("the trail's shared code (src/trail) imports no driver", () => {
   for (const file of [...graph.keys()].filter((file) => file.startsWith("src/trail/"))) {
-    expect({ file, drivers: [...reachable(file)].filter((target) => target.startsWith("src/store/sqlite/")) }).toEqual({ file, drivers: [] });
+    expect({ file, drivers: [...reachable(file)].filter((target) => target.startsWith("src/store/sqlite/")) }).toEqual({
+      file,
+      drivers: [],
+    });
   }
 });
 

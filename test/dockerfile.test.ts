@@ -13,7 +13,10 @@ const dockerfile = readFileSync(resolve(import.meta.dir, "../Dockerfile"), "utf8
 const runtimeStage = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
 
 function instruction(name: string): string[] {
-  return runtimeStage.split("\n").filter((line) => line.startsWith(`${name} `)).map((line) => line.slice(name.length + 1).trim());
+  return runtimeStage
+    .split("\n")
+    .filter((line) => line.startsWith(`${name} `))
+    .map((line) => line.slice(name.length + 1).trim());
 }
 const execForm = (text: string) => JSON.parse(text.slice(text.indexOf("["))) as string[];
 
@@ -55,7 +58,12 @@ test("the image's CMD starts the proxy from its ENV alone, its HEALTHCHECK passe
   expect(entrypoint).toEqual(["agent-attr"]);
   expect(healthcheck![0]).toBe("agent-attr");
 
-  const child = Bun.spawn(["bun", cliPath, ...cmd!], { cwd: data, env: { ...process.env, NO_COLOR: "1", ...env }, stdout: "pipe", stderr: "pipe" });
+  const child = Bun.spawn(["bun", cliPath, ...cmd!], {
+    cwd: data,
+    env: { ...process.env, NO_COLOR: "1", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   try {
     let health = await runCli(healthcheck!.slice(1), { cwd: data, env });
     for (let i = 0; health.exitCode !== 0 && i < 100; i++) {

@@ -19,7 +19,9 @@ test("a header that is not valid UTF-8 is refused, naming the header and how to 
   // A JavaScript client that puts "josé" in a header sends the single byte 0xE9 (Latin-1).
   const latin1 = new Headers({ "x-user-id": "jos\u00e9" });
   expect(() => headerText(latin1, "x-user-id")).toThrow("Header x-user-id is not valid UTF-8");
-  expect(() => headerText(new Headers({ "x-user-id": "\u00c3" }), "x-user-id")).toThrow(expect.objectContaining({ code: "invalid_attribution" }));
+  expect(() => headerText(new Headers({ "x-user-id": "\u00c3" }), "x-user-id")).toThrow(
+    expect.objectContaining({ code: "invalid_attribution" }),
+  );
 });
 
 test("a byte order mark is decoded like any character: around an id it is trimmed, inside it is refused", () => {

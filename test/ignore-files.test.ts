@@ -28,7 +28,13 @@ function filesUnder(dir: string): string[] {
 /** Runs the proxy on `logDb` in `dir`, makes a call, and is killed -9 (so intent segments remain). */
 async function leaveFiles(dir: string, logDb: string): Promise<void> {
   const proxy = await spawnProxy(["--log-db", logDb], { cwd: dir, env: { AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1` } });
-  await (await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "gpt-4o", messages: [] }) })).text();
+  await (
+    await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+    })
+  ).text();
   proxy.child.kill("SIGKILL");
   await proxy.child.exited;
 }
@@ -55,15 +61,20 @@ test("every file a run of the proxy leaves behind is ignored by git and by docke
   await leaveFiles(dir, "./data/trail.db");
   const left = filesUnder(dir).filter((file) => file !== ".gitignore");
   // The secrets and the intent log are among them, so the check below is not vacuous.
-  for (const expected of ["audit.db", "audit.db.key", "audit.db.signing-key", "data/trail.db.key", "data/trail.db.signing-key"]) expect(left).toContain(expected);
+  for (const expected of ["audit.db", "audit.db.key", "audit.db.signing-key", "data/trail.db.key", "data/trail.db.signing-key"])
+    expect(left).toContain(expected);
   expect(left.some((file) => file.startsWith("audit.db.intents-"))).toBe(true);
 
   expect(Bun.spawnSync(["git", "init", "-q"], { cwd: dir }).exitCode).toBe(0);
   const status = Bun.spawnSync(["git", "status", "--porcelain", "--untracked-files=all"], { cwd: dir }).stdout.toString();
   expect(status.trim().split("\n")).toEqual(["?? .gitignore"]);
 
-  const patterns = readFileSync(join(root, ".dockerignore"), "utf8").split("\n").map((line) => line.trim()).filter((line) => line && !line.startsWith("#"));
+  const patterns = readFileSync(join(root, ".dockerignore"), "utf8")
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith("#"));
   expect(left.filter((file) => !dockerIgnored(file, patterns))).toEqual([]);
   // The sources the build needs are still sent.
-  for (const needed of ["package.json", "bun.lock", "src/cli/main.ts", "plugins/index.ts", "agent-attr.config.ts"]) expect(dockerIgnored(needed, patterns)).toBe(false);
+  for (const needed of ["package.json", "bun.lock", "src/cli/main.ts", "plugins/index.ts", "agent-attr.config.ts"])
+    expect(dockerIgnored(needed, patterns)).toBe(false);
 }, 30_000);

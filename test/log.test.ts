@@ -6,7 +6,11 @@ import { createLogger, escapeControl, resolveLogSettings } from "../src/log.ts";
 function capture(settings: Parameters<typeof createLogger>[0]) {
   const lines: { stream: "stdout" | "stderr"; line: string }[] = [];
   const to = (stream: "stdout" | "stderr") => (line: string) => void lines.push({ stream, line: `${line}\n` });
-  const log = createLogger(settings, { info: to("stdout"), warn: to("stderr"), error: to("stderr") }, () => new Date("2026-01-02T03:04:05.000Z"));
+  const log = createLogger(
+    settings,
+    { info: to("stdout"), warn: to("stderr"), error: to("stderr") },
+    () => new Date("2026-01-02T03:04:05.000Z"),
+  );
   return { log, lines };
 }
 
@@ -20,7 +24,9 @@ test("text: a newline, CR, ESC, C1, line separator or bidi control in a message 
   expect(stream).toBe("stderr");
   expect(line.endsWith("\n")).toBe(true);
   expect(line.slice(0, -1)).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
-  expect(line).toBe("agent-attr: warning: no price is known for openai/gpt-4o\\nagent-attr: error: FORGED\\r\\x1b[2J\\u{009b}31m\\u{2028}\\u{202e}evil\\u{0000}\n");
+  expect(line).toBe(
+    "agent-attr: warning: no price is known for openai/gpt-4o\\nagent-attr: error: FORGED\\r\\x1b[2J\\u{009b}31m\\u{2028}\\u{202e}evil\\u{0000}\n",
+  );
 });
 
 test("json: one object per line with ts, level and msg; the message round-trips exactly and no raw control character is written", () => {
@@ -50,10 +56,18 @@ test("level: warn drops info, error drops warn and info", () => {
 });
 
 test("the environment overrides the config's server.log, and a wrong value names the variable and the choices", () => {
-  expect(resolveLogSettings({ format: "text", level: "info" }, { AGENT_ATTR_LOG_FORMAT: "json" })).toEqual({ format: "json", level: "info" });
-  expect(resolveLogSettings({ format: "json", level: "warn" }, { AGENT_ATTR_LOG_LEVEL: "error" })).toEqual({ format: "json", level: "error" });
+  expect(resolveLogSettings({ format: "text", level: "info" }, { AGENT_ATTR_LOG_FORMAT: "json" })).toEqual({
+    format: "json",
+    level: "info",
+  });
+  expect(resolveLogSettings({ format: "json", level: "warn" }, { AGENT_ATTR_LOG_LEVEL: "error" })).toEqual({
+    format: "json",
+    level: "error",
+  });
   expect(resolveLogSettings({ format: "json", level: "warn" }, {})).toEqual({ format: "json", level: "warn" });
-  expect(() => resolveLogSettings(undefined, { AGENT_ATTR_LOG_LEVEL: "debug" })).toThrow("AGENT_ATTR_LOG_LEVEL is 'debug'; set it to one of: info, warn, error.");
+  expect(() => resolveLogSettings(undefined, { AGENT_ATTR_LOG_LEVEL: "debug" })).toThrow(
+    "AGENT_ATTR_LOG_LEVEL is 'debug'; set it to one of: info, warn, error.",
+  );
 });
 
 test("escapeControl leaves ordinary text, including non-ASCII, as it is", () => {

@@ -1,4 +1,4 @@
-// The complete example plugin and the secondary-sink example in README.md work as documented
+// The complete example plugin and the secondary-sink example in docs/plugins.md work as documented
 // (and are the same code as test/fixtures/).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
@@ -26,8 +26,8 @@ afterAll(async () => {
   await upstream.stop();
 });
 
-test("the README shows this plugin verbatim", () => {
-  const readme = readFileSync(resolve(import.meta.dir, "../README.md"), "utf8");
+test("docs/plugins.md shows this plugin verbatim", () => {
+  const readme = readFileSync(resolve(import.meta.dir, "../docs/plugins.md"), "utf8");
   expect(readme).toContain(readFileSync(fixture, "utf8"));
 });
 
@@ -52,15 +52,17 @@ test("an unowned agent is refused with 403 and the reason, and recorded", async 
 
 const sinkFixture = resolve(import.meta.dir, "fixtures/jsonl-sink.ts");
 
-test("the README shows the secondary-sink example verbatim", () => {
-  const readme = readFileSync(resolve(import.meta.dir, "../README.md"), "utf8");
+test("docs/plugins.md shows the secondary-sink example verbatim", () => {
+  const readme = readFileSync(resolve(import.meta.dir, "../docs/plugins.md"), "utf8");
   expect(readme).toContain(readFileSync(sinkFixture, "utf8"));
 });
 
 test("the README's sink writes every committed record, with seq and hash, as a JSON line by shutdown", async () => {
   const { jsonLinesSink } = (await import(sinkFixture)) as typeof import("./fixtures/jsonl-sink.ts");
   const file = join(tempDir(), "records.jsonl");
-  const withSink = await startTestProxy(upstream.url, { plugins: [jsonLinesSink(file), openai({ baseURL: `${upstream.url}/v1` }), headerAttribution()] });
+  const withSink = await startTestProxy(upstream.url, {
+    plugins: [jsonLinesSink(file), openai({ baseURL: `${upstream.url}/v1` }), headerAttribution()],
+  });
   let stored: AuditRecord[] = [];
   try {
     for (const agent of ["planner", "code-review-bot"]) expect((await call(agent, withSink.url)).status).toBe(200);
@@ -68,7 +70,12 @@ test("the README's sink writes every committed record, with seq and hash, as a J
   } finally {
     await withSink.stop();
   }
-  const lines = readFileSync(file, "utf8").trimEnd().split("\n").map((line) => JSON.parse(line) as AuditRecord & { hash: string });
-  expect(lines.map(({ id, seq, agent_id }) => ({ id, seq, agent_id }))).toEqual(stored.map(({ id, seq, agent_id }) => ({ id, seq, agent_id })));
+  const lines = readFileSync(file, "utf8")
+    .trimEnd()
+    .split("\n")
+    .map((line) => JSON.parse(line) as AuditRecord & { hash: string });
+  expect(lines.map(({ id, seq, agent_id }) => ({ id, seq, agent_id }))).toEqual(
+    stored.map(({ id, seq, agent_id }) => ({ id, seq, agent_id })),
+  );
   for (const line of lines) expect(line.hash).toMatch(/^[0-9a-f]{64}$/);
 });

@@ -5,7 +5,18 @@
  * as `output_tokens_details.thinking_tokens`, a part of `output_tokens` (which the API documents as
  * the inclusive total it bills): the record's `reasoning_tokens`, with `output_tokens` unchanged.
  */
-import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type TextSink, type Usage } from "agent-attr";
+import {
+  DeferredText,
+  asCount,
+  asObject,
+  asString,
+  parseJSON,
+  type Endpoint,
+  type Meter,
+  type SSEEvent,
+  type TextSink,
+  type Usage,
+} from "agent-attr";
 
 type AnthropicUsage = {
   input: number | null;

@@ -5,7 +5,16 @@
  * calls the provider with its own key (OPENAI_API_KEY / ANTHROPIC_API_KEY or the provider's
  * `apiKey`), never with the client's.
  */
-import { ProxyError, definePlugin, normalizeIdentifier, parseOptions, presentedCredential, sqliteKeyStore, type Principal, type ProxyKeyStore } from "agent-attr";
+import {
+  ProxyError,
+  definePlugin,
+  normalizeIdentifier,
+  parseOptions,
+  presentedCredential,
+  sqliteKeyStore,
+  type Principal,
+  type ProxyKeyStore,
+} from "agent-attr";
 import { z } from "zod";
 
 const optionsSchema = z
@@ -60,4 +69,3 @@ export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
     },
   });
 }
-

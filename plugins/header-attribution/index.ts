@@ -32,7 +32,12 @@ export function headerAttribution(options: z.input<typeof optionsSchema> = {}) {
     attribute(ctx): Partial<Attribution> {
       const h = ctx.request.headers;
       const agent = id(h, "x-agent-id");
-      const task = checkIdentifier(headerText(h, "x-task-context"), { where: "Header x-task-context", max: opts.maxTaskLength, header: true, text: true });
+      const task = checkIdentifier(headerText(h, "x-task-context"), {
+        where: "Header x-task-context",
+        max: opts.maxTaskLength,
+        header: true,
+        text: true,
+      });
       const body = bodyIdentity(ctx.body, ctx.endpoint);
       const fromBody = (value: string | null) => checkIdentifier(value, { where: `The body field ${body!.field}`, max: opts.maxIdLength });
       const headerUser = id(h, "x-user-id");

@@ -5,7 +5,16 @@
  * and tier; its RFC 8693 `act` claim (who acts for whom) is kept in the record's `delegation`.
  * A bad token is a 401, recorded. The proxy calls the provider with its own key.
  */
-import { ProxyError, checkIdentifier, definePlugin, isObject, type Principal, oneOrMany, parseOptions, presentedCredential } from "agent-attr";
+import {
+  ProxyError,
+  checkIdentifier,
+  definePlugin,
+  isObject,
+  type Principal,
+  oneOrMany,
+  parseOptions,
+  presentedCredential,
+} from "agent-attr";
 import { z } from "zod";
 import { jwksKeys, pemKey, secretKey, type VerificationKey } from "./keys.ts";
 import { verifyJWT, type Claims } from "./verify.ts";
@@ -55,14 +64,18 @@ export function jwtAttribution(options: z.input<typeof optionsSchema>) {
       else {
         const secret = opts.secret ?? process.env[opts.secretEnv!];
         if (!secret) throw new Error(`secretEnv names ${opts.secretEnv}, which is not set; set it to the HS256 secret.`);
-        if (Buffer.byteLength(secret) < 32) throw new Error(`${opts.secretEnv} holds fewer than 32 bytes; an HS256 secret needs at least 32.`);
+        if (Buffer.byteLength(secret) < 32)
+          throw new Error(`${opts.secretEnv} holds fewer than 32 bytes; an HS256 secret needs at least 32.`);
         keys = [await secretKey(secret)];
       }
     },
     async authenticate(ctx): Promise<Principal> {
       const token = presentedCredential(ctx.request.headers);
       if (!token) {
-        throw new ProxyError("unauthorized", "This proxy requires a signed identity token and the call carried none. Send it as your OpenAI or Anthropic API key.");
+        throw new ProxyError(
+          "unauthorized",
+          "This proxy requires a signed identity token and the call carried none. Send it as your OpenAI or Anthropic API key.",
+        );
       }
       let claims: Claims;
       try {
@@ -77,7 +90,8 @@ export function jwtAttribution(options: z.input<typeof optionsSchema>) {
       }
       const text = (name: string) => (typeof claims[name] === "string" && claims[name] !== "" ? (claims[name] as string) : null);
       // Claims are ids like any header's: NFC, no invisible characters, so an erasure finds them.
-      const id = (name: string, task = false) => checkIdentifier(text(name), { where: `The token's ${name} claim`, max: Infinity, text: task });
+      const id = (name: string, task = false) =>
+        checkIdentifier(text(name), { where: `The token's ${name} claim`, max: Infinity, text: task });
       const identity = { agent_id: id(opts.claims.agent), user_id: id(opts.claims.user), task_context: id(opts.claims.task, true) };
       const act = typeof claims.act === "object" && claims.act !== null ? checkedAct(claims.act, "act") : undefined;
       return {

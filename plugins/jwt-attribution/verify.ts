@@ -74,7 +74,9 @@ export async function verifyJWT(token: string, keys: readonly VerificationKey[],
   if (expect.audience) {
     const aud = typeof claims.aud === "string" ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : [];
     if (!aud.some((a) => typeof a === "string" && expect.audience!.includes(a))) {
-      throw new Error(`the token's audience ${JSON.stringify(claims.aud ?? null)} does not include ${expect.audience.map((a) => `'${a}'`).join(" or ")}`);
+      throw new Error(
+        `the token's audience ${JSON.stringify(claims.aud ?? null)} does not include ${expect.audience.map((a) => `'${a}'`).join(" or ")}`,
+      );
     }
   }
   return claims;

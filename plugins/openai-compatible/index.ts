@@ -10,7 +10,10 @@ import { openaiAdapter } from "../openai/adapter.ts";
 const optionsSchema = z
   .object({
     /** Provider name in audit records, e.g. "ollama". */
-    name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, "lowercase letters, digits, '-' and '_'").default("openai-compatible"),
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]*$/, "lowercase letters, digits, '-' and '_'")
+      .default("openai-compatible"),
     /** Base URL including `/v1`, e.g. http://127.0.0.1:11434/v1. */
     baseURL: z.url(),
     /** Model-name globs served by this server, e.g. ["llama*", "qwen*"]. */

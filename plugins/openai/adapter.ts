@@ -3,7 +3,17 @@
  * `/v1/<rest>` to `<baseURL>/<rest>` (baseURL includes `/v1`, as in the OpenAI SDK) and asks
  * streamed chat calls for their usage.
  */
-import { asObject, fetchUpstream, modelMatcher, parseJSON, upstreamURL, type Endpoint, type ProviderAdapter, type SSEEvent, providerKeyFor } from "agent-attr";
+import {
+  asObject,
+  fetchUpstream,
+  modelMatcher,
+  parseJSON,
+  upstreamURL,
+  type Endpoint,
+  type ProviderAdapter,
+  type SSEEvent,
+  providerKeyFor,
+} from "agent-attr";
 import { openaiMeter } from "./meter.ts";
 
 export interface OpenAIAdapterOptions {

@@ -3,7 +3,18 @@
  * and their streams, and the Responses API (JSON and `response.*` events). `prompt_tokens` already
  * includes cached tokens and `completion_tokens` includes reasoning, which is the record's shape.
  */
-import { DeferredText, asCount, asObject, asString, parseJSON, type Endpoint, type Meter, type SSEEvent, type TextSink, type Usage } from "agent-attr";
+import {
+  DeferredText,
+  asCount,
+  asObject,
+  asString,
+  parseJSON,
+  type Endpoint,
+  type Meter,
+  type SSEEvent,
+  type TextSink,
+  type Usage,
+} from "agent-attr";
 
 export function openaiUsage(value: unknown, endpoint: Endpoint): Usage | null {
   const usage = asObject(value);
@@ -60,7 +71,7 @@ export function openaiMeter(endpoint: Endpoint): Meter {
     const data = asObject(parseJSON(event.data));
     if (!data) return;
     const type = asString(data.type) ?? event.event;
-    if (type && type.startsWith("response.")) {
+    if (type?.startsWith("response.")) {
       const response = asObject(data.response);
       if (response) noteResponse(response);
       else if (type.endsWith(".delta") && typeof data.delta === "string") into.push(data.delta);

@@ -12,7 +12,10 @@ import { z } from "zod";
 const optionsSchema = z
   .object({
     /** The database URL; default `--log-db`. */
-    url: z.string().regex(/^postgres(ql)?:\/\//, "expected a postgres:// URL").optional(),
+    url: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "expected a postgres:// URL")
+      .optional(),
     /** A replica silent for this long is dead and its calls are recovered (ms, default 10,000). */
     leaseMs: z.number().int().min(100).optional(),
     /** Heartbeat interval (ms, default 2,000; keep it at most a third of the lease). */

@@ -13,8 +13,17 @@
  * cannot answer: 503 `limits_unavailable`, or with its `failOpen` the call goes through unchecked,
  * recorded with `error_type: "limits_unavailable:fail_open"`.
  */
-import { ProxyError, definePlugin, type AuditRecord, type CallContext, type LimitStage, type Logger, type Usage, parseOptions } from "agent-attr";
-import { z } from "zod";
+import {
+  ProxyError,
+  definePlugin,
+  type AuditRecord,
+  type CallContext,
+  type LimitStage,
+  type Logger,
+  type Usage,
+  parseOptions,
+} from "agent-attr";
+import type { z } from "zod";
 import { metersFor, ruleMatchers, tierOf, type NamedMeter } from "./meters.ts";
 import { optionsSchema } from "./options.ts";
 import { redisLimiterStore } from "./redis-store.ts";
@@ -67,7 +76,9 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const keyTier = ctx.principal?.tier;
         if (keyTier && !opts.tiers[keyTier] && !warned.has(keyTier)) {
           warned.add(keyTier);
-          log?.warn(`[plugin tiers] ${ctx.principal!.keyId} names tier '${keyTier}', which the config does not define; its calls get the assigned or default tier.`);
+          log?.warn(
+            `[plugin tiers] ${ctx.principal!.keyId} names tier '${keyTier}', which the config does not define; its calls get the assigned or default tier.`,
+          );
         }
         const tierName = tierOf(ctx, opts, matchers);
         const tier = opts.tiers[tierName]!;
@@ -84,7 +95,10 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         recent.note(tierName, meters, at);
         let result: ChargeResult;
         try {
-          result = await store.charge(meters.map((m) => m.meter), at);
+          result = await store.charge(
+            meters.map((m) => m.meter),
+            at,
+          );
         } catch (error) {
           if (!(error instanceof LimitsUnavailableError)) throw error;
           if (!error.failOpen && !tier.shadow) throw new ProxyError("limits_unavailable", error.message, { "retry-after": "1" });
@@ -95,12 +109,18 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         }
         if (result.refused === null) {
           // Settle into the windows the store charged, even if the call ends after midnight.
-          const charged = meters.map((m, i) => (m.meter.kind === "window" ? { ...m, meter: { ...m.meter, endsAt: result.states[i]!.endsAt } } : m));
+          const charged = meters.map((m, i) =>
+            m.meter.kind === "window" ? { ...m, meter: { ...m.meter, endsAt: result.states[i]!.endsAt } } : m,
+          );
           reservations.set(ctx.id, { meters: charged, tokens: reservation.tokens, costNano, hold: result.hold });
           capOutput();
           return;
         }
-        const error = refusalOf(meters, result.states, { tier: tierName, now: result.now, outputFromRequest: reservation.outputFromRequest });
+        const error = refusalOf(meters, result.states, {
+          tier: tierName,
+          now: result.now,
+          outputFromRequest: reservation.outputFromRequest,
+        });
         if (!tier.shadow) throw error;
         return { flag: `shadow:${error.code}` };
       },
@@ -108,7 +128,8 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const reservation = reservations.get(ctx.id);
         if (!reservation) return;
         reservations.delete(ctx.id);
-        const changes = reservation.hold === null ? uncheckedUsage(reservation, record) : adjustments(reservation, record, keepsCeiling(ctx, record));
+        const changes =
+          reservation.hold === null ? uncheckedUsage(reservation, record) : adjustments(reservation, record, keepsCeiling(ctx, record));
         await store.adjust(changes, now(), reservation.hold);
       },
       usage: () => recent.usage(store, now()),

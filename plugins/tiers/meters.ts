@@ -33,7 +33,8 @@ function identityOf(ctx: CallContext, scope: Scope): string | null {
 }
 
 /** A task the call's credential does not vouch for (keys and jwt mode): it must not reach another identity's limits. */
-const unvouchedTask = (ctx: CallContext, scope: Scope) => scope === "task" && ctx.principal !== null && (ctx.unverified ?? []).includes("task_context");
+const unvouchedTask = (ctx: CallContext, scope: Scope) =>
+  scope === "task" && ctx.principal !== null && (ctx.unverified ?? []).includes("task_context");
 
 /**
  * Whose meter a scope charges: `key` is the meter's identity in the store, `who` its name in
@@ -92,10 +93,22 @@ export function metersFor(ctx: CallContext, tierName: string, tier: Tier, estima
       add("tokensPerDay", { kind: "window", key: key("tpd"), limit: tier.tokensPerDay, calendar: "day", amount: estimate.tokens });
     }
     if (tier.costPerDay) {
-      add("costPerDay", { kind: "window", key: key("usd-day"), limit: nanoUSD(tier.costPerDay), calendar: "day", amount: estimate.costNano });
+      add("costPerDay", {
+        kind: "window",
+        key: key("usd-day"),
+        limit: nanoUSD(tier.costPerDay),
+        calendar: "day",
+        amount: estimate.costNano,
+      });
     }
     if (tier.costPerMonth) {
-      add("costPerMonth", { kind: "window", key: key("usd-month"), limit: nanoUSD(tier.costPerMonth), calendar: "month", amount: estimate.costNano });
+      add("costPerMonth", {
+        kind: "window",
+        key: key("usd-month"),
+        limit: nanoUSD(tier.costPerMonth),
+        calendar: "month",
+        amount: estimate.costNano,
+      });
     }
   }
   return meters;

@@ -31,7 +31,13 @@ export type Tier = z.output<typeof tierSchema>;
 
 /** One assignment rule: every field given must match (globs); the first matching rule wins. */
 const ruleSchema = z
-  .object({ tier: z.string().min(1), user: oneOrMany.optional(), agent: oneOrMany.optional(), task: oneOrMany.optional(), key: oneOrMany.optional() })
+  .object({
+    tier: z.string().min(1),
+    user: oneOrMany.optional(),
+    agent: oneOrMany.optional(),
+    task: oneOrMany.optional(),
+    key: oneOrMany.optional(),
+  })
   .strict()
   .refine((rule) => rule.user || rule.agent || rule.task || rule.key, { message: "an assign rule needs user, agent, task or key" });
 
@@ -68,6 +74,6 @@ export const optionsSchema = z
       if (!known.includes(tier)) ctx.addIssue({ code: "custom", path, message: `unknown tier '${tier}'; defined: ${known.join(", ")}` });
     };
     check(opts.default, ["default"]);
-    opts.assign.forEach((rule, i) => check(rule.tier, ["assign", i, "tier"]));
+    for (const [i, rule] of opts.assign.entries()) check(rule.tier, ["assign", i, "tier"]);
   });
 export type TiersOptions = z.output<typeof optionsSchema>;

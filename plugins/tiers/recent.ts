@@ -9,8 +9,20 @@ import { normalizeIdentifier, type LimitUsage } from "agent-attr";
 import type { NamedMeter } from "./meters.ts";
 import type { LimiterStore } from "./store.ts";
 
-const unitOf = { requestsPerMinute: "requests", tokensPerMinute: "tokens", tokensPerDay: "tokens", costPerDay: "nano_usd", costPerMonth: "nano_usd" } as const;
-const limitName = { requestsPerMinute: "requests_per_minute", tokensPerMinute: "tokens_per_minute", tokensPerDay: "tokens_per_day", costPerDay: "cost_per_day", costPerMonth: "cost_per_month" } as const;
+const unitOf = {
+  requestsPerMinute: "requests",
+  tokensPerMinute: "tokens",
+  tokensPerDay: "tokens",
+  costPerDay: "nano_usd",
+  costPerMonth: "nano_usd",
+} as const;
+const limitName = {
+  requestsPerMinute: "requests_per_minute",
+  tokensPerMinute: "tokens_per_minute",
+  tokensPerDay: "tokens_per_day",
+  costPerDay: "cost_per_day",
+  costPerMonth: "cost_per_month",
+} as const;
 
 interface Seen {
   tier: string;
@@ -43,7 +55,8 @@ export class RecentScopes {
   forgetUser(userId: string): void {
     const user = normalizeIdentifier(userId);
     for (const recent of this.tiers.values()) {
-      for (const [owner, seen] of recent) if (seen.meters[0]?.scope === "user" && normalizeIdentifier(seen.meters[0].who) === user) recent.delete(owner);
+      for (const [owner, seen] of recent)
+        if (seen.meters[0]?.scope === "user" && normalizeIdentifier(seen.meters[0].who) === user) recent.delete(owner);
     }
   }
 

@@ -68,7 +68,10 @@ export class RedisConnection {
     });
     let timeout: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<never>((_, reject) => {
-      timeout = setTimeout(() => reject(new Error(`could not connect within ${this.timeoutMs} ms`)), Math.max(0, deadline - performance.now()));
+      timeout = setTimeout(
+        () => reject(new Error(`could not connect within ${this.timeoutMs} ms`)),
+        Math.max(0, deadline - performance.now()),
+      );
     });
     try {
       await Promise.race([this.connecting, timedOut]);

@@ -23,7 +23,15 @@ import type { Logger } from "agent-attr";
 import { z } from "zod";
 import { NotSent, RedisConnection, TimedOut, messageOf, script, type Outcomes, type Script } from "./redis-connection.ts";
 import { adjustScript, chargeScript, peekScript, renewScript } from "./redis-scripts.ts";
-import { LimitsUnavailableError, gcraState, windowState, type ChargeResult, type LimiterStore, type Meter, type MeterState } from "./store.ts";
+import {
+  LimitsUnavailableError,
+  gcraState,
+  windowState,
+  type ChargeResult,
+  type LimiterStore,
+  type Meter,
+  type MeterState,
+} from "./store.ts";
 
 const redisURL = z.string().refine((url) => /^(redis|rediss|valkey|valkeys):\/\/[^/]/.test(url), {
   message: "expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379",
@@ -99,14 +107,19 @@ export class RedisLimiterStore implements LimiterStore {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.flush().catch(() => {});
-    if (this.pending.length > 0) this.redis.log.error(`[plugin tiers] ${this.pending.length} limiter adjustments could not reach Redis at ${this.redis.where} before shutdown and are lost.`);
+    if (this.pending.length > 0)
+      this.redis.log.error(
+        `[plugin tiers] ${this.pending.length} limiter adjustments could not reach Redis at ${this.redis.where} before shutdown and are lost.`,
+      );
     this.redis.close();
   }
 
   async charge(meters: readonly Meter[], now: number): Promise<ChargeResult> {
     const deadline = this.redis.deadline();
     const keys = [this.key("leases"), ...meters.map((meter) => this.meterKey(meter))];
-    const amounts = meters.flatMap((m) => (m.kind === "gcra" ? ["g", m.limit, m.periodMs, m.amount] : ["w", m.limit, m.calendar, m.amount]).map(String));
+    const amounts = meters.flatMap((m) =>
+      (m.kind === "gcra" ? ["g", m.limit, m.periodMs, m.amount] : ["w", m.limit, m.calendar, m.amount]).map(String),
+    );
     for (let attempt = 0; attempt < 2; attempt++) {
       const owner = this.owner;
       const args = [this.clock(now), owner, this.fresh ? "1" : "0", String(this.opts.leaseMs), String(this.margin()), ...amounts];
@@ -138,7 +151,10 @@ export class RedisLimiterStore implements LimiterStore {
       hold ?? "",
       String(this.margin()),
       ...adjustments.flatMap(({ meter: m, delta }) =>
-        (m.kind === "gcra" ? ["g", m.limit, m.periodMs, m.amount, delta, ""] : ["w", m.limit, m.calendar, m.amount, delta, m.endsAt ?? ""]).map(String),
+        (m.kind === "gcra"
+          ? ["g", m.limit, m.periodMs, m.amount, delta, ""]
+          : ["w", m.limit, m.calendar, m.amount, delta, m.endsAt ?? ""]
+        ).map(String),
       ),
     ];
     await this.send({ keys, args });
@@ -152,13 +168,19 @@ export class RedisLimiterStore implements LimiterStore {
     try {
       reply = (await this.run(scripts.peek, keys, args, this.redis.deadline(), { unknown: () => {} })) as string[];
     } catch (error) {
-      throw new LimitsUnavailableError(`The limits cannot be read from Redis at ${this.redis.where} right now (${messageOf(error)}).`, this.failOpen, { cause: error });
+      throw new LimitsUnavailableError(
+        `The limits cannot be read from Redis at ${this.redis.where} right now (${messageOf(error)}).`,
+        this.failOpen,
+        { cause: error },
+      );
     }
     const at = Number(reply[0]);
     return meters.map((meter, i) => {
       const [a, b, c] = reply.slice(1 + 3 * i, 4 + 3 * i) as [string, string, string];
       const idle = { ...meter, amount: 0 };
-      return idle.kind === "gcra" ? gcraState(idle, a === "" ? null : Number(a), at) : windowState(idle, Number(a), Number(b), Number(c), at);
+      return idle.kind === "gcra"
+        ? gcraState(idle, a === "" ? null : Number(a), at)
+        : windowState(idle, Number(a), Number(b), Number(c), at);
     });
   }
 
@@ -176,10 +198,13 @@ export class RedisLimiterStore implements LimiterStore {
    */
   private async send(adjustment: PendingAdjust): Promise<void> {
     try {
-      await this.run(scripts.adjust, adjustment.keys, adjustment.args, this.redis.deadline(), { unknown: () => this.rotate(adjustment.args[1]!) });
+      await this.run(scripts.adjust, adjustment.keys, adjustment.args, this.redis.deadline(), {
+        unknown: () => this.rotate(adjustment.args[1]!),
+      });
     } catch (error) {
       if (error instanceof NotSent) this.queue(adjustment);
-      else if (!(error instanceof TimedOut)) this.redis.log.error(`[plugin tiers] a limiter adjustment failed in Redis at ${this.redis.where}: ${messageOf(error)}`);
+      else if (!(error instanceof TimedOut))
+        this.redis.log.error(`[plugin tiers] a limiter adjustment failed in Redis at ${this.redis.where}: ${messageOf(error)}`);
     }
   }
 
@@ -187,7 +212,9 @@ export class RedisLimiterStore implements LimiterStore {
     if (this.pending.length >= maxPending) {
       this.pending.shift();
       if (this.pending.length === maxPending - 1) {
-        this.redis.log.error(`[plugin tiers] more than ${maxPending} limiter adjustments wait for Redis at ${this.redis.where}; the oldest are dropped.`);
+        this.redis.log.error(
+          `[plugin tiers] more than ${maxPending} limiter adjustments wait for Redis at ${this.redis.where}; the oldest are dropped.`,
+        );
       }
     }
     this.pending.push(adjustment);
@@ -267,7 +294,9 @@ function parseCharge(meters: readonly Meter[], reply: string[], owner: string): 
   const refused = reply[2] === "" ? null : Number(reply[2]);
   const states = meters.map((meter, i) => {
     const [a, b, c] = reply.slice(3 + 3 * i, 6 + 3 * i) as [string, string, string];
-    return meter.kind === "gcra" ? gcraState(meter, a === "" ? null : Number(a), now) : windowState(meter, Number(a), Number(b), Number(c), now);
+    return meter.kind === "gcra"
+      ? gcraState(meter, a === "" ? null : Number(a), now)
+      : windowState(meter, Number(a), Number(b), Number(c), now);
   });
   return { refused, states, hold: refused === null ? owner : null, now };
 }

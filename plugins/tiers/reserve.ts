@@ -115,7 +115,10 @@ function requestedOutput(body: Record<string, unknown>): number | null {
     const value = body[field];
     if (value === undefined || value === null) continue;
     if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
-      throw new ProxyError("invalid_body", `${field} must be a positive integer (got ${JSON.stringify(value).slice(0, 40)}); the proxy reserves budgets by it.`);
+      throw new ProxyError(
+        "invalid_body",
+        `${field} must be a positive integer (got ${JSON.stringify(value).slice(0, 40)}); the proxy reserves budgets by it.`,
+      );
     }
     max = Math.max(max ?? 0, value);
   }
@@ -152,9 +155,5 @@ export function reservationOf(ctx: CallContext, maxOutputTokens: number): Reserv
 /** The same input priced as plain input, as 5-minute cache writes and as 1-hour cache writes. */
 export function ceilingVariants(ceiling: Usage): Usage[] {
   const input = ceiling.input_tokens ?? 0;
-  return [
-    ceiling,
-    { ...ceiling, cache_write_tokens: input },
-    { ...ceiling, cache_write_tokens: input, cache_write_1h_tokens: input },
-  ];
+  return [ceiling, { ...ceiling, cache_write_tokens: input }, { ...ceiling, cache_write_tokens: input, cache_write_1h_tokens: input }];
 }

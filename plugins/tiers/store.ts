@@ -119,7 +119,13 @@ export function gcraState(meter: Extract<Meter, { kind: "gcra" }>, stored: numbe
 }
 
 /** A window meter's state given what its window holds (`used`, of which `held` by calls in flight). */
-export function windowState(meter: Extract<Meter, { kind: "window" }>, used: number, held: number, endsAt: number, now: number): MeterState {
+export function windowState(
+  meter: Extract<Meter, { kind: "window" }>,
+  used: number,
+  held: number,
+  endsAt: number,
+  now: number,
+): MeterState {
   const fits = used + meter.amount <= meter.limit;
   return {
     used,

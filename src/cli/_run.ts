@@ -31,7 +31,10 @@ export async function runCommandLine(main: AnyCommand, argv: string[]): Promise<
       return;
     }
     if (argv[0] === "help") {
-      const target = await resolve(main, argv.slice(1).filter((word) => !isHelp(word)));
+      const target = await resolve(
+        main,
+        argv.slice(1).filter((word) => !isHelp(word)),
+      );
       if (target.rest.length > 0) throw unknownCommand(target, target.rest[0]!);
       return await printUsage(target, version, process.stdout);
     }
@@ -72,7 +75,8 @@ async function resolve(main: AnyCommand, argv: string[]): Promise<Resolved> {
     if (Object.keys(subs).length === 0) return { path, command, rest };
     const word = rest[0];
     if (word === undefined || isHelp(word)) return { path, command, rest };
-    if (word.startsWith("-")) throw new UsageError(`'${path.join(" ")}' takes a command before any option, not '${word}'. Run '${path.join(" ")} --help'.`);
+    if (word.startsWith("-"))
+      throw new UsageError(`'${path.join(" ")}' takes a command before any option, not '${word}'. Run '${path.join(" ")} --help'.`);
     const sub = subs[word];
     if (!sub) throw unknownCommand({ path, command, rest }, word, Object.keys(subs));
     path.push(word);
@@ -123,7 +127,8 @@ function checkArguments({ path, rest }: Resolved, args: ArgsDef): void {
     if (given.has(name)) throw new UsageError(`--${name} is given twice; give it once.`);
     given.add(name);
     if (def.type === "boolean") {
-      if (inline !== undefined && inline !== "true" && inline !== "false") throw new UsageError(`--${name} is a switch: write --${name} or --no-${name}, not '${word}'.`);
+      if (inline !== undefined && inline !== "true" && inline !== "false")
+        throw new UsageError(`--${name} is a switch: write --${name} or --no-${name}, not '${word}'.`);
       continue;
     }
     if (inline !== undefined) continue;
@@ -183,7 +188,10 @@ const ansi = /\u001b\[[0-9;]*m/g;
 /** citty's own parse errors (a missing required argument, a value outside an enum) are usage errors. */
 function citty(error: unknown, argv: string[]): unknown {
   if (!(error instanceof Error) || error.name !== "CLIError") return error;
-  const command = ["agent-attr", ...argv.filter((word, i) => !word.startsWith("-") && argv.slice(0, i).every((w) => !w.startsWith("-")))].join(" ");
+  const command = [
+    "agent-attr",
+    ...argv.filter((word, i) => !word.startsWith("-") && argv.slice(0, i).every((w) => !w.startsWith("-"))),
+  ].join(" ");
   const message = error.message.replace(ansi, "").replace(/[^.]$/, "$&.");
   return new UsageError(`${message} Run '${command} --help' for its options.`);
 }

@@ -8,7 +8,7 @@ import { createLogger, defaultLogSettings, resolveLogSettings } from "../log.ts"
 import { PluginError, type Logger } from "../plugin.ts";
 
 /**
- * Exit codes, one meaning each (README "Exit codes"). Only a verdict about the trail or an export
+ * Exit codes, one meaning each (docs/operators.md, "CLI errors and exit codes"). Only a verdict about the trail or an export
  * exits 1, so a script can tell tampering from a typo or a missing file.
  */
 export const exitCodes = {

@@ -12,7 +12,11 @@ const exportCommand = defineCommand({
   meta: { name: "export", description: "Export records (streamed) with a signed manifest beside the file" },
   args: {
     format: { type: "enum", options: [...exportFormats], required: true, description: "csv | json | ndjson" },
-    output: { type: "string", description: "File to write (its manifest goes to FILE.manifest.json); default stdout, without manifest", valueHint: "FILE" },
+    output: {
+      type: "string",
+      description: "File to write (its manifest goes to FILE.manifest.json); default stdout, without manifest",
+      valueHint: "FILE",
+    },
     "start-date": { type: "string", description: "From this day (YYYY-MM-DD, UTC) or ISO 8601 time" },
     "end-date": { type: "string", description: "Up to and including this day, or up to this ISO 8601 time" },
     agent: { type: "string", description: "Only this agent" },
@@ -49,7 +53,9 @@ const exportCommand = defineCommand({
       if (!manifest) throw new IoError(`the export ${run.id} ended, but its manifest is not in the trail`);
       if (output !== undefined) {
         writeFileSync(`${output}.manifest.json`, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
-        process.stderr.write(`Exported ${manifest.record_count} records to ${output} (sha256 ${manifest.sha256}); manifest: ${output}.manifest.json\n`);
+        process.stderr.write(
+          `Exported ${manifest.record_count} records to ${output} (sha256 ${manifest.sha256}); manifest: ${output}.manifest.json\n`,
+        );
       } else {
         process.stderr.write(`agent-attr: exported ${manifest.record_count} records; use --output FILE for a manifest beside the file\n`);
       }
@@ -102,18 +108,23 @@ function writeAll(fd: number, chunk: Uint8Array): void {
 const verifyExportCommand = defineCommand({
   meta: {
     name: "verify-export",
-    description: "Check an export against its signed manifest, offline (exit 0 intact and signed by --public-key; 1 changed; 6 integrity ok but signer not pinned)",
+    description:
+      "Check an export against its signed manifest, offline (exit 0 intact and signed by --public-key; 1 changed; 6 integrity ok but signer not pinned)",
   },
   args: {
     file: { type: "positional", required: true, description: "The exported file" },
     manifest: { type: "string", description: "The manifest (default FILE.manifest.json)", valueHint: "FILE" },
-    "public-key": { type: "string", description: "Require the manifest to be signed by this public key (PEM, from 'audit pubkey')", valueHint: "FILE" },
+    "public-key": {
+      type: "string",
+      description: "Require the manifest to be signed by this public key (PEM, from 'audit pubkey')",
+      valueHint: "FILE",
+    },
   },
   async run({ args }) {
     const keyFile = args["public-key"];
     const pinned = keyFile ? opening(`--public-key ${keyFile}`, () => readFileSync(keyFile, "utf8")) : undefined;
     const manifest = args.manifest ?? `${args.file}.manifest.json`;
-    let check;
+    let check: Awaited<ReturnType<typeof verifyExport>>;
     try {
       check = await verifyExport(args.file, manifest, pinned);
     } catch (error) {

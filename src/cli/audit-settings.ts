@@ -44,7 +44,9 @@ export async function cliAuditSettings(flags: { logDb?: string; signingKey?: str
     config,
     logDb,
     signingKeyGiven,
-    signingKey: isPostgresUrl(logDb) ? (signingKeyGiven ?? process.env.AGENT_ATTR_SIGNING_KEY ?? defaultSigningKey) : signingKeyPath(logDb, signingKeyGiven),
+    signingKey: isPostgresUrl(logDb)
+      ? (signingKeyGiven ?? process.env.AGENT_ATTR_SIGNING_KEY ?? defaultSigningKey)
+      : signingKeyPath(logDb, signingKeyGiven),
     signingKeySource,
     checkpoint: config.audit.checkpoint,
   };

@@ -23,7 +23,11 @@ export function summaryTable(summary: Summary): string {
   const rows = [...summary.groups.map((g) => [g.key ?? "-", ...cells(g)]), ["TOTAL", ...cells(summary.total)]];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   // Text left-aligned, numbers right-aligned.
-  const line = (row: string[]) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ").trimEnd();
+  const line = (row: string[]) =>
+    row
+      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   const rule = widths.map((w) => "-".repeat(w));
   return `${[line(header), line(rule), ...rows.slice(0, -1).map(line), line(rule), line(rows.at(-1)!)].join("\n")}\n`;
 }

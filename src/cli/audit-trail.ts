@@ -69,12 +69,21 @@ export function describeReport(report: VerifyReport): string {
 const verify = defineCommand({
   meta: {
     name: "verify",
-    description: "Recompute the hash chain and check the signed checkpoints (exit 0 intact, 1 tampered, 6 chain intact but checkpoints unverifiable: no key)",
+    description:
+      "Recompute the hash chain and check the signed checkpoints (exit 0 intact, 1 tampered, 6 chain intact but checkpoints unverifiable: no key)",
   },
   args: {
     format: { type: "enum", options: ["text", "json"], default: "text", description: "Output format" },
-    "public-key": { type: "string", description: "Check checkpoints against this public key (PEM) instead of the key file", valueHint: "FILE" },
-    checkpoints: { type: "string", description: "Check the checkpoints in this file (default: the config's audit.checkpoint.file), kept outside the database", valueHint: "FILE" },
+    "public-key": {
+      type: "string",
+      description: "Check checkpoints against this public key (PEM) instead of the key file",
+      valueHint: "FILE",
+    },
+    checkpoints: {
+      type: "string",
+      description: "Check the checkpoints in this file (default: the config's audit.checkpoint.file), kept outside the database",
+      valueHint: "FILE",
+    },
     "signing-key": signingKeyArg,
     "log-db": logDbArg,
     config: configArg,
@@ -84,7 +93,9 @@ const verify = defineCommand({
     const external = args.checkpoints ? readCheckpoints(args.checkpoints) : undefined;
     await withCliAdmin({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config }, async (admin, settings) => {
       if (!pinned && !admin.signs) cliLog().warn(missingKeyHelp(settings));
-      const report = await opening("cannot verify the trail", () => admin.trail.verify(cliActor(), { publicKey: pinned, checkpoints: external }));
+      const report = await opening("cannot verify the trail", () =>
+        admin.trail.verify(cliActor(), { publicKey: pinned, checkpoints: external }),
+      );
       if (!report.recorded) cliLog().warn("this verification could not be recorded in the trail (read-only or locked database)");
       process.stdout.write(args.format === "json" ? `${JSON.stringify(report, null, 2)}\n` : describeReport(report));
       process.exitCode = !report.ok ? exitCodes.tampered : report.unverified_checkpoints > 0 ? exitCodes.unconfirmed : exitCodes.ok;

@@ -18,9 +18,15 @@ const check = defineCommand({
     const { problems, warnings } = checkStartup(config, { plugins, logDb, env: process.env });
     for (const warning of warnings) cliLog().warn(warning);
     const source = configFile ?? "no config file, built-in defaults";
-    if (problems.length > 0) throw new ConfigError(`${source}: 'proxy start' would refuse to start (${problems.length} problem${problems.length === 1 ? "" : "s"}):`, problems);
+    if (problems.length > 0)
+      throw new ConfigError(
+        `${source}: 'proxy start' would refuse to start (${problems.length} problem${problems.length === 1 ? "" : "s"}):`,
+        problems,
+      );
     const names = config.plugins ? plugins.map((p) => p.name).join(", ") : `defaults (${plugins.map((p) => p.name).join(", ")})`;
-    console.log(`agent-attr: ${source} is valid; plugins: ${names}; audit: ${logDb}; listens on ${config.server.host}:${config.server.port}`);
+    console.log(
+      `agent-attr: ${source} is valid; plugins: ${names}; audit: ${logDb}; listens on ${config.server.host}:${config.server.port}`,
+    );
   },
 });
 

@@ -18,7 +18,11 @@ export function localURL(host: string, port: number): string {
 export const healthCommand = defineCommand({
   meta: { name: "health", description: "Check that a running proxy answers /healthz (exit 0 healthy, 7 not)" },
   args: {
-    url: { type: "string", description: "The proxy's base URL (default: where 'proxy start' listens with these flags, PORT/HOST and the config)", valueHint: "URL" },
+    url: {
+      type: "string",
+      description: "The proxy's base URL (default: where 'proxy start' listens with these flags, PORT/HOST and the config)",
+      valueHint: "URL",
+    },
     port: { type: "string", description: "Port the proxy listens on (default: PORT, the config's server.port, or 8080)" },
     host: { type: "string", description: "Address it listens on (default: HOST, the config's server.host, or 127.0.0.1)" },
     timeout: { type: "string", description: "Milliseconds to wait for the answer (default 3000)" },

@@ -31,7 +31,8 @@ export const initCommand = defineCommand({
   },
   run({ args }) {
     const file = resolve(args.output ?? defaultConfigFile);
-    if (existsSync(file) && !args.force) throw new UsageError(`${file} already exists; pass --force to overwrite it (or 'agent-attr types' to write only the types).`);
+    if (existsSync(file) && !args.force)
+      throw new UsageError(`${file} already exists; pass --force to overwrite it (or 'agent-attr types' to write only the types).`);
     opening(`cannot write ${file}`, () => writeFileSync(file, `${reference}\n${starter}`));
     const types = writeTypes(dirname(file));
     console.log(`agent-attr: wrote ${file} and ${types} (editor types); start the proxy with 'agent-attr proxy start'`);
@@ -39,7 +40,10 @@ export const initCommand = defineCommand({
 });
 
 export const typesCommand = defineCommand({
-  meta: { name: "types", description: `Write ${environmentFile} beside the config: editor types for "agent-attr" and "agent-attr/plugins"` },
+  meta: {
+    name: "types",
+    description: `Write ${environmentFile} beside the config: editor types for "agent-attr" and "agent-attr/plugins"`,
+  },
   args: {
     output: { type: "string", description: `Folder to write it to (default: the current one)`, valueHint: "DIR" },
   },

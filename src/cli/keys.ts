@@ -22,7 +22,8 @@ const units: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, 
 export function parseExpiry(value: string, now = new Date()): Date {
   const relative = /^(\d+)([mhdw])$/.exec(value.trim());
   const at = relative ? new Date(now.getTime() + Number(relative[1]) * units[relative[2]!]!) : new Date(value);
-  if (Number.isNaN(at.getTime())) throw new UsageError(`--expires: '${value}' is neither a duration (90d, 12h, 30m, 2w) nor an ISO 8601 date.`);
+  if (Number.isNaN(at.getTime()))
+    throw new UsageError(`--expires: '${value}' is neither a duration (90d, 12h, 30m, 2w) nor an ISO 8601 date.`);
   if (at.getTime() <= now.getTime()) throw new UsageError(`--expires: ${at.toISOString()} is not in the future.`);
   return at;
 }
@@ -39,11 +40,19 @@ const idGlob = z.string().transform((glob, ctx) => {
 
 const globList = z
   .string()
-  .transform((value) => value.split(",").map((part) => part.trim()).filter(Boolean))
+  .transform((value) =>
+    value
+      .split(",")
+      .map((part) => part.trim())
+      .filter(Boolean),
+  )
   .pipe(z.array(idGlob).min(1, "give at least one ID or glob"));
 
 const formatArg = { type: "enum" as const, options: ["text", "json"], default: "text", description: "Output format" };
-const keysDbArg = { ...logDbArg, description: "Audit database holding the keys (default: as 'proxy start': AGENT_ATTR_LOG_DB, the config's audit.logDb, ./audit.db)" };
+const keysDbArg = {
+  ...logDbArg,
+  description: "Audit database holding the keys (default: as 'proxy start': AGENT_ATTR_LOG_DB, the config's audit.logDb, ./audit.db)",
+};
 
 /** What apiKeys({ path }) offers for keys kept apart from the trail. */
 interface OwnKeys {
@@ -62,7 +71,8 @@ async function openKeys(args: { config?: string; "log-db"?: string }, options: {
   const checked = plugin !== undefined;
   const own = plugin && "ownKeys" in plugin ? (plugin.ownKeys as OwnKeys | undefined) : undefined;
   if (own) {
-    if (!options.create && !existsSync(own.where)) throw new IoError(`No keys database at ${own.where} (apiKeys({ path }) in the config); create a key first.`);
+    if (!options.create && !existsSync(own.where))
+      throw new IoError(`No keys database at ${own.where} (apiKeys({ path }) in the config); create a key first.`);
     const keys = opening(`cannot open the keys database ${own.where}`, () => own.open());
     return { where: own.where, checked, keys, close: async () => keys.close() };
   }
@@ -109,7 +119,9 @@ const create = defineCommand({
         return;
       }
       process.stdout.write(`Created ${record.id}  ${describeKey(record)}\n${key}\n`);
-      process.stderr.write(`This key is shown once: store it now. Clients send it as their OpenAI or Anthropic API key. (Stored in ${opened.where}.)\n`);
+      process.stderr.write(
+        `This key is shown once: store it now. Clients send it as their OpenAI or Anthropic API key. (Stored in ${opened.where}.)\n`,
+      );
     } finally {
       await opened.close();
     }

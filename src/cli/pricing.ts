@@ -46,7 +46,13 @@ async function quote(plugins: Plugin[], request: Omit<PriceRequest, "usage">, us
 /** Nano-dollars for `tokens` tokens → USD per million tokens, exactly. */
 const perMillion = (nano: number, tokens: number) => formatUSD((nano * 1_000_000) / tokens);
 
-async function show(plugins: Plugin[], provider: { name: string; adapter: ProviderAdapter }, endpoint: Endpoint, model: string, context: number): Promise<Shown> {
+async function show(
+  plugins: Plugin[],
+  provider: { name: string; adapter: ProviderAdapter },
+  endpoint: Endpoint,
+  model: string,
+  context: number,
+): Promise<Shown> {
   const ctx = {
     id: "pricing-show",
     startedAt: Date.now(),
@@ -70,7 +76,10 @@ async function show(plugins: Plugin[], provider: { name: string; adapter: Provid
   }
   const base = await quote(plugins, request, { input_tokens: context, output_tokens: 0 });
   const withOutput = await quote(plugins, request, { input_tokens: context, output_tokens: 1_000_000 });
-  rates.output = base?.cost_nano_usd == null || withOutput?.cost_nano_usd == null ? null : perMillion(withOutput.cost_nano_usd - base.cost_nano_usd, 1_000_000);
+  rates.output =
+    base?.cost_nano_usd == null || withOutput?.cost_nano_usd == null
+      ? null
+      : perMillion(withOutput.cost_nano_usd - base.cost_nano_usd, 1_000_000);
   return { provider: provider.name, source, rates };
 }
 

@@ -13,7 +13,7 @@ const start = defineCommand({
   args: startArgs,
   async run({ args }) {
     const { configFile, config, logDb } = await startSettings(args);
-    let log;
+    let log: ReturnType<typeof createLogger>;
     try {
       log = createLogger(resolveLogSettings(config.server.log));
     } catch (error) {

@@ -12,7 +12,14 @@ import { signingKeyPath } from "../trail/signing.ts";
 
 export async function removeWhatAFailedStartCreated<T>(logDb: string, config: Config, start: () => Promise<T>): Promise<T> {
   const fresh = logDb !== ":memory:" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(logDb) && !existsSync(logDb);
-  const candidates = [logDb, `${logDb}-wal`, `${logDb}-shm`, `${logDb}-journal`, `${logDb}.key`, signingKeyPath(logDb, config.audit.signingKey)];
+  const candidates = [
+    logDb,
+    `${logDb}-wal`,
+    `${logDb}-shm`,
+    `${logDb}-journal`,
+    `${logDb}.key`,
+    signingKeyPath(logDb, config.audit.signingKey),
+  ];
   const before = new Set(candidates.filter((file) => existsSync(file)));
   try {
     return await start();
@@ -21,7 +28,8 @@ export async function removeWhatAFailedStartCreated<T>(logDb: string, config: Co
       for (const file of candidates) if (!before.has(file)) rmSync(file, { force: true });
       const intents = `${basename(logDb)}.intents-${process.pid}-`;
       const folder = dirname(logDb);
-      if (existsSync(folder)) for (const name of readdirSync(folder)) if (name.startsWith(intents)) rmSync(join(folder, name), { force: true });
+      if (existsSync(folder))
+        for (const name of readdirSync(folder)) if (name.startsWith(intents)) rmSync(join(folder, name), { force: true });
     }
     throw error;
   }

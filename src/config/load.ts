@@ -63,7 +63,13 @@ export async function loadConfig(file: string | null): Promise<Config> {
   } catch (error) {
     const at = errorLocation(error);
     const where = at ? `${at.file}:${at.line}: ` : "";
-    throw new ConfigError(`Could not load ${file}:`, errorMessage(error).trim().split("\n").map((line, i) => (i === 0 ? `${where}${line}` : `  ${line}`)));
+    throw new ConfigError(
+      `Could not load ${file}:`,
+      errorMessage(error)
+        .trim()
+        .split("\n")
+        .map((line, i) => (i === 0 ? `${where}${line}` : `  ${line}`)),
+    );
   }
   if (exported === undefined) {
     throw new ConfigError(`${file} has no default export; write \`export default defineConfig({ ... })\`.`);
@@ -78,7 +84,7 @@ export function parseConfig(value: unknown, file?: string): Config {
   const source = file ? sourceOf(file) : "";
   const problems = result.error.issues.map((issue) => {
     const keys = issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]!] : issue.path;
-    const line = file ? optionLine(source, keys) ?? optionLine(source, issue.path) : null;
+    const line = file ? (optionLine(source, keys) ?? optionLine(source, issue.path)) : null;
     const where = file ? `${file}${line ? `:${line}` : ""}: ` : "";
     return `${where}${issue.path.length ? `${issue.path.join(".")}: ` : ""}${issue.message}`;
   });

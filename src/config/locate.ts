@@ -41,7 +41,8 @@ export function optionLine(source: string, path: readonly PropertyKey[]): number
 export function errorLocation(error: unknown): Location | null {
   // Bun's BuildMessage / ResolveMessage (syntax errors, unresolvable imports) carry a position.
   const position = (error as { position?: { file?: unknown; line?: unknown } } | null)?.position;
-  if (position && typeof position.file === "string" && typeof position.line === "number") return { file: position.file, line: position.line };
+  if (position && typeof position.file === "string" && typeof position.line === "number")
+    return { file: position.file, line: position.line };
   const stack = error instanceof Error ? (error.stack ?? "") : "";
   for (const frame of stack.split("\n").slice(1)) {
     const match = /\(?((?:\/|[A-Za-z]:[\\/])[^():]*):(\d+):\d+\)?\s*$/.exec(frame.trim());

@@ -24,7 +24,11 @@ export const configSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
         host: z.string().min(1).default("127.0.0.1"),
         /** Largest request body accepted, in bytes (default 32 MiB). */
-        maxBodyBytes: z.number().int().positive().default(32 * 1024 * 1024),
+        maxBodyBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(32 * 1024 * 1024),
         /** Time the upstream has to answer with headers, in ms (default 10 min). */
         upstreamTimeoutMs: z.number().int().positive().default(600_000),
         /** Longest silence between two chunks of a response, in ms (default 5 min; 0 = none). */

@@ -13,7 +13,17 @@ export function bundleDashboard(): { html: string; js: string; css: string } {
   const out = mkdtempSync(join(tmpdir(), "agent-attr-dashboard-"));
   try {
     const build = Bun.spawnSync(
-      [process.execPath, "build", join(ui, "main.tsx"), "--outdir", out, "--target=browser", "--minify", "--entry-naming=app.[ext]", "--asset-naming=[name].[ext]"],
+      [
+        process.execPath,
+        "build",
+        join(ui, "main.tsx"),
+        "--outdir",
+        out,
+        "--target=browser",
+        "--minify",
+        "--entry-naming=app.[ext]",
+        "--asset-naming=[name].[ext]",
+      ],
       { cwd: join(import.meta.dir, "../.."), env: { ...process.env, NO_COLOR: "1" } },
     );
     if (build.exitCode !== 0) throw new Error(`bundling the dashboard failed:\n${build.stderr.toString()}${build.stdout.toString()}`);

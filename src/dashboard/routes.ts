@@ -65,13 +65,20 @@ export function dashboardRoutes(options: DashboardOptions) {
         if (request.headers.get(dashboardHeader) !== "1") {
           return apiError("forbidden", "Sign in from the dashboard page (its requests carry the X-Agent-Attr-Dashboard header).");
         }
-        if (open) return apiError("no_sign_in", "This proxy has no access token configured (loopback only): the dashboard needs no sign-in.");
+        if (open)
+          return apiError("no_sign_in", "This proxy has no access token configured (loopback only): the dashboard needs no sign-in.");
         const parsed = signInSchema.safeParse(await request.json().catch(() => null));
         if (!parsed.success) return apiError("invalid_body", 'Send {"token": "<admin or auditor token>"} as JSON.');
         const role = roleOf(parsed.data.token);
         if (!role) {
-          options.noteRefusal({ method: "POST", route, status: 401, reason: "unknown_token", required_role: "auditor", presented_role: null }, request);
-          return apiError("unauthorized", "That is not an admin or auditor token of this proxy (AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or the config's admin.tokens).");
+          options.noteRefusal(
+            { method: "POST", route, status: 401, reason: "unknown_token", required_role: "auditor", presented_role: null },
+            request,
+          );
+          return apiError(
+            "unauthorized",
+            "That is not an admin or auditor token of this proxy (AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or the config's admin.tokens).",
+          );
         }
         const cookie = sessions.create(role, isSecure(request));
         return Response.json({ role }, { headers: { "set-cookie": cookie, "cache-control": "no-store" } });

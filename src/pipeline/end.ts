@@ -24,7 +24,15 @@ export type CallEnd =
   /** Forwarded, but no response arrived: the upstream failed, timed out, or the client hung up. */
   | { kind: "failed"; error: ProxyError; clientGone: boolean }
   /** The upstream answered; its body ended as `how` says, metered as `meter` says. */
-  | { kind: "answered"; status: number; how: StreamEnd; meter: MeterResult; ttfb: number | null; responseHash: string; signal: AbortSignal };
+  | {
+      kind: "answered";
+      status: number;
+      how: StreamEnd;
+      meter: MeterResult;
+      ttfb: number | null;
+      responseHash: string;
+      signal: AbortSignal;
+    };
 
 export interface CallEnding {
   /**
@@ -41,12 +49,7 @@ export interface CallEnding {
  * The ending of one call. `inFlight` is its record as known before the upstream answered (the
  * intent, for a forwarded call); `provider` the adapter that served it, null if none was routed.
  */
-export function callEnding(
-  ctx: CallContext,
-  inFlight: AuditRecord,
-  provider: RoutedProvider | null,
-  rt: Runtime,
-): CallEnding {
+export function callEnding(ctx: CallContext, inFlight: AuditRecord, provider: RoutedProvider | null, rt: Runtime): CallEnding {
   let recorded: Promise<AuditRecord | null> | null = null;
   let finished: Promise<void> | null = null;
   const record = (end: CallEnd) =>
@@ -147,5 +150,7 @@ function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage
 
 /** Stage 9: every limiter reconciles with the final record. Never throws. */
 function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): Promise<void> {
-  return runSequential(rt.plugins, "limit.settle", (plugin) => plugin.limit?.settle && (() => plugin.limit!.settle!(ctx, record)), { log: rt.log });
+  return runSequential(rt.plugins, "limit.settle", (plugin) => plugin.limit?.settle && (() => plugin.limit!.settle!(ctx, record)), {
+    log: rt.log,
+  });
 }

@@ -67,13 +67,15 @@ export function tokensOf(count: CountTokens, delivered: string | OutputSample): 
 export async function estimateUsage(ctx: CallContext, known: Usage | null, delivered: string | OutputSample | null): Promise<Usage | null> {
   const count = await countTokens();
   let output = known?.output_tokens ?? null;
-  if (ctx.endpoint.kind === "embeddings") output = 0; // embeddings generate no tokens
+  if (ctx.endpoint.kind === "embeddings")
+    output = 0; // embeddings generate no tokens
   else if (delivered !== null) output = Math.max(output ?? 0, tokensOf(count, delivered));
   let input = known?.input_tokens ?? null;
   if (input === null) {
     const prompt = promptText(ctx.body);
     if (prompt !== null) {
-      const sample = prompt.length > maxPromptSample ? { text: prompt.slice(0, maxPromptSample), moreChars: prompt.length - maxPromptSample } : prompt;
+      const sample =
+        prompt.length > maxPromptSample ? { text: prompt.slice(0, maxPromptSample), moreChars: prompt.length - maxPromptSample } : prompt;
       input = tokensOf(count, sample);
     }
   }

@@ -3,13 +3,13 @@
  * asked for (its edits spliced into the client's bytes), only the credential that provider takes,
  * and the upstream call under the proxy's deadlines; its answer goes to ./respond.ts (stage 6).
  */
-import { type AuditRecord } from "../trail/record.ts";
+import type { AuditRecord } from "../trail/record.ts";
 import { ProxyError, errorMessage, toWireError } from "../errors.ts";
 import { PluginError, type CredentialHeader } from "../plugin.ts";
 import { applyBodyEdits, type BodyEdit } from "../proxy/json-edit.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
-import { type CallContext } from "./context.ts";
+import type { CallContext } from "./context.ts";
 import { callEnding } from "./end.ts";
 import { outputLimitFields } from "./endpoints.ts";
 import { replyBody } from "./respond.ts";
@@ -17,12 +17,7 @@ import { newRecord } from "./record.ts";
 import { trackUntilDone, type RoutedProvider, type Runtime } from "./runtime.ts";
 import { callHookSync } from "./hooks.ts";
 
-export async function forward(
-  ctx: CallContext,
-  provider: RoutedProvider,
-  rt: Runtime,
-  releaseSlot: () => void,
-) {
+export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Runtime, releaseSlot: () => void) {
   const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider);
   const record = newRecord(ctx, provider.plugin, rt);
   await beginRecord(record, rt); //                                                  8 record (intent)
@@ -83,23 +78,33 @@ export async function forward(
  * The bytes to send upstream: the inbound body with the provider's edits and the output cap spliced
  * in (./proxy/json-edit.ts); every other byte is the client's own.
  */
-function prepareBody(ctx: CallContext, provider: RoutedProvider): {
+function prepareBody(
+  ctx: CallContext,
+  provider: RoutedProvider,
+): {
   body: Uint8Array | null;
   hideEvent?: (event: SSEEvent) => boolean;
 } {
   if (!ctx.body || !ctx.rawBody) return { body: ctx.rawBody };
   const { body, rawBody } = ctx;
   const adapter = provider.adapter;
-  const prepared = adapter.prepareBody ? callHookSync(provider.plugin, "provider.prepareBody", () => adapter.prepareBody!(ctx.endpoint, body)) : null;
+  const prepared = adapter.prepareBody
+    ? callHookSync(provider.plugin, "provider.prepareBody", () => adapter.prepareBody!(ctx.endpoint, body))
+    : null;
   const edits = [...(prepared?.edits ?? []), ...capOutput(ctx, body, provider)];
   if (edits.length === 0) return { body: rawBody, hideEvent: prepared?.hideEvent };
-  return { body: callHookSync(provider.plugin, "provider.prepareBody", () => applyBodyEdits(rawBody, body, edits)), hideEvent: prepared?.hideEvent };
+  return {
+    body: callHookSync(provider.plugin, "provider.prepareBody", () => applyBodyEdits(rawBody, body, edits)),
+    hideEvent: prepared?.hideEvent,
+  };
 }
 
 /** The output cap a limit plugin asked for, in the provider's field, when the request sets no limit itself. */
 function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: RoutedProvider): BodyEdit[] {
   if (ctx.outputCap === undefined || outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)) return [];
-  const field = provider.adapter.outputLimitField ? callHookSync(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint)) : null;
+  const field = provider.adapter.outputLimitField
+    ? callHookSync(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint))
+    : null;
   return field ? [{ path: [field], value: ctx.outputCap }] : [];
 }
 

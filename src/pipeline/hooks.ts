@@ -115,7 +115,12 @@ export async function runSequential<P extends Hooked>(
  * broadcast: every hook, none awaited by the caller's answer. A hook that throws or rejects is
  * logged; the others still run. Resolves once all have settled.
  */
-export async function broadcast<P extends Hooked>(plugins: readonly P[], hook: string, bind: (plugin: P) => BoundHook<unknown>, log: Logger): Promise<void> {
+export async function broadcast<P extends Hooked>(
+  plugins: readonly P[],
+  hook: string,
+  bind: (plugin: P) => BoundHook<unknown>,
+  log: Logger,
+): Promise<void> {
   const pending: Promise<unknown>[] = [];
   for (const plugin of plugins) {
     const run = bind(plugin);

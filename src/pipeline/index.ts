@@ -71,6 +71,9 @@ async function reject(error: unknown, ctx: CallContext, provider: RoutedProvider
   if (ctx.attribution === emptyAttribution) {
     ctx.attribution = await attribute(ctx, rt).catch(() => emptyAttribution);
   }
-  trackUntilDone(rt, callEnding(ctx, newRecord(ctx, provider?.plugin ?? null, rt), provider, rt).finish({ kind: "refused", error: failure }));
+  trackUntilDone(
+    rt,
+    callEnding(ctx, newRecord(ctx, provider?.plugin ?? null, rt), provider, rt).finish({ kind: "refused", error: failure }),
+  );
   return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
 }

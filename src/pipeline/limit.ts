@@ -1,9 +1,9 @@
 /** Stage 4, limit: every limiter in order (the first refusal stops the call), and the cap on calls in flight upstream. */
 import { ProxyError } from "../errors.ts";
-import { type LimitStage } from "../plugin.ts";
-import { type CallContext } from "./context.ts";
+import type { LimitStage } from "../plugin.ts";
+import type { CallContext } from "./context.ts";
 import { priceUsage } from "./price.ts";
-import { type RoutedProvider, type Runtime } from "./runtime.ts";
+import type { RoutedProvider, Runtime } from "./runtime.ts";
 import { runSequential } from "./hooks.ts";
 
 export async function checkLimits(ctx: CallContext, provider: RoutedProvider, rt: Runtime): Promise<void> {

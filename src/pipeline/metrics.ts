@@ -34,7 +34,7 @@ export class Metrics {
     const name = record.provider ?? "none";
     let counters = this.providers.get(name);
     if (!counters) {
-      counters = { label: `provider="${escape(name)}"`, calls: new Map(), input: 0, output: 0, costNano: 0 };
+      counters = { label: `provider="${labelValue(name)}"`, calls: new Map(), input: 0, output: 0, costNano: 0 };
       this.providers.set(name, counters);
     }
     const outcome = record.outcome ?? "unknown";
@@ -67,6 +67,7 @@ export class Metrics {
   }
 }
 
-function escape(value: string): string {
+/** A Prometheus label value: backslash, quote and newline escaped. */
+function labelValue(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }

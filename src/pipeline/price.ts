@@ -3,7 +3,7 @@
  * plugin can price keeps `cost_usd: null` and the log says so once per model — never a silent $0.
  */
 import type { Usage } from "../trail/record.ts";
-import type { PriceQuote, PriceRequest, } from "../plugin.ts";
+import type { PriceQuote, PriceRequest } from "../plugin.ts";
 import type { CallContext } from "./context.ts";
 import type { RoutedProvider, Runtime } from "./runtime.ts";
 import { runFirst } from "./hooks.ts";

@@ -54,7 +54,10 @@ export function writeRecord(record: AuditRecord, rt: Runtime): Promise<void> | u
   rt.metrics.observe(record);
   try {
     const pending = rt.store.commit(record);
-    if (pending) return pending.catch((error) => rt.log.error(`the audit store could not take the final record of call ${record.id}: ${errorMessage(error)}`));
+    if (pending)
+      return pending.catch((error) =>
+        rt.log.error(`the audit store could not take the final record of call ${record.id}: ${errorMessage(error)}`),
+      );
   } catch (error) {
     rt.log.error(`the audit store could not take the final record of call ${record.id}: ${errorMessage(error)}`);
   }
@@ -64,4 +67,3 @@ export function writeRecord(record: AuditRecord, rt: Runtime): Promise<void> | u
 export function elapsed(ctx: Pick<CallContext, "startedPerf">): number {
   return Math.round((performance.now() - ctx.startedPerf) * 1000) / 1000;
 }
-

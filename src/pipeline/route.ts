@@ -1,7 +1,7 @@
 /** Stage 1, route: the first provider whose `match` says yes serves the call. */
 import { ProxyError } from "../errors.ts";
-import { type Endpoint } from "./context.ts";
-import { type RoutedProvider, type Runtime } from "./runtime.ts";
+import type { Endpoint } from "./context.ts";
+import type { RoutedProvider, Runtime } from "./runtime.ts";
 import { callHookSync } from "./hooks.ts";
 
 export function route(endpoint: Endpoint, model: string | null, rt: Runtime): RoutedProvider {

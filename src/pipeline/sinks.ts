@@ -68,7 +68,10 @@ class SinkQueue {
     if (this.closed) return;
     for (const record of records) {
       if (this.waiting.length - this.head >= this.maxQueued) {
-        if (this.dropped++ === 0) this.log.error(`[plugin ${this.plugin}] audit.write: ${this.maxQueued} records wait for this sink; records are dropped for it until it catches up`);
+        if (this.dropped++ === 0)
+          this.log.error(
+            `[plugin ${this.plugin}] audit.write: ${this.maxQueued} records wait for this sink; records are dropped for it until it catches up`,
+          );
         continue;
       }
       this.waiting.push(record);
@@ -88,11 +91,14 @@ class SinkQueue {
     const timedOut = Symbol("timeout");
     const within = <T>(work: Promise<T>) => Promise.race([work, Bun.sleep(timeoutMs).then(() => timedOut)]);
     if ((await within(this.idle())) === timedOut) {
-      this.log.error(`[plugin ${this.plugin}] audit.write: ${this.waiting.length - this.head} record(s) were still waiting for this sink after ${timeoutMs} ms at shutdown`);
+      this.log.error(
+        `[plugin ${this.plugin}] audit.write: ${this.waiting.length - this.head} record(s) were still waiting for this sink after ${timeoutMs} ms at shutdown`,
+      );
     }
     if (!this.sink.flush) return;
     try {
-      if ((await within(Promise.resolve(this.sink.flush()))) === timedOut) this.log.error(`[plugin ${this.plugin}] audit.flush: no answer within ${timeoutMs} ms`);
+      if ((await within(Promise.resolve(this.sink.flush()))) === timedOut)
+        this.log.error(`[plugin ${this.plugin}] audit.flush: no answer within ${timeoutMs} ms`);
     } catch (error) {
       this.log.error(`[plugin ${this.plugin}] audit.flush: ${errorMessage(error)}`);
     }
@@ -117,7 +123,9 @@ class SinkQueue {
     this.head = 0;
     this.active = false;
     if (this.dropped > 0) {
-      this.log.error(`[plugin ${this.plugin}] audit.write: ${this.dropped} committed record(s) were not given to this sink: it fell ${this.maxQueued} records behind`);
+      this.log.error(
+        `[plugin ${this.plugin}] audit.write: ${this.dropped} committed record(s) were not given to this sink: it fell ${this.maxQueued} records behind`,
+      );
       this.dropped = 0;
     }
   }

@@ -16,7 +16,13 @@ export interface Stage {
 export const stages = [
   { stage: "route", hook: "provider.match", kind: "first", onError: "refuse", output: "the provider adapter that serves the call" },
   { stage: "authenticate", hook: "authenticate", kind: "first", onError: "refuse", output: "the principal (key, token), or none" },
-  { stage: "attribute", hook: "attribute", kind: "merge", onError: "refuse", output: "agent, user, task, session, trace, extra dimensions" },
+  {
+    stage: "attribute",
+    hook: "attribute",
+    kind: "merge",
+    onError: "refuse",
+    output: "agent, user, task, session, trace, extra dimensions",
+  },
   { stage: "limit", hook: "limit.check", kind: "sequential", onError: "refuse", output: "allowed, or refused with 429 / 402" },
   { stage: "forward", hook: "provider.forward", kind: "routed", onError: "refuse", output: "the upstream response, unread" },
   { stage: "meter", hook: "provider.meter", kind: "routed", onError: "log", output: "usage and response model, read as bytes pass" },

@@ -34,7 +34,13 @@ export function fetchUpstream(url: string, call: UpstreamCall, setHeaders: Recor
 /** A matcher from glob patterns (`*` matches any run of characters, nothing else is special): true when any matches. */
 export function globMatcher(patterns: readonly string[]): (model: string) => boolean {
   const regexes = patterns.map(
-    (pattern) => new RegExp(`^${pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`),
+    (pattern) =>
+      new RegExp(
+        `^${pattern
+          .split("*")
+          .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+          .join(".*")}$`,
+      ),
   );
   return (model) => regexes.some((regex) => regex.test(model));
 }

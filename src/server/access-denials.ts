@@ -46,7 +46,15 @@ export class AccessDenials {
     if (this.closed) return;
     const window = this.open();
     window.refusals++;
-    const key = JSON.stringify([refusal.method, refusal.route, refusal.status, refusal.reason, refusal.required_role, refusal.presented_role, client]);
+    const key = JSON.stringify([
+      refusal.method,
+      refusal.route,
+      refusal.status,
+      refusal.reason,
+      refusal.required_role,
+      refusal.presented_role,
+      client,
+    ]);
     const group = window.groups.get(key);
     if (group) group.count++;
     else if (window.groups.size < this.options.maxGroups) window.groups.set(key, { ...refusal, client, count: 1 });

@@ -46,7 +46,9 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   app.get("/metrics", () => new Response(rt.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } }));
   app.get("/openapi.json", () => Response.json(openapiDocument()));
   const tokens = options.tokens ?? [];
-  app.onRequest(({ request }) => (browserFacing(request) ? (crossSiteRefusal(request, { open: tokens.length === 0 }) ?? undefined) : undefined));
+  app.onRequest(({ request }) =>
+    browserFacing(request) ? (crossSiteRefusal(request, { open: tokens.length === 0 }) ?? undefined) : undefined,
+  );
   const denials = options.denials ?? accessDenials(rt);
   const clientAddress = options.clientAddress ?? (() => null);
   const sessions = options.sessions ?? new BrowserSessions();

@@ -40,7 +40,10 @@ export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: 
           for (const usage of await plugin.limit.usage()) limits.push({ ...usage, plugin: plugin.name });
         } catch (error) {
           rt.log.error(`[plugin ${plugin.name}] limit.usage: ${errorMessage(error)}`);
-          return apiError("limits_unavailable", `The limits of plugin '${plugin.name}' cannot be read right now (${errorMessage(error)}); retry shortly.`);
+          return apiError(
+            "limits_unavailable",
+            `The limits of plugin '${plugin.name}' cannot be read right now (${errorMessage(error)}); retry shortly.`,
+          );
         }
       }
       const plugins = rt.plugins.filter((p) => p.limit).map((p) => p.name);
@@ -83,7 +86,10 @@ export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: 
         try {
           body = await request.json();
         } catch {
-          return apiError("invalid_json", "The body must be a JSON object such as {\"agents\": [\"code-review-bot\"], \"users\": [\"team-a-*\"], \"tier\": \"pro\"}.");
+          return apiError(
+            "invalid_json",
+            'The body must be a JSON object such as {"agents": ["code-review-bot"], "users": ["team-a-*"], "tier": "pro"}.',
+          );
         }
         const parsed = newKeySchema.safeParse(body);
         if (!parsed.success) return invalid("key", parsed.error);

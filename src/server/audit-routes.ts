@@ -19,7 +19,14 @@ const usedFilters = (filter: object) => filterNames(filter, ["limit", "by", "sor
  * used and how many records (or groups) were returned. If the event cannot be written, the answer
  * is withheld (503), as for a call whose record cannot be written.
  */
-export async function recorded(rt: Runtime, actor: string, route: string, filters: string[], returned: number, answer: Response): Promise<Response> {
+export async function recorded(
+  rt: Runtime,
+  actor: string,
+  route: string,
+  filters: string[],
+  returned: number,
+  answer: Response,
+): Promise<Response> {
   try {
     await rt.trail.recordEvent({ kind: "query", actor, details: { route, filters, returned } });
     return answer;
@@ -45,7 +52,14 @@ export function auditRoutes(rt: Runtime, access: AccessGuard, actorOf: (request:
     const parsed = summaryFilterSchema.safeParse(queryOf(request));
     if (!parsed.success) return invalidQuery(parsed.error);
     const result = await rt.reader.summary(parsed.data);
-    return recorded(rt, actorOf(request), `/audit/summary?by=${parsed.data.by}`, usedFilters(parsed.data), result.groups.length, Response.json(result));
+    return recorded(
+      rt,
+      actorOf(request),
+      `/audit/summary?by=${parsed.data.by}`,
+      usedFilters(parsed.data),
+      result.groups.length,
+      Response.json(result),
+    );
   };
   return new Elysia({ prefix: "/audit" })
     .get("/records", ({ request, route }) => list(request, route))

@@ -13,17 +13,20 @@ import type { AccessGuard, Role } from "./roles.ts";
 import { apiError, queryOf } from "./http.ts";
 import { errorMessage } from "../errors.ts";
 
-
 const contentTypes: Record<ExportFormat, string> = {
   csv: "text/csv; charset=utf-8; header=present",
   json: "application/json",
   ndjson: "application/x-ndjson",
 };
 
-
 export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
   /** Runs `handle` for a request to `route` with the role `needs`, on the primary store's trail. */
-  const withTrail = (request: Request, route: string, handle: (trail: AuditTrail) => Response | Promise<Response>, needs: Role = "auditor") => {
+  const withTrail = (
+    request: Request,
+    route: string,
+    handle: (trail: AuditTrail) => Response | Promise<Response>,
+    needs: Role = "auditor",
+  ) => {
     const denied = access(request, needs, route);
     if (denied) return denied;
     return handle(rt.trail);
@@ -40,19 +43,24 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
       }),
     )
     .delete("/user/:id", ({ request, params, route }) =>
-      withTrail(request, route, async (trail) => {
-        try {
-          await trail.eraseUser(params.id, actorOf(request));
-        } catch (error) {
-          // E.g. another process held the write lock past the busy timeout: nothing was erased (one transaction).
-          rt.log.error(`an erasure through the audit API failed: ${errorMessage(error)}`);
-          return apiError("audit_unavailable", "The audit trail cannot be written right now, so nothing was erased; retry shortly.");
-        }
-        // Nor may the limits view (GET /audit/limits) name the user any longer.
-        for (const plugin of rt.plugins) plugin.limit?.forgetUser?.(params.id);
-        // The same answer whether or not the user had records: erasure must not reveal existence.
-        return Response.json({ status: "erased" });
-      }, "admin"),
+      withTrail(
+        request,
+        route,
+        async (trail) => {
+          try {
+            await trail.eraseUser(params.id, actorOf(request));
+          } catch (error) {
+            // E.g. another process held the write lock past the busy timeout: nothing was erased (one transaction).
+            rt.log.error(`an erasure through the audit API failed: ${errorMessage(error)}`);
+            return apiError("audit_unavailable", "The audit trail cannot be written right now, so nothing was erased; retry shortly.");
+          }
+          // Nor may the limits view (GET /audit/limits) name the user any longer.
+          for (const plugin of rt.plugins) plugin.limit?.forgetUser?.(params.id);
+          // The same answer whether or not the user had records: erasure must not reveal existence.
+          return Response.json({ status: "erased" });
+        },
+        "admin",
+      ),
     )
     .get("/export/:format", ({ request, params, route }) =>
       withTrail(request, route, (trail) => {

@@ -22,9 +22,15 @@ const hostName = (host: string) => {
 };
 
 export function crossSiteRefusal(request: Request, options: { open: boolean }): Response | null {
-  const host = (request.headers.get("x-forwarded-host") ?? request.headers.get("host") ?? new URL(request.url).host).split(",")[0]!.trim().toLowerCase();
+  const host = (request.headers.get("x-forwarded-host") ?? request.headers.get("host") ?? new URL(request.url).host)
+    .split(",")[0]!
+    .trim()
+    .toLowerCase();
   const refuse = (why: string) =>
-    apiError("forbidden", `Refused a cross-site request: ${why}. Open the dashboard at this server's own address, or call the API from a program, not a web page.`);
+    apiError(
+      "forbidden",
+      `Refused a cross-site request: ${why}. Open the dashboard at this server's own address, or call the API from a program, not a web page.`,
+    );
   const origin = request.headers.get("origin");
   if (origin !== null && origin !== "null") {
     let originHost: string;

@@ -65,14 +65,16 @@ function checked(token: string, source: string): string {
 export function resolveAccessTokens(configured: readonly AdminTokenConfig[], env: Record<string, string | undefined>): AccessToken[] {
   const tokens: AccessToken[] = [];
   if (env.AGENT_ATTR_ADMIN_TOKEN) tokens.push({ token: checked(env.AGENT_ATTR_ADMIN_TOKEN, "AGENT_ATTR_ADMIN_TOKEN"), role: "admin" });
-  if (env.AGENT_ATTR_AUDITOR_TOKEN) tokens.push({ token: checked(env.AGENT_ATTR_AUDITOR_TOKEN, "AGENT_ATTR_AUDITOR_TOKEN"), role: "auditor" });
+  if (env.AGENT_ATTR_AUDITOR_TOKEN)
+    tokens.push({ token: checked(env.AGENT_ATTR_AUDITOR_TOKEN, "AGENT_ATTR_AUDITOR_TOKEN"), role: "auditor" });
   for (const entry of configured) {
     if ("token" in entry) {
       tokens.push({ token: entry.token, role: entry.role });
       continue;
     }
     const value = env[entry.tokenEnv];
-    if (!value) throw new Error(`admin.tokens names the environment variable ${entry.tokenEnv}, but it is not set; set it or remove the entry.`);
+    if (!value)
+      throw new Error(`admin.tokens names the environment variable ${entry.tokenEnv}, but it is not set; set it or remove the entry.`);
     tokens.push({ token: checked(value, entry.tokenEnv), role: entry.role });
   }
   return tokens;
@@ -98,7 +100,11 @@ export type SessionResolver = (request: Request) => SessionLookup | null;
  * so `compare` always gets 32 bytes against 32: neither a token's length nor its content shows in
  * the timing.
  */
-function roleMatcher(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual, sessions?: SessionResolver): (request: Request) => Presented {
+function roleMatcher(
+  tokens: readonly AccessToken[],
+  compare: Compare = timingSafeEqual,
+  sessions?: SessionResolver,
+): (request: Request) => Presented {
   const roleOfToken = tokenMatcher(tokens, compare);
   return (request) => {
     const header = request.headers.get("authorization");
@@ -142,7 +148,8 @@ export function accessActor(tokens: readonly AccessToken[], sessions?: SessionRe
   };
 }
 
-const howToSend = "send 'Authorization: Bearer <token>' with AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or a token from the config's admin.tokens.";
+const howToSend =
+  "send 'Authorization: Bearer <token>' with AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or a token from the config's admin.tokens.";
 
 /** `onRefusal` hears of every 401 and 403 (the app records them in the trail, see ./access-denials.ts). */
 export function accessGuard(
@@ -161,7 +168,8 @@ export function accessGuard(
     };
     if (presented.role === null) {
       if (presented.reason === "cross_site") {
-        const message = "A dashboard session cookie is honoured only on the dashboard's own requests (with its X-Agent-Attr-Dashboard header).";
+        const message =
+          "A dashboard session cookie is honoured only on the dashboard's own requests (with its X-Agent-Attr-Dashboard header).";
         return refuse(403, presented.reason, apiError("forbidden", message));
       }
       const message =
@@ -179,4 +187,3 @@ export function accessGuard(
     return null;
   };
 }
-

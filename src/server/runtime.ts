@@ -47,13 +47,17 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
   } catch (error) {
     throw primary.source === "--log-db" ? error : new PluginError(primary.source.replace(/^plugin /, ""), "auditStore.open", error);
   }
-  const sinks = new SinkFeed(plugins.flatMap((p) => (p.audit ? [{ plugin: p.name, sink: p.audit }] : [])), log);
+  const sinks = new SinkFeed(
+    plugins.flatMap((p) => (p.audit ? [{ plugin: p.name, sink: p.audit }] : [])),
+    log,
+  );
   const ready: Plugin[] = [];
   try {
     if (!sinks.empty) store.onCommitted((records) => sinks.deliver(records));
     const { interrupted, finished } = await store.recover();
     if (interrupted > 0) log.warn(`${interrupted} call(s) were in flight when the proxy last stopped; recorded as interrupted`);
-    if (finished > 0) log.warn(`${finished} call(s) had finished but were not committed when the proxy last stopped; committed from the intent log`);
+    if (finished > 0)
+      log.warn(`${finished} call(s) had finished but were not committed when the proxy last stopped; committed from the intent log`);
     for (const plugin of plugins) {
       try {
         await plugin.setup?.({ logDb: options.logDb, log, audit, keys: store.keys });

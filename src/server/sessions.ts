@@ -17,7 +17,6 @@ export const sessionCookie = "agent_attr_session";
 /** The header every dashboard request carries (a custom header: no cross-site page can send it unasked). */
 export const dashboardHeader = "x-agent-attr-dashboard";
 
-
 interface Session {
   role: Role;
   expiresAt: number;

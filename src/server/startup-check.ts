@@ -44,7 +44,7 @@ export function checkStartup(config: Config, { plugins, logDb, env }: StartupInp
   if (!loopback.has(host) && !tokens.some((t) => t.role === "admin")) {
     problems.push(
       `Refusing to listen on ${host} without an admin token: the audit API would be open to the network. ` +
-        "Set AGENT_ATTR_ADMIN_TOKEN (or add { tokenEnv, role: \"admin\" } to admin.tokens in the config), or listen on 127.0.0.1.",
+        'Set AGENT_ATTR_ADMIN_TOKEN (or add { tokenEnv, role: "admin" } to admin.tokens in the config), or listen on 127.0.0.1.',
     );
   }
   try {

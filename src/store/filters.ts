@@ -23,10 +23,7 @@ export const recordFilterSchema = z.object({
   /** Shorthand for `since` = now minus N days. */
   days: z.coerce.number().positive().optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z
-    .string()
-    .regex(/^\d+$/, { message: "expected the next_cursor value of a previous page" })
-    .optional(),
+  cursor: z.string().regex(/^\d+$/, { message: "expected the next_cursor value of a previous page" }).optional(),
 });
 
 /**

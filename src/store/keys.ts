@@ -67,7 +67,9 @@ export const newKeySchema = z
     /** ISO 8601 date-time in the future; absent: never expires. */
     expires_at: z
       .string()
-      .refine((value) => !Number.isNaN(Date.parse(value)) && Date.parse(value) > Date.now(), { message: "expected an ISO 8601 date-time in the future" })
+      .refine((value) => !Number.isNaN(Date.parse(value)) && Date.parse(value) > Date.now(), {
+        message: "expected an ISO 8601 date-time in the future",
+      })
       .nullable()
       .optional(),
   })

@@ -49,7 +49,9 @@ export function storeProviders(plugins: readonly Plugin[]): { plugin: string; pr
 /** The primary store of a pipeline: the first plugin's that provides one, else `--log-db`'s. */
 export function primaryStore(plugins: readonly Plugin[], logDb: string): { source: string; provider: AuditStoreProvider } {
   const [provided] = storeProviders(plugins);
-  return provided ? { source: `plugin ${provided.plugin}`, provider: provided.provider } : { source: "--log-db", provider: storeFor(logDb) };
+  return provided
+    ? { source: `plugin ${provided.plugin}`, provider: provided.provider }
+    : { source: "--log-db", provider: storeFor(logDb) };
 }
 
 /** A URL no driver serves: `problems` says so (the URL itself is not repeated: it may hold a password). */

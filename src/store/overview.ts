@@ -38,7 +38,8 @@ export async function overview(reader: AuditReader, filter: ParsedOverviewFilter
   const since = sinceOf(filter);
   const range = { since, until: filter.until };
   const spanMs = Date.parse(filter.until ?? new Date().toISOString()) - Date.parse(since ?? "1970-01-01T00:00:00Z");
-  const bucket = filter.bucket ?? (spanMs <= 3 * 86_400_000 ? "hour" : "day");
+  // `since` was computed a moment before this `now`: a `days=3` range is 3 days and a few ms.
+  const bucket = filter.bucket ?? (spanMs <= 3 * 86_400_000 + 1000 ? "hour" : "day");
   const summary = (by: SummaryGrouping, extra: object = {}) => reader.summary(summaryFilterSchema.parse({ ...range, by, ...extra }));
   const top = (by: SummaryGrouping) => summary(by, { limit: filter.top });
   const [series, agent, user, task, model, statuses] = await Promise.all([

@@ -32,7 +32,14 @@ export const genesisHash = "0".repeat(64);
  * chain (the subjects a verified identity acted for).
  */
 export const personalColumns = [
-  "user_id", "key_id", "task_context", "session_id", "trace_id", "prompt_hash", "response_hash", "delegation",
+  "user_id",
+  "key_id",
+  "task_context",
+  "session_id",
+  "trace_id",
+  "prompt_hash",
+  "response_hash",
+  "delegation",
 ] as const;
 const personalSet = new Set<string>(personalColumns);
 export const clearColumns = columns.filter((column) => !personalSet.has(column));
@@ -70,7 +77,16 @@ export class ChainHasher {
 }
 
 /** The kinds of audit-of-the-audit events. */
-export const chainEventKinds = ["query", "export", "erasure", "verify", "retention", "access_denied", "key_created", "key_revoked"] as const;
+export const chainEventKinds = [
+  "query",
+  "export",
+  "erasure",
+  "verify",
+  "retention",
+  "access_denied",
+  "key_created",
+  "key_revoked",
+] as const;
 
 export interface ChainEvent {
   kind: (typeof chainEventKinds)[number];
@@ -93,7 +109,6 @@ export function userHmac(hashKey: Uint8Array, userId: string): string {
 /** Lone surrogates cannot round-trip through a database's UTF-8 text; hash exactly what is stored. */
 export const wellFormed = (value: SQLValue): SQLValue =>
   typeof value === "string" && !value.isWellFormed() ? value.toWellFormed() : value;
-
 
 /** The ids a record names a person by: user, key id, and every string in its delegation JSON. */
 export function subjectsOf(row: SQLValue[]): string[] {

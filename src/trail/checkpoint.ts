@@ -24,13 +24,15 @@ export type Checkpoint = z.infer<typeof checkpointSchema>;
 export function parseCheckpointFile(text: string): Checkpoint[] {
   return text.split("\n").flatMap((line, i) => {
     if (!line.trim()) return [];
-    const parsed = checkpointSchema.safeParse((() => {
-      try {
-        return JSON.parse(line) as unknown;
-      } catch {
-        return null;
-      }
-    })());
+    const parsed = checkpointSchema.safeParse(
+      (() => {
+        try {
+          return JSON.parse(line) as unknown;
+        } catch {
+          return null;
+        }
+      })(),
+    );
     if (!parsed.success) throw new Error(`line ${i + 1} is not a checkpoint (a JSON object with chain_id, seq, hash, time, signature)`);
     return [parsed.data];
   });

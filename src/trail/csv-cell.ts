@@ -19,4 +19,3 @@ export function plainNumber(value: number): string {
   if (!/e/i.test(text) || !Number.isFinite(value)) return text;
   return value.toFixed(20).replace(/\.?0+$/, "");
 }
-

@@ -233,8 +233,10 @@ export async function verifyExport(file: string, manifestFile: string, pinnedKey
   const fail = (message: string): ExportCheck => ({ ok: false, signerPinned: false, message, manifest });
   if (typeof manifest.signature !== "string" || typeof manifest.public_key !== "string") return fail("the manifest has no signature");
   const key = parsePublicKey(pinnedKeyPem ?? manifest.public_key);
-  if (pinnedKeyPem && publicKeyPem(key).trim() !== manifest.public_key.trim()) return fail("the manifest is signed by another key than the one given");
-  if (!verifyBytes(key, manifestPayload(manifest), manifest.signature)) return fail("the manifest's signature is invalid (the manifest was changed)");
+  if (pinnedKeyPem && publicKeyPem(key).trim() !== manifest.public_key.trim())
+    return fail("the manifest is signed by another key than the one given");
+  if (!verifyBytes(key, manifestPayload(manifest), manifest.signature))
+    return fail("the manifest's signature is invalid (the manifest was changed)");
   const sha = new Bun.CryptoHasher("sha256");
   let bytes = 0;
   try {

@@ -35,7 +35,11 @@ export function formatTable(records: AuditRecord[]): string {
   };
   const rows = records.map((record) => tableColumns.map((column) => cell(record[column])));
   const widths = tableColumns.map((column, i) => Math.max(column.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd();
   return `${[line(tableColumns), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n")}\n`;
 }
 

@@ -26,7 +26,14 @@ import { verifyBytes } from "./signing.ts";
 import { errorMessage } from "../errors.ts";
 
 export const verifyReasons = [
-  "edited", "missing", "reordered", "truncated", "checkpoint_invalid", "checkpoint_mismatch", "unauthorised_redaction", "rollup_mismatch",
+  "edited",
+  "missing",
+  "reordered",
+  "truncated",
+  "checkpoint_invalid",
+  "checkpoint_mismatch",
+  "unauthorised_redaction",
+  "rollup_mismatch",
 ] as const;
 export type VerifyReason = (typeof verifyReasons)[number];
 
@@ -61,7 +68,12 @@ export async function recordVerification(
   actor: string,
   record: (event: ChainEvent) => Promise<void>,
 ): Promise<VerifyReport & { recorded: boolean }> {
-  const details = { ok: report.ok, last_seq: report.last_seq, bad_seq: report.failure?.seq ?? null, reason: report.failure?.reason ?? null };
+  const details = {
+    ok: report.ok,
+    last_seq: report.last_seq,
+    bad_seq: report.failure?.seq ?? null,
+    reason: report.failure?.reason ?? null,
+  };
   try {
     await record({ kind: "verify", actor, details });
     return { ...report, recorded: true };
@@ -114,8 +126,16 @@ export function startVerification(
   publicKey: KeyObject | null,
 ): { report: VerifyReport; checkpoints: Checkpoint[]; failure: VerifyFailure | null } {
   const report: VerifyReport = {
-    ok: true, chain_id: chainId, records: 0, events: 0, redacted: 0, checkpoints: 0, unverified_checkpoints: 0,
-    last_seq: 0, last_hash: genesisHash, failure: null,
+    ok: true,
+    chain_id: chainId,
+    records: 0,
+    events: 0,
+    redacted: 0,
+    checkpoints: 0,
+    unverified_checkpoints: 0,
+    last_seq: 0,
+    last_hash: genesisHash,
+    failure: null,
   };
   const known = new Set(stored.map((c) => c.signature));
   const all = [...stored, ...external.filter((c) => !known.has(c.signature))].sort((a, b) => a.seq - b.seq);
@@ -208,7 +228,12 @@ export class ChainWalk {
     const seq = entry.seq;
     if (entry.prev_hash !== this.prev) {
       const expected = this.expected;
-      if (seq > expected) return fail(expected, "missing", `seq ${expected}${seq - 1 > expected ? `..${seq - 1}` : ""} missing: seq ${seq} follows seq ${expected - 1}`);
+      if (seq > expected)
+        return fail(
+          expected,
+          "missing",
+          `seq ${expected}${seq - 1 > expected ? `..${seq - 1}` : ""} missing: seq ${seq} follows seq ${expected - 1}`,
+        );
       return { brokenLink: true };
     }
     if (isRecord) {
@@ -216,12 +241,17 @@ export class ChainWalk {
       const personal = this.personal;
       for (let i = 0; i < personalColumns.length; i++) personal[i] = row[personalColumns[i]!];
       if (row.salt === null) {
-        if (personal.some((value) => value !== null)) return fail(seq, "edited", `seq ${seq}: personal fields were written into an erased record`);
+        if (personal.some((value) => value !== null))
+          return fail(seq, "edited", `seq ${seq}: personal fields were written into an erased record`);
         const covered = this.covered;
         while (this.nextCover < covered.length && covered[this.nextCover]![1] < seq) this.nextCover++;
         const cover = covered[this.nextCover];
         if (!cover || cover[0] > seq) {
-          return fail(seq, "unauthorised_redaction", `seq ${seq}: its personal fields were erased, but no erasure or retention event names it`);
+          return fail(
+            seq,
+            "unauthorised_redaction",
+            `seq ${seq}: its personal fields were erased, but no erasure or retention event names it`,
+          );
         }
         this.report.redacted++;
       } else if (row.commitment !== this.hasher.commitment(row.salt, personal)) {
@@ -234,7 +264,11 @@ export class ChainWalk {
     while (this.nextCheckpoint < checkpoints.length && checkpoints[this.nextCheckpoint]!.seq <= seq) {
       const checkpoint = checkpoints[this.nextCheckpoint++]!;
       if (checkpoint.seq === seq && checkpoint.hash !== entry.hash) {
-        return fail(seq, "checkpoint_mismatch", `seq ${seq}: the chain differs from the signed checkpoint of ${checkpoint.time} (it was rewritten)`);
+        return fail(
+          seq,
+          "checkpoint_mismatch",
+          `seq ${seq}: the chain differs from the signed checkpoint of ${checkpoint.time} (it was rewritten)`,
+        );
       }
     }
     if (isRecord) this.report.records++;
@@ -249,8 +283,10 @@ export class ChainWalk {
   /** The failure of an entry that does not link to the one before; `linked`: the seq of the entry its prev_hash names, if any. */
   brokenLink(entry: ChainRecordRow | ChainEventRow, isRecord: boolean, linked: number | null): VerifyFailure {
     const seq = entry.seq;
-    if (linked !== null && linked !== seq - 1) return fail(seq, "reordered", `the entry at seq ${seq} belongs after seq ${linked}, not after seq ${seq - 1}`);
-    if (linked === null && this.selfConsistent(entry, isRecord)) return fail(seq, "missing", `the entry at seq ${seq} follows an entry that no longer exists`);
+    if (linked !== null && linked !== seq - 1)
+      return fail(seq, "reordered", `the entry at seq ${seq} belongs after seq ${linked}, not after seq ${seq - 1}`);
+    if (linked === null && this.selfConsistent(entry, isRecord))
+      return fail(seq, "missing", `the entry at seq ${seq} follows an entry that no longer exists`);
     return fail(seq, "edited", `seq ${seq}: its link to the previous entry (prev_hash) was changed`);
   }
 
@@ -259,7 +295,11 @@ export class ChainWalk {
     const last = this.checkpoints.at(-1);
     const { last_seq } = this.report;
     if (last && last.seq > last_seq) {
-      return fail(last_seq + 1, "truncated", `the chain ends at seq ${last_seq}, but a signed checkpoint of ${last.time} covers seq ${last.seq}: the tail was removed`);
+      return fail(
+        last_seq + 1,
+        "truncated",
+        `the chain ends at seq ${last_seq}, but a signed checkpoint of ${last.time} covers seq ${last.seq}: the tail was removed`,
+      );
     }
     return null;
   }

@@ -10,7 +10,7 @@ import { runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
 import { sampleRecord, trailWith } from "../helpers/records.ts";
 
-const injections = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A2)", "\tTAB", "\rCR", "plain, \"quoted\""];
+const injections = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A2)", "\tTAB", "\rCR", 'plain, "quoted"'];
 const day = (n: number) => new Date(Date.UTC(2026, 0, n, 12)).toISOString();
 let logDb: string;
 let dir: string;
@@ -57,7 +57,11 @@ test("the manifest: count, seq range, first/last chain hash, SHA-256, signature;
   const bytes = readFileSync(output);
   expect(m.bytes).toBe(bytes.byteLength);
   expect(m.sha256).toBe(new Bun.CryptoHasher("sha256").update(bytes).digest("hex"));
-  const lines = bytes.toString().trim().split("\n").map((line) => JSON.parse(line) as AuditRecord);
+  const lines = bytes
+    .toString()
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as AuditRecord);
   expect(lines.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
   expect(lines[1]!.stream).toBe(true);
   const pub = join(dir, "all-pub.pem");
@@ -77,7 +81,11 @@ test("a changed export with a manifest re-signed by the forger's own key is not 
   const { generateKeyPairSync } = await import("node:crypto");
   const { manifestPayload } = await import("../../src/trail/export.ts");
   const { publicKeyPem, signBytes } = await import("../../src/trail/signing.ts");
-  const forgedBytes = Buffer.from(readFileSync(output).toString().replace(/"output_tokens":5/g, '"output_tokens":1'));
+  const forgedBytes = Buffer.from(
+    readFileSync(output)
+      .toString()
+      .replace(/"output_tokens":5/g, '"output_tokens":1'),
+  );
   writeFileSync(output, forgedBytes);
   const forger = generateKeyPairSync("ed25519").privateKey;
   const { signature: _, ...unsigned } = {
@@ -130,7 +138,13 @@ test("--public-key pins the signer: a manifest re-signed with another key is ref
 test("--start-date/--end-date bound the export by day (inclusive), and filters combine", async () => {
   const { manifest } = await exportTo("range.csv", "--format", "csv", "--start-date", "2026-01-03", "--end-date", "2026-01-05");
   expect(manifest()).toMatchObject({ record_count: 3, first_seq: 3, last_seq: 5 });
-  expect(manifest().filters).toEqual({ start_date: "2026-01-03T00:00:00.000Z", end_date: "2026-01-05T23:59:59.999Z", agent: null, user: false, task: false });
+  expect(manifest().filters).toEqual({
+    start_date: "2026-01-03T00:00:00.000Z",
+    end_date: "2026-01-05T23:59:59.999Z",
+    agent: null,
+    user: false,
+    task: false,
+  });
   const byUser = await exportTo("user.csv", "--format", "csv", "--user", "user-1");
   expect(byUser.manifest()).toMatchObject({ record_count: 3, filters: { user: true } });
   expect(JSON.stringify(byUser.manifest())).not.toContain("user-1");

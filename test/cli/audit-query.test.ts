@@ -10,13 +10,40 @@ let logDb: string;
 
 function record(i: number, agent: string, user: string, task: string, daysAgo: number): AuditRecord {
   return {
-    id: `rec-${i}`, seq: 0, timestamp: new Date(Date.now() - daysAgo * 86_400_000).toISOString(),
-    duration_ms: 12.5, ttfb_ms: 3, agent_id: agent, user_id: user, task_context: task, session_id: null,
-    parent_agent_id: null, trace_id: null, attribution: "asserted", key_id: null, provider: "openai",
-    endpoint: "/v1/chat/completions", model: "gpt-4o", response_model: "gpt-4o-2024", stream: false,
-    status: 200, outcome: "completed", input_tokens: 10 + i, output_tokens: 5, cache_read_tokens: 0,
-    cache_write_tokens: null, cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "provider",
-    cost_usd: null, cost_nano_usd: null, price_source: null, prompt_hash: "ab", response_hash: "cd", error_type: null, delegation: null,
+    id: `rec-${i}`,
+    seq: 0,
+    timestamp: new Date(Date.now() - daysAgo * 86_400_000).toISOString(),
+    duration_ms: 12.5,
+    ttfb_ms: 3,
+    agent_id: agent,
+    user_id: user,
+    task_context: task,
+    session_id: null,
+    parent_agent_id: null,
+    trace_id: null,
+    attribution: "asserted",
+    key_id: null,
+    provider: "openai",
+    endpoint: "/v1/chat/completions",
+    model: "gpt-4o",
+    response_model: "gpt-4o-2024",
+    stream: false,
+    status: 200,
+    outcome: "completed",
+    input_tokens: 10 + i,
+    output_tokens: 5,
+    cache_read_tokens: 0,
+    cache_write_tokens: null,
+    cache_write_1h_tokens: null,
+    reasoning_tokens: null,
+    usage_source: "provider",
+    cost_usd: null,
+    cost_nano_usd: null,
+    price_source: null,
+    prompt_hash: "ab",
+    response_hash: "cd",
+    error_type: null,
+    delegation: null,
   };
 }
 
@@ -24,8 +51,8 @@ beforeAll(async () => {
   logDb = join(tempDir(), "audit.db");
   const store = new SqliteAuditStore(logDb);
   store.commit(record(1, "reviewer", "alice", "PR review #456", 1));
-  store.commit(record(2, "reviewer", "bob", "=HYPERLINK(\"http://evil\")", 2));
-  store.commit(record(3, "reviewer", "alice", "old, \"quoted\" task", 20));
+  store.commit(record(2, "reviewer", "bob", '=HYPERLINK("http://evil")', 2));
+  store.commit(record(3, "reviewer", "alice", 'old, "quoted" task', 20));
   store.commit(record(4, "planner", "alice", "plan", 1));
   await store.close();
 });

@@ -67,7 +67,12 @@ test("--checkpoints FILE: checkpoints kept outside the database still catch a tr
   const file = join(tempDir(), "checkpoints.ndjson");
   const logDb = await trailWith(8, { checkpoint: { everyRecords: 1000, everySeconds: 60, file } });
   // A thorough attacker also moves the rollup cursor back, so nothing inside the database contradicts.
-  tamper(logDb, "DELETE FROM audit_records WHERE seq > 5", "DELETE FROM audit_checkpoints", "UPDATE usage_rollup_state SET seq = min(seq, 5)");
+  tamper(
+    logDb,
+    "DELETE FROM audit_records WHERE seq > 5",
+    "DELETE FROM audit_checkpoints",
+    "UPDATE usage_rollup_state SET seq = min(seq, 5)",
+  );
   expect((await runCli(["audit", "verify", "--log-db", logDb])).exitCode).toBe(0); // nothing left inside to contradict
   const { exitCode, stdout } = await runCli(["audit", "verify", "--checkpoints", file, "--log-db", logDb]);
   expect(exitCode).toBe(1);

@@ -82,7 +82,12 @@ test("every problem at once, each with file and line", async () => {
   );
   const check = await runCli(["config", "check"], { cwd: dir, env: { AGENT_ATTR_ADMIN_TOKEN: "", AGENT_ATTR_LOG_FORMAT: "xml" } });
   expect(check.exitCode).toBe(3);
-  for (const problem of ["Refusing to listen on 0.0.0.0", "Two plugins are named 'openai'", "':memory:' would be lost", "AGENT_ATTR_LOG_FORMAT is 'xml'"]) {
+  for (const problem of [
+    "Refusing to listen on 0.0.0.0",
+    "Two plugins are named 'openai'",
+    "':memory:' would be lost",
+    "AGENT_ATTR_LOG_FORMAT is 'xml'",
+  ]) {
     expect(check.stderr).toContain(problem);
   }
   expect(check.stderr).toContain("(4 problems)");
@@ -93,7 +98,9 @@ test("every problem at once, each with file and line", async () => {
   expect(invalid.stderr).toContain(`${schema.file}:3: server.port: Invalid input: expected number, received string`);
   expect(invalid.stderr).toContain(`${schema.file}:4: server: Unrecognized key: "colour"`);
 
-  const plugin = configIn(`import { openaiCompatible } from "agent-attr/plugins";\n\nexport default { plugins: [openaiCompatible({ name: "x", baseURL: "nope", models: ["m"] })] };\n`);
+  const plugin = configIn(
+    `import { openaiCompatible } from "agent-attr/plugins";\n\nexport default { plugins: [openaiCompatible({ name: "x", baseURL: "nope", models: ["m"] })] };\n`,
+  );
   const thrown = await runCli(["config", "check"], { cwd: plugin.dir });
   expect(thrown.exitCode).toBe(3);
   expect(thrown.stderr).toContain(`${plugin.file}:3: Invalid options for plugin 'openai-compatible': baseURL: Invalid URL`);

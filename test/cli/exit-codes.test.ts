@@ -1,4 +1,4 @@
-// Exit codes that do not collide (README "Exit codes"): only a verdict that the trail was tampered
+// Exit codes that do not collide (docs/operators.md, "CLI errors and exit codes"): only a verdict that the trail was tampered
 // with (or an export changed) exits 1; a usage error, a bad config, a missing database and a bug
 // each have their own code, so `agent-attr audit verify || page-the-auditor` pages for tampering only.
 import { expect, test } from "bun:test";

@@ -18,7 +18,11 @@ test("catalog prices of both providers, per million tokens, with their source", 
     model: "gpt-4o",
     input_tokens: 1000,
     providers: expect.arrayContaining([
-      { provider: "openai", source: "genai-prices@0.1.8:openai/gpt-4o", rates: { input: "2.50", cached_input: "1.25", cache_write: "2.50", cache_write_1h: "2.50", output: "10.00" } },
+      {
+        provider: "openai",
+        source: "genai-prices@0.1.8:openai/gpt-4o",
+        rates: { input: "2.50", cached_input: "1.25", cache_write: "2.50", cache_write_1h: "2.50", output: "10.00" },
+      },
     ]),
   });
 });

@@ -44,7 +44,7 @@ test("a model name with a newline and ESC writes one escaped line, never a forge
 }, 20_000);
 
 test("AGENT_ATTR_LOG_FORMAT=json: every line the proxy writes is a JSON object with ts, level and msg", async () => {
-  const model = "gpt-x\n{\"level\":\"error\"}";
+  const model = 'gpt-x\n{"level":"error"}';
   const output = await logOf([], { AGENT_ATTR_LOG_FORMAT: "json" }, model);
   const lines = output.split("\n").filter(Boolean);
   expect(lines.length).toBeGreaterThanOrEqual(3); // listening, the warning, stopping
@@ -65,26 +65,52 @@ test("server.log in the config: json at level warn drops the info lines and keep
   const probe = Bun.serve({ port: 0, fetch: () => new Response() });
   const port = probe.port;
   probe.stop(true);
-  const child = Bun.spawn(["bun", join(import.meta.dir, "../../src/cli/main.ts"), "proxy", "start", "--port", String(port), "--config", config, "--log-db", join(dir, "audit.db")], {
-    cwd: dir,
-    env: { ...process.env, ...env, NO_COLOR: "1" },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const child = Bun.spawn(
+    [
+      "bun",
+      join(import.meta.dir, "../../src/cli/main.ts"),
+      "proxy",
+      "start",
+      "--port",
+      String(port),
+      "--config",
+      config,
+      "--log-db",
+      join(dir, "audit.db"),
+    ],
+    {
+      cwd: dir,
+      env: { ...process.env, ...env, NO_COLOR: "1" },
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
-    const up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    const up = await fetch(`${url}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (up) break;
     if (i > 200) throw new Error("the proxy did not start");
     await Bun.sleep(25);
   }
-  await (await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "gpt-unpriced", messages: [] }) })).text();
+  await (
+    await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gpt-unpriced", messages: [] }),
+    })
+  ).text();
   child.kill("SIGTERM");
   expect(await child.exited).toBe(0);
   const stdout = await new Response(child.stdout).text();
   const stderr = await new Response(child.stderr).text();
   expect(stdout).toBe("");
-  const entries = stderr.split("\n").filter(Boolean).map((line) => JSON.parse(line) as { level: string; msg: string });
+  const entries = stderr
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { level: string; msg: string });
   expect(entries.map((e) => e.level)).toEqual(["warn"]);
   expect(entries[0]!.msg).toContain("no price is known for openai/gpt-unpriced");
 }, 20_000);

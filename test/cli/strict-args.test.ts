@@ -82,14 +82,20 @@ test("help and version: as commands and as flags", async () => {
     expect(result.stdout).toContain("proxy");
     expect(result.stdout).not.toContain("\u001b[");
   }
-  for (const args of [["help", "audit", "export"], ["audit", "export", "--help"]]) {
+  for (const args of [
+    ["help", "audit", "export"],
+    ["audit", "export", "--help"],
+  ]) {
     const result = await runCli(args);
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toContain("USAGE agent-attr audit export");
     expect(result.stdout).toContain("--start-date");
   }
-  // A checkout has no build stamp: it says "dev" and the commit git reports (README "Install").
-  const git = (...args: string[]) => Bun.spawnSync(["git", ...args], { cwd: import.meta.dir }).stdout.toString().trim();
+  // A checkout has no build stamp: it says "dev" and the commit git reports (docs/operators.md, "Install").
+  const git = (...args: string[]) =>
+    Bun.spawnSync(["git", ...args], { cwd: import.meta.dir })
+      .stdout.toString()
+      .trim();
   const commit = git("rev-parse", "--short=12", "HEAD");
   const modified = git("status", "--porcelain") !== "";
   for (const args of [["version"], ["--version"], ["-v"]]) {

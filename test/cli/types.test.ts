@@ -4,21 +4,11 @@
 // generated from the sources (src/cli/types/generate.ts); the committed copy must be current.
 import { expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { declarationFile, generateDeclarations } from "../../src/cli/types/generate.ts";
 import { runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
-
-const tsc = resolve(import.meta.dir, "../../node_modules/.bin/tsc");
-
-/** tsc as a user would run it on their folder: strict, DOM and ESNext libraries, no @types. */
-function typeCheck(dir: string, files: string[]): { exitCode: number; output: string } {
-  const result = Bun.spawnSync(
-    [tsc, "--noEmit", "--strict", "--target", "ESNext", "--module", "preserve", "--moduleResolution", "bundler", "--allowImportingTsExtensions", "--lib", "ESNext,DOM", "--types", "", ...files],
-    { cwd: dir },
-  );
-  return { exitCode: result.exitCode, output: result.stdout.toString() + result.stderr.toString() };
-}
+import { typeCheck } from "../helpers/tsc.ts";
 
 test("the committed declarations are the ones the sources give (run 'bun run types' after changing the public API)", async () => {
   expect(await generateDeclarations()).toBe(readFileSync(declarationFile, "utf8"));

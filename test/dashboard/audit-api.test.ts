@@ -27,10 +27,16 @@ const json = async <T>(response: Response | Promise<Response>) => (await (await 
 test("the Overview's numbers are the summaries' for the same range; statuses split refusals and upstream errors", async () => {
   await withProxy(async ({ url }) => {
     type Row = { key: string | null; calls: number; cost_nano_usd: number };
-    const overview = await json<{ bucket: string; total: Row; series: Row[]; top: Record<string, Row[]>; statuses: Row[]; inflight: number }>(
-      fetch(`${url}/audit/overview?days=3&top=3`, { headers: as(auditor) }),
-    );
-    const summary = (by: string) => json<{ groups: Row[]; total: Row }>(fetch(`${url}/audit/summary?by=${by}&days=3`, { headers: as(auditor) }));
+    const overview = await json<{
+      bucket: string;
+      total: Row;
+      series: Row[];
+      top: Record<string, Row[]>;
+      statuses: Row[];
+      inflight: number;
+    }>(fetch(`${url}/audit/overview?days=3&top=3`, { headers: as(auditor) }));
+    const summary = (by: string) =>
+      json<{ groups: Row[]; total: Row }>(fetch(`${url}/audit/summary?by=${by}&days=3`, { headers: as(auditor) }));
     expect(overview.bucket).toBe("hour");
     expect(overview.total.calls).toBe(300);
     expect(overview.series).toEqual((await summary("hour")).groups);
@@ -38,7 +44,12 @@ test("the Overview's numbers are the summaries' for the same range; statuses spl
     expect(overview.top.task).toEqual((await summary("task")).groups.slice(0, 3));
     expect(overview.total).toEqual((await summary("model")).total);
     expect(Object.fromEntries(overview.statuses.map((s) => [s.key, s.calls]))).toEqual({
-      "completed:200": 150, "rejected:429": 30, "rejected:402": 30, "rejected:401": 30, "rejected:403": 30, "upstream_error:502": 30,
+      "completed:200": 150,
+      "rejected:429": 30,
+      "rejected:402": 30,
+      "rejected:401": 30,
+      "rejected:403": 30,
+      "upstream_error:502": 30,
     });
     expect(overview.inflight).toBe(0);
     expect((await fetch(`${url}/audit/overview?bucket=week`, { headers: as(auditor) })).status).toBe(400);
@@ -58,9 +69,11 @@ test("chain events, newest first, by kind, with cursor pagination; the trail's s
     const seqs = [...first.events, ...second.events].map((e) => e.seq);
     expect(seqs).toEqual([...seqs].sort((a, b) => b - a));
     expect(new Set(seqs).size).toBe(seqs.length);
-    const status = await json<{ last_seq: number; last_verification: { details: { ok: boolean; last_seq: number } }; last_checkpoint: unknown }>(
-      fetch(`${url}/audit/trail/status`, { headers: as(auditor) }),
-    );
+    const status = await json<{
+      last_seq: number;
+      last_verification: { details: { ok: boolean; last_seq: number } };
+      last_checkpoint: unknown;
+    }>(fetch(`${url}/audit/trail/status`, { headers: as(auditor) }));
     expect(status.last_verification.details).toMatchObject({ ok: true, last_seq: verified.last_seq });
     expect(status.last_seq).toBeGreaterThan(300);
     const entry = await json<{ seq: number; kind: string; prev_hash: string; hash: string; commitment: string; redacted: boolean }>(
@@ -77,7 +90,8 @@ test("chain events, newest first, by kind, with cursor pagination; the trail's s
 test("keys: auditors list, admins create (the secret once) and revoke; both are chain events without the secret", async () => {
   await withProxy(async ({ url }) => {
     const body = JSON.stringify({ agents: ["dash-bot"], users: ["team-*"], tier: "pro" });
-    const post = (token: string) => fetch(`${url}/audit/keys`, { method: "POST", headers: { ...as(token), "content-type": "application/json" }, body });
+    const post = (token: string) =>
+      fetch(`${url}/audit/keys`, { method: "POST", headers: { ...as(token), "content-type": "application/json" }, body });
     expect((await post(auditor)).status).toBe(403);
     const created = await post(admin);
     expect(created.status).toBe(201);
@@ -87,13 +101,19 @@ test("keys: auditors list, admins create (the secret once) and revoke; both are 
     const listed = await json<{ keys: { id: string; revoked_at: string | null }[] }>(fetch(`${url}/audit/keys`, { headers: as(auditor) }));
     expect(listed.keys.map((k) => k.id)).toEqual([record.id]);
     expect(JSON.stringify(listed)).not.toContain(key);
-    const bad = await fetch(`${url}/audit/keys`, { method: "POST", headers: { ...as(admin), "content-type": "application/json" }, body: '{"agents": []}' });
+    const bad = await fetch(`${url}/audit/keys`, {
+      method: "POST",
+      headers: { ...as(admin), "content-type": "application/json" },
+      body: '{"agents": []}',
+    });
     expect(bad.status).toBe(400);
     expect((await fetch(`${url}/audit/keys/${record.id}`, { method: "DELETE", headers: as(auditor) })).status).toBe(403);
     const revoked = await json<{ revoked_at: string }>(fetch(`${url}/audit/keys/${record.id}`, { method: "DELETE", headers: as(admin) }));
     expect(revoked.revoked_at).toBeTruthy();
     expect((await fetch(`${url}/audit/keys/key_nothere`, { method: "DELETE", headers: as(admin) })).status).toBe(404);
-    const events = await json<{ events: { kind: string; actor: string; details: Record<string, unknown> }[] }>(fetch(`${url}/audit/events?limit=100`, { headers: as(admin) }));
+    const events = await json<{ events: { kind: string; actor: string; details: Record<string, unknown> }[] }>(
+      fetch(`${url}/audit/events?limit=100`, { headers: as(admin) }),
+    );
     const changes = events.events.filter((e) => e.kind.startsWith("key_"));
     expect(changes.map((e) => [e.kind, e.actor, e.details.key_id])).toEqual([
       ["key_revoked", "api:admin", record.id],
@@ -111,7 +131,14 @@ test("limits: what is used of each limit now, for recent callers, without chargi
   process.env.AGENT_ATTR_OPENAI_BASE_URL = `${upstream.url}/v1`; // read when openai() is made
   const proxy = await startTestProxy(
     upstream.url,
-    { plugins: [openai(), headerAttribution(), tiers({ tiers: { free: { requestsPerMinute: 10, tokensPerDay: 100_000, per: ["user", "agent"] } }, default: "free" }), sqliteAudit()] },
+    {
+      plugins: [
+        openai(),
+        headerAttribution(),
+        tiers({ tiers: { free: { requestsPerMinute: 10, tokensPerDay: 100_000, per: ["user", "agent"] } }, default: "free" }),
+        sqliteAudit(),
+      ],
+    },
     { adminToken: admin },
   );
   try {
@@ -122,7 +149,9 @@ test("limits: what is used of each limit now, for recent callers, without chargi
         body: JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }], max_tokens: 10 }),
       });
     for (const user of ["alice", "alice", "bob"]) expect((await call(user)).status).toBe(200);
-    type Usage = { limits: { tier: string; scope: string; who: string; limit: string; used: number; max: number; remaining: number; plugin: string }[] };
+    type Usage = {
+      limits: { tier: string; scope: string; who: string; limit: string; used: number; max: number; remaining: number; plugin: string }[];
+    };
     const read = () => json<Usage>(fetch(`${proxy.url}/audit/limits`, { headers: as(admin) }));
     const usage = await read();
     const rpm = (who: string) => usage.limits.find((l) => l.who === who && l.limit === "requests_per_minute")!;

@@ -66,104 +66,139 @@ const summary = async (query: string) =>
     total: { calls: number; cost_nano_usd: number; input_tokens: number };
   };
 
-browserTest("Overview and Explore show the REST summary's numbers; Explore filters; the token is in no URL or storage", async () => {
-  const page = await signedIn(auditor);
-  await open(page, "overview");
-  await page.getByLabel("Time range").selectOption("7");
-  await page.waitForSelector('main[data-ready="true"] [data-testid="total-calls"]');
-  const rest = await summary("by=agent&days=7");
-  expect(await page.getByTestId("total-calls").textContent()).toBe(rest.total.calls.toLocaleString("en-US"));
-  expect(await page.getByTestId("total-input").textContent()).toBe(rest.total.input_tokens.toLocaleString("en-US"));
-  const topAgents = await page.locator('[data-testid="top-agent"] tbody tr td.key').allTextContents();
-  expect(topAgents).toEqual(rest.groups.slice(0, 5).map((g) => g.key ?? "(none)"));
-  const topCosts = await page.locator('[data-testid="top-agent"] tbody td[data-cost-nano]').evaluateAll((cells) => cells.map((c) => Number(c.getAttribute("data-cost-nano"))));
-  expect(topCosts).toEqual(rest.groups.slice(0, 5).map((g) => g.cost_nano_usd));
-  expect(await page.getByTestId("total-refused").textContent()).toBe("120");
-  await page.screenshot({ path: join(shots, "overview.png"), fullPage: true });
+browserTest(
+  "Overview and Explore show the REST summary's numbers; Explore filters; the token is in no URL or storage",
+  async () => {
+    const page = await signedIn(auditor);
+    await open(page, "overview");
+    await page.getByLabel("Time range").selectOption("7");
+    await page.waitForSelector('main[data-ready="true"] [data-testid="total-calls"]');
+    const rest = await summary("by=agent&days=7");
+    expect(await page.getByTestId("total-calls").textContent()).toBe(rest.total.calls.toLocaleString("en-US"));
+    expect(await page.getByTestId("total-input").textContent()).toBe(rest.total.input_tokens.toLocaleString("en-US"));
+    const topAgents = await page.locator('[data-testid="top-agent"] tbody tr td.key').allTextContents();
+    expect(topAgents).toEqual(rest.groups.slice(0, 5).map((g) => g.key ?? "(none)"));
+    const topCosts = await page
+      .locator('[data-testid="top-agent"] tbody td[data-cost-nano]')
+      .evaluateAll((cells) => cells.map((c) => Number(c.getAttribute("data-cost-nano"))));
+    expect(topCosts).toEqual(rest.groups.slice(0, 5).map((g) => g.cost_nano_usd));
+    expect(await page.getByTestId("total-refused").textContent()).toBe("120");
+    await page.screenshot({ path: join(shots, "overview.png"), fullPage: true });
 
-  await open(page, "explore");
-  await page.getByLabel("Break down by").selectOption("model");
-  await page.locator("#explore-agent").fill("agent-1");
-  await page.getByRole("button", { name: "Apply" }).click();
-  await page.locator('main[data-ready="true"] [data-testid="explore-table"]').waitFor();
-  const filtered = await summary("by=model&days=7&agent=agent-1");
-  expect(Number(await page.getByTestId("explore-total-cost").getAttribute("data-cost-nano"))).toBe(filtered.total.cost_nano_usd);
-  expect(await page.getByTestId("explore-total-calls").textContent()).toBe(String(filtered.total.calls));
-  const download = page.waitForEvent("download");
-  await page.getByRole("button", { name: "Download CSV" }).click();
-  const csv = await Bun.file(await (await download).path()).text();
-  expect(csv.split("\r\n")[0]).toStartWith("key,calls,input_tokens");
-  expect(csv).toContain(`TOTAL,${filtered.total.calls},`);
-  await page.screenshot({ path: join(shots, "explore.png"), fullPage: true });
+    await open(page, "explore");
+    await page.getByLabel("Break down by").selectOption("model");
+    await page.locator("#explore-agent").fill("agent-1");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.locator('main[data-ready="true"] [data-testid="explore-table"]').waitFor();
+    const filtered = await summary("by=model&days=7&agent=agent-1");
+    expect(Number(await page.getByTestId("explore-total-cost").getAttribute("data-cost-nano"))).toBe(filtered.total.cost_nano_usd);
+    expect(await page.getByTestId("explore-total-calls").textContent()).toBe(String(filtered.total.calls));
+    const download = page.waitForEvent("download");
+    await page.getByRole("button", { name: "Download CSV" }).click();
+    const csv = await Bun.file(await (await download).path()).text();
+    expect(csv.split("\r\n")[0]).toStartWith("key,calls,input_tokens");
+    expect(csv).toContain(`TOTAL,${filtered.total.calls},`);
+    await page.screenshot({ path: join(shots, "explore.png"), fullPage: true });
 
-  const leaked = await page.evaluate(() => {
-    // In the page (the test itself is not typed against the DOM).
-    const w = globalThis as unknown as { location: { href: string }; localStorage: object; sessionStorage: object; document: { cookie: string } };
-    return JSON.stringify({ url: w.location.href, local: { ...w.localStorage }, session: { ...w.sessionStorage }, cookie: w.document.cookie });
-  });
-  expect(leaked).not.toContain(auditor);
-  expect(leaked).not.toContain("agent_attr_session"); // HttpOnly: scripts cannot read it
-  await page.context().close();
-}, 60_000);
+    const leaked = await page.evaluate(() => {
+      // In the page (the test itself is not typed against the DOM).
+      const w = globalThis as unknown as {
+        location: { href: string };
+        localStorage: object;
+        sessionStorage: object;
+        document: { cookie: string };
+      };
+      return JSON.stringify({
+        url: w.location.href,
+        local: { ...w.localStorage },
+        session: { ...w.sessionStorage },
+        cookie: w.document.cookie,
+      });
+    });
+    expect(leaked).not.toContain(auditor);
+    expect(leaked).not.toContain("agent_attr_session"); // HttpOnly: scripts cannot read it
+    await page.context().close();
+  },
+  60_000,
+);
 
-browserTest("Records: filters, cursor pagination, a record with its delegation chain and hashes, look-up by id", async () => {
-  const page = await signedIn(auditor);
-  await open(page, "records");
-  const seqs = () => page.locator('[data-testid="records-table"] tbody tr td:first-child').allTextContents();
-  const first = await seqs();
-  expect(first).toHaveLength(50);
-  expect(first[0]).toBe("300");
-  await page.getByRole("button", { name: "Next page" }).click();
-  await page.locator('main[data-ready="true"] [data-testid="page-number"]', { hasText: "Page 2" }).waitFor();
-  expect((await seqs())[0]).toBe("250");
-  await page.locator("#records-outcome").selectOption("rejected");
-  await page.locator("#records-user").fill("user-4");
-  await page.getByRole("button", { name: "Apply" }).click();
-  await page.locator('main[data-ready="true"] [data-testid="page-number"]', { hasText: "Page 1" }).waitFor();
-  const rows = await page.locator('[data-testid="records-table"] tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
-  expect(rows.length).toBeGreaterThan(0);
-  expect(rows.every((cells) => cells[3] === "user-4" && cells[6] === "rejected")).toBe(true);
-  await page.screenshot({ path: join(shots, "records.png"), fullPage: true });
+browserTest(
+  "Records: filters, cursor pagination, a record with its delegation chain and hashes, look-up by id",
+  async () => {
+    const page = await signedIn(auditor);
+    await open(page, "records");
+    const seqs = () => page.locator('[data-testid="records-table"] tbody tr td:first-child').allTextContents();
+    const first = await seqs();
+    expect(first).toHaveLength(50);
+    expect(first[0]).toBe("300");
+    await page.getByRole("button", { name: "Next page" }).click();
+    await page.locator('main[data-ready="true"] [data-testid="page-number"]', { hasText: "Page 2" }).waitFor();
+    expect((await seqs())[0]).toBe("250");
+    await page.locator("#records-outcome").selectOption("rejected");
+    await page.locator("#records-user").fill("user-4");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.locator('main[data-ready="true"] [data-testid="page-number"]', { hasText: "Page 1" }).waitFor();
+    const rows = await page
+      .locator('[data-testid="records-table"] tbody tr')
+      .evaluateAll((trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((cells) => cells[3] === "user-4" && cells[6] === "rejected")).toBe(true);
+    await page.screenshot({ path: join(shots, "records.png"), fullPage: true });
 
-  await page.getByLabel("X-Audit-Record-ID").fill("0193aaaa-0000-7000-8000-000000000008");
-  await page.getByRole("button", { name: "Open" }).click();
-  await page.waitForSelector('main[data-ready="true"] [data-testid="record-hash"]');
-  expect(await page.locator('[data-testid="delegation-chain"] li').allTextContents()).toEqual(["user user-8", "planner", "orchestrator", "agent-3"]);
-  const entry = (await (await fetch(`${proxy.url}/audit/chain/8`, { headers: { authorization: `Bearer ${auditor}` } })).json()) as { hash: string };
-  expect(await page.getByTestId("record-hash").textContent()).toBe(entry.hash);
-  await page.screenshot({ path: join(shots, "record.png"), fullPage: true });
-  await page.context().close();
-}, 60_000);
+    await page.getByLabel("X-Audit-Record-ID").fill("0193aaaa-0000-7000-8000-000000000008");
+    await page.getByRole("button", { name: "Open" }).click();
+    await page.waitForSelector('main[data-ready="true"] [data-testid="record-hash"]');
+    expect(await page.locator('[data-testid="delegation-chain"] li').allTextContents()).toEqual([
+      "user user-8",
+      "planner",
+      "orchestrator",
+      "agent-3",
+    ]);
+    const entry = (await (await fetch(`${proxy.url}/audit/chain/8`, { headers: { authorization: `Bearer ${auditor}` } })).json()) as {
+      hash: string;
+    };
+    expect(await page.getByTestId("record-hash").textContent()).toBe(entry.hash);
+    await page.screenshot({ path: join(shots, "record.png"), fullPage: true });
+    await page.context().close();
+  },
+  60_000,
+);
 
-browserTest("Trail and Limits: an auditor cannot erase; verify is green, then red at the tampered seq", async () => {
-  const auditorPage = await signedIn(auditor);
-  await open(auditorPage, "trail");
-  expect(await auditorPage.getByTestId("erase-needs-admin").isVisible()).toBe(true);
-  expect(await auditorPage.getByRole("button", { name: "Erase" }).count()).toBe(0);
-  // Not even from the page's own script: the server holds the role.
-  const status = await auditorPage.evaluate(async () => (await fetch("/audit/user/user-1", { method: "DELETE", headers: { "x-agent-attr-dashboard": "1" } })).status);
-  expect(status).toBe(403);
-  await auditorPage.getByRole("button", { name: "Verify now" }).click();
-  await auditorPage.waitForSelector('[data-testid="verify-status"][data-ok="true"]');
-  await auditorPage.screenshot({ path: join(shots, "trail.png"), fullPage: true });
-  await open(auditorPage, "limits");
-  await auditorPage.waitForSelector('[data-testid="limits-empty"], [data-testid="limits-table"]');
-  await auditorPage.waitForSelector('[data-testid="keys-table"]');
-  await auditorPage.screenshot({ path: join(shots, "limits.png"), fullPage: true });
-  await auditorPage.context().close();
+browserTest(
+  "Trail and Limits: an auditor cannot erase; verify is green, then red at the tampered seq",
+  async () => {
+    const auditorPage = await signedIn(auditor);
+    await open(auditorPage, "trail");
+    expect(await auditorPage.getByTestId("erase-needs-admin").isVisible()).toBe(true);
+    expect(await auditorPage.getByRole("button", { name: "Erase" }).count()).toBe(0);
+    // Not even from the page's own script: the server holds the role.
+    const status = await auditorPage.evaluate(
+      async () => (await fetch("/audit/user/user-1", { method: "DELETE", headers: { "x-agent-attr-dashboard": "1" } })).status,
+    );
+    expect(status).toBe(403);
+    await auditorPage.getByRole("button", { name: "Verify now" }).click();
+    await auditorPage.waitForSelector('[data-testid="verify-status"][data-ok="true"]');
+    await auditorPage.screenshot({ path: join(shots, "trail.png"), fullPage: true });
+    await open(auditorPage, "limits");
+    await auditorPage.waitForSelector('[data-testid="limits-empty"], [data-testid="limits-table"]');
+    await auditorPage.waitForSelector('[data-testid="keys-table"]');
+    await auditorPage.screenshot({ path: join(shots, "limits.png"), fullPage: true });
+    await auditorPage.context().close();
 
-  // Someone edits record 42 behind the proxy's back.
-  const db = new Database(proxy.logDb);
-  db.run("PRAGMA busy_timeout = 5000");
-  db.run("UPDATE audit_records SET cost_nano_usd = 1 WHERE seq = 42");
-  db.close();
-  const adminPage = await signedIn(admin);
-  await open(adminPage, "trail");
-  await adminPage.getByRole("button", { name: "Verify now" }).click();
-  const red = adminPage.locator('[data-testid="verify-status"][data-ok="false"]');
-  await red.waitFor();
-  expect(await red.getAttribute("data-bad-seq")).toBe("42");
-  expect(await red.textContent()).toContain("edited");
-  await adminPage.screenshot({ path: join(shots, "trail-tampered.png"), fullPage: true });
-  await adminPage.context().close();
-}, 90_000);
+    // Someone edits record 42 behind the proxy's back.
+    const db = new Database(proxy.logDb);
+    db.run("PRAGMA busy_timeout = 5000");
+    db.run("UPDATE audit_records SET cost_nano_usd = 1 WHERE seq = 42");
+    db.close();
+    const adminPage = await signedIn(admin);
+    await open(adminPage, "trail");
+    await adminPage.getByRole("button", { name: "Verify now" }).click();
+    const red = adminPage.locator('[data-testid="verify-status"][data-ok="false"]');
+    await red.waitFor();
+    expect(await red.getAttribute("data-bad-seq")).toBe("42");
+    expect(await red.textContent()).toContain("edited");
+    await adminPage.screenshot({ path: join(shots, "trail-tampered.png"), fullPage: true });
+    await adminPage.context().close();
+  },
+  90_000,
+);

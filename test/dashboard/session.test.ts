@@ -22,7 +22,11 @@ async function withTokens<T>(run: (url: string) => Promise<T>): Promise<T> {
 }
 
 const signIn = (url: string, token: string) =>
-  fetch(`${url}/dashboard/session`, { method: "POST", headers: { ...dashboard, "content-type": "application/json" }, body: JSON.stringify({ token }) });
+  fetch(`${url}/dashboard/session`, {
+    method: "POST",
+    headers: { ...dashboard, "content-type": "application/json" },
+    body: JSON.stringify({ token }),
+  });
 
 test("sign-in sets an HttpOnly SameSite=Strict cookie; the cookie reads the API only with the dashboard header; sign-out ends it", async () => {
   await withTokens(async (url) => {
@@ -50,7 +54,9 @@ test("sign-in sets an HttpOnly SameSite=Strict cookie; the cookie reads the API 
     expect((await records(dashboard)).status).toBe(401);
     // Every refusal and the admin sign-in's actions are chain events; no event holds a token.
     const adminSession = (await signIn(url, admin)).headers.get("set-cookie")!.split(";")[0]!;
-    const events = (await (await fetch(`${url}/audit/events?limit=100`, { headers: { cookie: adminSession, ...dashboard } })).json()) as { events: { actor: string }[] };
+    const events = (await (await fetch(`${url}/audit/events?limit=100`, { headers: { cookie: adminSession, ...dashboard } })).json()) as {
+      events: { actor: string }[];
+    };
     expect(events.events.some((e) => e.actor === "dashboard:auditor")).toBe(true);
     expect(JSON.stringify(events)).not.toContain(auditor);
     expect(JSON.stringify(events)).not.toContain(admin);
@@ -59,7 +65,11 @@ test("sign-in sets an HttpOnly SameSite=Strict cookie; the cookie reads the API 
 
 test("sign-in needs the dashboard header; without tokens there is no sign-in", async () => {
   await withTokens(async (url) => {
-    const bare = await fetch(`${url}/dashboard/session`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token: admin }) });
+    const bare = await fetch(`${url}/dashboard/session`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ token: admin }),
+    });
     expect(bare.status).toBe(403);
   });
   expect(await (await fetch(`${setup.proxy.url}/dashboard/session`)).json()).toEqual({ sign_in: "none", role: "admin" });
@@ -77,7 +87,9 @@ test("requests a browser sends for another site are refused; programs without br
   expect(rebound.status).toBe(403);
   expect(((await rebound.json()) as { error: { message: string } }).error.message).toContain("loopback");
   // The dashboard's own requests, and curl-like ones, pass.
-  expect((await fetch(`${url}/audit/records`, { headers: { origin: url, "sec-fetch-site": "same-origin", ...dashboard } })).status).toBe(200);
+  expect((await fetch(`${url}/audit/records`, { headers: { origin: url, "sec-fetch-site": "same-origin", ...dashboard } })).status).toBe(
+    200,
+  );
   expect((await del({})).status).toBe(200);
   // Proxied calls are not affected by any of it.
   const proxied = await fetch(`${url}/v1/chat/completions`, {

@@ -114,9 +114,7 @@ describe("openai SDK", () => {
   });
 
   test("a proxy refusal surfaces as the SDK's typed error with the proxy's message", async () => {
-    const error = await openai.chat.completions
-      .create({ model: 42 as unknown as string, messages: [] })
-      .catch((e: unknown) => e);
+    const error = await openai.chat.completions.create({ model: 42 as unknown as string, messages: [] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.BadRequestError);
     expect((error as Error).message).toContain("model");
   });
@@ -132,7 +130,11 @@ describe("anthropic SDK", () => {
   };
 
   test("messages.create", async () => {
-    const message = await anthropic.messages.create({ model: "claude-sonnet-4-6", max_tokens: 16, messages: [{ role: "user", content: "hi" }] });
+    const message = await anthropic.messages.create({
+      model: "claude-sonnet-4-6",
+      max_tokens: 16,
+      messages: [{ role: "user", content: "hi" }],
+    });
     expect(message.content[0]).toMatchObject({ type: "text", text: "Hello" });
     expect(await lastRecord()).toMatchObject({
       ...identity,
@@ -159,9 +161,14 @@ describe("anthropic SDK", () => {
     const usage = { input_tokens: 10, output_tokens: 900, output_tokens_details: { thinking_tokens: 640 } };
     const options = { headers: { "x-fake-usage": JSON.stringify(usage) } };
     const thinking = { type: "adaptive" } as const;
-    await anthropic.messages.create({ model: "claude-sonnet-4-6", max_tokens: 2000, thinking, messages: [{ role: "user", content: "hi" }] }, options);
+    await anthropic.messages.create(
+      { model: "claude-sonnet-4-6", max_tokens: 2000, thinking, messages: [{ role: "user", content: "hi" }] },
+      options,
+    );
     expect(await lastRecord()).toMatchObject({ output_tokens: 900, reasoning_tokens: 640, usage_source: "provider" });
-    await anthropic.messages.stream({ model: "claude-sonnet-4-6", max_tokens: 2000, thinking, messages: [{ role: "user", content: "hi" }] }, options).finalMessage();
+    await anthropic.messages
+      .stream({ model: "claude-sonnet-4-6", max_tokens: 2000, thinking, messages: [{ role: "user", content: "hi" }] }, options)
+      .finalMessage();
     expect(await lastRecord()).toMatchObject({ output_tokens: 900, reasoning_tokens: 640, stream: true, usage_source: "provider" });
   });
 
@@ -173,10 +180,7 @@ describe("anthropic SDK", () => {
 
   test("a proxy refusal surfaces as the SDK's typed error with the proxy's message", async () => {
     const error = await anthropic.messages
-      .create(
-        { model: "claude-sonnet-4-6", max_tokens: 1, messages: [] },
-        { headers: { "X-Agent-ID": "x".repeat(1000) } },
-      )
+      .create({ model: "claude-sonnet-4-6", max_tokens: 1, messages: [] }, { headers: { "X-Agent-ID": "x".repeat(1000) } })
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(Anthropic.BadRequestError);
     expect((error as Error).message).toContain("x-agent-id");

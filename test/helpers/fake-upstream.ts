@@ -93,7 +93,10 @@ function responsesChunks(model: string, steer: Steering): string[] {
   const usage = steer.usage ?? responsesUsage;
   return [
     sse({ type: "response.created", sequence_number: 0, response }, "response.created"),
-    sse({ type: "response.output_text.delta", sequence_number: 1, item_id: "m1", output_index: 0, content_index: 0, delta: "Hi" }, "response.output_text.delta"),
+    sse(
+      { type: "response.output_text.delta", sequence_number: 1, item_id: "m1", output_index: 0, content_index: 0, delta: "Hi" },
+      "response.output_text.delta",
+    ),
     sse({ type: "response.completed", sequence_number: 2, response: { ...response, status: "completed", usage } }, "response.completed"),
   ];
 }
@@ -102,19 +105,47 @@ function anthropicChunks(model: string, steer: Steering): string[] {
   // Thinking tokens, like the output count, arrive with message_delta.
   const { output_tokens_details: thinking, ...usage }: Record<string, unknown> = steer.usage ?? anthropicUsage;
   return [
-    sse({ type: "message_start", message: { id: "msg_1", type: "message", role: "assistant", model, content: [], stop_reason: null, usage: { ...usage, output_tokens: 1 } } }, "message_start"),
+    sse(
+      {
+        type: "message_start",
+        message: {
+          id: "msg_1",
+          type: "message",
+          role: "assistant",
+          model,
+          content: [],
+          stop_reason: null,
+          usage: { ...usage, output_tokens: 1 },
+        },
+      },
+      "message_start",
+    ),
     sse({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } }, "content_block_start"),
     sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: steer.text[0] } }, "content_block_delta"),
     sse({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: steer.text[1] } }, "content_block_delta"),
     sse({ type: "content_block_stop", index: 0 }, "content_block_stop"),
-    sse({ type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: usage.output_tokens, ...(thinking ? { output_tokens_details: thinking } : {}) } }, "message_delta"),
+    sse(
+      {
+        type: "message_delta",
+        delta: { stop_reason: "end_turn" },
+        usage: { output_tokens: usage.output_tokens, ...(thinking ? { output_tokens_details: thinking } : {}) },
+      },
+      "message_delta",
+    ),
     sse({ type: "message_stop" }, "message_stop"),
   ];
 }
 
 const errorEvents = {
   chat: sse({ error: { message: "The server had an error while processing your request.", type: "server_error", code: null } }),
-  responses: sse({ type: "response.failed", sequence_number: 2, response: { id: "resp_1", object: "response", status: "failed", error: { code: "server_error", message: "failed" }, usage: null } }, "response.failed"),
+  responses: sse(
+    {
+      type: "response.failed",
+      sequence_number: 2,
+      response: { id: "resp_1", object: "response", status: "failed", error: { code: "server_error", message: "failed" }, usage: null },
+    },
+    "response.failed",
+  ),
   anthropic: sse({ type: "error", error: { type: "overloaded_error", message: "Overloaded" } }, "error"),
 };
 
@@ -161,12 +192,21 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     async fetch(request) {
       const url = new URL(request.url);
       const text = await request.text();
-      fake.requests.push({ method: request.method, path: url.pathname + url.search, headers: Object.fromEntries(request.headers), body: text });
+      fake.requests.push({
+        method: request.method,
+        path: url.pathname + url.search,
+        headers: Object.fromEntries(request.headers),
+        body: text,
+      });
       const scenario = request.headers.get("x-fake-scenario") ?? "";
       if (scenario === "hang") return new Promise<Response>(() => {});
       const rateHeaders = { "x-ratelimit-remaining-requests": "99", "retry-after": "7" };
       if (scenario === "error-500") return Response.json({ error: { message: "boom", type: "server_error", code: null } }, { status: 500 });
-      if (scenario === "error-429") return Response.json({ error: { message: "slow down", type: "rate_limit_error", code: "rate_limit" } }, { status: 429, headers: rateHeaders });
+      if (scenario === "error-429")
+        return Response.json(
+          { error: { message: "slow down", type: "rate_limit_error", code: "rate_limit" } },
+          { status: 429, headers: rateHeaders },
+        );
       const body = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
       const model = String(body.model ?? "");
       const stream = body.stream === true;
@@ -180,7 +220,14 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
           }
           // `huge`: an answer larger than the proxy buffers for metering (17 MiB of content).
           const content = scenario === "huge" ? "x".repeat(17 * 1024 * 1024) : "Hello world";
-          const answer = { id: "chatcmpl-1", object: "chat.completion", created: 1, model: `${model}-2025`, choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }], usage: steer.omitUsage ? undefined : (steer.usage ?? chatUsage) };
+          const answer = {
+            id: "chatcmpl-1",
+            object: "chat.completion",
+            created: 1,
+            model: `${model}-2025`,
+            choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+            usage: steer.omitUsage ? undefined : (steer.usage ?? chatUsage),
+          };
           if (scenario === "chunked-json") {
             const text = JSON.stringify(answer);
             const pieces = [text.slice(0, 40), text.slice(40, 120), text.slice(120)];
@@ -197,12 +244,48 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
           return Response.json(answer, { headers });
         }
         case "/v1/completions":
-          return Response.json({ id: "cmpl-1", object: "text_completion", created: 1, model, choices: [{ index: 0, text: "Hi", finish_reason: "stop" }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }, { headers });
+          return Response.json(
+            {
+              id: "cmpl-1",
+              object: "text_completion",
+              created: 1,
+              model,
+              choices: [{ index: 0, text: "Hi", finish_reason: "stop" }],
+              usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+            },
+            { headers },
+          );
         case "/v1/responses":
           if (stream) return streamOf(responsesChunks(model, steer), scenario, fake, "responses");
-          return Response.json({ id: "resp_1", object: "response", model, status: "completed", output: [{ type: "message", id: "m1", role: "assistant", status: "completed", content: [{ type: "output_text", text: "Hi", annotations: [] }] }], usage: steer.usage ?? responsesUsage }, { headers });
+          return Response.json(
+            {
+              id: "resp_1",
+              object: "response",
+              model,
+              status: "completed",
+              output: [
+                {
+                  type: "message",
+                  id: "m1",
+                  role: "assistant",
+                  status: "completed",
+                  content: [{ type: "output_text", text: "Hi", annotations: [] }],
+                },
+              ],
+              usage: steer.usage ?? responsesUsage,
+            },
+            { headers },
+          );
         case "/v1/embeddings":
-          return Response.json({ object: "list", model, data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }], usage: steer.omitUsage ? undefined : (steer.usage ?? { prompt_tokens: 5, total_tokens: 5 }) }, { headers });
+          return Response.json(
+            {
+              object: "list",
+              model,
+              data: [{ object: "embedding", index: 0, embedding: [0.1, 0.2, 0.3] }],
+              usage: steer.omitUsage ? undefined : (steer.usage ?? { prompt_tokens: 5, total_tokens: 5 }),
+            },
+            { headers },
+          );
         case "/v1/models":
           if (request.headers.has("anthropic-version")) {
             const model = { type: "model", id: "claude-sonnet-4-6", display_name: "Claude Sonnet 4.6", created_at: "2026-01-01T00:00:00Z" };
@@ -211,7 +294,19 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
           return Response.json({ object: "list", data: [{ id: "gpt-4o", object: "model", created: 1, owned_by: "openai" }] }, { headers });
         case "/v1/messages":
           if (stream) return streamOf(anthropicChunks(model, steer), scenario, fake, "anthropic");
-          return Response.json({ id: "msg_1", type: "message", role: "assistant", model, content: [{ type: "text", text: "Hello" }], stop_reason: "end_turn", stop_sequence: null, usage: steer.usage ?? anthropicUsage }, { headers });
+          return Response.json(
+            {
+              id: "msg_1",
+              type: "message",
+              role: "assistant",
+              model,
+              content: [{ type: "text", text: "Hello" }],
+              stop_reason: "end_turn",
+              stop_sequence: null,
+              usage: steer.usage ?? anthropicUsage,
+            },
+            { headers },
+          );
         case "/v1/messages/count_tokens":
           return Response.json({ input_tokens: 42 }, { headers });
       }

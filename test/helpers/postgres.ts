@@ -27,7 +27,9 @@ export async function pgSchema(label: string): Promise<PgSchema> {
     sql,
     /** Drops the schema and any `<schema>_*` schema a test derived from it. */
     async drop() {
-      const own = (await sql`SELECT nspname FROM pg_namespace WHERE nspname = ${schema} OR starts_with(nspname, ${`${schema}_`})`) as { nspname: string }[];
+      const own = (await sql`SELECT nspname FROM pg_namespace WHERE nspname = ${schema} OR starts_with(nspname, ${`${schema}_`})`) as {
+        nspname: string;
+      }[];
       for (const { nspname } of own) await sql.unsafe(`DROP SCHEMA IF EXISTS "${nspname}" CASCADE`);
       await sql.close();
     },

@@ -30,10 +30,14 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   chmodSync(dir, 0o777);
   const data = join(dir, "data");
   const port = await freePort();
-  const init = Bun.spawnSync(asServerUser([`${bin}/initdb`, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]), { stdout: "ignore", stderr: "pipe" });
+  const init = Bun.spawnSync(asServerUser([`${bin}/initdb`, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]), {
+    stdout: "ignore",
+    stderr: "pipe",
+  });
   if (init.exitCode !== 0) throw new Error(`initdb failed: ${init.stderr.toString()}`);
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c shared_buffers=16MB -c max_connections=40 -c fsync=off`;
-  const ctl = (...args: string[]) => Bun.spawnSync(asServerUser([`${bin}/pg_ctl`, "-D", data, ...args]), { stdout: "ignore", stderr: "pipe" });
+  const ctl = (...args: string[]) =>
+    Bun.spawnSync(asServerUser([`${bin}/pg_ctl`, "-D", data, ...args]), { stdout: "ignore", stderr: "pipe" });
   const pg: PrivatePostgres = {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,

@@ -11,7 +11,10 @@ export interface CliResult {
 }
 
 /** Runs the CLI to its end; `timeoutMs` kills a command that would not end by itself (exit code then null → -1). */
-export async function runCli(args: string[], options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliResult> {
   const child = Bun.spawn(["bun", cliPath, ...args], {
     cwd: options.cwd,
     env: { ...process.env, NO_COLOR: "1", ...options.env },

@@ -37,7 +37,10 @@ export async function dropPrefix(prefix: string, url = sharedRedisURL): Promise<
   if (keys.length === 0) return;
   const client = new RedisClient(url);
   try {
-    await client.send("DEL", keys.map((k) => k.key));
+    await client.send(
+      "DEL",
+      keys.map((k) => k.key),
+    );
   } finally {
     client.close();
   }

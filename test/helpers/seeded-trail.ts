@@ -9,8 +9,16 @@ import { sampleRecord } from "./records.ts";
 import { tempDir } from "./proxy.ts";
 
 const outcomes: [AuditRecord["outcome"], number][] = [
-  ["completed", 200], ["completed", 200], ["completed", 200], ["completed", 200], ["rejected", 429],
-  ["completed", 200], ["rejected", 402], ["upstream_error", 502], ["rejected", 401], ["rejected", 403],
+  ["completed", 200],
+  ["completed", 200],
+  ["completed", 200],
+  ["completed", 200],
+  ["rejected", 429],
+  ["completed", 200],
+  ["rejected", 402],
+  ["upstream_error", 502],
+  ["rejected", 401],
+  ["rejected", 403],
 ];
 
 /** The i-th seeded record: 5 agents, 10 users, 3 models, refusals and upstream errors, over the last 60 hours. */

@@ -76,9 +76,17 @@ test("an oversized identity header is refused with 400 and recorded", async () =
 test("an oversized user id in the body is refused too, never cut short (a cut id could not be erased by its owner)", async () => {
   for (const [path, body, field] of [
     ["/v1/chat/completions", { model: "gpt-4o", messages: [], user: "u".repeat(300) }, "user"],
-    ["/v1/messages", { model: "claude-sonnet-4-6", max_tokens: 5, messages: [], metadata: { user_id: "u".repeat(300) } }, "metadata.user_id"],
+    [
+      "/v1/messages",
+      { model: "claude-sonnet-4-6", max_tokens: 5, messages: [], metadata: { user_id: "u".repeat(300) } },
+      "metadata.user_id",
+    ],
   ] as const) {
-    const response = await fetch(`${setup.proxy.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const response = await fetch(`${setup.proxy.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     expect(response.status).toBe(400);
     expect(await response.text()).toContain(field);
     const record = (await setup.proxy.records()).find((r) => r.id === response.headers.get("x-audit-record-id"));

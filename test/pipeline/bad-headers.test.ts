@@ -4,7 +4,13 @@ import { afterAll, expect, test } from "bun:test";
 import { connect } from "node:net";
 import { startTestProxy } from "../helpers/proxy.ts";
 
-const answer = JSON.stringify({ id: "x", object: "chat.completion", model: "gpt-4o", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1 } });
+const answer = JSON.stringify({
+  id: "x",
+  object: "chat.completion",
+  model: "gpt-4o",
+  choices: [],
+  usage: { prompt_tokens: 1, completion_tokens: 1 },
+});
 const upstream = Bun.serve({
   port: 0,
   hostname: "127.0.0.1",
@@ -26,7 +32,9 @@ function rawCall(path: string, extraHeader: string): Promise<string> {
   return new Promise((resolve, reject) => {
     let received = "";
     const socket = connect(Number(port), "127.0.0.1", () =>
-      socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${extraHeader}\r\n${body}`),
+      socket.write(
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${extraHeader}\r\n${body}`,
+      ),
     );
     socket.on("data", (data) => {
       received += data;

@@ -31,7 +31,14 @@ test("the older string form user_<device>_account_<account>_session_<session>", 
 });
 
 test("anything else is an ordinary user id, left to the caller as sent", () => {
-  for (const value of ["alice", "user_42", '{"name":"alice"}', "{not json", JSON.stringify({ device_id: "", session_id: session }), `user_${device}`]) {
+  for (const value of [
+    "alice",
+    "user_42",
+    '{"name":"alice"}',
+    "{not json",
+    JSON.stringify({ device_id: "", session_id: session }),
+    `user_${device}`,
+  ]) {
     expect(claudeCodeUserId(value)).toBeNull();
   }
 });

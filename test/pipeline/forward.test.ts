@@ -1,6 +1,7 @@
 // Stage 5 (forward): the client gets exactly what the upstream sent, as it arrives; upstream
 // failures become clear errors, and every one of them is recorded.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { AuditRecord } from "../../src/trail/record.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -24,8 +25,7 @@ const send = (base: string, body: unknown, headers: Record<string, string> = {},
     headers: { "content-type": "application/json", authorization: "Bearer sk-test", ...headers },
     body: JSON.stringify(body),
   });
-const recordOf = async (response: Response) =>
-  (await proxy.records()).find((r) => r.id === response.headers.get("x-audit-record-id"));
+const recordOf = async (response: Response) => (await proxy.records()).find((r) => r.id === response.headers.get("x-audit-record-id"));
 
 describe("passthrough", () => {
   test("body bytes, status and upstream headers are those of a direct call", async () => {
@@ -67,14 +67,19 @@ describe("passthrough", () => {
   });
 
   test("asking for usage edits the body's own bytes: big integers, 1.0 and spacing reach the upstream as sent", async () => {
-    const raw = '{ "model": "gpt-4o", "seed": 9223372036854775807, "temperature": 1.0, "stream": true,\n  "messages": [{"role": "user", "content": "caf\u00e9 \\u00e9"}] }';
-    await (await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: raw })).text();
+    const raw =
+      '{ "model": "gpt-4o", "seed": 9223372036854775807, "temperature": 1.0, "stream": true,\n  "messages": [{"role": "user", "content": "caf\u00e9 \\u00e9"}] }';
+    await (
+      await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: raw })
+    ).text();
     expect(upstream.requests.at(-1)!.body).toBe(`{"stream_options":{"include_usage":true},${raw.slice(1)}`);
   });
 
   test("an existing stream_options object gets include_usage inside it, every other byte unchanged", async () => {
     const raw = '{"model":"gpt-4o","stream":true,"stream_options":{ "include_usage": false, "x": 1.50 },"messages":[],"n":1e2}';
-    await (await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: raw })).text();
+    await (
+      await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: raw })
+    ).text();
     expect(upstream.requests.at(-1)!.body).toBe(raw.replace('"include_usage": false', '"include_usage": true'));
   });
 
@@ -122,7 +127,12 @@ describe("faults", () => {
   });
 
   test("an upstream that does not answer in time is a 504 in the caller's wire format", async () => {
-    const response = await send(proxy.url, { model: "claude-x", max_tokens: 5, messages: [] }, { "x-fake-scenario": "hang" }, "/v1/messages");
+    const response = await send(
+      proxy.url,
+      { model: "claude-x", max_tokens: 5, messages: [] },
+      { "x-fake-scenario": "hang" },
+      "/v1/messages",
+    );
     expect(response.status).toBe(504);
     expect(((await response.json()) as { type: string }).type).toBe("error");
     expect(await recordOf(response)).toMatchObject({ outcome: "upstream_error", error_type: "upstream_timeout" });
@@ -151,7 +161,7 @@ describe("faults", () => {
     abort.abort();
     await reader.cancel();
     const id = response.headers.get("x-audit-record-id");
-    let record;
+    let record: AuditRecord | undefined;
     for (let i = 0; i < 100 && record?.outcome !== "client_aborted"; i++) {
       await Bun.sleep(20);
       record = (await proxy.records()).find((r) => r.id === id);
@@ -173,7 +183,7 @@ test("a client that gives up before the upstream answers is recorded as client_a
   await Bun.sleep(100);
   abort.abort();
   expect(await pending).toBe("aborted");
-  let record;
+  let record: AuditRecord | undefined;
   for (let i = 0; i < 50 && !record?.outcome; i++) {
     await Bun.sleep(20);
     record = (await proxy.records()).find((r) => r.agent_id === "impatient");

@@ -79,7 +79,12 @@ test("limit: a denial stops the call before it is forwarded, with its status and
     expect(response.headers.get("retry-after")).toBe("30");
     expect(calls).toEqual(["deny"]);
     expect(upstream.requests.length).toBe(before);
-    expect((await proxy.records()).at(-1)).toMatchObject({ outcome: "rejected", status: 429, error_type: "rate_limited", provider: "openai" });
+    expect((await proxy.records()).at(-1)).toMatchObject({
+      outcome: "rejected",
+      status: 429,
+      error_type: "rate_limited",
+      provider: "openai",
+    });
   });
 });
 

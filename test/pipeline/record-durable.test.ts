@@ -25,7 +25,13 @@ beforeAll(async () => {
     },
   });
   proxy = await startTestProxy(upstream.url, {
-    plugins: [openai({ baseURL: `${upstream.url}/v1` }), anthropic({ baseURL: upstream.url }), headerAttribution(), slowPrice, sqliteAudit()],
+    plugins: [
+      openai({ baseURL: `${upstream.url}/v1` }),
+      anthropic({ baseURL: upstream.url }),
+      headerAttribution(),
+      slowPrice,
+      sqliteAudit(),
+    ],
   });
 });
 afterAll(async () => {
@@ -44,9 +50,27 @@ function finalInIntentLog(logDb: string, id: string): Record<string, unknown> | 
 
 const cases = [
   { name: "a JSON answer", path: "/v1/chat/completions", body: { model: "gpt-4o", messages: [] }, scenario: "", input: 12 },
-  { name: "a JSON answer sent in chunks", path: "/v1/chat/completions", body: { model: "gpt-4o", messages: [] }, scenario: "chunked-json", input: 12 },
-  { name: "an OpenAI stream", path: "/v1/chat/completions", body: { model: "gpt-4o", messages: [], stream: true }, scenario: "", input: 12 },
-  { name: "an Anthropic stream", path: "/v1/messages", body: { model: "claude-sonnet-4", max_tokens: 10, messages: [], stream: true }, scenario: "", input: 18 },
+  {
+    name: "a JSON answer sent in chunks",
+    path: "/v1/chat/completions",
+    body: { model: "gpt-4o", messages: [] },
+    scenario: "chunked-json",
+    input: 12,
+  },
+  {
+    name: "an OpenAI stream",
+    path: "/v1/chat/completions",
+    body: { model: "gpt-4o", messages: [], stream: true },
+    scenario: "",
+    input: 12,
+  },
+  {
+    name: "an Anthropic stream",
+    path: "/v1/messages",
+    body: { model: "claude-sonnet-4", max_tokens: 10, messages: [], stream: true },
+    scenario: "",
+    input: 18,
+  },
 ];
 
 for (const c of cases) {
@@ -56,13 +80,24 @@ for (const c of cases) {
     try {
       const response = await fetch(`${proxy.url}${c.path}`, {
         method: "POST",
-        headers: { "content-type": "application/json", "x-agent-id": "durable", "x-fake-scenario": c.scenario, "anthropic-version": "2023-06-01" },
+        headers: {
+          "content-type": "application/json",
+          "x-agent-id": "durable",
+          "x-fake-scenario": c.scenario,
+          "anthropic-version": "2023-06-01",
+        },
         body: JSON.stringify(c.body),
       });
       expect(response.status).toBe(200);
       await response.text(); // the whole answer, as a client that saw the call finish has it
       const final = finalInIntentLog(proxy.logDb, response.headers.get("x-audit-record-id")!);
-      expect(final).toMatchObject({ outcome: "completed", usage_source: "provider", input_tokens: c.input, cost_nano_usd: 4242, price_source: "test:slow" });
+      expect(final).toMatchObject({
+        outcome: "completed",
+        usage_source: "provider",
+        input_tokens: c.input,
+        cost_nano_usd: 4242,
+        price_source: "test:slow",
+      });
     } finally {
       lock.run("ROLLBACK");
       lock.close();

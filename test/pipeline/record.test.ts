@@ -54,7 +54,9 @@ const chat = (url: string) =>
 
 test("when the audit log cannot be written the call is refused with 503 and never forwarded", async () => {
   const sink = switchableSqlite();
-  const proxy = await startTestProxy(upstream.url, { plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), sink.plugin] });
+  const proxy = await startTestProxy(upstream.url, {
+    plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), sink.plugin],
+  });
   try {
     sink.state.failing = true;
     const before = upstream.requests.length;

@@ -56,7 +56,10 @@ test("GET /v1/models with Anthropic's headers goes to the Anthropic provider, wi
   const openaiSeen = upstream.requests.length;
   const response = await fetch(`${proxy.url}/v1/models`, { headers: { "x-api-key": "sk-ant-secret", "anthropic-version": "2023-06-01" } });
   expect(response.status).toBe(200);
-  expect(((await response.json()) as { data: { type: string; id: string }[] }).data[0]).toMatchObject({ type: "model", id: "claude-sonnet-4-6" });
+  expect(((await response.json()) as { data: { type: string; id: string }[] }).data[0]).toMatchObject({
+    type: "model",
+    id: "claude-sonnet-4-6",
+  });
   expect(claude.requests.at(-1)).toMatchObject({ path: "/v1/models", headers: { "x-api-key": "sk-ant-secret" } });
   expect(upstream.requests.length).toBe(openaiSeen);
   const record = (await proxy.records()).find((r) => r.id === response.headers.get("x-audit-record-id"));
@@ -76,11 +79,13 @@ test("the Anthropic SDK's models.list() lists Anthropic's models; an x-api-key a
 
 test("an OpenAI-format call never carries an x-api-key upstream, only its Authorization", async () => {
   await (await fetch(`${proxy.url}/v1/models`, { headers: { authorization: "Bearer sk-openai" } })).text();
-  await (await fetch(`${proxy.url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: "Bearer sk-openai", "x-api-key": "sk-ant-stray" },
-    body: JSON.stringify({ model: "gpt-4o", messages: [] }),
-  })).text();
+  await (
+    await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer sk-openai", "x-api-key": "sk-ant-stray" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+    })
+  ).text();
   const [models, chat] = upstream.requests.slice(-2);
   expect(models).toMatchObject({ path: "/v1/models", headers: { authorization: "Bearer sk-openai" } });
   expect(chat!.headers.authorization).toBe("Bearer sk-openai");

@@ -59,7 +59,9 @@ function logCapture() {
 
 test("a sink listed first, without begin and without a reader, is a secondary sink: calls pass, the default store is primary", async () => {
   const first = collector("first-sink");
-  const proxy = await startTestProxy(upstream.url, { plugins: [first.plugin, openai({ baseURL: `${upstream.url}/v1` }), headerAttribution()] });
+  const proxy = await startTestProxy(upstream.url, {
+    plugins: [first.plugin, openai({ baseURL: `${upstream.url}/v1` }), headerAttribution()],
+  });
   try {
     const response = await chat(proxy.url);
     expect(response.status).toBe(200);
@@ -101,7 +103,9 @@ test("sinks get every committed record with its seq and chain hash, sync and asy
 
 test("shutdown delivers what was committed, then calls each sink's flush", async () => {
   const slow = collector("async-sink", { delayMs: 20 });
-  const proxy = await startTestProxy(upstream.url, { plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), slow.plugin] });
+  const proxy = await startTestProxy(upstream.url, {
+    plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), slow.plugin],
+  });
   for (let i = 0; i < 3; i++) expect((await chat(proxy.url)).status).toBe(200);
   await proxy.stop();
   expect(slow.seen).toHaveLength(3);
@@ -111,7 +115,14 @@ test("shutdown delivers what was committed, then calls each sink's flush", async
 test("a sink that throws or rejects is logged with its name; the call and the other sinks are unaffected", async () => {
   const { lines, log } = logCapture();
   const good = collector("good-sink");
-  const throwing = definePlugin({ name: "throwing-sink", audit: { write: () => { throw new Error("disk on fire"); } } });
+  const throwing = definePlugin({
+    name: "throwing-sink",
+    audit: {
+      write: () => {
+        throw new Error("disk on fire");
+      },
+    },
+  });
   const rejecting = definePlugin({ name: "rejecting-sink", audit: { write: () => Promise.reject(new Error("queue closed")) } });
   const proxy = await startTestProxy(
     upstream.url,

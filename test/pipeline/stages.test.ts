@@ -27,7 +27,7 @@ test("the docs' pipeline tables are the stage table, row for row", () => {
   expect(found.length).toBeGreaterThan(0);
   for (const { file, rows } of found) {
     expect({ file, stages: rows.map((r) => r.stage) }).toEqual({ file, stages: stages.map((s) => s.stage) });
-    rows.forEach((row, i) => expect({ file, hook: row.hook.includes(stages[i]!.hook) }).toEqual({ file, hook: true }));
+    for (const [i, row] of rows.entries()) expect({ file, hook: row.hook.includes(stages[i]!.hook) }).toEqual({ file, hook: true });
   }
 });
 

@@ -22,7 +22,11 @@ afterAll(async () => {
 const clock = { t: Date.UTC(2026, 3, 1, 12) };
 const now = () => clock.t;
 
-async function withProxy(onMismatch: "reject" | "record", limiter: ReturnType<typeof tiers>, run: (proxy: TestProxy, keys: SqliteProxyKeys) => Promise<void>) {
+async function withProxy(
+  onMismatch: "reject" | "record",
+  limiter: ReturnType<typeof tiers>,
+  run: (proxy: TestProxy, keys: SqliteProxyKeys) => Promise<void>,
+) {
   const proxy = await startTestProxy(upstream.url, {
     plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), apiKeys({ onMismatch }), limiter, sqliteAudit()],
   });
@@ -120,18 +124,36 @@ test("a claimed identity spelled like an internal meter's name never reaches tha
 
 test("SDK bodies that always carry a user (OpenAI `user`, Anthropic `metadata.user_id`) pass on a key without --users; the user is kept as asserted", async () => {
   const proxy = await startTestProxy(upstream.url, {
-    plugins: [openai({ baseURL: `${upstream.url}/v1` }), anthropic({ baseURL: upstream.url }), headerAttribution(), apiKeys(), perUser(), sqliteAudit()],
+    plugins: [
+      openai({ baseURL: `${upstream.url}/v1` }),
+      anthropic({ baseURL: upstream.url }),
+      headerAttribution(),
+      apiKeys(),
+      perUser(),
+      sqliteAudit(),
+    ],
   });
   const keys = new SqliteProxyKeys(proxy.logDb);
   try {
     clock.t += 3_600_000;
     const { key, record: made } = keys.create({ agents: ["claude-code"] });
     const post = (path: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
-      fetch(`${proxy.url}${path}`, { method: "POST", headers: { "content-type": "application/json", "x-api-key": key, ...headers }, body: JSON.stringify(body) }).then(
-        async (r) => ({ status: r.status, text: await r.text() }),
-      );
+      fetch(`${proxy.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": key, ...headers },
+        body: JSON.stringify(body),
+      }).then(async (r) => ({ status: r.status, text: await r.text() }));
     const claudeUser = "user_3f2a_account_9c1d_session_77e0";
-    expect((await post("/v1/messages", { model: "claude-sonnet-4-5", max_tokens: 10, messages: [{ role: "user", content: "hi" }], metadata: { user_id: claudeUser } })).status).toBe(200);
+    expect(
+      (
+        await post("/v1/messages", {
+          model: "claude-sonnet-4-5",
+          max_tokens: 10,
+          messages: [{ role: "user", content: "hi" }],
+          metadata: { user_id: claudeUser },
+        })
+      ).status,
+    ).toBe(200);
     clock.t += 60_000;
     expect((await post("/v1/chat/completions", { model: "gpt-4o", messages: [], user: "end-user-42" })).status).toBe(200);
     const records = await proxy.settled(2);

@@ -33,7 +33,10 @@ beforeAll(async () => {
   upstream = await startFakeUpstream();
   proxy = await startTestProxy(upstream.url, { plugins: plugins() });
   keys = new SqliteProxyKeys(proxy.logDb);
-  ({ key: botKey, record: { id: botKeyId } } = keys.create({ agents: ["code-review-bot"], users: ["team-a-*"], tier: "pro" }));
+  ({
+    key: botKey,
+    record: { id: botKeyId },
+  } = keys.create({ agents: ["code-review-bot"], users: ["team-a-*"], tier: "pro" }));
   ({ key: teamKey } = keys.create({ agents: ["team-*"] }));
 });
 afterAll(async () => {
@@ -59,12 +62,16 @@ async function recordOf(response: Response) {
 }
 
 /** No request the upstream saw carried the proxy key anywhere. */
-const upstreamNeverSaw = (secret: string) =>
-  expect(upstream.requests.some((r) => JSON.stringify(r).includes(secret))).toBe(false);
+const upstreamNeverSaw = (secret: string) => expect(upstream.requests.some((r) => JSON.stringify(r).includes(secret))).toBe(false);
 
 describe("the real SDKs with a proxy key", () => {
   test("openai: Bearer proxy key in, the provider key out, identity verified", async () => {
-    const client = new OpenAI({ apiKey: botKey, baseURL: `${proxy.url}/v1`, maxRetries: 0, defaultHeaders: { "X-User-ID": "team-a-alice" } });
+    const client = new OpenAI({
+      apiKey: botKey,
+      baseURL: `${proxy.url}/v1`,
+      maxRetries: 0,
+      defaultHeaders: { "X-User-ID": "team-a-alice" },
+    });
     const before = upstream.requests.length;
     const completion = await client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] });
     expect(completion.choices[0]!.message.content).toBe("Hello world");
@@ -86,7 +93,11 @@ describe("the real SDKs with a proxy key", () => {
   test("anthropic: x-api-key proxy key in, the provider key out", async () => {
     const client = new Anthropic({ apiKey: botKey, baseURL: proxy.url, maxRetries: 0 });
     const before = upstream.requests.length;
-    const message = await client.messages.create({ model: "claude-sonnet-4-6", max_tokens: 16, messages: [{ role: "user", content: "hi" }] });
+    const message = await client.messages.create({
+      model: "claude-sonnet-4-6",
+      max_tokens: 16,
+      messages: [{ role: "user", content: "hi" }],
+    });
     expect(message.type).toBe("message");
     const seen = upstream.requests.slice(before);
     expect(seen[0]!.headers["x-api-key"]).toBe(realAnthropicKey);
@@ -96,11 +107,18 @@ describe("the real SDKs with a proxy key", () => {
   });
 
   test("a spoofed agent is a 403 the SDK raises as PermissionDeniedError, naming the identity", async () => {
-    const client = new OpenAI({ apiKey: botKey, baseURL: `${proxy.url}/v1`, maxRetries: 0, defaultHeaders: { "X-Agent-ID": "deploy-bot" } });
+    const client = new OpenAI({
+      apiKey: botKey,
+      baseURL: `${proxy.url}/v1`,
+      maxRetries: 0,
+      defaultHeaders: { "X-Agent-ID": "deploy-bot" },
+    });
     const before = upstream.requests.length;
     const error = await client.chat.completions.create({ model: "gpt-4o", messages: [] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.PermissionDeniedError);
-    expect((error as Error).message).toContain(`${botKeyId} may not act as agent 'deploy-bot' (claimed by the X-Agent-ID header): it is restricted to agent 'code-review-bot'`);
+    expect((error as Error).message).toContain(
+      `${botKeyId} may not act as agent 'deploy-bot' (claimed by the X-Agent-ID header): it is restricted to agent 'code-review-bot'`,
+    );
     expect(upstream.requests.length).toBe(before);
   });
 });
@@ -113,7 +131,13 @@ describe("identity restrictions", () => {
     expect(body.error.code).toBe("forbidden");
     expect(body.error.message).toContain("may not act as user 'team-b-mallory'");
     expect(body.error.message).toContain("'team-a-*'");
-    expect(await recordOf(response)).toMatchObject({ outcome: "rejected", status: 403, error_type: "forbidden", key_id: botKeyId, user_id: "team-b-mallory" });
+    expect(await recordOf(response)).toMatchObject({
+      outcome: "rejected",
+      status: 403,
+      error_type: "forbidden",
+      key_id: botKeyId,
+      user_id: "team-b-mallory",
+    });
   });
 
   test("a body `user` field outside the key's globs does not become the call's user: kept as asserted, not refused", async () => {
@@ -145,7 +169,12 @@ describe("identity restrictions", () => {
       store.close();
       const response = await fetch(`${recording.url}/v1/chat/completions`, {
         method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${key}`, "x-agent-id": "deploy-bot", "x-user-id": "team-b-x" },
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${key}`,
+          "x-agent-id": "deploy-bot",
+          "x-user-id": "team-b-x",
+        },
         body: JSON.stringify({ model: "gpt-4o", messages: [] }),
       });
       expect(response.status).toBe(200);
@@ -182,7 +211,18 @@ describe("refused credentials (401, recorded, never forwarded)", () => {
 
 describe("key lifecycle through the CLI, against the running proxy", () => {
   test("create, use, revoke: the proxy sees both without a restart", async () => {
-    const created = await runCli(["keys", "create", "--agent", "nightly-job", "--tier", "free", "--format", "json", "--log-db", proxy.logDb]);
+    const created = await runCli([
+      "keys",
+      "create",
+      "--agent",
+      "nightly-job",
+      "--tier",
+      "free",
+      "--format",
+      "json",
+      "--log-db",
+      proxy.logDb,
+    ]);
     expect(created.exitCode).toBe(0);
     const { id, key, agents, tier } = JSON.parse(created.stdout) as { id: string; key: string; agents: string[]; tier: string };
     expect(agents).toEqual(["nightly-job"]);
@@ -246,7 +286,12 @@ test("open mode (no apiKeys): the same spoofed headers pass through as asserted,
     const before = upstream.requests.length;
     const response = await fetch(`${open.url}/v1/chat/completions`, {
       method: "POST",
-      headers: { "content-type": "application/json", authorization: "Bearer sk-client-own-key", "x-agent-id": "deploy-bot", "x-user-id": "root" },
+      headers: {
+        "content-type": "application/json",
+        authorization: "Bearer sk-client-own-key",
+        "x-agent-id": "deploy-bot",
+        "x-user-id": "root",
+      },
       body: JSON.stringify({ model: "gpt-4o", messages: [] }),
     });
     expect(response.status).toBe(200);

@@ -38,7 +38,9 @@ function rawCall(headerLines: string[]): Promise<{ status: number; body: string;
   ].join("\r\n");
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const socket = connect(Number(port), "127.0.0.1", () => socket.write(Buffer.concat([Buffer.from(`${head}\r\n\r\n`, "utf8"), Buffer.from(body)])));
+    const socket = connect(Number(port), "127.0.0.1", () =>
+      socket.write(Buffer.concat([Buffer.from(`${head}\r\n\r\n`, "utf8"), Buffer.from(body)])),
+    );
     socket.on("data", (data: Buffer) => chunks.push(data));
     socket.on("end", () => {
       const text = Buffer.concat(chunks).toString("utf8");
@@ -110,7 +112,12 @@ test("an invisible or bidi character in an identity header is refused, naming th
 });
 
 test("NUL, CR, LF and invisible characters in the body's user are refused like a header's", async () => {
-  for (const [value, codePoint] of [["ali\u0000ce", "U+0000"], ["alice\r\nFORGED", "U+000D"], ["ali\nce", "U+000A"], ["alice\u200b", "U+200B"]] as const) {
+  for (const [value, codePoint] of [
+    ["ali\u0000ce", "U+0000"],
+    ["alice\r\nFORGED", "U+000D"],
+    ["ali\nce", "U+000A"],
+    ["alice\u200b", "U+200B"],
+  ] as const) {
     const openai = await call("/v1/chat/completions", chatBody({ user: value }));
     expect(openai.status).toBe(400);
     expect(openai.text).toContain(`The body field user contains ${codePoint}`);
@@ -131,7 +138,11 @@ test("task context is free text: commas, joiners and non-Latin scripts are kept;
 });
 
 test("a repeated identity header is refused with 400, not recorded as one id 'alice, bob'", async () => {
-  for (const lines of [["X-User-ID: alice", "X-User-ID: bob"], ["X-Agent-ID: a", "x-agent-id: b"], ["X-Session-ID: s1", "X-Session-ID: s2"]]) {
+  for (const lines of [
+    ["X-User-ID: alice", "X-User-ID: bob"],
+    ["X-Agent-ID: a", "x-agent-id: b"],
+    ["X-Session-ID: s1", "X-Session-ID: s2"],
+  ]) {
     const answer = await rawCall(lines);
     expect(answer.status).toBe(400);
     expect(answer.body).toContain("more than once");
@@ -147,12 +158,18 @@ const account = "0d6c7c43-6f3e-4a55-9d1a-4c1b2f0e9a77";
 const session = "d2e70091-3007-41a3-a916-cb8b0d3098de";
 
 test("Claude Code's JSON metadata.user_id: the account (else the device) is the user, its session the session", async () => {
-  const loggedIn = await call("/v1/messages", messagesBody(JSON.stringify({ device_id: device, account_uuid: account, session_id: session })));
+  const loggedIn = await call(
+    "/v1/messages",
+    messagesBody(JSON.stringify({ device_id: device, account_uuid: account, session_id: session })),
+  );
   expect(loggedIn.record).toMatchObject({ user_id: account, session_id: session, attribution: "asserted" });
   const apiKey = await call("/v1/messages", messagesBody(JSON.stringify({ device_id: device, account_uuid: "", session_id: session })));
   expect(apiKey.record).toMatchObject({ user_id: device, session_id: session });
   // A new session of the same installation is the same user.
-  const next = await call("/v1/messages", messagesBody(JSON.stringify({ device_id: device, account_uuid: "", session_id: crypto.randomUUID() })));
+  const next = await call(
+    "/v1/messages",
+    messagesBody(JSON.stringify({ device_id: device, account_uuid: "", session_id: crypto.randomUUID() })),
+  );
   expect(next.record.user_id).toBe(device);
 });
 

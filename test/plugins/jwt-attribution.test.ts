@@ -122,7 +122,10 @@ describe("a valid token", () => {
     writeFileSync(pemFile, `-----BEGIN PUBLIC KEY-----\n${spki.match(/.{1,64}/g)!.join("\n")}\n-----END PUBLIC KEY-----\n`);
     const ec = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, ["sign", "verify"])) as CryptoKeyPair;
     const jwksFile = join(dir, "jwks.json");
-    writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await crypto.subtle.exportKey("jwk", ec.publicKey)), kid: "ec-1", use: "sig" }] }));
+    writeFileSync(
+      jwksFile,
+      JSON.stringify({ keys: [{ ...(await crypto.subtle.exportKey("jwk", ec.publicKey)), kid: "ec-1", use: "sig" }] }),
+    );
 
     const rsProxy = await startTestProxy(upstream.url, { plugins: plugins(jwtAttribution({ publicKeyFile: pemFile, audience })) });
     const esProxy = await startTestProxy(upstream.url, { plugins: plugins(jwtAttribution({ jwksFile, audience })) });
@@ -147,11 +150,19 @@ describe("a valid token", () => {
 describe("a bad token is a 401, recorded as rejected, never forwarded", () => {
   const cases: [string, () => Promise<string>, string][] = [
     ["alg none", () => sign({ alg: "none" }, claims(), null), "algorithm 'none' is not accepted"],
-    ["wrong key", async () => sign({ alg: "HS256" }, claims(), await hmacKey("another-secret-of-at-least-32-bytes!!")), "signature does not verify"],
-    ["tampered payload", async () => {
-      const [h, , s] = (await sign({ alg: "HS256" }, claims(), hs)).split(".");
-      return `${h}.${b64(claims({ sub: "mallory" }))}.${s}`;
-    }, "signature does not verify"],
+    [
+      "wrong key",
+      async () => sign({ alg: "HS256" }, claims(), await hmacKey("another-secret-of-at-least-32-bytes!!")),
+      "signature does not verify",
+    ],
+    [
+      "tampered payload",
+      async () => {
+        const [h, , s] = (await sign({ alg: "HS256" }, claims(), hs)).split(".");
+        return `${h}.${b64(claims({ sub: "mallory" }))}.${s}`;
+      },
+      "signature does not verify",
+    ],
     ["expired", () => sign({ alg: "HS256" }, claims({ exp: nowSec() - 120 }), hs), "the token expired at"],
     ["no exp", () => sign({ alg: "HS256" }, claims({ exp: undefined }), hs), "has no 'exp'"],
     ["not yet valid", () => sign({ alg: "HS256" }, claims({ nbf: nowSec() + 600 }), hs), "not valid before"],
@@ -184,7 +195,9 @@ describe("spoofed identity", () => {
     const token = await sign({ alg: "HS256" }, claims(), hs);
     const response = await chat(hsProxy, token, { "x-user-id": "bob" });
     expect(response.status).toBe(403);
-    expect(await response.clone().text()).toContain("alice may not act as user 'bob' (claimed by the X-User-ID header): it is restricted to user 'alice'");
+    expect(await response.clone().text()).toContain(
+      "alice may not act as user 'bob' (claimed by the X-User-ID header): it is restricted to user 'alice'",
+    );
     expect(await recordOf(hsProxy, response)).toMatchObject({ outcome: "rejected", key_id: "alice" });
   });
 
@@ -193,7 +206,9 @@ describe("spoofed identity", () => {
     const token = await sign({ alg: "HS256" }, rest, hs);
     const refused = await chat(hsProxy, token, { "x-agent-id": "deploy-bot" });
     expect(refused.status).toBe(403);
-    expect(await refused.clone().text()).toContain("alice may not act as agent 'deploy-bot' (claimed by the X-Agent-ID header): it fixes no agent");
+    expect(await refused.clone().text()).toContain(
+      "alice may not act as agent 'deploy-bot' (claimed by the X-Agent-ID header): it fixes no agent",
+    );
     await refused.arrayBuffer();
     const ok = await chat(hsProxy, token, { "x-task-context": "PR #9", "x-session-id": "s-1" });
     expect(ok.status).toBe(200);

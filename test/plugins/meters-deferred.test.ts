@@ -9,8 +9,12 @@ import { openaiMeter } from "../../plugins/openai/meter.ts";
 
 const chat = { path: "/v1/chat/completions", method: "POST", wire: "openai", kind: "chat.completions" } as Endpoint;
 const messages = { path: "/v1/messages", method: "POST", wire: "anthropic", kind: "messages" } as Endpoint;
-const data = (value: unknown, event: string | null = null): SSEEvent => ({ event, data: typeof value === "string" ? value : JSON.stringify(value) });
-const chunk = (delta: object, extra: object = {}) => data({ id: "c", object: "chat.completion.chunk", model: "gpt-4o", choices: [{ index: 0, delta }], ...extra });
+const data = (value: unknown, event: string | null = null): SSEEvent => ({
+  event,
+  data: typeof value === "string" ? value : JSON.stringify(value),
+});
+const chunk = (delta: object, extra: object = {}) =>
+  data({ id: "c", object: "chat.completion.chunk", model: "gpt-4o", choices: [{ index: 0, delta }], ...extra });
 
 test("OpenAI: `usage: null` chunks add only text; a usage object, even spaced, is read at once", () => {
   const meter = openaiMeter(chat);
@@ -36,11 +40,15 @@ test("OpenAI: an error object in a chunk is read at once", () => {
 
 test("Anthropic: text deltas are read only for the estimate, in order with block starts", () => {
   const meter = anthropicMeter(messages);
-  meter.event(data({ type: "message_start", message: { model: "claude-x", usage: { input_tokens: 11, output_tokens: 1 } } }, "message_start"));
+  meter.event(
+    data({ type: "message_start", message: { model: "claude-x", usage: { input_tokens: 11, output_tokens: 1 } } }, "message_start"),
+  );
   meter.event(data({ type: "content_block_start", index: 0, content_block: { type: "text", text: "A" } }, "content_block_start"));
   meter.event(data({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "b" } }, "content_block_delta"));
   meter.event(data({ type: "content_block_start", index: 1, content_block: { type: "thinking", thinking: "C" } }, "content_block_start"));
-  meter.event(data({ type: "content_block_delta", index: 1, delta: { type: "input_json_delta", partial_json: "{d" } }, "content_block_delta"));
+  meter.event(
+    data({ type: "content_block_delta", index: 1, delta: { type: "input_json_delta", partial_json: "{d" } }, "content_block_delta"),
+  );
   // Not in Anthropic's key order: read at once, so its usage counts.
   meter.event(data('{"usage":{"output_tokens":9},"type":"message_delta","delta":{}}', "content_block_delta"));
   const result = meter.result();

@@ -65,7 +65,9 @@ const messages = [{ role: "user", content: "Summarise the pull request." }];
 describe("OpenAI", () => {
   test("plain and streamed chat with cached input tokens", async () => {
     for (const stream of [false, true]) {
-      const record = await recordOf(await post("/v1/chat/completions", { model: "gpt-4o", messages, stream }, { "x-fake-usage": chatUsage(1000, 400, 500) }));
+      const record = await recordOf(
+        await post("/v1/chat/completions", { model: "gpt-4o", messages, stream }, { "x-fake-usage": chatUsage(1000, 400, 500) }),
+      );
       // 600 x 2.50 + 400 x 1.25 + 500 x 10 = 7,000 micro-dollars
       expect(record).toMatchObject({ stream, input_tokens: 1000, cache_read_tokens: 400, output_tokens: 500, usage_source: "provider" });
       expect(record).toMatchObject({ cost_nano_usd: 7_000_000, cost_usd: 0.007, price_source: "genai-prices@0.1.8:openai/gpt-4o" });
@@ -74,7 +76,11 @@ describe("OpenAI", () => {
 
   test("plain and streamed chat with reasoning tokens (priced as output)", async () => {
     for (const stream of [false, true]) {
-      const response = await post("/v1/chat/completions", { model: "gpt-5", messages, stream }, { "x-fake-usage": chatUsage(2000, 1500, 3000, 2500) });
+      const response = await post(
+        "/v1/chat/completions",
+        { model: "gpt-5", messages, stream },
+        { "x-fake-usage": chatUsage(2000, 1500, 3000, 2500) },
+      );
       const record = await recordOf(response);
       // 500 x 1.25 + 1500 x 0.125 + 3000 x 10 = 30,812.5 micro-dollars
       expect(record).toMatchObject({ stream, reasoning_tokens: 2500, output_tokens: 3000, cost_nano_usd: 30_812_500 });
@@ -82,16 +88,26 @@ describe("OpenAI", () => {
   });
 
   test("Responses API usage (input_tokens_details / output_tokens_details)", async () => {
-    const usage = { input_tokens: 4000, input_tokens_details: { cached_tokens: 1000 }, output_tokens: 900, output_tokens_details: { reasoning_tokens: 600 }, total_tokens: 4900 };
+    const usage = {
+      input_tokens: 4000,
+      input_tokens_details: { cached_tokens: 1000 },
+      output_tokens: 900,
+      output_tokens_details: { reasoning_tokens: 600 },
+      total_tokens: 4900,
+    };
     for (const stream of [false, true]) {
-      const record = await recordOf(await post("/v1/responses", { model: "gpt-4o", input: "hi", stream }, { "x-fake-usage": JSON.stringify(usage) }));
+      const record = await recordOf(
+        await post("/v1/responses", { model: "gpt-4o", input: "hi", stream }, { "x-fake-usage": JSON.stringify(usage) }),
+      );
       // 3000 x 2.50 + 1000 x 1.25 + 900 x 10 = 17,750 micro-dollars
       expect(record).toMatchObject({ input_tokens: 4000, cache_read_tokens: 1000, reasoning_tokens: 600, cost_nano_usd: 17_750_000 });
     }
   });
 
   test("a price from the config wins over the catalog and says so", async () => {
-    const record = await recordOf(await post("/v1/chat/completions", { model: "house-model-7b", messages }, { "x-fake-usage": chatUsage(2000, 1000, 100) }));
+    const record = await recordOf(
+      await post("/v1/chat/completions", { model: "house-model-7b", messages }, { "x-fake-usage": chatUsage(2000, 1000, 100) }),
+    );
     // 1000 x 0.5 + 1000 x 0.05 + 100 x 1.5 = 700 micro-dollars
     expect(record).toMatchObject({ cost_nano_usd: 700_000, price_source: "config:models[house-model-*]" });
   });
@@ -135,11 +151,19 @@ describe("Anthropic", () => {
 
 describe("other providers", () => {
   test("a long-context tier: the whole call is priced at the tier once input exceeds 200k", async () => {
-    const below = await recordOf(await post("/v1/chat/completions", { model: "gemini-2.5-pro", messages }, { "x-fake-usage": chatUsage(100_000, 0, 1000) }));
+    const below = await recordOf(
+      await post("/v1/chat/completions", { model: "gemini-2.5-pro", messages }, { "x-fake-usage": chatUsage(100_000, 0, 1000) }),
+    );
     // 100,000 x 1.25 + 1000 x 10 = 135,000 micro-dollars
-    expect(below).toMatchObject({ provider: "google", cost_nano_usd: 135_000_000, price_source: "genai-prices@0.1.8:google/gemini-2.5-pro" });
+    expect(below).toMatchObject({
+      provider: "google",
+      cost_nano_usd: 135_000_000,
+      price_source: "genai-prices@0.1.8:google/gemini-2.5-pro",
+    });
     for (const stream of [false, true]) {
-      const above = await recordOf(await post("/v1/chat/completions", { model: "gemini-2.5-pro", messages, stream }, { "x-fake-usage": chatUsage(250_000, 0, 1000) }));
+      const above = await recordOf(
+        await post("/v1/chat/completions", { model: "gemini-2.5-pro", messages, stream }, { "x-fake-usage": chatUsage(250_000, 0, 1000) }),
+      );
       // 250,000 x 2.50 + 1000 x 15 = 640,000 micro-dollars
       expect(above).toMatchObject({ stream, cost_nano_usd: 640_000_000, cost_usd: 0.64 });
     }
@@ -147,20 +171,36 @@ describe("other providers", () => {
 
   test("embeddings: input tokens only", async () => {
     const usage = JSON.stringify({ prompt_tokens: 1000, total_tokens: 1000 });
-    const record = await recordOf(await post("/v1/embeddings", { model: "text-embedding-3-small", input: "hi" }, { "x-fake-usage": usage }));
+    const record = await recordOf(
+      await post("/v1/embeddings", { model: "text-embedding-3-small", input: "hi" }, { "x-fake-usage": usage }),
+    );
     // 1000 x $0.02 = 20 micro-dollars
-    expect(record).toMatchObject({ input_tokens: 1000, output_tokens: 0, cost_nano_usd: 20_000, price_source: "genai-prices@0.1.8:openai/text-embedding-3-small" });
+    expect(record).toMatchObject({
+      input_tokens: 1000,
+      output_tokens: 0,
+      cost_nano_usd: 20_000,
+      price_source: "genai-prices@0.1.8:openai/text-embedding-3-small",
+    });
   });
 
   test("a local server that reports no usage for embeddings: input estimated, free", async () => {
-    const record = await recordOf(await post("/v1/embeddings", { model: "llama3.1:8b", input: "embed this sentence" }, { "x-fake-usage": "none" }));
-    expect(record).toMatchObject({ usage_source: "estimated", input_tokens: countTokens("embed this sentence"), output_tokens: 0, cost_nano_usd: 0 });
+    const record = await recordOf(
+      await post("/v1/embeddings", { model: "llama3.1:8b", input: "embed this sentence" }, { "x-fake-usage": "none" }),
+    );
+    expect(record).toMatchObject({
+      usage_source: "estimated",
+      input_tokens: countTokens("embed this sentence"),
+      output_tokens: 0,
+      cost_nano_usd: 0,
+    });
   });
 
   test("a local server that reports no usage, plain or streamed: estimated, flagged, free", async () => {
     const text = "Local models answer without counting tokens.";
     for (const stream of [false, true]) {
-      const record = await recordOf(await post("/v1/chat/completions", { model: "llama3.1:8b", messages, stream }, { "x-fake-usage": "none", "x-fake-text": text }));
+      const record = await recordOf(
+        await post("/v1/chat/completions", { model: "llama3.1:8b", messages, stream }, { "x-fake-usage": "none", "x-fake-text": text }),
+      );
       expect(record).toMatchObject({
         provider: "ollama",
         outcome: "completed",
@@ -193,7 +233,11 @@ describe("calls that never reported their usage are billed by estimate", () => {
   }
 
   test("OpenAI stream abandoned by the client: input and output estimated, flagged, priced", async () => {
-    const id = await abortAfterText("/v1/chat/completions", { model: "gpt-4o", messages, stream: true }, { "x-fake-scenario": "gap:2000@3" });
+    const id = await abortAfterText(
+      "/v1/chat/completions",
+      { model: "gpt-4o", messages, stream: true },
+      { "x-fake-scenario": "gap:2000@3" },
+    );
     const record = (await proxy.settled(1)).find((r) => r.id === id)!;
     const input = countTokens(prompt);
     const output = countTokens(text);
@@ -203,7 +247,11 @@ describe("calls that never reported their usage are billed by estimate", () => {
 
   test("Anthropic stream abandoned: the provider's input count is kept, output estimated", async () => {
     const usage = JSON.stringify({ input_tokens: 50, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, output_tokens: 1 });
-    const id = await abortAfterText("/v1/messages", { model: "claude-sonnet-4-6", max_tokens: 1024, messages, stream: true }, { "x-fake-scenario": "gap:2000@4", "x-fake-usage": usage });
+    const id = await abortAfterText(
+      "/v1/messages",
+      { model: "claude-sonnet-4-6", max_tokens: 1024, messages, stream: true },
+      { "x-fake-scenario": "gap:2000@4", "x-fake-usage": usage },
+    );
     const record = (await proxy.settled(1)).find((r) => r.id === id)!;
     const output = countTokens(text);
     expect(record).toMatchObject({ outcome: "client_aborted", usage_source: "estimated", input_tokens: 50, output_tokens: output });
@@ -211,19 +259,58 @@ describe("calls that never reported their usage are billed by estimate", () => {
   });
 
   test("an error event mid-stream (Anthropic overloaded_error, Responses response.failed, chat error): upstream_error, billed by estimate", async () => {
-    const anthropicUsage = JSON.stringify({ input_tokens: 100, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, output_tokens: 1 });
+    const anthropicUsage = JSON.stringify({
+      input_tokens: 100,
+      cache_read_input_tokens: 0,
+      cache_creation_input_tokens: 0,
+      output_tokens: 1,
+    });
     const delivered = text.slice(0, Math.ceil(text.length / 2));
-    type Case = { path: string; body: Record<string, unknown>; headers: Record<string, string>; error: string; input: number; rates: [number, number] };
+    type Case = {
+      path: string;
+      body: Record<string, unknown>;
+      headers: Record<string, string>;
+      error: string;
+      input: number;
+      rates: [number, number];
+    };
     const cases: Case[] = [
-      { path: "/v1/messages", body: { model: "claude-sonnet-4-6", max_tokens: 1024, messages, stream: true }, headers: { "x-fake-usage": anthropicUsage }, error: "overloaded_error", input: 100, rates: [3_000, 15_000] },
-      { path: "/v1/responses", body: { model: "gpt-4o", input: prompt, stream: true }, headers: {}, error: "server_error", input: countTokens(prompt), rates: [2_500, 10_000] },
-      { path: "/v1/chat/completions", body: { model: "gpt-4o", messages, stream: true }, headers: {}, error: "server_error", input: countTokens(prompt), rates: [2_500, 10_000] },
+      {
+        path: "/v1/messages",
+        body: { model: "claude-sonnet-4-6", max_tokens: 1024, messages, stream: true },
+        headers: { "x-fake-usage": anthropicUsage },
+        error: "overloaded_error",
+        input: 100,
+        rates: [3_000, 15_000],
+      },
+      {
+        path: "/v1/responses",
+        body: { model: "gpt-4o", input: prompt, stream: true },
+        headers: {},
+        error: "server_error",
+        input: countTokens(prompt),
+        rates: [2_500, 10_000],
+      },
+      {
+        path: "/v1/chat/completions",
+        body: { model: "gpt-4o", messages, stream: true },
+        headers: {},
+        error: "server_error",
+        input: countTokens(prompt),
+        rates: [2_500, 10_000],
+      },
     ];
     for (const c of cases) {
       const response = await post(c.path, c.body, { "x-fake-scenario": "sse-error", "x-fake-text": text, ...c.headers });
       const record = await recordOf(response);
       const output = countTokens(c.path === "/v1/responses" ? "Hi" : delivered);
-      expect(record).toMatchObject({ outcome: "upstream_error", error_type: c.error, usage_source: "estimated", input_tokens: c.input, output_tokens: output });
+      expect(record).toMatchObject({
+        outcome: "upstream_error",
+        error_type: c.error,
+        usage_source: "estimated",
+        input_tokens: c.input,
+        output_tokens: output,
+      });
       expect(record.cost_nano_usd).toBe(c.input * c.rates[0] + output * c.rates[1]);
     }
   });
@@ -247,18 +334,46 @@ describe("calls that never reported their usage are billed by estimate", () => {
   });
 
   test("an answer too large to buffer is still metered: usage read from its tail; without usage, output stays unknown", async () => {
-    const huge = await recordOf(await post("/v1/chat/completions", { model: "gpt-4o", messages }, { "x-fake-scenario": "huge", "x-fake-usage": chatUsage(1000, 0, 500) }));
-    expect(huge).toMatchObject({ usage_source: "provider", response_model: "gpt-4o-2025", input_tokens: 1000, output_tokens: 500, cost_nano_usd: 7_500_000 });
-    const unknown = await recordOf(await post("/v1/chat/completions", { model: "gpt-4o", messages }, { "x-fake-scenario": "huge", "x-fake-usage": "none" }));
-    expect(unknown).toMatchObject({ usage_source: "estimated", input_tokens: countTokens(prompt), output_tokens: null, cost_nano_usd: null });
+    const huge = await recordOf(
+      await post(
+        "/v1/chat/completions",
+        { model: "gpt-4o", messages },
+        { "x-fake-scenario": "huge", "x-fake-usage": chatUsage(1000, 0, 500) },
+      ),
+    );
+    expect(huge).toMatchObject({
+      usage_source: "provider",
+      response_model: "gpt-4o-2025",
+      input_tokens: 1000,
+      output_tokens: 500,
+      cost_nano_usd: 7_500_000,
+    });
+    const unknown = await recordOf(
+      await post("/v1/chat/completions", { model: "gpt-4o", messages }, { "x-fake-scenario": "huge", "x-fake-usage": "none" }),
+    );
+    expect(unknown).toMatchObject({
+      usage_source: "estimated",
+      input_tokens: countTokens(prompt),
+      output_tokens: null,
+      cost_nano_usd: null,
+    });
   });
 
   test("upstream failure mid-stream: what was delivered is billed", async () => {
-    const response = await post("/v1/chat/completions", { model: "gpt-4o", messages, stream: true }, { "x-fake-scenario": "break", "x-fake-text": text });
+    const response = await post(
+      "/v1/chat/completions",
+      { model: "gpt-4o", messages, stream: true },
+      { "x-fake-scenario": "break", "x-fake-text": text },
+    );
     await response.arrayBuffer().catch(() => {}); // the stream ends in an error, as the upstream's did
     const record = (await proxy.settled(1)).find((r) => r.id === response.headers.get("x-audit-record-id"))!;
     const delivered = text.slice(0, Math.ceil(text.length / 2));
-    expect(record).toMatchObject({ outcome: "upstream_error", usage_source: "estimated", output_tokens: countTokens(delivered), input_tokens: countTokens(prompt) });
+    expect(record).toMatchObject({
+      outcome: "upstream_error",
+      usage_source: "estimated",
+      output_tokens: countTokens(delivered),
+      input_tokens: countTokens(prompt),
+    });
     expect(record.cost_nano_usd).toBe(countTokens(prompt) * 2_500 + countTokens(delivered) * 10_000);
   });
 });

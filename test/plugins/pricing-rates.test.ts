@@ -20,7 +20,13 @@ test("cost is exact in nano-dollars where floating point is not", () => {
 
 test("input counts each token once: uncached, cache read, 5-minute and 1-hour cache writes", () => {
   // claude-sonnet-4-6 published: $3 in, $0.30 cache read, $3.75 5m write, $6 1h write, $15 out.
-  const u = usage({ input_tokens: 5100, cache_read_tokens: 2000, cache_write_tokens: 3000, cache_write_1h_tokens: 1000, output_tokens: 400 });
+  const u = usage({
+    input_tokens: 5100,
+    cache_read_tokens: 2000,
+    cache_write_tokens: 3000,
+    cache_write_1h_tokens: 1000,
+    output_tokens: 400,
+  });
   const rates = { input: 3, cacheRead: 0.3, cacheWrite: 3.75, cacheWrite1h: 6, output: 15 };
   // 100x3 + 2000x0.3 + 2000x3.75 + 1000x6 + 400x15 = 20,400 micro-dollars.
   expect(costNanoUSD(u, rates)).toBe(20_400_000);
@@ -35,10 +41,18 @@ test("missing cache prices fall back to the input price; unknown usage has no pr
 test("catalog: published prices of OpenAI and Anthropic models, dated snapshots included", () => {
   const gpt4o = lookup("gpt-4o-2024-08-06", "openai")!;
   expect(gpt4o.model.id).toBe("gpt-4o");
-  expect(catalogRates(pricesAt(gpt4o.model, new Date()), usage({ input_tokens: 10 }))).toMatchObject({ input: 2.5, cacheRead: 1.25, output: 10 });
+  expect(catalogRates(pricesAt(gpt4o.model, new Date()), usage({ input_tokens: 10 }))).toMatchObject({
+    input: 2.5,
+    cacheRead: 1.25,
+    output: 10,
+  });
   const sonnet = lookup("claude-sonnet-4-6", "anthropic")!;
   expect(catalogRates(pricesAt(sonnet.model, new Date()), usage({ input_tokens: 10 }))).toMatchObject({
-    input: 3, cacheRead: 0.3, cacheWrite: 3.75, cacheWrite1h: 6, output: 15,
+    input: 3,
+    cacheRead: 0.3,
+    cacheWrite: 3.75,
+    cacheWrite1h: 6,
+    output: 15,
   });
   expect(lookup("no-such-model-anywhere", "openai")).toBeNull();
 });
@@ -61,9 +75,20 @@ test("catalog: every OpenAI, Anthropic and Google model prices like genai-prices
       ]) {
         const prices = pricesAt(model, at);
         const rates = catalogRates(prices, u);
-        if (!rates || Object.keys(prices).some((key) => key.endsWith("_mtok") && !/^(input|output|cache_read|cache_write|cache_write_1h)_mtok$/.test(key))) continue;
+        if (
+          !rates ||
+          Object.keys(prices).some(
+            (key) => key.endsWith("_mtok") && !/^(input|output|cache_read|cache_write|cache_write_1h)_mtok$/.test(key),
+          )
+        )
+          continue;
         const theirs = calcPrice(
-          { input_tokens: u.input_tokens!, cache_read_tokens: u.cache_read_tokens ?? 0, cache_write_tokens: u.cache_write_tokens ?? 0, output_tokens: u.output_tokens! },
+          {
+            input_tokens: u.input_tokens!,
+            cache_read_tokens: u.cache_read_tokens ?? 0,
+            cache_write_tokens: u.cache_write_tokens ?? 0,
+            output_tokens: u.output_tokens!,
+          },
           model.id,
           { providerId, timestamp: at },
         );

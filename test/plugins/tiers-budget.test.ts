@@ -30,7 +30,14 @@ const prices = pricing({
 async function withProxy(costPerDay: number, run: (proxy: TestProxy) => Promise<void>) {
   const limiter = tiers({ tiers: { t: { costPerDay, per: ["user"] } }, default: "t", now });
   const proxy = await startTestProxy(upstream.url, {
-    plugins: [openai({ baseURL: `${upstream.url}/v1` }), anthropic({ baseURL: upstream.url }), headerAttribution(), prices, limiter, sqliteAudit()],
+    plugins: [
+      openai({ baseURL: `${upstream.url}/v1` }),
+      anthropic({ baseURL: upstream.url }),
+      headerAttribution(),
+      prices,
+      limiter,
+      sqliteAudit(),
+    ],
   });
   try {
     await run(proxy);
@@ -134,7 +141,11 @@ describe("concurrent calls against a cost budget never spend past it", () => {
 
 describe("the reservation", () => {
   const ctx = (body: Record<string, unknown>, kind: CallContext["endpoint"]["kind"] = "chat.completions") =>
-    ({ body, rawBody: new TextEncoder().encode(JSON.stringify(body)), endpoint: { kind, wire: "openai", path: "/", method: "POST" } }) as unknown as CallContext;
+    ({
+      body,
+      rawBody: new TextEncoder().encode(JSON.stringify(body)),
+      endpoint: { kind, wire: "openai", path: "/", method: "POST" },
+    }) as unknown as CallContext;
 
   const bytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
 
@@ -152,7 +163,9 @@ describe("the reservation", () => {
   test("several output limits: the largest is reserved (a server may honour any one of them); a non-integer one is refused", () => {
     const r = reservationOf(ctx({ model: "m", max_tokens: 1, max_completion_tokens: 100_000, messages: [] }), 4096);
     expect(r.ceiling.output_tokens).toBe(100_000);
-    expect(() => reservationOf(ctx({ model: "m", max_tokens: "100000", messages: [] }), 4096)).toThrow(/max_tokens must be a positive integer/);
+    expect(() => reservationOf(ctx({ model: "m", max_tokens: "100000", messages: [] }), 4096)).toThrow(
+      /max_tokens must be a positive integer/,
+    );
   });
 
   test("a base64 PDF is one file part; a plain-text document is counted by its bytes", () => {
@@ -180,7 +193,9 @@ describe("the reservation", () => {
     expect(none.outputFromRequest).toBe(false);
     expect(reservationOf(ctx({ model: "m", n: 8, messages: [] }), 4096).ceiling.output_tokens).toBe(8 * 4096);
     // best_of candidates are generated and billed server-side; n ≤ best_of are returned.
-    expect(reservationOf(ctx({ model: "m", prompt: "x", max_tokens: 10, best_of: 5, n: 2 }, "completions"), 4096).ceiling.output_tokens).toBe(50);
+    expect(
+      reservationOf(ctx({ model: "m", prompt: "x", max_tokens: 10, best_of: 5, n: 2 }, "completions"), 4096).ceiling.output_tokens,
+    ).toBe(50);
     expect(reservationOf(ctx({ model: "m", prompt: "x", best_of: 3 }, "completions"), 4096).ceiling.output_tokens).toBe(3 * 4096);
     const embed = { model: "m", input: "abc" };
     expect(reservationOf(ctx(embed, "embeddings"), 4096).ceiling).toMatchObject({ input_tokens: bytes(embed) + 32 + 16, output_tokens: 0 });
@@ -202,7 +217,12 @@ describe("a limit held only by calls in flight is busy, not exhausted", () => {
   const send = (proxy: TestProxy, user: string, maxTokens: number, usage: Record<string, number>, scenario = "gap:400") =>
     fetch(`${proxy.url}/v1/chat/completions`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-user-id": user, "x-fake-usage": JSON.stringify(usage), "x-fake-scenario": scenario },
+      headers: {
+        "content-type": "application/json",
+        "x-user-id": user,
+        "x-fake-usage": JSON.stringify(usage),
+        "x-fake-scenario": scenario,
+      },
       body: JSON.stringify({ model: "gpt-budget", max_tokens: maxTokens, stream: true, messages: [] }),
     });
   const error = async (response: Response) => ((await response.json()) as { error: { code: string; message: string } }).error;
@@ -217,7 +237,9 @@ describe("a limit held only by calls in flight is busy, not exhausted", () => {
       expect(refused.status).toBe(429);
       expect(refused.headers.get("retry-after")).toBe("1");
       const { message } = await error(refused);
-      expect(message).toMatch(/^Limit busy: tokens per day of user 'ida' \(tier t\) is 1000, with 0 spent and \d+ reserved by calls in flight; .*Retry in 1 s\.$/);
+      expect(message).toMatch(
+        /^Limit busy: tokens per day of user 'ida' \(tier t\) is 1000, with 0 spent and \d+ reserved by calls in flight; .*Retry in 1 s\.$/,
+      );
       await held.text();
       await proxy.settled(2);
       expect((await send(proxy, "ida", 600, small, "")).status).toBe(200);
@@ -235,7 +257,9 @@ describe("a limit held only by calls in flight is busy, not exhausted", () => {
       expect(busy.headers.get("retry-after")).toBe("1");
       const busyError = await error(busy);
       expect(busyError.code).toBe("rate_limited");
-      expect(busyError.message).toMatch(/^Limit busy: cost budget per day of user 'jo' \(tier t\) is \$1\.00, with \$0\.00 spent and \$0\.60\d+ reserved by calls in flight; this call may cost up to \$0\.60\d+ and fits once those calls settle/);
+      expect(busyError.message).toMatch(
+        /^Limit busy: cost budget per day of user 'jo' \(tier t\) is \$1\.00, with \$0\.00 spent and \$0\.60\d+ reserved by calls in flight; this call may cost up to \$0\.60\d+ and fits once those calls settle/,
+      );
       await held.text();
       await proxy.settled(2); // the held call settles to $0.50005 real
       // $0.50005 spent + $0.30 held by a call in flight + $0.60 > $1, and still > $1 without the held call: exhausted.
@@ -256,7 +280,11 @@ describe("a limit held only by calls in flight is busy, not exhausted", () => {
 describe("a call under a cost budget that names no output limit is sent the reserved one", () => {
   const lastBody = () => JSON.parse(upstream.requests.at(-1)!.body) as Record<string, unknown>;
   const send = (proxy: TestProxy, path: string, body: Record<string, unknown>) =>
-    fetch(`${proxy.url}${path}`, { method: "POST", headers: { "content-type": "application/json", "x-user-id": "cap" }, body: JSON.stringify(body) }).then((r) => r.text());
+    fetch(`${proxy.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-user-id": "cap" },
+      body: JSON.stringify(body),
+    }).then((r) => r.text());
 
   test("OpenAI chat gets max_completion_tokens, the Responses API max_output_tokens, /v1/completions max_tokens", async () => {
     await withProxy(100, async (proxy) => {
@@ -272,10 +300,18 @@ describe("a call under a cost budget that names no output limit is sent the rese
   test("the cap is inserted into the body's own bytes: every other byte reaches the upstream as sent", async () => {
     await withProxy(100, async (proxy) => {
       const raw = '{"model":"gpt-budget","seed":9223372036854775807,"top_p":1.0,"messages":[{"role":"user","content":"hi"}]}';
-      await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", "x-user-id": "cap" }, body: raw }).then((r) => r.text());
+      await fetch(`${proxy.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-user-id": "cap" },
+        body: raw,
+      }).then((r) => r.text());
       expect(upstream.requests.at(-1)!.body).toBe(`{"max_completion_tokens":4096,${raw.slice(1)}`);
       const nulled = '{"model":"gpt-budget","max_tokens":null,"messages":[]}';
-      await fetch(`${proxy.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", "x-user-id": "cap" }, body: nulled }).then((r) => r.text());
+      await fetch(`${proxy.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-user-id": "cap" },
+        body: nulled,
+      }).then((r) => r.text());
       expect(upstream.requests.at(-1)!.body).toBe(`{"max_completion_tokens":4096,${nulled.slice(1)}`);
     });
   });
@@ -327,8 +363,19 @@ describe("a call under a cost budget that names no output limit is sent the rese
 });
 
 describe("calls whose real cost the proxy never sees keep their reservation", () => {
-  const post = (proxy: TestProxy, path: string, body: Record<string, unknown>, headers: Record<string, string> = {}, signal?: AbortSignal) =>
-    fetch(`${proxy.url}${path}`, { method: "POST", headers: { "content-type": "application/json", "x-user-id": "bg", ...headers }, body: JSON.stringify(body), signal });
+  const post = (
+    proxy: TestProxy,
+    path: string,
+    body: Record<string, unknown>,
+    headers: Record<string, string> = {},
+    signal?: AbortSignal,
+  ) =>
+    fetch(`${proxy.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-user-id": "bg", ...headers },
+      body: JSON.stringify(body),
+      signal,
+    });
 
   test("a background Responses call: its answer is queued, so the ceiling stays spent", async () => {
     // Ceiling ≈ 8,000 output × $100/M = $0.80 (+ input): one fits in $1.00, the second does not.

@@ -3,7 +3,15 @@
 // that expire, reservations of a dead replica that stop counting, and a Redis that is down,
 // frozen or restarted: a fast refusal, never a hang, and recovery without a new store.
 import { afterAll, describe, expect, test } from "bun:test";
-import { LimitsUnavailableError, MemoryLimiterStore, redisLimiterStore, type ChargeResult, type LimiterStore, type Meter, type RedisLimiterStore } from "../../plugins/index.ts";
+import {
+  LimitsUnavailableError,
+  MemoryLimiterStore,
+  redisLimiterStore,
+  type ChargeResult,
+  type LimiterStore,
+  type Meter,
+  type RedisLimiterStore,
+} from "../../plugins/index.ts";
 import { dropPrefix, keysUnder, sharedRedisURL, startPrivateRedis, uniquePrefix, type PrivateRedis } from "../helpers/redis.ts";
 
 const prefixes: string[] = [];
@@ -46,7 +54,12 @@ describe("differential: Redis and memory give the same answers", () => {
   ];
 
   // Ten minutes before a month ends (a leap February, a year end among them).
-  const starts = [Date.UTC(2026, 0, 31, 23, 50), Date.UTC(2028, 1, 29, 23, 50), Date.UTC(2026, 11, 31, 23, 50), Date.UTC(2027, 3, 30, 23, 50)];
+  const starts = [
+    Date.UTC(2026, 0, 31, 23, 50),
+    Date.UTC(2028, 1, 29, 23, 50),
+    Date.UTC(2026, 11, 31, 23, 50),
+    Date.UTC(2027, 3, 30, 23, 50),
+  ];
 
   for (const [seed, start] of starts.entries()) {
     test(`seed ${seed}: 1,500 random charges, settles and adjustments across the end of ${new Date(start).toISOString().slice(0, 7)}`, async () => {
@@ -78,9 +91,16 @@ describe("differential: Redis and memory give the same answers", () => {
           if (meters.length === 0) continue;
           if (next() < 0.3) {
             // Exactly what is left (or one more): the edge where `<=` and `<` differ.
-            const { fromMemory } = await compare(meters.map((m) => ({ ...m, amount: 0 })), now, step);
+            const { fromMemory } = await compare(
+              meters.map((m) => ({ ...m, amount: 0 })),
+              now,
+              step,
+            );
             const one = next() < 0.5 ? 1 : 0;
-            meters = meters.map((m, i) => ({ ...m, amount: Math.max(0, m.kind === "window" ? m.limit - fromMemory.states[i]!.used + one : fromMemory.states[i]!.remaining + one) }));
+            meters = meters.map((m, i) => ({
+              ...m,
+              amount: Math.max(0, m.kind === "window" ? m.limit - fromMemory.states[i]!.used + one : fromMemory.states[i]!.remaining + one),
+            }));
           } else {
             meters = meters.map((m): Meter => {
               if (m.kind === "gcra") return { ...m, amount: m.key === "rpm" ? 1 : int(m.limit * 0.6) };
@@ -95,7 +115,10 @@ describe("differential: Redis and memory give the same answers", () => {
           const call = pending.splice(int(pending.length), 1)[0]!;
           const deltas = call.meters.map((meter) => Math.round(meter.amount * (next() * 1.5 - 1)));
           const settled = (result: ChargeResult) =>
-            call.meters.map((meter, i) => ({ meter: meter.kind === "window" ? { ...meter, endsAt: result.states[i]!.endsAt } : meter, delta: deltas[i]! }));
+            call.meters.map((meter, i) => ({
+              meter: meter.kind === "window" ? { ...meter, endsAt: result.states[i]!.endsAt } : meter,
+              delta: deltas[i]!,
+            }));
           await memory.adjust(settled(call.memory), now, call.memory.hold);
           // Mostly through the replica that charged, sometimes through the other one.
           await replicas[next() < 0.8 ? call.replica : 1 - call.replica]!.adjust(settled(call.redis), now, call.redis.hold);

@@ -67,7 +67,11 @@ test("AGENT_ATTR_REDIS_URL makes Redis the default store: two proxies share one 
 
 test("Redis down: 503 limits_unavailable in the caller's wire format, recorded, not forwarded; back without a restart", async () => {
   const prefix = uniquePrefix("down");
-  const limiter = tiers({ tiers: { t: { requestsPerMinute: 100, per: ["user"] } }, default: "t", store: redisLimiterStore({ url: redis.url, prefix }) });
+  const limiter = tiers({
+    tiers: { t: { requestsPerMinute: 100, per: ["user"] } },
+    default: "t",
+    store: redisLimiterStore({ url: redis.url, prefix }),
+  });
   await withProxies([limiter], async ([proxy]) => {
     expect((await chat(proxy!, "dora")).status).toBe(200);
     await redis.kill();
@@ -77,7 +81,9 @@ test("Redis down: 503 limits_unavailable in the caller's wire format, recorded, 
     expect(refused.headers.get("retry-after")).toBe("1");
     const { error } = (await refused.json()) as { error: { code: string; type: string; message: string } };
     expect(error.code).toBe("limits_unavailable");
-    expect(error.message).toMatch(/^Rate limits and budgets cannot be checked right now .* so the call was not forwarded\. Retry in a few seconds/);
+    expect(error.message).toMatch(
+      /^Rate limits and budgets cannot be checked right now .* so the call was not forwarded\. Retry in a few seconds/,
+    );
     const anthropicRefusal = await fetch(`${proxy!.url}/v1/messages`, {
       method: "POST",
       headers: { "content-type": "application/json", "x-user-id": "dora" },
@@ -130,7 +136,9 @@ test("failOpen: while Redis is down calls pass, flagged limits_unavailable:fail_
 });
 
 test("options: a URL that is not redis:// is a config error naming it; none at all says where to put one", () => {
-  expect(() => redisLimiterStore({ url: "http://127.0.0.1:6379" })).toThrow(/Invalid options for plugin 'tiers': url: expected a redis:\/\/ or rediss:\/\/ URL/);
+  expect(() => redisLimiterStore({ url: "http://127.0.0.1:6379" })).toThrow(
+    /Invalid options for plugin 'tiers': url: expected a redis:\/\/ or rediss:\/\/ URL/,
+  );
   const previous = process.env.AGENT_ATTR_REDIS_URL;
   delete process.env.AGENT_ATTR_REDIS_URL;
   try {
@@ -146,7 +154,9 @@ test("a password in the URL never reaches the log or the caller", async () => {
   // The private server has no password set: the client's AUTH fails, as a wrong password would.
   const store = redisLimiterStore({ url: redis.url.replace("redis://", "redis://agent:hunter2-secret@"), prefix: uniquePrefix("secret") });
   await store.open(log);
-  const error = await store.charge([{ kind: "gcra", key: "k", limit: 1, periodMs: 60_000, amount: 1 }], Date.now()).catch((e: unknown) => e as Error);
+  const error = await store
+    .charge([{ kind: "gcra", key: "k", limit: 1, periodMs: 60_000, amount: 1 }], Date.now())
+    .catch((e: unknown) => e as Error);
   await store.close();
   expect(error).toBeInstanceOf(Error);
   expect(logged.join("\n")).toContain("is unreachable");

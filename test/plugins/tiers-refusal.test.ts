@@ -18,7 +18,9 @@ const clock = { t: 0 };
 const now = () => clock.t;
 
 async function withProxy(limiter: ReturnType<typeof tiers>, run: (proxy: TestProxy) => Promise<void>) {
-  const proxy = await startTestProxy(upstream.url, { plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), limiter, sqliteAudit()] });
+  const proxy = await startTestProxy(upstream.url, {
+    plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), limiter, sqliteAudit()],
+  });
   try {
     await run(proxy);
   } finally {
@@ -26,14 +28,23 @@ async function withProxy(limiter: ReturnType<typeof tiers>, run: (proxy: TestPro
   }
 }
 
-const chat = async (proxy: TestProxy, who: { user: string; agent?: string }, body: Record<string, unknown> = {}, headers: Record<string, string> = {}) => {
+const chat = async (
+  proxy: TestProxy,
+  who: { user: string; agent?: string },
+  body: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+) => {
   const response = await fetch(`${proxy.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-user-id": who.user, "x-agent-id": who.agent ?? "bot", ...headers },
     body: JSON.stringify({ model: "gpt-4o", messages: [], ...body }),
   });
   const text = await response.text();
-  return { status: response.status, headers: response.headers, error: () => (JSON.parse(text) as { error: { code: string; message: string } }).error };
+  return {
+    status: response.status,
+    headers: response.headers,
+    error: () => (JSON.parse(text) as { error: { code: string; message: string } }).error,
+  };
 };
 
 test("Retry-After is the longest wait among the refusing meters, so the retry passes", async () => {

@@ -75,7 +75,11 @@ async function recordsOf(proxies: ProxyProcess[], user: string, count: number): 
   const deadline = Date.now() + 10_000;
   for (;;) {
     const pages = await Promise.all(
-      proxies.map((p) => fetch(`${p.url}/audit/records?user=${encodeURIComponent(user)}&limit=1000`).then((r) => r.json() as Promise<{ records: AuditRecord[] }>)),
+      proxies.map((p) =>
+        fetch(`${p.url}/audit/records?user=${encodeURIComponent(user)}&limit=1000`).then(
+          (r) => r.json() as Promise<{ records: AuditRecord[] }>,
+        ),
+      ),
     );
     const records = pages.flatMap((page) => page.records).filter((r) => r.outcome !== null);
     if (records.length >= count || Date.now() > deadline) return records;
@@ -86,7 +90,11 @@ async function recordsOf(proxies: ProxyProcess[], user: string, count: number): 
 /** The token estimate of the calls the tpm test sends; the limit admits exactly ten of them. */
 const tpmBody = { model: "gpt-4o", max_tokens: 100, stream: true, messages: [] };
 const tpmEstimate = reservationOf(
-  { body: tpmBody, rawBody: null, endpoint: { kind: "chat.completions", wire: "openai", path: "/v1/chat/completions", method: "POST" } } as unknown as CallContext,
+  {
+    body: tpmBody,
+    rawBody: null,
+    endpoint: { kind: "chat.completions", wire: "openai", path: "/v1/chat/completions", method: "POST" },
+  } as unknown as CallContext,
   4096,
 ).tokens;
 const tpmLimit = 10 * tpmEstimate;
@@ -97,7 +105,8 @@ describe("three replicas on one Redis, calls round-robin", () => {
   beforeAll(async () => {
     for (let i = 0; i < 3; i++) proxies.push(await replica({ url: sharedRedisURL, prefix }));
     // Each replica connects and loads the scripts on its first call.
-    for (const proxy of proxies) expect((await post(proxy, `warm-${Bun.randomUUIDv7()}`, { model: "gpt-4o", messages: [] })).status).toBe(200);
+    for (const proxy of proxies)
+      expect((await post(proxy, `warm-${Bun.randomUUIDv7()}`, { model: "gpt-4o", messages: [] })).status).toBe(200);
   }, 30_000);
   afterAll(async () => {
     await dropPrefix(prefix);
@@ -154,7 +163,10 @@ describe("three replicas on one Redis, calls round-robin", () => {
 
 test("kill -9 of a replica holding a budget: the others get it back once its lease lapses", async () => {
   const prefix = uniquePrefix("killed-replica");
-  const [doomed, survivor] = [await replica({ url: sharedRedisURL, prefix, leaseMs: 1_500 }), await replica({ url: sharedRedisURL, prefix, leaseMs: 1_500 })];
+  const [doomed, survivor] = [
+    await replica({ url: sharedRedisURL, prefix, leaseMs: 1_500 }),
+    await replica({ url: sharedRedisURL, prefix, leaseMs: 1_500 }),
+  ];
   const user = `budget-${Bun.randomUUIDv7()}`;
   const call = (proxy: ProxyProcess, maxTokens: number, scenario = "") =>
     fetch(`${proxy.url}/v1/chat/completions`, {
@@ -240,7 +252,9 @@ describe("Redis killed mid-load, then restarted", () => {
 
     // The fail-open replica's calls while Redis was down say so in their records.
     const flagged = await fetch(`${open.url}/audit/records?limit=1000`).then((r) => r.json() as Promise<{ records: AuditRecord[] }>);
-    expect(flagged.records.filter((r) => r.error_type === "limits_unavailable:fail_open").length).toBeGreaterThanOrEqual(of("open", "down").length);
+    expect(flagged.records.filter((r) => r.error_type === "limits_unavailable:fail_open").length).toBeGreaterThanOrEqual(
+      of("open", "down").length,
+    );
     expect(closed.output()).toContain("is unreachable");
     expect(closed.output()).toContain("answers again");
   }, 60_000);

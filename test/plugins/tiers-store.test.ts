@@ -6,7 +6,13 @@ import { MemoryLimiterStore, redisLimiterStore, type LimiterStore, type Meter } 
 import { dropPrefix, sharedRedisURL, uniquePrefix } from "../helpers/redis.ts";
 
 const gcra = (key: string, limit: number, amount = 1): Meter => ({ kind: "gcra", key, limit, periodMs: 60_000, amount });
-const windowed = (key: string, limit: number, amount: number): Extract<Meter, { kind: "window" }> => ({ kind: "window", key, limit, calendar: "day", amount });
+const windowed = (key: string, limit: number, amount: number): Extract<Meter, { kind: "window" }> => ({
+  kind: "window",
+  key,
+  limit,
+  calendar: "day",
+  amount,
+});
 /** The end of a UTC day (2026-01-02T00:00Z). */
 const dayEnd = Date.UTC(2026, 0, 2);
 

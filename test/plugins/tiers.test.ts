@@ -20,7 +20,13 @@ const now = () => clock.t;
 
 async function withProxy(extra: Plugin[], run: (proxy: TestProxy) => Promise<void>) {
   const proxy = await startTestProxy(upstream.url, {
-    plugins: [openai({ baseURL: `${upstream.url}/v1` }), anthropic({ baseURL: upstream.url }), headerAttribution(), ...extra, sqliteAudit()],
+    plugins: [
+      openai({ baseURL: `${upstream.url}/v1` }),
+      anthropic({ baseURL: upstream.url }),
+      headerAttribution(),
+      ...extra,
+      sqliteAudit(),
+    ],
   });
   try {
     await run(proxy);
@@ -36,7 +42,12 @@ const chat = async (proxy: TestProxy, user: string, body: Record<string, unknown
     body: JSON.stringify({ model: "gpt-4o", messages: [], ...body }),
   });
   const text = await response.text();
-  return { status: response.status, headers: response.headers, text, json: () => JSON.parse(text) as { error: { code: string; message: string } } };
+  return {
+    status: response.status,
+    headers: response.headers,
+    text,
+    json: () => JSON.parse(text) as { error: { code: string; message: string } },
+  };
 };
 
 const forwarded = () => upstream.requests.filter((r) => r.path === "/v1/chat/completions").length;
@@ -130,7 +141,12 @@ describe("tier assignment", () => {
     try {
       await withProxy([keyed, limiter], async (proxy) => {
         // The proxy set the plugin up with the console logger; hand it one the test can read.
-        await limiter.setup!({ logDb: proxy.logDb, log: { info() {}, warn: (m) => warnings.push(m), error() {} }, audit: { checkpoint: { everyRecords: 1000, everySeconds: 60 } }, keys: proxy.runtime.keys });
+        await limiter.setup!({
+          logDb: proxy.logDb,
+          log: { info() {}, warn: (m) => warnings.push(m), error() {} },
+          audit: { checkpoint: { everyRecords: 1000, everySeconds: 60 } },
+          keys: proxy.runtime.keys,
+        });
         clock.t = Date.UTC(2026, 0, 22);
         expect((await chat(proxy, "kim")).status).toBe(200);
         expect((await chat(proxy, "kim")).status).toBe(429);
@@ -189,7 +205,9 @@ describe("cost budgets", () => {
       // The 7 are refused while the 3 are in flight: busy (429, retry in 1 s), not exhausted.
       expect(statuses.filter((s) => s === 429)).toHaveLength(7);
       const busy = results.find((r) => r.status === 429)!;
-      expect(busy.json().error.message).toContain("cost budget per day of user 'frank' (tier t) is $1.00, with $0.00 spent and $0.90 reserved by calls in flight");
+      expect(busy.json().error.message).toContain(
+        "cost budget per day of user 'frank' (tier t) is $1.00, with $0.00 spent and $0.90 reserved by calls in flight",
+      );
       const records = await proxy.settled(10);
       const spent = records.filter((r) => r.outcome === "completed").reduce((sum, r) => sum + r.cost_usd!, 0);
       expect(spent).toBeCloseTo(0.9, 9);

@@ -70,7 +70,12 @@ test("a key's agent and user globs compare in NFC: the composed header id is the
 test("keys mode: Claude Code's body user the key does not allow is kept as asserted by its device id, not refused", async () => {
   const device = "5dd07c33da27e6d2968d94ea20bf47a7b090b6b158b82328d54da2909a108e84";
   const session = "d2e70091-3007-41a3-a916-cb8b0d3098de";
-  const body = { model: "claude-sonnet-4-6", max_tokens: 5, messages: [], metadata: { user_id: JSON.stringify({ device_id: device, account_uuid: "", session_id: session }) } };
+  const body = {
+    model: "claude-sonnet-4-6",
+    max_tokens: 5,
+    messages: [],
+    metadata: { user_id: JSON.stringify({ device_id: device, account_uuid: "", session_id: session }) },
+  };
   const { status, record } = await call(keysProxy, "/v1/messages", noUsersKey, body);
   expect(status).toBe(200);
   expect(record).toMatchObject({ agent_id: "claude-code", user_id: null, session_id: session, attribution: "verified" });
@@ -78,9 +83,15 @@ test("keys mode: Claude Code's body user the key does not allow is kept as asser
 });
 
 test("a token whose sub is decomposed is the same user as the composed X-User-ID header, recorded in NFC", async () => {
-  const { status, record } = await call(jwtProxy, "/v1/chat/completions", await token({ sub: "jose\u0301", act: { sub: "planne\u0301r" } }), chat, {
-    "x-user-id": utf8("jos\u00e9"),
-  });
+  const { status, record } = await call(
+    jwtProxy,
+    "/v1/chat/completions",
+    await token({ sub: "jose\u0301", act: { sub: "planne\u0301r" } }),
+    chat,
+    {
+      "x-user-id": utf8("jos\u00e9"),
+    },
+  );
   expect(status).toBe(200);
   expect(record).toMatchObject({ user_id: "jos\u00e9", key_id: "jos\u00e9", attribution: "verified" });
   expect(JSON.parse(record.delegation!).act).toEqual({ sub: "plann\u00e9r" });
@@ -94,7 +105,18 @@ test("a token claim with an invisible character is refused with 400 naming the c
 });
 
 test("keys create holds agent and user globs to the same rules: NFC stored, invisible characters refused", async () => {
-  const made = await runCli(["keys", "create", "--agent", "rene\u0301-bot", "--users", "jose\u0301-*", "--format", "json", "--log-db", keysProxy.logDb]);
+  const made = await runCli([
+    "keys",
+    "create",
+    "--agent",
+    "rene\u0301-bot",
+    "--users",
+    "jose\u0301-*",
+    "--format",
+    "json",
+    "--log-db",
+    keysProxy.logDb,
+  ]);
   expect(made.exitCode).toBe(0);
   expect(JSON.parse(made.stdout)).toMatchObject({ agents: ["ren\u00e9-bot"], users: ["jos\u00e9-*"] });
   const refused = await runCli(["keys", "create", "--agent", "bot\u200b", "--log-db", keysProxy.logDb]);

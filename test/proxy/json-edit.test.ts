@@ -30,9 +30,25 @@ const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.le
 const spaces = ["", "", " ", "\n", "\t", "\r\n  "];
 const names = ["model", "stream", "stream_options", "include_usage", "max_tokens", "seed", "x", 'a"b', "back\\slash", "{", "é", "💡"];
 const scalars = [
-  "9223372036854775807", "1.0", "-0", "1e400", "2.50E-3", "true", "false", "null", "0",
-  '"plain"', '"\\"}{\\\\\\""', '"caf\\u00e9"', '"é 💡"', '"\\\\"', '"stream_options"', '"a,b:c"', "[]",
-  '[1, {"stream_options": [2]}, "]"]', '[{"include_usage":false}]',
+  "9223372036854775807",
+  "1.0",
+  "-0",
+  "1e400",
+  "2.50E-3",
+  "true",
+  "false",
+  "null",
+  "0",
+  '"plain"',
+  '"\\"}{\\\\\\""',
+  '"caf\\u00e9"',
+  '"é 💡"',
+  '"\\\\"',
+  '"stream_options"',
+  '"a,b:c"',
+  "[]",
+  '[1, {"stream_options": [2]}, "]"]',
+  '[{"include_usage":false}]',
 ];
 
 /** A name as JSON text: plain, or with one character written as a \u escape. */
@@ -42,7 +58,7 @@ function keyText(name: string): string {
   const i = Math.floor(random() * name.length);
   const code = name.charCodeAt(i);
   if (code >= 0xd800 && code <= 0xdfff) return plain;
-  return JSON.stringify(name.slice(0, i)).slice(0, -1) + `\\u${code.toString(16).padStart(4, "0")}` + JSON.stringify(name.slice(i + 1)).slice(1);
+  return `${JSON.stringify(name.slice(0, i)).slice(0, -1)}\\u${code.toString(16).padStart(4, "0")}${JSON.stringify(name.slice(i + 1)).slice(1)}`;
 }
 
 function objectNode(depth: number): Node {
@@ -50,7 +66,15 @@ function objectNode(depth: number): Node {
   const members: MemberNode[] = [];
   for (let i = 0; i < count; i++) {
     const key = pick(names);
-    members.push({ before: pick(spaces), keyText: keyText(key), key, afterKey: pick(spaces), afterColon: pick(spaces), value: valueNode(depth + 1), after: pick(spaces) });
+    members.push({
+      before: pick(spaces),
+      keyText: keyText(key),
+      key,
+      afterKey: pick(spaces),
+      afterColon: pick(spaces),
+      value: valueNode(depth + 1),
+      after: pick(spaces),
+    });
   }
   return { kind: "object", open: count === 0 ? pick(spaces) : "", members, close: "" };
 }
@@ -86,14 +110,15 @@ function intended(object: Record<string, unknown>, path: readonly string[], valu
   const copy = { ...object };
   if (rest.length === 0) copy[name] = value;
   else if (!Object.hasOwn(object, name) || object[name] === null) copy[name] = intended({}, rest, value);
-  else if (typeof object[name] === "object" && !Array.isArray(object[name])) copy[name] = intended(object[name] as Record<string, unknown>, rest, value);
+  else if (typeof object[name] === "object" && !Array.isArray(object[name]))
+    copy[name] = intended(object[name] as Record<string, unknown>, rest, value);
   return copy;
 }
 
 const edits: BodyEdit[] = [
   { path: ["stream_options", "include_usage"], value: true },
   { path: ["max_tokens"], value: 4096 },
-  { path: ["x", "stream_options", "include_usage"], value: { deep: 1.5, s: "é\"}" } },
+  { path: ["x", "stream_options", "include_usage"], value: { deep: 1.5, s: 'é"}' } },
   { path: ["é"], value: null },
 ];
 const encoder = new TextEncoder();
@@ -110,7 +135,11 @@ test("over 3,000 generated bodies, the edit is spliced into the original bytes a
     const edit = pick(edits);
     const parsed = JSON.parse(text.slice(bom.length)) as Record<string, unknown>;
     const result = decoder.decode(applyBodyEdits(encoder.encode(text), parsed, [edit]), { stream: false });
-    const expected = (bom ? "\ufeff" : "") + lead + render(expectedEdit(tree, edit.path, JSON.stringify(edit.value))) + text.slice(bom.length + lead.length + render(tree).length);
+    const expected =
+      (bom ? "\ufeff" : "") +
+      lead +
+      render(expectedEdit(tree, edit.path, JSON.stringify(edit.value))) +
+      text.slice(bom.length + lead.length + render(tree).length);
     // TextDecoder drops a BOM; compare what follows it.
     expect(bom + result).toBe(expected);
     expect(JSON.parse(result)).toEqual(intended(parsed, edit.path, edit.value));
@@ -133,12 +162,16 @@ test("edits apply in order, each on the bytes the one before made", () => {
 
 test("a repeated name is edited in every occurrence, so first-wins and last-wins parsers agree", () => {
   const raw = '{"stream_options":{"include_usage":false},"stream_options":{"x":1}}';
-  const out = decoder.decode(applyBodyEdits(encoder.encode(raw), JSON.parse(raw), [{ path: ["stream_options", "include_usage"], value: true }]));
+  const out = decoder.decode(
+    applyBodyEdits(encoder.encode(raw), JSON.parse(raw), [{ path: ["stream_options", "include_usage"], value: true }]),
+  );
   expect(out).toBe('{"stream_options":{"include_usage":true},"stream_options":{"include_usage":true,"x":1}}');
 });
 
 test("a name on the path that is not an object is left for the upstream to refuse", () => {
   const raw = '{"stream_options":"yes","model":"m"}';
-  const out = decoder.decode(applyBodyEdits(encoder.encode(raw), JSON.parse(raw), [{ path: ["stream_options", "include_usage"], value: true }]));
+  const out = decoder.decode(
+    applyBodyEdits(encoder.encode(raw), JSON.parse(raw), [{ path: ["stream_options", "include_usage"], value: true }]),
+  );
   expect(out).toBe(raw);
 });

@@ -6,8 +6,8 @@ const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
 const kept = 'data: {"choices":[{"delta":{"content":"hé"}}]}\n\n: comment\n\nevent: x\r\ndata: {"choices":[]}\r\n\r\n';
 const hidden = 'data: {"choices":[],"usage":{"prompt_tokens":1}}\n\n';
-const stream = kept + hidden + "data: [DONE]\n\n";
-const expected = kept + "data: [DONE]\n\n";
+const stream = `${kept + hidden}data: [DONE]\n\n`;
+const expected = `${kept}data: [DONE]\n\n`;
 const hideUsage = (event: { data: string }) => event.data.includes('"usage"');
 
 function run(bytes: Uint8Array, cuts: number[]): string {

@@ -55,7 +55,7 @@ test("SHA256SUMS's signature checks with openssl pkeyutl and with ssh-keygen, an
   ]) {
     copyFileSync(join(release.dir, name), join(copy, name));
   }
-  // The commands README "Verifying a download" gives.
+  // The commands docs/operators.md "Verifying a download" gives.
   const openssl = [
     "openssl",
     "pkeyutl",

@@ -4,11 +4,22 @@ import type { ChainEvent } from "../../src/trail/chain.ts";
 import { AccessDenials } from "../../src/server/access-denials.ts";
 import type { AccessRefusal } from "../../src/server/roles.ts";
 
-const refusal: AccessRefusal = { method: "GET", route: "/audit/records", status: 401, reason: "no_token", required_role: "auditor", presented_role: null };
+const refusal: AccessRefusal = {
+  method: "GET",
+  route: "/audit/records",
+  status: 401,
+  reason: "no_token",
+  required_role: "auditor",
+  presented_role: null,
+};
 
 test("refusals within a window are one event; a later window is another; distinct groups beyond the bound only count", async () => {
   const recorded: ChainEvent[] = [];
-  const denials = new AccessDenials(async (event) => void recorded.push(event), () => {}, { windowMs: 50, maxGroups: 3 });
+  const denials = new AccessDenials(
+    async (event) => void recorded.push(event),
+    () => {},
+    { windowMs: 50, maxGroups: 3 },
+  );
   for (let i = 0; i < 1000; i++) denials.note(refusal, `10.0.${i % 250}.${i % 7}`);
   await Bun.sleep(120);
   expect(recorded).toHaveLength(1);

@@ -14,7 +14,9 @@ const wrongToken = "not-a-token-of-this-proxy-0123";
 const events = (logDb: string) => {
   const db = new Database(logDb, { readonly: true });
   try {
-    return db.query<{ kind: string; actor: string; details: string }, []>("SELECT kind, actor, details FROM audit_events ORDER BY seq").all();
+    return db
+      .query<{ kind: string; actor: string; details: string }, []>("SELECT kind, actor, details FROM audit_events ORDER BY seq")
+      .all();
   } finally {
     db.close();
   }
@@ -49,10 +51,46 @@ test("refused audit API calls leave one access_denied event per minute: route, m
   const client = details.groups[0]!.client;
   expect(client).toMatch(/127\.0\.0\.1|::1/);
   expect(details.groups).toEqual([
-    { method: "GET", route: "/audit/records", status: 401, reason: "no_token", required_role: "auditor", presented_role: null, client, count: 30 },
-    { method: "GET", route: "/audit/user/:id", status: 401, reason: "unknown_token", required_role: "auditor", presented_role: null, client, count: 1 },
-    { method: "GET", route: "/audit/user/:id", status: 401, reason: "not_bearer", required_role: "auditor", presented_role: null, client, count: 1 },
-    { method: "DELETE", route: "/audit/user/:id", status: 403, reason: "insufficient_role", required_role: "admin", presented_role: "auditor", client, count: 1 },
+    {
+      method: "GET",
+      route: "/audit/records",
+      status: 401,
+      reason: "no_token",
+      required_role: "auditor",
+      presented_role: null,
+      client,
+      count: 30,
+    },
+    {
+      method: "GET",
+      route: "/audit/user/:id",
+      status: 401,
+      reason: "unknown_token",
+      required_role: "auditor",
+      presented_role: null,
+      client,
+      count: 1,
+    },
+    {
+      method: "GET",
+      route: "/audit/user/:id",
+      status: 401,
+      reason: "not_bearer",
+      required_role: "auditor",
+      presented_role: null,
+      client,
+      count: 1,
+    },
+    {
+      method: "DELETE",
+      route: "/audit/user/:id",
+      status: 403,
+      reason: "insufficient_role",
+      required_role: "admin",
+      presented_role: "auditor",
+      client,
+      count: 1,
+    },
   ]);
   // Neither a token nor a hash of one, nor the ids in the refused paths, is kept.
   const text = JSON.stringify(all);

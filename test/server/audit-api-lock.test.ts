@@ -52,7 +52,10 @@ test("audit API calls wait for a locked database off the event loop; a proxied c
 
   await setup.proxy.records();
   const db = new Database(setup.proxy.logDb, { readonly: true });
-  const kinds = db.query<{ kind: string }, []>("SELECT kind FROM audit_events ORDER BY seq").all().map((e) => e.kind);
+  const kinds = db
+    .query<{ kind: string }, []>("SELECT kind FROM audit_events ORDER BY seq")
+    .all()
+    .map((e) => e.kind);
   db.close();
   expect(kinds.sort()).toEqual(["erasure", "export", "query", "query"]);
 }, 20_000);

@@ -11,7 +11,9 @@ const setup = proxyBeforeAll();
 const events = () => {
   const db = new Database(setup.proxy.logDb, { readonly: true });
   try {
-    return db.query<{ kind: string; actor: string; details: string }, []>("SELECT kind, actor, details FROM audit_events ORDER BY seq").all();
+    return db
+      .query<{ kind: string; actor: string; details: string }, []>("SELECT kind, actor, details FROM audit_events ORDER BY seq")
+      .all();
   } finally {
     db.close();
   }
@@ -37,14 +39,35 @@ test("every audit action through the API or the CLI appears in the chain, withou
   const logDb = setup.proxy.logDb;
   await runCli(["audit", "query", "--task", "secret task", "--log-db", logDb]);
   await runCli(["audit", "summary", "--by", "task", "--task", "secret task", "--log-db", logDb]);
-  await runCli(["audit", "export", "--format", "ndjson", "--user", "subject-alice", "--output", join(tempDir(), "x.ndjson"), "--log-db", logDb]);
+  await runCli([
+    "audit",
+    "export",
+    "--format",
+    "ndjson",
+    "--user",
+    "subject-alice",
+    "--output",
+    join(tempDir(), "x.ndjson"),
+    "--log-db",
+    logDb,
+  ]);
   await runCli(["audit", "delete", "--user", "subject-alice", "--log-db", logDb]);
   await runCli(["audit", "verify", "--log-db", logDb]);
 
   const seen = events();
   expect(seen.map((e) => `${e.actor.split(":")[0]} ${e.kind}`)).toEqual([
-    "api query", "api query", "api query", "api query", "api export", "api verify", "api erasure",
-    "cli query", "cli query", "cli export", "cli erasure", "cli verify",
+    "api query",
+    "api query",
+    "api query",
+    "api query",
+    "api export",
+    "api verify",
+    "api erasure",
+    "cli query",
+    "cli query",
+    "cli export",
+    "cli erasure",
+    "cli verify",
   ]);
   expect(JSON.parse(seen[0]!.details)).toEqual({ route: "/audit/records", filters: ["user", "days"], returned: 1 });
   expect(JSON.parse(seen[1]!.details)).toMatchObject({ route: "/audit/user/:id", filters: ["user"] });

@@ -95,7 +95,12 @@ test("with tokens, the trail routes need one: erasure the admin role, the rest a
     const db = new Database(guarded.logDb, { readonly: true });
     const events = db.query<{ kind: string; actor: string }, []>("SELECT kind, actor FROM audit_events ORDER BY seq").all();
     db.close();
-    expect(events.map((e) => `${e.actor} ${e.kind}`)).toEqual(["api:auditor verify", "api:auditor export", "api:admin erasure", "api:auditor query"]);
+    expect(events.map((e) => `${e.actor} ${e.kind}`)).toEqual([
+      "api:auditor verify",
+      "api:auditor export",
+      "api:admin erasure",
+      "api:auditor query",
+    ]);
     expect(JSON.stringify(events)).not.toContain("token");
   } finally {
     await guarded.stop();
@@ -111,7 +116,11 @@ test("GET /audit/export/ndjson streams the records; its signed manifest is then 
   expect(response.headers.get("content-type")).toBe("application/x-ndjson");
   const id = response.headers.get("x-audit-export-id")!;
   const body = new Uint8Array(await response.arrayBuffer());
-  const lines = new TextDecoder().decode(body).trim().split("\n").map((line) => JSON.parse(line) as { user_id: string | null });
+  const lines = new TextDecoder()
+    .decode(body)
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as { user_id: string | null });
   expect(lines.some((r) => r.user_id === "exporter")).toBe(true);
   expect(lines.some((r) => r.user_id === "erase-me")).toBe(false); // erased above
   const manifest = (await (await fetch(`${setup.proxy.url}/audit/exports/${id}/manifest`)).json()) as ExportManifest;

@@ -40,7 +40,9 @@ test("past the limit a call is refused at once with 503 proxy_busy, recorded; a 
   expect(upstream.requests.length).toBe(forwarded);
   // (proxy.records() would wait for the held calls to end.)
   await proxy.runtime.store.flush();
-  const record = (await proxy.runtime.reader.records({ limit: 1000 })).records.find((r) => r.id === refused.headers.get("x-audit-record-id"));
+  const record = (await proxy.runtime.reader.records({ limit: 1000 })).records.find(
+    (r) => r.id === refused.headers.get("x-audit-record-id"),
+  );
   expect(record).toMatchObject({ outcome: "rejected", status: 503, error_type: "proxy_busy", agent_id: "busy-test" });
 
   // Anthropic's SDKs see their own error shape.

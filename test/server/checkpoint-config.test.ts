@@ -36,7 +36,10 @@ test("checkpoints go to the configured file and webhook, signed with the key GET
     for (let waited = 0; received.length === 0 && waited < 3000; waited += 20) await Bun.sleep(20);
     expect(received).toHaveLength(1);
     expect(received[0]).toMatchObject({ seq: 2 });
-    const fromFile = readFileSync(file, "utf8").trim().split("\n").map((line) => JSON.parse(line) as Checkpoint);
+    const fromFile = readFileSync(file, "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Checkpoint);
     expect(fromFile).toEqual(received);
     const key = parsePublicKey(await (await fetch(`${proxy.url}/audit/pubkey`)).text());
     expect(verifyBytes(key, checkpointPayload(received[0]!), received[0]!.signature)).toBe(true);

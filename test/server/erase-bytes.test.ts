@@ -23,7 +23,13 @@ function filesContaining(dir: string, needle: string): string[] {
 const chat = async (url: string, userId: string, taskContext: string, scenario = "") => {
   const response = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-agent-id": "bot", "x-user-id": userId, "x-task-context": taskContext, "x-fake-scenario": scenario },
+    headers: {
+      "content-type": "application/json",
+      "x-agent-id": "bot",
+      "x-user-id": userId,
+      "x-task-context": taskContext,
+      "x-fake-scenario": scenario,
+    },
     body: JSON.stringify({ model: "gpt-4o", messages: [], stream: scenario !== "" }),
   });
   await response.arrayBuffer();
@@ -32,13 +38,40 @@ const chat = async (url: string, userId: string, taskContext: string, scenario =
 /** A finished call's record, as the pipeline hands it to the store. */
 function finished(userId: string, taskContext: string, timestamp = new Date().toISOString()): AuditRecord {
   return {
-    id: Bun.randomUUIDv7(), seq: 0, timestamp, duration_ms: 812, ttfb_ms: 95, agent_id: "bot", user_id: userId,
-    task_context: taskContext, session_id: `session of ${userId}`, parent_agent_id: null, trace_id: null,
-    attribution: "asserted", key_id: null, provider: "openai", endpoint: "/v1/chat/completions", model: "gpt-4o",
-    response_model: "gpt-4o-2024-08-06", stream: false, status: 200, outcome: "completed", input_tokens: 1200,
-    output_tokens: 340, cache_read_tokens: 0, cache_write_tokens: null, cache_write_1h_tokens: null,
-    reasoning_tokens: null, usage_source: "provider", cost_usd: 0.0123, cost_nano_usd: 12_300_000, price_source: "test",
-    prompt_hash: "ab".repeat(32), response_hash: "cd".repeat(32), error_type: null, delegation: null,
+    id: Bun.randomUUIDv7(),
+    seq: 0,
+    timestamp,
+    duration_ms: 812,
+    ttfb_ms: 95,
+    agent_id: "bot",
+    user_id: userId,
+    task_context: taskContext,
+    session_id: `session of ${userId}`,
+    parent_agent_id: null,
+    trace_id: null,
+    attribution: "asserted",
+    key_id: null,
+    provider: "openai",
+    endpoint: "/v1/chat/completions",
+    model: "gpt-4o",
+    response_model: "gpt-4o-2024-08-06",
+    stream: false,
+    status: 200,
+    outcome: "completed",
+    input_tokens: 1200,
+    output_tokens: 340,
+    cache_read_tokens: 0,
+    cache_write_tokens: null,
+    cache_write_1h_tokens: null,
+    reasoning_tokens: null,
+    usage_source: "provider",
+    cost_usd: 0.0123,
+    cost_nano_usd: 12_300_000,
+    price_source: "test",
+    prompt_hash: "ab".repeat(32),
+    response_hash: "cd".repeat(32),
+    error_type: null,
+    delegation: null,
   };
 }
 
@@ -47,7 +80,8 @@ function finished(userId: string, taskContext: string, timestamp = new Date().to
  * order: the task index takes inserts everywhere and splits its pages, as a fleet's does.
  */
 const users = Array.from({ length: 20 }, (_, i) => `person-${i}-erasable`);
-const taskOf = (userId: string) => `Task ${Math.floor(Math.random() * 1e6)} for ${userId}: ${"details ".repeat(20 + Math.floor(Math.random() * 40))}`;
+const taskOf = (userId: string) =>
+  `Task ${Math.floor(Math.random() * 1e6)} for ${userId}: ${"details ".repeat(20 + Math.floor(Math.random() * 40))}`;
 function writeFleet(write: (record: AuditRecord) => void, timestamp?: () => string) {
   for (let i = 0; i < 8000; i++) {
     const userId = users[Math.floor(Math.random() * users.length)]!;
@@ -56,7 +90,10 @@ function writeFleet(write: (record: AuditRecord) => void, timestamp?: () => stri
 }
 
 const describeHits = (dir: string, needles: string[]) =>
-  findInFiles(dir, needles).map((hit) => `${hit.needle} in ${hit.file}${hit.page ? ` page ${hit.page.number} (type ${hit.page.type}, ${hit.page.btree})` : ` at ${hit.offset}`}`);
+  findInFiles(dir, needles).map(
+    (hit) =>
+      `${hit.needle} in ${hit.file}${hit.page ? ` page ${hit.page.number} (type ${hit.page.type}, ${hit.page.btree})` : ` at ${hit.offset}`}`,
+  );
 
 test("DELETE /audit/user/:id leaves no byte of the user in the database, its WAL or the intent log", async () => {
   const upstream = await startFakeUpstream();
@@ -91,7 +128,10 @@ test("erasing 10 of 20 users of 8,000 records through the API: no page of any fi
     await chat(proxy.url, users[19]!, "one more");
     await proxy.settled(1);
     const rolledUp = new Database(proxy.logDb, { readonly: true });
-    const rollupUsers = rolledUp.query<{ key: string }, []>("SELECT DISTINCT key FROM usage_rollup WHERE dim = 'user'").all().map((row) => row.key);
+    const rollupUsers = rolledUp
+      .query<{ key: string }, []>("SELECT DISTINCT key FROM usage_rollup WHERE dim = 'user'")
+      .all()
+      .map((row) => row.key);
     rolledUp.close();
     expect(rollupUsers).toEqual(expect.arrayContaining(erased)); // the rollup holds them too, until the erasure
     for (const userId of erased) {
@@ -121,7 +161,9 @@ test("an erasure by the CLI while the proxy runs: the proxy drops the user's lin
       headers: { "content-type": "application/json", "x-user-id": "streamer", "x-fake-scenario": "gap:20000@1" },
       body: JSON.stringify({ model: "gpt-4o", messages: [], stream: true }),
       signal: streaming.signal,
-    }).then((response) => response.text()).catch(() => "aborted");
+    })
+      .then((response) => response.text())
+      .catch(() => "aborted");
     for (let i = 0; i < 10; i++) await chat(proxy.url, erased, `Yannick's task ${i}`);
     await proxy.runtime.store.flush(); // committed (not waiting for the stream, as settled() would)
     const intentFiles = () => filesContaining(dir, erased).filter((name) => name.includes(".intents-"));

@@ -8,7 +8,16 @@ const setup = proxyBeforeAll();
 
 interface Document {
   openapi: string;
-  paths: Record<string, Record<string, { parameters: { name: string; in: string; required: boolean }[]; responses: Record<string, { content?: Record<string, { schema: { properties?: Record<string, unknown> } }> }> }>>;
+  paths: Record<
+    string,
+    Record<
+      string,
+      {
+        parameters: { name: string; in: string; required: boolean }[];
+        responses: Record<string, { content?: Record<string, { schema: { properties?: Record<string, unknown> } }> }>;
+      }
+    >
+  >;
 }
 
 test("every /audit route the app serves is documented, with its parameters and response schema", async () => {
@@ -20,12 +29,26 @@ test("every /audit route the app serves is documented, with its parameters and r
     .routes.filter((route) => route.path.startsWith("/audit"))
     .map((route) => `${route.method.toLowerCase()} ${route.path.replace(/:(\w+)/g, "{$1}")}`)
     .sort();
-  const documented = Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method} ${path}`)).sort();
+  const documented = Object.entries(doc.paths)
+    .flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method} ${path}`))
+    .sort();
   expect(documented).toEqual(served);
   expect(auditOperations.length).toBe(served.length);
 
   const records = doc.paths["/audit/records"]!.get!;
-  expect(records.parameters.map((p) => p.name)).toEqual(["agent", "user", "task", "model", "provider", "outcome", "since", "until", "days", "limit", "cursor"]);
+  expect(records.parameters.map((p) => p.name)).toEqual([
+    "agent",
+    "user",
+    "task",
+    "model",
+    "provider",
+    "outcome",
+    "since",
+    "until",
+    "days",
+    "limit",
+    "cursor",
+  ]);
   expect(records.parameters.every((p) => p.in === "query" && !p.required)).toBe(true);
   expect(Object.keys(records.responses["200"]!.content!["application/json"]!.schema.properties!)).toEqual(["records", "next_cursor"]);
   const summary = doc.paths["/audit/summary"]!.get!;

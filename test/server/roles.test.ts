@@ -21,7 +21,14 @@ beforeAll(async () => {
   process.env.ROLES_TEST_ADMIN = "env-named-admin-token-0123";
   proxy = await startTestProxy(
     upstream.url,
-    { admin: { tokens: [{ token: configToken, role: "auditor" }, { tokenEnv: "ROLES_TEST_ADMIN", role: "admin" }] } },
+    {
+      admin: {
+        tokens: [
+          { token: configToken, role: "auditor" },
+          { tokenEnv: "ROLES_TEST_ADMIN", role: "admin" },
+        ],
+      },
+    },
     { adminToken, auditorToken },
   );
   const response = await fetch(`${proxy.url}/v1/chat/completions`, {
@@ -39,9 +46,15 @@ afterAll(async () => {
   delete process.env.ROLES_TEST_ADMIN;
 });
 
-const readRoutes = () => ["/audit/records", `/audit/records/${recordId}`, "/audit/user/u", "/audit/agent/a", "/audit/task/t", "/audit/summary?by=agent"];
-const get = (path: string, token?: string) =>
-  fetch(`${proxy.url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+const readRoutes = () => [
+  "/audit/records",
+  `/audit/records/${recordId}`,
+  "/audit/user/u",
+  "/audit/agent/a",
+  "/audit/task/t",
+  "/audit/summary?by=agent",
+];
+const get = (path: string, token?: string) => fetch(`${proxy.url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
 
 describe("every audit read route", () => {
   test("refuses a request without a token or with a wrong one (401), and never echoes the token", async () => {
@@ -104,7 +117,8 @@ describe("the role guard", () => {
     { token: adminToken, role: "admin" },
     { token: auditorToken, role: "auditor" },
   ]);
-  const request = (token: string) => new Request("http://x/audit/user/u", { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
+  const request = (token: string) =>
+    new Request("http://x/audit/user/u", { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
 
   test("an auditor is refused an admin route with 403 naming both roles; an admin passes", async () => {
     const denied = guard(request(auditorToken), "admin", "/audit/user/:id");
@@ -128,11 +142,20 @@ describe("the role guard", () => {
   test("tokens are compared as SHA-256 digests, so a token of any length costs the same comparisons", () => {
     const calls: [number, number][] = [];
     const compare = (a: Buffer, b: Buffer) => (calls.push([a.length, b.length]), a.equals(b));
-    const counted = accessGuard([{ token: adminToken, role: "admin" }, { token: auditorToken, role: "auditor" }], compare);
+    const counted = accessGuard(
+      [
+        { token: adminToken, role: "admin" },
+        { token: auditorToken, role: "auditor" },
+      ],
+      compare,
+    );
     for (const sent of ["x", adminToken.slice(0, -1), `${adminToken}-and-longer`, auditorToken]) {
       calls.length = 0;
       counted(new Request("http://x/audit/records", { headers: { authorization: `Bearer ${sent}` } }), "auditor", "/audit/records");
-      expect(calls).toEqual([[32, 32], [32, 32]]);
+      expect(calls).toEqual([
+        [32, 32],
+        [32, 32],
+      ]);
     }
   });
 
@@ -173,18 +196,27 @@ describe("binding beyond loopback", () => {
   test("in open mode it warns that any client can assert any identity, and how to verify it", async () => {
     const warnings: string[] = [];
     const log = { info() {}, warn: (m: string) => warnings.push(m), error() {} };
-    const open = await startProxy(parseConfig({ server: { host: "0.0.0.0", port: 0 } }), { logDb: join(tempDir(), "o.db"), adminToken, log });
-    await open.stop();
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toContain("Listening on 0.0.0.0 in open mode: any client that reaches this port can assert any agent, user or task");
-    expect(warnings[0]).toContain("add apiKeys() to the config's plugins");
-    expect(warnings[0]).toContain("jwtAttribution");
-    warnings.length = 0;
-    const keyed = await startProxy(parseConfig({ server: { host: "0.0.0.0", port: 0 }, plugins: [openai(), headerAttribution(), apiKeys(), sqliteAudit()] }), {
-      logDb: join(tempDir(), "k.db"),
+    const open = await startProxy(parseConfig({ server: { host: "0.0.0.0", port: 0 } }), {
+      logDb: join(tempDir(), "o.db"),
       adminToken,
       log,
     });
+    await open.stop();
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain(
+      "Listening on 0.0.0.0 in open mode: any client that reaches this port can assert any agent, user or task",
+    );
+    expect(warnings[0]).toContain("add apiKeys() to the config's plugins");
+    expect(warnings[0]).toContain("jwtAttribution");
+    warnings.length = 0;
+    const keyed = await startProxy(
+      parseConfig({ server: { host: "0.0.0.0", port: 0 }, plugins: [openai(), headerAttribution(), apiKeys(), sqliteAudit()] }),
+      {
+        logDb: join(tempDir(), "k.db"),
+        adminToken,
+        log,
+      },
+    );
     await keyed.stop();
     expect(warnings).toEqual([]);
   });

@@ -76,7 +76,12 @@ describe("a body that stops arriving", () => {
       expect(client.received()).toContain('"code":"body_timeout"');
       expect(client.received()).toContain("server.bodyTimeoutMs");
       expect(upstream.requests.length).toBe(forwarded);
-      expect(await recordOf(proxy, idOf(client.received()))).toMatchObject({ outcome: "rejected", status: 408, error_type: "body_timeout", agent_id: "stalled" });
+      expect(await recordOf(proxy, idOf(client.received()))).toMatchObject({
+        outcome: "rejected",
+        status: 408,
+        error_type: "body_timeout",
+        agent_id: "stalled",
+      });
     });
   }
 
@@ -116,7 +121,12 @@ describe("requests open per client address", () => {
     const error = ((await refused.json()) as { error: { code: string; message: string } }).error;
     expect(error.code).toBe("too_many_connections");
     expect(error.message).toContain("server.maxConnectionsPerClient");
-    expect(await recordOf(proxy, refused.headers.get("x-audit-record-id"))).toMatchObject({ outcome: "rejected", status: 429, error_type: "too_many_connections", agent_id: "third" });
+    expect(await recordOf(proxy, refused.headers.get("x-audit-record-id"))).toMatchObject({
+      outcome: "rejected",
+      status: 429,
+      error_type: "too_many_connections",
+      agent_id: "third",
+    });
 
     stalled[0]!.end();
     await stalled[0]!.closed;
@@ -135,7 +145,10 @@ describe("requests open per client address", () => {
     try {
       const stalled = await Promise.all([0, 1, 2].map(() => rawClient(open, chatHead(1000))));
       await Bun.sleep(100);
-      const response = await fetch(`${open.url}/v1/chat/completions`, { method: "POST", body: JSON.stringify({ model: "gpt-4o", messages: [] }) });
+      const response = await fetch(`${open.url}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+      });
       expect(response.status).toBe(200);
       for (const client of stalled) client.end();
     } finally {

@@ -12,10 +12,20 @@ function chainOf(n: number): ChainRecordRow[] {
   let prev = genesisHash;
   return Array.from({ length: n }, (_, i) => {
     const row = toRow(sampleRecord(i + 1));
-    const named = Object.fromEntries(columns.map((column, c) => [column, row[c]!])) as Record<(typeof columns)[number], string | number | null>;
+    const named = Object.fromEntries(columns.map((column, c) => [column, row[c]!])) as Record<
+      (typeof columns)[number],
+      string | number | null
+    >;
     const salt = "ab".repeat(16);
-    const commitment = hasher.commitment(salt, personalColumns.map((column) => named[column]));
-    const hash = hasher.record(prev, clearColumns.map((column) => named[column]), commitment);
+    const commitment = hasher.commitment(
+      salt,
+      personalColumns.map((column) => named[column]),
+    );
+    const hash = hasher.record(
+      prev,
+      clearColumns.map((column) => named[column]),
+      commitment,
+    );
     const entry: ChainRecordRow = { ...named, seq: i + 1, salt, commitment, prev_hash: prev, hash };
     prev = hash;
     return entry;

@@ -11,7 +11,18 @@
  * "agent-attr/internal"; types of other packages that remain (a bun:sqlite handle, an Elysia app)
  * are `any`.
  */
-import { API, ObjectFlags, SignatureKind, SymbolFlags, TypeFlags, type Checker, type Project, type Signature, type Symbol as TsSymbol, type Type } from "typescript/unstable/async";
+import {
+  API,
+  ObjectFlags,
+  SignatureKind,
+  SymbolFlags,
+  TypeFlags,
+  type Checker,
+  type Project,
+  type Signature,
+  type Symbol as TsSymbol,
+  type Type,
+} from "typescript/unstable/async";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -29,7 +40,6 @@ const internalModule = "agent-attr/internal";
 // TypeFormatFlags: print in full, and the structure of an alias rather than its name.
 const noTruncation = 1;
 const inTypeAlias = 8388608;
-
 
 interface Context {
   checker: Checker;
@@ -50,11 +60,22 @@ export async function generateDeclarations(): Promise<string> {
     // A project beside the sources that imports nothing: every name is then printed as
     // `import("module").Name`, which this generator maps to the module users import.
     const compilerOptions = {
-      target: "ESNext", module: "Preserve", moduleResolution: "bundler", lib: ["ESNext", "DOM"], types: ["bun"],
-      typeRoots: [join(root, "node_modules/@types")], strict: true, skipLibCheck: true, noEmit: true, allowImportingTsExtensions: true,
+      target: "ESNext",
+      module: "Preserve",
+      moduleResolution: "bundler",
+      lib: ["ESNext", "DOM"],
+      types: ["bun"],
+      typeRoots: [join(root, "node_modules/@types")],
+      strict: true,
+      skipLibCheck: true,
+      noEmit: true,
+      allowImportingTsExtensions: true,
       paths: Object.fromEntries(publicModules.map((m) => [m.name, [m.file]])),
     };
-    writeFileSync(join(probeDir, "tsconfig.json"), JSON.stringify({ compilerOptions, files: ["probe.ts", ...publicModules.map((m) => m.file)] }));
+    writeFileSync(
+      join(probeDir, "tsconfig.json"),
+      JSON.stringify({ compilerOptions, files: ["probe.ts", ...publicModules.map((m) => m.file)] }),
+    );
     writeFileSync(join(probeDir, "probe.ts"), "export {};\n");
     const snapshot = await api.updateSnapshot({ openProjects: [join(probeDir, "tsconfig.json")] });
     const project = snapshot.getProjects()[0]!;
@@ -70,7 +91,8 @@ export async function generateDeclarations(): Promise<string> {
       }
       ctx.exported.set(name, new Set(symbols.map((s) => s.name)));
       for (const { name: alias, symbol } of symbols) {
-        if (symbol.flags & SymbolFlags.TypeAlias) ctx.aliases.set((await ctx.checker.getDeclaredTypeOfSymbol(symbol)).id, `import("${name}").${alias}`);
+        if (symbol.flags & SymbolFlags.TypeAlias)
+          ctx.aliases.set((await ctx.checker.getDeclaredTypeOfSymbol(symbol)).id, `import("${name}").${alias}`);
       }
       modules.push({ name, symbols });
     }
@@ -87,7 +109,10 @@ export async function generateDeclarations(): Promise<string> {
       const symbol = await internalSymbol(ctx, project, entry.file, entry.name);
       internal.push(symbol ? await declaration(ctx, key, symbol, "export ") : `export type ${key} = any;`);
     }
-    internal.push("/** A zod schema, as far as a config or plugin uses one. */", "export interface Schema<Output> {\n  parse(data: unknown): Output;\n  safeParse(data: unknown): { success: true; data: Output } | { success: false; error: Error };\n}");
+    internal.push(
+      "/** A zod schema, as far as a config or plugin uses one. */",
+      "export interface Schema<Output> {\n  parse(data: unknown): Output;\n  safeParse(data: unknown): { success: true; data: Output } | { success: false; error: Error };\n}",
+    );
     blocks.push(`declare module "${internalModule}" {\n${indent(internal.join("\n\n"))}\n}`);
     return `${header}\n${blocks.join("\n\n")}\n`;
   } finally {
@@ -101,7 +126,11 @@ const header = `// agent-attr-env.d.ts — editor types for configs and plugins 
 // beside your config; the config refers to it with a triple-slash reference (agent-attr init adds it).
 `;
 
-const indent = (text: string) => text.split("\n").map((line) => (line ? `  ${line}` : line)).join("\n");
+const indent = (text: string) =>
+  text
+    .split("\n")
+    .map((line) => (line ? `  ${line}` : line))
+    .join("\n");
 
 async function internalSymbol(ctx: Context, project: Project, file: string, name: string) {
   const source = await project.program.getSourceFile(file);
@@ -143,7 +172,8 @@ async function declaration(ctx: Context, name: string, symbol: TsSymbol, exporte
     return doc + lines.join("\n");
   }
   const printed = await checker.typeToString(type, ctx.probe, noTruncation);
-  if (/\bimport\("zod"\)/.test(printed)) return `${doc}${exported}const ${name}: import("${internalModule}").Schema<${await schemaOutput(ctx, type)}>;`;
+  if (/\bimport\("zod"\)/.test(printed))
+    return `${doc}${exported}const ${name}: import("${internalModule}").Schema<${await schemaOutput(ctx, type)}>;`;
   return `${doc}${exported}const ${name}: ${await typeText(ctx, type)};`;
 }
 
@@ -162,7 +192,9 @@ async function signatureText(ctx: Context, signature: Signature): Promise<string
   const generics = [];
   for (const param of typeParams) {
     const constraint = await checker.getConstraintOfTypeParameter(param);
-    generics.push(`${await checker.typeToString(param, ctx.probe, noTruncation)}${constraint ? ` extends ${await typeText(ctx, constraint)}` : ""}`);
+    generics.push(
+      `${await checker.typeToString(param, ctx.probe, noTruncation)}${constraint ? ` extends ${await typeText(ctx, constraint)}` : ""}`,
+    );
   }
   const params = [];
   const symbols = await signature.getParameters();
@@ -177,9 +209,12 @@ async function signatureText(ctx: Context, signature: Signature): Promise<string
   }
   const returns = await checker.getReturnTypeOfSignature(signature);
   const predicate = await checker.getTypePredicateOfSignature(signature);
-  const returnText = predicate?.type && "parameterName" in predicate && predicate.parameterName
-    ? `${predicate.parameterName} is ${await typeText(ctx, predicate.type)}`
-    : returns ? await typeText(ctx, returns) : "void";
+  const returnText =
+    predicate?.type && "parameterName" in predicate && predicate.parameterName
+      ? `${predicate.parameterName} is ${await typeText(ctx, predicate.type)}`
+      : returns
+        ? await typeText(ctx, returns)
+        : "void";
   return `${generics.length ? `<${generics.join(", ")}>` : ""}(${params.join(", ")}): ${returnText}`;
 }
 
@@ -209,7 +244,8 @@ async function classDeclaration(ctx: Context, name: string, symbol: TsSymbol, ex
   }
   // Own members only: what a base class (Error) declares comes with `extends`.
   for (const property of await checker.getPropertiesOfType(statics)) {
-    if (property.name !== "prototype" && isOurs(property) && !(await isPrivate(property))) members.push(await member(ctx, property, "static "));
+    if (property.name !== "prototype" && isOurs(property) && !(await isPrivate(property)))
+      members.push(await member(ctx, property, "static "));
   }
   for (const property of await checker.getPropertiesOfType(instance)) {
     if (isOurs(property) && !(await isPrivate(property))) members.push(await member(ctx, property));
@@ -220,9 +256,12 @@ async function classDeclaration(ctx: Context, name: string, symbol: TsSymbol, ex
 /** The members of an interface or object type, each with its documentation. */
 async function objectBody(ctx: Context, type: Type): Promise<string> {
   const members: string[] = [];
-  for (const signature of await ctx.checker.getSignaturesOfType(type, SignatureKind.Call)) members.push(`${await signatureText(ctx, signature)};`);
+  for (const signature of await ctx.checker.getSignaturesOfType(type, SignatureKind.Call))
+    members.push(`${await signatureText(ctx, signature)};`);
   for (const info of await ctx.checker.getIndexInfosOfType(type)) {
-    members.push(`${info.isReadonly ? "readonly " : ""}[key: ${await typeText(ctx, info.keyType)}]: ${await typeText(ctx, info.valueType)};`);
+    members.push(
+      `${info.isReadonly ? "readonly " : ""}[key: ${await typeText(ctx, info.keyType)}]: ${await typeText(ctx, info.valueType)};`,
+    );
   }
   for (const property of await ctx.checker.getPropertiesOfType(type)) members.push(await member(ctx, property));
   return members.length === 0 ? "{}" : `{\n${indent(members.join("\n"))}\n}`;
@@ -261,7 +300,13 @@ async function member(ctx: Context, property: TsSymbol, modifier = ""): Promise<
 /** The source text of a symbol's first declaration (to see `readonly`), without its comments. */
 async function declarationText(symbol: TsSymbol): Promise<string> {
   const node = await symbol.declarations[0]?.resolve();
-  return node ? node.getText().replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, "").trim() : "";
+  return node
+    ? node
+        .getText()
+        .replace(/\/\*[\s\S]*?\*\//g, "")
+        .replace(/\/\/.*$/gm, "")
+        .trim()
+    : "";
 }
 
 /**
@@ -278,7 +323,9 @@ async function typeText(ctx: Context, type: Type, flags = 0, byAlias = true): Pr
   const named = await ctx.checker.typeToString(type, ctx.probe, noTruncation | flags);
   // A name from zod (`z.input<typeof optionsSchema>`) or another of our files' values is what
   // users cannot import: print its structure instead.
-  const printed = /import\("zod[^"]*"\)|typeof import\(/.test(named) ? await ctx.checker.typeToString(type, ctx.probe, noTruncation | inTypeAlias) : named;
+  const printed = /import\("zod[^"]*"\)|typeof import\(/.test(named)
+    ? await ctx.checker.typeToString(type, ctx.probe, noTruncation | inTypeAlias)
+    : named;
   return mapNames(ctx, printed);
 }
 
@@ -301,7 +348,9 @@ async function nonNullPart(ctx: Context, type: Type): Promise<{ type: Type; rest
   const objects: Type[] = [];
   for (const member of members) if (await isPlainObject(ctx, member)) objects.push(member);
   if (objects.length !== 1) return null;
-  const rest = members.filter((m) => m !== objects[0]).map((m) => (m.flags & TypeFlags.Undefined ? "undefined" : m.flags & TypeFlags.Null ? "null" : null));
+  const rest = members
+    .filter((m) => m !== objects[0])
+    .map((m) => (m.flags & TypeFlags.Undefined ? "undefined" : m.flags & TypeFlags.Null ? "null" : null));
   if (rest.some((r) => r === null)) return null;
   return { type: objects[0]!, rest: rest.map((r) => ` | ${r}`).join("") };
 }
@@ -309,13 +358,19 @@ async function nonNullPart(ctx: Context, type: Type): Promise<{ type: Type; rest
 function mapNames(ctx: Context, printed: string): string {
   // `typeof import("…").x` names a value's type: only internal ones appear (zod schemas), printed as any.
   let text = printed.replace(/typeof import\("([^"]+)"\)\.[\w$.]+/g, "any");
-  text = text.replace(/import\("([^"]+)"\)\.([\w$]+)((?:\.[\w$]+)*)(<)?/g, (whole, specifier: string, name: string, rest: string, generic: string | undefined) => {
-    if (ctx.exported.has(specifier)) return ctx.exported.get(specifier)!.has(name) ? `import("${specifier}").${name}${rest}${generic ?? ""}` : `any${generic ? "<" : ""}`;
-    const file = ourFile(ctx, specifier);
-    if (!file || rest) return generic ? "Generic<" : "any";
-    const key = internalName(ctx, file, name);
-    return `import("${internalModule}").${key}${generic ?? ""}`;
-  });
+  text = text.replace(
+    /import\("([^"]+)"\)\.([\w$]+)((?:\.[\w$]+)*)(<)?/g,
+    (_whole, specifier: string, name: string, rest: string, generic: string | undefined) => {
+      if (ctx.exported.has(specifier))
+        return ctx.exported.get(specifier)!.has(name)
+          ? `import("${specifier}").${name}${rest}${generic ?? ""}`
+          : `any${generic ? "<" : ""}`;
+      const file = ourFile(ctx, specifier);
+      if (!file || rest) return generic ? "Generic<" : "any";
+      const key = internalName(ctx, file, name);
+      return `import("${internalModule}").${key}${generic ?? ""}`;
+    },
+  );
   // A generic type of another package: drop its arguments with it.
   text = dropGenericArguments(text, "Generic<");
   return text.replace(/\bBun\.[\w$.]+/g, "any").replace(/\bNodeJS\.[\w$.]+/g, "any");

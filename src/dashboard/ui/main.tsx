@@ -66,8 +66,8 @@ function SignIn({ onSignedIn }: { onSignedIn: (role: Role) => void }) {
         <label for="token">Admin or auditor token</label>
         <input id="token" name="token" type="password" autocomplete="current-password" required autofocus />
         <p id="sign-in-help" class="hint">
-          The token of AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or the config's admin.tokens. It is sent once; the browser then keeps only
-          a session cookie (8 hours at most, 30 minutes idle).
+          The token of AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or the config's admin.tokens. It is sent once; the browser then
+          keeps only a session cookie (8 hours at most, 30 minutes idle).
         </p>
         {error && (
           <p class="error" role="alert">
@@ -100,7 +100,12 @@ function App() {
     whenSignedOut(() => setSession((s) => (s ? { ...s, role: null } : s)));
     get<Session>("/dashboard/session").then(setSession, (error: Error) => setFailure(error.message));
   }, []);
-  if (failure) return <p class="error" role="alert">{failure}</p>;
+  if (failure)
+    return (
+      <p class="error" role="alert">
+        {failure}
+      </p>
+    );
   if (!session) return <p class="loading">Loading…</p>;
   if (!session.role) return <SignIn onSignedIn={(role) => setSession({ ...session, role })} />;
   const signOut = async () => {

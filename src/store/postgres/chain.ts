@@ -8,7 +8,18 @@
  */
 import type { SQL } from "bun";
 import { randomBytes } from "node:crypto";
-import { ChainHasher, clearColumns, genesisHash, personalColumns, seqRanges, subjectsOf, userHmac, wellFormed, type ChainEvent, type ChainTail } from "../../trail/chain.ts";
+import {
+  ChainHasher,
+  clearColumns,
+  genesisHash,
+  personalColumns,
+  seqRanges,
+  subjectsOf,
+  userHmac,
+  wellFormed,
+  type ChainEvent,
+  type ChainTail,
+} from "../../trail/chain.ts";
 import { columns, type SQLValue } from "../../trail/row.ts";
 import { lockKeys } from "./connection.ts";
 
@@ -58,7 +69,12 @@ export interface Appended {
  * chain lock. `hashKey` lets the append redact records of users erased while their calls were in
  * flight (named by an erasure event in the same transaction, as SQLite does).
  */
-export async function append(tx: Tx, hashKey: Uint8Array | null, rows: readonly SQLValue[][], events: readonly ChainEvent[] = []): Promise<Appended> {
+export async function append(
+  tx: Tx,
+  hashKey: Uint8Array | null,
+  rows: readonly SQLValue[][],
+  events: readonly ChainEvent[] = [],
+): Promise<Appended> {
   const hasher = new ChainHasher();
   const clean = rows.map((row) => row.map(storable));
   const salts = randomBytes(16 * clean.length).toString("hex");
@@ -88,7 +104,7 @@ export async function append(tx: Tx, hashKey: Uint8Array | null, rows: readonly 
       for (const i of personalIndexes) row[i] = null;
       redacted.push(seq);
     }
-    copy += [seq, ...row, erased ? null : salt, commitment, prevHash, hash].map(copyCell).join("\t") + "\n";
+    copy += `${[seq, ...row, erased ? null : salt, commitment, prevHash, hash].map(copyCell).join("\t")}\n`;
     stored.push({ seq, hash, row });
   }
   if (copy) {
@@ -122,7 +138,10 @@ async function erasuresFor(tx: Tx, hashKey: Uint8Array, rows: readonly SQLValue[
   const byHmac = new Map<string, string>();
   for (const row of rows) for (const id of subjectsOf(row)) byHmac.set(userHmac(hashKey, id), id);
   if (byHmac.size === 0) return found;
-  const hits = (await tx`SELECT user_hmac, erased_at FROM audit_erasures WHERE user_hmac = ANY(${[...byHmac.keys()]}::text[])`) as { user_hmac: string; erased_at: string }[];
+  const hits = (await tx`SELECT user_hmac, erased_at FROM audit_erasures WHERE user_hmac = ANY(${[...byHmac.keys()]}::text[])`) as {
+    user_hmac: string;
+    erased_at: string;
+  }[];
   for (const hit of hits) found.set(byHmac.get(hit.user_hmac)!, hit.erased_at);
   return found;
 }

@@ -62,7 +62,9 @@ export async function migrate(sql: SQL, schema: string): Promise<number> {
   return sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(${lockKeys.migrate})`;
     await tx.unsafe(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-    await tx.unsafe(`CREATE TABLE IF NOT EXISTS "${schema}".agent_attr_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
+    await tx.unsafe(
+      `CREATE TABLE IF NOT EXISTS "${schema}".agent_attr_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
     const [row] = await tx.unsafe(`SELECT coalesce(max(version), 0)::int AS v FROM "${schema}".agent_attr_migrations`);
     const applied = (row as { v: number }).v;
     for (let v = applied; v < migrations.length; v++) {

@@ -64,4 +64,3 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
     throw new PostgresError(`cannot open the audit trail at ${target.display}: ${errorMessage(error)}`);
   }
 }
-

@@ -10,7 +10,15 @@ import type { RecordPage, Summary, SummaryRow } from "../results.ts";
 import type { AuditRecord } from "../../trail/record.ts";
 import { recordSelect, toRecord } from "./rows.ts";
 
-const summed = ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens", "cost_nano_usd"] as const;
+const summed = [
+  "input_tokens",
+  "output_tokens",
+  "cache_read_tokens",
+  "cache_write_tokens",
+  "cache_write_1h_tokens",
+  "reasoning_tokens",
+  "cost_nano_usd",
+] as const;
 const groupKey: Record<SummaryGrouping, string> = {
   agent: "agent_id",
   user: "user_id",
@@ -22,7 +30,14 @@ const groupKey: Record<SummaryGrouping, string> = {
   hour: "substr(timestamp, 1, 13)",
   status: "coalesce(outcome, '') || ':' || coalesce(status::text, '')",
 };
-const filterColumns = { agent: "agent_id", user: "user_id", task: "task_context", model: "model", provider: "provider", outcome: "outcome" } as const;
+const filterColumns = {
+  agent: "agent_id",
+  user: "user_id",
+  task: "task_context",
+  model: "model",
+  provider: "provider",
+  outcome: "outcome",
+} as const;
 const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
 
 /** WHERE conditions and their parameters ($1…) for the filter fields a record filter and a summary share. */
@@ -95,7 +110,19 @@ export class PgReader implements AuditReader {
       const field = sortValue[filter.sort];
       groups.sort((a, b) => b[field] - a[field] || b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || byKey(a, b));
     }
-    const total: SummaryRow = { key: null, calls: 0, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cache_write_1h_tokens: 0, reasoning_tokens: 0, cost_usd: 0, cost_nano_usd: 0, unpriced_calls: 0 };
+    const total: SummaryRow = {
+      key: null,
+      calls: 0,
+      input_tokens: 0,
+      output_tokens: 0,
+      cache_read_tokens: 0,
+      cache_write_tokens: 0,
+      cache_write_1h_tokens: 0,
+      reasoning_tokens: 0,
+      cost_usd: 0,
+      cost_nano_usd: 0,
+      unpriced_calls: 0,
+    };
     for (const row of groups) {
       for (const field of ["calls", ...summed, "unpriced_calls"] as const) total[field] += row[field];
     }

@@ -16,6 +16,6 @@ export function toRecord(row: Record<string, unknown>): AuditRecord {
 /** A row in `columns` order (as the chain stores it), back to a record with its place. */
 export function rowToRecord(row: readonly SQLValue[], seq: number): AuditRecord {
   const named: Record<string, unknown> = { seq };
-  columns.forEach((column, i) => (named[column] = row[i]));
+  for (const [i, column] of columns.entries()) named[column] = row[i];
   return toRecord(named);
 }

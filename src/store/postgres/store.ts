@@ -127,7 +127,11 @@ export class PgAuditStore implements AuditStore {
   begin(record: AuditRecord): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the audit store is closed"));
     if (this.queue.length >= this.maxBacklog) {
-      return Promise.reject(new Error(`${this.queue.length} final records wait for PostgreSQL (audit.maxBacklog ${this.maxBacklog}); refusing new calls until it takes them`));
+      return Promise.reject(
+        new Error(
+          `${this.queue.length} final records wait for PostgreSQL (audit.maxBacklog ${this.maxBacklog}); refusing new calls until it takes them`,
+        ),
+      );
     }
     return this.writeIntent(record.id, false, toRow(record));
   }
@@ -138,7 +142,9 @@ export class PgAuditStore implements AuditStore {
       // Only records of calls refused before `begin` can get here (begin refuses past maxBacklog).
       this.droppedRefused++;
       if (this.droppedRefused === 1 || this.droppedRefused % 1000 === 0) {
-        this.log.error(`audit: ${this.droppedRefused} record(s) of refused calls dropped while the chain is far behind (PostgreSQL unavailable or too slow)`);
+        this.log.error(
+          `audit: ${this.droppedRefused} record(s) of refused calls dropped while the chain is far behind (PostgreSQL unavailable or too slow)`,
+        );
       }
       return Promise.resolve();
     }
@@ -248,14 +254,22 @@ export class PgAuditStore implements AuditStore {
     if (batch.length === 0) return this.settleIdle();
     this.appending = true;
     try {
-      const committed = await transaction(this.sql, this.deadlineMs * 2, (tx) => this.appendRows(tx, batch.map((q) => q.row), batch.map((q) => q.id)));
+      const committed = await transaction(this.sql, this.deadlineMs * 2, (tx) =>
+        this.appendRows(
+          tx,
+          batch.map((q) => q.row),
+          batch.map((q) => q.id),
+        ),
+      );
       this.queue.splice(0, batch.length);
       this.failures = 0;
       this.report(committed);
     } catch (error) {
       this.failures++;
       if (this.failures === 1 || this.failures % 20 === 0) {
-        this.log.error(`audit: ${this.queue.length} final record(s) queued, PostgreSQL does not take them (${errorMessage(error)}); retrying`);
+        this.log.error(
+          `audit: ${this.queue.length} final record(s) queued, PostgreSQL does not take them (${errorMessage(error)}); retrying`,
+        );
       }
     } finally {
       this.appending = false;
@@ -273,10 +287,14 @@ export class PgAuditStore implements AuditStore {
     await lockChain(tx);
     // Every committed call has its intent row (written by `commit`), unless a survivor claimed it
     // or an earlier attempt of this batch landed: only those few need a look at the chain.
-    const had = new Set(((await tx`DELETE FROM audit_intents WHERE id = ANY(${ids}::text[]) RETURNING id`) as { id: string }[]).map((r) => r.id));
+    const had = new Set(
+      ((await tx`DELETE FROM audit_intents WHERE id = ANY(${ids}::text[]) RETURNING id`) as { id: string }[]).map((r) => r.id),
+    );
     const unsure = ids.filter((id) => !had.has(id));
     const known = new Set(
-      unsure.length ? ((await tx`SELECT id FROM audit_records WHERE id = ANY(${unsure}::text[])`) as { id: string }[]).map((r) => r.id) : [],
+      unsure.length
+        ? ((await tx`SELECT id FROM audit_records WHERE id = ANY(${unsure}::text[])`) as { id: string }[]).map((r) => r.id)
+        : [],
     );
     const fresh = rows.filter((_, i) => !known.has(ids[i]!));
     const { stored, tail } = await append(tx, this.hashKey, fresh);
@@ -287,7 +305,9 @@ export class PgAuditStore implements AuditStore {
   private async maybeCheckpoint(tx: SQL, tail: { seq: number; hash: string }): Promise<void> {
     const key = this.trail.signingKey;
     if (!key || tail.seq === 0) return;
-    const due = tail.seq - this.lastCheckpoint.seq >= this.checkpoint.everyRecords || Date.now() - this.lastCheckpoint.at >= this.checkpoint.everySeconds * 1000;
+    const due =
+      tail.seq - this.lastCheckpoint.seq >= this.checkpoint.everyRecords ||
+      Date.now() - this.lastCheckpoint.at >= this.checkpoint.everySeconds * 1000;
     if (!due) return;
     await this.trail.checkpoint(tx, tail);
     this.lastCheckpoint = { seq: tail.seq, at: Date.now() };
@@ -320,8 +340,11 @@ export class PgAuditStore implements AuditStore {
       const alive = await this.sql`UPDATE audit_replicas SET heartbeat_at = now() WHERE replica_id = ${this.replicaId} RETURNING 1`;
       if (alive.length === 0) {
         // Declared dead (a pause longer than the lease): our intents were committed by a survivor.
-        this.log.warn(`audit: this replica missed its lease (${this.leaseMs} ms); its calls in flight were recorded as interrupted by another replica`);
-        await this.sql`INSERT INTO audit_replicas (replica_id) VALUES (${this.replicaId}) ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()`;
+        this.log.warn(
+          `audit: this replica missed its lease (${this.leaseMs} ms); its calls in flight were recorded as interrupted by another replica`,
+        );
+        await this
+          .sql`INSERT INTO audit_replicas (replica_id) VALUES (${this.replicaId}) ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()`;
       }
       await this.claimDead();
       if (this.queue.some((q) => q.ready)) this.scheduleAppend(0);
@@ -358,8 +381,14 @@ export class PgAuditStore implements AuditStore {
         return row;
       });
       await lockChain(tx);
-      const known = new Set(((await tx`SELECT id FROM audit_records WHERE id = ANY(${intents.map((i) => i.id)}::text[])`) as { id: string }[]).map((r) => r.id));
-      const { stored } = await append(tx, this.hashKey, rows.filter((row) => !known.has(String(row[0]))));
+      const known = new Set(
+        ((await tx`SELECT id FROM audit_records WHERE id = ANY(${intents.map((i) => i.id)}::text[])`) as { id: string }[]).map((r) => r.id),
+      );
+      const { stored } = await append(
+        tx,
+        this.hashKey,
+        rows.filter((row) => !known.has(String(row[0]))),
+      );
       return stored.map(({ seq, hash, row }) => ({ ...rowToRecord(row, seq), seq, hash }));
     });
     if (committed.length > 0) {

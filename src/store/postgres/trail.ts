@@ -17,12 +17,28 @@ import type { Logger } from "../../log.ts";
 import { personalColumns, seqRanges, userHmac, type ChainEvent } from "../../trail/chain.ts";
 import { publishCheckpoint, signCheckpoint, type Checkpoint } from "../../trail/checkpoint.ts";
 import type { ChainEntry, ChainEventEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
-import { exportChunkRows, ExportRun, type ExportedRow, type ExportFormat, type ExportManifest, type ExportSource, type ParsedExportFilter } from "../../trail/export.ts";
+import {
+  exportChunkRows,
+  ExportRun,
+  type ExportedRow,
+  type ExportFormat,
+  type ExportManifest,
+  type ExportSource,
+  type ParsedExportFilter,
+} from "../../trail/export.ts";
 import { columns } from "../../trail/row.ts";
 import { loadSigningKey, publicKeyPem } from "../../trail/signing.ts";
 import {
-  ChainWalk, finishVerification, readCheckpointFile, recordVerification, redactionCover, startVerification,
-  type ChainEventRow, type ChainRecordRow, type VerifyFailure, type VerifyReport,
+  ChainWalk,
+  finishVerification,
+  readCheckpointFile,
+  recordVerification,
+  redactionCover,
+  startVerification,
+  type ChainEventRow,
+  type ChainRecordRow,
+  type VerifyFailure,
+  type VerifyReport,
 } from "../../trail/verify.ts";
 
 type WalkEntry = { record: ChainRecordRow } | { event: ChainEventRow };
@@ -42,7 +58,9 @@ export async function signingKeyFor(sql: SQL, configured: string | undefined, op
   await sql`INSERT INTO audit_signer (id, public_key) VALUES (1, ${pem}) ON CONFLICT (id) DO NOTHING`;
   const [row] = (await sql`SELECT public_key FROM audit_signer WHERE id = 1`) as { public_key: string }[];
   if (row!.public_key.trim() !== pem.trim()) {
-    throw new Error(`the signing key ${path} is not the key this trail is signed with; give every replica the same key file (audit.signingKey)`);
+    throw new Error(
+      `the signing key ${path} is not the key this trail is signed with; give every replica the same key file (audit.signingKey)`,
+    );
   }
   return key;
 }
@@ -73,7 +91,12 @@ export class PgTrail implements AuditTrail {
   /** Signs and stores a checkpoint of `tail` (and publishes it where the settings say). */
   async checkpoint(tx: SQL, tail: { seq: number; hash: string }): Promise<void> {
     if (!this.signingKey || tail.seq === 0) return;
-    const checkpoint = signCheckpoint(this.signingKey, { chain_id: this.meta.chainId, seq: tail.seq, hash: tail.hash, time: new Date().toISOString() });
+    const checkpoint = signCheckpoint(this.signingKey, {
+      chain_id: this.meta.chainId,
+      seq: tail.seq,
+      hash: tail.hash,
+      time: new Date().toISOString(),
+    });
     await tx`INSERT INTO audit_checkpoints (chain_id, seq, hash, time, signature) VALUES (${checkpoint.chain_id}, ${checkpoint.seq}, ${checkpoint.hash}, ${checkpoint.time}, ${checkpoint.signature})`;
     if (this.settings.checkpoint) publishCheckpoint(checkpoint, this.settings.checkpoint, (message) => this.log.warn(`audit: ${message}`));
   }
@@ -92,9 +115,13 @@ export class PgTrail implements AuditTrail {
     const external = options.checkpoints ?? readCheckpointFile(this.settings.checkpoint?.file);
     // One snapshot: the walk reads the chain and its checkpoints as of one moment, while replicas append.
     const report = await this.sql.begin("isolation level repeatable read read only", async (tx) => {
-      const stored = ((await tx`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq`) as Checkpoint[]).map((c) => ({ ...c, seq: Number(c.seq) }));
+      const stored = ((await tx`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq`) as Checkpoint[]).map(
+        (c) => ({ ...c, seq: Number(c.seq) }),
+      );
       const started = startVerification(this.meta.chainId, stored, external, publicKey);
-      const details = ((await tx`SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as { details: string }[]).map((r) => r.details);
+      const details = ((await tx`SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as { details: string }[]).map(
+        (r) => r.details,
+      );
       const walk = new ChainWalk(started.report, started.checkpoints, redactionCover(details));
       let failure: VerifyFailure | null = null;
       for await (const item of entries(tx)) {
@@ -104,7 +131,9 @@ export class PgTrail implements AuditTrail {
         if (step === null) continue;
         if ("brokenLink" in step) {
           const [linked] = entry.prev_hash
-            ? ((await tx`SELECT seq FROM audit_records WHERE hash = ${entry.prev_hash} UNION ALL SELECT seq FROM audit_events WHERE hash = ${entry.prev_hash} LIMIT 1`) as { seq: string }[])
+            ? ((await tx`SELECT seq FROM audit_records WHERE hash = ${entry.prev_hash} UNION ALL SELECT seq FROM audit_events WHERE hash = ${entry.prev_hash} LIMIT 1`) as {
+                seq: string;
+              }[])
             : [];
           failure = walk.brokenLink(entry, isRecord, linked ? Number(linked.seq) : null);
         } else failure = step;
@@ -124,8 +153,16 @@ export class PgTrail implements AuditTrail {
       const likes = forms.map((f) => `%${f.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
       const candidates = (await tx`SELECT seq, user_id, key_id, delegation FROM audit_records WHERE salt IS NOT NULL AND (
           user_id = ANY(${forms}::text[]) OR key_id = ANY(${forms}::text[])
-          OR delegation LIKE ANY(${likes}::text[]) OR user_id LIKE ANY(${likes}::text[]))`) as { seq: string; user_id: string | null; key_id: string | null; delegation: string | null }[];
-      const seqs = candidates.filter((row) => namesUser(row, formSet)).map((row) => Number(row.seq)).sort((a, b) => a - b);
+          OR delegation LIKE ANY(${likes}::text[]) OR user_id LIKE ANY(${likes}::text[]))`) as {
+        seq: string;
+        user_id: string | null;
+        key_id: string | null;
+        delegation: string | null;
+      }[];
+      const seqs = candidates
+        .filter((row) => namesUser(row, formSet))
+        .map((row) => Number(row.seq))
+        .sort((a, b) => a - b);
       for (let i = 0; i < seqs.length; i += 10_000) {
         await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE seq = ANY($1::bigint[])`, [seqs.slice(i, i + 10_000)]);
       }
@@ -144,11 +181,17 @@ export class PgTrail implements AuditTrail {
   async applyRetention(days: number, now = Date.now()): Promise<number> {
     const cutoff = new Date(now - days * 86_400_000).toISOString();
     return transaction(this.sql, 60_000, async (tx) => {
-      const seqs = ((await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE salt IS NOT NULL AND timestamp < $1 RETURNING seq`, [cutoff])) as { seq: string }[])
+      const seqs = (
+        (await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE salt IS NOT NULL AND timestamp < $1 RETURNING seq`, [cutoff])) as {
+          seq: string;
+        }[]
+      )
         .map((r) => Number(r.seq))
         .sort((a, b) => a - b);
       if (seqs.length > 0) {
-        await this.appendSealed(tx, [{ kind: "retention", actor: "retention", details: { records: seqs.length, older_than: cutoff, days, seqs: seqRanges(seqs) } }]);
+        await this.appendSealed(tx, [
+          { kind: "retention", actor: "retention", details: { records: seqs.length, older_than: cutoff, days, seqs: seqRanges(seqs) } },
+        ]);
       }
       return seqs.length;
     });
@@ -167,7 +210,10 @@ export class PgTrail implements AuditTrail {
   }
 
   async manifest(exportId: string): Promise<ExportManifest | null> {
-    const [row] = (await this.sql`SELECT details FROM audit_events WHERE kind = 'export' AND details::jsonb #>> '{manifest,export_id}' = ${exportId} LIMIT 1`) as { details: string }[];
+    const [row] = (await this
+      .sql`SELECT details FROM audit_events WHERE kind = 'export' AND details::jsonb #>> '{manifest,export_id}' = ${exportId} LIMIT 1`) as {
+      details: string;
+    }[];
     return row ? (JSON.parse(row.details) as { manifest: ExportManifest }).manifest : null;
   }
 
@@ -182,9 +228,16 @@ export class PgTrail implements AuditTrail {
 
   async status(): Promise<TrailStatus> {
     return this.sql.begin("isolation level repeatable read read only", async (tx) => {
-      const [last] = (await tx`SELECT greatest((SELECT max(seq) FROM audit_records), (SELECT max(seq) FROM audit_events)) AS seq`) as { seq: string | null }[];
-      const [checkpoint] = (await tx`SELECT seq, hash, time FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`) as { seq: string; hash: string; time: string }[];
-      const [verification] = (await tx`SELECT seq, timestamp, kind, actor, details FROM audit_events WHERE kind = 'verify' ORDER BY seq DESC LIMIT 1`) as EventRow[];
+      const [last] = (await tx`SELECT greatest((SELECT max(seq) FROM audit_records), (SELECT max(seq) FROM audit_events)) AS seq`) as {
+        seq: string | null;
+      }[];
+      const [checkpoint] = (await tx`SELECT seq, hash, time FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`) as {
+        seq: string;
+        hash: string;
+        time: string;
+      }[];
+      const [verification] =
+        (await tx`SELECT seq, timestamp, kind, actor, details FROM audit_events WHERE kind = 'verify' ORDER BY seq DESC LIMIT 1`) as EventRow[];
       return {
         chain_id: this.meta.chainId,
         last_seq: Number(last?.seq ?? 0),
@@ -195,10 +248,20 @@ export class PgTrail implements AuditTrail {
   }
 
   async entry(seq: number): Promise<ChainEntry | null> {
-    const [record] = (await this.sql`SELECT prev_hash, hash, commitment, salt FROM audit_records WHERE seq = ${seq}`) as { prev_hash: string | null; hash: string | null; commitment: string | null; salt: string | null }[];
-    const [event] = record ? [] : ((await this.sql`SELECT prev_hash, hash FROM audit_events WHERE seq = ${seq}`) as { prev_hash: string; hash: string }[]);
+    const [record] = (await this.sql`SELECT prev_hash, hash, commitment, salt FROM audit_records WHERE seq = ${seq}`) as {
+      prev_hash: string | null;
+      hash: string | null;
+      commitment: string | null;
+      salt: string | null;
+    }[];
+    const [event] = record
+      ? []
+      : ((await this.sql`SELECT prev_hash, hash FROM audit_events WHERE seq = ${seq}`) as { prev_hash: string; hash: string }[]);
     if (!record && !event) return null;
-    const [checkpoint] = (await this.sql`SELECT seq, time FROM audit_checkpoints WHERE seq >= ${seq} ORDER BY seq LIMIT 1`) as { seq: string; time: string }[];
+    const [checkpoint] = (await this.sql`SELECT seq, time FROM audit_checkpoints WHERE seq >= ${seq} ORDER BY seq LIMIT 1`) as {
+      seq: string;
+      time: string;
+    }[];
     return {
       seq,
       kind: record ? "record" : "event",
@@ -220,21 +283,46 @@ interface EventRow {
   prev_hash?: string;
   hash?: string;
 }
-const toEntry = (row: EventRow): ChainEventEntry => ({ seq: Number(row.seq), timestamp: row.timestamp, kind: row.kind, actor: row.actor, details: JSON.parse(row.details) as Record<string, unknown> });
+const toEntry = (row: EventRow): ChainEventEntry => ({
+  seq: Number(row.seq),
+  timestamp: row.timestamp,
+  kind: row.kind,
+  actor: row.actor,
+  details: JSON.parse(row.details) as Record<string, unknown>,
+});
 
 /** Records and events merged in seq order, read in keyset chunks (memory holds two chunks). */
 async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
   const recordColumns = ["seq", "salt", "commitment", "prev_hash", "hash", ...columns].join(", ");
   const records = chunks(async (after) =>
-    ((await tx.unsafe(`SELECT ${recordColumns} FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as Record<string, unknown>[]).map((row) => {
+    (
+      (await tx.unsafe(`SELECT ${recordColumns} FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as Record<
+        string,
+        unknown
+      >[]
+    ).map((row) => {
       row.seq = Number(row.seq);
       if (row.cost_nano_usd !== null) row.cost_nano_usd = Number(row.cost_nano_usd);
       return row as ChainRecordRow;
     }),
   );
   const events = chunks(async (after) =>
-    ((await tx.unsafe(`SELECT seq, timestamp, kind, actor, details, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as EventRow[]).map(
-      (row) => ({ ...row, seq: Number(row.seq) }) as { seq: number; timestamp: string; kind: string; actor: string; details: string; prev_hash: string; hash: string },
+    (
+      (await tx.unsafe(
+        `SELECT seq, timestamp, kind, actor, details, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`,
+        [after],
+      )) as EventRow[]
+    ).map(
+      (row) =>
+        ({ ...row, seq: Number(row.seq) }) as {
+          seq: number;
+          timestamp: string;
+          kind: string;
+          actor: string;
+          details: string;
+          prev_hash: string;
+          hash: string;
+        },
     ),
   );
   let record = await records.next();
@@ -287,7 +375,11 @@ function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter): Ex
   return {
     chainId: () => chainId,
     async count() {
-      const [row] = (await sql.unsafe(`SELECT count(*) AS n FROM audit_records WHERE $1::int IS NULL AND $2::int IS NULL AND ${where}`, [null, null, ...params])) as { n: string }[];
+      const [row] = (await sql.unsafe(`SELECT count(*) AS n FROM audit_records WHERE $1::int IS NULL AND $2::int IS NULL AND ${where}`, [
+        null,
+        null,
+        ...params,
+      ])) as { n: string }[];
       return Number(row!.n);
     },
     async *rows(): AsyncGenerator<ExportedRow[]> {

@@ -6,7 +6,18 @@
  */
 import type { Database, Statement } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
-import { ChainHasher, clearColumns, genesisHash, personalColumns, seqRanges, subjectsOf, userHmac, wellFormed, type ChainEvent, type ChainTail } from "../../trail/chain.ts";
+import {
+  ChainHasher,
+  clearColumns,
+  genesisHash,
+  personalColumns,
+  seqRanges,
+  subjectsOf,
+  userHmac,
+  wellFormed,
+  type ChainEvent,
+  type ChainTail,
+} from "../../trail/chain.ts";
 import { columns, type SQLValue } from "../../trail/row.ts";
 
 const personalIndexes = personalColumns.map((column) => columns.indexOf(column));
@@ -51,7 +62,15 @@ export class ChainWriter {
 
   /** Finalizes the prepared statements, so closing the connection really closes it. */
   finalize(): void {
-    for (const statement of [this.lastRecord, this.lastEvent, this.insertRecord, this.insertEvent, this.anyErasure, this.erasedAt, this.ensureChain]) {
+    for (const statement of [
+      this.lastRecord,
+      this.lastEvent,
+      this.insertRecord,
+      this.insertEvent,
+      this.anyErasure,
+      this.erasedAt,
+      this.ensureChain,
+    ]) {
       statement.finalize();
     }
   }
@@ -107,7 +126,13 @@ export class ChainWriter {
     // Every redaction is accountable (verify checks it): records of an erased user that land now
     // are named by an erasure event in the same transaction.
     const redactions: ChainEvent[] = redactedOnLanding.length
-      ? [{ kind: "erasure", actor: "erasure", details: { records: redactedOnLanding.length, on_landing: true, seqs: seqRanges(redactedOnLanding) } }]
+      ? [
+          {
+            kind: "erasure",
+            actor: "erasure",
+            details: { records: redactedOnLanding.length, on_landing: true, seqs: seqRanges(redactedOnLanding) },
+          },
+        ]
       : [];
     for (const event of [...redactions, ...events]) {
       seq++;
@@ -137,9 +162,16 @@ export class ChainWriter {
       let hash = genesisHash;
       for (const row of rows) {
         const salt = randomBytes(16).toString("hex");
-        const commitment = this.hasher.commitment(salt, personalColumns.map((column) => row[column]!));
+        const commitment = this.hasher.commitment(
+          salt,
+          personalColumns.map((column) => row[column]!),
+        );
         const prevHash = hash;
-        hash = this.hasher.record(prevHash, clearColumns.map((column) => row[column]!), commitment);
+        hash = this.hasher.record(
+          prevHash,
+          clearColumns.map((column) => row[column]!),
+          commitment,
+        );
         update.run(salt, commitment, prevHash, hash, row.seq!);
       }
       update.finalize();

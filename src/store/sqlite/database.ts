@@ -21,7 +21,9 @@ export function openDatabase(path: string, busyTimeoutMs = 5000): Database {
     db = new Database(path, { create: true, strict: true });
   } catch (error) {
     const reason = errorMessage(error);
-    throw new Error(`cannot open the audit database ${path} (${reason}); check that its folder exists and is writable, or choose another with --log-db`);
+    throw new Error(
+      `cannot open the audit database ${path} (${reason}); check that its folder exists and is writable, or choose another with --log-db`,
+    );
   }
   db.run(`PRAGMA busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
   db.run("PRAGMA journal_mode = WAL");

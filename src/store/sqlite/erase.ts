@@ -5,7 +5,7 @@
  */
 import { erasureForms } from "../../identifiers.ts";
 import { personalColumns, seqRanges, userHmac } from "../../trail/chain.ts";
-import { ChainWriter } from "./chain-writer.ts";
+import type { ChainWriter } from "./chain-writer.ts";
 
 const redact = `${personalColumns.map((column) => `${column} = NULL`).join(", ")}, salt = NULL`;
 
@@ -65,7 +65,10 @@ export function applyRetention(chain: ChainWriter, days: number, now = Date.now(
       .sort((a, b) => a - b);
     const changes = seqs.length;
     if (changes > 0) {
-      chain.appendInTransaction([], [{ kind: "retention", actor: "retention", details: { records: changes, older_than: cutoff, days, seqs: seqRanges(seqs) } }]);
+      chain.appendInTransaction(
+        [],
+        [{ kind: "retention", actor: "retention", details: { records: changes, older_than: cutoff, days, seqs: seqRanges(seqs) } }],
+      );
     }
     return changes;
   });

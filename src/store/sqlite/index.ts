@@ -33,12 +33,18 @@ export function sqliteStore(path?: string): AuditStoreProvider {
  */
 function openSqliteAdmin(path: string, { log, audit, create }: AdminContext): AuditAdmin {
   if (!create && (path === ":memory:" || !existsSync(path))) {
-    throw new TrailNotFoundError(`No audit database at ${path}. Pass --log-db PATH (or set AGENT_ATTR_LOG_DB, or audit.logDb in the config).`);
+    throw new TrailNotFoundError(
+      `No audit database at ${path}. Pass --log-db PATH (or set AGENT_ATTR_LOG_DB, or audit.logDb in the config).`,
+    );
   }
   const opened = openAuditLog(path);
   try {
     const key = loadSigningKey(signingKeyPath(path, audit.signingKey), { create: false });
-    const trail = new SqliteAuditTrail(opened.db, key, loadHashKey(path), { checkpoint: audit.checkpoint, sealEvents: true, onError: log.warn });
+    const trail = new SqliteAuditTrail(opened.db, key, loadHashKey(path), {
+      checkpoint: audit.checkpoint,
+      sealEvents: true,
+      onError: log.warn,
+    });
     const keys = new SqliteKeyAdmin(new SqliteProxyKeys(opened.db), trail.chain, () => trail.seal());
     return {
       reader: opened.reader,
@@ -62,9 +68,13 @@ function openSqliteAdmin(path: string, { log, audit, create }: AdminContext): Au
  * intent log and the key files live beside the database.
  */
 function fileProblems(logDb: string, fromLogDb: boolean): string[] {
-  const elsewhere = fromLogDb ? "choose another path with --log-db (or AGENT_ATTR_LOG_DB, or audit.logDb in the config)" : "give sqliteAudit() another path";
+  const elsewhere = fromLogDb
+    ? "choose another path with --log-db (or AGENT_ATTR_LOG_DB, or audit.logDb in the config)"
+    : "give sqliteAudit() another path";
   if (isURL(logDb)) {
-    return [`The SQLite audit store keeps the trail in a file, and ${logDb.split("://")[0]}:// names a server: give sqliteAudit({ path }) a file, or remove sqliteAudit() from plugins to use the store --log-db names.`];
+    return [
+      `The SQLite audit store keeps the trail in a file, and ${logDb.split("://")[0]}:// names a server: give sqliteAudit({ path }) a file, or remove sqliteAudit() from plugins to use the store --log-db names.`,
+    ];
   }
   if (logDb === ":memory:") return [`The SQLite audit store needs a file; ':memory:' would be lost with the process: ${elsewhere}.`];
   const folder = dirname(resolve(logDb));
@@ -77,7 +87,9 @@ function fileProblems(logDb: string, fromLogDb: boolean): string[] {
     const uid = process.getuid?.();
     const who = uid === undefined ? "this process" : `user id ${uid}`;
     // In a container with a bind-mounted /data, the host folder belongs to a host user.
-    return [`The folder ${folder} of the audit database is not writable by ${who}. Give ${who} write access (chown ${uid ?? "<uid>"} ${folder}), or ${elsewhere}.`];
+    return [
+      `The folder ${folder} of the audit database is not writable by ${who}. Give ${who} write access (chown ${uid ?? "<uid>"} ${folder}), or ${elsewhere}.`,
+    ];
   }
   return [];
 }

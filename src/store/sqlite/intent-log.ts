@@ -217,7 +217,9 @@ export class IntentLog {
       try {
         this.rewrite();
       } catch (error) {
-        this.onError(`the intent log could not be rewritten without the settled lines of calls in flight at an erasure: ${error instanceof Error ? error.message : String(error)}`);
+        this.onError(
+          `the intent log could not be rewritten without the settled lines of calls in flight at an erasure: ${error instanceof Error ? error.message : String(error)}`,
+        );
       }
     }
   }

@@ -15,11 +15,36 @@ import { parseLine, rowOfLine } from "./intent-log.ts";
 
 /** The columns of segments written before segments had a header (agent-attr 0.1.0). */
 const headerlessColumns = [
-  "id", "timestamp", "duration_ms", "ttfb_ms", "agent_id", "user_id", "task_context", "session_id",
-  "parent_agent_id", "trace_id", "attribution", "key_id", "provider", "endpoint", "model",
-  "response_model", "stream", "status", "outcome", "input_tokens", "output_tokens",
-  "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "usage_source", "cost_usd",
-  "price_source", "prompt_hash", "response_hash", "error_type",
+  "id",
+  "timestamp",
+  "duration_ms",
+  "ttfb_ms",
+  "agent_id",
+  "user_id",
+  "task_context",
+  "session_id",
+  "parent_agent_id",
+  "trace_id",
+  "attribution",
+  "key_id",
+  "provider",
+  "endpoint",
+  "model",
+  "response_model",
+  "stream",
+  "status",
+  "outcome",
+  "input_tokens",
+  "output_tokens",
+  "cache_read_tokens",
+  "cache_write_tokens",
+  "reasoning_tokens",
+  "usage_source",
+  "cost_usd",
+  "price_source",
+  "prompt_hash",
+  "response_hash",
+  "error_type",
 ];
 
 /**
@@ -31,7 +56,11 @@ const headerlessColumns = [
  * Returns how many calls were recorded interrupted, and how many finished ones were committed;
  * `committed`, if given, receives every record appended.
  */
-export function recoverIntents(chain: ChainWriter, logDb: string, committed?: CommittedRecord[]): { interrupted: number; finished: number } {
+export function recoverIntents(
+  chain: ChainWriter,
+  logDb: string,
+  committed?: CommittedRecord[],
+): { interrupted: number; finished: number } {
   const dir = dirname(logDb) || ".";
   const prefix = `${basename(logDb)}.intents-`;
   const outcomeIndex = columns.indexOf("outcome");
@@ -66,7 +95,11 @@ export function recoverIntents(chain: ChainWriter, logDb: string, committed?: Co
       row[errorIndex] = "interrupted";
       interrupted++;
     }
-    chain.appendInTransaction(rows, [], committed && ((index, seq, hash, redacted) => void committed.push(committedRecord(rows[index]!, seq, hash, redacted))));
+    chain.appendInTransaction(
+      rows,
+      [],
+      committed && ((index, seq, hash, redacted) => void committed.push(committedRecord(rows[index]!, seq, hash, redacted))),
+    );
   });
   exists.finalize();
   for (const path of segments) unlinkSync(path);
@@ -84,7 +117,7 @@ export function readSegment(text: string): SQLValue[][] {
   const lines = (end === -1 ? text : text.slice(0, end)).split("\n");
   const head = parseLine(lines[0] ?? "");
   const named = head !== null && !Array.isArray(head) && Array.isArray((head as { columns?: unknown }).columns);
-  const written = named ? ((head as { columns: string[] }).columns) : headerlessColumns;
+  const written = named ? (head as { columns: string[] }).columns : headerlessColumns;
   const positions = columns.map((column) => written.indexOf(column));
   if (positions[0] === -1) return []; // no id column: nothing to recover by
   return lines.slice(named ? 1 : 0).flatMap((line) => {

@@ -47,7 +47,13 @@ export class SqliteKeyAdmin implements ProxyKeyStore {
     const created = chain.transaction(() => {
       const made = make();
       const { record } = made;
-      const details = { key_id: record.id, agents: record.agents, user_globs: record.users?.length ?? 0, tier: record.tier, expires_at: record.expires_at };
+      const details = {
+        key_id: record.id,
+        agents: record.agents,
+        user_globs: record.users?.length ?? 0,
+        tier: record.tier,
+        expires_at: record.expires_at,
+      };
       chain.appendInTransaction([], [{ kind: "key_created", actor, details }]);
       return made;
     });

@@ -29,7 +29,10 @@ const migrations: { tag: string; sql: string }[] = [
 export function migrate(db: Database): void {
   db.run("CREATE TABLE IF NOT EXISTS __agent_attr_migrations (tag TEXT PRIMARY KEY, applied_at TEXT NOT NULL)");
   const applied = new Set(
-    db.query<{ tag: string }, []>("SELECT tag FROM __agent_attr_migrations").all().map((row) => row.tag),
+    db
+      .query<{ tag: string }, []>("SELECT tag FROM __agent_attr_migrations")
+      .all()
+      .map((row) => row.tag),
   );
   for (const migration of migrations) {
     if (applied.has(migration.tag)) continue;
@@ -37,10 +40,7 @@ export function migrate(db: Database): void {
       for (const statement of migration.sql.split("--> statement-breakpoint")) {
         if (statement.trim()) db.run(statement);
       }
-      db.run("INSERT INTO __agent_attr_migrations (tag, applied_at) VALUES (?, ?)", [
-        migration.tag,
-        new Date().toISOString(),
-      ]);
+      db.run("INSERT INTO __agent_attr_migrations (tag, applied_at) VALUES (?, ?)", [migration.tag, new Date().toISOString()]);
     }).immediate();
   }
 }

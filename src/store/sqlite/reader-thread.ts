@@ -19,7 +19,7 @@ import type { AuditRecord } from "../../trail/record.ts";
 import { publicKeyPem } from "../../trail/signing.ts";
 import type { Summary } from "../results.ts";
 import type { ParsedSummaryFilter } from "../filters.ts";
-import { type AuditTrail, type VerifyOptions } from "../contract.ts";
+import type { AuditTrail, VerifyOptions } from "../contract.ts";
 import { readCheckpointFile, recordVerification } from "../../trail/verify.ts";
 import type { VerifyReport } from "../../trail/verify.ts";
 import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";

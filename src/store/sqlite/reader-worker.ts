@@ -57,7 +57,9 @@ function exportOf(exportId: string) {
   return entry;
 }
 
-type Handlers = { [Op in ReaderOperation]: (args: ReaderOperations[Op]["args"]) => ReaderOperations[Op]["result"] | Promise<ReaderOperations[Op]["result"]> };
+type Handlers = {
+  [Op in ReaderOperation]: (args: ReaderOperations[Op]["args"]) => ReaderOperations[Op]["result"] | Promise<ReaderOperations[Op]["result"]>;
+};
 
 const handlers: Handlers = {
   open,

@@ -61,10 +61,14 @@ export class RollupSums {
    */
   writeIfExact(db: Database, from: number, to: number): boolean {
     if (this.base !== from || this.records === 0) return false;
-    const inRange = db.query<{ n: number }, [number, number]>("SELECT count(*) AS n FROM audit_records WHERE seq > ? AND seq <= ?").get(from, to)!.n;
+    const inRange = db
+      .query<{ n: number }, [number, number]>("SELECT count(*) AS n FROM audit_records WHERE seq > ? AND seq <= ?")
+      .get(from, to)!.n;
     if (inRange !== this.records) return false;
     const changed = db
-      .query<{ n: number }, [number]>("SELECT count(*) AS n FROM (SELECT 1 FROM audit_events WHERE seq > ? AND kind IN ('erasure', 'retention') LIMIT 1)")
+      .query<{ n: number }, [number]>(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM audit_events WHERE seq > ? AND kind IN ('erasure', 'retention') LIMIT 1)",
+      )
       .get(from)!.n;
     if (changed > 0) return false;
     const upsert: Statement = db.query(upsertSQL);

@@ -80,7 +80,10 @@ function applyRow(row: "NEW" | "OLD", sign: 1 | -1): string {
 }
 
 /** Folds the records with cursor < seq <= ?2 (?1 = cursor) into the rollup, one statement per dimension. */
-const foldSQL = (dim: RollupDimension, where: string) => `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
+const foldSQL = (
+  dim: RollupDimension,
+  where: string,
+) => `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
   SELECT '${dim}', ${rollupDimensions[dim].sql("audit_records")}, ${providerOf(dim, "audit_records")}, ${dayOf("audit_records")}, count(*),
     ${summedColumns.map((c) => `coalesce(sum(${c}), 0)`).join(", ")}, sum(${unpricedSQL("audit_records")})
   FROM audit_records WHERE ${where} GROUP BY 1, 2, 3, 4
@@ -88,7 +91,18 @@ const foldSQL = (dim: RollupDimension, where: string) => `INSERT INTO usage_roll
 const foldStatements = dimensionList.map(([dim]) => foldSQL(dim, "seq > ?1 AND seq <= ?2"));
 
 const rolledUp = "(SELECT seq FROM usage_rollup_state WHERE id = 1)";
-const trackedColumns = ["timestamp", "provider", "usage_source", "agent_id", "user_id", "model", "key_id", "outcome", "status", ...summedColumns];
+const trackedColumns = [
+  "timestamp",
+  "provider",
+  "usage_source",
+  "agent_id",
+  "user_id",
+  "model",
+  "key_id",
+  "outcome",
+  "status",
+  ...summedColumns,
+];
 
 /** The migration that creates the rollup, its cursor and the triggers that follow changes. */
 export const rollupMigrationSQL = `

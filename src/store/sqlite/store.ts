@@ -110,7 +110,9 @@ export class SqliteAuditStore implements AuditStore {
     const log = openAuditLog(path);
     // Files an older version created world-readable: named, not changed (access may be deliberate).
     for (const { file, mode } of filesReadableByOthers(path)) {
-      options.onWarning?.(`${file} is readable by other users (mode ${mode.toString(8)}) though it holds user ids and task text; run: chmod 600 ${file}`);
+      options.onWarning?.(
+        `${file} is readable by other users (mode ${mode.toString(8)}) though it holds user ids and task text; run: chmod 600 ${file}`,
+      );
     }
     this.db = log.db;
     this.closeMain = log.close;
@@ -121,7 +123,12 @@ export class SqliteAuditStore implements AuditStore {
     this.intents = new IntentLog(path, undefined, (message) => options.onError?.(message));
     this.local = new SqliteAuditTrail(this.db, signingKey, hashKey);
     this.api = new ReaderThread({
-      settings: { path, busyTimeoutMs: options.busyTimeoutMs ?? 5000, hashKeyHex: Buffer.from(hashKey).toString("hex"), signingKeyPath: keyPath },
+      settings: {
+        path,
+        busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+        hashKeyHex: Buffer.from(hashKey).toString("hex"),
+        signingKeyPath: keyPath,
+      },
       signingKey,
       checkpointFile: options.checkpoint?.file,
       // No settled intent line of an erased user may stay on disk, nor an erased value in the file.
@@ -143,7 +150,8 @@ export class SqliteAuditStore implements AuditStore {
       revoke: (id, actor) => api.revokeKey(id, actor),
     };
     const adopted = this.local.chain.adoptUnchained();
-    if (adopted > 0) options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
+    if (adopted > 0)
+      options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
     const report = (message: string) => options.onError?.(message);
     this.writer = new WriterThread(
       {
@@ -185,7 +193,9 @@ export class SqliteAuditStore implements AuditStore {
     const waiting = this.writer.uncommitted;
     if (waiting >= this.maxBacklog) {
       return Promise.reject(
-        new Error(`${waiting} final audit records wait to be committed (audit.maxBacklog is ${this.maxBacklog}): the database does not take them (disk full? locked by another process?)`),
+        new Error(
+          `${waiting} final audit records wait to be committed (audit.maxBacklog is ${this.maxBacklog}): the database does not take them (disk full? locked by another process?)`,
+        ),
       );
     }
     try {
@@ -205,7 +215,9 @@ export class SqliteAuditStore implements AuditStore {
     try {
       this.intents.appendFinal(record.id, row);
     } catch (error) {
-      this.options.onError?.(`the final record of call ${record.id} could not be written to the intent log (${errorMessage(error)}); it waits in memory for its commit`);
+      this.options.onError?.(
+        `the final record of call ${record.id} could not be written to the intent log (${errorMessage(error)}); it waits in memory for its commit`,
+      );
     }
     if (this.writer.uncommitted >= this.maxBacklog * refusedRecordsCap && !this.intents.has(record.id)) {
       this.droppedRefused++;

@@ -43,7 +43,14 @@ const rollupSource: Record<Exclude<SummaryGrouping, "task">, { dim: RollupDimens
 const timeOrdered = new Set<SummaryGrouping>(["day", "hour"]);
 const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
 
-const filterColumns = { agent: "agent_id", user: "user_id", task: "task_context", model: "model", provider: "provider", outcome: "outcome" } as const;
+const filterColumns = {
+  agent: "agent_id",
+  user: "user_id",
+  task: "task_context",
+  model: "model",
+  provider: "provider",
+  outcome: "outcome",
+} as const;
 
 const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
 const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
@@ -98,7 +105,14 @@ type Condition = [sql: string, value: string | number];
  * at the range's edges from the records; records past the cursor from the records. All in one read
  * transaction, so the cursor cannot move in between.
  */
-function fromRollupAndTail(db: Database, by: Exclude<SummaryGrouping, "task">, since: string | null, until: string | null, range: Condition[], add: Add): void {
+function fromRollupAndTail(
+  db: Database,
+  by: Exclude<SummaryGrouping, "task">,
+  since: string | null,
+  until: string | null,
+  range: Condition[],
+  add: Add,
+): void {
   // The unary `+` keeps SQLite from using an index for that term: the tail is found by seq (the
   // primary key), the edges by timestamp.
   const cursor = rollupCursor(db);

@@ -19,7 +19,9 @@ export function listEvents(db: Database, filter: ParsedEventFilter): EventPage {
   if (filter.cursor) conditions.push("seq < ?"), params.push(Number(filter.cursor));
   const where = conditions.length ? `WHERE ${conditions.join(" AND ")}` : "";
   const rows = db
-    .query<EventRow, (string | number)[]>(`SELECT seq, timestamp, kind, actor, details FROM audit_events ${where} ORDER BY seq DESC LIMIT ?`)
+    .query<EventRow, (string | number)[]>(
+      `SELECT seq, timestamp, kind, actor, details FROM audit_events ${where} ORDER BY seq DESC LIMIT ?`,
+    )
     .all(...params, filter.limit + 1);
   const page = rows.slice(0, filter.limit).map(toEntry);
   return { events: page, next_cursor: rows.length > filter.limit ? String(page.at(-1)!.seq) : null };
@@ -29,7 +31,9 @@ export function trailStatus(db: Database): TrailStatus {
   return db.transaction(() => {
     const chain = db.query<{ chain_id: string }, []>("SELECT chain_id FROM audit_chain LIMIT 1").get();
     const last = (table: string) => db.query<{ seq: number | null }, []>(`SELECT max(seq) AS seq FROM ${table}`).get()?.seq ?? 0;
-    const checkpoint = db.query<{ seq: number; hash: string; time: string }, []>("SELECT seq, hash, time FROM audit_checkpoints ORDER BY seq DESC LIMIT 1").get();
+    const checkpoint = db
+      .query<{ seq: number; hash: string; time: string }, []>("SELECT seq, hash, time FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+      .get();
     const verification = db
       .query<EventRow, []>("SELECT seq, timestamp, kind, actor, details FROM audit_events WHERE kind = 'verify' ORDER BY seq DESC LIMIT 1")
       .get();
@@ -48,9 +52,13 @@ export function chainEntry(db: Database, seq: number): ChainEntry | null {
       "SELECT prev_hash, hash, commitment, salt FROM audit_records WHERE seq = ?",
     )
     .get(seq);
-  const event = record ? null : db.query<{ prev_hash: string; hash: string }, [number]>("SELECT prev_hash, hash FROM audit_events WHERE seq = ?").get(seq);
+  const event = record
+    ? null
+    : db.query<{ prev_hash: string; hash: string }, [number]>("SELECT prev_hash, hash FROM audit_events WHERE seq = ?").get(seq);
   if (!record && !event) return null;
-  const checkpoint = db.query<{ seq: number; time: string }, [number]>("SELECT seq, time FROM audit_checkpoints WHERE seq >= ? ORDER BY seq LIMIT 1").get(seq);
+  const checkpoint = db
+    .query<{ seq: number; time: string }, [number]>("SELECT seq, time FROM audit_checkpoints WHERE seq >= ? ORDER BY seq LIMIT 1")
+    .get(seq);
   return {
     seq,
     kind: record ? "record" : "event",

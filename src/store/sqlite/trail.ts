@@ -8,23 +8,21 @@
  */
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
-import { type ChainEvent } from "../../trail/chain.ts";
+import type { ChainEvent } from "../../trail/chain.ts";
 import { ChainWriter } from "./chain-writer.ts";
-import { defaultCheckpointSettings, type Checkpoint, type CheckpointSettings } from "../../trail/checkpoint.ts";
+import { defaultCheckpointSettings, type CheckpointSettings } from "../../trail/checkpoint.ts";
 import type { AuditTrail, VerifyOptions } from "../contract.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { sqliteExportSource } from "./export-rows.ts";
 import { eraseUser } from "./erase.ts";
 import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "../../trail/export.ts";
-import { type AuditExport } from "../contract.ts";
 import { publicKeyPem } from "../../trail/signing.ts";
 import { chainEntry, listEvents, trailStatus } from "./trail-read.ts";
-import { type ChainEntry, type EventPage, type ParsedEventFilter, type TrailStatus } from "../../trail/events.ts";
+import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
 import { verifyChain } from "./verify.ts";
 import { readCheckpointFile, recordVerification, type VerifyReport } from "../../trail/verify.ts";
 import { proxyAttached } from "./intent-recovery.ts";
 import { scrubDatabase, walInUse } from "./scrub.ts";
-import { errorMessage } from "../../errors.ts";
 
 export interface TrailOptions {
   /** The configured checkpoint settings: verify reads `file`; sealed checkpoints go there too. */
@@ -102,7 +100,9 @@ export class SqliteAuditTrail implements AuditTrail {
 
   async manifest(exportId: string): Promise<ExportManifest | null> {
     const row = this.db
-      .query<{ details: string }, [string]>("SELECT details FROM audit_events WHERE kind = 'export' AND json_extract(details, '$.manifest.export_id') = ?")
+      .query<{ details: string }, [string]>(
+        "SELECT details FROM audit_events WHERE kind = 'export' AND json_extract(details, '$.manifest.export_id') = ?",
+      )
       .get(exportId);
     return row ? (JSON.parse(row.details) as { manifest: ExportManifest }).manifest : null;
   }

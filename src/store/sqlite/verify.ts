@@ -73,7 +73,10 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   // set by hand, and would hide the next records from summaries.
   const fail = (seq: number, message: string): VerifyFailure => ({ seq, reason: "rollup_mismatch", message });
   if (rollup.cursor > report.last_seq) {
-    return fail(report.last_seq + 1, `the usage rollup claims records up to seq ${rollup.cursor}, but the chain ends at seq ${report.last_seq}`);
+    return fail(
+      report.last_seq + 1,
+      `the usage rollup claims records up to seq ${rollup.cursor}, but the chain ends at seq ${report.last_seq}`,
+    );
   }
   const difference = rollup.compare(db);
   if (difference) return fail(rollup.cursor, `the usage rollup (up to seq ${rollup.cursor}) differs from the records: ${difference}`);
@@ -107,7 +110,9 @@ class RollupTotals {
   /** The first difference, described, or null when the stored rollup matches. */
   compare(db: Database): string | null {
     const seen = new Set<string>();
-    const stored = db.query<Record<string, string | number>, []>(`SELECT dim, key, provider, day, ${rollupValueColumns.join(", ")} FROM usage_rollup`);
+    const stored = db.query<Record<string, string | number>, []>(
+      `SELECT dim, key, provider, day, ${rollupValueColumns.join(", ")} FROM usage_rollup`,
+    );
     for (const row of stored.iterate()) {
       const id = `${row.dim}\u0000${row.key}\u0000${row.provider}\u0000${row.day}`;
       seen.add(id);
@@ -115,7 +120,8 @@ class RollupTotals {
       const at = `dim ${row.dim}, key '${row.key}', day ${row.day}`;
       if (!values) return `${at}: the rollup has ${row.calls} call(s) no record accounts for`;
       const column = rollupValueColumns.findIndex((c, i) => Number(row[c]) !== values[i]);
-      if (column !== -1) return `${at}: ${rollupValueColumns[column]} is ${row[rollupValueColumns[column]!]} in the rollup, ${values[column]} in the records`;
+      if (column !== -1)
+        return `${at}: ${rollupValueColumns[column]} is ${row[rollupValueColumns[column]!]} in the rollup, ${values[column]} in the records`;
     }
     for (const [id, values] of this.totals) {
       if (seen.has(id) || values[0] === 0) continue;
@@ -129,7 +135,9 @@ class RollupTotals {
 /** Where an entry with this hash sits (only on the failure path: a full scan). */
 function seqOfHash(db: Database, hash: string): number | null {
   const row = db
-    .query<{ seq: number }, [string, string]>("SELECT seq FROM audit_records WHERE hash = ? UNION ALL SELECT seq FROM audit_events WHERE hash = ? LIMIT 1")
+    .query<{ seq: number }, [string, string]>(
+      "SELECT seq FROM audit_records WHERE hash = ? UNION ALL SELECT seq FROM audit_events WHERE hash = ? LIMIT 1",
+    )
     .get(hash, hash);
   return row?.seq ?? null;
 }

@@ -14,7 +14,7 @@ import { dirname } from "node:path";
 import { ChainWriter } from "./chain-writer.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { openDatabase } from "./database.ts";
-import { type SQLValue } from "../../trail/row.ts";
+import type { SQLValue } from "../../trail/row.ts";
 import { applyRetention } from "./erase.ts";
 import { scrubDatabase, truncateWal } from "./scrub.ts";
 import { advanceRollup } from "./rollup.ts";
@@ -119,7 +119,7 @@ function maintain(task: () => void): void {
 }
 
 /** Batches waiting for the next commit; `report`: the store wants each record's seq and hash back. */
-let pending: { rows: SQLValue[][]; report: boolean }[] = [];
+const pending: { rows: SQLValue[][]; report: boolean }[] = [];
 
 const rollupEveryMs = 2000;
 let lastRollup = Number.NEGATIVE_INFINITY;
@@ -148,7 +148,9 @@ function maybeAdvanceRollup(database: Database): void {
  */
 function appendRows(database: Database, writer: ChainWriter, rows: SQLValue[][], landed?: Landing[]): SQLValue[][] {
   const note = (appended: SQLValue[][]) =>
-    landed && ((index: number, seq: number, hash: string, redacted: boolean) => void landed.push([String(appended[index]![0]), seq, hash, redacted ? 1 : 0]));
+    landed &&
+    ((index: number, seq: number, hash: string, redacted: boolean) =>
+      void landed.push([String(appended[index]![0]), seq, hash, redacted ? 1 : 0]));
   try {
     writer.append(rows, [], note(rows));
     return rows;
@@ -190,7 +192,12 @@ function commitPending(): void {
   try {
     if (!db || !chain) throw new Error("the audit database could not be opened for writing");
     const landed: Landing[] | undefined = batches.some((batch) => batch.report) ? [] : undefined;
-    const rows = appendRows(db, chain, batches.flatMap((batch) => batch.rows), landed);
+    const rows = appendRows(
+      db,
+      chain,
+      batches.flatMap((batch) => batch.rows),
+      landed,
+    );
     rollupSums.add(rows);
     sinceCheckpoint += rows.length;
     reply({ kind: "committed", batches: batches.length, landed });

@@ -44,7 +44,10 @@ test("PostgreSQL stopped mid-load then restarted: 503 audit_unavailable while do
 export default defineConfig({ audit: { signingKey: ${JSON.stringify(join(dir, "signing-key"))} } });
 `,
   );
-  proxy = await spawnProxy(["--log-db", logDb, "--config", config], { cwd: dir, env: { AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1`, OPENAI_API_KEY: "sk-test" } });
+  proxy = await spawnProxy(["--log-db", logDb, "--config", config], {
+    cwd: dir,
+    env: { AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1`, OPENAI_API_KEY: "sk-test" },
+  });
   const answers: { user: string; status: number; body: string }[] = [];
   let i = 0;
   let stopLoad = false;

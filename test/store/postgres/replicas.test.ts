@@ -52,7 +52,10 @@ export default defineConfig({
 });
 `,
   );
-  const proxy = await spawnProxy(["--log-db", logDb, "--config", config], { cwd: dir, env: { AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1`, OPENAI_API_KEY: "sk-proxy-test" } });
+  const proxy = await spawnProxy(["--log-db", logDb, "--config", config], {
+    cwd: dir,
+    env: { AGENT_ATTR_OPENAI_BASE_URL: `${upstream.url}/v1`, OPENAI_API_KEY: "sk-proxy-test" },
+  });
   running.push(proxy);
   return { proxy, dir };
 }
@@ -141,7 +144,8 @@ test("a key revoked through one replica is refused by the other two on the next 
 test("audit delete --user through the CLI while three replicas write: the user is gone from every query and export, and audit verify passes", async () => {
   const logDb = pg.logDb.replace(/schema=.*$/, `schema=${pg.schema}_erase`);
   const replicas = [await replica(logDb), await replica(logDb), await replica(logDb)];
-  const cli = (...args: string[]) => runCli([...args, "--log-db", logDb], { timeoutMs: 30_000, env: { AGENT_ATTR_SIGNING_KEY: join(keyDir, "signing-key") } });
+  const cli = (...args: string[]) =>
+    runCli([...args, "--log-db", logDb], { timeoutMs: 30_000, env: { AGENT_ATTR_SIGNING_KEY: join(keyDir, "signing-key") } });
   const calls: Promise<{ status: number }>[] = [];
   // The user's calls: finished ones, and ones still streaming when the erasure runs (they land redacted).
   for (let i = 0; i < 12; i++) calls.push(chat(replicas[i % 3]!.proxy, "erase-me", i % 2 ? { "x-fake-scenario": "gap:2500" } : {}));
@@ -169,7 +173,9 @@ test("audit delete --user through the CLI while three replicas write: the user i
 test("a limit of 30 requests per minute admits exactly 30 across three replicas, and the one trail holds every call once", async () => {
   const logDb = pg.logDb.replace(/schema=.*$/, `schema=${pg.schema}_limit`);
   const replicas = [await replica(logDb), await replica(logDb), await replica(logDb)];
-  const answers = await Promise.all(Array.from({ length: 45 }, (_, i) => chat(replicas[i % 3]!.proxy, "limited", { "x-user-id": "limited" })));
+  const answers = await Promise.all(
+    Array.from({ length: 45 }, (_, i) => chat(replicas[i % 3]!.proxy, "limited", { "x-user-id": "limited" })),
+  );
   expect(answers.filter((a) => a.status === 200)).toHaveLength(30);
   expect(answers.filter((a) => a.status === 429)).toHaveLength(15);
   let records: AuditRecord[] = [];

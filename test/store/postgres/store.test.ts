@@ -63,7 +63,10 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage con
       const alice = await store.reader.records(recordFilterSchema.parse({ user: "alice" }));
       expect(alice.records).toEqual([]);
       const byUser = await store.reader.summary(summaryFilterSchema.parse({ by: "user" }));
-      expect(byUser.groups.map((g) => [g.key, g.calls])).toEqual([[null, 4], ["bob", 3]]);
+      expect(byUser.groups.map((g) => [g.key, g.calls])).toEqual([
+        [null, 4],
+        ["bob", 3],
+      ]);
       const landed = await store.reader.record("rec-9");
       expect(landed?.user_id).toBeNull();
       const report = await store.trail.verify("cli:test");
@@ -118,7 +121,9 @@ describe("PostgreSQL store", () => {
       await store.commit(sampleRecord(1));
       await store.flush();
       const page = await store.reader.records(records);
-      expect(page.records.map((r) => [r.id, r.seq, r.outcome, r.stream, r.cost_nano_usd])).toEqual([["rec-1", 1, "completed", false, 250_000_000]]);
+      expect(page.records.map((r) => [r.id, r.seq, r.outcome, r.stream, r.cost_nano_usd])).toEqual([
+        ["rec-1", 1, "completed", false, 250_000_000],
+      ]);
       expect(await pg.sql.unsafe(`SELECT id FROM "${pg.schema}_basic".audit_intents`)).toEqual([]);
       const report = await store.trail.verify("cli:test");
       expect(report).toMatchObject({ ok: true, records: 1, recorded: true });
@@ -170,7 +175,13 @@ describe("PostgreSQL store", () => {
       await Bun.sleep(1000);
       const page = await survivor.reader.records(records);
       const outcomes = Object.fromEntries(page.records.map((r) => [r.id, r.outcome]));
-      expect(outcomes).toEqual({ "rec-0": "completed", "rec-1": "interrupted", "rec-2": "interrupted", "rec-3": "interrupted", "rec-4": "interrupted" });
+      expect(outcomes).toEqual({
+        "rec-0": "completed",
+        "rec-1": "interrupted",
+        "rec-2": "interrupted",
+        "rec-3": "interrupted",
+        "rec-4": "interrupted",
+      });
       expect((await survivor.trail.verify("cli:test")).ok).toBe(true);
     } finally {
       await survivor.close();
@@ -178,9 +189,6 @@ describe("PostgreSQL store", () => {
       await trail.drop();
     }
   });
-
-
-
 
   test("a key revoked through one replica is refused by the others on the next lookup, and the CLI handle sees the same trail", async () => {
     const trail = await fresh("keys");
@@ -209,7 +217,10 @@ describe("PostgreSQL store", () => {
   });
 
   test("a PostgreSQL that cannot be reached stops the proxy's start as an I/O error (exit 4), the password not shown", async () => {
-    const started = await runCli(["proxy", "start", "--port", "0", "--log-db", "postgres://auditor:s3cret-pw@127.0.0.1:1/trail"], { timeoutMs: 20_000, cwd: tempDir() });
+    const started = await runCli(["proxy", "start", "--port", "0", "--log-db", "postgres://auditor:s3cret-pw@127.0.0.1:1/trail"], {
+      timeoutMs: 20_000,
+      cwd: tempDir(),
+    });
     expect(started.exitCode).toBe(4);
     expect(started.stderr).toContain("I/O error: cannot open the audit trail at postgres://auditor:***@127.0.0.1:1/trail");
     expect(started.stderr).not.toContain("s3cret-pw");

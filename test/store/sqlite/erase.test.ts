@@ -12,7 +12,9 @@ import { sampleRecord, trailWith } from "../../helpers/records.ts";
 const events = (logDb: string) => {
   const db = new Database(logDb, { readonly: true });
   try {
-    return db.query<{ kind: string; actor: string; details: string }, []>("SELECT kind, actor, details FROM audit_events ORDER BY seq").all()
+    return db
+      .query<{ kind: string; actor: string; details: string }, []>("SELECT kind, actor, details FROM audit_events ORDER BY seq")
+      .all()
       .map((e) => ({ kind: e.kind, actor: e.actor, details: JSON.parse(e.details) as Record<string, unknown> }));
   } finally {
     db.close();
@@ -37,7 +39,20 @@ test("erasing a user: no record returns them, the chain verifies, redactions are
   expect(byUser.groups.map((g) => g.key).sort()).toEqual([null, "user-0", "user-2"]);
   const report = await store.trail.verify("cli:test");
   expect(report).toMatchObject({ ok: true, records: 9, redacted: 3, events: 1 });
-  expect(events(logDb).slice(0, 1)).toEqual([{ kind: "erasure", actor: "cli:test", details: { records: 3, seqs: [[1, 1], [4, 4], [7, 7]] } }]);
+  expect(events(logDb).slice(0, 1)).toEqual([
+    {
+      kind: "erasure",
+      actor: "cli:test",
+      details: {
+        records: 3,
+        seqs: [
+          [1, 1],
+          [4, 4],
+          [7, 7],
+        ],
+      },
+    },
+  ]);
   expect(JSON.stringify(events(logDb))).not.toContain("user-1");
   await store.close();
 });
@@ -94,7 +109,9 @@ test("retention erases personal fields of records older than audit.retentionDays
   for (let waited = 0; events(logDb).length === 0 && waited < 3000; waited += 20) await Bun.sleep(20);
   await store.close();
   const log = openAuditLog(logDb);
-  const rows = log.db.query<{ id: string; user_id: string | null; agent_id: string }, []>("SELECT id, user_id, agent_id FROM audit_records ORDER BY seq").all();
+  const rows = log.db
+    .query<{ id: string; user_id: string | null; agent_id: string }, []>("SELECT id, user_id, agent_id FROM audit_records ORDER BY seq")
+    .all();
   log.close();
   expect(rows.map((r) => r.user_id === null)).toEqual([true, true, false, false, false, false]);
   expect(rows.every((r) => r.agent_id === "reviewer")).toBe(true);

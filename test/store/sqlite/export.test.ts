@@ -24,7 +24,10 @@ test("a cancelled export stops reading and is recorded as cancelled; a complete 
   expect(chunks).toBeGreaterThanOrEqual(3); // 512 rows per chunk
   await store.close();
   const db = new Database(logDb, { readonly: true });
-  const details = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind = 'export' ORDER BY seq").all().map((e) => JSON.parse(e.details) as Record<string, unknown>);
+  const details = db
+    .query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind = 'export' ORDER BY seq")
+    .all()
+    .map((e) => JSON.parse(e.details) as Record<string, unknown>);
   db.close();
   expect(details[0]).toEqual({ export_id: cancelled.id, format: "ndjson", cancelled: true, records_sent_at_most: cancelled.exported });
   expect(details[1]).toMatchObject({ manifest: { export_id: complete.id, record_count: 1200, first_seq: 1, last_seq: 1200 } });

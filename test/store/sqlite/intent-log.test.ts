@@ -13,7 +13,14 @@ import type { AuditRecord } from "../../../src/trail/record.ts";
 import { tempDir } from "../../helpers/proxy.ts";
 
 const record = (id: string) =>
-  ({ id, timestamp: "2026-01-01T00:00:00.000Z", attribution: "default", endpoint: "/v1/x", stream: false, usage_source: "none" }) as AuditRecord;
+  ({
+    id,
+    timestamp: "2026-01-01T00:00:00.000Z",
+    attribution: "default",
+    endpoint: "/v1/x",
+    stream: false,
+    usage_source: "none",
+  }) as AuditRecord;
 
 /** The intent files of `dir`, with their text. */
 const segmentsOf = (dir: string) =>
@@ -99,9 +106,38 @@ test("recovery reads segments of older versions: headerless 0.1.0 rows and heade
   const dead = Bun.spawn(["true"]);
   await dead.exited;
   // agent-attr 0.1.0 wrote bare rows in its 30-column order.
-  const legacy = ["legacy-1", "2026-01-01T00:00:00.000Z", null, null, "agent-a", "user-a", "task", null, null, null,
-    "asserted", null, "openai", "/v1/chat/completions", "gpt-4o", null, 1, null, null, null, null, null, null, null,
-    "none", null, null, "ph", null, null];
+  const legacy = [
+    "legacy-1",
+    "2026-01-01T00:00:00.000Z",
+    null,
+    null,
+    "agent-a",
+    "user-a",
+    "task",
+    null,
+    null,
+    null,
+    "asserted",
+    null,
+    "openai",
+    "/v1/chat/completions",
+    "gpt-4o",
+    null,
+    1,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    null,
+    "none",
+    null,
+    null,
+    "ph",
+    null,
+    null,
+  ];
   writeFileSync(`${logDb}.intents-${dead.pid}-0`, `${JSON.stringify(legacy)}\n["cut short`);
   // A version with its columns in another order, one column this version does not know, and
   // without some of today's.
@@ -114,11 +150,21 @@ test("recovery reads segments of older versions: headerless 0.1.0 rows and heade
     chain.finalize();
     const page = await log.reader.records({ limit: 10 });
     expect(page.records.find((r) => r.id === "legacy-1")).toMatchObject({
-      agent_id: "agent-a", user_id: "user-a", model: "gpt-4o", stream: true, prompt_hash: "ph",
-      outcome: "interrupted", cost_nano_usd: null, cache_write_1h_tokens: null,
+      agent_id: "agent-a",
+      user_id: "user-a",
+      model: "gpt-4o",
+      stream: true,
+      prompt_hash: "ph",
+      outcome: "interrupted",
+      cost_nano_usd: null,
+      cache_write_1h_tokens: null,
     });
     expect(page.records.find((r) => r.id === "headed-1")).toMatchObject({
-      endpoint: "/v1/messages", agent_id: "agent-b", stream: false, outcome: "interrupted", model: null,
+      endpoint: "/v1/messages",
+      agent_id: "agent-b",
+      stream: false,
+      outcome: "interrupted",
+      model: null,
     });
     expect(readdirSync(dir).filter((name) => name.includes(".intents-"))).toEqual([]);
   } finally {
@@ -141,7 +187,10 @@ test("a new segment names its columns, so a later version can read it", async ()
 test("settled lines are zeroed as soon as their segment has none in flight, and compact() keeps only the unsettled lines", async () => {
   const dir = tempDir();
   const log = new IntentLog(join(dir, "audit.db"));
-  const texts = () => segmentsOf(dir).map((s) => s.text).join("");
+  const texts = () =>
+    segmentsOf(dir)
+      .map((s) => s.text)
+      .join("");
   log.append(record("quiet"));
   log.settle(["quiet"]);
   expect(texts()).not.toContain("quiet"); // the current segment too: no settled line lingers
@@ -203,20 +252,37 @@ test("a final line stands for its call: recovery commits it as it is (usage and 
   const started = record("finished");
   log.append(started);
   for (let i = 0; i < 6; i++) log.append(record(`other-${i}`));
-  const final = { ...started, outcome: "completed", status: 200, input_tokens: 12, output_tokens: 7, usage_source: "provider", cost_nano_usd: 4242 } as AuditRecord;
+  const final = {
+    ...started,
+    outcome: "completed",
+    status: 200,
+    input_tokens: 12,
+    output_tokens: 7,
+    usage_source: "provider",
+    cost_nano_usd: 4242,
+  } as AuditRecord;
   log.appendFinal("finished", JSON.stringify(toRow(final)));
   log.appendFinal("never-forwarded", "[]"); // a call without an intent (refused): nothing is written
   log.settle(Array.from({ length: 6 }, (_, i) => `other-${i}`));
   log.append(record("in-flight"));
   // The intent's segment is gone (every call in it settled or moved on); the final line is left.
   const onDisk = segmentsOf(dir).flatMap((s) => readSegment(s.text));
-  expect(onDisk.map((row) => [row[0], row[columns.indexOf("outcome")]])).toEqual([["finished", "completed"], ["in-flight", null]]);
+  expect(onDisk.map((row) => [row[0], row[columns.indexOf("outcome")]])).toEqual([
+    ["finished", "completed"],
+    ["in-flight", null],
+  ]);
   try {
     const chain = new ChainWriter(store.db);
     expect(recoverIntents(chain, logDb)).toEqual({ interrupted: 1, finished: 1 });
     chain.finalize();
     const { records } = await store.reader.records({ limit: 10 });
-    expect(records.find((r) => r.id === "finished")).toMatchObject({ outcome: "completed", input_tokens: 12, output_tokens: 7, cost_nano_usd: 4242, error_type: null });
+    expect(records.find((r) => r.id === "finished")).toMatchObject({
+      outcome: "completed",
+      input_tokens: 12,
+      output_tokens: 7,
+      cost_nano_usd: 4242,
+      error_type: null,
+    });
     expect(records.find((r) => r.id === "in-flight")).toMatchObject({ outcome: "interrupted" });
     expect(records).toHaveLength(2);
   } finally {
@@ -245,7 +311,10 @@ test("recovery prefers a call's final line to its intent, and a final line cut s
     expect(recoverIntents(chain, logDb)).toEqual({ interrupted: 1, finished: 1 });
     chain.finalize();
     const { records } = await store.reader.records({ limit: 10 });
-    expect(Object.fromEntries(records.map((r) => [r.id, [r.outcome, r.input_tokens]]))).toEqual({ done: ["completed", 5], torn: ["interrupted", null] });
+    expect(Object.fromEntries(records.map((r) => [r.id, [r.outcome, r.input_tokens]]))).toEqual({
+      done: ["completed", 5],
+      torn: ["interrupted", null],
+    });
   } finally {
     store.close();
   }
@@ -254,7 +323,10 @@ test("recovery prefers a call's final line to its intent, and a final line cut s
 test("after compact(), the lines of calls that were in flight go too, once they are all settled", async () => {
   const dir = tempDir();
   const log = new IntentLog(join(dir, "audit.db"));
-  const texts = () => segmentsOf(dir).map((s) => s.text).join("");
+  const texts = () =>
+    segmentsOf(dir)
+      .map((s) => s.text)
+      .join("");
   log.append(record("long-stream")); // keeps the segment, and every settled line in it, on disk
   log.append(record("erased-user-in-flight"));
   log.append(record("erased-user-done"));
@@ -262,7 +334,10 @@ test("after compact(), the lines of calls that were in flight go too, once they 
   log.compact(); // the erasure: settled lines go, calls in flight stay
   expect(texts()).not.toContain("erased-user-done");
   expect(texts()).toContain("erased-user-in-flight");
-  log.appendFinal("erased-user-in-flight", JSON.stringify(toRow({ ...record("erased-user-in-flight"), outcome: "completed" } as AuditRecord)));
+  log.appendFinal(
+    "erased-user-in-flight",
+    JSON.stringify(toRow({ ...record("erased-user-in-flight"), outcome: "completed" } as AuditRecord)),
+  );
   log.append(record("started-after"));
   log.settle(["erased-user-in-flight"]);
   expect(texts()).toContain("erased-user-in-flight"); // one kept call is still in flight

@@ -58,8 +58,16 @@ function recordsByUser(logDb: string): Map<string, Outcome> {
  * ones (which pause 1.5 s upstream) are still mid-flight.
  */
 const moments = [
-  { name: "as the first calls of a burst reach the upstream", tag: "early-", ready: (seen: { forwarded: number; answered: number }) => seen.forwarded >= 1 },
-  { name: "once calls have been answered, streams mid-flight", tag: "late-", ready: (seen: { forwarded: number; answered: number }) => seen.answered >= 1 },
+  {
+    name: "as the first calls of a burst reach the upstream",
+    tag: "early-",
+    ready: (seen: { forwarded: number; answered: number }) => seen.forwarded >= 1,
+  },
+  {
+    name: "once calls have been answered, streams mid-flight",
+    tag: "late-",
+    ready: (seen: { forwarded: number; answered: number }) => seen.answered >= 1,
+  },
 ];
 
 for (const moment of moments) {

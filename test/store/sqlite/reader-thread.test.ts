@@ -23,7 +23,10 @@ test("an erasure that cannot get the write lock within the busy timeout fails an
   const logDb = await trailWith(3); // user-0, user-1, user-2
   const store = new SqliteAuditStore(logDb, { busyTimeoutMs: 100 });
   const lock = await holdWriteLock(logDb, 1500);
-  const failed = await store.trail.eraseUser("user-1", "api").then(() => null, (error: Error) => error);
+  const failed = await store.trail.eraseUser("user-1", "api").then(
+    () => null,
+    (error: Error) => error,
+  );
   expect(lock.isReleased()).toBe(false);
   expect(failed?.message).toContain("database is locked");
   expect((await store.reader.records({ user: "user-1", limit: 10 })).records).toHaveLength(1);
@@ -42,7 +45,10 @@ test("a reader thread that cannot open its database fails each request with the 
     signingKey: generateKeyPairSync("ed25519").privateKey,
     onError: (message) => errors.push(message),
   });
-  const failure = await thread.records({ limit: 10 }).then(() => null, (error: Error) => error.message);
+  const failure = await thread.records({ limit: 10 }).then(
+    () => null,
+    (error: Error) => error.message,
+  );
   expect(failure).toContain(`cannot open ${missing} for the audit API`);
   expect(errors).toHaveLength(1);
   expect(errors[0]).toContain(missing);

@@ -72,7 +72,8 @@ test("the records are read instead when another writer appended one, or an erasu
     const mine = [varied(2), varied(3)];
     chain.append(mine);
     sums.add(mine);
-    if (disturb === "foreign record") chain.append([varied(4)]); // e.g. crash recovery, or the CLI
+    if (disturb === "foreign record")
+      chain.append([varied(4)]); // e.g. crash recovery, or the CLI
     else chain.append([], [{ kind: "erasure", actor: "test", details: { records: 0 } }]);
     let used = null as boolean | null;
     const writeIfExact = sums.writeIfExact.bind(sums);

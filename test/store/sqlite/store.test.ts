@@ -10,14 +10,41 @@ import { tempDir } from "../../helpers/proxy.ts";
 
 function record(id: string, overrides: Partial<AuditRecord> = {}): AuditRecord {
   return {
-    id, seq: 0, timestamp: new Date().toISOString(), duration_ms: null, ttfb_ms: null,
-    agent_id: "agent", user_id: "user", task_context: null, session_id: null, parent_agent_id: null,
-    trace_id: null, attribution: "asserted", key_id: null, provider: "openai", endpoint: "/v1/chat/completions",
-    model: "gpt-4o", response_model: null, stream: false, status: null, outcome: null,
-    input_tokens: null, output_tokens: null, cache_read_tokens: null, cache_write_tokens: null,
-    cache_write_1h_tokens: null, reasoning_tokens: null, usage_source: "none", cost_usd: null,
-    cost_nano_usd: null, price_source: null,
-    prompt_hash: null, response_hash: null, error_type: null, delegation: null, ...overrides,
+    id,
+    seq: 0,
+    timestamp: new Date().toISOString(),
+    duration_ms: null,
+    ttfb_ms: null,
+    agent_id: "agent",
+    user_id: "user",
+    task_context: null,
+    session_id: null,
+    parent_agent_id: null,
+    trace_id: null,
+    attribution: "asserted",
+    key_id: null,
+    provider: "openai",
+    endpoint: "/v1/chat/completions",
+    model: "gpt-4o",
+    response_model: null,
+    stream: false,
+    status: null,
+    outcome: null,
+    input_tokens: null,
+    output_tokens: null,
+    cache_read_tokens: null,
+    cache_write_tokens: null,
+    cache_write_1h_tokens: null,
+    reasoning_tokens: null,
+    usage_source: "none",
+    cost_usd: null,
+    cost_nano_usd: null,
+    price_source: null,
+    prompt_hash: null,
+    response_hash: null,
+    error_type: null,
+    delegation: null,
+    ...overrides,
   };
 }
 
@@ -70,7 +97,10 @@ test("when the intent log cannot be written, begin rejects (the call must not be
   const path = join(tempDir(), "d.db");
   mkdirSync(`${path}.intents-${process.pid}-0`); // a directory where the segment file should go
   const store = new SqliteAuditStore(path);
-  const refused = await store.begin(record("r1")).then(() => "written", (error: Error) => error.message);
+  const refused = await store.begin(record("r1")).then(
+    () => "written",
+    (error: Error) => error.message,
+  );
   expect(refused).toContain("EISDIR");
   rmSync(`${path}.intents-${process.pid}-0`, { recursive: true });
   await store.close();
@@ -89,7 +119,11 @@ test("a second final record for a call that has one is dropped and reported; lat
   store.commit(record("r3", { outcome: "completed" }));
   await store.flush();
   const page = await store.reader.records({ limit: 10 });
-  expect(page.records.map((r) => [r.id, r.outcome]).sort()).toEqual([["r1", "completed"], ["r2", "completed"], ["r3", "completed"]]);
+  expect(page.records.map((r) => [r.id, r.outcome]).sort()).toEqual([
+    ["r1", "completed"],
+    ["r2", "completed"],
+    ["r3", "completed"],
+  ]);
   expect(errors.join("\n")).toContain("dropped 2 final audit record(s) for calls that already have one: r1, r2");
   expect(await store.trail.verify("api")).toMatchObject({ ok: true });
   await store.close();

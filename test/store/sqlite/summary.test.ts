@@ -22,20 +22,40 @@ function record(i: number): AuditRecord {
   const priced = i % 7 !== 0;
   const usage = i % 11 !== 0;
   return {
-    id: `rec-${i}`, seq: 0,
+    id: `rec-${i}`,
+    seq: 0,
     // Spread over 10 days at uneven times, so ranges cut through days.
     timestamp: new Date(now - 10 * day + i * 3_917_000).toISOString(),
-    duration_ms: 10, ttfb_ms: 2, agent_id: `agent-${i % 3}`, user_id: i % 5 === 0 ? null : `user-${i % 4}`,
-    task_context: `task ${i % 6}`, session_id: null, parent_agent_id: null, trace_id: null, attribution: "asserted",
-    key_id: i % 3 === 0 ? null : `key_${i % 2}`, provider: i % 2 ? "openai" : "anthropic", endpoint: "/v1/chat/completions",
-    model: i % 2 ? "gpt-4o" : "claude-sonnet-4-6", response_model: null, stream: false, status: usage ? 200 : i % 2 ? 429 : 402,
+    duration_ms: 10,
+    ttfb_ms: 2,
+    agent_id: `agent-${i % 3}`,
+    user_id: i % 5 === 0 ? null : `user-${i % 4}`,
+    task_context: `task ${i % 6}`,
+    session_id: null,
+    parent_agent_id: null,
+    trace_id: null,
+    attribution: "asserted",
+    key_id: i % 3 === 0 ? null : `key_${i % 2}`,
+    provider: i % 2 ? "openai" : "anthropic",
+    endpoint: "/v1/chat/completions",
+    model: i % 2 ? "gpt-4o" : "claude-sonnet-4-6",
+    response_model: null,
+    stream: false,
+    status: usage ? 200 : i % 2 ? 429 : 402,
     outcome: usage ? "completed" : "rejected",
-    input_tokens: usage ? 100 + i : null, output_tokens: usage ? 10 + (i % 13) : null,
-    cache_read_tokens: usage ? i % 4 : null, cache_write_tokens: usage && i % 2 === 0 ? 3 : null,
-    cache_write_1h_tokens: usage && i % 4 === 0 ? 1 : null, reasoning_tokens: usage && i % 3 === 0 ? 2 : null,
+    input_tokens: usage ? 100 + i : null,
+    output_tokens: usage ? 10 + (i % 13) : null,
+    cache_read_tokens: usage ? i % 4 : null,
+    cache_write_tokens: usage && i % 2 === 0 ? 3 : null,
+    cache_write_1h_tokens: usage && i % 4 === 0 ? 1 : null,
+    reasoning_tokens: usage && i % 3 === 0 ? 2 : null,
     usage_source: usage ? "provider" : "none",
-    cost_usd: usage && priced ? (123_457 * i) / 1e9 : null, cost_nano_usd: usage && priced ? 123_457 * i : null,
-    price_source: usage && priced ? "test" : null, prompt_hash: null, response_hash: null, error_type: null,
+    cost_usd: usage && priced ? (123_457 * i) / 1e9 : null,
+    cost_nano_usd: usage && priced ? 123_457 * i : null,
+    price_source: usage && priced ? "test" : null,
+    prompt_hash: null,
+    response_hash: null,
+    error_type: null,
     delegation: null,
   };
 }
@@ -80,7 +100,10 @@ const keyOf: Record<SummaryGrouping, (r: AuditRecord) => string | null> = {
 
 /** The summary computed the slow, obvious way from the records themselves. */
 function bruteForce(records: AuditRecord[], by: SummaryGrouping) {
-  const groups = new Map<string | null, { calls: number; input_tokens: number; cost_nano_usd: number; unpriced_calls: number; cache_write_1h_tokens: number }>();
+  const groups = new Map<
+    string | null,
+    { calls: number; input_tokens: number; cost_nano_usd: number; unpriced_calls: number; cache_write_1h_tokens: number }
+  >();
   for (const r of records) {
     const g = groups.get(keyOf[by](r)) ?? { calls: 0, input_tokens: 0, cost_nano_usd: 0, unpriced_calls: 0, cache_write_1h_tokens: 0 };
     g.calls++;
@@ -160,7 +183,10 @@ test("time ranges that cut through days (rollup days + record edges)", async () 
 });
 
 test("--days and extra filters (read from the records)", async () => {
-  const expected = await check({ by: "model", agent: "agent-1", days: 6 }, (r) => r.agent_id === "agent-1" && Date.parse(r.timestamp) >= Date.now() - 6 * day - 1000);
+  const expected = await check(
+    { by: "model", agent: "agent-1", days: 6 },
+    (r) => r.agent_id === "agent-1" && Date.parse(r.timestamp) >= Date.now() - 6 * day - 1000,
+  );
   expect(expected.size).toBeGreaterThan(0);
   await check({ by: "provider", outcome: "rejected" }, (r) => r.outcome === "rejected");
 });
@@ -202,7 +228,9 @@ test("CLI: a table with a TOTAL row, JSON equal to the API's, exact dollars", as
   const whole = String(summary.total.cost_nano_usd);
   expect(lines.at(-1)).toContain(`${whole.slice(0, -9) || "0"}.${whole.slice(-9).replace(/0+$/, "").padEnd(2, "0")}`);
   const csv = await runCli(["audit", "summary", "--by", "model", "--format", "csv", "--log-db", logDb]);
-  expect(csv.stdout.split("\r\n")[0]).toBe("key,calls,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,cache_write_1h_tokens,reasoning_tokens,cost_usd,unpriced_calls,cost_nano_usd");
+  expect(csv.stdout.split("\r\n")[0]).toBe(
+    "key,calls,input_tokens,output_tokens,cache_read_tokens,cache_write_tokens,cache_write_1h_tokens,reasoning_tokens,cost_usd,unpriced_calls,cost_nano_usd",
+  );
   const bad = await runCli(["audit", "summary", "--by", "planet", "--log-db", logDb]);
   expect(bad.exitCode).toBe(2); // usage error
   expect(bad.stderr).toContain("--by");

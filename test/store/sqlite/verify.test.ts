@@ -11,7 +11,7 @@ import { columns, toRow } from "../../../src/trail/row.ts";
 import { loadSigningKey, signingKeyPath } from "../../../src/trail/signing.ts";
 import { SqliteAuditStore } from "../../../src/store/sqlite/store.ts";
 import { verifyChain } from "../../../src/store/sqlite/verify.ts";
-import { type VerifyReport } from "../../../src/trail/verify.ts";
+import type { VerifyReport } from "../../../src/trail/verify.ts";
 import { tempDir } from "../../helpers/proxy.ts";
 import { sampleRecord, tamper, trailWith } from "../../helpers/records.ts";
 
@@ -58,7 +58,8 @@ test("a personal field edited on a non-erased record is detected through its com
 
 test("a redaction no erasure or retention event names (personal fields and salt set to NULL by hand) is reported", async () => {
   const logDb = await trailWith(10);
-  const redact = "user_id = NULL, key_id = NULL, task_context = NULL, session_id = NULL, trace_id = NULL, prompt_hash = NULL, response_hash = NULL, delegation = NULL, salt = NULL";
+  const redact =
+    "user_id = NULL, key_id = NULL, task_context = NULL, session_id = NULL, trace_id = NULL, prompt_hash = NULL, response_hash = NULL, delegation = NULL, salt = NULL";
   tamper(logDb, `UPDATE audit_records SET ${redact} WHERE seq = 6`);
   expect(verify(logDb).failure).toMatchObject({ seq: 6, reason: "unauthorised_redaction" });
 });
@@ -69,7 +70,8 @@ test("a redacted record is accepted only within the seqs its erasure event names
   await store.trail.eraseUser("user-1", "cli:test"); // seqs 1, 4, 7, 10
   await store.close();
   expect(verify(logDb)).toMatchObject({ ok: true, redacted: 4 });
-  const redact = "user_id = NULL, key_id = NULL, task_context = NULL, session_id = NULL, trace_id = NULL, prompt_hash = NULL, response_hash = NULL, delegation = NULL, salt = NULL";
+  const redact =
+    "user_id = NULL, key_id = NULL, task_context = NULL, session_id = NULL, trace_id = NULL, prompt_hash = NULL, response_hash = NULL, delegation = NULL, salt = NULL";
   tamper(logDb, `UPDATE audit_records SET ${redact} WHERE seq = 5`);
   expect(verify(logDb).failure).toMatchObject({ seq: 5, reason: "unauthorised_redaction" });
 });
@@ -86,7 +88,11 @@ test("the usage rollup is checked against the records: an edited or deleted roll
   const edited = verify(logDb).failure;
   expect(edited).toMatchObject({ seq: 9, reason: "rollup_mismatch" });
   expect(edited?.message).toContain(`dim user, key 'user-2', day ${day}: output_tokens`);
-  tamper(logDb, "UPDATE usage_rollup SET output_tokens = output_tokens + 5 WHERE dim = 'user' AND key = 'user-2'", "DELETE FROM usage_rollup WHERE dim = 'agent'");
+  tamper(
+    logDb,
+    "UPDATE usage_rollup SET output_tokens = output_tokens + 5 WHERE dim = 'user' AND key = 'user-2'",
+    "DELETE FROM usage_rollup WHERE dim = 'agent'",
+  );
   expect(verify(logDb).failure?.message).toContain("dim agent, key 'reviewer'");
 });
 
@@ -145,7 +151,11 @@ test("a chain rewritten from an edited record onwards (every hash recomputed) co
   const hasher = new ChainHasher();
   let prev = db.query<{ hash: string }, []>("SELECT hash FROM audit_records WHERE seq = 2").get()!.hash;
   for (const row of db.query<Record<string, string | number | null>, []>("SELECT * FROM audit_records WHERE seq >= 3 ORDER BY seq").all()) {
-    const hash = hasher.record(prev, clearColumns.map((c) => row[c]!), row.commitment as string);
+    const hash = hasher.record(
+      prev,
+      clearColumns.map((c) => row[c]!),
+      row.commitment as string,
+    );
     db.run("UPDATE audit_records SET prev_hash = ?, hash = ? WHERE seq = ?", [prev, hash, row.seq!]);
     prev = hash;
   }
@@ -156,7 +166,10 @@ test("a chain rewritten from an edited record onwards (every hash recomputed) co
 const checkpointsIn = (logDb: string) => {
   const db = new Database(logDb, { readonly: true });
   try {
-    return db.query<{ seq: number }, []>("SELECT seq FROM audit_checkpoints ORDER BY seq").all().map((row) => row.seq);
+    return db
+      .query<{ seq: number }, []>("SELECT seq FROM audit_checkpoints ORDER BY seq")
+      .all()
+      .map((row) => row.seq);
   } finally {
     db.close();
   }
@@ -191,7 +204,10 @@ test("an idle store signs a checkpoint after T seconds when anything is new, and
 test("checkpoints can also go to a file outside the database", async () => {
   const file = join(tempDir(), "checkpoints.ndjson");
   const logDb = await trailWith(3, { checkpoint: { everyRecords: 1000, everySeconds: 60, file } });
-  const lines = readFileSync(file, "utf8").trim().split("\n").map((line) => JSON.parse(line) as { seq: number; signature: string });
+  const lines = readFileSync(file, "utf8")
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line) as { seq: number; signature: string });
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatchObject({ seq: 3 });
   expect(lines[0]!.signature.length).toBeGreaterThan(40);
@@ -207,7 +223,10 @@ test("records of a database from before the chain are chained when the store ope
   const logDb = join(tempDir(), "legacy.db");
   const legacy = openAuditLog(logDb);
   for (let i = 1; i <= 3; i++) {
-    legacy.db.run(`INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`, toRow(sampleRecord(i)));
+    legacy.db.run(
+      `INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`,
+      toRow(sampleRecord(i)),
+    );
   }
   legacy.close();
   const warnings: string[] = [];
@@ -216,7 +235,10 @@ test("records of a database from before the chain are chained when the store ope
   await store.close();
   expect(warnings.join()).toContain("3 record(s)");
   expect(verify(logDb)).toMatchObject({ ok: true, records: 4, last_seq: 4 });
-  tamper(logDb, `INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map((c) => (c === "id" ? "'forged'" : c === "stream" ? "0" : c === "attribution" ? "'default'" : c === "endpoint" || c === "usage_source" || c === "timestamp" ? "'x'" : "NULL")).join(", ")})`);
+  tamper(
+    logDb,
+    `INSERT INTO audit_records (${columns.join(", ")}) VALUES (${columns.map((c) => (c === "id" ? "'forged'" : c === "stream" ? "0" : c === "attribution" ? "'default'" : c === "endpoint" || c === "usage_source" || c === "timestamp" ? "'x'" : "NULL")).join(", ")})`,
+  );
   const reopened = new SqliteAuditStore(logDb);
   await reopened.close();
   expect(verify(logDb).failure).toMatchObject({ seq: 5, reason: "edited" });

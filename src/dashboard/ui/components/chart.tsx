@@ -23,8 +23,26 @@ export function TimeChart({ times, series, label }: { times: number[]; series: S
       {
         width,
         height: 240,
-        series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: s.color, width: 2, scale: i === 0 ? "y" : `y${i}`, value: (_: uPlot, v: number | null) => (v === null ? "—" : s.format(v)) }))],
-        axes: [{}, ...series.map((s, i) => ({ scale: i === 0 ? "y" : `y${i}`, side: i === 0 ? 3 : 1, grid: { show: i === 0 }, values: (_: uPlot, ticks: number[]) => ticks.map(s.format), size: 70 }))],
+        series: [
+          {},
+          ...series.map((s, i) => ({
+            label: s.label,
+            stroke: s.color,
+            width: 2,
+            scale: i === 0 ? "y" : `y${i}`,
+            value: (_: uPlot, v: number | null) => (v === null ? "—" : s.format(v)),
+          })),
+        ],
+        axes: [
+          {},
+          ...series.map((s, i) => ({
+            scale: i === 0 ? "y" : `y${i}`,
+            side: i === 0 ? 3 : 1,
+            grid: { show: i === 0 },
+            values: (_: uPlot, ticks: number[]) => ticks.map(s.format),
+            size: 70,
+          })),
+        ],
         scales: { x: { time: true } },
       },
       [times, ...series.map((s) => s.values)],

@@ -18,12 +18,22 @@ export function FilterForm({ initial, onApply, idPrefix }: { initial: Filters; o
       {filterFields.map((field) => (
         <label for={`${idPrefix}-${field}`}>
           {field}
-          <input id={`${idPrefix}-${field}`} name={field} value={values[field] ?? ""} onInput={(e) => set(field, (e.currentTarget as HTMLInputElement).value)} />
+          <input
+            id={`${idPrefix}-${field}`}
+            name={field}
+            value={values[field] ?? ""}
+            onInput={(e) => set(field, (e.currentTarget as HTMLInputElement).value)}
+          />
         </label>
       ))}
       <label for={`${idPrefix}-outcome`}>
         outcome
-        <select id={`${idPrefix}-outcome`} name="outcome" value={values.outcome ?? ""} onChange={(e) => set("outcome", (e.currentTarget as HTMLSelectElement).value)}>
+        <select
+          id={`${idPrefix}-outcome`}
+          name="outcome"
+          value={values.outcome ?? ""}
+          onChange={(e) => set("outcome", (e.currentTarget as HTMLSelectElement).value)}
+        >
           <option value="">any</option>
           {outcomes.map((outcome) => (
             <option value={outcome}>{outcome}</option>

@@ -16,11 +16,23 @@ const sorts = [
   { value: "key", label: "name" },
 ] as const;
 const shown = 500;
-const columns: (keyof SummaryRow)[] = ["key", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "cost_usd", "unpriced_calls", "cost_nano_usd"];
+const columns: (keyof SummaryRow)[] = [
+  "key",
+  "calls",
+  "input_tokens",
+  "output_tokens",
+  "cache_read_tokens",
+  "cache_write_tokens",
+  "reasoning_tokens",
+  "cost_usd",
+  "unpriced_calls",
+  "cost_nano_usd",
+];
 
 function toCSV(summary: Summary): string {
   const lines = [columns.join(",")];
-  for (const row of [...summary.groups, summary.total]) lines.push(columns.map((c) => csvCell(row === summary.total && c === "key" ? "TOTAL" : row[c])).join(","));
+  for (const row of [...summary.groups, summary.total])
+    lines.push(columns.map((c) => csvCell(row === summary.total && c === "key" ? "TOTAL" : row[c])).join(","));
   return `${lines.join("\r\n")}\r\n`;
 }
 
@@ -34,7 +46,9 @@ export function Explore() {
   useEffect(() => {
     setData(null);
     setError(null);
-    get<Summary>(`/audit/summary${query({ by, sort, days, limit: shown, ...filters })}`).then(setData, (caught: Error) => setError(caught.message));
+    get<Summary>(`/audit/summary${query({ by, sort, days, limit: shown, ...filters })}`).then(setData, (caught: Error) =>
+      setError(caught.message),
+    );
   }, [by, sort, days, filters]);
   const download = () => data && saveFile(new Blob([toCSV(data)], { type: "text/csv" }), `agent-attr-summary-by-${by}.csv`);
   return (
@@ -67,7 +81,9 @@ export function Explore() {
       {data && (
         <>
           <p class="hint" data-testid="group-count">
-            {data.group_count > data.groups.length ? `The first ${count(data.groups.length)} of ${count(data.group_count)} groups` : `${count(data.group_count)} groups`}
+            {data.group_count > data.groups.length
+              ? `The first ${count(data.groups.length)} of ${count(data.group_count)} groups`
+              : `${count(data.group_count)} groups`}
             {by === "day" || by === "hour" ? " (UTC, oldest first)" : ""}
           </p>
           <table data-testid="explore-table">

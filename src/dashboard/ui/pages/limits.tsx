@@ -18,7 +18,9 @@ function Usage() {
       <Problem error={error} />
       {data && data.limits.length === 0 && (
         <p class="empty" data-testid="limits-empty">
-          {data.plugins.length === 0 ? "No limit plugin is configured (add tiers({...}) to the config)." : "No call has been metered since the proxy started."}
+          {data.plugins.length === 0
+            ? "No limit plugin is configured (add tiers({...}) to the config)."
+            : "No call has been metered since the proxy started."}
         </p>
       )}
       {data && data.limits.length > 0 && (
@@ -50,7 +52,10 @@ function Usage() {
           </tbody>
         </table>
       )}
-      <p class="hint">Scopes of the most recent calls this proxy process charged (at most 200 per tier); amounts are the limiter store's (shared by replicas on Redis).</p>
+      <p class="hint">
+        Scopes of the most recent calls this proxy process charged (at most 200 per tier); amounts are the limiter store's (shared by
+        replicas on Redis).
+      </p>
     </Card>
   );
 }
@@ -67,7 +72,10 @@ function Keys({ role }: { role: Role }) {
   const [error, setError] = useState<string | null>(null);
   const [version, setVersion] = useState(0);
   useEffect(() => {
-    get<{ keys: ProxyKey[] }>("/audit/keys").then((answer) => setKeys(answer.keys), (caught: Error) => setError(caught.message));
+    get<{ keys: ProxyKey[] }>("/audit/keys").then(
+      (answer) => setKeys(answer.keys),
+      (caught: Error) => setError(caught.message),
+    );
   }, [version]);
   const create = async (event: Event) => {
     event.preventDefault();

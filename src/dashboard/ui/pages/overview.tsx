@@ -15,7 +15,8 @@ function buckets(data: OverviewData): { times: number[]; rows: (SummaryRow | und
   const byKey = new Map(data.series.map((row) => [row.key, row]));
   const end = Date.parse(data.until ?? new Date().toISOString());
   const first = data.series[0]?.key;
-  const startKey = data.since ?? (first ? (data.bucket === "hour" ? `${first}:00:00Z` : `${first}T00:00:00Z`) : new Date(end).toISOString());
+  const startKey =
+    data.since ?? (first ? (data.bucket === "hour" ? `${first}:00:00Z` : `${first}T00:00:00Z`) : new Date(end).toISOString());
   const start = Math.floor(Date.parse(startKey) / step) * step;
   const times: number[] = [];
   const rows: (SummaryRow | undefined)[] = [];
@@ -58,9 +59,19 @@ export function Overview() {
     if (!data) return null;
     const { times, rows } = buckets(data);
     const series: Series[] = [
-      { label: "Spend", values: rows.map((r) => (r?.cost_nano_usd ?? 0) / 1e9), color: "#1f5fa8", format: (v) => `$${v.toFixed(v < 1 ? 4 : 2)}` },
+      {
+        label: "Spend",
+        values: rows.map((r) => (r?.cost_nano_usd ?? 0) / 1e9),
+        color: "#1f5fa8",
+        format: (v) => `$${v.toFixed(v < 1 ? 4 : 2)}`,
+      },
       { label: "Calls", values: rows.map((r) => r?.calls ?? 0), color: "#b35900", format: (v) => count(Math.round(v)) },
-      { label: "Tokens", values: rows.map((r) => (r ? r.input_tokens + r.output_tokens : 0)), color: "#2e7d32", format: (v) => count(Math.round(v)) },
+      {
+        label: "Tokens",
+        values: rows.map((r) => (r ? r.input_tokens + r.output_tokens : 0)),
+        color: "#2e7d32",
+        format: (v) => count(Math.round(v)),
+      },
     ];
     return { times, series };
   }, [data]);
@@ -88,7 +99,11 @@ export function Overview() {
             <Stat label="In flight now" value={count(data.inflight)} testid="inflight" />
           </div>
           <Card title={`Spend, calls and tokens per ${data.bucket}`} id="chart-title">
-            <TimeChart times={chart.times} series={chart.series} label={`Spend, calls and tokens per ${data.bucket}; the numbers are in the tables below`} />
+            <TimeChart
+              times={chart.times}
+              series={chart.series}
+              label={`Spend, calls and tokens per ${data.bucket}; the numbers are in the tables below`}
+            />
           </Card>
           <div class="grid">
             <Card title="Top agents by cost" id="top-agents">

@@ -19,9 +19,9 @@ export function Records() {
   useEffect(() => {
     setPage(null);
     setError(null);
-    get<{ records: AuditRecord[]; next_cursor: string | null }>(`/audit/records${query({ ...filters, days, limit: pageSize, cursor })}`).then(setPage, (caught: Error) =>
-      setError(caught.message),
-    );
+    get<{ records: AuditRecord[]; next_cursor: string | null }>(
+      `/audit/records${query({ ...filters, days, limit: pageSize, cursor })}`,
+    ).then(setPage, (caught: Error) => setError(caught.message));
   }, [filters, days, cursor]);
   const apply = (next: Filters) => {
     setFilters(next);
@@ -37,6 +37,7 @@ export function Records() {
       <div class="toolbar">
         <h1>Records</h1>
         <RangePicker days={days} onChange={(d) => (setDays(d), setCursors([undefined]))} id="records-range" />
+        {/* biome-ignore lint/a11y/useSemanticElements: a form with role="search" is announced by every screen reader; <search> is not yet */}
         <form class="inline" onSubmit={lookUp} role="search">
           <label for="record-id">X-Audit-Record-ID</label>
           <input id="record-id" name="record-id" placeholder="0193…" size={38} />
@@ -112,7 +113,9 @@ function delegationChain(record: AuditRecord): string[] {
   } catch {
     // not JSON: no act chain to draw
   }
-  const chain = [record.user_id ? `user ${record.user_id}` : null, ...acts, record.parent_agent_id, record.agent_id].filter((x): x is string => !!x);
+  const chain = [record.user_id ? `user ${record.user_id}` : null, ...acts, record.parent_agent_id, record.agent_id].filter(
+    (x): x is string => !!x,
+  );
   return chain.filter((step, i) => step !== chain[i - 1]);
 }
 
@@ -128,7 +131,9 @@ export function RecordDetail({ id }: { id: string }) {
         setRecord(found);
         return get<ChainEntry>(`/audit/chain/${found.seq}`).then(setEntry);
       })
-      .catch((caught: Error) => setError(caught instanceof ApiError && caught.status === 404 ? `No audit record has id '${id}'.` : caught.message));
+      .catch((caught: Error) =>
+        setError(caught instanceof ApiError && caught.status === 404 ? `No audit record has id '${id}'.` : caught.message),
+      );
   }, [id]);
   const chain = record ? delegationChain(record) : [];
   return (

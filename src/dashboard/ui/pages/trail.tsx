@@ -39,7 +39,8 @@ function Verification({ status, onVerified }: { status: TrailStatus; onVerified:
         </p>
       ) : ok ? (
         <p class="ok" data-testid="verify-status" data-ok="true">
-          ✓ Intact: the hash chain and its signed checkpoints verify{report ? ` (${count(report.records)} records, ${count(report.events)} events)` : ""}.
+          ✓ Intact: the hash chain and its signed checkpoints verify
+          {report ? ` (${count(report.records)} records, ${count(report.events)} events)` : ""}.
         </p>
       ) : (
         <p class="bad" data-testid="verify-status" data-ok="false" data-bad-seq={badSeq ?? ""} role="alert">
@@ -47,7 +48,11 @@ function Verification({ status, onVerified }: { status: TrailStatus; onVerified:
         </p>
       )}
       <p class="hint">
-        {report ? "Verified just now." : last ? `Last verified ${ago(last.timestamp)} by ${last.actor}, up to seq ${String(last.details.last_seq)}.` : ""}
+        {report
+          ? "Verified just now."
+          : last
+            ? `Last verified ${ago(last.timestamp)} by ${last.actor}, up to seq ${String(last.details.last_seq)}.`
+            : ""}
       </p>
       <button type="button" onClick={verify} disabled={running}>
         {running ? "Verifying…" : "Verify now"}
@@ -60,7 +65,9 @@ function Verification({ status, onVerified }: { status: TrailStatus; onVerified:
         <dd data-testid="last-seq">{count(status.last_seq)}</dd>
         <dt>last signed checkpoint</dt>
         <dd data-testid="last-checkpoint">
-          {status.last_checkpoint ? `seq ${count(status.last_checkpoint.seq)}, ${time(status.last_checkpoint.time)} (${ago(status.last_checkpoint.time)})` : "none yet"}
+          {status.last_checkpoint
+            ? `seq ${count(status.last_checkpoint.seq)}, ${time(status.last_checkpoint.time)} (${ago(status.last_checkpoint.time)})`
+            : "none yet"}
         </dd>
       </dl>
     </Card>
@@ -74,15 +81,20 @@ function Events({ version }: { version: number }) {
   const [error, setError] = useState<string | null>(null);
   const cursor = cursors.at(-1);
   useEffect(() => {
-    get<{ events: ChainEventEntry[]; next_cursor: string | null }>(`/audit/events${query({ kind, cursor, limit: 25 })}`).then(setPage, (caught: Error) =>
-      setError(caught.message),
+    get<{ events: ChainEventEntry[]; next_cursor: string | null }>(`/audit/events${query({ kind, cursor, limit: 25 })}`).then(
+      setPage,
+      (caught: Error) => setError(caught.message),
     );
   }, [kind, cursor, version]);
   return (
     <Card title="Chain events" id="events">
       <label for="event-kind">
         Kind{" "}
-        <select id="event-kind" value={kind} onChange={(e) => (setKind((e.currentTarget as HTMLSelectElement).value), setCursors([undefined]))}>
+        <select
+          id="event-kind"
+          value={kind}
+          onChange={(e) => (setKind((e.currentTarget as HTMLSelectElement).value), setCursors([undefined]))}
+        >
           <option value="">all</option>
           {kinds.map((k) => (
             <option value={k}>{k}</option>
@@ -201,7 +213,9 @@ function Erase({ role, onDone }: { role: Role; onDone: () => void }) {
     try {
       await send("DELETE", `/audit/user/${encodeURIComponent(user)}`);
       form.reset();
-      setMessage("Erased: the user's personal fields are gone from every record, and the erasure is a chain event (it does not name the user).");
+      setMessage(
+        "Erased: the user's personal fields are gone from every record, and the erasure is a chain event (it does not name the user).",
+      );
       onDone();
     } catch (caught) {
       setError(caught instanceof ApiError ? caught.message : String(caught));
