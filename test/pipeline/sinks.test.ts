@@ -160,10 +160,14 @@ test("a sink that falls behind is bounded: records past its queue are dropped fo
   const written: number[] = [];
   let release = () => {};
   const stuck = new Promise<void>((resolve) => (release = resolve));
-  const feed = new SinkFeed([{ plugin: "slow-sink", sink: { write: (record) => (written.push(record.seq), record.seq === 1 ? stuck : undefined) } }], log, {
-    maxQueued: 3,
-    closeTimeoutMs: 50,
-  });
+  const feed = new SinkFeed(
+    [{ plugin: "slow-sink", sink: { write: (record) => (written.push(record.seq), record.seq === 1 ? stuck : undefined) } }],
+    log,
+    {
+      maxQueued: 3,
+      closeTimeoutMs: 50,
+    },
+  );
   const record = (seq: number) => ({ seq, hash: "0".repeat(64) }) as CommittedRecord;
   feed.deliver([1, 2, 3, 4, 5, 6].map(record));
   // 1 (being written), 2 and 3 fill this sink's queue (the bound); 4, 5 and 6 are dropped for it.
@@ -186,5 +190,7 @@ test("a sink written for the old contract (begin, reader) is named at start: it 
   const old = definePlugin({ name: "old-primary", audit: { begin: async () => {}, write: () => {}, reader: null } as never });
   const { problems, warnings } = checkStartup(parseConfig({}), { plugins: [old, openai()], logDb: join(tempDir(), "audit.db"), env: {} });
   expect(problems).toEqual([]);
-  expect(warnings.some((w) => w.startsWith("Plugin 'old-primary' gives `audit` a begin or a reader: `audit` is a secondary sink"))).toBe(true);
+  expect(warnings.some((w) => w.startsWith("Plugin 'old-primary' gives `audit` a begin or a reader: `audit` is a secondary sink"))).toBe(
+    true,
+  );
 });
