@@ -162,9 +162,9 @@ export interface AuditSink {
    * Each committed record, in seq order, with its `seq` and chain `hash` — calls refused before
    * forwarding and calls recovered as `interrupted` included; a record whose user was erased while
    * its call was in flight arrives redacted. Sync or async: when it returns a promise, this sink's
-   * next record waits for it (up to 10,000 records wait per sink; past that they are dropped for
-   * this sink and the count is logged). A throw or rejection is logged as
-   * `[plugin NAME] audit.write: message`; it never reaches a call.
+   * next record waits for it. Up to 10,000 records (the one being written included) wait per sink;
+   * past that they are dropped for this sink and the count is logged. A throw or rejection is
+   * logged as `[plugin NAME] audit.write: message`; it never reaches a call.
    */
   write(record: CommittedRecord): void | Promise<void>;
   /** Called once at shutdown, after the last record was written to this sink: persist what it buffers. */

@@ -2,12 +2,16 @@
 // sync or async, wherever it is listed; its failures are logged and never reach a call; its
 // `flush` is called at shutdown. Which store is primary is explicit: `auditStore`, else --log-db.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { ConfigError } from "../../src/config/load.ts";
+import { join } from "node:path";
+import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { checkStartup } from "../../src/server/startup-check.ts";
+import { SinkFeed } from "../../src/pipeline/sinks.ts";
 import { definePlugin, type Plugin } from "../../src/plugin.ts";
+import type { CommittedRecord } from "../../src/store/contract.ts";
 import type { AuditRecord } from "../../src/trail/record.ts";
 import { headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
-import { startTestProxy } from "../helpers/proxy.ts";
+import { startTestProxy, tempDir } from "../helpers/proxy.ts";
 
 let upstream: FakeUpstream;
 beforeAll(async () => {
@@ -141,9 +145,52 @@ test("two plugins that provide the primary store are a config error naming both"
   const other = definePlugin({ name: "other-store", auditStore: sqliteAudit().auditStore });
   const starting = startTestProxy(upstream.url, { plugins: [openai({ baseURL: `${upstream.url}/v1` }), sqliteAudit(), other] });
   const error = await starting.then(
-    (proxy) => (void proxy.stop(), null),
+    async (proxy) => {
+      await proxy.stop();
+      return null;
+    },
     (caught: unknown) => caught,
   );
   expect(error).toBeInstanceOf(ConfigError);
   expect(String((error as Error).message)).toContain("sqlite-audit, other-store");
+});
+
+test("a sink that falls behind is bounded: records past its queue are dropped for it and counted, and shutdown does not wait for ever", async () => {
+  const { lines, log } = logCapture();
+  const written: number[] = [];
+  let release = () => {};
+  const stuck = new Promise<void>((resolve) => (release = resolve));
+  const feed = new SinkFeed(
+    [{ plugin: "slow-sink", sink: { write: (record) => (written.push(record.seq), record.seq === 1 ? stuck : undefined) } }],
+    log,
+    {
+      maxQueued: 3,
+      closeTimeoutMs: 50,
+    },
+  );
+  const record = (seq: number) => ({ seq, hash: "0".repeat(64) }) as CommittedRecord;
+  feed.deliver([1, 2, 3, 4, 5, 6].map(record));
+  // 1 (being written), 2 and 3 fill this sink's queue (the bound); 4, 5 and 6 are dropped for it.
+  expect(lines).toEqual(["[plugin slow-sink] audit.write: 3 records wait for this sink; records are dropped for it until it catches up"]);
+  release();
+  await feed.drained();
+  expect(written).toEqual([1, 2, 3]);
+  expect(lines.at(-1)).toBe("[plugin slow-sink] audit.write: 3 committed record(s) were not given to this sink: it fell 3 records behind");
+  feed.deliver([record(7)]);
+  await feed.drained();
+  expect(written.at(-1)).toBe(7);
+
+  const hung = new SinkFeed([{ plugin: "hung-sink", sink: { write: () => new Promise<void>(() => {}) } }], log, { closeTimeoutMs: 50 });
+  hung.deliver([record(1), record(2)]);
+  await hung.close();
+  expect(lines.at(-1)).toBe("[plugin hung-sink] audit.write: 1 record(s) were still waiting for this sink after 50 ms at shutdown");
+});
+
+test("a sink written for the old contract (begin, reader) is named at start: it is now a secondary sink", () => {
+  const old = definePlugin({ name: "old-primary", audit: { begin: async () => {}, write: () => {}, reader: null } as never });
+  const { problems, warnings } = checkStartup(parseConfig({}), { plugins: [old, openai()], logDb: join(tempDir(), "audit.db"), env: {} });
+  expect(problems).toEqual([]);
+  expect(warnings.some((w) => w.startsWith("Plugin 'old-primary' gives `audit` a begin or a reader: `audit` is a secondary sink"))).toBe(
+    true,
+  );
 });
