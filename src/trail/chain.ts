@@ -43,6 +43,12 @@ export const personalColumns = [
 ] as const;
 const personalSet = new Set<string>(personalColumns);
 export const clearColumns = columns.filter((column) => !personalSet.has(column));
+/** Where the personal and the clear fields, and the start time, sit in a row (`columns` order). */
+export const personalIndexes = personalColumns.map((column) => columns.indexOf(column));
+export const clearIndexes = clearColumns.map((column) => columns.indexOf(column));
+export const timestampIndex = columns.indexOf("timestamp");
+/** The columns of a chained record as every driver stores it: its place, its row, its salt, commitment and links. */
+export const storedRecordColumns = ["seq", ...columns, "salt", "commitment", "prev_hash", "hash"] as const;
 const userIndex = columns.indexOf("user_id");
 const keyIndex = columns.indexOf("key_id");
 const delegationIndex = columns.indexOf("delegation");

@@ -10,23 +10,20 @@ import type { SQL } from "bun";
 import { randomBytes } from "node:crypto";
 import {
   ChainHasher,
-  clearColumns,
+  clearIndexes,
   genesisHash,
-  personalColumns,
+  personalIndexes,
   seqRanges,
+  storedRecordColumns,
   subjectsOf,
+  timestampIndex,
   userHmac,
   wellFormed,
   type ChainEvent,
   type ChainTail,
 } from "../../trail/chain.ts";
-import { columns, type SQLValue } from "../../trail/row.ts";
+import { type SQLValue } from "../../trail/row.ts";
 import { lockKeys } from "./connection.ts";
-
-const personalIndexes = personalColumns.map((column) => columns.indexOf(column));
-const clearIndexes = clearColumns.map((column) => columns.indexOf(column));
-const timestampIndex = columns.indexOf("timestamp");
-const recordColumns = ["seq", ...columns, "salt", "commitment", "prev_hash", "hash"];
 
 /**
  * PostgreSQL text cannot hold U+0000 (SQLSTATE 22021) and turns lone surrogates into U+FFFD: both
@@ -108,7 +105,7 @@ export async function append(
     stored.push({ seq, hash, row });
   }
   if (copy) {
-    const query = tx.unsafe(`COPY audit_records (${recordColumns.join(", ")}) FROM STDIN`);
+    const query = tx.unsafe(`COPY audit_records (${storedRecordColumns.join(", ")}) FROM STDIN`);
     const writer = query.writable().getWriter();
     await writer.write(copy);
     await writer.close();

@@ -9,20 +9,20 @@ import { randomBytes } from "node:crypto";
 import {
   ChainHasher,
   clearColumns,
+  clearIndexes,
   genesisHash,
   personalColumns,
+  personalIndexes,
   seqRanges,
+  storedRecordColumns,
   subjectsOf,
+  timestampIndex,
   userHmac,
   wellFormed,
   type ChainEvent,
   type ChainTail,
 } from "../../trail/chain.ts";
 import { columns, type SQLValue } from "../../trail/row.ts";
-
-const personalIndexes = personalColumns.map((column) => columns.indexOf(column));
-const clearIndexes = clearColumns.map((column) => columns.indexOf(column));
-const timestampIndex = columns.indexOf("timestamp");
 
 /** Told of each record an append wrote: its index among the rows given, its seq and hash, and whether it was redacted. */
 export type Landed = (index: number, seq: number, hash: string, redacted: boolean) => void;
@@ -48,9 +48,8 @@ export class ChainWriter {
   ) {
     this.lastRecord = db.query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1");
     this.lastEvent = db.query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
-    const recordColumns = ["seq", ...columns, "salt", "commitment", "prev_hash", "hash"];
     this.insertRecord = db.prepare(
-      `INSERT INTO audit_records (${recordColumns.join(", ")}) VALUES (${recordColumns.map(() => "?").join(", ")})`,
+      `INSERT INTO audit_records (${storedRecordColumns.join(", ")}) VALUES (${storedRecordColumns.map(() => "?").join(", ")})`,
     );
     this.insertEvent = db.prepare(
       "INSERT INTO audit_events (seq, timestamp, kind, actor, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
