@@ -81,8 +81,9 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
   const finish = (how: StreamEnd) => {
     idle?.stop();
     reply.cleanup();
-    const written = record(how);
-    void reply.ending.finish(answered(how)).finally(track.resolve);
+    const end = answered(how);
+    const written = reply.ending.record(end);
+    void reply.ending.finish(end).finally(track.resolve);
     return written;
   };
   if (!upstream.body) {
