@@ -73,7 +73,7 @@ export function checkTags(
     const key = checkTagKey(raw, where(raw));
     if (typeof value !== "string")
       throw new ProxyError("invalid_attribution", `${where(raw)}: the value of tag '${key}' must be a string.`);
-    const text = checkIdentifier(value, { where: `${where(raw)} (tag '${key}')`, max: limits.maxValueLength });
+    const text = checkIdentifier(value, { where: where(raw), max: limits.maxValueLength });
     if (text !== null) checked[key] = text;
   }
   const count = Object.keys(checked).length;

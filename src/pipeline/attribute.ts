@@ -23,7 +23,7 @@ export async function attribute(ctx: CallContext, rt: Runtime): Promise<Attribut
     "refuse",
   );
   if (Object.keys(merged.tags).length === 0) return merged;
-  return { ...merged, tags: checkTags(merged.tags, rt.tags, (key) => `The tag '${key}'`) };
+  return { ...merged, tags: checkTags(merged.tags, rt.tags, (key) => `The tag '${key}' (an X-Attr-Tag-${key} header or a plugin's tags)`) };
 }
 
 /**

@@ -7,9 +7,13 @@
  * so it stays fast on millions of records and is always exact. Filters
  * beyond the time range (e.g. one agent's usage by model) read the matching records through their
  * indexes instead. Money is summed as integers (nano-dollars) either way.
+ *
+ * Tags are not rolled up either (any key, chosen by the caller): a summary by `tag:KEY`, or one
+ * filtered by tags, reads the records of its time range, taking the tag from the clear `tags` or,
+ * when the key is declared personal, from `personal_tags`.
  */
 import type { Database } from "bun:sqlite";
-import { sinceOf, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
+import { sinceOf, tagOfGrouping, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
 import type { Summary, SummaryRow } from "../results.ts";
 import { rollupCursor, rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
@@ -17,7 +21,8 @@ type Sums = Omit<SummaryRow, "key" | "cost_usd">;
 const zeroSums = (): Sums => Object.fromEntries(rollupValueColumns.map((field) => [field, 0])) as Sums;
 
 /** The record column (or expression) a grouping keys by, and the rollup rows that serve it. */
-const recordKey: Record<SummaryGrouping, string> = {
+type FixedGrouping = Exclude<SummaryGrouping, `tag:${string}`>;
+const recordKeys: Record<FixedGrouping, string> = {
   agent: "agent_id",
   user: "user_id",
   task: "task_context",
@@ -28,8 +33,16 @@ const recordKey: Record<SummaryGrouping, string> = {
   hour: "substr(timestamp, 1, 13)",
   status: "coalesce(outcome, '') || ':' || coalesce(status, '')",
 };
+/** A tag's value in a record: clear, else personal (keys are a-z, 0-9 and '-', safe in a JSON path literal). */
+export const tagValueSQL = (key: string, row = "audit_records") =>
+  `coalesce(json_extract(${row}.tags, '$."${key}"'), json_extract(${row}.personal_tags, '$."${key}"'))`;
+const recordKey = (by: SummaryGrouping): string => {
+  const tag = tagOfGrouping(by);
+  return tag === null ? recordKeys[by as FixedGrouping] : tagValueSQL(tag);
+};
+type RolledUp = Exclude<FixedGrouping, "task">;
 /** Task contexts are not rolled up (see ./rollup.ts): summaries by task read the records. */
-const rollupSource: Record<Exclude<SummaryGrouping, "task">, { dim: RollupDimension; key: string }> = {
+const rollupSource: Record<RolledUp, { dim: RollupDimension; key: string }> = {
   agent: { dim: "agent", key: "key" },
   user: { dim: "user", key: "key" },
   model: { dim: "model", key: "key" },
@@ -70,11 +83,13 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   if (since) range.push(["timestamp >= ?", since]);
   if (until) range.push(["timestamp <= ?", until]);
   const by = filter.by;
-  if (filtered.length > 0 || by === "task") {
+  const tagged = Object.entries(filter.tag ?? {}).map(([key, value]): Condition => [`${tagValueSQL(key)} = ?`, value]);
+  if (filtered.length > 0 || tagged.length > 0 || by === "task" || tagOfGrouping(by) !== null) {
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
-    fromRecords(db, by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...range], add);
+    fromRecords(db, by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...tagged, ...range], add);
   } else {
-    db.transaction(() => fromRollupAndTail(db, by, since, until, range, add))();
+    const rolled = by as RolledUp;
+    db.transaction(() => fromRollupAndTail(db, rolled, since, until, range, add))();
   }
 
   const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
@@ -105,14 +120,7 @@ type Condition = [sql: string, value: string | number];
  * at the range's edges from the records; records past the cursor from the records. All in one read
  * transaction, so the cursor cannot move in between.
  */
-function fromRollupAndTail(
-  db: Database,
-  by: Exclude<SummaryGrouping, "task">,
-  since: string | null,
-  until: string | null,
-  range: Condition[],
-  add: Add,
-): void {
+function fromRollupAndTail(db: Database, by: RolledUp, since: string | null, until: string | null, range: Condition[], add: Add): void {
   // The unary `+` keeps SQLite from using an index for that term: the tail is found by seq (the
   // primary key), the edges by timestamp.
   const cursor = rollupCursor(db);
@@ -132,7 +140,7 @@ function fromRollupAndTail(
 }
 
 function fromRecords(db: Database, by: SummaryGrouping, conditions: Condition[], add: Add): void {
-  const sql = `SELECT ${recordKey[by]} AS key, count(*) AS calls,
+  const sql = `SELECT ${recordKey(by)} AS key, count(*) AS calls,
     ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls
     FROM audit_records ${conditions.length ? `WHERE ${conditions.map(([c]) => c).join(" AND ")}` : ""} GROUP BY 1`;
   for (const row of db.query<Record<string, string | number | null>, (string | number)[]>(sql).all(...conditions.map(([, v]) => v))) {
@@ -140,7 +148,7 @@ function fromRecords(db: Database, by: SummaryGrouping, conditions: Condition[],
   }
 }
 
-function fromRollup(db: Database, by: Exclude<SummaryGrouping, "task">, firstDay: string | null, endDay: string | null, add: Add): void {
+function fromRollup(db: Database, by: RolledUp, firstDay: string | null, endDay: string | null, add: Add): void {
   const { dim, key } = rollupSource[by];
   const conditions = ["dim = ?"];
   const params: string[] = [dim];
