@@ -62,7 +62,8 @@ function conditions(filter: ParsedRecordFilter | ParsedSummaryFilter): { where: 
   for (const [key, value] of Object.entries(filter.tag ?? {})) {
     const one = JSON.stringify({ [key]: value });
     params.push(one);
-    where.push(`((tags::jsonb) @> $${params.length}::jsonb OR (personal_tags::jsonb) @> $${params.length}::jsonb)`);
+    // `::text` first: Bun.sql JSON-encodes a string it binds as jsonb (it would be matched as a JSON string).
+    where.push(`((tags::jsonb) @> ($${params.length}::text)::jsonb OR (personal_tags::jsonb) @> ($${params.length}::text)::jsonb)`);
   }
   const since = sinceOf(filter);
   if (since !== undefined) add("timestamp >= ?", since);
