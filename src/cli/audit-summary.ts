@@ -47,8 +47,8 @@ export const summaryCommand = defineCommand({
     "log-db": logDbArg,
     config: configArg,
   },
-  async run({ args }) {
-    const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args) });
+  async run({ args, rawArgs }) {
+    const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args, rawArgs) });
     await withCliAdmin({ logDb: args["log-db"], config: args.config }, async (admin) => {
       const summary = await admin.reader.summary(filter);
       await recordCliQuery(admin, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by", "sort"]), summary.groups.length);

@@ -13,6 +13,7 @@ import { checkIdentifier } from "../identifiers.ts";
 import type { ProxyKeyStore } from "../store/contract.ts";
 import type { ProxyKey } from "../store/keys.ts";
 import { tagFilter } from "../store/filters.ts";
+import { flagValues } from "./filter-args.ts";
 import { cliAuditSettings, openCliAdmin } from "./audit-settings.ts";
 import { cliActor } from "./audit-trail.ts";
 import { cliLog, configArg, IoError, logDbArg, opening, parseFlag, UsageError } from "./_shared.ts";
@@ -109,12 +110,12 @@ const create = defineCommand({
     "log-db": keysDbArg,
     config: configArg,
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     const agents = parseFlag("agent", globList, args.agent);
     const users = args.users === undefined ? null : parseFlag("users", globList, args.users);
     const tier = args.tier === undefined ? null : parseFlag("tier", z.string().min(1).max(64), args.tier);
     const expiresAt = args.expires === undefined ? null : parseExpiry(args.expires);
-    const tags = args.tag === undefined ? undefined : parseFlag("tag", tagFilter, args.tag as string | string[]);
+    const tags = args.tag === undefined ? undefined : parseFlag("tag", tagFilter, flagValues(rawArgs, "tag"));
     const opened = await openKeys(args, { create: true });
     try {
       const request = { agents, users, tier, tags, expires_at: expiresAt?.toISOString() ?? null };

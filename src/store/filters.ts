@@ -60,20 +60,22 @@ export type TagGrouping = `tag:${string}`;
 export type SummaryGrouping = (typeof summaryGroupings)[number] | TagGrouping;
 
 /** `by`: a fixed grouping, or `tag:KEY` (the key read as tags are: lower-case, `_` as `-`). */
-export const summaryGrouping = z.union([
-  z.enum(summaryGroupings),
-  z
-    .string()
-    .regex(/^tag:/i, { message: `expected one of ${summaryGroupings.join(", ")}, or tag:KEY (e.g. tag:team)` })
-    .transform((by, ctx): TagGrouping => {
-      try {
-        return `tag:${checkTagKey(by.slice(4), `by=${by}`)}`;
-      } catch (error) {
-        ctx.addIssue({ code: "custom", message: errorMessage(error) });
-        return z.NEVER;
-      }
-    }),
-]);
+export const summaryGrouping = z
+  .string()
+  .transform((by, ctx): SummaryGrouping => {
+    if ((summaryGroupings as readonly string[]).includes(by)) return by as SummaryGrouping;
+    if (!/^tag:/i.test(by)) {
+      ctx.addIssue({ code: "custom", message: `expected one of ${summaryGroupings.join(", ")}, or tag:KEY (e.g. tag:team)` });
+      return z.NEVER;
+    }
+    try {
+      return `tag:${checkTagKey(by.slice(4), `by=${by}`)}`;
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: errorMessage(error) });
+      return z.NEVER;
+    }
+  })
+  .describe(`${summaryGroupings.join(" | ")} | tag:KEY`);
 
 /** The tag a grouping keys by, or null for the fixed groupings. */
 export const tagOfGrouping = (by: SummaryGrouping): string | null => (by.startsWith("tag:") ? by.slice(4) : null);

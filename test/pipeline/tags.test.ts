@@ -6,6 +6,7 @@ import OpenAI from "openai";
 import { definePlugin } from "../../src/plugin.ts";
 import { headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
+import { runCli } from "../helpers/process.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
 let upstream: FakeUpstream;
@@ -132,4 +133,31 @@ test("REST: records filtered by tag (tag.KEY=VALUE or tag=KEY=VALUE), summaries 
   expect(bad.status).toBe(400);
   const badFilter = await fetch(`${proxy.url}/audit/records?tag=team`);
   expect(badFilter.status).toBe(400);
+});
+
+test("CLI: audit query --tag (repeatable) and audit summary --by tag:KEY read the same trail", async () => {
+  await proxy.records(); // everything committed
+  const query = await runCli([
+    "audit",
+    "query",
+    "--tag",
+    "team=platform",
+    "--tag",
+    "cost-center=cc-42",
+    "--format",
+    "json",
+    "--log-db",
+    proxy.logDb,
+  ]);
+  expect(query.exitCode).toBe(0);
+  const page = JSON.parse(query.stdout) as { records: { tags: string }[] };
+  expect(page.records).toHaveLength(1);
+  expect(JSON.parse(page.records[0]!.tags)).toMatchObject({ team: "platform", "cost-center": "cc-42" });
+  const summary = await runCli(["audit", "summary", "--by", "tag:team", "--format", "json", "--log-db", proxy.logDb]);
+  expect(summary.exitCode).toBe(0);
+  const groups = (JSON.parse(summary.stdout) as { groups: { key: string | null; calls: number }[] }).groups;
+  expect(groups.find((g) => g.key === "platform")?.calls).toBe(2);
+  const bad = await runCli(["audit", "summary", "--by", "tag:", "--log-db", proxy.logDb]);
+  expect(bad.exitCode).toBe(2);
+  expect(bad.stderr).toContain("tag key");
 });
