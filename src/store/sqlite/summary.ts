@@ -8,14 +8,15 @@
  * beyond the time range (e.g. one agent's usage by model) read the matching records through their
  * indexes instead. Money is summed as integers (nano-dollars) either way.
  *
- * Tags are not rolled up either (any key, chosen by the caller): a summary by `tag:KEY`, or one
- * filtered by tags, reads the records of its time range, taking the tag from the clear `tags` or,
- * when the key is declared personal, from `personal_tags`.
+ * Tags are rolled up per key and value (dim `tag:KEY`, ./rollup.ts): a summary by `tag:KEY` reads
+ * them like the other dimensions, its `null` group (calls without the tag) being the total's usage
+ * minus the tagged. A summary filtered by tags reads the matching records, taking a tag from the
+ * clear `tags` or, when the key is declared personal, from `personal_tags`.
  */
 import type { Database } from "bun:sqlite";
 import { sinceOf, tagOfGrouping, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
 import type { Summary, SummaryRow } from "../results.ts";
-import { rollupCursor, rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
+import { rollupCursor, rollupValueColumns, summedColumns, tagDim, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
 type Sums = Omit<SummaryRow, "key" | "cost_usd">;
 const zeroSums = (): Sums => Object.fromEntries(rollupValueColumns.map((field) => [field, 0])) as Sums;
@@ -40,9 +41,9 @@ const recordKey = (by: SummaryGrouping): string => {
   const tag = tagOfGrouping(by);
   return tag === null ? recordKeys[by as FixedGrouping] : tagValueSQL(tag);
 };
-type RolledUp = Exclude<FixedGrouping, "task">;
+type RolledUp = Exclude<SummaryGrouping, "task">;
 /** Task contexts are not rolled up (see ./rollup.ts): summaries by task read the records. */
-const rollupSource: Record<RolledUp, { dim: RollupDimension; key: string }> = {
+const rollupSource: Record<Exclude<FixedGrouping, "task">, { dim: RollupDimension; key: string }> = {
   agent: { dim: "agent", key: "key" },
   user: { dim: "user", key: "key" },
   model: { dim: "model", key: "key" },
@@ -72,10 +73,10 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   const since = sinceOf(filter) ?? null;
   const until = filter.until ?? null;
   const groups = new Map<string | null, Sums>();
-  const add = (key: string | null, row: Record<string, number | bigint | null>) => {
+  const add = (key: string | null, row: Record<string, number | bigint | null>, sign: 1 | -1 = 1) => {
     let sums = groups.get(key);
     if (!sums) groups.set(key, (sums = zeroSums()));
-    for (const field of rollupValueColumns) sums[field] += Number(row[field] ?? 0);
+    for (const field of rollupValueColumns) sums[field] += sign * Number(row[field] ?? 0);
   };
 
   const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
@@ -84,7 +85,7 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   if (until) range.push(["timestamp <= ?", until]);
   const by = filter.by;
   const tagged = Object.entries(filter.tag ?? {}).map(([key, value]): Condition => [`${tagValueSQL(key)} = ?`, value]);
-  if (filtered.length > 0 || tagged.length > 0 || by === "task" || tagOfGrouping(by) !== null) {
+  if (filtered.length > 0 || tagged.length > 0 || by === "task") {
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
     fromRecords(db, by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...tagged, ...range], add);
   } else {
@@ -110,7 +111,7 @@ function withUSD(sums: Sums): Omit<SummaryRow, "key"> {
   return { calls, ...tokens, cost_usd: cost_nano_usd / 1e9, cost_nano_usd };
 }
 
-type Add = (key: string | null, row: Record<string, number | bigint | null>) => void;
+type Add = (key: string | null, row: Record<string, number | bigint | null>, sign?: 1 | -1) => void;
 
 /** A SQL condition on audit_records and its parameter. */
 type Condition = [sql: string, value: string | number];
@@ -149,15 +150,24 @@ function fromRecords(db: Database, by: SummaryGrouping, conditions: Condition[],
 }
 
 function fromRollup(db: Database, by: RolledUp, firstDay: string | null, endDay: string | null, add: Add): void {
-  const { dim, key } = rollupSource[by];
-  const conditions = ["dim = ?"];
-  const params: string[] = [dim];
-  if (firstDay) conditions.push("day >= ?"), params.push(firstDay);
-  if (endDay) conditions.push("day < ?"), params.push(endDay);
-  const sql = `SELECT ${key} AS key, sum(calls) AS calls, ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")},
-    sum(unpriced_calls) AS unpriced_calls FROM usage_rollup WHERE ${conditions.join(" AND ")} GROUP BY 1`;
-  for (const row of db.query<Record<string, string | number | null>, string[]>(sql).all(...params)) {
-    // The rollup keys calls without an agent/user/task/model/provider by ''.
-    add(row.key === "" ? null : (row.key as string), row as Record<string, number | null>);
-  }
+  const read = (dim: string, key: string, each: (key: string | null, row: Record<string, number | null>) => void) => {
+    const conditions = ["dim = ?"];
+    const params: string[] = [dim];
+    if (firstDay) conditions.push("day >= ?"), params.push(firstDay);
+    if (endDay) conditions.push("day < ?"), params.push(endDay);
+    const sql = `SELECT ${key} AS key, sum(calls) AS calls, ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")},
+      sum(unpriced_calls) AS unpriced_calls FROM usage_rollup WHERE ${conditions.join(" AND ")} GROUP BY 1`;
+    for (const row of db.query<Record<string, string | number | null>, string[]>(sql).all(...params)) {
+      // The rollup keys calls without an agent/user/task/model/provider by ''.
+      each(row.key === "" ? null : (row.key as string), row as Record<string, number | null>);
+    }
+  };
+  const tag = tagOfGrouping(by);
+  if (tag === null) return read(rollupSource[by as keyof typeof rollupSource].dim, rollupSource[by as keyof typeof rollupSource].key, add);
+  // A tag's rows hold only the calls that carry it: the rest is the total (every call has a model row) minus them.
+  read(tagDim(tag), "key", (key, row) => {
+    add(key, row);
+    add(null, row, -1);
+  });
+  read("model", "''", (_, row) => add(null, row));
 }

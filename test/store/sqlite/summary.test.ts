@@ -219,6 +219,22 @@ test("by tag (clear or personal) and filtered by tags, over any range: equal to 
   await check({ by: "day", tag: "email=u1@example.com" }, (r) => tagOf(r, "email") === "u1@example.com");
 });
 
+test("erasing personal tags (as erasure does) moves their usage to the null group of a summary by that tag", async () => {
+  const log = openAuditLog(cursorStates[1]!);
+  try {
+    const before = await log.reader.summary(summaryFilterSchema.parse({ by: "tag:email" }));
+    log.db.run(`UPDATE audit_records SET personal_tags = NULL WHERE personal_tags LIKE '%u1@%'`);
+    const after = await log.reader.summary(summaryFilterSchema.parse({ by: "tag:email" }));
+    const calls = (s: typeof before, key: string | null) => s.groups.find((g) => g.key === key)?.calls ?? 0;
+    expect(calls(before, "u1@example.com")).toBeGreaterThan(0);
+    expect(calls(after, "u1@example.com")).toBe(0);
+    expect(calls(after, null)).toBe(calls(before, null) + calls(before, "u1@example.com"));
+    expect(after.total).toEqual(before.total);
+  } finally {
+    log.close();
+  }
+});
+
 test("unpriced calls are counted, not hidden as $0", async () => {
   const log = openAuditLog(logDb);
   const summary = await log.reader.summary(summaryFilterSchema.parse({ by: "provider" }));
