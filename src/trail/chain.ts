@@ -46,9 +46,43 @@ export const genesisHash = "0".repeat(64);
  * the delegation chain (the subjects a verified identity acted for).
  */
 const v2Personal = ["user_id", "key_id", "task_context", "session_id", "trace_id", "prompt_hash", "response_hash", "delegation"] as const;
-/** Fields v2 does not know (added by v3); any field added to `columns` later must be listed here too. */
-const addedAfterV2 = new Set<string>(["tags", "personal_tags"]);
-const v2Clear = columns.filter((column) => !addedAfterV2.has(column) && !(v2Personal as readonly string[]).includes(column));
+/** The record fields of v2 (agent-attr 0.1), in `columns` order: frozen, whatever is added to `columns` later. */
+const v2Columns = [
+  "id",
+  "timestamp",
+  "duration_ms",
+  "ttfb_ms",
+  "agent_id",
+  "user_id",
+  "task_context",
+  "session_id",
+  "parent_agent_id",
+  "trace_id",
+  "attribution",
+  "key_id",
+  "provider",
+  "endpoint",
+  "model",
+  "response_model",
+  "stream",
+  "status",
+  "outcome",
+  "input_tokens",
+  "output_tokens",
+  "cache_read_tokens",
+  "cache_write_tokens",
+  "cache_write_1h_tokens",
+  "reasoning_tokens",
+  "usage_source",
+  "cost_usd",
+  "cost_nano_usd",
+  "price_source",
+  "prompt_hash",
+  "response_hash",
+  "error_type",
+  "delegation",
+] as const;
+const v2Clear = v2Columns.filter((column) => !(v2Personal as readonly string[]).includes(column));
 
 type Column = (typeof columns)[number];
 export interface RecordLayout {
@@ -78,7 +112,7 @@ export const recordVersions: Readonly<Record<number, RecordLayout>> = {
   2: layout(2, v2Clear, v2Personal),
   3: layout(3, [...v2Clear, "tags"], [...v2Personal, "personal_tags"]),
 };
-/** The version writers hash new records under. */
+/** The version writers hash new records under. Every field of `columns` must be in its clear or personal list (a test holds it). */
 export const currentRecordVersion = 3;
 const current = recordVersions[currentRecordVersion]!;
 

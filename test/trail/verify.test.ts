@@ -102,3 +102,11 @@ test("record hash versions: a tag written into a v2 row, or a row's version chan
   expect((await verify(unknown)).failure).toMatchObject({ seq: 2, reason: "edited" });
   expect((await verify(unknown)).failure?.message).toContain("hash version (9)");
 });
+
+test("the current record hash version covers every record field, and v2 the fields of agent-attr 0.1 only", () => {
+  const current = recordVersions[currentRecordVersion]!;
+  expect([...current.clearColumns, ...current.personalColumns].sort()).toEqual([...columns].sort());
+  expect(current.uncoveredColumns).toEqual([]);
+  expect(recordVersions[2]!.uncoveredColumns).toEqual(["tags", "personal_tags"]);
+  expect(recordVersions[2]!.label).toBe("agent-attr/record/v2");
+});
