@@ -20,8 +20,8 @@ const query = defineCommand({
     "log-db": logDbArg,
     config: configArg,
   },
-  async run({ args }) {
-    const filter = parseOptions(recordFilterSchema, { ...filterValues(args), limit: args.limit, cursor: args.cursor });
+  async run({ args, rawArgs }) {
+    const filter = parseOptions(recordFilterSchema, { ...filterValues(args, rawArgs), limit: args.limit, cursor: args.cursor });
     await withCliAdmin({ logDb: args["log-db"], config: args.config }, async (admin) => {
       const page = await admin.reader.records(filter);
       await recordCliQuery(admin, "cli:audit query", filterNames(filter, ["limit"]), page.records.length);
