@@ -92,6 +92,9 @@ export const chainEventKinds = [
   "access_denied",
   "key_created",
   "key_revoked",
+  "consent_granted",
+  "consent_withdrawn",
+  "consent_expired",
 ] as const;
 
 export interface ChainEvent {

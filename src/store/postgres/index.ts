@@ -5,6 +5,7 @@
 import { TrailNotFoundError, type AdminContext, type AuditAdmin, type AuditStoreProvider, type StoreContext } from "../contract.ts";
 import { errorMessage } from "../../errors.ts";
 import { isPostgresUrl, loadMeta, migrate, openPool, parseTarget, PostgresError } from "./connection.ts";
+import { PgConsents } from "./consents.ts";
 import { PgKeys } from "./keys.ts";
 import { PgReader } from "./reader.ts";
 import { PgAuditStore, type PgStoreOptions } from "./store.ts";
@@ -55,6 +56,7 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
       reader: new PgReader(sql),
       trail,
       keys: new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event])),
+      consents: new PgConsents(sql, (tx, events) => trail.appendSealed(tx, events)),
       signs: signingKey !== null,
       close: () => sql.close({ timeout: 1 }),
     };

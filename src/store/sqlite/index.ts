@@ -10,6 +10,7 @@ import { TrailNotFoundError, type AdminContext, type AuditAdmin, type AuditStore
 import { loadHashKey } from "../../trail/secret.ts";
 import { loadSigningKey, signingKeyPath } from "../../trail/signing.ts";
 import { openAuditLog } from "./database.ts";
+import { SqliteConsents } from "./consents.ts";
 import { SqliteKeyAdmin } from "./key-admin.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 import { SqliteAuditStore } from "./store.ts";
@@ -46,13 +47,16 @@ function openSqliteAdmin(path: string, { log, audit, create }: AdminContext): Au
       onError: log.warn,
     });
     const keys = new SqliteKeyAdmin(new SqliteProxyKeys(opened.db), trail.chain, () => trail.seal());
+    const consents = new SqliteConsents(opened.db, trail.chain, () => trail.seal());
     return {
       reader: opened.reader,
       trail,
       keys,
+      consents,
       signs: key !== null,
       async close() {
         keys.close();
+        consents.close();
         trail.close();
         opened.close();
       },

@@ -10,6 +10,7 @@ import m0002 from "./migrations/0002_omniscient_silver_centurion.sql" with { typ
 import m0003 from "./migrations/0003_natural_maximus.sql" with { type: "text" };
 import m0004 from "./migrations/0004_luxuriant_tusk.sql" with { type: "text" };
 import m0005 from "./migrations/0005_deep_ares.sql" with { type: "text" };
+import m0006 from "./migrations/0006_steep_landau.sql" with { type: "text" };
 import { rollupDimensionsMigrationSQL, rollupMigrationSQL } from "./rollup.ts";
 
 const migrations: { tag: string; sql: string }[] = [
@@ -24,6 +25,8 @@ const migrations: { tag: string; sql: string }[] = [
   { tag: "0005_deep_ares", sql: m0005 },
   // Hand-written like usage_rollup: the key, hour and status dimensions (the dashboard's views).
   { tag: "usage_rollup_dimensions", sql: rollupDimensionsMigrationSQL },
+  // Consents (../consents.ts).
+  { tag: "0006_steep_landau", sql: m0006 },
 ];
 
 export function migrate(db: Database): void {

@@ -131,3 +131,28 @@ export const proxyKeys = sqliteTable("proxy_keys", {
   expires_at: text("expires_at"),
   revoked_at: text("revoked_at"),
 });
+
+/**
+ * Consents (`agent-attr consent grant`, ../consents.ts). `user_id` and `task_pattern` are personal
+ * (null once erased); `expiry_recorded_at` is when the `consent_expired` event was appended.
+ */
+export const consents = sqliteTable(
+  "consents",
+  {
+    id: text("id").primaryKey(),
+    user_id: text("user_id"),
+    /** JSON array of agent-ID globs. */
+    agents: text("agents").notNull(),
+    purpose: text("purpose").notNull(),
+    task_pattern: text("task_pattern"),
+    lawful_basis: text("lawful_basis").notNull(),
+    granted_at: text("granted_at").notNull(),
+    granted_by: text("granted_by").notNull(),
+    expires_at: text("expires_at"),
+    revoked_at: text("revoked_at"),
+    revoked_by: text("revoked_by"),
+    expiry_recorded_at: text("expiry_recorded_at"),
+    erased_at: text("erased_at"),
+  },
+  (table) => [index("consents_user").on(table.user_id, table.granted_at)],
+);
