@@ -2,8 +2,9 @@
  * The process-wide state of a running proxy, built once from the config by `createRuntime` and
  * closed by `closeRuntime`. Everything the pipeline needs is reached through it: no hidden globals.
  */
-import type { AuditReader, AuditStore, AuditTrail, ProxyKeyStore } from "../store/contract.ts";
+import type { AuditReader, AuditStore, AuditTrail, ConsentStore, ProxyKeyStore } from "../store/contract.ts";
 import type { Logger, Plugin, ProviderAdapter } from "../plugin.ts";
+import type { ConsentPolicy } from "./consent.ts";
 import type { Metrics } from "./metrics.ts";
 import type { SinkFeed } from "./sinks.ts";
 
@@ -37,6 +38,10 @@ export interface Runtime {
   readonly reader: AuditReader;
   readonly trail: AuditTrail;
   readonly keys: ProxyKeyStore;
+  /** The consents calls are checked against, and the audit API manages. */
+  readonly consents: ConsentStore;
+  /** Whether and how calls are held to consents (`consent` in the config; ./consent.ts). */
+  readonly consent: ConsentPolicy;
   /** Key of the HMAC that turns prompts and responses into keyed hashes. */
   readonly hashKey: Uint8Array;
   readonly limits: RuntimeLimits;

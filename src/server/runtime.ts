@@ -4,6 +4,7 @@ import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
 import { PluginError, type Logger, type Plugin } from "../plugin.ts";
+import { consentPolicy, consentHeader } from "../pipeline/consent.ts";
 import { Metrics } from "../pipeline/metrics.ts";
 import { SinkFeed } from "../pipeline/sinks.ts";
 import type { AuditStore } from "../store/contract.ts";
@@ -75,6 +76,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       reader: store.reader,
       trail: store.trail,
       keys: store.keys,
+      consents: store.consents,
+      consent: consentPolicy(config.consent),
       hashKey: store.hashKey,
       limits: {
         maxBodyBytes: config.server.maxBodyBytes,
@@ -83,7 +86,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         bodyTimeoutMs: config.server.bodyTimeoutMs,
         maxConnectionsPerClient: config.server.maxConnectionsPerClient,
       },
-      neverUpstream: neverUpstreamWith(plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])),
+      neverUpstream: neverUpstreamWith([consentHeader, ...plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])]),
       failClosed: !config.audit.failOpen,
       log,
       inflight: new Set(),
