@@ -64,6 +64,8 @@ function record(i: number, writer: string): AuditRecord {
     response_hash: "cd".repeat(32),
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
   };
 }
 

@@ -64,6 +64,8 @@ export function record(i: number, n: number, now: number): AuditRecord {
     response_hash: "cd".repeat(32),
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
   };
 }
 

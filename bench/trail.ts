@@ -58,6 +58,8 @@ function record(i: number): AuditRecord {
     response_hash: "cd".repeat(32),
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
   };
 }
 

@@ -3,6 +3,7 @@
  * argument (for editor types); the loader validates with this schema and reports every wrong
  * option by its path.
  */
+import { tagLimitsSchema } from "../tags.ts";
 import { z } from "zod";
 import type { Plugin } from "../plugin.ts";
 import { adminTokenSchema } from "../server/roles.ts";
@@ -109,6 +110,11 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Tags (`X-Attr-Tag-<Key>` headers and plugins' `attribute`): how many a call may carry, how
+     * long a value may be, and which are personal (recorded behind the commitment, erased with the user).
+     */
+    tags: tagLimitsSchema.prefault({}),
     consent: consentConfigSchema,
     /** Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN / AGENT_ATTR_AUDITOR_TOKEN: `{ token | tokenEnv, role }`. */
     admin: z

@@ -40,6 +40,12 @@ export interface Principal {
   /** Globs the claimed agent / user must match (`["*"]`: any); absent means no claim is allowed. */
   agents?: readonly string[];
   users?: readonly string[];
+  /**
+   * Tags the credential fixes (a key's `--tag team=platform`, a token claim mapped to a tag): the
+   * call carries them, and a call claiming another value for one is held like an identity claim
+   * (403, or kept in `delegation.asserted.tags` with `onMismatch: "record"`).
+   */
+  tags?: Readonly<Record<string, string>>;
   /** A claim the credential does not allow: refuse with 403 (default) or record it beside the verified identity. */
   onMismatch?: "reject" | "record";
   /** RFC 8693 `act` claim (delegation chain), kept in the record's `delegation`. */

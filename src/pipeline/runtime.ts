@@ -7,6 +7,7 @@ import type { Logger, Plugin, ProviderAdapter } from "../plugin.ts";
 import type { ConsentPolicy } from "./consent.ts";
 import type { Metrics } from "./metrics.ts";
 import type { SinkFeed } from "./sinks.ts";
+import type { TagLimits } from "../tags.ts";
 
 export interface RuntimeLimits {
   /** Largest request body accepted (bytes). */
@@ -45,6 +46,8 @@ export interface Runtime {
   /** Key of the HMAC that turns prompts and responses into keyed hashes. */
   readonly hashKey: Uint8Array;
   readonly limits: RuntimeLimits;
+  /** Bounds on a call's tags, and the tags declared personal (config `tags`). */
+  readonly tags: TagLimits & { personalSet: ReadonlySet<string> };
   /** Inbound header names never sent upstream (hop-by-hop, and those plugins read for the proxy). */
   readonly neverUpstream: readonly string[];
   /** Refuse calls (503) when the primary store cannot hold their intent; false forwards them anyway. */

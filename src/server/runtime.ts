@@ -10,6 +10,7 @@ import { SinkFeed } from "../pipeline/sinks.ts";
 import type { AuditStore } from "../store/contract.ts";
 import { primaryStore } from "../store/open.ts";
 import { neverUpstreamWith } from "../proxy/headers.ts";
+import { tagKey } from "../tags.ts";
 import { UpstreamSlots, type Runtime } from "../pipeline/runtime.ts";
 import { createLogger } from "../log.ts";
 import { pluginProblems } from "./startup-check.ts";
@@ -86,6 +87,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         bodyTimeoutMs: config.server.bodyTimeoutMs,
         maxConnectionsPerClient: config.server.maxConnectionsPerClient,
       },
+      tags: { ...config.tags, personalSet: new Set(config.tags.personal.map((key) => tagKey(key) ?? key)) },
       neverUpstream: neverUpstreamWith([consentHeader, ...plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])]),
       failClosed: !config.audit.failOpen,
       log,

@@ -51,6 +51,13 @@ export const auditRecordSchema = z.object({
   error_type: z.string().nullable(),
   /** JSON text: `act` (RFC 8693 delegation chain), `asserted` (claims the verified identity did not allow), `unverified` (fields kept as sent that the credential does not vouch for). */
   delegation: z.string().nullable(),
+  /**
+   * JSON text of an object of the call's tags (`{"team":"platform"}`: keys lower-case, sorted),
+   * or null without any; covered by the hash chain (record hash v3).
+   */
+  tags: z.string().nullable().default(null),
+  /** The same for tags declared personal (`tags.personal`): behind the salted commitment, erased with the user. */
+  personal_tags: z.string().nullable().default(null),
 });
 
 export type AuditRecord = z.infer<typeof auditRecordSchema>;

@@ -44,6 +44,8 @@ function record(i: number, agent: string, user: string, task: string, daysAgo: n
     response_hash: "cd",
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
   };
 }
 

@@ -72,6 +72,8 @@ function finished(userId: string, taskContext: string, timestamp = new Date().to
     response_hash: "cd".repeat(32),
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
   };
 }
 

@@ -26,7 +26,7 @@ function chainOf(n: number): ChainRecordRow[] {
       clearColumns.map((column) => named[column]),
       commitment,
     );
-    const entry: ChainRecordRow = { ...named, seq: i + 1, salt, commitment, prev_hash: prev, hash };
+    const entry: ChainRecordRow = { ...named, seq: i + 1, salt, commitment, prev_hash: prev, hash, hash_version: 3 };
     prev = hash;
     return entry;
   });

@@ -113,6 +113,15 @@ export const migrations: readonly string[] = [
     public_key text NOT NULL
   );
   `,
+  // Tags (record hash v3, ../../trail/chain.ts): rows before this one keep hash_version 2. A
+  // proxy key's fixed tags. Summaries and filters by tag read `tags` through its GIN index.
+  `
+  ALTER TABLE audit_records ADD COLUMN tags text;
+  ALTER TABLE audit_records ADD COLUMN personal_tags text;
+  ALTER TABLE audit_records ADD COLUMN hash_version smallint NOT NULL DEFAULT 2;
+  CREATE INDEX audit_records_tags ON audit_records USING gin ((tags::jsonb) jsonb_path_ops);
+  ALTER TABLE proxy_keys ADD COLUMN tags text;
+  `,
   // Consents (../consents.ts): user_id and task_pattern are personal (null once erased).
   `
   CREATE TABLE consents (

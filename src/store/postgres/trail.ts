@@ -295,7 +295,7 @@ const toEntry = (row: EventRow): ChainEventEntry => ({
 
 /** Records and events merged in seq order, read in keyset chunks (memory holds two chunks). */
 async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
-  const recordColumns = ["seq", "salt", "commitment", "prev_hash", "hash", ...columns].join(", ");
+  const recordColumns = ["seq", "salt", "commitment", "prev_hash", "hash", "hash_version", ...columns].join(", ");
   const records = chunks(async (after) =>
     (
       (await tx.unsafe(`SELECT ${recordColumns} FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as Record<

@@ -10,7 +10,7 @@
  */
 import type { ChainWriter } from "./chain-writer.ts";
 import type { ProxyKeyStore } from "../contract.ts";
-import type { NewKeyRequest, ProxyKey } from "../keys.ts";
+import { keyTagsDetail, type NewKeyRequest, type ProxyKey } from "../keys.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 
 /**
@@ -40,6 +40,7 @@ export class SqliteKeyAdmin implements ProxyKeyStore {
         agents: request.agents,
         users: request.users ?? null,
         tier: request.tier ?? null,
+        tags: request.tags ?? null,
         expiresAt: request.expires_at ? new Date(request.expires_at) : null,
       });
     const chain = this.chain;
@@ -52,6 +53,7 @@ export class SqliteKeyAdmin implements ProxyKeyStore {
         agents: record.agents,
         user_globs: record.users?.length ?? 0,
         tier: record.tier,
+        tags: keyTagsDetail(record.tags),
         expires_at: record.expires_at,
       };
       chain.appendInTransaction([], [{ kind: "key_created", actor, details }]);

@@ -44,12 +44,18 @@ export const auditRecords = sqliteTable(
     error_type: text("error_type"),
     /** JSON: the RFC 8693 `act` delegation chain and claims a verified identity did not allow. */
     delegation: text("delegation"),
+    /** JSON object of the call's tags (keys sorted); null without any. */
+    tags: text("tags"),
+    /** The same for tags declared personal: behind the commitment, erased with the user. */
+    personal_tags: text("personal_tags"),
     // The hash chain (./chain.ts). `salt` is NULL once the record's personal fields are erased;
     // `commitment` keeps them provable without keeping them.
     salt: text("salt"),
     commitment: text("commitment"),
     prev_hash: text("prev_hash"),
     hash: text("hash"),
+    /** The record hash version (../../trail/chain.ts `recordVersions`); rows from before it are v2. */
+    hash_version: integer("hash_version").notNull().default(2),
   },
   // Lists are newest first by seq. A single-column index keeps equal keys in rowid (= seq)
   // order, so "one agent's latest records" walks the index backwards with no sort; time filters
@@ -127,6 +133,8 @@ export const proxyKeys = sqliteTable("proxy_keys", {
   /** JSON array of user-ID globs the key may act for; null = any user. */
   users: text("users"),
   tier: text("tier"),
+  /** JSON object of the tags the key fixes (`--tag team=platform`); null for none. */
+  tags: text("tags"),
   created_at: text("created_at").notNull(),
   expires_at: text("expires_at"),
   revoked_at: text("revoked_at"),

@@ -41,7 +41,9 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   const redactions = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')");
   const chain = new ChainWalk(report, checkpoints, redactionCover(Array.from(redactions.iterate(), (row) => row.details)));
   const records = db
-    .query<ChainRecordRow, []>(`SELECT seq, salt, commitment, prev_hash, hash, ${columns.join(", ")} FROM audit_records ORDER BY seq`)
+    .query<ChainRecordRow, []>(
+      `SELECT seq, salt, commitment, prev_hash, hash, hash_version, ${columns.join(", ")} FROM audit_records ORDER BY seq`,
+    )
     .iterate();
   const events = db.query<ChainEventRow, []>("SELECT * FROM audit_events ORDER BY seq").iterate();
   let record = records.next();

@@ -44,6 +44,8 @@ function record(id: string, overrides: Partial<AuditRecord> = {}): AuditRecord {
     response_hash: null,
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
     ...overrides,
   };
 }

@@ -57,6 +57,8 @@ function record(i: number): AuditRecord {
     response_hash: null,
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
   };
 }
 
