@@ -66,6 +66,10 @@ export function record(i: number, n: number, now: number): AuditRecord {
     delegation: null,
     tags: null,
     personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
   };
 }
 

@@ -141,4 +141,12 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX consents_user ON consents (user_id, granted_at);
   `,
+  // The consent that covered each call (record hash v3, ../../trail/chain.ts).
+  `
+  ALTER TABLE audit_records ADD COLUMN consent_id text;
+  ALTER TABLE audit_records ADD COLUMN purpose text;
+  ALTER TABLE audit_records ADD COLUMN lawful_basis text;
+  ALTER TABLE audit_records ADD COLUMN consent_source text;
+  CREATE INDEX audit_records_consent ON audit_records (consent_id, seq);
+  `,
 ];

@@ -12,6 +12,7 @@ import m0004 from "./migrations/0004_luxuriant_tusk.sql" with { type: "text" };
 import m0005 from "./migrations/0005_deep_ares.sql" with { type: "text" };
 import m0006 from "./migrations/0006_breezy_shape.sql" with { type: "text" };
 import m0007 from "./migrations/0007_fair_cerebro.sql" with { type: "text" };
+import m0008 from "./migrations/0008_lumpy_daimon_hellstrom.sql" with { type: "text" };
 import { rollupDimensionsMigrationSQL, rollupMigrationSQL } from "./rollup.ts";
 
 const migrations: { tag: string; sql: string }[] = [
@@ -30,6 +31,8 @@ const migrations: { tag: string; sql: string }[] = [
   { tag: "0006_breezy_shape", sql: m0006 },
   // Consents (../consents.ts).
   { tag: "0007_fair_cerebro", sql: m0007 },
+  // The consent that covered each call (record hash v3).
+  { tag: "0008_lumpy_daimon_hellstrom", sql: m0008 },
 ];
 
 export function migrate(db: Database): void {

@@ -48,6 +48,11 @@ export const auditRecords = sqliteTable(
     tags: text("tags"),
     /** The same for tags declared personal: behind the commitment, erased with the user. */
     personal_tags: text("personal_tags"),
+    /** The consent that covered the call, its purpose and lawful basis, and how it was established (../../store/consents.ts). */
+    consent_id: text("consent_id"),
+    purpose: text("purpose"),
+    lawful_basis: text("lawful_basis"),
+    consent_source: text("consent_source"),
     // The hash chain (./chain.ts). `salt` is NULL once the record's personal fields are erased;
     // `commitment` keeps them provable without keeping them.
     salt: text("salt"),
@@ -63,6 +68,7 @@ export const auditRecords = sqliteTable(
   (t) => [
     index("audit_records_agent").on(t.agent_id),
     index("audit_records_user").on(t.user_id),
+    index("audit_records_consent").on(t.consent_id),
     // Covers summaries by task (task contexts are not rolled up): read in task order, no sort.
     index("audit_records_task").on(
       t.task_context,
