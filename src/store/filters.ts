@@ -18,6 +18,10 @@ export const recordFilterSchema = z.object({
   model: z.string().min(1).optional(),
   provider: z.string().min(1).optional(),
   outcome: z.enum(outcomes).optional(),
+  /** Records of calls a consent covered (its id, cns_...). */
+  consent: z.string().min(1).optional(),
+  /** Records of calls made for this purpose (a consent's purpose). */
+  purpose: z.string().min(1).optional(),
   since: isoDate.optional(),
   until: isoDate.optional(),
   /** Shorthand for `since` = now minus N days. */
@@ -28,9 +32,10 @@ export const recordFilterSchema = z.object({
 
 /**
  * `key`: the proxy key (or token subject); `hour`: UTC hours (`2026-01-31T13`); `status`: the
- * outcome and HTTP status (`completed:200`, `rejected:429`, `upstream_error:502`, `interrupted:`).
+ * outcome and HTTP status (`completed:200`, `rejected:429`, `upstream_error:502`, `interrupted:`);
+ * `purpose` / `basis`: the covering consent's purpose and lawful basis (null: none covered the call).
  */
-export const summaryGroupings = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status"] as const;
+export const summaryGroupings = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status", "purpose", "basis"] as const;
 export type SummaryGrouping = (typeof summaryGroupings)[number];
 
 /** What groups are ordered by (largest first; `key` alphabetically, `time` oldest first). */

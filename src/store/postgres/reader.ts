@@ -29,6 +29,8 @@ const groupKey: Record<SummaryGrouping, string> = {
   day: "substr(timestamp, 1, 10)",
   hour: "substr(timestamp, 1, 13)",
   status: "coalesce(outcome, '') || ':' || coalesce(status::text, '')",
+  purpose: "purpose",
+  basis: "lawful_basis",
 };
 const filterColumns = {
   agent: "agent_id",
@@ -37,6 +39,8 @@ const filterColumns = {
   model: "model",
   provider: "provider",
   outcome: "outcome",
+  consent: "consent_id",
+  purpose: "purpose",
 } as const;
 const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
 

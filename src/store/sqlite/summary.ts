@@ -27,9 +27,13 @@ const recordKey: Record<SummaryGrouping, string> = {
   day: "substr(timestamp, 1, 10)",
   hour: "substr(timestamp, 1, 13)",
   status: "coalesce(outcome, '') || ':' || coalesce(status, '')",
+  purpose: "purpose",
+  basis: "lawful_basis",
 };
-/** Task contexts are not rolled up (see ./rollup.ts): summaries by task read the records. */
-const rollupSource: Record<Exclude<SummaryGrouping, "task">, { dim: RollupDimension; key: string }> = {
+/** Not rolled up (see ./rollup.ts), so summaries by them read the records: task contexts, purposes, lawful bases. */
+type FromRecordsOnly = "task" | "purpose" | "basis";
+const fromRecordsOnly = new Set<SummaryGrouping>(["task", "purpose", "basis"]);
+const rollupSource: Record<Exclude<SummaryGrouping, FromRecordsOnly>, { dim: RollupDimension; key: string }> = {
   agent: { dim: "agent", key: "key" },
   user: { dim: "user", key: "key" },
   model: { dim: "model", key: "key" },
@@ -50,6 +54,8 @@ const filterColumns = {
   model: "model",
   provider: "provider",
   outcome: "outcome",
+  consent: "consent_id",
+  purpose: "purpose",
 } as const;
 
 const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
@@ -70,11 +76,11 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   if (since) range.push(["timestamp >= ?", since]);
   if (until) range.push(["timestamp <= ?", until]);
   const by = filter.by;
-  if (filtered.length > 0 || by === "task") {
+  if (filtered.length > 0 || fromRecordsOnly.has(by)) {
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
     fromRecords(db, by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...range], add);
   } else {
-    db.transaction(() => fromRollupAndTail(db, by, since, until, range, add))();
+    db.transaction(() => fromRollupAndTail(db, by as Exclude<SummaryGrouping, FromRecordsOnly>, since, until, range, add))();
   }
 
   const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
@@ -107,7 +113,7 @@ type Condition = [sql: string, value: string | number];
  */
 function fromRollupAndTail(
   db: Database,
-  by: Exclude<SummaryGrouping, "task">,
+  by: Exclude<SummaryGrouping, FromRecordsOnly>,
   since: string | null,
   until: string | null,
   range: Condition[],
@@ -140,7 +146,13 @@ function fromRecords(db: Database, by: SummaryGrouping, conditions: Condition[],
   }
 }
 
-function fromRollup(db: Database, by: Exclude<SummaryGrouping, "task">, firstDay: string | null, endDay: string | null, add: Add): void {
+function fromRollup(
+  db: Database,
+  by: Exclude<SummaryGrouping, FromRecordsOnly>,
+  firstDay: string | null,
+  endDay: string | null,
+  add: Add,
+): void {
   const { dim, key } = rollupSource[by];
   const conditions = ["dim = ?"];
   const params: string[] = [dim];

@@ -59,10 +59,10 @@ function record(i: number): AuditRecord {
     delegation: null,
     tags: null,
     personal_tags: null,
-    consent_id: null,
-    purpose: null,
-    lawful_basis: null,
-    consent_source: null,
+    consent_id: i % 4 === 0 ? null : `cns_${String(i % 4).padStart(16, "0")}`,
+    purpose: i % 4 === 0 ? null : ["PR review", "triage", "support"][i % 3]!,
+    lawful_basis: i % 4 === 0 ? null : i % 2 ? "consent" : "contract",
+    consent_source: i % 4 === 0 ? "none" : "lookup",
   };
 }
 
@@ -102,6 +102,8 @@ const keyOf: Record<SummaryGrouping, (r: AuditRecord) => string | null> = {
   day: (r) => r.timestamp.slice(0, 10),
   hour: (r) => r.timestamp.slice(0, 13),
   status: (r) => `${r.outcome ?? ""}:${r.status ?? ""}`,
+  purpose: (r) => r.purpose,
+  basis: (r) => r.lawful_basis,
 };
 
 /** The summary computed the slow, obvious way from the records themselves. */
