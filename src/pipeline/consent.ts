@@ -33,6 +33,29 @@ export function consentPolicy(config: Config["consent"]): ConsentPolicy {
 
 export const consentHeader = "x-consent-id";
 
+/**
+ * Appends `consent_expired` events for consents past their end, every `everyMs` (an expired
+ * consent covers nothing from its end on, whether or not its event is written yet). A failed
+ * sweep is logged and tried again at the next tick.
+ */
+export function sweepConsentExpiries(rt: Pick<Runtime, "consents" | "log">, everyMs = 60_000): () => void {
+  let running = false;
+  const sweep = async () => {
+    if (running) return;
+    running = true;
+    try {
+      await rt.consents.recordExpiries();
+    } catch (error) {
+      rt.log.warn(`recording expired consents failed (retried in ${everyMs / 1000} s): ${errorMessage(error)}`);
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void sweep(), everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 const none: CallConsent = { consent_id: null, purpose: null, lawful_basis: null, consent_source: "none" };
 
 export async function checkConsent(ctx: CallContext, rt: Runtime): Promise<void> {

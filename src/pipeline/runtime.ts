@@ -43,6 +43,8 @@ export interface Runtime {
   readonly consents: ConsentStore;
   /** Whether and how calls are held to consents (`consent` in the config; ./consent.ts). */
   readonly consent: ConsentPolicy;
+  /** Stops the periodic recording of consent expiries (./consent.ts `sweepConsentExpiries`). */
+  readonly stopConsentSweep: () => void;
   /** Key of the HMAC that turns prompts and responses into keyed hashes. */
   readonly hashKey: Uint8Array;
   readonly limits: RuntimeLimits;

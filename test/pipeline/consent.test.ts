@@ -9,6 +9,8 @@ import Anthropic from "@anthropic-ai/sdk";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { anthropic, headerAttribution, jwtAttribution, openai } from "../../plugins/index.ts";
+import { sweepConsentExpiries } from "../../src/pipeline/consent.ts";
+import { eventFilterSchema } from "../../src/trail/events.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -228,4 +230,35 @@ describe("consent with signed tokens, per tier", () => {
     await ignored.arrayBuffer();
     expect((await jwtProxy.records()).find((r) => r.id === ignoredId)).toMatchObject({ consent_id: consent.id });
   });
+});
+
+test("a consent's end refuses calls from then on, and the sweep records its expiry as a chain event", async () => {
+  const consent = await proxy.runtime.consents.grant(
+    {
+      user: "frank",
+      agents: ["*"],
+      purpose: "PR review",
+      task_pattern: null,
+      lawful_basis: "consent",
+      expires_at: new Date(Date.now() + 400).toISOString(),
+    },
+    "cli:test",
+  );
+  const covered = await chat(proxy, { "x-user-id": "frank" });
+  expect(covered.status).toBe(200);
+  await covered.arrayBuffer();
+  while ((await proxy.runtime.consents.find(consent.id))?.status === "active") await Bun.sleep(50);
+  expect((await chat(proxy, { "x-user-id": "frank" })).status).toBe(403);
+  const stop = sweepConsentExpiries(proxy.runtime, 50);
+  try {
+    const expired = async () =>
+      (await proxy.runtime.trail.events(eventFilterSchema.parse({ kind: "consent_expired" }))).events.filter(
+        (e) => e.details.consent_id === consent.id,
+      );
+    for (let i = 0; i < 100 && (await expired()).length === 0; i++) await Bun.sleep(50);
+    expect(await expired()).toHaveLength(1);
+    expect((await expired())[0]!.actor).toBe("expiry");
+  } finally {
+    stop();
+  }
 });

@@ -101,7 +101,15 @@ export class SqliteConsents implements ConsentStore {
   async recordExpiries(): Promise<number> {
     const chain = this.writer();
     const now = new Date().toISOString();
-    const due = chain.transaction(() => {
+    // Read first: the write lock is taken only when there is an expiry to record.
+    const due = this.db
+      .query<{ n: number }, [string]>(
+        `SELECT count(*) AS n FROM consents WHERE expiry_recorded_at IS NULL AND revoked_at IS NULL AND erased_at IS NULL
+           AND expires_at IS NOT NULL AND expires_at <= ?`,
+      )
+      .get(now)!.n;
+    if (due === 0) return 0;
+    const recorded = chain.transaction(() => {
       const rows = this.db
         .query<Pick<ConsentRow, "id" | "expires_at">, [string]>(
           `UPDATE consents SET expiry_recorded_at = ?1 WHERE expiry_recorded_at IS NULL AND revoked_at IS NULL AND erased_at IS NULL
@@ -112,8 +120,8 @@ export class SqliteConsents implements ConsentStore {
       if (rows.length > 0) chain.appendInTransaction([], rows.map(consentEvents.expired));
       return rows.length;
     });
-    if (due > 0) this.afterEvent();
-    return due;
+    if (recorded > 0) this.afterEvent();
+    return recorded;
   }
 
   close(): void {
