@@ -13,6 +13,7 @@ import { eventFilterSchema } from "../../src/trail/events.ts";
 import { postgresDriver, sqliteDriver, type TestDriver } from "../helpers/drivers.ts";
 import { capturedLog, pgContext, pgSchema, type PgSchema } from "../helpers/postgres.ts";
 import { tempDir } from "../helpers/proxy.ts";
+import { sampleRecord } from "../helpers/records.ts";
 
 let pg: PgSchema;
 const keyDir = tempDir();
@@ -105,7 +106,19 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("consents on $na
     try {
       const mine = await store.consents.grant(grant({ task_pattern: "alice's PRs *" }), "cli:dpo");
       const other = await store.consents.grant(grant({ user: "bob" }), "cli:dpo");
+      const call = sampleRecord(1, {
+        user_id: "alice",
+        consent_id: mine.id,
+        purpose: "PR review",
+        lawful_basis: "consent",
+        consent_source: "lookup",
+      });
+      await store.begin({ ...call, outcome: null });
+      await store.commit(call);
+      await store.flush();
       await store.trail.eraseUser("alice", "cli:dpo");
+      // The record keeps what the call was for and on which basis; the user is gone.
+      expect(await store.reader.record(call.id)).toMatchObject({ user_id: null, consent_id: mine.id, purpose: "PR review" });
       const erased = await store.consents.find(mine.id);
       expect(erased).toMatchObject({ user_id: null, task_pattern: null, purpose: "PR review", status: "erased" });
       expect(await store.consents.forUser("alice")).toEqual([]);
