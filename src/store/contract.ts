@@ -227,6 +227,8 @@ export interface AuditAdmin {
    * and verify the chain (pass a public key to check checkpoints).
    */
   readonly signs: boolean;
+  /** An Ed25519 signature of `data` with the trail's signing key (a report's); throws when `signs` is false. */
+  sign(data: Uint8Array): Uint8Array;
   close(): Promise<void>;
 }
 

@@ -33,9 +33,23 @@ export const recordFilterSchema = z.object({
 /**
  * `key`: the proxy key (or token subject); `hour`: UTC hours (`2026-01-31T13`); `status`: the
  * outcome and HTTP status (`completed:200`, `rejected:429`, `upstream_error:502`, `interrupted:`);
- * `purpose` / `basis`: the covering consent's purpose and lawful basis (null: none covered the call).
+ * `purpose` / `basis`: the covering consent's purpose and lawful basis (null: none covered the call);
+ * `error`: the error type (`consent_required`, `rate_limited`…; null for calls without one).
  */
-export const summaryGroupings = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status", "purpose", "basis"] as const;
+export const summaryGroupings = [
+  "agent",
+  "user",
+  "task",
+  "model",
+  "provider",
+  "key",
+  "day",
+  "hour",
+  "status",
+  "purpose",
+  "basis",
+  "error",
+] as const;
 export type SummaryGrouping = (typeof summaryGroupings)[number];
 
 /** What groups are ordered by (largest first; `key` alphabetically, `time` oldest first). */

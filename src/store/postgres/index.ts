@@ -10,6 +10,7 @@ import { PgKeys } from "./keys.ts";
 import { PgReader } from "./reader.ts";
 import { PgAuditStore, type PgStoreOptions } from "./store.ts";
 import { PgTrail, signingKeyFor } from "./trail.ts";
+import { signWith } from "../../trail/signing.ts";
 
 export { isPostgresUrl, PgAuditStore };
 
@@ -58,6 +59,7 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
       keys: new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event])),
       consents: new PgConsents(sql, (tx, events) => trail.appendSealed(tx, events)),
       signs: signingKey !== null,
+      sign: (data) => signWith(signingKey, data),
       close: () => sql.close({ timeout: 1 }),
     };
   } catch (error) {

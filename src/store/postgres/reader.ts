@@ -31,6 +31,7 @@ const groupKey: Record<SummaryGrouping, string> = {
   status: "coalesce(outcome, '') || ':' || coalesce(status::text, '')",
   purpose: "purpose",
   basis: "lawful_basis",
+  error: "error_type",
 };
 const filterColumns = {
   agent: "agent_id",

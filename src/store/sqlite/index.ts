@@ -8,7 +8,7 @@ import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { TrailNotFoundError, type AdminContext, type AuditAdmin, type AuditStoreProvider } from "../contract.ts";
 import { loadHashKey } from "../../trail/secret.ts";
-import { loadSigningKey, signingKeyPath } from "../../trail/signing.ts";
+import { loadSigningKey, signingKeyPath, signWith } from "../../trail/signing.ts";
 import { openAuditLog } from "./database.ts";
 import { SqliteConsents } from "./consents.ts";
 import { SqliteKeyAdmin } from "./key-admin.ts";
@@ -54,6 +54,7 @@ function openSqliteAdmin(path: string, { log, audit, create }: AdminContext): Au
       keys,
       consents,
       signs: key !== null,
+      sign: (data) => signWith(key, data),
       async close() {
         keys.close();
         consents.close();

@@ -29,10 +29,11 @@ const recordKey: Record<SummaryGrouping, string> = {
   status: "coalesce(outcome, '') || ':' || coalesce(status, '')",
   purpose: "purpose",
   basis: "lawful_basis",
+  error: "error_type",
 };
-/** Not rolled up (see ./rollup.ts), so summaries by them read the records: task contexts, purposes, lawful bases. */
-type FromRecordsOnly = "task" | "purpose" | "basis";
-const fromRecordsOnly = new Set<SummaryGrouping>(["task", "purpose", "basis"]);
+/** Not rolled up (see ./rollup.ts), so summaries by them read the records: task contexts, purposes, lawful bases, error types. */
+type FromRecordsOnly = "task" | "purpose" | "basis" | "error";
+const fromRecordsOnly = new Set<SummaryGrouping>(["task", "purpose", "basis", "error"]);
 const rollupSource: Record<Exclude<SummaryGrouping, FromRecordsOnly>, { dim: RollupDimension; key: string }> = {
   agent: { dim: "agent", key: "key" },
   user: { dim: "user", key: "key" },

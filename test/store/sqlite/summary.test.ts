@@ -104,6 +104,7 @@ const keyOf: Record<SummaryGrouping, (r: AuditRecord) => string | null> = {
   status: (r) => `${r.outcome ?? ""}:${r.status ?? ""}`,
   purpose: (r) => r.purpose,
   basis: (r) => r.lawful_basis,
+  error: (r) => r.error_type,
 };
 
 /** The summary computed the slow, obvious way from the records themselves. */
