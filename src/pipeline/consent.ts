@@ -17,14 +17,7 @@ import { ProxyError, errorMessage } from "../errors.ts";
 import { checkIdentifier, headerText } from "../identifiers.ts";
 import { uncovered, type Consent, type ConsentQuestion } from "../store/consents.ts";
 import type { CallConsent, CallContext } from "./context.ts";
-import type { Runtime } from "./runtime.ts";
-
-export type ConsentMode = "off" | "record" | "enforce";
-
-export interface ConsentPolicy {
-  /** The mode for a call whose credential gives this tier (none in open mode). */
-  modeFor(tier: string | undefined): ConsentMode;
-}
+import type { ConsentPolicy, Runtime } from "./runtime.ts";
 
 export function consentPolicy(config: Config["consent"]): ConsentPolicy {
   if (typeof config === "string") return { modeFor: () => config };

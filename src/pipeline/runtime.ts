@@ -4,7 +4,6 @@
  */
 import type { AuditReader, AuditStore, AuditTrail, ConsentStore, ProxyKeyStore } from "../store/contract.ts";
 import type { Logger, Plugin, ProviderAdapter } from "../plugin.ts";
-import type { ConsentPolicy } from "./consent.ts";
 import type { Metrics } from "./metrics.ts";
 import type { SinkFeed } from "./sinks.ts";
 import type { TagLimits } from "../tags.ts";
@@ -20,6 +19,14 @@ export interface RuntimeLimits {
   bodyTimeoutMs: number;
   /** Proxied requests one client address may have open at once (0 = no bound). */
   maxConnectionsPerClient: number;
+}
+
+export type ConsentMode = "off" | "record" | "enforce";
+
+/** Whether and how calls are held to consents (./consent.ts). */
+export interface ConsentPolicy {
+  /** The mode for a call whose credential gives this tier (none in open mode). */
+  modeFor(tier: string | undefined): ConsentMode;
 }
 
 /** A provider adapter with the name of the plugin that provides it. */

@@ -43,6 +43,8 @@ test("every /audit route the app serves is documented, with its parameters and r
     "model",
     "provider",
     "outcome",
+    "consent",
+    "purpose",
     "since",
     "until",
     "days",
