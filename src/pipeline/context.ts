@@ -1,7 +1,7 @@
 /**
  * The typed state one call carries through the pipeline (see ./index.ts for the stages).
  */
-import type { AttributionKind, Usage } from "../trail/record.ts";
+import type { AttributionKind, ConsentSource, Usage } from "../trail/record.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 
 export type WireFormat = "openai" | "anthropic";
@@ -53,9 +53,6 @@ export interface Principal {
   /** The consent the credential names (a token's claim): its id, or the purpose the call is for. */
   consent?: { id?: string; purpose?: string };
 }
-
-/** Where the consent that covered a call was found: named by a token, named by X-Consent-ID (open mode), or looked up; none covered it. */
-export type ConsentSource = "jwt" | "header" | "lookup" | "none";
 
 /** The consent a call was checked against (`consent` not "off"), as the record keeps it. */
 export interface CallConsent {

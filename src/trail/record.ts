@@ -8,6 +8,8 @@ import { z } from "zod";
 export const outcomes = ["completed", "upstream_error", "client_aborted", "rejected", "interrupted"] as const;
 export const attributionKinds = ["verified", "asserted", "default"] as const;
 export const usageSources = ["provider", "estimated", "none"] as const;
+/** How a call's consent was established (src/pipeline/consent.ts). */
+export const consentSources = ["jwt", "header", "lookup", "none"] as const;
 
 const count = z.number().int().nonnegative().nullable();
 
@@ -69,13 +71,14 @@ export const auditRecordSchema = z.object({
    * open mode: asserted), `lookup` (the proxy found it), `none` (no consent covered the call);
    * null when consent is off for the call.
    */
-  consent_source: z.enum(["jwt", "header", "lookup", "none"]).nullable().default(null),
+  consent_source: z.enum(consentSources).nullable().default(null),
 });
 
 export type AuditRecord = z.infer<typeof auditRecordSchema>;
 export type Outcome = (typeof outcomes)[number];
 export type AttributionKind = (typeof attributionKinds)[number];
 export type UsageSource = (typeof usageSources)[number];
+export type ConsentSource = (typeof consentSources)[number];
 
 /** Field order for CSV headers and tables. */
 export const recordFields = Object.keys(auditRecordSchema.shape) as (keyof AuditRecord)[];
