@@ -11,7 +11,9 @@ import { consentFilterSchema, consentStatuses, lawfulBases, newConsentSchema, ty
 import { withCliAdmin } from "./audit-settings.ts";
 import { cliActor, signingKeyArg } from "./audit-trail.ts";
 import { parseExpiry } from "./keys.ts";
-import { configArg, logDbArg, parseFlag, parseOptions, UsageError } from "./_shared.ts";
+import { errorMessage } from "../errors.ts";
+import type { AuditAdmin } from "../store/contract.ts";
+import { cliLog, configArg, logDbArg, parseFlag, parseOptions, UsageError } from "./_shared.ts";
 
 const formatArg = { type: "enum" as const, options: ["text", "json"], default: "text", description: "Output format" };
 const storeArgs = { "signing-key": signingKeyArg, "log-db": logDbArg, config: configArg };
@@ -36,6 +38,15 @@ export function describeConsent(consent: Consent): string {
   ]
     .filter(Boolean)
     .join("  ");
+}
+
+/** Reading consents also records the expiry of any that ended; a read-only copy is still read (with a warning). */
+async function recordExpiries(admin: AuditAdmin): Promise<void> {
+  try {
+    await admin.consents.recordExpiries();
+  } catch (error) {
+    cliLog().warn(`the expiry of ended consents could not be recorded in the trail (${errorMessage(error)})`);
+  }
 }
 
 const print = (format: string, json: unknown, text: string) =>
@@ -108,7 +119,7 @@ const list = defineCommand({
   async run({ args }) {
     const filter = parseOptions(consentFilterSchema, { user: args.user, status: args.status });
     await withCliAdmin(flags(args), async (admin) => {
-      await admin.consents.recordExpiries();
+      await recordExpiries(admin);
       const consents = await admin.consents.list(filter);
       const text =
         consents.length === 0
@@ -128,7 +139,7 @@ const show = defineCommand({
   async run({ args }) {
     const id = parseFlag("id", idSchema, args.id);
     await withCliAdmin(flags(args), async (admin) => {
-      await admin.consents.recordExpiries();
+      await recordExpiries(admin);
       const consent = await admin.consents.find(id);
       if (!consent) throw new UsageError(`No consent has id '${id}'; 'agent-attr consent list' shows them.`);
       print(args.format, consent, `${describeConsent(consent)}\n`);
