@@ -80,6 +80,30 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("consents on $na
     }
   });
 
+  test("a record's consent, purpose or basis edited in the database is caught by verify", async () => {
+    const { store, tamper } = await driver.open("tamper");
+    try {
+      for (let i = 1; i <= 3; i++) {
+        const call = sampleRecord(i, {
+          consent_id: "cns_00000000000000aa",
+          purpose: "PR review",
+          lawful_basis: "consent",
+          consent_source: "lookup",
+        });
+        await store.begin({ ...call, outcome: null });
+        await store.commit(call);
+      }
+      await store.flush();
+      expect((await store.trail.verify("cli:test")).ok).toBe(true);
+      await tamper("UPDATE audit_records SET purpose = 'marketing' WHERE id = 'rec-2'");
+      const report = await store.trail.verify("cli:test");
+      expect(report.ok).toBe(false);
+      expect(report.failure).toMatchObject({ reason: "edited" });
+    } finally {
+      await store.close();
+    }
+  });
+
   test("an expired consent covers nothing, and its expiry is recorded once", async () => {
     const { store } = await driver.open("expiry");
     try {
