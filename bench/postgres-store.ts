@@ -66,6 +66,10 @@ function record(i: number, writer: string): AuditRecord {
     delegation: null,
     tags: null,
     personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
   };
 }
 

@@ -68,6 +68,10 @@ export function record(i: number, n: number, now: number): AuditRecord {
     // Nine in ten calls carry a team (12 teams) and a project (40), as a tagging client sends them.
     tags: i % 10 === 9 ? null : JSON.stringify({ project: `p-${i % 40}`, team: `team-${i % 12}` }),
     personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
   };
 }
 

@@ -7,6 +7,8 @@ export const filterArgs = {
   provider: { type: "string", description: "Only this provider" },
   outcome: { type: "string", description: "completed|upstream_error|client_aborted|rejected|interrupted" },
   tag: { type: "string", description: "Only records with this tag, KEY=VALUE (repeat for several: all must match)" },
+  consent: { type: "string", description: "Only calls this consent covered (cns_...)" },
+  purpose: { type: "string", description: "Only calls made for this purpose" },
   days: { type: "string", description: "Only the last N days" },
   since: { type: "string", description: "From this ISO 8601 time" },
   until: { type: "string", description: "Up to this ISO 8601 time" },
@@ -16,9 +18,9 @@ type FilterFlags = { [K in keyof typeof filterArgs]?: string };
 
 /** The filter flags' values, keyed as the filter schemas expect them; every `--tag` given (from the raw words). */
 export function filterValues(args: FilterFlags, rawArgs: readonly string[] = []): Omit<FilterFlags, "tag"> & { tag?: string[] } {
-  const { agent, user, task, model, provider, outcome, days, since, until } = args;
+  const { agent, user, task, model, provider, outcome, consent, purpose, days, since, until } = args;
   const tags = flagValues(rawArgs, "tag");
-  return { agent, user, task, model, provider, outcome, tag: tags.length > 0 ? tags : undefined, days, since, until };
+  return { agent, user, task, model, provider, outcome, consent, purpose, tag: tags.length > 0 ? tags : undefined, days, since, until };
 }
 
 /**

@@ -13,6 +13,29 @@ import { logSettingsSchema } from "../log.ts";
 export const fetchHeadroom = 64;
 const maxUpstreamConnections = 65_535 - fetchHeadroom;
 
+export const consentModes = ["off", "record", "enforce"] as const;
+const consentMode = z.enum(consentModes);
+
+/**
+ * Whether calls are held to the consents in the store (src/pipeline/consent.ts): "off" (not
+ * looked up), "record" (the record names the consent that covered the call, or says none did),
+ * "enforce" (a call for a user that no active consent covers is refused with 403
+ * consent_required). One mode for every call, or a default and a mode per tier (the tier a proxy
+ * key or token gives the call).
+ */
+export const consentConfigSchema = z
+  .union([
+    consentMode,
+    z
+      .object({
+        mode: consentMode.default("off"),
+        /** Tier name → mode, for calls whose credential names that tier. */
+        tiers: z.record(z.string(), consentMode).default({}),
+      })
+      .strict(),
+  ])
+  .default("off");
+
 const pluginSchema = z.custom<Plugin>(
   (value) => typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string",
   { message: "expected a plugin object { name, ...hooks }, e.g. openai() or definePlugin({ name: 'mine', ... })" },
@@ -92,6 +115,7 @@ export const configSchema = z
      * long a value may be, and which are personal (recorded behind the commitment, erased with the user).
      */
     tags: tagLimitsSchema.prefault({}),
+    consent: consentConfigSchema,
     /** Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN / AGENT_ATTR_AUDITOR_TOKEN: `{ token | tokenEnv, role }`. */
     admin: z
       .object({ tokens: z.array(adminTokenSchema).default([]) })

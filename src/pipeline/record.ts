@@ -39,6 +39,10 @@ export function newRecord(ctx: CallContext, provider: string | null, rt: Runtime
     error_type: ctx.limitFlag ?? null,
     delegation: ctx.delegation ?? null,
     ...recordTags(a.tags, rt),
+    consent_id: ctx.consent?.consent_id ?? null,
+    purpose: ctx.consent?.purpose ?? null,
+    lawful_basis: ctx.consent?.lawful_basis ?? null,
+    consent_source: ctx.consent?.consent_source ?? null,
   };
 }
 

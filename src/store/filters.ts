@@ -42,6 +42,10 @@ export const recordFilterSchema = z.object({
   provider: z.string().min(1).optional(),
   outcome: z.enum(outcomes).optional(),
   tag: tagFilter.optional(),
+  /** Records of calls a consent covered (its id, cns_...). */
+  consent: z.string().min(1).optional(),
+  /** Records of calls made for this purpose (a consent's purpose). */
+  purpose: z.string().min(1).optional(),
   since: isoDate.optional(),
   until: isoDate.optional(),
   /** Shorthand for `since` = now minus N days. */
@@ -52,9 +56,11 @@ export const recordFilterSchema = z.object({
 
 /**
  * `key`: the proxy key (or token subject); `hour`: UTC hours (`2026-01-31T13`); `status`: the
- * outcome and HTTP status (`completed:200`, `rejected:429`, `upstream_error:502`, `interrupted:`).
+ * outcome and HTTP status (`completed:200`, `rejected:429`, `upstream_error:502`, `interrupted:`);
+ * `purpose` / `basis`: the covering consent's purpose and lawful basis (null: none covered the call);
+ * `error`: the error type (`consent_required`, `rate_limited`…; null for calls without one).
  */
-export const summaryGroupings = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status"] as const;
+export const summaryGroupings = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status", "purpose", "basis", "error"] as const;
 /** A grouping by one tag's value: `tag:team` (calls without that tag are the `null` group). */
 export type TagGrouping = `tag:${string}`;
 export type SummaryGrouping = (typeof summaryGroupings)[number] | TagGrouping;

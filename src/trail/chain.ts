@@ -19,7 +19,9 @@
  * the columns hashed, so it shows as an edit like any other field. Writers always use
  * `currentRecordVersion`.
  *  - v2 (0.1): the fields up to `delegation`.
- *  - v3: v2 plus `tags` (clear) and `personal_tags` (behind the commitment).
+ *  - v3: v2 plus `tags` (clear) and `personal_tags` (behind the commitment), and the consent that
+ *    covered the call: `consent_id`, `purpose`, `lawful_basis`, `consent_source` (clear: they say
+ *    what the processing was for and on which basis, which must outlive an erasure of the user).
  * To add record fields: append them to `columns` (./row.ts), then to the *unreleased* version's
  * `clear` or `personal` list (v3 until a release ships it; fields added in parallel all join v3),
  * or, once v3 is released, add a v4 entry and make it current. Never change a released version's
@@ -110,7 +112,7 @@ const layout = (version: number, clear: readonly Column[], personal: readonly Co
 /** Every record hash version verify knows, by number (see the header). */
 export const recordVersions: Readonly<Record<number, RecordLayout>> = {
   2: layout(2, v2Clear, v2Personal),
-  3: layout(3, [...v2Clear, "tags"], [...v2Personal, "personal_tags"]),
+  3: layout(3, [...v2Clear, "tags", "consent_id", "purpose", "lawful_basis", "consent_source"], [...v2Personal, "personal_tags"]),
 };
 /** The version writers hash new records under. Every field of `columns` must be in its clear or personal list (a test holds it). */
 export const currentRecordVersion = 3;
@@ -169,6 +171,9 @@ export const chainEventKinds = [
   "access_denied",
   "key_created",
   "key_revoked",
+  "consent_granted",
+  "consent_withdrawn",
+  "consent_expired",
 ] as const;
 
 export interface ChainEvent {

@@ -40,6 +40,10 @@ export const columns = [
   "delegation",
   "tags",
   "personal_tags",
+  "consent_id",
+  "purpose",
+  "lawful_basis",
+  "consent_source",
 ] as const satisfies readonly (keyof AuditRecord)[];
 
 export type SQLValue = string | number | null;

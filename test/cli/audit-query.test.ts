@@ -46,6 +46,10 @@ function record(i: number, agent: string, user: string, task: string, daysAgo: n
     delegation: null,
     tags: null,
     personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
   };
 }
 

@@ -44,6 +44,10 @@ export function sampleRecord(i: number, overrides: Partial<AuditRecord> = {}): A
     delegation: null,
     tags: null,
     personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
     ...overrides,
   };
 }

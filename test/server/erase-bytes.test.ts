@@ -74,6 +74,10 @@ function finished(userId: string, taskContext: string, timestamp = new Date().to
     delegation: null,
     tags: null,
     personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
   };
 }
 

@@ -44,6 +44,8 @@ test("every /audit route the app serves is documented, with its parameters and r
     "provider",
     "outcome",
     "tag",
+    "consent",
+    "purpose",
     "since",
     "until",
     "days",

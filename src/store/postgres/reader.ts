@@ -32,6 +32,9 @@ const groupKeys: Record<Exclude<SummaryGrouping, `tag:${string}`>, string> = {
   day: "substr(timestamp, 1, 10)",
   hour: "substr(timestamp, 1, 13)",
   status: "coalesce(outcome, '') || ':' || coalesce(status::text, '')",
+  purpose: "purpose",
+  basis: "lawful_basis",
+  error: "error_type",
 };
 const groupKey = (by: SummaryGrouping): string => {
   const tag = tagOfGrouping(by);
@@ -44,6 +47,8 @@ const filterColumns = {
   model: "model",
   provider: "provider",
   outcome: "outcome",
+  consent: "consent_id",
+  purpose: "purpose",
 } as const;
 const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
 

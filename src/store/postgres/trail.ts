@@ -44,6 +44,7 @@ import {
 type WalkEntry = { record: ChainRecordRow } | { event: ChainEventRow };
 import { append } from "./chain.ts";
 import type { TrailMeta } from "./connection.ts";
+import { eraseConsents } from "./consents.ts";
 import { toRecord } from "./rows.ts";
 import { transaction } from "./writer.ts";
 
@@ -173,6 +174,7 @@ export class PgTrail implements AuditTrail {
          ON CONFLICT (user_hmac) DO UPDATE SET erased_at = EXCLUDED.erased_at`,
         [hmacs, now],
       );
+      await eraseConsents(tx, forms, now);
       await this.appendSealed(tx, [{ kind: "erasure", actor, details: { records: seqs.length, seqs: seqRanges(seqs) } }]);
     });
   }

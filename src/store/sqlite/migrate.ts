@@ -11,6 +11,8 @@ import m0003 from "./migrations/0003_natural_maximus.sql" with { type: "text" };
 import m0004 from "./migrations/0004_luxuriant_tusk.sql" with { type: "text" };
 import m0005 from "./migrations/0005_deep_ares.sql" with { type: "text" };
 import m0006 from "./migrations/0006_breezy_shape.sql" with { type: "text" };
+import m0007 from "./migrations/0007_fair_cerebro.sql" with { type: "text" };
+import m0008 from "./migrations/0008_lumpy_daimon_hellstrom.sql" with { type: "text" };
 import { rollupDimensionsMigrationSQL, rollupMigrationSQL, tagRollupMigrationSQL } from "./rollup.ts";
 
 const migrations: { tag: string; sql: string }[] = [
@@ -29,6 +31,10 @@ const migrations: { tag: string; sql: string }[] = [
   { tag: "0006_breezy_shape", sql: m0006 },
   // Hand-written like usage_rollup: the tag dimensions (summaries by tag:KEY).
   { tag: "usage_rollup_tags", sql: tagRollupMigrationSQL },
+  // Consents (../consents.ts).
+  { tag: "0007_fair_cerebro", sql: m0007 },
+  // The consent that covered each call (record hash v3).
+  { tag: "0008_lumpy_daimon_hellstrom", sql: m0008 },
 ];
 
 export function migrate(db: Database): void {

@@ -28,6 +28,8 @@ export class SqliteAuditReader implements AuditReader {
       filter.model === undefined ? undefined : eq(t.model, filter.model),
       filter.provider === undefined ? undefined : eq(t.provider, filter.provider),
       filter.outcome === undefined ? undefined : eq(t.outcome, filter.outcome),
+      filter.consent === undefined ? undefined : eq(t.consent_id, filter.consent),
+      filter.purpose === undefined ? undefined : eq(t.purpose, filter.purpose),
       since === undefined ? undefined : gte(t.timestamp, since),
       filter.until === undefined ? undefined : lte(t.timestamp, filter.until),
       filter.cursor === undefined ? undefined : lt(t.seq, Number(filter.cursor)),

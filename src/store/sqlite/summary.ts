@@ -33,6 +33,9 @@ const recordKeys: Record<FixedGrouping, string> = {
   day: "substr(timestamp, 1, 10)",
   hour: "substr(timestamp, 1, 13)",
   status: "coalesce(outcome, '') || ':' || coalesce(status, '')",
+  purpose: "purpose",
+  basis: "lawful_basis",
+  error: "error_type",
 };
 /** A tag's value in a record: clear, else personal (keys are a-z, 0-9 and '-', safe in a JSON path literal). */
 export const tagValueSQL = (key: string, row = "audit_records") =>
@@ -41,9 +44,11 @@ const recordKey = (by: SummaryGrouping): string => {
   const tag = tagOfGrouping(by);
   return tag === null ? recordKeys[by as FixedGrouping] : tagValueSQL(tag);
 };
-type RolledUp = Exclude<SummaryGrouping, "task">;
-/** Task contexts are not rolled up (see ./rollup.ts): summaries by task read the records. */
-const rollupSource: Record<Exclude<FixedGrouping, "task">, { dim: RollupDimension; key: string }> = {
+/** Not rolled up (see ./rollup.ts), so summaries by them read the records: task contexts, purposes, lawful bases, error types. */
+type FromRecordsOnly = "task" | "purpose" | "basis" | "error";
+const fromRecordsOnly = new Set<SummaryGrouping>(["task", "purpose", "basis", "error"]);
+type RolledUp = Exclude<SummaryGrouping, FromRecordsOnly>;
+const rollupSource: Record<Exclude<FixedGrouping, FromRecordsOnly>, { dim: RollupDimension; key: string }> = {
   agent: { dim: "agent", key: "key" },
   user: { dim: "user", key: "key" },
   model: { dim: "model", key: "key" },
@@ -64,6 +69,8 @@ const filterColumns = {
   model: "model",
   provider: "provider",
   outcome: "outcome",
+  consent: "consent_id",
+  purpose: "purpose",
 } as const;
 
 const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
@@ -85,7 +92,7 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   if (until) range.push(["timestamp <= ?", until]);
   const by = filter.by;
   const tagged = Object.entries(filter.tag ?? {}).map(([key, value]): Condition => [`${tagValueSQL(key)} = ?`, value]);
-  if (filtered.length > 0 || tagged.length > 0 || by === "task") {
+  if (filtered.length > 0 || tagged.length > 0 || fromRecordsOnly.has(by)) {
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
     fromRecords(db, by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...tagged, ...range], add);
   } else {

@@ -46,6 +46,10 @@ function record(id: string, overrides: Partial<AuditRecord> = {}): AuditRecord {
     delegation: null,
     tags: null,
     personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
     ...overrides,
   };
 }

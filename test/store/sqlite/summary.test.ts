@@ -60,6 +60,10 @@ function record(i: number): AuditRecord {
     // Some calls untagged, some with a team only, some with team and project; one personal tag.
     tags: i % 4 === 0 ? null : JSON.stringify(i % 4 === 1 ? { team: `team-${i % 3}` } : { project: `p${i % 2}`, team: `team-${i % 3}` }),
     personal_tags: i % 9 === 0 ? JSON.stringify({ email: `u${i % 2}@example.com` }) : null,
+    consent_id: i % 4 === 0 ? null : `cns_${String(i % 4).padStart(16, "0")}`,
+    purpose: i % 4 === 0 ? null : ["PR review", "triage", "support"][i % 3]!,
+    lawful_basis: i % 4 === 0 ? null : i % 2 ? "consent" : "contract",
+    consent_source: i % 4 === 0 ? "none" : "lookup",
   };
 }
 
@@ -106,6 +110,9 @@ const keyOf: Record<string, (r: AuditRecord) => string | null> = {
   day: (r) => r.timestamp.slice(0, 10),
   hour: (r) => r.timestamp.slice(0, 13),
   status: (r) => `${r.outcome ?? ""}:${r.status ?? ""}`,
+  purpose: (r) => r.purpose,
+  basis: (r) => r.lawful_basis,
+  error: (r) => r.error_type,
 };
 
 /** The summary computed the slow, obvious way from the records themselves. */
