@@ -60,7 +60,20 @@ export const recordFilterSchema = z.object({
  * `purpose` / `basis`: the covering consent's purpose and lawful basis (null: none covered the call);
  * `error`: the error type (`consent_required`, `rate_limited`…; null for calls without one).
  */
-export const summaryGroupings = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status", "purpose", "basis", "error"] as const;
+export const summaryGroupings = [
+  "agent",
+  "user",
+  "task",
+  "model",
+  "provider",
+  "key",
+  "day",
+  "hour",
+  "status",
+  "purpose",
+  "basis",
+  "error",
+] as const;
 /** A grouping by one tag's value: `tag:team` (calls without that tag are the `null` group). */
 export type TagGrouping = `tag:${string}`;
 export type SummaryGrouping = (typeof summaryGroupings)[number] | TagGrouping;

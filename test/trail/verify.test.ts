@@ -107,6 +107,6 @@ test("the current record hash version covers every record field, and v2 the fiel
   const current = recordVersions[currentRecordVersion]!;
   expect([...current.clearColumns, ...current.personalColumns].sort()).toEqual([...columns].sort());
   expect(current.uncoveredColumns).toEqual([]);
-  expect(recordVersions[2]!.uncoveredColumns).toEqual(["tags", "personal_tags"]);
+  expect(recordVersions[2]!.uncoveredColumns).toEqual(["tags", "personal_tags", "consent_id", "purpose", "lawful_basis", "consent_source"]);
   expect(recordVersions[2]!.label).toBe("agent-attr/record/v2");
 });
