@@ -162,15 +162,21 @@ describe("PostgreSQL store", () => {
     }
   });
 
-  test("a replica that stops heartbeating has its calls committed by a survivor after the lease: in flight as interrupted, finished as they were", async () => {
+  test("a replica that stops heartbeating has its calls committed by a survivor after the lease: in flight as interrupted, committed ones once", async () => {
     const trail = await fresh("lease");
     const dying = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { heartbeatMs: 100_000 });
     const survivor = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 300, heartbeatMs: 100 });
     try {
       for (let i = 0; i < 5; i++) await dying.begin(sampleRecord(i, { outcome: null }));
-      // Its final record is durable (the client saw the call end) but the process dies before the append.
-      (dying as unknown as { scheduleAppend: () => void }).scheduleAppend = () => undefined;
+      // rec-0's commit resolved: it is in the chain (the client saw the call end). rec-1's final
+      // record was handed over but the process dies before its append: the client never got the
+      // call's last byte, and the survivor finds only its intent.
       await dying.commit(sampleRecord(0));
+      expect((await pg.sql.unsafe(`SELECT id FROM "${pg.schema}_lease".audit_records`)).map((r: { id: string }) => r.id)).toEqual([
+        "rec-0",
+      ]);
+      (dying as unknown as { scheduleAppend: () => void }).scheduleAppend = () => undefined;
+      void dying.commit(sampleRecord(1));
       await crash(dying);
       await Bun.sleep(1000);
       const page = await survivor.reader.records(records);
@@ -186,6 +192,26 @@ describe("PostgreSQL store", () => {
     } finally {
       await survivor.close();
       await crash(dying);
+      await trail.drop();
+    }
+  });
+
+  test("a replica that closes with calls still in flight keeps its lease row, so a survivor records those calls as interrupted", async () => {
+    const trail = await fresh("closing");
+    const survivor = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 300, heartbeatMs: 100 });
+    const closing = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 300 });
+    try {
+      await call(closing, 0);
+      await closing.begin(sampleRecord(1, { outcome: null }));
+      await closing.close();
+      for (let tries = 0; tries < 100 && (await survivor.reader.records(records)).records.length < 2; tries++) await Bun.sleep(50);
+      const page = await survivor.reader.records(records);
+      expect(page.records.map((r) => [r.id, r.outcome])).toEqual([
+        ["rec-1", "interrupted"],
+        ["rec-0", "completed"],
+      ]);
+    } finally {
+      await survivor.close();
       await trail.drop();
     }
   });
