@@ -9,6 +9,8 @@
  * Types follow what the chain hashes (../../trail/row.ts): `timestamp` is ISO text (a timestamptz
  * round trip would change the hashed string), `stream` is 0/1 as smallint, money and seq are bigint.
  */
+import { rollupMigrationSQL } from "./rollup.ts";
+
 export const migrations: readonly string[] = [
   `
   CREATE TABLE audit_meta (
@@ -113,4 +115,6 @@ export const migrations: readonly string[] = [
     public_key text NOT NULL
   );
   `,
+  // 2: the usage rollup (./rollup.ts).
+  rollupMigrationSQL,
 ];

@@ -33,6 +33,7 @@ import { fromRow } from "../../trail/row.ts";
 import { copyRows, onConnection, transaction } from "./writer.ts";
 import { PgTrail, signingKeyFor } from "./trail.ts";
 import { PgReader } from "./reader.ts";
+import { advanceRollup } from "./rollup.ts";
 import { PgKeys } from "./keys.ts";
 
 export interface PgStoreOptions {
@@ -357,6 +358,7 @@ export class PgAuditStore implements AuditStore {
       }
       await this.claimDead();
       if (this.queue.length > 0) this.scheduleAppend(0);
+      await advanceRollup(this.sql);
     } catch {
       // PostgreSQL is unavailable: begin/commit report it; the next beat tries again.
     }

@@ -16,9 +16,9 @@ export class DeadlineError extends Error {
   }
 }
 
-export function transaction<T>(sql: SQL, ms: number, fn: (tx: SQL) => Promise<T>): Promise<T> {
+export function transaction<T>(sql: SQL, ms: number, fn: (tx: SQL) => Promise<T>, mode = ""): Promise<T> {
   return onConnection(sql, ms, async (connection) => {
-    await connection.unsafe("BEGIN");
+    await connection.unsafe(mode ? `BEGIN ${mode}` : "BEGIN");
     try {
       const result = await fn(connection);
       await connection.unsafe("COMMIT");

@@ -1,155 +1,24 @@
 /**
- * Usage and cost summaries (`GET /audit/summary`, `agent-attr audit summary`): calls, tokens by
- * kind, exact cost and unpriced calls per agent, user, task, model, provider or day.
- *
- * A summary over a time range reads whole UTC days from the usage rollup (./rollup.ts) and only
- * the partial days at its edges, and the records not yet rolled up, from the records themselves,
- * so it stays fast on millions of records and is always exact. Filters
- * beyond the time range (e.g. one agent's usage by model) read the matching records through their
- * indexes instead. Money is summed as integers (nano-dollars) either way.
+ * Usage and cost summaries (`GET /audit/summary`, `agent-attr audit summary`) on SQLite: the
+ * queries ../summary-plan.ts plans (the usage rollup, ./rollup.ts, where it can; the records where
+ * it must), run in one read transaction so the rollup's cursor cannot move in between.
  */
 import type { Database } from "bun:sqlite";
-import { sinceOf, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
-import type { Summary, SummaryRow } from "../results.ts";
-import { rollupCursor, rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
+import type { ParsedSummaryFilter } from "../filters.ts";
+import type { Summary } from "../results.ts";
+import { summaryFromRows, summaryQueries, usesRollup, type SummaryDialect } from "../summary-plan.ts";
+import { rollupCursor } from "./rollup.ts";
 
-type Sums = Omit<SummaryRow, "key" | "cost_usd">;
-const zeroSums = (): Sums => Object.fromEntries(rollupValueColumns.map((field) => [field, 0])) as Sums;
-
-/** The record column (or expression) a grouping keys by, and the rollup rows that serve it. */
-const recordKey: Record<SummaryGrouping, string> = {
-  agent: "agent_id",
-  user: "user_id",
-  task: "task_context",
-  model: "model",
-  provider: "provider",
-  key: "key_id",
-  day: "substr(timestamp, 1, 10)",
-  hour: "substr(timestamp, 1, 13)",
-  status: "coalesce(outcome, '') || ':' || coalesce(status, '')",
-};
-/** Task contexts are not rolled up (see ./rollup.ts): summaries by task read the records. */
-const rollupSource: Record<Exclude<SummaryGrouping, "task">, { dim: RollupDimension; key: string }> = {
-  agent: { dim: "agent", key: "key" },
-  user: { dim: "user", key: "key" },
-  model: { dim: "model", key: "key" },
-  provider: { dim: "model", key: "provider" },
-  key: { dim: "key", key: "key" },
-  day: { dim: "model", key: "day" },
-  hour: { dim: "hour", key: "day || 'T' || key" },
-  status: { dim: "status", key: "key" },
-};
-
-const timeOrdered = new Set<SummaryGrouping>(["day", "hour"]);
-const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
-
-const filterColumns = {
-  agent: "agent_id",
-  user: "user_id",
-  task: "task_context",
-  model: "model",
-  provider: "provider",
-  outcome: "outcome",
-} as const;
-
-const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
-const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
+// The unary `+` keeps SQLite from using an index for that term.
+const sqlite: SummaryDialect = { unindexed: (condition) => `+${condition}`, statusText: "status" };
 
 export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
-  const since = sinceOf(filter) ?? null;
-  const until = filter.until ?? null;
-  const groups = new Map<string | null, Sums>();
-  const add = (key: string | null, row: Record<string, number | bigint | null>) => {
-    let sums = groups.get(key);
-    if (!sums) groups.set(key, (sums = zeroSums()));
-    for (const field of rollupValueColumns) sums[field] += Number(row[field] ?? 0);
-  };
-
-  const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
-  const range: Condition[] = [];
-  if (since) range.push(["timestamp >= ?", since]);
-  if (until) range.push(["timestamp <= ?", until]);
-  const by = filter.by;
-  if (filtered.length > 0 || by === "task") {
-    // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
-    fromRecords(db, by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...range], add);
-  } else {
-    db.transaction(() => fromRollupAndTail(db, by, since, until, range, add))();
-  }
-
-  const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
-  const byKey = (a: SummaryRow, b: SummaryRow) => String(a.key).localeCompare(String(b.key));
-  if (timeOrdered.has(by) || filter.sort === "key") rows.sort(byKey);
-  else {
-    const field = sortValue[filter.sort];
-    rows.sort((a, b) => b[field] - a[field] || b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || byKey(a, b));
-  }
-  const total = zeroSums();
-  for (const row of rows) for (const field of rollupValueColumns) total[field] += row[field];
-  const shown = filter.limit === undefined ? rows : rows.slice(0, filter.limit);
-  return { by: filter.by, since, until, groups: shown, group_count: rows.length, total: { key: null, ...withUSD(total) } };
-}
-
-function withUSD(sums: Sums): Omit<SummaryRow, "key"> {
-  const { calls, cost_nano_usd, ...tokens } = sums;
-  return { calls, ...tokens, cost_usd: cost_nano_usd / 1e9, cost_nano_usd };
-}
-
-type Add = (key: string | null, row: Record<string, number | bigint | null>) => void;
-
-/** A SQL condition on audit_records and its parameter. */
-type Condition = [sql: string, value: string | number];
-
-/**
- * Records up to the rollup cursor: whole days [firstDay, endDay) from the rollup, the partial days
- * at the range's edges from the records; records past the cursor from the records. All in one read
- * transaction, so the cursor cannot move in between.
- */
-function fromRollupAndTail(
-  db: Database,
-  by: Exclude<SummaryGrouping, "task">,
-  since: string | null,
-  until: string | null,
-  range: Condition[],
-  add: Add,
-): void {
-  // The unary `+` keeps SQLite from using an index for that term: the tail is found by seq (the
-  // primary key), the edges by timestamp.
-  const cursor = rollupCursor(db);
-  const rolled: Condition = ["+seq <= ?", cursor];
-  fromRecords(db, by, [["seq > ?", cursor], ...range.map(([sql, value]): Condition => [`+${sql}`, value])], add);
-  const firstDay = since ? (since === dayStart(since) ? since.slice(0, 10) : nextDay(since.slice(0, 10))) : null;
-  const endDay = until ? until.slice(0, 10) : null;
-  if (firstDay !== null && endDay !== null && firstDay > endDay) {
-    fromRecords(db, by, [rolled, ...range], add); // the whole range lies inside one day
-    return;
-  }
-  fromRollup(db, by, firstDay, endDay, add);
-  if (since && firstDay && since !== dayStart(since)) {
-    fromRecords(db, by, [rolled, ["timestamp >= ?", since], ["timestamp < ?", `${firstDay}T00:00:00.000Z`]], add);
-  }
-  if (until && endDay) fromRecords(db, by, [rolled, ["timestamp >= ?", `${endDay}T00:00:00.000Z`], ["timestamp <= ?", until]], add);
-}
-
-function fromRecords(db: Database, by: SummaryGrouping, conditions: Condition[], add: Add): void {
-  const sql = `SELECT ${recordKey[by]} AS key, count(*) AS calls,
-    ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls
-    FROM audit_records ${conditions.length ? `WHERE ${conditions.map(([c]) => c).join(" AND ")}` : ""} GROUP BY 1`;
-  for (const row of db.query<Record<string, string | number | null>, (string | number)[]>(sql).all(...conditions.map(([, v]) => v))) {
-    add(row.key as string | null, row as Record<string, number | null>);
-  }
-}
-
-function fromRollup(db: Database, by: Exclude<SummaryGrouping, "task">, firstDay: string | null, endDay: string | null, add: Add): void {
-  const { dim, key } = rollupSource[by];
-  const conditions = ["dim = ?"];
-  const params: string[] = [dim];
-  if (firstDay) conditions.push("day >= ?"), params.push(firstDay);
-  if (endDay) conditions.push("day < ?"), params.push(endDay);
-  const sql = `SELECT ${key} AS key, sum(calls) AS calls, ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")},
-    sum(unpriced_calls) AS unpriced_calls FROM usage_rollup WHERE ${conditions.join(" AND ")} GROUP BY 1`;
-  for (const row of db.query<Record<string, string | number | null>, string[]>(sql).all(...params)) {
-    // The rollup keys calls without an agent/user/task/model/provider by ''.
-    add(row.key === "" ? null : (row.key as string), row as Record<string, number | null>);
-  }
+  const results = db.transaction(() => {
+    const cursor = usesRollup(filter) ? rollupCursor(db) : 0;
+    return summaryQueries(filter, cursor, sqlite).map((query) => ({
+      query,
+      rows: db.query<Record<string, unknown>, (string | number)[]>(query.sql).all(...query.params),
+    }));
+  })();
+  return summaryFromRows(filter, results);
 }

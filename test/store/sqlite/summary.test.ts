@@ -7,58 +7,15 @@ import type { AuditRecord } from "../../../src/trail/record.ts";
 import { openAuditLog } from "../../../src/store/sqlite/database.ts";
 import { advanceRollup, rollupCursor } from "../../../src/store/sqlite/rollup.ts";
 import { SqliteAuditStore } from "../../../src/store/sqlite/store.ts";
-import { summaryFilterSchema, summaryGroupings, type SummaryFilter, type SummaryGrouping } from "../../../src/store/filters.ts";
+import { summaryFilterSchema, summaryGroupings, type SummaryFilter } from "../../../src/store/filters.ts";
 import { runCli } from "../../helpers/process.ts";
 import { tempDir } from "../../helpers/proxy.ts";
+import { at, bruteForce, day, record } from "../../helpers/summary-trail.ts";
 
-const day = 86_400_000;
-const now = Date.now();
 let logDb: string;
 /** Copies of the log with the rollup cursor at 0, in the middle and at the end. */
 const cursorStates: string[] = [];
 const written: AuditRecord[] = [];
-
-function record(i: number): AuditRecord {
-  const priced = i % 7 !== 0;
-  const usage = i % 11 !== 0;
-  return {
-    id: `rec-${i}`,
-    seq: 0,
-    // Spread over 10 days at uneven times, so ranges cut through days.
-    timestamp: new Date(now - 10 * day + i * 3_917_000).toISOString(),
-    duration_ms: 10,
-    ttfb_ms: 2,
-    agent_id: `agent-${i % 3}`,
-    user_id: i % 5 === 0 ? null : `user-${i % 4}`,
-    task_context: `task ${i % 6}`,
-    session_id: null,
-    parent_agent_id: null,
-    trace_id: null,
-    attribution: "asserted",
-    key_id: i % 3 === 0 ? null : `key_${i % 2}`,
-    provider: i % 2 ? "openai" : "anthropic",
-    endpoint: "/v1/chat/completions",
-    model: i % 2 ? "gpt-4o" : "claude-sonnet-4-6",
-    response_model: null,
-    stream: false,
-    status: usage ? 200 : i % 2 ? 429 : 402,
-    outcome: usage ? "completed" : "rejected",
-    input_tokens: usage ? 100 + i : null,
-    output_tokens: usage ? 10 + (i % 13) : null,
-    cache_read_tokens: usage ? i % 4 : null,
-    cache_write_tokens: usage && i % 2 === 0 ? 3 : null,
-    cache_write_1h_tokens: usage && i % 4 === 0 ? 1 : null,
-    reasoning_tokens: usage && i % 3 === 0 ? 2 : null,
-    usage_source: usage ? "provider" : "none",
-    cost_usd: usage && priced ? (123_457 * i) / 1e9 : null,
-    cost_nano_usd: usage && priced ? 123_457 * i : null,
-    price_source: usage && priced ? "test" : null,
-    prompt_hash: null,
-    response_hash: null,
-    error_type: null,
-    delegation: null,
-  };
-}
 
 beforeAll(async () => {
   logDb = join(tempDir(), "audit.db");
@@ -86,36 +43,6 @@ beforeAll(async () => {
   }
 });
 
-const keyOf: Record<SummaryGrouping, (r: AuditRecord) => string | null> = {
-  agent: (r) => r.agent_id,
-  user: (r) => r.user_id,
-  task: (r) => r.task_context,
-  model: (r) => r.model,
-  provider: (r) => r.provider,
-  key: (r) => r.key_id,
-  day: (r) => r.timestamp.slice(0, 10),
-  hour: (r) => r.timestamp.slice(0, 13),
-  status: (r) => `${r.outcome ?? ""}:${r.status ?? ""}`,
-};
-
-/** The summary computed the slow, obvious way from the records themselves. */
-function bruteForce(records: AuditRecord[], by: SummaryGrouping) {
-  const groups = new Map<
-    string | null,
-    { calls: number; input_tokens: number; cost_nano_usd: number; unpriced_calls: number; cache_write_1h_tokens: number }
-  >();
-  for (const r of records) {
-    const g = groups.get(keyOf[by](r)) ?? { calls: 0, input_tokens: 0, cost_nano_usd: 0, unpriced_calls: 0, cache_write_1h_tokens: 0 };
-    g.calls++;
-    g.input_tokens += r.input_tokens ?? 0;
-    g.cache_write_1h_tokens += r.cache_write_1h_tokens ?? 0;
-    g.cost_nano_usd += r.cost_nano_usd ?? 0;
-    if (r.cost_nano_usd === null && r.usage_source !== "none") g.unpriced_calls++;
-    groups.set(keyOf[by](r), g);
-  }
-  return groups;
-}
-
 async function check(filter: SummaryFilter, select: (r: AuditRecord) => boolean) {
   const expected = bruteForce(written.filter(select), filter.by);
   for (const path of cursorStates) {
@@ -132,8 +59,6 @@ async function check(filter: SummaryFilter, select: (r: AuditRecord) => boolean)
   }
   return expected;
 }
-
-const at = (offsetDays: number) => new Date(now - offsetDays * day + 12_345).toISOString();
 
 test("every grouping, whole trail: equal to the sum of the records", async () => {
   for (const by of summaryGroupings) await check({ by }, () => true);
