@@ -110,6 +110,42 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage con
   });
 });
 
+describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the trail on $name", (driver: TestDriver) => {
+  test("erasing twice, or a user who never called, changes no record and the chain still verifies", async () => {
+    const { store } = await driver.open("erase_twice");
+    try {
+      for (let i = 0; i < 4; i++) await call(store, i, { user_id: i % 2 ? "carol" : "dave" });
+      await store.flush();
+      await store.trail.eraseUser("carol", "cli:test");
+      await store.trail.eraseUser("carol", "cli:test");
+      await store.trail.eraseUser("nobody-at-all", "cli:test");
+      const users = (await store.reader.records(records)).records.map((r) => r.user_id).sort();
+      expect(users).toEqual(["dave", "dave", null, null]);
+      expect(await store.trail.verify("cli:test")).toMatchObject({ ok: true, records: 4, redacted: 2 });
+      const erasures = await store.trail.events(eventFilterSchema.parse({ kind: "erasure" }));
+      expect(erasures.events).toHaveLength(3);
+      expect(JSON.stringify(erasures.events)).not.toContain("carol");
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a deleted record is reported missing at its seq; the status names the tail and the last checkpoint", async () => {
+    const { store, tamper } = await driver.open("missing");
+    try {
+      for (let i = 0; i < 12; i++) await call(store, i);
+      await store.flush();
+      const status = await store.trail.status();
+      expect(status.last_seq).toBeGreaterThanOrEqual(12);
+      expect(status.last_checkpoint?.seq).toBeGreaterThanOrEqual(10);
+      await tamper("DELETE FROM audit_records WHERE seq = 5");
+      expect((await store.trail.verify("cli:test")).failure).toMatchObject({ seq: 5, reason: "missing" });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("PostgreSQL store", () => {
   test("a call's intent is durable in PostgreSQL when begin resolves, and its record joins the chain after commit", async () => {
     const trail = await fresh("basic");
