@@ -69,11 +69,13 @@ CREATE TRIGGER audit_records_rollup_delete AFTER DELETE ON audit_records
 const foldSQL = addInto(rollupSelect("audit_records", "r.seq > $1 AND r.seq <= $2"));
 
 /**
- * Folds up to `maxRecords` records past the cursor into the rollup, in one transaction. Returns
- * how many seqs it advanced (0 when another process holds the cursor: it folds, or a change of
- * rolled-up records is being committed).
+ * Folds up to `maxRecords` records past the cursor into the rollup, in one transaction. The default
+ * keeps a fold far inside the pool's statement_timeout (30 s) on a loaded server — 200,000 records
+ * took 27 s at load 18 on two cores — and still folds 25,000 records a second at one beat per 2 s.
+ * Returns how many seqs it advanced (0 when another process holds the cursor: it folds, or a change
+ * of rolled-up records is being committed).
  */
-export async function advanceRollup(sql: SQL, maxRecords = 200_000): Promise<number> {
+export async function advanceRollup(sql: SQL, maxRecords = 50_000): Promise<number> {
   return sql.begin(async (tx) => {
     const [state] = (await tx`SELECT seq FROM usage_rollup_state WHERE id = 1 FOR UPDATE SKIP LOCKED`) as { seq: string }[];
     if (!state) return 0;
