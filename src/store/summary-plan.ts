@@ -20,6 +20,13 @@ export interface SummaryQuery {
   params: (string | number)[];
   /** Rollup rows key missing values by ''; record rows by null. */
   from: "records" | "rollup";
+  /**
+   * The query returns only the first groups in the summary's order (ties at the limit included),
+   * each row also carrying the count and the sums of all groups (`group_count`, `total_<column>`):
+   * a summary by task over a week of a large trail has as many groups as calls, and only the top
+   * few leave the database.
+   */
+  ranked?: boolean;
 }
 
 export interface SummaryDialect {
@@ -85,7 +92,8 @@ export function summaryQueries(filter: ParsedSummaryFilter, cursor: number, dial
   if (by === "task" || !usesRollup(filter)) {
     const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
-    return [records([...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...range])];
+    const query = records([...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...range]);
+    return [filter.limit !== undefined && !timeOrdered.has(by) && filter.sort !== "key" ? ranked(query, filter) : query];
   }
   // Records past the cursor are found by seq (the primary key), the edges by timestamp.
   const rolled: Condition = [dialect.unindexed("seq <= ?"), cursor];
@@ -110,6 +118,21 @@ function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: Sum
   return { sql, params: conditions.map(([, v]) => v), from: "records" };
 }
 
+/**
+ * The first `limit` groups of `query` in the summary's order: by the sorted value, then cost, then
+ * calls (RANK, so groups tied with the last one come too; the caller breaks ties by key as it
+ * always does), plus the count and sums of every group. Missing sums count as 0, as they do in JS.
+ */
+function ranked(query: SummaryQuery, filter: ParsedSummaryFilter): SummaryQuery {
+  const order = [sortValue[filter.sort as keyof typeof sortValue], "cost_nano_usd", "calls"]
+    .map((c) => `coalesce(g.${c}, 0) DESC`)
+    .join(", ");
+  const totals = rollupValueColumns.map((c) => `sum(g.${c}) OVER () AS total_${c}`).join(", ");
+  const sql = `SELECT * FROM (SELECT g.*, RANK() OVER (ORDER BY ${order}) AS place, count(*) OVER () AS group_count, ${totals}
+    FROM (${query.sql}) g) ranked WHERE place <= ?`;
+  return { ...query, sql, params: [...query.params, filter.limit!], ranked: true };
+}
+
 function rollupQuery(by: Exclude<SummaryGrouping, "task">, firstDay: string | null, endDay: string | null): SummaryQuery {
   const { dim, key } = rollupSource[by];
   const conditions = ["dim = ?"];
@@ -129,6 +152,8 @@ type QueryRow = Record<string, unknown>;
 
 /** The answer from the queries' rows (numbers may arrive as strings or bigints: PostgreSQL's sums). */
 export function summaryFromRows(filter: ParsedSummaryFilter, results: { query: SummaryQuery; rows: readonly QueryRow[] }[]): Summary {
+  const [only] = results;
+  if (results.length === 1 && only!.query.ranked) return rankedSummary(filter, only!.rows);
   const groups = new Map<string | null, Sums>();
   for (const { query, rows } of results) {
     for (const row of rows) {
@@ -140,21 +165,41 @@ export function summaryFromRows(filter: ParsedSummaryFilter, results: { query: S
     }
   }
   const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
+  sortGroups(filter, rows);
+  const total = zeroSums();
+  for (const row of rows) for (const field of rollupValueColumns) total[field] += row[field];
+  return answer(filter, rows, rows.length, total);
+}
+
+/** The summary from a ranked query's rows: its first groups, and every group's count and sums. */
+function rankedSummary(filter: ParsedSummaryFilter, ranked: readonly QueryRow[]): Summary {
+  const rows = ranked.map((row) => {
+    const sums = zeroSums();
+    for (const field of rollupValueColumns) sums[field] = Number(row[field] ?? 0);
+    return { key: row.key as string | null, ...withUSD(sums) };
+  });
+  sortGroups(filter, rows);
+  const total = zeroSums();
+  for (const field of rollupValueColumns) total[field] = Number(ranked[0]?.[`total_${field}`] ?? 0);
+  return answer(filter, rows, Number(ranked[0]?.group_count ?? 0), total);
+}
+
+function sortGroups(filter: ParsedSummaryFilter, rows: SummaryRow[]): void {
   const byKey = (a: SummaryRow, b: SummaryRow) => String(a.key).localeCompare(String(b.key));
   if (timeOrdered.has(filter.by) || filter.sort === "key") rows.sort(byKey);
   else {
     const field = sortValue[filter.sort];
     rows.sort((a, b) => b[field] - a[field] || b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || byKey(a, b));
   }
-  const total = zeroSums();
-  for (const row of rows) for (const field of rollupValueColumns) total[field] += row[field];
-  const shown = filter.limit === undefined ? rows : rows.slice(0, filter.limit);
+}
+
+function answer(filter: ParsedSummaryFilter, rows: SummaryRow[], groupCount: number, total: Sums): Summary {
   return {
     by: filter.by,
     since: sinceOf(filter) ?? null,
     until: filter.until ?? null,
-    groups: shown,
-    group_count: rows.length,
+    groups: filter.limit === undefined ? rows : rows.slice(0, filter.limit),
+    group_count: groupCount,
     total: { key: null, ...withUSD(total) },
   };
 }

@@ -16,6 +16,7 @@
  */
 import type { SQL } from "bun";
 import { accumulate, dayOf, rollupSelect, rollupValueColumns, summedColumns } from "../rollup.ts";
+import type { VerifyFailure } from "../../trail/verify.ts";
 
 const columnList = `dim, key, provider, day, ${rollupValueColumns.join(", ")}`;
 const upsert = `ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate("usage_rollup.")}`;
@@ -94,4 +95,39 @@ export async function advanceRollup(sql: SQL, maxRecords = 50_000): Promise<numb
 export async function rollupCursor(tx: SQL): Promise<number> {
   const [state] = (await tx`SELECT seq FROM usage_rollup_state WHERE id = 1`) as { seq: string }[];
   return Number(state?.seq ?? 0);
+}
+
+/**
+ * Verify's check of the rollup (as SQLite's, ../sqlite/verify.ts): inside the caller's snapshot,
+ * the rollup must equal a fresh fold of the records up to its cursor, and the cursor must not lie
+ * past the chain's end. Returns the first difference as a `rollup_mismatch`, or null.
+ */
+export async function rollupDifference(tx: SQL, lastSeq: number): Promise<VerifyFailure | null> {
+  const fail = (seq: number, message: string): VerifyFailure => ({ seq, reason: "rollup_mismatch", message });
+  const cursor = await rollupCursor(tx);
+  if (cursor > lastSeq) {
+    return fail(lastSeq + 1, `the usage rollup claims records up to seq ${cursor}, but the chain ends at seq ${lastSeq}`);
+  }
+  const [row] = (await tx.unsafe(
+    `WITH expected AS (
+       SELECT dim, key, provider, day, ${rollupValueColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}
+       FROM (${rollupSelect("audit_records", "r.seq <= $1")}) folded GROUP BY 1, 2, 3, 4)
+     SELECT dim, key, day, ${rollupValueColumns.map((c) => `e.${c} AS expected_${c}, s.${c} AS stored_${c}`).join(", ")}
+     FROM expected e FULL JOIN usage_rollup s USING (dim, key, provider, day)
+     WHERE ${rollupValueColumns.map((c) => `e.${c} IS DISTINCT FROM s.${c}`).join(" OR ")}
+     ORDER BY day, dim, key LIMIT 1`,
+    [cursor],
+  )) as Record<string, string | null>[];
+  if (!row) return null;
+  const at = `dim ${row.dim}, key '${row.key}', day ${row.day}`;
+  const described =
+    row.expected_calls === null
+      ? `${at}: the rollup has ${row.stored_calls} call(s) no record accounts for`
+      : row.stored_calls === null
+        ? `${at}: ${row.expected_calls} call(s) in the records are missing from the rollup`
+        : (() => {
+            const column = rollupValueColumns.find((c) => row[`expected_${c}`] !== row[`stored_${c}`])!;
+            return `${at}: ${column} is ${row[`stored_${column}`]} in the rollup, ${row[`expected_${column}`]} in the records`;
+          })();
+  return fail(cursor, `the usage rollup (up to seq ${cursor}) differs from the records: ${described}`);
 }

@@ -63,6 +63,42 @@ test("every grouping, whole trail and ranges that cut through days: equal to the
   await check({ by: "provider", outcome: "rejected" }, (r) => r.outcome === "rejected");
 });
 
+test("sort and limit read only the first groups (ties at the limit included) with the count and sums of all", async () => {
+  for (const [filter, limit] of [
+    [{ by: "task" }, 2],
+    [{ by: "task", sort: "calls" }, 4],
+    [{ by: "model", agent: "agent-1" }, 1],
+    [{ by: "user", outcome: "completed", sort: "input_tokens" }, 3],
+  ] as const) {
+    const all = await store.reader.summary(summaryFilterSchema.parse(filter));
+    const top = await store.reader.summary(summaryFilterSchema.parse({ ...filter, limit }));
+    expect(top.groups).toEqual(all.groups.slice(0, limit));
+    expect(top.group_count).toBe(all.group_count);
+    expect(top.total).toEqual(all.total);
+  }
+});
+
+test("verify checks the rollup against the records: an edited rollup row, or a cursor past the chain's end, is a rollup_mismatch", async () => {
+  await pg.sql`DELETE FROM usage_rollup`;
+  await pg.sql`UPDATE usage_rollup_state SET seq = 0`;
+  await advanceRollup(pg.sql, 150);
+  expect(await store.trail.verify("cli:test")).toMatchObject({ ok: true, failure: null });
+  const [row] = (await pg.sql`SELECT dim, key, day FROM usage_rollup WHERE dim = 'agent' ORDER BY day, key LIMIT 1`) as {
+    dim: string;
+    key: string;
+    day: string;
+  }[];
+  await pg.sql`UPDATE usage_rollup SET cost_nano_usd = cost_nano_usd + 1 WHERE dim = 'agent' AND key = ${row!.key} AND day = ${row!.day}`;
+  const edited = await store.trail.verify("cli:test");
+  expect(edited.failure).toMatchObject({ seq: 150, reason: "rollup_mismatch" });
+  expect(edited.failure?.message).toContain(`dim agent, key '${row!.key}', day ${row!.day}: cost_nano_usd is`);
+  await pg.sql`UPDATE usage_rollup SET cost_nano_usd = cost_nano_usd - 1 WHERE dim = 'agent' AND key = ${row!.key} AND day = ${row!.day}`;
+  expect((await store.trail.verify("cli:test")).ok).toBe(true);
+  await pg.sql`UPDATE usage_rollup_state SET seq = 100000`;
+  expect((await store.trail.verify("cli:test")).failure).toMatchObject({ reason: "rollup_mismatch" });
+  await pg.sql`UPDATE usage_rollup_state SET seq = 150`;
+});
+
 test("the rollup equals a fresh fold of the records after an erasure clears a user and records are deleted", async () => {
   await atEveryCursor(async () => undefined); // everything rolled up
   await pg.sql`UPDATE audit_records SET user_id = NULL WHERE user_id = 'user-2'`;
