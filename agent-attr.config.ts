@@ -73,4 +73,5 @@ export default defineConfig({
       // { tokenEnv: "SOC_AUDITOR_TOKEN", role: "auditor" },
     ],
   },
+  dashboard: { enabled: true }, // false: no /dashboard on this port (the audit API stays)
 });

@@ -76,6 +76,8 @@ function record(i: number, writer: string): AuditRecord {
 /** A writer process: begins and commits calls, keeping `inflight` outstanding, until killed. */
 async function writer(logDb: string, name: string): Promise<void> {
   const store = await PgAuditStore.open(context(logDb));
+  // For profiling (`bun --cpu-prof`): a writer that exits by itself writes its profile.
+  if (process.env.BENCH_WRITER_SECONDS) setTimeout(() => process.exit(0), Number(process.env.BENCH_WRITER_SECONDS) * 1000);
   const inflight = 2000;
   let i = 0;
   // As the proxy does: the intent before forwarding (refused past maxBacklog), the final record after.

@@ -116,6 +116,14 @@ export const configSchema = z
      */
     tags: tagLimitsSchema.prefault({}),
     consent: consentConfigSchema,
+    /**
+     * The dashboard at `/dashboard` (default on). `enabled: false` serves no page, script or
+     * sign-in there (404); the audit API it reads stays, behind its tokens.
+     */
+    dashboard: z
+      .object({ enabled: z.boolean().default(true) })
+      .strict()
+      .prefault({}),
     /** Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN / AGENT_ATTR_AUDITOR_TOKEN: `{ token | tokenEnv, role }`. */
     admin: z
       .object({ tokens: z.array(adminTokenSchema).default([]) })

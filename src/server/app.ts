@@ -27,6 +27,8 @@ export interface AppOptions {
   clientAddress?: (request: Request) => string | null;
   /** Signed-in dashboard browsers (default: a new, empty set). */
   sessions?: BrowserSessions;
+  /** Serve `/dashboard` (default true; the config's `dashboard.enabled`). */
+  dashboard?: boolean;
 }
 
 /** The paths a browser may be tricked into calling: the audit API and the dashboard (./cross-site.ts). */
@@ -61,7 +63,7 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   app.use(auditTrailRoutes(rt, access, actorOf));
   app.use(auditDashboardRoutes(rt, access, actorOf));
   app.use(auditConsentRoutes(rt, access, actorOf));
-  app.use(dashboardRoutes({ tokens, sessions, noteRefusal }));
+  if (options.dashboard ?? true) app.use(dashboardRoutes({ tokens, sessions, noteRefusal }));
   for (const plugin of rt.plugins) plugin.routes?.(app);
   app.onError(({ code, request }) => {
     if (code === "NOT_FOUND") {

@@ -44,7 +44,7 @@ export async function startProxy(config: Config, options: StartOptions): Promise
   const denials = accessDenials(runtime);
   let server: Server<undefined> | undefined;
   const clientAddress = (request: Request) => server?.requestIP(request)?.address ?? null;
-  const app = createApp(runtime, { tokens, denials, clientAddress });
+  const app = createApp(runtime, { tokens, denials, clientAddress, dashboard: config.dashboard.enabled });
   const handle = app.fetch;
   try {
     server = Bun.serve({

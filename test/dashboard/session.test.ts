@@ -117,3 +117,19 @@ test("the page and its assets are served with a strict Content-Security-Policy, 
   expect((await js.text()).length).toBeGreaterThan(10_000);
   expect((await fetch(`${setup.proxy.url}/dashboard/app.css`)).headers.get("content-type")).toContain("text/css");
 }, 30_000);
+
+test("dashboard.enabled: false serves no page, script or sign-in (404), and the audit API still answers", async () => {
+  const upstream = await startFakeUpstream();
+  const proxy = await startTestProxy(upstream.url, { dashboard: { enabled: false } }, { adminToken: admin });
+  try {
+    for (const path of ["/dashboard", "/dashboard/", "/dashboard/app.js", "/dashboard/session"]) {
+      expect((await fetch(`${proxy.url}${path}`)).status).toBe(404);
+    }
+    expect((await signIn(proxy.url, admin)).status).toBe(404);
+    const api = await fetch(`${proxy.url}/audit/summary?by=agent`, { headers: { authorization: `Bearer ${admin}` } });
+    expect(api.status).toBe(200);
+  } finally {
+    await proxy.stop();
+    await upstream.stop();
+  }
+});

@@ -25,6 +25,7 @@ import {
 } from "../../trail/chain.ts";
 import { fullRow, type SQLValue } from "../../trail/row.ts";
 import { lockKeys } from "./connection.ts";
+import { copyLine, copyText } from "./writer.ts";
 
 /**
  * PostgreSQL text cannot hold U+0000 (SQLSTATE 22021) and turns lone surrogates into U+FFFD: both
@@ -35,10 +36,6 @@ export const storable = (value: SQLValue): SQLValue => {
   const v = wellFormed(value);
   return typeof v === "string" && v.includes("\u0000") ? v.replaceAll("\u0000", "\uFFFD") : v;
 };
-
-const copyEscapes: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" };
-const copyCell = (value: SQLValue): string =>
-  value === null ? "\\N" : typeof value === "string" ? value.replace(/[\\\t\n\r]/g, (c) => copyEscapes[c]!) : String(value);
 
 /** A transaction or reserved connection: what the append runs on. */
 export type Tx = SQL;
@@ -102,16 +99,10 @@ export async function append(
       for (const i of personalIndexes) row[i] = null;
       redacted.push(seq);
     }
-    copy += `${[seq, ...row, erased ? null : salt, commitment, prevHash, hash, currentRecordVersion].map(copyCell).join("\t")}\n`;
+    copy += copyLine([seq, ...row, erased ? null : salt, commitment, prevHash, hash, currentRecordVersion]);
     stored.push({ seq, hash, row });
   }
-  if (copy) {
-    const query = tx.unsafe(`COPY audit_records (${storedRecordColumns.join(", ")}) FROM STDIN`);
-    const writer = query.writable().getWriter();
-    await writer.write(copy);
-    await writer.close();
-    await query;
-  }
+  await copyText(tx, `audit_records (${storedRecordColumns.join(", ")})`, copy);
   const landed: ChainEvent[] = redacted.length
     ? [{ kind: "erasure", actor: "erasure", details: { records: redacted.length, on_landing: true, seqs: seqRanges(redacted) } }]
     : [];

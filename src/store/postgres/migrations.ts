@@ -9,6 +9,8 @@
  * Types follow what the chain hashes (../../trail/row.ts): `timestamp` is ISO text (a timestamptz
  * round trip would change the hashed string), `stream` is 0/1 as smallint, money and seq are bigint.
  */
+import { rollupMigrationSQL } from "./rollup.ts";
+
 export const migrations: readonly string[] = [
   `
   CREATE TABLE audit_meta (
@@ -150,4 +152,6 @@ export const migrations: readonly string[] = [
   ALTER TABLE audit_records ADD COLUMN consent_source text;
   CREATE INDEX audit_records_consent ON audit_records (consent_id, seq);
   `,
+  // The usage rollup (./rollup.ts).
+  rollupMigrationSQL,
 ];

@@ -1,45 +1,25 @@
 /**
- * Queries and summaries on PostgreSQL. Summaries are one GROUP BY over the matching records (no
- * rollup table: see the README for what that costs at a million records); money is summed as
- * bigint nano-dollars, exactly. Tag filters use the GIN index on `tags::jsonb` (containment);
- * a personal tag (`personal_tags`) is matched too, without an index.
+ * Queries and summaries on PostgreSQL. Summaries read the usage rollup (./rollup.ts) where they
+ * can and the records where they must (../summary-plan.ts); money is summed as bigint
+ * nano-dollars, exactly. Tag filters use the GIN index on `tags::jsonb` (containment); a personal
+ * tag (`personal_tags`) is matched too, without an index. There is no tag rollup here: summaries
+ * by `tag:KEY` read the records of their range.
  */
 import type { SQL } from "bun";
 import type { AuditReader } from "../contract.ts";
-import { sinceOf, tagOfGrouping, type ParsedRecordFilter, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
-import type { RecordPage, Summary, SummaryRow } from "../results.ts";
+import { sinceOf, type ParsedRecordFilter, type ParsedSummaryFilter } from "../filters.ts";
+import type { RecordPage, Summary } from "../results.ts";
+import { summaryFromRows, summaryQueries, usesRollup, type SummaryDialect } from "../summary-plan.ts";
+import { rollupCursor } from "./rollup.ts";
+import { transaction } from "./writer.ts";
 import type { AuditRecord } from "../../trail/record.ts";
 import { recordSelect, toRecord } from "./rows.ts";
 
-const summed = [
-  "input_tokens",
-  "output_tokens",
-  "cache_read_tokens",
-  "cache_write_tokens",
-  "cache_write_1h_tokens",
-  "reasoning_tokens",
-  "cost_nano_usd",
-] as const;
 /** A tag's value in a record: clear, else personal (keys are a-z, 0-9 and '-': safe as a literal). */
 const tagValue = (key: string) => `coalesce(tags::jsonb ->> '${key}', personal_tags::jsonb ->> '${key}')`;
-const groupKeys: Record<Exclude<SummaryGrouping, `tag:${string}`>, string> = {
-  agent: "agent_id",
-  user: "user_id",
-  task: "task_context",
-  model: "model",
-  provider: "provider",
-  key: "key_id",
-  day: "substr(timestamp, 1, 10)",
-  hour: "substr(timestamp, 1, 13)",
-  status: "coalesce(outcome, '') || ':' || coalesce(status::text, '')",
-  purpose: "purpose",
-  basis: "lawful_basis",
-  error: "error_type",
-};
-const groupKey = (by: SummaryGrouping): string => {
-  const tag = tagOfGrouping(by);
-  return tag === null ? groupKeys[by as keyof typeof groupKeys] : tagValue(tag);
-};
+const postgres: SummaryDialect = { unindexed: (condition) => condition, statusText: "status::text", tagValue, tagRollup: false };
+/** Summaries wait for no lock; the pool's statement_timeout (30 s) bounds each query too. */
+const summaryDeadlineMs = 60_000;
 const filterColumns = {
   agent: "agent_id",
   user: "user_id",
@@ -50,7 +30,6 @@ const filterColumns = {
   consent: "consent_id",
   purpose: "purpose",
 } as const;
-const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
 
 /** WHERE conditions and their parameters ($1…) for the filter fields a record filter and a summary share. */
 function conditions(filter: ParsedRecordFilter | ParsedSummaryFilter): { where: string[]; params: (string | number)[] } {
@@ -98,60 +77,26 @@ export class PgReader implements AuditReader {
     return row ? toRecord(row) : null;
   }
 
+  /** The queries ../summary-plan.ts plans, in one REPEATABLE READ snapshot (the cursor cannot move in between). */
   async summary(filter: ParsedSummaryFilter): Promise<Summary> {
-    const { where, params } = conditions(filter);
-    const rows = (await this.sql.unsafe(
-      `SELECT ${groupKey(filter.by)} AS key, count(*) AS calls, ${summed.map((c) => `coalesce(sum(${c}), 0) AS ${c}`).join(", ")},
-        count(*) FILTER (WHERE cost_nano_usd IS NULL AND usage_source <> 'none') AS unpriced_calls
-       FROM audit_records ${where.length ? `WHERE ${where.join(" AND ")}` : ""} GROUP BY 1`,
-      params,
-    )) as Record<string, string | null>[];
-    const groups: SummaryRow[] = rows.map((row) => {
-      const n = (field: string) => Number(row[field] ?? 0);
-      return {
-        key: row.key ?? null,
-        calls: n("calls"),
-        input_tokens: n("input_tokens"),
-        output_tokens: n("output_tokens"),
-        cache_read_tokens: n("cache_read_tokens"),
-        cache_write_tokens: n("cache_write_tokens"),
-        cache_write_1h_tokens: n("cache_write_1h_tokens"),
-        reasoning_tokens: n("reasoning_tokens"),
-        cost_usd: n("cost_nano_usd") / 1e9,
-        cost_nano_usd: n("cost_nano_usd"),
-        unpriced_calls: n("unpriced_calls"),
-      };
-    });
-    const byKey = (a: SummaryRow, b: SummaryRow) => String(a.key).localeCompare(String(b.key));
-    if (filter.by === "day" || filter.by === "hour" || filter.sort === "key") groups.sort(byKey);
-    else {
-      const field = sortValue[filter.sort];
-      groups.sort((a, b) => b[field] - a[field] || b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || byKey(a, b));
-    }
-    const total: SummaryRow = {
-      key: null,
-      calls: 0,
-      input_tokens: 0,
-      output_tokens: 0,
-      cache_read_tokens: 0,
-      cache_write_tokens: 0,
-      cache_write_1h_tokens: 0,
-      reasoning_tokens: 0,
-      cost_usd: 0,
-      cost_nano_usd: 0,
-      unpriced_calls: 0,
-    };
-    for (const row of groups) {
-      for (const field of ["calls", ...summed, "unpriced_calls"] as const) total[field] += row[field];
-    }
-    total.cost_usd = total.cost_nano_usd / 1e9;
-    return {
-      by: filter.by,
-      since: sinceOf(filter) ?? null,
-      until: filter.until ?? null,
-      groups: filter.limit === undefined ? groups : groups.slice(0, filter.limit),
-      group_count: groups.length,
-      total,
-    };
+    const results = await transaction(
+      this.sql,
+      summaryDeadlineMs,
+      async (tx) => {
+        const cursor = usesRollup(filter, postgres) ? await rollupCursor(tx) : 0;
+        const answered = [];
+        for (const query of summaryQueries(filter, cursor, postgres)) {
+          let n = 0;
+          const rows = (await tx.unsafe(
+            query.sql.replace(/\?/g, () => `$${++n}`),
+            query.params,
+          )) as Record<string, unknown>[];
+          answered.push({ query, rows });
+        }
+        return answered;
+      },
+      "ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    );
+    return summaryFromRows(filter, results);
   }
 }

@@ -3,17 +3,22 @@
  *  - `begin` writes the call's intent to `audit_intents` (tagged with this replica's id) before the
  *    call is forwarded. Intents of concurrent calls are group-committed: everything that arrives
  *    within `intentDelayMs` (default 1 ms), or while the previous flush is in flight, goes in one
- *    INSERT; each `begin` resolves once its row is committed, and rejects at once if PostgreSQL is
- *    unreachable (→ 503 audit_unavailable unless failOpen).
- *  - `commit` writes the final record over its intent the same way (durable when it resolves),
- *    then queues it for the chain: an appender takes up to `batchRows` queued records per
- *    transaction, appends them under the chain lock (./chain.ts, COPY) and deletes their intents
- *    in the same transaction — a record lands and its intent goes atomically.
+ *    COPY (its own transaction); each `begin` resolves once its row is committed, and rejects at
+ *    once if PostgreSQL is unreachable (→ 503 audit_unavailable unless failOpen).
+ *  - `commit` queues the final record for the chain and resolves once it is there: an appender
+ *    takes up to `batchRows` queued records per transaction, appends them under the chain lock
+ *    (./chain.ts, COPY) and deletes their intents in the same transaction — the final record
+ *    replaces its intent atomically, in the one write that also makes it durable. (There is no
+ *    separate durable copy of the final record: until its append commits, the call's intent is what
+ *    a survivor finds, so a replica killed before then leaves an `interrupted` record; the client
+ *    has not received the call's last byte yet, which waits for `commit`.)
  *  - Each replica heartbeats `audit_replicas`. A replica whose heartbeat is older than `leaseMs`
  *    is dead: any survivor claims it (FOR UPDATE SKIP LOCKED, so one survivor does it) and commits
- *    its intents — final records as they are, the others as `interrupted` — in one transaction.
+ *    its intents as `interrupted` records (final ones, which older versions wrote, as they are) in
+ *    one transaction.
  *  - While PostgreSQL is down final records stay queued (bounded by `maxBacklog`: beyond it `begin`
- *    rejects), are retried with backoff, and drain when it returns, with no restart.
+ *    rejects), their `commit`s reject (the pipeline logs it), are retried with backoff, and drain
+ *    when it returns, with no restart.
  */
 import type { SQL } from "bun";
 import type { AuditStore, CommittedRecord, Recovery, StoreContext } from "../contract.ts";
@@ -24,11 +29,12 @@ import { defaultCheckpointSettings, type CheckpointSettings } from "../../trail/
 import { errorMessage } from "../../errors.ts";
 import { append, lockChain, tail } from "./chain.ts";
 import { loadMeta, migrate, openPool, parseTarget, PostgresError, type PgTarget } from "./connection.ts";
-import { rowToRecord } from "./rows.ts";
-import { transaction } from "./writer.ts";
+import { fromRow } from "../../trail/row.ts";
+import { copyRows, onConnection, transaction } from "./writer.ts";
 import { PgTrail, signingKeyFor } from "./trail.ts";
 import { PgReader } from "./reader.ts";
 import { PgConsents } from "./consents.ts";
+import { advanceRollup } from "./rollup.ts";
 import { PgKeys } from "./keys.ts";
 
 export interface PgStoreOptions {
@@ -51,15 +57,14 @@ const errorIndex = columns.indexOf("error_type");
 
 interface PendingIntent {
   id: string;
-  final: boolean;
   row: string;
   done: (error?: unknown) => void;
 }
 interface Queued {
   id: string;
   row: SQLValue[];
-  /** Its durable write has settled (succeeded or failed): the appender may take it. */
-  ready: boolean;
+  /** Settles the `commit` that queued it (once: a record retried after a failed append has none). */
+  done: ((error?: unknown) => void) | undefined;
 }
 
 export class PgAuditStore implements AuditStore {
@@ -78,6 +83,8 @@ export class PgAuditStore implements AuditStore {
   private lastCheckpoint = { seq: 0, at: Date.now() };
   private closed = false;
   private readonly intentDelayMs: number;
+  /** How long an idle appender waits for more final records before it appends (the intents' delay). */
+  private readonly appendDelayMs: number;
   private readonly leaseMs: number;
   private readonly batchRows: number;
   private readonly deadlineMs: number;
@@ -98,6 +105,7 @@ export class PgAuditStore implements AuditStore {
     options: PgStoreOptions,
   ) {
     this.intentDelayMs = options.intentDelayMs ?? 1;
+    this.appendDelayMs = this.intentDelayMs;
     this.leaseMs = options.leaseMs ?? 10_000;
     this.batchRows = options.batchRows ?? 1000;
     this.deadlineMs = options.deadlineMs ?? 5000;
@@ -137,7 +145,7 @@ export class PgAuditStore implements AuditStore {
         ),
       );
     }
-    return this.writeIntent(record.id, false, toRow(record));
+    return this.writeIntent(record.id, toRow(record));
   }
 
   commit(record: AuditRecord): Promise<void> {
@@ -152,13 +160,10 @@ export class PgAuditStore implements AuditStore {
       }
       return Promise.resolve();
     }
-    const queued: Queued = { id: record.id, row, ready: false };
-    this.queue.push(queued);
-    const durable = this.writeIntent(record.id, true, row);
-    return durable.finally(() => {
-      queued.ready = true;
-      this.scheduleAppend(0);
-    });
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.queue.push({ id: record.id, row, done: (error) => (error === undefined ? resolve() : reject(error)) });
+    this.scheduleAppend(this.appendDelayMs);
+    return promise;
   }
 
   onCommitted(listener: (records: readonly CommittedRecord[]) => void): () => void {
@@ -167,7 +172,7 @@ export class PgAuditStore implements AuditStore {
   }
 
   async recover(): Promise<Recovery> {
-    return this.claimDead();
+    return this.claimDead(true);
   }
 
   flush(): Promise<void> {
@@ -195,16 +200,20 @@ export class PgAuditStore implements AuditStore {
         if (last.seq > this.lastCheckpoint.seq) await this.trail.checkpoint(tx, last);
       }).catch((error: unknown) => this.log.warn(`audit: no final checkpoint (${errorMessage(error)})`));
     }
-    if (this.queue.length === 0) await this.sql`DELETE FROM audit_replicas WHERE replica_id = ${this.replicaId}`.catch(() => undefined);
+    // With intents left (calls that never ended), the row stays: its lease runs out and a survivor records them.
+    if (this.queue.length === 0) {
+      await this.sql`DELETE FROM audit_replicas WHERE replica_id = ${this.replicaId}
+        AND NOT EXISTS (SELECT 1 FROM audit_intents WHERE replica_id = ${this.replicaId})`.catch(() => undefined);
+    }
     for (const waiter of this.idleWaiters.splice(0)) waiter();
     await this.sql.close({ timeout: 1 });
   }
 
   // --- intents: group commit -------------------------------------------------------------------
 
-  private writeIntent(id: string, final: boolean, row: SQLValue[]): Promise<void> {
+  private writeIntent(id: string, row: SQLValue[]): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.pending.push({ id, final, row: JSON.stringify(row), done: (error) => (error === undefined ? resolve() : reject(error)) });
+    this.pending.push({ id, row: JSON.stringify(row), done: (error) => (error === undefined ? resolve() : reject(error)) });
     if (!this.flushing && this.flushTimer === undefined) this.flushTimer = setTimeout(() => void this.flushIntents(), this.intentDelayMs);
     return promise;
   }
@@ -214,17 +223,13 @@ export class PgAuditStore implements AuditStore {
     if (this.flushing || this.pending.length === 0) return;
     this.flushing = true;
     const batch = this.pending.splice(0);
-    // One row per call (an intent and its final record may meet in one batch: the final wins).
-    const byId = new Map<string, PendingIntent>();
-    for (const intent of batch) byId.set(intent.id, intent);
-    const rows = [...byId.values()];
     try {
-      await transaction(this.sql, this.deadlineMs, (tx) =>
-        tx.unsafe(
-          `INSERT INTO audit_intents (id, replica_id, final, row)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[], $4::text[])
-           ON CONFLICT (id) DO UPDATE SET final = EXCLUDED.final, row = EXCLUDED.row, replica_id = EXCLUDED.replica_id`,
-          [rows.map((r) => r.id), rows.map(() => this.replicaId), rows.map((r) => r.final), rows.map((r) => r.row)],
+      // One COPY, committed on its own (no BEGIN/COMMIT round trips): the rows are durable when it returns.
+      await onConnection(this.sql, this.deadlineMs, (connection) =>
+        copyRows(
+          connection,
+          "audit_intents (id, replica_id, final, row)",
+          batch.map((intent) => [intent.id, this.replicaId, "f", intent.row]),
         ),
       );
       for (const intent of batch) intent.done();
@@ -249,12 +254,7 @@ export class PgAuditStore implements AuditStore {
   }
 
   private async appendBatch(): Promise<void> {
-    const batch: Queued[] = [];
-    for (const queued of this.queue) {
-      if (!queued.ready) break; // keep the chain in the order calls ended
-      batch.push(queued);
-      if (batch.length === this.batchRows) break;
-    }
+    const batch = this.queue.slice(0, this.batchRows);
     if (batch.length === 0) return this.settleIdle();
     this.appending = true;
     try {
@@ -267,9 +267,15 @@ export class PgAuditStore implements AuditStore {
       );
       this.queue.splice(0, batch.length);
       this.failures = 0;
+      for (const queued of batch) queued.done?.();
       this.report(committed);
     } catch (error) {
       this.failures++;
+      const failure = new Error(`the audit trail in PostgreSQL cannot be written (the record stays queued): ${errorMessage(error)}`);
+      for (const queued of batch) {
+        queued.done?.(failure);
+        queued.done = undefined;
+      }
       if (this.failures === 1 || this.failures % 20 === 0) {
         this.log.error(
           `audit: ${this.queue.length} final record(s) queued, PostgreSQL does not take them (${errorMessage(error)}); retrying`,
@@ -278,7 +284,7 @@ export class PgAuditStore implements AuditStore {
     } finally {
       this.appending = false;
     }
-    if (this.queue.some((q) => q.ready)) this.scheduleAppend(this.failures ? Math.min(2000, 100 * 2 ** this.failures) : 0);
+    if (this.queue.length > 0) this.scheduleAppend(this.failures ? Math.min(2000, 100 * 2 ** this.failures) : 0);
     this.settleIdle();
   }
 
@@ -289,8 +295,8 @@ export class PgAuditStore implements AuditStore {
    */
   private async appendRows(tx: SQL, rows: SQLValue[][], ids: string[]): Promise<CommittedRecord[]> {
     await lockChain(tx);
-    // Every committed call has its intent row (written by `commit`), unless a survivor claimed it
-    // or an earlier attempt of this batch landed: only those few need a look at the chain.
+    // Every call that began has its intent row, unless a survivor claimed it or an earlier attempt
+    // of this batch landed: only those few (and calls refused before `begin`) need a look at the chain.
     const had = new Set(
       ((await tx`DELETE FROM audit_intents WHERE id = ANY(${ids}::text[]) RETURNING id`) as { id: string }[]).map((r) => r.id),
     );
@@ -303,7 +309,13 @@ export class PgAuditStore implements AuditStore {
     const fresh = rows.filter((_, i) => !known.has(ids[i]!));
     const { stored, tail } = await append(tx, this.hashKey, fresh);
     await this.maybeCheckpoint(tx, tail);
-    return stored.map(({ seq, hash, row }) => ({ ...rowToRecord(row, seq), seq, hash }));
+    return this.committedRecords(stored);
+  }
+
+  /** The records as listeners get them (built only when someone listens: most replicas have no secondary sink). */
+  private committedRecords(stored: { seq: number; hash: string; row: SQLValue[] }[]): CommittedRecord[] {
+    if (this.listeners.size === 0) return [];
+    return stored.map(({ seq, hash, row }) => ({ ...fromRow(row, seq), seq, hash }));
   }
 
   private async maybeCheckpoint(tx: SQL, tail: { seq: number; hash: string }): Promise<void> {
@@ -331,8 +343,6 @@ export class PgAuditStore implements AuditStore {
   private settleIdle(): void {
     if (this.queue.length === 0 && this.pending.length === 0 && !this.appending && !this.flushing) {
       for (const waiter of this.idleWaiters.splice(0)) waiter();
-    } else if (this.queue.length > 0 && !this.queue.some((q) => q.ready) && this.pending.length === 0 && !this.flushing) {
-      // Nothing can progress until a durable write settles; flush waits for that.
     }
   }
 
@@ -351,14 +361,20 @@ export class PgAuditStore implements AuditStore {
           .sql`INSERT INTO audit_replicas (replica_id) VALUES (${this.replicaId}) ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()`;
       }
       await this.claimDead();
-      if (this.queue.some((q) => q.ready)) this.scheduleAppend(0);
+      if (this.queue.length > 0) this.scheduleAppend(0);
+      await advanceRollup(this.sql);
     } catch {
       // PostgreSQL is unavailable: begin/commit report it; the next beat tries again.
     }
   }
 
-  /** Commits the intents of replicas whose lease ran out (one survivor each, SKIP LOCKED). */
-  private async claimDead(): Promise<Recovery> {
+  /**
+   * Commits the intents of replicas whose lease ran out (one survivor each, SKIP LOCKED). With
+   * `orphans` (at start), also those of replicas that closed with intents left — which a replica
+   * of this version never does (it keeps its row then, and its lease runs out) — at the price of a
+   * scan of the intents, too dear for every heartbeat.
+   */
+  private async claimDead(orphans = false): Promise<Recovery> {
     const total: Recovery = { interrupted: 0, finished: 0 };
     const committed = await transaction(this.sql, this.deadlineMs * 2, async (tx) => {
       const dead = (await tx`SELECT replica_id FROM audit_replicas
@@ -366,10 +382,17 @@ export class PgAuditStore implements AuditStore {
         FOR UPDATE SKIP LOCKED`) as { replica_id: string }[];
       // Intents whose replica row is gone (it closed with work it could not commit) are orphans.
       const ids = dead.map((d) => d.replica_id);
-      const intents = (await tx`DELETE FROM audit_intents
-        WHERE replica_id = ANY(${ids}::text[])
-           OR (replica_id <> ${this.replicaId} AND NOT EXISTS (SELECT 1 FROM audit_replicas r WHERE r.replica_id = audit_intents.replica_id))
-        RETURNING id, final, row, created_at`) as { id: string; final: boolean; row: string; created_at: Date }[];
+      type Intent = { id: string; final: boolean; row: string; created_at: Date };
+      const intents = (
+        orphans
+          ? await tx`DELETE FROM audit_intents
+              WHERE replica_id = ANY(${ids}::text[])
+                 OR (replica_id <> ${this.replicaId} AND NOT EXISTS (SELECT 1 FROM audit_replicas r WHERE r.replica_id = audit_intents.replica_id))
+              RETURNING id, final, row, created_at`
+          : ids.length
+            ? await tx`DELETE FROM audit_intents WHERE replica_id = ANY(${ids}::text[]) RETURNING id, final, row, created_at`
+            : []
+      ) as Intent[];
       await tx`DELETE FROM audit_replicas WHERE replica_id = ANY(${ids}::text[])`;
       if (intents.length === 0) return [];
       intents.sort((a, b) => a.created_at.getTime() - b.created_at.getTime());
@@ -393,7 +416,7 @@ export class PgAuditStore implements AuditStore {
         this.hashKey,
         rows.filter((row) => !known.has(String(row[0]))),
       );
-      return stored.map(({ seq, hash, row }) => ({ ...rowToRecord(row, seq), seq, hash }));
+      return this.committedRecords(stored);
     });
     if (committed.length > 0) {
       this.log.info(`audit: recovered ${total.interrupted} interrupted and ${total.finished} finished call(s) of replicas that stopped`);

@@ -1,5 +1,6 @@
 /**
- * Running a transaction on a reserved connection under a deadline of our own. Bun.sql bounds
+ * Writing to PostgreSQL: COPY in text format, and running statements (or a transaction) on a
+ * reserved connection under a deadline of our own. Bun.sql bounds
  * connecting but not a query on an established connection: after a network partition it would
  * wait forever (holding the chain lock's session until the server's keepalive notices). On expiry
  * the connection is closed at once (`close({ timeout: 0 })` rejects what is pending on it) and the
@@ -7,6 +8,7 @@
  * `idle_in_transaction_session_timeout`).
  */
 import type { SQL } from "bun";
+import type { SQLValue } from "../../trail/row.ts";
 
 export class DeadlineError extends Error {
   constructor(ms: number) {
@@ -14,7 +16,22 @@ export class DeadlineError extends Error {
   }
 }
 
-export async function transaction<T>(sql: SQL, ms: number, fn: (tx: SQL) => Promise<T>): Promise<T> {
+export function transaction<T>(sql: SQL, ms: number, fn: (tx: SQL) => Promise<T>, mode = ""): Promise<T> {
+  return onConnection(sql, ms, async (connection) => {
+    await connection.unsafe(mode ? `BEGIN ${mode}` : "BEGIN");
+    try {
+      const result = await fn(connection);
+      await connection.unsafe("COMMIT");
+      return result;
+    } catch (error) {
+      await connection.unsafe("ROLLBACK").catch(() => undefined);
+      throw error;
+    }
+  });
+}
+
+/** `fn` on a reserved connection under the deadline, each statement its own transaction. */
+export async function onConnection<T>(sql: SQL, ms: number, fn: (connection: SQL) => Promise<T>): Promise<T> {
   let timer: Timer | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new DeadlineError(ms)), ms);
@@ -22,15 +39,7 @@ export async function transaction<T>(sql: SQL, ms: number, fn: (tx: SQL) => Prom
   let reserved: (SQL & { release(): void; close(o?: { timeout?: number }): Promise<void> }) | undefined;
   const work = (async () => {
     reserved = (await sql.reserve()) as typeof reserved;
-    await reserved!.unsafe("BEGIN");
-    try {
-      const result = await fn(reserved!);
-      await reserved!.unsafe("COMMIT");
-      return result;
-    } catch (error) {
-      await reserved!.unsafe("ROLLBACK").catch(() => undefined);
-      throw error;
-    }
+    return fn(reserved!);
   })();
   try {
     const result = await Promise.race([work, deadline]);
@@ -44,4 +53,28 @@ export async function transaction<T>(sql: SQL, ms: number, fn: (tx: SQL) => Prom
   } finally {
     clearTimeout(timer);
   }
+}
+
+const copyEscapes: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+const copyCell = (value: SQLValue): string =>
+  value === null ? "\\N" : typeof value === "string" ? value.replace(/[\\\t\n\r]/g, (c) => copyEscapes[c]!) : String(value);
+
+/** One line of COPY's text format. */
+export const copyLine = (row: readonly SQLValue[]): string => `${row.map(copyCell).join("\t")}\n`;
+
+/** `COPY target FROM STDIN` (text format) of `text`, lines made by `copyLine`. */
+export async function copyText(connection: SQL, target: string, text: string): Promise<void> {
+  if (!text) return;
+  const query = connection.unsafe(`COPY ${target} FROM STDIN`);
+  const writer = query.writable().getWriter();
+  await writer.write(text);
+  await writer.close();
+  await query;
+}
+
+/** `COPY target FROM STDIN` of rows (`target` names the table and its columns in the rows' order). */
+export function copyRows(connection: SQL, target: string, rows: readonly (readonly SQLValue[])[]): Promise<void> {
+  let text = "";
+  for (const row of rows) text += copyLine(row);
+  return copyText(connection, target, text);
 }

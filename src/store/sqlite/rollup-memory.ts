@@ -10,7 +10,8 @@
  */
 import type { Database, Statement } from "bun:sqlite";
 import { columns, type SQLValue } from "../../trail/row.ts";
-import { accumulate, rollupDimensions, rollupValueColumns, summedColumns, tagPairs } from "./rollup.ts";
+import { accumulate, rollupDimensions, rollupValueColumns, summedColumns } from "../rollup.ts";
+import { tagPairs } from "./rollup.ts";
 
 const index = (column: string) => columns.indexOf(column as (typeof columns)[number]);
 const dimensions = Object.entries(rollupDimensions).map(([dim, { js }]) => ({ dim, js }));
@@ -89,4 +90,4 @@ export class RollupSums {
 
 const upsertSQL = `INSERT INTO usage_rollup (dim, key, provider, day, ${rollupValueColumns.join(", ")})
   VALUES (?, ?, ?, ?, ${rollupValueColumns.map(() => "?").join(", ")})
-  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`;
+  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate()}`;

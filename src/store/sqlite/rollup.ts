@@ -14,40 +14,23 @@
  * dim `tag:<key>` (clear tags and personal ones; a key in both counts once, as clear). A record
  * without a tag is in no row of its dimension: summaries find that usage as the total's (the model
  * rows) minus the tagged. Erasing a personal tag moves its usage out the same way, by trigger.
- *
- * Task contexts are not rolled up: they are free text that rarely repeats ("PR review #456"), so a
- * rollup by task would be about as large as the records and cost the writer as much again (measured:
- * half the rollup's cost). Summaries by task read the records.
+ * What is rolled up (dimensions, summed columns) is shared with PostgreSQL: ../rollup.ts.
  */
 import type { Database } from "bun:sqlite";
 import type { SQLValue } from "../../trail/row.ts";
+import {
+  accumulate,
+  dayOf,
+  providerOf,
+  rollupDimensionList,
+  rollupDimensions,
+  summedColumns,
+  unpricedSQL,
+  type RollupDimension,
+} from "../rollup.ts";
 
-/** A stored record's column, for the JS side of a dimension (the writer's sums, verify). */
-type Column = (name: string) => SQLValue;
-const text = (value: SQLValue): string =>
-  value === null ? "" : typeof value === "string" ? (value.isWellFormed() ? value : value.toWellFormed()) : String(value);
+export { rollupDimensions, rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "../rollup.ts";
 
-/**
- * Rollup dimensions: how each keys a record, in SQL over a row (`NEW`, `OLD`, `audit_records`)
- * and in JS over a stored row — the two must agree (the writer's sums and verify use the JS side;
- * a test holds them to the SQL fold). A missing value is keyed ''.
- * - agent, user, model, key: the record's agent_id, user_id, model, key_id;
- * - hour: the hour of the day (`13`), so hourly series over a long range read the rollup;
- * - status: `<outcome>:<HTTP status>` (`rejected:429`, `interrupted:`), for refused and failed calls.
- */
-export const rollupDimensions = {
-  agent: { sql: (r: string) => `coalesce(${r}.agent_id, '')`, js: (get: Column) => text(get("agent_id")) },
-  user: { sql: (r: string) => `coalesce(${r}.user_id, '')`, js: (get: Column) => text(get("user_id")) },
-  model: { sql: (r: string) => `coalesce(${r}.model, '')`, js: (get: Column) => text(get("model")) },
-  key: { sql: (r: string) => `coalesce(${r}.key_id, '')`, js: (get: Column) => text(get("key_id")) },
-  hour: { sql: (r: string) => `substr(${r}.timestamp, 12, 2)`, js: (get: Column) => String(get("timestamp")).slice(11, 13) },
-  status: {
-    sql: (r: string) => `coalesce(${r}.outcome, '') || ':' || coalesce(${r}.status, '')`,
-    js: (get: Column) => `${text(get("outcome"))}:${text(get("status"))}`,
-  },
-} as const;
-export type RollupDimension = keyof typeof rollupDimensions;
-const dimensionList = Object.entries(rollupDimensions) as [RollupDimension, (typeof rollupDimensions)[RollupDimension]][];
 /** Dimensions added after the first rollup migration: backfilled for the records already rolled up. */
 const addedDimensions: readonly RollupDimension[] = ["key", "hour", "status"];
 
@@ -84,35 +67,16 @@ export function tagPairs(tags: SQLValue, personal: SQLValue): [dim: string, valu
   return pairs;
 }
 
-/** Summed columns: record column → rollup column (same names). */
-export const summedColumns = [
-  "input_tokens",
-  "output_tokens",
-  "cache_read_tokens",
-  "cache_write_tokens",
-  "cache_write_1h_tokens",
-  "reasoning_tokens",
-  "cost_nano_usd",
-] as const;
-
-/** A record is unpriced when it has usage but no cost. */
-export const unpricedSQL = (row: string) => `(${row}.cost_nano_usd IS NULL AND ${row}.usage_source != 'none')`;
-
-const dayOf = (row: string) => `substr(${row}.timestamp, 1, 10)`;
-const providerOf = (dim: string, row: string) => (dim === "model" ? `coalesce(${row}.provider, '')` : "''");
-/** A rollup row's values: the call count, the summed columns, the unpriced calls. */
-export const rollupValueColumns = ["calls", ...summedColumns, "unpriced_calls"] as const;
-/** ON CONFLICT … DO UPDATE SET: adds the new values to a rollup row's. */
-export const accumulate = rollupValueColumns.map((c) => `${c} = ${c} + excluded.${c}`).join(", ");
+const accumulateSQL = accumulate();
 
 /** Adds (sign 1) or removes (sign -1) one record's contribution to its rollup rows. */
 function applyRow(row: "NEW" | "OLD", sign: 1 | -1): string {
-  return dimensionList
+  return rollupDimensionList
     .map(([dim, { sql }]) => {
       const values = summedColumns.map((c) => `${sign} * coalesce(${row}.${c}, 0)`).join(", ");
       return `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
     VALUES ('${dim}', ${sql(row)}, ${providerOf(dim, row)}, ${dayOf(row)}, ${sign}, ${values}, ${sign} * ${unpricedSQL(row)})
-    ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate};`;
+    ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulateSQL};`;
     })
     .join("\n  ");
 }
@@ -125,8 +89,8 @@ const foldSQL = (
   SELECT '${dim}', ${rollupDimensions[dim].sql("audit_records")}, ${providerOf(dim, "audit_records")}, ${dayOf("audit_records")}, count(*),
     ${summedColumns.map((c) => `coalesce(sum(${c}), 0)`).join(", ")}, sum(${unpricedSQL("audit_records")})
   FROM audit_records WHERE ${where} GROUP BY 1, 2, 3, 4
-  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`;
-const foldStatements = dimensionList.map(([dim]) => foldSQL(dim, "seq > ?1 AND seq <= ?2"));
+  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulateSQL}`;
+const foldStatements = rollupDimensionList.map(([dim]) => foldSQL(dim, "seq > ?1 AND seq <= ?2"));
 
 /**
  * The tag rows of one record `row` (`NEW`, `OLD`, or a FROM alias): `FROM` clauses and conditions
@@ -147,7 +111,7 @@ const tagFoldSQL = (where: string) =>
   SELECT 'tag:' || j.key, j.value, '', ${dayOf("r")}, count(*), ${summedColumns.map((c) => `coalesce(sum(r.${c}), 0)`).join(", ")},
     sum(${unpricedSQL("r")})
   FROM audit_records AS r, ${from} WHERE ${where} AND ${tagged} GROUP BY 1, 2, 3, 4
-  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`,
+  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulateSQL}`,
   );
 const tagFoldStatements = tagFoldSQL("r.seq > ?1 AND r.seq <= ?2 AND (r.tags IS NOT NULL OR r.personal_tags IS NOT NULL)");
 
@@ -159,7 +123,7 @@ function applyTags(row: "NEW" | "OLD", sign: 1 | -1): string {
     SELECT 'tag:' || j.key, j.value, '', ${dayOf(row)}, ${sign}, ${summedColumns.map((c) => `${sign} * coalesce(${row}.${c}, 0)`).join(", ")},
       ${sign} * ${unpricedSQL(row)}
     FROM ${from} WHERE ${where}
-    ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate};`,
+    ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulateSQL};`,
     )
     .join("\n  ");
 }

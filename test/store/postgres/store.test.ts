@@ -110,6 +110,42 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage con
   });
 });
 
+describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the trail on $name", (driver: TestDriver) => {
+  test("erasing twice, or a user who never called, changes no record and the chain still verifies", async () => {
+    const { store } = await driver.open("erase_twice");
+    try {
+      for (let i = 0; i < 4; i++) await call(store, i, { user_id: i % 2 ? "carol" : "dave" });
+      await store.flush();
+      await store.trail.eraseUser("carol", "cli:test");
+      await store.trail.eraseUser("carol", "cli:test");
+      await store.trail.eraseUser("nobody-at-all", "cli:test");
+      const users = (await store.reader.records(records)).records.map((r) => r.user_id).sort();
+      expect(users).toEqual(["dave", "dave", null, null]);
+      expect(await store.trail.verify("cli:test")).toMatchObject({ ok: true, records: 4, redacted: 2 });
+      const erasures = await store.trail.events(eventFilterSchema.parse({ kind: "erasure" }));
+      expect(erasures.events).toHaveLength(3);
+      expect(JSON.stringify(erasures.events)).not.toContain("carol");
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a deleted record is reported missing at its seq; the status names the tail and the last checkpoint", async () => {
+    const { store, tamper } = await driver.open("missing");
+    try {
+      for (let i = 0; i < 12; i++) await call(store, i);
+      await store.flush();
+      const status = await store.trail.status();
+      expect(status.last_seq).toBeGreaterThanOrEqual(12);
+      expect(status.last_checkpoint?.seq).toBeGreaterThanOrEqual(10);
+      await tamper("DELETE FROM audit_records WHERE seq = 5");
+      expect((await store.trail.verify("cli:test")).failure).toMatchObject({ seq: 5, reason: "missing" });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 describe("PostgreSQL store", () => {
   test("a call's intent is durable in PostgreSQL when begin resolves, and its record joins the chain after commit", async () => {
     const trail = await fresh("basic");
@@ -162,15 +198,21 @@ describe("PostgreSQL store", () => {
     }
   });
 
-  test("a replica that stops heartbeating has its calls committed by a survivor after the lease: in flight as interrupted, finished as they were", async () => {
+  test("a replica that stops heartbeating has its calls committed by a survivor after the lease: in flight as interrupted, committed ones once", async () => {
     const trail = await fresh("lease");
     const dying = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { heartbeatMs: 100_000 });
     const survivor = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 300, heartbeatMs: 100 });
     try {
       for (let i = 0; i < 5; i++) await dying.begin(sampleRecord(i, { outcome: null }));
-      // Its final record is durable (the client saw the call end) but the process dies before the append.
-      (dying as unknown as { scheduleAppend: () => void }).scheduleAppend = () => undefined;
+      // rec-0's commit resolved: it is in the chain (the client saw the call end). rec-1's final
+      // record was handed over but the process dies before its append: the client never got the
+      // call's last byte, and the survivor finds only its intent.
       await dying.commit(sampleRecord(0));
+      expect((await pg.sql.unsafe(`SELECT id FROM "${pg.schema}_lease".audit_records`)).map((r: { id: string }) => r.id)).toEqual([
+        "rec-0",
+      ]);
+      (dying as unknown as { scheduleAppend: () => void }).scheduleAppend = () => undefined;
+      void dying.commit(sampleRecord(1));
       await crash(dying);
       await Bun.sleep(1000);
       const page = await survivor.reader.records(records);
@@ -186,6 +228,26 @@ describe("PostgreSQL store", () => {
     } finally {
       await survivor.close();
       await crash(dying);
+      await trail.drop();
+    }
+  });
+
+  test("a replica that closes with calls still in flight keeps its lease row, so a survivor records those calls as interrupted", async () => {
+    const trail = await fresh("closing");
+    const survivor = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 300, heartbeatMs: 100 });
+    const closing = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 300 });
+    try {
+      await call(closing, 0);
+      await closing.begin(sampleRecord(1, { outcome: null }));
+      await closing.close();
+      for (let tries = 0; tries < 100 && (await survivor.reader.records(records)).records.length < 2; tries++) await Bun.sleep(50);
+      const page = await survivor.reader.records(records);
+      expect(page.records.map((r) => [r.id, r.outcome])).toEqual([
+        ["rec-1", "interrupted"],
+        ["rec-0", "completed"],
+      ]);
+    } finally {
+      await survivor.close();
       await trail.drop();
     }
   });
