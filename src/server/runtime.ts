@@ -51,6 +51,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
     plugins.flatMap((p) => (p.audit ? [{ plugin: p.name, sink: p.audit }] : [])),
     log,
   );
+  const metrics = new Metrics({ backlog: () => store.backlog });
+  const pluginMetrics = metrics.forPlugins();
   const ready: Plugin[] = [];
   try {
     if (!sinks.empty) store.onCommitted((records) => sinks.deliver(records));
@@ -60,7 +62,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       log.warn(`${finished} call(s) had finished but were not committed when the proxy last stopped; committed from the intent log`);
     for (const plugin of plugins) {
       try {
-        await plugin.setup?.({ logDb: options.logDb, log, audit, keys: store.keys });
+        await plugin.setup?.({ logDb: options.logDb, log, audit, keys: store.keys, metrics: pluginMetrics });
       } catch (error) {
         throw new PluginError(plugin.name, "setup", error);
       }
@@ -88,7 +90,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       log,
       inflight: new Set(),
       upstreamSlots: new UpstreamSlots(config.server.maxUpstreamConnections),
-      metrics: new Metrics(),
+      metrics,
     };
   } catch (error) {
     await teardown(ready, log);
