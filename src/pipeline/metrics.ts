@@ -46,7 +46,11 @@ class Histogram {
       into.push(`${name}_bucket{${labels},le="${bound}"} ${cumulative}`);
     }
     cumulative += this.counts[this.bounds.length]!;
-    into.push(`${name}_bucket{${labels},le="+Inf"} ${cumulative}`, `${name}_sum{${labels}} ${this.sum}`, `${name}_count{${labels}} ${cumulative}`);
+    into.push(
+      `${name}_bucket{${labels},le="+Inf"} ${cumulative}`,
+      `${name}_sum{${labels}} ${this.sum}`,
+      `${name}_count{${labels}} ${cumulative}`,
+    );
   }
 }
 
@@ -171,7 +175,8 @@ export class Metrics {
       "# TYPE agent_attr_refusals_total counter",
     );
     for (const [tier, reasons] of this.refusals) {
-      for (const [reason, n] of reasons) lines.push(`agent_attr_refusals_total{tier="${labelValue(tier)}",reason="${labelValue(reason)}"} ${n}`);
+      for (const [reason, n] of reasons)
+        lines.push(`agent_attr_refusals_total{tier="${labelValue(tier)}",reason="${labelValue(reason)}"} ${n}`);
     }
     lines.push(
       "# HELP agent_attr_inflight_calls Calls forwarded upstream whose response has not ended yet.",

@@ -1,5 +1,5 @@
 /** Builds the runtime (store opened, sinks fed, plugins set up) from a validated config, and closes it. */
-import { anthropic, headerAttribution, openai, pricing } from "../../plugins/index.ts";
+import { anthropic, headerAttribution, openai, otel, otelWantedByEnvironment, pricing } from "../../plugins/index.ts";
 import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
@@ -23,9 +23,17 @@ export function withPricing(plugins: Plugin[]): Plugin[] {
   return plugins.some((plugin) => plugin.price) ? plugins : [...plugins, pricing()];
 }
 
-/** The pipeline a config runs: its plugins (or the defaults), priced. */
+/**
+ * Spans are exported when the environment asks for them (OTEL_EXPORTER_OTLP_ENDPOINT or
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set): a config without an `otel()` plugin gets one, last.
+ */
+export function withTracing(plugins: Plugin[], env: Record<string, string | undefined> = process.env): Plugin[] {
+  return otelWantedByEnvironment(env) && !plugins.some((plugin) => plugin.name === "otel") ? [...plugins, otel()] : plugins;
+}
+
+/** The pipeline a config runs: its plugins (or the defaults), priced, traced when the environment asks. */
 export function configuredPlugins(config: Config): Plugin[] {
-  return withPricing(config.plugins ?? defaultPlugins());
+  return withTracing(withPricing(config.plugins ?? defaultPlugins()));
 }
 
 /**
