@@ -5,10 +5,9 @@
  * that finds the queue full is dropped and counted, as are spans whose export failed (the exporter
  * retries what the collector asks it to retry first).
  */
-import type { Tracer } from "@opentelemetry/api";
 import { ExportResultCode } from "@opentelemetry/core";
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace";
-import { endSpan, type EndedCall, type SpanOptions } from "./span.ts";
+import { spanOf, type EndedCall, type SpanOptions, type SpanSource } from "./span.ts";
 
 export interface BatchOptions {
   maxQueueSize: number;
@@ -28,13 +27,11 @@ export class SpanBatcher {
   private exporting: Promise<void> | null = null;
   private closed = false;
 
-  /** `built` is where the tracer's span processor puts the spans `tracer` ends. */
   constructor(
-    private readonly tracer: Tracer,
+    private readonly source: SpanSource,
     private readonly exporter: SpanExporter,
     private readonly options: BatchOptions & SpanOptions,
     private readonly counters: BatchCounters,
-    private readonly built: ReadableSpan[],
   ) {}
 
   /** Calls waiting for their span to be built and sent. */
@@ -86,9 +83,12 @@ export class SpanBatcher {
     if (this.exporting) return this.exporting;
     if (this.queue.length === 0) return Promise.resolve();
     const calls = this.queue.splice(0, this.options.maxExportBatchSize);
-    for (const call of calls) endSpan(this.tracer, call, this.options);
-    // Calls whose parent was not sampled (traceparent flags 00) end no span to export.
-    const spans = this.built.splice(0);
+    const spans: ReadableSpan[] = [];
+    for (const call of calls) {
+      // A call whose parent was not sampled (traceparent flags 00) has no span to export.
+      const span = spanOf(call, this.source, this.options);
+      if (span) spans.push(span);
+    }
     if (spans.length === 0) return this.afterExport();
     this.exporting = new Promise<void>((resolve) => {
       this.exporter.export(spans, (result) => {

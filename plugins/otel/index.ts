@@ -12,11 +12,9 @@
  * `OTEL_TRACES_EXPORTER=none` turns it off. Only `http/protobuf` is spoken: another
  * `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` is a start-up error.
  */
-import type { Tracer } from "@opentelemetry/api";
 import { getNumberFromEnv, getStringFromEnv } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
-import { TracerProvider, type ReadableSpan, type SpanProcessor } from "@opentelemetry/sdk-trace";
 import { definePlugin, parseOptions, type Logger } from "agent-attr";
 import { z } from "zod";
 import { SpanBatcher } from "./batch.ts";
@@ -56,7 +54,7 @@ export function otelWantedByEnvironment(env: Record<string, string | undefined> 
 export function otel(options: OtelOptions = {}) {
   const opts = parseOptions("otel", optionsSchema, options);
   let batcher: SpanBatcher | null = null;
-  let provider: TracerProvider | null = null;
+  let exporter: OTLPTraceExporter | null = null;
 
   return definePlugin({
     name: "otel",
@@ -88,24 +86,15 @@ export function otel(options: OtelOptions = {}) {
           "Spans lost because their export failed (after the exporter's retries).",
         ),
       };
-      const exporter = new OTLPTraceExporter({ url: opts.endpoint, headers: opts.headers });
-      const built: ReadableSpan[] = [];
-      const collect: SpanProcessor = {
-        onStart() {},
-        onEnd: (span) => void built.push(span),
-        forceFlush: () => Promise.resolve(),
-        shutdown: () => Promise.resolve(),
-      };
+      exporter = new OTLPTraceExporter({ url: opts.endpoint, headers: opts.headers });
       const resource = resourceFromAttributes({
         "service.name": opts.serviceName ?? getStringFromEnv("OTEL_SERVICE_NAME") ?? "agent-attr",
       });
       // OTEL_RESOURCE_ATTRIBUTES adds to it; the option or OTEL_SERVICE_NAME names the service.
-      const detected = detectResources({ detectors: [envDetector] });
-      provider = new TracerProvider({ resource: detected.merge(resource), spanProcessors: [collect] });
-      const tracer: Tracer = provider.getTracer("agent-attr");
+      const source = { resource: detectResources({ detectors: [envDetector] }).merge(resource), scope: { name: "agent-attr" } };
       const failures = failureLog(log, url);
       batcher = new SpanBatcher(
-        tracer,
+        source,
         exporter,
         {
           maxQueueSize: opts.maxQueueSize ?? getNumberFromEnv("OTEL_BSP_MAX_QUEUE_SIZE") ?? 2048,
@@ -118,7 +107,6 @@ export function otel(options: OtelOptions = {}) {
           dropped: (n) => counters.dropped.add(n),
           failed: (n, error) => (counters.failed.add(n), failures.failed(n, error)),
         },
-        built,
       );
       const queue = batcher;
       metrics.gauge("agent_attr_otel_queue_calls", "Ended calls waiting for their span to be exported.", () => queue.queued);
@@ -136,7 +124,7 @@ export function otel(options: OtelOptions = {}) {
     },
     async teardown() {
       await batcher?.close(opts.shutdownTimeoutMillis);
-      await provider?.shutdown();
+      await exporter?.shutdown();
     },
   });
 }

@@ -5,8 +5,10 @@
  * not complete. Beside the `gen_ai.*` attributes it carries who acted (`user.id`, `session.id`),
  * the call's cost and its audit record id (`agent_attr.*`), so a trace leads to the record.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapGetter, type Attributes, type Tracer } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type SpanContext } from "@opentelemetry/api";
+import { TraceState, millisToHrTime, parseTraceParent, type InstrumentationScope } from "@opentelemetry/core";
+import type { Resource } from "@opentelemetry/resources";
+import { RandomIdGenerator, type ReadableSpan } from "@opentelemetry/sdk-trace";
 import type { AuditRecord, EndpointKind } from "agent-attr";
 
 /** What the plugin keeps of an ended call until its span is built (small: no request body). */
@@ -41,30 +43,59 @@ const providerNames: Record<string, string> = {
   xai: "x_ai",
 };
 
-const propagator = new W3CTraceContextPropagator();
-
 export interface SpanOptions {
   /** Put `user.id` on spans (a user id leaves the erasable trail for the tracing backend). */
   user: boolean;
 }
 
-/** Builds and ends the span of one call (the tracer's processor takes it from there). */
-export function endSpan(tracer: Tracer, call: EndedCall, options: SpanOptions): void {
+/** What every span of this proxy shares. */
+export interface SpanSource {
+  resource: Resource;
+  scope: InstrumentationScope;
+}
+
+const ids = new RandomIdGenerator();
+const unset = { code: SpanStatusCode.UNSET };
+
+/**
+ * The span of one ended call, built as the exporter reads it (a ReadableSpan) — the SDK's tracer
+ * is not used: it would validate and copy every attribute of a span whose shape is fixed here, at
+ * several times the cost. Null when the inbound trace was not sampled (its flags say so): the
+ * caller's sampling decision holds, as the SDK's default ParentBased sampler does.
+ */
+export function spanOf(call: EndedCall, source: SpanSource, options: SpanOptions): ReadableSpan | null {
   const { record } = call;
+  const parent = call.traceparent ? parseTraceParent(call.traceparent.trim()) : null;
+  if (parent && (parent.traceFlags & TraceFlags.SAMPLED) === 0) return null;
+  const context: SpanContext = {
+    traceId: parent?.traceId ?? ids.generateTraceId(),
+    spanId: ids.generateSpanId(),
+    traceFlags: TraceFlags.SAMPLED,
+    traceState: parent && call.tracestate ? new TraceState(call.tracestate) : undefined,
+  };
   const operation = operations[call.kind];
+  const duration = record.duration_ms ?? 0;
   const start = Date.parse(record.timestamp);
-  const parent = call.traceparent
-    ? propagator.extract(ROOT_CONTEXT, { traceparent: call.traceparent, tracestate: call.tracestate ?? undefined }, defaultTextMapGetter)
-    : ROOT_CONTEXT;
-  const span = tracer.startSpan(
-    record.model ? `${operation} ${record.model}` : operation,
-    { kind: SpanKind.CLIENT, startTime: start, attributes: attributesOf(call, operation, options) },
-    parent,
-  );
-  if (record.outcome !== "completed") {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: record.error_type ?? record.outcome ?? "unknown" });
-  }
-  span.end(start + (record.duration_ms ?? 0));
+  const failed = record.outcome !== "completed";
+  return {
+    name: record.model ? `${operation} ${record.model}` : operation,
+    kind: SpanKind.CLIENT,
+    spanContext: () => context,
+    parentSpanContext: parent ? { ...parent, isRemote: true } : undefined,
+    startTime: millisToHrTime(start),
+    endTime: millisToHrTime(start + duration),
+    duration: millisToHrTime(duration),
+    status: failed ? { code: SpanStatusCode.ERROR, message: record.error_type ?? record.outcome ?? "unknown" } : unset,
+    attributes: attributesOf(call, operation, options),
+    links: [],
+    events: [],
+    ended: true,
+    resource: source.resource,
+    instrumentationScope: source.scope,
+    droppedAttributesCount: 0,
+    droppedEventsCount: 0,
+    droppedLinksCount: 0,
+  };
 }
 
 function attributesOf({ record, finishReasons, tier }: EndedCall, operation: string, options: SpanOptions): Attributes {
@@ -72,11 +103,8 @@ function attributesOf({ record, finishReasons, tier }: EndedCall, operation: str
     "gen_ai.operation.name": operation,
     "gen_ai.provider.name": record.provider ? (providerNames[record.provider] ?? record.provider) : "none",
     "agent_attr.record.id": record.id,
-    "agent_attr.endpoint": record.endpoint,
     "agent_attr.outcome": record.outcome ?? "unknown",
-    "agent_attr.attribution": record.attribution,
     "agent_attr.stream": record.stream,
-    "agent_attr.usage_source": record.usage_source,
   };
   const set = (key: string, value: string | number | null) => {
     if (value !== null) attributes[key] = value;
@@ -95,10 +123,8 @@ function attributesOf({ record, finishReasons, tier }: EndedCall, operation: str
   set("http.response.status_code", record.status);
   if (record.outcome !== "completed") set("error.type", record.error_type ?? record.outcome);
   set("agent_attr.cost_usd", record.cost_usd);
-  set("agent_attr.price_source", record.price_source);
   set("agent_attr.parent_agent.id", record.parent_agent_id);
   set("agent_attr.key.id", record.key_id);
   set("agent_attr.tier", tier);
-  set("agent_attr.ttfb_ms", record.ttfb_ms);
   return attributes;
 }
