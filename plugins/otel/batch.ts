@@ -5,9 +5,14 @@
  * that finds the queue full is dropped and counted, as are spans whose export failed (the exporter
  * retries what the collector asks it to retry first).
  */
-import { ExportResultCode } from "@opentelemetry/core";
-import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace";
-import { spanOf, type EndedCall, type SpanOptions, type SpanSource } from "./span.ts";
+import { ExportResultCode, type ExportResult } from "@opentelemetry/core";
+import type { SpanData } from "./encode.ts";
+import { spanOf, type EndedCall, type SpanOptions } from "./span.ts";
+
+/** Sends one batch of spans (the OTLP exporter). */
+export interface SpanSender {
+  export(spans: SpanData[], done: (result: ExportResult) => void): void;
+}
 
 export interface BatchOptions {
   maxQueueSize: number;
@@ -28,8 +33,7 @@ export class SpanBatcher {
   private closed = false;
 
   constructor(
-    private readonly source: SpanSource,
-    private readonly exporter: SpanExporter,
+    private readonly exporter: SpanSender,
     private readonly options: BatchOptions & SpanOptions,
     private readonly counters: BatchCounters,
   ) {}
@@ -83,10 +87,10 @@ export class SpanBatcher {
     if (this.exporting) return this.exporting;
     if (this.queue.length === 0) return Promise.resolve();
     const calls = this.queue.splice(0, this.options.maxExportBatchSize);
-    const spans: ReadableSpan[] = [];
+    const spans: SpanData[] = [];
     for (const call of calls) {
       // A call whose parent was not sampled (traceparent flags 00) has no span to export.
-      const span = spanOf(call, this.source, this.options);
+      const span = spanOf(call, this.options);
       if (span) spans.push(span);
     }
     if (spans.length === 0) return this.afterExport();

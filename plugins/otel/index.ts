@@ -7,17 +7,18 @@
  * Configured like any OpenTelemetry SDK, by the standard environment (options given here win):
  * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL) or `OTEL_EXPORTER_OTLP_ENDPOINT` (+ `/v1/traces`),
  * `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`, `_TIMEOUT`, `_COMPRESSION` and TLS files (read by the
- * official exporter), `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_MAX_QUEUE_SIZE`,
+ * official OTLP exporter's configuration, ./exporter.ts), `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_MAX_QUEUE_SIZE`,
  * `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`. `OTEL_SDK_DISABLED=true` or
  * `OTEL_TRACES_EXPORTER=none` turns it off. Only `http/protobuf` is spoken: another
  * `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` is a start-up error.
  */
 import { getNumberFromEnv, getStringFromEnv } from "@opentelemetry/core";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
 import { definePlugin, parseOptions, type Logger } from "agent-attr";
 import { z } from "zod";
 import { SpanBatcher } from "./batch.ts";
+import { encodedPreamble } from "./encode.ts";
+import { otlpExporter, type OtlpExporter } from "./exporter.ts";
 
 const positive = z.number().int().positive();
 
@@ -54,7 +55,7 @@ export function otelWantedByEnvironment(env: Record<string, string | undefined> 
 export function otel(options: OtelOptions = {}) {
   const opts = parseOptions("otel", optionsSchema, options);
   let batcher: SpanBatcher | null = null;
-  let exporter: OTLPTraceExporter | null = null;
+  let exporter: OtlpExporter | null = null;
 
   return definePlugin({
     name: "otel",
@@ -86,15 +87,14 @@ export function otel(options: OtelOptions = {}) {
           "Spans lost because their export failed (after the exporter's retries).",
         ),
       };
-      exporter = new OTLPTraceExporter({ url: opts.endpoint, headers: opts.headers });
       const resource = resourceFromAttributes({
         "service.name": opts.serviceName ?? getStringFromEnv("OTEL_SERVICE_NAME") ?? "agent-attr",
       });
       // OTEL_RESOURCE_ATTRIBUTES adds to it; the option or OTEL_SERVICE_NAME names the service.
-      const source = { resource: detectResources({ detectors: [envDetector] }).merge(resource), scope: { name: "agent-attr" } };
+      const preamble = encodedPreamble(detectResources({ detectors: [envDetector] }).merge(resource), "agent-attr");
+      exporter = otlpExporter({ url: opts.endpoint, headers: opts.headers }, preamble);
       const failures = failureLog(log, url);
       batcher = new SpanBatcher(
-        source,
         exporter,
         {
           maxQueueSize: opts.maxQueueSize ?? getNumberFromEnv("OTEL_BSP_MAX_QUEUE_SIZE") ?? 2048,

@@ -5,11 +5,11 @@
  * not complete. Beside the `gen_ai.*` attributes it carries who acted (`user.id`, `session.id`),
  * the call's cost and its audit record id (`agent_attr.*`), so a trace leads to the record.
  */
-import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type SpanContext } from "@opentelemetry/api";
-import { TraceState, millisToHrTime, parseTraceParent, type InstrumentationScope } from "@opentelemetry/core";
-import type { Resource } from "@opentelemetry/resources";
-import { RandomIdGenerator, type ReadableSpan } from "@opentelemetry/sdk-trace";
+import { SpanStatusCode, TraceFlags } from "@opentelemetry/api";
+import { TraceState, parseTraceParent } from "@opentelemetry/core";
+import { RandomIdGenerator } from "@opentelemetry/sdk-trace";
 import type { AuditRecord, EndpointKind } from "agent-attr";
+import type { Attribute, SpanData } from "./encode.ts";
 
 /** What the plugin keeps of an ended call until its span is built (small: no request body). */
 export interface EndedCall {
@@ -48,66 +48,41 @@ export interface SpanOptions {
   user: boolean;
 }
 
-/** What every span of this proxy shares. */
-export interface SpanSource {
-  resource: Resource;
-  scope: InstrumentationScope;
-}
-
 const ids = new RandomIdGenerator();
 const unset = { code: SpanStatusCode.UNSET };
 
 /**
- * The span of one ended call, built as the exporter reads it (a ReadableSpan) — the SDK's tracer
- * is not used: it would validate and copy every attribute of a span whose shape is fixed here, at
- * several times the cost. Null when the inbound trace was not sampled (its flags say so): the
+ * The span of one ended call. Null when the inbound trace was not sampled (its flags say so): the
  * caller's sampling decision holds, as the SDK's default ParentBased sampler does.
  */
-export function spanOf(call: EndedCall, source: SpanSource, options: SpanOptions): ReadableSpan | null {
+export function spanOf(call: EndedCall, options: SpanOptions): SpanData | null {
   const { record } = call;
   const parent = call.traceparent ? parseTraceParent(call.traceparent.trim()) : null;
   if (parent && (parent.traceFlags & TraceFlags.SAMPLED) === 0) return null;
-  const context: SpanContext = {
+  const operation = operations[call.kind];
+  const startMs = Date.parse(record.timestamp);
+  return {
     traceId: parent?.traceId ?? ids.generateTraceId(),
     spanId: ids.generateSpanId(),
-    traceFlags: TraceFlags.SAMPLED,
-    traceState: parent && call.tracestate ? new TraceState(call.tracestate) : undefined,
-  };
-  const operation = operations[call.kind];
-  const duration = record.duration_ms ?? 0;
-  const start = Date.parse(record.timestamp);
-  const failed = record.outcome !== "completed";
-  return {
+    parentSpanId: parent?.spanId ?? null,
+    // The official parser keeps the valid entries (at most 32) of what the caller sent.
+    traceState: parent && call.tracestate ? new TraceState(call.tracestate).serialize() || null : null,
     name: record.model ? `${operation} ${record.model}` : operation,
-    kind: SpanKind.CLIENT,
-    spanContext: () => context,
-    parentSpanContext: parent ? { ...parent, isRemote: true } : undefined,
-    startTime: millisToHrTime(start),
-    endTime: millisToHrTime(start + duration),
-    duration: millisToHrTime(duration),
-    status: failed ? { code: SpanStatusCode.ERROR, message: record.error_type ?? record.outcome ?? "unknown" } : unset,
+    startMs,
+    endMs: startMs + (record.duration_ms ?? 0),
+    status:
+      record.outcome === "completed" ? unset : { code: SpanStatusCode.ERROR, message: record.error_type ?? record.outcome ?? "unknown" },
     attributes: attributesOf(call, operation, options),
-    links: [],
-    events: [],
-    ended: true,
-    resource: source.resource,
-    instrumentationScope: source.scope,
-    droppedAttributesCount: 0,
-    droppedEventsCount: 0,
-    droppedLinksCount: 0,
   };
 }
 
-function attributesOf({ record, finishReasons, tier }: EndedCall, operation: string, options: SpanOptions): Attributes {
-  const attributes: Attributes = {
-    "gen_ai.operation.name": operation,
-    "gen_ai.provider.name": record.provider ? (providerNames[record.provider] ?? record.provider) : "none",
-    "agent_attr.record.id": record.id,
-    "agent_attr.outcome": record.outcome ?? "unknown",
-    "agent_attr.stream": record.stream,
-  };
-  const set = (key: string, value: string | number | null) => {
-    if (value !== null) attributes[key] = value;
+function attributesOf({ record, finishReasons, tier }: EndedCall, operation: string, options: SpanOptions): Attribute[] {
+  const attributes: Attribute[] = [
+    ["gen_ai.operation.name", operation],
+    ["gen_ai.provider.name", record.provider ? (providerNames[record.provider] ?? record.provider) : "none"],
+  ];
+  const set = (key: string, value: string | number | null, type?: "int" | "double") => {
+    if (value !== null) attributes.push([key, value, type]);
   };
   set("gen_ai.request.model", record.model);
   set("gen_ai.response.model", record.response_model);
@@ -115,14 +90,17 @@ function attributesOf({ record, finishReasons, tier }: EndedCall, operation: str
   set("gen_ai.usage.output_tokens", record.output_tokens);
   set("gen_ai.usage.cache_read.input_tokens", record.cache_read_tokens);
   set("gen_ai.usage.cache_creation.input_tokens", record.cache_write_tokens);
-  if (finishReasons.length > 0) attributes["gen_ai.response.finish_reasons"] = [...finishReasons];
+  if (finishReasons.length > 0) attributes.push(["gen_ai.response.finish_reasons", finishReasons]);
   set("gen_ai.agent.id", record.agent_id);
   set("gen_ai.conversation.id", record.session_id);
   set("session.id", record.session_id);
   if (options.user) set("user.id", record.user_id);
   set("http.response.status_code", record.status);
   if (record.outcome !== "completed") set("error.type", record.error_type ?? record.outcome);
-  set("agent_attr.cost_usd", record.cost_usd);
+  set("agent_attr.record.id", record.id);
+  set("agent_attr.cost_usd", record.cost_usd, "double");
+  set("agent_attr.outcome", record.outcome ?? "unknown");
+  attributes.push(["agent_attr.stream", record.stream]);
   set("agent_attr.parent_agent.id", record.parent_agent_id);
   set("agent_attr.key.id", record.key_id);
   set("agent_attr.tier", tier);

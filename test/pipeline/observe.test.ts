@@ -48,7 +48,7 @@ test("each ended call once, after its record: answered, streamed and refused cal
   expect([plain.status, streamed.status, refused.status]).toEqual([200, 200, 400]);
   expect(plain.text).toContain("Hello world");
   await proxy.records();
-  expect(seen.map((c) => c.record.id)).toEqual([plain.id, streamed.id, refused.id]);
+  expect(seen.map((c) => c.record.id as string | null)).toEqual([plain.id, streamed.id, refused.id]);
   const [first, second, third] = seen;
   expect(first!.record.outcome).toBe("completed");
   expect(first!.finishReasons).toEqual(["stop"]);
