@@ -32,7 +32,10 @@ const optionsSchema = z
     serviceName: z.string().min(1).optional(),
     /** Calls that may wait for export; past it they are dropped and counted (default 2048). */
     maxQueueSize: positive.optional(),
-    /** Spans per export (default 512). */
+    /**
+     * Spans per export (default 128, below the SDK's 512: a batch is encoded in one piece on the
+     * event loop, and a smaller one keeps that pause under a millisecond or so).
+     */
     maxExportBatchSize: positive.optional(),
     /** How long a call waits for its batch to fill before the batch is sent (ms, default 5000). */
     scheduledDelayMillis: positive.optional(),
@@ -98,7 +101,7 @@ export function otel(options: OtelOptions = {}) {
         exporter,
         {
           maxQueueSize: opts.maxQueueSize ?? getNumberFromEnv("OTEL_BSP_MAX_QUEUE_SIZE") ?? 2048,
-          maxExportBatchSize: opts.maxExportBatchSize ?? getNumberFromEnv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") ?? 512,
+          maxExportBatchSize: opts.maxExportBatchSize ?? getNumberFromEnv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") ?? 128,
           scheduledDelayMillis: opts.scheduledDelayMillis ?? getNumberFromEnv("OTEL_BSP_SCHEDULE_DELAY") ?? 5000,
           user: opts.user,
         },
