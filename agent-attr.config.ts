@@ -62,6 +62,10 @@ export default defineConfig({
       // store: redisLimiterStore({ url: "redis://127.0.0.1:6379", failOpen: false }), imported from "agent-attr/plugins".
     }),
     sqliteAudit(), // path: --log-db, AGENT_ATTR_LOG_DB or ./audit.db
+    // One OpenTelemetry span per call (GenAI conventions, child of the caller's traceparent) over OTLP/HTTP.
+    // Setting OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318) switches it on without this line;
+    // OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES apply as usual. Import otel from "agent-attr/plugins".
+    // otel({ endpoint: "http://localhost:4318/v1/traces", user: true }), // user: false keeps user ids off the spans
   ],
   audit: {
     failOpen: false, // true forwards calls even when the audit log cannot be written

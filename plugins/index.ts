@@ -19,3 +19,4 @@ export {
   type Meter,
   type MeterState,
 } from "./tiers/index.ts";
+export { otel, otelWantedByEnvironment, type OtelOptions } from "./otel/index.ts";

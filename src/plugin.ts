@@ -12,6 +12,7 @@
  * | auditStore     | record       | the primary store (at most one plugin; none: `--log-db`'s)  |
  * | audit          | record       | every secondary sink gets every committed record, in seq order |
  * | limit.settle   | settle       | after the response ended, with the final record             |
+ * | observe        | observe      | every plugin, once the call is over (telemetry: spans, metrics) |
  *
  * A hook that throws is reported as `[plugin NAME] HOOK: message`; it never corrupts a response.
  */
@@ -99,6 +100,11 @@ export interface LimitStage {
    * field, so a reservation that assumed it is a real bound. The lowest cap asked for wins.
    */
   capOutput(maxTokens: number): void;
+  /**
+   * Names the tier the call is limited under (the first name given wins), so `/metrics` counts its
+   * refusals by tier. Without one the principal's tier is used, else `none`.
+   */
+  noteTier(tier: string): void;
 }
 
 /** What a limit check that lets a call through may say about it. */
@@ -171,6 +177,36 @@ export interface AuditSink {
   flush?(): void | Promise<void>;
 }
 
+/** A counter a plugin adds to `/metrics` (PluginMetrics.counter). */
+export interface PluginCounter {
+  /** Adds `n` (default 1; a negative or non-finite `n` is ignored). */
+  add(n?: number): void;
+}
+
+/**
+ * Metrics a plugin adds to `GET /metrics` beside the proxy's own. Names must be valid Prometheus
+ * names, unique across plugins; a counter's name ends in `_total`. Register them in `setup`.
+ */
+export interface PluginMetrics {
+  counter(name: string, help: string): PluginCounter;
+  /** A gauge read when `/metrics` is scraped: `read` must be cheap and must not throw. */
+  gauge(name: string, help: string, read: () => number): void;
+}
+
+/** A call that has ended, as `Plugin.observe` sees it. */
+export interface ObservedCall {
+  readonly ctx: CallContext;
+  /** Its final record, as the primary store was given it (`seq` and `hash` come with the commit: see `audit`). */
+  readonly record: AuditRecord;
+  /**
+   * Why the model stopped, one entry per generation, as the provider's meter read it (e.g. `stop`,
+   * `length`, `tool_calls`, `end_turn`); empty when unknown or when no answer arrived.
+   */
+  readonly finishReasons: readonly string[];
+  /** The tier the call was limited under (LimitStage.noteTier), else the principal's, else null. */
+  readonly tier: string | null;
+}
+
 export interface PluginSetupContext {
   /** `--log-db` (or AGENT_ATTR_LOG_DB, `audit.logDb`, ./audit.db): a file path or a URL. */
   logDb: string;
@@ -179,6 +215,8 @@ export interface PluginSetupContext {
   audit: TrailSettings;
   /** The primary store's proxy keys (open by the time `setup` runs). */
   keys: ProxyKeyStore;
+  /** Where the plugin adds its own counters and gauges to `/metrics`. */
+  metrics: PluginMetrics;
 }
 
 export interface Plugin {
@@ -204,6 +242,13 @@ export interface Plugin {
    * closes it after the last call; the CLI opens its `openAdmin` handle.
    */
   auditStore?: AuditStoreProvider;
+  /**
+   * Told of every call once it is over — its final record handed to the store, its limits settled —
+   * refused calls included: for telemetry (spans, metrics). Called synchronously on the proxy's
+   * event loop, so keep it to reading fields and a push onto a bounded queue of the plugin's own;
+   * encode and send later, in batches. A throw is logged as `[plugin NAME] observe: message`.
+   */
+  observe?(call: ObservedCall): void;
   /** Extra HTTP routes, mounted on the proxy's port. */
   routes?(app: Elysia): unknown;
 }

@@ -81,6 +81,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
           );
         }
         const tierName = tierOf(ctx, opts, matchers);
+        stage.noteTier(tierName);
         const tier = opts.tiers[tierName]!;
         const reservation = reservationOf(ctx, opts.maxOutputTokens);
         const needsCost = tier.costPerDay !== undefined || tier.costPerMonth !== undefined;

@@ -135,6 +135,8 @@ export interface CallContext {
   consent?: CallConsent;
   /** Output tokens a limit plugin bounded this call to (LimitStage.capOutput), if any. */
   outputCap?: number;
+  /** The tier a limit plugin limited this call under (LimitStage.noteTier), if any. */
+  tier?: string;
 }
 
 /** What a provider's meter learned from a response (DESIGN §6 normalised usage). */
@@ -144,6 +146,11 @@ export interface MeterResult {
   /** The stream reached its terminal event (`[DONE]`, `message_stop`, `response.completed`). */
   terminal: boolean;
   errorType: string | null;
+  /**
+   * Why the model stopped, one entry per generation, as the provider names it (`stop`, `length`,
+   * `tool_calls`, `end_turn`…). Absent when the meter does not read them; empty when none arrived.
+   */
+  finishReasons?: readonly string[];
   /**
    * The generated text the response delivered so far (content, tool-call arguments, reasoning),
    * for estimating usage when none arrived (an aborted or broken stream). Called only then. A long

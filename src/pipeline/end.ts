@@ -3,7 +3,7 @@
  * upstream unreachable, its response done, broken off or cancelled by the client — a call ends
  * here: its final record is built from how it ended (outcome, usage or an estimate of it, price:
  * stage 7), handed to the primary store (stage 8; the secondary sinks get it once the store has
- * committed it), and the limiters settle with it (stage 9). Each runs
+ * committed it), the limiters settle with it (stage 9), and observing plugins are told (stage 10). Each runs
  * exactly once per call, however many paths reach it. Never throws: a failure here is logged and
  * the client's answer is unaffected.
  */
@@ -11,6 +11,7 @@ import { noUsage, type AuditRecord, type Outcome, type Usage, type UsageSource }
 import { ProxyError, errorMessage } from "../errors.ts";
 import type { StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, EndpointKind, MeterResult } from "./context.ts";
+import type { ObservedCall } from "../plugin.ts";
 import { estimateUsage } from "./estimate.ts";
 import { runSequential } from "./hooks.ts";
 import { costFields, hasUsage, priceUsage } from "./price.ts";
@@ -55,6 +56,7 @@ export function callEnding(ctx: CallContext, inFlight: AuditRecord, provider: Ro
   const record = (end: CallEnd) =>
     (recorded ??= finalRecord(ctx, inFlight, end, provider, rt).then(
       async (final) => {
+        rt.metrics.observe(final, tierOf(ctx));
         await writeRecord(final, rt);
         return final;
       },
@@ -64,10 +66,12 @@ export function callEnding(ctx: CallContext, inFlight: AuditRecord, provider: Ro
       },
     ));
   const finish = (end: CallEnd) =>
-    (finished ??= record(end).then((final) =>
+    (finished ??= record(end).then(async (final) => {
+      if (!final) return;
       // A limiter that reserved before a later stage refused the call gives the reservation back.
-      final ? settle(ctx, final, rt) : undefined,
-    ));
+      await settle(ctx, final, rt);
+      observe(ctx, final, end, rt);
+    }));
   return { record, finish };
 }
 
@@ -146,6 +150,32 @@ const generating = new Set<EndpointKind>(["chat.completions", "completions", "re
 function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage: Usage | null): boolean {
   if (status >= 400 || !generating.has(ctx.endpoint.kind)) return false;
   return outcome !== "completed" || usage === null || usage.output_tokens === null || usage.input_tokens === null;
+}
+
+/** The tier a call was limited under, as a limiter named it, else its principal's. */
+function tierOf(ctx: CallContext): string | null {
+  return ctx.tier ?? ctx.principal?.tier ?? null;
+}
+
+const noReasons: readonly string[] = Object.freeze([]);
+
+/** Stage 10: every plugin that observes is told of the ended call, synchronously. Never throws. */
+function observe(ctx: CallContext, record: AuditRecord, end: CallEnd, rt: Runtime): void {
+  let call: ObservedCall | null = null;
+  for (const plugin of rt.plugins) {
+    if (!plugin.observe) continue;
+    call ??= {
+      ctx,
+      record,
+      finishReasons: (end.kind === "answered" && end.meter.finishReasons) || noReasons,
+      tier: tierOf(ctx),
+    };
+    try {
+      plugin.observe(call);
+    } catch (error) {
+      rt.log.error(`[plugin ${plugin.name}] observe: ${errorMessage(error)}`);
+    }
+  }
 }
 
 /** Stage 9: every limiter reconciles with the final record. Never throws. */
