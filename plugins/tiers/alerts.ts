@@ -62,7 +62,9 @@ export class BudgetAlerts {
   /** After a call of `tierName` settled on `meters`: the alerts its watched budgets have reached. Never throws. */
   async check(tierName: string, meters: readonly NamedMeter[]): Promise<void> {
     const alerts = this.opts.tiers[tierName]?.alerts ?? [];
-    const watched: Watched[] = meters.flatMap((meter) => alerts.filter((alert) => alert.budget === meter.limit).map((alert) => ({ meter, alert })));
+    const watched: Watched[] = meters.flatMap((meter) =>
+      alerts.filter((alert) => alert.budget === meter.limit).map((alert) => ({ meter, alert })),
+    );
     if (watched.length === 0) return;
     try {
       const states = await this.store.peek(

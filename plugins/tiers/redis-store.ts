@@ -200,9 +200,13 @@ export class RedisLimiterStore implements LimiterStore {
     try {
       return Number(await this.run(scripts.claim, keys, args, this.redis.deadline(), { unknown: () => {} })) === 1;
     } catch (error) {
-      throw new LimitsUnavailableError(`Redis at ${this.redis.where} did not answer a budget alert's claim (${messageOf(error)}).`, this.failOpen, {
-        cause: error,
-      });
+      throw new LimitsUnavailableError(
+        `Redis at ${this.redis.where} did not answer a budget alert's claim (${messageOf(error)}).`,
+        this.failOpen,
+        {
+          cause: error,
+        },
+      );
     }
   }
 

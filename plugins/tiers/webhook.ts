@@ -202,7 +202,8 @@ export class WebhookDeliveries {
       const retry = response.status === 408 || response.status === 429 || response.status >= 500;
       return { outcome: retry ? "retry" : "refused", why: `the receiver answered ${response.status}` };
     } catch (error) {
-      if (error instanceof Error && error.name === "TimeoutError") return { outcome: "retry", why: `no answer within ${hook.timeoutMs} ms` };
+      if (error instanceof Error && error.name === "TimeoutError")
+        return { outcome: "retry", why: `no answer within ${hook.timeoutMs} ms` };
       // Never the URL itself: a Slack webhook's URL is its credential.
       const message = (error instanceof Error ? error.message : String(error)).replaceAll(hook.url, new URL(hook.url).origin);
       return { outcome: "retry", why: message };

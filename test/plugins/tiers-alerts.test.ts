@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { headerAttribution, openai, pricing, redisLimiterStore, sqliteAudit, tiers } from "../../plugins/index.ts";
 import type { BudgetAlert } from "../../plugins/tiers/index.ts";
+import { WebhookDeliveries, resolveWebhooks } from "../../plugins/tiers/webhook.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, tempDir, type TestProxy } from "../helpers/proxy.ts";
 import { dropPrefix, sharedRedisURL, uniquePrefix } from "../helpers/redis.ts";
@@ -66,7 +67,10 @@ const chat = (proxy: TestProxy, user: string) =>
 type Limiter = ReturnType<typeof tiers>;
 type WebhookOptions = Partial<NonNullable<Parameters<typeof tiers>[0]["webhooks"]>[string]>;
 
-function limiter(url: string, extra: { store?: Parameters<typeof tiers>[0]["store"]; hook?: WebhookOptions; now?: () => number } = {}): Limiter {
+function limiter(
+  url: string,
+  extra: { store?: Parameters<typeof tiers>[0]["store"]; hook?: WebhookOptions; now?: () => number } = {},
+): Limiter {
   return tiers({
     tiers: { team: { costPerDay: 1, per: ["user"], alerts: [{ budget: "costPerDay", thresholds: [0.5, 0.8, 1], webhook: "ops" }] } },
     default: "team",
@@ -77,7 +81,11 @@ function limiter(url: string, extra: { store?: Parameters<typeof tiers>[0]["stor
 }
 
 const start = (tier: Limiter, logDb = join(tempDir(), "audit.db")) =>
-  startTestProxy(upstream.url, { plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), prices, tier, sqliteAudit()] }, { logDb });
+  startTestProxy(
+    upstream.url,
+    { plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), prices, tier, sqliteAudit()] },
+    { logDb },
+  );
 
 async function alertEvents(proxy: TestProxy) {
   const page = await proxy.runtime.trail.events({ kind: "budget_alert", limit: 100 });
@@ -132,7 +140,12 @@ describe("budget alerts on the in-memory store", () => {
       await proxy.settled(10);
       await receiver.until(5);
       await Bun.sleep(100);
-      expect(receiver.alerts().slice(3).map((a) => [a.who, a.threshold, a.window_end])).toEqual([
+      expect(
+        receiver
+          .alerts()
+          .slice(3)
+          .map((a) => [a.who, a.threshold, a.window_end]),
+      ).toEqual([
         ["bob", 0.5, "2026-05-13T00:00:00.000Z"],
         ["alice", 0.5, "2026-05-14T00:00:00.000Z"],
       ]);
@@ -278,13 +291,86 @@ describe("budget alerts on Redis", () => {
         ["gus", 1],
       ]);
       const events = [...(await alertEvents(a)), ...(await alertEvents(b))];
-      expect(events.map((e) => e.details.alert_id).sort()).toEqual(receiver.alerts().map((alert) => alert.id).sort());
+      expect(events.map((e) => e.details.alert_id).sort()).toEqual(
+        receiver
+          .alerts()
+          .map((alert) => alert.id)
+          .sort(),
+      );
     } finally {
       await a.stop();
       await b.stop();
       receiver.stop();
       await dropPrefix(prefix);
     }
+  });
+});
+
+describe("alert options and the delivery queue", () => {
+  const base = { default: "t", webhooks: { ops: { url: "https://alerts.example/hook", secret } } };
+  const invalid = (options: unknown) => {
+    try {
+      tiers(options as Parameters<typeof tiers>[0]);
+    } catch (error) {
+      return (error as Error).message;
+    }
+    return "accepted";
+  };
+
+  test("an alert names a budget its tier sets and a defined webhook; a json webhook needs a secret", () => {
+    const tier = (alerts: unknown[]) => ({ t: { costPerDay: 5, alerts } });
+    expect(invalid({ ...base, tiers: tier([{ budget: "costPerMonth", webhook: "ops" }]) })).toContain(
+      "tiers.t.alerts.0.budget: tier 't' sets no costPerMonth to alert on",
+    );
+    expect(invalid({ ...base, tiers: tier([{ budget: "costPerDay", webhook: "pager" }]) })).toContain(
+      "tiers.t.alerts.0.webhook: unknown webhook 'pager'; defined: ops",
+    );
+    expect(invalid({ ...base, tiers: tier([{ budget: "costPerDay", webhook: "ops", thresholds: [0.5, 1.5] }]) })).toContain(
+      "tiers.t.alerts.0.thresholds.1",
+    );
+    expect(invalid({ ...base, webhooks: { ops: { url: "https://alerts.example/hook" } }, tiers: tier([]) })).toContain(
+      "webhooks.ops: a json webhook needs a secret or secretEnv",
+    );
+    expect(invalid({ ...base, webhooks: { ops: { url: "ftp://alerts.example/hook", secret } }, tiers: tier([]) })).toContain(
+      "webhooks.ops.url",
+    );
+    expect(
+      invalid({ ...base, webhooks: { ops: { url: "https://alerts.example/hook", secretEnv: "NOT_SET_ANYWHERE_X" } }, tiers: tier([]) }),
+    ).toContain("webhooks.ops.secretEnv names NOT_SET_ANYWHERE_X, which is not set");
+    expect(
+      invalid({
+        ...base,
+        webhooks: { ops: { url: "https://hooks.slack.com/services/T/B/X", format: "slack" } },
+        tiers: tier([{ budget: "costPerDay", webhook: "ops" }]),
+      }),
+    ).toBe("accepted");
+  });
+
+  test("the queue is bounded: past maxQueuedAlerts new alerts are dropped and logged, never waiting in memory", async () => {
+    const held = Promise.withResolvers<void>();
+    const server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch: async () => (await held.promise, new Response(null, { status: 204 })),
+    });
+    const hooks = resolveWebhooks({
+      ops: { url: `http://127.0.0.1:${server.port}/`, format: "json", secret, attempts: 3, backoffMs: 10, timeoutMs: 5000 },
+    });
+    const deliveries = new WebhookDeliveries(hooks, 2);
+    const errors: string[] = [];
+    deliveries.log = { info() {}, warn() {}, error: (m) => errors.push(m) };
+    const alert = (id: string) => ({ id, type: "budget_alert", text: "t" }) as BudgetAlert;
+    expect([
+      deliveries.enqueue("ops", alert("a1")),
+      deliveries.enqueue("ops", alert("a2")),
+      deliveries.enqueue("ops", alert("a3")),
+    ]).toEqual([true, true, false]);
+    expect(deliveries.size).toBe(2);
+    expect(errors[0]).toContain("1 budget alert(s) dropped (2 wait for delivery already, maxQueuedAlerts); the latest, a3");
+    held.resolve();
+    await deliveries.flush(5000);
+    expect(deliveries.size).toBe(0);
+    server.stop(true);
   });
 });
 
