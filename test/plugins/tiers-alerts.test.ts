@@ -3,12 +3,13 @@
 // shutdown, never twice across a restart or across two runtimes on one Redis — and each alert is a
 // budget_alert chain event without the user's id.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { headerAttribution, openai, pricing, redisLimiterStore, sqliteAudit, tiers } from "../../plugins/index.ts";
 import type { BudgetAlert } from "../../plugins/tiers/index.ts";
 import { WebhookDeliveries, resolveWebhooks } from "../../plugins/tiers/webhook.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, tempDir, type TestProxy } from "../helpers/proxy.ts";
+import { namedBlock } from "../helpers/doc-blocks.ts";
 import { dropPrefix, sharedRedisURL, uniquePrefix } from "../helpers/redis.ts";
 import { join } from "node:path";
 
@@ -374,10 +375,8 @@ describe("alert options and the delivery queue", () => {
   });
 });
 
-// The receiver's check, as docs/operators.md shows it (5 lines).
-function verify(header: string, body: string): boolean {
-  const { t, v1 } = Object.fromEntries(header.split(",").map((part) => part.split("=", 2))) as { t: string; v1: string };
-  const expected = createHmac("sha256", secret).update(`${t}.${body}`).digest("hex");
-  const fresh = Math.abs(Date.now() / 1000 - Number(t)) < 300;
-  return fresh && v1.length === expected.length && timingSafeEqual(Buffer.from(v1), Buffer.from(expected));
-}
+// The receiver's check: the block docs/operators.md shows (verify-alert.ts), run as it is.
+const docBlock = join(tempDir(), "verify-alert.ts");
+writeFileSync(docBlock, namedBlock("docs/operators.md", "verify-alert.ts"));
+const { verified } = (await import(docBlock)) as { verified: (header: string, body: string, secret: string) => boolean };
+const verify = (header: string, body: string) => verified(header, body, secret);
