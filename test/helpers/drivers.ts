@@ -11,7 +11,7 @@ import { tempDir } from "./proxy.ts";
 import { tamper } from "./records.ts";
 
 /** What these tests use of a store, in the contract's terms. */
-export type TestStore = Pick<AuditStore, "begin" | "commit" | "flush" | "reader" | "trail" | "close">;
+export type TestStore = Pick<AuditStore, "begin" | "commit" | "flush" | "reader" | "trail" | "keys" | "close">;
 
 export interface OpenedTrail {
   store: TestStore;
@@ -39,6 +39,7 @@ export const sqliteDriver: TestDriver = {
         flush: () => store.flush(),
         reader: store.reader,
         trail: store.trail,
+        keys: store.keys,
         close: () => store.close(),
       },
       tamper: async (sql) => tamper(logDb, sql),
