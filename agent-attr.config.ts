@@ -83,7 +83,7 @@ export default defineConfig({
   admin: {
     // Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN (admin) and AGENT_ATTR_AUDITOR_TOKEN (auditor: read, export, verify).
     tokens: [
-      // { tokenEnv: "SOC_AUDITOR_TOKEN", role: "auditor" },
+      // { tokenEnv: "SOC_AUDITOR_TOKEN", role: "auditor", name: "soc" }, // the trail names its actions api:auditor:soc
     ],
   },
 });
