@@ -245,6 +245,44 @@ describe("budget alerts on the in-memory store", () => {
     receiver.stop();
   });
 
+  test("a daily token quota per agent: the alert counts tokens, and its chain event names the agent (agents are not personal data)", async () => {
+    const receiver = startReceiver();
+    const proxy = await start(
+      tiers({
+        tiers: { bots: { tokensPerDay: 10_000, per: ["agent"], alerts: [{ budget: "tokensPerDay", thresholds: [0.2], webhook: "ops" }] } },
+        default: "bots",
+        webhooks: { ops: { url: receiver.url, secret } },
+      }),
+    );
+    try {
+      const answer = await fetch(`${proxy.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-agent-id": "nightly-bot", "x-user-id": "hana", "x-fake-usage": quarter },
+        body: JSON.stringify({ model: "gpt-alert", max_tokens: 2500, messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(answer.status).toBe(200);
+      await answer.text();
+      const [received] = await receiver.until(1);
+      expect(JSON.parse(received!.body)).toMatchObject({
+        who: "nightly-bot",
+        scope: "agent",
+        budget: "tokens_per_day",
+        unit: "tokens",
+        used: 2500,
+        limit: 10_000,
+      });
+      expect((JSON.parse(received!.body) as BudgetAlert).text).toContain(
+        "has used 25% of the daily token quota of tier bots (2,500 tokens of 10,000 tokens",
+      );
+      const [event] = await alertEvents(proxy);
+      expect(event!.details).toMatchObject({ agent_id: "nightly-bot", scope: "agent", unit: "tokens", used: 2500 });
+      expect(JSON.stringify(event)).not.toContain("hana");
+    } finally {
+      await proxy.stop();
+      receiver.stop();
+    }
+  });
+
   test("a slack webhook gets { text } only, signed when it has a secret", async () => {
     const receiver = startReceiver();
     const proxy = await start(limiter(receiver.url, { hook: { format: "slack" } }));
