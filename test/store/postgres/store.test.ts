@@ -110,7 +110,7 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage con
   });
 
   test("keys: create and revoke are chain events naming the actor and the key, never its secret; a second revoke records nothing", async () => {
-    const { store } = await driver.open("keys");
+    const { store } = await driver.open("contract_keys");
     try {
       const { key, record } = await store.keys.create(
         { agents: ["deploy-bot"], users: ["ops-*", "sre-*"], tier: "pro" },
@@ -135,7 +135,7 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage con
   });
 
   test("a plugin's event (a budget alert) is appended to the chain, listed by its kind, and verified", async () => {
-    const { store } = await driver.open("plugin_event");
+    const { store } = await driver.open("contract_event");
     try {
       await call(store, 1);
       await store.flush();
