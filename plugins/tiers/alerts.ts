@@ -4,7 +4,8 @@
  * whichever replica served it — is recorded in the trail as a `budget_alert` chain event and
  * posted to the alert's webhook in the background (./webhook.ts).
  *
- * After a call settles, the meters of its tier's watched budgets are read (one `peek`) and every
+ * After a call settles, the meters of its tier's watched budgets are read (one `peek`, skipped
+ * once every threshold of the window the call was charged in is known to have fired) and every
  * threshold they have reached is claimed in the limiter store (`LimiterStore.claim`: on Redis an
  * atomic SET NX shared by every replica, kept until the window ends). The claim is what makes it
  * once: only the first claimer alerts, and a process that restarts finds the claims Redis kept.
@@ -62,8 +63,10 @@ export class BudgetAlerts {
   /** After a call of `tierName` settled on `meters`: the alerts its watched budgets have reached. Never throws. */
   async check(tierName: string, meters: readonly NamedMeter[]): Promise<void> {
     const alerts = this.opts.tiers[tierName]?.alerts ?? [];
+    const at = this.now();
+    // A budget whose every threshold has fired in the window the call was charged in needs no read.
     const watched: Watched[] = meters.flatMap((meter) =>
-      alerts.filter((alert) => alert.budget === meter.limit).map((alert) => ({ meter, alert })),
+      alerts.filter((alert) => alert.budget === meter.limit && !this.allFired(meter, alert, at)).map((alert) => ({ meter, alert })),
     );
     if (watched.length === 0) return;
     try {
@@ -77,8 +80,7 @@ export class BudgetAlerts {
         for (const threshold of alert.thresholds) {
           if (spent < threshold * meter.meter.limit) break;
           const endsAt = state.endsAt!;
-          const marker = JSON.stringify([meter.meter.key, endsAt, threshold, alert.webhook]);
-          const at = this.now();
+          const marker = markerOf(meter, endsAt, threshold, alert);
           if (this.known.holds(marker, at)) continue;
           const first = this.store.claim ? await this.store.claim(marker, endsAt, at) : this.local.claim(marker, endsAt, at);
           this.known.claim(marker, endsAt, at);
@@ -90,6 +92,11 @@ export class BudgetAlerts {
       if (!(error instanceof Error && error.name === "LimitsUnavailableError"))
         this.log?.error(`[plugin tiers] budget alerts: ${error instanceof Error ? error.message : String(error)}`);
     }
+  }
+
+  private allFired(meter: NamedMeter, alert: Alert, now: number): boolean {
+    const endsAt = meter.meter.kind === "window" ? meter.meter.endsAt : undefined;
+    return endsAt !== undefined && alert.thresholds.every((t) => this.known.holds(markerOf(meter, endsAt, t, alert), now));
   }
 
   private async raise(tierName: string, { scope, who, meter }: NamedMeter, alert: Alert, threshold: number, spent: number, endsAt: number) {
@@ -141,6 +148,10 @@ function amount(value: number, unit: "nano_usd" | "tokens"): string {
   if (unit === "tokens") return `${value.toLocaleString("en-US")} tokens`;
   return `$${(value / 1e9).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
 }
+
+/** What is claimed once: the budget's meter, its window, the threshold and the webhook. */
+const markerOf = (meter: NamedMeter, endsAt: number, threshold: number, alert: Alert) =>
+  JSON.stringify([meter.meter.key, endsAt, threshold, alert.webhook]);
 
 /** A meter key (./meters.ts: `[tier, scope, owner, limit]`) whose owner is a claimed agent id, not "none of key K". */
 function namesAgent(key: string): boolean {

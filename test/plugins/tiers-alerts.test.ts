@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { headerAttribution, openai, pricing, redisLimiterStore, sqliteAudit, tiers } from "../../plugins/index.ts";
 import type { BudgetAlert } from "../../plugins/tiers/index.ts";
+import type { Logger } from "../../src/index.ts";
 import { WebhookDeliveries, resolveWebhooks } from "../../plugins/tiers/webhook.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, tempDir, type TestProxy } from "../helpers/proxy.ts";
@@ -81,11 +82,11 @@ function limiter(
   });
 }
 
-const start = (tier: Limiter, logDb = join(tempDir(), "audit.db")) =>
+const start = (tier: Limiter, logDb = join(tempDir(), "audit.db"), log?: Logger) =>
   startTestProxy(
     upstream.url,
     { plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), prices, tier, sqliteAudit()] },
-    { logDb },
+    { logDb, ...(log ? { log } : {}) },
   );
 
 async function alertEvents(proxy: TestProxy) {
@@ -233,10 +234,15 @@ describe("budget alerts on the in-memory store", () => {
 
   test("shutdown gives an alert waiting to retry its last attempt now, within the flush deadline", async () => {
     const receiver = startReceiver([500]);
-    const proxy = await start(limiter(receiver.url, { hook: { backoffMs: 600_000 } }));
+    const warnings: string[] = [];
+    const log = { info() {}, warn: (line: string) => void warnings.push(line), error() {} };
+    const proxy = await start(limiter(receiver.url, { hook: { backoffMs: 600_000 } }), join(tempDir(), "audit.db"), log);
     expect(await chat(proxy, "erin")).toBe(200);
     expect(await chat(proxy, "erin")).toBe(200);
-    await receiver.until(1);
+    // The first attempt has failed and the alert waits 10 minutes for its retry.
+    for (const deadline = Date.now() + 10_000; !warnings.some((w) => w.includes("retrying")) && Date.now() < deadline; )
+      await Bun.sleep(10);
+    expect(receiver.received).toHaveLength(1);
     const started = performance.now();
     await proxy.stop();
     expect(performance.now() - started).toBeLessThan(5_000 + 2_000);
