@@ -49,7 +49,16 @@ export default defineConfig({
           per: ["user", "agent"],
           shadow: true,
         },
-        pro: { requestsPerMinute: 300, tokensPerMinute: 400_000, costPerDay: 100, costPerMonth: 2_000, per: ["user", "key"], shadow: true },
+        pro: {
+          requestsPerMinute: 300,
+          tokensPerMinute: 400_000,
+          costPerDay: 100,
+          costPerMonth: 2_000,
+          per: ["user", "key"],
+          shadow: true,
+          // Budget alerts: a POST to the webhook once per window, scope and threshold reached (see webhooks below).
+          // alerts: [{ budget: "costPerMonth", thresholds: [0.5, 0.8, 1], webhook: "finance" }],
+        },
         enterprise: { requestsPerMinute: 3_000, costPerMonth: 50_000, per: ["key"], shadow: true },
       },
       default: "free", // calls that no key (`keys create --tier`) and no rule below assign
@@ -58,6 +67,10 @@ export default defineConfig({
         { agent: ["batch-*", "nightly-*"], tier: "enterprise" },
       ],
       maxOutputTokens: 4096, // output ceiling reserved when a request sets no max_tokens (an assumption, not a bound)
+      webhooks: {
+        // Signed with X-Agent-Attr-Signature (HMAC-SHA256 of "<t>.<body>"); format "slack" posts { text } instead.
+        // finance: { url: "https://alerts.example.com/agent-attr", secretEnv: "AGENT_ATTR_ALERT_SECRET", format: "json" },
+      },
       // Several replicas: set AGENT_ATTR_REDIS_URL to keep these limits in Redis, shared by all of them, or
       // store: redisLimiterStore({ url: "redis://127.0.0.1:6379", failOpen: false }), imported from "agent-attr/plugins".
     }),
@@ -74,7 +87,7 @@ export default defineConfig({
   admin: {
     // Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN (admin) and AGENT_ATTR_AUDITOR_TOKEN (auditor: read, export, verify).
     tokens: [
-      // { tokenEnv: "SOC_AUDITOR_TOKEN", role: "auditor" },
+      // { tokenEnv: "SOC_AUDITOR_TOKEN", role: "auditor", name: "soc" }, // the trail names its actions api:auditor:soc
     ],
   },
 });

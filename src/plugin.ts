@@ -18,7 +18,7 @@
  */
 import type { Elysia } from "elysia";
 import type { AuditRecord, Usage } from "./trail/record.ts";
-import type { AuditStoreProvider, CommittedRecord, ProxyKeyStore, TrailSettings } from "./store/contract.ts";
+import type { AuditStoreProvider, AuditTrail, CommittedRecord, ProxyKeyStore, TrailSettings } from "./store/contract.ts";
 import type { LimitUsage } from "./limit-usage.ts";
 import type { Logger } from "./log.ts";
 import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
@@ -217,6 +217,12 @@ export interface PluginSetupContext {
   keys: ProxyKeyStore;
   /** Where the plugin adds its own counters and gauges to `/metrics`. */
   metrics: PluginMetrics;
+  /**
+   * The primary store's trail, for what a plugin does that an auditor must see (the tiers plugin's
+   * `budget_alert`): `recordEvent` appends a chain event (never personal data in it: events
+   * cannot be erased), `events` lists them.
+   */
+  trail: Pick<AuditTrail, "recordEvent" | "events">;
 }
 
 export interface Plugin {

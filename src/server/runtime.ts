@@ -72,7 +72,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       log.warn(`${finished} call(s) had finished but were not committed when the proxy last stopped; committed from the intent log`);
     for (const plugin of plugins) {
       try {
-        await plugin.setup?.({ logDb: options.logDb, log, audit, keys: store.keys, metrics: pluginMetrics });
+        await plugin.setup?.({ logDb: options.logDb, log, audit, keys: store.keys, metrics: pluginMetrics, trail: store.trail });
       } catch (error) {
         throw new PluginError(plugin.name, "setup", error);
       }
