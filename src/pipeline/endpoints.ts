@@ -62,11 +62,12 @@ export const outputLimitFields = ["max_tokens", "max_completion_tokens", "max_ou
  * The rest of the two APIs: method, path pattern (`{id}` is one path segment), kind, body. Only
  * the wire format decides between OpenAI's and Anthropic's meaning of a shared path (`/v1/files`).
  */
-type SurfaceEntry = readonly [HttpMethod, string, EndpointKind, Endpoint["body"]?];
+type SurfaceEntry = readonly [HttpMethod, string, EndpointKind, Endpoint["body"]?, billed?: boolean];
 
 const surface: readonly SurfaceEntry[] = [
   // OpenAI: Responses API beyond create (background polling, streaming resume, token counts).
   ["POST", "/v1/responses/input_tokens", "responses.input_tokens", "json"],
+  ["POST", "/v1/responses/compact", "responses.compact", "model", true],
   ["GET", "/v1/responses/{id}", "responses.retrieve"],
   ["DELETE", "/v1/responses/{id}", "responses.delete"],
   ["POST", "/v1/responses/{id}/cancel", "responses.cancel", "json"],
@@ -103,13 +104,14 @@ const surface: readonly SurfaceEntry[] = [
   ["GET", "/v1/messages/batches/{id}/results", "messages.batches.results"],
 ];
 
-type Compiled = { method: string; segments: readonly string[]; kind: EndpointKind; body: Endpoint["body"] };
+type Compiled = { method: string; segments: readonly string[]; kind: EndpointKind; body: Endpoint["body"]; billed: boolean };
 
-const compiled: readonly Compiled[] = surface.map(([method, pattern, kind, body]) => ({
+const compiled: readonly Compiled[] = surface.map(([method, pattern, kind, body, billed = false]) => ({
   method,
   segments: pattern.split("/"),
   kind,
   body,
+  billed,
 }));
 
 const matchesPattern = (segments: readonly string[], parts: readonly string[]) =>
@@ -124,5 +126,12 @@ export function v1Endpoint(method: string, path: string, headers: Headers): Endp
   const entry = compiled.find((candidate) => candidate.method === method && matchesPattern(candidate.segments, parts));
   const wire = entry?.kind.startsWith("messages.") ? "anthropic" : wireOfRequest(headers);
   const body = entry ? entry.body : method === "GET" || method === "HEAD" ? undefined : "stream";
-  return { path, method: method as HttpMethod, wire, kind: entry?.kind ?? "other", billed: false, ...(body ? { body } : {}) };
+  return {
+    path,
+    method: method as HttpMethod,
+    wire,
+    kind: entry?.kind ?? "other",
+    billed: entry?.billed ?? false,
+    ...(body ? { body } : {}),
+  };
 }

@@ -38,6 +38,9 @@ export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Ru
     releaseSlot();
   };
   const headers = upstreamRequestHeaders(ctx.request.headers, rt.neverUpstream);
+  // A body streamed through keeps its declared length (uploads are not sent chunked when they were not).
+  const declared = ctx.endpoint.body === "stream" ? ctx.request.headers.get("content-length") : null;
+  if (declared && upstreamBody) headers.set("content-length", declared);
   // A credential goes only to a provider that takes it; with a principal the caller's credential
   // is the proxy's, never a provider's.
   const accepted = ctx.principal ? [] : (provider.adapter.credentialHeaders ?? credentialHeaders);
