@@ -224,13 +224,19 @@ test("a key sent as ?key= goes upstream as x-goog-api-key, never in a URL or a r
 test("Gemini's own errors reach the SDK unchanged and are recorded with their status", async () => {
   const error = await client(proxy, "AIza-wrong")
     .models.generateContent({ model: "gemini-2.5-flash", contents: "hi" })
-    .catch((e: unknown) => e as { status?: number; message: string });
+    .then(
+      () => ({ status: 200, message: "" }),
+      (e: unknown) => e as { status?: number; message: string },
+    );
   expect(error.status).toBe(400);
   expect(error.message).toContain("API key not valid");
   expect(await lastRecord()).toMatchObject({ outcome: "upstream_error", status: 400, error_type: "INVALID_ARGUMENT" });
   const overloaded = await client()
     .models.generateContent({ model: "gemini-2.5-flash", contents: "overload" })
-    .catch((e: unknown) => e as { status?: number });
+    .then(
+      () => ({ status: 200 }),
+      (e: unknown) => e as { status?: number },
+    );
   expect(overloaded.status).toBe(503);
   expect(await lastRecord()).toMatchObject({ outcome: "upstream_error", status: 503, error_type: "UNAVAILABLE", usage_source: "none" });
 });
@@ -238,7 +244,10 @@ test("Gemini's own errors reach the SDK unchanged and are recorded with their st
 test("the proxy's own errors on Gemini paths are in Gemini's shape (google.rpc.Status)", async () => {
   const error = await client(unreachable)
     .models.generateContent({ model: "gemini-2.5-flash", contents: "hi" })
-    .catch((e: unknown) => e as { status?: number; message: string });
+    .then(
+      () => ({ status: 200, message: "" }),
+      (e: unknown) => e as { status?: number; message: string },
+    );
   expect(error.status).toBe(502);
   const response = await fetch(`${unreachable.url}/v1beta/models/gemini-2.5-flash:generateContent`, {
     method: "POST",
