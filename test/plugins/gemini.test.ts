@@ -3,7 +3,8 @@
 // by CRLF CRLF, cumulative usageMetadata).
 import { GoogleGenAI } from "@google/genai";
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { gemini, openai, sqliteAudit } from "../../plugins/index.ts";
+import { apiKeys, gemini, openai, sqliteAudit } from "../../plugins/index.ts";
+import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
 import type { AuditRecord } from "../../src/trail/record.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -18,6 +19,8 @@ const seen: Seen[] = [];
 let upstream: ReturnType<typeof Bun.serve>;
 let proxy: TestProxy;
 let unreachable: TestProxy;
+let keyed: TestProxy;
+let proxyKey: string;
 
 const usageMetadata = {
   promptTokenCount: 120,
@@ -109,10 +112,14 @@ beforeAll(async () => {
   const base = `http://127.0.0.1:${upstream.port}`;
   proxy = await startTestProxy(base, { plugins: [openai(), gemini({ baseURL: base }), sqliteAudit()] });
   unreachable = await startTestProxy(base, { plugins: [gemini({ baseURL: "http://127.0.0.1:9" }), sqliteAudit()] });
+  process.env.GEMINI_API_KEY = "AIza-test-key";
+  keyed = await startTestProxy(base, { plugins: [gemini({ baseURL: base }), apiKeys(), sqliteAudit()] });
+  ({ key: proxyKey } = new SqliteProxyKeys(keyed.logDb).create({ agents: ["gemini-bot"] }));
 });
 afterAll(async () => {
   await proxy.stop();
   await unreachable.stop();
+  await keyed.stop();
   upstream.stop(true);
 });
 
@@ -285,4 +292,30 @@ test("the v1 API's model methods are Gemini's too (the SDK's default version)", 
   expect(result.text).toBe("Hello!");
   expect(seen.at(-1)!.path).toMatch(/^\/v1(beta)?\/models\/gemini-2.5-flash:generateContent$/);
   expect(await lastRecord()).toMatchObject({ provider: "gemini", model: "gemini-2.5-flash", usage_source: "provider", input_tokens: 120 });
+});
+
+test("keys mode: the SDK's key is a proxy key (x-goog-api-key or ?key=), verified; Google gets GEMINI_API_KEY, never the proxy key", async () => {
+  const result = await client(keyed, proxyKey).models.generateContent({ model: "gemini-2.5-flash", contents: "hi" });
+  expect(result.text).toBe("Hello!");
+  expect(seen.at(-1)!.headers["x-goog-api-key"]).toBe("AIza-test-key");
+  expect(await lastRecord(keyed)).toMatchObject({
+    attribution: "verified",
+    agent_id: "gemini-bot",
+    provider: "gemini",
+    usage_source: "provider",
+  });
+  const viaQuery = await fetch(`${keyed.url}/v1beta/models/gemini-2.5-flash:generateContent?key=${proxyKey}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "hi" }] }] }),
+  });
+  expect(viaQuery.status).toBe(401); // a key in the query is not a proxy credential
+  const wrong = await client(keyed, "not-a-proxy-key")
+    .models.generateContent({ model: "gemini-2.5-flash", contents: "hi" })
+    .then(
+      () => ({ status: 200 }),
+      (e: unknown) => e as { status?: number },
+    );
+  expect(wrong.status).toBe(401);
+  expect(JSON.stringify(seen.map((s) => [s.path, s.headers]))).not.toContain(proxyKey);
 });
