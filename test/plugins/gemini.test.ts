@@ -77,13 +77,15 @@ function answer(request: Request, path: string, body: string): Response {
         responseId: "r0",
       });
     case "streamGenerateContent": {
+      if (new URL(request.url).searchParams.get("alt") !== "sse") return Response.json(streamChunks);
       const bytes = new TextEncoder();
       return new Response(
         new ReadableStream({
           async start(controller) {
+            const slow = body.includes("slow");
             for (const chunk of streamChunks) {
               controller.enqueue(bytes.encode(`data: ${JSON.stringify(chunk)}\r\n\r\n`));
-              await Bun.sleep(5);
+              await Bun.sleep(slow ? 2000 : 5);
             }
             controller.close();
           },
@@ -318,4 +320,47 @@ test("keys mode: the SDK's key is a proxy key (x-goog-api-key or ?key=), verifie
     );
   expect(wrong.status).toBe(401);
   expect(JSON.stringify(seen.map((s) => [s.path, s.headers]))).not.toContain(proxyKey);
+});
+
+test("streamGenerateContent without alt=sse (one JSON array of chunks) is metered from its last chunk", async () => {
+  const response = await fetch(`${proxy.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-goog-api-key": "AIza-test-key" },
+    body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "hi" }] }] }),
+  });
+  expect(await response.json()).toEqual(streamChunks);
+  expect(await recordOf(response.headers.get("x-audit-record-id"))).toMatchObject({
+    stream: true,
+    outcome: "completed",
+    input_tokens: 120,
+    output_tokens: 80,
+    usage_source: "provider",
+  });
+});
+
+test("a client that hangs up mid-stream: client_aborted, billed by estimate for what was delivered", async () => {
+  const abort = new AbortController();
+  const stream = await client().models.generateContentStream({
+    model: "gemini-2.5-flash",
+    contents: "slow please",
+    config: { abortSignal: abort.signal },
+  });
+  const pieces: string[] = [];
+  await (async () => {
+    for await (const chunk of stream) {
+      pieces.push(chunk.text ?? "");
+      abort.abort();
+    }
+  })().catch(() => {});
+  expect(pieces).toEqual(["Hel"]);
+  const deadline = Date.now() + 5000;
+  let record: AuditRecord | undefined;
+  while (Date.now() < deadline) {
+    record = (await proxy.records()).at(-1);
+    if (record?.outcome) break;
+    await Bun.sleep(20);
+  }
+  // The prompt count of the first chunk is kept; the output is counted from the text delivered.
+  expect(record).toMatchObject({ outcome: "client_aborted", usage_source: "estimated", input_tokens: 120 });
+  expect(record!.output_tokens).toBeGreaterThan(0);
 });
