@@ -1,6 +1,8 @@
 // The built-in plugins, imported by configs as "agent-attr/plugins".
 export { anthropic } from "./anthropic/index.ts";
+export { azureOpenAI } from "./azure-openai/index.ts";
 export { apiKeys } from "./api-keys/index.ts";
+export { gemini } from "./gemini/index.ts";
 export { headerAttribution } from "./header-attribution/index.ts";
 export { jwtAttribution } from "./jwt-attribution/index.ts";
 export { openai } from "./openai/index.ts";

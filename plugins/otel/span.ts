@@ -21,8 +21,12 @@ export interface EndedCall {
   tier: string | null;
 }
 
-/** `gen_ai.operation.name` per endpoint: the conventions' values, and plain names for the two that are not inference. */
-const operations: Record<EndpointKind, string> = {
+/**
+ * `gen_ai.operation.name` per endpoint: the conventions' values for model calls, plain names for
+ * the two that are not inference; any other endpoint (the rest of the /v1 surface, a provider's
+ * own paths) is named by its kind.
+ */
+const operations: Partial<Record<EndpointKind, string>> = {
   "chat.completions": "chat",
   responses: "chat",
   messages: "chat",
@@ -30,6 +34,14 @@ const operations: Record<EndpointKind, string> = {
   embeddings: "embeddings",
   models: "list_models",
   "messages.count_tokens": "count_tokens",
+  "gemini.generateContent": "generate_content",
+  "gemini.streamGenerateContent": "generate_content",
+  "gemini.embedContent": "embeddings",
+  "gemini.batchEmbedContents": "embeddings",
+  "gemini.countTokens": "count_tokens",
+  "bedrock.converse": "chat",
+  "bedrock.converse-stream": "chat",
+  "bedrock.count-tokens": "count_tokens",
 };
 
 /** `gen_ai.provider.name` for provider plugins the conventions name differently; any other keeps its plugin name. */
@@ -59,7 +71,7 @@ export function spanOf(call: EndedCall, options: SpanOptions): SpanData | null {
   const { record } = call;
   const parent = call.traceparent ? parseTraceParent(call.traceparent.trim()) : null;
   if (parent && (parent.traceFlags & TraceFlags.SAMPLED) === 0) return null;
-  const operation = operations[call.kind];
+  const operation = operations[call.kind] ?? call.kind;
   const startMs = Date.parse(record.timestamp);
   return {
     traceId: parent?.traceId ?? ids.generateTraceId(),

@@ -97,6 +97,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         streamIdleTimeoutMs: config.server.streamIdleTimeoutMs,
         bodyTimeoutMs: config.server.bodyTimeoutMs,
         maxConnectionsPerClient: config.server.maxConnectionsPerClient,
+        maxUploadBytes: config.server.maxUploadBytes,
+        unknownPaths: config.server.unknownPaths,
       },
       tags: { ...config.tags, personalSet: new Set(config.tags.personal.map((key) => tagKey(key) ?? key)) },
       neverUpstream: neverUpstreamWith([consentHeader, ...plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])]),
