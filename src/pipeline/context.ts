@@ -4,7 +4,7 @@
 import type { AttributionKind, Usage } from "../trail/record.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 
-export type WireFormat = "openai" | "anthropic";
+export type WireFormat = "openai" | "anthropic" | "bedrock";
 
 export type EndpointKind =
   | "chat.completions"
@@ -13,14 +13,27 @@ export type EndpointKind =
   | "completions"
   | "models"
   | "messages"
-  | "messages.count_tokens";
+  | "messages.count_tokens"
+  /** AWS Bedrock runtime: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream, CountTokens. */
+  | "bedrock.converse"
+  | "bedrock.converse-stream"
+  | "bedrock.invoke"
+  | "bedrock.invoke-stream"
+  | "bedrock.count-tokens";
 
 export interface Endpoint {
   kind: EndpointKind;
   wire: WireFormat;
-  /** The inbound path, e.g. `/v1/chat/completions`. */
+  /** The inbound path, e.g. `/v1/chat/completions`, or a route pattern (`/model/:modelId/converse`). */
   path: string;
   method: "GET" | "POST";
+  /**
+   * Where the call names its model when not in the body's `model`: a parameter of the path
+   * pattern (Bedrock: `modelId`, URL-decoded, so an ARN arrives whole).
+   */
+  modelParam?: string;
+  /** The path itself says the answer streams (Bedrock's `converse-stream`), whatever the body says. */
+  streams?: boolean;
 }
 
 /**
@@ -147,5 +160,19 @@ export interface Meter {
   event(event: SSEEvent): void;
   /** The whole body of a non-streamed JSON response. */
   json(body: unknown): void;
+  /**
+   * Each chunk of a body in a binary framing the core does not parse — neither server-sent events
+   * nor JSON by its content type, e.g. AWS's `application/vnd.amazon.eventstream` — as it passes.
+   * After each chunk `result().terminal` is asked, as after events. Without it such a body is read
+   * as JSON.
+   */
+  chunk?(bytes: Uint8Array): void;
   result(): MeterResult;
+}
+
+/** What a meter may know of the response it reads, besides its body. */
+export interface MeteredResponse {
+  status: number;
+  /** The upstream's response headers (e.g. Bedrock's `x-amzn-bedrock-input-token-count`). */
+  headers: Headers;
 }

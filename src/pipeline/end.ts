@@ -137,7 +137,17 @@ function outcomeOf(ctx: CallContext, { how, status, meter, signal }: Extract<Cal
 }
 
 /** Endpoints whose tokens someone pays for (embeddings: input only). */
-const generating = new Set<EndpointKind>(["chat.completions", "completions", "responses", "messages", "embeddings"]);
+const generating = new Set<EndpointKind>([
+  "chat.completions",
+  "completions",
+  "responses",
+  "messages",
+  "embeddings",
+  "bedrock.converse",
+  "bedrock.converse-stream",
+  "bedrock.invoke",
+  "bedrock.invoke-stream",
+]);
 
 /**
  * A successful generation whose usage did not arrive in full — the client hung up, the stream broke

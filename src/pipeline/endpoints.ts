@@ -13,6 +13,26 @@ export const endpoints: readonly Endpoint[] = [
   { path: "/v1/models", method: "GET", wire: "anthropic", kind: "models" },
   { path: "/v1/messages", method: "POST", wire: "anthropic", kind: "messages" },
   { path: "/v1/messages/count_tokens", method: "POST", wire: "anthropic", kind: "messages.count_tokens" },
+  // AWS Bedrock runtime, as its SDKs send it: the model id (or ARN) URL-encoded in the path.
+  { path: "/model/:modelId/converse", method: "POST", wire: "bedrock", kind: "bedrock.converse", modelParam: "modelId" },
+  {
+    path: "/model/:modelId/converse-stream",
+    method: "POST",
+    wire: "bedrock",
+    kind: "bedrock.converse-stream",
+    modelParam: "modelId",
+    streams: true,
+  },
+  { path: "/model/:modelId/invoke", method: "POST", wire: "bedrock", kind: "bedrock.invoke", modelParam: "modelId" },
+  {
+    path: "/model/:modelId/invoke-with-response-stream",
+    method: "POST",
+    wire: "bedrock",
+    kind: "bedrock.invoke-stream",
+    modelParam: "modelId",
+    streams: true,
+  },
+  { path: "/model/:modelId/count-tokens", method: "POST", wire: "bedrock", kind: "bedrock.count-tokens", modelParam: "modelId" },
 ];
 
 /** The proxied paths, each with the endpoints it serves (one, or one per wire format). */
@@ -37,9 +57,27 @@ export function endpointFor(candidates: readonly Endpoint[], headers: Headers): 
   return candidates.find((endpoint) => endpoint.wire === wire) ?? candidates[0]!;
 }
 
-/** The wire format whose error shape a path under /v1 should answer in. */
+/** The wire format whose error shape a proxied path (under /v1, or Bedrock's /model) should answer in. */
 export function wireOfPath(path: string): Endpoint["wire"] {
+  if (path.startsWith("/model/")) return "bedrock";
   return path.startsWith("/v1/messages") ? "anthropic" : "openai";
+}
+
+/**
+ * The value of `endpoint.modelParam` in a request's path, URL-decoded; null when the endpoint names
+ * no path parameter or the path does not fit its pattern.
+ */
+export function modelFromPath(endpoint: Endpoint, url: string): string | null {
+  if (!endpoint.modelParam) return null;
+  const path = new URL(url).pathname.split("/");
+  const index = endpoint.path.split("/").indexOf(`:${endpoint.modelParam}`);
+  const raw = index >= 0 ? path[index] : undefined;
+  if (!raw) return null;
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
 }
 
 /** The request-body fields that bound a call's output, across the OpenAI and Anthropic APIs. */

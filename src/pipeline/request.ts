@@ -2,6 +2,7 @@
 import { ProxyError } from "../errors.ts";
 import { readBody } from "../proxy/body.ts";
 import { emptyAttribution, type CallContext, type Endpoint } from "./context.ts";
+import { modelFromPath } from "./endpoints.ts";
 import type { Runtime } from "./runtime.ts";
 
 export function baseContext(request: Request, endpoint: Endpoint): CallContext {
@@ -37,13 +38,22 @@ async function readJSONBody(request: Request, endpoint: Endpoint, rt: Runtime) {
   return { rawBody, body: body as Record<string, unknown> };
 }
 
-/** The call with its body read and checked: the method, JSON, a string `model` on POST. */
+/**
+ * The call with its body read and checked: the method, JSON, a model on POST — the body's string
+ * `model`, or the path's (Bedrock: `/model/{modelId}/…`).
+ */
 export async function readCall(base: CallContext, rt: Runtime): Promise<CallContext> {
   const { request, endpoint } = base;
   if (request.method !== endpoint.method) {
     throw new ProxyError("method_not_allowed", `${endpoint.path} accepts ${endpoint.method}, not ${request.method}.`, {
       allow: endpoint.method,
     });
+  }
+  if (endpoint.modelParam) {
+    const model = modelFromPath(endpoint, request.url);
+    if (!model) throw new ProxyError("missing_model", `The path must name a model: ${endpoint.path}.`);
+    const { rawBody, body } = await readJSONBody(request, endpoint, rt);
+    return { ...base, rawBody, body, model, stream: endpoint.streams === true };
   }
   const { rawBody, body } = await readJSONBody(request, endpoint, rt);
   const model = typeof body?.model === "string" ? body.model : null;
