@@ -9,7 +9,8 @@
  * signed, the raw path and the body) and a mismatch is refused with 403 InvalidSignatureException;
  * a bearer token must be one of `bearerTokens`. Tests steer it with `x-fake-scenario`:
  *   throttle (429 ThrottlingException) | stream-exception (a modelStreamErrorException frame after
- *   the first text delta) | break (the socket dies mid-stream) | gap:<ms> (pause before the end).
+ *   the first text delta) | break (the socket dies mid-stream) | gap:<ms> (pause before the end)
+ *   | corrupt (a frame whose payload fails its CRC, as no AWS stream would send).
  */
 import { Sha256 } from "@aws-crypto/sha256-js";
 import { EventStreamCodec } from "@smithy/core/event-streams";
@@ -214,6 +215,7 @@ export async function startFakeBedrock(options: FakeBedrockOptions): Promise<Fak
     stop: async () => fake.server.stop(true),
   };
   const stream = (frames: Uint8Array[], scenario: string) => {
+    if (scenario === "corrupt") frames[2]![frames[2]!.length - 6]! ^= 0xff;
     const all = Buffer.concat(frames);
     fake.lastStream = all;
     const gap = /^gap:(\d+)$/.exec(scenario);

@@ -75,7 +75,8 @@ function client(
 const messages = [{ role: "user" as const, content: [{ text: "Say hello" }] }];
 
 async function lastRecord(n: number): Promise<AuditRecord> {
-  const records = await proxy.settled(n);
+  // Estimates load the tokenizer on first use: seconds on a loaded machine.
+  const records = await proxy.settled(n, 30_000);
   return records[records.length - 1]!;
 }
 
