@@ -1,7 +1,8 @@
 // The built-in plugins, imported by configs as "agent-attr/plugins".
 export { anthropic } from "./anthropic/index.ts";
 export { apiKeys } from "./api-keys/index.ts";
-export { bedrock, type BedrockOptions } from "./bedrock/index.ts";
+export { bedrock, type AwsCredentialProvider, type AwsCredentials, type BedrockOptions } from "./bedrock/index.ts";
+export { gemini } from "./gemini/index.ts";
 export { headerAttribution } from "./header-attribution/index.ts";
 export { jwtAttribution } from "./jwt-attribution/index.ts";
 export { openai } from "./openai/index.ts";

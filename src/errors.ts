@@ -2,11 +2,10 @@
  * The one catalogue of errors the proxy itself produces — on proxied calls and on the audit API
  * alike. Each code has a fixed HTTP status and an error `type` in the OpenAI vocabulary;
  * `toWireError` renders it in the shape the caller's SDK understands (OpenAI
- * `{error:{message,type,code}}`, Anthropic `{type:"error",error:{type,message}}`, AWS Bedrock
- * `{message}` named by an `x-amzn-ErrorType` header); the audit API answers in the OpenAI shape
- * (`apiError`).
+ * `{error:{message,type,code}}`, Anthropic `{type:"error",error:{type,message}}`); the audit API
+ * answers in the OpenAI shape (`apiError`).
  */
-import type { WireFormat } from "./pipeline/context.ts";
+import type { Endpoint, WireFormat } from "./pipeline/context.ts";
 
 export const errorCatalogue = {
   invalid_json: { status: 400, type: "invalid_request_error" },
@@ -68,24 +67,7 @@ const anthropicType: Record<string, string> = {
   api_error: "api_error",
 };
 
-/**
- * The exception an AWS SDK turns an error into (it reads the `x-amzn-ErrorType` header), by HTTP
- * status: Bedrock runtime's own exception names, so `instanceof ThrottlingException` and the SDK's
- * retry rules work as against AWS.
- */
-function bedrockErrorType(status: number): string {
-  if (status === 401 || status === 403) return "AccessDeniedException";
-  if (status === 404) return "ResourceNotFoundException";
-  if (status === 402) return "ServiceQuotaExceededException";
-  if (status === 429) return "ThrottlingException";
-  if (status === 504) return "ModelTimeoutException";
-  if (status === 502 || status === 503) return "ServiceUnavailableException";
-  if (status >= 500) return "InternalServerException";
-  return "ValidationException";
-}
-
 function wireErrorBody(error: ProxyError, wire: WireFormat): unknown {
-  if (wire === "bedrock") return { message: error.message };
   if (wire === "anthropic") {
     return { type: "error", error: { type: anthropicType[error.type] ?? "api_error", message: error.message } };
   }
@@ -97,11 +79,27 @@ export function apiError(code: ErrorCode, message: string, headers: Record<strin
   return toWireError(new ProxyError(code, message, headers), "openai");
 }
 
+/**
+ * An error answer for a call to `endpoint`: in its own shape when it has one (a provider's wire
+ * format, `Endpoint.errorResponse`), else OpenAI's or Anthropic's. The error's headers and
+ * `extraHeaders` are set on it either way.
+ */
+export function endpointError(error: ProxyError, endpoint: Endpoint, extraHeaders: Record<string, string> = {}): Response {
+  if (!endpoint.errorResponse) return toWireError(error, endpoint.wire, extraHeaders);
+  let response: Response;
+  try {
+    response = endpoint.errorResponse(error);
+  } catch {
+    return toWireError(error, "openai", extraHeaders);
+  }
+  for (const [name, value] of Object.entries({ ...error.headers, ...extraHeaders })) response.headers.set(name, value);
+  return response;
+}
+
 export function toWireError(error: ProxyError, wire: WireFormat, extraHeaders: Record<string, string> = {}): Response {
-  const typeHeader: Record<string, string> = wire === "bedrock" ? { "x-amzn-errortype": bedrockErrorType(error.status) } : {};
   return Response.json(wireErrorBody(error, wire), {
     status: error.status,
-    headers: { ...error.headers, ...typeHeader, ...extraHeaders },
+    headers: { ...error.headers, ...extraHeaders },
   });
 }
 

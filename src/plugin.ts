@@ -35,8 +35,11 @@ export interface UpstreamCall {
    * upstream call, which the adapter may change (e.g. set the provider's key) and send.
    */
   readonly headers: Headers;
-  /** The body to send (the inbound bytes unless a provider rewrote it). */
-  readonly body: Uint8Array | null;
+  /**
+   * The body to send: the inbound bytes (with the provider's edits, if any), or for an endpoint
+   * whose body streams (`body: "stream"`, e.g. a file upload) the inbound stream itself, unread.
+   */
+  readonly body: Uint8Array | ReadableStream<Uint8Array> | null;
   /** Aborts when the client disconnects or the upstream deadline passes. */
   readonly signal: AbortSignal;
 }
@@ -52,12 +55,49 @@ export interface PreparedBody {
   hideEvent?: (event: SSEEvent) => boolean;
 }
 
-/** Inbound headers that carry a client's provider credential. */
-export type CredentialHeader = "authorization" | "x-api-key";
+/**
+ * Inbound headers that carry a client's provider credential: OpenAI's and Anthropic's, Azure's
+ * `api-key`, Google's `x-goog-api-key`. Each goes only to a provider that takes it.
+ */
+export type CredentialHeader = "authorization" | "x-api-key" | "api-key" | "x-goog-api-key";
+
+/** The request a provider's `endpoints.resolve` looks at: its method, path and query, headers. */
+export interface InboundRequest {
+  readonly method: string;
+  /** The path, e.g. `/v1beta/models/gemini-2.5-flash:generateContent` (percent-decoding is the provider's). */
+  readonly path: string;
+  /** The query string (`URL.searchParams`), e.g. `alt=sse`. */
+  readonly query: URLSearchParams;
+  readonly headers: Headers;
+}
+
+/**
+ * A provider's own API paths, beyond the OpenAI and Anthropic surface the core serves under /v1
+ * (e.g. Gemini's `/v1beta/models/{model}:generateContent`, Azure's `/openai/deployments/{d}/…`).
+ * Requests under a prefix are offered to the providers that claim it, in plugin order: the first
+ * that resolves one to an endpoint serves it (stage 1 is decided: `match` is not asked). None: 404
+ * (the core's /v1 surface still serves a /v1 path no provider resolved).
+ */
+export interface ProviderEndpoints {
+  /** Path prefixes, each starting and ending with `/`, e.g. `["/v1beta/"]`. */
+  prefixes: readonly string[];
+  /**
+   * The endpoint this request is (with `billed`, the model its path names, its `errorResponse`),
+   * or null when it is not this provider's. Runs on every request under the prefixes: keep it cheap.
+   */
+  resolve(request: InboundRequest): Endpoint | null;
+}
 
 export interface ProviderAdapter {
-  /** True when this provider serves the call. `model` is null for GET /v1/models. */
+  /**
+   * True when this provider serves a call to one of the core's endpoints (the OpenAI and Anthropic
+   * surface under /v1, `endpoint.wire` says which). `model` is null for calls that name none
+   * (GET /v1/models, retrieving a response, files). Return false for endpoints of wire formats it
+   * does not speak; its own paths come through `endpoints`.
+   */
   match(endpoint: Endpoint, model: string | null): boolean;
+  /** Paths of the provider's own API that it serves (see ProviderEndpoints). */
+  endpoints?: ProviderEndpoints;
   /**
    * The edits to make to the JSON body before forwarding (`body` is the parsed inbound body, for
    * deciding); return null to send the inbound bytes unchanged. `hideEvent` marks stream events

@@ -12,10 +12,12 @@
  * byte for byte; their binary event-stream framing is decoded beside them for usage (./meter.ts).
  */
 import { ProxyError, definePlugin, modelMatcher, parseOptions, upstreamURL, type UpstreamCall } from "agent-attr";
-import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
 import { z } from "zod";
+import { bedrockEndpoint, bedrockPrefixes } from "./endpoints.ts";
 import { bedrockMeter } from "./meter.ts";
-import { bedrockSigner, clientSignatureHeaders, isSigV4 } from "./sign.ts";
+import { bedrockSigner, clientSignatureHeaders, isSigV4, type AwsCredentialProvider, type AwsCredentials } from "./sign.ts";
+
+export type { AwsCredentialProvider, AwsCredentials } from "./sign.ts";
 
 const staticCredentials = z
   .object({
@@ -27,6 +29,8 @@ const staticCredentials = z
 
 const optionsSchema = z
   .object({
+    /** The provider's name in records (default "bedrock"): name each one when you list one per region. */
+    name: z.string().min(1).default("bedrock"),
     /** The AWS region of the upstream and of the signature. Default: AWS_REGION, else AWS_DEFAULT_REGION. */
     region: z
       .string()
@@ -34,14 +38,17 @@ const optionsSchema = z
       .optional(),
     /** Default: AGENT_ATTR_BEDROCK_BASE_URL, else https://bedrock-runtime.{region}.amazonaws.com. */
     baseURL: z.url().optional(),
-    /** Model-id globs this provider serves (`anthropic.*`, `arn:aws:bedrock:*`). Default: all. */
+    /**
+     * Model-id globs this provider serves (`anthropic.*`, `eu.*`, `arn:aws:bedrock:eu-*`). Default:
+     * all. A call for another model is offered to the next Bedrock provider listed (e.g. another region's).
+     */
     models: z.array(z.string().min(1)).optional(),
     /**
      * The proxy's AWS credentials: keys, or a provider function (e.g. `fromNodeProviderChain()` of
      * `@aws-sdk/credential-providers`, asked on every call). Default: the AWS_* environment variables.
      */
     credentials: z
-      .union([staticCredentials, z.custom<AwsCredentialIdentityProvider>((value) => typeof value === "function", "a function")])
+      .union([staticCredentials, z.custom<AwsCredentialProvider>((value) => typeof value === "function", "a function")])
       .optional(),
   })
   .strict();
@@ -49,7 +56,7 @@ const optionsSchema = z
 export type BedrockOptions = z.input<typeof optionsSchema>;
 
 /** The standard AWS environment variables, read on every call. */
-async function environmentCredentials(): Promise<AwsCredentialIdentity> {
+async function environmentCredentials(): Promise<AwsCredentials> {
   const accessKeyId = process.env.AWS_ACCESS_KEY_ID;
   const secretAccessKey = process.env.AWS_SECRET_ACCESS_KEY;
   if (!accessKeyId || !secretAccessKey) {
@@ -84,6 +91,8 @@ export function bedrock(options: BedrockOptions = {}) {
     // The core removed the client's credential already when a proxy key verified the call.
     const bearer = !call.ctx.principal && presented !== null && !isSigV4(presented);
     if (bearer) headers.set("authorization", presented);
+    if (call.body instanceof ReadableStream)
+      throw new Error("a streamed request body cannot be signed (every Bedrock endpoint reads its body whole)");
     const sent = bearer ? headers : await sign({ url, method: call.ctx.endpoint.method, headers, body: call.body });
     return fetch(url, {
       method: call.ctx.endpoint.method,
@@ -96,9 +105,17 @@ export function bedrock(options: BedrockOptions = {}) {
   }
 
   return definePlugin({
-    name: "bedrock",
+    name: opts.name,
     provider: {
-      match: (endpoint, model) => endpoint.wire === "bedrock" && model !== null && matches(model),
+      // No OpenAI or Anthropic endpoint: only Bedrock's own paths, for the models it serves.
+      match: () => false,
+      endpoints: {
+        prefixes: bedrockPrefixes,
+        resolve(request) {
+          const endpoint = bedrockEndpoint(request);
+          return endpoint && (endpoint.model === undefined || matches(endpoint.model)) ? endpoint : null;
+        },
+      },
       credentialHeaders: ["authorization"],
       forward,
       meter: bedrockMeter,

@@ -5,7 +5,18 @@
  */
 import { Sha256 } from "@aws-crypto/sha256-js";
 import { SignatureV4 } from "@smithy/signature-v4";
-import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
+
+/** AWS credentials, as the AWS SDKs' credential providers resolve them. */
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  /** When temporary credentials expire (a provider is asked again on the next call either way). */
+  expiration?: Date;
+}
+
+/** A function that resolves the credentials, e.g. `fromNodeProviderChain()` of `@aws-sdk/credential-providers`. */
+export type AwsCredentialProvider = () => Promise<AwsCredentials>;
 
 /** Headers of a client's own SigV4 signature (and its session token). */
 export const clientSignatureHeaders = ["authorization", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256"] as const;
@@ -26,7 +37,7 @@ export interface UpstreamRequest {
  * Signs requests for Bedrock (`service: bedrock`) in `region`; `sign` returns the headers to send.
  * `credentials` is asked on every call (the signer keeps the derived signing key per day and key).
  */
-export function bedrockSigner(region: string, credentials: AwsCredentialIdentity | AwsCredentialIdentityProvider) {
+export function bedrockSigner(region: string, credentials: AwsCredentials | AwsCredentialProvider) {
   const signer = new SignatureV4({ service: "bedrock", region, credentials, sha256: Sha256 });
   return async function sign(request: UpstreamRequest, signingDate?: Date): Promise<Headers> {
     const headers: Record<string, string> = {};

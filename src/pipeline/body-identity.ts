@@ -25,7 +25,6 @@ const legacyClaudeCode = /^user_([0-9a-f]{64})_account_([0-9a-f-]*)_session_([0-
 
 /** The body's user field of the endpoint's wire format, or null when it has none (or not a string). */
 export function bodyIdentity(body: Record<string, unknown> | null, endpoint: Endpoint): BodyIdentity | null {
-  if (endpoint.wire === "bedrock") return null; // Bedrock's bodies name no end user
   const field = endpoint.wire === "anthropic" ? "metadata.user_id" : "user";
   const value = endpoint.wire === "anthropic" ? asString(asObject(body?.metadata)?.user_id) : asString(body?.user);
   if (value === null) return null;

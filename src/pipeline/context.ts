@@ -3,9 +3,19 @@
  */
 import type { AttributionKind, Usage } from "../trail/record.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
+import type { ProxyError } from "../errors.ts";
 
-export type WireFormat = "openai" | "anthropic" | "bedrock";
+/**
+ * The wire format of an endpoint: whose API shape its requests, responses and errors follow. The
+ * core knows OpenAI's and Anthropic's; a provider that brings its own API names its own (e.g.
+ * `gemini`) and gives its endpoints an `errorResponse`.
+ */
+export type WireFormat = "openai" | "anthropic" | (string & {});
 
+/**
+ * What an endpoint does. The kinds the core knows are listed (./endpoints.ts); providers name their
+ * own (e.g. `gemini.generateContent`), and a path under /v1 the proxy does not know is `other`.
+ */
 export type EndpointKind =
   | "chat.completions"
   | "responses"
@@ -14,26 +24,49 @@ export type EndpointKind =
   | "models"
   | "messages"
   | "messages.count_tokens"
-  /** AWS Bedrock runtime: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream, CountTokens. */
-  | "bedrock.converse"
-  | "bedrock.converse-stream"
-  | "bedrock.invoke"
-  | "bedrock.invoke-stream"
-  | "bedrock.count-tokens";
+  | "other"
+  | (string & {});
 
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS";
+
+/**
+ * How the proxy reads a request body:
+ * - `model`: a JSON object with a string `model` (unless the endpoint's path names the model), read
+ *   whole under `server.maxBodyBytes`; anything else is refused with 400 before it is forwarded.
+ * - `json`: read whole under `server.maxBodyBytes`; parsed when it is a JSON object (its `model`, if
+ *   any, routes the call), forwarded as received whatever it is.
+ * - `stream`: streamed upstream unread, under `server.maxUploadBytes` (file uploads, unknown paths).
+ * Absent: the request has no body (GET, DELETE); none is read or sent.
+ */
+export type BodyMode = "model" | "json" | "stream";
+
+/**
+ * One endpoint a call is made to. The core's OpenAI and Anthropic endpoints are fixed objects; a
+ * provider's own (`ProviderAdapter.endpoints`) are made per request by its `resolve`.
+ */
 export interface Endpoint {
   kind: EndpointKind;
   wire: WireFormat;
-  /** The inbound path, e.g. `/v1/chat/completions`, or a route pattern (`/model/:modelId/converse`). */
+  /** The inbound path without its query string, e.g. `/v1/chat/completions`; recorded as `endpoint`. */
   path: string;
-  method: "GET" | "POST";
+  method: HttpMethod;
+  body?: BodyMode;
   /**
-   * Where the call names its model when not in the body's `model`: a parameter of the path
-   * pattern (Bedrock: `modelId`, URL-decoded, so an ARN arrives whole).
+   * A model call: its usage is metered and priced, and estimated when the response reports none.
+   * Otherwise (retrieve, list, delete, files, token counts) the call is forwarded and recorded with
+   * its outcome and `usage_source: none`.
    */
-  modelParam?: string;
-  /** The path itself says the answer streams (Bedrock's `converse-stream`), whatever the body says. */
-  streams?: boolean;
+  billed: boolean;
+  /** The model, when the path names it (Gemini's `models/{model}:generateContent`, an Azure deployment). */
+  model?: string;
+  /** The response is a stream whatever the body says (Gemini's `:streamGenerateContent`). */
+  stream?: boolean;
+  /**
+   * The proxy's own errors (refusals, an unreachable upstream) in this endpoint's wire format, for
+   * wire formats other than OpenAI's and Anthropic's (which the core renders). The core adds its
+   * headers (`x-audit-record-id`, `retry-after`…) to the response returned.
+   */
+  errorResponse?(error: ProxyError): Response;
 }
 
 /**

@@ -10,7 +10,7 @@
 import { noUsage, type AuditRecord, type Outcome, type Usage, type UsageSource } from "../trail/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
 import type { StreamEnd } from "../proxy/tap.ts";
-import type { CallContext, EndpointKind, MeterResult } from "./context.ts";
+import type { CallContext, MeterResult } from "./context.ts";
 import { estimateUsage } from "./estimate.ts";
 import { runSequential } from "./hooks.ts";
 import { costFields, hasUsage, priceUsage } from "./price.ts";
@@ -88,7 +88,7 @@ async function finalRecord(
       : { ...base, outcome: "upstream_error", status: end.error.status, error_type: end.error.code };
     // A client who hung up on a generation is billed by estimate for the prompt the upstream had
     // already received (nothing was delivered, so output is 0).
-    if (end.clientGone && provider && generating.has(ctx.endpoint.kind)) {
+    if (end.clientGone && provider && ctx.endpoint.billed) {
       const usage = await estimateUsage(ctx, null, "");
       if (usage) Object.assign(final, usage, { usage_source: "estimated" }, costFields(await priceUsage(ctx, provider, usage, null, rt)));
     }
@@ -96,7 +96,8 @@ async function finalRecord(
   }
   const { status, meter } = end;
   const [outcome, errorType] = outcomeOf(ctx, end);
-  let usage = hasUsage(meter.usage) ? meter.usage : null;
+  // Only model calls are metered: a retrieved response or batch reports usage already recorded (or to be).
+  let usage = ctx.endpoint.billed && hasUsage(meter.usage) ? meter.usage : null;
   let source: UsageSource = usage ? "provider" : "none";
   if (needsEstimate(ctx, status, outcome, usage)) {
     const estimate = await estimateUsage(ctx, usage, meter.outputText?.() ?? null);
@@ -136,25 +137,12 @@ function outcomeOf(ctx: CallContext, { how, status, meter, signal }: Extract<Cal
   return ["completed", null];
 }
 
-/** Endpoints whose tokens someone pays for (embeddings: input only). */
-const generating = new Set<EndpointKind>([
-  "chat.completions",
-  "completions",
-  "responses",
-  "messages",
-  "embeddings",
-  "bedrock.converse",
-  "bedrock.converse-stream",
-  "bedrock.invoke",
-  "bedrock.invoke-stream",
-]);
-
 /**
  * A successful generation whose usage did not arrive in full — the client hung up, the stream broke
  * off, or the server reports no usage — is billed by estimate rather than left free.
  */
 function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage: Usage | null): boolean {
-  if (status >= 400 || !generating.has(ctx.endpoint.kind)) return false;
+  if (status >= 400 || !ctx.endpoint.billed) return false;
   return outcome !== "completed" || usage === null || usage.output_tokens === null || usage.input_tokens === null;
 }
 

@@ -1,38 +1,31 @@
 /**
- * The proxied endpoints: path → wire format and kind (DESIGN §2). A path both wire formats use
- * (`GET /v1/models`) is listed once per format; the request's own headers say which it is.
+ * The proxied endpoints of the OpenAI and Anthropic APIs (DESIGN §2). The model calls are fixed
+ * paths, served as static routes (the hot path); the rest of both APIs — retrieving, listing,
+ * cancelling and deleting responses, files, batches, message batches, moderations, token counts —
+ * is recognised by `v1Endpoint` below, and any other path under /v1 is forwarded as `other`
+ * (unless `server.unknownPaths` is "refuse"). A path both wire formats use (`GET /v1/models`,
+ * `/v1/files`) is told apart by the request's own headers (`wireOfRequest`).
  */
-import type { Endpoint, WireFormat } from "./context.ts";
+import type { Endpoint, EndpointKind, HttpMethod, WireFormat } from "./context.ts";
+
+const modelCall = (path: string, wire: WireFormat, kind: EndpointKind): Endpoint => ({
+  path,
+  method: "POST",
+  wire,
+  kind,
+  body: "model",
+  billed: true,
+});
 
 export const endpoints: readonly Endpoint[] = [
-  { path: "/v1/chat/completions", method: "POST", wire: "openai", kind: "chat.completions" },
-  { path: "/v1/responses", method: "POST", wire: "openai", kind: "responses" },
-  { path: "/v1/embeddings", method: "POST", wire: "openai", kind: "embeddings" },
-  { path: "/v1/completions", method: "POST", wire: "openai", kind: "completions" },
-  { path: "/v1/models", method: "GET", wire: "openai", kind: "models" },
-  { path: "/v1/models", method: "GET", wire: "anthropic", kind: "models" },
-  { path: "/v1/messages", method: "POST", wire: "anthropic", kind: "messages" },
-  { path: "/v1/messages/count_tokens", method: "POST", wire: "anthropic", kind: "messages.count_tokens" },
-  // AWS Bedrock runtime, as its SDKs send it: the model id (or ARN) URL-encoded in the path.
-  { path: "/model/:modelId/converse", method: "POST", wire: "bedrock", kind: "bedrock.converse", modelParam: "modelId" },
-  {
-    path: "/model/:modelId/converse-stream",
-    method: "POST",
-    wire: "bedrock",
-    kind: "bedrock.converse-stream",
-    modelParam: "modelId",
-    streams: true,
-  },
-  { path: "/model/:modelId/invoke", method: "POST", wire: "bedrock", kind: "bedrock.invoke", modelParam: "modelId" },
-  {
-    path: "/model/:modelId/invoke-with-response-stream",
-    method: "POST",
-    wire: "bedrock",
-    kind: "bedrock.invoke-stream",
-    modelParam: "modelId",
-    streams: true,
-  },
-  { path: "/model/:modelId/count-tokens", method: "POST", wire: "bedrock", kind: "bedrock.count-tokens", modelParam: "modelId" },
+  modelCall("/v1/chat/completions", "openai", "chat.completions"),
+  modelCall("/v1/responses", "openai", "responses"),
+  modelCall("/v1/embeddings", "openai", "embeddings"),
+  modelCall("/v1/completions", "openai", "completions"),
+  { path: "/v1/models", method: "GET", wire: "openai", kind: "models", billed: false },
+  { path: "/v1/models", method: "GET", wire: "anthropic", kind: "models", billed: false },
+  modelCall("/v1/messages", "anthropic", "messages"),
+  { ...modelCall("/v1/messages/count_tokens", "anthropic", "messages.count_tokens"), billed: false },
 ];
 
 /** The proxied paths, each with the endpoints it serves (one, or one per wire format). */
@@ -57,28 +50,88 @@ export function endpointFor(candidates: readonly Endpoint[], headers: Headers): 
   return candidates.find((endpoint) => endpoint.wire === wire) ?? candidates[0]!;
 }
 
-/** The wire format whose error shape a proxied path (under /v1, or Bedrock's /model) should answer in. */
+/** The wire format whose error shape a path under /v1 should answer in. */
 export function wireOfPath(path: string): Endpoint["wire"] {
-  if (path.startsWith("/model/")) return "bedrock";
   return path.startsWith("/v1/messages") ? "anthropic" : "openai";
-}
-
-/**
- * The value of `endpoint.modelParam` in a request's path, URL-decoded; null when the endpoint names
- * no path parameter or the path does not fit its pattern.
- */
-export function modelFromPath(endpoint: Endpoint, url: string): string | null {
-  if (!endpoint.modelParam) return null;
-  const path = new URL(url).pathname.split("/");
-  const index = endpoint.path.split("/").indexOf(`:${endpoint.modelParam}`);
-  const raw = index >= 0 ? path[index] : undefined;
-  if (!raw) return null;
-  try {
-    return decodeURIComponent(raw);
-  } catch {
-    return null;
-  }
 }
 
 /** The request-body fields that bound a call's output, across the OpenAI and Anthropic APIs. */
 export const outputLimitFields = ["max_tokens", "max_completion_tokens", "max_output_tokens"] as const;
+
+/**
+ * The rest of the two APIs: method, path pattern (`{id}` is one path segment), kind, body. Only
+ * the wire format decides between OpenAI's and Anthropic's meaning of a shared path (`/v1/files`).
+ */
+type SurfaceEntry = readonly [HttpMethod, string, EndpointKind, Endpoint["body"]?, billed?: boolean];
+
+const surface: readonly SurfaceEntry[] = [
+  // OpenAI: Responses API beyond create (background polling, streaming resume, token counts).
+  ["POST", "/v1/responses/input_tokens", "responses.input_tokens", "json"],
+  ["POST", "/v1/responses/compact", "responses.compact", "model", true],
+  ["GET", "/v1/responses/{id}", "responses.retrieve"],
+  ["DELETE", "/v1/responses/{id}", "responses.delete"],
+  ["POST", "/v1/responses/{id}/cancel", "responses.cancel", "json"],
+  ["GET", "/v1/responses/{id}/input_items", "responses.input_items"],
+  ["GET", "/v1/models/{id}", "models.retrieve"],
+  ["DELETE", "/v1/models/{id}", "models.delete"],
+  ["POST", "/v1/moderations", "moderations", "json"],
+  // Stored chat completions.
+  ["GET", "/v1/chat/completions", "chat.completions.list"],
+  ["GET", "/v1/chat/completions/{id}", "chat.completions.retrieve"],
+  ["POST", "/v1/chat/completions/{id}", "chat.completions.update", "json"],
+  ["DELETE", "/v1/chat/completions/{id}", "chat.completions.delete"],
+  ["GET", "/v1/chat/completions/{id}/messages", "chat.completions.messages"],
+  // Files (both APIs; uploads are multipart and stream through) and batches.
+  ["POST", "/v1/files", "files.create", "stream"],
+  ["GET", "/v1/files", "files.list"],
+  ["GET", "/v1/files/{id}", "files.retrieve"],
+  ["DELETE", "/v1/files/{id}", "files.delete"],
+  ["GET", "/v1/files/{id}/content", "files.content"],
+  ["POST", "/v1/uploads", "uploads.create", "json"],
+  ["POST", "/v1/uploads/{id}/parts", "uploads.parts", "stream"],
+  ["POST", "/v1/uploads/{id}/complete", "uploads.complete", "json"],
+  ["POST", "/v1/uploads/{id}/cancel", "uploads.cancel", "json"],
+  ["POST", "/v1/batches", "batches.create", "json"],
+  ["GET", "/v1/batches", "batches.list"],
+  ["GET", "/v1/batches/{id}", "batches.retrieve"],
+  ["POST", "/v1/batches/{id}/cancel", "batches.cancel", "json"],
+  // Anthropic: message batches.
+  ["POST", "/v1/messages/batches", "messages.batches.create", "json"],
+  ["GET", "/v1/messages/batches", "messages.batches.list"],
+  ["GET", "/v1/messages/batches/{id}", "messages.batches.retrieve"],
+  ["DELETE", "/v1/messages/batches/{id}", "messages.batches.delete"],
+  ["POST", "/v1/messages/batches/{id}/cancel", "messages.batches.cancel", "json"],
+  ["GET", "/v1/messages/batches/{id}/results", "messages.batches.results"],
+];
+
+type Compiled = { method: string; segments: readonly string[]; kind: EndpointKind; body: Endpoint["body"]; billed: boolean };
+
+const compiled: readonly Compiled[] = surface.map(([method, pattern, kind, body, billed = false]) => ({
+  method,
+  segments: pattern.split("/"),
+  kind,
+  body,
+  billed,
+}));
+
+const matchesPattern = (segments: readonly string[], parts: readonly string[]) =>
+  segments.length === parts.length && segments.every((segment, i) => segment === parts[i] || (segment === "{id}" && parts[i] !== ""));
+
+/**
+ * A request under /v1 that is no model call: the surface entry it matches, or `other` (an
+ * endpoint the proxy does not know, forwarded with its body streamed). `path` excludes the query.
+ */
+export function v1Endpoint(method: string, path: string, headers: Headers): Endpoint {
+  const parts = path.split("/");
+  const entry = compiled.find((candidate) => candidate.method === method && matchesPattern(candidate.segments, parts));
+  const wire = entry?.kind.startsWith("messages.") ? "anthropic" : wireOfRequest(headers);
+  const body = entry ? entry.body : method === "GET" || method === "HEAD" ? undefined : "stream";
+  return {
+    path,
+    method: method as HttpMethod,
+    wire,
+    kind: entry?.kind ?? "other",
+    billed: entry?.billed ?? false,
+    ...(body ? { body } : {}),
+  };
+}

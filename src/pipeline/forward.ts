@@ -4,7 +4,7 @@
  * and the upstream call under the proxy's deadlines; its answer goes to ./respond.ts (stage 6).
  */
 import type { AuditRecord } from "../trail/record.ts";
-import { ProxyError, errorMessage, toWireError } from "../errors.ts";
+import { ProxyError, endpointError, errorMessage } from "../errors.ts";
 import { PluginError, type CredentialHeader } from "../plugin.ts";
 import { applyBodyEdits, type BodyEdit } from "../proxy/json-edit.ts";
 import { clientResponseHeaders, upstreamRequestHeaders } from "../proxy/headers.ts";
@@ -12,13 +12,14 @@ import type { SSEEvent } from "../proxy/sse.ts";
 import type { CallContext } from "./context.ts";
 import { callEnding } from "./end.ts";
 import { outputLimitFields } from "./endpoints.ts";
+import { uploadStream } from "../proxy/body.ts";
 import { replyBody } from "./respond.ts";
 import { newRecord } from "./record.ts";
 import { trackUntilDone, type RoutedProvider, type Runtime } from "./runtime.ts";
 import { callHookSync } from "./hooks.ts";
 
 export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Runtime, releaseSlot: () => void) {
-  const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider);
+  const { body: upstreamBody, hideEvent } = prepareBody(ctx, provider, rt);
   const record = newRecord(ctx, provider.plugin, rt);
   await beginRecord(record, rt); //                                                  8 record (intent)
   const ending = callEnding(ctx, record, provider, rt);
@@ -37,6 +38,9 @@ export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Ru
     releaseSlot();
   };
   const headers = upstreamRequestHeaders(ctx.request.headers, rt.neverUpstream);
+  // A body streamed through keeps its declared length (uploads are not sent chunked when they were not).
+  const declared = ctx.endpoint.body === "stream" ? ctx.request.headers.get("content-length") : null;
+  if (declared && upstreamBody) headers.set("content-length", declared);
   // A credential goes only to a provider that takes it; with a principal the caller's credential
   // is the proxy's, never a provider's.
   const accepted = ctx.principal ? [] : (provider.adapter.credentialHeaders ?? credentialHeaders);
@@ -48,7 +52,7 @@ export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Ru
     cleanup();
     const failure = upstreamFailure(error, abort.signal, provider.plugin);
     trackUntilDone(rt, ending.finish({ kind: "failed", error: failure, clientGone: ctx.request.signal.aborted })); // 7-9
-    return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
+    return endpointError(failure, ctx.endpoint, { "x-audit-record-id": ctx.id });
   }
   let body: Awaited<ReturnType<typeof replyBody>>;
   try {
@@ -56,7 +60,7 @@ export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Ru
     body = await replyBody({ ctx, provider, upstream, ending, abort, rt, hideEvent, headersArrived, cleanup }); // 6-9
   } catch (error) {
     // The upstream failed while sending a (non-streamed) body: nothing has reached the client yet.
-    return toWireError(upstreamFailure(error, abort.signal, provider.plugin), ctx.endpoint.wire, {
+    return endpointError(upstreamFailure(error, abort.signal, provider.plugin), ctx.endpoint, {
       "x-audit-record-id": ctx.id,
     });
   }
@@ -70,7 +74,7 @@ export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Ru
     if (body instanceof ReadableStream) body.cancel().catch(() => {});
     const failure = new ProxyError("internal_error", `Internal error passing the upstream's answer on: ${errorMessage(error)}`);
     rt.log.error(`call ${ctx.id}: ${failure.message}`);
-    return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
+    return endpointError(failure, ctx.endpoint, { "x-audit-record-id": ctx.id });
   }
 }
 
@@ -81,10 +85,12 @@ export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Ru
 function prepareBody(
   ctx: CallContext,
   provider: RoutedProvider,
+  rt: Runtime,
 ): {
-  body: Uint8Array | null;
+  body: Uint8Array | ReadableStream<Uint8Array> | null;
   hideEvent?: (event: SSEEvent) => boolean;
 } {
+  if (ctx.endpoint.body === "stream") return { body: uploadStream(ctx.request, rt.limits.maxUploadBytes) };
   if (!ctx.body || !ctx.rawBody) return { body: ctx.rawBody };
   const { body, rawBody } = ctx;
   const adapter = provider.adapter;
@@ -101,7 +107,12 @@ function prepareBody(
 
 /** The output cap a limit plugin asked for, in the provider's field, when the request sets no limit itself. */
 function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: RoutedProvider): BodyEdit[] {
-  if (ctx.outputCap === undefined || outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)) return [];
+  if (
+    ctx.outputCap === undefined ||
+    !ctx.endpoint.billed ||
+    outputLimitFields.some((field) => body[field] !== undefined && body[field] !== null)
+  )
+    return [];
   const field = provider.adapter.outputLimitField
     ? callHookSync(provider.plugin, "provider.outputLimitField", () => provider.adapter.outputLimitField!(ctx.endpoint))
     : null;

@@ -18,6 +18,10 @@ export interface RuntimeLimits {
   bodyTimeoutMs: number;
   /** Proxied requests one client address may have open at once (0 = no bound). */
   maxConnectionsPerClient: number;
+  /** Largest body streamed upstream unread (file uploads, unknown paths), in bytes. */
+  maxUploadBytes: number;
+  /** Paths under /v1 the proxy does not know: forwarded to the routed provider, or refused with 404. */
+  unknownPaths: "forward" | "refuse";
 }
 
 /** A provider adapter with the name of the plugin that provides it. */

@@ -42,7 +42,6 @@ export function accessDenials(rt: Runtime): AccessDenials {
 export function createApp(rt: Runtime, options: AppOptions = {}) {
   const app = new Elysia();
   app.all("/v1/*", ({ request }) => unknownProxyRoute(request), { parse: "none" });
-  app.all("/model/*", ({ request }) => unknownProxyRoute(request), { parse: "none" });
   app.get("/healthz", () => ({ status: "ok" }));
   app.get("/metrics", () => new Response(rt.metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4" } }));
   app.get("/openapi.json", () => Response.json(openapiDocument()));

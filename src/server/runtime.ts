@@ -82,6 +82,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         streamIdleTimeoutMs: config.server.streamIdleTimeoutMs,
         bodyTimeoutMs: config.server.bodyTimeoutMs,
         maxConnectionsPerClient: config.server.maxConnectionsPerClient,
+        maxUploadBytes: config.server.maxUploadBytes,
+        unknownPaths: config.server.unknownPaths,
       },
       neverUpstream: neverUpstreamWith(plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])),
       failClosed: !config.audit.failOpen,

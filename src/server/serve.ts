@@ -53,7 +53,7 @@ export async function startProxy(config: Config, options: StartOptions): Promise
       reusePort: false,
       idleTimeout: 30,
       // The pipeline enforces the configured limit (and records the refusal); this is a backstop.
-      maxRequestBodySize: config.server.maxBodyBytes * 4,
+      maxRequestBodySize: Math.max(config.server.maxBodyBytes * 4, config.server.maxUploadBytes + 1024 * 1024),
       routes: proxyRoutes(runtime),
       fetch: (request) => handle(request),
     });

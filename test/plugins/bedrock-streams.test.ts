@@ -7,8 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { EventStreamReader } from "../../plugins/bedrock/event-stream.ts";
 import { bedrockMeter } from "../../plugins/bedrock/meter.ts";
 import { bedrock, headerAttribution, sqliteAudit } from "../../plugins/index.ts";
-import type { Endpoint } from "../../src/pipeline/context.ts";
-import { endpoints } from "../../src/pipeline/endpoints.ts";
+import { bedrockEndpoint } from "../../plugins/bedrock/endpoints.ts";
 import type { Logger } from "../../src/plugin.ts";
 import { eventFrame, startFakeBedrock, type FakeBedrock } from "../helpers/fake-bedrock.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
@@ -17,7 +16,12 @@ const region = "us-east-1";
 const proxyKey = { accessKeyId: "AKIAPROXYSTREAMS0001", secretAccessKey: "streams-proxy-secret" };
 const token = "ABSKstreams-client-token";
 const model = "us.anthropic.claude-3-5-haiku-20241022-v1:0";
-const converseStream = endpoints.find((e) => e.kind === "bedrock.converse-stream")!;
+const converseStream = bedrockEndpoint({
+  method: "POST",
+  path: "/model/m/converse-stream",
+  query: new URLSearchParams(),
+  headers: new Headers(),
+})!;
 const ok = { status: 200, headers: new Headers({ "content-type": "application/vnd.amazon.eventstream" }) };
 
 describe("the event-stream reader", () => {
@@ -56,7 +60,7 @@ describe("the event-stream reader", () => {
   });
 
   test("the meter reads usage, 1-hour cache writes and text from a stream fed in any pieces", () => {
-    const meter = bedrockMeter(converseStream as Endpoint, ok);
+    const meter = bedrockMeter(converseStream, ok);
     const usage = {
       inputTokens: 4,
       outputTokens: 6,

@@ -102,7 +102,7 @@ describe("Converse and ConverseStream through the proxy", () => {
     const record = await nextRecord();
     expect(record).toMatchObject({
       provider: "bedrock",
-      endpoint: "/model/:modelId/converse",
+      endpoint: "/model/us.anthropic.claude-3-5-haiku-20241022-v1%3A0/converse",
       model: haiku,
       agent_id: "bedrock-agent",
       user_id: "alice",
@@ -134,7 +134,7 @@ describe("Converse and ConverseStream through the proxy", () => {
     expect(lastUpstream().credential).toBe(proxyKey.accessKeyId);
     const record = await nextRecord();
     expect(record).toMatchObject({
-      endpoint: "/model/:modelId/converse-stream",
+      endpoint: `/model/${encodeURIComponent(haiku)}/converse-stream`,
       stream: true,
       outcome: "completed",
       input_tokens: 20,
@@ -203,7 +203,7 @@ describe("InvokeModel and InvokeModelWithResponseStream", () => {
     expect(body.content[0].text).toBe("Hello world");
     const record = await nextRecord();
     expect(record).toMatchObject({
-      endpoint: "/model/:modelId/invoke",
+      endpoint: `/model/${encodeURIComponent(sonnet)}/invoke`,
       model: sonnet,
       response_model: "claude-sonnet-4-5-20250929",
       input_tokens: anthropicUsage.input_tokens + anthropicUsage.cache_read_input_tokens + anthropicUsage.cache_creation_input_tokens,
@@ -235,7 +235,7 @@ describe("InvokeModel and InvokeModelWithResponseStream", () => {
     ]);
     const record = await nextRecord();
     expect(record).toMatchObject({
-      endpoint: "/model/:modelId/invoke-with-response-stream",
+      endpoint: `/model/${encodeURIComponent(sonnet)}/invoke-with-response-stream`,
       stream: true,
       outcome: "completed",
       response_model: "claude-sonnet-4-5-20250929",
@@ -259,7 +259,8 @@ describe("InvokeModel and InvokeModelWithResponseStream", () => {
     );
     expect(answer.inputTokens).toBe(42);
     const record = await nextRecord();
-    expect(record).toMatchObject({ endpoint: "/model/:modelId/count-tokens", outcome: "completed", usage_source: "none", cost_usd: null });
+    expect(record).toMatchObject({ outcome: "completed", usage_source: "none", cost_usd: null });
+    expect(record.endpoint).toEndWith("/count-tokens");
   });
 });
 
@@ -282,12 +283,21 @@ describe("credentials and errors", () => {
     expect(record).toMatchObject({ outcome: "upstream_error", status: 429, error_type: "ThrottlingException" });
   });
 
-  test("the proxy's own errors are in Bedrock's shape: an unknown model path is a ResourceNotFoundException", async () => {
-    const response = await fetch(`${proxy.url}/model/${encodeURIComponent(haiku)}/no-such-operation`, { method: "POST", body: "{}" });
+  test("another operation under /model/ is forwarded, signed, and recorded unbilled with the upstream's answer", async () => {
+    const response = await fetch(`${proxy.url}/model/${encodeURIComponent(haiku)}/no-such-operation`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${clientBedrockApiKey}` },
+      body: "{}",
+    });
     expect(response.status).toBe(404);
-    expect(response.headers.get("x-amzn-errortype")).toBe("ResourceNotFoundException");
-    const body = (await response.json()) as { message: string };
-    expect(body.message).toContain("does not proxy POST");
+    expect(response.headers.get("x-amzn-errortype")).toStartWith("UnknownOperationException");
+    expect(lastUpstream().path).toEndWith("/no-such-operation");
+    expect(await nextRecord()).toMatchObject({
+      outcome: "upstream_error",
+      status: 404,
+      usage_source: "none",
+      error_type: "UnknownOperationException",
+    });
   });
 
   test("a body that is not JSON is refused as a ValidationException the SDK recognises", async () => {
@@ -327,7 +337,10 @@ describe("a proxy with no AWS credentials", () => {
   beforeAll(async () => {
     delete process.env.AWS_ACCESS_KEY_ID;
     delete process.env.AWS_SECRET_ACCESS_KEY;
-    bare = await startTestProxy(fake.url, { plugins: [bedrock({ region, baseURL: fake.url }), headerAttribution(), sqliteAudit()] });
+    bare = await startTestProxy(fake.url, {
+      server: { unknownPaths: "refuse" },
+      plugins: [bedrock({ region, baseURL: fake.url }), headerAttribution(), sqliteAudit()],
+    });
   });
   afterAll(async () => {
     await bare.stop();
@@ -347,6 +360,15 @@ describe("a proxy with no AWS credentials", () => {
     const error = (await sdk.send(new ConverseCommand({ modelId: haiku, messages })).catch((thrown: unknown) => thrown)) as Error;
     expect(error.name).toBe("InternalServerException");
     expect(error.message).toContain("AWS_ACCESS_KEY_ID");
+    expect(fake.requests.length).toBe(before);
+  });
+
+  test('with server.unknownPaths "refuse", another operation is refused in Bedrock\'s shape, unforwarded', async () => {
+    const before = fake.requests.length;
+    const response = await fetch(`${bare.url}/guardrail/g1/version/1/apply`, { method: "POST", body: "{}" });
+    expect(response.status).toBe(404);
+    expect(response.headers.get("x-amzn-errortype")).toBe("ResourceNotFoundException");
+    expect(((await response.json()) as { message: string }).message).toContain("server.unknownPaths");
     expect(fake.requests.length).toBe(before);
   });
 
