@@ -24,6 +24,9 @@ export default defineConfig({
     // openaiCompatible({ name: "ollama", baseURL: "http://127.0.0.1:11434/v1", models: ["llama*", "qwen*"] }),
     openai(), // AGENT_ATTR_OPENAI_BASE_URL overrides https://api.openai.com/v1
     anthropic(), // AGENT_ATTR_ANTHROPIC_BASE_URL overrides https://api.anthropic.com
+    // AWS Bedrock (Converse, InvokeModel, their streams) at /model/{modelId}/…, re-signed with the proxy's SigV4
+    // credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN): see docs/providers.md.
+    // bedrock({ region: "us-east-1" }), // region default AWS_REGION; one per region with `name` and `models`
     headerAttribution(), // X-Agent-ID, X-User-ID, X-Task-Context, X-Session-ID, X-Parent-Agent-ID, traceparent
     // Keys mode: every call needs a key from `agent-attr keys create`; the proxy sends OPENAI_API_KEY / ANTHROPIC_API_KEY.
     // apiKeys({ onMismatch: "reject" }), // "record" keeps a spoofed X-Agent-ID/X-User-ID beside the verified identity
