@@ -105,6 +105,18 @@ function errorTypeOf(response: MeteredResponse): string | null {
   return named || null;
 }
 
+/**
+ * Reads the event-stream frames of a streamed answer; ignores any other binary body (InvokeModel
+ * answers in the model's own content type, e.g. an image model's `image/png`).
+ */
+function frameReader(response: MeteredResponse, onMessage: (message: StreamMessage) => void): (bytes: Uint8Array) => void {
+  if (!response.headers.get("content-type")?.startsWith("application/vnd.amazon.eventstream")) return () => {};
+  const reader = new EventStreamReader();
+  return (bytes) => {
+    for (const message of reader.push(bytes)) onMessage(message);
+  };
+}
+
 /** What a stream's non-event message says went wrong (`:message-type` exception or error). */
 function streamFailure(message: StreamMessage): string | null {
   const kind = message.headers[":message-type"];
@@ -141,7 +153,6 @@ function converseMeter(response: MeteredResponse): Meter {
   let errorType = errorTypeOf(response);
   let seen = false;
   const text = new TextSample();
-  const reader = new EventStreamReader();
   const collect = (block: Record<string, unknown> | null) => {
     if (!block) return;
     const piece =
@@ -182,9 +193,7 @@ function converseMeter(response: MeteredResponse): Meter {
       const content = asObject(asObject(answer.output)?.message)?.content;
       if (Array.isArray(content)) for (const block of content) collect(asObject(block));
     },
-    chunk(bytes) {
-      for (const message of reader.push(bytes)) onMessage(message);
-    },
+    chunk: frameReader(response, onMessage),
     result: (): MeterResult => ({
       usage: counts ? normalise(counts) : null,
       responseModel: null,
@@ -201,7 +210,6 @@ function invokeMeter(endpoint: Endpoint, response: MeteredResponse): Meter {
   let counts = headerCounts(response.headers);
   let terminal = false;
   let errorType = errorTypeOf(response);
-  const reader = new EventStreamReader();
   const onMessage = (message: StreamMessage) => {
     const failure = streamFailure(message);
     if (failure) {
@@ -227,9 +235,7 @@ function invokeMeter(endpoint: Endpoint, response: MeteredResponse): Meter {
       terminal = true;
       if (!errorType) anthropic.json(body);
     },
-    chunk(bytes) {
-      for (const message of reader.push(bytes)) onMessage(message);
-    },
+    chunk: frameReader(response, onMessage),
     result(): MeterResult {
       const read = anthropic.result();
       return {

@@ -87,6 +87,23 @@ describe("the event-stream reader", () => {
   });
 });
 
+test("an InvokeModel answer in another binary type (an image model's PNG) is not read as frames; its usage comes from the headers", () => {
+  const invoke = bedrockEndpoint({
+    method: "POST",
+    path: "/model/stability.sd3-5-large-v1%3A0/invoke",
+    query: new URLSearchParams(),
+    headers: new Headers(),
+  })!;
+  const headers = new Headers({
+    "content-type": "image/png",
+    "x-amzn-bedrock-input-token-count": "9",
+    "x-amzn-bedrock-output-token-count": "0",
+  });
+  const meter = bedrockMeter(invoke, { status: 200, headers });
+  expect(() => meter.chunk!(new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0xff, 0xff, 0xff, 0xff]))).not.toThrow();
+  expect(meter.result().usage).toMatchObject({ input_tokens: 9, output_tokens: 0 });
+});
+
 describe("streams through the proxy", () => {
   let fake: FakeBedrock;
   let proxy: TestProxy;
