@@ -1,5 +1,6 @@
 // The built-in plugins, imported by configs as "agent-attr/plugins".
 export { anthropic } from "./anthropic/index.ts";
+export { azureOpenAI } from "./azure-openai/index.ts";
 export { apiKeys } from "./api-keys/index.ts";
 export { bedrock, type AwsCredentialProvider, type AwsCredentials, type BedrockOptions } from "./bedrock/index.ts";
 export { gemini } from "./gemini/index.ts";
