@@ -17,6 +17,8 @@ export default defineConfig({
     maxUpstreamConnections: 4096, // calls in flight upstream at once; one more gets 503 proxy_busy
     bodyTimeoutMs: 30_000, // time a request body has to arrive in full (0 = none)
     maxConnectionsPerClient: 1024, // requests open per client address; 0 behind a load balancer
+    maxUploadBytes: 512 * 1024 * 1024, // file uploads and unknown paths stream through, up to this size
+    unknownPaths: "forward", // paths under /v1 the proxy does not know: "forward" (recorded) or "refuse" (404)
   },
   // Pipeline order: the first provider whose models match serves a call.
   plugins: [
@@ -24,6 +26,10 @@ export default defineConfig({
     // openaiCompatible({ name: "ollama", baseURL: "http://127.0.0.1:11434/v1", models: ["llama*", "qwen*"] }),
     openai(), // AGENT_ATTR_OPENAI_BASE_URL overrides https://api.openai.com/v1
     anthropic(), // AGENT_ATTR_ANTHROPIC_BASE_URL overrides https://api.anthropic.com
+    // Google's Gemini API (/v1beta/models/{model}:generateContent …); clients send x-goog-api-key. See docs/providers.md.
+    // gemini(), // AGENT_ATTR_GEMINI_BASE_URL overrides https://generativelanguage.googleapis.com
+    // Azure OpenAI (/openai/deployments/{d}/… and /openai/v1/…); clients send api-key or an Entra ID token.
+    // azureOpenAI({ endpoint: "https://my-resource.openai.azure.com", deployments: { "prod-chat": "gpt-4o" } }),
     // AWS Bedrock (Converse, InvokeModel, their streams) at /model/{modelId}/…, re-signed with the proxy's SigV4
     // credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN): see docs/providers.md.
     // bedrock({ region: "us-east-1" }), // region default AWS_REGION; one per region with `name` and `models`

@@ -2,7 +2,7 @@
  * The proxy's own errors in the Gemini API's shape (google.rpc.Status), which `@google/genai`
  * reads: `{ "error": { "code": 404, "message": "…", "status": "NOT_FOUND" } }`.
  */
-import type { ProxyError } from "agent-attr";
+import type { WireError } from "agent-attr";
 
 const statusOf: Record<number, string> = {
   400: "INVALID_ARGUMENT",
@@ -21,7 +21,7 @@ const statusOf: Record<number, string> = {
   504: "DEADLINE_EXCEEDED",
 };
 
-export function geminiError(error: ProxyError): Response {
+export function geminiError(error: WireError): Response {
   const status = statusOf[error.status] ?? (error.status >= 500 ? "INTERNAL" : "INVALID_ARGUMENT");
   return Response.json({ error: { code: error.status, message: error.message, status } }, { status: error.status });
 }

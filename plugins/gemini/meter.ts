@@ -82,6 +82,15 @@ export function geminiMeter(endpoint: Endpoint): Meter {
       }
     },
     json(value: unknown) {
+      // streamGenerateContent without `alt=sse` answers one JSON array of the chunks.
+      if (Array.isArray(value)) {
+        for (const chunk of value) {
+          const data = asObject(chunk);
+          if (data) readResponse(data, text.pieces);
+        }
+        sawEvents = true;
+        return;
+      }
       const data = asObject(value);
       if (!data) return;
       body = data;

@@ -3,7 +3,6 @@
  */
 import type { AttributionKind, Usage } from "../trail/record.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
-import type { ProxyError } from "../errors.ts";
 
 /**
  * The wire format of an endpoint: whose API shape its requests, responses and errors follow. The
@@ -57,6 +56,11 @@ export interface Endpoint {
    * its outcome and `usage_source: none`.
    */
   billed: boolean;
+  /**
+   * Why a successful call here causes model usage the proxy does not price, recorded as
+   * `price_source: "unpriced:<reason>"` (e.g. `batch`: the calls in a batch run later, billed by the provider).
+   */
+  unpriced?: string;
   /** The model, when the path names it (Gemini's `models/{model}:generateContent`, an Azure deployment). */
   model?: string;
   /** The response is a stream whatever the body says (Gemini's `:streamGenerateContent`). */
@@ -66,7 +70,18 @@ export interface Endpoint {
    * wire formats other than OpenAI's and Anthropic's (which the core renders). The core adds its
    * headers (`x-audit-record-id`, `retry-after`…) to the response returned.
    */
-  errorResponse?(error: ProxyError): Response;
+  errorResponse?(error: WireError): Response;
+}
+
+/** One of the proxy's own errors (a `ProxyError` of the catalogue), for an endpoint to render. */
+export interface WireError {
+  /** The HTTP status, e.g. 502. */
+  readonly status: number;
+  /** The catalogue code, e.g. `upstream_unreachable`. */
+  readonly code: string;
+  /** The error type in OpenAI's vocabulary, e.g. `api_error`. */
+  readonly type: string;
+  readonly message: string;
 }
 
 /**

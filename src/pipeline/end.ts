@@ -114,6 +114,7 @@ async function finalRecord(
     response_model: meter.responseModel,
     usage_source: source,
     ...costFields(quote),
+    ...(quote === null && status < 400 ? unpriced(ctx) : {}),
     error_type: errorType ?? ctx.limitFlag ?? null,
   };
 }
@@ -142,8 +143,17 @@ function outcomeOf(ctx: CallContext, { how, status, meter, signal }: Extract<Cal
  * off, or the server reports no usage — is billed by estimate rather than left free.
  */
 function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage: Usage | null): boolean {
-  if (status >= 400 || !ctx.endpoint.billed) return false;
+  if (status >= 400 || !ctx.endpoint.billed || background(ctx)) return false;
   return outcome !== "completed" || usage === null || usage.output_tokens === null || usage.input_tokens === null;
+}
+
+/** A Responses API call run in the background: answered `queued`, its usage is on the response once it completes. */
+const background = (ctx: CallContext) => ctx.endpoint.kind === "responses" && ctx.body?.background === true;
+
+/** Why a call that causes model usage has no cost in its record (`price_source: unpriced:<reason>`). */
+function unpriced(ctx: CallContext): { price_source: string } | Record<string, never> {
+  if (background(ctx)) return { price_source: "unpriced:background" };
+  return ctx.endpoint.unpriced ? { price_source: `unpriced:${ctx.endpoint.unpriced}` } : {};
 }
 
 /** Stage 9: every limiter reconciles with the final record. Never throws. */

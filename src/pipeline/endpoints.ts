@@ -104,6 +104,9 @@ const surface: readonly SurfaceEntry[] = [
   ["GET", "/v1/messages/batches/{id}/results", "messages.batches.results"],
 ];
 
+/** Creating a batch causes the model calls it holds, run later and billed by the provider at its batch price. */
+const batchCreation = new Set<EndpointKind>(["batches.create", "messages.batches.create"]);
+
 type Compiled = { method: string; segments: readonly string[]; kind: EndpointKind; body: Endpoint["body"]; billed: boolean };
 
 const compiled: readonly Compiled[] = surface.map(([method, pattern, kind, body, billed = false]) => ({
@@ -126,12 +129,14 @@ export function v1Endpoint(method: string, path: string, headers: Headers): Endp
   const entry = compiled.find((candidate) => candidate.method === method && matchesPattern(candidate.segments, parts));
   const wire = entry?.kind.startsWith("messages.") ? "anthropic" : wireOfRequest(headers);
   const body = entry ? entry.body : method === "GET" || method === "HEAD" ? undefined : "stream";
+  const kind = entry?.kind ?? "other";
   return {
     path,
     method: method as HttpMethod,
     wire,
-    kind: entry?.kind ?? "other",
+    kind,
     billed: entry?.billed ?? false,
     ...(body ? { body } : {}),
+    ...(batchCreation.has(kind) ? { unpriced: "batch" } : {}),
   };
 }

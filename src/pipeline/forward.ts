@@ -43,7 +43,7 @@ export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Ru
   if (declared && upstreamBody) headers.set("content-length", declared);
   // A credential goes only to a provider that takes it; with a principal the caller's credential
   // is the proxy's, never a provider's.
-  const accepted = ctx.principal ? [] : (provider.adapter.credentialHeaders ?? credentialHeaders);
+  const accepted = ctx.principal ? [] : (provider.adapter.credentialHeaders ?? defaultCredentialHeaders);
   for (const name of credentialHeaders) if (!accepted.includes(name)) headers.delete(name);
   let upstream: Response;
   try {
@@ -119,7 +119,9 @@ function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: Ro
   return field ? [{ path: [field], value: ctx.outputCap }] : [];
 }
 
-const credentialHeaders: readonly CredentialHeader[] = ["authorization", "x-api-key"];
+/** Every header a client credential travels in; a provider takes those it lists (default: the first two). */
+const credentialHeaders: readonly CredentialHeader[] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+const defaultCredentialHeaders: readonly CredentialHeader[] = ["authorization", "x-api-key"];
 
 function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): ProxyError {
   if (signal.aborted && signal.reason instanceof ProxyError) return signal.reason;

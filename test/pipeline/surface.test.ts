@@ -34,6 +34,8 @@ const response = (id: string, status = "completed") => ({
 function answer(method: string, path: string, body: Uint8Array): Response {
   const route = `${method} ${path.split("?")[0]}`;
   switch (route) {
+    case "POST /v1/responses":
+      return Response.json({ ...response("resp_1", "queued"), usage: null });
     case "GET /v1/responses/resp_1":
       return Response.json(response("resp_1"));
     case "DELETE /v1/responses/resp_1":
@@ -149,6 +151,23 @@ test("the Responses API beyond create: retrieve, cancel, delete, input items, to
   expect(records.map((r) => r.model)).toEqual([null, null, null, null, "gpt-4o"]);
 });
 
+test("a background response is recorded unpriced with its reason (not estimated), and polling it works", async () => {
+  const before = (await proxy.records()).length;
+  const queued = await client().responses.create({ model: "gpt-4o", input: "a long task", background: true });
+  expect(queued.status).toBe("queued");
+  expect((await client().responses.retrieve(queued.id)).status).toBe("completed");
+  const [created, polled] = await recordsAfter(before, 2);
+  expect(created).toMatchObject({
+    endpoint: "/v1/responses",
+    outcome: "completed",
+    usage_source: "none",
+    input_tokens: null,
+    cost_usd: null,
+    price_source: "unpriced:background",
+  });
+  expect(polled).toMatchObject({ endpoint: "/v1/responses/resp_1", usage_source: "none", price_source: null });
+});
+
 test("responses.compact is a model call: metered and priced", async () => {
   const before = (await proxy.records()).length;
   await client().responses.compact({ model: "gpt-4o", input: "a long conversation" });
@@ -231,9 +250,9 @@ test("batches are forwarded and recorded; creating one is recorded without usage
   const batch = await client().batches.create({ input_file_id: "file_1", endpoint: "/v1/chat/completions", completion_window: "24h" });
   expect((await client().batches.retrieve(batch.id)).status).toBe("validating");
   const records = await recordsAfter(before, 2);
-  expect(records.map((r) => [r.endpoint, r.outcome, r.usage_source, r.cost_usd])).toEqual([
-    ["/v1/batches", "completed", "none", null],
-    ["/v1/batches/batch_1", "completed", "none", null],
+  expect(records.map((r) => [r.endpoint, r.outcome, r.usage_source, r.cost_usd, r.price_source])).toEqual([
+    ["/v1/batches", "completed", "none", null, "unpriced:batch"],
+    ["/v1/batches/batch_1", "completed", "none", null, null],
   ]);
 });
 
@@ -247,9 +266,9 @@ test("Anthropic message batches go to the Anthropic provider with its key", asyn
   const { authorization, "x-api-key": apiKey } = seen.at(-1)!.headers;
   expect(apiKey ?? authorization).toContain("sk-ant");
   const records = await recordsAfter(before, 2);
-  expect(records.map((r) => [r.endpoint, r.provider, r.outcome, r.usage_source])).toEqual([
-    ["/v1/messages/batches", "anthropic", "completed", "none"],
-    ["/v1/messages/batches/msgbatch_1", "anthropic", "completed", "none"],
+  expect(records.map((r) => [r.endpoint, r.provider, r.outcome, r.usage_source, r.price_source])).toEqual([
+    ["/v1/messages/batches", "anthropic", "completed", "none", "unpriced:batch"],
+    ["/v1/messages/batches/msgbatch_1", "anthropic", "completed", "none", null],
   ]);
 });
 

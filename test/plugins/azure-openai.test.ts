@@ -3,7 +3,8 @@
 // `api-version` required on deployment paths, Azure's error shape).
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import OpenAI, { AzureOpenAI } from "openai";
-import { azureOpenAI, openai, sqliteAudit } from "../../plugins/index.ts";
+import { apiKeys, azureOpenAI, openai, sqliteAudit } from "../../plugins/index.ts";
+import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
 interface Seen {
@@ -16,6 +17,8 @@ interface Seen {
 const seen: Seen[] = [];
 let upstream: ReturnType<typeof Bun.serve>;
 let proxy: TestProxy;
+let keyed: TestProxy;
+let proxyKey: string;
 
 const usage = { prompt_tokens: 1000, completion_tokens: 200, total_tokens: 1200, prompt_tokens_details: { cached_tokens: 0 } };
 const chat = (model: string) => ({
@@ -100,9 +103,12 @@ beforeAll(async () => {
   proxy = await startTestProxy(base, {
     plugins: [azureOpenAI({ endpoint: base, deployments: { "prod-chat": "gpt-4o" } }), openai(), sqliteAudit()],
   });
+  keyed = await startTestProxy(base, { plugins: [azureOpenAI({ endpoint: base }), apiKeys(), sqliteAudit()] });
+  ({ key: proxyKey } = new SqliteProxyKeys(keyed.logDb).create({ agents: ["azure-bot"] }));
 });
 afterAll(async () => {
   await proxy.stop();
+  await keyed.stop();
   upstream.stop(true);
 });
 
@@ -199,4 +205,18 @@ test("the v1 API (/openai/v1/): the OpenAI client with the Azure key as bearer; 
   const models = await client.models.list();
   expect(models.data[0]!.id).toBe("gpt-4o");
   expect(await lastRecord()).toMatchObject({ endpoint: "/openai/v1/models", usage_source: "none", outcome: "completed" });
+});
+
+test("keys mode: the client's api-key is a proxy key, verified; Azure gets AZURE_OPENAI_API_KEY, never the proxy key", async () => {
+  const client = new AzureOpenAI({ apiKey: proxyKey, endpoint: keyed.url, apiVersion, deployment: "prod-chat", maxRetries: 0 });
+  // Read by the proxy when it forwards (and by the SDK when it is given no key: set only here).
+  process.env.AZURE_OPENAI_API_KEY = "azure-key";
+  try {
+    await client.chat.completions.create({ model: "prod-chat", messages: [{ role: "user", content: "hi" }] });
+  } finally {
+    delete process.env.AZURE_OPENAI_API_KEY;
+  }
+  expect(seen.at(-1)!.headers["api-key"]).toBe("azure-key");
+  expect(JSON.stringify(seen.map((s) => s.headers))).not.toContain(proxyKey);
+  expect((await keyed.settled(1)).at(-1)).toMatchObject({ attribution: "verified", agent_id: "azure-bot", provider: "azure-openai" });
 });

@@ -3,7 +3,8 @@
 // by CRLF CRLF, cumulative usageMetadata).
 import { GoogleGenAI } from "@google/genai";
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { gemini, openai, sqliteAudit } from "../../plugins/index.ts";
+import { apiKeys, gemini, openai, sqliteAudit } from "../../plugins/index.ts";
+import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
 import type { AuditRecord } from "../../src/trail/record.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -18,6 +19,8 @@ const seen: Seen[] = [];
 let upstream: ReturnType<typeof Bun.serve>;
 let proxy: TestProxy;
 let unreachable: TestProxy;
+let keyed: TestProxy;
+let proxyKey: string;
 
 const usageMetadata = {
   promptTokenCount: 120,
@@ -74,13 +77,15 @@ function answer(request: Request, path: string, body: string): Response {
         responseId: "r0",
       });
     case "streamGenerateContent": {
+      if (new URL(request.url).searchParams.get("alt") !== "sse") return Response.json(streamChunks);
       const bytes = new TextEncoder();
       return new Response(
         new ReadableStream({
           async start(controller) {
+            const slow = body.includes("slow");
             for (const chunk of streamChunks) {
               controller.enqueue(bytes.encode(`data: ${JSON.stringify(chunk)}\r\n\r\n`));
-              await Bun.sleep(5);
+              await Bun.sleep(slow ? 2000 : 5);
             }
             controller.close();
           },
@@ -109,10 +114,14 @@ beforeAll(async () => {
   const base = `http://127.0.0.1:${upstream.port}`;
   proxy = await startTestProxy(base, { plugins: [openai(), gemini({ baseURL: base }), sqliteAudit()] });
   unreachable = await startTestProxy(base, { plugins: [gemini({ baseURL: "http://127.0.0.1:9" }), sqliteAudit()] });
+  process.env.GEMINI_API_KEY = "AIza-test-key";
+  keyed = await startTestProxy(base, { plugins: [gemini({ baseURL: base }), apiKeys(), sqliteAudit()] });
+  ({ key: proxyKey } = new SqliteProxyKeys(keyed.logDb).create({ agents: ["gemini-bot"] }));
 });
 afterAll(async () => {
   await proxy.stop();
   await unreachable.stop();
+  await keyed.stop();
   upstream.stop(true);
 });
 
@@ -285,4 +294,73 @@ test("the v1 API's model methods are Gemini's too (the SDK's default version)", 
   expect(result.text).toBe("Hello!");
   expect(seen.at(-1)!.path).toMatch(/^\/v1(beta)?\/models\/gemini-2.5-flash:generateContent$/);
   expect(await lastRecord()).toMatchObject({ provider: "gemini", model: "gemini-2.5-flash", usage_source: "provider", input_tokens: 120 });
+});
+
+test("keys mode: the SDK's key is a proxy key (x-goog-api-key or ?key=), verified; Google gets GEMINI_API_KEY, never the proxy key", async () => {
+  const result = await client(keyed, proxyKey).models.generateContent({ model: "gemini-2.5-flash", contents: "hi" });
+  expect(result.text).toBe("Hello!");
+  expect(seen.at(-1)!.headers["x-goog-api-key"]).toBe("AIza-test-key");
+  expect(await lastRecord(keyed)).toMatchObject({
+    attribution: "verified",
+    agent_id: "gemini-bot",
+    provider: "gemini",
+    usage_source: "provider",
+  });
+  const viaQuery = await fetch(`${keyed.url}/v1beta/models/gemini-2.5-flash:generateContent?key=${proxyKey}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "hi" }] }] }),
+  });
+  expect(viaQuery.status).toBe(401); // a key in the query is not a proxy credential
+  const wrong = await client(keyed, "not-a-proxy-key")
+    .models.generateContent({ model: "gemini-2.5-flash", contents: "hi" })
+    .then(
+      () => ({ status: 200 }),
+      (e: unknown) => e as { status?: number },
+    );
+  expect(wrong.status).toBe(401);
+  expect(JSON.stringify(seen.map((s) => [s.path, s.headers]))).not.toContain(proxyKey);
+});
+
+test("streamGenerateContent without alt=sse (one JSON array of chunks) is metered from its last chunk", async () => {
+  const response = await fetch(`${proxy.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-goog-api-key": "AIza-test-key" },
+    body: JSON.stringify({ contents: [{ role: "user", parts: [{ text: "hi" }] }] }),
+  });
+  expect(await response.json()).toEqual(streamChunks);
+  expect(await recordOf(response.headers.get("x-audit-record-id"))).toMatchObject({
+    stream: true,
+    outcome: "completed",
+    input_tokens: 120,
+    output_tokens: 80,
+    usage_source: "provider",
+  });
+});
+
+test("a client that hangs up mid-stream: client_aborted, billed by estimate for what was delivered", async () => {
+  const abort = new AbortController();
+  const stream = await client().models.generateContentStream({
+    model: "gemini-2.5-flash",
+    contents: "slow please",
+    config: { abortSignal: abort.signal },
+  });
+  const pieces: string[] = [];
+  await (async () => {
+    for await (const chunk of stream) {
+      pieces.push(chunk.text ?? "");
+      abort.abort();
+    }
+  })().catch(() => {});
+  expect(pieces).toEqual(["Hel"]);
+  const deadline = Date.now() + 5000;
+  let record: AuditRecord | undefined;
+  while (Date.now() < deadline) {
+    record = (await proxy.records()).at(-1);
+    if (record?.outcome) break;
+    await Bun.sleep(20);
+  }
+  // The prompt count of the first chunk is kept; the output is counted from the text delivered.
+  expect(record).toMatchObject({ outcome: "client_aborted", usage_source: "estimated", input_tokens: 120 });
+  expect(record!.output_tokens).toBeGreaterThan(0);
 });
