@@ -30,6 +30,9 @@ export default defineConfig({
     // gemini(), // AGENT_ATTR_GEMINI_BASE_URL overrides https://generativelanguage.googleapis.com
     // Azure OpenAI (/openai/deployments/{d}/… and /openai/v1/…); clients send api-key or an Entra ID token.
     // azureOpenAI({ endpoint: "https://my-resource.openai.azure.com", deployments: { "prod-chat": "gpt-4o" } }),
+    // AWS Bedrock (Converse, InvokeModel, their streams) at /model/{modelId}/…, re-signed with the proxy's SigV4
+    // credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN): see docs/providers.md.
+    // bedrock({ region: "us-east-1" }), // region default AWS_REGION; one per region with `name` and `models`
     headerAttribution(), // X-Agent-ID, X-User-ID, X-Task-Context, X-Session-ID, X-Parent-Agent-ID, traceparent
     // Keys mode: every call needs a key from `agent-attr keys create`; the proxy sends OPENAI_API_KEY / ANTHROPIC_API_KEY.
     // apiKeys({ onMismatch: "reject" }), // "record" keeps a spoofed X-Agent-ID/X-User-ID beside the verified identity

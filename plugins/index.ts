@@ -2,6 +2,7 @@
 export { anthropic } from "./anthropic/index.ts";
 export { azureOpenAI } from "./azure-openai/index.ts";
 export { apiKeys } from "./api-keys/index.ts";
+export { bedrock, type AwsCredentialProvider, type AwsCredentials, type BedrockOptions } from "./bedrock/index.ts";
 export { gemini } from "./gemini/index.ts";
 export { headerAttribution } from "./header-attribution/index.ts";
 export { jwtAttribution } from "./jwt-attribution/index.ts";

@@ -21,7 +21,7 @@ import type { AuditRecord, Usage } from "./trail/record.ts";
 import type { AuditStoreProvider, AuditTrail, CommittedRecord, ProxyKeyStore, TrailSettings } from "./store/contract.ts";
 import type { LimitUsage } from "./limit-usage.ts";
 import type { Logger } from "./log.ts";
-import type { Attribution, CallContext, Endpoint, Meter, Principal } from "./pipeline/context.ts";
+import type { Attribution, CallContext, Endpoint, Meter, MeteredResponse, Principal } from "./pipeline/context.ts";
 import type { BodyEdit } from "./proxy/json-edit.ts";
 import type { SSEEvent } from "./proxy/sse.ts";
 
@@ -116,7 +116,7 @@ export interface ProviderAdapter {
   /** Send the call upstream and return its response unread (the core streams it). */
   forward(call: UpstreamCall): Promise<Response>;
   /** A fresh usage meter for one response. */
-  meter(endpoint: Endpoint): Meter;
+  meter(endpoint: Endpoint, response: MeteredResponse): Meter;
   /**
    * The request-body field that bounds the output on this endpoint (e.g. `max_completion_tokens`),
    * or null when there is none. Used when a limit plugin caps a call's output (LimitStage.capOutput).
@@ -125,9 +125,12 @@ export interface ProviderAdapter {
   /**
    * How the calls it serves are priced: `{ catalog: "openai" }` names the price-data provider
    * (genai-prices id) its models belong to; `"free"` for self-hosted models (cost 0 unless a price
-   * is configured). Absent: the catalog is searched by model name alone.
+   * is configured). Absent: the catalog is searched by model name alone. `by: "requested"` prices by
+   * the requested model before the one the response named (default the reverse, since a response
+   * names the dated snapshot): Bedrock's model ids say the region scope their price depends on,
+   * which the model name in an answer does not.
    */
-  pricing?: { catalog: string } | "free";
+  pricing?: { catalog: string; by?: "requested" | "response" } | "free";
 }
 
 /** What the limit stage offers its hooks besides the call. */

@@ -233,5 +233,19 @@ export interface Meter {
   event(event: SSEEvent): void;
   /** The whole body of a non-streamed JSON response. */
   json(body: unknown): void;
+  /**
+   * Each chunk of a body in a binary framing the core does not parse — neither server-sent events
+   * nor JSON by its content type, e.g. AWS's `application/vnd.amazon.eventstream` — as it passes.
+   * After each chunk `result().terminal` is asked, as after events. Without it such a body is read
+   * as JSON.
+   */
+  chunk?(bytes: Uint8Array): void;
   result(): MeterResult;
+}
+
+/** What a meter may know of the response it reads, besides its body. */
+export interface MeteredResponse {
+  status: number;
+  /** The upstream's response headers (e.g. Bedrock's `x-amzn-bedrock-input-token-count`). */
+  headers: Headers;
 }
