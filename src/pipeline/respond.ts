@@ -225,7 +225,7 @@ function idleTimer({ abort, rt }: ReplyContext) {
 }
 
 /** A meter whose failures are logged once and never reach the stream. */
-function guardedMeter({ provider, ctx, rt }: ReplyContext): Meter {
+export function guardedMeter({ provider, ctx, rt }: Pick<ReplyContext, "provider" | "ctx" | "rt">): Meter {
   let failed = false;
   const fail = (hook: string, error: unknown) => {
     if (!failed) rt.log.error(`[plugin ${provider.plugin}] ${hook}: ${errorMessage(error)} (call ${ctx.id})`);

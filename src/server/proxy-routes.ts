@@ -13,26 +13,33 @@ import { ProxyError } from "../errors.ts";
 import { refuseCall, runCall } from "../pipeline/index.ts";
 import { endpointFor, endpointsByPath } from "../pipeline/endpoints.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
+import { isWebSocketUpgrade, upgradeSocket, type SocketBridge } from "./websocket/index.ts";
 
-export type ProxyRoute = (request: Request, server: Server<undefined>) => Promise<Response>;
+export type ProxyRoute = (request: Request, server: Server<SocketBridge>) => Promise<Response | undefined>;
 
 export function proxyRoutes(rt: Runtime): Record<string, ProxyRoute> {
   const perClient = rt.limits.maxConnectionsPerClient;
   const open = new Map<string, number>();
   const routes: Record<string, ProxyRoute> = {};
   for (const [path, candidates] of endpointsByPath()) {
+    // The Responses API's WebSocket mode: an upgrade on the same path (a socket counts as open until it closes).
+    const socket = candidates.find((endpoint) => endpoint.kind === "responses");
     routes[path] = (request, server) => {
-      const endpoint = endpointFor(candidates, request.headers);
+      const endpoint = socket && isWebSocketUpgrade(request) ? socket : endpointFor(candidates, request.headers);
+      const call = (onEnd?: () => void) =>
+        endpoint === socket && isWebSocketUpgrade(request)
+          ? upgradeSocket(request, server, endpoint, rt, onEnd ?? (() => {}))
+          : runCall(request, endpoint, rt, onEnd);
       const address = perClient > 0 ? server.requestIP(request)?.address : undefined;
       if (address === undefined) {
         server.timeout(request, 0);
-        return runCall(request, endpoint, rt);
+        return call();
       }
       const count = open.get(address) ?? 0;
       if (count >= perClient) return refuseCall(request, endpoint, rt, tooManyOpen(perClient));
       open.set(address, count + 1);
       server.timeout(request, 0);
-      return runCall(request, endpoint, rt, () => {
+      return call(() => {
         const left = open.get(address)! - 1;
         if (left === 0) open.delete(address);
         else open.set(address, left);
