@@ -83,7 +83,8 @@ const create = (model: string, extra: Record<string, unknown> = {}) =>
 describe("a response over the socket", () => {
   test("is forwarded unchanged both ways and recorded with its usage", async () => {
     const client = await connect();
-    const frame = create("gpt-5.5", { store: false, n: 9223372036854775807 });
+    // Bytes a re-serialisation would change: a 64-bit integer and spacing.
+    const frame = create("gpt-5.5", { store: false }).replace('"store":false', '"store" : false, "metadata": {"n": 9223372036854775807}');
     client.ws.send(frame);
     const events = await client.next();
     expect(events.map((e) => e.type)).toEqual([
@@ -121,3 +122,123 @@ describe("a response over the socket", () => {
     expect(record!.response_hash).toMatch(/^[0-9a-f]{64}$/);
   });
 });
+
+describe("the connection", () => {
+  test("carries the client's credential upstream, not its attribution headers, and one record per response", async () => {
+    const before = (await proxy.records()).length;
+    const client = await connect({ "x-user-id": "alice", "x-task-context": "PR review #456" });
+    const handshake = upstream.handshakes.at(-1)!;
+    expect(handshake.url).toEndWith("/v1/responses");
+    expect(handshake.headers.authorization).toBe("Bearer sk-client");
+    expect(handshake.headers["x-agent-id"]).toBeUndefined();
+    expect(handshake.headers["x-user-id"]).toBeUndefined();
+    for (const model of ["gpt-5.5", "gpt-5.5-failed", "gpt-5.5-error", "gpt-5.5"]) {
+      client.ws.send(create(model));
+      await client.next();
+    }
+    client.ws.close();
+    await client.closed;
+    const records = (await proxy.settled(before + 4)).slice(before);
+    expect(records.map((r) => [r.model, r.outcome, r.status, r.error_type])).toEqual([
+      ["gpt-5.5", "completed", 200, null],
+      ["gpt-5.5-failed", "upstream_error", 200, "server_error"],
+      ["gpt-5.5-error", "upstream_error", 400, "invalid_request_error"],
+      ["gpt-5.5", "completed", 200, null],
+    ]);
+    expect(new Set(records.map((r) => r.id)).size).toBe(4);
+    for (const record of records) expect(record).toMatchObject({ agent_id: "ws-agent", user_id: "alice", task_context: "PR review #456" });
+  });
+
+  test("passes binary frames, pings, pongs and the close code and reason through", async () => {
+    const client = await connect();
+    const bytes = new Uint8Array([0, 1, 2, 253, 254, 255]);
+    client.ws.send(bytes);
+    await waitFor(() => client.raw.some((frame) => frame instanceof Uint8Array));
+    expect(upstream.frames.at(-1)).toEqual(bytes);
+    expect(client.raw.at(-1)).toEqual(bytes);
+    const pongs: string[] = [];
+    client.ws.addEventListener("pong", (event) => pongs.push(String((event as MessageEvent).data)));
+    client.ws.ping("are you there");
+    await waitFor(() => upstream.pings.includes("are you there"));
+    await waitFor(() => pongs.includes("are you there"));
+    client.ws.close(4321, "client says bye");
+    await waitFor(() => upstream.closes.some((c) => c.code === 4321));
+    expect(upstream.closes.find((c) => c.code === 4321)!.reason).toBe("client says bye");
+  });
+
+  test("an upstream that drops mid-response: the client sees its close code, the record upstream_error", async () => {
+    const before = (await proxy.records()).length;
+    const client = await connect();
+    client.ws.send(create("gpt-5.5-drop"));
+    const closed = await client.closed;
+    expect([closed.code, closed.reason]).toEqual([1011, "server going down"]);
+    const [record] = (await proxy.settled(before + 1)).slice(before);
+    expect(record).toMatchObject({ model: "gpt-5.5-drop", outcome: "upstream_error", error_type: "incomplete_stream", usage_source: "estimated" });
+    expect(record!.output_tokens).toBeGreaterThan(0);
+  });
+
+  test("a client that leaves mid-response: client_aborted, billed by estimate, and the upstream socket closed", async () => {
+    const before = (await proxy.records()).length;
+    const client = await connect();
+    const open = upstream.sockets.size;
+    client.ws.send(create("gpt-5.5-hold"));
+    await waitFor(() => client.events.some((e) => (e as { type: string }).type === "response.output_text.delta"));
+    client.ws.close(1001, "going away");
+    await waitFor(() => upstream.sockets.size < open);
+    upstream.release();
+    const [record] = (await proxy.settled(before + 1)).slice(before);
+    expect(record).toMatchObject({ model: "gpt-5.5-hold", outcome: "client_aborted", usage_source: "estimated" });
+    expect(upstream.closes.at(-1)).toEqual({ code: 1001, reason: "going away" });
+  });
+
+  test("a response.create without a model is refused on the socket, not forwarded, and recorded as rejected", async () => {
+    const before = (await proxy.records()).length;
+    const frames = upstream.frames.length;
+    const client = await connect();
+    client.ws.send(JSON.stringify({ type: "response.create", input: "hi" }));
+    const [event] = await client.next();
+    expect(event).toMatchObject({ type: "error", status: 400, error: { code: "missing_model", type: "invalid_request_error" } });
+    client.ws.send(create("gpt-5.5"));
+    expect((await client.next()).at(-1)!.type).toBe("response.completed");
+    client.ws.close();
+    expect(upstream.frames.length).toBe(frames + 1);
+    const records = (await proxy.settled(before + 2)).slice(before);
+    expect(records.map((r) => [r.outcome, r.status])).toEqual([
+      ["rejected", 400],
+      ["completed", 200],
+    ]);
+    expect((event as { headers: Record<string, string> }).headers["x-audit-record-id"]).toBe(records[0]!.id);
+  });
+
+  test("an upstream that refuses the handshake: its status before any upgrade, and an upstream_error record", async () => {
+    const before = (await proxy.records()).length;
+    upstream.refuseNext(401);
+    const response = await fetch(`${proxy.url}/v1/responses`, {
+      headers: {
+        upgrade: "websocket",
+        connection: "Upgrade",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "sec-websocket-version": "13",
+        authorization: "Bearer sk-wrong",
+      },
+    });
+    expect(response.status).toBe(401);
+    expect(((await response.json()) as { error: { type: string } }).error.type).toBe("authentication_error");
+    const [record] = (await proxy.settled(before + 1)).slice(before);
+    expect(record).toMatchObject({ endpoint: "/v1/responses", outcome: "upstream_error", status: 401, error_type: "http_401", model: null });
+    expect(response.headers.get("x-audit-record-id")).toBe(record!.id);
+  });
+
+  test("a GET without an upgrade is still refused with 405", async () => {
+    const response = await fetch(`${proxy.url}/v1/responses`);
+    expect(response.status).toBe(405);
+  });
+});
+
+async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for a condition");
+    await Bun.sleep(5);
+  }
+}
