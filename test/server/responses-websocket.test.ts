@@ -173,7 +173,12 @@ describe("the connection", () => {
     const closed = await client.closed;
     expect([closed.code, closed.reason]).toEqual([1011, "server going down"]);
     const [record] = (await proxy.settled(before + 1)).slice(before);
-    expect(record).toMatchObject({ model: "gpt-5.5-drop", outcome: "upstream_error", error_type: "incomplete_stream", usage_source: "estimated" });
+    expect(record).toMatchObject({
+      model: "gpt-5.5-drop",
+      outcome: "upstream_error",
+      error_type: "incomplete_stream",
+      usage_source: "estimated",
+    });
     expect(record!.output_tokens).toBeGreaterThan(0);
   });
 
@@ -225,7 +230,13 @@ describe("the connection", () => {
     expect(response.status).toBe(401);
     expect(((await response.json()) as { error: { type: string } }).error.type).toBe("authentication_error");
     const [record] = (await proxy.settled(before + 1)).slice(before);
-    expect(record).toMatchObject({ endpoint: "/v1/responses", outcome: "upstream_error", status: 401, error_type: "http_401", model: null });
+    expect(record).toMatchObject({
+      endpoint: "/v1/responses",
+      outcome: "upstream_error",
+      status: 401,
+      error_type: "http_401",
+      model: null,
+    });
     expect(response.headers.get("x-audit-record-id")).toBe(record!.id);
   });
 

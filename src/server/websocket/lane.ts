@@ -19,11 +19,11 @@ export class FrameLane {
     private readonly onRoom: () => void,
   ) {}
 
-  /** Delivers now if nothing waits, else after what waits. */
+  /** Delivers now if nothing waits, else after what waits (a push made during a delivery waits for it). */
   push(bytes: number, deliver: Delivery): void {
     if (this.#closed) return;
     if (!this.#busy) {
-      this.#run(deliver);
+      this.#drain(deliver);
       return;
     }
     this.#queue.push({ bytes, deliver });
@@ -45,32 +45,35 @@ export class FrameLane {
     return this.#queuedBytes;
   }
 
-  #run(deliver: Delivery): void {
-    let pending: void | Promise<unknown>;
-    try {
-      pending = deliver();
-    } catch {
-      pending = undefined; // a delivery guards itself; a throw here must not stall the lane
+  /** Runs deliveries in order until one has to wait (or none is left). */
+  #drain(first: Delivery | undefined): void {
+    let deliver = first;
+    while (deliver && !this.#closed) {
+      this.#busy = true;
+      let pending: void | Promise<unknown>;
+      try {
+        pending = deliver();
+      } catch {
+        pending = undefined; // a delivery guards itself; a throw here must not stall the lane
+      }
+      if (pending instanceof Promise) {
+        const next = () => this.#drain(this.#shift());
+        pending.then(next, next);
+        return;
+      }
+      deliver = this.#shift();
     }
-    if (!(pending instanceof Promise)) return;
-    this.#busy = true;
-    pending.then(
-      () => this.#next(),
-      () => this.#next(),
-    );
+    this.#busy = false;
   }
 
-  #next(): void {
-    this.#busy = false;
-    while (!this.#busy && !this.#closed) {
-      const item = this.#queue.shift();
-      if (!item) break;
-      this.#queuedBytes -= item.bytes;
-      this.#run(item.deliver);
-    }
+  #shift(): Delivery | undefined {
+    const item = this.#queue.shift();
+    if (!item) return undefined;
+    this.#queuedBytes -= item.bytes;
     if (this.#full && this.#queuedBytes <= this.maxQueuedBytes / 2) {
       this.#full = false;
       this.onRoom();
     }
+    return item.deliver;
   }
 }

@@ -46,6 +46,8 @@ interface OpenResponse {
   ttfb: number | null;
   /** The upstream's `status` on an `error` event, which a call over HTTP would have answered with. */
   status: number;
+  /** Refusals of responses the client asked for while this one was open: sent after its terminal event. */
+  after: string[];
   done: () => void;
 }
 
@@ -87,6 +89,8 @@ export class SocketResponses {
     if (!result.terminal) return undefined;
     if (result.errorType) current.status = errorStatus(frame) ?? current.status;
     this.#open.shift();
+    // Queued behind this frame, which is being delivered.
+    for (const refusal of current.after) this.socket.sendClient(refusal);
     return this.#finish(current, { kind: "done" });
   }
 
@@ -159,6 +163,7 @@ export class SocketResponses {
       ending: callEnding(ctx, record, provider, rt),
       ttfb: null,
       status: 200,
+      after: [],
       done: track.resolve,
     });
     this.socket.sendUpstream(upstreamFrame); //                                      5 forward
@@ -191,7 +196,12 @@ export class SocketResponses {
           : new ProxyError("internal_error", `Internal error: ${errorMessage(error)}`);
     if (!(error instanceof ProxyError)) rt.log.error(failure.message);
     trackUntilDone(rt, callEnding(ctx, inFlight, provider, rt).finish({ kind: "refused", error: failure }));
-    this.socket.sendClient(errorEvent(failure, ctx.id));
+    // The client reads events in order as the answers to its requests in order: a refusal comes
+    // after the responses it asked for before.
+    const event = errorEvent(failure, ctx.id);
+    const last = this.#open.at(-1);
+    if (last) last.after.push(event);
+    else this.socket.sendClient(event);
   }
 }
 
