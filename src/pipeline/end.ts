@@ -144,8 +144,16 @@ const generating = new Set<EndpointKind>(["chat.completions", "completions", "re
  * off, or the server reports no usage — is billed by estimate rather than left free.
  */
 function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage: Usage | null): boolean {
-  if (status >= 400 || !generating.has(ctx.endpoint.kind)) return false;
+  if (status >= 400 || !generating.has(ctx.endpoint.kind) || isWarmup(ctx)) return false;
   return outcome !== "completed" || usage === null || usage.output_tokens === null || usage.input_tokens === null;
+}
+
+/**
+ * A Responses API warmup (`generate: false`, WebSocket mode) prepares state and generates nothing:
+ * it keeps the usage the provider reports, and is never billed by estimate.
+ */
+function isWarmup(ctx: CallContext): boolean {
+  return ctx.endpoint.kind === "responses" && ctx.body?.generate === false;
 }
 
 /** Stage 9: every limiter reconciles with the final record. Never throws. */

@@ -9,6 +9,7 @@
  * - `*-drop`: after the first delta the socket closes with 1011 "server going down";
  * - `*-hold`: after the first delta it waits until `release()`;
  * - `*-big`: 200 deltas of 8 KiB each.
+ * A warmup (`generate: false`) is answered with `response.created` and `response.completed`, no output.
  * A binary frame is echoed back, byte for byte; a client ping is answered by Bun.
  */
 import type { ServerWebSocket } from "bun";
@@ -45,8 +46,6 @@ export interface FakeResponsesSocket {
   refuseNext(status: number): void;
   stop(): Promise<void>;
 }
-
-const text = "Hello from the fake socket.";
 
 export function responseObject(id: string, model: string, status: string, usage: unknown = null, output: unknown[] = []) {
   return {
@@ -86,12 +85,17 @@ function message(itemId: string, content: string, status = "completed") {
 }
 
 /** The events of one response, steered by its model (see the file comment). */
-function* responseEvents(n: number, model: string): Generator<Record<string, unknown> | "hold" | "drop"> {
+function* responseEvents(n: number, model: string, generate: boolean): Generator<Record<string, unknown> | "hold" | "drop"> {
   const id = `resp_fake_${n}`;
   const itemId = `msg_fake_${n}`;
   let seq = 0;
   const base = responseObject(id, model, "in_progress");
   yield { type: "response.created", sequence_number: seq++, response: base };
+  if (!generate) {
+    // A warmup (`generate: false`): no model output, only a response id to chain from.
+    yield { type: "response.completed", sequence_number: seq++, response: responseObject(id, model, "completed") };
+    return;
+  }
   yield { type: "response.in_progress", sequence_number: seq++, response: base };
   yield {
     type: "response.output_item.added",
@@ -181,9 +185,9 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
   };
   // One response at a time per socket, as the real API does.
   const queues = new WeakMap<ServerWebSocket<unknown>, Promise<void>>();
-  const answer = async (ws: ServerWebSocket<unknown>, model: string) => {
+  const answer = async (ws: ServerWebSocket<unknown>, model: string, generate: boolean) => {
     const n = ++count;
-    for (const event of responseEvents(n, model)) {
+    for (const event of responseEvents(n, model, generate)) {
       if (event === "drop") {
         ws.close(1011, "server going down");
         return;
@@ -234,7 +238,7 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
           ws.sendBinary(data);
           return;
         }
-        const event = JSON.parse(data) as { type?: string; model?: string };
+        const event = JSON.parse(data) as { type?: string; model?: string; generate?: boolean };
         if (event.type !== "response.create") return;
         const model = event.model ?? "gpt-fake";
         const previous = queues.get(ws) ?? Promise.resolve();
@@ -254,7 +258,7 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
             );
             return;
           }
-          return answer(ws, model);
+          return answer(ws, model, event.generate !== false);
         });
         queues.set(ws, next);
       },
@@ -270,5 +274,3 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
   fake.url = `http://127.0.0.1:${server.port}`;
   return fake;
 }
-
-export const fakeSocketText = text;
