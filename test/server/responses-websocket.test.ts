@@ -34,7 +34,7 @@ async function connect(headers: Record<string, string> = {}): Promise<Client> {
   const ws = new WebSocket(socketURL(), {
     headers: { authorization: "Bearer sk-client", "x-agent-id": "ws-agent", ...headers },
   } as unknown as string[]);
-  ws.binaryType = "uint8array";
+  ws.binaryType = "nodebuffer";
   const raw: (string | Uint8Array)[] = [];
   const events: Record<string, unknown>[] = [];
   let waiting: { from: number; resolve: (events: Record<string, unknown>[]) => void } | null = null;
