@@ -8,7 +8,8 @@
  * - `*-error`: an `error` event (`status` 400, `previous_response_not_found`) instead of a response;
  * - `*-drop`: after the first delta the socket closes with 1011 "server going down";
  * - `*-hold`: after the first delta it waits until `release()`;
- * - `*-big`: 200 deltas of 8 KiB each.
+ * - `*-big`: 1,000 deltas of 16 KiB each, sent as a well-behaved server does: when its socket
+ *   pushes back (`send` returns -1) it waits for it to drain, and counts it in `pushedBack`.
  * A warmup (`generate: false`) is answered with `response.created` and `response.completed`, no output.
  * A binary frame is echoed back, byte for byte; a client ping is answered by Bun.
  */
@@ -38,6 +39,8 @@ export interface FakeResponsesSocket {
   /** Close codes and reasons the fake saw from its clients. */
   closes: { code: number; reason: string }[];
   pings: string[];
+  /** How often a send of the fake met backpressure (the proxy stopped reading). */
+  pushedBack: number;
   /** Open sockets. */
   sockets: Set<ServerWebSocket<unknown>>;
   /** Lets `*-hold` responses go on. */
@@ -111,7 +114,7 @@ function* responseEvents(n: number, model: string, generate: boolean): Generator
     content_index: 0,
     part: { type: "output_text", text: "", annotations: [], logprobs: [] },
   };
-  const pieces = model.endsWith("-big") ? Array.from({ length: 200 }, () => "x".repeat(8192)) : ["Hello ", "from the ", "fake socket."];
+  const pieces = model.endsWith("-big") ? Array.from({ length: 1000 }, () => "x".repeat(16 * 1024)) : ["Hello ", "from the ", "fake socket."];
   for (const [i, delta] of pieces.entries()) {
     yield {
       type: "response.output_text.delta",
@@ -170,6 +173,7 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
     httpCalls: 0,
     closes: [],
     pings: [],
+    pushedBack: 0,
     sockets: new Set(),
     release() {
       released.resolve();
@@ -197,7 +201,10 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
         continue;
       }
       if (ws.readyState !== 1) return;
-      ws.send(JSON.stringify(event));
+      if (ws.send(JSON.stringify(event)) === -1) {
+        fake.pushedBack++;
+        while (ws.readyState === 1 && ws.getBufferedAmount() > 0) await Bun.sleep(2);
+      }
       await Bun.sleep(0);
     }
   };

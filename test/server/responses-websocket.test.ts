@@ -240,6 +240,24 @@ describe("the connection", () => {
     expect(response.headers.get("x-audit-record-id")).toBe(record!.id);
   });
 
+  test("a client that stops reading pushes back on the upstream instead of filling the proxy; then gets every byte", async () => {
+    const before = (await proxy.records()).length;
+    const client = await connect();
+    const pushedBack = upstream.pushedBack;
+    client.ws.pause();
+    client.ws.send(create("gpt-5.5-big"));
+    await waitFor(() => upstream.pushedBack > pushedBack, 20_000);
+    client.ws.resume();
+    const events = await client.next();
+    const deltas = events.filter((e) => e.type === "response.output_text.delta");
+    expect(deltas.length).toBe(1000);
+    expect(deltas.every((e) => (e.delta as string).length === 16 * 1024)).toBe(true);
+    expect(events.at(-1)!.type).toBe("response.completed");
+    client.ws.close();
+    const [record] = (await proxy.settled(before + 1)).slice(before);
+    expect(record).toMatchObject({ model: "gpt-5.5-big", outcome: "completed", usage_source: "provider" });
+  });
+
   test("a GET without an upgrade is still refused with 405", async () => {
     const response = await fetch(`${proxy.url}/v1/responses`);
     expect(response.status).toBe(405);

@@ -181,8 +181,12 @@ export class SocketBridge {
   #sendClient(frame: Frame): void {
     const client = this.#client;
     if (!client || this.#ended) return;
-    // -1: queued behind what the client has not read yet; 0: dropped (the socket is closing).
-    if (client.send(frame) === -1) this.#pauseUpstream("client");
+    // -1: queued behind what the client has not read yet (the upstream pauses until it drains);
+    // 0: dropped, over the socket's backpressure limit. A stream with a hole in it is no use to
+    // the client: close it, and its responses end as aborted.
+    const sent = client.send(frame);
+    if (sent === -1) this.#pauseUpstream("client");
+    else if (sent === 0 && client.readyState === 1) client.close(1011, "the client did not read fast enough");
   }
 
   #pauseUpstream(reason: string): void {
