@@ -114,7 +114,9 @@ function* responseEvents(n: number, model: string, generate: boolean): Generator
     content_index: 0,
     part: { type: "output_text", text: "", annotations: [], logprobs: [] },
   };
-  const pieces = model.endsWith("-big") ? Array.from({ length: 1000 }, () => "x".repeat(16 * 1024)) : ["Hello ", "from the ", "fake socket."];
+  const pieces = model.endsWith("-big")
+    ? Array.from({ length: 1000 }, () => "x".repeat(16 * 1024))
+    : ["Hello ", "from the ", "fake socket."];
   for (const [i, delta] of pieces.entries()) {
     yield {
       type: "response.output_text.delta",
