@@ -76,7 +76,8 @@ export async function upgradeSocket(
         onEnd();
       },
     });
-    const headers: Record<string, string> = { "x-audit-connection-id": ctx.id };
+    // Bun's WebSocket client does not show the upstream's handshake headers: only its subprotocol is passed on.
+    const headers: Record<string, string> = {};
     if (upstream.protocol) headers["sec-websocket-protocol"] = upstream.protocol;
     if (server.upgrade(request, { data: bridge, headers })) return undefined;
     upstream.close(1000);
