@@ -45,6 +45,9 @@ export interface FakeResponsesSocket {
   sockets: Set<ServerWebSocket<unknown>>;
   /** Lets `*-hold` responses go on. */
   release(): void;
+  /** Stops (and starts again) reading every open socket: the client's frames back up. */
+  pauseReading(): void;
+  resumeReading(): void;
   /** The next handshake is refused with this status. */
   refuseNext(status: number): void;
   stop(): Promise<void>;
@@ -181,6 +184,12 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
       released.resolve();
       released = Promise.withResolvers<void>();
     },
+    pauseReading() {
+      for (const ws of fake.sockets) ws.pause();
+    },
+    resumeReading() {
+      for (const ws of fake.sockets) ws.resume();
+    },
     refuseNext(status) {
       refuse = status;
     },
@@ -212,6 +221,7 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
   };
   const server = Bun.serve({
     port: 0,
+    maxRequestBodySize: 64 * 1024 * 1024,
     fetch(request, srv) {
       const url = new URL(request.url);
       if (url.pathname !== "/v1/responses") return new Response("not found", { status: 404 });

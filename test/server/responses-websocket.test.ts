@@ -258,6 +258,28 @@ describe("the connection", () => {
     expect(record).toMatchObject({ model: "gpt-5.5-big", outcome: "completed", usage_source: "provider" });
   });
 
+  test("an upstream that stops reading pushes back on the client instead of filling the proxy; then gets every frame", async () => {
+    const client = await connect();
+    const frames = upstream.frames.length;
+    upstream.pauseReading();
+    const chunk = (i: number) => new Uint8Array(1024 * 1024).fill(i);
+    for (let i = 0; i < 24; i++) client.ws.send(chunk(i));
+    // The proxy stops reading the client, so the client's own send buffer stays full (a proxy
+    // that kept reading would take all 24 MiB in, and the client's buffer would empty).
+    await waitFor(() => client.ws.bufferedAmount > 4 * 1024 * 1024, 20_000);
+    let settled = client.ws.bufferedAmount;
+    for (let stable = 0; stable < 20; stable++) {
+      await Bun.sleep(50);
+      if (client.ws.bufferedAmount !== settled) [settled, stable] = [client.ws.bufferedAmount, 0];
+    }
+    expect(client.ws.bufferedAmount).toBeGreaterThan(4 * 1024 * 1024);
+    upstream.resumeReading();
+    await waitFor(() => upstream.frames.length === frames + 24, 20_000);
+    const got = upstream.frames.slice(frames) as Uint8Array[];
+    expect(got.every((frame, i) => frame.byteLength === 1024 * 1024 && frame[0] === i && frame[frame.byteLength - 1] === i)).toBe(true);
+    client.ws.close();
+  });
+
   test("a GET without an upgrade is still refused with 405", async () => {
     const response = await fetch(`${proxy.url}/v1/responses`);
     expect(response.status).toBe(405);
