@@ -8,6 +8,7 @@
  * - `*-error`: an `error` event (`status` 400, `previous_response_not_found`) instead of a response;
  * - `*-drop`: after the first delta the socket closes with 1011 "server going down";
  * - `*-hold`: after the first delta it waits until `release()`;
+ * - `*-busy`: if a response is in flight, an `error` event (`response_already_in_flight`) at once;
  * - `*-big`: 1,000 deltas of 16 KiB each, sent as a well-behaved server does: when its socket
  *   pushes back (`send` returns -1) it waits for it to drain, and counts it in `pushedBack`.
  * A warmup (`generate: false`) is answered with `response.created` and `response.completed`, no output.
@@ -200,6 +201,7 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
   };
   // One response at a time per socket, as the real API does.
   const queues = new WeakMap<ServerWebSocket<unknown>, Promise<void>>();
+  const inFlight = new WeakSet<ServerWebSocket<unknown>>();
   const answer = async (ws: ServerWebSocket<unknown>, model: string, generate: boolean) => {
     const n = ++count;
     for (const event of responseEvents(n, model, generate)) {
@@ -260,6 +262,21 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
         const event = JSON.parse(data) as { type?: string; model?: string; generate?: boolean };
         if (event.type !== "response.create") return;
         const model = event.model ?? "gpt-fake";
+        if (model.endsWith("-busy") && inFlight.has(ws)) {
+          ws.send(
+            JSON.stringify({
+              type: "error",
+              status: 400,
+              error: {
+                type: "invalid_request_error",
+                code: "response_already_in_flight",
+                message: "A response is already in flight.",
+                param: null,
+              },
+            }),
+          );
+          return;
+        }
         const previous = queues.get(ws) ?? Promise.resolve();
         const next = previous.then(() => {
           if (model.endsWith("-error")) {
@@ -277,7 +294,8 @@ export async function startFakeResponsesSocket(): Promise<FakeResponsesSocket> {
             );
             return;
           }
-          return answer(ws, model, event.generate !== false);
+          inFlight.add(ws);
+          return answer(ws, model, event.generate !== false).finally(() => inFlight.delete(ws));
         });
         queues.set(ws, next);
       },

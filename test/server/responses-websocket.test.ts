@@ -280,6 +280,24 @@ describe("the connection", () => {
     client.ws.close();
   });
 
+  test("an error the upstream sends at once for a second response does not end the one under way", async () => {
+    const before = (await proxy.records()).length;
+    const client = await connect();
+    client.ws.send(create("gpt-5.5-hold"));
+    await waitFor(() => client.events.some((e) => (e as { type: string }).type === "response.output_text.delta"));
+    client.ws.send(create("gpt-5.5-busy"));
+    const refusal = (await client.next()).at(-1);
+    expect(refusal).toMatchObject({ type: "error", error: { code: "response_already_in_flight" } });
+    upstream.release();
+    expect((await client.next()).at(-1)!.type).toBe("response.completed");
+    client.ws.close();
+    const records = (await proxy.settled(before + 2)).slice(before).sort((a, b) => a.id.localeCompare(b.id));
+    expect(records.map((r) => [r.model, r.outcome, r.status, r.error_type, r.usage_source])).toEqual([
+      ["gpt-5.5-hold", "completed", 200, null, "provider"],
+      ["gpt-5.5-busy", "upstream_error", 400, "invalid_request_error", "none"],
+    ]);
+  });
+
   test("a GET without an upgrade is still refused with 405", async () => {
     const response = await fetch(`${proxy.url}/v1/responses`);
     expect(response.status).toBe(405);

@@ -80,7 +80,8 @@ export class SocketResponses {
    * frame ends that response: the frame must wait for its final record.
    */
   serverFrame(frame: string): Promise<unknown> | undefined {
-    const current = this.#open[0];
+    const at = this.#answering(frame);
+    const current = this.#open[at];
     if (!current) return undefined;
     current.ttfb ??= elapsed(current.ctx);
     current.hasher.update(frame);
@@ -88,10 +89,22 @@ export class SocketResponses {
     const result = current.meter.result();
     if (!result.terminal) return undefined;
     if (result.errorType) current.status = errorStatus(frame) ?? current.status;
-    this.#open.shift();
+    this.#open.splice(at, 1);
     // Queued behind this frame, which is being delivered.
     for (const refusal of current.after) this.socket.sendClient(refusal);
     return this.#finish(current, { kind: "done" });
+  }
+
+  /**
+   * Which open response a server event answers: the oldest. But a bare `error` while the oldest is
+   * already streaming answers a later one the upstream refused at once (e.g. one sent while
+   * another was in flight): a response under way ends with its own `response.*` event.
+   */
+  #answering(frame: string): number {
+    if (this.#open.length < 2 || this.#open[0]!.ttfb === null || !frame.includes('"error"')) return 0;
+    if (parseObject(frame)?.type !== "error") return 0;
+    const waiting = this.#open.findIndex((response) => response.ttfb === null);
+    return waiting === -1 ? 0 : waiting;
   }
 
   /** The connection is over: every response still open ends as `how` says. */
