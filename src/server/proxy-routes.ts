@@ -25,11 +25,10 @@ export function proxyRoutes(rt: Runtime): Record<string, ProxyRoute> {
     // The Responses API's WebSocket mode: an upgrade on the same path (a socket counts as open until it closes).
     const socket = candidates.find((endpoint) => endpoint.kind === "responses");
     routes[path] = (request, server) => {
-      const endpoint = socket && isWebSocketUpgrade(request) ? socket : endpointFor(candidates, request.headers);
-      const call = (onEnd?: () => void) =>
-        endpoint === socket && isWebSocketUpgrade(request)
-          ? upgradeSocket(request, server, endpoint, rt, onEnd ?? (() => {}))
-          : runCall(request, endpoint, rt, onEnd);
+      const upgrade = socket !== undefined && isWebSocketUpgrade(request);
+      const endpoint = upgrade ? socket : endpointFor(candidates, request.headers);
+      const call = (onEnd: () => void = () => {}) =>
+        upgrade ? upgradeSocket(request, server, endpoint, rt, onEnd) : runCall(request, endpoint, rt, onEnd);
       const address = perClient > 0 ? server.requestIP(request)?.address : undefined;
       if (address === undefined) {
         server.timeout(request, 0);
