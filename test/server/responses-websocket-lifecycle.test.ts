@@ -79,6 +79,20 @@ describe("server.maxConnectionsPerClient", () => {
   });
 });
 
+test("a frame over server.maxBodyBytes closes the socket with 1009, nothing of it forwarded", async () => {
+  const proxy = await startTestProxy(upstream.url, { server: { maxBodyBytes: 64 * 1024 } });
+  try {
+    const frames = upstream.frames.length;
+    const client = await open(proxy);
+    client.ws.send(JSON.stringify({ type: "response.create", model: "gpt-5.5", input: "x".repeat(100 * 1024) }));
+    const closed = await client.closed;
+    expect(closed.code).toBe(1009);
+    expect(upstream.frames.length).toBe(frames);
+  } finally {
+    await proxy.stop();
+  }
+});
+
 test("an upstream silent for server.streamIdleTimeoutMs mid-response: upstream_timeout, both sides closed with 1011", async () => {
   const proxy = await startTestProxy(upstream.url, { server: { streamIdleTimeoutMs: 300 } });
   try {
