@@ -98,7 +98,10 @@ test("an upstream silent for server.streamIdleTimeoutMs mid-response: upstream_t
   try {
     const client = await open(proxy);
     client.ws.send(hold);
+    // The client talking does not make the upstream any less silent.
+    const chatter = setInterval(() => client.ws.readyState === WebSocket.OPEN && client.ws.send('{"type":"client.note"}'), 50);
     const closed = await client.closed;
+    clearInterval(chatter);
     expect([closed.code, closed.reason]).toEqual([1011, "upstream timed out"]);
     const [record] = await proxy.settled(1);
     expect(record).toMatchObject({ outcome: "upstream_error", error_type: "upstream_timeout", model: "gpt-5.5-hold" });

@@ -92,7 +92,9 @@ export class SocketBridge {
   clientMessage(message: string | Buffer): void {
     const size = typeof message === "string" ? message.length : message.byteLength;
     this.#toUpstream.push(size, () => (typeof message === "string" ? this.#responses.clientFrame(message) : this.#sendUpstream(message)));
-    this.#armIdle();
+    // The upstream's silence is counted from the first request it was given; the client's own
+    // frames after that do not make it any less silent.
+    if (this.#responses.inFlight === 0) this.#armIdle();
   }
 
   clientPing(data: Buffer): void {
