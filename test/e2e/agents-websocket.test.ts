@@ -43,7 +43,7 @@ test("an agent runs over the proxy's WebSocket, each model call recorded with it
   expect(upstream.httpCalls).toBe(0);
   expect(upstream.handshakes.length).toBe(1);
   expect(upstream.handshakes[0]!.headers.authorization).toBe("Bearer sk-agents-client");
-  const records = await proxy.settled(2);
+  const records = await proxy.settled(2, 30_000);
   expect(records.map((r) => [r.endpoint, r.outcome, r.model, r.stream, r.usage_source])).toEqual([
     ["/v1/responses", "completed", "gpt-5.5", true, "provider"],
     ["/v1/responses", "completed", "gpt-5.5", true, "provider"],

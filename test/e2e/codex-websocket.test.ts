@@ -57,7 +57,7 @@ test("codex exec answers through the proxy's WebSocket, each response recorded, 
   expect(handshake.authorization).toBe("Bearer sk-codex-client");
   expect(handshake["openai-beta"]).toContain("responses_websockets");
   // Codex warms the socket up first (`generate: false`), then asks for the answer: two responses.
-  const records = await proxy.settled(2);
+  const records = await proxy.settled(2, 30_000);
   expect(records.filter((r) => r.outcome === "rejected")).toEqual([]);
   expect(upstream.frames.map((frame) => (JSON.parse(frame as string) as { generate?: boolean }).generate)).toEqual([false, undefined]);
   expect(records.map((r) => [r.endpoint, r.outcome, r.model, r.stream, r.input_tokens, r.output_tokens, r.usage_source])).toEqual([

@@ -61,7 +61,7 @@ describe("server.maxConnectionsPerClient", () => {
       },
     });
     expect(refused.status).toBe(429);
-    const records = await proxy.settled(1);
+    const records = await proxy.settled(1, 30_000);
     expect(records.find((r) => r.id === refused.headers.get("x-audit-record-id"))).toMatchObject({
       outcome: "rejected",
       status: 429,

@@ -50,7 +50,7 @@ test("a connection with a key the proxy does not know is refused with 401 before
   const seen = upstream.handshakes.length;
   const response = await handshake("Bearer aa_not_a_key");
   expect(response.status).toBe(401);
-  const [record] = (await proxy.settled(1)).filter((r) => r.id === response.headers.get("x-audit-record-id"));
+  const [record] = (await proxy.settled(1, 30_000)).filter((r) => r.id === response.headers.get("x-audit-record-id"));
   expect(record).toMatchObject({ outcome: "rejected", status: 401, endpoint: "/v1/responses" });
   expect(upstream.handshakes.length).toBe(seen);
 });
@@ -76,7 +76,7 @@ test("the upstream gets the proxy's provider key; the second response in the min
   expect(upstream.frames.filter((f) => f === create).length).toBe(1);
   ws.close();
   // In the order the responses were asked for (the refusal is committed first: it is recorded at once).
-  const records = (await proxy.settled(before + 2)).slice(before).sort((a, b) => a.id.localeCompare(b.id));
+  const records = (await proxy.settled(before + 2, 30_000)).slice(before).sort((a, b) => a.id.localeCompare(b.id));
   expect(records.map((r) => [r.outcome, r.status, r.attribution, r.agent_id])).toEqual([
     ["completed", 200, "verified", "socket-bot"],
     ["rejected", 429, "verified", "socket-bot"],

@@ -103,7 +103,7 @@ describe("a response over the socket", () => {
     expect(upstream.frames.at(-1)).toBe(frame);
     client.ws.close(1000, "done");
     await client.closed;
-    const [record] = (await proxy.settled(1)).slice(-1);
+    const [record] = (await proxy.settled(1, 30_000)).slice(-1);
     expect(record).toMatchObject({
       endpoint: "/v1/responses",
       model: "gpt-5.5",
@@ -138,7 +138,7 @@ describe("the connection", () => {
     }
     client.ws.close();
     await client.closed;
-    const records = (await proxy.settled(before + 4)).slice(before);
+    const records = (await proxy.settled(before + 4, 30_000)).slice(before);
     expect(records.map((r) => [r.model, r.outcome, r.status, r.error_type])).toEqual([
       ["gpt-5.5", "completed", 200, null],
       ["gpt-5.5-failed", "upstream_error", 200, "server_error"],
@@ -172,7 +172,7 @@ describe("the connection", () => {
     client.ws.send(create("gpt-5.5-drop"));
     const closed = await client.closed;
     expect([closed.code, closed.reason]).toEqual([1011, "server going down"]);
-    const [record] = (await proxy.settled(before + 1)).slice(before);
+    const [record] = (await proxy.settled(before + 1, 30_000)).slice(before);
     expect(record).toMatchObject({
       model: "gpt-5.5-drop",
       outcome: "upstream_error",
@@ -191,7 +191,7 @@ describe("the connection", () => {
     client.ws.close(1001, "going away");
     await waitFor(() => upstream.sockets.size < open);
     upstream.release();
-    const [record] = (await proxy.settled(before + 1)).slice(before);
+    const [record] = (await proxy.settled(before + 1, 30_000)).slice(before);
     expect(record).toMatchObject({ model: "gpt-5.5-hold", outcome: "client_aborted", usage_source: "estimated" });
     expect(upstream.closes.at(-1)).toEqual({ code: 1001, reason: "going away" });
   });
@@ -207,7 +207,7 @@ describe("the connection", () => {
     expect((await client.next()).at(-1)!.type).toBe("response.completed");
     client.ws.close();
     expect(upstream.frames.length).toBe(frames + 1);
-    const records = (await proxy.settled(before + 2)).slice(before);
+    const records = (await proxy.settled(before + 2, 30_000)).slice(before);
     expect(records.map((r) => [r.outcome, r.status])).toEqual([
       ["rejected", 400],
       ["completed", 200],
@@ -229,7 +229,7 @@ describe("the connection", () => {
     });
     expect(response.status).toBe(401);
     expect(((await response.json()) as { error: { type: string } }).error.type).toBe("authentication_error");
-    const [record] = (await proxy.settled(before + 1)).slice(before);
+    const [record] = (await proxy.settled(before + 1, 30_000)).slice(before);
     expect(record).toMatchObject({
       endpoint: "/v1/responses",
       outcome: "upstream_error",
@@ -254,7 +254,7 @@ describe("the connection", () => {
     expect(deltas.every((e) => (e.delta as string).length === 16 * 1024)).toBe(true);
     expect(events.at(-1)!.type).toBe("response.completed");
     client.ws.close();
-    const [record] = (await proxy.settled(before + 1)).slice(before);
+    const [record] = (await proxy.settled(before + 1, 30_000)).slice(before);
     expect(record).toMatchObject({ model: "gpt-5.5-big", outcome: "completed", usage_source: "provider" });
   });
 
@@ -291,7 +291,7 @@ describe("the connection", () => {
     upstream.release();
     expect((await client.next()).at(-1)!.type).toBe("response.completed");
     client.ws.close();
-    const records = (await proxy.settled(before + 2)).slice(before).sort((a, b) => a.id.localeCompare(b.id));
+    const records = (await proxy.settled(before + 2, 30_000)).slice(before).sort((a, b) => a.id.localeCompare(b.id));
     expect(records.map((r) => [r.model, r.outcome, r.status, r.error_type, r.usage_source])).toEqual([
       ["gpt-5.5-hold", "completed", 200, null, "provider"],
       ["gpt-5.5-busy", "upstream_error", 400, "invalid_request_error", "none"],
