@@ -89,6 +89,23 @@ export interface ProviderEndpoints {
   resolve(request: InboundRequest): Endpoint | null;
 }
 
+/**
+ * A WebSocket the client asked to open (the Responses API's WebSocket mode: `GET /v1/responses`
+ * with an `Upgrade`), before it is opened upstream.
+ */
+export interface UpstreamSocketCall {
+  /** The connection's context: its headers, principal and attribution (no body, no model). */
+  readonly ctx: CallContext;
+  /** Inbound headers without hop-by-hop, WebSocket handshake, host and attribution headers: the adapter's copy. */
+  readonly headers: Headers;
+}
+
+/** Where a WebSocket is opened upstream: a `ws:` or `wss:` URL and the handshake's headers. */
+export interface UpstreamSocket {
+  url: string;
+  headers: Headers;
+}
+
 export interface ProviderAdapter {
   /**
    * True when this provider serves a call to one of the core's endpoints (the OpenAI and Anthropic
@@ -115,6 +132,14 @@ export interface ProviderAdapter {
   credentialHeaders?: readonly CredentialHeader[];
   /** Send the call upstream and return its response unread (the core streams it). */
   forward(call: UpstreamCall): Promise<Response>;
+  /**
+   * Where to open a WebSocket the client asked for on `endpoint` (today: `responses`, the Responses
+   * API's WebSocket mode), with the credential this provider takes, exactly as `forward` would send
+   * it. Absent, or null for an endpoint: the provider serves no WebSocket there, and the upgrade
+   * is refused with 404 (clients such as Codex then fall back to HTTP). Each response the socket
+   * carries is metered by `meter` from its events, as a stream's are.
+   */
+  upgrade?(endpoint: Endpoint, call: UpstreamSocketCall): UpstreamSocket | null;
   /** A fresh usage meter for one response. */
   meter(endpoint: Endpoint, response: MeteredResponse): Meter;
   /**

@@ -147,7 +147,7 @@ function outcomeOf(ctx: CallContext, { how, status, meter, signal }: Extract<Cal
  * off, or the server reports no usage — is billed by estimate rather than left free.
  */
 function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage: Usage | null): boolean {
-  if (status >= 400 || !ctx.endpoint.billed || background(ctx)) return false;
+  if (status >= 400 || !ctx.endpoint.billed || background(ctx) || isWarmup(ctx)) return false;
   return outcome !== "completed" || usage === null || usage.output_tokens === null || usage.input_tokens === null;
 }
 
@@ -184,6 +184,14 @@ function observe(ctx: CallContext, record: AuditRecord, end: CallEnd, rt: Runtim
       rt.log.error(`[plugin ${plugin.name}] observe: ${errorMessage(error)}`);
     }
   }
+}
+
+/**
+ * A Responses API warmup (`generate: false`, WebSocket mode) prepares state and generates nothing:
+ * it keeps the usage the provider reports, and is never billed by estimate.
+ */
+function isWarmup(ctx: CallContext): boolean {
+  return ctx.endpoint.kind === "responses" && ctx.body?.generate === false;
 }
 
 /** Stage 9: every limiter reconciles with the final record. Never throws. */

@@ -37,14 +37,10 @@ export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Ru
     ctx.request.signal.removeEventListener("abort", onClientAbort);
     releaseSlot();
   };
-  const headers = upstreamRequestHeaders(ctx.request.headers, rt.neverUpstream);
+  const headers = upstreamHeaders(ctx, provider, rt);
   // A body streamed through keeps its declared length (uploads are not sent chunked when they were not).
   const declared = ctx.endpoint.body === "stream" ? ctx.request.headers.get("content-length") : null;
   if (declared && upstreamBody) headers.set("content-length", declared);
-  // A credential goes only to a provider that takes it; with a principal the caller's credential
-  // is the proxy's, never a provider's.
-  const accepted = ctx.principal ? [] : (provider.adapter.credentialHeaders ?? defaultCredentialHeaders);
-  for (const name of credentialHeaders) if (!accepted.includes(name)) headers.delete(name);
   let upstream: Response;
   try {
     upstream = await provider.adapter.forward({ ctx, headers, body: upstreamBody, signal: abort.signal }); // 5 forward
@@ -82,7 +78,7 @@ export async function forward(ctx: CallContext, provider: RoutedProvider, rt: Ru
  * The bytes to send upstream: the inbound body with the provider's edits and the output cap spliced
  * in (./proxy/json-edit.ts); every other byte is the client's own.
  */
-function prepareBody(
+export function prepareBody(
   ctx: CallContext,
   provider: RoutedProvider,
   rt: Runtime,
@@ -123,6 +119,19 @@ function capOutput(ctx: CallContext, body: Record<string, unknown>, provider: Ro
 const credentialHeaders: readonly CredentialHeader[] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 const defaultCredentialHeaders: readonly CredentialHeader[] = ["authorization", "x-api-key"];
 
+/**
+ * The inbound headers that may go to `provider`'s upstream: never the hop-by-hop or proxy-only
+ * ones, and a credential only to a provider that takes it; with a principal the caller's
+ * credential is the proxy's, never a provider's.
+ */
+export function upstreamHeaders(ctx: CallContext, provider: RoutedProvider, rt: Runtime, drop: readonly string[] = []): Headers {
+  const headers = upstreamRequestHeaders(ctx.request.headers, rt.neverUpstream);
+  for (const name of drop) headers.delete(name);
+  const accepted = ctx.principal ? [] : (provider.adapter.credentialHeaders ?? defaultCredentialHeaders);
+  for (const name of credentialHeaders) if (!accepted.includes(name)) headers.delete(name);
+  return headers;
+}
+
 function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): ProxyError {
   if (signal.aborted && signal.reason instanceof ProxyError) return signal.reason;
   if (error instanceof ProxyError) return error;
@@ -133,7 +142,7 @@ function upstreamFailure(error: unknown, signal: AbortSignal, plugin: string): P
   );
 }
 
-async function beginRecord(record: AuditRecord, rt: Runtime): Promise<void> {
+export async function beginRecord(record: AuditRecord, rt: Runtime): Promise<void> {
   try {
     await rt.store.begin(record);
   } catch (error) {

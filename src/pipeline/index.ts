@@ -59,16 +59,17 @@ export async function runCall(
     }
   } catch (error) {
     end();
-    return reject(error, ctx, routed, rt);
+    return rejectCall(error, ctx, routed, rt);
   }
 }
 
 /** Refuses a call before reading its body (e.g. its client has too many open), and records it. */
 export function refuseCall(request: Request, endpoint: Endpoint, rt: Runtime, error: ProxyError): Promise<Response> {
-  return reject(error, baseContext(request, endpoint), null, rt);
+  return rejectCall(error, baseContext(request, endpoint), null, rt);
 }
 
-async function reject(error: unknown, ctx: CallContext, provider: RoutedProvider | null, rt: Runtime): Promise<Response> {
+/** Answers a call refused at any stage before it was forwarded, and records it as `rejected`. */
+export async function rejectCall(error: unknown, ctx: CallContext, provider: RoutedProvider | null, rt: Runtime): Promise<Response> {
   const failure =
     error instanceof ProxyError
       ? error

@@ -13,7 +13,7 @@ import { SSEParser, parseJSON, type SSEEvent } from "../proxy/sse.ts";
 import { SSEEventFilter } from "../proxy/sse-filter.ts";
 import { firstStringMember, lastObjectMember } from "../proxy/json-peek.ts";
 import { tapStream, type StreamEnd } from "../proxy/tap.ts";
-import type { CallContext, Meter } from "./context.ts";
+import type { CallContext, Meter, MeteredResponse } from "./context.ts";
 import type { CallEnd, CallEnding } from "./end.ts";
 import { elapsed } from "./record.ts";
 import { trackUntilDone, type RoutedProvider, type Runtime } from "./runtime.ts";
@@ -252,7 +252,12 @@ function idleTimer({ abort, rt }: ReplyContext) {
 }
 
 /** A meter whose failures are logged once and never reach the stream. */
-function guardedMeter({ provider, ctx, rt, upstream }: ReplyContext): Meter {
+export function guardedMeter({
+  provider,
+  ctx,
+  rt,
+  upstream,
+}: Pick<ReplyContext, "provider" | "ctx" | "rt"> & { upstream: MeteredResponse }): Meter {
   let failed = false;
   const fail = (hook: string, error: unknown) => {
     if (!failed) rt.log.error(`[plugin ${provider.plugin}] ${hook}: ${errorMessage(error)} (call ${ctx.id})`);

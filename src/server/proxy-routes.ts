@@ -21,8 +21,9 @@ import type { Endpoint } from "../pipeline/context.ts";
 import { endpointFor, endpointsByPath, v1Endpoint } from "../pipeline/endpoints.ts";
 import { callHookSync } from "../pipeline/hooks.ts";
 import type { RoutedProvider, Runtime } from "../pipeline/runtime.ts";
+import { isWebSocketUpgrade, upgradeSocket, type SocketBridge } from "./websocket/index.ts";
 
-export type ProxyRoute = (request: Request, server: Server<undefined>) => Promise<Response>;
+export type ProxyRoute = (request: Request, server: Server<SocketBridge>) => Promise<Response | undefined>;
 
 /** The endpoint of a request, and the provider that resolved it when it is one of a provider's own paths. */
 type Resolved = { endpoint: Endpoint; provider: RoutedProvider | null };
@@ -32,14 +33,18 @@ export function proxyRoutes(rt: Runtime): Record<string, ProxyRoute> {
   const routes: Record<string, ProxyRoute> = {};
   for (const [path, candidates] of endpointsByPath()) {
     const method = candidates[0]!.method;
-    routes[path] = (request, server) =>
+    // The Responses API's WebSocket mode: an upgrade on the same path (a socket counts as open until it closes).
+    const socket = candidates.find((endpoint) => endpoint.kind === "responses");
+    routes[path] = (request, server) => {
+      if (socket !== undefined && isWebSocketUpgrade(request)) return serve(request, server, { endpoint: socket, provider: null }, true);
       // Another method on a model call's path is another endpoint (GET /v1/chat/completions lists stored completions).
-      request.method === method
+      return request.method === method
         ? serve(request, server, { endpoint: endpointFor(candidates, request.headers), provider: null })
         : resolveUnder("/v1/", request, server);
+    };
   }
   const claims = prefixClaims(rt.providers);
-  const resolveUnder = (prefix: string, request: Request, server: Server<undefined>): Promise<Response> => {
+  const resolveUnder = (prefix: string, request: Request, server: Server<SocketBridge>): Promise<Response | undefined> => {
     const url = new URL(request.url);
     let resolved: Resolved | null;
     try {
@@ -78,26 +83,35 @@ function resolveRequest(prefix: string, claimants: readonly RoutedProvider[], re
   return prefix === "/v1/" ? { endpoint: v1Endpoint(request.method, url.pathname, request.headers), provider: null } : null;
 }
 
-/** Runs admitted calls: the per-client bound, then the pipeline with the idle timeout lifted. */
+/**
+ * Runs admitted calls: the per-client bound, then the pipeline with the idle timeout lifted. An
+ * upgrade (`socket`) opens the Responses API's WebSocket instead, counted as open until it closes.
+ */
 function admission(rt: Runtime) {
   const perClient = rt.limits.maxConnectionsPerClient;
   const open = new Map<string, number>();
-  return (request: Request, server: Server<undefined>, { endpoint, provider }: Resolved): Promise<Response> => {
+  return (
+    request: Request,
+    server: Server<SocketBridge>,
+    { endpoint, provider }: Resolved,
+    socket = false,
+  ): Promise<Response | undefined> => {
+    const call = (onEnd?: () => void) =>
+      socket ? upgradeSocket(request, server, endpoint, rt, onEnd ?? (() => {})) : runCall(request, endpoint, rt, onEnd, provider);
     const address = perClient > 0 ? server.requestIP(request)?.address : undefined;
     if (address === undefined) {
       server.timeout(request, 0);
-      return runCall(request, endpoint, rt, undefined, provider);
+      return call();
     }
     const count = open.get(address) ?? 0;
     if (count >= perClient) return refuseCall(request, endpoint, rt, tooManyOpen(perClient));
     open.set(address, count + 1);
     server.timeout(request, 0);
-    const done = () => {
+    return call(() => {
       const left = open.get(address)! - 1;
       if (left === 0) open.delete(address);
       else open.set(address, left);
-    };
-    return runCall(request, endpoint, rt, done, provider);
+    });
   };
 }
 
