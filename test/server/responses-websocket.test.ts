@@ -298,9 +298,21 @@ describe("the connection", () => {
     ]);
   });
 
-  test("a GET without an upgrade is still refused with 405", async () => {
-    const response = await fetch(`${proxy.url}/v1/responses`);
-    expect(response.status).toBe(405);
+  test("a GET without an upgrade is a plain HTTP call: forwarded as a GET (the upstream's answer), recorded, no socket", async () => {
+    const before = (await proxy.records()).length;
+    const handshakes = upstream.handshakes.length;
+    const sockets = upstream.sockets.size;
+    const response = await fetch(`${proxy.url}/v1/responses`, {
+      headers: { authorization: "Bearer sk-client", "x-agent-id": "plain-get" },
+    });
+    // The fake answers a GET that does not upgrade with 426, as a WebSocket-only path would.
+    expect(response.status).toBe(426);
+    expect(await response.text()).toBe("upgrade required");
+    expect(upstream.handshakes.length).toBe(handshakes + 1);
+    expect(upstream.handshakes.at(-1)!.headers.upgrade).toBeUndefined();
+    expect(upstream.sockets.size).toBe(sockets);
+    const [record] = (await proxy.settled(before + 1, 30_000)).slice(before);
+    expect(record).toMatchObject({ agent_id: "plain-get", endpoint: "/v1/responses", status: 426, usage_source: "none" });
   });
 });
 
