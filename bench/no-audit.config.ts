@@ -21,6 +21,7 @@ const discard = definePlugin({
         reader: store.reader,
         trail: store.trail,
         keys: store.keys,
+        consents: store.consents,
         hashKey: store.hashKey,
         recover: () => store.recover(),
         flush: () => store.flush(),

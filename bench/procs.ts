@@ -3,7 +3,7 @@
  * keep its output (head and tail) for the report, and kill every child at the end, even on error.
  * Also reads a process's CPU time and peak RSS from /proc (Linux; null elsewhere).
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 
 type Child = Subprocess<"ignore", "pipe", "pipe">;
@@ -163,5 +163,18 @@ export function peakRssMiB(pid: number): number | null {
     return match?.[1] ? Number(match[1]) / 1024 : null;
   } catch {
     return null;
+  }
+}
+
+/**
+ * Resets a process's peak RSS (VmHWM) to its current RSS (Linux: `5` into /proc/<pid>/clear_refs),
+ * so the next peakRssMiB reads the peak of what ran since. False where that is not possible.
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
   }
 }

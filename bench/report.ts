@@ -1,4 +1,4 @@
-/** The printed results: the max-load table and the half-load table. */
+/** The printed results: the CPU-per-call headline, the max-load table and the fixed-rate table. */
 import type { LoadResult } from "./load.ts";
 
 export type Target = "direct" | "bare" | "agent-attr" | "no audit";
@@ -9,13 +9,6 @@ export interface Measurement {
   result: LoadResult;
   /** Distinct upstream sockets used during the run (warmup included). */
   upstreamConnections: number;
-}
-
-export interface HalfLoad {
-  scenario: string;
-  rate: number;
-  bare: Measurement;
-  agentAttr: Measurement;
 }
 
 export const fmt = (n: number, digits = 2) => n.toFixed(digits);
@@ -80,55 +73,116 @@ export function maxLoadTable(
   ].join("\n");
 }
 
-export function halfLoadTable(
-  half: HalfLoad[],
+/** One scenario's open-loop runs at a fixed rate, bare forwarder and agent-attr side by side. */
+export interface FixedRate {
+  scenario: string;
+  /** The rate as a share of the bare forwarder's max req/s. */
+  share: number;
+  rate: number;
+  bare: Measurement;
+  agentAttr: Measurement;
+}
+
+/** What one scenario measured of agent-attr's memory, and its CPU target (DESIGN §8). */
+export interface ScenarioFacts {
+  scenario: string;
+  cpuTarget: number;
+  /** Peak RSS of agent-attr over the scenario's runs (VmHWM reset before them), MiB. */
+  peakRssMiB: number | null;
+}
+
+const cpuPerCall = (max: Measurement[], scenario: string, target: Target): number | null => {
+  const r = max.find((m) => m.scenario === scenario && m.target === target)?.result;
+  const ms = r?.cpuMs.proxy;
+  return r && typeof ms === "number" && r.measured > 0 ? (ms * 1000) / r.measured : null;
+};
+
+/**
+ * The headline: CPU time of the proxy process (all its threads) per call, agent-attr against the
+ * bare forwarder at max load in the same run, with the target and whether it is met.
+ */
+export function cpuTable(max: Measurement[], facts: ScenarioFacts[]): string {
+  const rows = facts.map((f) => {
+    const bare = cpuPerCall(max, f.scenario, "bare");
+    const aa = cpuPerCall(max, f.scenario, "agent-attr");
+    const none = cpuPerCall(max, f.scenario, "no audit");
+    const ratio = bare && aa ? aa / bare : null;
+    return [
+      f.scenario,
+      bare === null ? "-" : fmt(bare, 0),
+      aa === null ? "-" : fmt(aa, 0),
+      ratio === null ? "-" : `${fmt(ratio)}x`,
+      `<= ${fmt(f.cpuTarget, 1)}x`,
+      ratio === null ? "-" : ratio <= f.cpuTarget ? "met" : "NOT met",
+      none === null ? "-" : fmt(none, 0),
+      bare && none ? `${fmt(none / bare)}x` : "-",
+      f.peakRssMiB === null ? "-" : fmt(f.peakRssMiB, 0),
+    ];
+  });
+  const header = ["scenario", "", "bare µs", "aa µs", "aa/bare", "target", "met?", "no audit µs", "no audit/bare", "aa peak RSS MiB"];
+  // The first two columns of table() are left-aligned; the scenario takes both here.
+  return [
+    "CPU per call (the headline, DESIGN §8): CPU time of the proxy process, all threads, per answered call at max load",
+    "(aa = agent-attr with its durable audit; no audit: the same pipeline with a store that keeps nothing, a reference;",
+    " peak RSS: agent-attr's VmHWM over the scenario's runs)",
+    "",
+    table(
+      header,
+      rows.map((r) => [r[0]!, "", ...r.slice(1)]),
+    ),
+  ].join("\n");
+}
+
+export function fixedRateTable(
+  runs: FixedRate[],
   max: Measurement[],
   info: { seconds: number; maxInFlight: number; rounds: number },
 ): string {
-  const rows = half.map((h) => {
+  const rows = runs.map((h) => {
     const aaMax = maxRps(max, h.scenario, "agent-attr");
     const [b, a] = [h.bare.result, h.agentAttr.result];
+    const both = b.measured > 0 && a.measured > 0;
     return [
       h.scenario,
+      `${fmt(100 * h.share, 0)}%`,
       String(h.rate),
       aaMax > 0 ? `${fmt((100 * h.rate) / aaMax, 0)}%` : "-",
-      fmt(b.rps, 0),
-      fmt(a.rps, 0),
       fmt(b.p50),
       fmt(a.p50),
+      both ? fmt(a.p50 - b.p50) : "-",
       fmt(b.p99),
       fmt(a.p99),
-      b.measured && a.measured ? fmt(a.p99 - b.p99) : "-",
-      perRequest(h.bare.result.cpuMs.proxy, b.measured),
-      perRequest(h.agentAttr.result.cpuMs.proxy, a.measured),
+      both ? fmt(a.p99 - b.p99) : "-",
+      perRequest(b.cpuMs.proxy, b.measured),
+      perRequest(a.cpuMs.proxy, a.measured),
     ];
   });
   const header = [
     "scenario",
+    "of bare max",
     "rate/s",
     "aa load",
-    "bare req/s",
-    "aa req/s",
     "bare p50",
     "aa p50",
+    "added p50 ms",
     "bare p99",
     "aa p99",
     "added p99 ms",
     "bare µs/req",
     "aa µs/req",
   ];
-  const behind = half.flatMap((h) =>
+  const behind = runs.flatMap((h) =>
     [h.bare, h.agentAttr]
       .filter((m) => m.result.missed > 0)
       .map(
         (m) =>
-          `  ${m.scenario} / ${m.target}: fell behind, ${info.maxInFlight} in flight; ${m.result.missed} scheduled requests never started`,
+          `  ${m.scenario} / ${m.target} at ${h.rate}/s: fell behind, ${info.maxInFlight} in flight; ${m.result.missed} scheduled requests never started`,
       ),
   );
   return [
-    `Half load: open loop at half the bare forwarder's max req/s, ${info.seconds} s measured in ${info.rounds} interleaved round(s) ` +
-      `(latency from the scheduled start; p50/p99: median of the rounds)`,
-    "(aa = agent-attr; aa load: the rate as a share of agent-attr's own max above: near or over 100%, its p99 is queueing)",
+    `Fixed rates: open loop at shares of the bare forwarder's max req/s, ${info.seconds} s measured per rate and target in ${info.rounds} ` +
+      "interleaved round(s) (latency from the scheduled start; p50/p99: median of the rounds; target: added p99 <= 1 ms at 25%)",
+    "(aa load: the rate as a share of agent-attr's own max: near or over 100%, its p99 is queueing)",
     "",
     table(header, rows),
     ...behind,

@@ -12,16 +12,19 @@
  *    the upstream directly, the bare forwarder, agent-attr and the no-audit reference, in
  *    BENCH_ROUNDS interleaved rounds (the order of the targets rotates each round): this machine's
  *    speed drifts over tens of seconds, and interleaving spreads the drift over every target.
- * 2. Half load: a fixed rate of half the bare forwarder's max, against the forwarder and agent-attr
- *    (two interleaved rounds); the difference of their p99 is what agent-attr adds (if it can carry
- *    that rate at all).
+ * 2. Fixed rates: open loops at 10%, 25% and 50% of the bare forwarder's max (BENCH_RATES), against
+ *    the forwarder and agent-attr (two interleaved rounds each); the difference of their p50 and p99
+ *    is what agent-attr adds (if it can carry that rate at all).
+ *    The headline is CPU per call (DESIGN §8): the proxy process's CPU time, all its threads, per
+ *    call at max load, agent-attr against the bare forwarder, with the target per scenario; peak
+ *    RSS is read per scenario (VmHWM reset before it).
  * 3. agent-attr is stopped with SIGTERM (it flushes); the audit DB must hold one row per request it
  *    answered, or the run fails. So does any transport error, non-2xx or truncated body.
  *
  * 4. Summaries over a 1,000,000-record log (bench/summary.ts; BENCH_SUMMARY_RECORDS, 0 skips).
  *
- * Env: BENCH_SECONDS (measured seconds at max load, default 8, split over the rounds; half load
- * runs half as long), BENCH_ROUNDS (default 4), BENCH_WARMUP_SECONDS (default 2; later rounds warm
+ * Env: BENCH_SECONDS (measured seconds at max load, default 8, split over the rounds; each fixed
+ * rate runs half as long), BENCH_RATES (default 0.1,0.25,0.5), BENCH_ROUNDS (default 4), BENCH_WARMUP_SECONDS (default 2; later rounds warm
  * up for 0.5 s), BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp dir.
  * The CPU columns (from /proc) say where the time goes. wrk is not used: the open loop needs a
  * fixed rate (wrk2) and the audit check needs every request answered, not cut at the deadline.
@@ -31,8 +34,18 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { LoadConfig, LoadResult } from "./load.ts";
-import { cpuMs, killAll, peakRssMiB, runChild, startServer, stopGracefully, type Server } from "./procs.ts";
-import { fmt, halfLoadTable, maxLoadTable, problems, type HalfLoad, type Measurement, type Target } from "./report.ts";
+import { cpuMs, killAll, peakRssMiB, resetPeakRss, runChild, startServer, stopGracefully, type Server } from "./procs.ts";
+import {
+  cpuTable,
+  fixedRateTable,
+  fmt,
+  maxLoadTable,
+  problems,
+  type FixedRate,
+  type Measurement,
+  type ScenarioFacts,
+  type Target,
+} from "./report.ts";
 import { scenarios, type Scenario } from "./scenarios.ts";
 import { benchSummaries } from "./summary.ts";
 
@@ -49,8 +62,15 @@ const warmupSeconds = envNumber("BENCH_WARMUP_SECONDS", 2, 0, 30);
 const connections = Math.round(envNumber("BENCH_CONNECTIONS", 32, 1, 256));
 const rounds = Math.round(envNumber("BENCH_ROUNDS", 4, 1, 20));
 const laterRoundWarmupSeconds = Math.min(0.5, warmupSeconds);
-/** Half load alternates bare and agent-attr in (up to) two rounds. */
+/** Fixed rates alternate bare and agent-attr in (up to) two rounds. */
 const halfRounds = Math.min(rounds, 2);
+/** BENCH_RATES: the fixed rates, as shares of the bare forwarder's max req/s (DESIGN §8: 10%, 25%, 50%). */
+const rateShares = (process.env.BENCH_RATES ?? "0.1,0.25,0.5").split(",").map((share) => {
+  const value = Number(share.trim());
+  if (!Number.isFinite(value) || value <= 0 || value > 1)
+    throw new Error("BENCH_RATES must list shares above 0 and at most 1, e.g. 0.1,0.25,0.5");
+  return value;
+});
 const summaryRecords = Math.round(envNumber("BENCH_SUMMARY_RECORDS", 1_000_000, 0, 100_000_000));
 const halfSeconds = Math.max(1, Math.ceil(seconds / 2));
 const halfWarmupSeconds = Math.min(1, warmupSeconds);
@@ -263,13 +283,16 @@ async function main(): Promise<boolean> {
   progress(
     `${connections} connections, ${rounds} interleaved rounds of ${fmt(seconds / rounds, 1)} s per target at max load ` +
       `(warmup ${warmupSeconds} s, then ${laterRoundWarmupSeconds} s), ${halfWarmupSeconds} s + ` +
-      `${halfSeconds} s per half-load run; ${navigator.hardwareConcurrency} CPU cores shared by all processes`,
+      `${halfSeconds} s per fixed-rate run (${rateShares.map((r) => `${r * 100}%`).join(", ")} of bare max); ${navigator.hardwareConcurrency} CPU cores shared by all processes`,
   );
   const sanityCalls = await sanityCheck(targets);
 
   const max: Measurement[] = [];
+  const fixed: FixedRate[] = [];
+  const facts: ScenarioFacts[] = [];
   const order = ["direct", "bare", "agent-attr", "no audit"] as const;
   for (const scenario of selected) {
+    const rssResettable = resetPeakRss(agentAttr.proc.pid);
     const runs = new Map<Target, Measurement[]>(order.map((target) => [target, []]));
     for (let round = 0; round < rounds; round++) {
       for (let i = 0; i < order.length; i++) {
@@ -279,21 +302,24 @@ async function main(): Promise<boolean> {
       }
     }
     for (const target of order) max.push(combineRounds(runs.get(target)!));
-  }
-  const half: HalfLoad[] = [];
-  for (const scenario of selected) {
     const bareMax = max.find((m) => m.scenario === scenario.name && m.target === "bare")?.result.rps ?? 0;
-    const rate = Math.max(1, Math.round(bareMax / 2));
-    // Interleaved too (bare, agent-attr, agent-attr, bare, ...): a slow spell of the machine then
-    // lands on both.
-    const options = { rate, warmup: halfWarmupSeconds, seconds: halfSeconds / halfRounds };
-    const runs: Record<"bare" | "agent-attr", Measurement[]> = { bare: [], "agent-attr": [] };
-    for (let round = 0; round < halfRounds; round++) {
-      for (const target of round % 2 === 0 ? (["bare", "agent-attr"] as const) : (["agent-attr", "bare"] as const)) {
-        runs[target].push(await measure(scenario, target, targets, options));
+    for (const share of rateShares) {
+      const rate = Math.max(1, Math.round(bareMax * share));
+      // Interleaved too (bare, agent-attr, agent-attr, bare): a slow spell of the machine then lands on both.
+      const options = { rate, warmup: halfWarmupSeconds, seconds: halfSeconds / halfRounds };
+      const at: Record<"bare" | "agent-attr", Measurement[]> = { bare: [], "agent-attr": [] };
+      for (let round = 0; round < halfRounds; round++) {
+        for (const target of round % 2 === 0 ? (["bare", "agent-attr"] as const) : (["agent-attr", "bare"] as const)) {
+          at[target].push(await measure(scenario, target, targets, options));
+        }
       }
+      fixed.push({ scenario: scenario.name, share, rate, bare: combineRounds(at.bare), agentAttr: combineRounds(at["agent-attr"]) });
     }
-    half.push({ scenario: scenario.name, rate, bare: combineRounds(runs.bare), agentAttr: combineRounds(runs["agent-attr"]) });
+    facts.push({
+      scenario: scenario.name,
+      cpuTarget: scenario.cpuTarget,
+      peakRssMiB: rssResettable ? peakRssMiB(agentAttr.proc.pid) : null,
+    });
   }
 
   const peakRss = peakRssMiB(agentAttr.proc.pid);
@@ -302,14 +328,15 @@ async function main(): Promise<boolean> {
   const exitCode = await stopGracefully(agentAttr, 45_000);
 
   const cores = navigator.hardwareConcurrency;
+  console.log(`\n${cpuTable(max, facts)}`);
   console.log(`\n${maxLoadTable(max, { connections, seconds, warmupSeconds, cores, rounds })}`);
-  console.log(`\n${halfLoadTable(half, max, { seconds: halfSeconds, maxInFlight, rounds: halfRounds })}\n`);
+  console.log(`\n${fixedRateTable(fixed, max, { seconds: halfSeconds, maxInFlight, rounds: halfRounds })}\n`);
   console.log(
     `agent-attr peak RSS (VmHWM): ${peakRss === null ? "not measurable" : `${fmt(peakRss, 1)} MiB`}; ` +
       `CPU time over the run: ${cpuTotal === null ? "-" : `${fmt(cpuTotal / 1000, 1)} s`}; ` +
       `exit after SIGTERM: ${exitCode === null ? "none within 45 s (killed)" : `code ${exitCode}`}`,
   );
-  const all = [...max, ...half.flatMap((h) => [h.bare, h.agentAttr])];
+  const all = [...max, ...fixed.flatMap((h) => [h.bare, h.agentAttr])];
   const ofAgentAttr = all.filter((m) => m.target === "agent-attr").map((m) => m.result);
   const answered = sanityCalls + ofAgentAttr.reduce((sum, r) => sum + r.responses, 0);
   let ok =

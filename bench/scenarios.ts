@@ -10,6 +10,8 @@ export interface Scenario {
   headers: Record<string, string>;
   /** Attribution headers that vary per request (see LoadConfig.vary). */
   vary?: Record<string, number>;
+  /** The target for agent-attr's CPU per call as a multiple of the bare forwarder's (DESIGN §8). */
+  cpuTarget: number;
 }
 
 /** Sent to every target; agent-attr reads them, the others pass them on unused. */
@@ -54,7 +56,7 @@ const anthropicHeaders = {
 };
 
 export const scenarios: readonly Scenario[] = [
-  { name: "openai chat", path: "/v1/chat/completions", body: openaiBody(false), headers: openaiHeaders },
+  { name: "openai chat", path: "/v1/chat/completions", body: openaiBody(false), headers: openaiHeaders, cpuTarget: 1.8 },
   // The same call from a fleet: 200 agents, 5,000 users, 100,000 tasks, so the audit indexes take
   // inserts at random places, as in production (the other scenarios append to one key each).
   {
@@ -63,10 +65,11 @@ export const scenarios: readonly Scenario[] = [
     body: openaiBody(false),
     headers: openaiHeaders,
     vary: { "x-agent-id": 200, "x-user-id": 5_000, "x-task-context": 100_000 },
+    cpuTarget: 2.0,
   },
-  { name: "openai chat stream", path: "/v1/chat/completions", body: openaiBody(true), headers: openaiHeaders },
-  { name: "anthropic messages", path: "/v1/messages", body: anthropicBody(false), headers: anthropicHeaders },
-  { name: "anthropic messages stream", path: "/v1/messages", body: anthropicBody(true), headers: anthropicHeaders },
+  { name: "openai chat stream", path: "/v1/chat/completions", body: openaiBody(true), headers: openaiHeaders, cpuTarget: 1.5 },
+  { name: "anthropic messages", path: "/v1/messages", body: anthropicBody(false), headers: anthropicHeaders, cpuTarget: 1.8 },
+  { name: "anthropic messages stream", path: "/v1/messages", body: anthropicBody(true), headers: anthropicHeaders, cpuTarget: 1.5 },
 ];
 
 /** Number of text deltas in a streamed answer (plus the protocol's own start/stop/usage events). */

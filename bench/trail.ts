@@ -58,6 +58,12 @@ function record(i: number): AuditRecord {
     response_hash: "cd".repeat(32),
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
   };
 }
 

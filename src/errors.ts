@@ -16,6 +16,8 @@ export const errorCatalogue = {
   invalid_query: { status: 400, type: "invalid_request_error" },
   unauthorized: { status: 401, type: "authentication_error" },
   forbidden: { status: 403, type: "permission_error" },
+  /** No active consent covers the call (`consent: "enforce"`): it is recorded and not forwarded. */
+  consent_required: { status: 403, type: "permission_error" },
   not_found: { status: 404, type: "not_found_error" },
   method_not_allowed: { status: 405, type: "invalid_request_error" },
   /** The dashboard's sign-in, on a proxy with no access token (loopback only: nothing to sign in to). */

@@ -26,5 +26,6 @@ export { outputLimitFields } from "./pipeline/endpoints.ts";
 // Helpers the built-in plugins use, so they need nothing a third-party plugin cannot import.
 export { oneOrMany, parseOptions, presentedCredential, providerKeyFor } from "./plugin-helpers.ts";
 export { checkIdentifier, erasureForms, headerText, normalizeIdentifier, type IdentifierRule } from "./identifiers.ts";
+export { checkTagKey, checkTags, parseTagPair, parseTags, tagHeaderPrefix, tagKey, tagsJSON, type Tags } from "./tags.ts";
 export { bodyIdentity, claudeCodeUserId, type BodyIdentity } from "./pipeline/body-identity.ts";
 export { limitUsageSchema, type LimitUsage } from "./limit-usage.ts";

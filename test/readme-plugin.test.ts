@@ -40,7 +40,7 @@ const call = (agent: string, url = proxy.url) =>
 
 test("an owned agent's call is tagged with its team", async () => {
   expect((await call("planner")).status).toBe(200);
-  expect((await proxy.records()).at(-1)).toMatchObject({ agent_id: "planner", session_id: "team:research" });
+  expect((await proxy.records()).at(-1)).toMatchObject({ agent_id: "planner", tags: '{"team":"research"}' });
 });
 
 test("an unowned agent is refused with 403 and the reason, and recorded", async () => {

@@ -64,6 +64,7 @@ export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
         agents: single ? undefined : agents,
         // A key made without --users acts for no user; --users '*' allows any.
         users: key.users?.map(normalizeIdentifier) ?? [],
+        tags: key.tags,
         onMismatch: opts.onMismatch,
       };
     },

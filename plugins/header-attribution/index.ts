@@ -1,11 +1,23 @@
 /**
  * `headerAttribution()`: attribution from the caller's headers (recorded as `asserted`):
- * X-Agent-ID, X-User-ID, X-Task-Context, X-Session-ID, X-Parent-Agent-ID and W3C `traceparent`.
+ * X-Agent-ID, X-User-ID, X-Task-Context, X-Session-ID, X-Parent-Agent-ID, W3C `traceparent`, and
+ * tags as one header each, `X-Attr-Tag-<Key>: value` (key lower-cased, `_` as `-`: see `checkTagKey`).
  * The user falls back to the OpenAI body field `user` or Anthropic `metadata.user_id` (Claude
  * Code's value there gives its stable user and its session: see `bodyIdentity`). Every value is
  * held to the identifier policy (`checkIdentifier`): UTF-8, NFC, no invisible characters.
  */
-import { bodyIdentity, checkIdentifier, definePlugin, headerText, type Attribution, type ClaimSources, parseOptions } from "agent-attr";
+import {
+  bodyIdentity,
+  checkIdentifier,
+  checkTagKey,
+  definePlugin,
+  ProxyError,
+  headerText,
+  tagHeaderPrefix,
+  type Attribution,
+  type ClaimSources,
+  parseOptions,
+} from "agent-attr";
 import { z } from "zod";
 
 const optionsSchema = z
@@ -56,8 +68,29 @@ export function headerAttribution(options: z.input<typeof optionsSchema> = {}) {
         session_id: id(h, "x-session-id") ?? (body?.session ? fromBody(body.session) : null),
         parent_agent_id: id(h, "x-parent-agent-id"),
         trace_id: trace,
+        tags: headerTags(h),
         attribution: agent || user || task ? "asserted" : undefined,
       };
     },
   });
+}
+
+/** The `X-Attr-Tag-<Key>` headers as tags (values held to the identifier policy; bounds are the core's). */
+function headerTags(headers: Headers): Record<string, string> {
+  let tags: Record<string, string> | undefined;
+  for (const name of headers.keys()) {
+    if (!name.startsWith(tagHeaderPrefix)) continue;
+    const where = `Header ${name}`;
+    const key = checkTagKey(name.slice(tagHeaderPrefix.length), where);
+    // The core bounds the length (tags.maxValueLength); this only keeps a huge header from being normalised.
+    const value = checkIdentifier(headerText(headers, name), { where, max: 4096, header: true });
+    if (value === null) continue;
+    if ((tags ??= {})[key] !== undefined && tags[key] !== value)
+      throw new ProxyError(
+        "invalid_attribution",
+        `${where} and another header both name the tag '${key}' with different values. Send it once.`,
+      );
+    tags[key] = value;
+  }
+  return tags ?? {};
 }

@@ -2,7 +2,7 @@
  * `jwtAttribution({...})`: jwt mode. Each call carries a signed identity token where its SDK sends
  * the provider key (`Authorization: Bearer` or `x-api-key`). The token is verified (signature with
  * the configured key, `exp`, `nbf`, `iss`, `aud`); its claims give the verified agent, user, task
- * and tier; its RFC 8693 `act` claim (who acts for whom) is kept in the record's `delegation`.
+ * and tier (and the consent the call is made under: its id or purpose), and any claims mapped to tags (`tags: { team: "team" }`) fix those tags; its RFC 8693 `act` claim (who acts for whom) is kept in the record's `delegation`.
  * A bad token is a 401, recorded. The proxy calls the provider with its own key.
  */
 import {
@@ -14,6 +14,7 @@ import {
   oneOrMany,
   parseOptions,
   presentedCredential,
+  tagKey,
 } from "agent-attr";
 import { z } from "zod";
 import { jwksKeys, pemKey, secretKey, type VerificationKey } from "./keys.ts";
@@ -35,16 +36,32 @@ const optionsSchema = z
     audience: oneOrMany,
     /** Seconds of clock difference tolerated for `exp` and `nbf`. */
     clockToleranceSec: z.number().int().nonnegative().max(300).default(30),
-    /** Which claims hold the agent, user, task and tier. */
+    /** Which claims hold the agent, user, task and tier, and the consent id or purpose the call is made under. */
     claims: z
       .object({
         agent: z.string().min(1).default("client_id"),
         user: z.string().min(1).default("sub"),
         task: z.string().min(1).default("task"),
         tier: z.string().min(1).default("tier"),
+        consent: z.string().min(1).default("consent_id"),
+        purpose: z.string().min(1).default("purpose"),
       })
       .strict()
       .prefault({}),
+    /**
+     * Tags the token fixes: tag key → the claim that holds its value, e.g. `{ team: "team",
+     * "cost-center": "https://example.com/cost_center" }`. A call claiming another value for one
+     * (an X-Attr-Tag-* header) is held like an identity claim (`onMismatch`). A claim that is
+     * absent or not a string sets no tag.
+     */
+    tags: z
+      .record(z.string(), z.string().min(1))
+      .default({})
+      .superRefine((tags, ctx) => {
+        for (const key of Object.keys(tags))
+          if (tagKey(key) === null)
+            ctx.addIssue({ code: "custom", path: [key], message: `'${key}' is not a tag key (a-z, 0-9 and '-', at most 64)` });
+      }),
     /** A header claiming another agent/user/task than the token: "reject" (403) or "record" it beside the token's. */
     onMismatch: z.enum(["reject", "record"]).default("reject"),
   })
@@ -93,13 +110,23 @@ export function jwtAttribution(options: z.input<typeof optionsSchema>) {
       const id = (name: string, task = false) =>
         checkIdentifier(text(name), { where: `The token's ${name} claim`, max: Infinity, text: task });
       const identity = { agent_id: id(opts.claims.agent), user_id: id(opts.claims.user), task_context: id(opts.claims.task, true) };
+      const consentId = id(opts.claims.consent);
+      const purpose = id(opts.claims.purpose, true);
+      const consent = consentId || purpose ? { ...(consentId ? { id: consentId } : {}), ...(purpose ? { purpose } : {}) } : undefined;
+      const tags: Record<string, string> = {};
+      for (const [key, claim] of Object.entries(opts.tags)) {
+        const value = checkIdentifier(text(claim), { where: `The token's ${claim} claim`, max: 256 });
+        if (value !== null) tags[tagKey(key)!] = value;
+      }
       const act = typeof claims.act === "object" && claims.act !== null ? checkedAct(claims.act, "act") : undefined;
       return {
         keyId: id("sub") ?? text("jti") ?? "(jwt without sub)",
         tier: text(opts.claims.tier) ?? undefined,
         identity: Object.fromEntries(Object.entries(identity).filter(([, v]) => v !== null)),
+        tags,
         onMismatch: opts.onMismatch,
         act,
+        consent,
       };
     },
   });

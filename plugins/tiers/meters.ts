@@ -29,12 +29,19 @@ const policyName: Record<Limit, string> = {
 
 function identityOf(ctx: CallContext, scope: Scope): string | null {
   if (scope === "key") return ctx.principal?.keyId ?? null;
+  if (scope.startsWith("tag:")) return ctx.attribution.tags[scope.slice(4)] ?? null;
   return ctx.attribution[scope === "user" ? "user_id" : scope === "agent" ? "agent_id" : "task_context"];
 }
 
-/** A task the call's credential does not vouch for (keys and jwt mode): it must not reach another identity's limits. */
+/**
+ * A task or tag the call's credential does not vouch for (keys and jwt mode: a tag the key or token
+ * does not fix): it must not reach another identity's limits, nor select a tier.
+ */
 const unvouchedTask = (ctx: CallContext, scope: Scope) =>
-  scope === "task" && ctx.principal !== null && (ctx.unverified ?? []).includes("task_context");
+  ctx.principal !== null &&
+  (scope.startsWith("tag:")
+    ? ctx.principal.tags?.[scope.slice(4)] === undefined
+    : scope === "task" && (ctx.unverified ?? []).includes("task_context"));
 
 /**
  * Whose meter a scope charges: `key` is the meter's identity in the store, `who` its name in
@@ -60,10 +67,11 @@ export function tierOf(ctx: CallContext, opts: TiersOptions, matchers: ((ctx: Ca
 
 export function ruleMatchers(opts: TiersOptions): ((ctx: CallContext) => boolean)[] {
   return opts.assign.map((rule) => {
-    const fields = (["user", "agent", "task", "key"] as const).flatMap((scope) => {
+    const fields: { scope: Scope; matches: (id: string) => boolean }[] = (["user", "agent", "task", "key"] as const).flatMap((scope) => {
       const patterns = rule[scope];
       return patterns ? [{ scope, matches: modelMatcher(patterns) }] : [];
     });
+    for (const [key, globs] of Object.entries(rule.tags ?? {})) fields.push({ scope: `tag:${key}`, matches: modelMatcher(globs) });
     return (ctx) =>
       fields.every(({ scope, matches }) => {
         // An unvouched task never selects a tier: a key holder could claim its way into a better one.

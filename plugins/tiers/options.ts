@@ -1,10 +1,30 @@
 /** The `tiers({...})` options: named tiers, who gets which, and how calls are estimated. */
-import { oneOrMany } from "agent-attr";
+import { oneOrMany, tagKey } from "agent-attr";
 import { z } from "zod";
 import type { LimiterStore } from "./store.ts";
 
 const scopes = ["user", "agent", "task", "key"] as const;
-export type Scope = (typeof scopes)[number];
+/** Whom a limit counts: a fixed identity, or the value of one tag (`tag:team`: one meter per team). */
+export type Scope = (typeof scopes)[number] | `tag:${string}`;
+
+const scopeSchema = z.string().transform((scope, ctx): Scope => {
+  if ((scopes as readonly string[]).includes(scope)) return scope as Scope;
+  const key = /^tag:/i.test(scope) ? tagKey(scope.slice(4)) : null;
+  if (key !== null) return `tag:${key}`;
+  ctx.addIssue({ code: "custom", message: `'${scope}' is not a scope: use ${scopes.join(", ")} or tag:KEY (e.g. tag:team)` });
+  return z.NEVER;
+});
+
+/** Tag key → globs its value must match (keys read as tags are: lower-case, `_` as `-`). */
+const tagRules = z.record(z.string(), oneOrMany).transform((rules, ctx) => {
+  const checked: Record<string, readonly string[]> = {};
+  for (const [raw, globs] of Object.entries(rules)) {
+    const key = tagKey(raw);
+    if (key === null) ctx.addIssue({ code: "custom", path: [raw], message: `'${raw}' is not a tag key (a-z, 0-9 and '-')` });
+    else checked[key] = typeof globs === "string" ? [globs] : globs;
+  }
+  return checked;
+});
 
 const positiveInt = z.number().int().positive();
 const usd = z.number().positive();
@@ -64,7 +84,7 @@ const tierSchema = z
     /** Cost budget per UTC calendar month, in USD. */
     costPerMonth: usd.optional(),
     /** Whom each limit counts: every listed scope gets its own meter. */
-    per: z.array(z.enum(scopes)).min(1).default(["key", "agent", "user"]),
+    per: z.array(scopeSchema).min(1).default(["key", "agent", "user"]),
     /** Record what would have been refused (`error_type: "shadow:rate_limited"`), refuse nothing. */
     shadow: z.boolean().default(false),
     /** Webhook alerts as budgets fill up (tokensPerDay, costPerDay, costPerMonth). */
@@ -81,9 +101,13 @@ const ruleSchema = z
     agent: oneOrMany.optional(),
     task: oneOrMany.optional(),
     key: oneOrMany.optional(),
+    /** Tags the call must carry, each matching its globs, e.g. `{ team: "platform" }` (a tag the credential does not fix never matches in keys/jwt mode). */
+    tags: tagRules.optional(),
   })
   .strict()
-  .refine((rule) => rule.user || rule.agent || rule.task || rule.key, { message: "an assign rule needs user, agent, task or key" });
+  .refine((rule) => rule.user || rule.agent || rule.task || rule.key || (rule.tags && Object.keys(rule.tags).length > 0), {
+    message: "an assign rule needs user, agent, task, key or tags",
+  });
 
 export const optionsSchema = z
   .object({

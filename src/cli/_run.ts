@@ -91,6 +91,9 @@ function unknownCommand(at: Resolved, word: string, known: string[] = []): Usage
   return new UsageError(`Unknown command '${word}' for '${at.path.join(" ")}'.${hint ? ` Did you mean '${hint}'?` : ""}${list}`);
 }
 
+/** Flags that may be given more than once (each `--tag KEY=VALUE` adds a tag); citty hands them over as a list. */
+const repeatable = new Set(["tag"]);
+
 /** The index of `--` (everything after it is positional), or the end. */
 function until(words: string[]): number {
   const end = words.indexOf("--");
@@ -99,7 +102,7 @@ function until(words: string[]): number {
 
 /**
  * Every word must be a declared flag (`--name`, `--name=value`, `--no-name` for booleans) with its
- * value, or one of the declared positional arguments; a flag may be given once.
+ * value, or one of the declared positional arguments; a flag may be given once (`repeatable` ones more).
  */
 function checkArguments({ path, rest }: Resolved, args: ArgsDef): void {
   const command = path.join(" ");
@@ -124,7 +127,7 @@ function checkArguments({ path, rest }: Resolved, args: ArgsDef): void {
       const hint = closest(name, [...flags.keys()]);
       throw new UsageError(`Unknown option '${word.split("=")[0]}' for '${command}'.${hint ? ` Did you mean '--${hint}'?` : ""} ${help}`);
     }
-    if (given.has(name)) throw new UsageError(`--${name} is given twice; give it once.`);
+    if (given.has(name) && !repeatable.has(name)) throw new UsageError(`--${name} is given twice; give it once.`);
     given.add(name);
     if (def.type === "boolean") {
       if (inline !== undefined && inline !== "true" && inline !== "false")

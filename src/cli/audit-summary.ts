@@ -39,16 +39,16 @@ export function summaryCSV(summary: Summary): string {
 }
 
 export const summaryCommand = defineCommand({
-  meta: { name: "summary", description: "Calls, tokens and cost per agent, user, task, model, provider or day" },
+  meta: { name: "summary", description: "Calls, tokens and cost per agent, user, task, model, provider, day or tag" },
   args: {
-    by: { type: "enum", options: [...summaryGroupings], required: true, description: "Group by" },
+    by: { type: "string", required: true, description: `Group by: ${summaryGroupings.join("|")}, or tag:KEY (e.g. tag:team)` },
     ...filterArgs,
     format: { type: "enum", options: ["table", "json", "csv"], default: "table", description: "Output format" },
     "log-db": logDbArg,
     config: configArg,
   },
-  async run({ args }) {
-    const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args) });
+  async run({ args, rawArgs }) {
+    const filter = parseOptions(summaryFilterSchema, { by: args.by, ...filterValues(args, rawArgs) });
     await withCliAdmin({ logDb: args["log-db"], config: args.config }, async (admin) => {
       const summary = await admin.reader.summary(filter);
       await recordCliQuery(admin, `cli:audit summary --by ${filter.by}`, filterNames(filter, ["by", "sort"]), summary.groups.length);

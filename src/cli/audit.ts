@@ -9,6 +9,7 @@ import { filterNames } from "../store/filters.ts";
 import { configArg, logDbArg, parseOptions } from "./_shared.ts";
 import { summaryCommand } from "./audit-summary.ts";
 import { filterArgs, filterValues } from "./filter-args.ts";
+import { reportCommands } from "./audit-report.ts";
 
 const query = defineCommand({
   meta: { name: "query", description: "List audit records, newest first" },
@@ -20,8 +21,8 @@ const query = defineCommand({
     "log-db": logDbArg,
     config: configArg,
   },
-  async run({ args }) {
-    const filter = parseOptions(recordFilterSchema, { ...filterValues(args), limit: args.limit, cursor: args.cursor });
+  async run({ args, rawArgs }) {
+    const filter = parseOptions(recordFilterSchema, { ...filterValues(args, rawArgs), limit: args.limit, cursor: args.cursor });
     await withCliAdmin({ logDb: args["log-db"], config: args.config }, async (admin) => {
       const page = await admin.reader.records(filter);
       await recordCliQuery(admin, "cli:audit query", filterNames(filter, ["limit"]), page.records.length);
@@ -37,5 +38,5 @@ const query = defineCommand({
 
 export const auditCommand = defineCommand({
   meta: { name: "audit", description: "Query, summarise, verify, export and erase the audit trail" },
-  subCommands: { query, summary: summaryCommand, ...trailCommands, ...exportCommands },
+  subCommands: { query, summary: summaryCommand, ...trailCommands, ...exportCommands, ...reportCommands },
 });

@@ -12,6 +12,8 @@ import { errorMessage } from "../errors.ts";
 import { checkIdentifier } from "../identifiers.ts";
 import type { ProxyKeyStore } from "../store/contract.ts";
 import type { ProxyKey } from "../store/keys.ts";
+import { tagFilter } from "../store/filters.ts";
+import { flagValues } from "./filter-args.ts";
 import { cliAuditSettings, openCliAdmin } from "./audit-settings.ts";
 import { cliActor } from "./audit-trail.ts";
 import { OwnKeysInTrail } from "./own-keys.ts";
@@ -102,6 +104,11 @@ const describeKey = (key: ProxyKey) =>
     `agent ${key.agents.join(",")}`,
     `users ${key.users?.join(",") ?? "none"}`,
     `tier ${key.tier ?? "default"}`,
+    Object.keys(key.tags).length > 0
+      ? `tags ${Object.entries(key.tags)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(",")}`
+      : null,
     `expires ${key.expires_at ?? "never"}`,
     key.revoked_at ? `REVOKED ${key.revoked_at}` : null,
   ]
@@ -114,19 +121,21 @@ const create = defineCommand({
     agent: { type: "string", required: true, description: "Agent ID the key acts as (or comma-separated globs it may act as)" },
     users: { type: "string", description: "Comma-separated user-ID globs the key may act for; '*' for any (default: none)" },
     tier: { type: "string", description: "Rate-limit tier of calls made with this key" },
+    tag: { type: "string", description: "A tag the key fixes, KEY=VALUE (e.g. team=platform; repeat for several)" },
     expires: { type: "string", description: "Lifetime (90d, 12h, 2w) or an ISO 8601 date (default: never)" },
     format: formatArg,
     "log-db": keysDbArg,
     config: configArg,
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     const agents = parseFlag("agent", globList, args.agent);
     const users = args.users === undefined ? null : parseFlag("users", globList, args.users);
     const tier = args.tier === undefined ? null : parseFlag("tier", z.string().min(1).max(64), args.tier);
     const expiresAt = args.expires === undefined ? null : parseExpiry(args.expires);
+    const tags = args.tag === undefined ? undefined : parseFlag("tag", tagFilter, flagValues(rawArgs, "tag"));
     const opened = await openKeys(args, { create: true, writes: true });
     try {
-      const request = { agents, users, tier, expires_at: expiresAt?.toISOString() ?? null };
+      const request = { agents, users, tier, tags, expires_at: expiresAt?.toISOString() ?? null };
       const { key, record } = await opened.keys.create(request, cliActor());
       if (!opened.checked) {
         cliLog().warn("the config has no apiKeys() plugin: the proxy does not ask for keys until you add apiKeys() to its plugins");

@@ -6,6 +6,7 @@ import { auditCommand } from "./audit.ts";
 import { configCommand } from "./config.ts";
 import { healthCommand } from "./health.ts";
 import { initCommand, typesCommand } from "./init.ts";
+import { consentCommand } from "./consent.ts";
 import { keysCommand } from "./keys.ts";
 import { pricingCommand } from "./pricing.ts";
 import { proxyCommand } from "./proxy.ts";
@@ -28,6 +29,7 @@ const main = defineCommand({
     proxy: proxyCommand,
     audit: auditCommand,
     keys: keysCommand,
+    consent: consentCommand,
     pricing: pricingCommand,
     config: configCommand,
     init: initCommand,

@@ -3,6 +3,7 @@
  * argument (for editor types); the loader validates with this schema and reports every wrong
  * option by its path.
  */
+import { tagLimitsSchema } from "../tags.ts";
 import { z } from "zod";
 import type { Plugin } from "../plugin.ts";
 import { adminTokenSchema } from "../server/roles.ts";
@@ -11,6 +12,29 @@ import { logSettingsSchema } from "../log.ts";
 /** Bun's fetch limit is at most 65,535; the proxy keeps 64 of it for its own calls (webhooks, JWKS). */
 export const fetchHeadroom = 64;
 const maxUpstreamConnections = 65_535 - fetchHeadroom;
+
+export const consentModes = ["off", "record", "enforce"] as const;
+const consentMode = z.enum(consentModes);
+
+/**
+ * Whether calls are held to the consents in the store (src/pipeline/consent.ts): "off" (not
+ * looked up), "record" (the record names the consent that covered the call, or says none did),
+ * "enforce" (a call for a user that no active consent covers is refused with 403
+ * consent_required). One mode for every call, or a default and a mode per tier (the tier a proxy
+ * key or token gives the call).
+ */
+export const consentConfigSchema = z
+  .union([
+    consentMode,
+    z
+      .object({
+        mode: consentMode.default("off"),
+        /** Tier name → mode, for calls whose credential names that tier. */
+        tiers: z.record(z.string(), consentMode).default({}),
+      })
+      .strict(),
+  ])
+  .default("off");
 
 const pluginSchema = z.custom<Plugin>(
   (value) => typeof value === "object" && value !== null && typeof (value as { name?: unknown }).name === "string",
@@ -86,6 +110,12 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Tags (`X-Attr-Tag-<Key>` headers and plugins' `attribute`): how many a call may carry, how
+     * long a value may be, and which are personal (recorded behind the commitment, erased with the user).
+     */
+    tags: tagLimitsSchema.prefault({}),
+    consent: consentConfigSchema,
     /** Audit API tokens beside AGENT_ATTR_ADMIN_TOKEN / AGENT_ATTR_AUDITOR_TOKEN: `{ token | tokenEnv, role }`. */
     admin: z
       .object({ tokens: z.array(adminTokenSchema).default([]) })

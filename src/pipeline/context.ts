@@ -1,7 +1,7 @@
 /**
  * The typed state one call carries through the pipeline (see ./index.ts for the stages).
  */
-import type { AttributionKind, Usage } from "../trail/record.ts";
+import type { AttributionKind, ConsentSource, Usage } from "../trail/record.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 
 export type WireFormat = "openai" | "anthropic";
@@ -40,10 +40,26 @@ export interface Principal {
   /** Globs the claimed agent / user must match (`["*"]`: any); absent means no claim is allowed. */
   agents?: readonly string[];
   users?: readonly string[];
+  /**
+   * Tags the credential fixes (a key's `--tag team=platform`, a token claim mapped to a tag): the
+   * call carries them, and a call claiming another value for one is held like an identity claim
+   * (403, or kept in `delegation.asserted.tags` with `onMismatch: "record"`).
+   */
+  tags?: Readonly<Record<string, string>>;
   /** A claim the credential does not allow: refuse with 403 (default) or record it beside the verified identity. */
   onMismatch?: "reject" | "record";
   /** RFC 8693 `act` claim (delegation chain), kept in the record's `delegation`. */
   act?: unknown;
+  /** The consent the credential names (a token's claim): its id, or the purpose the call is for. */
+  consent?: { id?: string; purpose?: string };
+}
+
+/** The consent a call was checked against (`consent` not "off"), as the record keeps it. */
+export interface CallConsent {
+  consent_id: string | null;
+  purpose: string | null;
+  lawful_basis: string | null;
+  consent_source: ConsentSource;
 }
 
 /** Attribution fields a credential may leave unverified: kept as sent, named in `delegation.unverified`. */
@@ -115,6 +131,8 @@ export interface CallContext {
    * refused (`shadow:rate_limited`), or that limits could not be checked (`limits_unavailable:fail_open`).
    */
   limitFlag?: string | null;
+  /** The consent check's verdict (./consent.ts); absent when consent is "off" for the call. */
+  consent?: CallConsent;
   /** Output tokens a limit plugin bounded this call to (LimitStage.capOutput), if any. */
   outputCap?: number;
 }

@@ -17,9 +17,14 @@
  *   `parent_agent_id` — stay in the record as the client sent them and are named in
  *   `delegation.unverified`; limiters must not let them select another identity's limits.
  *   (`trace_id` is a correlation id, not a claim about anyone, and is not listed.)
+ * - Tags the credential fixes (`principal.tags`) are always the call's; a different value claimed
+ *   for one (an `X-Attr-Tag-<Key>` header, a plugin) is refused with 403 or, with `onMismatch:
+ *   "record"`, replaced by the fixed value and kept in `delegation.asserted.tags`. Other tags stay
+ *   as sent and are named in `delegation.unverified` as `tag:<key>`.
  */
 import { ProxyError } from "../errors.ts";
 import { modelMatcher } from "../proxy/upstream.ts";
+import { sortedTags } from "../tags.ts";
 import type { Attribution, ContextField, IdentityField, Principal } from "./context.ts";
 
 type Checked = IdentityField;
@@ -83,9 +88,37 @@ export function verifyIdentity(claimed: Attribution, principal: Principal): Veri
     attribution[field] = fixed;
   }
   for (const field of ["session_id", "parent_agent_id"] as const) if (claimed[field] !== null) unverified.push(field);
+  const tags = verifyTags(claimed.tags, principal);
+  attribution.tags = tags.tags;
   const detail: Record<string, unknown> = {};
   if (principal.act !== undefined) detail.act = principal.act;
-  if (Object.keys(asserted).length > 0) detail.asserted = asserted;
-  if (unverified.length > 0) detail.unverified = unverified;
+  if (Object.keys(asserted).length > 0 || tags.asserted)
+    detail.asserted = { ...asserted, ...(tags.asserted ? { tags: tags.asserted } : {}) };
+  if (unverified.length > 0 || tags.unverified.length > 0) detail.unverified = [...unverified, ...tags.unverified];
   return { attribution, delegation: Object.keys(detail).length > 0 ? JSON.stringify(detail) : null, unverified };
+}
+
+/** The call's tags held to those the principal fixes (see the header). */
+function verifyTags(
+  claimed: Readonly<Record<string, string>>,
+  principal: Principal,
+): { tags: Record<string, string>; asserted: Record<string, string> | null; unverified: string[] } {
+  const fixed = principal.tags ?? {};
+  const tags: Record<string, string> = { ...claimed, ...fixed };
+  let asserted: Record<string, string> | null = null;
+  for (const [key, value] of Object.entries(fixed)) {
+    const claim = claimed[key];
+    if (claim === undefined || claim === value) continue;
+    if (principal.onMismatch !== "record")
+      throw new ProxyError(
+        "forbidden",
+        `${principal.keyId} may not tag calls ${key}='${claim}': it fixes the tag ${key} to '${value}'. ` +
+          `Send a matching X-Attr-Tag-${key} header, or none.`,
+      );
+    (asserted ??= {})[key] = claim;
+  }
+  const unverified = Object.keys(claimed)
+    .filter((key) => !(key in fixed))
+    .map((key) => `tag:${key}`);
+  return { tags: sortedTags(tags), asserted, unverified };
 }

@@ -18,6 +18,7 @@ import { trackUntilDone, type RoutedProvider, type Runtime } from "./runtime.ts"
 import { baseContext, readCall } from "./request.ts";
 import { route } from "./route.ts";
 import { attribute, authenticate, holdToPrincipal } from "./attribute.ts";
+import { checkConsent } from "./consent.ts";
 import { checkLimits, claimUpstreamSlot } from "./limit.ts";
 import { forward } from "./forward.ts";
 
@@ -40,6 +41,7 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime,
     ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
     ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
     if (ctx.principal) holdToPrincipal(ctx, ctx.principal); //                         (identity.ts)
+    await checkConsent(ctx, rt); //                                                    (consent.ts)
     const release = claimUpstreamSlot(rt);
     try {
       await checkLimits(ctx, provider, rt); //                                       4 limit

@@ -1,6 +1,7 @@
 /** Building audit records from a call's context. */
 import { noUsage, type AuditRecord } from "../trail/record.ts";
 import { errorMessage } from "../errors.ts";
+import { splitTags, tagsJSON, type Tags } from "../tags.ts";
 import type { CallContext } from "./context.ts";
 import type { Runtime } from "./runtime.ts";
 
@@ -37,7 +38,19 @@ export function newRecord(ctx: CallContext, provider: string | null, rt: Runtime
     response_hash: null,
     error_type: ctx.limitFlag ?? null,
     delegation: ctx.delegation ?? null,
+    ...recordTags(a.tags, rt),
+    consent_id: ctx.consent?.consent_id ?? null,
+    purpose: ctx.consent?.purpose ?? null,
+    lawful_basis: ctx.consent?.lawful_basis ?? null,
+    consent_source: ctx.consent?.consent_source ?? null,
   };
+}
+
+/** A call's tags as the record keeps them: clear ones in the hash, personal ones (`tags.personal`) behind the commitment. */
+function recordTags(tags: Tags, rt: Runtime): Pick<AuditRecord, "tags" | "personal_tags"> {
+  if (rt.tags.personalSet.size === 0) return { tags: tagsJSON(tags), personal_tags: null };
+  const split = splitTags(tags, rt.tags.personalSet);
+  return { tags: tagsJSON(split.clear), personal_tags: tagsJSON(split.personal) };
 }
 
 /** HMAC-SHA256 with the instance secret, hex: comparable across records, useless without the key. */

@@ -2,10 +2,11 @@
  * The process-wide state of a running proxy, built once from the config by `createRuntime` and
  * closed by `closeRuntime`. Everything the pipeline needs is reached through it: no hidden globals.
  */
-import type { AuditReader, AuditStore, AuditTrail, ProxyKeyStore } from "../store/contract.ts";
+import type { AuditReader, AuditStore, AuditTrail, ConsentStore, ProxyKeyStore } from "../store/contract.ts";
 import type { Logger, Plugin, ProviderAdapter } from "../plugin.ts";
 import type { Metrics } from "./metrics.ts";
 import type { SinkFeed } from "./sinks.ts";
+import type { TagLimits } from "../tags.ts";
 
 export interface RuntimeLimits {
   /** Largest request body accepted (bytes). */
@@ -18,6 +19,14 @@ export interface RuntimeLimits {
   bodyTimeoutMs: number;
   /** Proxied requests one client address may have open at once (0 = no bound). */
   maxConnectionsPerClient: number;
+}
+
+export type ConsentMode = "off" | "record" | "enforce";
+
+/** Whether and how calls are held to consents (./consent.ts). */
+export interface ConsentPolicy {
+  /** The mode for a call whose credential gives this tier (none in open mode). */
+  modeFor(tier: string | undefined): ConsentMode;
 }
 
 /** A provider adapter with the name of the plugin that provides it. */
@@ -37,9 +46,17 @@ export interface Runtime {
   readonly reader: AuditReader;
   readonly trail: AuditTrail;
   readonly keys: ProxyKeyStore;
+  /** The consents calls are checked against, and the audit API manages. */
+  readonly consents: ConsentStore;
+  /** Whether and how calls are held to consents (`consent` in the config; ./consent.ts). */
+  readonly consent: ConsentPolicy;
+  /** Stops the periodic recording of consent expiries (./consent.ts `sweepConsentExpiries`). */
+  readonly stopConsentSweep: () => void;
   /** Key of the HMAC that turns prompts and responses into keyed hashes. */
   readonly hashKey: Uint8Array;
   readonly limits: RuntimeLimits;
+  /** Bounds on a call's tags, and the tags declared personal (config `tags`). */
+  readonly tags: TagLimits & { personalSet: ReadonlySet<string> };
   /** Inbound header names never sent upstream (hop-by-hop, and those plugins read for the proxy). */
   readonly neverUpstream: readonly string[];
   /** Refuse calls (503) when the primary store cannot hold their intent; false forwards them anyway. */

@@ -2,6 +2,8 @@
  * Header hygiene for a transparent proxy (RFC 9110 §7.6.1): hop-by-hop headers and those named in
  * `Connection` never cross the proxy; headers plugins read for the proxy alone never go upstream.
  */
+import { tagHeaderPrefix } from "../tags.ts";
+
 const hopByHop = [
   "connection",
   "keep-alive",
@@ -57,9 +59,14 @@ export function neverUpstreamWith(proxyOnly: readonly string[]): readonly string
   return [...new Set([...neverUpstream, ...proxyOnly.map((name) => name.toLowerCase())])];
 }
 
-/** A copy of the inbound headers without `drop` (from `neverUpstreamWith`) and those `Connection` names. */
+/**
+ * A copy of the inbound headers without `drop` (from `neverUpstreamWith`), those `Connection`
+ * names, and every `x-attr-tag-*` header (tags are for the proxy alone, whichever plugin reads them).
+ */
 export function upstreamRequestHeaders(inbound: Headers, drop: readonly string[]): Headers {
-  return filtered(inbound, drop);
+  const headers = filtered(inbound, drop);
+  for (const name of inbound.keys()) if (name.startsWith(tagHeaderPrefix)) headers.delete(name);
+  return headers;
 }
 
 export function clientResponseHeaders(upstream: Headers): Headers {

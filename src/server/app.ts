@@ -13,6 +13,7 @@ import { openapiDocument } from "./openapi.ts";
 import { AccessDenials } from "./access-denials.ts";
 import { accessActor, accessGuard, type AccessRefusal, type AccessToken } from "./roles.ts";
 import { auditDashboardRoutes } from "./audit-dashboard-routes.ts";
+import { auditConsentRoutes } from "./audit-consent-routes.ts";
 import { crossSiteRefusal } from "./cross-site.ts";
 import { BrowserSessions } from "./sessions.ts";
 import { dashboardRoutes } from "../dashboard/routes.ts";
@@ -59,6 +60,7 @@ export function createApp(rt: Runtime, options: AppOptions = {}) {
   app.use(auditRoutes(rt, access, actorOf));
   app.use(auditTrailRoutes(rt, access, actorOf));
   app.use(auditDashboardRoutes(rt, access, actorOf));
+  app.use(auditConsentRoutes(rt, access, actorOf));
   app.use(dashboardRoutes({ tokens, sessions, noteRefusal }));
   for (const plugin of rt.plugins) plugin.routes?.(app);
   app.onError(({ code, request }) => {

@@ -7,7 +7,8 @@ import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard } from "./roles.ts";
 import { errorMessage } from "../errors.ts";
 import { filterNames } from "../store/filters.ts";
-import { apiError, queryOf } from "./http.ts";
+import { apiError } from "./http.ts";
+import { tagQuery } from "../store/filters.ts";
 
 const invalidQuery = (error: z.ZodError) => apiError("invalid_query", `Invalid query: ${z.prettifyError(error)}`);
 
@@ -41,7 +42,7 @@ export function auditRoutes(rt: Runtime, access: AccessGuard, actorOf: (request:
   const list = async (request: Request, route: string, fixed: Partial<RecordFilter> = {}) => {
     const denied = access(request, "auditor", route);
     if (denied) return denied;
-    const parsed = recordFilterSchema.safeParse({ ...queryOf(request), ...fixed });
+    const parsed = recordFilterSchema.safeParse({ ...tagQuery(new URL(request.url).searchParams), ...fixed });
     if (!parsed.success) return invalidQuery(parsed.error);
     const page = await rt.reader.records(parsed.data);
     return recorded(rt, actorOf(request), route, usedFilters(parsed.data), page.records.length, Response.json(page));
@@ -49,7 +50,7 @@ export function auditRoutes(rt: Runtime, access: AccessGuard, actorOf: (request:
   const summary = async (request: Request, route: string) => {
     const denied = access(request, "auditor", route);
     if (denied) return denied;
-    const parsed = summaryFilterSchema.safeParse(queryOf(request));
+    const parsed = summaryFilterSchema.safeParse(tagQuery(new URL(request.url).searchParams));
     if (!parsed.success) return invalidQuery(parsed.error);
     const result = await rt.reader.summary(parsed.data);
     return recorded(

@@ -16,6 +16,7 @@ import { overviewFilterSchema, overviewSchema } from "../store/overview.ts";
 import { chainEntrySchema, eventFilterSchema, eventPageSchema, trailStatusSchema } from "../trail/events.ts";
 import { createdKeySchema, newKeySchema } from "../store/keys.ts";
 import { proxyKeySchema } from "../store/keys.ts";
+import { consentFilterSchema, consentSchema, newConsentSchema } from "../store/consents.ts";
 import { limitUsageSchema } from "../limit-usage.ts";
 
 export interface AuditOperation {
@@ -192,6 +193,40 @@ export const auditOperations: AuditOperation[] = [
     role: "admin",
     response: proxyKeySchema,
     otherErrors: { 404: "No key has this id." },
+  },
+  {
+    method: "get",
+    path: "/audit/consents",
+    summary: "Consents (who allowed which agents to act for them, for what purpose, on which lawful basis), newest first",
+    role: "auditor",
+    query: consentFilterSchema,
+    response: z.object({ consents: z.array(consentSchema) }),
+  },
+  {
+    method: "get",
+    path: "/audit/consents/:id",
+    summary: "One consent",
+    role: "auditor",
+    response: consentSchema,
+    otherErrors: { 404: "No consent has this id." },
+  },
+  {
+    method: "post",
+    path: "/audit/consents",
+    summary: "Grant a consent (a consent_granted chain event naming the caller, never the user)",
+    role: "admin",
+    body: newConsentSchema,
+    response: consentSchema,
+    status: 201,
+    otherErrors: { 400: "The body is not a valid consent; the message names the field." },
+  },
+  {
+    method: "delete",
+    path: "/audit/consents/:id",
+    summary: "Withdraw a consent (a consent_withdrawn chain event); calls it covered are refused or recorded without it from the next call",
+    role: "admin",
+    response: consentSchema,
+    otherErrors: { 404: "No consent has this id." },
   },
 ];
 

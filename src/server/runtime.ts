@@ -4,11 +4,13 @@ import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
 import { PluginError, type Logger, type Plugin } from "../plugin.ts";
+import { consentPolicy, consentHeader, sweepConsentExpiries } from "../pipeline/consent.ts";
 import { Metrics } from "../pipeline/metrics.ts";
 import { SinkFeed } from "../pipeline/sinks.ts";
 import type { AuditStore } from "../store/contract.ts";
 import { primaryStore } from "../store/open.ts";
 import { neverUpstreamWith } from "../proxy/headers.ts";
+import { tagKey } from "../tags.ts";
 import { UpstreamSlots, type Runtime } from "../pipeline/runtime.ts";
 import { createLogger } from "../log.ts";
 import { pluginProblems } from "./startup-check.ts";
@@ -75,6 +77,9 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       reader: store.reader,
       trail: store.trail,
       keys: store.keys,
+      consents: store.consents,
+      consent: consentPolicy(config.consent),
+      stopConsentSweep: sweepConsentExpiries({ consents: store.consents, log }),
       hashKey: store.hashKey,
       limits: {
         maxBodyBytes: config.server.maxBodyBytes,
@@ -83,7 +88,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         bodyTimeoutMs: config.server.bodyTimeoutMs,
         maxConnectionsPerClient: config.server.maxConnectionsPerClient,
       },
-      neverUpstream: neverUpstreamWith(plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])),
+      tags: { ...config.tags, personalSet: new Set(config.tags.personal.map((key) => tagKey(key) ?? key)) },
+      neverUpstream: neverUpstreamWith([consentHeader, ...plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])]),
       failClosed: !config.audit.failOpen,
       log,
       inflight: new Set(),
@@ -108,6 +114,7 @@ export async function waitForInflight(rt: Runtime, ms: number): Promise<void> {
  * sinks write what they were given and flushes them, then tears plugins down in reverse order.
  */
 export async function closeRuntime(rt: Runtime): Promise<void> {
+  rt.stopConsentSweep();
   await rt.store.close().catch((error: unknown) => rt.log.error(`closing the audit store: ${errorMessage(error)}`));
   await rt.sinks.close();
   await teardown(rt.plugins, rt.log);

@@ -18,6 +18,7 @@
  */
 import type { KeyObject } from "node:crypto";
 import type { ParsedRecordFilter, ParsedSummaryFilter } from "./filters.ts";
+import type { Consent, ConsentFilter, NewConsentRequest } from "./consents.ts";
 import type { NewKeyRequest, ProxyKey } from "./keys.ts";
 import type { RecordPage, Summary } from "./results.ts";
 import type { Logger } from "../log.ts";
@@ -72,6 +73,8 @@ export interface AuditStore {
   readonly trail: AuditTrail;
   /** The proxy keys (keys mode looks each call's key up here; `agent-attr keys` and `/audit/keys` manage them). */
   readonly keys: ProxyKeyStore;
+  /** The consents calls are checked against (`consent` in the config) and `agent-attr consent` / `/audit/consents` manage. */
+  readonly consents: ConsentStore;
   /**
    * The instance secret that keys prompt and response hashes (HMAC-SHA256) and erased users' HMACs.
    * The store keeps it, so every process that writes one trail uses the same secret.
@@ -186,6 +189,30 @@ export interface ProxyKeyStore {
 }
 
 /**
+ * Consents (./consents.ts). `grant` and `revoke` are admin actions, each recorded as a chain event
+ * (`consent_granted`, `consent_withdrawn`) in the same transaction as the change; erasing a user
+ * (`AuditTrail.eraseUser`) erases their consents' personal fields in the erasure's transaction.
+ */
+export interface ConsentStore {
+  /**
+   * The user's consents that are not withdrawn or erased (expired ones included: the caller holds
+   * them to the time), newest first. Runs on every call when consent is checked, so a driver
+   * answers it with one indexed read and must not cache it: a withdrawal applies from the next
+   * call, in every process and replica that shares the store.
+   */
+  forUser(userId: string): Promise<Consent[]>;
+  /** One consent by id, whatever its status, or null (also on the call path: a claimed consent id). */
+  find(id: string): Promise<Consent | null>;
+  /** Consents passing the filter, newest first. */
+  list(filter: ConsentFilter): Promise<Consent[]>;
+  grant(request: NewConsentRequest, actor: string): Promise<Consent>;
+  /** Withdraws a consent (idempotent: an ended one is returned as it is, nothing recorded); null when no consent has that id. */
+  revoke(id: string, actor: string): Promise<Consent | null>;
+  /** Appends a `consent_expired` event for each consent past its end that has none yet; returns how many. */
+  recordExpiries(): Promise<number>;
+}
+
+/**
  * The CLI's handle on a trail: reading, the trail's operations and the keys, without the proxy's
  * write path (no intent log, no writer thread, no `begin`/`commit`).
  */
@@ -193,12 +220,15 @@ export interface AuditAdmin {
   readonly reader: AuditReader;
   readonly trail: AuditTrail;
   readonly keys: ProxyKeyStore;
+  readonly consents: ConsentStore;
   /**
    * The trail holds its signing key: checkpoints are checked with it, exports are signed, and the
    * events this handle appends are sealed by a signed checkpoint. Without it the CLI can still read
    * and verify the chain (pass a public key to check checkpoints).
    */
   readonly signs: boolean;
+  /** An Ed25519 signature of `data` with the trail's signing key (a report's); throws when `signs` is false. */
+  sign(data: Uint8Array): Uint8Array;
   close(): Promise<void>;
 }
 

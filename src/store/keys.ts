@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { checkIdentifier } from "../identifiers.ts";
 import { errorMessage } from "../errors.ts";
+import { tagsJSON, tagsSchema } from "../tags.ts";
 
 export const proxyKeySchema = z.object({
   id: z.string(),
@@ -15,6 +16,8 @@ export const proxyKeySchema = z.object({
   /** User-ID globs the key may act for (`*`: any); null means it acts for no user. */
   users: z.array(z.string()).nullable(),
   tier: z.string().nullable(),
+  /** Tags the key fixes (`--tag team=platform`): every call made with it carries them, and a call claiming another value is refused (403). */
+  tags: z.record(z.string(), z.string()).default({}),
   created_at: z.string(),
   expires_at: z.string().nullable(),
   revoked_at: z.string().nullable(),
@@ -25,10 +28,19 @@ export interface NewProxyKey {
   agents: string[];
   users?: string[] | null;
   tier?: string | null;
+  tags?: Readonly<Record<string, string>> | null;
   expiresAt?: Date | null;
 }
 
 const keyPrefix = "aa-";
+
+/** A key's tags as stored (JSON, null for none) and back. */
+export const keyTagsColumn = (tags: Readonly<Record<string, string>> | null | undefined): string | null => tagsJSON(tags ?? {});
+export const keyTagsOf = (column: string | null | undefined): Record<string, string> =>
+  column ? (JSON.parse(column) as Record<string, string>) : {};
+
+/** What a key's chain event says of its tags: their keys only (values may be personal, e.g. a declared-personal tag). */
+export const keyTagsDetail = (tags: Readonly<Record<string, string>>): string[] => Object.keys(tags);
 
 export function hashProxyKey(key: string): string {
   return new Bun.CryptoHasher("sha256").update(key).digest("hex");
@@ -64,6 +76,8 @@ export const newKeySchema = z
     /** User-ID globs the key may act for (`["*"]`: any); absent or null: none. */
     users: z.array(idGlob).min(1).nullable().optional(),
     tier: z.string().min(1).max(64).nullable().optional(),
+    /** Tags the key fixes, e.g. `{ "team": "platform" }` (keys lower-cased, `_` read as `-`). */
+    tags: tagsSchema.optional(),
     /** ISO 8601 date-time in the future; absent: never expires. */
     expires_at: z
       .string()
@@ -78,7 +92,14 @@ export type NewKeyRequest = z.output<typeof newKeySchema>;
 
 /** What a `key_created` chain event says about the key: never the secret, and only the number of user globs. */
 export function keyCreatedDetails(key: ProxyKey): Record<string, unknown> {
-  return { key_id: key.id, agents: key.agents, user_globs: key.users?.length ?? 0, tier: key.tier, expires_at: key.expires_at };
+  return {
+    key_id: key.id,
+    agents: key.agents,
+    user_globs: key.users?.length ?? 0,
+    tier: key.tier,
+    tags: keyTagsDetail(key.tags),
+    expires_at: key.expires_at,
+  };
 }
 
 /** The answer of `POST /audit/keys`: the secret (shown once) and the key's record. */

@@ -3,7 +3,7 @@
  * pages of records and summaries. zod schemas, so the OpenAPI document is derived from them.
  */
 import { z } from "zod";
-import { summaryGroupings } from "./filters.ts";
+import { summaryGrouping } from "./filters.ts";
 import { auditRecordSchema } from "../trail/record.ts";
 
 export const recordPageSchema = z.object({
@@ -35,7 +35,7 @@ export const summaryRowSchema = z.object({
 });
 
 export const summarySchema = z.object({
-  by: z.enum(summaryGroupings),
+  by: summaryGrouping,
   since: z.string().nullable(),
   until: z.string().nullable(),
   groups: z.array(summaryRowSchema),

@@ -4,12 +4,28 @@
  * writers (SQLite: `BEGIN IMMEDIATE`, ../store/sqlite/chain-writer.ts), reading the tail first,
  * so two writers can never fork the chain.
  *
- *   hash       = SHA-256(prev_hash bytes || UTF-8 of JSON.stringify(["agent-attr/record/v2",
- *                ...clear fields in `clearColumns` order, commitment]))
- *   commitment = SHA-256(salt bytes || UTF-8 of JSON.stringify([...personal fields in
- *                `personalColumns` order]))
+ *   hash       = SHA-256(prev_hash bytes || UTF-8 of JSON.stringify([label, ...clear fields of
+ *                the record's version, in order, commitment]))
+ *   commitment = SHA-256(salt bytes || UTF-8 of JSON.stringify([...personal fields of the
+ *                record's version, in order]))
  *   event hash = SHA-256(prev_hash bytes || UTF-8 of JSON.stringify(["agent-attr/event/v1",
  *                timestamp, kind, actor, details]))
+ *
+ * **Record hash versions.** Which fields a record's hash covers is versioned (`recordVersions`):
+ * each version has a label (`agent-attr/record/v2`, `…/v3`) and its own clear and personal column
+ * lists. Every stored record keeps the version it was hashed under (`hash_version`; rows written
+ * before the column existed are v2), and verify hashes each row under its own version, so trails
+ * written by 0.1 (v2) still verify beside new rows. A changed `hash_version` changes the label and
+ * the columns hashed, so it shows as an edit like any other field. Writers always use
+ * `currentRecordVersion`.
+ *  - v2 (0.1): the fields up to `delegation`.
+ *  - v3: v2 plus `tags` (clear) and `personal_tags` (behind the commitment), and the consent that
+ *    covered the call: `consent_id`, `purpose`, `lawful_basis`, `consent_source` (clear: they say
+ *    what the processing was for and on which basis, which must outlive an erasure of the user).
+ * To add record fields: append them to `columns` (./row.ts), then to the *unreleased* version's
+ * `clear` or `personal` list (v3 until a release ships it; fields added in parallel all join v3),
+ * or, once v3 is released, add a v4 entry and make it current. Never change a released version's
+ * lists or label: rows hashed under it would stop verifying.
  *
  * The JSON is an array of strings, numbers (ECMAScript/RFC 8785 number form), booleans-as-0/1 and
  * nulls: unambiguous, and reproducible in any language. The genesis prev_hash is 32 zero bytes.
@@ -25,30 +41,91 @@ import { columns, type SQLValue } from "./row.ts";
 export const genesisHash = "0".repeat(64);
 
 /**
- * Erasable fields: the user, the credential's key id (with a JWT it is the token's `sub`, i.e. the
- * user; v2 of the record hash moved it behind the commitment), free text that may name people (task context), identifiers that link
- * a person's activity across systems (session, trace), the keyed hashes of prompt and response
- * (with the instance key, a guessed prompt can be confirmed against them), and the delegation
- * chain (the subjects a verified identity acted for).
+ * Erasable fields (v2): the user, the credential's key id (with a JWT it is the token's `sub`, i.e.
+ * the user; v2 moved it behind the commitment), free text that may name people (task context),
+ * identifiers that link a person's activity across systems (session, trace), the keyed hashes of
+ * prompt and response (with the instance key, a guessed prompt can be confirmed against them), and
+ * the delegation chain (the subjects a verified identity acted for).
  */
-export const personalColumns = [
+const v2Personal = ["user_id", "key_id", "task_context", "session_id", "trace_id", "prompt_hash", "response_hash", "delegation"] as const;
+/** The record fields of v2 (agent-attr 0.1), in `columns` order: frozen, whatever is added to `columns` later. */
+const v2Columns = [
+  "id",
+  "timestamp",
+  "duration_ms",
+  "ttfb_ms",
+  "agent_id",
   "user_id",
-  "key_id",
   "task_context",
   "session_id",
+  "parent_agent_id",
   "trace_id",
+  "attribution",
+  "key_id",
+  "provider",
+  "endpoint",
+  "model",
+  "response_model",
+  "stream",
+  "status",
+  "outcome",
+  "input_tokens",
+  "output_tokens",
+  "cache_read_tokens",
+  "cache_write_tokens",
+  "cache_write_1h_tokens",
+  "reasoning_tokens",
+  "usage_source",
+  "cost_usd",
+  "cost_nano_usd",
+  "price_source",
   "prompt_hash",
   "response_hash",
+  "error_type",
   "delegation",
 ] as const;
-const personalSet = new Set<string>(personalColumns);
-export const clearColumns = columns.filter((column) => !personalSet.has(column));
-/** Where the personal and the clear fields, and the start time, sit in a row (`columns` order). */
-export const personalIndexes = personalColumns.map((column) => columns.indexOf(column));
-export const clearIndexes = clearColumns.map((column) => columns.indexOf(column));
+const v2Clear = v2Columns.filter((column) => !(v2Personal as readonly string[]).includes(column));
+
+type Column = (typeof columns)[number];
+export interface RecordLayout {
+  version: number;
+  label: string;
+  clearColumns: readonly Column[];
+  personalColumns: readonly Column[];
+  /** Where those columns sit in a row (`columns` order). */
+  clearIndexes: readonly number[];
+  personalIndexes: readonly number[];
+  /** Fields the version does not cover (added later): they must be null in a row of this version. */
+  uncoveredColumns: readonly Column[];
+}
+
+const layout = (version: number, clear: readonly Column[], personal: readonly Column[]): RecordLayout => ({
+  version,
+  label: `agent-attr/record/v${version}`,
+  clearColumns: clear,
+  personalColumns: personal,
+  clearIndexes: clear.map((column) => columns.indexOf(column)),
+  personalIndexes: personal.map((column) => columns.indexOf(column)),
+  uncoveredColumns: columns.filter((column) => !clear.includes(column) && !personal.includes(column)),
+});
+
+/** Every record hash version verify knows, by number (see the header). */
+export const recordVersions: Readonly<Record<number, RecordLayout>> = {
+  2: layout(2, v2Clear, v2Personal),
+  3: layout(3, [...v2Clear, "tags", "consent_id", "purpose", "lawful_basis", "consent_source"], [...v2Personal, "personal_tags"]),
+};
+/** The version writers hash new records under. Every field of `columns` must be in its clear or personal list (a test holds it). */
+export const currentRecordVersion = 3;
+const current = recordVersions[currentRecordVersion]!;
+
+/** The personal fields of the current version: a superset of every older version's (erasure clears these). */
+export const personalColumns = current.personalColumns;
+export const clearColumns = current.clearColumns;
+export const personalIndexes = current.personalIndexes;
+export const clearIndexes = current.clearIndexes;
 export const timestampIndex = columns.indexOf("timestamp");
-/** The columns of a chained record as every driver stores it: its place, its row, its salt, commitment and links. */
-export const storedRecordColumns = ["seq", ...columns, "salt", "commitment", "prev_hash", "hash"] as const;
+/** The columns of a chained record as every driver stores it: its place, its row, its salt, commitment, links and hash version. */
+export const storedRecordColumns = ["seq", ...columns, "salt", "commitment", "prev_hash", "hash", "hash_version"] as const;
 const userIndex = columns.indexOf("user_id");
 const keyIndex = columns.indexOf("key_id");
 const delegationIndex = columns.indexOf("delegation");
@@ -56,8 +133,8 @@ const delegationIndex = columns.indexOf("delegation");
 /** SHA-256 of chain entries; one instance reuses one hasher (digest resets it). */
 export class ChainHasher {
   private readonly sha = new Bun.CryptoHasher("sha256");
-  /** Reused for every record: ["agent-attr/record/v2", ...clear, commitment]. */
-  private readonly payload: SQLValue[] = ["agent-attr/record/v2"];
+  /** Reused for every record: [label, ...clear, commitment]. */
+  private readonly payload: SQLValue[] = [];
 
   commitment(saltHex: string, personal: readonly SQLValue[]): string {
     this.sha.update(saltHex, "hex");
@@ -65,8 +142,10 @@ export class ChainHasher {
     return this.sha.digest("hex");
   }
 
-  record(prevHash: string, clear: readonly SQLValue[], commitment: string): string {
+  /** `clear` in the version's `clearColumns` order; `version` defaults to the current one. */
+  record(prevHash: string, clear: readonly SQLValue[], commitment: string, version: RecordLayout = current): string {
     const payload = this.payload;
+    payload[0] = version.label;
     for (let i = 0; i < clear.length; i++) payload[i + 1] = clear[i]!;
     payload[clear.length + 1] = commitment;
     payload.length = clear.length + 2;
@@ -92,6 +171,9 @@ export const chainEventKinds = [
   "access_denied",
   "key_created",
   "key_revoked",
+  "consent_granted",
+  "consent_withdrawn",
+  "consent_expired",
   "budget_alert",
 ] as const;
 

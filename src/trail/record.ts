@@ -8,6 +8,8 @@ import { z } from "zod";
 export const outcomes = ["completed", "upstream_error", "client_aborted", "rejected", "interrupted"] as const;
 export const attributionKinds = ["verified", "asserted", "default"] as const;
 export const usageSources = ["provider", "estimated", "none"] as const;
+/** How a call's consent was established (src/pipeline/consent.ts). */
+export const consentSources = ["jwt", "header", "lookup", "none"] as const;
 
 const count = z.number().int().nonnegative().nullable();
 
@@ -51,12 +53,32 @@ export const auditRecordSchema = z.object({
   error_type: z.string().nullable(),
   /** JSON text: `act` (RFC 8693 delegation chain), `asserted` (claims the verified identity did not allow), `unverified` (fields kept as sent that the credential does not vouch for). */
   delegation: z.string().nullable(),
+  /**
+   * JSON text of an object of the call's tags (`{"team":"platform"}`: keys lower-case, sorted),
+   * or null without any; covered by the hash chain (record hash v3).
+   */
+  tags: z.string().nullable().default(null),
+  /** The same for tags declared personal (`tags.personal`): behind the salted commitment, erased with the user. */
+  personal_tags: z.string().nullable().default(null),
+  /** The consent that covered the call (`consent` "record" or "enforce"), or null: none did, or consent is off. */
+  consent_id: z.string().nullable().default(null),
+  /** What the call was for: the covering consent's purpose. */
+  purpose: z.string().nullable().default(null),
+  /** The covering consent's lawful basis (GDPR Art. 6(1)): consent, contract, legitimate-interest… */
+  lawful_basis: z.string().nullable().default(null),
+  /**
+   * How the consent was established: `jwt` (a verified token named it), `header` (X-Consent-ID in
+   * open mode: asserted), `lookup` (the proxy found it), `none` (no consent covered the call);
+   * null when consent is off for the call.
+   */
+  consent_source: z.enum(consentSources).nullable().default(null),
 });
 
 export type AuditRecord = z.infer<typeof auditRecordSchema>;
 export type Outcome = (typeof outcomes)[number];
 export type AttributionKind = (typeof attributionKinds)[number];
 export type UsageSource = (typeof usageSources)[number];
+export type ConsentSource = (typeof consentSources)[number];
 
 /** Field order for CSV headers and tables. */
 export const recordFields = Object.keys(auditRecordSchema.shape) as (keyof AuditRecord)[];

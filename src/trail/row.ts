@@ -38,6 +38,12 @@ export const columns = [
   "response_hash",
   "error_type",
   "delegation",
+  "tags",
+  "personal_tags",
+  "consent_id",
+  "purpose",
+  "lawful_basis",
+  "consent_source",
 ] as const satisfies readonly (keyof AuditRecord)[];
 
 export type SQLValue = string | number | null;
@@ -56,4 +62,10 @@ export function fromRow(row: readonly SQLValue[], seq: number): AuditRecord {
   for (let i = 0; i < columns.length; i++) record[columns[i]!] = row[i] ?? null;
   record.stream = row[columns.indexOf("stream")] === 1;
   return record as AuditRecord;
+}
+
+/** A row of an older version (an intent log written before fields were added) padded with nulls to `columns`. */
+export function fullRow(row: readonly SQLValue[]): SQLValue[] {
+  if (row.length >= columns.length) return row as SQLValue[];
+  return [...row, ...new Array<SQLValue>(columns.length - row.length).fill(null)];
 }

@@ -47,6 +47,12 @@ export function parsePublicKey(pem: string): KeyObject {
   }
 }
 
+/** Raw Ed25519 signature bytes (what `openssl pkeyutl -verify -rawin -sigfile` checks); throws without a key. */
+export function signWith(key: KeyObject | null, data: Uint8Array): Uint8Array {
+  if (!key) throw new Error("this trail's signing key is not available here; pass --signing-key FILE (or set audit.signingKey)");
+  return new Uint8Array(sign(null, data, key));
+}
+
 export function signBytes(key: KeyObject, data: string): string {
   return sign(null, Buffer.from(data), key).toString("base64");
 }

@@ -19,7 +19,7 @@
 import type { KeyObject } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { z } from "zod";
-import { ChainHasher, clearColumns, genesisHash, personalColumns, type ChainEvent } from "./chain.ts";
+import { ChainHasher, genesisHash, personalColumns, recordVersions, type ChainEvent } from "./chain.ts";
 import { checkpointPayload, parseCheckpointFile, type Checkpoint } from "./checkpoint.ts";
 import type { columns, SQLValue } from "./row.ts";
 import { verifyBytes } from "./signing.ts";
@@ -99,6 +99,8 @@ export type ChainRecordRow = Record<(typeof columns)[number], SQLValue> & {
   commitment: string | null;
   prev_hash: string | null;
   hash: string | null;
+  /** The record hash version it was written under (./chain.ts `recordVersions`). */
+  hash_version: number | string | null;
 };
 
 /** An audit-of-the-audit event as the chain stores it. */
@@ -238,10 +240,10 @@ export class ChainWalk {
     }
     if (isRecord) {
       const row = entry as ChainRecordRow;
-      const personal = this.personal;
-      for (let i = 0; i < personalColumns.length; i++) personal[i] = row[personalColumns[i]!];
+      const layout = recordVersions[Number(row.hash_version)];
+      if (!layout) return fail(seq, "edited", `seq ${seq}: its hash version (${String(row.hash_version)}) is not one this version knows`);
       if (row.salt === null) {
-        if (personal.some((value) => value !== null))
+        if (personalColumns.some((column) => row[column] !== null))
           return fail(seq, "edited", `seq ${seq}: personal fields were written into an erased record`);
         const covered = this.covered;
         while (this.nextCover < covered.length && covered[this.nextCover]![1] < seq) this.nextCover++;
@@ -254,8 +256,13 @@ export class ChainWalk {
           );
         }
         this.report.redacted++;
-      } else if (row.commitment !== this.hasher.commitment(row.salt, personal)) {
-        return fail(seq, "edited", `seq ${seq}: a personal field (${personalColumns.join(", ")}) was edited`);
+      } else {
+        const personal = this.personal;
+        const names = layout.personalColumns;
+        for (let i = 0; i < names.length; i++) personal[i] = row[names[i]!];
+        personal.length = names.length;
+        if (row.commitment !== this.hasher.commitment(row.salt, personal))
+          return fail(seq, "edited", `seq ${seq}: a personal field (${names.join(", ")}) was edited`);
       }
     }
     if (!this.selfConsistent(entry, isRecord)) return fail(seq, "edited", `seq ${seq}: a field was edited (its hash no longer matches)`);
@@ -311,10 +318,15 @@ export class ChainWalk {
       return this.hasher.event(e.prev_hash, e.timestamp, e.kind, e.actor, e.details) === e.hash;
     }
     const r = entry as ChainRecordRow;
-    if (r.commitment === null) return false;
+    const layout = recordVersions[Number(r.hash_version)];
+    if (r.commitment === null || !layout) return false;
+    // Fields its version does not cover must be empty: a value there was added after the hash.
+    if (layout.uncoveredColumns.some((column) => r[column] !== null)) return false;
     const clear = this.clear;
-    for (let i = 0; i < clearColumns.length; i++) clear[i] = r[clearColumns[i]!];
-    return this.hasher.record(r.prev_hash!, clear, r.commitment) === r.hash;
+    const names = layout.clearColumns;
+    for (let i = 0; i < names.length; i++) clear[i] = r[names[i]!];
+    clear.length = names.length;
+    return this.hasher.record(r.prev_hash!, clear, r.commitment, layout) === r.hash;
   }
 }
 

@@ -44,6 +44,12 @@ function record(i: number, agent: string, user: string, task: string, daysAgo: n
     response_hash: "cd",
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
   };
 }
 

@@ -99,6 +99,7 @@ test("apiKeys({ path }): creating and revoking are chain events in the primary t
     agents: ["bot"],
     user_globs: 1,
     tier: "pro",
+    tags: [],
     expires_at: null,
     key_store: "apiKeys({ path })",
   });

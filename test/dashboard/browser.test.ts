@@ -100,6 +100,17 @@ browserTest(
     expect(csv).toContain(`TOTAL,${filtered.total.calls},`);
     await page.screenshot({ path: join(shots, "explore.png"), fullPage: true });
 
+    // Break down by a tag's values: the same groups as the REST summary by=tag:team.
+    await page.getByLabel("Break down by").selectOption("tag");
+    await page.locator("#explore-agent").fill("");
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.locator('main[data-ready="true"] [data-testid="explore-table"]').waitFor();
+    const byTeam = await summary("by=tag:team&days=7");
+    const shownTeams = await page.locator('[data-testid="explore-table"] tbody td.key').allTextContents();
+    expect(shownTeams.sort()).toEqual(byTeam.groups.map((g) => g.key ?? "(none)").sort());
+    expect(shownTeams).toContain("platform");
+    expect(await page.getByTestId("explore-total-calls").textContent()).toBe(String(byTeam.total.calls));
+
     const leaked = await page.evaluate(() => {
       // In the page (the test itself is not typed against the DOM).
       const w = globalThis as unknown as {

@@ -42,6 +42,12 @@ export function sampleRecord(i: number, overrides: Partial<AuditRecord> = {}): A
     response_hash: "cd".repeat(32),
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
     ...overrides,
   };
 }

@@ -44,6 +44,7 @@ export function seededRecord(i: number, now = Date.now()): AuditRecord {
     cost_nano_usd: priced ? 1_000_000 * (1 + (i % 17)) : null,
     cost_usd: priced ? (1_000_000 * (1 + (i % 17))) / 1e9 : null,
     delegation: i % 4 === 0 ? JSON.stringify({ act: { sub: "orchestrator", act: { sub: "planner" } } }) : null,
+    tags: i % 5 === 4 ? null : JSON.stringify({ team: ["platform", "search", "research"][i % 3]! }),
   });
 }
 

@@ -33,6 +33,7 @@ function switchableSqlite() {
           reader: store.reader,
           trail: store.trail,
           keys: store.keys,
+          consents: store.consents,
           hashKey: store.hashKey,
           recover: () => store.recover(),
           flush: () => store.flush(),

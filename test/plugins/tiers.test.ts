@@ -161,7 +161,9 @@ describe("tier assignment", () => {
 
   test("options naming an unknown tier fail at config time, naming it", () => {
     expect(() => tiers({ tiers: { free: {} }, default: "gold" })).toThrow("unknown tier 'gold'; defined: free");
-    expect(() => tiers({ tiers: { free: {} }, default: "free", assign: [{ tier: "free" }] })).toThrow("needs user, agent, task or key");
+    expect(() => tiers({ tiers: { free: {} }, default: "free", assign: [{ tier: "free" }] })).toThrow(
+      "needs user, agent, task, key or tags",
+    );
   });
 });
 

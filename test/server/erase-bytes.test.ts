@@ -72,6 +72,12 @@ function finished(userId: string, taskContext: string, timestamp = new Date().to
     response_hash: "cd".repeat(32),
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
   };
 }
 

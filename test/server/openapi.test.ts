@@ -43,6 +43,9 @@ test("every /audit route the app serves is documented, with its parameters and r
     "model",
     "provider",
     "outcome",
+    "tag",
+    "consent",
+    "purpose",
     "since",
     "until",
     "days",
@@ -53,5 +56,8 @@ test("every /audit route the app serves is documented, with its parameters and r
   expect(Object.keys(records.responses["200"]!.content!["application/json"]!.schema.properties!)).toEqual(["records", "next_cursor"]);
   const summary = doc.paths["/audit/summary"]!.get!;
   expect(summary.parameters.find((p) => p.name === "by")).toMatchObject({ required: true });
+  // Tags: the filter documents both spellings, the grouping names tag:KEY.
+  expect(JSON.stringify(records.parameters.find((p) => p.name === "tag"))).toContain("tag.KEY=VALUE");
+  expect(JSON.stringify(summary.parameters.find((p) => p.name === "by"))).toContain("tag:KEY");
   expect(doc.paths["/audit/user/{id}"]!.get!.parameters[0]).toMatchObject({ name: "id", in: "path", required: true });
 });

@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import {
   ChainHasher,
   clearIndexes,
+  currentRecordVersion,
   genesisHash,
   personalIndexes,
   seqRanges,
@@ -22,7 +23,7 @@ import {
   type ChainEvent,
   type ChainTail,
 } from "../../trail/chain.ts";
-import { type SQLValue } from "../../trail/row.ts";
+import { fullRow, type SQLValue } from "../../trail/row.ts";
 import { lockKeys } from "./connection.ts";
 
 /**
@@ -73,7 +74,7 @@ export async function append(
   events: readonly ChainEvent[] = [],
 ): Promise<Appended> {
   const hasher = new ChainHasher();
-  const clean = rows.map((row) => row.map(storable));
+  const clean = rows.map((row) => fullRow(row).map(storable));
   const salts = randomBytes(16 * clean.length).toString("hex");
   await lockChain(tx);
   let { seq, hash } = await tail(tx);
@@ -101,7 +102,7 @@ export async function append(
       for (const i of personalIndexes) row[i] = null;
       redacted.push(seq);
     }
-    copy += `${[seq, ...row, erased ? null : salt, commitment, prevHash, hash].map(copyCell).join("\t")}\n`;
+    copy += `${[seq, ...row, erased ? null : salt, commitment, prevHash, hash, currentRecordVersion].map(copyCell).join("\t")}\n`;
     stored.push({ seq, hash, row });
   }
   if (copy) {

@@ -5,10 +5,12 @@
 import { TrailNotFoundError, type AdminContext, type AuditAdmin, type AuditStoreProvider, type StoreContext } from "../contract.ts";
 import { errorMessage } from "../../errors.ts";
 import { isPostgresUrl, loadMeta, migrate, openPool, parseTarget, PostgresError } from "./connection.ts";
+import { PgConsents } from "./consents.ts";
 import { PgKeys } from "./keys.ts";
 import { PgReader } from "./reader.ts";
 import { PgAuditStore, type PgStoreOptions } from "./store.ts";
 import { PgTrail, signingKeyFor } from "./trail.ts";
+import { signWith } from "../../trail/signing.ts";
 
 export { isPostgresUrl, PgAuditStore };
 
@@ -55,7 +57,9 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
       reader: new PgReader(sql),
       trail,
       keys: new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event])),
+      consents: new PgConsents(sql, (tx, events) => trail.appendSealed(tx, events)),
       signs: signingKey !== null,
+      sign: (data) => signWith(signingKey, data),
       close: () => sql.close({ timeout: 1 }),
     };
   } catch (error) {

@@ -6,7 +6,7 @@
  */
 import type { SQL } from "bun";
 import type { ProxyKeyStore } from "../contract.ts";
-import { hashProxyKey, keyCreatedDetails, mintProxyKey, type NewKeyRequest, type ProxyKey } from "../keys.ts";
+import { hashProxyKey, keyCreatedDetails, keyTagsColumn, keyTagsOf, mintProxyKey, type NewKeyRequest, type ProxyKey } from "../keys.ts";
 import type { ChainEvent } from "../../trail/chain.ts";
 import { transaction } from "./writer.ts";
 
@@ -15,6 +15,7 @@ interface Row {
   agents: string;
   users: string | null;
   tier: string | null;
+  tags: string | null;
   created_at: string;
   expires_at: string | null;
   revoked_at: string | null;
@@ -24,11 +25,12 @@ const toProxyKey = (row: Row): ProxyKey => ({
   agents: JSON.parse(row.agents) as string[],
   users: row.users === null ? null : (JSON.parse(row.users) as string[]),
   tier: row.tier,
+  tags: keyTagsOf(row.tags),
   created_at: row.created_at,
   expires_at: row.expires_at,
   revoked_at: row.revoked_at,
 });
-const keyColumns = "id, agents, users, tier, created_at, expires_at, revoked_at";
+const keyColumns = "id, agents, users, tier, tags, created_at, expires_at, revoked_at";
 
 export class PgKeys implements ProxyKeyStore {
   private readonly cache = new Map<string, { key: ProxyKey | null; until: number }>();
@@ -64,14 +66,15 @@ export class PgKeys implements ProxyKeyStore {
       agents: JSON.stringify(request.agents),
       users: request.users ? JSON.stringify(request.users) : null,
       tier: request.tier ?? null,
+      tags: keyTagsColumn(request.tags),
       created_at: new Date().toISOString(),
       expires_at: request.expires_at ? new Date(request.expires_at).toISOString() : null,
       revoked_at: null,
     };
     const record = toProxyKey(row);
     await transaction(this.sql, 10_000, async (tx) => {
-      await tx`INSERT INTO proxy_keys (id, hash, agents, users, tier, created_at, expires_at, revoked_at)
-        VALUES (${row.id}, ${hash}, ${row.agents}, ${row.users}, ${row.tier}, ${row.created_at}, ${row.expires_at}, NULL)`;
+      await tx`INSERT INTO proxy_keys (id, hash, agents, users, tier, tags, created_at, expires_at, revoked_at)
+        VALUES (${row.id}, ${hash}, ${row.agents}, ${row.users}, ${row.tier}, ${row.tags}, ${row.created_at}, ${row.expires_at}, NULL)`;
       await this.appendEvent(tx, { kind: "key_created", actor, details: keyCreatedDetails(record) });
     });
     return { key, record };

@@ -113,4 +113,41 @@ export const migrations: readonly string[] = [
     public_key text NOT NULL
   );
   `,
+  // Tags (record hash v3, ../../trail/chain.ts): rows before this one keep hash_version 2. A
+  // proxy key's fixed tags. Filters by tag use the GIN indexes (containment, `@>`).
+  `
+  ALTER TABLE audit_records ADD COLUMN tags text;
+  ALTER TABLE audit_records ADD COLUMN personal_tags text;
+  ALTER TABLE audit_records ADD COLUMN hash_version smallint NOT NULL DEFAULT 2;
+  CREATE INDEX audit_records_tags ON audit_records USING gin ((tags::jsonb) jsonb_path_ops);
+  CREATE INDEX audit_records_personal_tags ON audit_records USING gin ((personal_tags::jsonb) jsonb_path_ops);
+  ALTER TABLE proxy_keys ADD COLUMN tags text;
+  `,
+  // Consents (../consents.ts): user_id and task_pattern are personal (null once erased).
+  `
+  CREATE TABLE consents (
+    id text PRIMARY KEY,
+    user_id text,
+    agents text NOT NULL,
+    purpose text NOT NULL,
+    task_pattern text,
+    lawful_basis text NOT NULL,
+    granted_at text NOT NULL,
+    granted_by text NOT NULL,
+    expires_at text,
+    revoked_at text,
+    revoked_by text,
+    expiry_recorded_at text,
+    erased_at text
+  );
+  CREATE INDEX consents_user ON consents (user_id, granted_at);
+  `,
+  // The consent that covered each call (record hash v3, ../../trail/chain.ts).
+  `
+  ALTER TABLE audit_records ADD COLUMN consent_id text;
+  ALTER TABLE audit_records ADD COLUMN purpose text;
+  ALTER TABLE audit_records ADD COLUMN lawful_basis text;
+  ALTER TABLE audit_records ADD COLUMN consent_source text;
+  CREATE INDEX audit_records_consent ON audit_records (consent_id, seq);
+  `,
 ];

@@ -1,11 +1,12 @@
 /**
  * Queries and summaries on PostgreSQL. Summaries are one GROUP BY over the matching records (no
  * rollup table: see the README for what that costs at a million records); money is summed as
- * bigint nano-dollars, exactly.
+ * bigint nano-dollars, exactly. Tag filters use the GIN index on `tags::jsonb` (containment);
+ * a personal tag (`personal_tags`) is matched too, without an index.
  */
 import type { SQL } from "bun";
 import type { AuditReader } from "../contract.ts";
-import { sinceOf, type ParsedRecordFilter, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
+import { sinceOf, tagOfGrouping, type ParsedRecordFilter, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
 import type { RecordPage, Summary, SummaryRow } from "../results.ts";
 import type { AuditRecord } from "../../trail/record.ts";
 import { recordSelect, toRecord } from "./rows.ts";
@@ -19,7 +20,9 @@ const summed = [
   "reasoning_tokens",
   "cost_nano_usd",
 ] as const;
-const groupKey: Record<SummaryGrouping, string> = {
+/** A tag's value in a record: clear, else personal (keys are a-z, 0-9 and '-': safe as a literal). */
+const tagValue = (key: string) => `coalesce(tags::jsonb ->> '${key}', personal_tags::jsonb ->> '${key}')`;
+const groupKeys: Record<Exclude<SummaryGrouping, `tag:${string}`>, string> = {
   agent: "agent_id",
   user: "user_id",
   task: "task_context",
@@ -29,6 +32,13 @@ const groupKey: Record<SummaryGrouping, string> = {
   day: "substr(timestamp, 1, 10)",
   hour: "substr(timestamp, 1, 13)",
   status: "coalesce(outcome, '') || ':' || coalesce(status::text, '')",
+  purpose: "purpose",
+  basis: "lawful_basis",
+  error: "error_type",
+};
+const groupKey = (by: SummaryGrouping): string => {
+  const tag = tagOfGrouping(by);
+  return tag === null ? groupKeys[by as keyof typeof groupKeys] : tagValue(tag);
 };
 const filterColumns = {
   agent: "agent_id",
@@ -37,6 +47,8 @@ const filterColumns = {
   model: "model",
   provider: "provider",
   outcome: "outcome",
+  consent: "consent_id",
+  purpose: "purpose",
 } as const;
 const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
 
@@ -51,6 +63,12 @@ function conditions(filter: ParsedRecordFilter | ParsedSummaryFilter): { where: 
   for (const [field, column] of Object.entries(filterColumns)) {
     const value = filter[field as keyof typeof filterColumns];
     if (value !== undefined) add(`${column} = ?`, value);
+  }
+  for (const [key, value] of Object.entries(filter.tag ?? {})) {
+    const one = JSON.stringify({ [key]: value });
+    params.push(one);
+    // `::text` first: Bun.sql JSON-encodes a string it binds as jsonb (it would be matched as a JSON string).
+    where.push(`((tags::jsonb) @> ($${params.length}::text)::jsonb OR (personal_tags::jsonb) @> ($${params.length}::text)::jsonb)`);
   }
   const since = sinceOf(filter);
   if (since !== undefined) add("timestamp >= ?", since);
@@ -83,7 +101,7 @@ export class PgReader implements AuditReader {
   async summary(filter: ParsedSummaryFilter): Promise<Summary> {
     const { where, params } = conditions(filter);
     const rows = (await this.sql.unsafe(
-      `SELECT ${groupKey[filter.by]} AS key, count(*) AS calls, ${summed.map((c) => `coalesce(sum(${c}), 0) AS ${c}`).join(", ")},
+      `SELECT ${groupKey(filter.by)} AS key, count(*) AS calls, ${summed.map((c) => `coalesce(sum(${c}), 0) AS ${c}`).join(", ")},
         count(*) FILTER (WHERE cost_nano_usd IS NULL AND usage_source <> 'none') AS unpriced_calls
        FROM audit_records ${where.length ? `WHERE ${where.join(" AND ")}` : ""} GROUP BY 1`,
       params,

@@ -28,6 +28,7 @@ import { rowToRecord } from "./rows.ts";
 import { transaction } from "./writer.ts";
 import { PgTrail, signingKeyFor } from "./trail.ts";
 import { PgReader } from "./reader.ts";
+import { PgConsents } from "./consents.ts";
 import { PgKeys } from "./keys.ts";
 
 export interface PgStoreOptions {
@@ -91,6 +92,7 @@ export class PgAuditStore implements AuditStore {
     readonly trail: PgTrail,
     readonly reader: PgReader,
     readonly keys: PgKeys,
+    readonly consents: PgConsents,
     private readonly log: Logger,
     settings: StoreContext["audit"],
     options: PgStoreOptions,
@@ -114,7 +116,9 @@ export class PgAuditStore implements AuditStore {
       const signingKey = await signingKeyFor(sql, ctx.audit.signingKey, { create: true });
       const trail = new PgTrail(sql, meta, signingKey, ctx.audit, ctx.log);
       const keys = new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event]));
-      const store = new PgAuditStore(sql, target, meta.hashKey, meta.chainId, trail, new PgReader(sql), keys, ctx.log, ctx.audit, options);
+      const consents = new PgConsents(sql, (tx, events) => trail.appendSealed(tx, events));
+      const reader = new PgReader(sql);
+      const store = new PgAuditStore(sql, target, meta.hashKey, meta.chainId, trail, reader, keys, consents, ctx.log, ctx.audit, options);
       await sql`INSERT INTO audit_replicas (replica_id) VALUES (${store.replicaId})`;
       if (ctx.audit.retentionDays !== undefined) await trail.applyRetention(ctx.audit.retentionDays);
       return store;

@@ -44,6 +44,7 @@ import {
 type WalkEntry = { record: ChainRecordRow } | { event: ChainEventRow };
 import { append } from "./chain.ts";
 import type { TrailMeta } from "./connection.ts";
+import { eraseConsents } from "./consents.ts";
 import { toRecord } from "./rows.ts";
 import { transaction } from "./writer.ts";
 
@@ -173,6 +174,7 @@ export class PgTrail implements AuditTrail {
          ON CONFLICT (user_hmac) DO UPDATE SET erased_at = EXCLUDED.erased_at`,
         [hmacs, now],
       );
+      await eraseConsents(tx, forms, now);
       await this.appendSealed(tx, [{ kind: "erasure", actor, details: { records: seqs.length, seqs: seqRanges(seqs) } }]);
     });
   }
@@ -293,7 +295,7 @@ const toEntry = (row: EventRow): ChainEventEntry => ({
 
 /** Records and events merged in seq order, read in keyset chunks (memory holds two chunks). */
 async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
-  const recordColumns = ["seq", "salt", "commitment", "prev_hash", "hash", ...columns].join(", ");
+  const recordColumns = ["seq", "salt", "commitment", "prev_hash", "hash", "hash_version", ...columns].join(", ");
   const records = chunks(async (after) =>
     (
       (await tx.unsafe(`SELECT ${recordColumns} FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as Record<

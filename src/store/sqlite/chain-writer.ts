@@ -10,6 +10,7 @@ import {
   ChainHasher,
   clearColumns,
   clearIndexes,
+  currentRecordVersion,
   genesisHash,
   personalColumns,
   personalIndexes,
@@ -22,7 +23,7 @@ import {
   type ChainEvent,
   type ChainTail,
 } from "../../trail/chain.ts";
-import { columns, type SQLValue } from "../../trail/row.ts";
+import { columns, fullRow, type SQLValue } from "../../trail/row.ts";
 
 /** Told of each record an append wrote: its index among the rows given, its seq and hash, and whether it was redacted. */
 export type Landed = (index: number, seq: number, hash: string, redacted: boolean) => void;
@@ -106,7 +107,7 @@ export class ChainWriter {
     const salts = randomBytes(16 * rows.length).toString("hex");
     const redactedOnLanding: number[] = [];
     for (let r = 0; r < rows.length; r++) {
-      const row = rows[r]!.map(wellFormed);
+      const row = fullRow(rows[r]!).map(wellFormed);
       seq++;
       const salt = salts.slice(32 * r, 32 * r + 32);
       for (let i = 0; i < personalIndexes.length; i++) this.personal[i] = row[personalIndexes[i]!]!;
@@ -119,7 +120,7 @@ export class ChainWriter {
         for (const i of personalIndexes) row[i] = null;
         redactedOnLanding.push(seq);
       }
-      this.insertRecord.run(seq, ...row, erased ? null : salt, commitment, prevHash, hash);
+      this.insertRecord.run(seq, ...row, erased ? null : salt, commitment, prevHash, hash, currentRecordVersion);
       landed?.(r, seq, hash, erased);
     }
     // Every redaction is accountable (verify checks it): records of an erased user that land now
@@ -157,7 +158,9 @@ export class ChainWriter {
       // Unchained rows in a chained trail were put there by hand: verify reports them, we don't bless them.
       if (db.query("SELECT 1 FROM audit_records WHERE hash IS NOT NULL UNION ALL SELECT 1 FROM audit_events LIMIT 1").get()) return 0;
       const rows = db.query<Record<string, SQLValue>, []>(`SELECT seq, ${columns.join(", ")} FROM audit_records ORDER BY seq`).all();
-      const update = db.prepare("UPDATE audit_records SET salt = ?, commitment = ?, prev_hash = ?, hash = ? WHERE seq = ?");
+      const update = db.prepare(
+        "UPDATE audit_records SET salt = ?, commitment = ?, prev_hash = ?, hash = ?, hash_version = ? WHERE seq = ?",
+      );
       let hash = genesisHash;
       for (const row of rows) {
         const salt = randomBytes(16).toString("hex");
@@ -171,7 +174,7 @@ export class ChainWriter {
           clearColumns.map((column) => row[column]!),
           commitment,
         );
-        update.run(salt, commitment, prevHash, hash, row.seq!);
+        update.run(salt, commitment, prevHash, hash, currentRecordVersion, row.seq!);
       }
       update.finalize();
       return rows.length;

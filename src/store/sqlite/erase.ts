@@ -6,6 +6,7 @@
 import { erasureForms } from "../../identifiers.ts";
 import { personalColumns, seqRanges, userHmac } from "../../trail/chain.ts";
 import type { ChainWriter } from "./chain-writer.ts";
+import { eraseConsents } from "./consents.ts";
 
 const redact = `${personalColumns.map((column) => `${column} = NULL`).join(", ")}, salt = NULL`;
 
@@ -28,7 +29,8 @@ const namesUser = `salt IS NOT NULL AND (user_id IN ${forms} OR key_id IN ${form
       AND (substr(user_id, 6, length(f.value) + 9) = f.value || '_account_' OR instr(user_id, '_account_' || f.value || '_session_') > 0))))`;
 
 /**
- * Erases one user's personal data and remembers the erasure (as an HMAC of each form of the id,
+ * Erases one user's personal data (their records' personal fields, their consents' user and task
+ * pattern) and remembers the erasure (as an HMAC of each form of the id,
  * so records of calls in flight at this moment are redacted when they land). Returns the number of
  * records affected; callers must not show it to the requester (an unknown user must look the same).
  */
@@ -48,6 +50,7 @@ export function eraseUser(chain: ChainWriter, hashKey: Uint8Array, userId: strin
     );
     for (const id of ids) remember.run(userHmac(hashKey, id), now);
     remember.finalize();
+    eraseConsents(db, JSON.stringify(ids), now);
     // The affected seqs make the redaction accountable: verify rejects a redacted record no event names.
     chain.appendInTransaction([], [{ kind: "erasure", actor, details: { records: changes, seqs: seqRanges(seqs) } }]);
     return changes;

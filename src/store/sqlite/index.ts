@@ -8,8 +8,9 @@ import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { TrailNotFoundError, type AdminContext, type AuditAdmin, type AuditStoreProvider } from "../contract.ts";
 import { loadHashKey } from "../../trail/secret.ts";
-import { loadSigningKey, signingKeyPath } from "../../trail/signing.ts";
+import { loadSigningKey, signingKeyPath, signWith } from "../../trail/signing.ts";
 import { openAuditLog } from "./database.ts";
+import { SqliteConsents } from "./consents.ts";
 import { SqliteKeyAdmin } from "./key-admin.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 import { SqliteAuditStore } from "./store.ts";
@@ -46,13 +47,17 @@ function openSqliteAdmin(path: string, { log, audit, create }: AdminContext): Au
       onError: log.warn,
     });
     const keys = new SqliteKeyAdmin(new SqliteProxyKeys(opened.db), trail.chain, () => trail.seal());
+    const consents = new SqliteConsents(opened.db, trail.chain, () => trail.seal());
     return {
       reader: opened.reader,
       trail,
       keys,
+      consents,
       signs: key !== null,
+      sign: (data) => signWith(key, data),
       async close() {
         keys.close();
+        consents.close();
         trail.close();
         opened.close();
       },

@@ -40,6 +40,7 @@ export class SqliteKeyAdmin implements ProxyKeyStore {
         agents: request.agents,
         users: request.users ?? null,
         tier: request.tier ?? null,
+        tags: request.tags ?? null,
         expiresAt: request.expires_at ? new Date(request.expires_at) : null,
       });
     const chain = this.chain;

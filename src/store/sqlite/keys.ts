@@ -7,7 +7,7 @@
 import type { Database, Statement } from "bun:sqlite";
 import { desc, eq } from "drizzle-orm";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
-import { hashProxyKey, mintProxyKey, type NewProxyKey, type ProxyKey } from "../keys.ts";
+import { hashProxyKey, keyTagsColumn, keyTagsOf, mintProxyKey, type NewProxyKey, type ProxyKey } from "../keys.ts";
 import { openDatabase } from "./database.ts";
 import { migrate } from "./migrate.ts";
 import * as schema from "./schema.ts";
@@ -38,6 +38,7 @@ export class SqliteProxyKeys {
       agents: JSON.stringify(options.agents),
       users: options.users ? JSON.stringify(options.users) : null,
       tier: options.tier ?? null,
+      tags: keyTagsColumn(options.tags),
       created_at: now.toISOString(),
       expires_at: options.expiresAt ? options.expiresAt.toISOString() : null,
       revoked_at: null,
@@ -78,6 +79,7 @@ function toProxyKey(row: Row): ProxyKey {
     agents: JSON.parse(row.agents) as string[],
     users: row.users ? (JSON.parse(row.users) as string[]) : null,
     tier: row.tier,
+    tags: keyTagsOf(row.tags),
     created_at: row.created_at,
     expires_at: row.expires_at,
     revoked_at: row.revoked_at,

@@ -10,7 +10,10 @@ import m0002 from "./migrations/0002_omniscient_silver_centurion.sql" with { typ
 import m0003 from "./migrations/0003_natural_maximus.sql" with { type: "text" };
 import m0004 from "./migrations/0004_luxuriant_tusk.sql" with { type: "text" };
 import m0005 from "./migrations/0005_deep_ares.sql" with { type: "text" };
-import { rollupDimensionsMigrationSQL, rollupMigrationSQL } from "./rollup.ts";
+import m0006 from "./migrations/0006_breezy_shape.sql" with { type: "text" };
+import m0007 from "./migrations/0007_fair_cerebro.sql" with { type: "text" };
+import m0008 from "./migrations/0008_lumpy_daimon_hellstrom.sql" with { type: "text" };
+import { rollupDimensionsMigrationSQL, rollupMigrationSQL, tagRollupMigrationSQL } from "./rollup.ts";
 
 const migrations: { tag: string; sql: string }[] = [
   { tag: "0000_swift_hitman", sql: m0000 },
@@ -24,6 +27,14 @@ const migrations: { tag: string; sql: string }[] = [
   { tag: "0005_deep_ares", sql: m0005 },
   // Hand-written like usage_rollup: the key, hour and status dimensions (the dashboard's views).
   { tag: "usage_rollup_dimensions", sql: rollupDimensionsMigrationSQL },
+  // Tags on records (record hash v3; older rows stay v2) and on proxy keys.
+  { tag: "0006_breezy_shape", sql: m0006 },
+  // Hand-written like usage_rollup: the tag dimensions (summaries by tag:KEY).
+  { tag: "usage_rollup_tags", sql: tagRollupMigrationSQL },
+  // Consents (../consents.ts).
+  { tag: "0007_fair_cerebro", sql: m0007 },
+  // The consent that covered each call (record hash v3).
+  { tag: "0008_lumpy_daimon_hellstrom", sql: m0008 },
 ];
 
 export function migrate(db: Database): void {

@@ -9,6 +9,7 @@ import type { RecordPage } from "../results.ts";
 import type { ParsedRecordFilter } from "../filters.ts";
 import type { AuditRecord } from "../../trail/record.ts";
 import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
+import type { Consent, ConsentFilter, NewConsentRequest } from "../consents.ts";
 import type { NewKeyRequest } from "../keys.ts";
 import type { ProxyKey } from "../keys.ts";
 import type { Summary } from "../results.ts";
@@ -53,6 +54,10 @@ export interface ReaderOperations {
   keysList: { args: Record<string, never>; result: ProxyKey[] };
   keysCreate: { args: { request: NewKeyRequest; actor: string }; result: { key: string; record: ProxyKey } };
   keysRevoke: { args: { keyId: string; actor: string }; result: ProxyKey | null };
+  consentsList: { args: { filter: ConsentFilter }; result: Consent[] };
+  consentsGrant: { args: { request: NewConsentRequest; actor: string }; result: Consent };
+  consentsRevoke: { args: { consentId: string; actor: string }; result: Consent | null };
+  consentsExpire: { args: Record<string, never>; result: number };
   /** Records unfinished exports as cancelled and closes the connection. */
   close: { args: Record<string, never>; result: null };
 }

@@ -23,6 +23,7 @@ import type { AuditTrail, VerifyOptions } from "../contract.ts";
 import { readCheckpointFile, recordVerification } from "../../trail/verify.ts";
 import type { VerifyReport } from "../../trail/verify.ts";
 import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
+import type { Consent, ConsentFilter, NewConsentRequest } from "../consents.ts";
 import type { NewKeyRequest } from "../keys.ts";
 import type { ProxyKey } from "../keys.ts";
 
@@ -114,6 +115,22 @@ export class ReaderThread implements AuditReader, AuditTrail {
 
   revokeKey(id: string, actor: string): Promise<ProxyKey | null> {
     return this.call("keysRevoke", { keyId: id, actor });
+  }
+
+  listConsents(filter: ConsentFilter): Promise<Consent[]> {
+    return this.call("consentsList", { filter });
+  }
+
+  grantConsent(request: NewConsentRequest, actor: string): Promise<Consent> {
+    return this.call("consentsGrant", { request, actor });
+  }
+
+  revokeConsent(id: string, actor: string): Promise<Consent | null> {
+    return this.call("consentsRevoke", { consentId: id, actor });
+  }
+
+  recordConsentExpiries(): Promise<number> {
+    return this.call("consentsExpire", {});
   }
 
   /** Answers what was asked before, records unfinished exports as cancelled, stops the thread. */

@@ -15,6 +15,7 @@ import type { ReaderOperation, ReaderOperations, ReaderReply, ReaderRequest, Rea
 import * as schema from "./schema.ts";
 import { loadSigningKey } from "../../trail/signing.ts";
 import { SqliteAuditTrail } from "./trail.ts";
+import { SqliteConsents } from "./consents.ts";
 import { SqliteKeyAdmin } from "./key-admin.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 import { errorMessage } from "../../errors.ts";
@@ -25,6 +26,7 @@ let db: Database | null = null;
 let reader: SqliteAuditReader | null = null;
 let trail: SqliteAuditTrail | null = null;
 let keys: SqliteKeyAdmin | null = null;
+let consents: SqliteConsents | null = null;
 let openFailure = "the reader thread has not been opened";
 /** Exports in progress, by id, each with the generator of its chunks. */
 const exports = new Map<string, { run: ExportRun; chunks: AsyncGenerator<Uint8Array> }>();
@@ -39,6 +41,7 @@ function open(settings: ReaderSettings): null {
     // log), so this thread does not rewrite it a second time.
     trail = new SqliteAuditTrail(db, signingKey, Buffer.from(settings.hashKeyHex, "hex"), { afterErase: () => {} });
     keys = new SqliteKeyAdmin(new SqliteProxyKeys(db), trail.chain);
+    consents = new SqliteConsents(db, trail.chain);
     return null;
   } catch (error) {
     openFailure = `cannot open ${settings.path} for the audit API: ${errorMessage(error)}`;
@@ -47,8 +50,8 @@ function open(settings: ReaderSettings): null {
 }
 
 const opened = () => {
-  if (!reader || !trail || !keys) throw new Error(openFailure);
-  return { reader, trail, keys };
+  if (!reader || !trail || !keys || !consents) throw new Error(openFailure);
+  return { reader, trail, keys, consents };
 };
 
 function exportOf(exportId: string) {
@@ -75,6 +78,10 @@ const handlers: Handlers = {
   keysList: () => opened().keys.list(),
   keysCreate: ({ request, actor }) => opened().keys.create(request, actor),
   keysRevoke: ({ keyId, actor }) => opened().keys.revoke(keyId, actor),
+  consentsList: ({ filter }) => opened().consents.list(filter),
+  consentsGrant: ({ request, actor }) => opened().consents.grant(request, actor),
+  consentsRevoke: ({ consentId, actor }) => opened().consents.revoke(consentId, actor),
+  consentsExpire: () => opened().consents.recordExpiries(),
   exportStart: ({ exportId, format, filter, actor }) => {
     const run = opened().trail.export(format, filter, actor, exportId);
     exports.set(exportId, { run, chunks: run.chunks() });
@@ -111,9 +118,10 @@ const handlers: Handlers = {
       }
     }
     keys?.close();
+    consents?.close();
     trail?.close();
     db?.close();
-    db = reader = trail = keys = null;
+    db = reader = trail = keys = consents = null;
     openFailure = "the audit store is closed";
     return null;
   },

@@ -3,14 +3,14 @@
  * `seq`, newest first. A cursor is the `seq` to continue below, as a string.
  */
 import type { Database } from "bun:sqlite";
-import { and, desc, eq, gte, lt, lte, type SQL } from "drizzle-orm";
+import { and, desc, eq, gte, lt, lte, sql, type SQL } from "drizzle-orm";
 import type { BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { sinceOf, type ParsedRecordFilter, type ParsedSummaryFilter } from "../filters.ts";
 import type { RecordPage, Summary } from "../results.ts";
 import { auditRecordSchema, type AuditRecord } from "../../trail/record.ts";
 import type { AuditReader } from "../contract.ts";
 import * as schema from "./schema.ts";
-import { summarize } from "./summary.ts";
+import { summarize, tagValueSQL } from "./summary.ts";
 
 export class SqliteAuditReader implements AuditReader {
   constructor(
@@ -28,9 +28,12 @@ export class SqliteAuditReader implements AuditReader {
       filter.model === undefined ? undefined : eq(t.model, filter.model),
       filter.provider === undefined ? undefined : eq(t.provider, filter.provider),
       filter.outcome === undefined ? undefined : eq(t.outcome, filter.outcome),
+      filter.consent === undefined ? undefined : eq(t.consent_id, filter.consent),
+      filter.purpose === undefined ? undefined : eq(t.purpose, filter.purpose),
       since === undefined ? undefined : gte(t.timestamp, since),
       filter.until === undefined ? undefined : lte(t.timestamp, filter.until),
       filter.cursor === undefined ? undefined : lt(t.seq, Number(filter.cursor)),
+      ...Object.entries(filter.tag ?? {}).map(([key, value]) => sql`${sql.raw(tagValueSQL(key))} = ${value}`),
     ];
     const rows = await this.orm
       .select()

@@ -10,7 +10,7 @@
  */
 import type { Database, Statement } from "bun:sqlite";
 import { columns, type SQLValue } from "../../trail/row.ts";
-import { accumulate, rollupDimensions, rollupValueColumns, summedColumns } from "./rollup.ts";
+import { accumulate, rollupDimensions, rollupValueColumns, summedColumns, tagPairs } from "./rollup.ts";
 
 const index = (column: string) => columns.indexOf(column as (typeof columns)[number]);
 const dimensions = Object.entries(rollupDimensions).map(([dim, { js }]) => ({ dim, js }));
@@ -19,6 +19,8 @@ const timestampAt = index("timestamp");
 const providerAt = index("provider");
 const costAt = index("cost_nano_usd");
 const sourceAt = index("usage_source");
+const tagsAt = index("tags");
+const personalTagsAt = index("personal_tags");
 
 /** Stored text is well-formed UTF-8 (see chain.ts): group by what SQLite will hold. */
 const text = (value: SQLValue): string =>
@@ -40,8 +42,9 @@ export class RollupSums {
       const day = String(row[timestampAt]).slice(0, 10);
       const unpriced = row[costAt] === null && row[sourceAt] !== null && row[sourceAt] !== "none" ? 1 : 0;
       const get = (column: string) => row[columnAt.get(column)!] ?? null;
-      for (const { dim, js } of dimensions) {
-        const key = js(get);
+      const keyed = dimensions.map(({ dim, js }): [string, string] => [dim, js(get)]);
+      for (const pair of tagPairs(row[tagsAt] ?? null, row[personalTagsAt] ?? null)) keyed.push(pair);
+      for (const [dim, key] of keyed) {
         const provider = dim === "model" ? text(row[providerAt]!) : "";
         const id = `${dim}\u0000${key}\u0000${provider}\u0000${day}`;
         let group = this.groups.get(id);

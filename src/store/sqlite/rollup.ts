@@ -10,6 +10,11 @@
  * transaction: the user's usage moves to the empty key and the user no longer appears. The model
  * rows also carry the provider, so summaries by provider and by day read them too.
  *
+ * Tags are rolled up too (`tagRollupMigrationSQL`): one row per tag key and value a record carries,
+ * dim `tag:<key>` (clear tags and personal ones; a key in both counts once, as clear). A record
+ * without a tag is in no row of its dimension: summaries find that usage as the total's (the model
+ * rows) minus the tagged. Erasing a personal tag moves its usage out the same way, by trigger.
+ *
  * Task contexts are not rolled up: they are free text that rarely repeats ("PR review #456"), so a
  * rollup by task would be about as large as the records and cost the writer as much again (measured:
  * half the rollup's cost). Summaries by task read the records.
@@ -45,6 +50,39 @@ export type RollupDimension = keyof typeof rollupDimensions;
 const dimensionList = Object.entries(rollupDimensions) as [RollupDimension, (typeof rollupDimensions)[RollupDimension]][];
 /** Dimensions added after the first rollup migration: backfilled for the records already rolled up. */
 const addedDimensions: readonly RollupDimension[] = ["key", "hour", "status"];
+
+/** The rollup dimension of a tag key. */
+export const tagDim = (key: string) => `tag:${key}`;
+
+/**
+ * The JS side of the tag dimensions (the writer's sums, verify), equal to `tagPairsSQL`: each
+ * (dim, value) of a record's string-valued tags, clear ones first, personal ones whose key is not
+ * also clear. Unreadable JSON gives none (the SQL side would fail the fold; verify reports it).
+ */
+export function tagPairs(tags: SQLValue, personal: SQLValue): [dim: string, value: string][] {
+  if (tags === null && personal === null) return [];
+  const pairs: [string, string][] = [];
+  const clear = new Set<string>();
+  for (const [json, isPersonal] of [
+    [tags, false],
+    [personal, true],
+  ] as const) {
+    if (typeof json !== "string") continue;
+    let object: unknown;
+    try {
+      object = JSON.parse(json);
+    } catch {
+      continue;
+    }
+    if (object === null || typeof object !== "object" || Array.isArray(object)) continue;
+    for (const [key, value] of Object.entries(object)) {
+      if (typeof value !== "string") continue;
+      if (isPersonal ? clear.has(key) : (clear.add(key), false)) continue;
+      pairs.push([tagDim(key), value.isWellFormed() ? value : value.toWellFormed()]);
+    }
+  }
+  return pairs;
+}
 
 /** Summed columns: record column → rollup column (same names). */
 export const summedColumns = [
@@ -90,6 +128,42 @@ const foldSQL = (
   ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`;
 const foldStatements = dimensionList.map(([dim]) => foldSQL(dim, "seq > ?1 AND seq <= ?2"));
 
+/**
+ * The tag rows of one record `row` (`NEW`, `OLD`, or a FROM alias): `FROM` clauses and conditions
+ * for the clear and the personal tags, as `tagPairs` reads them.
+ */
+const tagSources = (row: string) => [
+  { from: `json_each(${row}.tags) AS j`, where: "j.type = 'text'" },
+  {
+    from: `json_each(${row}.personal_tags) AS j`,
+    where: `j.type = 'text' AND NOT EXISTS (SELECT 1 FROM json_each(${row}.tags) AS c WHERE c.key = j.key)`,
+  },
+];
+
+/** Folds the tags of records with cursor < seq <= ?2 (?1 = cursor), or those `where` selects (alias `r`). */
+const tagFoldSQL = (where: string) =>
+  tagSources("r").map(
+    ({ from, where: tagged }) => `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
+  SELECT 'tag:' || j.key, j.value, '', ${dayOf("r")}, count(*), ${summedColumns.map((c) => `coalesce(sum(r.${c}), 0)`).join(", ")},
+    sum(${unpricedSQL("r")})
+  FROM audit_records AS r, ${from} WHERE ${where} AND ${tagged} GROUP BY 1, 2, 3, 4
+  ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate}`,
+  );
+const tagFoldStatements = tagFoldSQL("r.seq > ?1 AND r.seq <= ?2 AND (r.tags IS NOT NULL OR r.personal_tags IS NOT NULL)");
+
+/** Adds (sign 1) or removes (sign -1) one record's tags to their rollup rows (trigger bodies). */
+function applyTags(row: "NEW" | "OLD", sign: 1 | -1): string {
+  return tagSources(row)
+    .map(
+      ({ from, where }) => `INSERT INTO usage_rollup (dim, key, provider, day, calls, ${summedColumns.join(", ")}, unpriced_calls)
+    SELECT 'tag:' || j.key, j.value, '', ${dayOf(row)}, ${sign}, ${summedColumns.map((c) => `${sign} * coalesce(${row}.${c}, 0)`).join(", ")},
+      ${sign} * ${unpricedSQL(row)}
+    FROM ${from} WHERE ${where}
+    ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulate};`,
+    )
+    .join("\n  ");
+}
+
 const rolledUp = "(SELECT seq FROM usage_rollup_state WHERE id = 1)";
 const trackedColumns = [
   "timestamp",
@@ -125,17 +199,21 @@ INSERT INTO usage_rollup_state (id, seq) VALUES (1, 0);
 --> statement-breakpoint
 ${triggersSQL()}`;
 
-function triggersSQL(): string {
-  return `CREATE TRIGGER audit_records_rollup_update AFTER UPDATE OF ${trackedColumns.join(", ")} ON audit_records
+/** The triggers that follow changes to rolled-up records; `tags`: with the tag dimensions (the tag rollup migration). */
+function triggersSQL(tags = false): string {
+  const tracked = tags ? [...trackedColumns, "tags", "personal_tags"] : trackedColumns;
+  const old = tags ? `${applyRow("OLD", -1)}\n  ${applyTags("OLD", -1)}` : applyRow("OLD", -1);
+  const added = tags ? `${applyRow("NEW", 1)}\n  ${applyTags("NEW", 1)}` : applyRow("NEW", 1);
+  return `CREATE TRIGGER audit_records_rollup_update AFTER UPDATE OF ${tracked.join(", ")} ON audit_records
 WHEN OLD.seq <= ${rolledUp} BEGIN
-  ${applyRow("OLD", -1)}
-  ${applyRow("NEW", 1)}
+  ${old}
+  ${added}
   DELETE FROM usage_rollup WHERE calls = 0 AND day IN (${dayOf("OLD")}, ${dayOf("NEW")});
 END;
 --> statement-breakpoint
 CREATE TRIGGER audit_records_rollup_delete AFTER DELETE ON audit_records
 WHEN OLD.seq <= ${rolledUp} BEGIN
-  ${applyRow("OLD", -1)}
+  ${old}
   DELETE FROM usage_rollup WHERE calls = 0 AND day = ${dayOf("OLD")};
 END;`;
 }
@@ -155,6 +233,21 @@ DELETE FROM usage_rollup WHERE dim IN (${addedDimensions.map((d) => `'${d}'`).jo
 ${addedDimensions.map((dim) => foldSQL(dim, `seq <= ${rolledUp}`)).join(";\n--> statement-breakpoint\n")};
 --> statement-breakpoint
 ${triggersSQL()}`;
+
+/**
+ * The third rollup migration: the tag dimensions (after the migration that adds the tag columns).
+ * The triggers are made anew with them, and the tags of records already rolled up are folded once.
+ */
+export const tagRollupMigrationSQL = `
+DROP TRIGGER IF EXISTS audit_records_rollup_update;
+--> statement-breakpoint
+DROP TRIGGER IF EXISTS audit_records_rollup_delete;
+--> statement-breakpoint
+DELETE FROM usage_rollup WHERE dim LIKE 'tag:%';
+--> statement-breakpoint
+${tagFoldSQL(`r.seq <= ${rolledUp}`).join(";\n--> statement-breakpoint\n")};
+--> statement-breakpoint
+${triggersSQL(true)}`;
 
 /** The rollup cursor: every record with seq ≤ it is in `usage_rollup`. */
 export function rollupCursor(db: Database): number {
@@ -187,6 +280,7 @@ export function advanceRollup(db: Database, maxRecords = 200_000, sums?: FoldSho
       }
       if (!(to === last && sums?.writeIfExact(db, from, to))) {
         for (const sql of foldStatements) db.query(sql).run(from, to);
+        for (const sql of tagFoldStatements) db.query(sql).run(from, to);
       }
       db.query("UPDATE usage_rollup_state SET seq = ? WHERE id = 1").run(to);
       sums?.restart(to);

@@ -44,12 +44,23 @@ export const auditRecords = sqliteTable(
     error_type: text("error_type"),
     /** JSON: the RFC 8693 `act` delegation chain and claims a verified identity did not allow. */
     delegation: text("delegation"),
+    /** JSON object of the call's tags (keys sorted); null without any. */
+    tags: text("tags"),
+    /** The same for tags declared personal: behind the commitment, erased with the user. */
+    personal_tags: text("personal_tags"),
+    /** The consent that covered the call, its purpose and lawful basis, and how it was established (../../store/consents.ts). */
+    consent_id: text("consent_id"),
+    purpose: text("purpose"),
+    lawful_basis: text("lawful_basis"),
+    consent_source: text("consent_source"),
     // The hash chain (./chain.ts). `salt` is NULL once the record's personal fields are erased;
     // `commitment` keeps them provable without keeping them.
     salt: text("salt"),
     commitment: text("commitment"),
     prev_hash: text("prev_hash"),
     hash: text("hash"),
+    /** The record hash version (../../trail/chain.ts `recordVersions`); rows from before it are v2. */
+    hash_version: integer("hash_version").notNull().default(2),
   },
   // Lists are newest first by seq. A single-column index keeps equal keys in rowid (= seq)
   // order, so "one agent's latest records" walks the index backwards with no sort; time filters
@@ -57,6 +68,7 @@ export const auditRecords = sqliteTable(
   (t) => [
     index("audit_records_agent").on(t.agent_id),
     index("audit_records_user").on(t.user_id),
+    index("audit_records_consent").on(t.consent_id),
     // Covers summaries by task (task contexts are not rolled up): read in task order, no sort.
     index("audit_records_task").on(
       t.task_context,
@@ -127,7 +139,34 @@ export const proxyKeys = sqliteTable("proxy_keys", {
   /** JSON array of user-ID globs the key may act for; null = any user. */
   users: text("users"),
   tier: text("tier"),
+  /** JSON object of the tags the key fixes (`--tag team=platform`); null for none. */
+  tags: text("tags"),
   created_at: text("created_at").notNull(),
   expires_at: text("expires_at"),
   revoked_at: text("revoked_at"),
 });
+
+/**
+ * Consents (`agent-attr consent grant`, ../consents.ts). `user_id` and `task_pattern` are personal
+ * (null once erased); `expiry_recorded_at` is when the `consent_expired` event was appended.
+ */
+export const consents = sqliteTable(
+  "consents",
+  {
+    id: text("id").primaryKey(),
+    user_id: text("user_id"),
+    /** JSON array of agent-ID globs. */
+    agents: text("agents").notNull(),
+    purpose: text("purpose").notNull(),
+    task_pattern: text("task_pattern"),
+    lawful_basis: text("lawful_basis").notNull(),
+    granted_at: text("granted_at").notNull(),
+    granted_by: text("granted_by").notNull(),
+    expires_at: text("expires_at"),
+    revoked_at: text("revoked_at"),
+    revoked_by: text("revoked_by"),
+    expiry_recorded_at: text("expiry_recorded_at"),
+    erased_at: text("erased_at"),
+  },
+  (table) => [index("consents_user").on(table.user_id, table.granted_at)],
+);

@@ -27,7 +27,8 @@
  * looks proxy keys up (one indexed read per call in keys mode).
  */
 import type { Database } from "bun:sqlite";
-import type { AuditReader, AuditStore, AuditTrail, CommittedRecord, ProxyKeyStore, Recovery } from "../contract.ts";
+import type { AuditReader, AuditStore, AuditTrail, CommittedRecord, ConsentStore, ProxyKeyStore, Recovery } from "../contract.ts";
+import { SqliteConsents } from "./consents.ts";
 import { personalColumns } from "../../trail/chain.ts";
 import { defaultCheckpointSettings, type CheckpointSettings } from "../../trail/checkpoint.ts";
 import type { AuditRecord } from "../../trail/record.ts";
@@ -86,8 +87,11 @@ export class SqliteAuditStore implements AuditStore {
   readonly trail: AuditTrail;
   /** The proxy keys in this database: looked up on this thread (one indexed read), managed on the reader thread. */
   readonly keys: ProxyKeyStore;
+  /** Consents: looked up on this thread (one indexed read per call, uncached), managed on the reader thread. */
+  readonly consents: ConsentStore;
   readonly hashKey: Uint8Array;
   private readonly keyTable: SqliteProxyKeys;
+  private readonly consentTable: SqliteConsents;
   private readonly listeners = new Set<(records: readonly CommittedRecord[]) => void>();
   /** The trail on the main-thread connection, for start-up work (adopting, recovering). */
   private readonly local: SqliteAuditTrail;
@@ -148,6 +152,16 @@ export class SqliteAuditStore implements AuditStore {
       list: () => api.listKeys(),
       create: (request, actor) => api.createKey(request, actor),
       revoke: (id, actor) => api.revokeKey(id, actor),
+    };
+    this.consentTable = new SqliteConsents(this.db, null);
+    const consents = this.consentTable;
+    this.consents = {
+      forUser: async (userId) => consents.forUserSync(userId),
+      find: async (id) => consents.findSync(id),
+      list: (filter) => api.listConsents(filter),
+      grant: (request, actor) => api.grantConsent(request, actor),
+      revoke: (id, actor) => api.revokeConsent(id, actor),
+      recordExpiries: () => api.recordConsentExpiries(),
     };
     const adopted = this.local.chain.adoptUnchained();
     if (adopted > 0)
@@ -265,6 +279,7 @@ export class SqliteAuditStore implements AuditStore {
     await this.api.close().catch((error: Error) => this.options.onError?.(`closing the audit reader thread: ${error.message}`));
     await this.writer.close();
     this.keyTable.close();
+    this.consentTable.close();
     this.local.close();
     this.closeMain();
     const left = this.writer.uncommitted;

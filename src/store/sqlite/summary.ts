@@ -7,17 +7,23 @@
  * so it stays fast on millions of records and is always exact. Filters
  * beyond the time range (e.g. one agent's usage by model) read the matching records through their
  * indexes instead. Money is summed as integers (nano-dollars) either way.
+ *
+ * Tags are rolled up per key and value (dim `tag:KEY`, ./rollup.ts): a summary by `tag:KEY` reads
+ * them like the other dimensions, its `null` group (calls without the tag) being the total's usage
+ * minus the tagged. A summary filtered by tags reads the matching records, taking a tag from the
+ * clear `tags` or, when the key is declared personal, from `personal_tags`.
  */
 import type { Database } from "bun:sqlite";
-import { sinceOf, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
+import { sinceOf, tagOfGrouping, type ParsedSummaryFilter, type SummaryGrouping } from "../filters.ts";
 import type { Summary, SummaryRow } from "../results.ts";
-import { rollupCursor, rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
+import { rollupCursor, rollupValueColumns, summedColumns, tagDim, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
 type Sums = Omit<SummaryRow, "key" | "cost_usd">;
 const zeroSums = (): Sums => Object.fromEntries(rollupValueColumns.map((field) => [field, 0])) as Sums;
 
 /** The record column (or expression) a grouping keys by, and the rollup rows that serve it. */
-const recordKey: Record<SummaryGrouping, string> = {
+type FixedGrouping = Exclude<SummaryGrouping, `tag:${string}`>;
+const recordKeys: Record<FixedGrouping, string> = {
   agent: "agent_id",
   user: "user_id",
   task: "task_context",
@@ -27,9 +33,22 @@ const recordKey: Record<SummaryGrouping, string> = {
   day: "substr(timestamp, 1, 10)",
   hour: "substr(timestamp, 1, 13)",
   status: "coalesce(outcome, '') || ':' || coalesce(status, '')",
+  purpose: "purpose",
+  basis: "lawful_basis",
+  error: "error_type",
 };
-/** Task contexts are not rolled up (see ./rollup.ts): summaries by task read the records. */
-const rollupSource: Record<Exclude<SummaryGrouping, "task">, { dim: RollupDimension; key: string }> = {
+/** A tag's value in a record: clear, else personal (keys are a-z, 0-9 and '-', safe in a JSON path literal). */
+export const tagValueSQL = (key: string, row = "audit_records") =>
+  `coalesce(json_extract(${row}.tags, '$."${key}"'), json_extract(${row}.personal_tags, '$."${key}"'))`;
+const recordKey = (by: SummaryGrouping): string => {
+  const tag = tagOfGrouping(by);
+  return tag === null ? recordKeys[by as FixedGrouping] : tagValueSQL(tag);
+};
+/** Not rolled up (see ./rollup.ts), so summaries by them read the records: task contexts, purposes, lawful bases, error types. */
+type FromRecordsOnly = "task" | "purpose" | "basis" | "error";
+const fromRecordsOnly = new Set<SummaryGrouping>(["task", "purpose", "basis", "error"]);
+type RolledUp = Exclude<SummaryGrouping, FromRecordsOnly>;
+const rollupSource: Record<Exclude<FixedGrouping, FromRecordsOnly>, { dim: RollupDimension; key: string }> = {
   agent: { dim: "agent", key: "key" },
   user: { dim: "user", key: "key" },
   model: { dim: "model", key: "key" },
@@ -50,6 +69,8 @@ const filterColumns = {
   model: "model",
   provider: "provider",
   outcome: "outcome",
+  consent: "consent_id",
+  purpose: "purpose",
 } as const;
 
 const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
@@ -59,10 +80,10 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   const since = sinceOf(filter) ?? null;
   const until = filter.until ?? null;
   const groups = new Map<string | null, Sums>();
-  const add = (key: string | null, row: Record<string, number | bigint | null>) => {
+  const add = (key: string | null, row: Record<string, number | bigint | null>, sign: 1 | -1 = 1) => {
     let sums = groups.get(key);
     if (!sums) groups.set(key, (sums = zeroSums()));
-    for (const field of rollupValueColumns) sums[field] += Number(row[field] ?? 0);
+    for (const field of rollupValueColumns) sums[field] += sign * Number(row[field] ?? 0);
   };
 
   const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
@@ -70,11 +91,13 @@ export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
   if (since) range.push(["timestamp >= ?", since]);
   if (until) range.push(["timestamp <= ?", until]);
   const by = filter.by;
-  if (filtered.length > 0 || by === "task") {
+  const tagged = Object.entries(filter.tag ?? {}).map(([key, value]): Condition => [`${tagValueSQL(key)} = ?`, value]);
+  if (filtered.length > 0 || tagged.length > 0 || fromRecordsOnly.has(by)) {
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
-    fromRecords(db, by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...range], add);
+    fromRecords(db, by, [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...tagged, ...range], add);
   } else {
-    db.transaction(() => fromRollupAndTail(db, by, since, until, range, add))();
+    const rolled = by as RolledUp;
+    db.transaction(() => fromRollupAndTail(db, rolled, since, until, range, add))();
   }
 
   const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
@@ -95,7 +118,7 @@ function withUSD(sums: Sums): Omit<SummaryRow, "key"> {
   return { calls, ...tokens, cost_usd: cost_nano_usd / 1e9, cost_nano_usd };
 }
 
-type Add = (key: string | null, row: Record<string, number | bigint | null>) => void;
+type Add = (key: string | null, row: Record<string, number | bigint | null>, sign?: 1 | -1) => void;
 
 /** A SQL condition on audit_records and its parameter. */
 type Condition = [sql: string, value: string | number];
@@ -105,14 +128,7 @@ type Condition = [sql: string, value: string | number];
  * at the range's edges from the records; records past the cursor from the records. All in one read
  * transaction, so the cursor cannot move in between.
  */
-function fromRollupAndTail(
-  db: Database,
-  by: Exclude<SummaryGrouping, "task">,
-  since: string | null,
-  until: string | null,
-  range: Condition[],
-  add: Add,
-): void {
+function fromRollupAndTail(db: Database, by: RolledUp, since: string | null, until: string | null, range: Condition[], add: Add): void {
   // The unary `+` keeps SQLite from using an index for that term: the tail is found by seq (the
   // primary key), the edges by timestamp.
   const cursor = rollupCursor(db);
@@ -132,7 +148,7 @@ function fromRollupAndTail(
 }
 
 function fromRecords(db: Database, by: SummaryGrouping, conditions: Condition[], add: Add): void {
-  const sql = `SELECT ${recordKey[by]} AS key, count(*) AS calls,
+  const sql = `SELECT ${recordKey(by)} AS key, count(*) AS calls,
     ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls
     FROM audit_records ${conditions.length ? `WHERE ${conditions.map(([c]) => c).join(" AND ")}` : ""} GROUP BY 1`;
   for (const row of db.query<Record<string, string | number | null>, (string | number)[]>(sql).all(...conditions.map(([, v]) => v))) {
@@ -140,16 +156,25 @@ function fromRecords(db: Database, by: SummaryGrouping, conditions: Condition[],
   }
 }
 
-function fromRollup(db: Database, by: Exclude<SummaryGrouping, "task">, firstDay: string | null, endDay: string | null, add: Add): void {
-  const { dim, key } = rollupSource[by];
-  const conditions = ["dim = ?"];
-  const params: string[] = [dim];
-  if (firstDay) conditions.push("day >= ?"), params.push(firstDay);
-  if (endDay) conditions.push("day < ?"), params.push(endDay);
-  const sql = `SELECT ${key} AS key, sum(calls) AS calls, ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")},
-    sum(unpriced_calls) AS unpriced_calls FROM usage_rollup WHERE ${conditions.join(" AND ")} GROUP BY 1`;
-  for (const row of db.query<Record<string, string | number | null>, string[]>(sql).all(...params)) {
-    // The rollup keys calls without an agent/user/task/model/provider by ''.
-    add(row.key === "" ? null : (row.key as string), row as Record<string, number | null>);
-  }
+function fromRollup(db: Database, by: RolledUp, firstDay: string | null, endDay: string | null, add: Add): void {
+  const read = (dim: string, key: string, each: (key: string | null, row: Record<string, number | null>) => void) => {
+    const conditions = ["dim = ?"];
+    const params: string[] = [dim];
+    if (firstDay) conditions.push("day >= ?"), params.push(firstDay);
+    if (endDay) conditions.push("day < ?"), params.push(endDay);
+    const sql = `SELECT ${key} AS key, sum(calls) AS calls, ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")},
+      sum(unpriced_calls) AS unpriced_calls FROM usage_rollup WHERE ${conditions.join(" AND ")} GROUP BY 1`;
+    for (const row of db.query<Record<string, string | number | null>, string[]>(sql).all(...params)) {
+      // The rollup keys calls without an agent/user/task/model/provider by ''.
+      each(row.key === "" ? null : (row.key as string), row as Record<string, number | null>);
+    }
+  };
+  const tag = tagOfGrouping(by);
+  if (tag === null) return read(rollupSource[by as keyof typeof rollupSource].dim, rollupSource[by as keyof typeof rollupSource].key, add);
+  // A tag's rows hold only the calls that carry it: the rest is the total (every call has a model row) minus them.
+  read(tagDim(tag), "key", (key, row) => {
+    add(key, row);
+    add(null, row, -1);
+  });
+  read("model", "''", (_, row) => add(null, row));
 }

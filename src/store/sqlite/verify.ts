@@ -20,7 +20,7 @@ import {
   type VerifyReport,
 } from "../../trail/verify.ts";
 import { chainId } from "./chain-writer.ts";
-import { rollupCursor, rollupDimensions, rollupValueColumns, summedColumns } from "./rollup.ts";
+import { rollupCursor, rollupDimensions, rollupValueColumns, summedColumns, tagPairs } from "./rollup.ts";
 
 /**
  * `publicKey` null: checkpoints are counted as unverified, not checked. `external`: checkpoints
@@ -41,7 +41,9 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): Ve
   const redactions = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')");
   const chain = new ChainWalk(report, checkpoints, redactionCover(Array.from(redactions.iterate(), (row) => row.details)));
   const records = db
-    .query<ChainRecordRow, []>(`SELECT seq, salt, commitment, prev_hash, hash, ${columns.join(", ")} FROM audit_records ORDER BY seq`)
+    .query<ChainRecordRow, []>(
+      `SELECT seq, salt, commitment, prev_hash, hash, hash_version, ${columns.join(", ")} FROM audit_records ORDER BY seq`,
+    )
     .iterate();
   const events = db.query<ChainEventRow, []>("SELECT * FROM audit_events ORDER BY seq").iterate();
   let record = records.next();
@@ -96,9 +98,11 @@ class RollupTotals {
   add(row: ChainRecordRow): void {
     const day = String(row.timestamp).slice(0, 10);
     const get = (column: string) => row[column as keyof ChainRecordRow] ?? null;
-    for (const [dim, { js }] of Object.entries(rollupDimensions)) {
+    const keyed = Object.entries(rollupDimensions).map(([dim, { js }]): [string, string] => [dim, js(get)]);
+    for (const pair of tagPairs(row.tags, row.personal_tags)) keyed.push(pair);
+    for (const [dim, key] of keyed) {
       const provider = dim === "model" ? (row.provider ?? "") : "";
-      const id = `${dim}\u0000${js(get)}\u0000${provider}\u0000${day}`;
+      const id = `${dim}\u0000${key}\u0000${provider}\u0000${day}`;
       let values = this.totals.get(id);
       if (!values) this.totals.set(id, (values = new Array<number>(rollupValueColumns.length).fill(0)));
       values[0]! += 1;

@@ -125,7 +125,14 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage con
         ["key_created", "api:admin:alice", record.id],
         ["key_revoked", "cli:bob", record.id],
       ]);
-      expect(events[0]!.details).toEqual({ key_id: record.id, agents: ["deploy-bot"], user_globs: 2, tier: "pro", expires_at: null });
+      expect(events[0]!.details).toEqual({
+        key_id: record.id,
+        agents: ["deploy-bot"],
+        user_globs: 2,
+        tier: "pro",
+        tags: [],
+        expires_at: null,
+      });
       const text = JSON.stringify(page);
       for (const secret of [key, key.slice(3), "ops-*"]) expect(text).not.toContain(secret);
       expect(await store.trail.verify("cli:test")).toMatchObject({ ok: true });

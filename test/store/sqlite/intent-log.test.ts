@@ -248,7 +248,10 @@ test("a final line stands for its call: recovery commits it as it is (usage and 
   const dir = tempDir();
   const logDb = join(dir, "audit.db");
   const store = openAuditLog(logDb);
-  const log = new IntentLog(logDb, 2048); // a few lines per segment: the final line lands in a later one
+  // Room for the header and seven and a half lines per segment (sized from the row, which grows as
+  // fields are added): the intent and five others fill the first, the final line lands in a later one.
+  const lineBytes = JSON.stringify(toRow(record("other-0"))).length + 1;
+  const log = new IntentLog(logDb, JSON.stringify({ columns }).length + 1 + Math.round(7.5 * lineBytes));
   const started = record("finished");
   log.append(started);
   for (let i = 0; i < 6; i++) log.append(record(`other-${i}`));

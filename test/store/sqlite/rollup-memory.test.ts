@@ -23,6 +23,10 @@ const varied = (i: number) =>
       usage_source: i % 8 === 0 ? "none" : i % 3 === 0 ? "estimated" : "provider",
       input_tokens: i % 9 === 0 ? null : 100 + i,
       cache_write_1h_tokens: i,
+      // Tags: none, one, two; a personal one, and one whose key is also clear (counted once, as clear).
+      // (Tag values never hold lone surrogates: the identifier policy refuses them.)
+      tags: i % 3 === 0 ? null : JSON.stringify(i % 3 === 1 ? { team: `t${i % 4}` } : { project: "p é", team: `t${i % 2}` }),
+      personal_tags: i % 5 === 1 ? JSON.stringify({ email: `u${i % 2}@x`, ...(i % 10 === 1 ? { team: "shadow" } : {}) }) : null,
     }),
   );
 

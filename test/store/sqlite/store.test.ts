@@ -44,6 +44,12 @@ function record(id: string, overrides: Partial<AuditRecord> = {}): AuditRecord {
     response_hash: null,
     error_type: null,
     delegation: null,
+    tags: null,
+    personal_tags: null,
+    consent_id: null,
+    purpose: null,
+    lawful_basis: null,
+    consent_source: null,
     ...overrides,
   };
 }

@@ -57,6 +57,13 @@ function record(i: number): AuditRecord {
     response_hash: null,
     error_type: null,
     delegation: null,
+    // Some calls untagged, some with a team only, some with team and project; one personal tag.
+    tags: i % 4 === 0 ? null : JSON.stringify(i % 4 === 1 ? { team: `team-${i % 3}` } : { project: `p${i % 2}`, team: `team-${i % 3}` }),
+    personal_tags: i % 9 === 0 ? JSON.stringify({ email: `u${i % 2}@example.com` }) : null,
+    consent_id: i % 4 === 0 ? null : `cns_${String(i % 4).padStart(16, "0")}`,
+    purpose: i % 4 === 0 ? null : ["PR review", "triage", "support"][i % 3]!,
+    lawful_basis: i % 4 === 0 ? null : i % 2 ? "consent" : "contract",
+    consent_source: i % 4 === 0 ? "none" : "lookup",
   };
 }
 
@@ -86,7 +93,14 @@ beforeAll(async () => {
   }
 });
 
-const keyOf: Record<SummaryGrouping, (r: AuditRecord) => string | null> = {
+const tagOf = (r: AuditRecord, key: string): string | null =>
+  (JSON.parse(r.tags ?? "{}") as Record<string, string>)[key] ??
+  (JSON.parse(r.personal_tags ?? "{}") as Record<string, string>)[key] ??
+  null;
+const keyOf: Record<string, (r: AuditRecord) => string | null> = {
+  "tag:team": (r) => tagOf(r, "team"),
+  "tag:project": (r) => tagOf(r, "project"),
+  "tag:email": (r) => tagOf(r, "email"),
   agent: (r) => r.agent_id,
   user: (r) => r.user_id,
   task: (r) => r.task_context,
@@ -96,22 +110,31 @@ const keyOf: Record<SummaryGrouping, (r: AuditRecord) => string | null> = {
   day: (r) => r.timestamp.slice(0, 10),
   hour: (r) => r.timestamp.slice(0, 13),
   status: (r) => `${r.outcome ?? ""}:${r.status ?? ""}`,
+  purpose: (r) => r.purpose,
+  basis: (r) => r.lawful_basis,
+  error: (r) => r.error_type,
 };
 
 /** The summary computed the slow, obvious way from the records themselves. */
-function bruteForce(records: AuditRecord[], by: SummaryGrouping) {
+function bruteForce(records: AuditRecord[], by: string) {
   const groups = new Map<
     string | null,
     { calls: number; input_tokens: number; cost_nano_usd: number; unpriced_calls: number; cache_write_1h_tokens: number }
   >();
   for (const r of records) {
-    const g = groups.get(keyOf[by](r)) ?? { calls: 0, input_tokens: 0, cost_nano_usd: 0, unpriced_calls: 0, cache_write_1h_tokens: 0 };
+    const g = groups.get(keyOf[by.toLowerCase()]!(r)) ?? {
+      calls: 0,
+      input_tokens: 0,
+      cost_nano_usd: 0,
+      unpriced_calls: 0,
+      cache_write_1h_tokens: 0,
+    };
     g.calls++;
     g.input_tokens += r.input_tokens ?? 0;
     g.cache_write_1h_tokens += r.cache_write_1h_tokens ?? 0;
     g.cost_nano_usd += r.cost_nano_usd ?? 0;
     if (r.cost_nano_usd === null && r.usage_source !== "none") g.unpriced_calls++;
-    groups.set(keyOf[by](r), g);
+    groups.set(keyOf[by.toLowerCase()]!(r), g);
   }
   return groups;
 }
@@ -189,6 +212,34 @@ test("--days and extra filters (read from the records)", async () => {
   );
   expect(expected.size).toBeGreaterThan(0);
   await check({ by: "provider", outcome: "rejected" }, (r) => r.outcome === "rejected");
+});
+
+test("by tag (clear or personal) and filtered by tags, over any range: equal to the sum of the records", async () => {
+  const teams = await check({ by: "tag:team" }, () => true);
+  expect([...teams.keys()].sort()).toEqual(["team-0", "team-1", "team-2", null].sort());
+  await check({ by: "tag:project", since: at(6.5) }, (r) => r.timestamp >= at(6.5));
+  // Keys are read as tags are: upper case finds the same tag.
+  await check({ by: "TAG:Team" as SummaryGrouping }, () => true);
+  await check({ by: "tag:email" }, () => true);
+  await check({ by: "model", tag: "team=team-1" }, (r) => tagOf(r, "team") === "team-1");
+  await check({ by: "agent", tag: ["team=team-2", "project=p1"] }, (r) => tagOf(r, "team") === "team-2" && tagOf(r, "project") === "p1");
+  await check({ by: "day", tag: "email=u1@example.com" }, (r) => tagOf(r, "email") === "u1@example.com");
+});
+
+test("erasing personal tags (as erasure does) moves their usage to the null group of a summary by that tag", async () => {
+  const log = openAuditLog(cursorStates[1]!);
+  try {
+    const before = await log.reader.summary(summaryFilterSchema.parse({ by: "tag:email" }));
+    log.db.run(`UPDATE audit_records SET personal_tags = NULL WHERE personal_tags LIKE '%u1@%'`);
+    const after = await log.reader.summary(summaryFilterSchema.parse({ by: "tag:email" }));
+    const calls = (s: typeof before, key: string | null) => s.groups.find((g) => g.key === key)?.calls ?? 0;
+    expect(calls(before, "u1@example.com")).toBeGreaterThan(0);
+    expect(calls(after, "u1@example.com")).toBe(0);
+    expect(calls(after, null)).toBe(calls(before, null) + calls(before, "u1@example.com"));
+    expect(after.total).toEqual(before.total);
+  } finally {
+    log.close();
+  }
 });
 
 test("unpriced calls are counted, not hidden as $0", async () => {

@@ -1,4 +1,4 @@
-/** Explore: cost, calls and tokens broken down by one dimension, with the record filters and a time range; sortable; downloadable as CSV. */
+/** Explore: cost, calls and tokens broken down by one dimension (or a tag's values), with the record filters and a time range; sortable; downloadable as CSV. */
 import { useEffect, useState } from "preact/hooks";
 import { csvCell } from "../../../trail/csv-cell.ts";
 import { get, query, saveFile } from "../api.ts";
@@ -7,7 +7,7 @@ import { FilterForm, type Filters } from "../components/filters.tsx";
 import { count, usd } from "../format.ts";
 import type { Summary, SummaryRow } from "../types.ts";
 
-const dimensions = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status"] as const;
+const dimensions = ["agent", "user", "task", "model", "provider", "key", "day", "hour", "status", "tag"] as const;
 const sorts = [
   { value: "cost", label: "cost" },
   { value: "calls", label: "calls" },
@@ -37,7 +37,10 @@ function toCSV(summary: Summary): string {
 }
 
 export function Explore() {
-  const [by, setBy] = useState<(typeof dimensions)[number]>("agent");
+  const [dimension, setBy] = useState<(typeof dimensions)[number]>("agent");
+  // "tag" breaks down by the values of one tag key (by=tag:KEY); applied when the key is entered.
+  const [tagKey, setTagKey] = useState("team");
+  const by = dimension === "tag" ? `tag:${tagKey}` : dimension;
   const [sort, setSort] = useState<string>("cost");
   const [days, setDays] = useState(7);
   const [filters, setFilters] = useState<Filters>({});
@@ -50,19 +53,35 @@ export function Explore() {
       setError(caught.message),
     );
   }, [by, sort, days, filters]);
-  const download = () => data && saveFile(new Blob([toCSV(data)], { type: "text/csv" }), `agent-attr-summary-by-${by}.csv`);
+  const download = () =>
+    data && saveFile(new Blob([toCSV(data)], { type: "text/csv" }), `agent-attr-summary-by-${by.replace(":", "-")}.csv`);
   return (
     <main class="page" data-ready={data ? "true" : "false"} aria-busy={!data}>
       <div class="toolbar">
         <h1>Explore</h1>
         <label for="explore-by">
           Break down by{" "}
-          <select id="explore-by" value={by} onChange={(e) => setBy((e.currentTarget as HTMLSelectElement).value as typeof by)}>
+          <select
+            id="explore-by"
+            value={dimension}
+            onChange={(e) => setBy((e.currentTarget as HTMLSelectElement).value as typeof dimension)}
+          >
             {dimensions.map((d) => (
               <option value={d}>{d}</option>
             ))}
           </select>
         </label>
+        {dimension === "tag" && (
+          <label for="explore-tag-key">
+            Tag key{" "}
+            <input
+              id="explore-tag-key"
+              value={tagKey}
+              size={12}
+              onChange={(e) => setTagKey((e.currentTarget as HTMLInputElement).value.trim() || "team")}
+            />
+          </label>
+        )}
         <label for="explore-sort">
           Sort by{" "}
           <select id="explore-sort" value={sort} onChange={(e) => setSort((e.currentTarget as HTMLSelectElement).value)}>

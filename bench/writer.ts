@@ -1,0 +1,121 @@
+/**
+ * The SQLite audit writer's CPU per record (DESIGN §8: ≤ 15 µs at a fleet's key spread on a
+ * 10,000,000-record trail): `bun bench/writer.ts [trail records, default 1,000,000] [measured, default 50,000]`.
+ *
+ * For each key spread — one agent/user/task, and a fleet (200 agents, 5,000 users, 100,000 tasks,
+ * as the proxy bench's "5k users" scenario) — it fills a trail of the given size through the real
+ * schema and indexes (the chain columns are filler: nothing here verifies), opens the store as the
+ * proxy does, writes a warm-up, then measures `measured` calls through the store's own API
+ * (begin: the intent; commit: the final record) and reads the CPU time of each thread from
+ * /proc/self/task: the writer (and the store's other) worker threads apart from the main thread,
+ * which in the proxy is the request thread.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openAuditLog } from "../src/store/sqlite/database.ts";
+import { SqliteAuditStore } from "../src/store/sqlite/store.ts";
+import { storedRecordColumns } from "../src/trail/chain.ts";
+import type { AuditRecord } from "../src/trail/record.ts";
+import { toRow } from "../src/trail/row.ts";
+import { record } from "./summary.ts";
+
+type Spread = "one key" | "fleet";
+
+function spreadRecord(i: number, n: number, now: number, spread: Spread): AuditRecord {
+  const base = record(i, n, now);
+  if (spread === "fleet") {
+    // Random, not cyclic, keys: each insert lands at an unrelated page of each index.
+    const pick = (k: number) => Math.floor(Math.random() * k);
+    return { ...base, agent_id: `agent-${pick(200)}`, user_id: `user-${pick(5000)}`, task_context: `PR review #${pick(100_000)}` };
+  }
+  return { ...base, agent_id: "agent-1", user_id: "user-1", task_context: "PR review #1" };
+}
+
+/** CPU ms of each thread of this process by thread id, with its name (Bun names workers "Worker"). */
+function threadCpu(): Map<string, { name: string; ms: number }> {
+  const out = new Map<string, { name: string; ms: number }>();
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const name = readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim();
+      out.set(tid, { name, ms: (Number(fields[11]) + Number(fields[12])) * 10 });
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return out;
+}
+
+function seed(logDb: string, n: number, now: number, spread: Spread): number {
+  const log = openAuditLog(logDb);
+  const insert = log.db.prepare(
+    `INSERT INTO audit_records (${storedRecordColumns.join(", ")}) VALUES (${storedRecordColumns.map(() => "?").join(", ")})`,
+  );
+  const started = performance.now();
+  const filler = "ab".repeat(32);
+  for (let from = 0; from < n; from += 50_000) {
+    log.db.transaction(() => {
+      for (let i = from; i < Math.min(n, from + 50_000); i++) {
+        insert.run(i + 1, ...toRow(spreadRecord(i, n, now, spread)), filler, filler, filler, filler);
+      }
+    })();
+  }
+  log.close();
+  return (performance.now() - started) / 1000;
+}
+
+async function writeCalls(store: SqliteAuditStore, from: number, count: number, now: number, spread: Spread): Promise<void> {
+  const inFlight = 256;
+  for (let i = from; i < from + count; i += inFlight) {
+    const batch = Array.from({ length: Math.min(inFlight, from + count - i) }, (_, k) => ({
+      ...spreadRecord(i + k, 1, now, spread),
+      id: Bun.randomUUIDv7(),
+      timestamp: new Date(now).toISOString(),
+    }));
+    await Promise.all(batch.map((r) => store.begin({ ...r, outcome: null })));
+    for (const r of batch) store.commit(r);
+    // Keeps the backlog under audit.maxBacklog (begin refuses past it), as a proxy's steady load would.
+    if ((i / inFlight) % 8 === 7) await store.flush();
+  }
+  await store.flush();
+}
+
+export async function benchWriter(trail: number, measured: number, log: (line: string) => void = console.error): Promise<string> {
+  const rows = ["| key spread | trail records | writer threads µs/record | main thread µs/record | records/s |", "|---|---|---|---|---|"];
+  for (const spread of ["one key", "fleet"] as const) {
+    const dir = mkdtempSync(join(tmpdir(), "agent-attr-writer-"));
+    try {
+      const logDb = join(dir, "audit.db");
+      const now = Date.now();
+      log(`writer bench (${spread}): seeding ${trail.toLocaleString("en-US")} records`);
+      const seeded = seed(logDb, trail, now, spread);
+      log(`writer bench (${spread}): seeded in ${seeded.toFixed(1)} s; warming up`);
+      const store = new SqliteAuditStore(logDb, { signingKey: join(dir, "signing-key"), onError: (m) => log(`error: ${m}`) });
+      await writeCalls(store, 0, Math.min(10_000, measured), now, spread);
+      const before = threadCpu();
+      const t0 = performance.now();
+      await writeCalls(store, 0, measured, now, spread);
+      const seconds = (performance.now() - t0) / 1000;
+      const after = threadCpu();
+      let workers = 0;
+      let main = 0;
+      for (const [tid, { name, ms }] of after) {
+        const spent = ms - (before.get(tid)?.ms ?? 0);
+        if (tid === String(process.pid)) main += spent;
+        else if (name === "Worker") workers += spent;
+      }
+      await store.close();
+      rows.push(
+        `| ${spread} | ${trail.toLocaleString("en-US")} | ${((workers * 1000) / measured).toFixed(1)} | ${((main * 1000) / measured).toFixed(1)} | ${Math.round(measured / seconds).toLocaleString("en-US")} |`,
+      );
+      log(`writer bench (${spread}): ${rows.at(-1)}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return rows.join("\n");
+}
+
+if (import.meta.main) console.log(await benchWriter(Number(process.argv[2] ?? 1_000_000), Number(process.argv[3] ?? 50_000)));
