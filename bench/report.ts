@@ -1,7 +1,7 @@
 /** The printed results: the CPU-per-call headline, the max-load table and the fixed-rate table. */
 import type { LoadResult } from "./load.ts";
 
-export type Target = "direct" | "bare" | "agent-attr" | "no audit";
+export type Target = "direct" | "bare" | "agent-attr" | "no audit" | "otel";
 
 export interface Measurement {
   scenario: string;
@@ -67,7 +67,8 @@ export function maxLoadTable(
       `interleaved rounds (p50/p99: median of the rounds)`,
     `(x bare: req/s relative to the bare forwarder; µs/req: CPU time of the proxy, upstream and load-generator processes per`,
     ` request; cpu busy: share of all ${info.cores} cores in use; conns: distinct upstream sockets seen in the run;`,
-    ` no audit: agent-attr's pipeline with an audit sink that keeps nothing — a reference for what the durable audit costs)`,
+    ` no audit: agent-attr's pipeline with an audit sink that keeps nothing — a reference for what the durable audit costs;`,
+    ` otel (BENCH_OTEL=1): agent-attr with the otel() plugin exporting a span per call to a local OTLP endpoint)`,
     "",
     table(header, rows),
   ].join("\n");

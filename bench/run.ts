@@ -23,6 +23,10 @@
  *
  * 4. Summaries over a 1,000,000-record log (bench/summary.ts; BENCH_SUMMARY_RECORDS, 0 skips).
  *
+ * BENCH_OTEL=1 adds the target "otel" at max load: agent-attr with its own audit DB and the otel()
+ * plugin switched on by OTEL_EXPORTER_OTLP_ENDPOINT, exporting to a local OTLP endpoint
+ * (bench/otlp-sink.ts) — by difference with agent-attr, what a span per call costs.
+ *
  * Env: BENCH_SECONDS (measured seconds at max load, default 8, split over the rounds; each fixed
  * rate runs half as long), BENCH_RATES (default 0.1,0.25,0.5), BENCH_ROUNDS (default 4), BENCH_WARMUP_SECONDS (default 2; later rounds warm
  * up for 0.5 s), BENCH_CONNECTIONS (default 32), BENCH_KEEP=1 keeps the temp dir.
@@ -120,8 +124,21 @@ async function startServers(): Promise<Record<Target, Server>> {
     ],
     { cwd: dir, env: agentAttrEnv(upstream), urlOf: listeningURL },
   );
-  return { direct: upstream, bare, "agent-attr": agentAttr, "no audit": noAudit };
+  const servers: Partial<Record<Target, Server>> = { direct: upstream, bare, "agent-attr": agentAttr, "no audit": noAudit };
+  if (withOtel) {
+    otlpSink = await startServer("otlp sink", [bun, join(import.meta.dir, "otlp-sink.ts")], { urlOf: printedURL });
+    servers.otel = await startServer(
+      "otel",
+      [bun, join(root, "src/cli/main.ts"), "proxy", "start", "--port", "0", "--log-db", join(dir, "otel.db")],
+      { cwd: dir, env: { ...agentAttrEnv(upstream), OTEL_EXPORTER_OTLP_ENDPOINT: otlpSink.url }, urlOf: listeningURL },
+    );
+  }
+  return servers as Record<Target, Server>;
 }
+
+/** BENCH_OTEL=1: the "otel" target and its OTLP endpoint. */
+const withOtel = process.env.BENCH_OTEL === "1";
+let otlpSink: Server | null = null;
 
 function agentAttrEnv(upstream: Server): Record<string, string | undefined> {
   return {
@@ -290,7 +307,7 @@ async function main(): Promise<boolean> {
   const max: Measurement[] = [];
   const fixed: FixedRate[] = [];
   const facts: ScenarioFacts[] = [];
-  const order = ["direct", "bare", "agent-attr", "no audit"] as const;
+  const order: Target[] = ["direct", "bare", "agent-attr", "no audit", ...(withOtel ? (["otel"] as const) : [])];
   for (const scenario of selected) {
     const rssResettable = resetPeakRss(agentAttr.proc.pid);
     const runs = new Map<Target, Measurement[]>(order.map((target) => [target, []]));
@@ -322,6 +339,11 @@ async function main(): Promise<boolean> {
     });
   }
 
+  if (otlpSink) {
+    const sink = (await (await fetch(`${otlpSink.url}/__bench/stats`)).json()) as { requests: number; bytes: number };
+    const otelCalls = max.filter((m) => m.target === "otel").reduce((sum, m) => sum + m.result.responses, 0);
+    progress(`otel: ${otelCalls} calls answered; the OTLP endpoint got ${sink.requests} export(s), ${fmt(sink.bytes / 1e6, 1)} MB so far`);
+  }
   const peakRss = peakRssMiB(agentAttr.proc.pid);
   const cpuTotal = cpuMs(agentAttr.proc.pid);
   progress("stopping agent-attr (SIGTERM)");

@@ -1,6 +1,9 @@
 // The built-in plugins, imported by configs as "agent-attr/plugins".
 export { anthropic } from "./anthropic/index.ts";
+export { azureOpenAI } from "./azure-openai/index.ts";
 export { apiKeys } from "./api-keys/index.ts";
+export { bedrock, type AwsCredentialProvider, type AwsCredentials, type BedrockOptions } from "./bedrock/index.ts";
+export { gemini } from "./gemini/index.ts";
 export { headerAttribution } from "./header-attribution/index.ts";
 export { jwtAttribution } from "./jwt-attribution/index.ts";
 export { openai } from "./openai/index.ts";
@@ -19,3 +22,4 @@ export {
   type Meter,
   type MeterState,
 } from "./tiers/index.ts";
+export { otel, otelWantedByEnvironment, type OtelOptions } from "./otel/index.ts";

@@ -5,7 +5,7 @@
  * `{error:{message,type,code}}`, Anthropic `{type:"error",error:{type,message}}`); the audit API
  * answers in the OpenAI shape (`apiError`).
  */
-import type { WireFormat } from "./pipeline/context.ts";
+import type { Endpoint, WireFormat } from "./pipeline/context.ts";
 
 export const errorCatalogue = {
   invalid_json: { status: 400, type: "invalid_request_error" },
@@ -79,6 +79,23 @@ function wireErrorBody(error: ProxyError, wire: WireFormat): unknown {
 /** An error answer of the audit API (OpenAI shape), from the catalogue. */
 export function apiError(code: ErrorCode, message: string, headers: Record<string, string> = {}): Response {
   return toWireError(new ProxyError(code, message, headers), "openai");
+}
+
+/**
+ * An error answer for a call to `endpoint`: in its own shape when it has one (a provider's wire
+ * format, `Endpoint.errorResponse`), else OpenAI's or Anthropic's. The error's headers and
+ * `extraHeaders` are set on it either way.
+ */
+export function endpointError(error: ProxyError, endpoint: Endpoint, extraHeaders: Record<string, string> = {}): Response {
+  if (!endpoint.errorResponse) return toWireError(error, endpoint.wire, extraHeaders);
+  let response: Response;
+  try {
+    response = endpoint.errorResponse(error);
+  } catch {
+    return toWireError(error, "openai", extraHeaders);
+  }
+  for (const [name, value] of Object.entries({ ...error.headers, ...extraHeaders })) response.headers.set(name, value);
+  return response;
 }
 
 export function toWireError(error: ProxyError, wire: WireFormat, extraHeaders: Record<string, string> = {}): Response {

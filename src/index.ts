@@ -20,7 +20,7 @@ export { openStoreFor, storeFor } from "./store/open.ts";
 export type { ProxyKey, NewKeyRequest } from "./store/keys.ts";
 export { SSEParser, parseJSON, type SSEEvent } from "./proxy/sse.ts";
 export { DeferredText, TextSample, type TextSink } from "./proxy/deferred-text.ts";
-export { fetchUpstream, globMatcher, modelMatcher, upstreamURL } from "./proxy/upstream.ts";
+export { fetchUpstream, globMatcher, modelMatcher, upstreamSocket, upstreamURL } from "./proxy/upstream.ts";
 export { asCount, asObject, asString, isObject } from "./util.ts";
 export { outputLimitFields } from "./pipeline/endpoints.ts";
 // Helpers the built-in plugins use, so they need nothing a third-party plugin cannot import.

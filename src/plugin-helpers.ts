@@ -30,10 +30,17 @@ export function providerKeyFor(ctx: CallContext, keyEnv: string | undefined): st
 /** One non-empty string or a non-empty list of them, as a list (globs, audiences). */
 export const oneOrMany = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]));
 
-/** The credential a call presents where SDKs put their API key: `x-api-key`, else `Authorization: Bearer`. */
+const apiKeyHeaders = ["x-api-key", "x-goog-api-key", "api-key"];
+
+/**
+ * The credential a call presents where SDKs put their API key: `x-api-key` (Anthropic),
+ * `x-goog-api-key` (Gemini), `api-key` (Azure OpenAI), else `Authorization: Bearer`.
+ */
 export function presentedCredential(headers: Headers): string | null {
-  const apiKey = headers.get("x-api-key")?.trim();
-  if (apiKey) return apiKey;
+  for (const name of apiKeyHeaders) {
+    const apiKey = headers.get(name)?.trim();
+    if (apiKey) return apiKey;
+  }
   const bearer = /^Bearer\s+(.+)$/i.exec(headers.get("authorization")?.trim() ?? "");
   return bearer?.[1]?.trim() || null;
 }

@@ -59,6 +59,11 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
   let responseModel: string | null = null;
   let terminal = false;
   let errorType: string | null = null;
+  /** The message's `stop_reason` (one message, so at most one), kept in one array for `result`. */
+  const finishReasons: string[] = [];
+  const noteStop = (reason: string | null) => {
+    if (reason !== null) finishReasons[0] = reason;
+  };
   // count_tokens answers a question; it is not a billed generation.
   const billed = endpoint.kind === "messages";
   // Generated text, kept only to estimate usage if none arrives: text deltas are read only if it
@@ -76,6 +81,7 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
       }
       case "message_delta":
         readUsage(data.usage, raw);
+        noteStop(asString(asObject(data.delta)?.stop_reason));
         break;
       case "content_block_start":
         collectBlock(asObject(data.content_block), into);
@@ -113,6 +119,7 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
       }
       message = data;
       responseModel = asString(data.model) ?? responseModel;
+      noteStop(asString(data.stop_reason));
       if (billed) readUsage(data.usage, raw);
     },
     result: () => ({
@@ -120,6 +127,7 @@ export function anthropicMeter(endpoint: Endpoint): Meter {
       responseModel,
       terminal,
       errorType,
+      finishReasons,
       outputText() {
         text.resolve();
         if (message && Array.isArray(message.content)) for (const block of message.content) collectBlock(asObject(block), text.pieces);

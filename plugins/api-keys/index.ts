@@ -1,7 +1,7 @@
 /**
  * `apiKeys()`: keys mode. Every call must carry a proxy API key (from `agent-attr keys create`)
- * where its SDK sends the provider key: `Authorization: Bearer` (OpenAI) or `x-api-key`
- * (Anthropic). The key fixes or restricts the agent and users the call may claim; the proxy then
+ * where its SDK sends the provider key: `Authorization: Bearer` (OpenAI, and AWS Bedrock's bearer
+ * `token`) or `x-api-key` (Anthropic). The key fixes or restricts the agent and users the call may claim; the proxy then
  * calls the provider with its own key (OPENAI_API_KEY / ANTHROPIC_API_KEY or the provider's
  * `apiKey`), never with the client's.
  */
@@ -26,7 +26,8 @@ const optionsSchema = z
   })
   .strict();
 
-const howToSend = "Send a proxy key (from 'agent-attr keys create') as your OpenAI or Anthropic API key.";
+const howToSend =
+  "Send a proxy key (from 'agent-attr keys create') as your OpenAI or Anthropic API key (AWS Bedrock: as the SDK's bearer `token`, not a SigV4 signature).";
 
 export function apiKeys(options: z.input<typeof optionsSchema> = {}) {
   const opts = parseOptions("api-keys", optionsSchema, options);

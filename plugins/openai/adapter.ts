@@ -8,6 +8,7 @@ import {
   fetchUpstream,
   modelMatcher,
   parseJSON,
+  upstreamSocket,
   upstreamURL,
   type Endpoint,
   type ProviderAdapter,
@@ -55,6 +56,13 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
       const key = options.apiKey ?? providerKeyFor(call.ctx, options.keyEnv);
       const auth: Record<string, string> = key && !call.headers.has("authorization") ? { authorization: `Bearer ${key}` } : {};
       return fetchUpstream(upstreamURL(options.baseURL, call, "/v1"), call, auth);
+    },
+    // The Responses API's WebSocket mode: the same path on the base URL, over ws(s), same credential.
+    upgrade(endpoint, call) {
+      if (endpoint.kind !== "responses") return null;
+      const key = options.apiKey ?? providerKeyFor(call.ctx, options.keyEnv);
+      const auth: Record<string, string> = key && !call.headers.has("authorization") ? { authorization: `Bearer ${key}` } : {};
+      return upstreamSocket(options.baseURL, call, "/v1", auth);
     },
     // OpenAI's credential is `Authorization: Bearer`; an `x-api-key` is Anthropic's and stays here.
     credentialHeaders: ["authorization"],

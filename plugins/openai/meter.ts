@@ -54,6 +54,12 @@ export function openaiMeter(endpoint: Endpoint): Meter {
   let body: Record<string, unknown> | null = null;
   let sawEvents = false;
 
+  /** Why each generation stopped (chat `finish_reason` per choice; a Responses API object's end state). */
+  const finishReasons: string[] = [];
+  const noteFinish = (choice: Record<string, unknown> | null) => {
+    const reason = asString(choice?.finish_reason);
+    if (reason) finishReasons.push(reason);
+  };
   const noteError = (value: unknown) => {
     const error = asObject(value);
     if (error) errorType = asString(error.type) ?? asString(error.code) ?? "error";
@@ -63,6 +69,10 @@ export function openaiMeter(endpoint: Endpoint): Meter {
     responseModel = asString(response.model) ?? responseModel;
     usage = openaiUsage(response.usage, endpoint) ?? usage;
     noteError(response.error);
+    const status = asString(response.status);
+    if (status === "completed" || status === "incomplete" || status === "failed") {
+      finishReasons[0] = asString(asObject(response.incomplete_details)?.reason) ?? status;
+    }
   };
   // Generated text, kept only to estimate usage if none arrives: chunks that carry nothing else are
   // read only if it is needed (DeferredText); JSON bodies are read on demand.
@@ -86,7 +96,13 @@ export function openaiMeter(endpoint: Endpoint): Meter {
     responseModel = asString(data.model) ?? responseModel;
     usage = openaiUsage(data.usage, endpoint) ?? usage;
     noteError(data.error);
-    if (Array.isArray(data.choices)) for (const choice of data.choices) collectChoice(asObject(choice), "delta", into);
+    if (Array.isArray(data.choices)) {
+      for (const item of data.choices) {
+        const choice = asObject(item);
+        noteFinish(choice);
+        collectChoice(choice, "delta", into);
+      }
+    }
   };
 
   return {
@@ -106,6 +122,7 @@ export function openaiMeter(endpoint: Endpoint): Meter {
       if (!data) return;
       body = data;
       noteResponse(data);
+      if (Array.isArray(data.choices)) for (const choice of data.choices) noteFinish(asObject(choice));
       terminal = true;
     },
     result: () => ({
@@ -113,6 +130,7 @@ export function openaiMeter(endpoint: Endpoint): Meter {
       responseModel,
       terminal,
       errorType,
+      finishReasons,
       outputText() {
         text.resolve();
         if (body) collectBody(body, text.pieces);
@@ -124,13 +142,23 @@ export function openaiMeter(endpoint: Endpoint): Meter {
 
 /**
  * Whether a stream chunk can only add text: it has no usage (OpenAI sends `"usage":null` on every
- * chunk but the last when usage is asked for), no error and no Responses API `response` object.
- * A string value inside a chunk cannot look like these keys: its quotes are escaped.
+ * chunk but the last when usage is asked for), no finish reason (`"finish_reason":null` on every
+ * chunk but a choice's last), no error and no Responses API `response` object. A string value
+ * inside a chunk cannot look like these keys: its quotes are escaped.
  */
 function onlyText(data: string): boolean {
   if (data.includes('"error"') || data.includes('"response"')) return false;
-  const usage = data.indexOf('"usage"');
-  return usage === -1 || /^\s*:\s*null\b/.test(data.slice(usage + 7, usage + 24));
+  return nullOrAbsent(data, '"usage"') && nullOrAbsent(data, '"finish_reason"');
+}
+
+/** The member `key` (quoted) is absent from the JSON text, or its value is `null`; reads without copying. */
+function nullOrAbsent(data: string, key: string): boolean {
+  const at = data.indexOf(key);
+  if (at === -1) return true;
+  let i = at + key.length;
+  let c = data.charCodeAt(i);
+  while (c === 58 || c === 32 || c === 9 || c === 10 || c === 13) c = data.charCodeAt(++i);
+  return data.startsWith("null", i);
 }
 
 /** A plain stream chunk (no event name) or a Responses API text delta; an `event: error` is always read. */

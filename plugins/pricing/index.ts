@@ -77,7 +77,7 @@ export function pricing(options: PricingOptions = {}) {
     if (call.pricing === "free") return { cost_nano_usd: 0, price_source: `free:${call.provider}` };
     if (opts.catalog) {
       const catalog = call.pricing?.catalog;
-      for (const name of names.toReversed()) {
+      for (const name of call.pricing?.by === "requested" ? names : names.toReversed()) {
         const entry = lookup(name, catalog);
         const rates = entry && catalogRates(pricesAt(entry.model, call.at), call.usage);
         if (entry && rates) return quote(rates, `${priceDataVersion}:${entry.provider}/${entry.model.id}`, call);

@@ -31,11 +31,15 @@ import { refusalOf } from "./refusal.ts";
 import { ceilingVariants, reservationOf } from "./reserve.ts";
 import { LimitsUnavailableError, MemoryLimiterStore, type ChargeResult, type LimiterStore } from "./store.ts";
 import { RecentScopes } from "./recent.ts";
+import { BudgetAlerts } from "./alerts.ts";
+import { WebhookDeliveries, resolveWebhooks } from "./webhook.ts";
 
 export { LimitsUnavailableError, MemoryLimiterStore, type ChargeResult, type LimiterStore, type Meter, type MeterState } from "./store.ts";
 export { RedisLimiterStore, redisLimiterStore } from "./redis-store.ts";
+export type { BudgetAlert } from "./webhook.ts";
 
 interface Held {
+  tier: string;
   meters: NamedMeter[];
   tokens: number;
   costNano: number;
@@ -61,14 +65,17 @@ export function tiers(options: z.input<typeof optionsSchema>) {
   let log: Logger | null = null;
   const warned = new Set<string>();
   const recent = new RecentScopes();
+  const alerts = new BudgetAlerts(opts, store, new WebhookDeliveries(resolveWebhooks(opts.webhooks), opts.maxQueuedAlerts), now);
 
   return definePlugin({
     name: "tiers",
     async setup(context) {
       log = context.log;
+      alerts.open(context);
       await store.open?.(context.log);
     },
     async teardown() {
+      await alerts.close();
       await store.close?.();
     },
     limit: {
@@ -81,6 +88,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
           );
         }
         const tierName = tierOf(ctx, opts, matchers);
+        stage.noteTier(tierName);
         const tier = opts.tiers[tierName]!;
         const reservation = reservationOf(ctx, opts.maxOutputTokens);
         const needsCost = tier.costPerDay !== undefined || tier.costPerMonth !== undefined;
@@ -103,7 +111,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
           if (!(error instanceof LimitsUnavailableError)) throw error;
           if (!error.failOpen && !tier.shadow) throw new ProxyError("limits_unavailable", error.message, { "retry-after": "1" });
           // Forwarded unchecked: its usage is added to the meters when it settles (once the store answers).
-          reservations.set(ctx.id, { meters, tokens: reservation.tokens, costNano, hold: null });
+          reservations.set(ctx.id, { tier: tierName, meters, tokens: reservation.tokens, costNano, hold: null });
           capOutput();
           return { flag: failedOpen };
         }
@@ -112,7 +120,7 @@ export function tiers(options: z.input<typeof optionsSchema>) {
           const charged = meters.map((m, i) =>
             m.meter.kind === "window" ? { ...m, meter: { ...m.meter, endsAt: result.states[i]!.endsAt } } : m,
           );
-          reservations.set(ctx.id, { meters: charged, tokens: reservation.tokens, costNano, hold: result.hold });
+          reservations.set(ctx.id, { tier: tierName, meters: charged, tokens: reservation.tokens, costNano, hold: result.hold });
           capOutput();
           return;
         }
@@ -131,6 +139,8 @@ export function tiers(options: z.input<typeof optionsSchema>) {
         const changes =
           reservation.hold === null ? uncheckedUsage(reservation, record) : adjustments(reservation, record, keepsCeiling(ctx, record));
         await store.adjust(changes, now(), reservation.hold);
+        // Reads the budgets it watches and claims what they reached; posting is in the background.
+        if (alerts.any) await alerts.check(reservation.tier, reservation.meters);
       },
       usage: () => recent.usage(store, now()),
       forgetUser: (userId) => recent.forgetUser(userId),

@@ -29,6 +29,48 @@ const tagRules = z.record(z.string(), oneOrMany).transform((rules, ctx) => {
 const positiveInt = z.number().int().positive();
 const usd = z.number().positive();
 
+/** The limits an alert can watch: those counted per calendar window (a UTC day or month). */
+export const budgets = ["tokensPerDay", "costPerDay", "costPerMonth"] as const;
+export type Budget = (typeof budgets)[number];
+
+/** A budget's alerts: one webhook call per window, scope and threshold passed (./alerts.ts). */
+const alertSchema = z
+  .object({
+    /** Which of the tier's budgets to watch. */
+    budget: z.enum(budgets),
+    /** Fractions of the budget spent (0 < t ≤ 1) that each raise one alert per window and scope. */
+    thresholds: z
+      .array(z.number().gt(0).max(1))
+      .min(1)
+      .default([0.5, 0.8, 1])
+      .transform((list) => [...new Set(list)].sort((a, b) => a - b)),
+    /** The name of the webhook (in the plugin's `webhooks`) the alert is posted to. */
+    webhook: z.string().min(1),
+  })
+  .strict();
+export type Alert = z.output<typeof alertSchema>;
+
+/** Where alerts are posted (./webhook.ts). */
+const webhookSchema = z
+  .object({
+    url: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }),
+    /** "json": the alert event; "slack": `{ "text": ... }`, what Slack (and Mattermost) incoming webhooks take. */
+    format: z.enum(["json", "slack"]).default("json"),
+    /** The HMAC-SHA256 key of the `X-Agent-Attr-Signature` header (at least 16 characters). */
+    secret: z.string().min(16, "a webhook secret must be at least 16 characters").optional(),
+    /** The environment variable that holds the secret (read when tiers() is called). */
+    secretEnv: z.string().min(1).optional(),
+    /** Attempts per alert, the first included (retried on network errors, timeouts, 408, 429 and 5xx). */
+    attempts: z.number().int().min(1).max(20).default(6),
+    /** Wait before the first retry (ms); doubled for each next one, at most 5 minutes. */
+    backoffMs: positiveInt.default(1000),
+    /** Longest wait for the receiver's answer per attempt (ms). */
+    timeoutMs: positiveInt.default(5000),
+  })
+  .strict()
+  .refine((hook) => !(hook.secret && hook.secretEnv), { message: "give secret or secretEnv, not both" });
+export type Webhook = z.output<typeof webhookSchema>;
+
 const tierSchema = z
   .object({
     /** Requests per minute (GCRA: a burst of this many, then one every 60/N s). */
@@ -45,6 +87,8 @@ const tierSchema = z
     per: z.array(scopeSchema).min(1).default(["key", "agent", "user"]),
     /** Record what would have been refused (`error_type: "shadow:rate_limited"`), refuse nothing. */
     shadow: z.boolean().default(false),
+    /** Webhook alerts as budgets fill up (tokensPerDay, costPerDay, costPerMonth). */
+    alerts: z.array(alertSchema).default([]),
   })
   .strict();
 export type Tier = z.output<typeof tierSchema>;
@@ -85,6 +129,12 @@ export const optionsSchema = z
     capOutput: z.boolean().default(true),
     /** @deprecated the former name of `maxOutputTokens`. */
     defaultOutputTokens: positiveInt.optional(),
+    /** Named webhooks that tiers' `alerts` post to. */
+    webhooks: z.record(z.string().min(1), webhookSchema).default({}),
+    /** Alerts that may wait for delivery (retries included); past it new ones are dropped and logged. */
+    maxQueuedAlerts: positiveInt.default(1000),
+    /** Longest wait at shutdown for alerts still being delivered (ms). */
+    alertFlushMs: positiveInt.default(5000),
     /** Where limiter state lives (default: this process's memory). */
     store: z.custom<LimiterStore>((v) => typeof v === "object" && v !== null && "charge" in v && "adjust" in v).optional(),
     /** Clock in epoch ms (tests). */
@@ -99,5 +149,27 @@ export const optionsSchema = z
     };
     check(opts.default, ["default"]);
     for (const [i, rule] of opts.assign.entries()) check(rule.tier, ["assign", i, "tier"]);
+    const hooks = Object.keys(opts.webhooks);
+    for (const [name, tier] of Object.entries(opts.tiers)) {
+      for (const [i, alert] of tier.alerts.entries()) {
+        const path = ["tiers", name, "alerts", i];
+        if (tier[alert.budget] === undefined)
+          ctx.addIssue({ code: "custom", path: [...path, "budget"], message: `tier '${name}' sets no ${alert.budget} to alert on` });
+        if (!hooks.includes(alert.webhook))
+          ctx.addIssue({
+            code: "custom",
+            path: [...path, "webhook"],
+            message: `unknown webhook '${alert.webhook}'; ${hooks.length ? `defined: ${hooks.join(", ")}` : "define it in the plugin's webhooks"}`,
+          });
+      }
+    }
+    for (const [name, hook] of Object.entries(opts.webhooks)) {
+      if (hook.format === "json" && !hook.secret && !hook.secretEnv)
+        ctx.addIssue({
+          code: "custom",
+          path: ["webhooks", name],
+          message: "a json webhook needs a secret or secretEnv, so its receiver can check the X-Agent-Attr-Signature header",
+        });
+    }
   });
 export type TiersOptions = z.output<typeof optionsSchema>;

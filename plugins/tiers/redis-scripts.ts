@@ -265,3 +265,15 @@ for i = 1, n do
 end
 return out
 `;
+
+/**
+ * claim. KEYS: leases (unused), the marker. ARGV: now, expiresAt, margin. Sets the marker unless it
+ * is set (1: this caller is the first; 0: someone was), expiring at expiresAt (+ margin).
+ */
+export const claimScript = `${prelude}
+local now = clock(ARGV[1])
+local ttl = math.ceil(tonumber(ARGV[2]) + tonumber(ARGV[3]) - now)
+if ttl <= 0 then return 0 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ttl) then return 1 end
+return 0
+`;

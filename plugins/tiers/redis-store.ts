@@ -22,7 +22,7 @@ import { parseOptions } from "agent-attr";
 import type { Logger } from "agent-attr";
 import { z } from "zod";
 import { NotSent, RedisConnection, TimedOut, messageOf, script, type Outcomes, type Script } from "./redis-connection.ts";
-import { adjustScript, chargeScript, peekScript, renewScript } from "./redis-scripts.ts";
+import { adjustScript, chargeScript, claimScript, peekScript, renewScript } from "./redis-scripts.ts";
 import {
   LimitsUnavailableError,
   gcraState,
@@ -69,7 +69,13 @@ const maxPending = 10_000;
 /** Expiries get this slack when meters follow the callers' clock rather than the one Redis expires keys by. */
 const callerClockMargin = 3_600_000;
 
-const scripts = { charge: script(chargeScript), adjust: script(adjustScript), renew: script(renewScript), peek: script(peekScript) };
+const scripts = {
+  charge: script(chargeScript),
+  adjust: script(adjustScript),
+  renew: script(renewScript),
+  peek: script(peekScript),
+  claim: script(claimScript),
+};
 
 interface PendingAdjust {
   keys: string[];
@@ -182,6 +188,26 @@ export class RedisLimiterStore implements LimiterStore {
         ? gcraState(idle, a === "" ? null : Number(a), at)
         : windowState(idle, Number(a), Number(b), Number(c), at);
     });
+  }
+
+  /**
+   * One SET NX in Redis: of every replica, the first to claim a marker gets true. An answer that
+   * never comes counts as not claimed (the caller tries again later; had Redis set it, that alert is lost).
+   */
+  async claim(marker: string, expiresAt: number, now: number): Promise<boolean> {
+    const keys = [this.key("leases"), this.key(`alert:${marker}`)];
+    const args = [this.clock(now), String(expiresAt), String(this.margin())];
+    try {
+      return Number(await this.run(scripts.claim, keys, args, this.redis.deadline(), { unknown: () => {} })) === 1;
+    } catch (error) {
+      throw new LimitsUnavailableError(
+        `Redis at ${this.redis.where} did not answer a budget alert's claim (${messageOf(error)}).`,
+        this.failOpen,
+        {
+          cause: error,
+        },
+      );
+    }
   }
 
   /** Runs a script; once Redis answers, adjustments that waited for it are sent too. */

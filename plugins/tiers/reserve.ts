@@ -128,7 +128,7 @@ function requestedOutput(body: Record<string, unknown>): number | null {
 export function reservationOf(ctx: CallContext, maxOutputTokens: number): Reservation {
   const body = ctx.body ?? {};
   const counted = countBody(ctx.body);
-  const noOutput = ctx.endpoint.kind === "embeddings" || ctx.endpoint.kind === "messages.count_tokens" || ctx.endpoint.method === "GET";
+  const noOutput = ctx.endpoint.kind === "embeddings" || !ctx.endpoint.billed;
   const requested = requestedOutput(body);
   const output = noOutput ? 0 : (requested ?? maxOutputTokens) * completionsOf(body);
   const allowances =

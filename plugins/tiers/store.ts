@@ -70,6 +70,12 @@ export interface LimiterStore {
    * held and remaining. Dead replicas' holds are left out, as a charge would leave them out.
    */
   peek(meters: readonly Meter[], now: number): Promise<MeterState[]>;
+  /**
+   * Claims a one-time marker (a budget alert's window, scope and threshold) until `expiresAt`
+   * (epoch ms, the store's clock, as `MeterState.endsAt`): true for the first caller only — on a
+   * shared store, the first of every replica. Absent: alerts claim in this process's memory.
+   */
+  claim?(marker: string, expiresAt: number, now: number): Promise<boolean>;
   /** Called once at start (plugin setup): connect, start timers. */
   open?(log: Logger): Promise<void>;
   /** Called once at shutdown: flush what is queued, close connections. */
@@ -146,7 +152,12 @@ interface Entry {
 /** The in-memory store: one process's limits. Expired entries are swept as it goes. */
 export class MemoryLimiterStore implements LimiterStore {
   private readonly values = new Map<string, Entry>();
+  private readonly markers = new Markers();
   private operations = 0;
+
+  async claim(marker: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.markers.claim(marker, expiresAt, now);
+  }
 
   async charge(meters: readonly Meter[], now: number): Promise<ChargeResult> {
     this.sweep(now);
@@ -197,3 +208,21 @@ export class MemoryLimiterStore implements LimiterStore {
 }
 
 const windowKey = (key: string, endsAt: number) => `${key}\u0000${endsAt}`;
+
+/** One-time markers in memory (MemoryLimiterStore.claim, and alerts on a store without claim). */
+export class Markers {
+  private readonly until = new Map<string, number>();
+  private claims = 0;
+
+  holds(marker: string, now: number): boolean {
+    const held = this.until.get(marker);
+    return held !== undefined && held > now;
+  }
+
+  claim(marker: string, expiresAt: number, now: number): boolean {
+    if (this.holds(marker, now)) return false;
+    if (++this.claims % 1024 === 0) for (const [key, end] of this.until) if (end <= now) this.until.delete(key);
+    this.until.set(marker, expiresAt);
+    return true;
+  }
+}

@@ -2,8 +2,8 @@
  * `agent-attr keys create|list|revoke`: proxy API keys, stored hashed. They go where the proxy
  * looks them up: the config's `apiKeys({ path })`, else the primary store the proxy uses (a
  * plugin's `auditStore`, else --log-db, AGENT_ATTR_LOG_DB, the config's audit.logDb, ./audit.db),
- * where creating and revoking are chain events — the same config (--config, AGENT_ATTR_CONFIG,
- * ./agent-attr.config.ts) as `proxy start`.
+ * where creating and revoking are chain events (for `apiKeys({ path })` keys too, in the primary
+ * trail) — the same config (--config, AGENT_ATTR_CONFIG, ./agent-attr.config.ts) as `proxy start`.
  */
 import { defineCommand } from "citty";
 import { existsSync } from "node:fs";
@@ -16,6 +16,7 @@ import { tagFilter } from "../store/filters.ts";
 import { flagValues } from "./filter-args.ts";
 import { cliAuditSettings, openCliAdmin } from "./audit-settings.ts";
 import { cliActor } from "./audit-trail.ts";
+import { OwnKeysInTrail } from "./own-keys.ts";
 import { cliLog, configArg, IoError, logDbArg, opening, parseFlag, UsageError } from "./_shared.ts";
 
 const units: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
@@ -64,10 +65,11 @@ interface OwnKeys {
 
 /**
  * The keys the proxy running this config looks up: the SQLite database of `apiKeys({ path })`, else
- * the primary store's (beside the trail; creating and revoking are chain events there). `checked`:
- * whether the config's pipeline asks for keys at all (it has apiKeys()).
+ * the primary store's (beside the trail; creating and revoking are chain events there, in the same
+ * transaction). `writes`: changes to `apiKeys({ path })` keys are recorded in the primary trail too
+ * (./own-keys.ts). `checked`: whether the config's pipeline asks for keys at all (it has apiKeys()).
  */
-async function openKeys(args: { config?: string; "log-db"?: string }, options: { create: boolean }) {
+async function openKeys(args: { config?: string; "log-db"?: string }, options: { create: boolean; writes: boolean }) {
   const settings = await cliAuditSettings({ logDb: args["log-db"], config: args.config });
   const plugin = settings.config.plugins?.find((p) => p.name === "api-keys");
   const checked = plugin !== undefined;
@@ -75,8 +77,23 @@ async function openKeys(args: { config?: string; "log-db"?: string }, options: {
   if (own) {
     if (!options.create && !existsSync(own.where))
       throw new IoError(`No keys database at ${own.where} (apiKeys({ path }) in the config); create a key first.`);
-    const keys = opening(`cannot open the keys database ${own.where}`, () => own.open());
-    return { where: own.where, checked, keys, close: async () => keys.close() };
+    const table = opening(`cannot open the keys database ${own.where}`, () => own.open());
+    if (!options.writes) return { where: own.where, checked, keys: table, close: async () => table.close() };
+    // Changes are chain events in the primary trail (./own-keys.ts), created if there is none yet.
+    const admin = await openCliAdmin(settings, { create: true }).then(
+      (handle) => ({ handle }),
+      (error: unknown) => ({ error }),
+    );
+    const keys = new OwnKeysInTrail(table, admin, settings.logDb);
+    return {
+      where: own.where,
+      checked,
+      keys,
+      close: async () => {
+        table.close();
+        await keys.close();
+      },
+    };
   }
   const admin = await openCliAdmin(settings, { create: options.create });
   return { where: settings.logDb, checked, keys: admin.keys, close: () => admin.close() };
@@ -116,7 +133,7 @@ const create = defineCommand({
     const tier = args.tier === undefined ? null : parseFlag("tier", z.string().min(1).max(64), args.tier);
     const expiresAt = args.expires === undefined ? null : parseExpiry(args.expires);
     const tags = args.tag === undefined ? undefined : parseFlag("tag", tagFilter, flagValues(rawArgs, "tag"));
-    const opened = await openKeys(args, { create: true });
+    const opened = await openKeys(args, { create: true, writes: true });
     try {
       const request = { agents, users, tier, tags, expires_at: expiresAt?.toISOString() ?? null };
       const { key, record } = await opened.keys.create(request, cliActor());
@@ -141,7 +158,7 @@ const list = defineCommand({
   meta: { name: "list", description: "List proxy API keys (never their secrets)" },
   args: { format: formatArg, "log-db": keysDbArg, config: configArg },
   async run({ args }) {
-    const opened = await openKeys(args, { create: false });
+    const opened = await openKeys(args, { create: false, writes: false });
     try {
       const keys = await opened.keys.list();
       if (args.format === "json") process.stdout.write(`${JSON.stringify({ keys }, null, 2)}\n`);
@@ -161,7 +178,7 @@ const revoke = defineCommand({
     config: configArg,
   },
   async run({ args }) {
-    const opened = await openKeys(args, { create: false });
+    const opened = await openKeys(args, { create: false, writes: true });
     try {
       const key = await opened.keys.revoke(args.id, cliActor());
       if (!key) throw new UsageError(`No proxy key has id '${args.id}' in ${opened.where}; 'agent-attr keys list' shows them.`);

@@ -75,6 +75,21 @@ export const configSchema = z
          * the balancer's, so set 0 there and bound clients at the balancer.
          */
         maxConnectionsPerClient: z.number().int().nonnegative().default(1024),
+        /**
+         * Largest request body the proxy streams upstream without reading it (file uploads,
+         * upload parts, paths it does not know), in bytes (default 512 MiB, OpenAI's file limit); past it 413.
+         */
+        maxUploadBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(512 * 1024 * 1024),
+        /**
+         * Paths under /v1 that are no endpoint the proxy knows: "forward" (default) sends them to
+         * the routed provider and records them (`endpoint` is the path, `usage_source` none);
+         * "refuse" answers 404 and records the refusal.
+         */
+        unknownPaths: z.enum(["forward", "refuse"]).default("forward"),
       })
       .strict()
       .prefault({}),

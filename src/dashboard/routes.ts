@@ -69,8 +69,8 @@ export function dashboardRoutes(options: DashboardOptions) {
           return apiError("no_sign_in", "This proxy has no access token configured (loopback only): the dashboard needs no sign-in.");
         const parsed = signInSchema.safeParse(await request.json().catch(() => null));
         if (!parsed.success) return apiError("invalid_body", 'Send {"token": "<admin or auditor token>"} as JSON.');
-        const role = roleOf(parsed.data.token);
-        if (!role) {
+        const match = roleOf(parsed.data.token);
+        if (!match) {
           options.noteRefusal(
             { method: "POST", route, status: 401, reason: "unknown_token", required_role: "auditor", presented_role: null },
             request,
@@ -80,7 +80,8 @@ export function dashboardRoutes(options: DashboardOptions) {
             "That is not an admin or auditor token of this proxy (AGENT_ATTR_ADMIN_TOKEN, AGENT_ATTR_AUDITOR_TOKEN or the config's admin.tokens).",
           );
         }
-        const cookie = sessions.create(role, isSecure(request));
+        const { role, name } = match;
+        const cookie = sessions.create(role, isSecure(request), name);
         return Response.json({ role }, { headers: { "set-cookie": cookie, "cache-control": "no-store" } });
       },
       { parse: "none" },

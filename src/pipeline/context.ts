@@ -4,8 +4,17 @@
 import type { AttributionKind, ConsentSource, Usage } from "../trail/record.ts";
 import type { SSEEvent } from "../proxy/sse.ts";
 
-export type WireFormat = "openai" | "anthropic";
+/**
+ * The wire format of an endpoint: whose API shape its requests, responses and errors follow. The
+ * core knows OpenAI's and Anthropic's; a provider that brings its own API names its own (e.g.
+ * `gemini`) and gives its endpoints an `errorResponse`.
+ */
+export type WireFormat = "openai" | "anthropic" | (string & {});
 
+/**
+ * What an endpoint does. The kinds the core knows are listed (./endpoints.ts); providers name their
+ * own (e.g. `gemini.generateContent`), and a path under /v1 the proxy does not know is `other`.
+ */
 export type EndpointKind =
   | "chat.completions"
   | "responses"
@@ -13,14 +22,66 @@ export type EndpointKind =
   | "completions"
   | "models"
   | "messages"
-  | "messages.count_tokens";
+  | "messages.count_tokens"
+  | "other"
+  | (string & {});
 
+export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS";
+
+/**
+ * How the proxy reads a request body:
+ * - `model`: a JSON object with a string `model` (unless the endpoint's path names the model), read
+ *   whole under `server.maxBodyBytes`; anything else is refused with 400 before it is forwarded.
+ * - `json`: read whole under `server.maxBodyBytes`; parsed when it is a JSON object (its `model`, if
+ *   any, routes the call), forwarded as received whatever it is.
+ * - `stream`: streamed upstream unread, under `server.maxUploadBytes` (file uploads, unknown paths).
+ * Absent: the request has no body (GET, DELETE); none is read or sent.
+ */
+export type BodyMode = "model" | "json" | "stream";
+
+/**
+ * One endpoint a call is made to. The core's OpenAI and Anthropic endpoints are fixed objects; a
+ * provider's own (`ProviderAdapter.endpoints`) are made per request by its `resolve`.
+ */
 export interface Endpoint {
   kind: EndpointKind;
   wire: WireFormat;
-  /** The inbound path, e.g. `/v1/chat/completions`. */
+  /** The inbound path without its query string, e.g. `/v1/chat/completions`; recorded as `endpoint`. */
   path: string;
-  method: "GET" | "POST";
+  method: HttpMethod;
+  body?: BodyMode;
+  /**
+   * A model call: its usage is metered and priced, and estimated when the response reports none.
+   * Otherwise (retrieve, list, delete, files, token counts) the call is forwarded and recorded with
+   * its outcome and `usage_source: none`.
+   */
+  billed: boolean;
+  /**
+   * Why a successful call here causes model usage the proxy does not price, recorded as
+   * `price_source: "unpriced:<reason>"` (e.g. `batch`: the calls in a batch run later, billed by the provider).
+   */
+  unpriced?: string;
+  /** The model, when the path names it (Gemini's `models/{model}:generateContent`, an Azure deployment). */
+  model?: string;
+  /** The response is a stream whatever the body says (Gemini's `:streamGenerateContent`). */
+  stream?: boolean;
+  /**
+   * The proxy's own errors (refusals, an unreachable upstream) in this endpoint's wire format, for
+   * wire formats other than OpenAI's and Anthropic's (which the core renders). The core adds its
+   * headers (`x-audit-record-id`, `retry-after`…) to the response returned.
+   */
+  errorResponse?(error: WireError): Response;
+}
+
+/** One of the proxy's own errors (a `ProxyError` of the catalogue), for an endpoint to render. */
+export interface WireError {
+  /** The HTTP status, e.g. 502. */
+  readonly status: number;
+  /** The catalogue code, e.g. `upstream_unreachable`. */
+  readonly code: string;
+  /** The error type in OpenAI's vocabulary, e.g. `api_error`. */
+  readonly type: string;
+  readonly message: string;
 }
 
 /**
@@ -135,6 +196,8 @@ export interface CallContext {
   consent?: CallConsent;
   /** Output tokens a limit plugin bounded this call to (LimitStage.capOutput), if any. */
   outputCap?: number;
+  /** The tier a limit plugin limited this call under (LimitStage.noteTier), if any. */
+  tier?: string;
 }
 
 /** What a provider's meter learned from a response (DESIGN §6 normalised usage). */
@@ -144,6 +207,11 @@ export interface MeterResult {
   /** The stream reached its terminal event (`[DONE]`, `message_stop`, `response.completed`). */
   terminal: boolean;
   errorType: string | null;
+  /**
+   * Why the model stopped, one entry per generation, as the provider names it (`stop`, `length`,
+   * `tool_calls`, `end_turn`…). Absent when the meter does not read them; empty when none arrived.
+   */
+  finishReasons?: readonly string[];
   /**
    * The generated text the response delivered so far (content, tool-call arguments, reasoning),
    * for estimating usage when none arrived (an aborted or broken stream). Called only then. A long
@@ -165,5 +233,19 @@ export interface Meter {
   event(event: SSEEvent): void;
   /** The whole body of a non-streamed JSON response. */
   json(body: unknown): void;
+  /**
+   * Each chunk of a body in a binary framing the core does not parse — neither server-sent events
+   * nor JSON by its content type, e.g. AWS's `application/vnd.amazon.eventstream` — as it passes.
+   * After each chunk `result().terminal` is asked, as after events. Without it such a body is read
+   * as JSON.
+   */
+  chunk?(bytes: Uint8Array): void;
   result(): MeterResult;
+}
+
+/** What a meter may know of the response it reads, besides its body. */
+export interface MeteredResponse {
+  status: number;
+  /** The upstream's response headers (e.g. Bedrock's `x-amzn-bedrock-input-token-count`). */
+  headers: Headers;
 }

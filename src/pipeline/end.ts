@@ -3,14 +3,15 @@
  * upstream unreachable, its response done, broken off or cancelled by the client — a call ends
  * here: its final record is built from how it ended (outcome, usage or an estimate of it, price:
  * stage 7), handed to the primary store (stage 8; the secondary sinks get it once the store has
- * committed it), and the limiters settle with it (stage 9). Each runs
+ * committed it), the limiters settle with it (stage 9), and observing plugins are told (stage 10). Each runs
  * exactly once per call, however many paths reach it. Never throws: a failure here is logged and
  * the client's answer is unaffected.
  */
 import { noUsage, type AuditRecord, type Outcome, type Usage, type UsageSource } from "../trail/record.ts";
 import { ProxyError, errorMessage } from "../errors.ts";
 import type { StreamEnd } from "../proxy/tap.ts";
-import type { CallContext, EndpointKind, MeterResult } from "./context.ts";
+import type { CallContext, MeterResult } from "./context.ts";
+import type { ObservedCall } from "../plugin.ts";
 import { estimateUsage } from "./estimate.ts";
 import { runSequential } from "./hooks.ts";
 import { costFields, hasUsage, priceUsage } from "./price.ts";
@@ -55,6 +56,7 @@ export function callEnding(ctx: CallContext, inFlight: AuditRecord, provider: Ro
   const record = (end: CallEnd) =>
     (recorded ??= finalRecord(ctx, inFlight, end, provider, rt).then(
       async (final) => {
+        rt.metrics.observe(final, tierOf(ctx));
         await writeRecord(final, rt);
         return final;
       },
@@ -64,10 +66,12 @@ export function callEnding(ctx: CallContext, inFlight: AuditRecord, provider: Ro
       },
     ));
   const finish = (end: CallEnd) =>
-    (finished ??= record(end).then((final) =>
+    (finished ??= record(end).then(async (final) => {
+      if (!final) return;
       // A limiter that reserved before a later stage refused the call gives the reservation back.
-      final ? settle(ctx, final, rt) : undefined,
-    ));
+      await settle(ctx, final, rt);
+      observe(ctx, final, end, rt);
+    }));
   return { record, finish };
 }
 
@@ -88,7 +92,7 @@ async function finalRecord(
       : { ...base, outcome: "upstream_error", status: end.error.status, error_type: end.error.code };
     // A client who hung up on a generation is billed by estimate for the prompt the upstream had
     // already received (nothing was delivered, so output is 0).
-    if (end.clientGone && provider && generating.has(ctx.endpoint.kind)) {
+    if (end.clientGone && provider && ctx.endpoint.billed) {
       const usage = await estimateUsage(ctx, null, "");
       if (usage) Object.assign(final, usage, { usage_source: "estimated" }, costFields(await priceUsage(ctx, provider, usage, null, rt)));
     }
@@ -96,7 +100,8 @@ async function finalRecord(
   }
   const { status, meter } = end;
   const [outcome, errorType] = outcomeOf(ctx, end);
-  let usage = hasUsage(meter.usage) ? meter.usage : null;
+  // Only model calls are metered: a retrieved response or batch reports usage already recorded (or to be).
+  let usage = ctx.endpoint.billed && hasUsage(meter.usage) ? meter.usage : null;
   let source: UsageSource = usage ? "provider" : "none";
   if (needsEstimate(ctx, status, outcome, usage)) {
     const estimate = await estimateUsage(ctx, usage, meter.outputText?.() ?? null);
@@ -113,6 +118,7 @@ async function finalRecord(
     response_model: meter.responseModel,
     usage_source: source,
     ...costFields(quote),
+    ...(quote === null && status < 400 ? unpriced(ctx) : {}),
     error_type: errorType ?? ctx.limitFlag ?? null,
   };
 }
@@ -136,16 +142,56 @@ function outcomeOf(ctx: CallContext, { how, status, meter, signal }: Extract<Cal
   return ["completed", null];
 }
 
-/** Endpoints whose tokens someone pays for (embeddings: input only). */
-const generating = new Set<EndpointKind>(["chat.completions", "completions", "responses", "messages", "embeddings"]);
-
 /**
  * A successful generation whose usage did not arrive in full — the client hung up, the stream broke
  * off, or the server reports no usage — is billed by estimate rather than left free.
  */
 function needsEstimate(ctx: CallContext, status: number, outcome: Outcome, usage: Usage | null): boolean {
-  if (status >= 400 || !generating.has(ctx.endpoint.kind)) return false;
+  if (status >= 400 || !ctx.endpoint.billed || background(ctx) || isWarmup(ctx)) return false;
   return outcome !== "completed" || usage === null || usage.output_tokens === null || usage.input_tokens === null;
+}
+
+/** A Responses API call run in the background: answered `queued`, its usage is on the response once it completes. */
+const background = (ctx: CallContext) => ctx.endpoint.kind === "responses" && ctx.body?.background === true;
+
+/** Why a call that causes model usage has no cost in its record (`price_source: unpriced:<reason>`). */
+function unpriced(ctx: CallContext): { price_source: string } | Record<string, never> {
+  if (background(ctx)) return { price_source: "unpriced:background" };
+  return ctx.endpoint.unpriced ? { price_source: `unpriced:${ctx.endpoint.unpriced}` } : {};
+}
+
+/** The tier a call was limited under, as a limiter named it, else its principal's. */
+function tierOf(ctx: CallContext): string | null {
+  return ctx.tier ?? ctx.principal?.tier ?? null;
+}
+
+const noReasons: readonly string[] = Object.freeze([]);
+
+/** Stage 10: every plugin that observes is told of the ended call, synchronously. Never throws. */
+function observe(ctx: CallContext, record: AuditRecord, end: CallEnd, rt: Runtime): void {
+  let call: ObservedCall | null = null;
+  for (const plugin of rt.plugins) {
+    if (!plugin.observe) continue;
+    call ??= {
+      ctx,
+      record,
+      finishReasons: (end.kind === "answered" && end.meter.finishReasons) || noReasons,
+      tier: tierOf(ctx),
+    };
+    try {
+      plugin.observe(call);
+    } catch (error) {
+      rt.log.error(`[plugin ${plugin.name}] observe: ${errorMessage(error)}`);
+    }
+  }
+}
+
+/**
+ * A Responses API warmup (`generate: false`, WebSocket mode) prepares state and generates nothing:
+ * it keeps the usage the provider reports, and is never billed by estimate.
+ */
+function isWarmup(ctx: CallContext): boolean {
+  return ctx.endpoint.kind === "responses" && ctx.body?.generate === false;
 }
 
 /** Stage 9: every limiter reconciles with the final record. Never throws. */

@@ -17,7 +17,20 @@ function countTokens(): Promise<CountTokens> {
 }
 
 /** Request fields that carry text the model reads. */
-const promptFields = ["messages", "system", "input", "prompt", "instructions", "tools", "functions"];
+// OpenAI's and Anthropic's; Gemini's `contents`, `systemInstruction`, and an embedding's `content` / `requests`.
+const promptFields = [
+  "messages",
+  "system",
+  "input",
+  "prompt",
+  "instructions",
+  "tools",
+  "functions",
+  "contents",
+  "systemInstruction",
+  "content",
+  "requests",
+];
 /** Keys whose strings are structure, not text. */
 const structuralKeys = new Set(["role", "type", "id", "model", "cache_control", "tool_use_id", "call_id"]);
 

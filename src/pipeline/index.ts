@@ -9,7 +9,7 @@
  * hooks run through one runner (./hooks.ts). The runner knows nothing about Elysia: it takes a
  * Request and returns a Response.
  */
-import { ProxyError, errorMessage, toWireError } from "../errors.ts";
+import { ProxyError, endpointError, errorMessage } from "../errors.ts";
 import { PluginError } from "../plugin.ts";
 import { emptyAttribution, type CallContext, type Endpoint } from "./context.ts";
 import { callEnding } from "./end.ts";
@@ -26,7 +26,14 @@ import { forward } from "./forward.ts";
  * Runs one proxied call. `onEnd` is called once when the call is over: when a refused call is
  * answered, or when a forwarded call's response has ended (done, failed or cancelled).
  */
-export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime, onEnd: () => void = () => {}): Promise<Response> {
+export async function runCall(
+  request: Request,
+  endpoint: Endpoint,
+  rt: Runtime,
+  onEnd: () => void = () => {},
+  /** The provider that resolved the endpoint from one of its own paths: it serves the call (stage 1 decided). */
+  resolvedBy: RoutedProvider | null = null,
+): Promise<Response> {
   const base = baseContext(request, endpoint);
   let ctx: CallContext = base;
   let routed: RoutedProvider | null = null;
@@ -37,7 +44,7 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime,
   };
   try {
     ctx = await readCall(base, rt); //                                               the request
-    const provider = (routed = route(ctx.endpoint, ctx.model, rt)); //               1 route
+    const provider = (routed = resolvedBy ?? route(ctx.endpoint, ctx.model, rt)); // 1 route
     ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
     ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
     if (ctx.principal) holdToPrincipal(ctx, ctx.principal); //                         (identity.ts)
@@ -52,16 +59,17 @@ export async function runCall(request: Request, endpoint: Endpoint, rt: Runtime,
     }
   } catch (error) {
     end();
-    return reject(error, ctx, routed, rt);
+    return rejectCall(error, ctx, routed, rt);
   }
 }
 
 /** Refuses a call before reading its body (e.g. its client has too many open), and records it. */
 export function refuseCall(request: Request, endpoint: Endpoint, rt: Runtime, error: ProxyError): Promise<Response> {
-  return reject(error, baseContext(request, endpoint), null, rt);
+  return rejectCall(error, baseContext(request, endpoint), null, rt);
 }
 
-async function reject(error: unknown, ctx: CallContext, provider: RoutedProvider | null, rt: Runtime): Promise<Response> {
+/** Answers a call refused at any stage before it was forwarded, and records it as `rejected`. */
+export async function rejectCall(error: unknown, ctx: CallContext, provider: RoutedProvider | null, rt: Runtime): Promise<Response> {
   const failure =
     error instanceof ProxyError
       ? error
@@ -77,5 +85,5 @@ async function reject(error: unknown, ctx: CallContext, provider: RoutedProvider
     rt,
     callEnding(ctx, newRecord(ctx, provider?.plugin ?? null, rt), provider, rt).finish({ kind: "refused", error: failure }),
   );
-  return toWireError(failure, ctx.endpoint.wire, { "x-audit-record-id": ctx.id });
+  return endpointError(failure, ctx.endpoint, { "x-audit-record-id": ctx.id });
 }

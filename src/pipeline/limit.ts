@@ -12,6 +12,9 @@ export async function checkLimits(ctx: CallContext, provider: RoutedProvider, rt
       if (Number.isInteger(maxTokens) && maxTokens > 0) ctx.outputCap = Math.min(ctx.outputCap ?? maxTokens, maxTokens);
     },
     price: (usage) => priceUsage(ctx, provider, usage, null, rt),
+    noteTier(tier) {
+      ctx.tier ??= tier;
+    },
   };
   await runSequential(
     rt.plugins,

@@ -64,7 +64,6 @@ export function keyedHash(key: Uint8Array, data: Uint8Array): string {
  * sinks get the record once the store has committed it (./sinks.ts).
  */
 export function writeRecord(record: AuditRecord, rt: Runtime): Promise<void> | undefined {
-  rt.metrics.observe(record);
   try {
     const pending = rt.store.commit(record);
     if (pending)

@@ -22,9 +22,20 @@ export function baseContext(request: Request, endpoint: Endpoint): CallContext {
 
 const utf8 = new TextDecoder();
 
-async function readJSONBody(request: Request, endpoint: Endpoint, rt: Runtime) {
-  if (endpoint.method === "GET") return { rawBody: null, body: null };
+function parseObject(rawBody: Uint8Array): Record<string, unknown> | null {
+  try {
+    const body: unknown = JSON.parse(utf8.decode(rawBody));
+    return typeof body === "object" && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The body as the endpoint reads it (see BodyMode): bytes and parsed object, or neither. */
+async function readRequestBody(request: Request, endpoint: Endpoint, rt: Runtime) {
+  if (endpoint.body !== "model" && endpoint.body !== "json") return { rawBody: null, body: null };
   const rawBody = await readBody(request, rt.limits.maxBodyBytes, rt.limits.bodyTimeoutMs);
+  if (endpoint.body === "json") return { rawBody, body: rawBody.byteLength > 0 ? parseObject(rawBody) : null };
   let body: unknown;
   try {
     body = JSON.parse(utf8.decode(rawBody));
@@ -37,7 +48,10 @@ async function readJSONBody(request: Request, endpoint: Endpoint, rt: Runtime) {
   return { rawBody, body: body as Record<string, unknown> };
 }
 
-/** The call with its body read and checked: the method, JSON, a string `model` on POST. */
+/**
+ * The call with its body read and checked: the method, and for a model call a JSON object with a
+ * string `model` (unless its path names the model).
+ */
 export async function readCall(base: CallContext, rt: Runtime): Promise<CallContext> {
   const { request, endpoint } = base;
   if (request.method !== endpoint.method) {
@@ -45,10 +59,10 @@ export async function readCall(base: CallContext, rt: Runtime): Promise<CallCont
       allow: endpoint.method,
     });
   }
-  const { rawBody, body } = await readJSONBody(request, endpoint, rt);
-  const model = typeof body?.model === "string" ? body.model : null;
-  if (endpoint.method === "POST" && model === null) {
+  const { rawBody, body } = await readRequestBody(request, endpoint, rt);
+  const model = endpoint.model ?? (typeof body?.model === "string" ? body.model : null);
+  if (endpoint.body === "model" && model === null) {
     throw new ProxyError("missing_model", "The request body must have a string field `model`.");
   }
-  return { ...base, rawBody, body, model, stream: body?.stream === true };
+  return { ...base, rawBody, body, model, stream: endpoint.stream ?? body?.stream === true };
 }

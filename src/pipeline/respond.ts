@@ -13,7 +13,7 @@ import { SSEParser, parseJSON, type SSEEvent } from "../proxy/sse.ts";
 import { SSEEventFilter } from "../proxy/sse-filter.ts";
 import { firstStringMember, lastObjectMember } from "../proxy/json-peek.ts";
 import { tapStream, type StreamEnd } from "../proxy/tap.ts";
-import type { CallContext, Meter } from "./context.ts";
+import type { CallContext, Meter, MeteredResponse } from "./context.ts";
 import type { CallEnd, CallEnding } from "./end.ts";
 import { elapsed } from "./record.ts";
 import { trackUntilDone, type RoutedProvider, type Runtime } from "./runtime.ts";
@@ -90,10 +90,16 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     await finish({ kind: "done" });
     return null;
   }
+  const firstByte = () => (ttfb ??= elapsed(reply.ctx));
   if (sse) {
-    const observer = sseObserver(meter, hasher, streamed(), () => (ttfb ??= elapsed(reply.ctx)), record, finish);
+    const observer = eventObserver(sseFeed(meter), meter, hasher, streamed(), firstByte, record, finish);
     const filter = reply.hideEvent ? new SSEEventFilter(reply.hideEvent) : undefined;
     return tapStream(upstream.body.getReader(), observer, filter);
+  }
+  if (meter.chunk && !isJSON(upstream.headers.get("content-type"))) {
+    // A binary event framing the provider's meter decodes itself (e.g. AWS event streams).
+    const feed = { push: (bytes: Uint8Array) => (meter.chunk!(bytes), true), end() {} };
+    return tapStream(upstream.body.getReader(), eventObserver(feed, meter, hasher, streamed(), firstByte, record, finish));
   }
   const declared = Number(upstream.headers.get("content-length") ?? Number.NaN);
   if (declared >= 0 && declared <= maxBufferedBytes && !upstream.headers.has("content-encoding")) {
@@ -176,7 +182,33 @@ function edgesOf(head: Uint8Array, tail: Uint8Array): Record<string, unknown> | 
   return usage ? { ...(model ? { model } : {}), usage } : null;
 }
 
-function sseObserver(
+/** How a stream's bytes reach its meter: `push` says whether a chunk completed any event. */
+interface MeterFeed {
+  push(bytes: Uint8Array): boolean;
+  end(): void;
+}
+
+function sseFeed(meter: Meter): MeterFeed {
+  const parser = new SSEParser();
+  return {
+    push(bytes) {
+      let events = false;
+      for (const event of parser.push(bytes)) {
+        meter.event(event);
+        events = true;
+      }
+      return events;
+    },
+    end() {
+      for (const event of parser.end()) meter.event(event);
+    },
+  };
+}
+
+const isJSON = (contentType: string | null) => contentType !== null && /[/+]json\b/i.test(contentType);
+
+function eventObserver(
+  feed: MeterFeed,
   meter: Meter,
   hasher: ReturnType<typeof responseHasher>,
   idle: { arm(): void },
@@ -184,27 +216,22 @@ function sseObserver(
   record: (how: StreamEnd) => Promise<unknown>,
   finish: (how: StreamEnd) => void,
 ) {
-  const parser = new SSEParser();
   let terminal = false;
   return {
     chunk(bytes: Uint8Array) {
       firstByte();
       idle.arm();
       hasher.update(bytes);
-      let events = false;
-      for (const event of parser.push(bytes)) {
-        meter.event(event);
-        events = true;
-      }
-      // The terminal event (`[DONE]`, `message_stop`, `response.completed`) ends the answer for the
-      // client: the chunk that carries it waits for the final record.
+      const events = feed.push(bytes);
+      // The terminal event (`[DONE]`, `message_stop`, `response.completed`, Bedrock's `metadata`)
+      // ends the answer for the client: the chunk that carries it waits for the final record.
       if (events && !terminal && meter.result().terminal) {
         terminal = true;
         return record({ kind: "done" });
       }
     },
     end(how: StreamEnd) {
-      for (const event of parser.end()) meter.event(event);
+      feed.end();
       finish(how);
     },
   };
@@ -225,7 +252,12 @@ function idleTimer({ abort, rt }: ReplyContext) {
 }
 
 /** A meter whose failures are logged once and never reach the stream. */
-function guardedMeter({ provider, ctx, rt }: ReplyContext): Meter {
+export function guardedMeter({
+  provider,
+  ctx,
+  rt,
+  upstream,
+}: Pick<ReplyContext, "provider" | "ctx" | "rt"> & { upstream: MeteredResponse }): Meter {
   let failed = false;
   const fail = (hook: string, error: unknown) => {
     if (!failed) rt.log.error(`[plugin ${provider.plugin}] ${hook}: ${errorMessage(error)} (call ${ctx.id})`);
@@ -233,11 +265,23 @@ function guardedMeter({ provider, ctx, rt }: ReplyContext): Meter {
   };
   let inner: Meter | null = null;
   try {
-    inner = provider.adapter.meter(ctx.endpoint);
+    inner = provider.adapter.meter(ctx.endpoint, { status: upstream.status, headers: upstream.headers });
   } catch (error) {
     fail("provider.meter", error);
   }
+  const chunk = inner?.chunk
+    ? (bytes: Uint8Array) => {
+        if (inner && !failed) {
+          try {
+            inner.chunk!(bytes);
+          } catch (error) {
+            fail("meter.chunk", error);
+          }
+        }
+      }
+    : undefined;
   return {
+    chunk,
     event(event) {
       if (inner && !failed) {
         try {

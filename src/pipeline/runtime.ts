@@ -19,6 +19,10 @@ export interface RuntimeLimits {
   bodyTimeoutMs: number;
   /** Proxied requests one client address may have open at once (0 = no bound). */
   maxConnectionsPerClient: number;
+  /** Largest body streamed upstream unread (file uploads, unknown paths), in bytes. */
+  maxUploadBytes: number;
+  /** Paths under /v1 the proxy does not know: forwarded to the routed provider, or refused with 404. */
+  unknownPaths: "forward" | "refuse";
 }
 
 export type ConsentMode = "off" | "record" | "enforce";

@@ -29,4 +29,5 @@ export const stages = [
   { stage: "price", hook: "price", kind: "first", onError: "log", output: "the exact cost in nano-USD, and its source" },
   { stage: "record", hook: "audit.write", kind: "broadcast", onError: "log", output: "the final record, committed, then to every sink" },
   { stage: "settle", hook: "limit.settle", kind: "sequential", onError: "log", output: "limits reconciled with the real usage, once" },
+  { stage: "observe", hook: "observe", kind: "broadcast", onError: "log", output: "the ended call told to telemetry (spans, metrics)" },
 ] as const satisfies readonly Stage[];

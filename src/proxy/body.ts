@@ -74,9 +74,30 @@ function bodyTimeout(ms: number): ProxyError {
   );
 }
 
-function tooLarge(limit: number): ProxyError {
+function tooLarge(limit: number, setting = "server.maxBodyBytes"): ProxyError {
   return new ProxyError(
     "body_too_large",
-    `Request body is larger than the proxy's limit of ${limit} bytes; send a smaller request or raise server.maxBodyBytes in agent-attr.config.ts.`,
+    `Request body is larger than the proxy's limit of ${limit} bytes; send a smaller request or raise ${setting} in agent-attr.config.ts.`,
+  );
+}
+
+/**
+ * A request body streamed upstream unread (a file upload), refused past `limit` bytes: a declared
+ * Content-Length over it before a byte is read, a chunked body by erroring the stream as soon as
+ * its running total passes it (the upstream call then fails). Null when the request has no body.
+ */
+export function uploadStream(request: Request, limit: number): ReadableStream<Uint8Array> | null {
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  if (declared > limit) throw tooLarge(limit, "server.maxUploadBytes");
+  if (!request.body || declared === 0) return null;
+  let total = 0;
+  return request.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        total += chunk.byteLength;
+        if (total > limit) controller.error(tooLarge(limit, "server.maxUploadBytes"));
+        else controller.enqueue(chunk);
+      },
+    }),
   );
 }

@@ -1,8 +1,8 @@
 /** Helpers for provider adapters: building the upstream URL and making the upstream call. */
-import type { UpstreamCall } from "../plugin.ts";
+import type { UpstreamCall, UpstreamSocket, UpstreamSocketCall } from "../plugin.ts";
 
 /** `base` + the part of the inbound path after `stripPrefix`, keeping the query string. */
-export function upstreamURL(base: string, call: UpstreamCall, stripPrefix = ""): string {
+export function upstreamURL(base: string, call: Pick<UpstreamCall, "ctx">, stripPrefix = ""): string {
   // An inbound request URL is absolute ("http://host:port/path?query"): its path starts at the
   // first "/" after the scheme's "//".
   const url = call.ctx.request.url;
@@ -29,6 +29,26 @@ export function fetchUpstream(url: string, call: UpstreamCall, setHeaders: Recor
     redirect: "manual",
     timeout: false,
   });
+}
+
+/**
+ * `upstreamURL` for a WebSocket: the same URL with `http:` turned into `ws:` and `https:` into
+ * `wss:`, and the provider's upstream headers (the principal's) set on the call's copy, after `setHeaders`.
+ */
+export function upstreamSocket(
+  base: string,
+  call: UpstreamSocketCall,
+  stripPrefix = "",
+  setHeaders: Record<string, string> = {},
+): UpstreamSocket {
+  const url = new URL(upstreamURL(base, call, stripPrefix));
+  if (url.protocol === "http:") url.protocol = "ws:";
+  else if (url.protocol === "https:") url.protocol = "wss:";
+  const headers = call.headers;
+  for (const name in setHeaders) headers.set(name, setHeaders[name]!);
+  const principalHeaders = call.ctx.principal?.upstreamHeaders;
+  if (principalHeaders) for (const name in principalHeaders) headers.set(name, principalHeaders[name]!);
+  return { url: url.href, headers };
 }
 
 /** A matcher from glob patterns (`*` matches any run of characters, nothing else is special): true when any matches. */

@@ -1,7 +1,7 @@
 /**
  * The HTTP surface beside the proxied endpoints (those are Bun-native routes, see
- * ./proxy-routes.ts): the audit API, the ops routes, plugin routes, and wire-format 404s for
- * anything else under /v1.
+ * ./proxy-routes.ts, which serve everything under /v1 on a running server): the audit API, the ops
+ * routes, plugin routes, and a wire-format 404 for /v1 paths reached through `app.handle` alone.
  */
 import { Elysia } from "elysia";
 import { ProxyError, apiError, toWireError } from "../errors.ts";

@@ -20,7 +20,17 @@ export type Role = (typeof roles)[number];
 export interface AccessToken {
   token: string;
   role: Role;
+  /**
+   * Who holds it, as audit-of-the-audit events name the actor (`api:admin:<name>`); never the
+   * token. Absent for AGENT_ATTR_ADMIN_TOKEN and AGENT_ATTR_AUDITOR_TOKEN (`api:admin`, `api:auditor`).
+   */
+  name?: string;
 }
+
+/** A token holder's name in actors: a short label, no spaces or colons. */
+const tokenName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, "a token's name is 1-64 letters, digits and . _ @ - (it names the actor in the trail)");
 
 /** A check for one route: null lets the request through, otherwise the 401/403 to answer with. */
 export type AccessGuard = (request: Request, needs: Role, route: string) => Response | null;
@@ -46,8 +56,10 @@ export interface AccessRefusal {
 
 /** `admin.tokens` in the config: the token itself, or the environment variable that holds it. */
 export const adminTokenSchema = z.union([
-  z.object({ token: z.string().min(16, "admin tokens must be at least 16 characters"), role: z.enum(roles) }).strict(),
-  z.object({ tokenEnv: z.string().min(1), role: z.enum(roles) }).strict(),
+  z
+    .object({ token: z.string().min(16, "admin tokens must be at least 16 characters"), role: z.enum(roles), name: tokenName.optional() })
+    .strict(),
+  z.object({ tokenEnv: z.string().min(1), role: z.enum(roles), name: tokenName.optional() }).strict(),
 ]);
 export type AdminTokenConfig = z.output<typeof adminTokenSchema>;
 
@@ -61,21 +73,32 @@ function checked(token: string, source: string): string {
   return token;
 }
 
-/** The tokens in force: the two environment variables first, then the config's list. */
+/**
+ * The tokens in force: the two environment variables first, then the config's list. A config
+ * token is named by its `name`, else by its `tokenEnv`, else by its place (`admin.tokens[2]`).
+ */
 export function resolveAccessTokens(configured: readonly AdminTokenConfig[], env: Record<string, string | undefined>): AccessToken[] {
   const tokens: AccessToken[] = [];
   if (env.AGENT_ATTR_ADMIN_TOKEN) tokens.push({ token: checked(env.AGENT_ATTR_ADMIN_TOKEN, "AGENT_ATTR_ADMIN_TOKEN"), role: "admin" });
   if (env.AGENT_ATTR_AUDITOR_TOKEN)
     tokens.push({ token: checked(env.AGENT_ATTR_AUDITOR_TOKEN, "AGENT_ATTR_AUDITOR_TOKEN"), role: "auditor" });
-  for (const entry of configured) {
-    if ("token" in entry) {
-      tokens.push({ token: entry.token, role: entry.role });
-      continue;
+  const names = new Set<string>();
+  for (const [i, entry] of configured.entries()) {
+    let token: string;
+    if ("token" in entry) token = entry.token;
+    else {
+      const value = env[entry.tokenEnv];
+      if (!value)
+        throw new Error(`admin.tokens names the environment variable ${entry.tokenEnv}, but it is not set; set it or remove the entry.`);
+      token = checked(value, entry.tokenEnv);
     }
-    const value = env[entry.tokenEnv];
-    if (!value)
-      throw new Error(`admin.tokens names the environment variable ${entry.tokenEnv}, but it is not set; set it or remove the entry.`);
-    tokens.push({ token: checked(value, entry.tokenEnv), role: entry.role });
+    const name = entry.name ?? ("tokenEnv" in entry ? entry.tokenEnv : `admin.tokens[${i}]`);
+    if (name === token)
+      throw new Error(`admin.tokens[${i}]: its name is the token itself; a name is recorded in the trail, so choose another.`);
+    if (names.has(name))
+      throw new Error(`admin.tokens: two tokens are named '${name}'; give each its own name (it names the actor in the trail).`);
+    names.add(name);
+    tokens.push({ token, role: entry.role, name });
   }
   return tokens;
 }
@@ -87,11 +110,12 @@ const digest = (value: string) => createHash("sha256").update(value).digest();
 /** Compares two equal-length buffers in constant time (`timingSafeEqual`; injectable for tests). */
 export type Compare = (a: Buffer, b: Buffer) => boolean;
 
-type Presented = { role: Role; via: "bearer" | "session" } | { role: null; reason: Exclude<AccessRefusal["reason"], "insufficient_role"> };
+type Presented =
+  | { role: Role; name?: string; via: "bearer" | "session" }
+  | { role: null; reason: Exclude<AccessRefusal["reason"], "insufficient_role"> };
 
-/** A request's dashboard session, if it carries a session cookie (./sessions.ts); null if it carries none. */
-/** What a dashboard session cookie (./sessions.ts) says about a request: its role, or why it has none. */
-export type SessionLookup = { role: Role } | { role: null; reason: "unknown_session" | "cross_site" };
+/** What a dashboard session cookie (./sessions.ts) says about a request: its role (and the signing-in token's name), or why it has none. */
+export type SessionLookup = { role: Role; name?: string } | { role: null; reason: "unknown_session" | "cross_site" };
 
 export type SessionResolver = (request: Request) => SessionLookup | null;
 
@@ -111,40 +135,48 @@ function roleMatcher(
     if (header === null) {
       const session = sessions?.(request) ?? null;
       if (session === null) return { role: null, reason: "no_token" };
-      return session.role ? { role: session.role, via: "session" } : session;
+      return session.role ? { role: session.role, name: session.name, via: "session" } : session;
     }
     const bearer = /^Bearer\s+(\S.*)$/i.exec(header);
     if (!bearer) return { role: null, reason: "not_bearer" };
-    const role = roleOfToken(bearer[1]!);
-    return role ? { role, via: "bearer" } : { role: null, reason: "unknown_token" };
+    const match = roleOfToken(bearer[1]!);
+    return match ? { ...match, via: "bearer" } : { role: null, reason: "unknown_token" };
   };
 }
 
-/** The role of a token (the bearer token, or the one a dashboard sign-in presents); null if no one configured it. */
-export function tokenMatcher(tokens: readonly AccessToken[], compare: Compare = timingSafeEqual): (token: string) => Role | null {
-  const known = tokens.map((t) => ({ digest: digest(t.token), role: t.role }));
+/** The role and name of a token (the bearer token, or the one a dashboard sign-in presents); null if no one configured it. */
+export function tokenMatcher(
+  tokens: readonly AccessToken[],
+  compare: Compare = timingSafeEqual,
+): (token: string) => { role: Role; name?: string } | null {
+  const known = tokens.map((t) => ({
+    digest: digest(t.token),
+    match: t.name === undefined ? { role: t.role } : { role: t.role, name: t.name },
+  }));
   return (token) => {
     const given = digest(token);
-    let role: Role | null = null;
+    let match: { role: Role; name?: string } | null = null;
     // Compare against every token (no early exit), each in constant time.
     for (const candidate of known) {
-      if (compare(given, candidate.digest) && role === null) role = candidate.role;
+      if (compare(given, candidate.digest) && match === null) match = candidate.match;
     }
-    return role;
+    return match;
   };
 }
 
 /**
  * Who a request acts as, for audit-of-the-audit events: `api:admin`, `api:auditor` (a bearer
- * token), `dashboard:admin`, `dashboard:auditor` (a signed-in browser), or `api:open` when no
- * token is configured. Never the token itself.
+ * token), `dashboard:admin`, `dashboard:auditor` (a signed-in browser), then `:<name>` for a
+ * token of the config's `admin.tokens` (`api:admin:alice`, `dashboard:auditor:SOC_AUDITOR_TOKEN`),
+ * or `api:open` when no token is configured. Never the token itself.
  */
 export function accessActor(tokens: readonly AccessToken[], sessions?: SessionResolver): (request: Request) => string {
   if (tokens.length === 0) return () => "api:open";
   const roleOf = roleMatcher(tokens, timingSafeEqual, sessions);
   return (request) => {
     const presented = roleOf(request);
-    return presented.role ? `${presented.via === "session" ? "dashboard" : "api"}:${presented.role}` : "api:unknown";
+    if (!presented.role) return "api:unknown";
+    return `${presented.via === "session" ? "dashboard" : "api"}:${presented.role}${presented.name ? `:${presented.name}` : ""}`;
   };
 }
 

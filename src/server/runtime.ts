@@ -1,5 +1,5 @@
 /** Builds the runtime (store opened, sinks fed, plugins set up) from a validated config, and closes it. */
-import { anthropic, headerAttribution, openai, pricing } from "../../plugins/index.ts";
+import { anthropic, headerAttribution, openai, otel, otelWantedByEnvironment, pricing } from "../../plugins/index.ts";
 import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/load.ts";
 import { errorMessage } from "../errors.ts";
@@ -25,9 +25,17 @@ export function withPricing(plugins: Plugin[]): Plugin[] {
   return plugins.some((plugin) => plugin.price) ? plugins : [...plugins, pricing()];
 }
 
-/** The pipeline a config runs: its plugins (or the defaults), priced. */
+/**
+ * Spans are exported when the environment asks for them (OTEL_EXPORTER_OTLP_ENDPOINT or
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set): a config without an `otel()` plugin gets one, last.
+ */
+export function withTracing(plugins: Plugin[], env: Record<string, string | undefined> = process.env): Plugin[] {
+  return otelWantedByEnvironment(env) && !plugins.some((plugin) => plugin.name === "otel") ? [...plugins, otel()] : plugins;
+}
+
+/** The pipeline a config runs: its plugins (or the defaults), priced, traced when the environment asks. */
 export function configuredPlugins(config: Config): Plugin[] {
-  return withPricing(config.plugins ?? defaultPlugins());
+  return withTracing(withPricing(config.plugins ?? defaultPlugins()));
 }
 
 /**
@@ -53,6 +61,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
     plugins.flatMap((p) => (p.audit ? [{ plugin: p.name, sink: p.audit }] : [])),
     log,
   );
+  const metrics = new Metrics({ backlog: () => store.backlog });
+  const pluginMetrics = metrics.forPlugins();
   const ready: Plugin[] = [];
   try {
     if (!sinks.empty) store.onCommitted((records) => sinks.deliver(records));
@@ -62,7 +72,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       log.warn(`${finished} call(s) had finished but were not committed when the proxy last stopped; committed from the intent log`);
     for (const plugin of plugins) {
       try {
-        await plugin.setup?.({ logDb: options.logDb, log, audit, keys: store.keys });
+        await plugin.setup?.({ logDb: options.logDb, log, audit, keys: store.keys, metrics: pluginMetrics, trail: store.trail });
       } catch (error) {
         throw new PluginError(plugin.name, "setup", error);
       }
@@ -87,6 +97,8 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
         streamIdleTimeoutMs: config.server.streamIdleTimeoutMs,
         bodyTimeoutMs: config.server.bodyTimeoutMs,
         maxConnectionsPerClient: config.server.maxConnectionsPerClient,
+        maxUploadBytes: config.server.maxUploadBytes,
+        unknownPaths: config.server.unknownPaths,
       },
       tags: { ...config.tags, personalSet: new Set(config.tags.personal.map((key) => tagKey(key) ?? key)) },
       neverUpstream: neverUpstreamWith([consentHeader, ...plugins.flatMap((plugin) => plugin.inboundHeaders ?? [])]),
@@ -94,7 +106,7 @@ export async function createRuntime(config: Config, options: { logDb: string; lo
       log,
       inflight: new Set(),
       upstreamSlots: new UpstreamSlots(config.server.maxUpstreamConnections),
-      metrics: new Metrics(),
+      metrics,
     };
   } catch (error) {
     await teardown(ready, log);

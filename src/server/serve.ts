@@ -10,12 +10,13 @@ import type { Runtime } from "../pipeline/runtime.ts";
 import type { Logger } from "../plugin.ts";
 import { accessDenials, createApp } from "./app.ts";
 import { proxyRoutes } from "./proxy-routes.ts";
+import { socketHandlers, type SocketBridge } from "./websocket/index.ts";
 import { closeRuntime, configuredPlugins, createRuntime, waitForInflight } from "./runtime.ts";
 import { checkStartup } from "./startup-check.ts";
 import { createLogger } from "../log.ts";
 
 export interface ProxyServer {
-  server: Server<undefined>;
+  server: Server<SocketBridge>;
   runtime: Runtime;
   url: string;
   /** Graceful stop: no new connections, in-flight calls finish (up to the grace time), records flushed. */
@@ -42,7 +43,7 @@ export async function startProxy(config: Config, options: StartOptions): Promise
   for (const warning of check.warnings) log.warn(warning);
   const runtime = await createRuntime(config, { logDb: options.logDb, log });
   const denials = accessDenials(runtime);
-  let server: Server<undefined> | undefined;
+  let server: Server<SocketBridge> | undefined;
   const clientAddress = (request: Request) => server?.requestIP(request)?.address ?? null;
   const app = createApp(runtime, { tokens, denials, clientAddress, dashboard: config.dashboard.enabled });
   const handle = app.fetch;
@@ -53,8 +54,9 @@ export async function startProxy(config: Config, options: StartOptions): Promise
       reusePort: false,
       idleTimeout: 30,
       // The pipeline enforces the configured limit (and records the refusal); this is a backstop.
-      maxRequestBodySize: config.server.maxBodyBytes * 4,
+      maxRequestBodySize: Math.max(config.server.maxBodyBytes * 4, config.server.maxUploadBytes + 1024 * 1024),
       routes: proxyRoutes(runtime),
+      websocket: socketHandlers(runtime),
       fetch: (request) => handle(request),
     });
   } catch (error) {

@@ -19,6 +19,8 @@ export const dashboardHeader = "x-agent-attr-dashboard";
 
 interface Session {
   role: Role;
+  /** The signing-in token's name (AccessToken.name), for the actor of what the session does. */
+  name?: string;
   expiresAt: number;
   lastUsed: number;
 }
@@ -56,11 +58,11 @@ export class BrowserSessions {
     this.now = options.now ?? Date.now;
   }
 
-  /** A new session for `role`; returns its Set-Cookie header value. */
-  create(role: Role, secure: boolean): string {
+  /** A new session for `role` (signed in with the token named `name`); returns its Set-Cookie header value. */
+  create(role: Role, secure: boolean, name?: string): string {
     const id = randomBytes(32).toString("base64url");
     const now = this.now();
-    this.sessions.set(digest(id), { role, expiresAt: now + this.maxAgeMs, lastUsed: now });
+    this.sessions.set(digest(id), { role, ...(name === undefined ? {} : { name }), expiresAt: now + this.maxAgeMs, lastUsed: now });
     while (this.sessions.size > this.max) this.sessions.delete(this.sessions.keys().next().value!);
     return `${sessionCookie}=${id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${Math.floor(this.maxAgeMs / 1000)}${secure ? "; Secure" : ""}`;
   }
@@ -80,7 +82,7 @@ export class BrowserSessions {
     session.lastUsed = now;
     this.sessions.delete(key);
     this.sessions.set(key, session);
-    return { role: session.role };
+    return session.name === undefined ? { role: session.role } : { role: session.role, name: session.name };
   }
 
   /** Ends the request's session; returns the Set-Cookie value that clears the cookie. */

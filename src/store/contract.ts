@@ -88,6 +88,11 @@ export interface AuditStore {
   recover(): Promise<Recovery>;
   /** Resolves once every record given to `commit` so far is committed, or failed to be and is queued again (logged). */
   flush(): Promise<void>;
+  /**
+   * Final records given to `commit` and not yet committed to the chain (`/metrics` shows it as
+   * `agent_attr_audit_backlog_records`). Optional: a store without it shows no backlog.
+   */
+  readonly backlog?: number;
   /** Commits what is queued, then releases connections, threads and timers. A second call does nothing. */
   close(): Promise<void>;
 }

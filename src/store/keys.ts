@@ -90,5 +90,17 @@ export const newKeySchema = z
   .strict();
 export type NewKeyRequest = z.output<typeof newKeySchema>;
 
+/** What a `key_created` chain event says about the key: never the secret, and only the number of user globs. */
+export function keyCreatedDetails(key: ProxyKey): Record<string, unknown> {
+  return {
+    key_id: key.id,
+    agents: key.agents,
+    user_globs: key.users?.length ?? 0,
+    tier: key.tier,
+    tags: keyTagsDetail(key.tags),
+    expires_at: key.expires_at,
+  };
+}
+
 /** The answer of `POST /audit/keys`: the secret (shown once) and the key's record. */
 export const createdKeySchema = z.object({ key: z.string(), record: proxyKeySchema });

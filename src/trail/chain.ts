@@ -174,11 +174,12 @@ export const chainEventKinds = [
   "consent_granted",
   "consent_withdrawn",
   "consent_expired",
+  "budget_alert",
 ] as const;
 
 export interface ChainEvent {
   kind: (typeof chainEventKinds)[number];
-  /** Who: the admin identity (`cli:<os user>`, `api`), never a data subject. */
+  /** Who: the admin identity (`cli:<os user>`, `api`) or the plugin (`plugin:tiers`), never a data subject. */
   actor: string;
   /** What, without personal data. */
   details: Record<string, unknown>;

@@ -19,7 +19,7 @@ export const chainEventEntrySchema = z.object({
   seq: z.number().int(),
   timestamp: z.string(),
   kind: z.string(),
-  /** Who: `api:admin`, `dashboard:auditor`, `cli:<os user>`, `retention`…; never a data subject. */
+  /** Who: `api:admin`, `api:admin:alice` (a named token), `dashboard:auditor`, `cli:<os user>`, `plugin:tiers`, `retention`…; never a data subject. */
   actor: z.string(),
   details: z.record(z.string(), z.unknown()),
 });

@@ -53,3 +53,21 @@ test("a config file given by --config that does not exist is named", async () =>
   expect(check.stderr).toContain("/nope/agent-attr.config.ts");
   expect(check.stderr).toContain("agent-attr init");
 });
+
+test("the starter config's commented budget alert, uncommented, passes config check once its secret is set", async () => {
+  const dir = tempDir();
+  expect((await runCli(["init"], { cwd: dir })).exitCode).toBe(0);
+  const file = join(dir, "agent-attr.config.ts");
+  const starter = readFileSync(file, "utf8");
+  const enabled = starter.replace("// alerts: [", "alerts: [").replace("// finance: {", "finance: {");
+  expect(enabled).not.toBe(starter);
+  expect(enabled).toContain('alerts: [{ budget: "costPerMonth"');
+  writeFileSync(file, enabled);
+  const env = { AGENT_ATTR_ALERT_SECRET: "" };
+  const missing = await runCli(["config", "check"], { cwd: dir, env });
+  expect(missing.exitCode).toBe(3);
+  expect(missing.stderr).toContain("webhooks.finance.secretEnv names AGENT_ATTR_ALERT_SECRET, which is not set");
+  const check = await runCli(["config", "check"], { cwd: dir, env: { AGENT_ATTR_ALERT_SECRET: "0123456789abcdef0123" } });
+  expect(check.stderr).toBe("");
+  expect(check.exitCode).toBe(0);
+});

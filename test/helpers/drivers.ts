@@ -11,7 +11,7 @@ import { tempDir } from "./proxy.ts";
 import { tamper } from "./records.ts";
 
 /** What these tests use of a store, in the contract's terms. */
-export type TestStore = Pick<AuditStore, "begin" | "commit" | "flush" | "reader" | "trail" | "consents" | "close">;
+export type TestStore = Pick<AuditStore, "begin" | "commit" | "flush" | "reader" | "trail" | "consents" | "keys" | "close">;
 
 export interface OpenedTrail {
   store: TestStore;
@@ -40,6 +40,7 @@ export const sqliteDriver: TestDriver = {
         reader: store.reader,
         trail: store.trail,
         consents: store.consents,
+        keys: store.keys,
         close: () => store.close(),
       },
       tamper: async (sql) => tamper(logDb, sql),

@@ -6,8 +6,8 @@ import { bodyIdentity, claudeCodeUserId } from "../../src/pipeline/body-identity
 const device = "3f4a1b7c8d9e0f1234567890abcdef1234567890abcdef1234567890abcdef12";
 const account = "0d6c7c43-6f3e-4a55-9d1a-4c1b2f0e9a77";
 const session = "2c4e1cf0-7a67-4d2e-9a4b-1d16d3f44752";
-const anthropic = { kind: "messages", wire: "anthropic", path: "/v1/messages", method: "POST" } as const;
-const openai = { kind: "chat.completions", wire: "openai", path: "/v1/chat/completions", method: "POST" } as const;
+const anthropic = { kind: "messages", wire: "anthropic", path: "/v1/messages", method: "POST", billed: true } as const;
+const openai = { kind: "chat.completions", wire: "openai", path: "/v1/chat/completions", method: "POST", billed: true } as const;
 
 test("Claude Code's JSON user_id: the account when logged in, the session apart", () => {
   const value = JSON.stringify({ device_id: device, account_uuid: account, session_id: session });

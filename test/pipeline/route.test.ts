@@ -104,22 +104,28 @@ test("a model no provider serves is a 404 in the wire format's error shape, reco
   expect(record?.status).toBe(404);
 });
 
-test("an unknown /v1 route is a 404 that lists the proxied endpoints", async () => {
+test("an unknown /v1 path is forwarded to the routed provider and recorded, with no usage", async () => {
   const response = await post("/v1/images/generations", { model: "dall-e" });
-  expect(response.status).toBe(404);
-  const body = (await response.json()) as { error: { message: string; code: string } };
-  expect(body.error.code).toBe("not_found");
-  expect(body.error.message).toContain("POST /v1/chat/completions");
+  expect(response.status).toBe(404); // the fake upstream knows no such path: its answer passes through
+  expect(upstream.requests.at(-1)).toMatchObject({ method: "POST", path: "/v1/images/generations" });
+  expect(JSON.parse(upstream.requests.at(-1)!.body)).toEqual({ model: "dall-e" });
+  const record = (await proxy.records()).find((r) => r.id === response.headers.get("x-audit-record-id"));
+  expect(record).toMatchObject({
+    provider: "openai",
+    endpoint: "/v1/images/generations",
+    outcome: "upstream_error",
+    status: 404,
+    usage_source: "none",
+    cost_usd: null,
+  });
 });
 
-test("a wrong method on a proxied endpoint is a 405 with Allow, recorded as rejected", async () => {
-  const response = await fetch(`${proxy.url}/v1/chat/completions`);
-  expect(response.status).toBe(405);
-  expect(response.headers.get("allow")).toBe("POST");
-  expect(((await response.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");
-  const records = await proxy.records();
-  const record = records.find((r) => r.id === response.headers.get("x-audit-record-id"));
-  expect(record).toMatchObject({ outcome: "rejected", status: 405, error_type: "method_not_allowed" });
+test("another method on a model call's path is another endpoint, forwarded (GET /v1/chat/completions lists stored ones)", async () => {
+  const response = await fetch(`${proxy.url}/v1/chat/completions?limit=2`, { headers: { authorization: "Bearer sk-openai" } });
+  await response.text();
+  expect(upstream.requests.at(-1)).toMatchObject({ method: "GET", path: "/v1/chat/completions?limit=2" });
+  const record = (await proxy.records()).find((r) => r.id === response.headers.get("x-audit-record-id"));
+  expect(record).toMatchObject({ provider: "openai", endpoint: "/v1/chat/completions", model: null, usage_source: "none" });
 });
 
 test("a route outside /v1 and /audit is a JSON 404", async () => {

@@ -14,7 +14,7 @@ function stageTables(text: string): { stage: string; hook: string }[][] {
   const tables: { stage: string; hook: string }[][] = [];
   let current: { stage: string; hook: string }[] | null = null;
   for (const line of text.split("\n")) {
-    const row = /^\| (\d) \| (\w+) \| (.*?) \|/.exec(line);
+    const row = /^\| (\d+) \| (\w+) \| (.*?) \|/.exec(line);
     if (row && row[1] === "1" && row[2] === "route") tables.push((current = []));
     if (row && current) current.push({ stage: row[2]!, hook: row[3]! });
     else if (!row) current = null;

@@ -91,3 +91,36 @@ test("OpenAI: an `event: error` is read even when its data has no error member",
   meter.event(data({ message: "overloaded", code: "overloaded" }, "error"));
   expect(meter.result()).toMatchObject({ errorType: "overloaded", terminal: true });
 });
+
+test("OpenAI: finish reasons are read at once from the chunk that carries one (null ones are text-only), spaced or not, per choice", () => {
+  const meter = openaiMeter(chat);
+  meter.event(data('{"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"A"},"finish_reason":null}]}'));
+  meter.event(
+    data('{"id":"c","model":"gpt-4o","choices":[{"index":1,"delta":{"content":"\\"finish_reason\\":\\"x\\""},"finish_reason" : null}]}'),
+  );
+  meter.event(data('{"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'));
+  meter.event(data('{"id":"c","model":"gpt-4o","choices":[{"index":1,"delta":{},"finish_reason" :\n "length"}]}'));
+  meter.event(data("[DONE]"));
+  expect(meter.result().finishReasons).toEqual(["stop", "length"]);
+  expect(meter.result().outputText?.()).toBe('A"finish_reason":"x"');
+});
+
+test("finish reasons of whole answers: OpenAI choices, a Responses API end state, Anthropic's stop_reason", () => {
+  const json = openaiMeter(chat);
+  json.json({ model: "gpt-4o", choices: [{ finish_reason: "tool_calls" }, { finish_reason: "stop" }] });
+  expect(json.result().finishReasons).toEqual(["tool_calls", "stop"]);
+  const responses = openaiMeter({ ...chat, path: "/v1/responses", kind: "responses" });
+  responses.json({ model: "gpt-4o", status: "incomplete", incomplete_details: { reason: "max_output_tokens" } });
+  expect(responses.result().finishReasons).toEqual(["max_output_tokens"]);
+  const anthropic = anthropicMeter(messages);
+  anthropic.json({
+    type: "message",
+    model: "claude",
+    content: [],
+    stop_reason: "max_tokens",
+    usage: { input_tokens: 1, output_tokens: 2 },
+  });
+  expect(anthropic.result().finishReasons).toEqual(["max_tokens"]);
+  const unanswered = anthropicMeter(messages);
+  expect(unanswered.result().finishReasons).toEqual([]);
+});

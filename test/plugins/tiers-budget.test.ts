@@ -144,7 +144,7 @@ describe("the reservation", () => {
     ({
       body,
       rawBody: new TextEncoder().encode(JSON.stringify(body)),
-      endpoint: { kind, wire: "openai", path: "/", method: "POST" },
+      endpoint: { kind, wire: "openai", path: "/", method: "POST", billed: kind !== "messages.count_tokens" },
     }) as unknown as CallContext;
 
   const bytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value));

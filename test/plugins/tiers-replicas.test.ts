@@ -93,7 +93,7 @@ const tpmEstimate = reservationOf(
   {
     body: tpmBody,
     rawBody: null,
-    endpoint: { kind: "chat.completions", wire: "openai", path: "/v1/chat/completions", method: "POST" },
+    endpoint: { kind: "chat.completions", wire: "openai", path: "/v1/chat/completions", method: "POST", billed: true },
   } as unknown as CallContext,
   4096,
 ).tokens;

@@ -146,6 +146,8 @@ describe("tier assignment", () => {
           log: { info() {}, warn: (m) => warnings.push(m), error() {} },
           audit: { checkpoint: { everyRecords: 1000, everySeconds: 60 } },
           keys: proxy.runtime.keys,
+          metrics: proxy.runtime.metrics.forPlugins(),
+          trail: proxy.runtime.trail,
         });
         clock.t = Date.UTC(2026, 0, 22);
         expect((await chat(proxy, "kim")).status).toBe(200);

@@ -6,7 +6,7 @@
  */
 import type { SQL } from "bun";
 import type { ProxyKeyStore } from "../contract.ts";
-import { hashProxyKey, keyTagsColumn, keyTagsDetail, keyTagsOf, mintProxyKey, type NewKeyRequest, type ProxyKey } from "../keys.ts";
+import { hashProxyKey, keyCreatedDetails, keyTagsColumn, keyTagsOf, mintProxyKey, type NewKeyRequest, type ProxyKey } from "../keys.ts";
 import type { ChainEvent } from "../../trail/chain.ts";
 import { transaction } from "./writer.ts";
 
@@ -75,15 +75,7 @@ export class PgKeys implements ProxyKeyStore {
     await transaction(this.sql, 10_000, async (tx) => {
       await tx`INSERT INTO proxy_keys (id, hash, agents, users, tier, tags, created_at, expires_at, revoked_at)
         VALUES (${row.id}, ${hash}, ${row.agents}, ${row.users}, ${row.tier}, ${row.tags}, ${row.created_at}, ${row.expires_at}, NULL)`;
-      const details = {
-        key_id: id,
-        agents: record.agents,
-        user_globs: record.users?.length ?? 0,
-        tier: record.tier,
-        tags: keyTagsDetail(record.tags),
-        expires_at: record.expires_at,
-      };
-      await this.appendEvent(tx, { kind: "key_created", actor, details });
+      await this.appendEvent(tx, { kind: "key_created", actor, details: keyCreatedDetails(record) });
     });
     return { key, record };
   }

@@ -175,6 +175,11 @@ export class PgAuditStore implements AuditStore {
     return this.claimDead(true);
   }
 
+  /** Final records not yet appended to the chain. */
+  get backlog(): number {
+    return this.queue.length;
+  }
+
   flush(): Promise<void> {
     if (this.queue.length === 0 && this.pending.length === 0 && !this.appending) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));

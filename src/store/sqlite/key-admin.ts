@@ -10,7 +10,7 @@
  */
 import type { ChainWriter } from "./chain-writer.ts";
 import type { ProxyKeyStore } from "../contract.ts";
-import { keyTagsDetail, type NewKeyRequest, type ProxyKey } from "../keys.ts";
+import { keyCreatedDetails, type NewKeyRequest, type ProxyKey } from "../keys.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 
 /**
@@ -47,16 +47,7 @@ export class SqliteKeyAdmin implements ProxyKeyStore {
     if (!chain) return make();
     const created = chain.transaction(() => {
       const made = make();
-      const { record } = made;
-      const details = {
-        key_id: record.id,
-        agents: record.agents,
-        user_globs: record.users?.length ?? 0,
-        tier: record.tier,
-        tags: keyTagsDetail(record.tags),
-        expires_at: record.expires_at,
-      };
-      chain.appendInTransaction([], [{ kind: "key_created", actor, details }]);
+      chain.appendInTransaction([], [{ kind: "key_created", actor, details: keyCreatedDetails(made.record) }]);
       return made;
     });
     this.afterEvent();

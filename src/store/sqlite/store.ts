@@ -240,6 +240,11 @@ export class SqliteAuditStore implements AuditStore {
     this.writer.queue(this.listeners.size > 0 ? { id: record.id, row, record } : { id: record.id, row });
   }
 
+  /** Final records not yet committed to the chain (queued for the writer thread, or being written). */
+  get backlog(): number {
+    return this.writer.uncommitted;
+  }
+
   /** Resolves once everything queued so far has been answered by the writer (committed or failed). */
   flush(): Promise<void> {
     return this.writer.flush();

@@ -108,6 +108,55 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage con
       await store.close();
     }
   });
+
+  test("keys: create and revoke are chain events naming the actor and the key, never its secret; a second revoke records nothing", async () => {
+    const { store } = await driver.open("contract_keys");
+    try {
+      const { key, record } = await store.keys.create(
+        { agents: ["deploy-bot"], users: ["ops-*", "sre-*"], tier: "pro" },
+        "api:admin:alice",
+      );
+      expect((await store.keys.revoke(record.id, "cli:bob"))?.revoked_at).toEqual(expect.any(String));
+      expect((await store.keys.revoke(record.id, "cli:bob"))?.revoked_at).toEqual(expect.any(String));
+      expect(await store.keys.revoke("key_nothere", "cli:bob")).toBeNull();
+      const page = await store.trail.events(eventFilterSchema.parse({}));
+      const events = page.events.filter((e) => e.kind.startsWith("key_")).reverse();
+      expect(events.map((e) => [e.kind, e.actor, e.details.key_id])).toEqual([
+        ["key_created", "api:admin:alice", record.id],
+        ["key_revoked", "cli:bob", record.id],
+      ]);
+      expect(events[0]!.details).toEqual({
+        key_id: record.id,
+        agents: ["deploy-bot"],
+        user_globs: 2,
+        tier: "pro",
+        tags: [],
+        expires_at: null,
+      });
+      const text = JSON.stringify(page);
+      for (const secret of [key, key.slice(3), "ops-*"]) expect(text).not.toContain(secret);
+      expect(await store.trail.verify("cli:test")).toMatchObject({ ok: true });
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("a plugin's event (a budget alert) is appended to the chain, listed by its kind, and verified", async () => {
+    const { store } = await driver.open("contract_event");
+    try {
+      await call(store, 1);
+      await store.flush();
+      const details = { alert_id: "a-1", tier: "team", budget: "cost_per_day", threshold: 0.5, scope: "user", used: 5, limit: 10 };
+      await store.trail.recordEvent({ kind: "budget_alert", actor: "plugin:tiers", details });
+      await call(store, 2);
+      await store.flush();
+      const page = await store.trail.events(eventFilterSchema.parse({ kind: "budget_alert" }));
+      expect(page.events.map((e) => [e.kind, e.actor, e.details])).toEqual([["budget_alert", "plugin:tiers", details]]);
+      expect(await store.trail.verify("cli:test")).toMatchObject({ ok: true, records: 2 });
+    } finally {
+      await store.close();
+    }
+  });
 });
 
 describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the trail on $name", (driver: TestDriver) => {

@@ -9,7 +9,7 @@ import { Card, Problem } from "../components/common.tsx";
 import { ago, count, time } from "../format.ts";
 import type { ChainEventEntry, Role, TrailStatus, VerifyReport } from "../types.ts";
 
-const kinds = ["query", "export", "erasure", "verify", "retention", "access_denied", "key_created", "key_revoked"] as const;
+const kinds = ["query", "export", "erasure", "verify", "retention", "access_denied", "key_created", "key_revoked", "budget_alert"] as const;
 
 function Verification({ status, onVerified }: { status: TrailStatus; onVerified: () => void }) {
   const [running, setRunning] = useState(false);
