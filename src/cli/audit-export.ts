@@ -7,6 +7,7 @@ import { withCliAdmin } from "./audit-settings.ts";
 import { cliActor, missingKeyHelp, signingKeyArg } from "./audit-trail.ts";
 import { configArg, exitCodes, InterruptedError, IoError, logDbArg, opening, UsageError } from "./_shared.ts";
 import { errorMessage } from "../errors.ts";
+import { flagValues } from "./filter-args.ts";
 
 const exportCommand = defineCommand({
   meta: { name: "export", description: "Export records (streamed) with a signed manifest beside the file" },
@@ -22,12 +23,15 @@ const exportCommand = defineCommand({
     agent: { type: "string", description: "Only this agent" },
     user: { type: "string", description: "Only this user" },
     task: { type: "string", description: "Only this task context" },
+    tag: { type: "string", description: "Only records with this tag, KEY=VALUE (repeat for several: all must match)" },
     "signing-key": signingKeyArg,
     "log-db": logDbArg,
     config: configArg,
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
+    const tags = flagValues(rawArgs, "tag");
     const parsed = exportFilterSchema.safeParse({
+      tag: tags.length > 0 ? tags : undefined,
       start_date: args["start-date"],
       end_date: args["end-date"],
       agent: args.agent,

@@ -4,6 +4,7 @@
  * the rest auditor. Every call is recorded in the chain, the actor named by its role (`api:admin`,
  * `api:auditor`, or `api:open` without tokens).
  */
+import { tagQuery } from "../store/filters.ts";
 import { Elysia } from "elysia";
 import { z } from "zod";
 import { exportFilterSchema, exportFormats, type ExportFormat } from "../trail/export.ts";
@@ -68,7 +69,7 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
         if (!format.success) {
           return apiError("not_found", `No export format '${params.format}'; use /audit/export/csv, /json or /ndjson.`);
         }
-        const filter = exportFilterSchema.safeParse(queryOf(request));
+        const filter = exportFilterSchema.safeParse(tagQuery(new URL(request.url).searchParams));
         if (!filter.success) {
           return apiError("invalid_query", `Invalid query: ${z.prettifyError(filter.error)}`);
         }

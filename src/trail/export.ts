@@ -4,6 +4,7 @@
  * seq range, first/last chain hash, size and SHA-256 of the bytes, signed with the checkpoint key —
  * that `verifyExport` checks offline.
  */
+import { tagFilter } from "../store/filters.ts";
 import type { KeyObject } from "node:crypto";
 import { z } from "zod";
 import { csvHeader, csvRow } from "./format.ts";
@@ -31,6 +32,8 @@ export const exportFilterSchema = z.object({
   agent: identityFilter.optional(),
   user: identityFilter.optional(),
   task: identityFilter.optional(),
+  /** KEY=VALUE tags an exported record must carry (all of them), as the record filters take them. */
+  tag: tagFilter.optional(),
 });
 export type ParsedExportFilter = z.output<typeof exportFilterSchema>;
 
@@ -47,6 +50,8 @@ export const exportManifestSchema = z.object({
     agent: z.string().nullable(),
     user: z.boolean(),
     task: z.boolean(),
+    /** The tag keys filtered on (their values may be personal, so they are not repeated here). */
+    tags: z.array(z.string()).optional(),
   }),
   record_count: z.number().int(),
   first_seq: z.number().int().nullable(),
@@ -163,6 +168,7 @@ export class ExportRun {
         agent: this.filter.agent ?? null,
         user: this.filter.user !== undefined,
         task: this.filter.task !== undefined,
+        ...(this.filter.tag ? { tags: Object.keys(this.filter.tag).sort() } : {}),
       },
       record_count: count,
       first_seq: first?.seq ?? null,

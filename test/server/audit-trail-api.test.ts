@@ -9,10 +9,10 @@ import { proxyBeforeAll, startTestProxy } from "../helpers/proxy.ts";
 
 const setup = proxyBeforeAll();
 
-async function call(user: string) {
+async function call(user: string, headers: Record<string, string> = {}) {
   const response = await fetch(`${setup.proxy.url}/v1/chat/completions`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-agent-id": "bot", "x-user-id": user },
+    headers: { "content-type": "application/json", "x-agent-id": "bot", "x-user-id": user, ...headers },
     body: JSON.stringify({ model: "gpt-4o", messages: [] }),
   });
   await response.arrayBuffer();
@@ -127,6 +127,18 @@ test("GET /audit/export/ndjson streams the records; its signed manifest is then 
   expect(manifest).toMatchObject({ export_id: id, record_count: lines.length, bytes: body.byteLength, format: "ndjson" });
   expect(manifest.sha256).toBe(new Bun.CryptoHasher("sha256").update(body).digest("hex"));
   expect(manifest.public_key).toBe(await (await fetch(`${setup.proxy.url}/audit/pubkey`)).text());
+});
+
+test("GET /audit/export/json?tag.team=… exports only the records with that tag; a bad tag is a 400", async () => {
+  await call("tagged", { "x-attr-tag-team": "exports" });
+  await call("untagged");
+  await setup.proxy.records();
+  const response = await fetch(`${setup.proxy.url}/audit/export/json?tag.team=exports`);
+  expect(response.status).toBe(200);
+  const records = (await response.json()) as { user_id: string | null; tags: string | null }[];
+  expect(records.map((r) => r.user_id)).toEqual(["tagged"]);
+  expect(JSON.parse(records[0]!.tags!)).toEqual({ team: "exports" });
+  expect((await fetch(`${setup.proxy.url}/audit/export/csv?tag=no-equals-sign`)).status).toBe(400);
 });
 
 test("an unknown export format is a 404, a bad date a 400, an unknown manifest a 404", async () => {

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { recordFilterSchema, summaryFilterSchema } from "../../src/store/filters.ts";
+import { exportFilterSchema } from "../../src/trail/export.ts";
 import { PgAuditStore } from "../../src/store/postgres/index.ts";
 import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
 import { ChainHasher, genesisHash, recordVersions, storedRecordColumns } from "../../src/trail/chain.ts";
@@ -63,6 +64,43 @@ function v2Rows(n: number): { sql: string; tail: string } {
 }
 
 describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("tags on $name", (driver: TestDriver) => {
+  test("exports filtered by tags carry only the matching records; the manifest names the tag keys, not their values", async () => {
+    const { store } = await driver.open("export");
+    try {
+      for (let i = 1; i <= 6; i++) {
+        const team = i % 3 === 0 ? null : i % 2 ? "platform" : "search";
+        await call(store, i, {
+          tags: team ? JSON.stringify({ team }) : null,
+          personal_tags: i === 5 ? JSON.stringify({ email: "alice@example.com" }) : null,
+        });
+      }
+      await store.flush();
+      const exported = async (tag: string | string[]) => {
+        const run = store.trail.export("ndjson", exportFilterSchema.parse({ tag }), "test");
+        const text = await new Response(run.stream()).text();
+        const ids = text.trim()
+          ? text
+              .trim()
+              .split("\n")
+              .map((line) => (JSON.parse(line) as { id: string }).id)
+          : [];
+        return { ids: ids.sort(), manifest: await store.trail.manifest(run.id) };
+      };
+      const platform = await exported("team=platform");
+      expect(platform.ids).toEqual(["rec-1", "rec-5"]);
+      expect(platform.manifest?.record_count).toBe(2);
+      expect(platform.manifest?.filters.tags).toEqual(["team"]);
+      // A personal tag filters too; its value is never written into the manifest.
+      const alice = await exported(["team=platform", "email=alice@example.com"]);
+      expect(alice.ids).toEqual(["rec-5"]);
+      expect(alice.manifest?.filters.tags).toEqual(["email", "team"]);
+      expect(JSON.stringify(alice.manifest)).not.toContain("alice@example.com");
+      expect((await exported("team=nobody")).ids).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
   test("recorded in the chain: filters and summaries by tag; an edited tag is reported at its seq", async () => {
     const { store, tamper } = await driver.open("dims");
     try {

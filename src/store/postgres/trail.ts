@@ -376,8 +376,17 @@ function namesUser(row: { user_id: string | null; key_id: string | null; delegat
 
 function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter): ExportSource {
   const where = `(${"$3::text IS NULL OR timestamp >= $3"}) AND ($4::text IS NULL OR timestamp <= $4) AND ($5::text IS NULL OR agent_id = $5)
-    AND ($6::text IS NULL OR user_id = $6) AND ($7::text IS NULL OR task_context = $7)`;
-  const params = [filter.start_date ?? null, filter.end_date ?? null, filter.agent ?? null, filter.user ?? null, filter.task ?? null];
+    AND ($6::text IS NULL OR user_id = $6) AND ($7::text IS NULL OR task_context = $7)${Object.keys(filter.tag ?? {})
+      .map((key, i) => ` AND coalesce(tags::jsonb ->> '${key}', personal_tags::jsonb ->> '${key}') = $${8 + i}`)
+      .join("")}`;
+  const params = [
+    filter.start_date ?? null,
+    filter.end_date ?? null,
+    filter.agent ?? null,
+    filter.user ?? null,
+    filter.task ?? null,
+    ...Object.values(filter.tag ?? {}),
+  ];
   return {
     chainId: () => chainId,
     async count() {

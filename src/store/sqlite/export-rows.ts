@@ -7,6 +7,7 @@ import { exportChunkRows, type ExportedRow, type ExportSource, type ParsedExport
 import { recordFields, type AuditRecord } from "../../trail/record.ts";
 import { columns, type SQLValue } from "../../trail/row.ts";
 import { chainId } from "./chain-writer.ts";
+import { tagValueSQL } from "./summary.ts";
 
 export function sqliteExportSource(db: Database, filter: ParsedExportFilter): ExportSource {
   const conditions: string[] = [];
@@ -21,6 +22,7 @@ export function sqliteExportSource(db: Database, filter: ParsedExportFilter): Ex
   add("agent_id = ?", filter.agent);
   add("user_id = ?", filter.user);
   add("task_context = ?", filter.task);
+  for (const [key, value] of Object.entries(filter.tag ?? {})) add(`${tagValueSQL(key)} = ?`, value);
   return {
     chainId: () => chainId(db),
     count() {

@@ -9,7 +9,20 @@ import { Card, Problem } from "../components/common.tsx";
 import { ago, count, time } from "../format.ts";
 import type { ChainEventEntry, Role, TrailStatus, VerifyReport } from "../types.ts";
 
-const kinds = ["query", "export", "erasure", "verify", "retention", "access_denied", "key_created", "key_revoked", "budget_alert"] as const;
+const kinds = [
+  "query",
+  "export",
+  "erasure",
+  "verify",
+  "retention",
+  "access_denied",
+  "key_created",
+  "key_revoked",
+  "consent_granted",
+  "consent_withdrawn",
+  "consent_expired",
+  "budget_alert",
+] as const;
 
 function Verification({ status, onVerified }: { status: TrailStatus; onVerified: () => void }) {
   const [running, setRunning] = useState(false);
