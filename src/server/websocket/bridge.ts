@@ -91,7 +91,11 @@ export class SocketBridge {
 
   clientMessage(message: string | Buffer): void {
     const size = typeof message === "string" ? message.length : message.byteLength;
-    this.#toUpstream.push(size, () => (typeof message === "string" ? this.#responses.clientFrame(message) : this.#sendUpstream(message)));
+    // A binary frame whose bytes are a response.create (JSON text) could be read as one upstream:
+    // it is metered as a response like the text frame, and goes up as text; any other binary frame
+    // passes unchanged.
+    const event = typeof message === "string" ? message : responseCreateText(message);
+    this.#toUpstream.push(size, () => (event !== null ? this.#responses.clientFrame(event) : this.#sendUpstream(message)));
     // The upstream's silence is counted from the first request it was given; the client's own
     // frames after that do not make it any less silent.
     if (this.#responses.inFlight === 0) this.#armIdle();
@@ -242,5 +246,21 @@ export class SocketBridge {
     this.#toUpstream.close();
     this.#clientOpened.resolve();
     this.#opts.onEnd();
+  }
+}
+
+/** The frame's bytes as text when they are the UTF-8 JSON of a response.create event, else null. */
+function responseCreateText(bytes: Buffer): string | null {
+  let start = 0;
+  while (start < bytes.length && (bytes[start] === 0x20 || bytes[start] === 0x09 || bytes[start] === 0x0a || bytes[start] === 0x0d))
+    start++;
+  if (bytes[start] !== 0x7b) return null; // "{"
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    const value: unknown = JSON.parse(text);
+    const type = typeof value === "object" && value !== null && !Array.isArray(value) ? (value as { type?: unknown }).type : undefined;
+    return type === "response.create" ? text : null;
+  } catch {
+    return null;
   }
 }

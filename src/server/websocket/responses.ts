@@ -12,6 +12,7 @@ import type { CallContext, Endpoint, Meter, MeteredResponse } from "../../pipeli
 import { callEnding, type CallEnd, type CallEnding } from "../../pipeline/end.ts";
 import { beginRecord, prepareBody } from "../../pipeline/forward.ts";
 import { checkLimits } from "../../pipeline/limit.ts";
+import { checkConsent } from "../../pipeline/consent.ts";
 import { elapsed, newRecord } from "../../pipeline/record.ts";
 import { guardedMeter } from "../../pipeline/respond.ts";
 import { route } from "../../pipeline/route.ts";
@@ -68,8 +69,9 @@ export class SocketResponses {
    * forwarded once its intent is durable; the promise settles when either is done.
    */
   clientFrame(frame: string): void | Promise<void> {
-    // Cheap test first: most client frames are response.create, but this keeps others unparsed.
-    const body = frame.includes('"response.create"') ? parseObject(frame) : null;
+    // Every frame is parsed: a text test would miss an escaped type ("response\u002ecreate"),
+    // which the upstream's JSON parser reads as response.create all the same.
+    const body = parseObject(frame);
     if (!body || body.type !== "response.create") {
       this.socket.sendUpstream(frame);
       return;
@@ -141,6 +143,7 @@ export class SocketResponses {
           `Model '${model}' is served by provider '${routed.plugin}', but this WebSocket is open to provider '${provider.plugin}'. Call it over HTTP, or on a WebSocket of its own provider.`,
         );
       }
+      await checkConsent(ctx, rt); //                                                consent, per response (a withdrawal applies on an open socket too)
       await checkLimits(ctx, provider, rt); //                                       4 limit
     } catch (error) {
       this.#refuse(ctx, error);
