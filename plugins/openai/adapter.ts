@@ -43,7 +43,11 @@ export function openaiAdapter(options: OpenAIAdapterOptions): ProviderAdapter {
   return {
     match(endpoint: Endpoint, model: string | null) {
       if (endpoint.wire !== "openai") return false;
-      return model === null ? options.servesModelList : matches(model);
+      if (model !== null) return matches(model);
+      // `modelList` answers GET /v1/models only; the other calls that name no model (files,
+      // batches, retrieving a response, the Responses WebSocket…) carry the client's OpenAI
+      // credential, so only a provider serving every model takes them.
+      return endpoint.kind === "models" ? options.servesModelList : options.models === undefined;
     },
     prepareBody(endpoint, body) {
       // Streamed chat and completions report usage only when asked: ask, and keep the extra final

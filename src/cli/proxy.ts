@@ -28,7 +28,7 @@ const start = defineCommand({
         log,
       }),
     );
-    log.info(`proxy listening on ${proxy.url} (config: ${configFile ?? "built-in defaults"}, audit: ${logDb})`);
+    log.info(`proxy listening on ${proxy.url} (config: ${configFile ?? "built-in defaults"}, audit: ${withoutPassword(logDb)})`);
     const shutdown = async (signal: string) => {
       log.info(`${signal}: finishing in-flight calls and flushing the audit log`);
       await proxy.stop();
@@ -44,3 +44,12 @@ export const proxyCommand = defineCommand({
   meta: { name: "proxy", description: "Run the proxy" },
   subCommands: { start },
 });
+
+/** A `--log-db` URL as it may be logged: its password (postgres://user:PASSWORD@…) masked. */
+function withoutPassword(logDb: string): string {
+  if (!URL.canParse(logDb)) return logDb;
+  const url = new URL(logDb);
+  if (!url.password) return logDb;
+  url.password = "***";
+  return url.toString();
+}

@@ -61,13 +61,27 @@ export function neverUpstreamWith(proxyOnly: readonly string[]): readonly string
 
 /**
  * A copy of the inbound headers without `drop` (from `neverUpstreamWith`), those `Connection`
- * names, and every `x-attr-tag-*` header (tags are for the proxy alone, whichever plugin reads them).
+ * names, every `x-attr-tag-*` header (tags are for the proxy alone, whichever plugin reads them),
+ * and the dashboard's session cookie (a browser sends it with any request to this origin, `/v1/*`
+ * included: an admin session must never reach an upstream); the client's other cookies pass.
  */
 export function upstreamRequestHeaders(inbound: Headers, drop: readonly string[]): Headers {
   const headers = filtered(inbound, drop);
   for (const name of inbound.keys()) if (name.startsWith(tagHeaderPrefix)) headers.delete(name);
+  const cookie = headers.get("cookie");
+  if (cookie?.includes(sessionCookiePrefix)) {
+    const kept = cookie
+      .split(";")
+      .map((pair) => pair.trim())
+      .filter((pair) => pair !== "" && !pair.startsWith(sessionCookiePrefix));
+    if (kept.length > 0) headers.set("cookie", kept.join("; "));
+    else headers.delete("cookie");
+  }
   return headers;
 }
+
+/** The dashboard's session cookie (../server/sessions.ts `sessionCookie`). */
+const sessionCookiePrefix = "agent_attr_session=";
 
 export function clientResponseHeaders(upstream: Headers): Headers {
   return filtered(upstream, neverToClient);

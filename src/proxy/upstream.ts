@@ -1,14 +1,27 @@
 /** Helpers for provider adapters: building the upstream URL and making the upstream call. */
 import type { UpstreamCall, UpstreamSocket, UpstreamSocketCall } from "../plugin.ts";
 
-/** `base` + the part of the inbound path after `stripPrefix`, keeping the query string. */
+/**
+ * `base` + the part of the inbound path after `stripPrefix`, keeping the query string but for a
+ * `key` parameter: Google's APIs take their API key as `?key=`, and a key meant for Google must not
+ * reach another provider (gemini() moves it into its own header).
+ */
 export function upstreamURL(base: string, call: Pick<UpstreamCall, "ctx">, stripPrefix = ""): string {
   // An inbound request URL is absolute ("http://host:port/path?query"): its path starts at the
   // first "/" after the scheme's "//".
   const url = call.ctx.request.url;
   const pathAndQuery = url.slice(url.indexOf("/", url.indexOf("//") + 2));
   const path = pathAndQuery.startsWith(stripPrefix) ? pathAndQuery.slice(stripPrefix.length) : pathAndQuery;
-  return base.replace(/\/+$/, "") + path;
+  return base.replace(/\/+$/, "") + withoutKeyParam(path);
+}
+
+function withoutKeyParam(pathAndQuery: string): string {
+  const at = pathAndQuery.indexOf("?");
+  if (at < 0 || !/(^|&)key=/.test(pathAndQuery.slice(at + 1))) return pathAndQuery;
+  const params = new URLSearchParams(pathAndQuery.slice(at + 1));
+  params.delete("key");
+  const query = params.toString();
+  return pathAndQuery.slice(0, at) + (query ? `?${query}` : "");
 }
 
 /**
