@@ -69,6 +69,17 @@ async function environmentCredentials(): Promise<AwsCredentials> {
   return { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
 }
 
+/** The query parameters of a presigned SigV4 request (the client's credential and signature). */
+const presignedParams = [
+  "X-Amz-Algorithm",
+  "X-Amz-Credential",
+  "X-Amz-Date",
+  "X-Amz-Expires",
+  "X-Amz-SignedHeaders",
+  "X-Amz-Signature",
+  "X-Amz-Security-Token",
+];
+
 export function bedrock(options: BedrockOptions = {}) {
   const opts = parseOptions("bedrock", optionsSchema, options);
   const region = opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
@@ -83,6 +94,8 @@ export function bedrock(options: BedrockOptions = {}) {
 
   async function forward(call: UpstreamCall): Promise<Response> {
     const url = new URL(upstreamURL(baseURL, call));
+    // A presigned client request carries its SigV4 credential in the query: never sent on.
+    for (const name of presignedParams) if (url.searchParams.has(name)) url.searchParams.delete(name);
     const headers = call.headers;
     const presented = headers.get("authorization");
     for (const name of clientSignatureHeaders) headers.delete(name);

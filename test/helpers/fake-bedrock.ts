@@ -28,6 +28,8 @@ export interface SeenBedrockRequest {
   method: string;
   /** The raw path, percent-encoding as sent. */
   path: string;
+  /** The query string as sent (`?…`, or ''). */
+  query: string;
   headers: Record<string, string>;
   body: string;
   /** The access key id of a verified SigV4 signature, or the bearer token; null if refused. */
@@ -246,6 +248,7 @@ export async function startFakeBedrock(options: FakeBedrockOptions): Promise<Fak
       const seen: SeenBedrockRequest = {
         method: request.method,
         path: url.pathname,
+        query: url.search,
         headers: Object.fromEntries(request.headers),
         body: utf8Decoder.decode(body),
         credential: null,

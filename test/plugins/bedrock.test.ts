@@ -85,6 +85,26 @@ const nextRecord = () => lastRecord(++calls);
 const lastUpstream = () => fake.requests[fake.requests.length - 1]!;
 
 describe("Converse and ConverseStream through the proxy", () => {
+  test("a presigned request's SigV4 query parameters (the client's credential) are not sent on; the proxy signs it", async () => {
+    const presigned = new URLSearchParams({
+      "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+      "X-Amz-Credential": `${clientKey.accessKeyId}/20260101/${region}/bedrock/aws4_request`,
+      "X-Amz-Security-Token": "CLIENT-SESSION-TOKEN",
+      "X-Amz-Signature": "abc",
+    });
+    const response = await fetch(`${proxy.url}/model/${encodeURIComponent(haiku)}/converse?${presigned}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-agent-id": "bedrock-agent" },
+      body: JSON.stringify({ messages }),
+    });
+    expect(response.status).toBe(200);
+    const seen = lastUpstream();
+    expect(seen.query).toBe("");
+    expect(seen.credential).toBe(proxyKey.accessKeyId);
+    expect(JSON.stringify(seen)).not.toContain("CLIENT-SESSION-TOKEN");
+    await nextRecord();
+  });
+
   test("a Converse call is re-signed with the proxy's key, answered unchanged, and recorded with its usage and price", async () => {
     const answer = await client().send(new ConverseCommand({ modelId: haiku, messages }));
     expect(answer.output?.message?.content?.[0]?.text).toBe("Hello world");
