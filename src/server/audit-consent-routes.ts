@@ -10,10 +10,9 @@ import type { Runtime } from "../pipeline/runtime.ts";
 import { errorMessage } from "../errors.ts";
 import { filterNames } from "../store/filters.ts";
 import { recorded } from "./audit-routes.ts";
-import { apiError, queryOf } from "./http.ts";
+import { apiError, invalid, jsonBody, queryOf } from "./http.ts";
 import type { AccessGuard } from "./roles.ts";
 
-const invalid = (what: string, error: z.ZodError) => apiError("invalid_query", `Invalid ${what}: ${z.prettifyError(error)}`);
 const unavailable = (what: string) => apiError("audit_unavailable", `The audit trail cannot ${what} right now; retry shortly.`);
 const notFound = (id: string) => apiError("not_found", `No consent has id '${id}'; GET /audit/consents lists them.`);
 
@@ -38,17 +37,13 @@ export function auditConsentRoutes(rt: Runtime, access: AccessGuard, actorOf: (r
       async ({ request, route }) => {
         const denied = access(request, "admin", route);
         if (denied) return denied;
-        let body: unknown;
-        try {
-          body = await request.json();
-        } catch {
-          return apiError(
-            "invalid_json",
-            'The body must be a JSON object such as {"user": "alice", "agents": ["code-review-*"], "purpose": "PR review", "lawful_basis": "consent"}.',
-          );
-        }
-        const parsed = newConsentSchema.safeParse(body);
-        if (!parsed.success) return invalid("consent", parsed.error);
+        const parsed = await jsonBody(
+          request,
+          newConsentSchema,
+          "consent",
+          '{"user": "alice", "agents": ["code-review-*"], "purpose": "PR review", "lawful_basis": "consent"}',
+        );
+        if ("error" in parsed) return parsed.error;
         try {
           return Response.json(await rt.consents.grant(parsed.data, actorOf(request)), { status: 201 });
         } catch (error) {

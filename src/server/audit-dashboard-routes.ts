@@ -14,10 +14,9 @@ import type { Runtime } from "../pipeline/runtime.ts";
 import { errorMessage } from "../errors.ts";
 import { filterNames } from "../store/filters.ts";
 import { recorded } from "./audit-routes.ts";
-import { apiError, queryOf } from "./http.ts";
+import { apiError, invalid, jsonBody, queryOf } from "./http.ts";
 import type { AccessGuard } from "./roles.ts";
 
-const invalid = (what: string, error: z.ZodError) => apiError("invalid_query", `Invalid ${what}: ${z.prettifyError(error)}`);
 const unavailable = (what: string) => apiError("audit_unavailable", `The audit trail cannot ${what} right now; retry shortly.`);
 
 export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: (request: Request) => string = () => "api") {
@@ -82,17 +81,13 @@ export function auditDashboardRoutes(rt: Runtime, access: AccessGuard, actorOf: 
       async ({ request, route }) => {
         const denied = access(request, "admin", route);
         if (denied) return denied;
-        let body: unknown;
-        try {
-          body = await request.json();
-        } catch {
-          return apiError(
-            "invalid_json",
-            'The body must be a JSON object such as {"agents": ["code-review-bot"], "users": ["team-a-*"], "tier": "pro"}.',
-          );
-        }
-        const parsed = newKeySchema.safeParse(body);
-        if (!parsed.success) return invalid("key", parsed.error);
+        const parsed = await jsonBody(
+          request,
+          newKeySchema,
+          "key",
+          '{"agents": ["code-review-bot"], "users": ["team-a-*"], "tier": "pro"}',
+        );
+        if ("error" in parsed) return parsed.error;
         try {
           // The secret is in this answer only; the chain event names the key, never the secret.
           const created = await rt.keys.create(parsed.data, actorOf(request));
