@@ -89,7 +89,7 @@ export class SpanBatcher {
     const calls = this.queue.splice(0, this.options.maxExportBatchSize);
     const spans: SpanData[] = [];
     for (const call of calls) {
-      // A call whose parent was not sampled (traceparent flags 00) has no span to export.
+      // A call the sampler leaves out (by default: its parent was not sampled) has no span.
       const span = spanOf(call, this.options);
       if (span) spans.push(span);
     }

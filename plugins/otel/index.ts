@@ -8,7 +8,8 @@
  * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL) or `OTEL_EXPORTER_OTLP_ENDPOINT` (+ `/v1/traces`),
  * `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`, `_TIMEOUT`, `_COMPRESSION` and TLS files (read by the
  * official OTLP exporter's configuration, ./exporter.ts), `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_MAX_QUEUE_SIZE`,
- * `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`. `OTEL_SDK_DISABLED=true` or
+ * `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_TRACES_SAMPLER` and
+ * `OTEL_TRACES_SAMPLER_ARG` (./sampler.ts). `OTEL_SDK_DISABLED=true` or
  * `OTEL_TRACES_EXPORTER=none` turns it off. Only `http/protobuf` is spoken: another
  * `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` is a start-up error.
  */
@@ -19,6 +20,7 @@ import { z } from "zod";
 import { SpanBatcher } from "./batch.ts";
 import { encodedPreamble } from "./encode.ts";
 import { otlpExporter, type OtlpExporter } from "./exporter.ts";
+import { callSampler, samplerNameSchema } from "./sampler.ts";
 
 const positive = z.number().int().positive();
 
@@ -41,6 +43,10 @@ const optionsSchema = z
     scheduledDelayMillis: positive.optional(),
     /** Put the call's `user.id` on its span (default true). The tracing backend is outside the erasable trail. */
     user: z.boolean().default(true),
+    /** Which calls get a span (default `OTEL_TRACES_SAMPLER`, else `parentbased_always_on`, the SDK's). */
+    sampler: samplerNameSchema.optional(),
+    /** The ratio of the `traceidratio` samplers, 0–1 (default `OTEL_TRACES_SAMPLER_ARG`, else 1). */
+    samplerRatio: z.number().min(0).max(1).optional(),
     /** How long shutdown waits for the last spans to be sent (ms, default 5000). */
     shutdownTimeoutMillis: positive.default(5000),
   })
@@ -73,6 +79,14 @@ export function otel(options: OtelOptions = {}) {
           `OTEL_EXPORTER_OTLP_PROTOCOL is '${protocol}', but agent-attr exports spans over OTLP/HTTP with protobuf only: set it to http/protobuf (collectors accept it on port 4318) or unset it.`,
         );
       }
+      const sampler = callSampler(
+        opts.sampler ?? getStringFromEnv("OTEL_TRACES_SAMPLER") ?? "parentbased_always_on",
+        opts.samplerRatio !== undefined ? String(opts.samplerRatio) : getStringFromEnv("OTEL_TRACES_SAMPLER_ARG"),
+      );
+      if (sampler.never) {
+        log.info("[plugin otel] the sampler samples nothing (always_off, or a ratio of 0): no spans are exported");
+        return;
+      }
       const url = opts.endpoint ?? defaultEndpoint();
       if (!url) {
         throw new Error(
@@ -104,6 +118,7 @@ export function otel(options: OtelOptions = {}) {
           maxExportBatchSize: opts.maxExportBatchSize ?? getNumberFromEnv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") ?? 128,
           scheduledDelayMillis: opts.scheduledDelayMillis ?? getNumberFromEnv("OTEL_BSP_SCHEDULE_DELAY") ?? 5000,
           user: opts.user,
+          sampler,
         },
         {
           exported: (n) => (counters.exported.add(n), failures.recovered()),

@@ -5,11 +5,12 @@
  * not complete. Beside the `gen_ai.*` attributes it carries who acted (`user.id`, `session.id`),
  * the call's cost and its audit record id (`agent_attr.*`), so a trace leads to the record.
  */
-import { SpanStatusCode, TraceFlags } from "@opentelemetry/api";
+import { SpanStatusCode } from "@opentelemetry/api";
 import { TraceState, parseTraceParent } from "@opentelemetry/core";
 import { RandomIdGenerator } from "@opentelemetry/sdk-trace";
 import type { AuditRecord, EndpointKind } from "agent-attr";
 import type { Attribute, SpanData } from "./encode.ts";
+import type { CallSampler } from "./sampler.ts";
 
 /** What the plugin keeps of an ended call until its span is built (small: no request body). */
 export interface EndedCall {
@@ -58,23 +59,26 @@ const providerNames: Record<string, string> = {
 export interface SpanOptions {
   /** Put `user.id` on spans (a user id leaves the erasable trail for the tracing backend). */
   user: boolean;
+  /** Which calls get a span (OTEL_TRACES_SAMPLER). */
+  sampler: CallSampler;
 }
 
 const ids = new RandomIdGenerator();
 const unset = { code: SpanStatusCode.UNSET };
 
 /**
- * The span of one ended call. Null when the inbound trace was not sampled (its flags say so): the
- * caller's sampling decision holds, as the SDK's default ParentBased sampler does.
+ * The span of one ended call, or null when the sampler says no: by default (parentbased_always_on)
+ * when the inbound trace was not sampled (its traceparent's flags say so), as the SDK decides.
  */
 export function spanOf(call: EndedCall, options: SpanOptions): SpanData | null {
   const { record } = call;
   const parent = call.traceparent ? parseTraceParent(call.traceparent.trim()) : null;
-  if (parent && (parent.traceFlags & TraceFlags.SAMPLED) === 0) return null;
+  const traceId = parent?.traceId ?? ids.generateTraceId();
+  if (!options.sampler.sampled(traceId, parent)) return null;
   const operation = operations[call.kind] ?? call.kind;
   const startMs = Date.parse(record.timestamp);
   return {
-    traceId: parent?.traceId ?? ids.generateTraceId(),
+    traceId,
     spanId: ids.generateSpanId(),
     parentSpanId: parent?.spanId ?? null,
     // The official parser keeps the valid entries (at most 32) of what the caller sent.

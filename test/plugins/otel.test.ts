@@ -261,6 +261,39 @@ describe("the environment", () => {
     }
   });
 
+  test("OTEL_TRACES_SAMPLER=always_on overrides a caller's 'not sampled'; always_off exports nothing; a typo stops the start", async () => {
+    process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.url;
+    process.env.OTEL_BSP_SCHEDULE_DELAY = "20";
+    process.env.OTEL_TRACES_SAMPLER = "always_on";
+    const quiet = { traceparent: `00-${"b".repeat(32)}-${parentId}-00` };
+    let proxy = await startTestProxy(upstream.url, {});
+    try {
+      const response = await post(proxy, "/v1/chat/completions", { model: "gpt-4o", messages: [] }, quiet);
+      const span = await waitForSpan(response.headers.get("x-audit-record-id"));
+      expect(span.traceId).toBe("b".repeat(32));
+    } finally {
+      await proxy.stop();
+    }
+    process.env.OTEL_TRACES_SAMPLER = "always_off";
+    const logged: string[] = [];
+    proxy = await startTestProxy(upstream.url, {}, { log: { info: (m) => logged.push(m), warn() {}, error() {} } });
+    try {
+      const response = await post(proxy, "/v1/chat/completions", { model: "gpt-4o", messages: [] });
+      await proxy.records();
+      await Bun.sleep(100);
+      expect(spanOf(response.headers.get("x-audit-record-id"))).toBeUndefined();
+      expect(logged.some((m) => m.includes("[plugin otel] the sampler samples nothing"))).toBe(true);
+    } finally {
+      await proxy.stop();
+    }
+    process.env.OTEL_TRACES_SAMPLER = "tracidratio";
+    try {
+      await expect(startTestProxy(upstream.url, {})).rejects.toThrow(/\[plugin otel\] setup: OTEL_TRACES_SAMPLER is 'tracidratio'/);
+    } finally {
+      delete process.env.OTEL_TRACES_SAMPLER;
+    }
+  });
+
   test("a protocol other than http/protobuf is a clear start-up error", async () => {
     process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.url;
     process.env.OTEL_EXPORTER_OTLP_PROTOCOL = "grpc";
