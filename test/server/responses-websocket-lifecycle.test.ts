@@ -79,7 +79,7 @@ describe("server.maxConnectionsPerClient", () => {
   });
 });
 
-test("a frame over server.maxBodyBytes closes the socket with 1009, nothing of it forwarded", async () => {
+test("a frame over server.maxBodyBytes closes the socket with 1009, nothing of it forwarded, a rejected record of it", async () => {
   const proxy = await startTestProxy(upstream.url, { server: { maxBodyBytes: 64 * 1024 } });
   try {
     const frames = upstream.frames.length;
@@ -88,6 +88,15 @@ test("a frame over server.maxBodyBytes closes the socket with 1009, nothing of i
     const closed = await client.closed;
     expect(closed.code).toBe(1009);
     expect(upstream.frames.length).toBe(frames);
+    const [record] = await proxy.settled(1, 30_000);
+    expect(record).toMatchObject({
+      outcome: "rejected",
+      status: 413,
+      error_type: "body_too_large",
+      endpoint: "/v1/responses",
+      model: null,
+      stream: true,
+    });
   } finally {
     await proxy.stop();
   }

@@ -117,6 +117,7 @@ export class SocketBridge {
   clientClosed(code: number, reason: string): void {
     if (this.#ended) return;
     this.#opts.clientGone.abort(new ProxyError("internal_error", "client disconnected"));
+    if (frameTooBig(code, reason)) this.#responses.oversizedFrame();
     this.#responses.end({ kind: "cancel" });
     const { upstream } = this.#opts;
     if (upstream.readyState === WebSocket.OPEN || upstream.readyState === WebSocket.CONNECTING) {
@@ -247,6 +248,15 @@ export class SocketBridge {
     this.#clientOpened.resolve();
     this.#opts.onEnd();
   }
+}
+
+/**
+ * Bun refused a client frame over maxPayloadLength (server.maxBodyBytes) and closed the socket:
+ * the client sees 1009, but Bun 1.4's close handler is given 1006 with uWebSockets' reason
+ * "Received too big message" (checked by test/server/responses-websocket-lifecycle.test.ts).
+ */
+function frameTooBig(code: number, reason: string): boolean {
+  return code === 1009 || (code === 1006 && reason === "Received too big message");
 }
 
 /** The frame's bytes as text when they are the UTF-8 JSON of a response.create event, else null. */

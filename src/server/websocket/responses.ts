@@ -116,12 +116,25 @@ export class SocketResponses {
     for (const response of this.#open.splice(0)) void this.#finish(response, how);
   }
 
-  async #start(frame: string, body: Record<string, unknown>): Promise<void> {
-    const { rt, provider, connection } = this.socket;
-    const rawBody = utf8Encoder.encode(frame);
-    const model = typeof body.model === "string" ? body.model : null;
-    const ctx: CallContext = {
-      ...connection,
+  /**
+   * The client sent a frame over `server.maxBodyBytes`: Bun refused it unread and closed the
+   * socket with 1009. Nothing of it went upstream; the trail gets a `rejected` record of it, as an
+   * oversized HTTP body gets one (its content is unknown, so it names no model).
+   */
+  oversizedFrame(): void {
+    const { rt, provider } = this.socket;
+    const ctx = this.#callOf(new Uint8Array(0), null, null);
+    const failure = new ProxyError(
+      "body_too_large",
+      `A WebSocket frame was larger than server.maxBodyBytes (${rt.limits.maxBodyBytes} bytes): the socket was closed with 1009 and nothing of the frame was forwarded. Send smaller frames, or raise server.maxBodyBytes.`,
+    );
+    trackUntilDone(rt, callEnding(ctx, newRecord(ctx, provider.plugin, rt), provider, rt).finish({ kind: "refused", error: failure }));
+  }
+
+  /** A response's own context: the connection's, with this frame as the body of a POST /v1/responses. */
+  #callOf(rawBody: Uint8Array, body: Record<string, unknown> | null, model: string | null): CallContext {
+    return {
+      ...this.socket.connection,
       id: Bun.randomUUIDv7(),
       startedAt: Date.now(),
       startedPerf: performance.now(),
@@ -134,6 +147,13 @@ export class SocketResponses {
       limitFlag: undefined,
       outputCap: undefined,
     };
+  }
+
+  async #start(frame: string, body: Record<string, unknown>): Promise<void> {
+    const { rt, provider, connection } = this.socket;
+    const rawBody = utf8Encoder.encode(frame);
+    const model = typeof body.model === "string" ? body.model : null;
+    const ctx = this.#callOf(rawBody, body, model);
     try {
       if (model === null) throw new ProxyError("missing_model", "A `response.create` event must have a string field `model`.");
       const routed = route(responseCall, model, rt);
