@@ -42,7 +42,7 @@ import {
 } from "../../trail/verify.ts";
 
 type WalkEntry = { record: ChainRecordRow } | { event: ChainEventRow };
-import { append } from "./chain.ts";
+import { append, lockChain, tail } from "./chain.ts";
 import type { TrailMeta } from "./connection.ts";
 import { eraseConsents } from "./consents.ts";
 import { toRecord } from "./rows.ts";
@@ -101,6 +101,24 @@ export class PgTrail implements AuditTrail {
     });
     await tx`INSERT INTO audit_checkpoints (chain_id, seq, hash, time, signature) VALUES (${checkpoint.chain_id}, ${checkpoint.seq}, ${checkpoint.hash}, ${checkpoint.time}, ${checkpoint.signature})`;
     if (this.settings.checkpoint) publishCheckpoint(checkpoint, this.settings.checkpoint, (message) => this.log.warn(`audit: ${message}`));
+  }
+
+  /**
+   * Signs a checkpoint of the tail when entries were appended after the trail's last checkpoint
+   * (whichever replica signed it), under the chain lock: the "every T seconds" of
+   * `audit.checkpoint`, so an idle trail's last entries do not wait for the next record to be sealed.
+   * Returns the tail it signed, or null.
+   */
+  async checkpointIfBehind(): Promise<{ seq: number; hash: string } | null> {
+    if (!this.signingKey) return null;
+    return transaction(this.sql, 10_000, async (tx) => {
+      await lockChain(tx);
+      const last = await tail(tx);
+      const [signed] = (await tx`SELECT coalesce(max(seq), 0) AS seq FROM audit_checkpoints`) as { seq: string }[];
+      if (last.seq <= Number(signed!.seq)) return null;
+      await this.checkpoint(tx, last);
+      return last;
+    });
   }
 
   publicKey(): string {
