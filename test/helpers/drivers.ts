@@ -24,8 +24,8 @@ export interface TrailOptions {
   /** Default: a checkpoint every 10 records (or hour). */
   checkpoint?: CheckpointSettings;
   retentionDays?: number;
-  /** PostgreSQL only: the replica's lease and heartbeat (a survivor's recovery waits on them). */
-  replica?: Pick<PgStoreOptions, "leaseMs" | "heartbeatMs">;
+  /** PostgreSQL only: the replica's lease and heartbeat (a survivor's recovery waits on them), how often retention runs. */
+  replica?: Pick<PgStoreOptions, "leaseMs" | "heartbeatMs" | "retentionEveryMs">;
 }
 
 export interface OpenedTrail {

@@ -50,6 +50,8 @@ export interface PgStoreOptions {
   deadlineMs?: number;
   /** Key lookups are cached this long (ms, default 0: every call asks the database, so a revocation applies from the next call). */
   keyCacheMs?: number;
+  /** With `audit.retentionDays`: how often retention runs after the one at start (ms, default 3,600,000: hourly, as on SQLite). */
+  retentionEveryMs?: number;
 }
 
 const outcomeIndex = columns.indexOf("outcome");
@@ -82,6 +84,8 @@ export class PgAuditStore implements AuditStore {
   private heartbeatTimer: Timer | undefined;
   /** Every `checkpoint.everySeconds`: seals what was appended since the last checkpoint, as SQLite's writer does. */
   private checkpointTimer: Timer | undefined;
+  /** With `audit.retentionDays`: hourly, records that aged past it lose their personal fields (as SQLite's writer does). */
+  private retentionTimer: Timer | undefined;
   private lastCheckpoint = { seq: 0, at: Date.now() };
   private closed = false;
   private readonly intentDelayMs: number;
@@ -116,6 +120,10 @@ export class PgAuditStore implements AuditStore {
     const heartbeatMs = options.heartbeatMs ?? 2000;
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), heartbeatMs);
     this.checkpointTimer = setInterval(() => void this.checkpointWhenIdle(), this.checkpoint.everySeconds * 1000);
+    const retentionDays = settings.retentionDays;
+    if (retentionDays !== undefined) {
+      this.retentionTimer = setInterval(() => void this.retain(retentionDays), options.retentionEveryMs ?? 3_600_000);
+    }
   }
 
   static async open(ctx: StoreContext, options: PgStoreOptions = {}): Promise<PgAuditStore> {
@@ -193,6 +201,7 @@ export class PgAuditStore implements AuditStore {
     this.closed = true;
     clearInterval(this.heartbeatTimer);
     clearInterval(this.checkpointTimer);
+    clearInterval(this.retentionTimer);
     // Commit what is queued while PostgreSQL takes it; whatever stays is in audit_intents, where a
     // survivor (or this replica's next start, by lease) commits it.
     const deadline = Date.now() + this.deadlineMs;
@@ -363,6 +372,15 @@ export class PgAuditStore implements AuditStore {
     } catch (error) {
       // PostgreSQL is unavailable (the appender reports that); the next interval tries again.
       if (!this.closed) this.log.warn(`audit: no checkpoint this interval (${errorMessage(error)})`);
+    }
+  }
+
+  private async retain(days: number): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.trail.applyRetention(days);
+    } catch (error) {
+      if (!this.closed) this.log.warn(`audit: retention did not run this hour (${errorMessage(error)}); it runs again at the next`);
     }
   }
 
