@@ -130,7 +130,7 @@ export function postgresDriver(pg: () => PgSchema, keyDir = tempDir()): TestDriv
         signingKey,
         env: { AGENT_ATTR_SIGNING_KEY: signingKey },
         tamper: async (sql) => void (await inSchema(sql)),
-        query: async <T>(sql: string) => [...(await inSchema<T>(sql))],
+        query: async <T>(sql: string) => [...((await inSchema<T>(sql)) as T[])],
         reopen: (again = {}) => openStore({ ...options, ...again }),
         rollUp: async () => {
           const sql = new SQL(pgServer, { max: 1, connection: { search_path: schema } });
@@ -149,7 +149,12 @@ export function postgresDriver(pg: () => PgSchema, keyDir = tempDir()): TestDriv
         },
         crash: async (store) => {
           // What kill -9 leaves: no more heartbeats, no more appends, connections gone.
-          const internals = store as unknown as { closed: boolean; heartbeatTimer: Timer; checkpointTimer: Timer; sql: PgAuditStore["sql"] };
+          const internals = store as unknown as {
+            closed: boolean;
+            heartbeatTimer: Timer;
+            checkpointTimer: Timer;
+            sql: PgAuditStore["sql"];
+          };
           internals.closed = true;
           clearInterval(internals.heartbeatTimer);
           clearInterval(internals.checkpointTimer);

@@ -122,7 +122,9 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("erasure on $name", (dri
     const retention = eventFilterSchema.parse({ kind: "retention" });
     for (let waited = 0; (await store.trail.events(retention)).events.length === 0 && waited < 3000; waited += 20) await Bun.sleep(20);
     await store.close();
-    const rows = await trail.query<{ user_id: string | null; agent_id: string }>("SELECT user_id, agent_id FROM audit_records ORDER BY seq");
+    const rows = await trail.query<{ user_id: string | null; agent_id: string }>(
+      "SELECT user_id, agent_id FROM audit_records ORDER BY seq",
+    );
     expect(rows.map((r) => r.user_id === null)).toEqual([true, true, false, false, false, false]);
     expect(rows.every((r) => r.agent_id === "reviewer")).toBe(true);
     const again = await trail.reopen();

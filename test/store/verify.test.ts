@@ -152,7 +152,9 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("verify on $name", (driv
     await trail.tamper("UPDATE audit_records SET model = 'cheaper-model' WHERE seq = 3");
     const hasher = new ChainHasher();
     let [{ hash: prev }] = (await trail.query<{ hash: string }>("SELECT hash FROM audit_records WHERE seq = 2")) as [{ hash: string }];
-    for (const row of await trail.query<Record<string, string | number | null>>("SELECT * FROM audit_records WHERE seq >= 3 ORDER BY seq")) {
+    for (const row of await trail.query<Record<string, string | number | null>>(
+      "SELECT * FROM audit_records WHERE seq >= 3 ORDER BY seq",
+    )) {
       // As the store hashes them: numbers as numbers (PostgreSQL hands bigint columns over as text).
       const clear = clearColumns.map((c) => (c === "cost_nano_usd" && row[c] !== null ? Number(row[c]) : row[c]!));
       const hash = hasher.record(prev, clear, row.commitment as string);
