@@ -13,6 +13,7 @@ import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
 import type { CheckpointSettings } from "../../src/trail/checkpoint.ts";
 import type { AuditRecord } from "../../src/trail/record.ts";
 import { pgContext, pgServer, type PgSchema } from "./postgres.ts";
+import { runCli, type CliResult } from "./process.ts";
 import { tempDir } from "./proxy.ts";
 import { sampleRecord, tamper } from "./records.ts";
 
@@ -179,4 +180,9 @@ export async function trailOn(
   await Promise.all(Array.from({ length: n }, (_, i) => trail.store.commit((options.record ?? sampleRecord)(i + 1))));
   await trail.store.close();
   return trail;
+}
+
+/** Runs the CLI on the trail (`--log-db` and its signing key), as an operator would. */
+export function cliOn(trail: Pick<OpenedTrail, "logDb" | "env">, ...args: string[]): Promise<CliResult> {
+  return runCli([...args, "--log-db", trail.logDb], { env: trail.env, timeoutMs: 30_000 });
 }
