@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { apiKeys, headerAttribution, openai } from "../../plugins/index.ts";
 import { eventFilterSchema } from "../../src/trail/events.ts";
-import { cliOn, postgresDriver, sqliteDriver, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
+import { cliOn, postgresDriver, proxyOn, sqliteDriver, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { pgSchema, type PgSchema } from "../helpers/postgres.ts";
-import { startTestProxy, tempDir, type TestProxy } from "../helpers/proxy.ts";
+import { tempDir, type TestProxy } from "../helpers/proxy.ts";
 
 let pg: PgSchema;
 let upstream: FakeUpstream;
@@ -24,15 +24,9 @@ afterAll(async () => {
   await pg.drop();
 });
 
-/** A proxy in keys mode on the trail (its store closed first: the proxy opens its own). */
-async function proxyOn(trail: OpenedTrail): Promise<TestProxy> {
-  await trail.store.close();
-  return startTestProxy(
-    upstream.url,
-    { audit: { signingKey: trail.signingKey }, plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), apiKeys()] },
-    { logDb: trail.logDb },
-  );
-}
+/** A proxy in keys mode on the trail. */
+const keysProxy = (trail: OpenedTrail) =>
+  proxyOn(trail, upstream.url, { plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), apiKeys()] });
 
 const chat = (proxy: TestProxy, key: string) =>
   fetch(`${proxy.url}/v1/chat/completions`, {
@@ -44,7 +38,7 @@ const chat = (proxy: TestProxy, key: string) =>
 describe.each([sqliteDriver, postgresDriver(() => pg)])("keys through the CLI on $name", (driver: TestDriver) => {
   test("create, use, list, revoke: the running proxy sees each from the next call; both are chain events, never with the secret", async () => {
     const trail = await driver.open("lifecycle");
-    const proxy = await proxyOn(trail);
+    const proxy = await keysProxy(trail);
     try {
       const created = await cliOn(trail, "keys", "create", "--agent", "nightly-job", "--tier", "free", "--format", "json");
       expect(created.exitCode).toBe(0); // (stderr warns that the CLI sees no config with apiKeys(): this proxy has one)

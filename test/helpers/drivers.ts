@@ -6,6 +6,7 @@
 import { SQL } from "bun";
 import { Database } from "bun:sqlite";
 import { join } from "node:path";
+import type { ConfigInput } from "../../src/config/schema.ts";
 import type { AuditStore } from "../../src/store/contract.ts";
 import { advanceRollup, rollupCursor } from "../../src/store/postgres/rollup.ts";
 import { PgAuditStore, type PgStoreOptions } from "../../src/store/postgres/store.ts";
@@ -14,7 +15,7 @@ import type { CheckpointSettings } from "../../src/trail/checkpoint.ts";
 import type { AuditRecord } from "../../src/trail/record.ts";
 import { pgContext, pgServer, type PgSchema } from "./postgres.ts";
 import { runCli, type CliResult } from "./process.ts";
-import { tempDir } from "./proxy.ts";
+import { startTestProxy, tempDir, type TestProxy } from "./proxy.ts";
 import { sampleRecord, tamper } from "./records.ts";
 
 /** What these tests use of a store, in the contract's terms. */
@@ -185,4 +186,15 @@ export async function trailOn(
 /** Runs the CLI on the trail (`--log-db` and its signing key), as an operator would. */
 export function cliOn(trail: Pick<OpenedTrail, "logDb" | "env">, ...args: string[]): Promise<CliResult> {
   return runCli([...args, "--log-db", trail.logDb], { env: trail.env, timeoutMs: 30_000 });
+}
+
+/** The proxy in process on the trail (the trail's own store closed first: the proxy opens its own). */
+export async function proxyOn(
+  trail: OpenedTrail,
+  upstreamURL: string,
+  config: ConfigInput = {},
+  options: Omit<Parameters<typeof startTestProxy>[2], "logDb"> = {},
+): Promise<TestProxy> {
+  await trail.store.close();
+  return startTestProxy(upstreamURL, { ...config, audit: { signingKey: trail.signingKey, ...config.audit } }, { ...options, logDb: trail.logDb });
 }
