@@ -1,11 +1,15 @@
 // Erasure (GDPR Art. 17) and retention on both drivers: personal fields go, the chain still
 // verifies and counts the redacted records, the erasure is a chain event, and calls in flight at the
 // time — also ones a crashed process left behind — land redacted.
+import { SQL } from "bun";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { recordFilterSchema, summaryFilterSchema } from "../../src/store/filters.ts";
+import { append, lockChain } from "../../src/store/postgres/chain.ts";
+import type { PgAuditStore } from "../../src/store/postgres/store.ts";
+import { toRow } from "../../src/trail/row.ts";
 import { eventFilterSchema } from "../../src/trail/events.ts";
 import { postgresDriver, sqliteDriver, trailOn, type TestDriver, type TestStore } from "../helpers/drivers.ts";
-import { pgSchema, type PgSchema } from "../helpers/postgres.ts";
+import { pgSchema, pgServer, type PgSchema } from "../helpers/postgres.ts";
 import { sampleRecord } from "../helpers/records.ts";
 
 let pg: PgSchema;
@@ -198,5 +202,30 @@ test("PostgreSQL: a running replica applies retention again as records age past 
     expect(await trail.store.trail.verify("cli:test")).toMatchObject({ ok: true, redacted: 2 });
   } finally {
     await trail.store.close();
+  }
+});
+
+test("PostgreSQL: a record appended while an erasure waits for the chain lock is erased too (no record slips between the erasure's read and its commit)", async () => {
+  const trail = await postgresDriver(() => pg).open("erase_race");
+  const store = trail.store as PgAuditStore;
+  const schema = new URL(trail.logDb).searchParams.get("schema")!;
+  const appender = new SQL(pgServer, { max: 1, connection: { search_path: schema } });
+  try {
+    let erasing: Promise<void> | undefined;
+    // Another replica's append holds the chain lock while the erasure starts; its record (the
+    // user's call, begun before the erasure) commits while the erasure waits.
+    await appender.begin(async (tx) => {
+      await lockChain(tx);
+      erasing = store.trail.eraseUser("bob", "cli:test");
+      await Bun.sleep(300);
+      await append(tx, store.hashKey, [toRow(sampleRecord(1, { user_id: "bob" }))]);
+    });
+    await erasing;
+    const [record] = await trail.query<{ user_id: string | null; salt: string | null }>("SELECT user_id, salt FROM audit_records");
+    expect(record).toEqual({ user_id: null, salt: null });
+    expect(await store.trail.verify("cli:test")).toMatchObject({ ok: true, redacted: 1 });
+  } finally {
+    await appender.close();
+    await store.close();
   }
 });

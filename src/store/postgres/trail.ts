@@ -171,6 +171,10 @@ export class PgTrail implements AuditTrail {
     const forms = erasureForms(userId);
     const formSet = new Set(forms);
     await transaction(this.sql, 30_000, async (tx) => {
+      // The chain lock first, as SQLite's write lock: an append that commits while this reads its
+      // candidates would otherwise slip between them — not among the candidates, and not redacted on
+      // landing either (it checked the erasures before this one committed).
+      await lockChain(tx);
       // Candidates by index (user, key) or by text (delegation JSON, Claude Code's whole metadata
       // user ids of older versions); the exact rule is applied here, as SQLite's erase.ts does.
       const likes = forms.map((f) => `%${f.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
@@ -205,6 +209,7 @@ export class PgTrail implements AuditTrail {
   async applyRetention(days: number, now = Date.now()): Promise<number> {
     const cutoff = new Date(now - days * 86_400_000).toISOString();
     return transaction(this.sql, 60_000, async (tx) => {
+      await lockChain(tx); // as erasure: no record lands between this read and the event naming its seqs
       const seqs = (
         (await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE salt IS NOT NULL AND timestamp < $1 RETURNING seq`, [cutoff])) as {
           seq: string;
