@@ -196,5 +196,9 @@ export async function proxyOn(
   options: Omit<Parameters<typeof startTestProxy>[2], "logDb"> = {},
 ): Promise<TestProxy> {
   await trail.store.close();
-  return startTestProxy(upstreamURL, { ...config, audit: { signingKey: trail.signingKey, ...config.audit } }, { ...options, logDb: trail.logDb });
+  return startTestProxy(
+    upstreamURL,
+    { ...config, audit: { signingKey: trail.signingKey, ...config.audit } },
+    { ...options, logDb: trail.logDb },
+  );
 }
