@@ -1,12 +1,9 @@
-// `agent-attr audit query`: the same records as the REST API, as a table, JSON or CSV.
-import { beforeAll, expect, test } from "bun:test";
-import { join } from "node:path";
+// `agent-attr audit query`, on both drivers: the same records as the REST API, as a table, JSON or CSV.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { AuditRecord } from "../../src/trail/record.ts";
-import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
+import { cliOn, postgresDriver, sqliteDriver, trailOn, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
+import { pgSchema, pgServer, type PgSchema } from "../helpers/postgres.ts";
 import { runCli } from "../helpers/process.ts";
-import { tempDir } from "../helpers/proxy.ts";
-
-let logDb: string;
 
 function record(i: number, agent: string, user: string, task: string, daysAgo: number): AuditRecord {
   return {
@@ -53,55 +50,76 @@ function record(i: number, agent: string, user: string, task: string, daysAgo: n
   };
 }
 
+let pg: PgSchema;
 beforeAll(async () => {
-  logDb = join(tempDir(), "audit.db");
-  const store = new SqliteAuditStore(logDb);
-  store.commit(record(1, "reviewer", "alice", "PR review #456", 1));
-  store.commit(record(2, "reviewer", "bob", '=HYPERLINK("http://evil")', 2));
-  store.commit(record(3, "reviewer", "alice", 'old, "quoted" task', 20));
-  store.commit(record(4, "planner", "alice", "plan", 1));
-  await store.close();
+  pg = await pgSchema("cli_query");
+});
+afterAll(async () => {
+  await pg.drop();
 });
 
-test("--agent --days N as a table", async () => {
-  const { exitCode, stdout } = await runCli(["audit", "query", "--agent", "reviewer", "--days", "7", "--log-db", logDb]);
-  expect(exitCode).toBe(0);
-  const lines = stdout.trim().split("\n");
-  expect(lines[0]).toContain("timestamp");
-  expect(lines[0]).toContain("agent_id");
-  expect(lines).toHaveLength(4); // header, rule, two records within 7 days
-  expect(stdout).toContain("PR review #456");
-  expect(stdout).not.toContain("planner");
-});
+const seeded = [
+  record(1, "reviewer", "alice", "PR review #456", 1),
+  record(2, "reviewer", "bob", '=HYPERLINK("http://evil")', 2),
+  record(3, "reviewer", "alice", 'old, "quoted" task', 20),
+  record(4, "planner", "alice", "plan", 1),
+];
 
-test("--format json prints the REST API's envelope", async () => {
-  const { exitCode, stdout } = await runCli(["audit", "query", "--user", "alice", "--format", "json", "--log-db", logDb]);
-  expect(exitCode).toBe(0);
-  const page = JSON.parse(stdout) as { records: AuditRecord[]; next_cursor: string | null };
-  expect(page.records.map((r) => r.id)).toEqual(["rec-4", "rec-3", "rec-1"]);
-  expect(page.next_cursor).toBeNull();
-});
+describe.each([sqliteDriver, postgresDriver(() => pg)])("audit query on $name", (driver: TestDriver) => {
+  let trail: OpenedTrail;
+  beforeAll(async () => {
+    trail = await trailOn(driver, "query", 4, { record: (i) => seeded[i - 1]! });
+  });
 
-test("--task filters by task context", async () => {
-  const { stdout } = await runCli(["audit", "query", "--task", "plan", "--format", "json", "--log-db", logDb]);
-  expect((JSON.parse(stdout) as { records: AuditRecord[] }).records.map((r) => r.id)).toEqual(["rec-4"]);
-});
+  test("--agent --days N as a table", async () => {
+    const { exitCode, stdout } = await cliOn(trail, "audit", "query", "--agent", "reviewer", "--days", "7");
+    expect(exitCode).toBe(0);
+    const lines = stdout.trim().split("\n");
+    expect(lines[0]).toContain("timestamp");
+    expect(lines[0]).toContain("agent_id");
+    expect(lines).toHaveLength(4); // header, rule, two records within 7 days
+    expect(stdout).toContain("PR review #456");
+    expect(stdout).not.toContain("planner");
+  });
 
-test("--format csv is RFC 4180 with the record field names, formula cells neutralised", async () => {
-  const { exitCode, stdout } = await runCli(["audit", "query", "--agent", "reviewer", "--format", "csv", "--log-db", logDb]);
-  expect(exitCode).toBe(0);
-  const lines = stdout.split("\r\n");
-  expect(lines[0]!.startsWith("id,seq,timestamp,duration_ms,ttfb_ms,agent_id,user_id,task_context")).toBe(true);
-  expect(stdout).toContain(`"'=HYPERLINK(""http://evil"")"`);
-  expect(stdout).toContain(`"old, ""quoted"" task"`);
-  expect(lines[1]).toContain(",12.5,3,reviewer,");
-});
+  test("--format json prints the REST API's envelope", async () => {
+    const { exitCode, stdout } = await cliOn(trail, "audit", "query", "--user", "alice", "--format", "json");
+    expect(exitCode).toBe(0);
+    const page = JSON.parse(stdout) as { records: AuditRecord[]; next_cursor: string | null };
+    expect(page.records.map((r) => r.id)).toEqual(["rec-4", "rec-3", "rec-1"]);
+    expect(page.next_cursor).toBeNull();
+  });
 
-test("a bad option is one line on stderr, exit 2 (usage), no stack trace", async () => {
-  const { exitCode, stderr } = await runCli(["audit", "query", "--days", "soon", "--log-db", logDb]);
-  expect(exitCode).toBe(2);
-  expect(stderr).toContain("--days");
-  expect(stderr).not.toContain("    at ");
+  test("--task filters by task context", async () => {
+    const { stdout } = await cliOn(trail, "audit", "query", "--task", "plan", "--format", "json");
+    expect((JSON.parse(stdout) as { records: AuditRecord[] }).records.map((r) => r.id)).toEqual(["rec-4"]);
+  });
+
+  test("--format csv is RFC 4180 with the record field names, formula cells neutralised", async () => {
+    const { exitCode, stdout } = await cliOn(trail, "audit", "query", "--agent", "reviewer", "--format", "csv");
+    expect(exitCode).toBe(0);
+    const lines = stdout.split("\r\n");
+    expect(lines[0]!.startsWith("id,seq,timestamp,duration_ms,ttfb_ms,agent_id,user_id,task_context")).toBe(true);
+    expect(stdout).toContain(`"'=HYPERLINK(""http://evil"")"`);
+    expect(stdout).toContain(`"old, ""quoted"" task"`);
+    expect(lines[1]).toContain(",12.5,3,reviewer,");
+  });
+
+  test("a bad option is one line on stderr, exit 2 (usage), no stack trace", async () => {
+    const { exitCode, stderr } = await cliOn(trail, "audit", "query", "--days", "soon");
+    expect(exitCode).toBe(2);
+    expect(stderr).toContain("--days");
+    expect(stderr).not.toContain("    at ");
+  });
+
+  test("CSV writes tiny costs as plain decimals, never in exponent notation", async () => {
+    const tiny = await trailOn(driver, "tiny", 1, {
+      record: () => ({ ...record(9, "a", "u", "t", 0), cost_usd: 3.15e-7, cost_nano_usd: 315 }),
+    });
+    const { stdout } = await cliOn(tiny, "audit", "query", "--format", "csv");
+    expect(stdout).toContain(",0.000000315,315,");
+    expect(stdout).not.toMatch(/\de-\d/);
+  });
 });
 
 test("a missing database says where it looked and how to point elsewhere", async () => {
@@ -111,12 +129,15 @@ test("a missing database says where it looked and how to point elsewhere", async
   expect(stderr).toContain("--log-db");
 });
 
-test("CSV writes tiny costs as plain decimals, never in exponent notation", async () => {
-  const path = join(tempDir(), "tiny.db");
-  const store = new SqliteAuditStore(path);
-  store.commit({ ...record(9, "a", "u", "t", 0), cost_usd: 3.15e-7, cost_nano_usd: 315 });
-  await store.close();
-  const { stdout } = await runCli(["audit", "query", "--format", "csv", "--log-db", path]);
-  expect(stdout).toContain(",0.000000315,315,");
-  expect(stdout).not.toMatch(/\de-\d/);
+test("a PostgreSQL database with no trail says where it looked (the password masked) and how to point elsewhere", async () => {
+  const url = new URL(pgServer);
+  url.password = "S3CRET-PG-PASSWORD"; // the local server trusts loopback: any password opens it
+  url.searchParams.set("schema", `${pg.schema}_none`);
+  const { exitCode, stderr } = await runCli(["audit", "query", "--log-db", url.toString()]);
+  expect(exitCode).toBe(4); // I/O: no trail
+  expect(stderr).toContain("No audit trail at postgres://");
+  expect(stderr).toContain("--log-db");
+  expect(stderr).not.toContain("S3CRET-PG-PASSWORD");
+  const [created] = (await pg.sql`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = ${`${pg.schema}_none`}`) as { n: number }[];
+  expect(created!.n).toBe(0); // reading never creates a trail
 });

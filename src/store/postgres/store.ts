@@ -50,6 +50,8 @@ export interface PgStoreOptions {
   deadlineMs?: number;
   /** Key lookups are cached this long (ms, default 0: every call asks the database, so a revocation applies from the next call). */
   keyCacheMs?: number;
+  /** With `audit.retentionDays`: how often retention runs after the one at start (ms, default 3,600,000: hourly, as on SQLite). */
+  retentionEveryMs?: number;
 }
 
 const outcomeIndex = columns.indexOf("outcome");
@@ -80,6 +82,10 @@ export class PgAuditStore implements AuditStore {
   private readonly listeners = new Set<(records: readonly CommittedRecord[]) => void>();
   private idleWaiters: (() => void)[] = [];
   private heartbeatTimer: Timer | undefined;
+  /** Every `checkpoint.everySeconds`: seals what was appended since the last checkpoint, as SQLite's writer does. */
+  private checkpointTimer: Timer | undefined;
+  /** With `audit.retentionDays`: hourly, records that aged past it lose their personal fields (as SQLite's writer does). */
+  private retentionTimer: Timer | undefined;
   private lastCheckpoint = { seq: 0, at: Date.now() };
   private closed = false;
   private readonly intentDelayMs: number;
@@ -113,6 +119,11 @@ export class PgAuditStore implements AuditStore {
     this.checkpoint = settings.checkpoint ?? defaultCheckpointSettings;
     const heartbeatMs = options.heartbeatMs ?? 2000;
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), heartbeatMs);
+    this.checkpointTimer = setInterval(() => void this.checkpointWhenIdle(), this.checkpoint.everySeconds * 1000);
+    const retentionDays = settings.retentionDays;
+    if (retentionDays !== undefined) {
+      this.retentionTimer = setInterval(() => void this.retain(retentionDays), options.retentionEveryMs ?? 3_600_000);
+    }
   }
 
   static async open(ctx: StoreContext, options: PgStoreOptions = {}): Promise<PgAuditStore> {
@@ -189,6 +200,8 @@ export class PgAuditStore implements AuditStore {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.checkpointTimer);
+    clearInterval(this.retentionTimer);
     // Commit what is queued while PostgreSQL takes it; whatever stays is in audit_intents, where a
     // survivor (or this replica's next start, by lease) commits it.
     const deadline = Date.now() + this.deadlineMs;
@@ -348,6 +361,26 @@ export class PgAuditStore implements AuditStore {
   private settleIdle(): void {
     if (this.queue.length === 0 && this.pending.length === 0 && !this.appending && !this.flushing) {
       for (const waiter of this.idleWaiters.splice(0)) waiter();
+    }
+  }
+
+  private async checkpointWhenIdle(): Promise<void> {
+    if (this.closed) return;
+    try {
+      const signed = await this.trail.checkpointIfBehind();
+      if (signed) this.lastCheckpoint = { seq: signed.seq, at: Date.now() };
+    } catch (error) {
+      // PostgreSQL is unavailable (the appender reports that); the next interval tries again.
+      if (!this.closed) this.log.warn(`audit: no checkpoint this interval (${errorMessage(error)})`);
+    }
+  }
+
+  private async retain(days: number): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.trail.applyRetention(days);
+    } catch (error) {
+      if (!this.closed) this.log.warn(`audit: retention did not run this hour (${errorMessage(error)}); it runs again at the next`);
     }
   }
 

@@ -42,7 +42,7 @@ import {
 } from "../../trail/verify.ts";
 
 type WalkEntry = { record: ChainRecordRow } | { event: ChainEventRow };
-import { append } from "./chain.ts";
+import { append, lockChain, tail } from "./chain.ts";
 import type { TrailMeta } from "./connection.ts";
 import { eraseConsents } from "./consents.ts";
 import { toRecord } from "./rows.ts";
@@ -103,6 +103,24 @@ export class PgTrail implements AuditTrail {
     if (this.settings.checkpoint) publishCheckpoint(checkpoint, this.settings.checkpoint, (message) => this.log.warn(`audit: ${message}`));
   }
 
+  /**
+   * Signs a checkpoint of the tail when entries were appended after the trail's last checkpoint
+   * (whichever replica signed it), under the chain lock: the "every T seconds" of
+   * `audit.checkpoint`, so an idle trail's last entries do not wait for the next record to be sealed.
+   * Returns the tail it signed, or null.
+   */
+  async checkpointIfBehind(): Promise<{ seq: number; hash: string } | null> {
+    if (!this.signingKey) return null;
+    return transaction(this.sql, 10_000, async (tx) => {
+      await lockChain(tx);
+      const last = await tail(tx);
+      const [signed] = (await tx`SELECT coalesce(max(seq), 0) AS seq FROM audit_checkpoints`) as { seq: string }[];
+      if (last.seq <= Number(signed!.seq)) return null;
+      await this.checkpoint(tx, last);
+      return last;
+    });
+  }
+
   publicKey(): string {
     if (!this.signingKey) throw new Error("this trail has no signing key (audit.signingKey)");
     return publicKeyPem(this.signingKey);
@@ -153,6 +171,10 @@ export class PgTrail implements AuditTrail {
     const forms = erasureForms(userId);
     const formSet = new Set(forms);
     await transaction(this.sql, 30_000, async (tx) => {
+      // The chain lock first, as SQLite's write lock: an append that commits while this reads its
+      // candidates would otherwise slip between them — not among the candidates, and not redacted on
+      // landing either (it checked the erasures before this one committed).
+      await lockChain(tx);
       // Candidates by index (user, key) or by text (delegation JSON, Claude Code's whole metadata
       // user ids of older versions); the exact rule is applied here, as SQLite's erase.ts does.
       const likes = forms.map((f) => `%${f.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
@@ -187,6 +209,7 @@ export class PgTrail implements AuditTrail {
   async applyRetention(days: number, now = Date.now()): Promise<number> {
     const cutoff = new Date(now - days * 86_400_000).toISOString();
     return transaction(this.sql, 60_000, async (tx) => {
+      await lockChain(tx); // as erasure: no record lands between this read and the event naming its seqs
       const seqs = (
         (await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE salt IS NOT NULL AND timestamp < $1 RETURNING seq`, [cutoff])) as {
           seq: string;

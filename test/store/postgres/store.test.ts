@@ -37,9 +37,10 @@ const records = recordFilterSchema.parse({ limit: 1000 });
 
 /** What kill -9 leaves: no more heartbeats, no more appends, connections gone. */
 async function crash(store: PgAuditStore): Promise<void> {
-  const internals = store as unknown as { closed: boolean; heartbeatTimer: Timer };
+  const internals = store as unknown as { closed: boolean; heartbeatTimer: Timer; checkpointTimer: Timer };
   internals.closed = true;
   clearInterval(internals.heartbeatTimer);
+  clearInterval(internals.checkpointTimer);
   await store.sql.close({ timeout: 0 });
 }
 
