@@ -10,6 +10,8 @@
  *     two replicas (each process alone would admit 10);
  *   - a replica killed with SIGKILL mid-stream: the survivor records its call as interrupted after
  *     the lease, once, and `restart: unless-stopped` brings it back;
+ *   - PostgreSQL, then Redis, stopped: 503 audit_unavailable / limits_unavailable before any
+ *     upstream; started again: calls are served again without restarting the replicas;
  *   - the signing key both replicas use is one file on the shared volume;
  * then `docker-compose down -v` (also when a check fails). Prints one line per check and
  * "N passed, N failed"; exits 1 on any failure, 2 when it cannot run (no daemon: the message
@@ -147,6 +149,12 @@ async function cliJson<T>(service: string, args: string[]): Promise<T> {
   return JSON.parse(out.stdout) as T;
 }
 
+/** Every volume of the daemon, named or anonymous (the image's VOLUME /data gives each replica one). */
+async function volumeNames(): Promise<Set<string>> {
+  return new Set((await run(["docker", "volume", "ls", "-q"], { quiet: true })).stdout.split("\n").filter(Boolean));
+}
+let volumesBefore: Set<string> | undefined;
+
 async function main(): Promise<number> {
   const info = await run(["docker", "info", "--format", "{{.ServerVersion}}"], { quiet: true });
   if (info.code !== 0) {
@@ -158,6 +166,7 @@ async function main(): Promise<number> {
     return 2;
   }
   console.log(`--- Docker ${info.stdout.trim()}; project ${project}`);
+  volumesBefore = await volumeNames();
   const images = await run(["bash", "scripts/docker-test-images.sh"]);
   if (images.code !== 0) return 2;
 
@@ -294,6 +303,31 @@ async function main(): Promise<number> {
     back && afterKill?.status === 200 && (await inspect("replica-1", "{{.RestartCount}}")) === "1",
   );
 
+  // PostgreSQL, then Redis, stopped and started again: calls are refused before any upstream
+  // (503 audit_unavailable, 503 limits_unavailable), and served again once the server is back,
+  // without a restart of the replicas.
+  for (const [service, code] of [
+    ["postgres", "audit_unavailable"],
+    ["redis", "limits_unavailable"],
+  ] as const) {
+    const before = (await upstreamMarkers()).length;
+    await compose(["stop", service]);
+    const down = await chatRequest(replicas[1]!, `${service}-down`, `${service}-down`, false);
+    const downBody = await down.text();
+    check(
+      `with ${service} stopped, a call gets 503 ${code} and never reaches the upstream`,
+      down.status === 503 && downBody.includes(code) && (await upstreamMarkers()).length === before,
+      `${down.status} ${downBody.slice(0, 200)}`,
+    );
+    await compose(["start", service]);
+    let status = 0;
+    await waitFor(`a call after ${service} is back`, 30_000, async () => {
+      status = (await chat(replicas[1]!, `${service}-back`, `${service}-back-${Date.now()}`, false)).status;
+      return status === 200;
+    });
+    check(`once ${service} is back, the same replica serves calls again (no restart)`, status === 200, String(status));
+  }
+
   for (const replica of replicas) {
     const verify = await compose(["exec", "-T", replica.name, "agent-attr", "audit", "verify"]);
     check(
@@ -339,7 +373,13 @@ try {
   await compose(["down", "-v", "--remove-orphans"]);
 }
 const left = await run(["docker", "ps", "-aq", "--filter", `label=com.docker.compose.project=${project}`], { quiet: true });
-const volumes = await run(["docker", "volume", "ls", "-q", "--filter", `label=com.docker.compose.project=${project}`], { quiet: true });
-check("docker-compose down -v leaves no container and no volume of the project", !left.stdout.trim() && !volumes.stdout.trim());
+if (volumesBefore) {
+  const leftVolumes = [...(await volumeNames())].filter((name) => !volumesBefore!.has(name));
+  check(
+    "docker-compose down -v leaves no container and no volume (named or anonymous) of the project",
+    !left.stdout.trim() && leftVolumes.length === 0,
+    `containers: ${left.stdout.trim()}; volumes: ${leftVolumes.join(" ")}`,
+  );
+}
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(code! === 0 && failed === 0 ? 0 : code! || 1);
