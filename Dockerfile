@@ -19,7 +19,7 @@ RUN bun run build
 #   /keys   the Ed25519 signing key, on its own volume, apart from the database it vouches for
 #   /config where to mount a config: -e AGENT_ATTR_CONFIG=/config/agent-attr.config.ts
 # A bind-mounted /data must be writable by uid 10001 (or run with --user "$(id -u):$(id -g)");
-# the proxy refuses to start otherwise, saying so. See README "Docker".
+# the proxy refuses to start otherwise, saying so. See docs/operators.md "Docker".
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
