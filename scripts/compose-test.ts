@@ -253,7 +253,7 @@ async function main(): Promise<number> {
   const completedOf = (u: string) => records.filter((r) => r.user_id === u && r.outcome === "completed" && r.status === 200).length;
   const users = [...new Set(calls.map((call) => call.user))];
   check(
-    "each user's completed records match the calls the upstream saw for them; the refused ones are recorded as rate_limited",
+    "each user's completed records match the calls the upstream saw for them; the 10 refused ones are recorded as rejected with 429",
     users.every((u) => completedOf(u) === forwarded.filter((call) => call.user === u).length) &&
       records.filter((r) => r.user_id === user && r.status === 429 && r.outcome === "rejected").length === 10,
     records
