@@ -203,13 +203,18 @@ async function main(): Promise<number> {
   // One limit across replicas: 10 per minute for users limited-*, kept in Redis.
   const user = `limited-${randomBytes(4).toString("hex")}`;
   const limited: Call[] = [];
+  const started = Date.now();
   for (let i = 0; i < 20; i++) limited.push(await chat(replicas[i % 2]!, user, `${user}-${i}`, false));
+  const elapsed = Date.now() - started;
   calls.push(...limited);
   const admitted = limited.filter((call) => call.status === 200).length;
   const refused = limited.filter((call) => call.status === 429);
+  // GCRA lets one more through every 6 s: exactly 10 when the 20 calls take less (they take about
+  // a second), never more than 10 plus what refilled meanwhile on a starved machine.
+  const allowed = 10 + Math.floor(elapsed / 6_000);
   check(
-    "a limit of 10 requests per minute admits exactly 10 of 20 calls spread over both replicas (the rest get 429)",
-    admitted === 10 && refused.length === 10,
+    `a limit of 10 requests per minute admits ${allowed === 10 ? "exactly 10" : `10 (+${allowed - 10} refilled in ${elapsed} ms)`} of 20 calls spread over both replicas (the rest get 429)`,
+    admitted >= 10 && admitted <= allowed && refused.length === 20 - admitted,
     `admitted ${admitted}, 429: ${refused.length}, other: ${limited.filter((c) => c.status !== 200 && c.status !== 429).map((c) => c.status)}`,
   );
   check(
@@ -253,9 +258,9 @@ async function main(): Promise<number> {
   const completedOf = (u: string) => records.filter((r) => r.user_id === u && r.outcome === "completed" && r.status === 200).length;
   const users = [...new Set(calls.map((call) => call.user))];
   check(
-    "each user's completed records match the calls the upstream saw for them; the 10 refused ones are recorded as rejected with 429",
+    "each user's completed records match the calls the upstream saw for them; the refused ones are recorded as rejected with 429",
     users.every((u) => completedOf(u) === forwarded.filter((call) => call.user === u).length) &&
-      records.filter((r) => r.user_id === user && r.status === 429 && r.outcome === "rejected").length === 10,
+      records.filter((r) => r.user_id === user && r.status === 429 && r.outcome === "rejected").length === refused.length,
     records
       .filter((r) => r.user_id === user)
       .map((r) => `${r.status}/${r.outcome}/${r.error_type}`)
