@@ -154,14 +154,15 @@ async function volumeNames(): Promise<Set<string>> {
   return new Set((await run(["docker", "volume", "ls", "-q"], { quiet: true })).stdout.split("\n").filter(Boolean));
 }
 let volumesBefore: Set<string> | undefined;
+/** Set once `up` is tried: from then on `down -v` runs, whatever happens. */
+let composeUp = false;
 
 async function main(): Promise<number> {
   const info = await run(["docker", "info", "--format", "{{.ServerVersion}}"], { quiet: true });
   if (info.code !== 0) {
     console.error(
       `No Docker daemon answers (${info.stderr.trim().split("\n").pop()}).\n` +
-        'Start one (docs/development.md "The compose test"), e.g.\n' +
-        "  dockerd --data-root /tmp/docker-data --iptables=false --ip-forward=false --ip-masq=false >/tmp/dockerd.log 2>&1 &",
+        'Start one with scripts/dockerd.sh start (docs/development.md "The compose test"); stop it with scripts/dockerd.sh stop.',
     );
     return 2;
   }
@@ -177,6 +178,7 @@ async function main(): Promise<number> {
   if (build.code !== 0) return 1;
 
   console.log("--- docker-compose up -d");
+  composeUp = true;
   const up = await compose(["up", "-d"]);
   check("docker-compose up -d starts PostgreSQL, Redis and both replicas", up.code === 0);
   if (up.code !== 0) return 1;
@@ -370,15 +372,17 @@ try {
   failed++;
   code = 1;
 } finally {
-  if (failed > 0) {
+  if (composeUp && failed > 0) {
     const logs = await compose(["logs", "--no-color", "--tail", "40"], { quiet: true });
     console.log(`--- logs (last 40 lines per service)\n${logs.stdout}`);
   }
-  console.log("--- docker-compose down -v");
-  await compose(["down", "-v", "--remove-orphans"]);
+  if (composeUp) {
+    console.log("--- docker-compose down -v");
+    await compose(["down", "-v", "--remove-orphans"]);
+  }
 }
-const left = await run(["docker", "ps", "-aq", "--filter", `label=com.docker.compose.project=${project}`], { quiet: true });
-if (volumesBefore) {
+if (composeUp && volumesBefore) {
+  const left = await run(["docker", "ps", "-aq", "--filter", `label=com.docker.compose.project=${project}`], { quiet: true });
   const leftVolumes = [...(await volumeNames())].filter((name) => !volumesBefore!.has(name));
   check(
     "docker-compose down -v leaves no container and no volume (named or anonymous) of the project",
@@ -386,5 +390,5 @@ if (volumesBefore) {
     `containers: ${left.stdout.trim()}; volumes: ${leftVolumes.join(" ")}`,
   );
 }
-console.log(`${passed} passed, ${failed} failed`);
+if (passed + failed > 0) console.log(`${passed} passed, ${failed} failed`);
 process.exit(code! === 0 && failed === 0 ? 0 : code! || 1);
