@@ -4,7 +4,8 @@
 #   scripts/dockerd.sh start   install docker.io, docker-compose and debootstrap if missing, start
 #                              dockerd (data under $AGENT_ATTR_DOCKER_DIR, default
 #                              /var/tmp/agent-attr-docker) and wait until it answers
-#   scripts/dockerd.sh stop    stop the dockerd this script started (its pid file), and its containerd
+#   scripts/dockerd.sh stop    stop the dockerd this script started (its pid file) and the containerd
+#                              it runs, and release the network namespace it leaves mounted
 # The daemon changes no iptables rule and no sysctl (--iptables=false, --ip-forward=false): the
 # containers of one compose project reach each other on its network, published ports go through
 # docker-proxy on the host, and image builds use the host's network (--network host).
@@ -49,7 +50,12 @@ stop)
   pid="$(cat "$pidfile")"
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 60); do
-    kill -0 "$pid" 2>/dev/null || exit 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      # dockerd leaves its default network namespace mounted under its exec root: release it.
+      while mountpoint -q "$dir/exec/netns/default" 2>/dev/null; do umount "$dir/exec/netns/default" || break; done
+      rm -f "$pidfile"
+      exit 0
+    fi
     sleep 0.5
   done
   echo "dockerd ($pid) still runs after 30 s" >&2
