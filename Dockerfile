@@ -1,5 +1,10 @@
+# The base images, as build args so a machine without Docker Hub can build from local images
+# (scripts/docker-test-images.sh); the defaults are the official ones.
+ARG BUN_IMAGE=oven/bun:1.4.5
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
 # Build stage: compile the single binary with the pinned Bun from the locked dependencies.
-FROM oven/bun:1.4.5 AS build
+FROM ${BUN_IMAGE} AS build
 WORKDIR /src
 COPY package.json bun.lock ./
 RUN bun install --frozen-lockfile
@@ -14,8 +19,8 @@ RUN bun run build
 #   /keys   the Ed25519 signing key, on its own volume, apart from the database it vouches for
 #   /config where to mount a config: -e AGENT_ATTR_CONFIG=/config/agent-attr.config.ts
 # A bind-mounted /data must be writable by uid 10001 (or run with --user "$(id -u):$(id -g)");
-# the proxy refuses to start otherwise, saying so. See README "Docker".
-FROM debian:bookworm-slim
+# the proxy refuses to start otherwise, saying so. See docs/operators.md "Docker".
+FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

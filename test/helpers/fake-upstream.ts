@@ -175,7 +175,8 @@ function streamOf(chunks: string[], scenario: string, fake: FakeUpstream, wire: 
   return new Response(body, { headers: { "content-type": "text/event-stream", "x-request-id": "req_fake" } });
 }
 
-export async function startFakeUpstream(): Promise<FakeUpstream> {
+/** On 127.0.0.1 and a free port unless told otherwise (the compose test's container listens on 0.0.0.0:9000). */
+export async function startFakeUpstream(listen: { hostname?: string; port?: number } = {}): Promise<FakeUpstream> {
   const fake: FakeUpstream = {
     url: "",
     server: undefined as unknown as Server<undefined>,
@@ -186,8 +187,8 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     },
   };
   fake.server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
+    port: listen.port ?? 0,
+    hostname: listen.hostname ?? "127.0.0.1",
     idleTimeout: 0,
     async fetch(request) {
       const url = new URL(request.url);
