@@ -148,17 +148,21 @@ function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: Sum
 
 /**
  * The first `limit` groups of `query` in the summary's order: by the sorted value, then cost, then
- * calls (RANK, so groups tied with the last one come too; the caller breaks ties by key as it
- * always does), plus the count and sums of every group. Missing sums count as 0, as they do in JS.
+ * calls, with every group tied with the last one (the caller breaks ties by key as it always does),
+ * plus the count and sums of every group. Missing sums count as 0, as they do in JS. The groups are
+ * computed once; the limit-th group's values are found with ORDER BY … LIMIT (a partial sort), not
+ * by ranking every group: a summary by task has as many groups as calls, and a window over them all
+ * cost twice the grouping itself (measured on 1,000,000 records).
  */
 function ranked(query: SummaryQuery, filter: ParsedSummaryFilter): SummaryQuery {
-  const order = [sortValue[filter.sort as keyof typeof sortValue], "cost_nano_usd", "calls"]
-    .map((c) => `coalesce(g.${c}, 0) DESC`)
-    .join(", ");
-  const totals = rollupValueColumns.map((c) => `sum(g.${c}) OVER () AS total_${c}`).join(", ");
-  const sql = `SELECT * FROM (SELECT g.*, RANK() OVER (ORDER BY ${order}) AS place, count(*) OVER () AS group_count, ${totals}
-    FROM (${query.sql}) g) ranked WHERE place <= ?`;
-  return { ...query, sql, params: [...query.params, filter.limit!], ranked: true };
+  const values = [sortValue[filter.sort as keyof typeof sortValue], "cost_nano_usd", "calls"].map((c) => `coalesce(g.${c}, 0)`);
+  const totals = rollupValueColumns.map((c) => `sum(g.${c}) AS total_${c}`).join(", ");
+  const sql = `WITH g AS MATERIALIZED (${query.sql}),
+    totals AS (SELECT count(*) AS group_count, ${totals} FROM g),
+    last AS (SELECT ${values.join(", ")} FROM g ORDER BY ${values.map((v) => `${v} DESC`).join(", ")} LIMIT 1 OFFSET ?)
+    SELECT g.*, totals.* FROM g, totals
+    WHERE NOT EXISTS (SELECT 1 FROM last) OR (${values.join(", ")}) >= (SELECT * FROM last)`;
+  return { ...query, sql, params: [...query.params, filter.limit! - 1], ranked: true };
 }
 
 function rollupQuery(by: SummaryGrouping, firstDay: string | null, endDay: string | null): SummaryQuery {
