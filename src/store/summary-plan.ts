@@ -17,7 +17,6 @@
  * declared personal, from `personal_tags`.
  */
 import { sinceOf, tagOfGrouping, type ParsedSummaryFilter, type SummaryGrouping } from "./filters.ts";
-import type { Summary, SummaryRow } from "./results.ts";
 import { rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
 /** A query with `?` placeholders (a driver numbers them if it must) and what its rows are. */
@@ -33,6 +32,16 @@ export interface SummaryQuery {
    * few leave the database.
    */
   ranked?: boolean;
+  /**
+   * A row per call, not per group (several summaries' keys side by side): the driver should read
+   * it in batches rather than all at once.
+   */
+  perCall?: boolean;
+}
+
+/** A query of several summaries (`summariesQueries`): who folds its rows, and in which column each finds its key. */
+export interface PlannedQuery extends SummaryQuery {
+  for: { summary: number; key: string }[];
 }
 
 export interface SummaryDialect {
@@ -94,6 +103,11 @@ const filterColumns = {
   purpose: "purpose",
 } as const;
 
+/** Groupings whose groups are listed in key order (time), whatever the sort. */
+export const timeOrdered = new Set<SummaryGrouping>(["day", "hour"]);
+/** The value each `sort` orders groups by, largest first. */
+export const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
+
 /** A SQL condition on audit_records and its parameter. */
 type Condition = [sql: string, value: string | number];
 
@@ -109,40 +123,98 @@ export function usesRollup(filter: ParsedSummaryFilter, dialect: SummaryDialect)
 
 /** The queries that answer `filter` when every record with seq ≤ `cursor` is rolled up. */
 export function summaryQueries(filter: ParsedSummaryFilter, cursor: number, dialect: SummaryDialect): SummaryQuery[] {
+  return summaryParts(filter, cursor, dialect).map((part) =>
+    "query" in part ? part.query : recordsQuery(filter.by, part.records, dialect),
+  );
+}
+
+/**
+ * The queries that answer several summaries over one snapshot (the dashboard's Overview): each as
+ * `summaryQueries` plans it, except that records two or more of them read under the same
+ * conditions (the partial days at a range's edges, the records past the cursor) are read once, a
+ * row per call carrying every such summary's key, and each summary folds them by its own key. One
+ * pass over a partial day instead of one GROUP BY per summary (each sorts the day's calls).
+ */
+export function summariesQueries(filters: readonly ParsedSummaryFilter[], cursor: number, dialect: SummaryDialect): PlannedQuery[] {
+  const planned: PlannedQuery[] = [];
+  const shared = new Map<string, { conditions: Condition[]; readers: { summary: number; by: SummaryGrouping }[] }>();
+  filters.forEach((filter, summary) => {
+    for (const part of summaryParts(filter, cursor, dialect)) {
+      if ("query" in part) {
+        planned.push({ ...part.query, for: [{ summary, key: "key" }] });
+        continue;
+      }
+      const id = JSON.stringify(part.records);
+      const reads = shared.get(id) ?? { conditions: part.records, readers: [] };
+      reads.readers.push({ summary, by: filter.by });
+      shared.set(id, reads);
+    }
+  });
+  for (const { conditions, readers } of shared.values()) {
+    const [only] = readers;
+    if (readers.length === 1)
+      planned.push({ ...recordsQuery(only!.by, conditions, dialect), for: [{ summary: only!.summary, key: "key" }] });
+    else planned.push(callsQuery(readers, conditions, dialect));
+  }
+  return planned;
+}
+
+/** A part of a summary's plan: a query, or the records matching some conditions, grouped by the summary's key. */
+type Part = { query: SummaryQuery } | { records: Condition[] };
+
+function summaryParts(filter: ParsedSummaryFilter, cursor: number, dialect: SummaryDialect): Part[] {
   const since = sinceOf(filter) ?? null;
   const until = filter.until ?? null;
   const range: Condition[] = [];
   if (since) range.push(["timestamp >= ?", since]);
   if (until) range.push(["timestamp <= ?", until]);
   const by = filter.by;
-  const records = (conditions: Condition[]) => recordsQuery(by, conditions, dialect);
   if (!usesRollup(filter, dialect)) {
     const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
     const tagged = Object.entries(filter.tag ?? {}).map(([key, value]): Condition => [`${dialect.tagValue(key)} = ?`, value]);
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
-    const query = records([...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...tagged, ...range]);
-    return [filter.limit !== undefined && !timeOrdered.has(by) && filter.sort !== "key" ? ranked(query, filter) : query];
+    const conditions = [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...tagged, ...range];
+    if (filter.limit !== undefined && !timeOrdered.has(by) && filter.sort !== "key") {
+      return [{ query: ranked(recordsQuery(by, conditions, dialect), filter) }];
+    }
+    return [{ records: conditions }];
   }
   // Records past the cursor are found by seq (the primary key), the edges by timestamp.
   const rolled: Condition = [dialect.unindexed("seq <= ?"), cursor];
-  const queries = [records([["seq > ?", cursor], ...range.map(([sql, value]): Condition => [dialect.unindexed(sql), value])])];
+  const parts: Part[] = [{ records: [["seq > ?", cursor], ...range.map(([sql, value]): Condition => [dialect.unindexed(sql), value])] }];
   const firstDay = since ? (since === dayStart(since) ? since.slice(0, 10) : nextDay(since.slice(0, 10))) : null;
   const endDay = until ? until.slice(0, 10) : null;
   if (firstDay !== null && endDay !== null && firstDay > endDay) {
-    return [...queries, records([rolled, ...range])]; // the whole range lies inside one day
+    return [...parts, { records: [rolled, ...range] }]; // the whole range lies inside one day
   }
-  queries.push(rollupQuery(by, firstDay, endDay));
+  parts.push({ query: rollupQuery(by, firstDay, endDay) });
   if (since && firstDay && since !== dayStart(since)) {
-    queries.push(records([rolled, ["timestamp >= ?", since], ["timestamp < ?", `${firstDay}T00:00:00.000Z`]]));
+    parts.push({ records: [rolled, ["timestamp >= ?", since], ["timestamp < ?", `${firstDay}T00:00:00.000Z`]] });
   }
-  if (until && endDay) queries.push(records([rolled, ["timestamp >= ?", `${endDay}T00:00:00.000Z`], ["timestamp <= ?", until]]));
-  return queries;
+  if (until && endDay) parts.push({ records: [rolled, ["timestamp >= ?", `${endDay}T00:00:00.000Z`], ["timestamp <= ?", until]] });
+  return parts;
+}
+
+const where = (conditions: Condition[]) => (conditions.length ? `WHERE ${conditions.map(([c]) => c).join(" AND ")}` : "");
+
+/** The matching calls one by one, each with its key under every reader's grouping (`key_0`, `key_1`, …). */
+function callsQuery(readers: { summary: number; by: SummaryGrouping }[], conditions: Condition[], dialect: SummaryDialect): PlannedQuery {
+  const keys = readers.map(({ by }, i) => `${recordKey(by, dialect)} AS key_${i}`).join(", ");
+  const sql = `SELECT ${keys}, 1 AS calls, ${summedColumns.join(", ")}, ${unpricedSQL("audit_records")} AS unpriced_calls
+    FROM audit_records ${where(conditions)}`;
+  return {
+    sql,
+    params: conditions.map(([, v]) => v),
+    from: "records",
+    perCall: true,
+    for: readers.map(({ summary }, i) => ({ summary, key: `key_${i}` })),
+  };
 }
 
 function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: SummaryDialect): SummaryQuery {
   const sql = `SELECT ${recordKey(by, dialect)} AS key, count(*) AS calls,
     ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls
-    FROM audit_records ${conditions.length ? `WHERE ${conditions.map(([c]) => c).join(" AND ")}` : ""} GROUP BY 1`;
+    FROM audit_records ${where(conditions)} GROUP BY 1`;
   return { sql, params: conditions.map(([, v]) => v), from: "records" };
 }
 
@@ -188,69 +260,4 @@ function rollupQuery(by: SummaryGrouping, firstDay: string | null, endDay: strin
   const sql = `SELECT ${key} AS key, sum(calls) AS calls, ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")},
     sum(unpriced_calls) AS unpriced_calls FROM usage_rollup WHERE ${["dim = ?", ...days].join(" AND ")} GROUP BY 1`;
   return { sql, params: [dim, ...params], from: "rollup" };
-}
-
-type Sums = Omit<SummaryRow, "key" | "cost_usd">;
-const zeroSums = (): Sums => Object.fromEntries(rollupValueColumns.map((field) => [field, 0])) as Sums;
-const timeOrdered = new Set<SummaryGrouping>(["day", "hour"]);
-const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
-type QueryRow = Record<string, unknown>;
-
-/** The answer from the queries' rows (numbers may arrive as strings or bigints: PostgreSQL's sums). */
-export function summaryFromRows(filter: ParsedSummaryFilter, results: { query: SummaryQuery; rows: readonly QueryRow[] }[]): Summary {
-  const [only] = results;
-  if (results.length === 1 && only!.query.ranked) return rankedSummary(filter, only!.rows);
-  const groups = new Map<string | null, Sums>();
-  for (const { query, rows } of results) {
-    for (const row of rows) {
-      const raw = row.key as string | null;
-      const key = query.from === "rollup" && raw === "" ? null : raw;
-      let sums = groups.get(key);
-      if (!sums) groups.set(key, (sums = zeroSums()));
-      for (const field of rollupValueColumns) sums[field] += Number(row[field] ?? 0);
-    }
-  }
-  const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
-  sortGroups(filter, rows);
-  const total = zeroSums();
-  for (const row of rows) for (const field of rollupValueColumns) total[field] += row[field];
-  return answer(filter, rows, rows.length, total);
-}
-
-/** The summary from a ranked query's rows: its first groups, and every group's count and sums. */
-function rankedSummary(filter: ParsedSummaryFilter, ranked: readonly QueryRow[]): Summary {
-  const rows = ranked.map((row) => {
-    const sums = zeroSums();
-    for (const field of rollupValueColumns) sums[field] = Number(row[field] ?? 0);
-    return { key: row.key as string | null, ...withUSD(sums) };
-  });
-  sortGroups(filter, rows);
-  const total = zeroSums();
-  for (const field of rollupValueColumns) total[field] = Number(ranked[0]?.[`total_${field}`] ?? 0);
-  return answer(filter, rows, Number(ranked[0]?.group_count ?? 0), total);
-}
-
-function sortGroups(filter: ParsedSummaryFilter, rows: SummaryRow[]): void {
-  const byKey = (a: SummaryRow, b: SummaryRow) => String(a.key).localeCompare(String(b.key));
-  if (timeOrdered.has(filter.by) || filter.sort === "key") rows.sort(byKey);
-  else {
-    const field = sortValue[filter.sort];
-    rows.sort((a, b) => b[field] - a[field] || b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || byKey(a, b));
-  }
-}
-
-function answer(filter: ParsedSummaryFilter, rows: SummaryRow[], groupCount: number, total: Sums): Summary {
-  return {
-    by: filter.by,
-    since: sinceOf(filter) ?? null,
-    until: filter.until ?? null,
-    groups: filter.limit === undefined ? rows : rows.slice(0, filter.limit),
-    group_count: groupCount,
-    total: { key: null, ...withUSD(total) },
-  };
-}
-
-function withUSD(sums: Sums): Omit<SummaryRow, "key"> {
-  const { calls, cost_nano_usd, ...tokens } = sums;
-  return { calls, ...tokens, cost_usd: cost_nano_usd / 1e9, cost_nano_usd };
 }

@@ -1,13 +1,16 @@
 /**
  * Summaries on both storage drivers where the planner takes shortcuts: a top-N (`limit`) keeps
  * every group tied with the last one so ties are broken by key, whatever order the engine found
- * them in.
+ * them in; several summaries asked at once (`summaries`, the dashboard's Overview) read the
+ * records they share once and answer exactly what each summary alone answers.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { summaryFilterSchema } from "../../src/store/filters.ts";
+import { summaryFilterSchema, type SummaryFilter } from "../../src/store/filters.ts";
+import { summariesQueries } from "../../src/store/summary-plan.ts";
 import { postgresDriver, sqliteDriver, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
 import { pgSchema, type PgSchema } from "../helpers/postgres.ts";
 import { sampleRecord } from "../helpers/records.ts";
+import { at, bruteForce, record } from "../helpers/summary-trail.ts";
 import { tempDir } from "../helpers/proxy.ts";
 
 let pg: PgSchema;
@@ -59,6 +62,68 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("summaries on $n
         expect(top.group_count).toBe(7);
         expect(top.total).toEqual(all.total);
       }
+    }
+  });
+});
+
+const dialect = { unindexed: (c: string) => c, statusText: "status", tagValue: (key: string) => key, tagRollup: true };
+
+test("summaries over one range read each partial day and the records past the cursor once, with every summary's key", () => {
+  const range = { since: at(7.3), until: at(2.6) };
+  const filters = (["hour", "agent", "model", "status"] as const).map((by) => summary({ ...range, by }));
+  const queries = summariesQueries([...filters, summary({ ...range, by: "task", limit: 5 })], 100, dialect);
+  const perCall = queries.filter((q) => q.perCall);
+  // Past the cursor, the partial first day, the partial last day: one query each, for all four.
+  expect(perCall).toHaveLength(3);
+  for (const query of perCall) expect(query.for).toEqual([0, 1, 2, 3].map((summary) => ({ summary, key: `key_${summary}` })));
+  expect(queries.filter((q) => q.from === "rollup").map((q) => q.for)).toEqual([0, 1, 2, 3].map((summary) => [{ summary, key: "key" }]));
+  // Top tasks read the records of the whole range on their own (tasks are not rolled up).
+  expect(queries.filter((q) => q.ranked).map((q) => q.for)).toEqual([[{ summary: 4, key: "key" }]]);
+  // One summary alone keeps its GROUP BY queries.
+  expect(summariesQueries([filters[1]!], 100, dialect).some((q) => q.perCall)).toBe(false);
+});
+
+describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("several summaries at once on $name", (driver: TestDriver) => {
+  let trail: OpenedTrail;
+  const written = Array.from({ length: 220 }, (_, i) => record(i + 1));
+  beforeAll(async () => {
+    trail = await driver.open("batch");
+    for (const r of written) {
+      await trail.store.begin({ ...r, outcome: null, status: null });
+      await trail.store.commit(r);
+    }
+    await trail.store.flush();
+  });
+  afterAll(async () => {
+    await trail.store.close();
+  });
+
+  test("each answer is the summary's alone, over ranges that cut through days and with the Overview's limits", async () => {
+    const since = at(7.3);
+    const until = at(2.6);
+    for (const range of [{ since, until }, { since }, { until }, { since: at(5.9), until: at(5.6) }, {}]) {
+      const filters: SummaryFilter[] = [
+        { ...range, by: "hour" },
+        { ...range, by: "day" },
+        { ...range, by: "agent", limit: 2 },
+        { ...range, by: "user", limit: 2 },
+        { ...range, by: "task", limit: 2 },
+        { ...range, by: "model" },
+        { ...range, by: "provider" },
+        { ...range, by: "key" },
+        { ...range, by: "status", sort: "calls" },
+        { ...range, by: "tag:team" },
+        { ...range, by: "model", agent: "agent-1" },
+      ];
+      const parsed = filters.map((f) => summary(f));
+      const together = await trail.store.reader.summaries!(parsed);
+      expect(together).toEqual(await Promise.all(parsed.map((f) => trail.store.reader.summary(f))));
+      const inRange = written.filter((r) => (!range.since || r.timestamp >= range.since) && (!range.until || r.timestamp <= range.until));
+      const byHour = bruteForce(inRange, "hour");
+      expect(together[0]!.groups.map((g) => [g.key, g.calls, g.cost_nano_usd])).toEqual(
+        [...byHour].sort(([a], [b]) => String(a).localeCompare(String(b))).map(([key, g]) => [key, g.calls, g.cost_nano_usd]),
+      );
+      expect(together[2]!.total.calls).toBe(inRange.length);
     }
   });
 });
