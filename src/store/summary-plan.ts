@@ -1,8 +1,9 @@
 /**
  * How a usage summary is read, for both drivers: which queries answer it (from the usage rollup,
- * ./rollup.ts, where it can, from the records where it must), and how their rows add up to the
- * answer. A driver reads the rollup's cursor and runs the queries in one snapshot, so the cursor
- * cannot move in between; the answer is then always exact.
+ * ./rollup.ts, where it can, from the records where it must); their rows add up to the answer in
+ * ./summary-answer.ts. A driver reads the rollup's cursor and runs the queries in one snapshot, so
+ * the cursor cannot move in between; the answer is then always exact. Several summaries can be
+ * planned together (`summariesQueries`): records they all read are then read once.
  *
  * A summary over a time range reads whole UTC days from the rollup and only the partial days at its
  * edges, and the records not yet rolled up, from the records themselves, so it stays fast on
@@ -111,6 +112,7 @@ export const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: 
 /** A SQL condition on audit_records and its parameter. */
 type Condition = [sql: string, value: string | number];
 
+const halfDay = 43_200_000;
 const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
 const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
 
@@ -124,7 +126,7 @@ export function usesRollup(filter: ParsedSummaryFilter, dialect: SummaryDialect)
 /** The queries that answer `filter` when every record with seq ≤ `cursor` is rolled up. */
 export function summaryQueries(filter: ParsedSummaryFilter, cursor: number, dialect: SummaryDialect): SummaryQuery[] {
   return summaryParts(filter, cursor, dialect).map((part) =>
-    "query" in part ? part.query : recordsQuery(filter.by, part.records, dialect),
+    "query" in part ? part.query : recordsQuery(filter.by, part.records, dialect, part.sign),
   );
 }
 
@@ -137,30 +139,29 @@ export function summaryQueries(filter: ParsedSummaryFilter, cursor: number, dial
  */
 export function summariesQueries(filters: readonly ParsedSummaryFilter[], cursor: number, dialect: SummaryDialect): PlannedQuery[] {
   const planned: PlannedQuery[] = [];
-  const shared = new Map<string, { conditions: Condition[]; readers: { summary: number; by: SummaryGrouping }[] }>();
+  const shared = new Map<string, { conditions: Condition[]; sign: 1 | -1; readers: { summary: number; by: SummaryGrouping }[] }>();
   filters.forEach((filter, summary) => {
     for (const part of summaryParts(filter, cursor, dialect)) {
       if ("query" in part) {
         planned.push({ ...part.query, for: [{ summary, key: "key" }] });
         continue;
       }
-      const id = JSON.stringify(part.records);
-      const reads = shared.get(id) ?? { conditions: part.records, readers: [] };
+      const id = JSON.stringify([part.sign, part.records]);
+      const reads = shared.get(id) ?? { conditions: part.records, sign: part.sign, readers: [] };
       reads.readers.push({ summary, by: filter.by });
       shared.set(id, reads);
     }
   });
-  for (const { conditions, readers } of shared.values()) {
+  for (const { conditions, sign, readers } of shared.values()) {
     const [only] = readers;
-    if (readers.length === 1)
-      planned.push({ ...recordsQuery(only!.by, conditions, dialect), for: [{ summary: only!.summary, key: "key" }] });
-    else planned.push(callsQuery(readers, conditions, dialect));
+    if (readers.length > 1) planned.push(callsQuery(readers, conditions, dialect, sign));
+    else planned.push({ ...recordsQuery(only!.by, conditions, dialect, sign), for: [{ summary: only!.summary, key: "key" }] });
   }
   return planned;
 }
 
 /** A part of a summary's plan: a query, or the records matching some conditions, grouped by the summary's key. */
-type Part = { query: SummaryQuery } | { records: Condition[] };
+type Part = { query: SummaryQuery } | { records: Condition[]; sign: 1 | -1 };
 
 function summaryParts(filter: ParsedSummaryFilter, cursor: number, dialect: SummaryDialect): Part[] {
   const since = sinceOf(filter) ?? null;
@@ -177,31 +178,54 @@ function summaryParts(filter: ParsedSummaryFilter, cursor: number, dialect: Summ
     if (filter.limit !== undefined && !timeOrdered.has(by) && filter.sort !== "key") {
       return [{ query: ranked(recordsQuery(by, conditions, dialect), filter) }];
     }
-    return [{ records: conditions }];
+    return [{ records: conditions, sign: 1 }];
   }
   // Records past the cursor are found by seq (the primary key), the edges by timestamp.
   const rolled: Condition = [dialect.unindexed("seq <= ?"), cursor];
-  const parts: Part[] = [{ records: [["seq > ?", cursor], ...range.map(([sql, value]): Condition => [dialect.unindexed(sql), value])] }];
+  const parts: Part[] = [
+    { records: [["seq > ?", cursor], ...range.map(([sql, value]): Condition => [dialect.unindexed(sql), value])], sign: 1 },
+  ];
   const firstDay = since ? (since === dayStart(since) ? since.slice(0, 10) : nextDay(since.slice(0, 10))) : null;
   const endDay = until ? until.slice(0, 10) : null;
   if (firstDay !== null && endDay !== null && firstDay > endDay) {
-    return [...parts, { records: [rolled, ...range] }]; // the whole range lies inside one day
+    return [...parts, { records: [rolled, ...range], sign: 1 }]; // the whole range lies inside one day
   }
-  parts.push({ query: rollupQuery(by, firstDay, endDay) });
+  // A partial day at an edge is read from the records in the range, or, when the part of that day
+  // outside the range is the shorter, as the whole day from the rollup minus the records outside.
+  let [fromDay, toDay] = [firstDay, endDay]; // the rollup's days: fromDay <= day < toDay
   if (since && firstDay && since !== dayStart(since)) {
-    parts.push({ records: [rolled, ["timestamp >= ?", since], ["timestamp < ?", `${firstDay}T00:00:00.000Z`]] });
+    if (Date.parse(since) - Date.parse(dayStart(since)) < halfDay) {
+      fromDay = since.slice(0, 10);
+      parts.push({ records: [rolled, ["timestamp >= ?", dayStart(since)], ["timestamp < ?", since]], sign: -1 });
+    } else parts.push({ records: [rolled, ["timestamp >= ?", since], ["timestamp < ?", `${firstDay}T00:00:00.000Z`]], sign: 1 });
   }
-  if (until && endDay) parts.push({ records: [rolled, ["timestamp >= ?", `${endDay}T00:00:00.000Z`], ["timestamp <= ?", until]] });
+  if (until && endDay) {
+    const dayEnd = `${nextDay(endDay)}T00:00:00.000Z`;
+    if (Date.parse(dayEnd) - Date.parse(until) < halfDay) {
+      toDay = nextDay(endDay);
+      parts.push({ records: [rolled, ["timestamp > ?", until], ["timestamp < ?", dayEnd]], sign: -1 });
+    } else parts.push({ records: [rolled, ["timestamp >= ?", `${endDay}T00:00:00.000Z`], ["timestamp <= ?", until]], sign: 1 });
+  }
+  parts.push({ query: rollupQuery(by, fromDay, toDay) });
   return parts;
 }
 
 const where = (conditions: Condition[]) => (conditions.length ? `WHERE ${conditions.map(([c]) => c).join(" AND ")}` : "");
 
-/** The matching calls one by one, each with its key under every reader's grouping (`key_0`, `key_1`, …). */
-function callsQuery(readers: { summary: number; by: SummaryGrouping }[], conditions: Condition[], dialect: SummaryDialect): PlannedQuery {
+/**
+ * The matching calls one by one, each with its key under every reader's grouping (`key_0`,
+ * `key_1`, …), their values negated for sign -1 (calls to take away from the rollup's).
+ */
+function callsQuery(
+  readers: { summary: number; by: SummaryGrouping }[],
+  conditions: Condition[],
+  dialect: SummaryDialect,
+  sign: 1 | -1,
+): PlannedQuery {
   const keys = readers.map(({ by }, i) => `${recordKey(by, dialect)} AS key_${i}`).join(", ");
-  const sql = `SELECT ${keys}, 1 AS calls, ${summedColumns.join(", ")}, ${unpricedSQL("audit_records")} AS unpriced_calls
-    FROM audit_records ${where(conditions)}`;
+  const minus = sign < 0 ? "-" : "";
+  const sql = `SELECT ${keys}, ${sign} AS calls, ${summedColumns.map((c) => `${minus}${c} AS ${c}`).join(", ")},
+    ${minus}${unpricedSQL("audit_records")} AS unpriced_calls FROM audit_records ${where(conditions)}`;
   return {
     sql,
     params: conditions.map(([, v]) => v),
@@ -211,9 +235,11 @@ function callsQuery(readers: { summary: number; by: SummaryGrouping }[], conditi
   };
 }
 
-function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: SummaryDialect): SummaryQuery {
-  const sql = `SELECT ${recordKey(by, dialect)} AS key, count(*) AS calls,
-    ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls
+/** The matching records grouped by the summary's key; sign -1 negates the sums (records to take away from the rollup's). */
+function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: SummaryDialect, sign: 1 | -1 = 1): SummaryQuery {
+  const minus = sign < 0 ? "-" : "";
+  const sql = `SELECT ${recordKey(by, dialect)} AS key, ${minus}count(*) AS calls,
+    ${summedColumns.map((c) => `${minus}sum(${c}) AS ${c}`).join(", ")}, ${minus}sum(${unpricedSQL("audit_records")}) AS unpriced_calls
     FROM audit_records ${where(conditions)} GROUP BY 1`;
   return { sql, params: conditions.map(([, v]) => v), from: "records" };
 }

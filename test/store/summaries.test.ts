@@ -126,4 +126,25 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("several summari
       expect(together[2]!.total.calls).toBe(inRange.length);
     }
   });
+
+  test("ranges that start or end early or late in a UTC day (the day read from the rollup minus the records outside, or the records inside)", async () => {
+    const dayOf = (daysAgo: number) => at(daysAgo).slice(0, 10);
+    const [early, late] = ["T03:00:00.000Z", "T21:00:00.000Z"];
+    const ends = [`${dayOf(3)}${early}`, `${dayOf(3)}${late}`, undefined];
+    for (const since of [`${dayOf(8)}${early}`, `${dayOf(8)}${late}`, `${dayOf(5)}${early}`]) {
+      for (const until of ends) {
+        const filters = (["agent", "hour", "day", "status", "tag:team"] as const).map((by) => summary({ since, until, by }));
+        const inRange = written.filter((r) => r.timestamp >= since && (!until || r.timestamp <= until));
+        const together = await trail.store.reader.summaries!(filters);
+        for (const [i, filter] of filters.entries()) {
+          const expected = bruteForce(inRange, filter.by);
+          for (const answer of [together[i]!, await trail.store.reader.summary(filter)]) {
+            expect(answer.groups.map((g) => [g.key, g.calls, g.input_tokens, g.cost_nano_usd, g.unpriced_calls]).sort()).toEqual(
+              [...expected].map(([key, g]) => [key, g.calls, g.input_tokens, g.cost_nano_usd, g.unpriced_calls]).sort(),
+            );
+          }
+        }
+      }
+    }
+  });
 });
