@@ -110,6 +110,12 @@ export interface AuditReader {
   records(filter: ParsedRecordFilter): Promise<RecordPage>;
   /** Calls, tokens and cost grouped by agent, user, task, model, provider, key, day, hour or status. */
   summary(filter: ParsedSummaryFilter): Promise<Summary>;
+  /**
+   * Several summaries (answers in the filters' order) from one snapshot of the trail, each as
+   * `summary` answers it; records they all read (a range's partial days) may be read once.
+   * Optional: without it, callers (the dashboard's Overview) ask `summary` for each.
+   */
+  summaries?(filters: ParsedSummaryFilter[]): Promise<Summary[]>;
   /** One record by its id (the X-Audit-Record-ID a call's response carried), or null. */
   record(id: string): Promise<AuditRecord | null>;
 }

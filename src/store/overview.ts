@@ -2,12 +2,13 @@
  * The dashboard's Overview in one answer (`GET /audit/overview`): spend, calls and tokens per hour
  * or day, the top agents, users, tasks and models by cost, and calls by outcome and status, over
  * one time range. It is composed from summaries (./summary.ts), so any driver's `AuditReader`
- * serves it, and its numbers are those of `GET /audit/summary` for the same range.
+ * serves it, and its numbers are those of `GET /audit/summary` for the same range (read from one
+ * snapshot where the reader has `summaries`).
  */
 import { z } from "zod";
 import { recordFilterSchema, sinceOf } from "./filters.ts";
 import type { AuditReader } from "./contract.ts";
-import { summaryRowSchema } from "./results.ts";
+import { summaryRowSchema, type Summary } from "./results.ts";
 import { summaryFilterSchema, type SummaryGrouping } from "./filters.ts";
 
 export const overviewFilterSchema = recordFilterSchema.pick({ since: true, until: true, days: true }).extend({
@@ -40,16 +41,13 @@ export async function overview(reader: AuditReader, filter: ParsedOverviewFilter
   const spanMs = Date.parse(filter.until ?? new Date().toISOString()) - Date.parse(since ?? "1970-01-01T00:00:00Z");
   // `since` was computed a moment before this `now`: a `days=3` range is 3 days and a few ms.
   const bucket = filter.bucket ?? (spanMs <= 3 * 86_400_000 + 1000 ? "hour" : "day");
-  const summary = (by: SummaryGrouping, extra: object = {}) => reader.summary(summaryFilterSchema.parse({ ...range, by, ...extra }));
-  const top = (by: SummaryGrouping) => summary(by, { limit: filter.top });
-  const [series, agent, user, task, model, statuses] = await Promise.all([
-    summary(bucket),
-    top("agent"),
-    top("user"),
-    top("task"),
-    top("model"),
-    summary("status", { sort: "calls" }),
-  ]);
+  const by = (grouping: SummaryGrouping, extra: object = {}) => summaryFilterSchema.parse({ ...range, by: grouping, ...extra });
+  const top = (grouping: SummaryGrouping) => by(grouping, { limit: filter.top });
+  const filters = [by(bucket), top("agent"), top("user"), top("task"), top("model"), by("status", { sort: "calls" })];
+  // In one snapshot, the partial days at the range's edges read once for all of them (where the store can).
+  const answers = reader.summaries ? await reader.summaries(filters) : await Promise.all(filters.map((f) => reader.summary(f)));
+  if (answers.length !== filters.length) throw new Error(`the audit reader answered ${answers.length} of ${filters.length} summaries`);
+  const [series, agent, user, task, model, statuses] = answers as [Summary, Summary, Summary, Summary, Summary, Summary];
   return {
     since: since ?? null,
     until: filter.until ?? null,

@@ -1,8 +1,9 @@
 /**
  * How a usage summary is read, for both drivers: which queries answer it (from the usage rollup,
- * ./rollup.ts, where it can, from the records where it must), and how their rows add up to the
- * answer. A driver reads the rollup's cursor and runs the queries in one snapshot, so the cursor
- * cannot move in between; the answer is then always exact.
+ * ./rollup.ts, where it can, from the records where it must); their rows add up to the answer in
+ * ./summary-answer.ts. A driver reads the rollup's cursor and runs the queries in one snapshot, so
+ * the cursor cannot move in between; the answer is then always exact. Several summaries can be
+ * planned together (`summariesQueries`): records they all read are then read once.
  *
  * A summary over a time range reads whole UTC days from the rollup and only the partial days at its
  * edges, and the records not yet rolled up, from the records themselves, so it stays fast on
@@ -17,7 +18,6 @@
  * declared personal, from `personal_tags`.
  */
 import { sinceOf, tagOfGrouping, type ParsedSummaryFilter, type SummaryGrouping } from "./filters.ts";
-import type { Summary, SummaryRow } from "./results.ts";
 import { rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
 /** A query with `?` placeholders (a driver numbers them if it must) and what its rows are. */
@@ -33,6 +33,16 @@ export interface SummaryQuery {
    * few leave the database.
    */
   ranked?: boolean;
+  /**
+   * A row per call, not per group (several summaries' keys side by side): the driver should read
+   * it in batches rather than all at once.
+   */
+  perCall?: boolean;
+}
+
+/** A query of several summaries (`summariesQueries`): who folds its rows, and in which column each finds its key. */
+export interface PlannedQuery extends SummaryQuery {
+  for: { summary: number; key: string }[];
 }
 
 export interface SummaryDialect {
@@ -94,9 +104,15 @@ const filterColumns = {
   purpose: "purpose",
 } as const;
 
+/** Groupings whose groups are listed in key order (time), whatever the sort. */
+export const timeOrdered = new Set<SummaryGrouping>(["day", "hour"]);
+/** The value each `sort` orders groups by, largest first. */
+export const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
+
 /** A SQL condition on audit_records and its parameter. */
 type Condition = [sql: string, value: string | number];
 
+const halfDay = 43_200_000;
 const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
 const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
 
@@ -109,56 +125,142 @@ export function usesRollup(filter: ParsedSummaryFilter, dialect: SummaryDialect)
 
 /** The queries that answer `filter` when every record with seq ≤ `cursor` is rolled up. */
 export function summaryQueries(filter: ParsedSummaryFilter, cursor: number, dialect: SummaryDialect): SummaryQuery[] {
+  return summaryParts(filter, cursor, dialect).map((part) =>
+    "query" in part ? part.query : recordsQuery(filter.by, part.records, dialect, part.sign),
+  );
+}
+
+/**
+ * The queries that answer several summaries over one snapshot (the dashboard's Overview): each as
+ * `summaryQueries` plans it, except that records two or more of them read under the same
+ * conditions (the partial days at a range's edges, the records past the cursor) are read once, a
+ * row per call carrying every such summary's key, and each summary folds them by its own key. One
+ * pass over a partial day instead of one GROUP BY per summary (each sorts the day's calls).
+ */
+export function summariesQueries(filters: readonly ParsedSummaryFilter[], cursor: number, dialect: SummaryDialect): PlannedQuery[] {
+  const planned: PlannedQuery[] = [];
+  const shared = new Map<string, { conditions: Condition[]; sign: 1 | -1; readers: { summary: number; by: SummaryGrouping }[] }>();
+  filters.forEach((filter, summary) => {
+    for (const part of summaryParts(filter, cursor, dialect)) {
+      if ("query" in part) {
+        planned.push({ ...part.query, for: [{ summary, key: "key" }] });
+        continue;
+      }
+      const id = JSON.stringify([part.sign, part.records]);
+      const reads = shared.get(id) ?? { conditions: part.records, sign: part.sign, readers: [] };
+      reads.readers.push({ summary, by: filter.by });
+      shared.set(id, reads);
+    }
+  });
+  for (const { conditions, sign, readers } of shared.values()) {
+    const [only] = readers;
+    if (readers.length > 1) planned.push(callsQuery(readers, conditions, dialect, sign));
+    else planned.push({ ...recordsQuery(only!.by, conditions, dialect, sign), for: [{ summary: only!.summary, key: "key" }] });
+  }
+  return planned;
+}
+
+/** A part of a summary's plan: a query, or the records matching some conditions, grouped by the summary's key. */
+type Part = { query: SummaryQuery } | { records: Condition[]; sign: 1 | -1 };
+
+function summaryParts(filter: ParsedSummaryFilter, cursor: number, dialect: SummaryDialect): Part[] {
   const since = sinceOf(filter) ?? null;
   const until = filter.until ?? null;
   const range: Condition[] = [];
   if (since) range.push(["timestamp >= ?", since]);
   if (until) range.push(["timestamp <= ?", until]);
   const by = filter.by;
-  const records = (conditions: Condition[]) => recordsQuery(by, conditions, dialect);
   if (!usesRollup(filter, dialect)) {
     const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
     const tagged = Object.entries(filter.tag ?? {}).map(([key, value]): Condition => [`${dialect.tagValue(key)} = ?`, value]);
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
-    const query = records([...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...tagged, ...range]);
-    return [filter.limit !== undefined && !timeOrdered.has(by) && filter.sort !== "key" ? ranked(query, filter) : query];
+    const conditions = [...filtered.map((f): Condition => [`${filterColumns[f]} = ?`, filter[f]!]), ...tagged, ...range];
+    if (filter.limit !== undefined && !timeOrdered.has(by) && filter.sort !== "key") {
+      return [{ query: ranked(recordsQuery(by, conditions, dialect), filter) }];
+    }
+    return [{ records: conditions, sign: 1 }];
   }
   // Records past the cursor are found by seq (the primary key), the edges by timestamp.
   const rolled: Condition = [dialect.unindexed("seq <= ?"), cursor];
-  const queries = [records([["seq > ?", cursor], ...range.map(([sql, value]): Condition => [dialect.unindexed(sql), value])])];
+  const parts: Part[] = [
+    { records: [["seq > ?", cursor], ...range.map(([sql, value]): Condition => [dialect.unindexed(sql), value])], sign: 1 },
+  ];
   const firstDay = since ? (since === dayStart(since) ? since.slice(0, 10) : nextDay(since.slice(0, 10))) : null;
   const endDay = until ? until.slice(0, 10) : null;
   if (firstDay !== null && endDay !== null && firstDay > endDay) {
-    return [...queries, records([rolled, ...range])]; // the whole range lies inside one day
+    return [...parts, { records: [rolled, ...range], sign: 1 }]; // the whole range lies inside one day
   }
-  queries.push(rollupQuery(by, firstDay, endDay));
+  // A partial day at an edge is read from the records in the range, or, when the part of that day
+  // outside the range is the shorter, as the whole day from the rollup minus the records outside.
+  let [fromDay, toDay] = [firstDay, endDay]; // the rollup's days: fromDay <= day < toDay
   if (since && firstDay && since !== dayStart(since)) {
-    queries.push(records([rolled, ["timestamp >= ?", since], ["timestamp < ?", `${firstDay}T00:00:00.000Z`]]));
+    if (Date.parse(since) - Date.parse(dayStart(since)) < halfDay) {
+      fromDay = since.slice(0, 10);
+      parts.push({ records: [rolled, ["timestamp >= ?", dayStart(since)], ["timestamp < ?", since]], sign: -1 });
+    } else parts.push({ records: [rolled, ["timestamp >= ?", since], ["timestamp < ?", `${firstDay}T00:00:00.000Z`]], sign: 1 });
   }
-  if (until && endDay) queries.push(records([rolled, ["timestamp >= ?", `${endDay}T00:00:00.000Z`], ["timestamp <= ?", until]]));
-  return queries;
+  if (until && endDay) {
+    const dayEnd = `${nextDay(endDay)}T00:00:00.000Z`;
+    if (Date.parse(dayEnd) - Date.parse(until) < halfDay) {
+      toDay = nextDay(endDay);
+      parts.push({ records: [rolled, ["timestamp > ?", until], ["timestamp < ?", dayEnd]], sign: -1 });
+    } else parts.push({ records: [rolled, ["timestamp >= ?", `${endDay}T00:00:00.000Z`], ["timestamp <= ?", until]], sign: 1 });
+  }
+  parts.push({ query: rollupQuery(by, fromDay, toDay) });
+  return parts;
 }
 
-function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: SummaryDialect): SummaryQuery {
-  const sql = `SELECT ${recordKey(by, dialect)} AS key, count(*) AS calls,
-    ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls
-    FROM audit_records ${conditions.length ? `WHERE ${conditions.map(([c]) => c).join(" AND ")}` : ""} GROUP BY 1`;
+const where = (conditions: Condition[]) => (conditions.length ? `WHERE ${conditions.map(([c]) => c).join(" AND ")}` : "");
+
+/**
+ * The matching calls one by one, each with its key under every reader's grouping (`key_0`,
+ * `key_1`, …), their values negated for sign -1 (calls to take away from the rollup's).
+ */
+function callsQuery(
+  readers: { summary: number; by: SummaryGrouping }[],
+  conditions: Condition[],
+  dialect: SummaryDialect,
+  sign: 1 | -1,
+): PlannedQuery {
+  const keys = readers.map(({ by }, i) => `${recordKey(by, dialect)} AS key_${i}`).join(", ");
+  const minus = sign < 0 ? "-" : "";
+  const sql = `SELECT ${keys}, ${sign} AS calls, ${summedColumns.map((c) => `${minus}${c} AS ${c}`).join(", ")},
+    ${minus}${unpricedSQL("audit_records")} AS unpriced_calls FROM audit_records ${where(conditions)}`;
+  return {
+    sql,
+    params: conditions.map(([, v]) => v),
+    from: "records",
+    perCall: true,
+    for: readers.map(({ summary }, i) => ({ summary, key: `key_${i}` })),
+  };
+}
+
+/** The matching records grouped by the summary's key; sign -1 negates the sums (records to take away from the rollup's). */
+function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: SummaryDialect, sign: 1 | -1 = 1): SummaryQuery {
+  const minus = sign < 0 ? "-" : "";
+  const sql = `SELECT ${recordKey(by, dialect)} AS key, ${minus}count(*) AS calls,
+    ${summedColumns.map((c) => `${minus}sum(${c}) AS ${c}`).join(", ")}, ${minus}sum(${unpricedSQL("audit_records")}) AS unpriced_calls
+    FROM audit_records ${where(conditions)} GROUP BY 1`;
   return { sql, params: conditions.map(([, v]) => v), from: "records" };
 }
 
 /**
  * The first `limit` groups of `query` in the summary's order: by the sorted value, then cost, then
- * calls (RANK, so groups tied with the last one come too; the caller breaks ties by key as it
- * always does), plus the count and sums of every group. Missing sums count as 0, as they do in JS.
+ * calls, with every group tied with the last one (the caller breaks ties by key as it always does),
+ * plus the count and sums of every group. Missing sums count as 0, as they do in JS. The groups are
+ * computed once; the limit-th group's values are found with ORDER BY … LIMIT (a partial sort), not
+ * by ranking every group: a summary by task has as many groups as calls, and a window over them all
+ * cost twice the grouping itself (measured on 1,000,000 records).
  */
 function ranked(query: SummaryQuery, filter: ParsedSummaryFilter): SummaryQuery {
-  const order = [sortValue[filter.sort as keyof typeof sortValue], "cost_nano_usd", "calls"]
-    .map((c) => `coalesce(g.${c}, 0) DESC`)
-    .join(", ");
-  const totals = rollupValueColumns.map((c) => `sum(g.${c}) OVER () AS total_${c}`).join(", ");
-  const sql = `SELECT * FROM (SELECT g.*, RANK() OVER (ORDER BY ${order}) AS place, count(*) OVER () AS group_count, ${totals}
-    FROM (${query.sql}) g) ranked WHERE place <= ?`;
-  return { ...query, sql, params: [...query.params, filter.limit!], ranked: true };
+  const values = [sortValue[filter.sort as keyof typeof sortValue], "cost_nano_usd", "calls"].map((c) => `coalesce(g.${c}, 0)`);
+  const totals = rollupValueColumns.map((c) => `sum(g.${c}) AS total_${c}`).join(", ");
+  const sql = `WITH g AS MATERIALIZED (${query.sql}),
+    totals AS (SELECT count(*) AS group_count, ${totals} FROM g),
+    last AS (SELECT ${values.join(", ")} FROM g ORDER BY ${values.map((v) => `${v} DESC`).join(", ")} LIMIT 1 OFFSET ?)
+    SELECT g.*, totals.* FROM g, totals
+    WHERE NOT EXISTS (SELECT 1 FROM last) OR (${values.join(", ")}) >= (SELECT * FROM last)`;
+  return { ...query, sql, params: [...query.params, filter.limit! - 1], ranked: true };
 }
 
 function rollupQuery(by: SummaryGrouping, firstDay: string | null, endDay: string | null): SummaryQuery {
@@ -184,69 +286,4 @@ function rollupQuery(by: SummaryGrouping, firstDay: string | null, endDay: strin
   const sql = `SELECT ${key} AS key, sum(calls) AS calls, ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")},
     sum(unpriced_calls) AS unpriced_calls FROM usage_rollup WHERE ${["dim = ?", ...days].join(" AND ")} GROUP BY 1`;
   return { sql, params: [dim, ...params], from: "rollup" };
-}
-
-type Sums = Omit<SummaryRow, "key" | "cost_usd">;
-const zeroSums = (): Sums => Object.fromEntries(rollupValueColumns.map((field) => [field, 0])) as Sums;
-const timeOrdered = new Set<SummaryGrouping>(["day", "hour"]);
-const sortValue = { cost: "cost_nano_usd", calls: "calls", input_tokens: "input_tokens", output_tokens: "output_tokens" } as const;
-type QueryRow = Record<string, unknown>;
-
-/** The answer from the queries' rows (numbers may arrive as strings or bigints: PostgreSQL's sums). */
-export function summaryFromRows(filter: ParsedSummaryFilter, results: { query: SummaryQuery; rows: readonly QueryRow[] }[]): Summary {
-  const [only] = results;
-  if (results.length === 1 && only!.query.ranked) return rankedSummary(filter, only!.rows);
-  const groups = new Map<string | null, Sums>();
-  for (const { query, rows } of results) {
-    for (const row of rows) {
-      const raw = row.key as string | null;
-      const key = query.from === "rollup" && raw === "" ? null : raw;
-      let sums = groups.get(key);
-      if (!sums) groups.set(key, (sums = zeroSums()));
-      for (const field of rollupValueColumns) sums[field] += Number(row[field] ?? 0);
-    }
-  }
-  const rows = [...groups].map(([key, sums]) => ({ key, ...withUSD(sums) })).filter((row) => row.calls > 0);
-  sortGroups(filter, rows);
-  const total = zeroSums();
-  for (const row of rows) for (const field of rollupValueColumns) total[field] += row[field];
-  return answer(filter, rows, rows.length, total);
-}
-
-/** The summary from a ranked query's rows: its first groups, and every group's count and sums. */
-function rankedSummary(filter: ParsedSummaryFilter, ranked: readonly QueryRow[]): Summary {
-  const rows = ranked.map((row) => {
-    const sums = zeroSums();
-    for (const field of rollupValueColumns) sums[field] = Number(row[field] ?? 0);
-    return { key: row.key as string | null, ...withUSD(sums) };
-  });
-  sortGroups(filter, rows);
-  const total = zeroSums();
-  for (const field of rollupValueColumns) total[field] = Number(ranked[0]?.[`total_${field}`] ?? 0);
-  return answer(filter, rows, Number(ranked[0]?.group_count ?? 0), total);
-}
-
-function sortGroups(filter: ParsedSummaryFilter, rows: SummaryRow[]): void {
-  const byKey = (a: SummaryRow, b: SummaryRow) => String(a.key).localeCompare(String(b.key));
-  if (timeOrdered.has(filter.by) || filter.sort === "key") rows.sort(byKey);
-  else {
-    const field = sortValue[filter.sort];
-    rows.sort((a, b) => b[field] - a[field] || b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || byKey(a, b));
-  }
-}
-
-function answer(filter: ParsedSummaryFilter, rows: SummaryRow[], groupCount: number, total: Sums): Summary {
-  return {
-    by: filter.by,
-    since: sinceOf(filter) ?? null,
-    until: filter.until ?? null,
-    groups: filter.limit === undefined ? rows : rows.slice(0, filter.limit),
-    group_count: groupCount,
-    total: { key: null, ...withUSD(total) },
-  };
-}
-
-function withUSD(sums: Sums): Omit<SummaryRow, "key"> {
-  const { calls, cost_nano_usd, ...tokens } = sums;
-  return { calls, ...tokens, cost_usd: cost_nano_usd / 1e9, cost_nano_usd };
 }

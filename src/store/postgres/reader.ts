@@ -9,7 +9,8 @@ import type { SQL } from "bun";
 import type { AuditReader } from "../contract.ts";
 import { sinceOf, type ParsedRecordFilter, type ParsedSummaryFilter } from "../filters.ts";
 import type { RecordPage, Summary } from "../results.ts";
-import { summaryFromRows, summaryQueries, usesRollup, type SummaryDialect } from "../summary-plan.ts";
+import { foldRows, SummaryFold } from "../summary-answer.ts";
+import { summariesQueries, usesRollup, type SummaryDialect, type SummaryQuery } from "../summary-plan.ts";
 import { rollupCursor } from "./rollup.ts";
 import { transaction } from "./writer.ts";
 import type { AuditRecord } from "../../trail/record.ts";
@@ -77,26 +78,45 @@ export class PgReader implements AuditReader {
     return row ? toRecord(row) : null;
   }
 
-  /** The queries ../summary-plan.ts plans, in one REPEATABLE READ snapshot (the cursor cannot move in between). */
   async summary(filter: ParsedSummaryFilter): Promise<Summary> {
-    const results = await transaction(
+    return (await this.summaries([filter]))[0]!;
+  }
+
+  /** The queries ../summary-plan.ts plans, in one REPEATABLE READ snapshot (the cursor cannot move in between). */
+  async summaries(filters: ParsedSummaryFilter[]): Promise<Summary[]> {
+    return transaction(
       this.sql,
       summaryDeadlineMs,
       async (tx) => {
-        const cursor = usesRollup(filter, postgres) ? await rollupCursor(tx) : 0;
-        const answered = [];
-        for (const query of summaryQueries(filter, cursor, postgres)) {
-          let n = 0;
-          const rows = (await tx.unsafe(
-            query.sql.replace(/\?/g, () => `$${++n}`),
-            query.params,
-          )) as Record<string, unknown>[];
-          answered.push({ query, rows });
+        const cursor = filters.some((filter) => usesRollup(filter, postgres)) ? await rollupCursor(tx) : 0;
+        const folds = filters.map((filter) => new SummaryFold(filter));
+        for (const query of summariesQueries(filters, cursor, postgres)) {
+          for await (const rows of queryRows(tx, query)) foldRows(folds, query, rows);
         }
-        return answered;
+        return folds.map((fold) => fold.summary());
       },
       "ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     );
-    return summaryFromRows(filter, results);
+  }
+}
+
+type Row = Record<string, unknown>;
+
+/** A query's rows, in one go, or for a query with a row per call, in batches through a cursor (a day's calls can be millions). */
+async function* queryRows(tx: SQL, query: SummaryQuery): AsyncGenerator<Row[]> {
+  let n = 0;
+  const text = query.sql.replace(/\?/g, () => `$${++n}`);
+  if (!query.perCall) {
+    yield (await tx.unsafe(text, query.params)) as Row[];
+    return;
+  }
+  await tx.unsafe(`DECLARE summary_calls NO SCROLL CURSOR FOR ${text}`, query.params);
+  try {
+    for (let rows = (await tx.unsafe("FETCH 10000 FROM summary_calls")) as Row[]; rows.length > 0; ) {
+      yield rows;
+      rows = (await tx.unsafe("FETCH 10000 FROM summary_calls")) as Row[];
+    }
+  } finally {
+    await tx.unsafe("CLOSE summary_calls");
   }
 }

@@ -39,6 +39,7 @@ export interface ReaderOperations {
   records: { args: { filter: ParsedRecordFilter }; result: RecordPage };
   record: { args: { recordId: string }; result: AuditRecord | null };
   summary: { args: { filter: ParsedSummaryFilter }; result: Summary };
+  summaries: { args: { filters: ParsedSummaryFilter[] }; result: Summary[] };
   event: { args: { event: ChainEvent }; result: null };
   erase: { args: { userId: string; actor: string }; result: null };
   manifest: { args: { exportId: string }; result: ExportManifest | null };

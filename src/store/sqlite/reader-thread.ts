@@ -56,6 +56,10 @@ export class ReaderThread implements AuditReader, AuditTrail {
     return this.call("summary", { filter });
   }
 
+  summaries(filters: ParsedSummaryFilter[]): Promise<Summary[]> {
+    return this.call("summaries", { filters });
+  }
+
   record(id: string): Promise<AuditRecord | null> {
     return this.call("record", { recordId: id });
   }

@@ -69,6 +69,7 @@ const handlers: Handlers = {
   records: ({ filter }) => opened().reader.records(filter),
   record: ({ recordId }) => opened().reader.record(recordId),
   summary: ({ filter }) => opened().reader.summary(filter),
+  summaries: ({ filters }) => opened().reader.summaries(filters),
   event: ({ event }) => (opened().trail.appendEvent(event), null),
   erase: async ({ userId, actor }) => (await opened().trail.eraseUser(userId, actor), null),
   manifest: ({ exportId }) => opened().trail.manifest(exportId),

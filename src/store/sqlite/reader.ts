@@ -47,7 +47,11 @@ export class SqliteAuditReader implements AuditReader {
   }
 
   async summary(filter: ParsedSummaryFilter): Promise<Summary> {
-    return summarize(this.db, filter);
+    return summarize(this.db, [filter])[0]!;
+  }
+
+  async summaries(filters: ParsedSummaryFilter[]): Promise<Summary[]> {
+    return summarize(this.db, filters);
   }
 
   async record(id: string): Promise<AuditRecord | null> {

@@ -1,12 +1,14 @@
 /**
- * Usage and cost summaries (`GET /audit/summary`, `agent-attr audit summary`) on SQLite: the
- * queries ../summary-plan.ts plans (the usage rollup, ./rollup.ts, where it can; the records where
- * it must), run in one read transaction so the rollup's cursor cannot move in between.
+ * Usage and cost summaries (`GET /audit/summary`, `agent-attr audit summary`, the dashboard's
+ * Overview) on SQLite: the queries ../summary-plan.ts plans (the usage rollup, ./rollup.ts, where it
+ * can; the records where it must), run in one read transaction so the rollup's cursor cannot move
+ * in between, their rows folded into each summary's answer as they are read.
  */
 import type { Database } from "bun:sqlite";
 import type { ParsedSummaryFilter } from "../filters.ts";
 import type { Summary } from "../results.ts";
-import { summaryFromRows, summaryQueries, usesRollup, type SummaryDialect } from "../summary-plan.ts";
+import { foldRows, SummaryFold } from "../summary-answer.ts";
+import { summariesQueries, usesRollup, type SummaryDialect } from "../summary-plan.ts";
 import { rollupCursor } from "./rollup.ts";
 
 /** A tag's value in a record: clear, else personal (keys are a-z, 0-9 and '-', safe in a JSON path literal). */
@@ -21,13 +23,14 @@ const sqlite: SummaryDialect = {
   tagRollup: true,
 };
 
-export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {
-  const results = db.transaction(() => {
-    const cursor = usesRollup(filter, sqlite) ? rollupCursor(db) : 0;
-    return summaryQueries(filter, cursor, sqlite).map((query) => ({
-      query,
-      rows: db.query<Record<string, unknown>, (string | number)[]>(query.sql).all(...query.params),
-    }));
+/** Several summaries from one snapshot; the records they share are read once. */
+export function summarize(db: Database, filters: readonly ParsedSummaryFilter[]): Summary[] {
+  return db.transaction(() => {
+    const cursor = filters.some((filter) => usesRollup(filter, sqlite)) ? rollupCursor(db) : 0;
+    const folds = filters.map((filter) => new SummaryFold(filter));
+    for (const query of summariesQueries(filters, cursor, sqlite)) {
+      foldRows(folds, query, db.query<Record<string, unknown>, (string | number)[]>(query.sql).iterate(...query.params));
+    }
+    return folds.map((fold) => fold.summary());
   })();
-  return summaryFromRows(filter, results);
 }
