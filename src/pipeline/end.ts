@@ -13,7 +13,7 @@ import type { StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, MeterResult } from "./context.ts";
 import type { ObservedCall } from "../plugin.ts";
 import { estimateUsage } from "./estimate.ts";
-import { runSequential } from "./hooks.ts";
+import { runSequential, type MaybePromise } from "./hooks.ts";
 import { costFields, hasUsage, priceUsage } from "./price.ts";
 import { elapsed, writeRecord } from "./record.ts";
 import type { RoutedProvider, Runtime } from "./runtime.ts";
@@ -195,7 +195,7 @@ function isWarmup(ctx: CallContext): boolean {
 }
 
 /** Stage 9: every limiter reconciles with the final record. Never throws. */
-function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): Promise<void> {
+function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): MaybePromise<void> {
   return runSequential(rt.plugins, "limit.settle", (plugin) => plugin.limit?.settle && (() => plugin.limit!.settle!(ctx, record)), {
     log: rt.log,
   });
