@@ -43,33 +43,17 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
     finish({ kind: "cancel" });
     reader.cancel(reason).catch(() => {});
   };
-  const gone = () => {
-    cancel();
-    return false;
-  };
-  /**
-   * Writes to the client; false (and the stream ended as a cancel would) if the client is gone.
-   * Write and flush answer with a promise only under backpressure: only then is there something to
-   * wait for (two microtasks less per chunk otherwise).
-   */
-  const send = (controller: ReadableStreamDirectController, bytes: Uint8Array): boolean | Promise<boolean> => {
+  /** Writes to the client; false (and the stream ended as a cancel would) if the client is gone. */
+  const send = async (controller: ReadableStreamDirectController, bytes: Uint8Array) => {
     try {
-      const written = controller.write(bytes);
-      if (written instanceof Promise) return written.then(() => flush(controller), gone);
-      return flush(controller);
+      await controller.write(bytes);
+      await controller.flush();
+      return true;
     } catch {
-      return gone();
+      cancel();
+      return false;
     }
   };
-  const flush = (controller: ReadableStreamDirectController): boolean | Promise<boolean> => {
-    try {
-      const flushed = controller.flush();
-      return flushed instanceof Promise ? flushed.then(() => true, gone) : true;
-    } catch {
-      return gone();
-    }
-  };
-
   let held: Uint8Array | null = null;
   const source: Bun.DirectUnderlyingSource<Uint8Array> = {
     type: "direct",
@@ -88,12 +72,7 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
           const rest = filter?.end();
           if (observer.beforeLast) {
             await observer.beforeLast();
-            if (ended) return;
-            if (held) {
-              let delivered = send(controller, held);
-              if (typeof delivered !== "boolean") delivered = await delivered;
-              if (!delivered) return;
-            }
+            if (ended || (held && !(await send(controller, held)))) return;
           }
           if (rest?.length) await controller.write(rest);
           finish({ kind: "done" });
@@ -115,9 +94,7 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
           out = previous;
         }
         // The client's side gone without a cancel ends the stream as a cancel would.
-        let delivered = send(controller, out);
-        if (typeof delivered !== "boolean") delivered = await delivered;
-        if (!delivered) return;
+        if (!(await send(controller, out))) return;
       }
     },
     cancel,
