@@ -43,10 +43,7 @@ export class SSEParser {
     if (text.indexOf("\r") === -1) {
       // LF line ends only (what LLM APIs send): let indexOf find them.
       for (let end = text.indexOf("\n"); end !== -1; end = text.indexOf("\n", start)) {
-        // The two lines nearly every event is made of, without copying the line first.
-        if (start === end) this.dispatch(events);
-        else if (text.startsWith("data: ", start)) this.dataLines.push(text.slice(start + 6, end));
-        else this.line(text.slice(start, end), events);
+        this.line(start === end ? "" : text.slice(start, end), events);
         start = end + 1;
       }
     } else {
