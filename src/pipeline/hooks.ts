@@ -33,8 +33,9 @@ export type BoundHook<T> = (() => T | Promise<T>) | undefined;
 /**
  * A result that is a promise only when some hook answered with one. The runners call hooks that
  * answer synchronously (nearly all: header attribution, pricing) without a promise or a microtask
- * per hook — per call, that is most of what running the stages costs — and await only what is a
- * promise. Await it (or `awaited` it); the order hooks run in and what a throw means are the same.
+ * turn per hook, which on every call added up, and await only what is a promise. The order hooks
+ * run in and what a throw means are the same either way; a refusal thrown synchronously by a
+ * hook is thrown by the runner itself (callers run it inside `try`, or in an async function).
  */
 export type MaybePromise<T> = T | Promise<T>;
 
