@@ -16,6 +16,7 @@ import {
   tagHeaderPrefix,
   type Attribution,
   type ClaimSources,
+  type IdentifierRule,
   parseOptions,
 } from "agent-attr";
 import { z } from "zod";
@@ -36,37 +37,41 @@ const traceparent = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 export function headerAttribution(options: z.input<typeof optionsSchema> = {}) {
   const opts = parseOptions("header-attribution", optionsSchema, options);
-  const id = (headers: Headers, name: string) =>
-    checkIdentifier(headerText(headers, name), { where: `Header ${name}`, max: opts.maxIdLength, header: true });
+  // The rules per header, made once: attribute runs on every call.
+  const idRule = (name: string) => ({ where: `Header ${name}`, max: opts.maxIdLength, header: true });
+  const rules = {
+    agent: idRule("x-agent-id"),
+    user: idRule("x-user-id"),
+    session: idRule("x-session-id"),
+    parent: idRule("x-parent-agent-id"),
+    task: { where: "Header x-task-context", max: opts.maxTaskLength, header: true, text: true },
+  };
+  const fromHeader = (headers: Headers, name: string, rule: IdentifierRule) => checkIdentifier(headerText(headers, name), rule);
   return definePlugin({
     name: "header-attribution",
     inboundHeaders,
     attribute(ctx): Partial<Attribution> {
       const h = ctx.request.headers;
-      const agent = id(h, "x-agent-id");
-      const task = checkIdentifier(headerText(h, "x-task-context"), {
-        where: "Header x-task-context",
-        max: opts.maxTaskLength,
-        header: true,
-        text: true,
-      });
+      const agent = fromHeader(h, "x-agent-id", rules.agent);
+      const task = fromHeader(h, "x-task-context", rules.task);
       const body = bodyIdentity(ctx.body, ctx.endpoint);
       const fromBody = (value: string | null) => checkIdentifier(value, { where: `The body field ${body!.field}`, max: opts.maxIdLength });
-      const headerUser = id(h, "x-user-id");
+      const headerUser = fromHeader(h, "x-user-id", rules.user);
       const user = headerUser ?? (body ? fromBody(body.user) : null);
-      const trace = traceparent.exec(h.get("traceparent")?.trim().toLowerCase() ?? "")?.[1] ?? null;
-      const sources: ClaimSources = {
-        ...(agent ? { agent_id: { header: "X-Agent-ID" } } : {}),
-        ...(headerUser ? { user_id: { header: "X-User-ID" } } : user ? { user_id: { body: body!.field } } : {}),
-        ...(task ? { task_context: { header: "X-Task-Context" } } : {}),
-      };
+      const traceHeader = h.get("traceparent");
+      const trace = traceHeader === null ? null : (traceparent.exec(traceHeader.trim().toLowerCase())?.[1] ?? null);
+      const sources: { -readonly [F in keyof ClaimSources]: ClaimSources[F] } = {};
+      if (agent) sources.agent_id = { header: "X-Agent-ID" };
+      if (headerUser) sources.user_id = { header: "X-User-ID" };
+      else if (user) sources.user_id = { body: body!.field };
+      if (task) sources.task_context = { header: "X-Task-Context" };
       return {
         sources,
         agent_id: agent,
         user_id: user,
         task_context: task,
-        session_id: id(h, "x-session-id") ?? (body?.session ? fromBody(body.session) : null),
-        parent_agent_id: id(h, "x-parent-agent-id"),
+        session_id: fromHeader(h, "x-session-id", rules.session) ?? (body?.session ? fromBody(body.session) : null),
+        parent_agent_id: fromHeader(h, "x-parent-agent-id", rules.parent),
         trace_id: trace,
         tags: headerTags(h),
         attribution: agent || user || task ? "asserted" : undefined,

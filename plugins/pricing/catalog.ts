@@ -11,6 +11,8 @@ import type { Rates } from "./rates.ts";
 export interface CatalogEntry {
   provider: string;
   model: ModelInfo;
+  /** `<provider>/<model id>`, as a price source names it (made once per entry, not per call). */
+  name: string;
 }
 
 const maxCached = 10_000;
@@ -22,7 +24,7 @@ export function lookup(model: string, provider: string | undefined): CatalogEntr
   const cached = cache.get(key);
   if (cached !== undefined) return cached;
   const found = calcPrice({ input_tokens: 0, output_tokens: 0 }, model, provider ? { providerId: provider } : {});
-  const entry = found ? { provider: found.provider.id, model: found.model } : null;
+  const entry = found ? { provider: found.provider.id, model: found.model, name: `${found.provider.id}/${found.model.id}` } : null;
   if (cache.size >= maxCached) cache.clear();
   cache.set(key, entry);
   return entry;

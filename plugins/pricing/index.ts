@@ -80,7 +80,7 @@ export function pricing(options: PricingOptions = {}) {
       for (const name of call.pricing?.by === "requested" ? names : names.toReversed()) {
         const entry = lookup(name, catalog);
         const rates = entry && catalogRates(pricesAt(entry.model, call.at), call.usage);
-        if (entry && rates) return quote(rates, `${priceDataVersion}:${entry.provider}/${entry.model.id}`, call);
+        if (entry && rates) return quote(rates, `${priceDataVersion}:${entry.name}`, call);
       }
     }
     return null;

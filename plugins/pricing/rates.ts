@@ -18,13 +18,16 @@ export interface Rates {
 }
 
 /** A price as integer micro-dollars per million tokens (prices are exact to $0.000001 per Mtok). */
-function micro(usdPerMtok: number): bigint {
-  return BigInt(Math.round(usdPerMtok * 1e6));
+function micro(usdPerMtok: number): number {
+  return Math.round(usdPerMtok * 1e6);
 }
 
 /**
  * The cost of `usage` at `rates` in nano-dollars, or null when the usage is incomplete (input or
  * output unknown). Input counts every token once: uncached + cache read + cache writes.
+ * Exact integer arithmetic: with plain numbers while every term is a safe integer and their sum is
+ * well below 2^53 (any real call: a million tokens at $1,000 per Mtok is 10^15 pico-dollars), else
+ * with BigInt.
  */
 export function costNanoUSD(usage: Usage, rates: Rates): number | null {
   if (usage.input_tokens === null || usage.output_tokens === null) return null;
@@ -33,11 +36,22 @@ export function costNanoUSD(usage: Usage, rates: Rates): number | null {
   const write1h = Math.min(usage.cache_write_1h_tokens ?? 0, cacheWrite);
   const uncached = Math.max(0, usage.input_tokens - cacheRead - cacheWrite);
   const cacheWriteRate = rates.cacheWrite ?? rates.input;
-  const pico =
-    BigInt(uncached) * micro(rates.input) +
-    BigInt(cacheRead) * micro(rates.cacheRead ?? rates.input) +
-    BigInt(cacheWrite - write1h) * micro(cacheWriteRate) +
-    BigInt(write1h) * micro(rates.cacheWrite1h ?? cacheWriteRate) +
-    BigInt(usage.output_tokens) * micro(rates.output);
-  return Number((pico + 500n) / 1000n);
+  const tokens = [uncached, cacheRead, cacheWrite - write1h, write1h, usage.output_tokens] as const;
+  const prices = [
+    micro(rates.input),
+    micro(rates.cacheRead ?? rates.input),
+    micro(cacheWriteRate),
+    micro(rates.cacheWrite1h ?? cacheWriteRate),
+    micro(rates.output),
+  ] as const;
+  let bound = 0;
+  for (let i = 0; i < 5; i++) bound += tokens[i]! * prices[i]!;
+  if (bound < 2 ** 52 && tokens.every(Number.isSafeInteger) && prices.every(Number.isSafeInteger)) {
+    let pico = 500;
+    for (let i = 0; i < 5; i++) pico += tokens[i]! * prices[i]!;
+    return (pico - (pico % 1000)) / 1000;
+  }
+  let pico = 500n;
+  for (let i = 0; i < 5; i++) pico += BigInt(tokens[i]!) * BigInt(prices[i]!);
+  return Number(pico / 1000n);
 }

@@ -5,23 +5,31 @@
 import { verifyIdentity } from "./identity.ts";
 import { emptyAttribution, type Attribution, type CallContext, type Principal } from "./context.ts";
 import type { Runtime } from "./runtime.ts";
-import { runFirst, runMerge } from "./hooks.ts";
+import { isPromiseLike, runFirst, runMerge, type MaybePromise } from "./hooks.ts";
 import { checkTags } from "../tags.ts";
 
-export async function authenticate(ctx: CallContext, rt: Runtime) {
-  const found = await runFirst(rt.plugins, "authenticate", (plugin) => plugin.authenticate && (() => plugin.authenticate!(ctx)), "refuse");
-  return found?.value ?? null;
+/** The first principal an `authenticate` hook gives, or null (a promise only if a hook answered with one). */
+export function authenticate(ctx: CallContext, rt: Runtime): MaybePromise<Principal | null> {
+  const found = runFirst(rt.plugins, "authenticate", (plugin) => plugin.authenticate && (() => plugin.authenticate!(ctx)), "refuse");
+  return isPromiseLike(found) ? found.then((first) => first?.value ?? null) : (found?.value ?? null);
 }
 
-/** Every plugin's attribution merged in order; the merged tags held to `rt.tags` (../tags.ts): 400 beyond. */
-export async function attribute(ctx: CallContext, rt: Runtime): Promise<Attribution> {
-  const merged = await runMerge(
+/**
+ * Every plugin's attribution merged in order; the merged tags held to `rt.tags` (../tags.ts): 400
+ * beyond. A promise only if a hook answered with one.
+ */
+export function attribute(ctx: CallContext, rt: Runtime): MaybePromise<Attribution> {
+  const merged = runMerge(
     rt.plugins,
     "attribute",
     emptyAttribution,
-    (plugin, merged) => plugin.attribute && (() => plugin.attribute!({ ...ctx, attribution: merged })),
+    (plugin) => plugin.attribute && ((merged: Attribution) => plugin.attribute!({ ...ctx, attribution: merged })),
     "refuse",
   );
+  return isPromiseLike(merged) ? merged.then((all) => checkedTags(all, rt)) : checkedTags(merged, rt);
+}
+
+function checkedTags(merged: Attribution, rt: Runtime): Attribution {
   if (Object.keys(merged.tags).length === 0) return merged;
   return { ...merged, tags: checkTags(merged.tags, rt.tags, (key) => `The tag '${key}' (an X-Attr-Tag-${key} header or a plugin's tags)`) };
 }

@@ -51,9 +51,13 @@ export function sweepConsentExpiries(rt: Pick<Runtime, "consents" | "log">, ever
 
 const none: CallConsent = { consent_id: null, purpose: null, lawful_basis: null, consent_source: "none" };
 
-export async function checkConsent(ctx: CallContext, rt: Runtime): Promise<void> {
+/** Holds the call to its user's consents per the mode in force; nothing to wait for when it is "off". */
+export function checkConsent(ctx: CallContext, rt: Runtime): Promise<void> | undefined {
   const mode = rt.consent.modeFor(ctx.principal?.tier);
-  if (mode === "off") return;
+  return mode === "off" ? undefined : checkConsentIn(mode, ctx, rt);
+}
+
+async function checkConsentIn(mode: "record" | "enforce", ctx: CallContext, rt: Runtime): Promise<void> {
   const a = ctx.attribution;
   if (a.user_id === null) {
     ctx.consent = none;

@@ -11,9 +11,9 @@ import { noUsage, type AuditRecord, type Outcome, type Usage, type UsageSource }
 import { ProxyError, errorMessage } from "../errors.ts";
 import type { StreamEnd } from "../proxy/tap.ts";
 import type { CallContext, MeterResult } from "./context.ts";
-import type { ObservedCall } from "../plugin.ts";
+import type { ObservedCall, PriceQuote } from "../plugin.ts";
 import { estimateUsage } from "./estimate.ts";
-import { runSequential } from "./hooks.ts";
+import { isPromiseLike, runSequential, type MaybePromise } from "./hooks.ts";
 import { costFields, hasUsage, priceUsage } from "./price.ts";
 import { elapsed, writeRecord } from "./record.ts";
 import type { RoutedProvider, Runtime } from "./runtime.ts";
@@ -53,63 +53,123 @@ export interface CallEnding {
 export function callEnding(ctx: CallContext, inFlight: AuditRecord, provider: RoutedProvider | null, rt: Runtime): CallEnding {
   let recorded: Promise<AuditRecord | null> | null = null;
   let finished: Promise<void> | null = null;
-  const record = (end: CallEnd) =>
-    (recorded ??= finalRecord(ctx, inFlight, end, provider, rt).then(
-      async (final) => {
-        rt.metrics.observe(final, tierOf(ctx));
-        await writeRecord(final, rt);
-        return final;
-      },
-      (error: unknown) => {
-        rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);
-        return null;
-      },
-    ));
+  const failed = (error: unknown) => {
+    rt.log.error(`recording call ${ctx.id} failed: ${errorMessage(error)}`);
+    return null;
+  };
+  const hand = (final: AuditRecord): Promise<AuditRecord> => {
+    rt.metrics.observe(final, tierOf(ctx));
+    const written = writeRecord(final, rt);
+    return written ? written.then(() => final) : Promise.resolve(final);
+  };
+  const record = (end: CallEnd) => {
+    if (recorded) return recorded;
+    // Built synchronously when its price (and estimate) need not wait: no promise chain per call then.
+    try {
+      const final = finalRecord(ctx, inFlight, end, provider, rt);
+      recorded = isPromiseLike(final) ? Promise.resolve(final).then(hand, failed) : hand(final).catch(failed);
+    } catch (error) {
+      recorded = Promise.resolve(failed(error));
+    }
+    return recorded;
+  };
   const finish = (end: CallEnd) =>
-    (finished ??= record(end).then(async (final) => {
+    (finished ??= record(end).then((final) => {
       if (!final) return;
       // A limiter that reserved before a later stage refused the call gives the reservation back.
-      await settle(ctx, final, rt);
-      observe(ctx, final, end, rt);
+      const settled = settle(ctx, final, rt);
+      if (!isPromiseLike(settled)) return observe(ctx, final, end, rt);
+      return settled.then(() => observe(ctx, final, end, rt));
     }));
   return { record, finish };
 }
 
-async function finalRecord(
+/** The final record; a promise only when an estimate or a price hook has to be waited for. */
+function finalRecord(
   ctx: CallContext,
   inFlight: AuditRecord,
   end: CallEnd,
   provider: RoutedProvider | null,
   rt: Runtime,
-): Promise<AuditRecord> {
+): MaybePromise<AuditRecord> {
+  if (end.kind === "answered") return answeredCall(ctx, inFlight, end, provider, rt);
   const base = { ...inFlight, duration_ms: elapsed(ctx) };
   if (end.kind === "refused") {
     return { ...base, outcome: "rejected", status: end.error.status, error_type: end.error.code, ...noUsage, usage_source: "none" };
   }
-  if (end.kind === "failed") {
-    const final: AuditRecord = end.clientGone
-      ? { ...base, outcome: "client_aborted", status: null, error_type: "client_aborted" }
-      : { ...base, outcome: "upstream_error", status: end.error.status, error_type: end.error.code };
-    // A client who hung up on a generation is billed by estimate for the prompt the upstream had
-    // already received (nothing was delivered, so output is 0).
-    if (end.clientGone && provider && ctx.endpoint.billed) {
-      const usage = await estimateUsage(ctx, null, "");
-      if (usage) Object.assign(final, usage, { usage_source: "estimated" }, costFields(await priceUsage(ctx, provider, usage, null, rt)));
-    }
-    return final;
-  }
-  const { status, meter } = end;
+  const final: AuditRecord = end.clientGone
+    ? { ...base, outcome: "client_aborted", status: null, error_type: "client_aborted" }
+    : { ...base, outcome: "upstream_error", status: end.error.status, error_type: end.error.code };
+  // A client who hung up on a generation is billed by estimate for the prompt the upstream had
+  // already received (nothing was delivered, so output is 0).
+  if (end.clientGone && provider && ctx.endpoint.billed) return withEstimate(ctx, final, provider, rt);
+  return final;
+}
+
+function answeredCall(
+  ctx: CallContext,
+  inFlight: AuditRecord,
+  end: Answered,
+  provider: RoutedProvider | null,
+  rt: Runtime,
+): MaybePromise<AuditRecord> {
   const [outcome, errorType] = outcomeOf(ctx, end);
+  const answer: Answer = { end, duration: elapsed(ctx), outcome, errorType };
   // Only model calls are metered: a retrieved response or batch reports usage already recorded (or to be).
-  let usage = ctx.endpoint.billed && hasUsage(meter.usage) ? meter.usage : null;
+  const usage = ctx.endpoint.billed && hasUsage(end.meter.usage) ? end.meter.usage : null;
+  if (needsEstimate(ctx, end.status, outcome, usage)) return estimatedAnswer(ctx, inFlight, answer, usage, provider, rt);
+  const quote = usage && provider ? priceUsage(ctx, provider, usage, end.meter.responseModel, rt) : null;
+  if (isPromiseLike(quote)) return quote.then((q) => answeredRecord(ctx, inFlight, answer, usage, "provider", q));
+  return answeredRecord(ctx, inFlight, answer, usage, usage ? "provider" : "none", quote);
+}
+
+async function withEstimate(ctx: CallContext, final: AuditRecord, provider: RoutedProvider, rt: Runtime): Promise<AuditRecord> {
+  const usage = await estimateUsage(ctx, null, "");
+  if (usage) Object.assign(final, usage, { usage_source: "estimated" }, costFields(await priceUsage(ctx, provider, usage, null, rt)));
+  return final;
+}
+
+type Answered = Extract<CallEnd, { kind: "answered" }>;
+
+/** How an answered call ended, as its record says it: its duration is taken when it ended, before any estimate. */
+interface Answer {
+  end: Answered;
+  duration: number;
+  outcome: Outcome;
+  errorType: string | null;
+}
+
+/** An answered call whose usage did not arrive in full: billed by estimate (./estimate.ts). */
+async function estimatedAnswer(
+  ctx: CallContext,
+  inFlight: AuditRecord,
+  answer: Answer,
+  reported: Usage | null,
+  provider: RoutedProvider | null,
+  rt: Runtime,
+): Promise<AuditRecord> {
+  const { meter } = answer.end;
+  let usage = reported;
   let source: UsageSource = usage ? "provider" : "none";
-  if (needsEstimate(ctx, status, outcome, usage)) {
-    const estimate = await estimateUsage(ctx, usage, meter.outputText?.() ?? null);
-    if (estimate) [usage, source] = [estimate, "estimated"];
-  }
+  const estimate = await estimateUsage(ctx, usage, meter.outputText?.() ?? null);
+  if (estimate) [usage, source] = [estimate, "estimated"];
   const quote = usage && provider ? await priceUsage(ctx, provider, usage, meter.responseModel, rt) : null;
+  return answeredRecord(ctx, inFlight, answer, usage, source, quote);
+}
+
+/** The final record of an answered call: the in-flight record copied once, with how it ended. */
+function answeredRecord(
+  ctx: CallContext,
+  inFlight: AuditRecord,
+  { end, duration, outcome, errorType }: Answer,
+  usage: Usage | null,
+  source: UsageSource,
+  quote: PriceQuote | null,
+): AuditRecord {
+  const { status, meter } = end;
   return {
-    ...base,
+    ...inFlight,
+    duration_ms: duration,
     ...(usage ?? {}),
     status,
     outcome,
@@ -124,7 +184,7 @@ async function finalRecord(
 }
 
 /** The outcome of an answered call, and its error type if it failed. */
-function outcomeOf(ctx: CallContext, { how, status, meter, signal }: Extract<CallEnd, { kind: "answered" }>): [Outcome, string | null] {
+function outcomeOf(ctx: CallContext, { how, status, meter, signal }: Answered): [Outcome, string | null] {
   if (how.kind === "cancel") {
     // SDKs cancel the body right after the terminal event: that call completed (or failed, if
     // its terminal event was an error).
@@ -195,7 +255,7 @@ function isWarmup(ctx: CallContext): boolean {
 }
 
 /** Stage 9: every limiter reconciles with the final record. Never throws. */
-function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): Promise<void> {
+function settle(ctx: CallContext, record: AuditRecord, rt: Runtime): MaybePromise<void> {
   return runSequential(rt.plugins, "limit.settle", (plugin) => plugin.limit?.settle && (() => plugin.limit!.settle!(ctx, record)), {
     log: rt.log,
   });

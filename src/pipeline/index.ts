@@ -21,6 +21,7 @@ import { attribute, authenticate, holdToPrincipal } from "./attribute.ts";
 import { checkConsent } from "./consent.ts";
 import { checkLimits, claimUpstreamSlot } from "./limit.ts";
 import { forward } from "./forward.ts";
+import { isPromiseLike } from "./hooks.ts";
 
 /**
  * Runs one proxied call. `onEnd` is called once when the call is over: when a refused call is
@@ -43,15 +44,20 @@ export async function runCall(
     ended = true;
   };
   try {
+    // Stages whose hooks all answer synchronously are not awaited (a microtask each, per call).
     ctx = await readCall(base, rt); //                                               the request
     const provider = (routed = resolvedBy ?? route(ctx.endpoint, ctx.model, rt)); // 1 route
-    ctx.principal = await authenticate(ctx, rt); //                                  2 authenticate
-    ctx.attribution = await attribute(ctx, rt); //                                   3 attribute
+    const principal = authenticate(ctx, rt); //                                      2 authenticate
+    ctx.principal = isPromiseLike(principal) ? await principal : principal;
+    const attribution = attribute(ctx, rt); //                                       3 attribute
+    ctx.attribution = isPromiseLike(attribution) ? await attribution : attribution;
     if (ctx.principal) holdToPrincipal(ctx, ctx.principal); //                         (identity.ts)
-    await checkConsent(ctx, rt); //                                                    (consent.ts)
+    const consent = checkConsent(ctx, rt); //                                          (consent.ts)
+    if (consent) await consent;
     const release = claimUpstreamSlot(rt);
     try {
-      await checkLimits(ctx, provider, rt); //                                       4 limit
+      const limited = checkLimits(ctx, provider, rt); //                             4 limit
+      if (limited) await limited;
       return await forward(ctx, provider, rt, () => (release(), end())); //          5-9
     } catch (error) {
       release();
@@ -79,7 +85,11 @@ export async function rejectCall(error: unknown, ctx: CallContext, provider: Rou
   if (!(error instanceof ProxyError)) rt.log.error(failure.message);
   // A call refused before stage 3 is still attributed, so refusals show up under their agent.
   if (ctx.attribution === emptyAttribution) {
-    ctx.attribution = await attribute(ctx, rt).catch(() => emptyAttribution);
+    try {
+      ctx.attribution = await attribute(ctx, rt);
+    } catch {
+      ctx.attribution = emptyAttribution;
+    }
   }
   trackUntilDone(
     rt,

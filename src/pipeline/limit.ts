@@ -4,19 +4,21 @@ import type { LimitStage } from "../plugin.ts";
 import type { CallContext } from "./context.ts";
 import { priceUsage } from "./price.ts";
 import type { RoutedProvider, Runtime } from "./runtime.ts";
-import { runSequential } from "./hooks.ts";
+import { runSequential, type MaybePromise } from "./hooks.ts";
 
-export async function checkLimits(ctx: CallContext, provider: RoutedProvider, rt: Runtime): Promise<void> {
+/** A promise only if a limiter answered with one (none configured: nothing to wait for). */
+export function checkLimits(ctx: CallContext, provider: RoutedProvider, rt: Runtime): MaybePromise<void> {
+  if (!rt.plugins.some((plugin) => plugin.limit)) return;
   const stage: LimitStage = {
     capOutput(maxTokens) {
       if (Number.isInteger(maxTokens) && maxTokens > 0) ctx.outputCap = Math.min(ctx.outputCap ?? maxTokens, maxTokens);
     },
-    price: (usage) => priceUsage(ctx, provider, usage, null, rt),
+    price: async (usage) => priceUsage(ctx, provider, usage, null, rt),
     noteTier(tier) {
       ctx.tier ??= tier;
     },
   };
-  await runSequential(
+  return runSequential(
     rt.plugins,
     "limit.check",
     (plugin) =>

@@ -6,24 +6,33 @@ import type { Usage } from "../trail/record.ts";
 import type { PriceQuote, PriceRequest } from "../plugin.ts";
 import type { CallContext } from "./context.ts";
 import type { RoutedProvider, Runtime } from "./runtime.ts";
-import { runFirst } from "./hooks.ts";
+import { isPromiseLike, runFirst, type MaybePromise } from "./hooks.ts";
 
-/** Prices `usage` of this call as served by `provider` (prices in force at the call's start). */
+/**
+ * Prices `usage` of this call as served by `provider` (prices in force at the call's start). A
+ * promise only if a price hook answered with one.
+ */
 export function priceUsage(
   ctx: CallContext,
   provider: RoutedProvider,
   usage: Usage,
   responseModel: string | null,
   rt: Runtime,
-): Promise<PriceQuote | null> {
+): MaybePromise<PriceQuote | null> {
   const at = new Date(ctx.startedAt);
   return priceCall({ ctx, provider: provider.plugin, pricing: provider.adapter.pricing, model: ctx.model, responseModel, usage, at }, rt);
 }
 
 const warned = new WeakMap<Runtime, Set<string>>();
 
-export async function priceCall(call: PriceRequest, rt: Runtime): Promise<PriceQuote | null> {
-  const found = await runFirst(rt.plugins, "price", (plugin) => plugin.price && (() => plugin.price!(call)), { log: rt.log });
+/** The first quote a price hook gives (hooks that throw are logged); null, and a warning once, if none. */
+export function priceCall(call: PriceRequest, rt: Runtime): MaybePromise<PriceQuote | null> {
+  const found = runFirst(rt.plugins, "price", (plugin) => plugin.price && (() => plugin.price!(call)), { log: rt.log });
+  if (isPromiseLike(found)) return found.then((first) => quoted(first, call, rt));
+  return quoted(found, call, rt);
+}
+
+function quoted(found: { value: PriceQuote } | null, call: PriceRequest, rt: Runtime): PriceQuote | null {
   if (found) return found.value;
   warnUnpriced(call, rt);
   return null;

@@ -10,6 +10,18 @@ import { ProxyError } from "../errors.ts";
 export async function readBody(request: Request, limit: number, timeoutMs: number): Promise<Uint8Array> {
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   if (declared > limit) throw tooLarge(limit);
+  // A declared length is enforced by HTTP framing: read natively, without a JavaScript stream,
+  // settling one promise from the read or the deadline (whichever is first; the other is ignored).
+  if (declared >= 0 && timeoutMs > 0) {
+    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    const timer = setTimeout(() => reject(bodyTimeout(timeoutMs)), timeoutMs);
+    request.bytes().then(resolve, reject);
+    try {
+      return await promise;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
   const deadline = bodyDeadline(timeoutMs);
   try {
     return await readWithin(request, declared, limit, deadline.expired);
@@ -19,7 +31,6 @@ export async function readBody(request: Request, limit: number, timeoutMs: numbe
 }
 
 async function readWithin(request: Request, declared: number, limit: number, expired: Promise<never>): Promise<Uint8Array> {
-  // A declared length is enforced by HTTP framing: read natively, without a JavaScript stream.
   if (declared >= 0) {
     const body = request.bytes();
     body.catch(() => {}); // settles after a refusal past the deadline

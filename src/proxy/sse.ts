@@ -11,6 +11,8 @@ export interface SSEEvent {
   data: string;
 }
 
+const streaming = { stream: true };
+
 export class SSEParser {
   private readonly decoder = new TextDecoder();
   private buffer = "";
@@ -18,7 +20,7 @@ export class SSEParser {
   private eventName: string | null = null;
 
   push(chunk: Uint8Array): SSEEvent[] {
-    this.buffer += this.decoder.decode(chunk, { stream: true });
+    this.buffer += this.decoder.decode(chunk, streaming);
     return this.drain(false);
   }
 

@@ -12,7 +12,7 @@ export function upstreamURL(base: string, call: Pick<UpstreamCall, "ctx">, strip
   const url = call.ctx.request.url;
   const pathAndQuery = url.slice(url.indexOf("/", url.indexOf("//") + 2));
   const path = pathAndQuery.startsWith(stripPrefix) ? pathAndQuery.slice(stripPrefix.length) : pathAndQuery;
-  return base.replace(/\/+$/, "") + withoutKeyParam(path);
+  return (base.endsWith("/") ? base.replace(/\/+$/, "") : base) + withoutKeyParam(path);
 }
 
 function withoutKeyParam(pathAndQuery: string): string {

@@ -18,6 +18,42 @@ test("cost is exact in nano-dollars where floating point is not", () => {
   expect(costNanoUSD(usage({ input_tokens: 1, output_tokens: 0 }), { input: 0.0005, output: 0 })).toBe(1);
 });
 
+test("cost: exact whether it fits plain numbers (every real call) or needs BigInt (absurd counts)", () => {
+  // The definition, in BigInt throughout: each term tokens × micro-dollars/Mtok, summed, rounded half up.
+  const exact = (u: Usage, r: { input: number; output: number; cacheRead?: number; cacheWrite?: number; cacheWrite1h?: number }) => {
+    const micro = (usd: number) => BigInt(Math.round(usd * 1e6));
+    const read = u.cache_read_tokens ?? 0;
+    const write = u.cache_write_tokens ?? 0;
+    const write1h = Math.min(u.cache_write_1h_tokens ?? 0, write);
+    const uncached = Math.max(0, u.input_tokens! - read - write);
+    const pico =
+      BigInt(uncached) * micro(r.input) +
+      BigInt(read) * micro(r.cacheRead ?? r.input) +
+      BigInt(write - write1h) * micro(r.cacheWrite ?? r.input) +
+      BigInt(write1h) * micro(r.cacheWrite1h ?? r.cacheWrite ?? r.input) +
+      BigInt(u.output_tokens!) * micro(r.output);
+    return Number((pico + 500n) / 1000n);
+  };
+  let seed = 42;
+  const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+  for (let i = 0; i < 2000; i++) {
+    const scale = [1e3, 1e6, 1e9, 1e13][i % 4]!;
+    const u = usage({
+      input_tokens: Math.floor(random() * scale),
+      output_tokens: Math.floor(random() * scale),
+      cache_read_tokens: Math.floor(random() * scale * 0.3),
+      cache_write_tokens: Math.floor(random() * scale * 0.2),
+      cache_write_1h_tokens: Math.floor(random() * scale * 0.1),
+    });
+    const r = {
+      input: Math.round(random() * 150e6) / 1e6,
+      output: Math.round(random() * 600e6) / 1e6,
+      cacheRead: Math.round(random() * 15e6) / 1e6,
+    };
+    expect(costNanoUSD(u, r)).toBe(exact(u, r));
+  }
+});
+
 test("input counts each token once: uncached, cache read, 5-minute and 1-hour cache writes", () => {
   // claude-sonnet-4-6 published: $3 in, $0.30 cache read, $3.75 5m write, $6 1h write, $15 out.
   const u = usage({
