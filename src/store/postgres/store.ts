@@ -29,7 +29,7 @@ import { columns, toRow, type SQLValue } from "../../trail/row.ts";
 import type { AuditRecord } from "../../trail/record.ts";
 import { defaultCheckpointSettings, type CheckpointSettings } from "../../trail/checkpoint.ts";
 import { errorMessage } from "../../errors.ts";
-import { append, lockChain, tail } from "./chain.ts";
+import { append, keepRows, lockChain, prepareRows, tail, type PreparedRows } from "./chain.ts";
 import { loadMeta, migrate, openPool, parseTarget, PostgresError, type PgTarget } from "./connection.ts";
 import { fromRow } from "../../trail/row.ts";
 import { transaction } from "./writer.ts";
@@ -227,13 +227,10 @@ export class PgAuditStore implements AuditStore {
     if (batch.length === 0) return this.settleIdle();
     this.appending = true;
     try {
-      const { records: committed, landed } = await transaction(this.sql, this.deadlineMs * 2, (tx) =>
-        this.appendRows(
-          tx,
-          batch.map((q) => q.row),
-          batch.map((q) => q.id),
-        ),
-      );
+      // Hashed before the transaction: the chain lock is held only for what depends on the tail.
+      const prepared = prepareRows(batch.map((q) => q.row));
+      const ids = batch.map((q) => q.id);
+      const { records: committed, landed } = await transaction(this.sql, this.deadlineMs * 2, (tx) => this.appendRows(tx, prepared, ids));
       landed();
       this.queue.splice(0, batch.length);
       for (const queued of batch) this.retried.delete(queued.id);
@@ -265,7 +262,7 @@ export class PgAuditStore implements AuditStore {
    * replica's as interrupted, a retried batch may have landed before its COMMIT was lost), and
    * settles their intents — all under the chain lock, so the check cannot race another writer.
    */
-  private async appendRows(tx: SQL, rows: SQLValue[][], ids: string[]): Promise<{ records: CommittedRecord[]; landed: () => void }> {
+  private async appendRows(tx: SQL, rows: PreparedRows, ids: string[]): Promise<{ records: CommittedRecord[]; landed: () => void }> {
     await lockChain(tx);
     // A call whose intent group is still ours has no record yet; only the others (refused before
     // `begin`, claimed by a survivor, or of a retried batch) need a look at the chain.
@@ -276,7 +273,7 @@ export class PgAuditStore implements AuditStore {
         ? ((await tx`SELECT id FROM audit_records WHERE id = ANY(${unsure}::text[])`) as { id: string }[]).map((r) => r.id)
         : [],
     );
-    const fresh = rows.filter((_, i) => !known.has(ids[i]!));
+    const fresh = known.size ? keepRows(rows, (i) => !known.has(ids[i]!)) : rows;
     const { stored, tail } = await append(tx, this.hashKey, fresh);
     await this.maybeCheckpoint(tx, tail);
     return { records: this.committedRecords(stored), landed: settled.landed };
