@@ -1,11 +1,17 @@
 /**
  * `bun run bench:pg-store`: the PostgreSQL store's sustained records per second into the one chain,
  * with 1, 2 and 3 writer processes (replicas) on one database. Each writer runs the real store
- * (src/store/postgres/): every record is first made durable (group-committed intent rows), then
- * appended to the chain in batches (COPY, under the chain lock) with its intent deleted in the same
- * transaction. The figure is rows landed in audit_records per second over the measured window; the
- * chain is verified at the end. Uses a fresh schema on AGENT_ATTR_BENCH_PG (default the local
- * server's database `test`) and drops it.
+ * (src/store/postgres/): every record is first made durable (its intent, group-committed), then
+ * appended to the chain in batches (COPY, under the chain lock) with its intent group settled in
+ * the same transaction. The figures are records landed per second over the measured window and the
+ * CPU per record of the writers (client) and of the server; the chain is verified after each round.
+ *
+ * By default the bench starts a PostgreSQL of its own (./postgres-private.ts: fsync and
+ * synchronous_commit on), seeds a trail of BENCH_SEED records (default 300,000) once, and runs
+ * each round on a copy of it. AGENT_ATTR_BENCH_PG=postgres://… uses that server instead (a fresh
+ * schema per round, dropped after; no server CPU). BENCH_WRITERS (default 1,2,3), BENCH_SECONDS
+ * (8), BENCH_ROUNDS (1), BENCH_BATCH_ROWS (the store's batchRows); BENCH_STORE_ROOTS=dirA,dirB runs
+ * the store of each checkout in alternating rounds (A/B in one run).
  */
 import { SQL } from "bun";
 import { openPgAdmin, PgAuditStore } from "../src/store/postgres/index.ts";
@@ -84,7 +90,8 @@ function record(i: number): AuditRecord {
 /** A writer process: begins and commits calls, keeping `inflight` outstanding, until killed. */
 async function writer(logDb: string, root: string): Promise<void> {
   const { PgAuditStore } = (await import(join(root, "src/store/postgres/store.ts"))) as typeof import("../src/store/postgres/store.ts");
-  const store = await PgAuditStore.open(context(logDb));
+  const batchRows = process.env.BENCH_BATCH_ROWS ? Number(process.env.BENCH_BATCH_ROWS) : undefined;
+  const store = await PgAuditStore.open(context(logDb), { batchRows });
   // For profiling (`bun --cpu-prof`): a writer that exits by itself writes its profile.
   if (process.env.BENCH_WRITER_SECONDS) setTimeout(() => process.exit(0), Number(process.env.BENCH_WRITER_SECONDS) * 1000);
   const inflight = 2000;

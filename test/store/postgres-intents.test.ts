@@ -84,7 +84,8 @@ test("intents of concurrent calls are one row, kept while any of its calls is op
 test("a replica dying with groups partly landed and compacted: after the lease each call has exactly one record", async () => {
   const trail = await fresh("lease");
   const dying = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { heartbeatMs: 100_000 });
-  const survivor = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 300, heartbeatMs: 100 });
+  // A lease long enough that the survivor cannot claim `dying` before its commits land, even on a loaded machine.
+  const survivor = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 1500, heartbeatMs: 100 });
   try {
     await beginAll(dying, 6, 0); // a group of which 3 land
     await beginAll(dying, 8, 10); // a group of which 6 land: compacted to its last 2
@@ -94,7 +95,7 @@ test("a replica dying with groups partly landed and compacted: after the lease e
       ["rec-16", "rec-17"],
     ]);
     await crash(dying);
-    for (let tries = 0; tries < 100 && Object.keys(await outcomes(survivor)).length < 14; tries++) await Bun.sleep(50);
+    for (let tries = 0; tries < 200 && Object.keys(await outcomes(survivor)).length < 14; tries++) await Bun.sleep(50);
     const done = (ids: number[]) => ids.map((i) => [`rec-${i}`, ["completed"]]);
     const interrupted = (ids: number[]) => ids.map((i) => [`rec-${i}`, ["interrupted"]]);
     expect(await outcomes(survivor)).toEqual(
