@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { recordFilterSchema } from "../../src/store/filters.ts";
 import { PgAuditStore } from "../../src/store/postgres/index.ts";
 import { toRow } from "../../src/trail/row.ts";
-import { pgContext, pgSchema, type PgSchema } from "../helpers/postgres.ts";
+import { capturedLog, pgContext, pgSchema, type PgSchema } from "../helpers/postgres.ts";
 import { tempDir } from "../helpers/proxy.ts";
 import { sampleRecord } from "../helpers/records.ts";
 
@@ -171,6 +171,31 @@ test("at start a replica records orphan groups (their replica row gone) and the 
     expect(await groups(trail.schema)).toEqual([]);
     expect(await sql.unsafe(`SELECT id FROM "${trail.schema}".audit_intents`)).toEqual([]);
     expect((await survivor.trail.verify("cli:test")).ok).toBe(true);
+  } finally {
+    await survivor.close();
+    await trail.drop();
+  }
+});
+
+test("a replica claimed while it was paused registers again before its next intent lands, so a survivor finds that call if it then dies", async () => {
+  const trail = await fresh("claimed");
+  const log = capturedLog();
+  const paused = await PgAuditStore.open(pgContext(trail.logDb, keyDir, log), { heartbeatMs: 100_000 });
+  try {
+    // What a survivor's claim leaves of a replica with nothing in flight: no row.
+    await pg.sql.unsafe(`DELETE FROM "${trail.schema}".audit_replicas WHERE replica_id = $1`, [paused.replicaId]);
+    await paused.begin(sampleRecord(1, { outcome: null, status: null }));
+    const rows = await pg.sql.unsafe(`SELECT replica_id FROM "${trail.schema}".audit_replicas`);
+    expect(rows).toEqual([{ replica_id: paused.replicaId }]);
+    expect(await groups(trail.schema)).toEqual([["rec-1"]]);
+    expect(log.lines.some((line) => line.includes("missed its lease"))).toBe(true);
+  } finally {
+    await crash(paused);
+  }
+  const survivor = await PgAuditStore.open(pgContext(trail.logDb, keyDir), { leaseMs: 300, heartbeatMs: 100 });
+  try {
+    for (let tries = 0; tries < 100 && Object.keys(await outcomes(survivor)).length < 1; tries++) await Bun.sleep(50);
+    expect(await outcomes(survivor)).toEqual({ "rec-1": ["interrupted"] });
   } finally {
     await survivor.close();
     await trail.drop();

@@ -56,6 +56,8 @@ export class IntentGroups {
     private readonly delayMs: number,
     private readonly deadlineMs: number,
     private readonly onSettled: () => void,
+    /** This replica was claimed by a survivor (its row gone) and is registering again. */
+    private readonly onClaimed: () => void,
   ) {}
 
   get idle(): boolean {
@@ -82,13 +84,21 @@ export class IntentGroups {
     const group: Group = { n: this.nextGroup++, size: batch.length, open: new Map() };
     try {
       const intents = `[${batch.map((p) => p.json).join(",")}]`;
-      // Committed on its own (autocommit): the row is durable when the INSERT returns.
-      await onConnection(
-        this.sql,
-        this.deadlineMs,
-        (connection) =>
-          connection`INSERT INTO audit_intent_groups (replica_id, n, intents) VALUES (${this.replicaId}, ${group.n}, ${intents})`,
-      );
+      // Committed on its own (autocommit): the row is durable when the INSERT returns. It lands
+      // only while this replica's row exists (KEY SHARE waits for a survivor claiming us): a group
+      // written after a survivor claimed this replica would have no replica row, and no survivor
+      // would ever look for it. Claimed (a pause longer than the lease), we register again first.
+      await onConnection(this.sql, this.deadlineMs, async (connection) => {
+        const insert = () => connection`INSERT INTO audit_intent_groups (replica_id, n, intents)
+          SELECT ${this.replicaId}, ${group.n}, ${intents}
+          WHERE EXISTS (SELECT 1 FROM audit_replicas WHERE replica_id = ${this.replicaId} FOR KEY SHARE)
+          RETURNING n`;
+        if ((await insert()).length > 0) return;
+        this.onClaimed();
+        await connection`INSERT INTO audit_replicas (replica_id) VALUES (${this.replicaId})
+          ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()`;
+        if ((await insert()).length === 0) throw new Error("this replica could not register itself in audit_replicas");
+      });
       for (const p of batch) {
         group.open.set(p.id, p.json);
         this.calls.set(p.id, group);

@@ -108,7 +108,14 @@ export class PgAuditStore implements AuditStore {
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.maxBacklog = settings.maxBacklog ?? 10_000;
     this.checkpoint = settings.checkpoint ?? defaultCheckpointSettings;
-    this.intents = new IntentGroups(sql, this.replicaId, intentDelayMs, this.deadlineMs, () => this.settleIdle());
+    this.intents = new IntentGroups(
+      sql,
+      this.replicaId,
+      intentDelayMs,
+      this.deadlineMs,
+      () => this.settleIdle(),
+      () => this.log.warn(this.missedLease()),
+    );
     const heartbeatMs = options.heartbeatMs ?? 2000;
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), heartbeatMs);
   }
@@ -315,15 +322,17 @@ export class PgAuditStore implements AuditStore {
 
   // --- liveness: heartbeats and leases -----------------------------------------------------------
 
+  private missedLease(): string {
+    return `audit: this replica missed its lease (${this.leaseMs} ms); its calls in flight were recorded as interrupted by another replica`;
+  }
+
   private async heartbeat(): Promise<void> {
     if (this.closed) return;
     try {
       const alive = await this.sql`UPDATE audit_replicas SET heartbeat_at = now() WHERE replica_id = ${this.replicaId} RETURNING 1`;
       if (alive.length === 0) {
         // Declared dead (a pause longer than the lease): our intents were committed by a survivor.
-        this.log.warn(
-          `audit: this replica missed its lease (${this.leaseMs} ms); its calls in flight were recorded as interrupted by another replica`,
-        );
+        this.log.warn(this.missedLease());
         await this
           .sql`INSERT INTO audit_replicas (replica_id) VALUES (${this.replicaId}) ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()`;
       }
