@@ -144,13 +144,26 @@ export class ChainHasher {
 
   /** `clear` in the version's `clearColumns` order; `version` defaults to the current one. */
   record(prevHash: string, clear: readonly SQLValue[], commitment: string, version: RecordLayout = current): string {
+    return this.recordFrom(prevHash, this.recordPayload(clear, commitment, version));
+  }
+
+  /**
+   * What `record` hashes after the previous hash: it does not depend on the chain, so a writer can
+   * make it before it takes the chain's lock (../store/postgres/chain.ts).
+   */
+  recordPayload(clear: readonly SQLValue[], commitment: string, version: RecordLayout = current): string {
     const payload = this.payload;
     payload[0] = version.label;
     for (let i = 0; i < clear.length; i++) payload[i + 1] = clear[i]!;
     payload[clear.length + 1] = commitment;
     payload.length = clear.length + 2;
+    return JSON.stringify(payload);
+  }
+
+  /** `record`'s hash from a payload made by `recordPayload`. */
+  recordFrom(prevHash: string, payload: string): string {
     this.sha.update(prevHash, "hex");
-    this.sha.update(JSON.stringify(payload));
+    this.sha.update(payload);
     return this.sha.digest("hex");
   }
 

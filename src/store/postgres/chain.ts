@@ -25,7 +25,7 @@ import {
 } from "../../trail/chain.ts";
 import { fullRow, type SQLValue } from "../../trail/row.ts";
 import { lockKeys } from "./connection.ts";
-import { copyLine, copyText } from "./writer.ts";
+import { copyCells, copyStream } from "./writer.ts";
 
 /**
  * PostgreSQL text cannot hold U+0000 (SQLSTATE 22021) and turns lone surrogates into U+FFFD: both
@@ -60,49 +60,111 @@ export interface Appended {
 }
 
 /**
- * Appends records (rows in `columns` order) and events inside the caller's transaction, taking the
- * chain lock. `hashKey` lets the append redact records of users erased while their calls were in
- * flight (named by an erasure event in the same transaction, as SQLite does).
+ * Rows made ready for the chain before its lock is taken: everything but their place and links
+ * (seq, prev_hash, hash) — their text made storable, salts, commitments, the payload each hash
+ * covers after the previous hash, and their COPY cells. Under the lock only a SHA-256 per row
+ * and the line's links are left, so writers of other replicas wait for less.
+ */
+export interface PreparedRows {
+  rows: SQLValue[][];
+  salts: string[];
+  commitments: string[];
+  payloads: string[];
+  cells: string[];
+}
+
+export function prepareRows(rows: readonly SQLValue[][], hasher = new ChainHasher()): PreparedRows {
+  const clean = rows.map((row) => fullRow(row).map(storable));
+  const random = randomBytes(16 * clean.length).toString("hex");
+  const prepared: PreparedRows = { rows: clean, salts: [], commitments: [], payloads: [], cells: [] };
+  const personal: SQLValue[] = [];
+  const clear: SQLValue[] = [];
+  for (let r = 0; r < clean.length; r++) {
+    const row = clean[r]!;
+    const salt = random.slice(32 * r, 32 * r + 32);
+    for (let i = 0; i < personalIndexes.length; i++) personal[i] = row[personalIndexes[i]!]!;
+    for (let i = 0; i < clearIndexes.length; i++) clear[i] = row[clearIndexes[i]!]!;
+    const commitment = hasher.commitment(salt, personal);
+    prepared.salts.push(salt);
+    prepared.commitments.push(commitment);
+    prepared.payloads.push(hasher.recordPayload(clear, commitment));
+    prepared.cells.push(copyCells(row));
+  }
+  return prepared;
+}
+
+/** The prepared rows whose index passes `keep`. */
+export function keepRows(prepared: PreparedRows, keep: (index: number) => boolean): PreparedRows {
+  const picked: PreparedRows = { rows: [], salts: [], commitments: [], payloads: [], cells: [] };
+  for (let i = 0; i < prepared.rows.length; i++) {
+    if (!keep(i)) continue;
+    picked.rows.push(prepared.rows[i]!);
+    picked.salts.push(prepared.salts[i]!);
+    picked.commitments.push(prepared.commitments[i]!);
+    picked.payloads.push(prepared.payloads[i]!);
+    picked.cells.push(prepared.cells[i]!);
+  }
+  return picked;
+}
+
+/** Rows per piece of the COPY: the server inserts one piece while the next is hashed. */
+const copyPiece = 256;
+
+/**
+ * Appends records (rows in `columns` order, or prepared by `prepareRows` before the caller took
+ * the lock) and events inside the caller's transaction, taking the chain lock. `hashKey` lets the
+ * append redact records of users erased while their calls were in flight (named by an erasure
+ * event in the same transaction, as SQLite does).
  */
 export async function append(
   tx: Tx,
   hashKey: Uint8Array | null,
-  rows: readonly SQLValue[][],
+  input: readonly SQLValue[][] | PreparedRows,
   events: readonly ChainEvent[] = [],
 ): Promise<Appended> {
   const hasher = new ChainHasher();
-  const clean = rows.map((row) => fullRow(row).map(storable));
-  const salts = randomBytes(16 * clean.length).toString("hex");
+  const prepared = Array.isArray(input) ? prepareRows(input, hasher) : (input as PreparedRows);
+  const clean = prepared.rows;
   await lockChain(tx);
   let { seq, hash } = await tail(tx);
   const erasedAt = hashKey && clean.length ? await erasuresFor(tx, hashKey, clean) : new Map<string, string>();
-  const personal: SQLValue[] = [];
-  const clear: SQLValue[] = [];
   const redacted: number[] = [];
   const stored: Appended["stored"] = [];
-  let copy = "";
+  const copy = clean.length ? copyStream(tx, `audit_records (${storedRecordColumns.join(", ")})`) : null;
+  let piece = "";
   for (let r = 0; r < clean.length; r++) {
     const row = clean[r]!;
     seq++;
-    const salt = salts.slice(32 * r, 32 * r + 32);
-    for (let i = 0; i < personalIndexes.length; i++) personal[i] = row[personalIndexes[i]!]!;
-    for (let i = 0; i < clearIndexes.length; i++) clear[i] = row[clearIndexes[i]!]!;
-    const commitment = hasher.commitment(salt, personal);
+    const commitment = prepared.commitments[r]!;
     const prevHash = hash;
-    hash = hasher.record(prevHash, clear, commitment);
-    const started = String(row[timestampIndex]);
-    const erased = subjectsOf(row).some((id) => {
-      const at = erasedAt.get(id);
-      return at !== undefined && started <= at;
-    });
-    if (erased) {
-      for (const i of personalIndexes) row[i] = null;
-      redacted.push(seq);
+    hash = hasher.recordFrom(prevHash, prepared.payloads[r]!);
+    let cells = prepared.cells[r]!;
+    let salt: string | null = prepared.salts[r]!;
+    if (erasedAt.size > 0) {
+      const started = String(row[timestampIndex]);
+      const erased = subjectsOf(row).some((id) => {
+        const at = erasedAt.get(id);
+        return at !== undefined && started <= at;
+      });
+      if (erased) {
+        for (const i of personalIndexes) row[i] = null;
+        cells = copyCells(row);
+        salt = null;
+        redacted.push(seq);
+      }
     }
-    copy += copyLine([seq, ...row, erased ? null : salt, commitment, prevHash, hash, currentRecordVersion]);
+    // seq, salt, commitment and the hashes need no COPY escaping (digits and hex).
+    piece += `${seq}\t${cells}\t${salt ?? "\\N"}\t${commitment}\t${prevHash}\t${hash}\t${currentRecordVersion}\n`;
     stored.push({ seq, hash, row });
+    if ((r + 1) % copyPiece === 0) {
+      await copy!.write(piece);
+      piece = "";
+    }
   }
-  await copyText(tx, `audit_records (${storedRecordColumns.join(", ")})`, copy);
+  if (copy) {
+    if (piece) await copy.write(piece);
+    await copy.end();
+  }
   const landed: ChainEvent[] = redacted.length
     ? [{ kind: "erasure", actor: "erasure", details: { records: redacted.length, on_landing: true, seqs: seqRanges(redacted) } }]
     : [];

@@ -154,4 +154,21 @@ export const migrations: readonly string[] = [
   `,
   // The usage rollup (./rollup.ts).
   rollupMigrationSQL,
+  // Intents as one row per group commit (./intents.ts): a JSON array of the group's rows, deleted
+  // when the last of its calls has its record. audit_intents stays for what older versions wrote.
+  // lz4 (PostgreSQL 14+, when built with it) compresses a group's TOASTed text at a fraction of
+  // pglz's CPU; without it the default compression applies.
+  `
+  CREATE TABLE audit_intent_groups (
+    replica_id text NOT NULL,
+    n bigint NOT NULL,
+    intents text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (replica_id, n)
+  );
+  DO $$ BEGIN
+    ALTER TABLE audit_intent_groups ALTER COLUMN intents SET COMPRESSION lz4;
+  EXCEPTION WHEN OTHERS THEN NULL;
+  END $$;
+  `,
 ];

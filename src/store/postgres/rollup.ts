@@ -15,7 +15,16 @@
  * fold that finds the cursor locked by another replica's fold skips.
  */
 import type { SQL } from "bun";
-import { accumulate, dayOf, rollupSelect, rollupValueColumns, summedColumns } from "../rollup.ts";
+import {
+  accumulate,
+  dayOf,
+  providerOf,
+  rollupDimensionList,
+  rollupSelect,
+  rollupValueColumns,
+  summedColumns,
+  unpricedSQL,
+} from "../rollup.ts";
 import type { VerifyFailure } from "../../trail/verify.ts";
 
 const columnList = `dim, key, provider, day, ${rollupValueColumns.join(", ")}`;
@@ -67,7 +76,25 @@ CREATE TRIGGER audit_records_rollup_delete AFTER DELETE ON audit_records
   FOR EACH STATEMENT EXECUTE FUNCTION audit_rollup_follow_delete();
 `;
 
-const foldSQL = addInto(rollupSelect("audit_records", "r.seq > $1 AND r.seq <= $2"));
+/**
+ * The fold reads the new records once, grouped by every dimension's key at once (calls repeat the
+ * same agent, user, model, key, hour and status: far fewer groups than records), then fans those
+ * groups out to one row per dimension (LATERAL VALUES) and sums again — instead of one scan and
+ * GROUP BY of the records per dimension. Half the server CPU per folded record on the bench's
+ * traffic; about as dear when every record is a new group (then the upsert dominates either way).
+ * The same sums as `addInto(rollupSelect(...))`, which verify compares the rollup with.
+ */
+const dimensionKeys = rollupDimensionList.map(([dim, { sql }]) => `${sql("r")} AS k_${dim}`).join(", ");
+const foldSQL = `INSERT INTO usage_rollup (${columnList})
+  SELECT d.dim, d.key, d.provider, g.day, sum(g.calls), ${summedColumns.map((c) => `sum(g.${c})`).join(", ")}, sum(g.unpriced_calls)
+  FROM (
+    SELECT ${dimensionKeys}, ${providerOf("model", "r")} AS k_provider, ${dayOf("r")} AS day, count(*) AS calls,
+      ${summedColumns.map((c) => `sum(coalesce(r.${c}, 0)) AS ${c}`).join(", ")}, sum(${unpricedSQL("r")}) AS unpriced_calls
+    FROM audit_records r WHERE r.seq > $1 AND r.seq <= $2
+    GROUP BY ${Array.from({ length: rollupDimensionList.length + 2 }, (_, i) => i + 1).join(", ")}
+  ) g
+  CROSS JOIN LATERAL (VALUES ${rollupDimensionList.map(([dim]) => `('${dim}', g.k_${dim}, ${dim === "model" ? "g.k_provider" : "''"})`).join(", ")}) AS d(dim, key, provider)
+  GROUP BY 1, 2, 3, 4 ${upsert}`;
 
 /**
  * Folds up to `maxRecords` records past the cursor into the rollup, in one transaction. The default

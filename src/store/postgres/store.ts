@@ -1,21 +1,23 @@
 /**
  * The PostgreSQL audit store: many replicas, one trail.
- *  - `begin` writes the call's intent to `audit_intents` (tagged with this replica's id) before the
- *    call is forwarded. Intents of concurrent calls are group-committed: everything that arrives
- *    within `intentDelayMs` (default 1 ms), or while the previous flush is in flight, goes in one
- *    COPY (its own transaction); each `begin` resolves once its row is committed, and rejects at
- *    once if PostgreSQL is unreachable (→ 503 audit_unavailable unless failOpen).
+ *  - `begin` writes the call's intent before the call is forwarded. Intents of concurrent calls
+ *    are group-committed as one row per group (./intents.ts): everything that arrives within
+ *    `intentDelayMs` (default 1 ms), or while the previous group is being written, goes in one
+ *    INSERT (its own transaction); each `begin` resolves once that row is committed, and rejects
+ *    at once if PostgreSQL is unreachable (→ 503 audit_unavailable unless failOpen).
  *  - `commit` queues the final record for the chain and resolves once it is there: an appender
  *    takes up to `batchRows` queued records per transaction, appends them under the chain lock
- *    (./chain.ts, COPY) and deletes their intents in the same transaction — the final record
- *    replaces its intent atomically, in the one write that also makes it durable. (There is no
+ *    (./chain.ts, COPY) and, in the same transaction, deletes the intent groups whose last calls
+ *    they are — a call's record replaces its intent atomically, in the one write that also makes
+ *    it durable. (There is no
  *    separate durable copy of the final record: until its append commits, the call's intent is what
  *    a survivor finds, so a replica killed before then leaves an `interrupted` record; the client
  *    has not received the call's last byte yet, which waits for `commit`.)
  *  - Each replica heartbeats `audit_replicas`. A replica whose heartbeat is older than `leaseMs`
- *    is dead: any survivor claims it (FOR UPDATE SKIP LOCKED, so one survivor does it) and commits
- *    its intents as `interrupted` records (final ones, which older versions wrote, as they are) in
- *    one transaction.
+ *    is dead: any survivor claims it (FOR UPDATE SKIP LOCKED, so one survivor does it) and, under
+ *    the chain lock, commits the intents of its groups whose calls have no record yet as
+ *    `interrupted` records in one transaction (and the one-row-per-call intents older versions
+ *    wrote to `audit_intents`: in flight as interrupted, final ones as they are).
  *  - While PostgreSQL is down final records stay queued (bounded by `maxBacklog`: beyond it `begin`
  *    rejects), their `commit`s reject (the pipeline logs it), are retried with backoff, and drain
  *    when it returns, with no restart.
@@ -27,10 +29,11 @@ import { columns, toRow, type SQLValue } from "../../trail/row.ts";
 import type { AuditRecord } from "../../trail/record.ts";
 import { defaultCheckpointSettings, type CheckpointSettings } from "../../trail/checkpoint.ts";
 import { errorMessage } from "../../errors.ts";
-import { append, lockChain, tail } from "./chain.ts";
+import { append, keepRows, lockChain, prepareRows, tail, type PreparedRows } from "./chain.ts";
 import { loadMeta, migrate, openPool, parseTarget, PostgresError, type PgTarget } from "./connection.ts";
 import { fromRow } from "../../trail/row.ts";
-import { copyRows, onConnection, transaction } from "./writer.ts";
+import { transaction } from "./writer.ts";
+import { groupRows, IntentGroups } from "./intents.ts";
 import { PgTrail, signingKeyFor } from "./trail.ts";
 import { PgReader } from "./reader.ts";
 import { PgConsents } from "./consents.ts";
@@ -57,11 +60,6 @@ export interface PgStoreOptions {
 const outcomeIndex = columns.indexOf("outcome");
 const errorIndex = columns.indexOf("error_type");
 
-interface PendingIntent {
-  id: string;
-  row: string;
-  done: (error?: unknown) => void;
-}
 interface Queued {
   id: string;
   row: SQLValue[];
@@ -71,12 +69,12 @@ interface Queued {
 
 export class PgAuditStore implements AuditStore {
   readonly replicaId = crypto.randomUUID();
-  private pending: PendingIntent[] = [];
-  private flushing = false;
-  private flushTimer: Timer | undefined;
+  private readonly intents: IntentGroups;
   private queue: Queued[] = [];
   private appending = false;
   private appendTimer: Timer | undefined;
+  /** Calls of an append that failed: its COMMIT may have landed, so their records need a look at the chain. */
+  private readonly retried = new Set<string>();
   private failures = 0;
   private droppedRefused = 0;
   private readonly listeners = new Set<(records: readonly CommittedRecord[]) => void>();
@@ -88,7 +86,6 @@ export class PgAuditStore implements AuditStore {
   private retentionTimer: Timer | undefined;
   private lastCheckpoint = { seq: 0, at: Date.now() };
   private closed = false;
-  private readonly intentDelayMs: number;
   /** How long an idle appender waits for more final records before it appends (the intents' delay). */
   private readonly appendDelayMs: number;
   private readonly leaseMs: number;
@@ -110,13 +107,21 @@ export class PgAuditStore implements AuditStore {
     settings: StoreContext["audit"],
     options: PgStoreOptions,
   ) {
-    this.intentDelayMs = options.intentDelayMs ?? 1;
-    this.appendDelayMs = this.intentDelayMs;
+    const intentDelayMs = options.intentDelayMs ?? 1;
+    this.appendDelayMs = intentDelayMs;
     this.leaseMs = options.leaseMs ?? 10_000;
     this.batchRows = options.batchRows ?? 1000;
     this.deadlineMs = options.deadlineMs ?? 5000;
     this.maxBacklog = settings.maxBacklog ?? 10_000;
     this.checkpoint = settings.checkpoint ?? defaultCheckpointSettings;
+    this.intents = new IntentGroups(
+      sql,
+      this.replicaId,
+      intentDelayMs,
+      this.deadlineMs,
+      () => this.settleIdle(),
+      () => this.log.warn(this.missedLease()),
+    );
     const heartbeatMs = options.heartbeatMs ?? 2000;
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), heartbeatMs);
     this.checkpointTimer = setInterval(() => void this.checkpointWhenIdle(), this.checkpoint.everySeconds * 1000);
@@ -156,7 +161,7 @@ export class PgAuditStore implements AuditStore {
         ),
       );
     }
-    return this.writeIntent(record.id, toRow(record));
+    return this.intents.write(record.id, toRow(record));
   }
 
   commit(record: AuditRecord): Promise<void> {
@@ -192,7 +197,7 @@ export class PgAuditStore implements AuditStore {
   }
 
   flush(): Promise<void> {
-    if (this.queue.length === 0 && this.pending.length === 0 && !this.appending) return Promise.resolve();
+    if (this.queue.length === 0 && this.intents.idle && !this.appending) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -205,12 +210,12 @@ export class PgAuditStore implements AuditStore {
     // Commit what is queued while PostgreSQL takes it; whatever stays is in audit_intents, where a
     // survivor (or this replica's next start, by lease) commits it.
     const deadline = Date.now() + this.deadlineMs;
-    while ((this.queue.length > 0 || this.pending.length > 0 || this.appending || this.flushing) && Date.now() < deadline) {
+    while ((this.queue.length > 0 || !this.intents.idle || this.appending) && Date.now() < deadline) {
       if (!this.appending) this.scheduleAppend(0);
       await Bun.sleep(10);
     }
     clearTimeout(this.appendTimer);
-    clearTimeout(this.flushTimer);
+    this.intents.stop();
     // Seal what this replica appended since its last checkpoint, as SQLite does on shutdown.
     if (this.queue.length === 0) {
       await transaction(this.sql, this.deadlineMs, async (tx) => {
@@ -221,44 +226,10 @@ export class PgAuditStore implements AuditStore {
     // With intents left (calls that never ended), the row stays: its lease runs out and a survivor records them.
     if (this.queue.length === 0) {
       await this.sql`DELETE FROM audit_replicas WHERE replica_id = ${this.replicaId}
-        AND NOT EXISTS (SELECT 1 FROM audit_intents WHERE replica_id = ${this.replicaId})`.catch(() => undefined);
+        AND NOT EXISTS (SELECT 1 FROM audit_intent_groups WHERE replica_id = ${this.replicaId})`.catch(() => undefined);
     }
     for (const waiter of this.idleWaiters.splice(0)) waiter();
     await this.sql.close({ timeout: 1 });
-  }
-
-  // --- intents: group commit -------------------------------------------------------------------
-
-  private writeIntent(id: string, row: SQLValue[]): Promise<void> {
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.pending.push({ id, row: JSON.stringify(row), done: (error) => (error === undefined ? resolve() : reject(error)) });
-    if (!this.flushing && this.flushTimer === undefined) this.flushTimer = setTimeout(() => void this.flushIntents(), this.intentDelayMs);
-    return promise;
-  }
-
-  private async flushIntents(): Promise<void> {
-    this.flushTimer = undefined;
-    if (this.flushing || this.pending.length === 0) return;
-    this.flushing = true;
-    const batch = this.pending.splice(0);
-    try {
-      // One COPY, committed on its own (no BEGIN/COMMIT round trips): the rows are durable when it returns.
-      await onConnection(this.sql, this.deadlineMs, (connection) =>
-        copyRows(
-          connection,
-          "audit_intents (id, replica_id, final, row)",
-          batch.map((intent) => [intent.id, this.replicaId, "f", intent.row]),
-        ),
-      );
-      for (const intent of batch) intent.done();
-    } catch (error) {
-      const failure = new Error(`the audit trail in PostgreSQL cannot be written: ${errorMessage(error)}`);
-      for (const intent of batch) intent.done(failure);
-    } finally {
-      this.flushing = false;
-      if (this.pending.length > 0) this.flushTimer = setTimeout(() => void this.flushIntents(), this.intentDelayMs);
-      this.settleIdle();
-    }
   }
 
   // --- the chain: batched appends ---------------------------------------------------------------
@@ -276,14 +247,13 @@ export class PgAuditStore implements AuditStore {
     if (batch.length === 0) return this.settleIdle();
     this.appending = true;
     try {
-      const committed = await transaction(this.sql, this.deadlineMs * 2, (tx) =>
-        this.appendRows(
-          tx,
-          batch.map((q) => q.row),
-          batch.map((q) => q.id),
-        ),
-      );
+      // Hashed before the transaction: the chain lock is held only for what depends on the tail.
+      const prepared = prepareRows(batch.map((q) => q.row));
+      const ids = batch.map((q) => q.id);
+      const { records: committed, landed } = await transaction(this.sql, this.deadlineMs * 2, (tx) => this.appendRows(tx, prepared, ids));
+      landed();
       this.queue.splice(0, batch.length);
+      for (const queued of batch) this.retried.delete(queued.id);
       this.failures = 0;
       for (const queued of batch) queued.done?.();
       this.report(committed);
@@ -293,6 +263,7 @@ export class PgAuditStore implements AuditStore {
       for (const queued of batch) {
         queued.done?.(failure);
         queued.done = undefined;
+        this.retried.add(queued.id);
       }
       if (this.failures === 1 || this.failures % 20 === 0) {
         this.log.error(
@@ -309,25 +280,23 @@ export class PgAuditStore implements AuditStore {
   /**
    * Appends the rows whose calls have no record yet (a survivor may have committed a call of this
    * replica's as interrupted, a retried batch may have landed before its COMMIT was lost), and
-   * deletes their intents — all under the chain lock, so the check cannot race another writer.
+   * settles their intents — all under the chain lock, so the check cannot race another writer.
    */
-  private async appendRows(tx: SQL, rows: SQLValue[][], ids: string[]): Promise<CommittedRecord[]> {
+  private async appendRows(tx: SQL, rows: PreparedRows, ids: string[]): Promise<{ records: CommittedRecord[]; landed: () => void }> {
     await lockChain(tx);
-    // Every call that began has its intent row, unless a survivor claimed it or an earlier attempt
-    // of this batch landed: only those few (and calls refused before `begin`) need a look at the chain.
-    const had = new Set(
-      ((await tx`DELETE FROM audit_intents WHERE id = ANY(${ids}::text[]) RETURNING id`) as { id: string }[]).map((r) => r.id),
-    );
-    const unsure = ids.filter((id) => !had.has(id));
+    // A call whose intent group is still ours has no record yet; only the others (refused before
+    // `begin`, claimed by a survivor, or of a retried batch) need a look at the chain.
+    const settled = await this.intents.settle(tx, ids, this.retried);
+    const unsure = [...settled.unsure];
     const known = new Set(
       unsure.length
         ? ((await tx`SELECT id FROM audit_records WHERE id = ANY(${unsure}::text[])`) as { id: string }[]).map((r) => r.id)
         : [],
     );
-    const fresh = rows.filter((_, i) => !known.has(ids[i]!));
+    const fresh = known.size ? keepRows(rows, (i) => !known.has(ids[i]!)) : rows;
     const { stored, tail } = await append(tx, this.hashKey, fresh);
     await this.maybeCheckpoint(tx, tail);
-    return this.committedRecords(stored);
+    return { records: this.committedRecords(stored), landed: settled.landed };
   }
 
   /** The records as listeners get them (built only when someone listens: most replicas have no secondary sink). */
@@ -359,7 +328,7 @@ export class PgAuditStore implements AuditStore {
   }
 
   private settleIdle(): void {
-    if (this.queue.length === 0 && this.pending.length === 0 && !this.appending && !this.flushing) {
+    if (this.queue.length === 0 && this.intents.idle && !this.appending) {
       for (const waiter of this.idleWaiters.splice(0)) waiter();
     }
   }
@@ -386,15 +355,17 @@ export class PgAuditStore implements AuditStore {
 
   // --- liveness: heartbeats and leases -----------------------------------------------------------
 
+  private missedLease(): string {
+    return `audit: this replica missed its lease (${this.leaseMs} ms); its calls in flight were recorded as interrupted by another replica`;
+  }
+
   private async heartbeat(): Promise<void> {
     if (this.closed) return;
     try {
       const alive = await this.sql`UPDATE audit_replicas SET heartbeat_at = now() WHERE replica_id = ${this.replicaId} RETURNING 1`;
       if (alive.length === 0) {
         // Declared dead (a pause longer than the lease): our intents were committed by a survivor.
-        this.log.warn(
-          `audit: this replica missed its lease (${this.leaseMs} ms); its calls in flight were recorded as interrupted by another replica`,
-        );
+        this.log.warn(this.missedLease());
         await this
           .sql`INSERT INTO audit_replicas (replica_id) VALUES (${this.replicaId}) ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = now()`;
       }
@@ -407,10 +378,12 @@ export class PgAuditStore implements AuditStore {
   }
 
   /**
-   * Commits the intents of replicas whose lease ran out (one survivor each, SKIP LOCKED). With
-   * `orphans` (at start), also those of replicas that closed with intents left — which a replica
-   * of this version never does (it keeps its row then, and its lease runs out) — at the price of a
-   * scan of the intents, too dear for every heartbeat.
+   * Commits the intents of replicas whose lease ran out (one survivor each, SKIP LOCKED), as
+   * `interrupted` records for the calls that have no record yet. With `orphans` (at start), also
+   * those of replicas whose row is gone (one that closed with intents left, which a replica of this
+   * version never does: it keeps its row then, and its lease runs out; or one an older version's
+   * survivor claimed without knowing intent groups) — at the price of a scan of the intents, too
+   * dear for every heartbeat.
    */
   private async claimDead(orphans = false): Promise<Recovery> {
     const total: Recovery = { interrupted: 0, finished: 0 };
@@ -418,42 +391,55 @@ export class PgAuditStore implements AuditStore {
       const dead = (await tx`SELECT replica_id FROM audit_replicas
         WHERE heartbeat_at < now() - make_interval(secs => ${this.leaseMs / 1000}) AND replica_id <> ${this.replicaId}
         FOR UPDATE SKIP LOCKED`) as { replica_id: string }[];
-      // Intents whose replica row is gone (it closed with work it could not commit) are orphans.
+      if (dead.length === 0 && !orphans) return [];
+      // The lock first: a dead replica's appender may still be in a transaction that lands some of
+      // its calls; once we hold the lock, what it landed is in the chain and its groups are ours.
+      await lockChain(tx);
       const ids = dead.map((d) => d.replica_id);
-      type Intent = { id: string; final: boolean; row: string; created_at: Date };
-      const intents = (
-        orphans
-          ? await tx`DELETE FROM audit_intents
-              WHERE replica_id = ANY(${ids}::text[])
-                 OR (replica_id <> ${this.replicaId} AND NOT EXISTS (SELECT 1 FROM audit_replicas r WHERE r.replica_id = audit_intents.replica_id))
-              RETURNING id, final, row, created_at`
-          : ids.length
-            ? await tx`DELETE FROM audit_intents WHERE replica_id = ANY(${ids}::text[]) RETURNING id, final, row, created_at`
-            : []
-      ) as Intent[];
+      const orphan = orphans ? this.replicaId : null;
+      const groups = (await tx`DELETE FROM audit_intent_groups g
+        WHERE replica_id = ANY(${ids}::text[])
+           OR (${orphan}::text IS NOT NULL AND replica_id <> ${orphan}
+               AND NOT EXISTS (SELECT 1 FROM audit_replicas r WHERE r.replica_id = g.replica_id))
+        RETURNING intents, created_at, n`) as { intents: string; created_at: Date; n: string }[];
+      // One row per call: what older versions wrote (final = true: a final record not yet in the chain).
+      const single = (await tx`DELETE FROM audit_intents i
+        WHERE replica_id = ANY(${ids}::text[])
+           OR (${orphan}::text IS NOT NULL AND replica_id <> ${orphan}
+               AND NOT EXISTS (SELECT 1 FROM audit_replicas r WHERE r.replica_id = i.replica_id))
+        RETURNING final, row, created_at`) as { final: boolean; row: string; created_at: Date }[];
       await tx`DELETE FROM audit_replicas WHERE replica_id = ANY(${ids}::text[])`;
+      type Intent = { row: SQLValue[]; final: boolean; at: number; order: number };
+      const intents: Intent[] = [];
+      for (const group of groups) {
+        for (const [order, row] of groupRows(group.intents).entries()) {
+          intents.push({ row, final: false, at: group.created_at.getTime(), order });
+        }
+      }
+      for (const intent of single) {
+        intents.push({ row: JSON.parse(intent.row) as SQLValue[], final: intent.final, at: intent.created_at.getTime(), order: 0 });
+      }
       if (intents.length === 0) return [];
-      intents.sort((a, b) => a.created_at.getTime() - b.created_at.getTime());
-      const rows = intents.map((intent) => {
-        const row = JSON.parse(intent.row) as SQLValue[];
-        if (intent.final && row[outcomeIndex] !== null) {
+      intents.sort((a, b) => a.at - b.at || a.order - b.order);
+      const known = new Set(
+        ((await tx`SELECT id FROM audit_records WHERE id = ANY(${intents.map((i) => String(i.row[0]))}::text[])`) as { id: string }[]).map(
+          (r) => r.id,
+        ),
+      );
+      const rows: SQLValue[][] = [];
+      for (const { row, final } of intents) {
+        if (known.has(String(row[0]))) continue;
+        known.add(String(row[0]));
+        if (final && row[outcomeIndex] !== null) {
           total.finished++;
         } else {
           row[outcomeIndex] = "interrupted";
           row[errorIndex] = "interrupted";
           total.interrupted++;
         }
-        return row;
-      });
-      await lockChain(tx);
-      const known = new Set(
-        ((await tx`SELECT id FROM audit_records WHERE id = ANY(${intents.map((i) => i.id)}::text[])`) as { id: string }[]).map((r) => r.id),
-      );
-      const { stored } = await append(
-        tx,
-        this.hashKey,
-        rows.filter((row) => !known.has(String(row[0]))),
-      );
+        rows.push(row);
+      }
+      const { stored } = await append(tx, this.hashKey, rows);
       return this.committedRecords(stored);
     });
     if (committed.length > 0) {

@@ -59,17 +59,31 @@ const copyEscapes: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "
 const copyCell = (value: SQLValue): string =>
   value === null ? "\\N" : typeof value === "string" ? value.replace(/[\\\t\n\r]/g, (c) => copyEscapes[c]!) : String(value);
 
+/** The cells of a row in COPY's text format, tab-separated (no line end). */
+export const copyCells = (row: readonly SQLValue[]): string => row.map(copyCell).join("\t");
+
 /** One line of COPY's text format. */
-export const copyLine = (row: readonly SQLValue[]): string => `${row.map(copyCell).join("\t")}\n`;
+export const copyLine = (row: readonly SQLValue[]): string => `${copyCells(row)}\n`;
+
+/** `COPY target FROM STDIN` (text format), fed in pieces: the server parses one while the next is made. */
+export function copyStream(connection: SQL, target: string): { write(text: string): Promise<void>; end(): Promise<void> } {
+  const query = connection.unsafe(`COPY ${target} FROM STDIN`);
+  const writer = query.writable().getWriter();
+  return {
+    write: (text) => writer.write(text),
+    end: async () => {
+      await writer.close();
+      await query;
+    },
+  };
+}
 
 /** `COPY target FROM STDIN` (text format) of `text`, lines made by `copyLine`. */
 export async function copyText(connection: SQL, target: string, text: string): Promise<void> {
   if (!text) return;
-  const query = connection.unsafe(`COPY ${target} FROM STDIN`);
-  const writer = query.writable().getWriter();
-  await writer.write(text);
-  await writer.close();
-  await query;
+  const copy = copyStream(connection, target);
+  await copy.write(text);
+  await copy.end();
 }
 
 /** `COPY target FROM STDIN` of rows (`target` names the table and its columns in the rows' order). */

@@ -118,6 +118,11 @@ test("kill -9 of a replica under load, its directory deleted: after the lease ev
   const admin = await openPgAdmin({ ...pgContext(logDb, keyDir), create: false });
   try {
     expect(await admin.trail.verify("cli:test")).toMatchObject({ ok: true, failure: null });
+    // The dead replica's intent groups went with its recovery: none is left without a live replica.
+    const schema = logDb.replace(/^.*schema=/, "");
+    const stray = await pg.sql.unsafe(`SELECT replica_id FROM "${schema}".audit_intent_groups g
+      WHERE NOT EXISTS (SELECT 1 FROM "${schema}".audit_replicas r WHERE r.replica_id = g.replica_id)`);
+    expect(stray).toEqual([]);
   } finally {
     await admin.close();
   }

@@ -202,15 +202,15 @@ describe("PostgreSQL store", () => {
     const store = await PgAuditStore.open(pgContext(trail.logDb, keyDir));
     try {
       await store.begin(sampleRecord(1, { outcome: null }));
-      const [intent] = await pg.sql.unsafe(`SELECT final FROM "${pg.schema}_basic".audit_intents WHERE id = 'rec-1'`);
-      expect(intent).toEqual({ final: false });
+      const groups = await pg.sql.unsafe(`SELECT intents FROM "${pg.schema}_basic".audit_intent_groups`);
+      expect(groups.map((g: { intents: string }) => (JSON.parse(g.intents) as string[][]).map((row) => row[0]))).toEqual([["rec-1"]]);
       await store.commit(sampleRecord(1));
       await store.flush();
       const page = await store.reader.records(records);
       expect(page.records.map((r) => [r.id, r.seq, r.outcome, r.stream, r.cost_nano_usd])).toEqual([
         ["rec-1", 1, "completed", false, 250_000_000],
       ]);
-      expect(await pg.sql.unsafe(`SELECT id FROM "${pg.schema}_basic".audit_intents`)).toEqual([]);
+      expect(await pg.sql.unsafe(`SELECT n FROM "${pg.schema}_basic".audit_intent_groups`)).toEqual([]);
       const report = await store.trail.verify("cli:test");
       expect(report).toMatchObject({ ok: true, records: 1, recorded: true });
     } finally {
