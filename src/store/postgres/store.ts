@@ -207,8 +207,8 @@ export class PgAuditStore implements AuditStore {
     clearInterval(this.heartbeatTimer);
     clearInterval(this.checkpointTimer);
     clearInterval(this.retentionTimer);
-    // Commit what is queued while PostgreSQL takes it; whatever stays is in audit_intents, where a
-    // survivor (or this replica's next start, by lease) commits it.
+    // Commit what is queued while PostgreSQL takes it; whatever stays is in its intent group
+    // (audit_intent_groups), where a survivor (or this replica's next start, by lease) commits it.
     const deadline = Date.now() + this.deadlineMs;
     while ((this.queue.length > 0 || !this.intents.idle || this.appending) && Date.now() < deadline) {
       if (!this.appending) this.scheduleAppend(0);
