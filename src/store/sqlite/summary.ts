@@ -8,6 +8,7 @@ import type { ParsedSummaryFilter } from "../filters.ts";
 import type { Summary } from "../results.ts";
 import { summaryFromRows, summaryQueries, usesRollup, type SummaryDialect } from "../summary-plan.ts";
 import { rollupCursor } from "./rollup.ts";
+import { isKeyColumn, keyLookupSQL } from "./key-index.ts";
 
 /** A tag's value in a record: clear, else personal (keys are a-z, 0-9 and '-', safe in a JSON path literal). */
 export const tagValueSQL = (key: string, row = "audit_records") =>
@@ -19,6 +20,8 @@ const sqlite: SummaryDialect = {
   statusText: "status",
   tagValue: (key) => tagValueSQL(key),
   tagRollup: true,
+  // Agents, users and tasks are found through the key tables (./key-index.ts).
+  equals: (column) => (isKeyColumn(column) ? keyLookupSQL(column) : `${column} = ?`),
 };
 
 export function summarize(db: Database, filter: ParsedSummaryFilter): Summary {

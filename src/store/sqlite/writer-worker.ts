@@ -5,8 +5,10 @@
  * each call at once, a busy one shares commits. Every batch is answered, in order. Records are
  * appended to the hash chain (./chain.ts); the thread also writes the signed checkpoints (every N
  * records, every T seconds when anything is new, and on close), runs retention, every few
- * seconds while records arrive folds them into the usage rollup (./rollup.ts), and after an
- * erasure rewrites the database file so no erased value stays in it (./scrub.ts).
+ * seconds while records arrive folds them into the usage rollup (./rollup.ts), every 50,000
+ * records (and once idle) folds them into the key tables that lookups by agent, user and task read
+ * (./key-index.ts), and after an erasure rewrites the database file so no erased value stays in it
+ * (./scrub.ts).
  */
 import type { Database } from "bun:sqlite";
 import { statSync, statfsSync } from "node:fs";
@@ -18,6 +20,7 @@ import type { SQLValue } from "../../trail/row.ts";
 import { applyRetention } from "./erase.ts";
 import { scrubDatabase, truncateWal } from "./scrub.ts";
 import { advanceRollup } from "./rollup.ts";
+import { foldEveryRecords, foldKeyIndex, unfoldedRecords } from "./key-index.ts";
 import { RollupSums } from "./rollup-memory.ts";
 import { loadSigningKey } from "../../trail/signing.ts";
 import type { Landing, WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
@@ -51,6 +54,9 @@ function open(path: string, busyTimeoutMs: number, given: WriterSettings): void 
   const key = loadSigningKey(settings.signingKeyPath, { create: false });
   if (!key) throw new Error(`the signing key ${settings.signingKeyPath} is missing`);
   checkpointer = new Checkpointer(chain, key, settings.checkpoint, notice);
+  // Records a previous run (or another writer) left unfolded are folded on the next commit.
+  unfolded = unfoldedRecords(db);
+  if (unfolded > 0) checkpointWalWhenIdle();
   timers.push(setInterval(() => maintain(checkpoint), settings.checkpoint.everySeconds * 1000));
   if (settings.retentionDays !== undefined) {
     maintain(retain);
@@ -116,6 +122,20 @@ function maintain(task: () => void): void {
   } catch (error) {
     notice(`audit maintenance failed: ${errorMessage(error)}`);
   }
+}
+
+/** Records appended (by this thread or found at open) since the last fold into the key tables. */
+let unfolded = 0;
+
+/**
+ * Folds every record past the key index's cursor, `foldEveryRecords` per transaction. Lookups
+ * read unfolded records themselves, so a fold that fails (a locked database) costs lookup speed,
+ * never correctness: it is retried after the next commits.
+ */
+function foldKeys(): void {
+  if (!db) return;
+  while (foldKeyIndex(db) === foldEveryRecords);
+  unfolded = 0;
 }
 
 /** Batches waiting for the next commit; `report`: the store wants each record's seq and hash back. */
@@ -200,8 +220,10 @@ function commitPending(): void {
     );
     rollupSums.add(rows);
     sinceCheckpoint += rows.length;
+    unfolded += rows.length;
     reply({ kind: "committed", batches: batches.length, landed });
     maybeAdvanceRollup(db);
+    if (unfolded >= foldEveryRecords) maintain(foldKeys);
     if (pressed) {
       if (roomToCheckpoint()) checkpointWal();
       if (performance.now() - diskFullAt! > diskFullMs) diskFullAt = null;
@@ -229,7 +251,8 @@ function commitPending(): void {
  * left uncopied when a disk fills up (copying that needs free space for its new pages, and until
  * then a WAL at the end of its space cannot take a commit), and the next commits rewrite the WAL
  * from its start, in space it already has. Under steady load SQLite's own checkpoint (every 10,000
- * pages) does this and the timer never fires.
+ * pages) does this and the timer never fires. An idle writer also folds what is left into the key
+ * tables, so lookups on a quiet trail read few unfolded records.
  */
 const walIdleMs = 1000;
 let walIdleTimer: Timer | null = null;
@@ -241,6 +264,7 @@ function checkpointWalWhenIdle(): void {
   }
   walIdleTimer = setTimeout(() => {
     walIdleTimer = null;
+    if (unfolded > 0) maintain(foldKeys);
     checkpointWal();
   }, walIdleMs);
 }
@@ -305,6 +329,7 @@ self.onmessage = (event: MessageEvent<string>) => {
     maintain(checkpoint);
     lastRollup = Number.NEGATIVE_INFINITY; // leave the rollup caught up
     if (db) maybeAdvanceRollup(db);
+    maintain(foldKeys); // and the key tables
     checkpointer?.finalize();
     chain?.finalize();
     db?.close();
