@@ -4,8 +4,8 @@
  * committed together in one transaction on its next turn (group commit): a quiet proxy commits
  * each call at once, a busy one shares commits. Every batch is answered, in order. Records are
  * appended to the hash chain (./chain.ts); the thread also writes the signed checkpoints (every N
- * records, every T seconds when anything is new, and on close), runs retention, every few
- * seconds while records arrive folds them into the usage rollup (./rollup.ts), every 50,000
+ * records, every T seconds when anything is new, and on close), runs retention, every
+ * 10 s while records arrive (and once idle) folds them into the usage rollup (./rollup.ts), every 50,000
  * records (and once idle) folds them into the key tables that lookups by agent, user and task read
  * (./key-index.ts), and after an erasure rewrites the database file so no erased value stays in it
  * (./scrub.ts).
@@ -141,7 +141,13 @@ function foldKeys(): void {
 /** Batches waiting for the next commit; `report`: the store wants each record's seq and hash back. */
 const pending: { rows: SQLValue[][]; report: boolean }[] = [];
 
-const rollupEveryMs = 2000;
+/**
+ * A fold writes one row per group (agent, user, model, key, hour, status, tag) of the records since
+ * the last: with a fleet's thousands of users nearly one row per record when folds are 2 s apart
+ * (measured: 14 µs of CPU per record at 3,000 records/s), a tenth of that 10 s apart. An idle writer
+ * folds at once (see `checkpointWalWhenIdle`).
+ */
+const rollupEveryMs = 10_000;
 let lastRollup = Number.NEGATIVE_INFINITY;
 /** What this thread appended since the last fold, added up (used when it is exactly that range). */
 const rollupSums = new RollupSums();
@@ -265,6 +271,8 @@ function checkpointWalWhenIdle(): void {
   walIdleTimer = setTimeout(() => {
     walIdleTimer = null;
     if (unfolded > 0) maintain(foldKeys);
+    lastRollup = Number.NEGATIVE_INFINITY;
+    if (db) maybeAdvanceRollup(db);
     checkpointWal();
   }, walIdleMs);
 }
