@@ -1,6 +1,6 @@
 /**
  * The SQLite audit writer's CPU per record (DESIGN §8: ≤ 15 µs at a fleet's key spread on a
- * 10,000,000-record trail): `bun bench/writer.ts [trail records, default 1,000,000] [measured, default 200,000]`.
+ * 10,000,000-record trail): `bun bench/writer.ts [trail records, default 1,000,000] [measured, default 200,000] [one-key|fleet]`.
  *
  * For each key spread — one agent/user/task, and a fleet (200 agents, 5,000 users, 100,000 tasks,
  * as the proxy bench's "5k users" scenario) — it fills a trail of the given size through the real
@@ -58,7 +58,9 @@ function seed(logDb: string, n: number, now: number, spread: Spread): number {
   const log = openAuditLog(logDb);
   const db = log.db;
   const indexes = db
-    .query<{ name: string; sql: string }, []>("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_records' AND sql IS NOT NULL")
+    .query<{ name: string; sql: string }, []>(
+      "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_records' AND sql IS NOT NULL",
+    )
     .all();
   for (const { name } of indexes) db.run(`DROP INDEX ${name}`);
   db.run("PRAGMA cache_size = -262144");
@@ -101,9 +103,14 @@ async function writeCalls(store: SqliteAuditStore, from: number, count: number, 
 /** Calls written before the measurement (the store's start-up work, a first fold of the seeded trail). */
 const warmUp = 10_000;
 
-export async function benchWriter(trail: number, measured: number, log: (line: string) => void = console.error): Promise<string> {
+export async function benchWriter(
+  trail: number,
+  measured: number,
+  log: (line: string) => void = console.error,
+  spreads: readonly Spread[] = ["one key", "fleet"],
+): Promise<string> {
   const rows = ["| key spread | trail records | writer threads µs/record | main thread µs/record | records/s |", "|---|---|---|---|---|"];
-  for (const spread of ["one key", "fleet"] as const) {
+  for (const spread of spreads) {
     const dir = mkdtempSync(join(tmpdir(), "agent-attr-writer-"));
     try {
       const logDb = join(dir, "audit.db");
@@ -137,4 +144,8 @@ export async function benchWriter(trail: number, measured: number, log: (line: s
   return rows.join("\n");
 }
 
-if (import.meta.main) console.log(await benchWriter(Number(process.argv[2] ?? 1_000_000), Number(process.argv[3] ?? 200_000)));
+if (import.meta.main) {
+  const only = process.argv[4]; // "one-key" or "fleet": that spread alone
+  const spreads: Spread[] = only === "fleet" ? ["fleet"] : only === "one-key" ? ["one key"] : ["one key", "fleet"];
+  console.log(await benchWriter(Number(process.argv[2] ?? 1_000_000), Number(process.argv[3] ?? 200_000), console.error, spreads));
+}
