@@ -66,11 +66,9 @@ export const auditRecords = sqliteTable(
   // by agent, user and task go through the key tables the writer folds in batches (./key-index.ts).
   (t) => [
     index("audit_records_consent").on(t.consent_id),
-    // Summaries read whole days from the usage rollup (./rollup.ts) and only the partial days at
-    // the edges of a time range from the records themselves.
-    index("audit_records_time").on(t.timestamp),
-    // Covers summaries by task over a time range (task contexts are not rolled up); it leads with
-    // the time, so a record's entry lands at its end like the time index's.
+    // Time ranges (summaries read whole days from the usage rollup, ./rollup.ts, and only the
+    // partial days at the edges from the records), and it covers summaries by task over a range
+    // (task contexts are not rolled up). It leads with the time: a record's entry lands at its end.
     index("audit_records_time_task").on(
       t.timestamp,
       t.task_context,
