@@ -57,7 +57,7 @@ function entrySQL(column: KeyColumn, row: "OLD" | "NEW"): string {
 const allColumns = Object.keys(keyTables) as KeyColumn[];
 
 /**
- * Migration 0009's hand-written half (after the generated one drops the three indexes): the key
+ * Migration 0009's hand-written half (after the generated one drops the old indexes): the key
  * tables, their cursor, the triggers, and the entries of the records already there (one sorted
  * pass each, at the first start of this version).
  */
