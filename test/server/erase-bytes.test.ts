@@ -130,7 +130,7 @@ test("erasing 10 of 20 users of 8,000 records through the API: no page of any fi
     const store = proxy.runtime.store;
     writeFleet((record) => store.commit(record));
     await store.flush();
-    await Bun.sleep(2100); // the writer folds the records into the usage rollup (every 2 s)
+    await Bun.sleep(2100); // the writer folds the records into the usage rollup (once idle for 1 s)
     await chat(proxy.url, users[19]!, "one more");
     await proxy.settled(1);
     const rolledUp = new Database(proxy.logDb, { readonly: true });

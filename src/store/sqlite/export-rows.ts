@@ -8,6 +8,7 @@ import { recordFields, type AuditRecord } from "../../trail/record.ts";
 import { columns, type SQLValue } from "../../trail/row.ts";
 import { chainId } from "./chain-writer.ts";
 import { tagValueSQL } from "./summary.ts";
+import { keyLookupSQL } from "./key-index.ts";
 
 export function sqliteExportSource(db: Database, filter: ParsedExportFilter): ExportSource {
   const conditions: string[] = [];
@@ -19,9 +20,9 @@ export function sqliteExportSource(db: Database, filter: ParsedExportFilter): Ex
   };
   add("timestamp >= ?", filter.start_date);
   add("timestamp <= ?", filter.end_date);
-  add("agent_id = ?", filter.agent);
-  add("user_id = ?", filter.user);
-  add("task_context = ?", filter.task);
+  add(keyLookupSQL("agent_id"), filter.agent);
+  add(keyLookupSQL("user_id"), filter.user);
+  add(keyLookupSQL("task_context"), filter.task);
   for (const [key, value] of Object.entries(filter.tag ?? {})) add(`${tagValueSQL(key)} = ?`, value);
   return {
     chainId: () => chainId(db),

@@ -13,6 +13,8 @@ import m0005 from "./migrations/0005_deep_ares.sql" with { type: "text" };
 import m0006 from "./migrations/0006_breezy_shape.sql" with { type: "text" };
 import m0007 from "./migrations/0007_fair_cerebro.sql" with { type: "text" };
 import m0008 from "./migrations/0008_lumpy_daimon_hellstrom.sql" with { type: "text" };
+import m0009 from "./migrations/0009_outstanding_rattler.sql" with { type: "text" };
+import { keyIndexMigrationSQL } from "./key-index.ts";
 import { rollupDimensionsMigrationSQL, rollupMigrationSQL, tagRollupMigrationSQL } from "./rollup.ts";
 
 const migrations: { tag: string; sql: string }[] = [
@@ -35,6 +37,10 @@ const migrations: { tag: string; sql: string }[] = [
   { tag: "0007_fair_cerebro", sql: m0007 },
   // The consent that covered each call (record hash v3).
   { tag: "0008_lumpy_daimon_hellstrom", sql: m0008 },
+  // Lookups by agent, user and task leave audit_records for key tables folded off the commit path
+  // (../key-index.ts): the generated half drops the three indexes, the hand-written half makes the tables.
+  { tag: "0009_outstanding_rattler", sql: m0009 },
+  { tag: "0009_key_index", sql: keyIndexMigrationSQL },
 ];
 
 export function migrate(db: Database): void {

@@ -11,6 +11,13 @@ import { auditRecordSchema, type AuditRecord } from "../../trail/record.ts";
 import type { AuditReader } from "../contract.ts";
 import * as schema from "./schema.ts";
 import { summarize, tagValueSQL } from "./summary.ts";
+import { keyLookupParts, type KeyColumn } from "./key-index.ts";
+
+/** `column = value`, found through the key tables (./key-index.ts). */
+const keyIs = (column: KeyColumn, value: string): SQL => {
+  const [before, after] = keyLookupParts(column);
+  return sql`${sql.raw(before)}${value}${sql.raw(after)}`;
+};
 
 export class SqliteAuditReader implements AuditReader {
   constructor(
@@ -22,9 +29,9 @@ export class SqliteAuditReader implements AuditReader {
     const t = schema.auditRecords;
     const since = sinceOf(filter);
     const conditions: (SQL | undefined)[] = [
-      filter.agent === undefined ? undefined : eq(t.agent_id, filter.agent),
-      filter.user === undefined ? undefined : eq(t.user_id, filter.user),
-      filter.task === undefined ? undefined : eq(t.task_context, filter.task),
+      filter.agent === undefined ? undefined : keyIs("agent_id", filter.agent),
+      filter.user === undefined ? undefined : keyIs("user_id", filter.user),
+      filter.task === undefined ? undefined : keyIs("task_context", filter.task),
       filter.model === undefined ? undefined : eq(t.model, filter.model),
       filter.provider === undefined ? undefined : eq(t.provider, filter.provider),
       filter.outcome === undefined ? undefined : eq(t.outcome, filter.outcome),

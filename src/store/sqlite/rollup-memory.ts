@@ -28,9 +28,16 @@ const text = (value: SQLValue): string =>
   value === null ? "" : typeof value === "string" ? (value.isWellFormed() ? value : value.toWellFormed()) : String(value);
 const columnAt = new Map<string, number>(columns.map((column, i) => [column, i]));
 
+type Group = { dim: string; key: string; provider: string; day: string; sums: number[] };
+
+/** Distinct tag objects remembered with their (dim, value) pairs: records of a fleet repeat a few. */
+const tagCacheSize = 4096;
+
 export class RollupSums {
-  /** Group key → [calls, ...summed columns, unpriced calls]. */
-  private groups = new Map<string, { dim: string; key: string; provider: string; day: string; sums: number[] }>();
+  /** Every group, and the same by day → dimension → key (no string built per record to find one). */
+  private groups: Group[] = [];
+  private byDay = new Map<string, Map<string, Map<string, Group>>>();
+  private readonly tagCache = new Map<string, [dim: string, value: string][]>();
   private records = 0;
   /** The cursor the sums start from; null until a fold has set it. */
   private base: number | null = null;
@@ -41,21 +48,52 @@ export class RollupSums {
     for (const row of rows) {
       this.records++;
       const day = String(row[timestampAt]).slice(0, 10);
+      let dims = this.byDay.get(day);
+      if (!dims) this.byDay.set(day, (dims = new Map()));
       const unpriced = row[costAt] === null && row[sourceAt] !== null && row[sourceAt] !== "none" ? 1 : 0;
       const get = (column: string) => row[columnAt.get(column)!] ?? null;
-      const keyed = dimensions.map(({ dim, js }): [string, string] => [dim, js(get)]);
-      for (const pair of tagPairs(row[tagsAt] ?? null, row[personalTagsAt] ?? null)) keyed.push(pair);
-      for (const [dim, key] of keyed) {
-        const provider = dim === "model" ? text(row[providerAt]!) : "";
-        const id = `${dim}\u0000${key}\u0000${provider}\u0000${day}`;
-        let group = this.groups.get(id);
-        if (!group) this.groups.set(id, (group = { dim, key, provider, day, sums: new Array<number>(summedAt.length + 2).fill(0) }));
-        const sums = group.sums;
-        sums[0]!++;
-        for (let i = 0; i < summedAt.length; i++) sums[i + 1]! += Number(row[summedAt[i]!] ?? 0);
-        sums[summedAt.length + 1]! += unpriced;
-      }
+      for (const { dim, js } of dimensions)
+        this.addTo(dims, dim, js(get), dim === "model" ? text(row[providerAt]!) : "", day, row, unpriced);
+      for (const [dim, key] of this.tagsOf(row[tagsAt] ?? null, row[personalTagsAt] ?? null))
+        this.addTo(dims, dim, key, "", day, row, unpriced);
     }
+  }
+
+  private addTo(
+    dims: Map<string, Map<string, Group>>,
+    dim: string,
+    key: string,
+    provider: string,
+    day: string,
+    row: readonly SQLValue[],
+    unpriced: number,
+  ): void {
+    let keys = dims.get(dim);
+    if (!keys) dims.set(dim, (keys = new Map()));
+    // The provider is part of a model group's key (a model name can be served by two providers).
+    const id = provider === "" ? key : `${key}\u0000${provider}`;
+    let group = keys.get(id);
+    if (!group) {
+      group = { dim, key, provider, day, sums: new Array<number>(summedAt.length + 2).fill(0) };
+      keys.set(id, group);
+      this.groups.push(group);
+    }
+    const sums = group.sums;
+    sums[0]!++;
+    for (let i = 0; i < summedAt.length; i++) sums[i + 1]! += Number(row[summedAt[i]!] ?? 0);
+    sums[summedAt.length + 1]! += unpriced;
+  }
+
+  /** `tagPairs`, remembered per distinct pair of tag objects. */
+  private tagsOf(tags: SQLValue, personal: SQLValue): [string, string][] {
+    if (tags === null && personal === null) return [];
+    const id = `${typeof tags === "string" ? tags : ""}\u0000${typeof personal === "string" ? personal : ""}`;
+    let pairs = this.tagCache.get(id);
+    if (!pairs) {
+      if (this.tagCache.size >= tagCacheSize) this.tagCache.clear();
+      this.tagCache.set(id, (pairs = tagPairs(tags, personal)));
+    }
+    return pairs;
   }
 
   /**
@@ -76,13 +114,14 @@ export class RollupSums {
       .get(from)!.n;
     if (changed > 0) return false;
     const upsert: Statement = db.query(upsertSQL);
-    for (const { dim, key, provider, day, sums } of this.groups.values()) upsert.run(dim, key, provider, day, ...sums);
+    for (const { dim, key, provider, day, sums } of this.groups) upsert.run(dim, key, provider, day, ...sums);
     return true;
   }
 
   /** After a fold up to `cursor`: the sums start again from there. */
   restart(cursor: number): void {
-    this.groups = new Map();
+    this.groups = [];
+    this.byDay = new Map();
     this.records = 0;
     this.base = cursor;
   }

@@ -4,7 +4,7 @@
  * `usage_rollup` holds, per dimension (agent, user, model) and UTC day, the call count, token
  * sums, exact cost and unpriced calls of every record up to a cursor (`usage_rollup_state.seq`).
  * Nothing is added on the hot path: `advanceRollup` folds new records in with one GROUP BY per
- * dimension (the writer thread calls it every few seconds while records arrive), and a summary
+ * dimension (the writer thread calls it every 10 s while records arrive, and once idle), and a summary
  * adds the records past the cursor itself, so it is always exact. Changes to rolled-up records
  * (an erasure clearing a user, retention, a deletion) are applied by SQLite triggers in the same
  * transaction: the user's usage moves to the empty key and the user no longer appears. The model

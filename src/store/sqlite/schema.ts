@@ -62,17 +62,16 @@ export const auditRecords = sqliteTable(
     /** The record hash version (../../trail/chain.ts `recordVersions`); rows from before it are v2. */
     hash_version: integer("hash_version").notNull().default(2),
   },
-  // Lists are newest first by seq. A single-column index keeps equal keys in rowid (= seq)
-  // order, so "one agent's latest records" walks the index backwards with no sort; time filters
-  // ride on seq order, which follows time.
+  // Only indexes whose inserts land at the end (seq, time, UUIDv7 ids; consents are few): lookups
+  // by agent, user and task go through the key tables the writer folds in batches (./key-index.ts).
   (t) => [
-    index("audit_records_agent").on(t.agent_id),
-    index("audit_records_user").on(t.user_id),
     index("audit_records_consent").on(t.consent_id),
-    // Covers summaries by task (task contexts are not rolled up): read in task order, no sort.
-    index("audit_records_task").on(
-      t.task_context,
+    // Time ranges (summaries read whole days from the usage rollup, ./rollup.ts, and only the
+    // partial days at the edges from the records), and it covers summaries by task over a range
+    // (task contexts are not rolled up). It leads with the time: a record's entry lands at its end.
+    index("audit_records_time_task").on(
       t.timestamp,
+      t.task_context,
       t.input_tokens,
       t.output_tokens,
       t.cache_read_tokens,
@@ -82,9 +81,6 @@ export const auditRecords = sqliteTable(
       t.cost_nano_usd,
       t.usage_source,
     ),
-    // Summaries read whole days from the usage rollup (./rollup.ts) and only the partial days at
-    // the edges of a time range from the records themselves.
-    index("audit_records_time").on(t.timestamp),
   ],
 );
 

@@ -2,7 +2,7 @@
  * After an erasure (GDPR, retention), the erased values leave the file too. `secure_delete` zeroes
  * what SQLite deletes, but not every copy: when a b-tree page is rebuilt (a split, a merge), the
  * cells that moved stay behind in the page's unused space, and an index entry erased later lives
- * on there (found in `audit_records_task` and `usage_rollup`, whose pages are index b-trees). Only
+ * on there (found in the task index and `usage_rollup`, whose pages are index b-trees). Only
  * a rebuild of every page removes them: VACUUM writes the database anew (it costs about 1 s per
  * 120 MB on this project's machine, and needs free space of the database's size, for its WAL).
  * Then the WAL, which holds the old page images, is checkpointed and cut to nothing.

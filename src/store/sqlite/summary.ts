@@ -10,6 +10,7 @@ import type { Summary } from "../results.ts";
 import { foldRows, SummaryFold } from "../summary-answer.ts";
 import { summariesQueries, usesRollup, type SummaryDialect } from "../summary-plan.ts";
 import { rollupCursor } from "./rollup.ts";
+import { isKeyColumn, keyLookupSQL } from "./key-index.ts";
 
 /** A tag's value in a record: clear, else personal (keys are a-z, 0-9 and '-', safe in a JSON path literal). */
 export const tagValueSQL = (key: string, row = "audit_records") =>
@@ -21,6 +22,8 @@ const sqlite: SummaryDialect = {
   statusText: "status",
   tagValue: (key) => tagValueSQL(key),
   tagRollup: true,
+  // Agents, users and tasks are found through the key tables (./key-index.ts).
+  equals: (column) => (isKeyColumn(column) ? keyLookupSQL(column) : `${column} = ?`),
 };
 
 /** Several summaries from one snapshot; the records they share are read once. */

@@ -4,9 +4,11 @@
  * committed together in one transaction on its next turn (group commit): a quiet proxy commits
  * each call at once, a busy one shares commits. Every batch is answered, in order. Records are
  * appended to the hash chain (./chain.ts); the thread also writes the signed checkpoints (every N
- * records, every T seconds when anything is new, and on close), runs retention, every few
- * seconds while records arrive folds them into the usage rollup (./rollup.ts), and after an
- * erasure rewrites the database file so no erased value stays in it (./scrub.ts).
+ * records, every T seconds when anything is new, and on close), runs retention, every
+ * 10 s while records arrive (and once idle) folds them into the usage rollup (./rollup.ts), every 50,000
+ * records (and once idle) folds them into the key tables that lookups by agent, user and task read
+ * (./key-index.ts), and after an erasure rewrites the database file so no erased value stays in it
+ * (./scrub.ts).
  */
 import type { Database } from "bun:sqlite";
 import { statSync, statfsSync } from "node:fs";
@@ -18,6 +20,7 @@ import type { SQLValue } from "../../trail/row.ts";
 import { applyRetention } from "./erase.ts";
 import { scrubDatabase, truncateWal } from "./scrub.ts";
 import { advanceRollup } from "./rollup.ts";
+import { foldEveryRecords, foldKeyIndex, unfoldedRecords } from "./key-index.ts";
 import { RollupSums } from "./rollup-memory.ts";
 import { loadSigningKey } from "../../trail/signing.ts";
 import type { Landing, WriterReply, WriterRequest, WriterSettings } from "./writer-protocol.ts";
@@ -51,6 +54,9 @@ function open(path: string, busyTimeoutMs: number, given: WriterSettings): void 
   const key = loadSigningKey(settings.signingKeyPath, { create: false });
   if (!key) throw new Error(`the signing key ${settings.signingKeyPath} is missing`);
   checkpointer = new Checkpointer(chain, key, settings.checkpoint, notice);
+  // Records a previous run (or another writer) left unfolded are folded on the next commit.
+  unfolded = unfoldedRecords(db);
+  if (unfolded > 0) checkpointWalWhenIdle();
   timers.push(setInterval(() => maintain(checkpoint), settings.checkpoint.everySeconds * 1000));
   if (settings.retentionDays !== undefined) {
     maintain(retain);
@@ -118,10 +124,30 @@ function maintain(task: () => void): void {
   }
 }
 
+/** Records appended (by this thread or found at open) since the last fold into the key tables. */
+let unfolded = 0;
+
+/**
+ * Folds every record past the key index's cursor, `foldEveryRecords` per transaction. Lookups
+ * read unfolded records themselves, so a fold that fails (a locked database) costs lookup speed,
+ * never correctness: it is retried after the next commits.
+ */
+function foldKeys(): void {
+  if (!db) return;
+  while (foldKeyIndex(db) === foldEveryRecords);
+  unfolded = 0;
+}
+
 /** Batches waiting for the next commit; `report`: the store wants each record's seq and hash back. */
 const pending: { rows: SQLValue[][]; report: boolean }[] = [];
 
-const rollupEveryMs = 2000;
+/**
+ * A fold writes one row per group (agent, user, model, key, hour, status, tag) of the records since
+ * the last: with a fleet's thousands of users nearly one row per record when folds are 2 s apart
+ * (measured: 14 µs of CPU per record at 3,000 records/s), a tenth of that 10 s apart. An idle writer
+ * folds at once (see `checkpointWalWhenIdle`).
+ */
+const rollupEveryMs = 10_000;
 let lastRollup = Number.NEGATIVE_INFINITY;
 /** What this thread appended since the last fold, added up (used when it is exactly that range). */
 const rollupSums = new RollupSums();
@@ -200,8 +226,10 @@ function commitPending(): void {
     );
     rollupSums.add(rows);
     sinceCheckpoint += rows.length;
+    unfolded += rows.length;
     reply({ kind: "committed", batches: batches.length, landed });
     maybeAdvanceRollup(db);
+    if (unfolded >= foldEveryRecords) maintain(foldKeys);
     if (pressed) {
       if (roomToCheckpoint()) checkpointWal();
       if (performance.now() - diskFullAt! > diskFullMs) diskFullAt = null;
@@ -229,7 +257,8 @@ function commitPending(): void {
  * left uncopied when a disk fills up (copying that needs free space for its new pages, and until
  * then a WAL at the end of its space cannot take a commit), and the next commits rewrite the WAL
  * from its start, in space it already has. Under steady load SQLite's own checkpoint (every 10,000
- * pages) does this and the timer never fires.
+ * pages) does this and the timer never fires. An idle writer also folds what is left into the key
+ * tables, so lookups on a quiet trail read few unfolded records.
  */
 const walIdleMs = 1000;
 let walIdleTimer: Timer | null = null;
@@ -241,6 +270,9 @@ function checkpointWalWhenIdle(): void {
   }
   walIdleTimer = setTimeout(() => {
     walIdleTimer = null;
+    if (unfolded > 0) maintain(foldKeys);
+    lastRollup = Number.NEGATIVE_INFINITY;
+    if (db) maybeAdvanceRollup(db);
     checkpointWal();
   }, walIdleMs);
 }
@@ -305,6 +337,7 @@ self.onmessage = (event: MessageEvent<string>) => {
     maintain(checkpoint);
     lastRollup = Number.NEGATIVE_INFINITY; // leave the rollup caught up
     if (db) maybeAdvanceRollup(db);
+    maintain(foldKeys); // and the key tables
     checkpointer?.finalize();
     chain?.finalize();
     db?.close();
