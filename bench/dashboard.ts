@@ -16,6 +16,7 @@ import { ChainWriter } from "../src/store/sqlite/chain-writer.ts";
 import { openAuditLog } from "../src/store/sqlite/database.ts";
 import { toRow } from "../src/trail/row.ts";
 import { advanceRollup } from "../src/store/sqlite/rollup.ts";
+import { foldKeyIndex } from "../src/store/sqlite/key-index.ts";
 import { loadHashKey } from "../src/trail/secret.ts";
 import { parseConfig } from "../src/config/load.ts";
 import { startProxy } from "../src/server/serve.ts";
@@ -43,9 +44,12 @@ if (!reuse || !existsSync(reuse)) {
   console.log(`built ${total.toLocaleString("en-US")} chained records in ${seconds(t0)} s`);
 }
 const opened = performance.now();
-// The first start of this version backfills new rollup dimensions: done here, before timing.
+// The first start of this version backfills new rollup dimensions, and the writer thread folds
+// records into the agent, user and task key tables when idle: both done here, before timing, as
+// a running proxy has them.
 const migrated = openAuditLog(logDb);
 while (advanceRollup(migrated.db) > 0);
+while (foldKeyIndex(migrated.db) > 0);
 migrated.close();
 const proxy = await startProxy(parseConfig({ server: { port: 0 } }), { logDb, log: { info() {}, warn() {}, error: console.error } });
 console.log(`proxy up on ${logDb} in ${seconds(opened)} s`);
