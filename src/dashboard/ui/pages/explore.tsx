@@ -1,7 +1,8 @@
 /** Explore: cost, calls and tokens broken down by one dimension (or a tag's values), with the record filters and a time range; sortable; downloadable as CSV. */
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { csvCell } from "../../../trail/csv-cell.ts";
-import { get, query, saveFile } from "../api.ts";
+import { query, saveFile } from "../api.ts";
+import { useAnswer } from "../answer.ts";
 import { Problem, RangePicker } from "../components/common.tsx";
 import { FilterForm, type Filters } from "../components/filters.tsx";
 import { count, usd } from "../format.ts";
@@ -44,15 +45,7 @@ export function Explore() {
   const [sort, setSort] = useState<string>("cost");
   const [days, setDays] = useState(7);
   const [filters, setFilters] = useState<Filters>({});
-  const [data, setData] = useState<Summary | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    setData(null);
-    setError(null);
-    get<Summary>(`/audit/summary${query({ by, sort, days, limit: shown, ...filters })}`).then(setData, (caught: Error) =>
-      setError(caught.message),
-    );
-  }, [by, sort, days, filters]);
+  const { data, error } = useAnswer<Summary>(`/audit/summary${query({ by, sort, days, limit: shown, ...filters })}`);
   const download = () =>
     data && saveFile(new Blob([toCSV(data)], { type: "text/csv" }), `agent-attr-summary-by-${by.replace(":", "-")}.csv`);
   return (

@@ -1,6 +1,7 @@
 /** Records: the table with filters and cursor pagination, a look-up by X-Audit-Record-ID, and one record with its delegation chain and its place in the hash chain. */
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, get, query } from "../api.ts";
+import { useAnswer } from "../answer.ts";
 import { Card, Problem, RangePicker } from "../components/common.tsx";
 import { FilterForm, type Filters } from "../components/filters.tsx";
 import { count, time, usd } from "../format.ts";
@@ -13,16 +14,10 @@ export function Records() {
   const [days, setDays] = useState(30);
   /** Cursors of the pages before this one (for Previous), and this page's. */
   const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
-  const [page, setPage] = useState<{ records: AuditRecord[]; next_cursor: string | null } | null>(null);
-  const [error, setError] = useState<string | null>(null);
   const cursor = cursors.at(-1);
-  useEffect(() => {
-    setPage(null);
-    setError(null);
-    get<{ records: AuditRecord[]; next_cursor: string | null }>(
-      `/audit/records${query({ ...filters, days, limit: pageSize, cursor })}`,
-    ).then(setPage, (caught: Error) => setError(caught.message));
-  }, [filters, days, cursor]);
+  const { data: page, error } = useAnswer<{ records: AuditRecord[]; next_cursor: string | null }>(
+    `/audit/records${query({ ...filters, days, limit: pageSize, cursor })}`,
+  );
   const apply = (next: Filters) => {
     setFilters(next);
     setCursors([undefined]);
