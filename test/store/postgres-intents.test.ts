@@ -201,3 +201,25 @@ test("a replica claimed while it was paused registers again before its next inte
     await trail.drop();
   }
 });
+
+test("an erasure drops the landed intents a group row still holds: no settled intent of the erased user stays stored", async () => {
+  const trail = await fresh("erase");
+  const store = await PgAuditStore.open(pgContext(trail.logDb, keyDir));
+  try {
+    // rec-0 is user-0's; rec-1 (user-1) stays in flight, so the group is neither deleted nor compacted.
+    await beginAll(store, 2);
+    await store.commit(sampleRecord(0));
+    expect(await groups(trail.schema)).toEqual([["rec-0", "rec-1"]]);
+    await store.trail.eraseUser("user-0", "cli:test");
+    expect(await groups(trail.schema)).toEqual([["rec-1"]]);
+    const stored = (await pg.sql.unsafe(`SELECT intents FROM "${trail.schema}".audit_intent_groups`)) as { intents: string }[];
+    expect(stored.map((r) => r.intents).join("")).not.toContain("user-0");
+    await store.commit(sampleRecord(1));
+    expect(await groups(trail.schema)).toEqual([]);
+    expect(await outcomes(store)).toEqual({ "rec-0": ["completed"], "rec-1": ["completed"] });
+    expect((await store.trail.verify("cli:test")).ok).toBe(true);
+  } finally {
+    await store.close();
+    await trail.drop();
+  }
+});

@@ -27,6 +27,7 @@ import {
   type ParsedExportFilter,
 } from "../../trail/export.ts";
 import { columns } from "../../trail/row.ts";
+import { groupRows } from "./intents.ts";
 import { loadSigningKey, publicKeyPem } from "../../trail/signing.ts";
 import {
   ChainWalk,
@@ -201,6 +202,7 @@ export class PgTrail implements AuditTrail {
         [hmacs, now],
       );
       await eraseConsents(tx, forms, now);
+      await dropLandedIntents(tx);
       await this.appendSealed(tx, [{ kind: "erasure", actor, details: { records: seqs.length, seqs: seqRanges(seqs) } }]);
     });
   }
@@ -433,4 +435,28 @@ function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter): Ex
       }
     },
   };
+}
+
+/**
+ * An intent group row keeps the intents of its calls that have landed until most of them have
+ * (./intents.ts): an erasure rewrites every group without the intents whose record is in the chain
+ * (just redacted where they named the erased user), so no settled intent of an erased user stays
+ * stored, as SQLite's intent log guarantees. Under the chain lock: no append compacts meanwhile.
+ * A call still in flight keeps its intent; its final record is redacted as it lands.
+ */
+async function dropLandedIntents(tx: SQL): Promise<void> {
+  const stored = (await tx`SELECT replica_id, n, intents FROM audit_intent_groups FOR UPDATE`) as {
+    replica_id: string;
+    n: string;
+    intents: string;
+  }[];
+  if (stored.length === 0) return;
+  const rows = stored.map((group) => groupRows(group.intents));
+  const ids = rows.flatMap((intents) => intents.map((row) => String(row[0])));
+  const landed = new Set(((await tx`SELECT id FROM audit_records WHERE id = ANY(${ids}::text[])`) as { id: string }[]).map((r) => r.id));
+  for (const [i, group] of stored.entries()) {
+    const open = rows[i]!.filter((row) => !landed.has(String(row[0])));
+    if (open.length === rows[i]!.length) continue;
+    await tx`UPDATE audit_intent_groups SET intents = ${JSON.stringify(open)} WHERE replica_id = ${group.replica_id} AND n = ${group.n}`;
+  }
 }
