@@ -11,6 +11,19 @@ import { startFakeUpstream } from "../helpers/fake-upstream.ts";
 import { pgSchema, type PgSchema } from "../helpers/postgres.ts";
 import { tempDir } from "../helpers/proxy.ts";
 
+/** `n` chat calls one after the other, each recorded before the next. */
+async function chatCalls(proxy: { url: string; records(): Promise<unknown> }, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const response = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-agent-id": "bot" },
+      body: JSON.stringify({ model: "gpt-4o", messages: [] }),
+    });
+    await response.arrayBuffer();
+    await proxy.records();
+  }
+}
+
 let pg: PgSchema;
 beforeAll(async () => {
   pg = await pgSchema("checkpoint_file");
@@ -36,15 +49,7 @@ test.each([sqliteDriver, postgresDriver(() => pg)])(
       audit: { checkpoint: { everyRecords: 2, everySeconds: 600, file, webhook: `http://127.0.0.1:${hook.port}/checkpoints` } },
     });
     try {
-      for (let i = 0; i < 2; i++) {
-        const response = await fetch(`${proxy.url}/v1/chat/completions`, {
-          method: "POST",
-          headers: { "content-type": "application/json", "x-agent-id": "bot" },
-          body: JSON.stringify({ model: "gpt-4o", messages: [] }),
-        });
-        await response.arrayBuffer();
-        await proxy.records();
-      }
+      await chatCalls(proxy, 2);
       for (let waited = 0; received.length === 0 && waited < 3000; waited += 20) await Bun.sleep(20);
       expect(received).toHaveLength(1);
       expect(received[0]).toMatchObject({ seq: 2 });
@@ -77,15 +82,7 @@ test.each([sqliteDriver, postgresDriver(() => pg)])(
     const trail = await driver.open("file");
     const proxy = await proxyOn(trail, upstream.url, { audit: { checkpoint: { everyRecords: 3, everySeconds: 600, file } } });
     try {
-      for (let i = 0; i < 3; i++) {
-        const response = await fetch(`${proxy.url}/v1/chat/completions`, {
-          method: "POST",
-          headers: { "content-type": "application/json", "x-agent-id": "bot" },
-          body: JSON.stringify({ model: "gpt-4o", messages: [] }),
-        });
-        await response.arrayBuffer();
-        await proxy.records();
-      }
+      await chatCalls(proxy, 3);
       for (let waited = 0; !readFileSync(file, { flag: "a+" }).length && waited < 3000; waited += 20) await Bun.sleep(20);
       await trail.tamper("DELETE FROM audit_checkpoints");
       await trail.tamper("DELETE FROM audit_records WHERE seq = 3");

@@ -128,7 +128,7 @@ export class SocketResponses {
       "body_too_large",
       `A WebSocket frame was larger than server.maxBodyBytes (${rt.limits.maxBodyBytes} bytes): the socket was closed with 1009 and nothing of the frame was forwarded. Send smaller frames, or raise server.maxBodyBytes.`,
     );
-    trackUntilDone(rt, callEnding(ctx, newRecord(ctx, provider.plugin, rt), provider, rt).finish({ kind: "refused", error: failure }));
+    this.#recordRefusal(ctx, failure, newRecord(ctx, provider.plugin, rt));
   }
 
   /** A response's own context: the connection's, with this frame as the body of a POST /v1/responses. */
@@ -223,9 +223,15 @@ export class SocketResponses {
     return written;
   }
 
+  /** The `rejected` record of a response the proxy did not forward. */
+  #recordRefusal(ctx: CallContext, failure: ProxyError, inFlight: ReturnType<typeof newRecord>): void {
+    const { rt, provider } = this.socket;
+    trackUntilDone(rt, callEnding(ctx, inFlight, provider, rt).finish({ kind: "refused", error: failure }));
+  }
+
   /** A response the proxy will not forward: the client gets an `error` event, the trail a `rejected` record. */
   #refuse(ctx: CallContext, error: unknown, inFlight = newRecord(ctx, this.socket.provider.plugin, this.socket.rt)): void {
-    const { rt, provider } = this.socket;
+    const { rt } = this.socket;
     const failure =
       error instanceof ProxyError
         ? error
@@ -233,7 +239,7 @@ export class SocketResponses {
           ? new ProxyError("plugin_error", error.message)
           : new ProxyError("internal_error", `Internal error: ${errorMessage(error)}`);
     if (!(error instanceof ProxyError)) rt.log.error(failure.message);
-    trackUntilDone(rt, callEnding(ctx, inFlight, provider, rt).finish({ kind: "refused", error: failure }));
+    this.#recordRefusal(ctx, failure, inFlight);
     // The client reads events in order as the answers to its requests in order: a refusal comes
     // after the responses it asked for before.
     const event = errorEvent(failure, ctx.id);
