@@ -1,8 +1,8 @@
 /**
  * A summary's answer from the rows of the queries ./summary-plan.ts planned for it, folded one row
  * at a time (a driver may stream them): rollup days, record edges and records past the cursor add
- * up per key; a ranked query's rows are its first groups with the count and sums of all. Numbers
- * may arrive as strings or bigints (PostgreSQL's sums).
+ * up per key; a ranked query's rows are its first groups with the count of all, and its total
+ * comes from rows read for the total alone. Numbers may arrive as strings or bigints (PostgreSQL's sums).
  */
 import { sinceOf, type ParsedSummaryFilter } from "./filters.ts";
 import type { Summary, SummaryRow } from "./results.ts";
@@ -18,11 +18,18 @@ export class SummaryFold {
   /** Per key, the sums in `rollupValueColumns` order. */
   private readonly groups = new Map<string | null, number[]>();
   private ranked: QueryRow[] | null = null;
+  /** The sums of the rows read for the total alone (a top-N's), in `rollupValueColumns` order. */
+  private total: number[] | null = null;
 
   constructor(private readonly filter: ParsedSummaryFilter) {}
 
-  /** Adds the values (`rowValues`) of a row of `query` whose key for this summary is `raw`. */
-  add(query: SummaryQuery, row: QueryRow, raw: unknown, values: readonly number[]): void {
+  /** Adds the values (`rowValues`) of a row of `query` whose key for this summary is `raw` (`total`: to the total only). */
+  add(query: SummaryQuery, row: QueryRow, raw: unknown, values: readonly number[], total = false): void {
+    if (total) {
+      const sums = (this.total ??= rollupValueColumns.map(() => 0));
+      for (let i = 0; i < sums.length; i++) sums[i]! += values[i]!;
+      return;
+    }
     if (query.ranked) {
       (this.ranked ??= []).push(row);
       return;
@@ -34,7 +41,7 @@ export class SummaryFold {
   }
 
   summary(): Summary {
-    if (this.ranked) return rankedSummary(this.filter, this.ranked);
+    if (this.ranked || this.total) return rankedSummary(this.filter, this.ranked ?? [], this.total);
     const rows = [...this.groups]
       .map(([key, sums]) => ({ key, ...withUSD(Object.fromEntries(rollupValueColumns.map((c, i) => [c, sums[i]!])) as Sums) }))
       .filter((row) => row.calls > 0);
@@ -52,12 +59,12 @@ const rowValues = (row: QueryRow): number[] => rollupValueColumns.map((c) => Num
 export function foldRows(folds: readonly SummaryFold[], query: PlannedQuery, rows: Iterable<QueryRow>): void {
   for (const row of rows) {
     const values = rowValues(row);
-    for (const { summary, key } of query.for) folds[summary]!.add(query, row, row[key], values);
+    for (const { summary, key, total } of query.for) folds[summary]!.add(query, row, row[key], values, total);
   }
 }
 
-/** The summary from a ranked query's rows: its first groups, and every group's count and sums. */
-function rankedSummary(filter: ParsedSummaryFilter, ranked: readonly QueryRow[]): Summary {
+/** The summary from a ranked query's rows (its first groups, and the count of all groups) and the total's sums. */
+function rankedSummary(filter: ParsedSummaryFilter, ranked: readonly QueryRow[], sums: readonly number[] | null): Summary {
   const rows = ranked.map((row) => {
     const sums = zeroSums();
     for (const field of rollupValueColumns) sums[field] = Number(row[field] ?? 0);
@@ -65,7 +72,9 @@ function rankedSummary(filter: ParsedSummaryFilter, ranked: readonly QueryRow[])
   });
   sortGroups(filter, rows);
   const total = zeroSums();
-  for (const field of rollupValueColumns) total[field] = Number(ranked[0]?.[`total_${field}`] ?? 0);
+  rollupValueColumns.forEach((field, i) => {
+    total[field] = sums?.[i] ?? 0;
+  });
   return answer(filter, rows, Number(ranked[0]?.group_count ?? 0), total);
 }
 

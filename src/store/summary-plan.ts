@@ -18,7 +18,7 @@
  * declared personal, from `personal_tags`.
  */
 import { sinceOf, tagOfGrouping, type ParsedSummaryFilter, type SummaryGrouping } from "./filters.ts";
-import { rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
+import { summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
 /** A query with `?` placeholders (a driver numbers them if it must) and what its rows are. */
 export interface SummaryQuery {
@@ -42,7 +42,8 @@ export interface SummaryQuery {
 
 /** A query of several summaries (`summariesQueries`): who folds its rows, and in which column each finds its key. */
 export interface PlannedQuery extends SummaryQuery {
-  for: { summary: number; key: string }[];
+  /** `total`: the rows add to the summary's total only (a top-N's total, read apart from its first groups). */
+  for: { summary: number; key: string; total?: true }[];
 }
 
 export interface SummaryDialect {
@@ -56,6 +57,11 @@ export interface SummaryDialect {
   tagRollup: boolean;
   /** The condition `column = ?` for a filter, as the driver finds it fastest (one parameter); default as it is. */
   equals?: (column: (typeof filterColumns)[keyof typeof filterColumns]) => string;
+  /**
+   * The condition that a record's `key` (a grouping's key expression) is one of the values `set`
+   * (a subquery of one column) selects, as the driver finds it fastest; default `key IN (set)`.
+   */
+  among?: (key: string, set: string) => string;
 }
 
 type FixedGrouping = Exclude<SummaryGrouping, `tag:${string}`>;
@@ -118,11 +124,21 @@ const halfDay = 43_200_000;
 const dayStart = (iso: string) => `${iso.slice(0, 10)}T00:00:00.000Z`;
 const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00.000Z`) + 86_400_000).toISOString().slice(0, 10);
 
-/** True when the summary needs the rollup's cursor (it reads the rollup). */
-export function usesRollup(filter: ParsedSummaryFilter, dialect: SummaryDialect): boolean {
+/** True when the summary's groups are read from the rollup. */
+function groupsFromRollup(filter: ParsedSummaryFilter, dialect: SummaryDialect): boolean {
   if (fromRecordsOnly.has(filter.by) || (tagOfGrouping(filter.by) !== null && !dialect.tagRollup)) return false;
-  if (Object.keys(filter.tag ?? {}).length > 0) return false;
-  return !(Object.keys(filterColumns) as (keyof typeof filterColumns)[]).some((f) => filter[f] !== undefined);
+  return rangeOnly(filter);
+}
+/** True when the summary filters by nothing but its time range. */
+const rangeOnly = (filter: ParsedSummaryFilter) =>
+  Object.keys(filter.tag ?? {}).length === 0 &&
+  !(Object.keys(filterColumns) as (keyof typeof filterColumns)[]).some((f) => filter[f] !== undefined);
+/** True when the summary lists only its first groups (`limit`) in the order of a value. */
+const isTopN = (filter: ParsedSummaryFilter) => filter.limit !== undefined && !timeOrdered.has(filter.by) && filter.sort !== "key";
+
+/** True when the summary needs the rollup's cursor (it reads the rollup, for its groups or for a top-N's total). */
+export function usesRollup(filter: ParsedSummaryFilter, dialect: SummaryDialect): boolean {
+  return groupsFromRollup(filter, dialect) || (isTopN(filter) && rangeOnly(filter));
 }
 
 /** The queries that answer `filter` when every record with seq ≤ `cursor` is rolled up. */
@@ -141,29 +157,38 @@ export function summaryQueries(filter: ParsedSummaryFilter, cursor: number, dial
  */
 export function summariesQueries(filters: readonly ParsedSummaryFilter[], cursor: number, dialect: SummaryDialect): PlannedQuery[] {
   const planned: PlannedQuery[] = [];
-  const shared = new Map<string, { conditions: Condition[]; sign: 1 | -1; readers: { summary: number; by: SummaryGrouping }[] }>();
+  const shared = new Map<string, { conditions: Condition[]; sign: 1 | -1; readers: Reader[] }>();
   filters.forEach((filter, summary) => {
     for (const part of summaryParts(filter, cursor, dialect)) {
+      const total = part.total ? ({ total: true } as const) : {};
       if ("query" in part) {
-        planned.push({ ...part.query, for: [{ summary, key: "key" }] });
+        planned.push({ ...part.query, for: [{ summary, key: "key", ...total }] });
         continue;
       }
       const id = JSON.stringify([part.sign, part.records]);
       const reads = shared.get(id) ?? { conditions: part.records, sign: part.sign, readers: [] };
-      reads.readers.push({ summary, by: filter.by });
+      // A total needs no key: it reads whatever key the other readers chose, or the day.
+      reads.readers.push({ summary, by: part.total ? "day" : filter.by, ...total });
       shared.set(id, reads);
     }
   });
   for (const { conditions, sign, readers } of shared.values()) {
     const [only] = readers;
     if (readers.length > 1) planned.push(callsQuery(readers, conditions, dialect, sign));
-    else planned.push({ ...recordsQuery(only!.by, conditions, dialect, sign), for: [{ summary: only!.summary, key: "key" }] });
+    else planned.push({ ...recordsQuery(only!.by, conditions, dialect, sign), for: [readerOf(only!, "key")] });
   }
   return planned;
 }
 
-/** A part of a summary's plan: a query, or the records matching some conditions, grouped by the summary's key. */
-type Part = { query: SummaryQuery } | { records: Condition[]; sign: 1 | -1 };
+type Reader = { summary: number; by: SummaryGrouping; total?: true };
+const readerOf = ({ summary, total }: Reader, key: string): PlannedQuery["for"][number] =>
+  total ? { summary, key, total } : { summary, key };
+
+/**
+ * A part of a summary's plan: a query, or the records matching some conditions, grouped by the
+ * summary's key; `total`: its rows make the summary's total only.
+ */
+type Part = ({ query: SummaryQuery } | { records: Condition[]; sign: 1 | -1 }) & { total?: true };
 
 function summaryParts(filter: ParsedSummaryFilter, cursor: number, dialect: SummaryDialect): Part[] {
   const since = sinceOf(filter) ?? null;
@@ -172,16 +197,17 @@ function summaryParts(filter: ParsedSummaryFilter, cursor: number, dialect: Summ
   if (since) range.push(["timestamp >= ?", since]);
   if (until) range.push(["timestamp <= ?", until]);
   const by = filter.by;
-  if (!usesRollup(filter, dialect)) {
+  if (!groupsFromRollup(filter, dialect)) {
     const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
     const tagged = Object.entries(filter.tag ?? {}).map(([key, value]): Condition => [`${dialect.tagValue(key)} = ?`, value]);
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
     const equals = dialect.equals ?? ((column: string) => `${column} = ?`);
     const conditions = [...filtered.map((f): Condition => [equals(filterColumns[f]), filter[f]!]), ...tagged, ...range];
-    if (filter.limit !== undefined && !timeOrdered.has(by) && filter.sort !== "key") {
-      return [{ query: ranked(recordsQuery(by, conditions, dialect), filter) }];
-    }
-    return [{ records: conditions, sign: 1 }];
+    if (!isTopN(filter)) return [{ records: conditions, sign: 1 }];
+    // A top-N's total is that of the calls in its range, read as a summary by day would read it
+    // (the rollup where nothing but the range filters, sharing the edges other summaries read).
+    const totals = summaryParts({ ...filter, by: "day", limit: undefined }, cursor, dialect);
+    return [{ query: topGroups(by, conditions, dialect, filter) }, ...totals.map((part): Part => ({ ...part, total: true }))];
   }
   // Records past the cursor are found by seq (the primary key), the edges by timestamp.
   const rolled: Condition = [dialect.unindexed("seq <= ?"), cursor];
@@ -219,12 +245,7 @@ const where = (conditions: Condition[]) => (conditions.length ? `WHERE ${conditi
  * The matching calls one by one, each with its key under every reader's grouping (`key_0`,
  * `key_1`, …), their values negated for sign -1 (calls to take away from the rollup's).
  */
-function callsQuery(
-  readers: { summary: number; by: SummaryGrouping }[],
-  conditions: Condition[],
-  dialect: SummaryDialect,
-  sign: 1 | -1,
-): PlannedQuery {
+function callsQuery(readers: Reader[], conditions: Condition[], dialect: SummaryDialect, sign: 1 | -1): PlannedQuery {
   const keys = readers.map(({ by }, i) => `${recordKey(by, dialect)} AS key_${i}`).join(", ");
   const minus = sign < 0 ? "-" : "";
   const sql = `SELECT ${keys}, ${sign} AS calls, ${summedColumns.map((c) => `${minus}${c} AS ${c}`).join(", ")},
@@ -234,7 +255,7 @@ function callsQuery(
     params: conditions.map(([, v]) => v),
     from: "records",
     perCall: true,
-    for: readers.map(({ summary }, i) => ({ summary, key: `key_${i}` })),
+    for: readers.map((reader, i) => readerOf(reader, `key_${i}`)),
   };
 }
 
@@ -248,22 +269,47 @@ function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: Sum
 }
 
 /**
- * The first `limit` groups of `query` in the summary's order: by the sorted value, then cost, then
- * calls, with every group tied with the last one (the caller breaks ties by key as it always does),
- * plus the count and sums of every group. Missing sums count as 0, as they do in JS. The groups are
- * computed once; the limit-th group's values are found with ORDER BY … LIMIT (a partial sort), not
- * by ranking every group: a summary by task has as many groups as calls, and a window over them all
- * cost twice the grouping itself (measured on 1,000,000 records).
+ * The first `limit` groups of the records matching `conditions` in the summary's order — by the
+ * sorted value, then cost, then calls — with every group tied with the last one (the caller breaks
+ * ties by key as it always does), each with all its sums, and the count of all groups
+ * (`group_count`). Missing sums count as 0, as they do in JS. By task (`twoStep`), two steps in
+ * one statement: the groups with only the values that order them, their limit-th found with ORDER BY … LIMIT (a
+ * partial sort); then the full sums of the first groups alone, their records found through the
+ * key (`dialect.among`). A summary by task has about as many groups as calls, and sorting the
+ * calls with every summed column is what a grouping of a month's million calls spends its time
+ * on: the narrow grouping halves it (measured on 1,000,000 records). Other groupings have few
+ * groups and are grouped once with every sum. The total is read apart.
  */
-function ranked(query: SummaryQuery, filter: ParsedSummaryFilter): SummaryQuery {
-  const values = [sortValue[filter.sort as keyof typeof sortValue], "cost_nano_usd", "calls"].map((c) => `coalesce(g.${c}, 0)`);
-  const totals = rollupValueColumns.map((c) => `sum(g.${c}) AS total_${c}`).join(", ");
-  const sql = `WITH g AS MATERIALIZED (${query.sql}),
-    totals AS (SELECT count(*) AS group_count, ${totals} FROM g),
-    last AS (SELECT ${values.join(", ")} FROM g ORDER BY ${values.map((v) => `${v} DESC`).join(", ")} LIMIT 1 OFFSET ?)
-    SELECT g.*, totals.* FROM g, totals
-    WHERE NOT EXISTS (SELECT 1 FROM last) OR (${values.join(", ")}) >= (SELECT * FROM last)`;
-  return { ...query, sql, params: [...query.params, filter.limit! - 1], ranked: true };
+/** Groupings with about as many groups as calls, whose top-N is read in two steps. */
+const twoStep = new Set<SummaryGrouping>(["task"]);
+
+function topGroups(by: SummaryGrouping, conditions: Condition[], dialect: SummaryDialect, filter: ParsedSummaryFilter): SummaryQuery {
+  const key = recordKey(by, dialect);
+  const ordered = [...new Set([sortValue[filter.sort as keyof typeof sortValue], "cost_nano_usd", "calls"])];
+  const narrow = ordered.map((c) => (c === "calls" ? "count(*) AS calls" : `sum(${c}) AS ${c}`)).join(", ");
+  const values = ordered.map((c) => `coalesce(${c}, 0)`).join(", ");
+  const among = dialect.among ?? ((expression: string, set: string) => `${expression} IN (${set})`);
+  const full = (condition: string, from = "audit_records") => `SELECT ${key} AS key, count(*) AS calls,
+    ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls,
+    (SELECT count(*) FROM g) AS group_count
+    FROM ${from} WHERE ${[...conditions.map(([c]) => c), condition].join(" AND ")} GROUP BY 1`;
+  if (!twoStep.has(by)) {
+    // Few groups: one pass with every sum is cheaper than two.
+    const sql = `WITH g AS MATERIALIZED (${recordsQuery(by, conditions, dialect).sql}),
+    last AS (SELECT ${values} FROM g ORDER BY ${ordered.map((c) => `coalesce(${c}, 0) DESC`).join(", ")} LIMIT 1 OFFSET ?)
+    SELECT g.*, (SELECT count(*) FROM g) AS group_count FROM g WHERE NOT EXISTS (SELECT 1 FROM last) OR (${values}) >= (SELECT * FROM last)`;
+    return { sql, params: [...conditions.map(([, v]) => v), filter.limit! - 1], from: "records", ranked: true };
+  }
+  // The calls without a key are read only when they are among the first groups (the empty
+  // outer row set of the CROSS JOIN skips the scan; an EXISTS term would be tested per record).
+  const nullGroup = `(SELECT 1 FROM top WHERE key IS NULL LIMIT 1) AS wanted CROSS JOIN audit_records`;
+  const sql = `WITH g AS MATERIALIZED (SELECT ${key} AS key, ${narrow} FROM audit_records ${where(conditions)} GROUP BY 1),
+    last AS (SELECT ${values} FROM g ORDER BY ${ordered.map((c) => `coalesce(${c}, 0) DESC`).join(", ")} LIMIT 1 OFFSET ?),
+    top AS MATERIALIZED (SELECT key FROM g WHERE NOT EXISTS (SELECT 1 FROM last) OR (${values}) >= (SELECT * FROM last))
+    ${full(among(key, "SELECT key FROM top WHERE key IS NOT NULL"))}
+    UNION ALL ${full(`${key} IS NULL`, nullGroup)}`;
+  const params = conditions.map(([, v]) => v);
+  return { sql, params: [...params, filter.limit! - 1, ...params, ...params], from: "records", ranked: true };
 }
 
 function rollupQuery(by: SummaryGrouping, firstDay: string | null, endDay: string | null): SummaryQuery {

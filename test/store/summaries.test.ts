@@ -73,11 +73,17 @@ test("summaries over one range read each partial day and the records past the cu
   const filters = (["hour", "agent", "model", "status"] as const).map((by) => summary({ ...range, by }));
   const queries = summariesQueries([...filters, summary({ ...range, by: "task", limit: 5 })], 100, dialect);
   const perCall = queries.filter((q) => q.perCall);
-  // Past the cursor, the partial first day, the partial last day: one query each, for all four.
+  // Past the cursor, the partial first day, the partial last day: one query each, for all four and
+  // for the top tasks' total.
   expect(perCall).toHaveLength(3);
-  for (const query of perCall) expect(query.for).toEqual([0, 1, 2, 3].map((summary) => ({ summary, key: `key_${summary}` })));
-  expect(queries.filter((q) => q.from === "rollup").map((q) => q.for)).toEqual([0, 1, 2, 3].map((summary) => [{ summary, key: "key" }]));
-  // Top tasks read the records of the whole range on their own (tasks are not rolled up).
+  const total = { summary: 4, key: "key_4", total: true };
+  for (const query of perCall) expect(query.for).toEqual([...[0, 1, 2, 3].map((summary) => ({ summary, key: `key_${summary}` })), total]);
+  expect(queries.filter((q) => q.from === "rollup").map((q) => q.for)).toEqual([
+    ...[0, 1, 2, 3].map((summary) => [{ summary, key: "key" }]),
+    [{ summary: 4, key: "key", total: true }],
+  ]);
+  // Top tasks read their groups from the records of the whole range on their own (tasks are not
+  // rolled up), their total as the others read theirs.
   expect(queries.filter((q) => q.ranked).map((q) => q.for)).toEqual([[{ summary: 4, key: "key" }]]);
   // One summary alone keeps its GROUP BY queries.
   expect(summariesQueries([filters[1]!], 100, dialect).some((q) => q.perCall)).toBe(false);

@@ -125,18 +125,27 @@ export function keyLookupSQL(column: KeyColumn): string {
 
 /** The same condition as the SQL before and after its parameter (for a query builder). */
 export function keyLookupParts(column: KeyColumn): [before: string, after: string] {
+  const [before, after] = lookupOf(column, "PARAM").split("PARAM") as [string, string];
+  return [before, after];
+}
+
+/** A condition on `audit_records` equal to `column IN (set)`, `set` a subquery of one column, found as `keyLookupSQL` finds one value. */
+export function keyAmongSQL(column: KeyColumn, set: string): string {
+  return lookupOf(column, set, true);
+}
+
+/** The lookup of the values `p(v)` holds: one (`SELECT value`), or those a subquery selects. */
+function lookupOf(column: KeyColumn, values: string, subquery = false): string {
+  // A set is read once, then each of its values looked up: CROSS JOIN keeps SQLite from walking
+  // the key table and testing each entry against the set instead.
+  const p = subquery ? values : `SELECT ${values}`;
+  const as = subquery ? "AS MATERIALIZED" : "AS";
   // The unary `+`: the unfolded records are a range of seq; no index (not even an automatic one) on the column.
   const unfolded = `SELECT r.seq FROM audit_records AS r, p WHERE r.seq > ${folded} AND +r.${column} = p.v`;
   if (column !== "task_context") {
-    return [
-      "audit_records.seq IN (WITH p(v) AS (SELECT ",
-      `) SELECT i.seq FROM ${keyTables[column]} AS i, p WHERE i.${column} = p.v UNION ALL ${unfolded})`,
-    ];
+    return `audit_records.seq IN (WITH p(v) ${as} (${p}) SELECT i.seq FROM p CROSS JOIN ${keyTables[column]} AS i WHERE i.${column} = p.v UNION ALL ${unfolded})`;
   }
-  return [
-    "audit_records.seq IN (WITH RECURSIVE p(v) AS (SELECT ",
-    `), days(d) AS (SELECT min(day) FROM audit_task_index UNION ALL
+  return `audit_records.seq IN (WITH RECURSIVE p(v) ${as} (${p}), days(d) AS (SELECT min(day) FROM audit_task_index UNION ALL
       SELECT (SELECT min(day) FROM audit_task_index WHERE day > days.d) FROM days WHERE days.d IS NOT NULL)
-    SELECT i.seq FROM days, p, audit_task_index AS i WHERE i.day = days.d AND i.task_context = p.v UNION ALL ${unfolded})`,
-  ];
+    SELECT i.seq FROM days CROSS JOIN p CROSS JOIN audit_task_index AS i WHERE i.day = days.d AND i.task_context = p.v UNION ALL ${unfolded})`;
 }

@@ -10,7 +10,7 @@ import type { Summary } from "../results.ts";
 import { foldRows, SummaryFold } from "../summary-answer.ts";
 import { summariesQueries, usesRollup, type SummaryDialect } from "../summary-plan.ts";
 import { rollupCursor } from "./rollup.ts";
-import { isKeyColumn, keyLookupSQL } from "./key-index.ts";
+import { isKeyColumn, keyAmongSQL, keyLookupSQL } from "./key-index.ts";
 
 /** A tag's value in a record: clear, else personal (keys are a-z, 0-9 and '-', safe in a JSON path literal). */
 export const tagValueSQL = (key: string, row = "audit_records") =>
@@ -24,6 +24,7 @@ const sqlite: SummaryDialect = {
   tagRollup: true,
   // Agents, users and tasks are found through the key tables (./key-index.ts).
   equals: (column) => (isKeyColumn(column) ? keyLookupSQL(column) : `${column} = ?`),
+  among: (key, set) => (isKeyColumn(key) ? keyAmongSQL(key, set) : `${key} IN (${set})`),
 };
 
 /** Several summaries from one snapshot; the records they share are read once. */

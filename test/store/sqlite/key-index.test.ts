@@ -123,6 +123,60 @@ test("lookups by agent, user and task give the records themselves whether none, 
   log.close();
 });
 
+/** The first `limit` groups by `by` of the records `keep` selects, ranked as the API ranks them, with the count and calls of all. */
+function topOf(records: AuditRecord[], by: "task_context" | "agent_id", limit: number, keep: (r: AuditRecord) => boolean) {
+  const groups = new Map<string | null, { key: string | null; calls: number; cost_nano_usd: number; input_tokens: number }>();
+  for (const r of records.filter(keep)) {
+    const g = groups.get(r[by]) ?? { key: r[by], calls: 0, cost_nano_usd: 0, input_tokens: 0 };
+    g.calls++;
+    g.cost_nano_usd += r.cost_nano_usd ?? 0;
+    g.input_tokens += r.input_tokens ?? 0;
+    groups.set(r[by], g);
+  }
+  const ranked = [...groups.values()].sort(
+    (a, b) => b.cost_nano_usd - a.cost_nano_usd || b.calls - a.calls || String(a.key).localeCompare(String(b.key)),
+  );
+  return { groups: ranked.slice(0, limit), group_count: groups.size, calls: records.filter(keep).length };
+}
+
+test("top-N summaries find their first groups' records through the key tables: the same answer whether none, some or all of the trail is folded", async () => {
+  const { log, records } = trail(300);
+  const since = records[40]!.timestamp;
+  const asked = async () => {
+    const out = [];
+    for (const limit of [1, 3, 5]) {
+      for (const filter of [
+        { by: "task" },
+        { by: "task", since },
+        { by: "agent", user: "user-2" },
+        { by: "task", agent: "agent-1", since },
+      ]) {
+        const answer = await log.reader.summary(summaryFilterSchema.parse({ ...filter, limit }));
+        out.push({
+          groups: answer.groups.map(({ key, calls, cost_nano_usd, input_tokens }) => ({ key, calls, cost_nano_usd, input_tokens })),
+          group_count: answer.group_count,
+          calls: answer.total.calls,
+        });
+      }
+    }
+    return out;
+  };
+  const want = [1, 3, 5].flatMap((limit) => [
+    topOf(records, "task_context", limit, () => true),
+    topOf(records, "task_context", limit, (r) => r.timestamp >= since),
+    topOf(records, "agent_id", limit, (r) => r.user_id === "user-2"),
+    topOf(records, "task_context", limit, (r) => r.agent_id === "agent-1" && r.timestamp >= since),
+  ]);
+  // Calls without a task are a group, and the largest: the first group is found apart from the key table.
+  expect(want[0]!.groups[0]!.key).toBeNull();
+  expect(await asked()).toEqual(want);
+  foldKeyIndex(log.db, 130);
+  expect(await asked()).toEqual(want);
+  foldKeyIndex(log.db);
+  expect(await asked()).toEqual(want);
+  log.close();
+});
+
 test("folded entries follow erasure, retention and deletion: no erased user or task stays in a key table", async () => {
   const { log, chain, records } = trail(300);
   foldKeyIndex(log.db);
