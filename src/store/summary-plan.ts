@@ -28,9 +28,9 @@ export interface SummaryQuery {
   from: "records" | "rollup";
   /**
    * The query returns only the first groups in the summary's order (ties at the limit included),
-   * each row also carrying the count and the sums of all groups (`group_count`, `total_<column>`):
-   * a summary by task over a week of a large trail has as many groups as calls, and only the top
-   * few leave the database.
+   * each row also carrying the count of all groups (`group_count`; the total is read by queries of
+   * its own): a summary by task over a week of a large trail has as many groups as calls, and only
+   * the top few leave the database.
    */
   ranked?: boolean;
   /**
@@ -206,7 +206,8 @@ function summaryParts(filter: ParsedSummaryFilter, cursor: number, dialect: Summ
     if (!isTopN(filter)) return [{ records: conditions, sign: 1 }];
     // A top-N's total is that of the calls in its range, read as a summary by day would read it
     // (the rollup where nothing but the range filters, sharing the edges other summaries read).
-    const totals = summaryParts({ ...filter, by: "day", limit: undefined }, cursor, dialect);
+    // The range's start as the groups have it (`days` read once: the clock may tick in between).
+    const totals = summaryParts({ ...filter, by: "day", limit: undefined, since: since ?? undefined, days: undefined }, cursor, dialect);
     return [{ query: topGroups(by, conditions, dialect, filter) }, ...totals.map((part): Part => ({ ...part, total: true }))];
   }
   // Records past the cursor are found by seq (the primary key), the edges by timestamp.
@@ -278,10 +279,17 @@ function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: Sum
  * key (`dialect.among`). A summary by task has about as many groups as calls, and sorting the
  * calls with every summed column is what a grouping of a month's million calls spends its time
  * on: the narrow grouping halves it (measured on 1,000,000 records). Other groupings have few
- * groups and are grouped once with every sum. The total is read apart.
+ * groups, and a large N reads most records again: those are grouped once with every sum. When the
+ * calls without a key are among the first groups, the second step scans the range again for them
+ * (no index holds them). The total is read apart.
  */
-/** Groupings with about as many groups as calls, whose top-N is read in two steps. */
+/**
+ * Groupings with about as many groups as calls, whose top-N is read in two steps when N is at most
+ * `twoStepLimit` (the second step reads the first groups' records one key at a time: for a large N
+ * that is most of the range again, and one pass is cheaper).
+ */
 const twoStep = new Set<SummaryGrouping>(["task"]);
+const twoStepLimit = 1000;
 
 function topGroups(by: SummaryGrouping, conditions: Condition[], dialect: SummaryDialect, filter: ParsedSummaryFilter): SummaryQuery {
   const key = recordKey(by, dialect);
@@ -293,7 +301,7 @@ function topGroups(by: SummaryGrouping, conditions: Condition[], dialect: Summar
     ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls,
     (SELECT count(*) FROM g) AS group_count
     FROM ${from} WHERE ${[...conditions.map(([c]) => c), condition].join(" AND ")} GROUP BY 1`;
-  if (!twoStep.has(by)) {
+  if (!twoStep.has(by) || filter.limit! > twoStepLimit) {
     // Few groups: one pass with every sum is cheaper than two.
     const sql = `WITH g AS MATERIALIZED (${recordsQuery(by, conditions, dialect).sql}),
     last AS (SELECT ${values} FROM g ORDER BY ${ordered.map((c) => `coalesce(${c}, 0) DESC`).join(", ")} LIMIT 1 OFFSET ?)

@@ -4,9 +4,14 @@
  * them in; several summaries asked at once (`summaries`, the dashboard's Overview) read the
  * records they share once and answer exactly what each summary alone answers.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, spyOn, test } from "bun:test";
+import { join } from "node:path";
 import { summaryFilterSchema, type SummaryFilter } from "../../src/store/filters.ts";
 import { summariesQueries } from "../../src/store/summary-plan.ts";
+import { ChainWriter } from "../../src/store/sqlite/chain-writer.ts";
+import { openAuditLog } from "../../src/store/sqlite/database.ts";
+import { summarize } from "../../src/store/sqlite/summary.ts";
+import { toRow } from "../../src/trail/row.ts";
 import { postgresDriver, sqliteDriver, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
 import { pgSchema, type PgSchema } from "../helpers/postgres.ts";
 import { sampleRecord } from "../helpers/records.ts";
@@ -153,4 +158,21 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("several summari
       }
     }
   });
+});
+
+test("a top-N over the last N days counts a call at the range's very start in its group and in its total alike (the start is read from the clock once)", async () => {
+  const start = Date.parse("2026-03-10T12:00:00.000Z");
+  const log = openAuditLog(join(tempDir(), "audit.db"));
+  const record = sampleRecord(1, { timestamp: new Date(start - 86_400_000).toISOString(), task_context: "t" });
+  new ChainWriter(log.db, new Uint8Array(32).fill(7)).append([toRow(record)]);
+  let now = start;
+  const clock = spyOn(Date, "now").mockImplementation(() => now++); // a millisecond per reading
+  try {
+    const [top] = summarize(log.db, [summary({ by: "task", days: 1, limit: 5 })]);
+    expect(top!.groups.map((g) => [g.key, g.calls])).toEqual([["t", 1]]);
+    expect(top!.total.calls).toBe(1);
+  } finally {
+    clock.mockRestore();
+    log.close();
+  }
 });
