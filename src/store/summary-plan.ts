@@ -141,16 +141,9 @@ export function usesRollup(filter: ParsedSummaryFilter, dialect: SummaryDialect)
   return groupsFromRollup(filter, dialect) || (isTopN(filter) && rangeOnly(filter));
 }
 
-/** The queries that answer `filter` when every record with seq ≤ `cursor` is rolled up. */
-export function summaryQueries(filter: ParsedSummaryFilter, cursor: number, dialect: SummaryDialect): SummaryQuery[] {
-  return summaryParts(filter, cursor, dialect).map((part) =>
-    "query" in part ? part.query : recordsQuery(filter.by, part.records, dialect, part.sign),
-  );
-}
-
 /**
  * The queries that answer several summaries over one snapshot (the dashboard's Overview): each as
- * `summaryQueries` plans it, except that records two or more of them read under the same
+ * a summary's plan (`summaryParts`) has it, except that records two or more of them read under the same
  * conditions (the partial days at a range's edges, the records past the cursor) are read once, a
  * row per call carrying every such summary's key, and each summary folds them by its own key. One
  * pass over a partial day instead of one GROUP BY per summary (each sorts the day's calls).
