@@ -76,6 +76,8 @@ const cases = [
 for (const c of cases) {
   test(`${c.name}: the final record with usage and cost is durable when the client has the last byte`, async () => {
     const lock = new Database(proxy.logDb);
+    // The writer may be committing the previous case's records (held back by its lock) right now: wait for it.
+    lock.run("PRAGMA busy_timeout = 10000");
     lock.run("BEGIN IMMEDIATE"); // nothing commits: the final record can only be in the intent log
     try {
       const response = await fetch(`${proxy.url}${c.path}`, {
