@@ -72,9 +72,7 @@ function rankedSummary(filter: ParsedSummaryFilter, ranked: readonly QueryRow[],
   });
   sortGroups(filter, rows);
   const total = zeroSums();
-  rollupValueColumns.forEach((field, i) => {
-    total[field] = sums?.[i] ?? 0;
-  });
+  for (const [i, field] of rollupValueColumns.entries()) total[field] = sums?.[i] ?? 0;
   return answer(filter, rows, Number(ranked[0]?.group_count ?? 0), total);
 }
 

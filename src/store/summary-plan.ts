@@ -263,20 +263,6 @@ function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: Sum
 }
 
 /**
- * The first `limit` groups of the records matching `conditions` in the summary's order — by the
- * sorted value, then cost, then calls — with every group tied with the last one (the caller breaks
- * ties by key as it always does), each with all its sums, and the count of all groups
- * (`group_count`). Missing sums count as 0, as they do in JS. By task (`twoStep`), two steps in
- * one statement: the groups with only the values that order them, their limit-th found with ORDER BY … LIMIT (a
- * partial sort); then the full sums of the first groups alone, their records found through the
- * key (`dialect.among`). A summary by task has about as many groups as calls, and sorting the
- * calls with every summed column is what a grouping of a month's million calls spends its time
- * on: the narrow grouping halves it (measured on 1,000,000 records). Other groupings have few
- * groups, and a large N reads most records again: those are grouped once with every sum. When the
- * calls without a key are among the first groups, the second step scans the range again for them
- * (no index holds them). The total is read apart.
- */
-/**
  * Groupings with about as many groups as calls, whose top-N is read in two steps when N is at most
  * `twoStepLimit` (the second step reads the first groups' records one key at a time: for a large N
  * that is most of the range again, and one pass is cheaper).
@@ -284,32 +270,45 @@ function recordsQuery(by: SummaryGrouping, conditions: Condition[], dialect: Sum
 const twoStep = new Set<SummaryGrouping>(["task"]);
 const twoStepLimit = 1000;
 
+/**
+ * The first `limit` groups of the records matching `conditions` in the summary's order — by the
+ * sorted value, then cost, then calls — with every group tied with the last one (the caller breaks
+ * ties by key as it always does), each with all its sums, and the count of all groups
+ * (`group_count`). Missing sums count as 0, as they do in JS. By task (`twoStep`), two steps in
+ * one statement: the groups with only the values that order them, their limit-th found with
+ * ORDER BY … LIMIT (a partial sort); then the full sums of the first groups alone, their records found through the
+ * key (`dialect.among`). A summary by task has about as many groups as calls, and sorting the
+ * calls with every summed column is what a grouping of a month's million calls spends its time
+ * on: the narrow grouping halves it (measured on 1,000,000 records). Other groupings have few
+ * groups, and a large N reads most records again: those are grouped once with every sum. When the
+ * calls without a key are among the first groups, the second step scans the range again for them
+ * (no index holds them). The total is read apart.
+ */
 function topGroups(by: SummaryGrouping, conditions: Condition[], dialect: SummaryDialect, filter: ParsedSummaryFilter): SummaryQuery {
   const key = recordKey(by, dialect);
+  const params = conditions.map(([, v]) => v);
   const ordered = [...new Set([sortValue[filter.sort as keyof typeof sortValue], "cost_nano_usd", "calls"])];
-  const narrow = ordered.map((c) => (c === "calls" ? "count(*) AS calls" : `sum(${c}) AS ${c}`)).join(", ");
   const values = ordered.map((c) => `coalesce(${c}, 0)`).join(", ");
+  // The limit-th group's values, and the condition a group meets when it is among the first (ties included).
+  const last = `last AS (SELECT ${values} FROM g ORDER BY ${ordered.map((c) => `coalesce(${c}, 0) DESC`).join(", ")} LIMIT 1 OFFSET ?)`;
+  const first = `NOT EXISTS (SELECT 1 FROM last) OR (${values}) >= (SELECT * FROM last)`;
+  if (!twoStep.has(by) || filter.limit! > twoStepLimit) {
+    const sql = `WITH g AS MATERIALIZED (${recordsQuery(by, conditions, dialect).sql}), ${last}
+    SELECT g.*, (SELECT count(*) FROM g) AS group_count FROM g WHERE ${first}`;
+    return { sql, params: [...params, filter.limit! - 1], from: "records", ranked: true };
+  }
+  const narrow = ordered.map((c) => (c === "calls" ? "count(*) AS calls" : `sum(${c}) AS ${c}`)).join(", ");
   const among = dialect.among ?? ((expression: string, set: string) => `${expression} IN (${set})`);
-  const full = (condition: string, from = "audit_records") => `SELECT ${key} AS key, count(*) AS calls,
+  const sums = (from: string, condition: string) => `SELECT ${key} AS key, count(*) AS calls,
     ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")}, sum(${unpricedSQL("audit_records")}) AS unpriced_calls,
     (SELECT count(*) FROM g) AS group_count
     FROM ${from} WHERE ${[...conditions.map(([c]) => c), condition].join(" AND ")} GROUP BY 1`;
-  if (!twoStep.has(by) || filter.limit! > twoStepLimit) {
-    // Few groups: one pass with every sum is cheaper than two.
-    const sql = `WITH g AS MATERIALIZED (${recordsQuery(by, conditions, dialect).sql}),
-    last AS (SELECT ${values} FROM g ORDER BY ${ordered.map((c) => `coalesce(${c}, 0) DESC`).join(", ")} LIMIT 1 OFFSET ?)
-    SELECT g.*, (SELECT count(*) FROM g) AS group_count FROM g WHERE NOT EXISTS (SELECT 1 FROM last) OR (${values}) >= (SELECT * FROM last)`;
-    return { sql, params: [...conditions.map(([, v]) => v), filter.limit! - 1], from: "records", ranked: true };
-  }
   // The calls without a key are read only when they are among the first groups (the empty
   // outer row set of the CROSS JOIN skips the scan; an EXISTS term would be tested per record).
-  const nullGroup = `(SELECT 1 FROM top WHERE key IS NULL LIMIT 1) AS wanted CROSS JOIN audit_records`;
-  const sql = `WITH g AS MATERIALIZED (SELECT ${key} AS key, ${narrow} FROM audit_records ${where(conditions)} GROUP BY 1),
-    last AS (SELECT ${values} FROM g ORDER BY ${ordered.map((c) => `coalesce(${c}, 0) DESC`).join(", ")} LIMIT 1 OFFSET ?),
-    top AS MATERIALIZED (SELECT key FROM g WHERE NOT EXISTS (SELECT 1 FROM last) OR (${values}) >= (SELECT * FROM last))
-    ${full(among(key, "SELECT key FROM top WHERE key IS NOT NULL"))}
-    UNION ALL ${full(`${key} IS NULL`, nullGroup)}`;
-  const params = conditions.map(([, v]) => v);
+  const sql = `WITH g AS MATERIALIZED (SELECT ${key} AS key, ${narrow} FROM audit_records ${where(conditions)} GROUP BY 1), ${last},
+    top AS MATERIALIZED (SELECT key FROM g WHERE ${first})
+    ${sums("audit_records", among(key, "SELECT key FROM top WHERE key IS NOT NULL"))}
+    UNION ALL ${sums("(SELECT 1 FROM top WHERE key IS NULL LIMIT 1) AS wanted CROSS JOIN audit_records", `${key} IS NULL`)}`;
   return { sql, params: [...params, filter.limit! - 1, ...params, ...params], from: "records", ranked: true };
 }
 
