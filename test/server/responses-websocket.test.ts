@@ -258,6 +258,36 @@ describe("the connection", () => {
     expect(record).toMatchObject({ model: "gpt-5.5-big", outcome: "completed", usage_source: "provider" });
   });
 
+  test("a client that reads in fits and starts gets a response whose last frames each outgrow the proxy's buffer: nothing dropped, the socket kept", async () => {
+    // The last four events of a -big response carry its whole 16 MiB output. Each is written to a
+    // client socket that may still hold megabytes of the one before; a proxy bounding its memory
+    // by dropping frames (Bun's backpressure limit) had to close the connection here.
+    const before = (await proxy.records()).length;
+    const client = await connect();
+    client.ws.pause();
+    client.ws.send(create("gpt-5.5-big"));
+    let over = false;
+    const events = client.next().finally(() => (over = true));
+    void client.closed.finally(() => (over = true));
+    while (!over) {
+      client.ws.resume();
+      await Bun.sleep(3);
+      client.ws.pause();
+      await Bun.sleep(30);
+    }
+    client.ws.resume();
+    expect(client.ws.readyState).toBe(WebSocket.OPEN);
+    const received = await events;
+    expect(received.filter((e) => e.type === "response.output_text.delta").length).toBe(1000);
+    expect(received.at(-1)).toMatchObject({ type: "response.completed" });
+    expect((received.at(-1)!.response as { output: { content: { text: string }[] }[] }).output[0]!.content[0]!.text.length).toBe(
+      16 * 1024 * 1000,
+    );
+    client.ws.close();
+    const [record] = (await proxy.settled(before + 1, 30_000)).slice(before);
+    expect(record).toMatchObject({ model: "gpt-5.5-big", outcome: "completed", usage_source: "provider" });
+  });
+
   test("an upstream that stops reading pushes back on the client instead of filling the proxy; then gets every frame", async () => {
     const client = await connect();
     const frames = upstream.frames.length;

@@ -6,8 +6,12 @@
  * Memory is bounded each way. A frame waiting its turn (behind a `response.create` whose intent
  * is being written, or a terminal event whose record is) queues in a lane of at most
  * `maxQueuedBytes`; past that, and whenever a socket's own send buffer holds more than that, the
- * side sending into it is paused (it stops reading, so TCP pushes back on its sender) until it
- * drains. So a slow client slows the upstream, never the proxy's memory.
+ * side sending into it is paused (it stops reading, so TCP pushes back on its sender) until the
+ * buffer is down to half. So a slow client slows the upstream, never the proxy's memory: what a
+ * socket buffers is at most `maxQueuedBytes`, plus the frames its sender had already read when it
+ * was paused (one read, and the frame that read completes — a response's last events carry its
+ * whole output, so one frame can be many megabytes). The bridge never drops a frame to bound
+ * memory; a stream with a hole in it is no use to a client.
  */
 import type { ServerWebSocket } from "bun";
 import { ProxyError } from "../../errors.ts";
@@ -109,9 +113,13 @@ export class SocketBridge {
     if (this.#opts.upstream.readyState === WebSocket.OPEN) this.#opts.upstream.pong(data);
   }
 
-  /** The client's send buffer has room again. */
+  /**
+   * Some of the client's send buffer was written. Bun calls this at each write while anything is
+   * buffered, down to empty, so waiting for half leaves no way to stall.
+   */
   clientDrain(): void {
-    this.#resumeUpstream("client");
+    const client = this.#client;
+    if (!client || client.getBufferedAmount() <= maxQueuedBytes / 2) this.#resumeUpstream("client");
   }
 
   clientClosed(code: number, reason: string): void {
@@ -188,12 +196,13 @@ export class SocketBridge {
   #sendClient(frame: Frame): void {
     const client = this.#client;
     if (!client || this.#ended) return;
-    // -1: queued behind what the client has not read yet (the upstream pauses until it drains);
-    // 0: dropped, over the socket's backpressure limit. A stream with a hole in it is no use to
-    // the client: close it, and its responses end as aborted.
+    // The frame is queued behind what the client has not read yet (Bun's send returns -1) or
+    // written; past maxQueuedBytes buffered, the upstream is paused until half of it is read.
+    // Bun drops a frame (0) only past its backpressure limit, which ./index.ts sets beyond reach;
+    // should it drop one anyway, the stream has a hole: close, and its responses end as aborted.
     const sent = client.send(frame);
-    if (sent === -1) this.#pauseUpstream("client");
-    else if (sent === 0 && client.readyState === 1) client.close(1011, "the client did not read fast enough");
+    if (sent === 0 && client.readyState === 1) client.close(1011, "the client did not read fast enough");
+    else if (client.getBufferedAmount() > maxQueuedBytes) this.#pauseUpstream("client");
   }
 
   #pauseUpstream(reason: string): void {

@@ -6,17 +6,22 @@
  */
 import type { WebSocketHandler } from "bun";
 import type { Runtime } from "../../pipeline/runtime.ts";
-import { maxQueuedBytes, type SocketBridge } from "./bridge.ts";
+import type { SocketBridge } from "./bridge.ts";
 
 export { isWebSocketUpgrade, upgradeSocket } from "./upgrade.ts";
 export type { SocketBridge } from "./bridge.ts";
+
+/** uWebSockets keeps the limit in 32 bits: its largest value. */
+const unreachableBackpressure = 2 ** 32 - 1;
 
 export function socketHandlers(rt: Runtime): WebSocketHandler<SocketBridge> {
   return {
     // A frame is a request body or a response event: the same bound as an HTTP body.
     maxPayloadLength: rt.limits.maxBodyBytes,
-    // Past this a send is refused; the bridge pauses the upstream well before (at the first -1).
-    backpressureLimit: maxQueuedBytes * 4,
+    // Past this Bun drops a frame. The bridge bounds what is buffered itself, by pausing the
+    // upstream past maxQueuedBytes (./bridge.ts); a limit it could reach would drop a frame the
+    // upstream had already sent, such as a response's last events carrying its whole output.
+    backpressureLimit: unreachableBackpressure,
     // A quiet connection is pinged before it times out; a client that answers stays connected.
     idleTimeout: 120,
     sendPings: true,
