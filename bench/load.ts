@@ -11,7 +11,7 @@
  * answered but not measured. When the time is up no new request starts and those in flight finish
  * (so every request a server got has been answered when this process exits).
  */
-import { cpuMs, machineTicks } from "./procs.ts";
+import { cpuMs, machineTicks, threadCpuMs, threadKinds } from "./procs.ts";
 
 export interface LoadConfig {
   url: string;
@@ -50,7 +50,7 @@ export interface LoadResult {
   missed: number;
   statuses: Record<string, number>;
   samples: string[];
-  /** CPU ms over the measured window: the watched processes, and `load` (this process). */
+  /** CPU ms over the measured window: the watched processes, and `load` (this process); `<label>:<thread kind>` its threads by kind (procs.ts). */
   cpuMs: Record<string, number | null>;
   /** Share of the machine's CPU (all cores) that was busy during the measured window, in %. */
   machineBusy: number | null;
@@ -116,7 +116,13 @@ export async function runLoad(config: LoadConfig): Promise<LoadResult> {
   const watch = { ...config.watch, load: process.pid };
   const sampleCpu = () => ({
     machine: machineTicks(),
-    pids: Object.fromEntries(Object.entries(watch).map(([label, pid]) => [label, cpuMs(pid)])),
+    // Each process, and its threads by kind (`<label>:main`, `:http`, `:workers`, `:runtime`).
+    pids: Object.fromEntries(
+      Object.entries(watch).flatMap(([label, pid]) => {
+        const threads = threadCpuMs(pid);
+        return [[label, cpuMs(pid)], ...threadKinds.map((kind): [string, number | null] => [`${label}:${kind}`, threads?.[kind] ?? null])];
+      }),
+    ),
   });
   const cpuWindow: { start?: ReturnType<typeof sampleCpu>; end?: ReturnType<typeof sampleCpu> } = {};
   const cpuTimer = setTimeout(() => (cpuWindow.start = sampleCpu()), Math.max(0, measureStart - performance.now()));
@@ -164,7 +170,7 @@ export async function runLoad(config: LoadConfig): Promise<LoadResult> {
   if (before && after) {
     for (const [label, start] of Object.entries(before.pids)) {
       const stop = after.pids[label];
-      cpu[label] = start !== null && stop !== null && stop !== undefined ? stop - start : null;
+      cpu[label] = typeof start === "number" && typeof stop === "number" ? stop - start : null;
     }
     if (before.machine && after.machine && after.machine.total > before.machine.total) {
       machineBusy = (100 * (after.machine.busy - before.machine.busy)) / (after.machine.total - before.machine.total);

@@ -3,7 +3,7 @@
  * keep its output (head and tail) for the report, and kill every child at the end, even on error.
  * Also reads a process's CPU time and peak RSS from /proc (Linux; null elsewhere).
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { Subprocess } from "bun";
 
 type Child = Subprocess<"ignore", "pipe", "pipe">;
@@ -132,8 +132,41 @@ export function killAll(): void {
 
 /** User + system CPU time of a process (all threads) in ms, from /proc/<pid>/stat. */
 export function cpuMs(pid: number): number | null {
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/** What a Bun process's threads do, by their names in /proc (`comm`). */
+export const threadKinds = ["main", "http", "workers", "runtime"] as const;
+export type ThreadKind = (typeof threadKinds)[number];
+
+/**
+ * A process's CPU ms by kind of thread: `main` (its thread id is the pid: in a proxy, the request
+ * thread), `http` (Bun's "HTTP Client" thread, which runs every fetch), `workers` (Worker threads:
+ * agent-attr's audit writer and reader), `runtime` (the rest: JIT, GC, thread pools).
+ */
+export function threadCpuMs(pid: number): Record<ThreadKind, number> | null {
+  const out: Record<ThreadKind, number> = { main: 0, http: 0, workers: 0, runtime: 0 };
+  let tids: string[];
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  for (const tid of tids) {
+    const ms = statCpuMs(`/proc/${pid}/task/${tid}/stat`);
+    if (ms === null) continue; // the thread ended meanwhile
+    let name = "";
+    try {
+      name = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+    } catch {}
+    out[tid === String(pid) ? "main" : name === "HTTP Client" ? "http" : name === "Worker" ? "workers" : "runtime"] += ms;
+  }
+  return out;
+}
+
+function statCpuMs(path: string): number | null {
+  try {
+    const stat = readFileSync(path, "utf8");
     // Fields after the command name (which may contain spaces) start with field 3, the state.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const ticks = Number(fields[11]) + Number(fields[12]); // utime (14) + stime (15)

@@ -1,5 +1,6 @@
 /** The printed results: the CPU-per-call headline, the max-load table and the fixed-rate table. */
 import type { LoadResult } from "./load.ts";
+import { threadKinds } from "./procs.ts";
 
 export type Target = "direct" | "bare" | "agent-attr" | "no audit" | "otel";
 
@@ -92,9 +93,10 @@ export interface ScenarioFacts {
   peakRssMiB: number | null;
 }
 
-const cpuPerCall = (max: Measurement[], scenario: string, target: Target): number | null => {
+/** CPU µs per call of the proxy process (`proxy`), or of its main thread alone (`proxy:main`). */
+const cpuPerCall = (max: Measurement[], scenario: string, target: Target, of = "proxy"): number | null => {
   const r = max.find((m) => m.scenario === scenario && m.target === target)?.result;
-  const ms = r?.cpuMs.proxy;
+  const ms = r?.cpuMs[of];
   return r && typeof ms === "number" && r.measured > 0 ? (ms * 1000) / r.measured : null;
 };
 
@@ -108,6 +110,10 @@ export function cpuTable(max: Measurement[], facts: ScenarioFacts[]): string {
     const aa = cpuPerCall(max, f.scenario, "agent-attr");
     const none = cpuPerCall(max, f.scenario, "no audit");
     const ratio = bare && aa ? aa / bare : null;
+    const split = (target: Target) => {
+      const parts = threadKinds.map((kind) => cpuPerCall(max, f.scenario, target, `proxy:${kind}`));
+      return parts.some((part) => part === null) ? "-" : parts.map((part) => fmt(part!, 0)).join(" / ");
+    };
     return [
       f.scenario,
       bare === null ? "-" : fmt(bare, 0),
@@ -115,16 +121,35 @@ export function cpuTable(max: Measurement[], facts: ScenarioFacts[]): string {
       ratio === null ? "-" : `${fmt(ratio)}x`,
       `<= ${fmt(f.cpuTarget, 1)}x`,
       ratio === null ? "-" : ratio <= f.cpuTarget ? "met" : "NOT met",
+      split("bare"),
+      split("agent-attr"),
+      split("no audit"),
       none === null ? "-" : fmt(none, 0),
       bare && none ? `${fmt(none / bare)}x` : "-",
       f.peakRssMiB === null ? "-" : fmt(f.peakRssMiB, 0),
     ];
   });
-  const header = ["scenario", "", "bare µs", "aa µs", "aa/bare", "target", "met?", "no audit µs", "no audit/bare", "aa peak RSS MiB"];
+  const header = [
+    "scenario",
+    "",
+    "bare µs",
+    "aa µs",
+    "aa/bare",
+    "target",
+    "met?",
+    "threads: bare",
+    "aa",
+    "no audit",
+    "no audit µs",
+    "no audit/bare",
+    "aa peak RSS MiB",
+  ];
   // The first two columns of table() are left-aligned; the scenario takes both here.
   return [
     "CPU per call (the headline, DESIGN §8): CPU time of the proxy process, all threads, per answered call at max load",
     "(aa = agent-attr with its durable audit; no audit: the same pipeline with a store that keeps nothing, a reference;",
+    " threads: each one's µs by thread — main (requests) / http (Bun's HTTP client thread, which runs every fetch) /",
+    " workers (agent-attr's audit writer and reader) / runtime (JIT, GC, thread pools);",
     " peak RSS: agent-attr's VmHWM over the scenario's runs)",
     "",
     table(
