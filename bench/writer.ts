@@ -8,9 +8,9 @@
  * proxy does, writes a warm-up, then measures `measured` calls through the store's own API
  * (begin: the intent; commit: the final record) and reads the CPU time of each thread from
  * /proc/self/task: the writer (and the store's other) worker threads apart from the main thread,
- * which in the proxy is the request thread.
+ * which in the proxy is the request thread, and the runtime's own threads (JIT, garbage collection).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openAuditLog } from "../src/store/sqlite/database.ts";
@@ -19,6 +19,7 @@ import { advanceRollup } from "../src/store/sqlite/rollup.ts";
 import { currentRecordVersion, storedRecordColumns } from "../src/trail/chain.ts";
 import type { AuditRecord } from "../src/trail/record.ts";
 import { toRow } from "../src/trail/row.ts";
+import { threadCpuMs, type ThreadKind } from "./procs.ts";
 import { record } from "./summary.ts";
 
 type Spread = "one key" | "fleet";
@@ -31,22 +32,6 @@ function spreadRecord(i: number, n: number, now: number, spread: Spread): AuditR
     return { ...base, agent_id: `agent-${pick(200)}`, user_id: `user-${pick(5000)}`, task_context: `PR review #${pick(100_000)}` };
   }
   return { ...base, agent_id: "agent-1", user_id: "user-1", task_context: "PR review #1" };
-}
-
-/** CPU ms of each thread of this process by thread id, with its name (Bun names workers "Worker"). */
-function threadCpu(): Map<string, { name: string; ms: number }> {
-  const out = new Map<string, { name: string; ms: number }>();
-  for (const tid of readdirSync("/proc/self/task")) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const name = readFileSync(`/proc/self/task/${tid}/comm`, "utf8").trim();
-      out.set(tid, { name, ms: (Number(fields[11]) + Number(fields[12])) * 10 });
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
-  return out;
 }
 
 /**
@@ -113,7 +98,10 @@ export async function benchWriter(
   log: (line: string) => void = console.error,
   spreads: readonly Spread[] = ["one key", "fleet"],
 ): Promise<string> {
-  const rows = ["| key spread | trail records | writer threads µs/record | main thread µs/record | records/s |", "|---|---|---|---|---|"];
+  const rows = [
+    "| key spread | trail records | writer threads µs/record | main thread µs/record | runtime threads (JIT, GC) µs/record | records/s |",
+    "|---|---|---|---|---|---|",
+  ];
   for (const spread of spreads) {
     const dir = mkdtempSync(join(tmpdir(), "agent-attr-writer-"));
     try {
@@ -124,21 +112,15 @@ export async function benchWriter(
       log(`writer bench (${spread}): seeded in ${seeded.toFixed(1)} s; warming up`);
       const store = new SqliteAuditStore(logDb, { signingKey: join(dir, "signing-key"), onError: (m) => log(`error: ${m}`) });
       await writeCalls(store, 0, warmUp, now, spread);
-      const before = threadCpu();
+      const before = threadCpuMs(process.pid)!;
       const t0 = performance.now();
       await writeCalls(store, warmUp, measured, now, spread);
       const seconds = (performance.now() - t0) / 1000;
-      const after = threadCpu();
-      let workers = 0;
-      let main = 0;
-      for (const [tid, { name, ms }] of after) {
-        const spent = ms - (before.get(tid)?.ms ?? 0);
-        if (tid === String(process.pid)) main += spent;
-        else if (name === "Worker") workers += spent;
-      }
+      const after = threadCpuMs(process.pid)!;
+      const perRecord = (kind: ThreadKind) => (((after[kind] - before[kind]) * 1000) / measured).toFixed(1);
       await store.close();
       rows.push(
-        `| ${spread} | ${trail.toLocaleString("en-US")} | ${((workers * 1000) / measured).toFixed(1)} | ${((main * 1000) / measured).toFixed(1)} | ${Math.round(measured / seconds).toLocaleString("en-US")} |`,
+        `| ${spread} | ${trail.toLocaleString("en-US")} | ${perRecord("workers")} | ${perRecord("main")} | ${perRecord("runtime")} | ${Math.round(measured / seconds).toLocaleString("en-US")} |`,
       );
       log(`writer bench (${spread}): ${rows.at(-1)}`);
     } finally {
