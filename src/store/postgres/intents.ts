@@ -14,6 +14,13 @@
  * appends an `interrupted` record for each intent whose call has no record yet (./store.ts). The
  * append takes the same lock and checks that its groups still exist, so each call gets exactly
  * one record: the final one if it landed first, the interrupted one otherwise.
+ *
+ * A group whose INSERT failed may still land: the store gave up at its deadline (the answer was
+ * lost, or the INSERT waited on a lock) and refused the calls, but PostgreSQL can commit it after.
+ * Its calls were never forwarded, so it must not stand for them. Its key is taken by an empty
+ * group (a tombstone: `INSERT … ON CONFLICT DO UPDATE` empties one that landed; one still to land
+ * then fails on the key), retried until PostgreSQL takes it. Tombstones hold no intents, so
+ * recovery finds nothing in them; they go when the replica closes (or is claimed).
  */
 import type { SQL } from "bun";
 import type { SQLValue } from "../../trail/row.ts";
@@ -48,6 +55,10 @@ export class IntentGroups {
   private nextGroup = 1;
   /** Calls whose intent is stored and whose record has not landed, by id. */
   private readonly calls = new Map<string, Group>();
+  /** Groups whose INSERT failed and may still land: their keys wait for a tombstone. */
+  private doubtful: number[] = [];
+  private buryTimer: Timer | undefined;
+  private buryFailures = 0;
   writing = false;
 
   constructor(
@@ -74,6 +85,35 @@ export class IntentGroups {
 
   stop(): void {
     clearTimeout(this.timer);
+    clearTimeout(this.buryTimer);
+  }
+
+  /**
+   * Writes a tombstone over each doubtful group (see the file comment); retried with backoff while
+   * PostgreSQL does not take it. Resolves true once none is left.
+   */
+  async bury(): Promise<boolean> {
+    clearTimeout(this.buryTimer);
+    this.buryTimer = undefined;
+    const groups = this.doubtful.splice(0);
+    if (groups.length === 0) return true;
+    try {
+      await onConnection(
+        this.sql,
+        this.deadlineMs,
+        (connection) =>
+          connection`INSERT INTO audit_intent_groups (replica_id, n, intents)
+          SELECT ${this.replicaId}, n, '[]' FROM unnest(${groups}::bigint[]) AS g(n)
+          ON CONFLICT (replica_id, n) DO UPDATE SET intents = '[]'`,
+      );
+      this.buryFailures = 0;
+      return this.doubtful.length === 0;
+    } catch {
+      this.doubtful.push(...groups);
+      this.buryFailures++;
+      this.buryTimer = setTimeout(() => void this.bury(), Math.min(5000, 100 * 2 ** this.buryFailures));
+      return false;
+    }
   }
 
   private async flush(): Promise<void> {
@@ -107,6 +147,8 @@ export class IntentGroups {
     } catch (error) {
       const failure = new Error(`the audit trail in PostgreSQL cannot be written: ${errorMessage(error)}`);
       for (const p of batch) p.done(failure);
+      this.doubtful.push(group.n);
+      if (this.buryTimer === undefined) this.buryTimer = setTimeout(() => void this.bury(), 0);
     } finally {
       this.writing = false;
       if (this.pending.length > 0) this.timer = setTimeout(() => void this.flush(), this.delayMs);

@@ -223,10 +223,16 @@ export class PgAuditStore implements AuditStore {
         if (last.seq > this.lastCheckpoint.seq) await this.trail.checkpoint(tx, last);
       }).catch((error: unknown) => this.log.warn(`audit: no final checkpoint (${errorMessage(error)})`));
     }
-    // With intents left (calls that never ended), the row stays: its lease runs out and a survivor records them.
-    if (this.queue.length === 0) {
-      await this.sql`DELETE FROM audit_replicas WHERE replica_id = ${this.replicaId}
-        AND NOT EXISTS (SELECT 1 FROM audit_intent_groups WHERE replica_id = ${this.replicaId})`.catch(() => undefined);
+    // With intents left (calls that never ended), the row stays: its lease runs out and a survivor
+    // records them. Tombstones (./intents.ts) are no intents: they go with the row, which, once
+    // deleted, no late group INSERT can land under (it needs the row). A group whose tombstone
+    // could not be written keeps the row too: a survivor deletes it, and a late one with it.
+    if (this.queue.length === 0 && (await this.intents.bury())) {
+      await transaction(this.sql, this.deadlineMs, async (tx) => {
+        const gone = await tx`DELETE FROM audit_replicas WHERE replica_id = ${this.replicaId}
+          AND NOT EXISTS (SELECT 1 FROM audit_intent_groups WHERE replica_id = ${this.replicaId} AND intents <> '[]') RETURNING 1`;
+        if (gone.length > 0) await tx`DELETE FROM audit_intent_groups WHERE replica_id = ${this.replicaId}`;
+      }).catch(() => undefined);
     }
     for (const waiter of this.idleWaiters.splice(0)) waiter();
     await this.sql.close({ timeout: 1 });

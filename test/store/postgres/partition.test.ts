@@ -8,6 +8,7 @@ import { PgAuditStore } from "../../../src/store/postgres/store.ts";
 import { recordFilterSchema } from "../../../src/store/filters.ts";
 import { sampleRecord } from "../../helpers/records.ts";
 import { pgContext, pgSchema, type PgSchema } from "../../helpers/postgres.ts";
+import { tempDir } from "../../helpers/proxy.ts";
 
 /** A TCP relay to the local PostgreSQL that can stop passing bytes without closing anything. */
 interface Relay {
@@ -105,5 +106,55 @@ test("a partition refuses calls within the store's deadline instead of hanging, 
     expect((await store.trail.verify("cli:test")).ok).toBe(true);
   } finally {
     await store.close();
+  }
+}, 30_000);
+
+test("an intent group PostgreSQL commits after the store gave up on it is taken back: no record for a call that was refused", async () => {
+  // The answer is lost, not the INSERT: here it waits on a lock past the store's deadline, the store
+  // refuses the call (it is never forwarded), and PostgreSQL commits the group once the lock goes.
+  const own = await pgSchema("late_group");
+  const keyDir = tempDir();
+  const store = await PgAuditStore.open(pgContext(own.logDb, keyDir), { deadlineMs: 500, leaseMs: 1000, heartbeatMs: 60_000 });
+  const holder = await own.sql.reserve();
+  try {
+    const first = sampleRecord(11);
+    await store.begin({ ...first, outcome: null });
+    await store.commit(first);
+    await store.flush();
+    await holder`BEGIN`;
+    await holder`SELECT 1 FROM audit_replicas WHERE replica_id = ${store.replicaId} FOR UPDATE`;
+    await expect(store.begin(sampleRecord(12, { outcome: null }))).rejects.toThrow(/did not answer within 500 ms/);
+    await holder`COMMIT`;
+    const groupsHolding = async (id: string) =>
+      ((await own.sql`SELECT count(*)::int AS n FROM audit_intent_groups WHERE intents::text LIKE ${`%"${id}"%`}`) as { n: number }[])[0]!
+        .n;
+    // The INSERT the store gave up on lands now; the store deletes it again.
+    let left = 1;
+    for (const deadline = Date.now() + 10_000; left > 0 && Date.now() < deadline; await Bun.sleep(100))
+      left = await groupsHolding("rec-12");
+    expect(left).toBe(0);
+    const next = sampleRecord(13);
+    await store.begin({ ...next, outcome: null });
+    await store.commit(next);
+    await store.close();
+    // A clean close takes the tombstone with the replica's row (nothing is left for a survivor).
+    expect(await own.sql`SELECT 1 FROM audit_replicas WHERE replica_id = ${store.replicaId}`).toHaveLength(0);
+    expect(await own.sql`SELECT 1 FROM audit_intent_groups WHERE replica_id = ${store.replicaId}`).toHaveLength(0);
+    // Nothing of the refused call is left for a survivor to record as interrupted.
+    const survivor = await PgAuditStore.open(pgContext(own.logDb, keyDir), { leaseMs: 1000 });
+    try {
+      await Bun.sleep(1100);
+      expect((await survivor.recover()).interrupted).toBe(0);
+      const ids = (await survivor.reader.records(recordFilterSchema.parse({}))).records.map((r) => r.id);
+      expect(ids).toContain("rec-11");
+      expect(ids).toContain("rec-13");
+      expect(ids).not.toContain("rec-12");
+    } finally {
+      await survivor.close();
+    }
+  } finally {
+    holder.release();
+    await store.close();
+    await own.drop();
   }
 }, 30_000);
