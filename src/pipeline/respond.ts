@@ -56,7 +56,7 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
   trackUntilDone(reply.rt, track.promise);
   const meter = guardedMeter(reply);
   const hasher = responseHasher(reply.rt.hashKey);
-  let idle: { arm(): void; stop(): void } | null = null;
+  let idle: IdleTimer | null = null;
   const streamed = () => {
     reply.headersArrived();
     idle = idleTimer(reply);
@@ -137,9 +137,9 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     }
   };
   return tapStream(upstream.body.getReader(), {
+    awaitingUpstream: quiet.awaiting,
     chunk(bytes) {
       ttfb ??= elapsed(reply.ctx);
-      quiet.arm();
       hasher.update(bytes);
       size += bytes.byteLength;
       if (size <= maxBufferedBytes) chunks.push(bytes);
@@ -211,16 +211,16 @@ function eventObserver(
   feed: MeterFeed,
   meter: Meter,
   hasher: ReturnType<typeof responseHasher>,
-  idle: { arm(): void },
+  idle: IdleTimer,
   firstByte: () => void,
   record: (how: StreamEnd) => Promise<unknown>,
   finish: (how: StreamEnd) => void,
 ) {
   let terminal = false;
   return {
+    awaitingUpstream: idle.awaiting,
     chunk(bytes: Uint8Array) {
       firstByte();
-      idle.arm();
       hasher.update(bytes);
       const events = feed.push(bytes);
       // The terminal event (`[DONE]`, `message_stop`, `response.completed`, Bedrock's `metadata`)
@@ -237,18 +237,33 @@ function eventObserver(
   };
 }
 
-/** Aborts the upstream call when its body goes quiet for longer than `streamIdleTimeoutMs`. */
-function idleTimer({ abort, rt }: ReplyContext) {
+interface IdleTimer {
+  /** The stream waits for the upstream's next chunk (true; the clock starts) or has it (false). */
+  awaiting(waiting: boolean): void;
+  stop(): void;
+}
+
+/**
+ * Aborts the upstream call when its body goes quiet for longer than `streamIdleTimeoutMs`: the time
+ * counted is the stream's wait for the next chunk (`awaiting`), so a client that reads slowly, for
+ * which the stream stops reading the upstream, does not make the upstream look silent.
+ */
+function idleTimer({ abort, rt }: ReplyContext): IdleTimer {
   const ms = rt.limits.streamIdleTimeoutMs;
+  let waiting = true;
   let timer: Timer | undefined;
-  const fire = () => abort.abort(new ProxyError("upstream_timeout", `The upstream sent nothing for ${ms} ms.`));
-  const arm = () => {
-    if (ms <= 0) return;
-    if (timer) timer.refresh();
-    else timer = setTimeout(fire, ms);
+  const fire = () => {
+    if (waiting) abort.abort(new ProxyError("upstream_timeout", `The upstream sent nothing for ${ms} ms.`));
+    else timer!.refresh();
   };
-  arm();
-  return { arm, stop: () => clearTimeout(timer) };
+  if (ms > 0) timer = setTimeout(fire, ms);
+  return {
+    awaiting(now) {
+      if (now && !waiting) timer?.refresh();
+      waiting = now;
+    },
+    stop: () => clearTimeout(timer),
+  };
 }
 
 /** A meter whose failures are logged once and never reach the stream. */

@@ -14,6 +14,12 @@ export interface StreamObserver {
    * client has all of it (its final record) happens first. A held chunk costs no latency there.
    */
   beforeLast?(): void | Promise<unknown>;
+  /**
+   * Told when the stream starts waiting for the upstream's next chunk (true) and when it has it
+   * (false): the time between is the upstream's silence. Writing to a client that reads slowly is
+   * not (the upstream is not read meanwhile, by design).
+   */
+  awaitingUpstream?(waiting: boolean): void;
   end(end: StreamEnd): void;
 }
 
@@ -60,9 +66,12 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
     async pull(controller) {
       for (;;) {
         let result: Awaited<ReturnType<typeof reader.read>>;
+        observer.awaitingUpstream?.(true);
         try {
           result = await reader.read();
+          observer.awaitingUpstream?.(false);
         } catch (error) {
+          observer.awaitingUpstream?.(false);
           finish({ kind: "upstream_error", error });
           controller.close(error instanceof Error ? error : new Error(String(error)));
           return;

@@ -121,6 +121,33 @@ test("an upstream silent for server.streamIdleTimeoutMs mid-response: upstream_t
   }
 }, 90_000);
 
+test("a client that stops reading for longer than server.streamIdleTimeoutMs: the upstream the proxy paused is not silent, the response completes", async () => {
+  const proxy = await startTestProxy(upstream.url, { server: { streamIdleTimeoutMs: 300 } });
+  try {
+    const client = await open(proxy);
+    client.ws.pause();
+    const pushedBack = upstream.pushedBack;
+    client.ws.send(
+      JSON.stringify({
+        type: "response.create",
+        model: "gpt-5.5-big",
+        input: [{ role: "user", content: [{ type: "input_text", text: "hi" }] }],
+      }),
+    );
+    // The proxy's buffers fill and it stops reading the upstream; the client stays away five idle timeouts.
+    await waitFor(() => upstream.pushedBack > pushedBack, 20_000);
+    await Bun.sleep(1500);
+    client.ws.resume();
+    await waitFor(() => client.events.some((e) => e.type === "response.completed"), 20_000);
+    expect(client.ws.readyState).toBe(WebSocket.OPEN);
+    client.ws.close();
+    const [record] = await proxy.settled(1, 30_000);
+    expect(record).toMatchObject({ outcome: "completed", model: "gpt-5.5-big" });
+  } finally {
+    await proxy.stop();
+  }
+}, 60_000);
+
 test("a shutdown with a response in flight closes the socket after the grace time and records the response", async () => {
   const logDb = join(tempDir(), "audit.db");
   const proxy = await startTestProxy(upstream.url, { server: { shutdownGraceMs: 200 } }, { logDb });

@@ -225,7 +225,9 @@ export class SocketBridge {
 
   /**
    * While a response is open, an upstream silent for longer than `streamIdleTimeoutMs` is given up
-   * on, as a quiet HTTP stream is: the response records `upstream_timeout`, both sides close.
+   * on, as a quiet HTTP stream is: the response records `upstream_timeout`, both sides close. An
+   * upstream the bridge itself stopped reading (a client that does not read) is not silent: the
+   * clock starts again.
    */
   #armIdle(): void {
     const ms = this.#opts.rt.limits.streamIdleTimeoutMs;
@@ -235,6 +237,10 @@ export class SocketBridge {
       this.#idle = setTimeout(() => {
         if (this.#responses.inFlight === 0 || this.#ended) {
           this.#idle = undefined;
+          return;
+        }
+        if (this.#pausedUpstream.size > 0) {
+          this.#idle!.refresh();
           return;
         }
         const failure = new ProxyError("upstream_timeout", `The upstream sent nothing for ${ms} ms.`);

@@ -17,10 +17,12 @@
  *
  * A group whose INSERT failed may still land: the store gave up at its deadline (the answer was
  * lost, or the INSERT waited on a lock) and refused the calls, but PostgreSQL can commit it after.
- * Its calls were never forwarded, so it must not stand for them. Its key is taken by an empty
- * group (a tombstone: `INSERT … ON CONFLICT DO UPDATE` empties one that landed; one still to land
- * then fails on the key), retried until PostgreSQL takes it. Tombstones hold no intents, so
- * recovery finds nothing in them; they go when the replica closes (or is claimed).
+ * Its calls were never forwarded (unless `audit.failOpen`), so it must not stand for them. Its key
+ * is taken by an empty group (a tombstone: `INSERT … ON CONFLICT DO UPDATE` empties one that
+ * landed; one still to land then fails on the key), retried until PostgreSQL takes it or the store
+ * closes. Tombstones hold no intents, so recovery finds nothing in them; they go when the replica
+ * closes (or is claimed). A late group the replica could not bury before it died or closed is
+ * recovered like any other: its calls get `interrupted` records, though they were refused.
  */
 import type { SQL } from "bun";
 import type { SQLValue } from "../../trail/row.ts";
@@ -59,6 +61,7 @@ export class IntentGroups {
   private doubtful: number[] = [];
   private buryTimer: Timer | undefined;
   private buryFailures = 0;
+  private stopped = false;
   writing = false;
 
   constructor(
@@ -83,7 +86,9 @@ export class IntentGroups {
     return promise;
   }
 
+  /** No more timers: the store is closing (a last `bury` may still be called, once). */
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.buryTimer);
   }
@@ -111,7 +116,7 @@ export class IntentGroups {
     } catch {
       this.doubtful.push(...groups);
       this.buryFailures++;
-      this.buryTimer = setTimeout(() => void this.bury(), Math.min(5000, 100 * 2 ** this.buryFailures));
+      if (!this.stopped) this.buryTimer = setTimeout(() => void this.bury(), Math.min(5000, 100 * 2 ** this.buryFailures));
       return false;
     }
   }
@@ -148,7 +153,7 @@ export class IntentGroups {
       const failure = new Error(`the audit trail in PostgreSQL cannot be written: ${errorMessage(error)}`);
       for (const p of batch) p.done(failure);
       this.doubtful.push(group.n);
-      if (this.buryTimer === undefined) this.buryTimer = setTimeout(() => void this.bury(), 0);
+      if (this.buryTimer === undefined && !this.stopped) this.buryTimer = setTimeout(() => void this.bury(), 0);
     } finally {
       this.writing = false;
       if (this.pending.length > 0) this.timer = setTimeout(() => void this.flush(), this.delayMs);

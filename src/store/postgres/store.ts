@@ -225,13 +225,16 @@ export class PgAuditStore implements AuditStore {
     }
     // With intents left (calls that never ended), the row stays: its lease runs out and a survivor
     // records them. Tombstones (./intents.ts) are no intents: they go with the row, which, once
-    // deleted, no late group INSERT can land under (it needs the row). A group whose tombstone
-    // could not be written keeps the row too: a survivor deletes it, and a late one with it.
+    // deleted, no late group INSERT can land under (it needs the row). The row is locked first: a
+    // group INSERT still under way holds it (KEY SHARE) until it commits, and the check after the
+    // lock sees that group. A group whose tombstone could not be written keeps the row too (a
+    // survivor recovers it, see ./intents.ts).
     if (this.queue.length === 0 && (await this.intents.bury())) {
       await transaction(this.sql, this.deadlineMs, async (tx) => {
+        await tx`SELECT 1 FROM audit_replicas WHERE replica_id = ${this.replicaId} FOR UPDATE`;
         const gone = await tx`DELETE FROM audit_replicas WHERE replica_id = ${this.replicaId}
           AND NOT EXISTS (SELECT 1 FROM audit_intent_groups WHERE replica_id = ${this.replicaId} AND intents <> '[]') RETURNING 1`;
-        if (gone.length > 0) await tx`DELETE FROM audit_intent_groups WHERE replica_id = ${this.replicaId}`;
+        if (gone.length > 0) await tx`DELETE FROM audit_intent_groups WHERE replica_id = ${this.replicaId} AND intents = '[]'`;
       }).catch(() => undefined);
     }
     for (const waiter of this.idleWaiters.splice(0)) waiter();

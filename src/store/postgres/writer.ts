@@ -36,16 +36,26 @@ export async function onConnection<T>(sql: SQL, ms: number, fn: (connection: SQL
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new DeadlineError(ms)), ms);
   });
-  let reserved: (SQL & { release(): void; close(o?: { timeout?: number }): Promise<void> }) | undefined;
+  type Reserved = SQL & { release(): void; close(o?: { timeout?: number }): Promise<void> };
+  let reserved: Reserved | undefined;
+  let gaveUp = false;
   const work = (async () => {
-    reserved = (await sql.reserve()) as typeof reserved;
-    return fn(reserved!);
+    const connection = (await sql.reserve()) as Reserved;
+    // The deadline passed while the pool was busy: the work is not done late (its caller has
+    // reported it failed), and the connection goes rather than staying reserved for ever.
+    if (gaveUp) {
+      void connection.close({ timeout: 0 }).catch(() => undefined);
+      throw new DeadlineError(ms);
+    }
+    reserved = connection;
+    return fn(connection);
   })();
   try {
     const result = await Promise.race([work, deadline]);
     reserved?.release();
     return result;
   } catch (error) {
+    gaveUp = true;
     // A connection in an unknown state is not given back to the pool.
     void reserved?.close({ timeout: 0 }).catch(() => undefined);
     work.catch(() => undefined);

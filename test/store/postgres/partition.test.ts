@@ -3,12 +3,13 @@
 // the store's own deadline turns it into a fast refusal, and the store recovers by itself once
 // the network does.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket, SQL, TCPSocketListener } from "bun";
 import { PgAuditStore } from "../../../src/store/postgres/store.ts";
 import { recordFilterSchema } from "../../../src/store/filters.ts";
 import { sampleRecord } from "../../helpers/records.ts";
 import { pgContext, pgSchema, type PgSchema } from "../../helpers/postgres.ts";
 import { tempDir } from "../../helpers/proxy.ts";
+import { toRow } from "../../../src/trail/row.ts";
 
 /** A TCP relay to the local PostgreSQL that can stop passing bytes without closing anything. */
 interface Relay {
@@ -154,6 +155,94 @@ test("an intent group PostgreSQL commits after the store gave up on it is taken 
     }
   } finally {
     holder.release();
+    await store.close();
+    await own.drop();
+  }
+}, 30_000);
+
+test("closing while PostgreSQL is unreachable tries the last tombstone once: no retry timer outlives the store", async () => {
+  const own = await pgSchema("close_down");
+  const ownRelay = startRelay({ host: "127.0.0.1", port: 5432 });
+  const store = await PgAuditStore.open(pgContext(own.logDb.replace("127.0.0.1:5432", `127.0.0.1:${ownRelay.port}`)), {
+    deadlineMs: 300,
+    heartbeatMs: 60_000,
+  });
+  const intents = (store as unknown as { intents: { bury(): Promise<boolean>; buryTimer: Timer | undefined } }).intents;
+  const bury = intents.bury.bind(intents);
+  let closed = false;
+  let buriedAfterClose = 0;
+  intents.bury = () => {
+    if (closed) buriedAfterClose++;
+    return bury();
+  };
+  try {
+    ownRelay.frozen = true;
+    await expect(store.begin(sampleRecord(31, { outcome: null }))).rejects.toThrow(/did not answer within 300 ms/);
+    const closing = store.close();
+    await Bun.sleep(0);
+    closed = true;
+    await closing;
+    const after = buriedAfterClose; // close's own last try, at most
+    await Bun.sleep(1500);
+    expect(after).toBeLessThanOrEqual(1);
+    expect(buriedAfterClose).toBe(after);
+    expect(intents.buryTimer).toBeUndefined();
+  } finally {
+    ownRelay.frozen = false;
+    ownRelay.stop();
+    await own.drop();
+  }
+}, 30_000);
+
+test("close keeps the replica's row and a group whose INSERT commits while close waits on it", async () => {
+  const own = await pgSchema("close_race");
+  const store = await PgAuditStore.open(pgContext(own.logDb), { deadlineMs: 2000, heartbeatMs: 60_000 });
+  const flusher = await own.sql.reserve();
+  try {
+    // A group INSERT as the store's flush makes it, held open in a transaction: it holds the
+    // replica row (KEY SHARE) and its row is written, not yet committed.
+    const intents = JSON.stringify([toRow(sampleRecord(41, { outcome: null }))]);
+    await flusher`BEGIN`;
+    await flusher`INSERT INTO audit_intent_groups (replica_id, n, intents)
+      SELECT ${store.replicaId}, 99, ${intents}
+      WHERE EXISTS (SELECT 1 FROM audit_replicas WHERE replica_id = ${store.replicaId} FOR KEY SHARE)`;
+    const closing = store.close();
+    await Bun.sleep(300);
+    await flusher`COMMIT`; // durable now: its call would be forwarded
+    await closing;
+    // The group is a call in flight: it stays, and the replica's row with it (a survivor records it).
+    expect(await own.sql`SELECT n FROM audit_intent_groups`).toHaveLength(1);
+    expect(await own.sql`SELECT 1 FROM audit_replicas WHERE replica_id = ${store.replicaId}`).toHaveLength(1);
+  } finally {
+    flusher.release();
+    await store.close();
+    await own.drop();
+  }
+}, 30_000);
+
+test("a write whose deadline passed while every pooled connection was busy does not run late, and its connection goes back", async () => {
+  const own = await pgSchema("late_reserve");
+  const store = await PgAuditStore.open(pgContext(own.logDb), { deadlineMs: 500, heartbeatMs: 60_000 });
+  const pool = store.sql;
+  // No tombstones here: what is in audit_intent_groups is what the refused write left.
+  (store as unknown as { intents: { bury(): Promise<boolean> } }).intents.bury = () => Promise.resolve(false);
+  try {
+    const held = await Promise.all(Array.from({ length: 8 }, () => pool.reserve()));
+    await expect(store.begin(sampleRecord(51, { outcome: null }))).rejects.toThrow(/did not answer within 500 ms/);
+    for (const connection of held) connection.release();
+    await Bun.sleep(500);
+    // The refused call's group was not written once a connection came free.
+    expect(await own.sql`SELECT n FROM audit_intent_groups WHERE intents <> '[]'`).toHaveLength(0);
+    // Every pooled connection can be reserved again.
+    const again: SQL[] = [];
+    for (let i = 0; i < 8; i++) {
+      const connection = await Promise.race([pool.reserve(), Bun.sleep(1000).then(() => null)]);
+      if (!connection) break;
+      again.push(connection);
+    }
+    for (const connection of again) (connection as SQL & { release(): void }).release();
+    expect(again).toHaveLength(8);
+  } finally {
     await store.close();
     await own.drop();
   }
