@@ -50,7 +50,7 @@ export interface ReplyContext {
  */
 export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uint8Array> | Uint8Array | null> {
   const { upstream } = reply;
-  const sse = upstream.headers.get("content-type")?.includes("text/event-stream") ?? false;
+  const sse = isEventStream(upstream.headers.get("content-type"));
   // The call's record is not written until its response ends: shutdown waits for it.
   const track = Promise.withResolvers<void>();
   trackUntilDone(reply.rt, track.promise);
@@ -206,6 +206,8 @@ function sseFeed(meter: Meter): MeterFeed {
 }
 
 const isJSON = (contentType: string | null) => contentType !== null && /[/+]json\b/i.test(contentType);
+/** Media types are case-insensitive (RFC 9110 §8.3.1): `Text/Event-Stream` is an event stream too. */
+const isEventStream = (contentType: string | null) => contentType !== null && /^\s*text\/event-stream\b/i.test(contentType);
 
 function eventObserver(
   feed: MeterFeed,

@@ -6,7 +6,8 @@
  *   | chunked-json (a plain answer sent in pieces, without Content-Length); `gap:<ms>@<i>` pauses
  *   before chunk i instead | sse-error (after the first text delta the stream reports a failure
  *   in the wire's own way — Anthropic `event: error`, Responses `response.failed`, chat `error` —
- *   and ends) | huge (a plain chat answer of 17 MiB, over what the proxy buffers for metering).
+ *   and ends) | huge (a plain chat answer of 17 MiB, over what the proxy buffers for metering)
+ *   | mixed-case-type (a stream labelled `Text/Event-Stream; charset=utf-8`).
  * `x-fake-usage: <json>` replaces the usage object the answer reports (in the provider's own shape),
  * `x-fake-usage: none` leaves it out (as some local servers do, even when asked);
  * `x-fake-text: <text>` replaces the generated text of chat and messages streams.
@@ -172,7 +173,9 @@ function streamOf(chunks: string[], scenario: string, fake: FakeUpstream, wire: 
       fake.cancelled++;
     },
   });
-  return new Response(body, { headers: { "content-type": "text/event-stream", "x-request-id": "req_fake" } });
+  // "mixed-case-type": the same stream labelled as media types may be written (case-insensitive).
+  const type = scenario === "mixed-case-type" ? "Text/Event-Stream; charset=utf-8" : "text/event-stream";
+  return new Response(body, { headers: { "content-type": type, "x-request-id": "req_fake" } });
 }
 
 /** On 127.0.0.1 and a free port unless told otherwise (the compose test's container listens on 0.0.0.0:9000). */

@@ -66,6 +66,14 @@ describe("passthrough", () => {
     expect(await recordOf(proxied)).toMatchObject({ input_tokens: 12, output_tokens: 7, usage_source: "provider" });
   });
 
+  test("an event stream labelled Text/Event-Stream is one too: metered, the usage chunk the client did not ask for hidden", async () => {
+    const body = { ...chat, stream: true };
+    const direct = await (await send(upstream.url, body, { "x-fake-scenario": "mixed-case-type" })).text();
+    const proxied = await send(proxy.url, body, { "x-fake-scenario": "mixed-case-type" });
+    expect(await proxied.text()).toBe(direct);
+    expect(await recordOf(proxied)).toMatchObject({ outcome: "completed", input_tokens: 12, output_tokens: 7, usage_source: "provider" });
+  });
+
   test("asking for usage edits the body's own bytes: big integers, 1.0 and spacing reach the upstream as sent", async () => {
     const raw =
       '{ "model": "gpt-4o", "seed": 9223372036854775807, "temperature": 1.0, "stream": true,\n  "messages": [{"role": "user", "content": "caf\u00e9 \\u00e9"}] }';
