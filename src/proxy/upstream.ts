@@ -15,13 +15,28 @@ export function upstreamURL(base: string, call: Pick<UpstreamCall, "ctx">, strip
   return (base.endsWith("/") ? base.replace(/\/+$/, "") : base) + withoutKeyParam(path);
 }
 
+/**
+ * The path and query without its `key` parameters — by their decoded name, as a server reads them
+ * (`%6Bey=` is one too) — and every other byte of the query as the client sent it (re-encoding the
+ * rest would change `%20` into `+` and `flag` into `flag=`).
+ */
 function withoutKeyParam(pathAndQuery: string): string {
   const at = pathAndQuery.indexOf("?");
-  if (at < 0 || !/(^|&)key=/.test(pathAndQuery.slice(at + 1))) return pathAndQuery;
-  const params = new URLSearchParams(pathAndQuery.slice(at + 1));
-  params.delete("key");
-  const query = params.toString();
-  return pathAndQuery.slice(0, at) + (query ? `?${query}` : "");
+  if (at < 0) return pathAndQuery;
+  const query = pathAndQuery.slice(at + 1);
+  if (!/(^|&)(key|[^&=]*%)/i.test(query)) return pathAndQuery; // no `key` nor an encoded name: the usual case
+  const kept = query.split("&").filter((pair) => !isKeyParam(pair));
+  return pathAndQuery.slice(0, at) + (kept.length > 0 ? `?${kept.join("&")}` : "");
+}
+
+function isKeyParam(pair: string): boolean {
+  const end = pair.indexOf("=");
+  const name = (end < 0 ? pair : pair.slice(0, end)).replaceAll("+", " ");
+  try {
+    return decodeURIComponent(name) === "key";
+  } catch {
+    return false; // a malformed escape names no parameter a server would read as `key`
+  }
 }
 
 /**

@@ -47,6 +47,11 @@ test("a ?key= parameter (Google's API key) is not sent to another provider; othe
   expect(seen.path).toBe("/v1/files?purpose=batch&limit=2");
   const records = await proxy.records();
   expect(JSON.stringify(records)).not.toContain("AIza-CLIENT-SECRET");
+  // By its decoded name, as a server reads it; every other byte of the query as the client sent it.
+  await fetch(`${proxy.url}/v1/files?a=b%20c&%6Bey=AIza-ENCODED&key&q=%7E&flag&z=1+2&key=AIza-2`, { headers: openaiKey });
+  expect(openaiUpstream.requests.at(-1)!.path).toBe("/v1/files?a=b%20c&q=%7E&flag&z=1+2");
+  await fetch(`${proxy.url}/v1/files?key=AIza-ONLY`, { headers: openaiKey });
+  expect(openaiUpstream.requests.at(-1)!.path).toBe("/v1/files");
 });
 
 test("the dashboard's session cookie is taken out of the Cookie header sent upstream; other cookies pass", async () => {
