@@ -20,8 +20,11 @@ import type { RoutedProvider, Runtime } from "./runtime.ts";
 
 /** How a call ended. */
 export type CallEnd =
-  /** Refused by the proxy before it was forwarded (stages 1-4, or its intent could not be written). */
-  | { kind: "refused"; error: ProxyError }
+  /**
+   * Refused by the proxy before it was forwarded (stages 1-4, or its intent could not be written);
+   * `clientGone`: not refused, the client left first (hung up while sending its body).
+   */
+  | { kind: "refused"; error: ProxyError; clientGone?: boolean }
   /** Forwarded, but no response arrived: the upstream failed, timed out, or the client hung up. */
   | { kind: "failed"; error: ProxyError; clientGone: boolean }
   /** The upstream answered; its body ended as `how` says, metered as `meter` says. */
@@ -95,7 +98,9 @@ function finalRecord(
   if (end.kind === "answered") return answeredCall(ctx, inFlight, end, provider, rt);
   const base = { ...inFlight, duration_ms: elapsed(ctx) };
   if (end.kind === "refused") {
-    return { ...base, outcome: "rejected", status: end.error.status, error_type: end.error.code, ...noUsage, usage_source: "none" };
+    return end.clientGone
+      ? { ...base, outcome: "client_aborted", status: null, error_type: "client_aborted", ...noUsage, usage_source: "none" }
+      : { ...base, outcome: "rejected", status: end.error.status, error_type: end.error.code, ...noUsage, usage_source: "none" };
   }
   const final: AuditRecord = end.clientGone
     ? { ...base, outcome: "client_aborted", status: null, error_type: "client_aborted" }

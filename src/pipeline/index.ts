@@ -76,13 +76,15 @@ export function refuseCall(request: Request, endpoint: Endpoint, rt: Runtime, er
 
 /** Answers a call refused at any stage before it was forwarded, and records it as `rejected`. */
 export async function rejectCall(error: unknown, ctx: CallContext, provider: RoutedProvider | null, rt: Runtime): Promise<Response> {
+  // A client that hangs up while its body is read makes the read fail: that is no internal error.
+  const clientGone = !(error instanceof ProxyError) && ctx.request.signal.aborted;
   const failure =
     error instanceof ProxyError
       ? error
       : error instanceof PluginError
         ? new ProxyError("plugin_error", error.message)
-        : new ProxyError("internal_error", `Internal error: ${errorMessage(error)}`);
-  if (!(error instanceof ProxyError)) rt.log.error(failure.message);
+        : new ProxyError("internal_error", clientGone ? "client disconnected" : `Internal error: ${errorMessage(error)}`);
+  if (!(error instanceof ProxyError) && !clientGone) rt.log.error(failure.message);
   // A call refused before stage 3 is still attributed, so refusals show up under their agent.
   if (ctx.attribution === emptyAttribution) {
     try {
@@ -93,7 +95,7 @@ export async function rejectCall(error: unknown, ctx: CallContext, provider: Rou
   }
   trackUntilDone(
     rt,
-    callEnding(ctx, newRecord(ctx, provider?.plugin ?? null, rt), provider, rt).finish({ kind: "refused", error: failure }),
+    callEnding(ctx, newRecord(ctx, provider?.plugin ?? null, rt), provider, rt).finish({ kind: "refused", error: failure, clientGone }),
   );
   return endpointError(failure, ctx.endpoint, { "x-audit-record-id": ctx.id });
 }

@@ -85,6 +85,26 @@ describe("a body that stops arriving", () => {
     });
   }
 
+  for (const framing of ["content-length", "chunked"] as const) {
+    test(`(${framing}) a client that hangs up mid-body: recorded client_aborted, not an internal error, nothing forwarded`, async () => {
+      const agent = `leaver-${framing}`;
+      const body = '{"model":"gpt-4o","messages":[';
+      const client = await rawClient(proxy, chatHead(framing === "chunked" ? "chunked" : 1000, agent));
+      client.write(framing === "chunked" ? `${body.length.toString(16)}\r\n${body}\r\n` : body);
+      const forwarded = upstream.requests.length;
+      await Bun.sleep(50);
+      client.end();
+      await client.closed;
+      let record: AuditRecord | undefined;
+      for (let i = 0; i < 100 && !record; i++, await Bun.sleep(20)) {
+        await proxy.runtime.store.flush();
+        record = (await proxy.runtime.reader.records({ limit: 1000 })).records.find((r) => r.agent_id === agent);
+      }
+      expect(record).toMatchObject({ outcome: "client_aborted", error_type: "client_aborted", status: null });
+      expect(upstream.requests.length).toBe(forwarded);
+    });
+  }
+
   test("a body that arrives in time, in pieces, is served", async () => {
     const body = JSON.stringify({ model: "gpt-4o", messages: [{ role: "user", content: "hi" }] });
     const client = await rawClient(proxy, chatHead(body.length, "steady"));
