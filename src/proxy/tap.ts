@@ -23,6 +23,10 @@ export interface StreamObserver {
   end(end: StreamEnd): void;
 }
 
+/** What a stream broken off by its upstream is closed with (the call's record has the error itself). */
+const brokenOff =
+  "agent-attr: an upstream's answer broke off mid-body; the client's connection was closed (the call's audit record has the error)";
+
 export type ChunkReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
 
 /** Rewrites what the client gets (the observer still sees every upstream byte). */
@@ -73,7 +77,10 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
         } catch (error) {
           observer.awaitingUpstream?.(false);
           finish({ kind: "upstream_error", error });
-          controller.close(error instanceof Error ? error : new Error(String(error)));
+          // Closing with an error breaks the client's connection off, as the upstream's was. Bun
+          // prints whatever the stream is closed with, stack and properties included (a fetch
+          // error's `path` is the upstream URL with its query): a string prints as itself alone.
+          controller.close(brokenOff as unknown as Error);
           return;
         }
         if (ended) return; // the client went away meanwhile
