@@ -117,10 +117,13 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     await finish({ kind: "done" });
     return body;
   }
-  // Length unknown (chunked, encoded) or over the cap: pass it on as it comes, keep it for metering
-  // up to the cap; past the cap keep only its head and tail, where the model and usage are. Only
-  // whole is it of use to the client, so its last chunk waits for the final record.
+  // Length unknown (chunked, encoded) or over the cap: pass it on as it comes; a JSON body (or one
+  // without a type) is kept for metering up to the cap, past the cap only its head and tail, where
+  // the model and usage are — anything else (audio, files) is not kept at all. The client's body
+  // ends only once the final record is written.
   const quiet = streamed();
+  const contentType = upstream.headers.get("content-type");
+  const keep = contentType === null || isJSON(contentType);
   const chunks: Uint8Array[] = [];
   let size = 0;
   const tail: Uint8Array[] = [];
@@ -141,6 +144,7 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     chunk(bytes) {
       ttfb ??= elapsed(reply.ctx);
       hasher.update(bytes);
+      if (!keep) return;
       size += bytes.byteLength;
       if (size <= maxBufferedBytes) chunks.push(bytes);
       else {

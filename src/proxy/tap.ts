@@ -9,9 +9,10 @@ export interface StreamObserver {
   /** Sees each upstream chunk before it is passed on; a promise it returns holds the chunk back until it settles. */
   chunk(bytes: Uint8Array): void | Promise<unknown>;
   /**
-   * If given, each chunk is held back until the next one arrives, and this runs (awaited) before
-   * the last one is passed on: for a body that is of use only whole, what must happen before the
-   * client has all of it (its final record) happens first. A held chunk costs no latency there.
+   * If given, this runs (awaited) once the upstream's body has ended, before the client's does:
+   * what must happen before the client has all of it (its final record) happens first. Every
+   * chunk is passed on as it arrives; only the end waits (the client's body is chunked, so it
+   * knows it has all of it only at the end).
    */
   beforeLast?(): void | Promise<unknown>;
   /**
@@ -37,8 +38,7 @@ export interface ChunkFilter {
 
 /**
  * `filter`: see ChunkFilter; without one, every byte is forwarded as it arrived.
- * A Bun "direct" stream: each chunk is written to the client and flushed at once (with
- * `beforeLast`, once the next has arrived), with no queue in between (measured cheaper per chunk
+ * A Bun "direct" stream: each chunk is written to the client and flushed at once, with no queue in between (measured cheaper per chunk
  * than a pull stream's enqueue); awaiting the write and the flush carries a slow client's
  * backpressure to the upstream read.
  */
@@ -64,7 +64,6 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
       return false;
     }
   };
-  let held: Uint8Array | null = null;
   const source: Bun.DirectUnderlyingSource<Uint8Array> = {
     type: "direct",
     async pull(controller) {
@@ -88,14 +87,14 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
           const rest = filter?.end();
           if (observer.beforeLast) {
             await observer.beforeLast();
-            if (ended || (held && !(await send(controller, held)))) return;
+            if (ended) return;
           }
           if (rest?.length) await controller.write(rest);
           finish({ kind: "done" });
           controller.close();
           return;
         }
-        let out = filter ? filter.push(result.value) : result.value;
+        const out = filter ? filter.push(result.value) : result.value;
         const waiting = observer.chunk(result.value);
         if (waiting) {
           await waiting;
@@ -103,12 +102,6 @@ export function tapStream(reader: ChunkReader, observer: StreamObserver, filter?
         }
         // A chunk that held only hidden bytes: read on, the client is still waiting.
         if (out.length === 0) continue;
-        if (observer.beforeLast) {
-          const previous = held;
-          held = out;
-          if (!previous) continue;
-          out = previous;
-        }
         // The client's side gone without a cancel ends the stream as a cancel would.
         if (!(await send(controller, out))) return;
       }

@@ -7,7 +7,8 @@
  *   before chunk i instead | sse-error (after the first text delta the stream reports a failure
  *   in the wire's own way — Anthropic `event: error`, Responses `response.failed`, chat `error` —
  *   and ends) | huge (a plain chat answer of 17 MiB, over what the proxy buffers for metering)
- *   | mixed-case-type (a stream labelled `Text/Event-Stream; charset=utf-8`).
+ *   | mixed-case-type (a stream labelled `Text/Event-Stream; charset=utf-8`) | held-chunks (an NDJSON
+ *   answer of unknown length: its first line at once, the second once `releaseChunks()` is called).
  * `x-fake-usage: <json>` replaces the usage object the answer reports (in the provider's own shape),
  * `x-fake-usage: none` leaves it out (as some local servers do, even when asked);
  * `x-fake-text: <text>` replaces the generated text of chat and messages streams.
@@ -29,6 +30,8 @@ export interface FakeUpstream {
   requests: SeenRequest[];
   /** Streams whose client went away before the end (the proxy cancelled the upstream call). */
   cancelled: number;
+  /** Lets a `held-chunks` answer send the rest of its body. */
+  releaseChunks(): void;
   stop(): Promise<void>;
 }
 
@@ -180,11 +183,16 @@ function streamOf(chunks: string[], scenario: string, fake: FakeUpstream, wire: 
 
 /** On 127.0.0.1 and a free port unless told otherwise (the compose test's container listens on 0.0.0.0:9000). */
 export async function startFakeUpstream(listen: { hostname?: string; port?: number } = {}): Promise<FakeUpstream> {
+  let chunksReleased = Promise.withResolvers<void>();
   const fake: FakeUpstream = {
     url: "",
     server: undefined as unknown as Server<undefined>,
     requests: [],
     cancelled: 0,
+    releaseChunks() {
+      chunksReleased.resolve();
+      chunksReleased = Promise.withResolvers<void>();
+    },
     async stop() {
       await fake.server.stop(true);
     },
@@ -232,6 +240,21 @@ export async function startFakeUpstream(listen: { hostname?: string; port?: numb
             choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
             usage: steer.omitUsage ? undefined : (steer.usage ?? chatUsage),
           };
+          if (scenario === "held-chunks") {
+            // An answer of unknown length that is no JSON (NDJSON here; audio streams the same way):
+            // its first line at once, the rest once the test releases it.
+            const released = chunksReleased.promise;
+            const pieces = ['{"n":1}\n', '{"n":2}\n'];
+            const body = new ReadableStream<Uint8Array>({
+              async pull(controller) {
+                const piece = pieces.shift();
+                if (piece === undefined) return controller.close();
+                if (pieces.length === 0) await released;
+                controller.enqueue(encoder.encode(piece));
+              },
+            });
+            return new Response(body, { headers: { ...headers, "content-type": "application/x-ndjson" } });
+          }
           if (scenario === "chunked-json") {
             const text = JSON.stringify(answer);
             const pieces = [text.slice(0, 40), text.slice(40, 120), text.slice(120)];

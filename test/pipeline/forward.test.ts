@@ -103,6 +103,19 @@ describe("passthrough", () => {
     }
   });
 
+  test("a body of unknown length that is no event stream reaches the client as it arrives; only its end waits for the record", async () => {
+    const response = await send(proxy.url, chat, { "x-fake-scenario": "held-chunks" });
+    const reader = response.body!.getReader();
+    // The upstream sends its second line only once the first has reached the client.
+    const first = await Promise.race([reader.read(), Bun.sleep(5000).then(() => null)]);
+    expect(first && new TextDecoder().decode(first.value)).toBe('{"n":1}\n');
+    upstream.releaseChunks();
+    let rest = "";
+    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
+    expect(rest).toBe('{"n":2}\n');
+    expect(await recordOf(response)).toMatchObject({ outcome: "completed", status: 200 });
+  });
+
   test("stream chunks reach the client as they arrive, not when the stream ends", async () => {
     const started = performance.now();
     const response = await send(proxy.url, { ...chat, stream: true }, { "x-fake-scenario": "gap:800" });
