@@ -78,12 +78,12 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
    * The response has ended: the record is written (if it was not already), then limits settle.
    * Resolves once the record is written — the client's last bytes wait for that, not for settling.
    */
-  const finish = (how: StreamEnd) => {
+  const finish = (how: StreamEnd) => end(answered(how));
+  const end = (callEnd: CallEnd) => {
     idle?.stop();
     reply.cleanup();
-    const end = answered(how);
-    const written = reply.ending.record(end);
-    void reply.ending.finish(end).finally(track.resolve);
+    const written = reply.ending.record(callEnd);
+    void reply.ending.finish(callEnd).finally(track.resolve);
     return written;
   };
   if (!upstream.body) {
@@ -108,8 +108,18 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     try {
       body = await upstream.bytes();
     } catch (error) {
-      void finish({ kind: "upstream_error", error });
-      throw error;
+      const { signal } = reply.abort;
+      if (signal.aborted) {
+        void finish({ kind: "upstream_error", error });
+        throw error; // a deadline or the client leaving: forward() answers with the signal's reason
+      }
+      // Nothing has reached the client: it gets a 502 saying what happened, and the record says the same.
+      const failure = new ProxyError(
+        "upstream_unreachable",
+        `The upstream of provider '${reply.provider.plugin}' answered ${upstream.status}, but its body broke off before its end (${errorMessage(error)}).`,
+      );
+      void end({ kind: "failed", error: failure, clientGone: false });
+      throw failure;
     }
     ttfb = elapsed(reply.ctx);
     hasher.update(body);
