@@ -112,6 +112,9 @@ export class RedisConnection {
       }
       if (!isConnectionError(error)) {
         this.log.error(`[plugin tiers] Redis at ${this.where}: ${messageOf(error)}`);
+        // Refused before the script ran (out of memory, a read-only replica after a failover,
+        // loading, busy): nothing was applied, so it may be sent again.
+        if (notRun.test(messageOf(error))) throw new NotSent(messageOf(error));
         throw error;
       }
       this.markDown(error);
@@ -148,5 +151,11 @@ const timedOut = Symbol("timed out");
 export const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
 const errorCode = (error: unknown) => (error as { code?: unknown } | null)?.code;
 const isConnectionError = (error: unknown) => String(errorCode(error) ?? "").startsWith("ERR_REDIS_CONNECTION");
+/**
+ * Error replies of a script Redis did not run, or stopped at its first write: a script without
+ * flags is checked for OOM at its first write command, which then fails before anything is written
+ * (checked on Redis 7.0: one whose first write is an HDEL runs whole under `maxmemory 1`).
+ */
+const notRun = /^(OOM|READONLY|LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/;
 /** The client refused to send it: it was not connected (the offline queue is off). */
 const isNotSent = (error: unknown) => /offline queue is disabled|Connection has failed/i.test(messageOf(error));

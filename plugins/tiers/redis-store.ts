@@ -218,18 +218,21 @@ export class RedisLimiterStore implements LimiterStore {
   }
 
   /**
-   * Sends one adjustment. One that never reached Redis waits in `pending` for the next chance; one
-   * whose outcome cannot be known is not sent again (it might count twice): its hold lapses with
-   * the owner, which is abandoned.
+   * Sends one adjustment. One that Redis did not apply (never reached it, or refused before running:
+   * out of memory, read-only) waits in `pending` for the next chance; one whose outcome cannot be
+   * known is not sent again (it might count twice): its hold lapses with the owner, which is
+   * abandoned — as with any other failure, so no hold outlives the owner's lease.
    */
   private async send(adjustment: PendingAdjust): Promise<void> {
+    const hold = adjustment.args[1]!;
     try {
       await this.run(scripts.adjust, adjustment.keys, adjustment.args, this.redis.deadline(), {
-        unknown: () => this.rotate(adjustment.args[1]!),
+        unknown: () => this.rotate(hold),
       });
     } catch (error) {
-      if (error instanceof NotSent) this.queue(adjustment);
-      else if (!(error instanceof TimedOut))
+      if (error instanceof NotSent) return this.queue(adjustment);
+      this.rotate(hold);
+      if (!(error instanceof TimedOut))
         this.redis.log.error(`[plugin tiers] a limiter adjustment failed in Redis at ${this.redis.where}: ${messageOf(error)}`);
     }
   }
@@ -246,9 +249,12 @@ export class RedisLimiterStore implements LimiterStore {
     this.pending.push(adjustment);
   }
 
+  /** Sends what waited, once each: one Redis refuses again waits for the next tick, not a tight loop. */
   private async flush(): Promise<void> {
-    while (this.pending.length > 0 && this.redis.connected) {
-      const batch = this.pending.splice(0, 256);
+    let left = this.pending.length;
+    while (left > 0 && this.redis.connected) {
+      const batch = this.pending.splice(0, Math.min(256, left));
+      left -= batch.length;
       await Promise.all(batch.map((adjustment) => this.send(adjustment)));
     }
   }

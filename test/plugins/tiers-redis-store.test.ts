@@ -3,6 +3,7 @@
 // that expire, reservations of a dead replica that stop counting, and a Redis that is down,
 // frozen or restarted: a fast refusal, never a hang, and recovery without a new store.
 import { afterAll, describe, expect, test } from "bun:test";
+import { RedisClient } from "bun";
 import {
   LimitsUnavailableError,
   MemoryLimiterStore,
@@ -272,6 +273,29 @@ describe("Redis down, frozen, restarted", () => {
       used = (await limiter.charge([{ ...rpm, amount: 0 }], Date.now())).states[0]!.used;
     }
     expect(used).toBe(1);
+  });
+
+  test("a settlement Redis refuses (out of memory) is sent again once it takes writes: the hold ends, the real amount counts", async () => {
+    const { server, store: limiter } = await privateStore();
+    await limiter.open(quiet);
+    const budget: Meter = { kind: "window", key: "usd-day", limit: 100, calendar: "day", amount: 80 };
+    const charged = await limiter.charge([budget], Date.now());
+    expect(charged.refused).toBeNull();
+    const admin = new RedisClient(server.url);
+    try {
+      await admin.send("CONFIG", ["SET", "maxmemory", "1"]);
+      // The call used 30 of its 80: refused by Redis (OOM), it waits instead of being dropped.
+      await limiter.adjust([{ meter: { ...budget, endsAt: charged.states[0]!.endsAt }, delta: -50 }], Date.now(), charged.hold);
+      await admin.send("CONFIG", ["SET", "maxmemory", "0"]);
+    } finally {
+      admin.close();
+    }
+    let state = { used: -1, held: -1 };
+    for (let i = 0; i < 100 && state.used !== 30; i++) {
+      await Bun.sleep(20);
+      state = (await limiter.charge([{ ...budget, amount: 0 }], Date.now())).states[0]!;
+    }
+    expect(state).toMatchObject({ used: 30, held: 0 });
   });
 
   test("an adjustment made while Redis is down is sent when it answers again", async () => {
