@@ -18,8 +18,9 @@ const hopByHop = [
 
 const neverUpstream = [
   ...hopByHop,
-  // Bun computes the length of the body it sends; the upstream picks its own host. We ask for an
-  // identity encoding so the bytes we tap are the bytes the client gets.
+  // Bun computes the length of the body it sends; the upstream picks its own host. Bun's fetch
+  // sends its own Accept-Encoding (what it decodes) and hands over the decoded body: the bytes we
+  // tap are the bytes the client gets (Content-Encoding is dropped on the way back).
   "host",
   "content-length",
   "accept-encoding",
