@@ -41,6 +41,18 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("audit verify on $name",
     expect(report).toMatchObject({ ok: false, failure: { seq: 2, reason: "missing" } });
   });
 
+  test("a failed verification is recorded, but no checkpoint is signed over the chain it found tampered", async () => {
+    const trail = await trailOn(driver, "unsealed", 6, atClose);
+    await trail.tamper("UPDATE audit_records SET cost_nano_usd = 1 WHERE seq = 3");
+    const count = async () => Number((await trail.query<{ n: number }>("SELECT count(*) AS n FROM audit_checkpoints"))[0]!.n);
+    const before = await count();
+    expect((await cliOn(trail, "audit", "verify")).exitCode).toBe(1);
+    expect(await count()).toBe(before);
+    const events = await trail.query<{ kind: string; details: string }>("SELECT kind, details FROM audit_events ORDER BY seq");
+    expect(events.map((e) => e.kind)).toEqual(["verify"]);
+    expect(JSON.parse(events[0]!.details)).toMatchObject({ ok: false, bad_seq: 3, reason: "edited" });
+  });
+
   test("each verification is itself a chain event, and the next verification covers it", async () => {
     const trail = await trailOn(driver, "event", 2);
     await cliOn(trail, "audit", "verify");

@@ -165,7 +165,14 @@ export class PgTrail implements AuditTrail {
       if (failure === null && started.failure === null) failure = await rollupDifference(tx, started.report.last_seq);
       return finishVerification(started.report, [started.failure, failure]);
     });
-    return recordVerification(report, actor, (event) => this.recordEvent(event));
+    // A failed verification is recorded, but no checkpoint is signed over a chain found tampered.
+    return recordVerification(report, actor, (event) =>
+      report.ok
+        ? this.recordEvent(event)
+        : transaction(this.sql, 10_000, async (tx) => {
+            await append(tx, this.meta.hashKey, [], [event]);
+          }),
+    );
   }
 
   async eraseUser(userId: string, actor: string): Promise<void> {

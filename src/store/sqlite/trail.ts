@@ -64,7 +64,12 @@ export class SqliteAuditTrail implements AuditTrail {
   async verify(actor: string, options: VerifyOptions = {}): Promise<VerifyReport & { recorded: boolean }> {
     const key = options.publicKey ?? this.signingKey;
     const external = options.checkpoints ?? readCheckpointFile(this.options.checkpoint?.file);
-    return recordVerification(verifyChain(this.db, key, external), actor, async (event) => this.appendEvent(event));
+    const report = verifyChain(this.db, key, external);
+    // A failed verification is recorded, but no checkpoint is signed over a chain found tampered.
+    return recordVerification(report, actor, async (event) => {
+      if (report.ok) this.appendEvent(event);
+      else this.chain.append([], [event]);
+    });
   }
 
   async eraseUser(userId: string, actor: string): Promise<void> {
