@@ -10,6 +10,8 @@
  */
 import { Elysia } from "elysia";
 import { z } from "zod";
+import { ProxyError, toWireError } from "../errors.ts";
+import { readBody } from "../proxy/body.ts";
 import { apiError } from "../server/http.ts";
 import { tokenMatcher, type AccessRefusal, type AccessToken } from "../server/roles.ts";
 import { dashboardHeader, isSecure, type BrowserSessions } from "../server/sessions.ts";
@@ -43,6 +45,7 @@ const serve = async (pick: (assets: Assets) => string, type: string) =>
   new Response(pick(await assets()), { headers: { ...pageHeaders, "content-type": type, "cache-control": "no-cache" } });
 
 const signInSchema = z.object({ token: z.string().min(1).max(4096) }).strict();
+const signInMaxBytes = 8192;
 
 export function dashboardRoutes(options: DashboardOptions) {
   const { tokens, sessions } = options;
@@ -67,7 +70,21 @@ export function dashboardRoutes(options: DashboardOptions) {
         }
         if (open)
           return apiError("no_sign_in", "This proxy has no access token configured (loopback only): the dashboard needs no sign-in.");
-        const parsed = signInSchema.safeParse(await request.json().catch(() => null));
+        // Anyone may call this: the body is read only up to what a token needs (8 KiB, 10 s), so a
+        // huge one is refused (413) before it is held in memory.
+        let body: unknown;
+        try {
+          body = JSON.parse(new TextDecoder().decode(await readBody(request, signInMaxBytes, 10_000)));
+        } catch (error) {
+          if (error instanceof ProxyError && error.code === "body_too_large")
+            return apiError(
+              "body_too_large",
+              `A sign-in is {"token": "..."} with a token of at most 4096 characters: this body is over ${signInMaxBytes} bytes.`,
+            );
+          if (error instanceof ProxyError) return toWireError(error, "openai");
+          body = null;
+        }
+        const parsed = signInSchema.safeParse(body);
         if (!parsed.success) return apiError("invalid_body", 'Send {"token": "<admin or auditor token>"} as JSON.');
         const match = roleOf(parsed.data.token);
         if (!match) {

@@ -48,8 +48,8 @@ export const recordFilterSchema = z.object({
   purpose: z.string().min(1).optional(),
   since: isoDate.optional(),
   until: isoDate.optional(),
-  /** Shorthand for `since` = now minus N days. */
-  days: z.coerce.number().positive().optional(),
+  /** Shorthand for `since` = now minus N days (at most 100 years: a start a date can hold). */
+  days: z.coerce.number().positive().max(36_500).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z.string().regex(/^\d+$/, { message: "expected the next_cursor value of a previous page" }).optional(),
 });

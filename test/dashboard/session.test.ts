@@ -63,6 +63,33 @@ test("sign-in sets an HttpOnly SameSite=Strict cookie; the cookie reads the API 
   });
 });
 
+test("a sign-in body larger than a token needs is refused with 413 before it is read (declared or chunked)", async () => {
+  await withTokens(async (url) => {
+    const big = JSON.stringify({ token: "x".repeat(1024 * 1024) });
+    const declared = await fetch(`${url}/dashboard/session`, {
+      method: "POST",
+      headers: { ...dashboard, "content-type": "application/json" },
+      body: big,
+    });
+    expect(declared.status).toBe(413);
+    expect(((await declared.json()) as { error: { code: string } }).error.code).toBe("body_too_large");
+    const bytes = new TextEncoder().encode(big);
+    const chunked = await fetch(`${url}/dashboard/session`, {
+      method: "POST",
+      headers: { ...dashboard, "content-type": "application/json" },
+      body: new ReadableStream({
+        start(controller) {
+          for (let at = 0; at < bytes.length; at += 64 * 1024) controller.enqueue(bytes.subarray(at, at + 64 * 1024));
+          controller.close();
+        },
+      }),
+    });
+    expect(chunked.status).toBe(413);
+    // A token still signs in.
+    expect((await signIn(url, admin)).status).toBe(200);
+  });
+});
+
 test("sign-in needs the dashboard header; without tokens there is no sign-in", async () => {
   await withTokens(async (url) => {
     const bare = await fetch(`${url}/dashboard/session`, {

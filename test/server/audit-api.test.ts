@@ -99,6 +99,14 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("the audit API on $name"
       expect(body.error?.message).toContain("outcome");
       expect(body.error?.message).toContain("limit");
     });
+
+    test("days past what a date can hold is a 400 naming it, on records, summaries and the overview (it was a 500)", async () => {
+      for (const path of ["/audit/records?days=1e9", "/audit/summary?by=agent&days=1e9", "/audit/overview?days=1e9"]) {
+        const { status, body } = await get(path);
+        expect(status).toBe(400);
+        expect(body.error?.message).toContain("days");
+      }
+    });
   });
 
   describe("GET /audit/records/:id", () => {
