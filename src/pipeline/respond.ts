@@ -78,7 +78,6 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
    * The response has ended: the record is written (if it was not already), then limits settle.
    * Resolves once the record is written — the client's last bytes wait for that, not for settling.
    */
-  const finish = (how: StreamEnd) => end(answered(how));
   const end = (callEnd: CallEnd) => {
     idle?.stop();
     reply.cleanup();
@@ -86,6 +85,8 @@ export async function replyBody(reply: ReplyContext): Promise<ReadableStream<Uin
     void reply.ending.finish(callEnd).finally(track.resolve);
     return written;
   };
+  /** `end` for an answer whose body ended as `how` says. */
+  const finish = (how: StreamEnd) => end(answered(how));
   if (!upstream.body) {
     await finish({ kind: "done" });
     return null;

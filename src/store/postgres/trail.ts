@@ -85,10 +85,10 @@ export class PgTrail implements AuditTrail {
     private readonly sealEvents = false,
   ) {}
 
-  /** Appends events (and rows) and, when this handle seals, a checkpoint of the new tail. */
-  async appendSealed(tx: SQL, events: ChainEvent[]): Promise<void> {
+  /** Appends events and, when this handle seals (and `seal` is not false), a checkpoint of the new tail. */
+  async appendSealed(tx: SQL, events: ChainEvent[], seal = true): Promise<void> {
     const { tail } = await append(tx, this.meta.hashKey, [], events);
-    if (this.sealEvents) await this.checkpoint(tx, tail);
+    if (seal && this.sealEvents) await this.checkpoint(tx, tail);
   }
 
   /** Signs and stores a checkpoint of `tail` (and publishes it where the settings say). */
@@ -166,13 +166,7 @@ export class PgTrail implements AuditTrail {
       return finishVerification(started.report, [started.failure, failure]);
     });
     // A failed verification is recorded, but no checkpoint is signed over a chain found tampered.
-    return recordVerification(report, actor, (event) =>
-      report.ok
-        ? this.recordEvent(event)
-        : transaction(this.sql, 10_000, async (tx) => {
-            await append(tx, this.meta.hashKey, [], [event]);
-          }),
-    );
+    return recordVerification(report, actor, (event) => transaction(this.sql, 10_000, (tx) => this.appendSealed(tx, [event], report.ok)));
   }
 
   async eraseUser(userId: string, actor: string): Promise<void> {

@@ -66,10 +66,7 @@ export class SqliteAuditTrail implements AuditTrail {
     const external = options.checkpoints ?? readCheckpointFile(this.options.checkpoint?.file);
     const report = verifyChain(this.db, key, external);
     // A failed verification is recorded, but no checkpoint is signed over a chain found tampered.
-    return recordVerification(report, actor, async (event) => {
-      if (report.ok) this.appendEvent(event);
-      else this.chain.append([], [event]);
-    });
+    return recordVerification(report, actor, async (event) => this.appendEvent(event, report.ok));
   }
 
   async eraseUser(userId: string, actor: string): Promise<void> {
@@ -128,10 +125,10 @@ export class SqliteAuditTrail implements AuditTrail {
     return chainEntry(this.db, seq);
   }
 
-  /** Appends an event now, on this connection; throws if it cannot be written. */
-  appendEvent(event: ChainEvent): void {
+  /** Appends an event now, on this connection, sealed unless `seal` is false; throws if it cannot be written. */
+  appendEvent(event: ChainEvent, seal = true): void {
     this.chain.append([], [event]);
-    this.seal();
+    if (seal) this.seal();
   }
 
   /** Signs a checkpoint over the new tail (with `sealEvents` and a signing key). */
