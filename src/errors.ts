@@ -22,6 +22,8 @@ export const errorCatalogue = {
   method_not_allowed: { status: 405, type: "invalid_request_error" },
   /** The dashboard's sign-in, on a proxy with no access token (loopback only: nothing to sign in to). */
   no_sign_in: { status: 409, type: "invalid_request_error" },
+  /** An export found a record that does not match the chain: nothing is signed (`audit verify` says what changed). */
+  export_refused: { status: 409, type: "api_error" },
   body_timeout: { status: 408, type: "invalid_request_error" },
   no_provider: { status: 404, type: "not_found_error" },
   budget_exceeded: { status: 402, type: "insufficient_quota" },

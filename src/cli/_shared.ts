@@ -6,6 +6,7 @@ import type { Config } from "../config/schema.ts";
 import { errorMessage } from "../errors.ts";
 import { createLogger, defaultLogSettings, resolveLogSettings } from "../log.ts";
 import { PluginError, type Logger } from "../plugin.ts";
+import { ExportRefusedError } from "../trail/export-check.ts";
 
 /**
  * Exit codes, one meaning each (docs/operators.md, "CLI errors and exit codes"). Only a verdict about the trail or an export
@@ -13,7 +14,10 @@ import { PluginError, type Logger } from "../plugin.ts";
  */
 export const exitCodes = {
   ok: 0,
-  /** `audit verify`: the trail is tampered; `audit verify-export`: the file or its manifest changed. */
+  /**
+   * `audit verify`: the trail is tampered; `audit verify-export`: the file or its manifest changed;
+   * `audit export`: a record to be exported does not match the chain (nothing is signed).
+   */
   tampered: 1,
   /** A mistake on the command line: unknown command or flag, a bad or missing value. */
   usage: 2,
@@ -55,6 +59,7 @@ function isSystemError(error: unknown): boolean {
 
 export function exitCodeOf(error: unknown): number {
   if (error instanceof UsageError) return exitCodes.usage;
+  if (error instanceof ExportRefusedError) return exitCodes.tampered;
   if (error instanceof InterruptedError) return exitCodes.interrupted;
   if (error instanceof IoError || isSystemError(error)) return exitCodes.io;
   if (error instanceof PluginError) return isSystemError(error.cause) ? exitCodes.io : exitCodes.config;

@@ -7,6 +7,7 @@ import { withCliAdmin } from "./audit-settings.ts";
 import { cliActor, missingKeyHelp, signingKeyArg } from "./audit-trail.ts";
 import { configArg, exitCodes, InterruptedError, IoError, logDbArg, opening, UsageError } from "./_shared.ts";
 import { errorMessage } from "../errors.ts";
+import { ExportRefusedError } from "../trail/export-check.ts";
 import { flagValues } from "./filter-args.ts";
 
 const exportCommand = defineCommand({
@@ -93,7 +94,7 @@ async function writeExport(run: AuditExport, fd: number, showProgress: boolean):
     }
   } catch (error) {
     await reader.cancel().catch(() => {});
-    if (error instanceof InterruptedError) throw error;
+    if (error instanceof InterruptedError || error instanceof ExportRefusedError) throw error;
     const reason = errorMessage(error);
     throw new IoError(`the export stopped after ${run.exported} records (${reason}); it is recorded as cancelled, without a manifest`);
   } finally {

@@ -11,8 +11,9 @@ import { exportFilterSchema, exportFormats, type ExportFormat } from "../trail/e
 import type { AuditTrail } from "../store/contract.ts";
 import type { Runtime } from "../pipeline/runtime.ts";
 import type { AccessGuard, Role } from "./roles.ts";
-import { apiError, queryOf } from "./http.ts";
+import { apiError } from "./http.ts";
 import { errorMessage } from "../errors.ts";
+import { isExportRefusal } from "../trail/export-check.ts";
 
 const contentTypes: Record<ExportFormat, string> = {
   csv: "text/csv; charset=utf-8; header=present",
@@ -64,7 +65,7 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
       ),
     )
     .get("/export/:format", ({ request, params, route }) =>
-      withTrail(request, route, (trail) => {
+      withTrail(request, route, async (trail) => {
         const format = z.enum(exportFormats).safeParse(params.format);
         if (!format.success) {
           return apiError("not_found", `No export format '${params.format}'; use /audit/export/csv, /json or /ndjson.`);
@@ -74,7 +75,33 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
           return apiError("invalid_query", `Invalid query: ${z.prettifyError(filter.error)}`);
         }
         const run = trail.export(format.data, filter.data, actorOf(request));
-        return new Response(run.stream(), {
+        // The first chunk before the answer: a trail edited behind the store is refused as a 409
+        // when the check fails there (its checkpoint, or the first records); later, the stream breaks
+        // off and no manifest exists.
+        const reader = run.stream().getReader();
+        let first: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          first = await reader.read();
+        } catch (error) {
+          if (isExportRefusal(error)) return apiError("export_refused", errorMessage(error));
+          throw error;
+        }
+        const body = new ReadableStream<Uint8Array>(
+          {
+            start(controller) {
+              if (first.done) controller.close();
+              else controller.enqueue(first.value);
+            },
+            async pull(controller) {
+              const next = await reader.read();
+              if (next.done) controller.close();
+              else controller.enqueue(next.value);
+            },
+            cancel: (reason) => reader.cancel(reason),
+          },
+          { highWaterMark: 0 },
+        );
+        return new Response(body, {
           headers: {
             "content-type": contentTypes[format.data],
             "content-disposition": `attachment; filename="audit-export-${run.id}.${format.data}"`,

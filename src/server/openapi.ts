@@ -101,7 +101,10 @@ export const auditOperations: AuditOperation[] = [
     query: exportFilterSchema,
     response: z.string(),
     contentTypes: ["text/csv", "application/json", "application/x-ndjson"],
-    otherErrors: { 404: "No such export format." },
+    otherErrors: {
+      404: "No such export format.",
+      409: "A record to be exported does not match the chain (edited behind the store): nothing is signed; run audit verify.",
+    },
   },
   {
     method: "get",

@@ -5,13 +5,15 @@
  * that `verifyExport` checks offline.
  */
 import { tagFilter } from "../store/filters.ts";
-import type { KeyObject } from "node:crypto";
+import { createPublicKey, type KeyObject } from "node:crypto";
 import { z } from "zod";
 import { csvHeader, csvRow } from "./format.ts";
 import { identityFilter } from "../store/filters.ts";
 import type { AuditRecord } from "./record.ts";
 import { parsePublicKey, publicKeyPem, signBytes, verifyBytes } from "./signing.ts";
 import { errorMessage } from "../errors.ts";
+import { ExportGuard, ExportRefusedError, type ExportAnchor } from "./export-check.ts";
+import type { ChainRecordRow, VerifyFailure } from "./verify.ts";
 
 export const exportFormats = ["csv", "json", "ndjson"] as const;
 export type ExportFormat = (typeof exportFormats)[number];
@@ -77,10 +79,12 @@ export function manifestPayload(manifest: Omit<ExportManifest, "signature"> & { 
 /** Records per chunk of an export's bytes (and per read a driver should make). */
 export const exportChunkRows = 512;
 
-/** One exported record and its chain hash (for the manifest's first and last hash). */
+/** One exported record: as exported, as the chain stores it (checked before it is signed), and its successor's link. */
 export interface ExportedRow {
   record: AuditRecord;
-  hash: string | null;
+  stored: ChainRecordRow;
+  /** The `prev_hash` of the chain's entry at the record's seq + 1 (record or event); null if there is none. */
+  next: string | null;
 }
 
 /** What a driver gives an export: its chain's id and the matching records, read as they are pulled. */
@@ -94,6 +98,8 @@ export interface ExportSource {
   rows(): AsyncIterator<readonly ExportedRow[]> | Iterator<readonly ExportedRow[]>;
   /** The chain's id, for the manifest (read when the export completes). */
   chainId(): string | null | Promise<string | null>;
+  /** What the rows are checked against, read when the export begins (./export-check.ts). */
+  anchor(): ExportAnchor | Promise<ExportAnchor>;
   /** How many records the export will hold (for progress). */
   count?(): number | Promise<number>;
 }
@@ -115,8 +121,11 @@ export class ExportRun {
     private readonly filter: ParsedExportFilter,
     private readonly key: KeyObject,
     private readonly source: ExportSource,
-    /** Called once: with the manifest when the export is complete, with null if it was cancelled. */
-    private readonly onEnd: (manifest: ExportManifest | null) => void | Promise<void>,
+    /**
+     * Called once: with the manifest when the export is complete, with null if it was cancelled or
+     * refused (`refused`: the first record that did not match the chain).
+     */
+    private readonly onEnd: (manifest: ExportManifest | null, refused?: VerifyFailure) => void | Promise<void>,
     readonly id: string = crypto.randomUUID(),
   ) {}
 
@@ -125,7 +134,22 @@ export class ExportRun {
     return this.source.count ? await this.source.count() : Number.NaN;
   }
 
+  /** The export's bytes; throws `ExportRefusedError` (recorded, no manifest) at a record that does not match the chain. */
   async *chunks(): AsyncGenerator<Uint8Array> {
+    try {
+      yield* this.checkedChunks();
+    } catch (error) {
+      if (error instanceof ExportRefusedError && !this.cancelled) {
+        this.cancelled = true;
+        await this.onEnd(null, error.failure);
+      }
+      throw error;
+    }
+  }
+
+  private async *checkedChunks(): AsyncGenerator<Uint8Array> {
+    const check = new ExportGuard(createPublicKey(this.key));
+    await check.begin(await this.source.anchor());
     const rows = this.source.rows();
     let count = 0;
     let bytes = 0;
@@ -141,7 +165,9 @@ export class ExportRun {
     };
     try {
       for (let next = await rows.next(); !next.done; next = await rows.next()) {
-        for (const { record, hash } of next.value) {
+        for (const { record, stored, next: successor } of next.value) {
+          check.row(stored, successor);
+          const hash = stored.hash;
           if (this.format === "csv") text += csvRow(record);
           else if (this.format === "ndjson") text += `${JSON.stringify(record)}\n`;
           else text += `${count === 0 ? "\n" : ",\n"}${JSON.stringify(record)}`;
@@ -211,6 +237,13 @@ export class ExportRun {
       { highWaterMark: 0 },
     );
   }
+}
+
+/** The details of an export's chain event: its manifest, or how far it got and why it stopped. */
+export function exportEventDetails(run: ExportRun, manifest: ExportManifest | null, refused?: VerifyFailure): Record<string, unknown> {
+  if (manifest) return { manifest };
+  const stopped = { export_id: run.id, format: run.format, cancelled: true, records_sent_at_most: run.exported };
+  return refused ? { ...stopped, refused: { seq: refused.seq, reason: refused.reason } } : stopped;
 }
 
 export interface ExportCheck {

@@ -214,9 +214,7 @@ export class ChainWalk {
   private prev = genesisHash;
   private nextCheckpoint = 0;
   private nextCover = 0;
-  /** Reused per row (verify walks millions of rows; no per-row arrays). */
-  private readonly clear: SQLValue[] = [];
-  private readonly personal: SQLValue[] = [];
+  private readonly records = new RecordCheck();
 
   constructor(
     private readonly report: VerifyReport,
@@ -240,11 +238,9 @@ export class ChainWalk {
     }
     if (isRecord) {
       const row = entry as ChainRecordRow;
-      const layout = recordVersions[Number(row.hash_version)];
-      if (!layout) return fail(seq, "edited", `seq ${seq}: its hash version (${String(row.hash_version)}) is not one this version knows`);
+      const problem = this.records.fieldsMismatch(row);
+      if (problem) return fail(seq, "edited", problem);
       if (row.salt === null) {
-        if (personalColumns.some((column) => row[column] !== null))
-          return fail(seq, "edited", `seq ${seq}: personal fields were written into an erased record`);
         const covered = this.covered;
         while (this.nextCover < covered.length && covered[this.nextCover]![1] < seq) this.nextCover++;
         const cover = covered[this.nextCover];
@@ -256,13 +252,6 @@ export class ChainWalk {
           );
         }
         this.report.redacted++;
-      } else {
-        const personal = this.personal;
-        const names = layout.personalColumns;
-        for (let i = 0; i < names.length; i++) personal[i] = row[names[i]!];
-        personal.length = names.length;
-        if (row.commitment !== this.hasher.commitment(row.salt, personal))
-          return fail(seq, "edited", `seq ${seq}: a personal field (${names.join(", ")}) was edited`);
       }
     }
     if (!this.selfConsistent(entry, isRecord)) return fail(seq, "edited", `seq ${seq}: a field was edited (its hash no longer matches)`);
@@ -312,21 +301,55 @@ export class ChainWalk {
   }
 
   private selfConsistent(entry: ChainRecordRow | ChainEventRow, isRecord: boolean): boolean {
-    if (entry.prev_hash === null || entry.hash === null) return false;
-    if (!isRecord) {
-      const e = entry as ChainEventRow;
-      return this.hasher.event(e.prev_hash, e.timestamp, e.kind, e.actor, e.details) === e.hash;
+    if (isRecord) return this.records.hashMatches(entry as ChainRecordRow);
+    const e = entry as ChainEventRow;
+    if (e.prev_hash === null || e.hash === null) return false;
+    return this.hasher.event(e.prev_hash, e.timestamp, e.kind, e.actor, e.details) === e.hash;
+  }
+}
+
+/**
+ * The checks of one stored record on its own, with no chain around it: its hash version is known,
+ * an erased record holds no personal field, an unerased one's personal fields match its commitment,
+ * fields its version does not cover are empty, and its hash is what its fields and `prev_hash`
+ * make. The walk runs them on every record; an export on every record it signs (./export-check.ts).
+ */
+export class RecordCheck {
+  private readonly hasher = new ChainHasher();
+  /** Reused per row (verify walks millions of rows; no per-row arrays). */
+  private readonly clear: SQLValue[] = [];
+  private readonly personal: SQLValue[] = [];
+
+  /** Why the record's version or personal fields do not hold, or null (the hash is `hashMatches`). */
+  fieldsMismatch(row: ChainRecordRow): string | null {
+    const seq = row.seq;
+    const layout = recordVersions[Number(row.hash_version)];
+    if (!layout) return `seq ${seq}: its hash version (${String(row.hash_version)}) is not one this version knows`;
+    if (row.salt === null) {
+      return personalColumns.some((column) => row[column] !== null)
+        ? `seq ${seq}: personal fields were written into an erased record`
+        : null;
     }
-    const r = entry as ChainRecordRow;
+    const personal = this.personal;
+    const names = layout.personalColumns;
+    for (let i = 0; i < names.length; i++) personal[i] = row[names[i]!];
+    personal.length = names.length;
+    if (row.commitment !== this.hasher.commitment(row.salt, personal))
+      return `seq ${seq}: a personal field (${names.join(", ")}) was edited`;
+    return null;
+  }
+
+  /** The record's hash is what its clear fields, commitment and `prev_hash` make. */
+  hashMatches(r: ChainRecordRow): boolean {
     const layout = recordVersions[Number(r.hash_version)];
-    if (r.commitment === null || !layout) return false;
+    if (r.prev_hash === null || r.hash === null || r.commitment === null || !layout) return false;
     // Fields its version does not cover must be empty: a value there was added after the hash.
     if (layout.uncoveredColumns.some((column) => r[column] !== null)) return false;
     const clear = this.clear;
     const names = layout.clearColumns;
     for (let i = 0; i < names.length; i++) clear[i] = r[names[i]!];
     clear.length = names.length;
-    return this.hasher.record(r.prev_hash!, clear, r.commitment, layout) === r.hash;
+    return this.hasher.record(r.prev_hash, clear, r.commitment, layout) === r.hash;
   }
 }
 

@@ -210,4 +210,19 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("audit export on $name",
     expect(details.cancelled).toBe(true);
     expect(details.records_sent_at_most).toBeLessThan(1500);
   }, 20_000);
+
+  test("an export of a trail edited behind the store is refused: exit 1, the seq and what to run, no manifest, recorded as refused", async () => {
+    const edited = await trailOn(driver, "edited", 5);
+    await edited.tamper("UPDATE audit_records SET cost_usd = 99 WHERE seq = 2");
+    const output = join(dir, "edited.csv");
+    const result = await cliOn(edited, "audit", "export", "--format", "csv", "--output", output);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain("the export was refused at seq 2");
+    expect(result.stderr).toContain("agent-attr audit verify");
+    expect(() => readFileSync(`${output}.manifest.json`)).toThrow();
+    const [last] = await edited.query<{ details: string }>(
+      "SELECT details FROM audit_events WHERE kind = 'export' ORDER BY seq DESC LIMIT 1",
+    );
+    expect(JSON.parse(last!.details)).toMatchObject({ cancelled: true, refused: { seq: 2, reason: "edited" } });
+  });
 });

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ExportManifest } from "../../src/trail/export.ts";
 import type { VerifyReport } from "../../src/trail/verify.ts";
-import { cliOn, postgresDriver, proxyOn, sqliteDriver, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
+import { cliOn, postgresDriver, proxyOn, sqliteDriver, trailOn, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { pgSchema, type PgSchema } from "../helpers/postgres.ts";
 import type { TestProxy } from "../helpers/proxy.ts";
@@ -169,5 +169,24 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("the trail routes on $na
     expect(bad.status).toBe(400);
     expect(await bad.text()).toContain("start_date");
     expect((await fetch(`${proxy.url}/audit/exports/nope/manifest`)).status).toBe(404);
+  });
+
+  test("an export of a trail edited behind the proxy is a 409 naming the seq, with no manifest", async () => {
+    const edited = await trailOn(driver, "edited", 5);
+    await edited.tamper("UPDATE audit_records SET model = 'cheaper' WHERE seq = 3");
+    const tampered = await proxyOn(edited, upstream.url);
+    try {
+      const response = await fetch(`${tampered.url}/audit/export/csv`);
+      expect(response.status).toBe(409);
+      const body = (await response.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe("export_refused");
+      expect(body.error.message).toContain("refused at seq 3");
+      const [last] = await edited.query<{ details: string }>(
+        "SELECT details FROM audit_events WHERE kind = 'export' ORDER BY seq DESC LIMIT 1",
+      );
+      expect(JSON.parse(last!.details)).toMatchObject({ refused: { seq: 3, reason: "edited" } });
+    } finally {
+      await tampered.stop();
+    }
   });
 });

@@ -1,9 +1,11 @@
 // Exports as streams on both drivers: bounded chunks read as the consumer pulls, and an export
-// whose reader goes away is still a chain event (cancelled, with the records produced).
+// whose reader goes away is still a chain event (cancelled, with the records produced). An export
+// signs only records that match the chain: one edited in the database is refused, not signed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eventFilterSchema } from "../../src/trail/events.ts";
 import { exportFilterSchema } from "../../src/trail/export.ts";
-import { postgresDriver, sqliteDriver, trailOn, type TestDriver } from "../helpers/drivers.ts";
+import { ChainHasher, clearColumns } from "../../src/trail/chain.ts";
+import { postgresDriver, sqliteDriver, trailOn, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
 import { pgSchema, type PgSchema } from "../helpers/postgres.ts";
 
 let pg: PgSchema;
@@ -43,5 +45,96 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("exports on $name", (dri
     } finally {
       await store.close();
     }
+  });
+
+  /**
+   * Exports everything as NDJSON: the error it stopped with (null when it completed; SQLite's comes
+   * from its reader thread as a message), why it was refused (from its chain event), and its manifest.
+   */
+  async function exportAll(trail: OpenedTrail, filter: Record<string, string> = {}) {
+    const store = await trail.reopen();
+    try {
+      const run = store.trail.export("ndjson", exportFilterSchema.parse(filter), "api:auditor");
+      let error: unknown = null;
+      try {
+        for await (const _ of run.stream());
+      } catch (caught) {
+        error = caught;
+      }
+      const [event] = (await store.trail.events(eventFilterSchema.parse({ kind: "export" }))).events;
+      const refused = (event!.details as { refused?: { seq: number; reason: string } }).refused ?? null;
+      return { error: error as Error | null, refused, event, manifest: await store.trail.manifest(run.id) };
+    } finally {
+      await store.close();
+    }
+  }
+
+  /** Recomputes the hash of record `seq` from its (edited) fields and its stored prev_hash, as someone covering an edit would. */
+  async function rehash(trail: OpenedTrail, seq: number, prevFrom: "stored" | string = "stored"): Promise<string> {
+    const [row] = await trail.query<Record<string, string | number | null>>(`SELECT * FROM audit_records WHERE seq = ${seq}`);
+    const clear = clearColumns.map((c) => (c === "cost_nano_usd" && row![c] !== null ? Number(row![c]) : row![c]!));
+    const prev = prevFrom === "stored" ? (row!.prev_hash as string) : prevFrom;
+    const hash = new ChainHasher().record(prev, clear, row!.commitment as string);
+    await trail.tamper(`UPDATE audit_records SET prev_hash = '${prev}', hash = '${hash}' WHERE seq = ${seq}`);
+    return hash;
+  }
+
+  test("an untouched trail exports with a manifest; records edited behind the store are refused at their seq, and no manifest is signed", async () => {
+    const trail = await trailOn(driver, "tamper", 40, { checkpoint: { everyRecords: 1000, everySeconds: 3600 } });
+    expect((await exportAll(trail)).manifest).toMatchObject({ record_count: 40 });
+
+    // A clear field edited in place: its hash no longer matches.
+    await trail.tamper("UPDATE audit_records SET cost_usd = 0 WHERE seq = 30");
+    const edited = await exportAll(trail);
+    expect(edited.error?.message).toContain("the export was refused at seq 30: seq 30: a field was edited");
+    expect(edited.refused).toEqual({ seq: 30, reason: "edited" });
+    expect(edited.manifest).toBeNull();
+    expect(edited.event!.details).toMatchObject({ cancelled: true, refused: { seq: 30, reason: "edited" } });
+
+    // ...and re-hashed: the record matches its own hash, but the entry after it no longer links to it.
+    await rehash(trail, 30);
+    const rehashed = await exportAll(trail);
+    expect(rehashed.refused).toEqual({ seq: 30, reason: "edited" });
+    expect(rehashed.error?.message).toContain("does not link to it");
+  });
+
+  test("a filtered export checks the records it signs: an edited record outside the filter does not stop it, one inside does", async () => {
+    const trail = await trailOn(driver, "filtered", 20, { checkpoint: { everyRecords: 1000, everySeconds: 3600 } });
+    const [{ agent_id: agent }] = (await trail.query<{ agent_id: string }>("SELECT agent_id FROM audit_records WHERE seq = 5")) as [
+      { agent_id: string },
+    ];
+    const [{ n }] = (await trail.query<{ n: number | string }>(`SELECT count(*) AS n FROM audit_records WHERE agent_id = '${agent}'`)) as [
+      { n: number | string },
+    ];
+    await trail.tamper(
+      `UPDATE audit_records SET model = 'm-edited' WHERE seq = (SELECT min(seq) FROM audit_records WHERE agent_id <> '${agent}')`,
+    );
+    const outside = await exportAll(trail, { agent });
+    expect(outside.error).toBeNull();
+    expect(outside.manifest).toMatchObject({ record_count: Number(n) });
+    await trail.tamper("UPDATE audit_records SET model = 'm-edited' WHERE seq = 5");
+    expect((await exportAll(trail, { agent })).refused).toEqual({ seq: 5, reason: "edited" });
+  });
+
+  test("a chain re-hashed from an edited record to its tail contradicts the signed checkpoint: refused", async () => {
+    const trail = await trailOn(driver, "rechain", 10, { checkpoint: { everyRecords: 1000, everySeconds: 3600 } });
+    await trail.tamper("UPDATE audit_records SET model = 'cheaper-model' WHERE seq = 3");
+    let prev = await rehash(trail, 3);
+    for (let seq = 4; seq <= 10; seq++) prev = await rehash(trail, seq, prev);
+    const rechained = await exportAll(trail);
+    expect(rechained.refused).toEqual({ seq: 10, reason: "checkpoint_mismatch" });
+    expect(rechained.manifest).toBeNull();
+  });
+
+  test("a record erased by hand (no erasure event names it) is refused; a deleted successor is reported missing", async () => {
+    const trail = await trailOn(driver, "redacted", 10, { checkpoint: { everyRecords: 1000, everySeconds: 3600 } });
+    await trail.tamper(
+      "UPDATE audit_records SET user_id = NULL, key_id = NULL, task_context = NULL, session_id = NULL, trace_id = NULL, prompt_hash = NULL, response_hash = NULL, delegation = NULL, personal_tags = NULL, salt = NULL WHERE seq = 4",
+    );
+    expect((await exportAll(trail)).refused).toEqual({ seq: 4, reason: "unauthorised_redaction" });
+
+    const other = await trailOn(driver, "gap", 10, { checkpoint: { everyRecords: 1000, everySeconds: 3600 } });
+    await other.tamper("DELETE FROM audit_records WHERE seq = 6");
+    expect((await exportAll(other)).refused).toEqual({ seq: 6, reason: "missing" });
   });
 });

@@ -1,5 +1,6 @@
 /** Rows as PostgreSQL returns them, back to records: int8 arrives as a string, `stream` as 0/1. */
 import { recordFields, type AuditRecord } from "../../trail/record.ts";
+import type { ChainRecordRow } from "../../trail/verify.ts";
 import { columns, type SQLValue } from "../../trail/row.ts";
 
 export const recordSelect = ["seq", ...columns].join(", ");
@@ -18,4 +19,11 @@ export function rowToRecord(row: readonly SQLValue[], seq: number): AuditRecord 
   const named: Record<string, unknown> = { seq };
   for (const [i, column] of columns.entries()) named[column] = row[i];
   return toRecord(named);
+}
+
+/** A record row as PostgreSQL returns it (bigints as strings) in the form the chain hashed it: seq and nano-dollars as numbers. */
+export function storedRow(row: Record<string, unknown>): ChainRecordRow {
+  row.seq = Number(row.seq);
+  if (row.cost_nano_usd !== null) row.cost_nano_usd = Number(row.cost_nano_usd);
+  return row as ChainRecordRow;
 }

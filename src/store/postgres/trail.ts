@@ -14,11 +14,12 @@ import { existsSync } from "node:fs";
 import type { AuditTrail, TrailSettings, VerifyOptions } from "../contract.ts";
 import { erasureForms } from "../../identifiers.ts";
 import type { Logger } from "../../log.ts";
-import { personalColumns, seqRanges, userHmac, type ChainEvent } from "../../trail/chain.ts";
+import { personalColumns, seqRanges, storedRecordColumns, userHmac, type ChainEvent } from "../../trail/chain.ts";
 import { publishCheckpoint, signCheckpoint, type Checkpoint } from "../../trail/checkpoint.ts";
 import type { ChainEntry, ChainEventEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
 import {
   exportChunkRows,
+  exportEventDetails,
   ExportRun,
   type ExportedRow,
   type ExportFormat,
@@ -26,7 +27,6 @@ import {
   type ExportSource,
   type ParsedExportFilter,
 } from "../../trail/export.ts";
-import { columns } from "../../trail/row.ts";
 import { groupRows } from "./intents.ts";
 import { loadSigningKey, publicKeyPem } from "../../trail/signing.ts";
 import {
@@ -46,7 +46,7 @@ type WalkEntry = { record: ChainRecordRow } | { event: ChainEventRow };
 import { append, lockChain, tail } from "./chain.ts";
 import type { TrailMeta } from "./connection.ts";
 import { eraseConsents } from "./consents.ts";
-import { toRecord } from "./rows.ts";
+import { storedRow, toRecord } from "./rows.ts";
 import { rollupDifference } from "./rollup.ts";
 import { transaction } from "./writer.ts";
 
@@ -231,12 +231,10 @@ export class PgTrail implements AuditTrail {
 
   export(format: ExportFormat, filter: ParsedExportFilter, actor: string): ExportRun {
     if (!this.signingKey) throw new Error("exports are signed, and this trail has no signing key");
-    const run: ExportRun = new ExportRun(format, filter, this.signingKey, exportSource(this.sql, this.meta.chainId, filter), (manifest) =>
-      this.recordEvent({
-        kind: "export",
-        actor,
-        details: manifest ? { manifest } : { export_id: run.id, format, cancelled: true, records_sent_at_most: run.exported },
-      }),
+    const external = () => readCheckpointFile(this.settings.checkpoint?.file);
+    const source = exportSource(this.sql, this.meta.chainId, filter, external);
+    const run: ExportRun = new ExportRun(format, filter, this.signingKey, source, (manifest, refused) =>
+      this.recordEvent({ kind: "export", actor, details: exportEventDetails(run, manifest, refused) }),
     );
     return run;
   }
@@ -325,18 +323,14 @@ const toEntry = (row: EventRow): ChainEventEntry => ({
 
 /** Records and events merged in seq order, read in keyset chunks (memory holds two chunks). */
 async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
-  const recordColumns = ["seq", "salt", "commitment", "prev_hash", "hash", "hash_version", ...columns].join(", ");
+  const recordColumns = storedRecordColumns.join(", ");
   const records = chunks(async (after) =>
     (
       (await tx.unsafe(`SELECT ${recordColumns} FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as Record<
         string,
         unknown
       >[]
-    ).map((row) => {
-      row.seq = Number(row.seq);
-      if (row.cost_nano_usd !== null) row.cost_nano_usd = Number(row.cost_nano_usd);
-      return row as ChainRecordRow;
-    }),
+    ).map(storedRow),
   );
   const events = chunks(async (after) =>
     (
@@ -400,7 +394,8 @@ function namesUser(row: { user_id: string | null; key_id: string | null; delegat
   return claude ? [...forms].some((f) => f !== "" && (claude[1] === f || claude[2] === f)) : false;
 }
 
-function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter): ExportSource {
+/** `external`: checkpoints kept outside the database (the checkpoint file), checked like the stored ones. */
+function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter, external: () => readonly Checkpoint[]): ExportSource {
   const where = `(${"$3::text IS NULL OR timestamp >= $3"}) AND ($4::text IS NULL OR timestamp <= $4) AND ($5::text IS NULL OR agent_id = $5)
     AND ($6::text IS NULL OR user_id = $6) AND ($7::text IS NULL OR task_context = $7)${Object.keys(filter.tag ?? {})
       .map((key, i) => ` AND coalesce(tags::jsonb ->> '${key}', personal_tags::jsonb ->> '${key}') = $${8 + i}`)
@@ -415,6 +410,24 @@ function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter): Ex
   ];
   return {
     chainId: () => chainId,
+    async anchor() {
+      const [last] = (await sql`SELECT greatest((SELECT max(seq) FROM audit_records), (SELECT max(seq) FROM audit_events), 0) AS seq`) as {
+        seq: string;
+      }[];
+      const redactions = (await sql`SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as { details: string }[];
+      const stored = (await sql`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq`) as Checkpoint[];
+      return {
+        chainId,
+        lastSeq: Number(last!.seq),
+        redactions: redactions.map((row) => row.details),
+        checkpoints: [...stored.map((c) => ({ ...c, seq: Number(c.seq) })), ...external()],
+        async hashAt(seq: number) {
+          const [row] = (await sql`SELECT hash FROM audit_records WHERE seq = ${seq}
+            UNION ALL SELECT hash FROM audit_events WHERE seq = ${seq} LIMIT 1`) as { hash: string }[];
+          return row?.hash ?? null;
+        },
+      };
+    },
     async count() {
       const [row] = (await sql.unsafe(`SELECT count(*) AS n FROM audit_records WHERE $1::int IS NULL AND $2::int IS NULL AND ${where}`, [
         null,
@@ -427,10 +440,13 @@ function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter): Ex
       const [end] = (await sql`SELECT coalesce(max(seq), 0) AS seq FROM audit_records`) as { seq: string }[];
       for (let after = 0; ; ) {
         const rows = (await sql.unsafe(
-          `SELECT seq, hash, ${columns.join(", ")} FROM audit_records WHERE seq > $1 AND seq <= $2 AND ${where} ORDER BY seq LIMIT ${exportChunkRows}`,
+          `SELECT ${storedRecordColumns.join(", ")},
+             coalesce((SELECT n.prev_hash FROM audit_records AS n WHERE n.seq = r.seq + 1),
+                      (SELECT e.prev_hash FROM audit_events AS e WHERE e.seq = r.seq + 1)) AS next_prev_hash
+           FROM audit_records AS r WHERE seq > $1 AND seq <= $2 AND ${where} ORDER BY seq LIMIT ${exportChunkRows}`,
           [after, Number(end!.seq), ...params],
         )) as Record<string, unknown>[];
-        yield rows.map((row) => ({ record: toRecord(row), hash: row.hash as string | null }));
+        yield rows.map((row) => ({ record: toRecord(row), stored: storedRow(row), next: row.next_prev_hash as string | null }));
         if (rows.length < exportChunkRows) return;
         after = Number(rows.at(-1)!.seq);
       }

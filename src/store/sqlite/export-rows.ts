@@ -1,16 +1,25 @@
 /**
  * The rows of an export, read from SQLite for the shared formatter (../../trail/export.ts): the
- * matching records in seq order, `exportChunkRows` per read.
+ * matching records in seq order, `exportChunkRows` per read, each as the chain stores it and with
+ * the link of the entry after it, for the check before signing (../../trail/export-check.ts).
  */
 import type { Database } from "bun:sqlite";
 import { exportChunkRows, type ExportedRow, type ExportSource, type ParsedExportFilter } from "../../trail/export.ts";
 import { recordFields, type AuditRecord } from "../../trail/record.ts";
-import { columns, type SQLValue } from "../../trail/row.ts";
+import type { SQLValue } from "../../trail/row.ts";
+import { storedRecordColumns } from "../../trail/chain.ts";
+import type { Checkpoint } from "../../trail/checkpoint.ts";
+import type { ChainRecordRow } from "../../trail/verify.ts";
 import { chainId } from "./chain-writer.ts";
 import { tagValueSQL } from "./summary.ts";
 import { keyLookupSQL } from "./key-index.ts";
 
-export function sqliteExportSource(db: Database, filter: ParsedExportFilter): ExportSource {
+/** `external`: checkpoints kept outside the database (the checkpoint file), checked like the stored ones. */
+export function sqliteExportSource(
+  db: Database,
+  filter: ParsedExportFilter,
+  external: () => readonly Checkpoint[] = () => [],
+): ExportSource {
   const conditions: string[] = [];
   const params: string[] = [];
   const add = (sql: string, value: string | undefined) => {
@@ -26,6 +35,28 @@ export function sqliteExportSource(db: Database, filter: ParsedExportFilter): Ex
   for (const [key, value] of Object.entries(filter.tag ?? {})) add(`${tagValueSQL(key)} = ?`, value);
   return {
     chainId: () => chainId(db),
+    anchor: () => ({
+      chainId: chainId(db),
+      lastSeq: db
+        .query<{ seq: number }, []>(
+          "SELECT max(coalesce((SELECT max(seq) FROM audit_records), 0), coalesce((SELECT max(seq) FROM audit_events), 0)) AS seq",
+        )
+        .get()!.seq,
+      redactions: db
+        .query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')")
+        .all()
+        .map((row) => row.details),
+      checkpoints: [
+        ...db.query<Checkpoint, []>("SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq").all(),
+        ...external(),
+      ],
+      hashAt: (seq: number) =>
+        db
+          .query<{ hash: string }, [number, number]>(
+            "SELECT hash FROM audit_records WHERE seq = ? UNION ALL SELECT hash FROM audit_events WHERE seq = ? LIMIT 1",
+          )
+          .get(seq, seq)?.hash ?? null,
+    }),
     count() {
       const where = conditions.length ? `WHERE ${conditions.join(" AND ")}` : "";
       return db.query<{ n: number }, string[]>(`SELECT count(*) AS n FROM audit_records ${where}`).get(...params)!.n;
@@ -38,13 +69,20 @@ export function sqliteExportSource(db: Database, filter: ParsedExportFilter): Ex
     *rows(): Generator<ExportedRow[]> {
       const end = db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
       const page = db.query<Record<string, SQLValue>, (string | number)[]>(
-        `SELECT seq, hash, ${columns.join(", ")} FROM audit_records
+        `SELECT ${storedRecordColumns.join(", ")},
+           coalesce((SELECT n.prev_hash FROM audit_records AS n WHERE n.seq = audit_records.seq + 1),
+                    (SELECT e.prev_hash FROM audit_events AS e WHERE e.seq = audit_records.seq + 1)) AS next_prev_hash
+         FROM audit_records
          WHERE ${["seq > ?", "seq <= ?", ...conditions].join(" AND ")} ORDER BY seq LIMIT ${exportChunkRows}`,
       );
       try {
         for (let after = 0; ; ) {
           const rows = page.all(after, end, ...params);
-          yield rows.map((row) => ({ record: toRecord(row), hash: row.hash as string | null }));
+          yield rows.map((row) => ({
+            record: toRecord(row),
+            stored: row as unknown as ChainRecordRow,
+            next: row.next_prev_hash as string | null,
+          }));
           if (rows.length < exportChunkRows) return;
           after = rows.at(-1)!.seq as number;
         }

@@ -15,7 +15,7 @@ import type { AuditTrail, VerifyOptions } from "../contract.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { sqliteExportSource } from "./export-rows.ts";
 import { eraseUser } from "./erase.ts";
-import { ExportRun, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "../../trail/export.ts";
+import { ExportRun, exportEventDetails, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "../../trail/export.ts";
 import { publicKeyPem } from "../../trail/signing.ts";
 import { chainEntry, listEvents, trailStatus } from "./trail-read.ts";
 import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
@@ -88,13 +88,8 @@ export class SqliteAuditTrail implements AuditTrail {
       format,
       filter,
       this.signingKey,
-      sqliteExportSource(this.db, filter),
-      (manifest) =>
-        this.appendEvent({
-          kind: "export",
-          actor,
-          details: manifest ? { manifest } : { export_id: run.id, format, cancelled: true, records_sent_at_most: run.exported },
-        }),
+      sqliteExportSource(this.db, filter, () => readCheckpointFile(this.options.checkpoint?.file)),
+      (manifest, refused) => this.appendEvent({ kind: "export", actor, details: exportEventDetails(run, manifest, refused) }),
       id,
     );
     return run;
