@@ -126,7 +126,9 @@ const erase = defineCommand({
   async run({ args }) {
     if (!args.user) throw new UsageError("--user: give the id of the user to erase");
     const user = args.user;
-    await withCliAdmin({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config }, async (admin) => {
+    await withCliAdmin({ logDb: args["log-db"], signingKey: args["signing-key"], config: args.config }, async (admin, settings) => {
+      // The erasure event is signed: verify accepts no redaction an unsigned event names.
+      if (!admin.signs) throw new IoError(`erasures are signed: ${missingKeyHelp(settings)}`);
       await admin.trail.eraseUser(user, cliActor());
       // The same answer whether or not the user had records: erasure must not reveal existence.
       process.stdout.write("Erased: no record in this trail carries that user's personal data any more.\n");

@@ -7,7 +7,7 @@
 import type { KeyObject } from "node:crypto";
 import { appendFileSync } from "node:fs";
 import { z } from "zod";
-import { signBytes } from "./signing.ts";
+import { signBytes, verifyBytes } from "./signing.ts";
 import { errorMessage } from "../errors.ts";
 
 export const checkpointSchema = z.object({
@@ -57,6 +57,19 @@ export function checkpointPayload(c: Omit<Checkpoint, "signature">): string {
 /** A checkpoint of the chain's tail, signed. */
 export function signCheckpoint(key: KeyObject, unsigned: Omit<Checkpoint, "signature">): Checkpoint {
   return { ...unsigned, signature: signBytes(key, checkpointPayload(unsigned)) };
+}
+
+/**
+ * The seq of the newest checkpoint among `checkpoints` (newest first) that `key` signed for this
+ * chain; 0 when none is. A checkpointer bounds its look at what is new by it: a row someone put in
+ * the checkpoint table by hand cannot make it skip entries.
+ */
+export function lastSignedSeq(key: KeyObject, chainId: string, checkpoints: Iterable<Checkpoint>): number {
+  for (const checkpoint of checkpoints) {
+    if (checkpoint.chain_id === chainId && verifyBytes(key, checkpointPayload(checkpoint), checkpoint.signature))
+      return Number(checkpoint.seq);
+  }
+  return 0;
 }
 
 /** Sends a new checkpoint where the settings say, beside the database (file, webhook); failures go to `onError`. */

@@ -2,7 +2,7 @@
  * What an export checks before it signs: a manifest says "these are the trail's records", so an
  * export must not sign records that are not what the chain says. Every exported record is checked
  * on its own as `audit verify` checks it (its fields against its hash, its personal fields against
- * its commitment, an erasure against the events that account for it), and against the chain
+ * its commitment, an erasure against the signed events that account for it), and against the chain
  * around it: the entry after it must link to its hash, so a record edited and re-hashed in place
  * is caught; and the newest signed checkpoint must still match the chain, so a chain re-hashed
  * from the edit onwards is caught too. What is left uncaught is what `audit verify` cannot catch
@@ -13,15 +13,23 @@
  */
 import type { KeyObject } from "node:crypto";
 import type { Checkpoint } from "./checkpoint.ts";
-import { RecordCheck, redactionCover, startVerification, type ChainRecordRow, type VerifyFailure } from "./verify.ts";
+import {
+  RecordCheck,
+  redactionCover,
+  startVerification,
+  unauthorisedRedaction,
+  type ChainRecordRow,
+  type RedactionCover,
+  type VerifyFailure,
+} from "./verify.ts";
 
 /** What a driver reads when an export begins, to check its rows against (`ExportSource.anchor`). */
 export interface ExportAnchor {
   chainId: string | null;
   /** The chain's last seq (records and events) when the export began. */
   lastSeq: number;
-  /** The `details` of the chain's erasure and retention events (the seqs they redacted). */
-  redactions: readonly string[];
+  /** The chain's erasure and retention events (their `details` name the seqs they redacted). */
+  redactions: readonly { seq: number; kind: string; details: string }[];
   /** The signed checkpoints the driver knows (stored, and kept outside the database). */
   checkpoints: readonly Checkpoint[];
   /** The hash of the chain's entry at `seq` (record or event), null if there is none. */
@@ -42,7 +50,7 @@ export function isExportRefusal(error: unknown): error is Error {
 
 export class ExportGuard {
   private readonly records = new RecordCheck();
-  private cover: [number, number][] = [];
+  private cover: RedactionCover = { ranges: [], rejected: [] };
   private nextCover = 0;
   private lastSeq = 0;
 
@@ -51,9 +59,13 @@ export class ExportGuard {
   /** Checks the chain against its newest signed checkpoint; throws `ExportRefusedError` if it fails. */
   async begin(anchor: ExportAnchor): Promise<void> {
     this.lastSeq = anchor.lastSeq;
-    this.cover = redactionCover(anchor.redactions);
     const started = startVerification(anchor.chainId, anchor.checkpoints, [], this.publicKey);
     if (started.failure) throw new ExportRefusedError(started.failure);
+    this.cover = redactionCover(anchor.redactions, {
+      chainId: anchor.chainId,
+      publicKey: this.publicKey,
+      checkpoints: started.checkpoints,
+    });
     const newest = started.checkpoints.at(-1);
     if (!newest) return;
     const hash = await anchor.hashAt(newest.seq);
@@ -81,10 +93,10 @@ export class ExportGuard {
     const problem = this.records.fieldsMismatch(stored);
     if (problem) refuse("edited", problem);
     if (stored.salt === null) {
-      while (this.nextCover < this.cover.length && this.cover[this.nextCover]![1] < seq) this.nextCover++;
-      const range = this.cover[this.nextCover];
-      if (!range || range[0] > seq)
-        refuse("unauthorised_redaction", `seq ${seq}: its personal fields were erased, but no erasure or retention event names it`);
+      const ranges = this.cover.ranges;
+      while (this.nextCover < ranges.length && ranges[this.nextCover]![1] < seq) this.nextCover++;
+      const range = ranges[this.nextCover];
+      if (!range || range[0] > seq) refuse("unauthorised_redaction", unauthorisedRedaction(this.cover, seq));
     }
     if (!this.records.hashMatches(stored)) refuse("edited", `seq ${seq}: a field was edited (its hash no longer matches)`);
     if (next === null) {

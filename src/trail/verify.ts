@@ -8,7 +8,7 @@
  *  - `reordered`: an entry links to an entry other than the one before it;
  *  - `truncated`: the chain ends before a signed checkpoint;
  *  - `unauthorised_redaction`: a record's personal fields were erased, but no erasure or retention
- *    event of the chain names its seq;
+ *    event of the chain signed by the instance's key names its seq (`redactionCover`);
  *  - `checkpoint_invalid` / `checkpoint_mismatch`: a checkpoint's signature does not verify, or the
  *    chain's hash at its seq differs (the chain was rewritten);
  *  - `rollup_mismatch`: a driver's derived data (SQLite's usage rollup, which summaries read)
@@ -22,6 +22,7 @@ import { z } from "zod";
 import { ChainHasher, genesisHash, personalColumns, recordVersions, type ChainEvent } from "./chain.ts";
 import { checkpointPayload, parseCheckpointFile, type Checkpoint } from "./checkpoint.ts";
 import type { columns, SQLValue } from "./row.ts";
+import { claimedRanges, redactionSigned } from "./redaction.ts";
 import { verifyBytes } from "./signing.ts";
 import { errorMessage } from "../errors.ts";
 
@@ -170,24 +171,37 @@ export function finishVerification(report: VerifyReport, failures: readonly (Ver
   return report;
 }
 
+/** The seqs whose redaction is accounted for, and those only a rejected event names (`redactionCover`). */
+export interface RedactionCover {
+  /** Sorted, merged [from, to] ranges. */
+  ranges: [number, number][];
+  /** Ranges named by an event that was not accepted, with that event (for the failure message). */
+  rejected: { range: [number, number]; seq: number; kind: string }[];
+}
+
 /**
- * The seqs erasure and retention events say they redacted (their `details` JSON), as sorted,
- * merged [from, to] ranges. The events themselves are checked by the walk (a forged or edited
- * event breaks the chain).
+ * The seqs erasure and retention events say they redacted (their `details.seqs`), from the events
+ * whose signature (./redaction.ts) verifies with `publicKey`: anyone who can write to the database
+ * can append a well-chained event, only the key holder can sign one. Legacy: versions before
+ * signed redactions wrote unsigned events; one is accepted when it lies at or before a valid
+ * signed checkpoint, because this version's checkpointers sign no checkpoint over an unsigned
+ * redaction event (so such a checkpoint was made by an older version). Without a public key every
+ * event is accepted (checkpoints are then unverified too, and the report says so). The events
+ * themselves are checked by the walk (an edited event breaks the chain).
  */
-export function redactionCover(details: Iterable<string>): [number, number][] {
+export function redactionCover(
+  events: Iterable<{ seq: number; kind: string; details: string }>,
+  trust: { chainId: string | null; publicKey: KeyObject | null; checkpoints: readonly Checkpoint[] },
+): RedactionCover {
+  const pinnedUpTo = trust.checkpoints.reduce((max, checkpoint) => Math.max(max, checkpoint.seq), 0);
   const ranges: [number, number][] = [];
-  for (const text of details) {
-    let seqs: unknown;
-    try {
-      seqs = (JSON.parse(text) as { seqs?: unknown }).seqs;
-    } catch {
-      continue;
-    }
-    if (!Array.isArray(seqs)) continue;
-    for (const range of seqs) {
-      if (Array.isArray(range) && typeof range[0] === "number" && typeof range[1] === "number") ranges.push([range[0], range[1]]);
-    }
+  const rejected: RedactionCover["rejected"] = [];
+  for (const event of events) {
+    const claimed = claimedRanges(event.details);
+    const accepted =
+      trust.publicKey === null || event.seq <= pinnedUpTo || redactionSigned(trust.publicKey, trust.chainId, event.kind, event.details);
+    if (accepted) ranges.push(...claimed);
+    else for (const range of claimed) rejected.push({ range, seq: event.seq, kind: event.kind });
   }
   ranges.sort((a, b) => a[0] - b[0]);
   const merged: [number, number][] = [];
@@ -196,7 +210,15 @@ export function redactionCover(details: Iterable<string>): [number, number][] {
     if (last && range[0] <= last[1] + 1) last[1] = Math.max(last[1], range[1]);
     else merged.push([range[0], range[1]]);
   }
-  return merged;
+  return { ranges: merged, rejected };
+}
+
+/** Why a redacted record at `seq` outside the cover is not accounted for. */
+export function unauthorisedRedaction(cover: RedactionCover, seq: number): string {
+  const named = cover.rejected.find(({ range }) => range[0] <= seq && seq <= range[1]);
+  const erased = `seq ${seq}: its personal fields were erased, but`;
+  if (!named) return `${erased} no erasure or retention event names it`;
+  return `${erased} the ${named.kind} event at seq ${named.seq} that names it is not signed by this instance's key`;
 }
 
 /** What `ChainWalk.next` says about an entry: go on, the walk failed, or its link needs a lookup. */
@@ -221,7 +243,7 @@ export class ChainWalk {
     /** The checkpoints whose signature holds, by seq (`startVerification`). */
     private readonly checkpoints: readonly Checkpoint[],
     /** The seqs redactions are accounted for (`redactionCover`). */
-    private readonly covered: readonly [number, number][],
+    private readonly cover: RedactionCover,
   ) {}
 
   next(entry: ChainRecordRow | ChainEventRow, isRecord: boolean): WalkStep {
@@ -241,16 +263,10 @@ export class ChainWalk {
       const problem = this.records.fieldsMismatch(row);
       if (problem) return fail(seq, "edited", problem);
       if (row.salt === null) {
-        const covered = this.covered;
+        const covered = this.cover.ranges;
         while (this.nextCover < covered.length && covered[this.nextCover]![1] < seq) this.nextCover++;
         const cover = covered[this.nextCover];
-        if (!cover || cover[0] > seq) {
-          return fail(
-            seq,
-            "unauthorised_redaction",
-            `seq ${seq}: its personal fields were erased, but no erasure or retention event names it`,
-          );
-        }
+        if (!cover || cover[0] > seq) return fail(seq, "unauthorised_redaction", unauthorisedRedaction(this.cover, seq));
         this.report.redacted++;
       }
     }

@@ -73,7 +73,7 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("the audit of the audit 
     expect(JSON.parse(seen[0]!.details)).toEqual({ route: "/audit/records", filters: ["user", "days"], returned: 1 });
     expect(JSON.parse(seen[1]!.details)).toMatchObject({ route: "/audit/user/:id", filters: ["user"] });
     expect(JSON.parse(seen[3]!.details)).toEqual({ route: "/audit/summary?by=user", filters: ["user"], returned: 1 });
-    expect(JSON.parse(seen[6]!.details)).toEqual({ records: 1, seqs: [[1, 1]] });
+    expect(JSON.parse(seen[6]!.details)).toEqual({ records: 1, seqs: [[1, 1]], signature: expect.any(String) });
     expect(JSON.parse(seen[8]!.details)).toMatchObject({ route: "cli:audit summary --by task", filters: ["task"] });
     const all = JSON.stringify(seen);
     expect(all).not.toContain("subject-alice");

@@ -56,6 +56,8 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("erasure on $name", (dri
               [4, 4],
               [7, 7],
             ],
+            // Signed with the trail's key: verify accepts no redaction an unsigned event names.
+            signature: expect.any(String),
           },
         ],
       ]);
@@ -159,7 +161,7 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("erasure on $name", (dri
       const rows = (await store.reader.records(all)).records;
       expect(JSON.stringify(rows)).not.toContain("carol");
       expect(rows.find((r) => r.id === "rec-4")).toMatchObject({ user_id: "erin", key_id: "key-9" });
-      expect((await eventsOf(store))[0]!.details).toEqual({ records: 3, seqs: [[1, 3]] });
+      expect((await eventsOf(store))[0]!.details).toEqual({ records: 3, seqs: [[1, 3]], signature: expect.any(String) });
       expect(await store.trail.verify("api")).toMatchObject({ ok: true, redacted: 3 });
     } finally {
       await store.close();
@@ -176,7 +178,12 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("erasure on $name", (dri
       await store.flush();
       const [record] = (await store.reader.records(all)).records;
       expect(record).toMatchObject({ key_id: null, outcome: "completed" });
-      expect((await eventsOf(store)).map((e) => e.details)).toContainEqual({ records: 1, on_landing: true, seqs: [[2, 2]] });
+      expect((await eventsOf(store)).map((e) => e.details)).toContainEqual({
+        records: 1,
+        on_landing: true,
+        seqs: [[2, 2]],
+        signature: expect.any(String),
+      });
       expect(await store.trail.verify("api")).toMatchObject({ ok: true, redacted: 1 });
     } finally {
       await store.close();

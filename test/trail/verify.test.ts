@@ -41,7 +41,7 @@ function chainOf(n: number, versionOf: (i: number) => number = () => currentReco
 
 async function verify(rows: ChainRecordRow[]) {
   const start = startVerification("chain-1", [], [], null);
-  const walk = new ChainWalk(start.report, start.checkpoints, []);
+  const walk = new ChainWalk(start.report, start.checkpoints, { ranges: [], rejected: [] });
   async function* chunks() {
     for (let i = 0; i < rows.length; i += 2) yield rows.slice(i, i + 2);
   }

@@ -14,7 +14,6 @@ import {
   currentRecordVersion,
   genesisHash,
   personalIndexes,
-  seqRanges,
   storedRecordColumns,
   subjectsOf,
   timestampIndex,
@@ -23,6 +22,7 @@ import {
   type ChainEvent,
   type ChainTail,
 } from "../../trail/chain.ts";
+import { redactionEvent, type RedactionSigner } from "../../trail/redaction.ts";
 import { fullRow, type SQLValue } from "../../trail/row.ts";
 import { lockKeys } from "./connection.ts";
 import { copyCells, copyStream } from "./writer.ts";
@@ -114,13 +114,15 @@ const copyPiece = 256;
  * Appends records (rows in `columns` order, or prepared by `prepareRows` before the caller took
  * the lock) and events inside the caller's transaction, taking the chain lock. `hashKey` lets the
  * append redact records of users erased while their calls were in flight (named by an erasure
- * event in the same transaction, as SQLite does).
+ * event in the same transaction, as SQLite does, signed by `signer`: verify accepts no redaction
+ * an unsigned event names).
  */
 export async function append(
   tx: Tx,
   hashKey: Uint8Array | null,
   input: readonly SQLValue[][] | PreparedRows,
   events: readonly ChainEvent[] = [],
+  signer: RedactionSigner | null = null,
 ): Promise<Appended> {
   const hasher = new ChainHasher();
   const prepared = Array.isArray(input) ? prepareRows(input, hasher) : (input as PreparedRows);
@@ -166,7 +168,7 @@ export async function append(
     await copy.end();
   }
   const landed: ChainEvent[] = redacted.length
-    ? [{ kind: "erasure", actor: "erasure", details: { records: redacted.length, on_landing: true, seqs: seqRanges(redacted) } }]
+    ? [redactionEvent(signer, "erasure", "erasure", { records: redacted.length, on_landing: true }, redacted)]
     : [];
   for (const event of [...landed, ...events]) {
     seq++;

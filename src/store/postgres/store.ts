@@ -303,7 +303,7 @@ export class PgAuditStore implements AuditStore {
         : [],
     );
     const fresh = known.size ? keepRows(rows, (i) => !known.has(ids[i]!)) : rows;
-    const { stored, tail } = await append(tx, this.hashKey, fresh);
+    const { stored, tail } = await append(tx, this.hashKey, fresh, [], this.trail.redactionSigner());
     await this.maybeCheckpoint(tx, tail);
     return { records: this.committedRecords(stored), landed: settled.landed };
   }
@@ -321,6 +321,8 @@ export class PgAuditStore implements AuditStore {
       tail.seq - this.lastCheckpoint.seq >= this.checkpoint.everyRecords ||
       Date.now() - this.lastCheckpoint.at >= this.checkpoint.everySeconds * 1000;
     if (!due) return;
+    // Also when refused (an unsigned redaction event, logged by the trail): tried again at the next
+    // due time, not at every batch.
     await this.trail.checkpoint(tx, tail);
     this.lastCheckpoint = { seq: tail.seq, at: Date.now() };
   }
@@ -448,7 +450,7 @@ export class PgAuditStore implements AuditStore {
         }
         rows.push(row);
       }
-      const { stored } = await append(tx, this.hashKey, rows);
+      const { stored } = await append(tx, this.hashKey, rows, [], this.trail.redactionSigner());
       return this.committedRecords(stored);
     });
     if (committed.length > 0) {

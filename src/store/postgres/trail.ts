@@ -14,8 +14,9 @@ import { existsSync } from "node:fs";
 import type { AuditTrail, TrailSettings, VerifyOptions } from "../contract.ts";
 import { erasureForms } from "../../identifiers.ts";
 import type { Logger } from "../../log.ts";
-import { personalColumns, seqRanges, storedRecordColumns, userHmac, type ChainEvent } from "../../trail/chain.ts";
-import { publishCheckpoint, signCheckpoint, type Checkpoint } from "../../trail/checkpoint.ts";
+import { personalColumns, storedRecordColumns, userHmac, type ChainEvent } from "../../trail/chain.ts";
+import { lastSignedSeq, publishCheckpoint, signCheckpoint, type Checkpoint } from "../../trail/checkpoint.ts";
+import { erasureNeedsKey, redactionEvent, unsignedRedaction, type RedactionSigner } from "../../trail/redaction.ts";
 import type { ChainEntry, ChainEventEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
 import {
   exportChunkRows,
@@ -72,6 +73,9 @@ const redact = `${personalColumns.map((column) => `${column} = NULL`).join(", ")
 const walkChunk = 2000;
 
 export class PgTrail implements AuditTrail {
+  /** The last refusal to checkpoint reported, so one repeated every interval is logged once. */
+  private refused: string | null = null;
+
   constructor(
     private readonly sql: SQL,
     private readonly meta: TrailMeta,
@@ -91,9 +95,20 @@ export class PgTrail implements AuditTrail {
     if (seal && this.sealEvents) await this.checkpoint(tx, tail);
   }
 
-  /** Signs and stores a checkpoint of `tail` (and publishes it where the settings say). */
-  async checkpoint(tx: SQL, tail: { seq: number; hash: string }): Promise<void> {
-    if (!this.signingKey || tail.seq === 0) return;
+  /** What signs this trail's erasure and retention events (../../trail/redaction.ts); null without the key. */
+  redactionSigner(): RedactionSigner | null {
+    return this.signingKey ? { key: this.signingKey, chainId: this.meta.chainId } : null;
+  }
+
+  /**
+   * Signs and stores a checkpoint of `tail` (and publishes it where the settings say); false when
+   * it signed none: no key, an empty chain, or an erasure or retention event since the last signed
+   * checkpoint without a valid signature (logged: a checkpoint over it would bless a forged
+   * redaction under verify's legacy rule).
+   */
+  async checkpoint(tx: SQL, tail: { seq: number; hash: string }): Promise<boolean> {
+    if (!this.signingKey || tail.seq === 0) return false;
+    if (await this.forbidden(tx)) return false;
     const checkpoint = signCheckpoint(this.signingKey, {
       chain_id: this.meta.chainId,
       seq: tail.seq,
@@ -102,6 +117,24 @@ export class PgTrail implements AuditTrail {
     });
     await tx`INSERT INTO audit_checkpoints (chain_id, seq, hash, time, signature) VALUES (${checkpoint.chain_id}, ${checkpoint.seq}, ${checkpoint.hash}, ${checkpoint.time}, ${checkpoint.signature})`;
     if (this.settings.checkpoint) publishCheckpoint(checkpoint, this.settings.checkpoint, (message) => this.log.warn(`audit: ${message}`));
+    return true;
+  }
+
+  /** An unsigned redaction event since the last signed checkpoint forbids the next one (reads only what follows it, by seq). */
+  private async forbidden(tx: SQL): Promise<boolean> {
+    const key = createPublicKey(this.signingKey!);
+    // Newest first by primary key; a row replayed or forged later only moves the bound back (to 0
+    // when the newest 100 are all bad), which reads more events, never fewer.
+    const newest =
+      (await tx`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY id DESC LIMIT 100`) as Checkpoint[];
+    const after = lastSignedSeq(key, this.meta.chainId, newest);
+    const events = (
+      (await tx`SELECT seq, kind, details FROM audit_events WHERE seq > ${after} AND kind IN ('erasure', 'retention') ORDER BY seq`) as EventRow[]
+    ).map((r) => ({ ...r, seq: Number(r.seq) }));
+    const problem = unsignedRedaction(key, this.meta.chainId, events);
+    if (problem !== null && problem !== this.refused) this.log.error(`audit: ${problem}`);
+    this.refused = problem;
+    return problem !== null;
   }
 
   /**
@@ -117,8 +150,7 @@ export class PgTrail implements AuditTrail {
       const last = await tail(tx);
       const [signed] = (await tx`SELECT coalesce(max(seq), 0) AS seq FROM audit_checkpoints`) as { seq: string }[];
       if (last.seq <= Number(signed!.seq)) return null;
-      await this.checkpoint(tx, last);
-      return last;
+      return (await this.checkpoint(tx, last)) ? last : null;
     });
   }
 
@@ -140,10 +172,11 @@ export class PgTrail implements AuditTrail {
         (c) => ({ ...c, seq: Number(c.seq) }),
       );
       const started = startVerification(this.meta.chainId, stored, external, publicKey);
-      const details = ((await tx`SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as { details: string }[]).map(
-        (r) => r.details,
+      const redactions = ((await tx`SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as EventRow[]).map(
+        (r) => ({ ...r, seq: Number(r.seq) }),
       );
-      const walk = new ChainWalk(started.report, started.checkpoints, redactionCover(details));
+      const cover = redactionCover(redactions, { chainId: this.meta.chainId, publicKey, checkpoints: started.checkpoints });
+      const walk = new ChainWalk(started.report, started.checkpoints, cover);
       let failure: VerifyFailure | null = null;
       for await (const item of entries(tx)) {
         const isRecord = "record" in item;
@@ -170,6 +203,8 @@ export class PgTrail implements AuditTrail {
   }
 
   async eraseUser(userId: string, actor: string): Promise<void> {
+    const signer = this.redactionSigner();
+    if (!signer) throw new Error(erasureNeedsKey);
     const forms = erasureForms(userId);
     const formSet = new Set(forms);
     await transaction(this.sql, 30_000, async (tx) => {
@@ -204,7 +239,7 @@ export class PgTrail implements AuditTrail {
       );
       await eraseConsents(tx, forms, now);
       await dropLandedIntents(tx);
-      await this.appendSealed(tx, [{ kind: "erasure", actor, details: { records: seqs.length, seqs: seqRanges(seqs) } }]);
+      await this.appendSealed(tx, [redactionEvent(signer, "erasure", actor, { records: seqs.length }, seqs)]);
     });
   }
 
@@ -221,9 +256,8 @@ export class PgTrail implements AuditTrail {
         .map((r) => Number(r.seq))
         .sort((a, b) => a - b);
       if (seqs.length > 0) {
-        await this.appendSealed(tx, [
-          { kind: "retention", actor: "retention", details: { records: seqs.length, older_than: cutoff, days, seqs: seqRanges(seqs) } },
-        ]);
+        const details = { records: seqs.length, older_than: cutoff, days };
+        await this.appendSealed(tx, [redactionEvent(this.redactionSigner(), "retention", "retention", details, seqs)]);
       }
       return seqs.length;
     });
@@ -414,12 +448,16 @@ function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter, ext
       const [last] = (await sql`SELECT greatest((SELECT max(seq) FROM audit_records), (SELECT max(seq) FROM audit_events), 0) AS seq`) as {
         seq: string;
       }[];
-      const redactions = (await sql`SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as { details: string }[];
+      const redactions = (await sql`SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as {
+        seq: string;
+        kind: string;
+        details: string;
+      }[];
       const stored = (await sql`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq`) as Checkpoint[];
       return {
         chainId,
         lastSeq: Number(last!.seq),
-        redactions: redactions.map((row) => row.details),
+        redactions: redactions.map((row) => ({ ...row, seq: Number(row.seq) })),
         checkpoints: [...stored.map((c) => ({ ...c, seq: Number(c.seq) })), ...external()],
         async hashAt(seq: number) {
           const [row] = (await sql`SELECT hash FROM audit_records WHERE seq = ${seq}

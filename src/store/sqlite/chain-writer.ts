@@ -5,7 +5,7 @@
  * two processes can never fork the chain.
  */
 import type { Database, Statement } from "bun:sqlite";
-import { randomBytes } from "node:crypto";
+import { randomBytes, type KeyObject } from "node:crypto";
 import {
   ChainHasher,
   clearColumns,
@@ -14,7 +14,6 @@ import {
   genesisHash,
   personalColumns,
   personalIndexes,
-  seqRanges,
   storedRecordColumns,
   subjectsOf,
   timestampIndex,
@@ -23,6 +22,7 @@ import {
   type ChainEvent,
   type ChainTail,
 } from "../../trail/chain.ts";
+import { redactionEvent, type RedactionSigner } from "../../trail/redaction.ts";
 import { columns, fullRow, type SQLValue } from "../../trail/row.ts";
 
 /** Told of each record an append wrote: its index among the rows given, its seq and hash, and whether it was redacted. */
@@ -42,10 +42,14 @@ export class ChainWriter {
   private readonly personal: SQLValue[] = [];
   private readonly clear: SQLValue[] = [];
 
-  /** `hashKey` lets appends redact records of users erased while their calls were in flight. */
+  /**
+   * `hashKey` lets appends redact records of users erased while their calls were in flight;
+   * `signingKey` signs the erasure events that name them (and those of ./erase.ts).
+   */
   constructor(
     readonly db: Database,
     private readonly hashKey: Uint8Array | null = null,
+    private readonly signingKey: KeyObject | null = null,
   ) {
     this.lastRecord = db.query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1");
     this.lastEvent = db.query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1");
@@ -98,10 +102,7 @@ export class ChainWriter {
 
   /** The same, for callers already inside `transaction` (e.g. an erasure and its event). */
   appendInTransaction(rows: readonly SQLValue[][], events: readonly ChainEvent[] = [], landed?: Landed): ChainTail {
-    if (!this.chainKnown) {
-      this.ensureChain.run(crypto.randomUUID(), new Date().toISOString());
-      this.chainKnown = true;
-    }
+    this.ensureChainRow();
     let { seq, hash } = this.tail();
     const redactErased = this.hashKey !== null && rows.length > 0 && this.anyErasure.get()!.n > 0;
     const salts = randomBytes(16 * rows.length).toString("hex");
@@ -127,11 +128,13 @@ export class ChainWriter {
     // are named by an erasure event in the same transaction.
     const redactions: ChainEvent[] = redactedOnLanding.length
       ? [
-          {
-            kind: "erasure",
-            actor: "erasure",
-            details: { records: redactedOnLanding.length, on_landing: true, seqs: seqRanges(redactedOnLanding) },
-          },
+          redactionEvent(
+            this.redactionSigner(),
+            "erasure",
+            "erasure",
+            { records: redactedOnLanding.length, on_landing: true },
+            redactedOnLanding,
+          ),
         ]
       : [];
     for (const event of [...redactions, ...events]) {
@@ -143,6 +146,22 @@ export class ChainWriter {
       this.insertEvent.run(seq, timestamp, event.kind, event.actor, details, prevHash, hash);
     }
     return { seq, hash };
+  }
+
+  /**
+   * What signs this chain's redaction events (./erase.ts, and records redacted on landing); null
+   * without the signing key. Inside `transaction`: the chain row is created first if need be.
+   */
+  redactionSigner(): RedactionSigner | null {
+    if (!this.signingKey) return null;
+    this.ensureChainRow();
+    return { key: this.signingKey, chainId: chainId(this.db)! };
+  }
+
+  private ensureChainRow(): void {
+    if (this.chainKnown) return;
+    this.ensureChain.run(crypto.randomUUID(), new Date().toISOString());
+    this.chainKnown = true;
   }
 
   /**

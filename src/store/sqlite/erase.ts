@@ -1,10 +1,13 @@
 /**
  * Erasure (GDPR Art. 17) and retention. Both set a record's personal fields (`personalColumns`)
  * and its salt to NULL; the commitment stays, so every hash in the chain is untouched and `verify`
- * counts the record as redacted. Each run is a chain event with the number of records affected.
+ * counts the record as redacted. Each run is a chain event with the number of records affected and
+ * their seqs, signed with the trail's key (../../trail/redaction.ts): verify accepts a redaction
+ * only under a signed event.
  */
 import { erasureForms } from "../../identifiers.ts";
-import { personalColumns, seqRanges, userHmac } from "../../trail/chain.ts";
+import { personalColumns, userHmac } from "../../trail/chain.ts";
+import { redactionEvent } from "../../trail/redaction.ts";
 import type { ChainWriter } from "./chain-writer.ts";
 import { eraseConsents } from "./consents.ts";
 
@@ -51,8 +54,9 @@ export function eraseUser(chain: ChainWriter, hashKey: Uint8Array, userId: strin
     for (const id of ids) remember.run(userHmac(hashKey, id), now);
     remember.finalize();
     eraseConsents(db, JSON.stringify(ids), now);
-    // The affected seqs make the redaction accountable: verify rejects a redacted record no event names.
-    chain.appendInTransaction([], [{ kind: "erasure", actor, details: { records: changes, seqs: seqRanges(seqs) } }]);
+    // The affected seqs, signed, make the redaction accountable: verify rejects a redacted record
+    // no signed event names (../../trail/redaction.ts).
+    chain.appendInTransaction([], [redactionEvent(chain.redactionSigner(), "erasure", actor, { records: changes }, seqs)]);
     return changes;
   });
 }
@@ -68,10 +72,8 @@ export function applyRetention(chain: ChainWriter, days: number, now = Date.now(
       .sort((a, b) => a - b);
     const changes = seqs.length;
     if (changes > 0) {
-      chain.appendInTransaction(
-        [],
-        [{ kind: "retention", actor: "retention", details: { records: changes, older_than: cutoff, days, seqs: seqRanges(seqs) } }],
-      );
+      const details = { records: changes, older_than: cutoff, days };
+      chain.appendInTransaction([], [redactionEvent(chain.redactionSigner(), "retention", "retention", details, seqs)]);
     }
     return changes;
   });

@@ -43,9 +43,10 @@ export function sqliteExportSource(
         )
         .get()!.seq,
       redactions: db
-        .query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')")
-        .all()
-        .map((row) => row.details),
+        .query<{ seq: number; kind: string; details: string }, []>(
+          "SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')",
+        )
+        .all(),
       checkpoints: [
         ...db.query<Checkpoint, []>("SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq").all(),
         ...external(),

@@ -16,6 +16,7 @@ import { Checkpointer } from "./checkpointer.ts";
 import { sqliteExportSource } from "./export-rows.ts";
 import { eraseUser } from "./erase.ts";
 import { ExportRun, exportEventDetails, type ExportFormat, type ExportManifest, type ParsedExportFilter } from "../../trail/export.ts";
+import { erasureNeedsKey } from "../../trail/redaction.ts";
 import { publicKeyPem } from "../../trail/signing.ts";
 import { chainEntry, listEvents, trailStatus } from "./trail-read.ts";
 import type { ChainEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
@@ -53,7 +54,7 @@ export class SqliteAuditTrail implements AuditTrail {
     private readonly hashKey: Uint8Array,
     private readonly options: TrailOptions = {},
   ) {
-    this.chain = new ChainWriter(db, hashKey);
+    this.chain = new ChainWriter(db, hashKey, signingKey);
     this.checkpointer =
       options.sealEvents && signingKey
         ? new Checkpointer(this.chain, signingKey, options.checkpoint ?? defaultCheckpointSettings, options.onError ?? (() => {}))
@@ -70,6 +71,7 @@ export class SqliteAuditTrail implements AuditTrail {
   }
 
   async eraseUser(userId: string, actor: string): Promise<void> {
+    if (!this.signingKey) throw new Error(erasureNeedsKey);
     eraseUser(this.chain, this.hashKey, userId, actor);
     this.seal();
     // Erased bytes must not linger in the file: not in unused parts of pages, not in the WAL.

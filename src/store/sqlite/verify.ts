@@ -16,6 +16,7 @@ import {
   startVerification,
   type ChainEventRow,
   type ChainRecordRow,
+  type RedactionCover,
   type VerifyFailure,
   type VerifyReport,
 } from "../../trail/verify.ts";
@@ -34,12 +35,17 @@ export function verifyChain(db: Database, publicKey: KeyObject | null, external:
 function verifySnapshot(db: Database, publicKey: KeyObject | null, external: readonly Checkpoint[]): VerifyReport {
   const stored = db.query<Checkpoint, []>("SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq").all();
   const start = startVerification(chainId(db), stored, external, publicKey);
-  return finishVerification(start.report, [start.failure, walk(db, start.report, start.checkpoints)]);
+  const redactions = db
+    .query<{ seq: number; kind: string; details: string }, []>(
+      "SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')",
+    )
+    .all();
+  const cover = redactionCover(redactions, { chainId: start.report.chain_id, publicKey, checkpoints: start.checkpoints });
+  return finishVerification(start.report, [start.failure, walk(db, start.report, start.checkpoints, cover)]);
 }
 
-function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[]): VerifyFailure | null {
-  const redactions = db.query<{ details: string }, []>("SELECT details FROM audit_events WHERE kind IN ('erasure', 'retention')");
-  const chain = new ChainWalk(report, checkpoints, redactionCover(Array.from(redactions.iterate(), (row) => row.details)));
+function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[], cover: RedactionCover): VerifyFailure | null {
+  const chain = new ChainWalk(report, checkpoints, cover);
   const records = db
     .query<ChainRecordRow, []>(
       `SELECT seq, salt, commitment, prev_hash, hash, hash_version, ${columns.join(", ")} FROM audit_records ORDER BY seq`,

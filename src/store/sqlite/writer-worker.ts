@@ -50,9 +50,10 @@ function open(path: string, busyTimeoutMs: number, given: WriterSettings): void 
   // checkpoint the WAL file is cut back to 64 MiB.
   db.run("PRAGMA wal_autocheckpoint = 10000");
   db.run("PRAGMA journal_size_limit = 67108864");
-  chain = new ChainWriter(db, Buffer.from(settings.hashKeyHex, "hex"));
   const key = loadSigningKey(settings.signingKeyPath, { create: false });
   if (!key) throw new Error(`the signing key ${settings.signingKeyPath} is missing`);
+  // The key also signs the erasure and retention events this thread appends (verify needs them signed).
+  chain = new ChainWriter(db, Buffer.from(settings.hashKeyHex, "hex"), key);
   checkpointer = new Checkpointer(chain, key, settings.checkpoint, notice);
   // Records a previous run (or another writer) left unfolded are folded on the next commit.
   unfolded = unfoldedRecords(db);
