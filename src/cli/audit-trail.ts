@@ -60,9 +60,32 @@ export function describeReport(report: VerifyReport): string {
       "Pass --public-key FILE or --signing-key FILE (or set audit.signingKey) to check them.\n"
     );
   }
-  return (
+  const intact =
     `Audit trail intact: ${report.records} records (${report.redacted} redacted), ${report.events} events, ` +
-    `${report.checkpoints} signed checkpoints checked; last seq ${report.last_seq}, hash ${report.last_hash}\n`
+    `${report.checkpoints} signed checkpoints checked; last seq ${report.last_seq}, hash ${report.last_hash}\n`;
+  return intact + signedNote(report);
+}
+
+/**
+ * How far signatures vouch for an intact chain. The chain alone proves only that it is consistent:
+ * anyone who can write to the database can rewrite it from any seq on and delete the checkpoints
+ * stored beside it, so the note says when nothing kept outside the database was checked.
+ */
+function signedNote(report: VerifyReport): string {
+  if (report.last_seq === 0) return "";
+  if (report.signed_through === 0) {
+    return (
+      "WARNING: no signed checkpoint covers this chain, so nothing shows it was not rewritten by someone with write access " +
+      "to the database. A running proxy signs one every audit.checkpoint.everySeconds and on shutdown: on an older " +
+      "trail they were deleted. Check against a copy kept outside the database (--checkpoints FILE).\n"
+    );
+  }
+  const unsigned = report.last_seq - report.signed_through;
+  const through = `Signed through seq ${report.signed_through}${unsigned > 0 ? ` (${unsigned} newer entries not yet signed)` : ""}`;
+  if (report.external_checkpoints > 0) return `${through}; ${report.external_checkpoints} checkpoints kept outside the database checked.\n`;
+  return (
+    `${through}, by checkpoints stored in the database only: deleting them all would let a rewritten chain pass. ` +
+    "Keep them outside it too (audit.checkpoint.file or .webhook) and verify with --checkpoints FILE.\n"
   );
 }
 

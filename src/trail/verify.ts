@@ -51,6 +51,17 @@ export const verifyReportSchema = z.object({
    * the chain itself was checked). Pass the public key to check them.
    */
   unverified_checkpoints: z.number().int(),
+  /**
+   * Of the checkpoints checked, those kept outside the database (the checkpoint file, or the file
+   * given to verify). Stored checkpoints alone do not protect against someone who can write to
+   * the database: deleting them all and rewriting the chain leaves nothing to compare with.
+   */
+  external_checkpoints: z.number().int(),
+  /**
+   * The seq of the newest signed checkpoint the chain matches (0: none). Entries after it are
+   * vouched for by the chain alone; `last_seq - signed_through` of them.
+   */
+  signed_through: z.number().int(),
   last_seq: z.number().int(),
   last_hash: z.string(),
   failure: z.object({ seq: z.number().int(), reason: z.enum(verifyReasons), message: z.string() }).nullable(),
@@ -136,6 +147,8 @@ export function startVerification(
     redacted: 0,
     checkpoints: 0,
     unverified_checkpoints: 0,
+    external_checkpoints: 0,
+    signed_through: 0,
     last_seq: 0,
     last_hash: genesisHash,
     failure: null,
@@ -152,6 +165,7 @@ export function startVerification(
     const signed = verifyBytes(publicKey, checkpointPayload(checkpoint), checkpoint.signature);
     if (signed && checkpoint.chain_id === chainId) {
       valid.push(checkpoint);
+      if (!known.has(checkpoint.signature)) report.external_checkpoints++;
     } else {
       failure ??= {
         seq: checkpoint.seq,
@@ -275,13 +289,15 @@ export class ChainWalk {
     const checkpoints = this.checkpoints;
     while (this.nextCheckpoint < checkpoints.length && checkpoints[this.nextCheckpoint]!.seq <= seq) {
       const checkpoint = checkpoints[this.nextCheckpoint++]!;
-      if (checkpoint.seq === seq && checkpoint.hash !== entry.hash) {
+      if (checkpoint.seq !== seq) continue;
+      if (checkpoint.hash !== entry.hash) {
         return fail(
           seq,
           "checkpoint_mismatch",
           `seq ${seq}: the chain differs from the signed checkpoint of ${checkpoint.time} (it was rewritten)`,
         );
       }
+      this.report.signed_through = seq;
     }
     if (isRecord) this.report.records++;
     else this.report.events++;

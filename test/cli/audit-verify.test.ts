@@ -27,6 +27,19 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("audit verify on $name",
     const { exitCode, stdout } = await cliOn(trail, "audit", "verify");
     expect(exitCode).toBe(0);
     expect(stdout).toContain("Audit trail intact: 6 records (0 redacted), 0 events, 1 signed checkpoints checked; last seq 6");
+    // How far the signatures vouch, and that stored checkpoints alone can be deleted with the chain rewritten.
+    expect(stdout).toContain("Signed through seq 6, by checkpoints stored in the database only");
+  });
+
+  test("a rewritten chain whose stored checkpoints were deleted verifies, but the report says nothing signs it", async () => {
+    const trail = await trailOn(driver, "unsigned", 6, atClose);
+    await trail.tamper("DELETE FROM audit_checkpoints");
+    const text = await cliOn(trail, "audit", "verify");
+    expect(text.exitCode).toBe(0);
+    expect(text.stdout).toContain("WARNING: no signed checkpoint covers this chain");
+    const json = await cliOn(trail, "audit", "verify", "--format", "json");
+    // The first verification is seq 7 now, and its closing checkpoint signs it: 7 signed, 8 is the second verification's.
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, checkpoints: 1, signed_through: 7, external_checkpoints: 0, last_seq: 7 });
   });
 
   test("a tampered trail: exit 1, the first bad seq and the reason; --format json for machines", async () => {
@@ -95,11 +108,15 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("audit verify on $name",
     await trail.tamper("DELETE FROM audit_records WHERE seq > 5");
     await trail.tamper("DELETE FROM audit_checkpoints");
     await trail.tamper(`UPDATE usage_rollup_state SET seq = ${driver.name === "sqlite" ? "min" : "least"}(seq, 5)`);
-    expect((await cliOn(trail, "audit", "verify")).exitCode).toBe(0); // nothing left inside to contradict
+    const inside = await cliOn(trail, "audit", "verify");
+    expect(inside.exitCode).toBe(0); // nothing left inside to contradict…
+    expect(inside.stdout).toContain("WARNING: no signed checkpoint covers this chain"); // …but nothing signs it either
     const { exitCode, stdout } = await cliOn(trail, "audit", "verify", "--checkpoints", file);
     expect(exitCode).toBe(1);
     // Seq 6 is now the first verification's own event; the checkpoint file still covers seq 8.
     expect(stdout).toContain("TAMPERED at seq 7 (truncated)");
+    const kept = await cliOn(trail, "audit", "verify", "--checkpoints", file, "--format", "json");
+    expect(JSON.parse(kept.stdout)).toMatchObject({ ok: false, external_checkpoints: 1 });
     writeFileSync(file, "not json\n");
     const bad = await cliOn(trail, "audit", "verify", "--checkpoints", file);
     expect(bad.exitCode).toBe(4); // an unreadable checkpoint file is not a tampered trail

@@ -189,6 +189,8 @@ browserTest(
     expect(status).toBe(403);
     await auditorPage.getByRole("button", { name: "Verify now" }).click();
     await auditorPage.waitForSelector('[data-testid="verify-status"][data-ok="true"]');
+    // How far checkpoints vouch for it (none yet, or through some seq, as the proxy's checkpointer ran).
+    expect(await auditorPage.getByTestId("signed-through").textContent()).toMatch(/^(Signed through seq \d|No signed checkpoint)/);
     await auditorPage.screenshot({ path: join(shots, "trail.png"), fullPage: true });
     await open(auditorPage, "limits");
     await auditorPage.waitForSelector('[data-testid="limits-empty"], [data-testid="limits-table"]');

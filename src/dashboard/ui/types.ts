@@ -82,6 +82,9 @@ export interface VerifyReport {
   records: number;
   events: number;
   last_seq: number;
+  /** The newest signed checkpoint the chain matches (0: none); `external_checkpoints` were kept outside the database. */
+  signed_through: number;
+  external_checkpoints: number;
   failure: { seq: number; reason: string; message: string } | null;
 }
 

@@ -52,7 +52,7 @@ function Verification({ status, onVerified }: { status: TrailStatus; onVerified:
         </p>
       ) : ok ? (
         <p class="ok" data-testid="verify-status" data-ok="true">
-          ✓ Intact: the hash chain and its signed checkpoints verify
+          ✓ Intact: the hash chain{report?.signed_through === 0 ? " verifies" : " and its signed checkpoints verify"}
           {report ? ` (${count(report.records)} records, ${count(report.events)} events)` : ""}.
         </p>
       ) : (
@@ -60,6 +60,7 @@ function Verification({ status, onVerified }: { status: TrailStatus; onVerified:
           ✗ Tampered: first bad seq <strong>{badSeq}</strong> ({reason}){report?.failure ? `: ${report.failure.message}` : ""}.
         </p>
       )}
+      {report?.ok && <SignedThrough report={report} />}
       <p class="hint">
         {report
           ? "Verified just now."
@@ -84,6 +85,30 @@ function Verification({ status, onVerified }: { status: TrailStatus; onVerified:
         </dd>
       </dl>
     </Card>
+  );
+}
+
+/** How far signatures vouch for the chain just verified (the chain alone can be rewritten by whoever can write the database). */
+function SignedThrough({ report }: { report: VerifyReport }) {
+  if (report.last_seq === 0) return null;
+  if (report.signed_through === 0) {
+    return (
+      <p class="error" data-testid="signed-through" role="alert">
+        No signed checkpoint covers this chain: nothing shows it was not rewritten by someone with write access to the database. A running
+        proxy signs one periodically and on shutdown: if this trail is older than that, they were deleted. Verify against a copy kept
+        outside the database.
+      </p>
+    );
+  }
+  const unsigned = report.last_seq - report.signed_through;
+  return (
+    <p class="hint" data-testid="signed-through">
+      Signed through seq {count(report.signed_through)}
+      {unsigned > 0 ? ` (${count(unsigned)} newer entries not yet signed)` : ""}
+      {report.external_checkpoints > 0
+        ? `; ${count(report.external_checkpoints)} checkpoints kept outside the database checked.`
+        : ", by checkpoints stored in the database only (keep a copy outside it: audit.checkpoint.file)."}
+    </p>
   );
 }
 
