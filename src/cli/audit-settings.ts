@@ -7,7 +7,7 @@
 import type { Config } from "../config/schema.ts";
 import { errorMessage } from "../errors.ts";
 import { configuredPlugins } from "../server/runtime.ts";
-import { TrailNotFoundError, type AuditAdmin } from "../store/contract.ts";
+import { SchemaDamagedError, TrailNotFoundError, type AuditAdmin } from "../store/contract.ts";
 import { primaryStore } from "../store/open.ts";
 import type { CheckpointSettings } from "../trail/checkpoint.ts";
 import { signingKeyPath } from "../trail/signing.ts";
@@ -68,6 +68,7 @@ export async function openCliAdmin(settings: CliAuditSettings, options: { create
     });
   } catch (error) {
     if (error instanceof TrailNotFoundError) throw new IoError(error.message);
+    if (error instanceof SchemaDamagedError) throw error; // tampering, not an unreadable database
     throw error instanceof IoError ? error : new IoError(`cannot read the audit database ${settings.logDb}: ${errorMessage(error)}`);
   }
 }

@@ -37,6 +37,14 @@ export class TrailNotFoundError extends Error {
   override name = "TrailNotFoundError";
 }
 
+/**
+ * The trail's schema lacks a table (or trigger) its migrations made: someone dropped it. Reported
+ * as tampering (`audit verify` exits 1), not as an unreadable database. The message names it.
+ */
+export class SchemaDamagedError extends Error {
+  override name = "SchemaDamagedError";
+}
+
 /** A record as the chain holds it: its place (`seq`, from 1) and its chain hash. */
 export type CommittedRecord = AuditRecord & { seq: number; hash: string };
 

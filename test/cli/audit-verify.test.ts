@@ -122,4 +122,12 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("audit verify on $name",
     expect(bad.exitCode).toBe(4); // an unreadable checkpoint file is not a tampered trail
     expect(bad.stderr).toContain("--checkpoints");
   });
+
+  test("a dropped chain table is tampering (exit 1, naming the table), not an unreadable database (exit 4)", async () => {
+    const trail = await trailOn(driver, "dropped", 4, atClose);
+    await trail.tamper("DROP TABLE audit_events");
+    const { exitCode, stderr } = await cliOn(trail, "audit", "verify");
+    expect(stderr).toContain("has no table audit_events, which its migrations created");
+    expect(exitCode).toBe(1);
+  });
 });

@@ -7,6 +7,7 @@
  * tables live: several trails can share one database, and tests use a schema each.
  */
 import { SQL } from "bun";
+import { SchemaDamagedError } from "../contract.ts";
 import { migrations } from "./migrations.ts";
 
 /** Advisory lock keys (one 64-bit space per database; both are transaction-scoped). */
@@ -72,8 +73,49 @@ export async function migrate(sql: SQL, schema: string): Promise<number> {
       await tx.unsafe(migrations[v]!);
       await tx.unsafe(`INSERT INTO "${schema}".agent_attr_migrations (version) VALUES (${v + 1})`);
     }
+    await checkSchema(tx, schema);
     return migrations.length - applied;
   });
+}
+
+/** The tables and triggers the migrations create (and none drops again), read off their SQL. */
+const expected = (() => {
+  const text = migrations.join("\n");
+  const named = (pattern: RegExp) => new Set([...text.matchAll(pattern)].map((m) => m[1]!.toLowerCase()));
+  const dropped = named(/DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?(\w+)/gi);
+  return {
+    tables: [...named(/CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)/gi)].filter((t) => !dropped.has(t)),
+    triggers: [...named(/CREATE\s+(?:OR\s+REPLACE\s+)?TRIGGER\s+(\w+)/gi)],
+  };
+})();
+
+/**
+ * Every table and trigger the applied migrations made is there: a dropped one is not made again
+ * (its migration is recorded), and would otherwise read as an unreadable trail rather than as
+ * tampering. As the SQLite store's `checkSchema`.
+ */
+async function checkSchema(tx: SQL, schema: string): Promise<void> {
+  const tables = new Set(
+    ((await tx`SELECT table_name AS name FROM information_schema.tables WHERE table_schema = ${schema}`) as { name: string }[]).map(
+      (r) => r.name,
+    ),
+  );
+  const triggers = new Set(
+    (
+      (await tx`SELECT DISTINCT trigger_name AS name FROM information_schema.triggers WHERE trigger_schema = ${schema}`) as {
+        name: string;
+      }[]
+    ).map((r) => r.name),
+  );
+  const missing =
+    expected.tables.find((t) => !tables.has(t))?.replace(/^/, "table ") ??
+    expected.triggers.find((t) => !triggers.has(t))?.replace(/^/, "trigger ");
+  if (missing) {
+    throw new SchemaDamagedError(
+      `the audit schema "${schema}" has no ${missing}, which its migrations created: it was dropped behind the proxy's ` +
+        "back (tampering, or a damaged copy). Restore the database from a backup and verify it",
+    );
+  }
 }
 
 export interface TrailMeta {

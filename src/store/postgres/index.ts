@@ -2,7 +2,14 @@
  * The PostgreSQL driver (`--log-db postgres://…`): the proxy's store (./store.ts) and the CLI's
  * admin handle on the same trail, for any number of replicas and CLI processes at once.
  */
-import { TrailNotFoundError, type AdminContext, type AuditAdmin, type AuditStoreProvider, type StoreContext } from "../contract.ts";
+import {
+  SchemaDamagedError,
+  TrailNotFoundError,
+  type AdminContext,
+  type AuditAdmin,
+  type AuditStoreProvider,
+  type StoreContext,
+} from "../contract.ts";
 import { errorMessage } from "../../errors.ts";
 import { isPostgresUrl, loadMeta, migrate, openPool, parseTarget, PostgresError } from "./connection.ts";
 import { PgConsents } from "./consents.ts";
@@ -64,7 +71,7 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
     };
   } catch (error) {
     await sql.close({ timeout: 0 });
-    if (error instanceof TrailNotFoundError) throw error;
+    if (error instanceof TrailNotFoundError || error instanceof SchemaDamagedError) throw error;
     throw new PostgresError(`cannot open the audit trail at ${target.display}: ${errorMessage(error)}`);
   }
 }

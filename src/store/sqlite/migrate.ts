@@ -3,7 +3,7 @@
  * bun:sqlite, and a compiled binary has no migrations folder on disk). Each runs once, in a
  * transaction, recorded in `__agent_attr_migrations`.
  */
-import type { Database } from "bun:sqlite";
+import { Database } from "bun:sqlite";
 import m0000 from "./migrations/0000_swift_hitman.sql" with { type: "text" };
 import m0001 from "./migrations/0001_fast_mentor.sql" with { type: "text" };
 import m0002 from "./migrations/0002_omniscient_silver_centurion.sql" with { type: "text" };
@@ -14,6 +14,7 @@ import m0006 from "./migrations/0006_breezy_shape.sql" with { type: "text" };
 import m0007 from "./migrations/0007_fair_cerebro.sql" with { type: "text" };
 import m0008 from "./migrations/0008_lumpy_daimon_hellstrom.sql" with { type: "text" };
 import m0009 from "./migrations/0009_outstanding_rattler.sql" with { type: "text" };
+import { SchemaDamagedError } from "../contract.ts";
 import { keyIndexMigrationSQL } from "./key-index.ts";
 import { rollupDimensionsMigrationSQL, rollupMigrationSQL, tagRollupMigrationSQL } from "./rollup.ts";
 
@@ -43,7 +44,13 @@ const migrations: { tag: string; sql: string }[] = [
   { tag: "0009_key_index", sql: keyIndexMigrationSQL },
 ];
 
+/** Applies the migrations not yet applied, then checks that nothing they made was dropped since (`checkSchema`). */
 export function migrate(db: Database): void {
+  applyMigrations(db);
+  checkSchema(db);
+}
+
+function applyMigrations(db: Database): void {
   db.run("CREATE TABLE IF NOT EXISTS __agent_attr_migrations (tag TEXT PRIMARY KEY, applied_at TEXT NOT NULL)");
   const applied = new Set(
     db
@@ -61,3 +68,39 @@ export function migrate(db: Database): void {
     }).immediate();
   }
 }
+
+let expected: { type: string; name: string }[] | null = null;
+
+/**
+ * Every table and trigger the migrations make is there. A dropped one is not made again (its
+ * migration is recorded as applied), so without this check a dropped chain table read as an
+ * unreadable database ("no such table") rather than as tampering, and a dropped trigger left the
+ * key tables or the rollup to drift. The expected schema is the migrations' own, applied to an
+ * empty in-memory database once per process.
+ */
+export function checkSchema(db: Database): void {
+  if (!expected) {
+    const scratch = new Database(":memory:");
+    try {
+      applyMigrations(scratch);
+      expected = schemaObjects(scratch);
+    } finally {
+      scratch.close();
+    }
+  }
+  const present = new Set(schemaObjects(db).map((o) => `${o.type} ${o.name}`));
+  const missing = expected.find((o) => !present.has(`${o.type} ${o.name}`));
+  if (missing) {
+    throw new SchemaDamagedError(
+      `the audit database has no ${missing.type} ${missing.name}, which its migrations created: it was dropped behind the ` +
+        "proxy's back (tampering, or a damaged copy). Restore the database from a backup and verify it",
+    );
+  }
+}
+
+const schemaObjects = (db: Database) =>
+  db
+    .query<{ type: string; name: string }, []>(
+      "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'trigger') AND name NOT LIKE 'sqlite_%' ORDER BY type, name",
+    )
+    .all();
