@@ -55,8 +55,11 @@ export interface SummaryDialect {
   tagValue: (key: string) => string;
   /** True when the driver's rollup has the tag dimensions (`tag:KEY`). */
   tagRollup: boolean;
-  /** The condition `column = ?` for a filter, as the driver finds it fastest (one parameter); default as it is. */
-  equals?: (column: (typeof filterColumns)[keyof typeof filterColumns]) => string;
+  /**
+   * The conditions that together are `column = ?` for a filter, as the driver finds it fastest,
+   * each taking the value as its one parameter; default `column = ?` as it is.
+   */
+  equals?: (column: (typeof filterColumns)[keyof typeof filterColumns]) => string[];
   /**
    * The condition that a record's `key` (a grouping's key expression) is one of the values `set`
    * (a subquery of one column) selects, as the driver finds it fastest; default `key IN (set)`.
@@ -194,8 +197,9 @@ function summaryParts(filter: ParsedSummaryFilter, cursor: number, dialect: Summ
     const filtered = (Object.keys(filterColumns) as (keyof typeof filterColumns)[]).filter((f) => filter[f] !== undefined);
     const tagged = Object.entries(filter.tag ?? {}).map(([key, value]): Condition => [`${dialect.tagValue(key)} = ?`, value]);
     // What the rollup cannot answer: read the matching records (their indexes narrow the scan).
-    const equals = dialect.equals ?? ((column: string) => `${column} = ?`);
-    const conditions = [...filtered.map((f): Condition => [equals(filterColumns[f]), filter[f]!]), ...tagged, ...range];
+    const equals = dialect.equals ?? ((column: string) => [`${column} = ?`]);
+    const matching = filtered.flatMap((f) => equals(filterColumns[f]).map((sql): Condition => [sql, filter[f]!]));
+    const conditions = [...matching, ...tagged, ...range];
     if (!isTopN(filter)) return [{ records: conditions, sign: 1 }];
     // A top-N's total is that of the calls in its range, read as a summary by day would read it
     // (the rollup where nothing but the range filters, sharing the edges other summaries read).

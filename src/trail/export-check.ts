@@ -6,7 +6,9 @@
  * around it: the entry after it must link to its hash, so a record edited and re-hashed in place
  * is caught; and the newest signed checkpoint must still match the chain, so a chain re-hashed
  * from the edit onwards is caught too. What is left uncaught is what `audit verify` cannot catch
- * either: a rewrite of the tail after the newest checkpoint.
+ * either: a rewrite of the tail after the newest checkpoint. An export filtered by agent, user or
+ * task is also refused when the driver's lookup tables would leave out a record that matches
+ * (`ExportAnchor.hiddenRecord`): signed, such an export would look complete.
  *
  * A failed check stops the export (`ExportRefusedError`): no manifest is signed, and the export's
  * chain event says it was refused and at which seq.
@@ -34,6 +36,12 @@ export interface ExportAnchor {
   checkpoints: readonly Checkpoint[];
   /** The hash of the chain's entry at `seq` (record or event), null if there is none. */
   hashAt(seq: number): string | null | Promise<string | null>;
+  /**
+   * A driver whose lookups by agent, user or task read tables outside the chain (SQLite's key
+   * tables): the first record matching the filter that those tables would hide from the export,
+   * or null. An export that would silently omit a record is refused, as one of an edited record is.
+   */
+  hiddenRecord?: VerifyFailure | null;
 }
 
 /** An export stopped because a record it was to sign does not match the chain. */
@@ -61,6 +69,7 @@ export class ExportGuard {
     this.lastSeq = anchor.lastSeq;
     const started = startVerification(anchor.chainId, anchor.checkpoints, [], this.publicKey);
     if (started.failure) throw new ExportRefusedError(started.failure);
+    if (anchor.hiddenRecord) throw new ExportRefusedError(anchor.hiddenRecord);
     this.cover = redactionCover(anchor.redactions, {
       chainId: anchor.chainId,
       publicKey: this.publicKey,

@@ -12,7 +12,10 @@
  *  - `checkpoint_invalid` / `checkpoint_mismatch`: a checkpoint's signature does not verify, or the
  *    chain's hash at its seq differs (the chain was rewritten);
  *  - `rollup_mismatch`: a driver's derived data (SQLite's usage rollup, which summaries read)
- *    differs from what the records say.
+ *    differs from what the records say;
+ *  - `index_mismatch`: a driver's lookup tables (SQLite's key tables, which lookups, filtered
+ *    summaries and filtered exports by agent, user and task read) lack a record's entry, hold one
+ *    no record has, or claim records past the last one.
  * Also here: the report `audit verify` prints and `GET /audit/verify` answers, and the chain event
  * that records a verification.
  */
@@ -35,6 +38,7 @@ export const verifyReasons = [
   "checkpoint_mismatch",
   "unauthorised_redaction",
   "rollup_mismatch",
+  "index_mismatch",
 ] as const;
 export type VerifyReason = (typeof verifyReasons)[number];
 

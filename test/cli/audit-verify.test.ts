@@ -104,10 +104,11 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("audit verify on $name",
   test("--checkpoints FILE: checkpoints kept outside the database still catch a truncated tail when the stored ones are deleted", async () => {
     const file = join(tempDir(), "checkpoints.ndjson");
     const trail = await trailOn(driver, "file", 8, { checkpoint: { everyRecords: 1000, everySeconds: 60, file } });
-    // A thorough attacker also moves the rollup cursor back, so nothing inside the database contradicts.
+    // A thorough attacker also moves the rollup cursor (and SQLite's key index cursor) back, so nothing inside the database contradicts.
     await trail.tamper("DELETE FROM audit_records WHERE seq > 5");
     await trail.tamper("DELETE FROM audit_checkpoints");
     await trail.tamper(`UPDATE usage_rollup_state SET seq = ${driver.name === "sqlite" ? "min" : "least"}(seq, 5)`);
+    if (driver.name === "sqlite") await trail.tamper("UPDATE audit_key_index_state SET seq = min(seq, 5)");
     const inside = await cliOn(trail, "audit", "verify");
     expect(inside.exitCode).toBe(0); // nothing left inside to contradict…
     expect(inside.stdout).toContain("WARNING: no signed checkpoint covers this chain"); // …but nothing signs it either
@@ -130,4 +131,14 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("audit verify on $name",
     expect(stderr).toContain("has no table audit_events, which its migrations created");
     expect(exitCode).toBe(1);
   });
+});
+
+test("audit verify on sqlite: a key table edited by hand (an agent's entry removed, hiding its record from lookups by agent) exits 1 naming the table and seq", async () => {
+  const trail = await trailOn(sqliteDriver, "key-index", 12, atClose);
+  expect((await cliOn(trail, "audit", "verify")).exitCode).toBe(0);
+  await trail.tamper("DELETE FROM audit_agent_index WHERE seq = 4");
+  const { exitCode, stdout } = await cliOn(trail, "audit", "verify");
+  expect(exitCode).toBe(1);
+  expect(stdout).toContain("TAMPERED at seq 4 (index_mismatch)");
+  expect(stdout).toContain("audit_agent_index has no entry for the record");
 });

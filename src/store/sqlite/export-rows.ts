@@ -13,6 +13,9 @@ import type { ChainRecordRow } from "../../trail/verify.ts";
 import { chainId } from "./chain-writer.ts";
 import { tagValueSQL } from "./summary.ts";
 import { keyLookupSQL } from "./key-index.ts";
+import { hiddenFromLookup } from "./key-index-check.ts";
+
+const filterName = { agent_id: "agent", user_id: "user", task_context: "task" } as const;
 
 /** `external`: checkpoints kept outside the database (the checkpoint file), checked like the stored ones. */
 export function sqliteExportSource(
@@ -29,14 +32,23 @@ export function sqliteExportSource(
   };
   add("timestamp >= ?", filter.start_date);
   add("timestamp <= ?", filter.end_date);
-  add(keyLookupSQL("agent_id"), filter.agent);
-  add(keyLookupSQL("user_id"), filter.user);
-  add(keyLookupSQL("task_context"), filter.task);
+  const range = { conditions: [...conditions], params: [...params] };
+  const keyed = (["agent_id", "user_id", "task_context"] as const).flatMap((column) => {
+    const value = filter[filterName[column]];
+    return value === undefined ? [] : [{ column, value }];
+  });
+  for (const { column, value } of keyed) for (const sql of keyLookupSQL(column)) add(sql, value);
   for (const [key, value] of Object.entries(filter.tag ?? {})) add(`${tagValueSQL(key)} = ?`, value);
   return {
     chainId: () => chainId(db),
     anchor: () => ({
       chainId: chainId(db),
+      // The key tables are not hashed: a record they lost would be left out of a signed export.
+      hiddenRecord:
+        keyed
+          .map(({ column, value }) => hiddenFromLookup(db, column, value, range))
+          .filter((failure) => failure !== null)
+          .sort((a, b) => a.seq - b.seq)[0] ?? null,
       lastSeq: db
         .query<{ seq: number }, []>(
           "SELECT max(coalesce((SELECT max(seq) FROM audit_records), 0), coalesce((SELECT max(seq) FROM audit_events), 0)) AS seq",

@@ -15,6 +15,12 @@
  * the same transaction, so an erased user or task leaves the key tables with the record's value).
  * A lookup (`keyLookupSQL`) reads the key table for the folded part and the records past the
  * cursor themselves (a range of seq, the primary key), so it is exact whatever the cursor.
+ *
+ * The key tables are not hashed: anyone who can write to the database can add or remove entries.
+ * So a lookup also tests each record it finds on its own column (which the chain covers): an added
+ * entry never brings in a record with another key. A removed entry would hide its record from
+ * lookups; `audit verify` checks that the key tables hold exactly the folded records' entries
+ * (`keyIndexMismatch`, ./key-index-check.ts).
  */
 import type { Database } from "bun:sqlite";
 
@@ -115,23 +121,34 @@ export function unfoldedRecords(db: Database): number {
 }
 
 /**
- * A condition on `audit_records` equal to `column = ?` (one parameter, the value), answered
- * from the key table for the folded records and by reading the records past the cursor. Tasks
- * are found day by day (the task table leads with the day): one seek per day of the trail.
+ * Conditions on `audit_records` that together are `column = ?`, each taking the value as its one
+ * parameter: the records the key table names for the folded part and the records past the cursor
+ * (read themselves), and the record's own column equal to the value (an entry added to the key
+ * table by hand finds nothing else). Tasks are found day by day (the task table leads with the
+ * day): one seek per day of the trail.
  */
-export function keyLookupSQL(column: KeyColumn): string {
-  return keyLookupParts(column).join("?");
+export function keyLookupSQL(column: KeyColumn): string[] {
+  return keyLookupParts(column).map((parts) => parts.join("?"));
 }
 
-/** The same condition as the SQL before and after its parameter (for a query builder). */
-export function keyLookupParts(column: KeyColumn): [before: string, after: string] {
+/** The same conditions, each as the SQL before and after its parameter (for a query builder). */
+export function keyLookupParts(column: KeyColumn): [before: string, after: string][] {
   const [before, after] = lookupOf(column, "PARAM").split("PARAM") as [string, string];
-  return [before, after];
+  // The unary `+`: the records are found by seq above; this only tests each one.
+  return [
+    [before, after],
+    [`+audit_records.${column} = `, ""],
+  ];
 }
 
-/** A condition on `audit_records` equal to `column IN (set)`, `set` a subquery of one column, found as `keyLookupSQL` finds one value. */
+/**
+ * A condition on `audit_records` equal to `column IN (set)`, `set` a subquery of one column with
+ * no parameter: found as `keyLookupSQL` finds one value, each record tested on its own column (a
+ * top-N summary groups by the record's own key and keeps its first groups, so an added entry would
+ * not show there; the test keeps every lookup exact on its own).
+ */
 export function keyAmongSQL(column: KeyColumn, set: string): string {
-  return lookupOf(column, set, true);
+  return `${lookupOf(column, set, true)} AND +audit_records.${column} IN (${set})`;
 }
 
 /** The lookup of the values `p(v)` holds: one (`SELECT value`), or those a subquery selects. */

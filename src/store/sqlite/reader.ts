@@ -14,10 +14,8 @@ import { summarize, tagValueSQL } from "./summary.ts";
 import { keyLookupParts, type KeyColumn } from "./key-index.ts";
 
 /** `column = value`, found through the key tables (./key-index.ts). */
-const keyIs = (column: KeyColumn, value: string): SQL => {
-  const [before, after] = keyLookupParts(column);
-  return sql`${sql.raw(before)}${value}${sql.raw(after)}`;
-};
+const keyIs = (column: KeyColumn, value: string): SQL | undefined =>
+  and(...keyLookupParts(column).map(([before, after]) => sql`${sql.raw(before)}${value}${sql.raw(after)}`));
 
 export class SqliteAuditReader implements AuditReader {
   constructor(

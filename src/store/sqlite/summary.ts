@@ -23,7 +23,7 @@ const sqlite: SummaryDialect = {
   tagValue: (key) => tagValueSQL(key),
   tagRollup: true,
   // Agents, users and tasks are found through the key tables (./key-index.ts).
-  equals: (column) => (isKeyColumn(column) ? keyLookupSQL(column) : `${column} = ?`),
+  equals: (column) => (isKeyColumn(column) ? keyLookupSQL(column) : [`${column} = ?`]),
   among: (key, set) => (isKeyColumn(key) ? keyAmongSQL(key, set) : `${key} IN (${set})`),
 };
 

@@ -2,8 +2,10 @@
  * `audit verify` in SQLite: the chain's entries streamed into the shared walk
  * (../../trail/verify.ts) from one read snapshot, records and events merged by seq, then the check
  * of the usage rollup: `rollup_mismatch` when it (summaries read it) differs from the totals
- * recomputed from the records up to its cursor, per (dimension, key, day) — the rollup is not
- * hashed, so it is checked against the records that are.
+ * recomputed from the records up to its cursor, per (dimension, key, day); and `index_mismatch`
+ * when the key tables (lookups by agent, user and task read them) do not hold exactly the entries
+ * of the records up to their cursor (./key-index-check.ts). Neither is hashed, so both are checked
+ * against the records that are.
  */
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
@@ -21,6 +23,7 @@ import {
   type VerifyReport,
 } from "../../trail/verify.ts";
 import { chainId } from "./chain-writer.ts";
+import { keyIndexMismatch } from "./key-index-check.ts";
 import { rollupCursor, rollupDimensions, rollupValueColumns, summedColumns, tagPairs } from "./rollup.ts";
 
 /**
@@ -41,7 +44,9 @@ function verifySnapshot(db: Database, publicKey: KeyObject | null, external: rea
     )
     .all();
   const cover = redactionCover(redactions, { chainId: start.report.chain_id, publicKey, checkpoints: start.checkpoints });
-  return finishVerification(start.report, [start.failure, walk(db, start.report, start.checkpoints, cover)]);
+  const walked = walk(db, start.report, start.checkpoints, cover);
+  const lastRecord = db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
+  return finishVerification(start.report, [start.failure, walked, keyIndexMismatch(db, lastRecord)]);
 }
 
 function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[], cover: RedactionCover): VerifyFailure | null {
