@@ -7,7 +7,8 @@
  *
  * Task contexts are not a dimension: they are free text that rarely repeats ("PR review #456"), so
  * a rollup by task would be about as large as the records and cost the writer as much again
- * (measured on SQLite: half the rollup's cost). Summaries by task read the records.
+ * (measured on SQLite: half the rollup's cost). Summaries by task read the records, or on SQLite
+ * per-task totals over the whole trail (./sqlite/task-totals.ts, keyed as `taskTotalKey` says).
  */
 import type { SQLValue } from "../trail/row.ts";
 
@@ -75,3 +76,8 @@ export function rollupSelect(source: string, where: string, sign: string | numbe
     )
     .join("\n  UNION ALL ");
 }
+
+/** A record's key in the per-task totals: `t` + its task context, '' without one (a primary key holds no NULL). */
+export const taskTotalKey = (row: string) => `coalesce('t' || ${row}.task_context, '')`;
+/** A per-task totals key back as a summary's task key (null for calls without a task). */
+export const taskOfTotalKey = (key: string) => `CASE WHEN ${key} = '' THEN NULL ELSE substr(${key}, 2) END`;

@@ -18,7 +18,7 @@
  * declared personal, from `personal_tags`.
  */
 import { sinceOf, tagOfGrouping, type ParsedSummaryFilter, type SummaryGrouping } from "./filters.ts";
-import { summedColumns, unpricedSQL, type RollupDimension } from "./rollup.ts";
+import { summedColumns, taskOfTotalKey, taskTotalKey, unpricedSQL, type RollupDimension } from "./rollup.ts";
 
 /** A query with `?` placeholders (a driver numbers them if it must) and what its rows are. */
 export interface SummaryQuery {
@@ -65,6 +65,13 @@ export interface SummaryDialect {
    * (a subquery of one column) selects, as the driver finds it fastest; default `key IN (set)`.
    */
   among?: (key: string, set: string) => string;
+  /**
+   * Where the driver keeps per-task totals over the whole trail (SQLite: `usage_task_totals`, up to
+   * the rollup's cursor): true when a top-N by task over nothing but a time range (`filter`) should
+   * read them, minus the rolled-up records outside the range — the driver's guess that those are
+   * fewer than the records inside. Absent: top tasks group the range.
+   */
+  taskTotals?: (filter: ParsedSummaryFilter) => boolean;
 }
 
 type FixedGrouping = Exclude<SummaryGrouping, `tag:${string}`>;
@@ -144,6 +151,9 @@ export function usesRollup(filter: ParsedSummaryFilter, dialect: SummaryDialect)
   return groupsFromRollup(filter, dialect) || (isTopN(filter) && rangeOnly(filter));
 }
 
+/** True when a top-N by task could read the per-task totals (`SummaryDialect.taskTotals` decides if it does). */
+export const mayReadTaskTotals = (filter: ParsedSummaryFilter) => filter.by === "task" && isTopN(filter) && rangeOnly(filter);
+
 /**
  * The queries that answer several summaries over one snapshot (the dashboard's Overview): each as
  * a summary's plan (`summaryParts`) has it, except that records two or more of them read under the same
@@ -205,7 +215,11 @@ function summaryParts(filter: ParsedSummaryFilter, cursor: number, dialect: Summ
     // (the rollup where nothing but the range filters, sharing the edges other summaries read).
     // The range's start as the groups have it (`days` read once: the clock may tick in between).
     const totals = summaryParts({ ...filter, by: "day", limit: undefined, since: since ?? undefined, days: undefined }, cursor, dialect);
-    return [{ query: topGroups(by, conditions, dialect, filter) }, ...totals.map((part): Part => ({ ...part, total: true }))];
+    const groups =
+      mayReadTaskTotals(filter) && dialect.taskTotals?.(filter)
+        ? topTasksFromTotals(since, until, cursor, dialect, filter)
+        : topGroups(by, conditions, dialect, filter);
+    return [{ query: groups }, ...totals.map((part): Part => ({ ...part, total: true }))];
   }
   // Records past the cursor are found by seq (the primary key), the edges by timestamp.
   const rolled: Condition = [dialect.unindexed("seq <= ?"), cursor];
@@ -314,6 +328,47 @@ function topGroups(by: SummaryGrouping, conditions: Condition[], dialect: Summar
     ${sums("audit_records", among(key, "SELECT key FROM top WHERE key IS NOT NULL"))}
     UNION ALL ${sums("(SELECT 1 FROM top WHERE key IS NULL LIMIT 1) AS wanted CROSS JOIN audit_records", `${key} IS NULL`)}`;
   return { sql, params: [...params, filter.limit! - 1, ...params, ...params], from: "records", ranked: true };
+}
+
+/**
+ * The first `limit` tasks over a range, ties at the limit included, with all their sums and the
+ * count of all tasks in the range (`group_count`), as `topGroups` answers them, from the per-task
+ * totals: each task's totals minus its rolled-up calls outside the range (through the time
+ * index), plus its calls past the cursor inside it (by seq). Grouping the totals and those calls
+ * sorts about one row per task of the trail plus the calls outside, instead of every call inside.
+ */
+function topTasksFromTotals(
+  since: string | null,
+  until: string | null,
+  cursor: number,
+  dialect: SummaryDialect,
+  filter: ParsedSummaryFilter,
+): SummaryQuery {
+  const outside = [since && "timestamp < ?", until && "timestamp > ?"].filter((c) => c) as string[];
+  const inside = [since && dialect.unindexed("timestamp >= ?"), until && dialect.unindexed("timestamp <= ?")].filter((c) => c) as string[];
+  const range = [since, until].filter((v) => v !== null) as string[];
+  const calls = (sign: 1 | -1, conditions: string[]) => {
+    const minus = sign < 0 ? "-" : "";
+    return `SELECT ${taskTotalKey("audit_records")} AS key, ${sign} AS calls,
+      ${summedColumns.map((c) => `${minus}coalesce(${c}, 0) AS ${c}`).join(", ")}, ${minus}${unpricedSQL("audit_records")} AS unpriced_calls
+      FROM audit_records WHERE ${conditions.join(" AND ")}`;
+  };
+  const parts = [`SELECT key, calls, ${summedColumns.join(", ")}, unpriced_calls FROM usage_task_totals`];
+  const params: (string | number)[] = [];
+  if (outside.length) {
+    parts.push(calls(-1, [dialect.unindexed("seq <= ?"), `(${outside.join(" OR ")})`]));
+    params.push(cursor, ...range);
+  }
+  parts.push(calls(1, ["seq > ?", ...inside]));
+  params.push(cursor, ...range);
+  const ordered = [...new Set([sortValue[filter.sort as keyof typeof sortValue], "cost_nano_usd", "calls"])];
+  const values = ordered.join(", ");
+  const sql = `WITH g AS MATERIALIZED (SELECT key, sum(calls) AS calls, ${summedColumns.map((c) => `sum(${c}) AS ${c}`).join(", ")},
+      sum(unpriced_calls) AS unpriced_calls FROM (${parts.join("\n    UNION ALL ")}) GROUP BY 1 HAVING sum(calls) > 0),
+    last AS (SELECT ${values} FROM g ORDER BY ${ordered.map((c) => `${c} DESC`).join(", ")} LIMIT 1 OFFSET ?)
+    SELECT ${taskOfTotalKey("key")} AS key, calls, ${summedColumns.join(", ")}, unpriced_calls, (SELECT count(*) FROM g) AS group_count
+    FROM g WHERE NOT EXISTS (SELECT 1 FROM last) OR (${values}) >= (SELECT * FROM last)`;
+  return { sql, params: [...params, filter.limit! - 1], from: "records", ranked: true };
 }
 
 function rollupQuery(by: SummaryGrouping, firstDay: string | null, endDay: string | null): SummaryQuery {

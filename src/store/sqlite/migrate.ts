@@ -16,6 +16,7 @@ import m0008 from "./migrations/0008_lumpy_daimon_hellstrom.sql" with { type: "t
 import m0009 from "./migrations/0009_outstanding_rattler.sql" with { type: "text" };
 import { SchemaDamagedError } from "../contract.ts";
 import { keyIndexMigrationSQL } from "./key-index.ts";
+import { taskTotalsMigrationSQL } from "./task-totals.ts";
 import { rollupDimensionsMigrationSQL, rollupMigrationSQL, tagRollupMigrationSQL } from "./rollup.ts";
 
 const migrations: { tag: string; sql: string }[] = [
@@ -42,6 +43,8 @@ const migrations: { tag: string; sql: string }[] = [
   // (../key-index.ts): the generated half drops the three indexes, the hand-written half makes the tables.
   { tag: "0009_outstanding_rattler", sql: m0009 },
   { tag: "0009_key_index", sql: keyIndexMigrationSQL },
+  // Hand-written like usage_rollup: per-task totals beside the rollup (the Overview's top tasks over a month).
+  { tag: "usage_task_totals", sql: taskTotalsMigrationSQL },
 ];
 
 /** Applies the migrations not yet applied, then checks that nothing they made was dropped since (`checkSchema`). */

@@ -28,6 +28,7 @@ import {
   unpricedSQL,
   type RollupDimension,
 } from "../rollup.ts";
+import { taskTotalsFoldSQL } from "./task-totals.ts";
 
 export { rollupDimensions, rollupValueColumns, summedColumns, unpricedSQL, type RollupDimension } from "../rollup.ts";
 
@@ -91,6 +92,7 @@ const foldSQL = (
   FROM audit_records WHERE ${where} GROUP BY 1, 2, 3, 4
   ON CONFLICT (dim, key, provider, day) DO UPDATE SET ${accumulateSQL}`;
 const foldStatements = rollupDimensionList.map(([dim]) => foldSQL(dim, "seq > ?1 AND seq <= ?2"));
+const taskTotalsFold = taskTotalsFoldSQL("seq > ?1 AND seq <= ?2");
 
 /**
  * The tag rows of one record `row` (`NEW`, `OLD`, or a FROM alias): `FROM` clauses and conditions
@@ -230,7 +232,8 @@ export interface FoldShortcut {
  * Folds up to `maxRecords` records past the cursor into the rollup, in one write transaction
  * (bounded, so it never holds the write lock for long). With `sums` (the writer thread's), the
  * records it added up as it appended them are written without reading them back, when they are
- * exactly the records to fold (./rollup-memory.ts). Returns how many seqs it advanced.
+ * exactly the records to fold (./rollup-memory.ts). The per-task totals (./task-totals.ts) are
+ * folded in the same transaction, always from the records. Returns how many seqs it advanced.
  */
 export function advanceRollup(db: Database, maxRecords = 200_000, sums?: FoldShortcut): number {
   return db
@@ -246,6 +249,8 @@ export function advanceRollup(db: Database, maxRecords = 200_000, sums?: FoldSho
         for (const sql of foldStatements) db.query(sql).run(from, to);
         for (const sql of tagFoldStatements) db.query(sql).run(from, to);
       }
+      // The writer's sums have no tasks (one group per call, about): the task totals read the records.
+      db.query(taskTotalsFold).run(from, to);
       db.query("UPDATE usage_rollup_state SET seq = ? WHERE id = 1").run(to);
       sums?.restart(to);
       return to - from;

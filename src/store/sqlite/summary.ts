@@ -5,7 +5,7 @@
  * in between, their rows folded into each summary's answer as they are read.
  */
 import type { Database } from "bun:sqlite";
-import type { ParsedSummaryFilter } from "../filters.ts";
+import { sinceOf, type ParsedSummaryFilter } from "../filters.ts";
 import type { Summary } from "../results.ts";
 import { foldRows, SummaryFold } from "../summary-answer.ts";
 import { summariesQueries, usesRollup, type SummaryDialect } from "../summary-plan.ts";
@@ -27,12 +27,37 @@ const sqlite: SummaryDialect = {
   among: (key, set) => (isKeyColumn(key) ? keyAmongSQL(key, set) : `${key} IN (${set})`),
 };
 
+/**
+ * True when a top-N by task over `filter`'s range reads fewer rows from the per-task totals
+ * (./task-totals.ts: a row per task of the trail, minus the records outside the range) than by
+ * grouping the range's records. Both counts are guessed from seq, in one seek of the time index per
+ * end of the range: records are appended about in time order. A wrong guess costs time, never exactness.
+ */
+export function taskTotalsCheaper(db: Database, filter: ParsedSummaryFilter): boolean {
+  const since = sinceOf(filter);
+  const until = filter.until;
+  if (!since && !until) return true;
+  const seqs = db
+    .query<{ first: number | null; last: number | null }, []>("SELECT min(seq) AS first, max(seq) AS last FROM audit_records")
+    .get();
+  if (seqs?.first == null || seqs.last == null) return false;
+  const seqAt = (sql: string, value: string | undefined, otherwise: number) =>
+    value === undefined ? otherwise : (db.query<{ seq: number }, [string]>(sql).get(value)?.seq ?? null);
+  // The ORDER BY makes SQLite walk the time index from the range's end.
+  const from = seqAt("SELECT seq FROM audit_records WHERE timestamp >= ? ORDER BY timestamp LIMIT 1", since, seqs.first);
+  const to = seqAt("SELECT seq FROM audit_records WHERE timestamp <= ? ORDER BY timestamp DESC LIMIT 1", until, seqs.last);
+  if (from === null || to === null || to < from) return false; // nothing inside: grouping it is free
+  const tasks = db.query<{ n: number }, []>("SELECT count(*) AS n FROM usage_task_totals").get()?.n ?? 0;
+  return tasks + (from - seqs.first) + (seqs.last - to) < to - from;
+}
+
 /** Several summaries from one snapshot; the records they share are read once. */
 export function summarize(db: Database, filters: readonly ParsedSummaryFilter[]): Summary[] {
   return db.transaction(() => {
     const cursor = filters.some((filter) => usesRollup(filter, sqlite)) ? rollupCursor(db) : 0;
     const folds = filters.map((filter) => new SummaryFold(filter));
-    for (const query of summariesQueries(filters, cursor, sqlite)) {
+    const dialect: SummaryDialect = { ...sqlite, taskTotals: (filter) => taskTotalsCheaper(db, filter) };
+    for (const query of summariesQueries(filters, cursor, dialect)) {
       foldRows(folds, query, db.query<Record<string, unknown>, (string | number)[]>(query.sql).iterate(...query.params));
     }
     return folds.map((fold) => fold.summary());
