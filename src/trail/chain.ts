@@ -184,6 +184,8 @@ export const chainEventKinds = [
   "access_denied",
   "key_created",
   "key_revoked",
+  /** Proxy keys an earlier version wrote, signed as they stood when the upgrade added key signatures. */
+  "keys_signed",
   "consent_granted",
   "consent_withdrawn",
   "consent_expired",

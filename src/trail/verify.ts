@@ -39,6 +39,7 @@ export const verifyReasons = [
   "unauthorised_redaction",
   "rollup_mismatch",
   "index_mismatch",
+  "key_tampered",
 ] as const;
 export type VerifyReason = (typeof verifyReasons)[number];
 

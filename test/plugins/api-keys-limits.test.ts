@@ -3,7 +3,7 @@
 // key does not vouch for is metered per key and never selects a tier.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { anthropic, apiKeys, headerAttribution, openai, sqliteAudit, tiers } from "../../plugins/index.ts";
-import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
+import { signedKeyTable } from "../helpers/keys.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -25,12 +25,12 @@ const now = () => clock.t;
 async function withProxy(
   onMismatch: "reject" | "record",
   limiter: ReturnType<typeof tiers>,
-  run: (proxy: TestProxy, keys: SqliteProxyKeys) => Promise<void>,
+  run: (proxy: TestProxy, keys: ReturnType<typeof signedKeyTable>) => Promise<void>,
 ) {
   const proxy = await startTestProxy(upstream.url, {
     plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), apiKeys({ onMismatch }), limiter, sqliteAudit()],
   });
-  const keys = new SqliteProxyKeys(proxy.logDb);
+  const keys = signedKeyTable(proxy.logDb);
   try {
     await run(proxy, keys);
   } finally {
@@ -133,7 +133,7 @@ test("SDK bodies that always carry a user (OpenAI `user`, Anthropic `metadata.us
       sqliteAudit(),
     ],
   });
-  const keys = new SqliteProxyKeys(proxy.logDb);
+  const keys = signedKeyTable(proxy.logDb);
   try {
     clock.t += 3_600_000;
     const { key, record: made } = keys.create({ agents: ["claude-code"] });

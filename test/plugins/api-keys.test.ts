@@ -4,7 +4,7 @@
 import Anthropic from "@anthropic-ai/sdk";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
-import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
+import { signedKeyTable } from "../helpers/keys.ts";
 import { anthropic, apiKeys, headerAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { runCli } from "../helpers/process.ts";
@@ -14,7 +14,7 @@ const realOpenAIKey = "sk-real-openai-provider-key";
 const realAnthropicKey = "sk-ant-real-provider-key";
 let upstream: FakeUpstream;
 let proxy: TestProxy;
-let keys: SqliteProxyKeys;
+let keys: ReturnType<typeof signedKeyTable>;
 let botKey: string;
 let botKeyId: string;
 let teamKey: string;
@@ -32,7 +32,7 @@ beforeAll(async () => {
   process.env.ANTHROPIC_API_KEY = realAnthropicKey;
   upstream = await startFakeUpstream();
   proxy = await startTestProxy(upstream.url, { plugins: plugins() });
-  keys = new SqliteProxyKeys(proxy.logDb);
+  keys = signedKeyTable(proxy.logDb);
   ({
     key: botKey,
     record: { id: botKeyId },
@@ -164,7 +164,7 @@ describe("identity restrictions", () => {
   test("with onMismatch: record, the claim is kept as asserted beside the verified identity", async () => {
     const recording = await startTestProxy(upstream.url, { plugins: plugins("record") });
     try {
-      const store = new SqliteProxyKeys(recording.logDb);
+      const store = signedKeyTable(recording.logDb);
       const { key, record: made } = store.create({ agents: ["code-review-bot"], users: ["team-a-*"] });
       store.close();
       const response = await fetch(`${recording.url}/v1/chat/completions`, {
@@ -234,7 +234,7 @@ describe("key lifecycle through the CLI, against the running proxy", () => {
     const listed = await runCli(["keys", "list", "--log-db", proxy.logDb]);
     expect(listed.stdout).toContain(id);
     expect(listed.stdout).not.toContain(key);
-    const db = new SqliteProxyKeys(proxy.logDb);
+    const db = signedKeyTable(proxy.logDb);
     expect(JSON.stringify(db.list())).not.toContain(key);
     db.close();
 

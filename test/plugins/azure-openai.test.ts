@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import OpenAI, { AzureOpenAI } from "openai";
 import { apiKeys, azureOpenAI, openai, sqliteAudit } from "../../plugins/index.ts";
-import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
+import { signedKeyTable } from "../helpers/keys.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
 interface Seen {
@@ -104,7 +104,7 @@ beforeAll(async () => {
     plugins: [azureOpenAI({ endpoint: base, deployments: { "prod-chat": "gpt-4o" } }), openai(), sqliteAudit()],
   });
   keyed = await startTestProxy(base, { plugins: [azureOpenAI({ endpoint: base }), apiKeys(), sqliteAudit()] });
-  ({ key: proxyKey } = new SqliteProxyKeys(keyed.logDb).create({ agents: ["azure-bot"] }));
+  ({ key: proxyKey } = signedKeyTable(keyed.logDb).create({ agents: ["azure-bot"] }));
 });
 afterAll(async () => {
   await proxy.stop();

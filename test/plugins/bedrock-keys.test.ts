@@ -5,7 +5,7 @@
 import { AccessDeniedException, BedrockRuntimeClient, ConverseStreamCommand } from "@aws-sdk/client-bedrock-runtime";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
+import { signedKeyTable } from "../helpers/keys.ts";
 import { apiKeys, bedrock, headerAttribution, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeBedrock, type FakeBedrock } from "../helpers/fake-bedrock.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
@@ -14,7 +14,7 @@ const region = "eu-central-1";
 const proxyKey = { accessKeyId: "AKIAPROXYKEYSMODE001", secretAccessKey: "keys-mode-proxy-secret", sessionToken: "proxy-session" };
 let fake: FakeBedrock;
 let proxy: TestProxy;
-let keys: SqliteProxyKeys;
+let keys: ReturnType<typeof signedKeyTable>;
 let botKey: string;
 let botKeyId: string;
 
@@ -23,7 +23,7 @@ beforeAll(async () => {
   proxy = await startTestProxy(fake.url, {
     plugins: [bedrock({ region, baseURL: fake.url, credentials: proxyKey }), headerAttribution(), apiKeys(), sqliteAudit()],
   });
-  keys = new SqliteProxyKeys(proxy.logDb);
+  keys = signedKeyTable(proxy.logDb);
   ({
     key: botKey,
     record: { id: botKeyId },

@@ -4,7 +4,7 @@
 import { GoogleGenAI } from "@google/genai";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { apiKeys, gemini, openai, sqliteAudit } from "../../plugins/index.ts";
-import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
+import { signedKeyTable } from "../helpers/keys.ts";
 import type { AuditRecord } from "../../src/trail/record.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
 
@@ -116,7 +116,7 @@ beforeAll(async () => {
   unreachable = await startTestProxy(base, { plugins: [gemini({ baseURL: "http://127.0.0.1:9" }), sqliteAudit()] });
   process.env.GEMINI_API_KEY = "AIza-test-key";
   keyed = await startTestProxy(base, { plugins: [gemini({ baseURL: base }), apiKeys(), sqliteAudit()] });
-  ({ key: proxyKey } = new SqliteProxyKeys(keyed.logDb).create({ agents: ["gemini-bot"] }));
+  ({ key: proxyKey } = signedKeyTable(keyed.logDb).create({ agents: ["gemini-bot"] }));
 });
 afterAll(async () => {
   await proxy.stop();

@@ -2,7 +2,7 @@
 // by tag; in keys mode only a tag the key fixes selects a tier or a team's meter — a header
 // claiming another team's tag is metered per key, so it can neither drain nor escape that team's limit.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
+import { signedKeyTable } from "../helpers/keys.ts";
 import { apiKeys, headerAttribution, openai, sqliteAudit, tiers } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
@@ -71,7 +71,7 @@ test("per tag:team: each team has its own meter; a rule by tag picks the tier", 
 
 test("keys mode: only a tag the key fixes selects a tier or a team's meter", async () => {
   await withProxy([apiKeys(), limiter()], async (proxy) => {
-    const keys = new SqliteProxyKeys(proxy.logDb);
+    const keys = signedKeyTable(proxy.logDb);
     try {
       const exec = keys.create({ agents: ["bot"], tags: { team: "exec-office" } }).key;
       const loose = keys.create({ agents: ["bot"] }).key;

@@ -3,7 +3,7 @@
 // invisible character in a claim is refused, and Claude Code's body user in keys mode is kept as
 // asserted by its stable part, never refused.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
+import { signedKeyTable } from "../helpers/keys.ts";
 import { anthropic, apiKeys, headerAttribution, jwtAttribution, openai, sqliteAudit } from "../../plugins/index.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { runCli } from "../helpers/process.ts";
@@ -32,7 +32,7 @@ beforeAll(async () => {
   const providers = () => [openai({ baseURL: `${upstream.url}/v1` }), anthropic({ baseURL: upstream.url }), headerAttribution()];
   keysProxy = await startTestProxy(upstream.url, { plugins: [...providers(), apiKeys(), sqliteAudit()] });
   jwtProxy = await startTestProxy(upstream.url, { plugins: [...providers(), jwtAttribution({ secret, audience: "a" }), sqliteAudit()] });
-  const store = new SqliteProxyKeys(keysProxy.logDb);
+  const store = signedKeyTable(keysProxy.logDb);
   // A key stored by an older version (or written by hand) with a decomposed agent id.
   ({ key: decomposedAgentKey } = store.create({ agents: ["rene\u0301-bot"], users: ["jose\u0301*"] }));
   ({ key: noUsersKey } = store.create({ agents: ["claude-code"] }));

@@ -3,7 +3,7 @@
 // key, and each response is limited on its own — a refused one is an `error` event on the open
 // socket and a `rejected` record, never a frame upstream.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { SqliteProxyKeys } from "../../src/store/sqlite/keys.ts";
+import { signedKeyTable } from "../helpers/keys.ts";
 import { apiKeys, headerAttribution, openai, sqliteAudit, tiers } from "../../plugins/index.ts";
 import { startFakeResponsesSocket, type FakeResponsesSocket } from "../helpers/fake-responses-socket.ts";
 import { startTestProxy, type TestProxy } from "../helpers/proxy.ts";
@@ -25,7 +25,7 @@ beforeAll(async () => {
       sqliteAudit(),
     ],
   });
-  const keys = new SqliteProxyKeys(proxy.logDb);
+  const keys = signedKeyTable(proxy.logDb);
   ({ key } = keys.create({ agents: ["socket-bot"] }));
   keys.close();
 });

@@ -14,6 +14,8 @@ import { errorMessage } from "../../errors.ts";
 import { isPostgresUrl, loadMeta, migrate, openPool, parseTarget, PostgresError } from "./connection.ts";
 import { PgConsents } from "./consents.ts";
 import { PgKeys } from "./keys.ts";
+import { keySignatureApplied } from "./migrations.ts";
+import { keysNeedKey } from "../key-signature.ts";
 import { PgReader } from "./reader.ts";
 import { PgAuditStore, type PgStoreOptions } from "./store.ts";
 import { PgTrail, signingKeyFor } from "./trail.ts";
@@ -47,7 +49,8 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
   const target = parseTarget(ctx.logDb);
   const sql = openPool(target, { max: 4 });
   try {
-    if (ctx.create) await migrate(sql, target.schema);
+    let ran = 0;
+    if (ctx.create) ran = await migrate(sql, target.schema);
     else {
       const [found] = (await sql`SELECT to_regclass(${`"${target.schema}".audit_meta`}) IS NOT NULL AS ok`) as { ok: boolean }[];
       if (!found?.ok) {
@@ -55,15 +58,25 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
           `No audit trail at ${target.display}: start the proxy with this --log-db first, or pass another --log-db (or set AGENT_ATTR_LOG_DB, or audit.logDb in the config).`,
         );
       }
-      await migrate(sql, target.schema);
+      ran = await migrate(sql, target.schema);
     }
     const meta = await loadMeta(sql);
     const signingKey = await signingKeyFor(sql, ctx.audit.signingKey, { create: ctx.create });
     const trail = new PgTrail(sql, meta, signingKey, ctx.audit, ctx.log, true);
+    const keys = new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event]), {
+      key: signingKey,
+      chainId: meta.chainId,
+      warn: ctx.log.warn,
+    });
+    // Rows an earlier version wrote are signed as they stand, by the process that adds the column only (../key-signature.ts).
+    if (keySignatureApplied(ran)) {
+      if (signingKey) await keys.signLegacy();
+      else ctx.log.warn(`this trail's proxy keys could not be signed on upgrade without its signing key: ${keysNeedKey}`);
+    }
     return {
       reader: new PgReader(sql),
       trail,
-      keys: new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event])),
+      keys,
       consents: new PgConsents(sql, (tx, events) => trail.appendSealed(tx, events)),
       signs: signingKey !== null,
       sign: (data) => signWith(signingKey, data),

@@ -11,6 +11,10 @@
  */
 import { rollupMigrationSQL } from "./rollup.ts";
 
+const keySignatureSQL = `
+  ALTER TABLE proxy_keys ADD COLUMN signature text;
+  `;
+
 export const migrations: readonly string[] = [
   `
   CREATE TABLE audit_meta (
@@ -171,4 +175,10 @@ export const migrations: readonly string[] = [
   EXCEPTION WHEN OTHERS THEN NULL;
   END $$;
   `,
+  // Signed proxy keys (../key-signature.ts): the opener that applies this signs the rows already
+  // there (`keySignatureApplied`); running it again fails on the existing column.
+  keySignatureSQL,
 ];
+
+/** Whether a `migrate` that ran `ran` migrations applied the one adding `proxy_keys.signature` (its opener signs the rows it found). */
+export const keySignatureApplied = (ran: number): boolean => migrations.length - ran < migrations.indexOf(keySignatureSQL) + 1;

@@ -39,6 +39,7 @@ import { PgReader } from "./reader.ts";
 import { PgConsents } from "./consents.ts";
 import { advanceRollup } from "./rollup.ts";
 import { PgKeys } from "./keys.ts";
+import { keySignatureApplied } from "./migrations.ts";
 
 export interface PgStoreOptions {
   /** How long intents gather before they are written together (ms, default 1). */
@@ -135,11 +136,21 @@ export class PgAuditStore implements AuditStore {
     const target = parseTarget(ctx.logDb);
     const sql = openPool(target);
     try {
-      await migrate(sql, target.schema);
+      const ran = await migrate(sql, target.schema);
       const meta = await loadMeta(sql);
       const signingKey = await signingKeyFor(sql, ctx.audit.signingKey, { create: true });
       const trail = new PgTrail(sql, meta, signingKey, ctx.audit, ctx.log);
-      const keys = new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event]));
+      const keys = new PgKeys(sql, options.keyCacheMs ?? 0, (tx, event) => trail.appendSealed(tx, [event]), {
+        key: signingKey,
+        chainId: meta.chainId,
+        warn: ctx.log.warn,
+      });
+      // Rows an earlier version wrote are signed as they stand, by the process that adds the column only (../key-signature.ts).
+      if (keySignatureApplied(ran)) {
+        const signed = await keys.signLegacy();
+        if (signed > 0)
+          ctx.log.warn(`${signed} proxy key(s) written by an earlier version are now signed, as they stood (keys_signed event)`);
+      }
       const consents = new PgConsents(sql, (tx, events) => trail.appendSealed(tx, events));
       const reader = new PgReader(sql);
       const store = new PgAuditStore(sql, target, meta.hashKey, meta.chainId, trail, reader, keys, consents, ctx.log, ctx.audit, options);

@@ -29,6 +29,8 @@ import {
   type ParsedExportFilter,
 } from "../../trail/export.ts";
 import { groupRows } from "./intents.ts";
+import { keyRowsMismatch } from "../key-signature.ts";
+import { PgKeys } from "./keys.ts";
 import { loadSigningKey, publicKeyPem } from "../../trail/signing.ts";
 import {
   ChainWalk,
@@ -196,7 +198,12 @@ export class PgTrail implements AuditTrail {
       failure ??= walk.end();
       // The rollup summaries read, checked against the records it claims (only on an intact chain).
       if (failure === null && started.failure === null) failure = await rollupDifference(tx, started.report.last_seq);
-      return finishVerification(started.report, [started.failure, failure]);
+      // The proxy keys against their signatures and the chain's key events (../key-signature.ts).
+      const keyEvents = (
+        (await tx`SELECT seq, kind, details FROM audit_events WHERE kind IN ('key_created', 'key_revoked') ORDER BY seq`) as EventRow[]
+      ).map((r) => ({ ...r, seq: Number(r.seq) }));
+      const keys = keyRowsMismatch(await PgKeys.rows(tx), keyEvents, { chainId: this.meta.chainId, publicKey }, started.report.last_seq);
+      return finishVerification(started.report, [started.failure, failure, keys]);
     });
     // A failed verification is recorded, but no checkpoint is signed over a chain found tampered.
     return recordVerification(report, actor, (event) => transaction(this.sql, 10_000, (tx) => this.appendSealed(tx, [event], report.ok)));

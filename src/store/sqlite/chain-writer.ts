@@ -217,3 +217,9 @@ export class ChainWriter {
 export function chainId(db: Database): string | null {
   return db.query<{ chain_id: string }, []>("SELECT chain_id FROM audit_chain WHERE id = 1").get()?.chain_id ?? null;
 }
+
+/** The chain id of this database, creating the chain's row first if it has none (what signed proxy keys name). */
+export function ensureChainId(db: Database): string {
+  db.run("INSERT OR IGNORE INTO audit_chain (id, chain_id, created_at) VALUES (1, ?, ?)", [crypto.randomUUID(), new Date().toISOString()]);
+  return chainId(db)!;
+}

@@ -44,10 +44,10 @@ export function filesReadableByOthers(path: string): { file: string; mode: numbe
   });
 }
 
-/** A migrated connection for reading the trail (the CLI, the audit API). */
-export function openAuditLog(path: string): { db: Database; reader: SqliteAuditReader; close(): void } {
+/** A migrated connection for reading the trail (the CLI, the audit API), with the migrations it applied. */
+export function openAuditLog(path: string): { db: Database; reader: SqliteAuditReader; migrated: string[]; close(): void } {
   const db = openDatabase(path);
-  migrate(db);
+  const migrated = migrate(db);
   const orm: BunSQLiteDatabase<typeof schema> = drizzle(db, { schema });
-  return { db, reader: new SqliteAuditReader(orm, db), close: () => db.close() };
+  return { db, reader: new SqliteAuditReader(orm, db), migrated, close: () => db.close() };
 }

@@ -11,7 +11,9 @@ import { loadHashKey } from "../../trail/secret.ts";
 import { loadSigningKey, signingKeyPath, signWith } from "../../trail/signing.ts";
 import { openAuditLog } from "./database.ts";
 import { SqliteConsents } from "./consents.ts";
-import { SqliteKeyAdmin } from "./key-admin.ts";
+import { signLegacyKeys, SqliteKeyAdmin } from "./key-admin.ts";
+import { keysNeedKey } from "../key-signature.ts";
+import { keySignatureMigration } from "./migrate.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 import { SqliteAuditStore } from "./store.ts";
 import { SqliteAuditTrail } from "./trail.ts";
@@ -46,7 +48,11 @@ function openSqliteAdmin(path: string, { log, audit, create }: AdminContext): Au
       sealEvents: true,
       onError: log.warn,
     });
-    const keys = new SqliteKeyAdmin(new SqliteProxyKeys(opened.db), trail.chain, () => trail.seal());
+    if (opened.migrated.includes(keySignatureMigration)) {
+      if (key) signLegacyKeys(opened.db, trail.chain, key);
+      else log.warn(`this trail's proxy keys could not be signed on upgrade without its signing key: ${keysNeedKey}`);
+    }
+    const keys = new SqliteKeyAdmin(new SqliteProxyKeys(opened.db, { key, warn: log.warn }), trail.chain, () => trail.seal());
     const consents = new SqliteConsents(opened.db, trail.chain, () => trail.seal());
     return {
       reader: opened.reader,

@@ -8,9 +8,12 @@
  * The SQLite store serves it from its reader thread (./reader-thread.ts), with `SqliteKeyAdmin`
  * there; the CLI in process.
  */
-import type { ChainWriter } from "./chain-writer.ts";
+import type { Database } from "bun:sqlite";
+import type { KeyObject } from "node:crypto";
+import { ensureChainId, type ChainWriter } from "./chain-writer.ts";
 import type { ProxyKeyStore } from "../contract.ts";
 import { keyCreatedDetails, type NewKeyRequest, type ProxyKey } from "../keys.ts";
+import { signKeyRow } from "../key-signature.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 
 /**
@@ -79,4 +82,27 @@ export class SqliteKeyAdmin implements ProxyKeyStore {
 /** Proxy keys in a SQLite database of their own (`apiKeys({ path })`), created and migrated if new. */
 export function sqliteKeyStore(path: string): ProxyKeyStore & { close(): void } {
   return new SqliteKeyAdmin(new SqliteProxyKeys(path), null);
+}
+
+/**
+ * Signs the key rows an earlier version wrote (no signature), as they stand, and records which in
+ * a `keys_signed` chain event; returns how many. Only the opener that has just applied the
+ * migration adding the column calls it (../key-signature.ts): a row unsigned later was not
+ * written by agent-attr, and stays refused.
+ */
+export function signLegacyKeys(db: Database, chain: ChainWriter, signingKey: KeyObject): number {
+  const table = new SqliteProxyKeys(db);
+  try {
+    return chain.transaction(() => {
+      const unsigned = table.rows().filter((row) => row.signature === null);
+      if (unsigned.length === 0) return 0;
+      const ids = unsigned.map((row) => row.key.id).sort();
+      chain.appendInTransaction([], [{ kind: "keys_signed", actor: "upgrade", details: { key_ids: ids, keys: ids.length } }]);
+      const chainId = ensureChainId(db);
+      for (const row of unsigned) table.setSignature(row.key.id, signKeyRow(signingKey, chainId, row.key, row.hash));
+      return unsigned.length;
+    });
+  } finally {
+    table.close();
+  }
 }

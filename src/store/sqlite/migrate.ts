@@ -14,10 +14,14 @@ import m0006 from "./migrations/0006_breezy_shape.sql" with { type: "text" };
 import m0007 from "./migrations/0007_fair_cerebro.sql" with { type: "text" };
 import m0008 from "./migrations/0008_lumpy_daimon_hellstrom.sql" with { type: "text" };
 import m0009 from "./migrations/0009_outstanding_rattler.sql" with { type: "text" };
+import m0010 from "./migrations/0010_overrated_felicia_hardy.sql" with { type: "text" };
 import { SchemaDamagedError } from "../contract.ts";
 import { keyIndexMigrationSQL } from "./key-index.ts";
 import { taskTotalsMigrationSQL } from "./task-totals.ts";
 import { rollupDimensionsMigrationSQL, rollupMigrationSQL, tagRollupMigrationSQL } from "./rollup.ts";
+
+/** The migration that adds `proxy_keys.signature`: the opener that applied it signs the rows it found (./key-admin.ts `signLegacyKeys`). */
+export const keySignatureMigration = "0010_overrated_felicia_hardy";
 
 const migrations: { tag: string; sql: string }[] = [
   { tag: "0000_swift_hitman", sql: m0000 },
@@ -45,15 +49,21 @@ const migrations: { tag: string; sql: string }[] = [
   { tag: "0009_key_index", sql: keyIndexMigrationSQL },
   // Hand-written like usage_rollup: per-task totals beside the rollup (the Overview's top tasks over a month).
   { tag: "usage_task_totals", sql: taskTotalsMigrationSQL },
+  // Signed proxy keys (../key-signature.ts): the process that applies this signs the rows already there.
+  { tag: keySignatureMigration, sql: m0010 },
 ];
 
-/** Applies the migrations not yet applied, then checks that nothing they made was dropped since (`checkSchema`). */
-export function migrate(db: Database): void {
-  applyMigrations(db);
+/**
+ * Applies the migrations not yet applied, then checks that nothing they made was dropped since
+ * (`checkSchema`). Returns the tags it applied.
+ */
+export function migrate(db: Database): string[] {
+  const applied = applyMigrations(db);
   checkSchema(db);
+  return applied;
 }
 
-function applyMigrations(db: Database): void {
+function applyMigrations(db: Database): string[] {
   db.run("CREATE TABLE IF NOT EXISTS __agent_attr_migrations (tag TEXT PRIMARY KEY, applied_at TEXT NOT NULL)");
   const applied = new Set(
     db
@@ -61,6 +71,7 @@ function applyMigrations(db: Database): void {
       .all()
       .map((row) => row.tag),
   );
+  const now: string[] = [];
   for (const migration of migrations) {
     if (applied.has(migration.tag)) continue;
     db.transaction(() => {
@@ -69,7 +80,9 @@ function applyMigrations(db: Database): void {
       }
       db.run("INSERT INTO __agent_attr_migrations (tag, applied_at) VALUES (?, ?)", [migration.tag, new Date().toISOString()]);
     }).immediate();
+    now.push(migration.tag);
   }
+  return now;
 }
 
 let expected: { type: string; name: string }[] | null = null;

@@ -40,7 +40,7 @@ function open(settings: ReaderSettings): null {
     // After an erasure the store has its writer thread rewrite the file (and compacts its intent
     // log), so this thread does not rewrite it a second time.
     trail = new SqliteAuditTrail(db, signingKey, Buffer.from(settings.hashKeyHex, "hex"), { afterErase: () => {} });
-    keys = new SqliteKeyAdmin(new SqliteProxyKeys(db), trail.chain);
+    keys = new SqliteKeyAdmin(new SqliteProxyKeys(db, { key: signingKey }), trail.chain);
     consents = new SqliteConsents(db, trail.chain);
     return null;
   } catch (error) {

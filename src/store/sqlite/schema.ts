@@ -140,6 +140,8 @@ export const proxyKeys = sqliteTable("proxy_keys", {
   created_at: text("created_at").notNull(),
   expires_at: text("expires_at"),
   revoked_at: text("revoked_at"),
+  /** Ed25519 signature of the row (../key-signature.ts); null: never signed (refused). */
+  signature: text("signature"),
 });
 
 /**

@@ -41,6 +41,8 @@ import { ErasureWatch } from "./erasure-watch.ts";
 import { IntentLog } from "./intent-log.ts";
 import { recoverIntents } from "./intent-recovery.ts";
 import { SqliteProxyKeys } from "./keys.ts";
+import { signLegacyKeys } from "./key-admin.ts";
+import { keySignatureMigration } from "./migrate.ts";
 import { ReaderThread } from "./reader-thread.ts";
 import { SqliteAuditTrail } from "./trail.ts";
 import { WriterThread, type Final } from "./writer-thread.ts";
@@ -144,7 +146,7 @@ export class SqliteAuditStore implements AuditStore {
     });
     this.reader = this.api;
     this.trail = this.api;
-    this.keyTable = new SqliteProxyKeys(this.db);
+    this.keyTable = new SqliteProxyKeys(this.db, { key: signingKey, warn: (message) => options.onWarning?.(message) });
     const api = this.api;
     const table = this.keyTable;
     this.keys = {
@@ -166,6 +168,12 @@ export class SqliteAuditStore implements AuditStore {
     const adopted = this.local.chain.adoptUnchained();
     if (adopted > 0)
       options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
+    // Rows an earlier version wrote are signed as they stand, by the process that adds the column only (../key-signature.ts).
+    if (log.migrated.includes(keySignatureMigration)) {
+      const signed = signLegacyKeys(this.db, this.local.chain, signingKey);
+      if (signed > 0)
+        options.onWarning?.(`${signed} proxy key(s) written by an earlier version are now signed, as they stood (keys_signed event)`);
+    }
     const report = (message: string) => options.onError?.(message);
     this.writer = new WriterThread(
       {

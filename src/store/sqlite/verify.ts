@@ -5,7 +5,8 @@
  * recomputed from the records up to its cursor, per (dimension, key, day); and `index_mismatch`
  * when the key tables (lookups by agent, user and task read them) do not hold exactly the entries
  * of the records up to their cursor (./key-index-check.ts). Neither is hashed, so both are checked
- * against the records that are.
+ * against the records that are. Last, the proxy keys: each row signed, none that a `key_revoked`
+ * event revokes left unrevoked (`key_tampered`, ../key-signature.ts).
  */
 import type { Database } from "bun:sqlite";
 import type { KeyObject } from "node:crypto";
@@ -24,6 +25,8 @@ import {
 } from "../../trail/verify.ts";
 import { chainId } from "./chain-writer.ts";
 import { keyIndexMismatch } from "./key-index-check.ts";
+import { keyRowsMismatch } from "../key-signature.ts";
+import { SqliteProxyKeys } from "./keys.ts";
 import { rollupCursor, rollupDimensions, rollupValueColumns, summedColumns, tagPairs } from "./rollup.ts";
 
 /**
@@ -46,7 +49,23 @@ function verifySnapshot(db: Database, publicKey: KeyObject | null, external: rea
   const cover = redactionCover(redactions, { chainId: start.report.chain_id, publicKey, checkpoints: start.checkpoints });
   const walked = walk(db, start.report, start.checkpoints, cover);
   const lastRecord = db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
-  return finishVerification(start.report, [start.failure, walked, keyIndexMismatch(db, lastRecord)]);
+  const keys = keyMismatch(db, { chainId: start.report.chain_id, publicKey }, start.report.last_seq);
+  return finishVerification(start.report, [start.failure, walked, keyIndexMismatch(db, lastRecord), keys]);
+}
+
+/** The key table against its signatures and the chain's key events (../key-signature.ts). */
+function keyMismatch(db: Database, trust: Parameters<typeof keyRowsMismatch>[2], lastSeq: number): VerifyFailure | null {
+  const table = new SqliteProxyKeys(db);
+  try {
+    const events = db
+      .query<{ seq: number; kind: string; details: string }, []>(
+        "SELECT seq, kind, details FROM audit_events WHERE kind IN ('key_created', 'key_revoked') ORDER BY seq",
+      )
+      .all();
+    return keyRowsMismatch(table.rows(), events, trust, lastSeq);
+  } finally {
+    table.close();
+  }
 }
 
 function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[], cover: RedactionCover): VerifyFailure | null {

@@ -1,0 +1,1 @@
+ALTER TABLE `proxy_keys` ADD `signature` text;
