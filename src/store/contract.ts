@@ -195,15 +195,17 @@ export interface AuditExport {
 export interface ProxyKeyStore {
   /**
    * The key whose secret this is — revoked and expired keys included, the caller decides — or null.
+   * Null too, exactly as for an unknown secret, when the driver cannot vouch for the key's row (the
+   * built-in drivers: its signature does not verify, or the chain revokes it; ./key-signature.ts).
    * Runs on every call in keys mode: a driver whose lookup is a round trip to a server may cache
    * answers for a short, bounded time, and must document how long a revocation can take to apply.
    */
   find(secret: string): Promise<ProxyKey | null>;
   /** Every key, newest first (never a secret). */
   list(): Promise<ProxyKey[]>;
-  /** Creates a key; `key` is the only copy of the secret. */
+  /** Creates a key; `key` is the only copy of the secret. Throws without the signing key where rows are signed. */
   create(request: NewKeyRequest, actor: string): Promise<{ key: string; record: ProxyKey }>;
-  /** Revokes a key (idempotent: a revoked key is returned as it is, and nothing is recorded); null when no key has that id. */
+  /** Revokes a key (idempotent: a revoked key is returned as it is, and nothing is recorded); null when no key has that id. Throws without the signing key where rows are signed. */
   revoke(id: string, actor: string): Promise<ProxyKey | null>;
 }
 

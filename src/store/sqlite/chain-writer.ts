@@ -36,7 +36,6 @@ export class ChainWriter {
   private readonly insertEvent: Statement;
   private readonly anyErasure: Statement<{ n: number }, []>;
   private readonly erasedAt: Statement<{ erased_at: string }, [string]>;
-  private readonly ensureChain: Statement;
   private chainKnown = false;
   /** Reused per row: the personal and the clear values of the row being appended. */
   private readonly personal: SQLValue[] = [];
@@ -61,20 +60,11 @@ export class ChainWriter {
     );
     this.anyErasure = db.query("SELECT count(*) AS n FROM (SELECT 1 FROM audit_erasures LIMIT 1)");
     this.erasedAt = db.query("SELECT erased_at FROM audit_erasures WHERE user_hmac = ?");
-    this.ensureChain = db.prepare("INSERT OR IGNORE INTO audit_chain (id, chain_id, created_at) VALUES (1, ?, ?)");
   }
 
   /** Finalizes the prepared statements, so closing the connection really closes it. */
   finalize(): void {
-    for (const statement of [
-      this.lastRecord,
-      this.lastEvent,
-      this.insertRecord,
-      this.insertEvent,
-      this.anyErasure,
-      this.erasedAt,
-      this.ensureChain,
-    ]) {
+    for (const statement of [this.lastRecord, this.lastEvent, this.insertRecord, this.insertEvent, this.anyErasure, this.erasedAt]) {
       statement.finalize();
     }
   }
@@ -160,7 +150,7 @@ export class ChainWriter {
 
   private ensureChainRow(): void {
     if (this.chainKnown) return;
-    this.ensureChain.run(crypto.randomUUID(), new Date().toISOString());
+    ensureChainId(this.db);
     this.chainKnown = true;
   }
 

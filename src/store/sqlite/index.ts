@@ -40,9 +40,12 @@ function openSqliteAdmin(path: string, { log, audit, create }: AdminContext): Au
       `No audit database at ${path}. Pass --log-db PATH (or set AGENT_ATTR_LOG_DB, or audit.logDb in the config).`,
     );
   }
+  // A trail this command creates gets its signing key now, as the proxy's first start would make it
+  // (its key rows are signed); an existing trail's missing key is never replaced by a new one.
+  const fresh = create && path !== ":memory:" && !existsSync(path);
   const opened = openAuditLog(path);
   try {
-    const key = loadSigningKey(signingKeyPath(path, audit.signingKey), { create: false });
+    const key = loadSigningKey(signingKeyPath(path, audit.signingKey), { create: fresh });
     const trail = new SqliteAuditTrail(opened.db, key, loadHashKey(path), {
       checkpoint: audit.checkpoint,
       sealEvents: true,
