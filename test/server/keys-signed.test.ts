@@ -27,13 +27,13 @@ afterAll(async () => {
 });
 
 /** A proxy in keys mode on the trail, whose log the test reads. */
-async function keysProxy(trail: OpenedTrail): Promise<{ proxy: TestProxy; log: CapturedLog }> {
+async function keysProxy(trail: OpenedTrail, adminToken?: string): Promise<{ proxy: TestProxy; log: CapturedLog }> {
   const log = capturedLog();
   const proxy = await proxyOn(
     trail,
     upstream.url,
     { plugins: [openai({ baseURL: `${upstream.url}/v1` }), headerAttribution(), apiKeys()] },
-    { log },
+    { log, adminToken },
   );
   return { proxy, log };
 }
@@ -77,6 +77,16 @@ function warnedOnce(log: CapturedLog, id: string, key: string): void {
   expect(log.lines.join("\n")).not.toContain(hashProxyKey(key));
 }
 
+/** The trail as the previous version left it: no signature column, its migration not applied. */
+async function downgrade(driver: TestDriver, trail: OpenedTrail): Promise<void> {
+  await trail.tamper("ALTER TABLE proxy_keys DROP COLUMN signature");
+  await trail.tamper(
+    driver.name === "sqlite"
+      ? "DELETE FROM __agent_attr_migrations WHERE tag = '0010_overrated_felicia_hardy'"
+      : "DELETE FROM agent_attr_migrations WHERE version = (SELECT max(version) FROM agent_attr_migrations)",
+  );
+}
+
 describe.each([sqliteDriver, postgresDriver(() => pg)])("signed proxy keys on $name", (driver: TestDriver) => {
   test("a key made and revoked through the CLI works as before, and verify passes", async () => {
     const trail = await driver.open("honest");
@@ -91,6 +101,29 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("signed proxy keys on $n
       expect(refused.body).toContain(`Proxy key ${id} was revoked`);
       expect((await cliOn(trail, "audit", "verify")).exitCode).toBe(0);
       expect(log.lines.filter((line) => line.includes(id))).toEqual([]);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test("a key made and revoked through the audit API (the dashboard's path) is signed the same way", async () => {
+    const trail = await driver.open("api");
+    const admin = { authorization: "Bearer admin-token-for-signed-keys-000000", "content-type": "application/json" };
+    const { proxy } = await keysProxy(trail, "admin-token-for-signed-keys-000000");
+    try {
+      const made = await fetch(`${proxy.url}/audit/keys`, {
+        method: "POST",
+        headers: admin,
+        body: JSON.stringify({ agents: ["nightly-job"] }),
+      });
+      expect(made.status).toBe(201);
+      const { key, record } = (await made.json()) as { key: string; record: { id: string } };
+      expect((await chat(proxy, key)).status).toBe(200);
+      const [row] = await trail.query<{ signature: string | null }>(`SELECT signature FROM proxy_keys WHERE id = '${record.id}'`);
+      expect(row!.signature).toEqual(expect.any(String));
+      expect((await fetch(`${proxy.url}/audit/keys/${record.id}`, { method: "DELETE", headers: admin })).status).toBe(200);
+      expect((await chat(proxy, key)).body).toContain(`Proxy key ${record.id} was revoked`);
+      expect((await cliOn(trail, "audit", "verify")).exitCode).toBe(0);
     } finally {
       await proxy.stop();
     }
@@ -194,19 +227,30 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("signed proxy keys on $n
     expect(await trail.query("SELECT id, revoked_at FROM proxy_keys")).toEqual([{ id, revoked_at: null }]);
   });
 
+  test("an upgrade the CLI applies (with the key file) signs the old keys the same way", async () => {
+    const trail = await driver.open("cli_upgrade");
+    const { id, key } = await createKey(trail);
+    await trail.store.close();
+    await downgrade(driver, trail);
+    const listed = await cliOn(trail, "keys", "list", "--format", "json");
+    expect(listed.exitCode).toBe(0);
+    const [event] = await trail.query<{ details: string }>("SELECT details FROM audit_events WHERE kind = 'keys_signed'");
+    expect(JSON.parse(event!.details)).toEqual({ key_ids: [id], keys: 1 });
+    expect((await cliOn(trail, "audit", "verify")).exitCode).toBe(0);
+    const { proxy } = await keysProxy(trail);
+    try {
+      expect((await chat(proxy, key)).status).toBe(200);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test("an upgraded trail: its unsigned keys are signed at the first start, as they stood; a row unsigned later stays refused", async () => {
     const trail = await driver.open("upgraded");
     const { id, key } = await createKey(trail, "--tier", "free");
     const { id: other, key: otherKey } = await createKey(trail);
     await trail.store.close();
-    // The trail as the previous version left it: no signature column, its migration not applied.
-    if (driver.name === "sqlite") {
-      await trail.tamper("ALTER TABLE proxy_keys DROP COLUMN signature");
-      await trail.tamper("DELETE FROM __agent_attr_migrations WHERE tag = '0010_overrated_felicia_hardy'");
-    } else {
-      await trail.tamper("ALTER TABLE proxy_keys DROP COLUMN signature");
-      await trail.tamper("DELETE FROM agent_attr_migrations WHERE version = (SELECT max(version) FROM agent_attr_migrations)");
-    }
+    await downgrade(driver, trail);
     const { proxy, log } = await keysProxy(trail);
     try {
       expect((await chat(proxy, key)).status).toBe(200);

@@ -52,7 +52,7 @@ function openSqliteAdmin(path: string, { log, audit, create }: AdminContext): Au
       onError: log.warn,
     });
     if (opened.migrated.includes(keySignatureMigration)) {
-      if (key) signLegacyKeys(opened.db, trail.chain, key);
+      if (key && signLegacyKeys(opened.db, trail.chain, key) > 0) trail.seal();
       else log.warn(`this trail's proxy keys could not be signed on upgrade without its signing key: ${keysNeedKey}`);
     }
     const keys = new SqliteKeyAdmin(new SqliteProxyKeys(opened.db, { key, warn: log.warn }), trail.chain, () => trail.seal());
