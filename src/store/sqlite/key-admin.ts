@@ -3,7 +3,8 @@
  * one (its secret is in this one answer only), revoke one. Creating and revoking are admin actions:
  * each appends a chain event (`key_created`, `key_revoked`) in the same transaction as the change,
  * naming the key, its agents and tier — never the secret, and only the number of user globs (they
- * may name people).
+ * may name people). Beside a trail each row is signed (../key-signature.ts), so both need the
+ * trail's signing key.
  *
  * The SQLite store serves it from its reader thread (./reader-thread.ts), with `SqliteKeyAdmin`
  * there; the CLI in process.
@@ -79,7 +80,10 @@ export class SqliteKeyAdmin implements ProxyKeyStore {
   }
 }
 
-/** Proxy keys in a SQLite database of their own (`apiKeys({ path })`), created and migrated if new. */
+/**
+ * Proxy keys in a SQLite database of their own (`apiKeys({ path })`), created and migrated if new.
+ * Their rows are not signed: whoever can write that file can change a key (docs/operators.md).
+ */
 export function sqliteKeyStore(path: string): ProxyKeyStore & { close(): void } {
   return new SqliteKeyAdmin(new SqliteProxyKeys(path), null);
 }
