@@ -16,6 +16,7 @@
  * estimates both by seq, ./summary.ts). Not a daily rollup: tasks rarely repeat within a day, so
  * one by day would be as large as the records (see ../rollup.ts).
  */
+import type { Database } from "bun:sqlite";
 import { accumulate, rollupValueColumns, summedColumns, taskTotalKey, unpricedSQL } from "../rollup.ts";
 
 const rolledUp = "(SELECT seq FROM usage_rollup_state WHERE id = 1)";
@@ -54,3 +55,27 @@ WHEN OLD.seq <= ${rolledUp} BEGIN
   ${applySQL("OLD", -1)}
   DELETE FROM usage_task_totals WHERE key = ${taskTotalKey("OLD")} AND calls = 0;
 END;`;
+
+/**
+ * The first difference between the stored totals and `recomputed` (per totals key, the values of
+ * `rollupValueColumns`, from the records up to the rollup's cursor), or null: verify's check, as a
+ * summary reads the table and it is not hashed. The message never names the task (it may be personal).
+ */
+export function taskTotalsMismatch(db: Database, cursor: number, recomputed: ReadonlyMap<string, number[]>): string | null {
+  const seen = new Set<string>();
+  const stored = db.query<Record<string, string | number>, []>(`SELECT key, ${columns} FROM usage_task_totals`);
+  const at = `the per-task totals (up to seq ${cursor})`;
+  for (const row of stored.iterate()) {
+    const key = String(row.key);
+    seen.add(key);
+    const values = recomputed.get(key);
+    if (!values) return `${at} hold ${row.calls} call(s) of a task no record up to that seq has`;
+    const column = rollupValueColumns.findIndex((c, i) => Number(row[c]) !== values[i]);
+    if (column !== -1)
+      return `${at}: a task's ${rollupValueColumns[column]} is ${row[rollupValueColumns[column]!]} there, ${values[column]} in the records`;
+  }
+  for (const [key, values] of recomputed) {
+    if (!seen.has(key) && values[0] !== 0) return `${at} lack a task's ${values[0]} call(s) in the records`;
+  }
+  return null;
+}

@@ -27,6 +27,7 @@ import { chainId } from "./chain-writer.ts";
 import { keyIndexMismatch } from "./key-index-check.ts";
 import { keyRowsMismatch } from "../key-signature.ts";
 import { SqliteProxyKeys } from "./keys.ts";
+import { taskTotalsMismatch } from "./task-totals.ts";
 import { rollupCursor, rollupDimensions, rollupValueColumns, summedColumns, tagPairs } from "./rollup.ts";
 
 /**
@@ -112,6 +113,8 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[], cov
   }
   const difference = rollup.compare(db);
   if (difference) return fail(rollup.cursor, `the usage rollup (up to seq ${rollup.cursor}) differs from the records: ${difference}`);
+  const tasks = taskTotalsMismatch(db, rollup.cursor, rollup.tasks);
+  if (tasks) return fail(rollup.cursor, tasks);
   return null;
 }
 
@@ -122,10 +125,16 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[], cov
  */
 class RollupTotals {
   private readonly totals = new Map<string, number[]>();
+  /** The per-task totals (./task-totals.ts), keyed as the table is: `t` + the task, '' for none. */
+  readonly tasks = new Map<string, number[]>();
 
   constructor(readonly cursor: number) {}
 
   add(row: ChainRecordRow): void {
+    const task = row.task_context === null ? "" : `t${String(row.task_context)}`;
+    let values = this.tasks.get(task);
+    if (!values) this.tasks.set(task, (values = new Array<number>(rollupValueColumns.length).fill(0)));
+    this.sum(values, row);
     const day = String(row.timestamp).slice(0, 10);
     const get = (column: string) => row[column as keyof ChainRecordRow] ?? null;
     const keyed = Object.entries(rollupDimensions).map(([dim, { js }]): [string, string] => [dim, js(get)]);
@@ -135,10 +144,14 @@ class RollupTotals {
       const id = `${dim}\u0000${key}\u0000${provider}\u0000${day}`;
       let values = this.totals.get(id);
       if (!values) this.totals.set(id, (values = new Array<number>(rollupValueColumns.length).fill(0)));
-      values[0]! += 1;
-      for (let i = 0; i < summedColumns.length; i++) values[i + 1]! += Number(row[summedColumns[i]!] ?? 0);
-      if (row.cost_nano_usd === null && row.usage_source !== "none") values[rollupValueColumns.length - 1]! += 1;
+      this.sum(values, row);
     }
+  }
+
+  private sum(values: number[], row: ChainRecordRow): void {
+    values[0]! += 1;
+    for (let i = 0; i < summedColumns.length; i++) values[i + 1]! += Number(row[summedColumns[i]!] ?? 0);
+    if (row.cost_nano_usd === null && row.usage_source !== "none") values[rollupValueColumns.length - 1]! += 1;
   }
 
   /** The first difference, described, or null when the stored rollup matches. */

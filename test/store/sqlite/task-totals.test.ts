@@ -10,7 +10,8 @@ import { summaryFilterSchema } from "../../../src/store/filters.ts";
 import { summariesQueries } from "../../../src/store/summary-plan.ts";
 import { ChainWriter } from "../../../src/store/sqlite/chain-writer.ts";
 import { openAuditLog } from "../../../src/store/sqlite/database.ts";
-import { advanceRollup } from "../../../src/store/sqlite/rollup.ts";
+import { advanceRollup, rollupValueColumns } from "../../../src/store/sqlite/rollup.ts";
+import { verifyChain } from "../../../src/store/sqlite/verify.ts";
 import { summarize, taskTotalsCheaper } from "../../../src/store/sqlite/summary.ts";
 import { toRow } from "../../../src/trail/row.ts";
 import type { AuditRecord } from "../../../src/trail/record.ts";
@@ -121,4 +122,18 @@ test("a trail from before the totals gets them at its first start: every rolled-
   advanceRollup(again.db);
   expect(again.db.query("SELECT sum(calls) AS calls FROM usage_task_totals").get()).toEqual({ calls: 220 });
   for (const range of wide) expectTopTasksExact(again.db, written, range);
+});
+
+test("verify holds the per-task totals to the records: an edited, removed or added totals row is a rollup_mismatch", () => {
+  const check = (db: Database) => verifyChain(db, null);
+  for (const edit of [
+    "UPDATE usage_task_totals SET cost_nano_usd = cost_nano_usd + 1 WHERE key = (SELECT min(key) FROM usage_task_totals WHERE key <> '')",
+    "DELETE FROM usage_task_totals WHERE key = (SELECT max(key) FROM usage_task_totals)",
+    `INSERT INTO usage_task_totals SELECT 'tinvented', ${rollupValueColumns.join(", ")} FROM usage_task_totals LIMIT 1`,
+  ]) {
+    const db = trail(150);
+    expect(check(db).failure).toBeNull();
+    db.run(edit);
+    expect(check(db).failure).toMatchObject({ reason: "rollup_mismatch", seq: 150 });
+  }
 });
