@@ -159,6 +159,7 @@ export function startVerification(
     failure: null,
   };
   const known = new Set(stored.map((c) => c.signature));
+  const outside = new Set(external.map((c) => c.signature));
   const all = [...stored, ...external.filter((c) => !known.has(c.signature))].sort((a, b) => a.seq - b.seq);
   const valid: Checkpoint[] = [];
   let failure: VerifyFailure | null = null;
@@ -170,7 +171,8 @@ export function startVerification(
     const signed = verifyBytes(publicKey, checkpointPayload(checkpoint), checkpoint.signature);
     if (signed && checkpoint.chain_id === chainId) {
       valid.push(checkpoint);
-      if (!known.has(checkpoint.signature)) report.external_checkpoints++;
+      // Kept outside as well as stored (a mirrored checkpoint file) counts: deleting it from the database shows.
+      if (outside.has(checkpoint.signature)) report.external_checkpoints++;
     } else {
       failure ??= {
         seq: checkpoint.seq,
@@ -181,6 +183,23 @@ export function startVerification(
   }
   report.checkpoints = valid.length;
   return { report, checkpoints: valid, failure };
+}
+
+/**
+ * The first redaction event that names seqs and was not accepted, as a failure (null: none). It
+ * fails the trail even when no redacted record relies on it: checkpointers sign no checkpoint
+ * while such an event stands (./redaction.ts `unsignedRedaction`), so one forged event would
+ * otherwise stop all signing unseen while verify still said intact.
+ */
+export function rejectedRedaction(cover: RedactionCover): VerifyFailure | null {
+  const first = cover.rejected.reduce<RedactionCover["rejected"][number] | null>((a, b) => (a && a.seq <= b.seq ? a : b), null);
+  if (!first) return null;
+  return fail(
+    first.seq,
+    "unauthorised_redaction",
+    `the ${first.kind} event at seq ${first.seq} names redacted records but is not signed by this instance's key ` +
+      "(a forged redaction event); while it stands no checkpoint is signed",
+  );
 }
 
 /** The report with its first failure (by seq) among those found. */

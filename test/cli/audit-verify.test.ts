@@ -101,6 +101,14 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("audit verify on $name",
     expect(stdout).toContain("6 records (2 redacted)");
   });
 
+  test("a checkpoint file that mirrors the stored checkpoints counts as kept outside the database", async () => {
+    const file = join(tempDir(), "checkpoints.ndjson");
+    const trail = await trailOn(driver, "mirrored", 8, { checkpoint: { everyRecords: 1000, everySeconds: 60, file } });
+    const { exitCode, stdout } = await cliOn(trail, "audit", "verify", "--checkpoints", file);
+    expect(exitCode).toBe(0);
+    expect(stdout).toContain("Signed through seq 8; 1 checkpoints kept outside the database checked.");
+  });
+
   test("--checkpoints FILE: checkpoints kept outside the database still catch a truncated tail when the stored ones are deleted", async () => {
     const file = join(tempDir(), "checkpoints.ndjson");
     const trail = await trailOn(driver, "file", 8, { checkpoint: { everyRecords: 1000, everySeconds: 60, file } });

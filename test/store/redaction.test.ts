@@ -104,6 +104,14 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("signed redactions on $n
     expect((await verify(trail)).failure).toMatchObject({ seq: 5, reason: "unauthorised_redaction" });
   });
 
+  test("a forged erasure event that covers no redacted record still fails verify (it stops every checkpoint while it stands)", async () => {
+    const trail = await trailOn(driver, "stall", 10);
+    const forged = await forgeErasure(trail, { records: 0, seqs: [[999_999, 999_999]] });
+    const report = await verify(trail);
+    expect(report.failure).toMatchObject({ seq: forged, reason: "unauthorised_redaction" });
+    expect(report.failure!.message).toContain("no checkpoint is signed");
+  });
+
   test("the proxy's checkpointer signs no checkpoint over a forged erasure event, and says which event and what to run", async () => {
     const trail = await trailOn(driver, "refuse", 10);
     await trail.tamper(`UPDATE audit_records SET ${redact} WHERE seq = 5`);

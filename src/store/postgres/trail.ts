@@ -35,6 +35,7 @@ import { loadSigningKey, publicKeyPem } from "../../trail/signing.ts";
 import {
   ChainWalk,
   finishVerification,
+  rejectedRedaction,
   readCheckpointFile,
   recordVerification,
   redactionCover,
@@ -203,7 +204,7 @@ export class PgTrail implements AuditTrail {
         (await tx`SELECT seq, kind, details FROM audit_events WHERE kind IN ('key_created', 'key_revoked') ORDER BY seq`) as EventRow[]
       ).map((r) => ({ ...r, seq: Number(r.seq) }));
       const keys = keyRowsMismatch(await PgKeys.rows(tx), keyEvents, { chainId: this.meta.chainId, publicKey }, started.report.last_seq);
-      return finishVerification(started.report, [started.failure, failure, keys]);
+      return finishVerification(started.report, [started.failure, failure, rejectedRedaction(cover), keys]);
     });
     // A failed verification is recorded, but no checkpoint is signed over a chain found tampered.
     return recordVerification(report, actor, (event) => transaction(this.sql, 10_000, (tx) => this.appendSealed(tx, [event], report.ok)));

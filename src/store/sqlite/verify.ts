@@ -16,6 +16,7 @@ import {
   ChainWalk,
   finishVerification,
   redactionCover,
+  rejectedRedaction,
   startVerification,
   type ChainEventRow,
   type ChainRecordRow,
@@ -51,7 +52,7 @@ function verifySnapshot(db: Database, publicKey: KeyObject | null, external: rea
   const walked = walk(db, start.report, start.checkpoints, cover);
   const lastRecord = db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
   const keys = keyMismatch(db, { chainId: start.report.chain_id, publicKey }, start.report.last_seq);
-  return finishVerification(start.report, [start.failure, walked, keyIndexMismatch(db, lastRecord), keys]);
+  return finishVerification(start.report, [start.failure, walked, rejectedRedaction(cover), keyIndexMismatch(db, lastRecord), keys]);
 }
 
 /** The key table against its signatures and the chain's key events (../key-signature.ts). */
