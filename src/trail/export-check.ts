@@ -42,6 +42,12 @@ export interface ExportAnchor {
    * or null. An export that would silently omit a record is refused, as one of an edited record is.
    */
   hiddenRecord?: VerifyFailure | null;
+  /**
+   * The chain walked from the first record the export may sign to the chain's end (each entry's
+   * fields against its hash, each link to the entry before): null when intact. Without it a record
+   * edited and rehashed, with only the next entry's link repointed, would pass the per-row check.
+   */
+  chainFailure: VerifyFailure | null;
 }
 
 /** An export stopped because a record it was to sign does not match the chain. */
@@ -70,6 +76,7 @@ export class ExportGuard {
     const started = startVerification(anchor.chainId, anchor.checkpoints, [], this.publicKey);
     if (started.failure) throw new ExportRefusedError(started.failure);
     if (anchor.hiddenRecord) throw new ExportRefusedError(anchor.hiddenRecord);
+    if (anchor.chainFailure) throw new ExportRefusedError(anchor.chainFailure);
     this.cover = redactionCover(anchor.redactions, {
       chainId: anchor.chainId,
       publicKey: this.publicKey,

@@ -270,8 +270,8 @@ export type WalkStep = null | VerifyFailure | { brokenLink: true };
  */
 export class ChainWalk {
   private readonly hasher = new ChainHasher();
-  private expected = 1;
-  private prev = genesisHash;
+  private expected: number;
+  private prev: string;
   private nextCheckpoint = 0;
   private nextCover = 0;
   private readonly records = new RecordCheck();
@@ -282,7 +282,12 @@ export class ChainWalk {
     private readonly checkpoints: readonly Checkpoint[],
     /** The seqs redactions are accounted for (`redactionCover`). */
     private readonly cover: RedactionCover,
-  ) {}
+    /** Where the walk starts: seq 1 after genesis, or (an export's check) an entry and the link it holds. */
+    start: { seq: number; prev: string } = { seq: 1, prev: genesisHash },
+  ) {
+    this.expected = start.seq;
+    this.prev = start.prev;
+  }
 
   next(entry: ChainRecordRow | ChainEventRow, isRecord: boolean): WalkStep {
     const seq = entry.seq;

@@ -91,29 +91,45 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("exports on $name", (dri
     expect(edited.manifest).toBeNull();
     expect(edited.event!.details).toMatchObject({ cancelled: true, refused: { seq: 30, reason: "edited" } });
 
-    // ...and re-hashed: the record matches its own hash, but the entry after it no longer links to it.
+    // ...and re-hashed: the record matches its own hash, but the entry after it no longer links to
+    // it (verify's answer: the entry at 31 follows one that is no longer there).
     await rehash(trail, 30);
     const rehashed = await exportAll(trail);
-    expect(rehashed.refused).toEqual({ seq: 30, reason: "edited" });
-    expect(rehashed.error?.message).toContain("does not link to it");
+    expect(rehashed.refused).toEqual({ seq: 31, reason: "missing" });
+    expect(rehashed.manifest).toBeNull();
   });
 
-  test("a filtered export checks the records it signs: an edited record outside the filter does not stop it, one inside does", async () => {
+  test("a filtered export checks the records it signs: an edited record before its first does not stop it, one inside does", async () => {
     const trail = await trailOn(driver, "filtered", 20, { checkpoint: { everyRecords: 1000, everySeconds: 3600 } });
-    const [{ agent_id: agent }] = (await trail.query<{ agent_id: string }>("SELECT agent_id FROM audit_records WHERE seq = 5")) as [
-      { agent_id: string },
-    ];
-    const [{ n }] = (await trail.query<{ n: number | string }>(`SELECT count(*) AS n FROM audit_records WHERE agent_id = '${agent}'`)) as [
+    // A user whose first record is not the trail's first.
+    const [{ user_id: user, first }] = (await trail.query<{ user_id: string; first: number | string }>(
+      "SELECT user_id, min(seq) AS first FROM audit_records GROUP BY user_id HAVING min(seq) > 1 ORDER BY 2 LIMIT 1",
+    )) as [{ user_id: string; first: number | string }];
+    const [{ n }] = (await trail.query<{ n: number | string }>(`SELECT count(*) AS n FROM audit_records WHERE user_id = '${user}'`)) as [
       { n: number | string },
     ];
-    await trail.tamper(
-      `UPDATE audit_records SET model = 'm-edited' WHERE seq = (SELECT min(seq) FROM audit_records WHERE agent_id <> '${agent}')`,
-    );
-    const outside = await exportAll(trail, { agent });
-    expect(outside.error).toBeNull();
-    expect(outside.manifest).toMatchObject({ record_count: Number(n) });
-    await trail.tamper("UPDATE audit_records SET model = 'm-edited' WHERE seq = 5");
-    expect((await exportAll(trail, { agent })).refused).toEqual({ seq: 5, reason: "edited" });
+    await trail.tamper(`UPDATE audit_records SET model = 'm-edited' WHERE seq = 1`);
+    const before = await exportAll(trail, { user });
+    expect(before.error).toBeNull();
+    expect(before.manifest).toMatchObject({ record_count: Number(n) });
+    await trail.tamper(`UPDATE audit_records SET model = 'm-edited' WHERE seq = ${first}`);
+    expect((await exportAll(trail, { user })).refused).toEqual({ seq: Number(first), reason: "edited" });
+  });
+
+  test("a record edited and re-hashed with only the next entry's link repointed is refused, filtered or not", async () => {
+    const trail = await trailOn(driver, "relinked", 12, { checkpoint: { everyRecords: 1000, everySeconds: 3600 } });
+    const [{ task_context: task }] = (await trail.query<{ task_context: string }>(
+      "SELECT task_context FROM audit_records WHERE seq = 3",
+    )) as [{ task_context: string }];
+    await trail.tamper("UPDATE audit_records SET model = 'cheaper-model' WHERE seq = 3");
+    const hash = await rehash(trail, 3);
+    await trail.tamper(`UPDATE audit_records SET prev_hash = '${hash}' WHERE seq = 4`);
+    // Seq 3 now matches its hash and seq 4 links to it; seq 4 no longer matches its own hash.
+    for (const filter of [{}, { task }] as Record<string, string>[]) {
+      const relinked = await exportAll(trail, filter);
+      expect(relinked.refused).toEqual({ seq: 4, reason: "edited" });
+      expect(relinked.manifest).toBeNull();
+    }
   });
 
   test("a chain re-hashed from an edited record to its tail contradicts the signed checkpoint: refused", async () => {

@@ -364,9 +364,44 @@ const toEntry = (row: EventRow): ChainEventEntry => ({
 });
 
 /** Records and events merged in seq order, read in keyset chunks (memory holds two chunks). */
-async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
+/**
+ * The chain walked from the entry at `from` to its end in one snapshot, that entry's own link taken
+ * as given (null: intact, or no such entry): an export's check, as the SQLite driver's
+ * `chainFailureFrom` (../sqlite/verify.ts) says.
+ */
+async function chainFailureFrom(sql: SQL, chainId: string, from: number): Promise<VerifyFailure | null> {
+  return sql.begin("isolation level repeatable read read only", async (tx) => {
+    const [first] = (await tx`SELECT prev_hash FROM audit_records WHERE seq = ${from}
+      UNION ALL SELECT prev_hash FROM audit_events WHERE seq = ${from} LIMIT 1`) as { prev_hash: string | null }[];
+    if (!first?.prev_hash) return null;
+    const { report } = startVerification(chainId, [], [], null);
+    const redactions = ((await tx`SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as EventRow[]).map(
+      (r) => ({ ...r, seq: Number(r.seq) }),
+    );
+    const walk = new ChainWalk(report, [], redactionCover(redactions, { chainId, publicKey: null, checkpoints: [] }), {
+      seq: from,
+      prev: first.prev_hash,
+    });
+    for await (const item of entries(tx, from)) {
+      const isRecord = "record" in item;
+      const entry = isRecord ? item.record : item.event;
+      const step = walk.next(entry, isRecord);
+      if (step === null) continue;
+      if (!("brokenLink" in step)) return step;
+      const [linked] = entry.prev_hash
+        ? ((await tx`SELECT seq FROM audit_records WHERE hash = ${entry.prev_hash} UNION ALL SELECT seq FROM audit_events WHERE hash = ${entry.prev_hash} LIMIT 1`) as {
+            seq: string;
+          }[])
+        : [];
+      return walk.brokenLink(entry, isRecord, linked ? Number(linked.seq) : null);
+    }
+    return walk.end();
+  });
+}
+
+async function* entries(tx: SQL, from = 1): AsyncGenerator<WalkEntry> {
   const recordColumns = storedRecordColumns.join(", ");
-  const records = chunks(async (after) =>
+  const records = chunks(from - 1, async (after) =>
     (
       (await tx.unsafe(`SELECT ${recordColumns} FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`, [after])) as Record<
         string,
@@ -374,7 +409,7 @@ async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
       >[]
     ).map(storedRow),
   );
-  const events = chunks(async (after) =>
+  const events = chunks(from - 1, async (after) =>
     (
       (await tx.unsafe(
         `SELECT seq, timestamp, kind, actor, details, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT ${walkChunk}`,
@@ -406,8 +441,8 @@ async function* entries(tx: SQL): AsyncGenerator<WalkEntry> {
   }
 }
 
-async function* chunks<T extends { seq: number }>(read: (after: number) => Promise<T[]>): AsyncGenerator<T> {
-  for (let after = 0; ; ) {
+async function* chunks<T extends { seq: number }>(start: number, read: (after: number) => Promise<T[]>): AsyncGenerator<T> {
+  for (let after = start; ; ) {
     const rows = await read(after);
     yield* rows;
     if (rows.length < walkChunk) return;
@@ -462,8 +497,14 @@ function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter, ext
         details: string;
       }[];
       const stored = (await sql`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq`) as Checkpoint[];
+      // From the first record it may sign (as the SQLite driver's export says why).
+      const [first] = (await sql.unsafe(
+        `SELECT min(seq) AS seq FROM audit_records WHERE $1::int IS NULL AND $2::int IS NULL AND ${where}`,
+        [null, null, ...params],
+      )) as { seq: string | null }[];
       return {
         chainId,
+        chainFailure: first?.seq ? await chainFailureFrom(sql, chainId, Number(first.seq)) : null,
         lastSeq: Number(last!.seq),
         redactions: redactions.map((row) => ({ ...row, seq: Number(row.seq) })),
         checkpoints: [...stored.map((c) => ({ ...c, seq: Number(c.seq) })), ...external()],

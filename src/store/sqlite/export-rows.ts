@@ -14,6 +14,7 @@ import { chainId } from "./chain-writer.ts";
 import { tagValueSQL } from "./summary.ts";
 import { keyLookupSQL } from "./key-index.ts";
 import { hiddenFromLookup } from "./key-index-check.ts";
+import { chainFailureFrom } from "./verify.ts";
 
 const filterName = { agent_id: "agent", user_id: "user", task_context: "task" } as const;
 
@@ -49,6 +50,16 @@ export function sqliteExportSource(
           .map(({ column, value }) => hiddenFromLookup(db, column, value, range))
           .filter((failure) => failure !== null)
           .sort((a, b) => a.seq - b.seq)[0] ?? null,
+      // From the first record it may sign: an entry after it that does not match its hash (its link
+      // repointed, say) leaves the chain unable to vouch for the records before it.
+      chainFailure: chainFailureFrom(
+        db,
+        db
+          .query<{ seq: number | null }, string[]>(
+            `SELECT min(seq) AS seq FROM audit_records ${conditions.length ? `WHERE ${conditions.join(" AND ")}` : ""}`,
+          )
+          .get(...params)?.seq ?? Number.MAX_SAFE_INTEGER,
+      ),
       lastSeq: db
         .query<{ seq: number }, []>(
           "SELECT max(coalesce((SELECT max(seq) FROM audit_records), 0), coalesce((SELECT max(seq) FROM audit_events), 0)) AS seq",

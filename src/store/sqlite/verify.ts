@@ -70,17 +70,47 @@ function keyMismatch(db: Database, trust: Parameters<typeof keyRowsMismatch>[2],
   }
 }
 
-function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[], cover: RedactionCover): VerifyFailure | null {
-  const chain = new ChainWalk(report, checkpoints, cover);
-  const records = db
-    .query<ChainRecordRow, []>(
-      `SELECT seq, salt, commitment, prev_hash, hash, hash_version, ${columns.join(", ")} FROM audit_records ORDER BY seq`,
+/**
+ * The chain walked from the entry at `from` to its end, that entry's own link taken as given (null:
+ * intact, or no such entry). An export's check (./export-rows.ts): a record it signs must lead, link
+ * by self-consistent link, to the chain's end, where the newest signed checkpoint is checked; a
+ * record edited and rehashed with only its successor's link repointed would otherwise pass.
+ * Redactions are taken as accounted for here: the export checks those of the records it signs.
+ */
+export function chainFailureFrom(db: Database, from: number): VerifyFailure | null {
+  const first = db
+    .query<{ prev_hash: string | null }, [number, number]>(
+      "SELECT prev_hash FROM audit_records WHERE seq = ? UNION ALL SELECT prev_hash FROM audit_events WHERE seq = ? LIMIT 1",
     )
-    .iterate();
-  const events = db.query<ChainEventRow, []>("SELECT * FROM audit_events ORDER BY seq").iterate();
+    .get(from, from);
+  if (!first?.prev_hash) return null;
+  const { report } = startVerification(chainId(db), [], [], null);
+  const events = db.query<{ seq: number; kind: string; details: string }, []>(
+    "SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')",
+  );
+  const cover = redactionCover(events.all(), { chainId: report.chain_id, publicKey: null, checkpoints: [] });
+  return walk(db, report, [], cover, { seq: from, prev: first.prev_hash });
+}
+
+function walk(
+  db: Database,
+  report: VerifyReport,
+  checkpoints: Checkpoint[],
+  cover: RedactionCover,
+  start?: { seq: number; prev: string },
+): VerifyFailure | null {
+  const chain = new ChainWalk(report, checkpoints, cover, start);
+  const from = start?.seq ?? 1;
+  const records = db
+    .query<ChainRecordRow, [number]>(
+      `SELECT seq, salt, commitment, prev_hash, hash, hash_version, ${columns.join(", ")} FROM audit_records WHERE seq >= ? ORDER BY seq`,
+    )
+    .iterate(from);
+  const events = db.query<ChainEventRow, [number]>("SELECT * FROM audit_events WHERE seq >= ? ORDER BY seq").iterate(from);
   let record = records.next();
   let event = events.next();
-  const rollup = new RollupTotals(rollupCursor(db));
+  // The rollup's check needs every record: only a whole walk makes it.
+  const rollup = new RollupTotals(start ? 0 : rollupCursor(db));
   const stop = (failure: VerifyFailure): VerifyFailure => {
     records.return?.();
     events.return?.();
@@ -102,7 +132,7 @@ function walk(db: Database, report: VerifyReport, checkpoints: Checkpoint[], cov
     }
   }
   const truncated = chain.end();
-  if (truncated) return truncated;
+  if (truncated || start) return truncated;
   // The writer only ever moves the cursor to a seq it has folded in: one past the chain's end was
   // set by hand, and would hide the next records from summaries.
   const fail = (seq: number, message: string): VerifyFailure => ({ seq, reason: "rollup_mismatch", message });
