@@ -139,6 +139,16 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("audit verify on $name",
     expect(stderr).toContain("has no table audit_events, which its migrations created");
     expect(exitCode).toBe(1);
   });
+
+  if (driver.name === "sqlite") {
+    test("a dropped column is tampering too (SQLite compares every column its migrations made)", async () => {
+      const trail = await trailOn(driver, "dropped-column", 4, atClose);
+      await trail.tamper("ALTER TABLE audit_records DROP COLUMN purpose");
+      const { exitCode, stderr } = await cliOn(trail, "audit", "verify");
+      expect(stderr).toContain("has no column audit_records.purpose");
+      expect(exitCode).toBe(1);
+    });
+  }
 });
 
 test("audit verify on sqlite: a key table edited by hand (an agent's entry removed, hiding its record from lookups by agent) exits 1 naming the table and seq", async () => {

@@ -88,7 +88,7 @@ function applyMigrations(db: Database): string[] {
 let expected: { type: string; name: string }[] | null = null;
 
 /**
- * Every table and trigger the migrations make is there. A dropped one is not made again (its
+ * Every table, column and trigger the migrations make is there. A dropped one is not made again (its
  * migration is recorded as applied), so without this check a dropped chain table read as an
  * unreadable database ("no such table") rather than as tampering, and a dropped trigger left the
  * key tables or the rollup to drift. The expected schema is the migrations' own, applied to an
@@ -105,7 +105,10 @@ export function checkSchema(db: Database): void {
     }
   }
   const present = new Set(schemaObjects(db).map((o) => `${o.type} ${o.name}`));
-  const missing = expected.find((o) => !present.has(`${o.type} ${o.name}`));
+  // A dropped table is named as such, not by its first column.
+  const missing = ["table", "column", "trigger"]
+    .flatMap((type) => expected!.filter((o) => o.type === type))
+    .find((o) => !present.has(`${o.type} ${o.name}`));
   if (missing) {
     throw new SchemaDamagedError(
       `the audit database has no ${missing.type} ${missing.name}, which its migrations created: it was dropped behind the ` +
@@ -114,9 +117,13 @@ export function checkSchema(db: Database): void {
   }
 }
 
+/** Tables, their columns (`table.column`) and triggers. */
 const schemaObjects = (db: Database) =>
   db
     .query<{ type: string; name: string }, []>(
-      "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'trigger') AND name NOT LIKE 'sqlite_%' ORDER BY type, name",
+      `SELECT type, name FROM sqlite_master WHERE type IN ('table', 'trigger') AND name NOT LIKE 'sqlite_%'
+       UNION ALL SELECT 'column', m.name || '.' || c.name FROM sqlite_master AS m, pragma_table_info(m.name) AS c
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'
+       ORDER BY 1, 2`,
     )
     .all();
