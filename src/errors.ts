@@ -24,6 +24,8 @@ export const errorCatalogue = {
   no_sign_in: { status: 409, type: "invalid_request_error" },
   /** An export found a record that does not match the chain: nothing is signed (`audit verify` says what changed). */
   export_refused: { status: 409, type: "api_error" },
+  /** An erasure found a record to redact that does not match the chain (edited in the database): nothing is erased (`audit verify` says what changed). */
+  erasure_refused: { status: 409, type: "api_error" },
   body_timeout: { status: 408, type: "invalid_request_error" },
   no_provider: { status: 404, type: "not_found_error" },
   budget_exceeded: { status: 402, type: "insufficient_quota" },

@@ -7,6 +7,7 @@ import { errorMessage } from "../errors.ts";
 import { createLogger, defaultLogSettings, resolveLogSettings } from "../log.ts";
 import { PluginError, type Logger } from "../plugin.ts";
 import { ExportRefusedError } from "../trail/export-check.ts";
+import { isRedactionRefusal } from "../trail/erase-check.ts";
 import { SchemaDamagedError } from "../store/contract.ts";
 
 /**
@@ -60,7 +61,7 @@ function isSystemError(error: unknown): boolean {
 
 export function exitCodeOf(error: unknown): number {
   if (error instanceof UsageError) return exitCodes.usage;
-  if (error instanceof ExportRefusedError || error instanceof SchemaDamagedError) return exitCodes.tampered;
+  if (error instanceof ExportRefusedError || error instanceof SchemaDamagedError || isRedactionRefusal(error)) return exitCodes.tampered;
   if (error instanceof InterruptedError) return exitCodes.interrupted;
   if (error instanceof IoError || isSystemError(error)) return exitCodes.io;
   if (error instanceof PluginError) return isSystemError(error.cause) ? exitCodes.io : exitCodes.config;

@@ -14,6 +14,7 @@ import type { AccessGuard, Role } from "./roles.ts";
 import { apiError } from "./http.ts";
 import { errorMessage } from "../errors.ts";
 import { isExportRefusal } from "../trail/export-check.ts";
+import { isRedactionRefusal } from "../trail/erase-check.ts";
 
 const contentTypes: Record<ExportFormat, string> = {
   csv: "text/csv; charset=utf-8; header=present",
@@ -52,6 +53,12 @@ export function auditTrailRoutes(rt: Runtime, access: AccessGuard, actorOf: (req
           try {
             await trail.eraseUser(params.id, actorOf(request));
           } catch (error) {
+            // A record to redact was edited in the database: redacting it would launder the edit. The
+            // message names the seq, never the user.
+            if (isRedactionRefusal(error)) {
+              rt.log.error(`an erasure through the audit API was refused: ${errorMessage(error)}`);
+              return apiError("erasure_refused", errorMessage(error));
+            }
             // E.g. another process held the write lock past the busy timeout: nothing was erased (one transaction).
             rt.log.error(`an erasure through the audit API failed: ${errorMessage(error)}`);
             return apiError("audit_unavailable", "The audit trail cannot be written right now, so nothing was erased; retry shortly.");

@@ -92,6 +92,9 @@ export const auditOperations: AuditOperation[] = [
     summary: "Erase a user's personal data (GDPR Art. 17); the same answer whether or not the user had records",
     role: "admin",
     response: z.object({ status: z.literal("erased") }),
+    otherErrors: {
+      409: "A record to be erased does not match the chain (edited in the database): nothing is erased; run audit verify and restore from a backup.",
+    },
   },
   {
     method: "get",

@@ -40,6 +40,7 @@ import { PgConsents } from "./consents.ts";
 import { advanceRollup } from "./rollup.ts";
 import { PgKeys } from "./keys.ts";
 import { keySignatureApplied } from "./migrations.ts";
+import { isRedactionRefusal } from "../../trail/erase-check.ts";
 
 export interface PgStoreOptions {
   /** How long intents gather before they are written together (ms, default 1). */
@@ -155,7 +156,15 @@ export class PgAuditStore implements AuditStore {
       const reader = new PgReader(sql);
       const store = new PgAuditStore(sql, target, meta.hashKey, meta.chainId, trail, reader, keys, consents, ctx.log, ctx.audit, options);
       await sql`INSERT INTO audit_replicas (replica_id) VALUES (${store.replicaId})`;
-      if (ctx.audit.retentionDays !== undefined) await trail.applyRetention(ctx.audit.retentionDays);
+      if (ctx.audit.retentionDays !== undefined) {
+        try {
+          await trail.applyRetention(ctx.audit.retentionDays);
+        } catch (error) {
+          // A tampered record in the range refuses retention, not the proxy: it starts, and says so.
+          if (!isRedactionRefusal(error)) throw error;
+          ctx.log.error(`audit: retention did not run: ${errorMessage(error)}`);
+        }
+      }
       return store;
     } catch (error) {
       await sql.close({ timeout: 0 });
@@ -371,7 +380,10 @@ export class PgAuditStore implements AuditStore {
     try {
       await this.trail.applyRetention(days);
     } catch (error) {
-      if (!this.closed) this.log.warn(`audit: retention did not run this hour (${errorMessage(error)}); it runs again at the next`);
+      if (this.closed) return;
+      // A record in the range was edited in the database: retention refuses to launder it, loudly, every hour until the trail is restored.
+      if (isRedactionRefusal(error)) this.log.error(`audit: retention did not run: ${errorMessage(error)}`);
+      else this.log.warn(`audit: retention did not run this hour (${errorMessage(error)}); it runs again at the next`);
     }
   }
 

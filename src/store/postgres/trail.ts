@@ -17,6 +17,7 @@ import type { Logger } from "../../log.ts";
 import { personalColumns, storedRecordColumns, userHmac, type ChainEvent } from "../../trail/chain.ts";
 import { lastSignedSeq, publishCheckpoint, signCheckpoint, type Checkpoint } from "../../trail/checkpoint.ts";
 import { erasureNeedsKey, redactionEvent, unsignedRedaction, type RedactionSigner } from "../../trail/redaction.ts";
+import { RedactionGuard } from "../../trail/erase-check.ts";
 import type { ChainEntry, ChainEventEntry, EventPage, ParsedEventFilter, TrailStatus } from "../../trail/events.ts";
 import {
   exportChunkRows,
@@ -231,12 +232,14 @@ export class PgTrail implements AuditTrail {
         key_id: string | null;
         delegation: string | null;
       }[];
-      const seqs = candidates
+      const named = candidates
         .filter((row) => namesUser(row, formSet))
         .map((row) => Number(row.seq))
         .sort((a, b) => a - b);
-      for (let i = 0; i < seqs.length; i += 10_000) {
-        await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE seq = ANY($1::bigint[])`, [seqs.slice(i, i + 10_000)]);
+      // Checked before anything is written: a record edited to name this user is refused, not laundered.
+      const seqs = await checkedSeqs(tx, "erasure", named);
+      for (let i = 0; i < seqs.length; i += redactChunk) {
+        await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE seq = ANY($1::bigint[])`, [seqs.slice(i, i + redactChunk)]);
       }
       const now = new Date().toISOString();
       const hmacs = forms.map((id) => userHmac(this.meta.hashKey, id));
@@ -256,13 +259,14 @@ export class PgTrail implements AuditTrail {
     const cutoff = new Date(now - days * 86_400_000).toISOString();
     return transaction(this.sql, 60_000, async (tx) => {
       await lockChain(tx); // as erasure: no record lands between this read and the event naming its seqs
-      const seqs = (
-        (await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE salt IS NOT NULL AND timestamp < $1 RETURNING seq`, [cutoff])) as {
-          seq: string;
-        }[]
-      )
-        .map((r) => Number(r.seq))
-        .sort((a, b) => a - b);
+      const aged = (
+        (await tx`SELECT seq FROM audit_records WHERE salt IS NOT NULL AND timestamp < ${cutoff} ORDER BY seq`) as { seq: string }[]
+      ).map((r) => Number(r.seq));
+      // As erasure: a tampered record in the range refuses the whole run (the store logs it; it retries hourly).
+      const seqs = await checkedSeqs(tx, "retention", aged);
+      for (let i = 0; i < seqs.length; i += redactChunk) {
+        await tx.unsafe(`UPDATE audit_records SET ${redact} WHERE seq = ANY($1::bigint[])`, [seqs.slice(i, i + redactChunk)]);
+      }
       if (seqs.length > 0) {
         const details = { records: seqs.length, older_than: cutoff, days };
         await this.appendSealed(tx, [redactionEvent(this.redactionSigner(), "retention", "retention", details, seqs)]);
@@ -362,6 +366,25 @@ const toEntry = (row: EventRow): ChainEventEntry => ({
   actor: row.actor,
   details: JSON.parse(row.details) as Record<string, unknown>,
 });
+
+/** Records redacted (and read for their check) per statement. */
+const redactChunk = 10_000;
+
+/**
+ * Reads the full rows of `seqs` (sorted), `redactChunk` at a time, and checks each as verify would
+ * (`RedactionGuard`, which throws `RedactionRefusedError` at the first that fails); returns `seqs`.
+ */
+async function checkedSeqs(tx: SQL, kind: "erasure" | "retention", seqs: number[]): Promise<number[]> {
+  const guard = new RedactionGuard(kind);
+  const recordColumns = storedRecordColumns.join(", ");
+  for (let i = 0; i < seqs.length; i += redactChunk) {
+    const rows = (await tx.unsafe(`SELECT ${recordColumns} FROM audit_records WHERE seq = ANY($1::bigint[]) ORDER BY seq`, [
+      seqs.slice(i, i + redactChunk),
+    ])) as Record<string, unknown>[];
+    for (const row of rows) guard.check(storedRow(row));
+  }
+  return seqs;
+}
 
 /** Records and events merged in seq order, read in keyset chunks (memory holds two chunks). */
 /**

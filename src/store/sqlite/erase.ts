@@ -4,14 +4,41 @@
  * counts the record as redacted. Each run is a chain event with the number of records affected and
  * their seqs, signed with the trail's key (../../trail/redaction.ts): verify accepts a redaction
  * only under a signed event.
+ *
+ * Before redacting, each run reads the full rows it is about to redact and checks them as verify
+ * does (../../trail/erase-check.ts): redacting a record edited in the database would launder the
+ * edit (verify skips the commitment of a redacted record). If one fails, the run throws
+ * `RedactionRefusedError` and its transaction redacts nothing.
  */
 import { erasureForms } from "../../identifiers.ts";
-import { personalColumns, userHmac } from "../../trail/chain.ts";
+import { personalColumns, storedRecordColumns, userHmac } from "../../trail/chain.ts";
+import { RedactionGuard } from "../../trail/erase-check.ts";
 import { redactionEvent } from "../../trail/redaction.ts";
+import type { ChainRecordRow } from "../../trail/verify.ts";
 import type { ChainWriter } from "./chain-writer.ts";
 import { eraseConsents } from "./consents.ts";
 
 const redact = `${personalColumns.map((column) => `${column} = NULL`).join(", ")}, salt = NULL`;
+
+/** Redacts the records whose seqs are bound as one JSON array. */
+const redactSeqs = `UPDATE audit_records SET ${redact} WHERE seq IN (SELECT value FROM json_each(?1))`;
+
+/**
+ * Reads the full rows `where` selects and checks each as verify would (`RedactionGuard`, which
+ * throws at the first that fails); returns their seqs in order.
+ */
+function checkedSeqs(db: ChainWriter["db"], kind: "erasure" | "retention", where: string, binding: string): number[] {
+  const guard = new RedactionGuard(kind);
+  const seqs: number[] = [];
+  const rows = db
+    .query<ChainRecordRow, [string]>(`SELECT ${storedRecordColumns.join(", ")} FROM audit_records WHERE ${where} ORDER BY seq`)
+    .iterate(binding);
+  for (const row of rows) {
+    guard.check(row);
+    seqs.push(row.seq);
+  }
+  return seqs;
+}
 
 /** The forms of the id being erased (`erasureForms`), bound as one JSON array. */
 const forms = "(SELECT value FROM json_each(?1))";
@@ -36,16 +63,15 @@ const namesUser = `salt IS NOT NULL AND (user_id IN ${forms} OR key_id IN ${form
  * pattern) and remembers the erasure (as an HMAC of each form of the id,
  * so records of calls in flight at this moment are redacted when they land). Returns the number of
  * records affected; callers must not show it to the requester (an unknown user must look the same).
+ * Throws `RedactionRefusedError` (nothing erased) if one of the records does not match the chain.
  */
 export function eraseUser(chain: ChainWriter, hashKey: Uint8Array, userId: string, actor: string): number {
   const db = chain.db;
   const ids = erasureForms(userId);
   return chain.transaction(() => {
-    const seqs = db
-      .query<{ seq: number }, [string]>(`UPDATE audit_records SET ${redact} WHERE ${namesUser} RETURNING seq`)
-      .all(JSON.stringify(ids))
-      .map((row) => row.seq)
-      .sort((a, b) => a - b);
+    // Checked before anything is written: a record edited to name this user is refused, not laundered.
+    const seqs = checkedSeqs(db, "erasure", namesUser, JSON.stringify(ids));
+    if (seqs.length > 0) db.run(redactSeqs, [JSON.stringify(seqs)]);
     const changes = seqs.length;
     const now = new Date().toISOString();
     const remember = db.prepare(
@@ -61,15 +87,16 @@ export function eraseUser(chain: ChainWriter, hashKey: Uint8Array, userId: strin
   });
 }
 
-/** Erases personal fields of records that started more than `days` ago; returns how many. */
+/**
+ * Erases personal fields of records that started more than `days` ago; returns how many. Throws
+ * `RedactionRefusedError` (nothing erased) if one of them does not match the chain.
+ */
 export function applyRetention(chain: ChainWriter, days: number, now = Date.now()): number {
   const cutoff = new Date(now - days * 86_400_000).toISOString();
   return chain.transaction(() => {
-    const seqs = chain.db
-      .query<{ seq: number }, [string]>(`UPDATE audit_records SET ${redact} WHERE salt IS NOT NULL AND timestamp < ? RETURNING seq`)
-      .all(cutoff)
-      .map((row) => row.seq)
-      .sort((a, b) => a - b);
+    // As erasure: a tampered record in the range refuses the whole run (the writer logs it; it retries hourly).
+    const seqs = checkedSeqs(chain.db, "retention", "salt IS NOT NULL AND timestamp < ?1", cutoff);
+    if (seqs.length > 0) chain.db.run(redactSeqs, [JSON.stringify(seqs)]);
     const changes = seqs.length;
     if (changes > 0) {
       const details = { records: changes, older_than: cutoff, days };
