@@ -33,7 +33,11 @@ export class OwnKeysInTrail implements ProxyKeyStore {
     const handle = this.handle("no key was created");
     const made = await this.keys.create(request, actor);
     try {
-      await handle.trail.recordEvent({ kind: "key_created", actor, details: { ...keyCreatedDetails(made.record), key_store: keyStore } });
+      await handle.trail.recordEvent({
+        kind: "key_created",
+        actor,
+        details: { ...keyCreatedDetails(made.record, false), key_store: keyStore },
+      });
     } catch (error) {
       await this.keys.revoke(made.record.id, actor);
       throw new IoError(

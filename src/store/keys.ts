@@ -90,8 +90,13 @@ export const newKeySchema = z
   .strict();
 export type NewKeyRequest = z.output<typeof newKeySchema>;
 
-/** What a `key_created` chain event says about the key: never the secret, and only the number of user globs. */
-export function keyCreatedDetails(key: ProxyKey): Record<string, unknown> {
+/**
+ * What a `key_created` chain event says about the key: never the secret, and only the number of
+ * user globs. `signed: true` (a row beside a trail, signed as it is written) tells adoption that
+ * the key is not one of an earlier version's (./key-signature.ts `adoptionPlan`): its row is never
+ * signed later. Keys in a database of their own (`signed` false) are not signed, and say nothing.
+ */
+export function keyCreatedDetails(key: ProxyKey, signed = true): Record<string, unknown> {
   return {
     key_id: key.id,
     agents: key.agents,
@@ -99,6 +104,7 @@ export function keyCreatedDetails(key: ProxyKey): Record<string, unknown> {
     tier: key.tier,
     tags: keyTagsDetail(key.tags),
     expires_at: key.expires_at,
+    ...(signed ? { signed: true } : {}),
   };
 }
 

@@ -2,11 +2,15 @@
 // signing key file) widens a key, clears its revocation, puts back the row from before its
 // revocation or inserts a key of their own: the running proxy answers 401 exactly as for an
 // unknown key, logs once which key id to look at, and `audit verify` fails with key_tampered.
-// Keys made and revoked through the CLI work as before; rows an earlier version wrote are signed
-// once, by the start that upgrades the trail, and a row unsigned later stays refused.
+// Keys made and revoked through the CLI work as before; rows an earlier version wrote are adopted
+// (signed once, as they stand) by the first open with the signing key, only when the chain has a
+// legacy key_created event they agree with and no keys_signed event yet: dropping the column and
+// forgetting its migration does not get a forged or widened row signed.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { apiKeys, headerAttribution, openai } from "../../plugins/index.ts";
-import { hashProxyKey } from "../../src/store/keys.ts";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { hashProxyKey, mintProxyKey } from "../../src/store/keys.ts";
 import { cliOn, postgresDriver, proxyOn, sqliteDriver, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
 import { startFakeUpstream, type FakeUpstream } from "../helpers/fake-upstream.ts";
 import { capturedLog, pgSchema, type CapturedLog, type PgSchema } from "../helpers/postgres.ts";
@@ -86,6 +90,39 @@ async function downgrade(driver: TestDriver, trail: OpenedTrail): Promise<void> 
       : "DELETE FROM agent_attr_migrations WHERE version = (SELECT max(version) FROM agent_attr_migrations)",
   );
 }
+
+/**
+ * Keys as an earlier version left them, on a trail `driver.open` just made (its store still open):
+ * `key_created` events without `signed`, then (after `downgrade`) rows without signatures.
+ */
+async function legacyKeys(
+  driver: TestDriver,
+  trail: OpenedTrail,
+  keys: { agents: string[]; users?: string[]; tier?: string }[],
+): Promise<{ id: string; key: string }[]> {
+  const minted = keys.map((options) => ({ ...mintProxyKey(), ...options }));
+  for (const k of minted) {
+    const details = { key_id: k.id, agents: k.agents, user_globs: k.users?.length ?? 0, tier: k.tier ?? null, tags: [], expires_at: null };
+    await trail.store.trail.recordEvent({ kind: "key_created", actor: "cli:old-version", details });
+  }
+  await trail.store.close();
+  await downgrade(driver, trail);
+  const text = (value: string | null) => (value === null ? "NULL" : `'${value}'`);
+  for (const k of minted) {
+    await trail.tamper(
+      `INSERT INTO proxy_keys (id, hash, agents, users, tier, tags, created_at, expires_at, revoked_at)
+       VALUES ('${k.id}', '${k.hash}', '${JSON.stringify(k.agents)}', ${text(k.users ? JSON.stringify(k.users) : null)}, ${text(k.tier ?? null)}, NULL, '2026-11-01T00:00:00.000Z', NULL, NULL)`,
+    );
+  }
+  return minted.map(({ id, key }) => ({ id, key }));
+}
+
+/** The CLI without the trail's signing key (elsewhere than the repository, whose ./agent-attr.signing-key a test may have made). */
+const keyless = (trail: OpenedTrail, ...args: string[]) =>
+  runCli([...args, "--log-db", trail.logDb], { cwd: tempDir(), timeoutMs: 30_000 });
+
+const keysSignedEvents = (trail: OpenedTrail) =>
+  trail.query<{ details: string }>("SELECT details FROM audit_events WHERE kind = 'keys_signed'");
 
 describe.each([sqliteDriver, postgresDriver(() => pg)])("signed proxy keys on $name", (driver: TestDriver) => {
   test("a key made and revoked through the CLI works as before, and verify passes", async () => {
@@ -229,12 +266,10 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("signed proxy keys on $n
 
   test("an upgrade the CLI applies (with the key file) signs the old keys the same way", async () => {
     const trail = await driver.open("cli_upgrade");
-    const { id, key } = await createKey(trail);
-    await trail.store.close();
-    await downgrade(driver, trail);
+    const [{ id, key }] = (await legacyKeys(driver, trail, [{ agents: ["nightly-job"] }])) as [{ id: string; key: string }];
     const listed = await cliOn(trail, "keys", "list", "--format", "json");
     expect(listed.exitCode).toBe(0);
-    const [event] = await trail.query<{ details: string }>("SELECT details FROM audit_events WHERE kind = 'keys_signed'");
+    const [event] = await keysSignedEvents(trail);
     expect(JSON.parse(event!.details)).toEqual({ key_ids: [id], keys: 1 });
     expect((await cliOn(trail, "audit", "verify")).exitCode).toBe(0);
     const { proxy } = await keysProxy(trail);
@@ -247,15 +282,15 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("signed proxy keys on $n
 
   test("an upgraded trail: its unsigned keys are signed at the first start, as they stood; a row unsigned later stays refused", async () => {
     const trail = await driver.open("upgraded");
-    const { id, key } = await createKey(trail, "--tier", "free");
-    const { id: other, key: otherKey } = await createKey(trail);
-    await trail.store.close();
-    await downgrade(driver, trail);
+    const [{ id, key }, { id: other, key: otherKey }] = (await legacyKeys(driver, trail, [
+      { agents: ["nightly-job"], tier: "free" },
+      { agents: ["nightly-job"] },
+    ])) as [{ id: string; key: string }, { id: string; key: string }];
     const { proxy, log } = await keysProxy(trail);
     try {
       expect((await chat(proxy, key)).status).toBe(200);
       expect((await chat(proxy, otherKey)).status).toBe(200);
-      const [event] = await trail.query<{ details: string }>("SELECT details FROM audit_events WHERE kind = 'keys_signed'");
+      const [event] = await keysSignedEvents(trail);
       expect(JSON.parse(event!.details)).toEqual({ key_ids: [id, other].sort(), keys: 2 });
       expect(log.lines.join("\n")).toContain("2 proxy key(s) written by an earlier version are now signed");
       expect((await cliOn(trail, "audit", "verify")).exitCode).toBe(0);
@@ -270,9 +305,118 @@ describe.each([sqliteDriver, postgresDriver(() => pg)])("signed proxy keys on $n
     try {
       expect(await chat(again.proxy, otherKey)).toEqual(await unknownKey(again.proxy));
       expect((await chat(again.proxy, key)).status).toBe(200);
-      expect(await trail.query("SELECT kind FROM audit_events WHERE kind = 'keys_signed'")).toHaveLength(1);
+      expect(await keysSignedEvents(trail)).toHaveLength(1);
     } finally {
       await again.proxy.stop();
     }
+  });
+
+  test("the column dropped and its migration forgotten: an honest open signs neither a forged row nor a widened one", async () => {
+    const trail = await driver.open("forced_adoption");
+    const [legacy] = (await legacyKeys(driver, trail, [{ agents: ["nightly-job"] }])) as [{ id: string; key: string }];
+    expect((await cliOn(trail, "keys", "list")).exitCode).toBe(0); // adopts the legacy key: keys_signed
+    const made = await createKey(trail);
+    // What someone with write access to the database (not the key file) does to have their rows signed.
+    await downgrade(driver, trail);
+    await trail.tamper(`UPDATE proxy_keys SET agents = '["*"]', users = '["*"]'`);
+    const evil = "aa-chosen-by-someone-with-database-access-only-00001";
+    await trail.tamper(
+      `INSERT INTO proxy_keys (id, hash, agents, users, created_at) VALUES ('key_evil000000', '${hashProxyKey(evil)}', '["*"]', '["*"]', '2026-12-03T07:00:00.000Z')`,
+    );
+    expect((await cliOn(trail, "keys", "list")).exitCode).toBe(0); // an honest command re-applies the migration
+    expect(await trail.query("SELECT id FROM proxy_keys WHERE signature IS NOT NULL")).toEqual([]);
+    expect(await keysSignedEvents(trail)).toHaveLength(1);
+    const { proxy } = await keysProxy(trail);
+    try {
+      const unknown = await unknownKey(proxy);
+      expect(unknown.status).toBe(401);
+      for (const key of [evil, legacy.key, made.key]) expect(await chat(proxy, key, "any-agent-at-all")).toEqual(unknown);
+    } finally {
+      await proxy.stop();
+    }
+    expect(await trail.query("SELECT id FROM proxy_keys WHERE signature IS NOT NULL")).toEqual([]);
+    await verifyFails(trail, legacy.id, legacy.key);
+    const verified = await cliOn(trail, "audit", "verify", "--format", "json");
+    expect(verified.exitCode).toBe(1);
+    expect(verified.stdout + verified.stderr).not.toContain(hashProxyKey(evil));
+  });
+
+  test("a key created by this version never adopted: its row with the column dropped stays refused", async () => {
+    const trail = await driver.open("fresh_forced");
+    const made = await createKey(trail);
+    await trail.store.close();
+    await downgrade(driver, trail);
+    expect((await cliOn(trail, "keys", "list")).exitCode).toBe(0);
+    expect(await keysSignedEvents(trail)).toEqual([]);
+    const { proxy } = await keysProxy(trail);
+    try {
+      expect(await chat(proxy, made.key)).toEqual(await unknownKey(proxy));
+    } finally {
+      await proxy.stop();
+    }
+    expect(await verifyFails(trail, made.id, made.key)).toContain("created signed");
+  });
+
+  test("an upgrade applied without the signing key: old keys wait, and the next start with the key adopts them", async () => {
+    const trail = await driver.open("keyless_upgrade");
+    const pubkey = await cliOn(trail, "audit", "pubkey");
+    expect(pubkey.exitCode).toBe(0);
+    const pem = join(tempDir(), "trail.pub.pem");
+    writeFileSync(pem, pubkey.stdout);
+    const [{ id, key }] = (await legacyKeys(driver, trail, [{ agents: ["nightly-job"] }])) as [{ id: string; key: string }];
+    const early = await keyless(trail, "audit", "verify", "--public-key", pem, "--format", "json");
+    expect(early.exitCode).toBe(1);
+    expect((JSON.parse(early.stdout) as { failure: { message: string } }).failure.message).toContain("not signed yet");
+    expect(early.stderr).toContain("not signed yet");
+    expect(early.stderr).not.toContain("could not be signed on upgrade");
+    expect(await keysSignedEvents(trail)).toEqual([]);
+    const { proxy, log } = await keysProxy(trail);
+    try {
+      expect((await chat(proxy, key)).status).toBe(200);
+      expect(log.lines.join("\n")).toContain("1 proxy key(s) written by an earlier version are now signed");
+    } finally {
+      await proxy.stop();
+    }
+    const [event] = await keysSignedEvents(trail);
+    expect(JSON.parse(event!.details)).toEqual({ key_ids: [id], keys: 1 });
+    expect((await cliOn(trail, "audit", "verify")).exitCode).toBe(0);
+    expect((await keyless(trail, "audit", "verify", "--public-key", pem)).exitCode).toBe(0);
+  });
+
+  test("a legacy row widened before adoption is not signed, and is reported; the others are", async () => {
+    const trail = await driver.open("widened_legacy");
+    const [kept, widened] = (await legacyKeys(driver, trail, [{ agents: ["nightly-job"] }, { agents: ["nightly-job"] }])) as [
+      { id: string; key: string },
+      { id: string; key: string },
+    ];
+    await trail.tamper(`UPDATE proxy_keys SET agents = '["*"]' WHERE id = '${widened.id}'`);
+    const listed = await cliOn(trail, "keys", "list");
+    expect(listed.exitCode).toBe(0);
+    expect(listed.stderr).toContain(`proxy key ${widened.id} was not signed`);
+    expect(listed.stderr).toContain("disagrees with its key_created event (agents)");
+    const [event] = await keysSignedEvents(trail);
+    expect(JSON.parse(event!.details)).toEqual({ key_ids: [kept.id], keys: 1, not_signed: [widened.id] });
+    const { proxy } = await keysProxy(trail);
+    try {
+      expect((await chat(proxy, kept.key)).status).toBe(200);
+      expect(await chat(proxy, widened.key, "any-agent-at-all")).toEqual(await unknownKey(proxy));
+    } finally {
+      await proxy.stop();
+    }
+    expect(await verifyFails(trail, widened.id, widened.key)).toContain("disagrees with its key_created event");
+  });
+
+  test("keys revoke refuses a tampered row rather than sign it as it stands", async () => {
+    const trail = await driver.open("revoke_tampered");
+    const { id, key } = await createKey(trail);
+    await trail.store.close();
+    await trail.tamper(`UPDATE proxy_keys SET agents = '["*"]' WHERE id = '${id}'`);
+    const revoked = await cliOn(trail, "keys", "revoke", id);
+    expect(revoked.exitCode).not.toBe(0);
+    expect(revoked.stderr).toContain(`proxy key ${id}: its row in proxy_keys is not signed`);
+    expect(revoked.stderr).toContain("not signed again as it stands");
+    expect(revoked.stdout + revoked.stderr).not.toContain(hashProxyKey(key));
+    expect(await trail.query(`SELECT revoked_at FROM proxy_keys WHERE id = '${id}'`)).toEqual([{ revoked_at: null }]);
+    await verifyFails(trail, id, key);
   });
 });

@@ -14,8 +14,6 @@ import { errorMessage } from "../../errors.ts";
 import { isPostgresUrl, loadMeta, migrate, openPool, parseTarget, PostgresError } from "./connection.ts";
 import { PgConsents } from "./consents.ts";
 import { PgKeys } from "./keys.ts";
-import { keySignatureApplied } from "./migrations.ts";
-import { keysNeedKey } from "../key-signature.ts";
 import { PgReader } from "./reader.ts";
 import { PgAuditStore, type PgStoreOptions } from "./store.ts";
 import { PgTrail, signingKeyFor } from "./trail.ts";
@@ -49,8 +47,7 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
   const target = parseTarget(ctx.logDb);
   const sql = openPool(target, { max: 4 });
   try {
-    let ran = 0;
-    if (ctx.create) ran = await migrate(sql, target.schema);
+    if (ctx.create) await migrate(sql, target.schema);
     else {
       const [found] = (await sql`SELECT to_regclass(${`"${target.schema}".audit_meta`}) IS NOT NULL AS ok`) as { ok: boolean }[];
       if (!found?.ok) {
@@ -58,7 +55,7 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
           `No audit trail at ${target.display}: start the proxy with this --log-db first, or pass another --log-db (or set AGENT_ATTR_LOG_DB, or audit.logDb in the config).`,
         );
       }
-      ran = await migrate(sql, target.schema);
+      await migrate(sql, target.schema);
     }
     const meta = await loadMeta(sql);
     const signingKey = await signingKeyFor(sql, ctx.audit.signingKey, { create: ctx.create });
@@ -68,11 +65,8 @@ export async function openPgAdmin(ctx: AdminContext, options: PgStoreOptions = {
       chainId: meta.chainId,
       warn: ctx.log.warn,
     });
-    // Rows an earlier version wrote are signed as they stand, by the process that adds the column only (../key-signature.ts).
-    if (keySignatureApplied(ran)) {
-      if (signingKey) await keys.signLegacy();
-      else ctx.log.warn(`this trail's proxy keys could not be signed on upgrade without its signing key: ${keysNeedKey}`);
-    }
+    // Rows an earlier version wrote are adopted by any open with the key, under ../key-signature.ts's rules.
+    await keys.adoptLegacy();
     return {
       reader: new PgReader(sql),
       trail,

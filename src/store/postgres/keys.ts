@@ -13,7 +13,20 @@ import type { SQL } from "bun";
 import type { KeyObject } from "node:crypto";
 import type { ProxyKeyStore } from "../contract.ts";
 import { hashProxyKey, keyCreatedDetails, keyTagsColumn, keyTagsOf, mintProxyKey, type NewKeyRequest, type ProxyKey } from "../keys.ts";
-import { KeyRowTrust, keysNeedKey, revokedKeyIds, signKeyRow, type StoredKeyRow } from "../key-signature.ts";
+import {
+  adoptionEventKinds,
+  adoptionPlan,
+  KeyRowTrust,
+  keyRowSigned,
+  keyRowTampered,
+  keysNeedKey,
+  legacyKeyRefused,
+  legacyKeysSigned,
+  legacyKeysWait,
+  revokedKeyIds,
+  signKeyRow,
+  type StoredKeyRow,
+} from "../key-signature.ts";
 import type { ChainEvent } from "../../trail/chain.ts";
 import { transaction } from "./writer.ts";
 
@@ -125,6 +138,8 @@ export class PgKeys implements ProxyKeyStore {
       const [row] = (await tx.unsafe(`SELECT ${keyColumns} FROM proxy_keys WHERE id = $1 FOR UPDATE`, [id])) as Row[];
       if (!row) return null;
       if (row.revoked_at) return toProxyKey(row);
+      // A row changed behind agent-attr's back is not signed again as it stands (widened, then "revoked").
+      if (!keyRowSigned(signingKey, this.signing.chainId, stored(row))) throw new Error(keyRowTampered(id));
       const key = toProxyKey({ ...row, revoked_at: new Date().toISOString() });
       const signature = signKeyRow(signingKey, this.signing.chainId, key, row.hash);
       await tx`UPDATE proxy_keys SET revoked_at = ${key.revoked_at}, signature = ${signature} WHERE id = ${id}`;
@@ -136,23 +151,52 @@ export class PgKeys implements ProxyKeyStore {
   }
 
   /**
-   * Signs the rows an earlier version wrote (no signature), as they stand, with a `keys_signed`
-   * event naming them; returns how many. Only the opener whose `migrate` added the column calls it
-   * (../key-signature.ts).
+   * Adopts the rows an earlier version wrote (../key-signature.ts `adoptionPlan`): with the
+   * private signing key, signs those the plan allows, as they stand, with a `keys_signed` event
+   * naming them (and the unsigned rows it refused), which closes adoption; without it, signs
+   * nothing and says a start with the key will. Any open may call it: it reads only `proxy_keys`
+   * unless a row is unsigned. Returns how many rows it signed.
    */
-  async signLegacy(): Promise<number> {
-    const signingKey = this.signingKey();
-    return transaction(this.sql, 10_000, async (tx) => {
-      const rows = (await tx.unsafe(`SELECT ${keyColumns} FROM proxy_keys WHERE signature IS NULL ORDER BY id FOR UPDATE`)) as Row[];
-      if (rows.length === 0) return 0;
-      for (const row of rows) {
-        const signature = signKeyRow(signingKey, this.signing.chainId, toProxyKey(row), row.hash);
-        await tx`UPDATE proxy_keys SET signature = ${signature} WHERE id = ${row.id}`;
+  async adoptLegacy(): Promise<number> {
+    const warn = this.signing.warn;
+    const plan = async (tx: SQL, lock: string) => {
+      const rows = (await tx.unsafe(`SELECT ${keyColumns} FROM proxy_keys WHERE signature IS NULL ORDER BY id${lock}`)) as Row[];
+      if (rows.length === 0) return null;
+      const events = (await tx.unsafe(`SELECT kind, details FROM audit_events WHERE kind IN (${adoptionEventKinds}) ORDER BY seq`)) as {
+        kind: string;
+        details: string;
+      }[];
+      return adoptionPlan(rows.map(stored), events);
+    };
+    const signingKey = this.signing.key;
+    if (signingKey?.type !== "private") {
+      const waiting = (await plan(this.sql, ""))?.adopt.length ?? 0;
+      if (waiting > 0) warn(legacyKeysWait(waiting));
+      return 0;
+    }
+    const [unsigned] = (await this.sql`SELECT count(*)::int AS n FROM proxy_keys WHERE signature IS NULL`) as { n: number }[];
+    if (!unsigned?.n) return 0;
+    const done = await transaction(this.sql, 10_000, async (tx) => {
+      const found = await plan(tx, " FOR UPDATE");
+      if (!found?.open) return null;
+      for (const row of found.adopt) {
+        const signature = signKeyRow(signingKey, this.signing.chainId, row.key, row.hash);
+        await tx`UPDATE proxy_keys SET signature = ${signature} WHERE id = ${row.key.id}`;
       }
-      const ids = rows.map((row) => row.id);
-      await this.appendEvent(tx, { kind: "keys_signed", actor: "upgrade", details: { key_ids: ids, keys: ids.length } });
-      return rows.length;
+      const ids = found.adopt.map((row) => row.key.id).sort();
+      const notSigned = found.refused.map((r) => r.id).sort();
+      await this.appendEvent(tx, {
+        kind: "keys_signed",
+        actor: "upgrade",
+        details: { key_ids: ids, keys: ids.length, ...(notSigned.length ? { not_signed: notSigned } : {}) },
+      });
+      return found;
     });
+    if (!done) return 0;
+    if (done.adopt.length > 0) warn(legacyKeysSigned(done.adopt.length));
+    for (const { id, why } of done.refused) warn(legacyKeyRefused(id, why));
+    this.cache.clear();
+    return done.adopt.length;
   }
 
   private signingKey(): KeyObject {

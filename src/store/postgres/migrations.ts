@@ -175,10 +175,7 @@ export const migrations: readonly string[] = [
   EXCEPTION WHEN OTHERS THEN NULL;
   END $$;
   `,
-  // Signed proxy keys (../key-signature.ts): the opener that applies this signs the rows already
-  // there (`keySignatureApplied`); running it again fails on the existing column.
+  // Signed proxy keys (../key-signature.ts): rows already there are adopted by an open with the
+  // key, not by whoever applies this.
   keySignatureSQL,
 ];
-
-/** Whether a `migrate` that ran `ran` migrations applied the one adding `proxy_keys.signature` (its opener signs the rows it found). */
-export const keySignatureApplied = (ran: number): boolean => migrations.length - ran < migrations.indexOf(keySignatureSQL) + 1;

@@ -39,7 +39,6 @@ import { PgReader } from "./reader.ts";
 import { PgConsents } from "./consents.ts";
 import { advanceRollup } from "./rollup.ts";
 import { PgKeys } from "./keys.ts";
-import { keySignatureApplied } from "./migrations.ts";
 import { isRedactionRefusal } from "../../trail/erase-check.ts";
 
 export interface PgStoreOptions {
@@ -137,7 +136,7 @@ export class PgAuditStore implements AuditStore {
     const target = parseTarget(ctx.logDb);
     const sql = openPool(target);
     try {
-      const ran = await migrate(sql, target.schema);
+      await migrate(sql, target.schema);
       const meta = await loadMeta(sql);
       const signingKey = await signingKeyFor(sql, ctx.audit.signingKey, { create: true });
       const trail = new PgTrail(sql, meta, signingKey, ctx.audit, ctx.log);
@@ -146,12 +145,8 @@ export class PgAuditStore implements AuditStore {
         chainId: meta.chainId,
         warn: ctx.log.warn,
       });
-      // Rows an earlier version wrote are signed as they stand, by the process that adds the column only (../key-signature.ts).
-      if (keySignatureApplied(ran)) {
-        const signed = await keys.signLegacy();
-        if (signed > 0)
-          ctx.log.warn(`${signed} proxy key(s) written by an earlier version are now signed, as they stood (keys_signed event)`);
-      }
+      // Rows an earlier version wrote are adopted by any open with the key, under ../key-signature.ts's rules.
+      await keys.adoptLegacy();
       const consents = new PgConsents(sql, (tx, events) => trail.appendSealed(tx, events));
       const reader = new PgReader(sql);
       const store = new PgAuditStore(sql, target, meta.hashKey, meta.chainId, trail, reader, keys, consents, ctx.log, ctx.audit, options);

@@ -30,7 +30,7 @@ import {
   type ParsedExportFilter,
 } from "../../trail/export.ts";
 import { groupRows } from "./intents.ts";
-import { keyRowsMismatch } from "../key-signature.ts";
+import { adoptionEventKinds, keyRowsMismatch } from "../key-signature.ts";
 import { PgKeys } from "./keys.ts";
 import { loadSigningKey, publicKeyPem } from "../../trail/signing.ts";
 import {
@@ -202,7 +202,7 @@ export class PgTrail implements AuditTrail {
       if (failure === null && started.failure === null) failure = await rollupDifference(tx, started.report.last_seq);
       // The proxy keys against their signatures and the chain's key events (../key-signature.ts).
       const keyEvents = (
-        (await tx`SELECT seq, kind, details FROM audit_events WHERE kind IN ('key_created', 'key_revoked') ORDER BY seq`) as EventRow[]
+        (await tx.unsafe(`SELECT seq, kind, details FROM audit_events WHERE kind IN (${adoptionEventKinds}) ORDER BY seq`)) as EventRow[]
       ).map((r) => ({ ...r, seq: Number(r.seq) }));
       const keys = keyRowsMismatch(await PgKeys.rows(tx), keyEvents, { chainId: this.meta.chainId, publicKey }, started.report.last_seq);
       return finishVerification(started.report, [started.failure, failure, rejectedRedaction(cover), keys]);

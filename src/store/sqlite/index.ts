@@ -11,9 +11,7 @@ import { loadHashKey } from "../../trail/secret.ts";
 import { loadSigningKey, signingKeyPath, signWith } from "../../trail/signing.ts";
 import { openAuditLog } from "./database.ts";
 import { SqliteConsents } from "./consents.ts";
-import { signLegacyKeys, SqliteKeyAdmin } from "./key-admin.ts";
-import { keysNeedKey } from "../key-signature.ts";
-import { keySignatureMigration } from "./migrate.ts";
+import { adoptLegacyKeys, SqliteKeyAdmin } from "./key-admin.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 import { SqliteAuditStore } from "./store.ts";
 import { SqliteAuditTrail } from "./trail.ts";
@@ -51,10 +49,8 @@ function openSqliteAdmin(path: string, { log, audit, create }: AdminContext): Au
       sealEvents: true,
       onError: log.warn,
     });
-    if (opened.migrated.includes(keySignatureMigration)) {
-      if (key && signLegacyKeys(opened.db, trail.chain, key) > 0) trail.seal();
-      else log.warn(`this trail's proxy keys could not be signed on upgrade without its signing key: ${keysNeedKey}`);
-    }
+    // Rows an earlier version wrote are adopted by any open with the key, under ../key-signature.ts's rules.
+    if (adoptLegacyKeys(opened.db, trail.chain, key, log.warn) > 0) trail.seal();
     const keys = new SqliteKeyAdmin(new SqliteProxyKeys(opened.db, { key, warn: log.warn }), trail.chain, () => trail.seal());
     const consents = new SqliteConsents(opened.db, trail.chain, () => trail.seal());
     return {

@@ -14,7 +14,7 @@ import type { KeyObject } from "node:crypto";
 import { ensureChainId, type ChainWriter } from "./chain-writer.ts";
 import type { ProxyKeyStore } from "../contract.ts";
 import { keyCreatedDetails, type NewKeyRequest, type ProxyKey } from "../keys.ts";
-import { signKeyRow } from "../key-signature.ts";
+import { adoptionEventKinds, adoptionPlan, legacyKeyRefused, legacyKeysSigned, legacyKeysWait, signKeyRow } from "../key-signature.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 
 /**
@@ -89,23 +89,53 @@ export function sqliteKeyStore(path: string): ProxyKeyStore & { close(): void } 
 }
 
 /**
- * Signs the key rows an earlier version wrote (no signature), as they stand, and records which in
- * a `keys_signed` chain event; returns how many. Only the opener that has just applied the
- * migration adding the column calls it (../key-signature.ts): a row unsigned later was not
- * written by agent-attr, and stays refused.
+ * Adopts the key rows an earlier version wrote (../key-signature.ts `adoptionPlan`): with the
+ * private signing key, signs the rows the plan allows, as they stand, and appends a `keys_signed`
+ * event naming them (and the unsigned rows it refused), which closes adoption for good; without
+ * it, signs nothing and says that a start with the key will. Any open may call it: it reads only
+ * `proxy_keys` unless a row is unsigned. Returns how many rows it signed.
  */
-export function signLegacyKeys(db: Database, chain: ChainWriter, signingKey: KeyObject): number {
+export function adoptLegacyKeys(db: Database, chain: ChainWriter, signingKey: KeyObject | null, warn: (message: string) => void): number {
   const table = new SqliteProxyKeys(db);
+  const plan = () =>
+    adoptionPlan(
+      table.rows(),
+      db
+        .query<{ kind: string; details: string }, []>(
+          `SELECT kind, details FROM audit_events WHERE kind IN (${adoptionEventKinds}) ORDER BY seq`,
+        )
+        .all(),
+    );
   try {
-    return chain.transaction(() => {
-      const unsigned = table.rows().filter((row) => row.signature === null);
-      if (unsigned.length === 0) return 0;
-      const ids = unsigned.map((row) => row.key.id).sort();
-      chain.appendInTransaction([], [{ kind: "keys_signed", actor: "upgrade", details: { key_ids: ids, keys: ids.length } }]);
+    if (!table.rows().some((row) => row.signature === null)) return 0;
+    if (signingKey?.type !== "private") {
+      const waiting = plan().adopt.length;
+      if (waiting > 0) warn(legacyKeysWait(waiting));
+      return 0;
+    }
+    const done = chain.transaction(() => {
+      const { open, adopt, refused } = plan();
+      if (!open) return null;
+      const ids = adopt.map((row) => row.key.id).sort();
+      const notSigned = refused.map((r) => r.id).sort();
+      chain.appendInTransaction(
+        [],
+        [
+          {
+            kind: "keys_signed",
+            actor: "upgrade",
+            details: { key_ids: ids, keys: ids.length, ...(notSigned.length ? { not_signed: notSigned } : {}) },
+          },
+        ],
+      );
       const chainId = ensureChainId(db);
-      for (const row of unsigned) table.setSignature(row.key.id, signKeyRow(signingKey, chainId, row.key, row.hash));
-      return unsigned.length;
+      for (const row of adopt) table.setSignature(row.key.id, signKeyRow(signingKey, chainId, row.key, row.hash));
+      return { signed: adopt.length, refused };
     });
+    if (!done) return 0;
+    if (done.signed > 0) warn(legacyKeysSigned(done.signed));
+    for (const { id, why } of done.refused) warn(legacyKeyRefused(id, why));
+    return done.signed;
   } finally {
     table.close();
   }

@@ -14,7 +14,7 @@ import type { KeyObject } from "node:crypto";
 import { desc, eq } from "drizzle-orm";
 import { drizzle, type BunSQLiteDatabase } from "drizzle-orm/bun-sqlite";
 import { hashProxyKey, keyTagsColumn, keyTagsOf, mintProxyKey, type NewProxyKey, type ProxyKey } from "../keys.ts";
-import { KeyRowTrust, keysNeedKey, revokedKeyIds, signKeyRow, type StoredKeyRow } from "../key-signature.ts";
+import { KeyRowTrust, keyRowSigned, keyRowTampered, keysNeedKey, revokedKeyIds, signKeyRow, type StoredKeyRow } from "../key-signature.ts";
 import { chainId, ensureChainId } from "./chain-writer.ts";
 import { openDatabase } from "./database.ts";
 import { migrate } from "./migrate.ts";
@@ -94,7 +94,7 @@ export class SqliteProxyKeys {
     return this.orm.select().from(schema.proxyKeys).all().map(stored);
   }
 
-  /** Stores a row's signature (the signing of rows an earlier version wrote, ./key-admin.ts `signLegacyKeys`). */
+  /** Stores a row's signature (the adoption of rows an earlier version wrote, ./key-admin.ts `adoptLegacyKeys`). */
   setSignature(id: string, signature: string): void {
     this.orm.update(schema.proxyKeys).set({ signature }).where(eq(schema.proxyKeys.id, id)).run();
   }
@@ -105,6 +105,8 @@ export class SqliteProxyKeys {
     const existing = this.orm.select().from(schema.proxyKeys).where(eq(schema.proxyKeys.id, id)).get();
     if (!existing) return null;
     if (existing.revoked_at) return toProxyKey(existing);
+    // A row changed behind agent-attr's back is not signed again as it stands (widened, then "revoked").
+    if (signingKey && !keyRowSigned(signingKey, ensureChainId(this.db), stored(existing))) throw new Error(keyRowTampered(id));
     const revoked = toProxyKey({ ...existing, revoked_at: now.toISOString() });
     const signature = signingKey ? signKeyRow(signingKey, ensureChainId(this.db), revoked, existing.hash) : null;
     this.orm.update(schema.proxyKeys).set({ revoked_at: revoked.revoked_at, signature }).where(eq(schema.proxyKeys.id, id)).run();

@@ -20,9 +20,6 @@ import { keyIndexMigrationSQL } from "./key-index.ts";
 import { taskTotalsMigrationSQL } from "./task-totals.ts";
 import { rollupDimensionsMigrationSQL, rollupMigrationSQL, tagRollupMigrationSQL } from "./rollup.ts";
 
-/** The migration that adds `proxy_keys.signature`: the opener that applied it signs the rows it found (./key-admin.ts `signLegacyKeys`). */
-export const keySignatureMigration = "0010_overrated_felicia_hardy";
-
 const migrations: { tag: string; sql: string }[] = [
   { tag: "0000_swift_hitman", sql: m0000 },
   { tag: "0001_fast_mentor", sql: m0001 },
@@ -49,8 +46,8 @@ const migrations: { tag: string; sql: string }[] = [
   { tag: "0009_key_index", sql: keyIndexMigrationSQL },
   // Hand-written like usage_rollup: per-task totals beside the rollup (the Overview's top tasks over a month).
   { tag: "usage_task_totals", sql: taskTotalsMigrationSQL },
-  // Signed proxy keys (../key-signature.ts): the process that applies this signs the rows already there.
-  { tag: keySignatureMigration, sql: m0010 },
+  // Signed proxy keys (../key-signature.ts): rows already there are adopted by an open with the key, not by this.
+  { tag: "0010_overrated_felicia_hardy", sql: m0010 },
 ];
 
 /**

@@ -41,8 +41,7 @@ import { ErasureWatch } from "./erasure-watch.ts";
 import { IntentLog } from "./intent-log.ts";
 import { recoverIntents } from "./intent-recovery.ts";
 import { SqliteProxyKeys } from "./keys.ts";
-import { signLegacyKeys } from "./key-admin.ts";
-import { keySignatureMigration } from "./migrate.ts";
+import { adoptLegacyKeys } from "./key-admin.ts";
 import { ReaderThread } from "./reader-thread.ts";
 import { SqliteAuditTrail } from "./trail.ts";
 import { WriterThread, type Final } from "./writer-thread.ts";
@@ -168,12 +167,8 @@ export class SqliteAuditStore implements AuditStore {
     const adopted = this.local.chain.adoptUnchained();
     if (adopted > 0)
       options.onWarning?.(`${adopted} record(s) written before the hash chain existed are now chained (protected from now on)`);
-    // Rows an earlier version wrote are signed as they stand, by the process that adds the column only (../key-signature.ts).
-    if (log.migrated.includes(keySignatureMigration)) {
-      const signed = signLegacyKeys(this.db, this.local.chain, signingKey);
-      if (signed > 0)
-        options.onWarning?.(`${signed} proxy key(s) written by an earlier version are now signed, as they stood (keys_signed event)`);
-    }
+    // Rows an earlier version wrote are adopted by any open with the key, under ../key-signature.ts's rules.
+    adoptLegacyKeys(this.db, this.local.chain, signingKey, (message) => options.onWarning?.(message));
     const report = (message: string) => options.onError?.(message);
     this.writer = new WriterThread(
       {

@@ -26,7 +26,7 @@ import {
 } from "../../trail/verify.ts";
 import { chainId } from "./chain-writer.ts";
 import { keyIndexMismatch } from "./key-index-check.ts";
-import { keyRowsMismatch } from "../key-signature.ts";
+import { adoptionEventKinds, keyRowsMismatch } from "../key-signature.ts";
 import { SqliteProxyKeys } from "./keys.ts";
 import { taskTotalsMismatch } from "./task-totals.ts";
 import { rollupCursor, rollupDimensions, rollupValueColumns, summedColumns, tagPairs } from "./rollup.ts";
@@ -61,7 +61,7 @@ function keyMismatch(db: Database, trust: Parameters<typeof keyRowsMismatch>[2],
   try {
     const events = db
       .query<{ seq: number; kind: string; details: string }, []>(
-        "SELECT seq, kind, details FROM audit_events WHERE kind IN ('key_created', 'key_revoked') ORDER BY seq",
+        `SELECT seq, kind, details FROM audit_events WHERE kind IN (${adoptionEventKinds}) ORDER BY seq`,
       )
       .all();
     return keyRowsMismatch(table.rows(), events, trust, lastSeq);

@@ -133,6 +133,7 @@ describe.each([sqliteDriver, postgresDriver(() => pg, keyDir)])("the storage con
         tier: "pro",
         tags: [],
         expires_at: null,
+        signed: true,
       });
       const text = JSON.stringify(page);
       for (const secret of [key, key.slice(3), "ops-*"]) expect(text).not.toContain(secret);
