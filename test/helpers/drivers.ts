@@ -202,3 +202,13 @@ export async function proxyOn(
     { ...options, logDb: trail.logDb },
   );
 }
+
+/** Verifies the trail as a later process would (a store opened on it); the verification is itself an event. */
+export async function verifyTrail(trail: Pick<OpenedTrail, "reopen">) {
+  const store = await trail.reopen();
+  try {
+    return await store.trail.verify("cli:test");
+  } finally {
+    await store.close();
+  }
+}

@@ -11,7 +11,16 @@ import { SqliteAuditStore } from "../../src/store/sqlite/store.ts";
 import { ChainHasher } from "../../src/trail/chain.ts";
 import { signCheckpoint } from "../../src/trail/checkpoint.ts";
 import { loadSigningKey } from "../../src/trail/signing.ts";
-import { cliOn, postgresDriver, sqliteDriver, trailOn, type OpenedTrail, type TestDriver, type TestStore } from "../helpers/drivers.ts";
+import {
+  cliOn,
+  postgresDriver,
+  sqliteDriver,
+  trailOn,
+  type OpenedTrail,
+  type TestDriver,
+  type TestStore,
+  verifyTrail as verify,
+} from "../helpers/drivers.ts";
 import { capturedLog, pgContext, pgSchema, type PgSchema } from "../helpers/postgres.ts";
 import { runCli } from "../helpers/process.ts";
 import { tempDir } from "../helpers/proxy.ts";
@@ -68,15 +77,6 @@ async function storeWithLog(driver: TestDriver, trail: OpenedTrail): Promise<{ s
   const log = capturedLog();
   const ctx = pgContext(trail.logDb, dirname(trail.signingKey), log);
   return { store: await PgAuditStore.open({ ...ctx, audit: { ...ctx.audit, checkpoint } }), lines: log.lines };
-}
-
-async function verify(trail: OpenedTrail) {
-  const store = await trail.reopen();
-  try {
-    return await store.trail.verify("cli:test");
-  } finally {
-    await store.close();
-  }
 }
 
 describe.each([sqliteDriver, postgresDriver(() => pg)])("signed redactions on $name", (driver: TestDriver) => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ChainHasher, clearColumns } from "../../src/trail/chain.ts";
-import { postgresDriver, sqliteDriver, trailOn, type OpenedTrail, type TestDriver } from "../helpers/drivers.ts";
+import { postgresDriver, sqliteDriver, trailOn, type OpenedTrail, type TestDriver, verifyTrail as verify } from "../helpers/drivers.ts";
 import { pgSchema, type PgSchema } from "../helpers/postgres.ts";
 import { tempDir } from "../helpers/proxy.ts";
 import { sampleRecord } from "../helpers/records.ts";
@@ -17,16 +17,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await pg.drop();
 });
-
-/** Verifies the trail as a later process would (a store opened on it); the verification is itself an event. */
-async function verify(trail: OpenedTrail) {
-  const store = await trail.reopen();
-  try {
-    return await store.trail.verify("cli:test");
-  } finally {
-    await store.close();
-  }
-}
 
 const redact =
   "user_id = NULL, key_id = NULL, task_context = NULL, session_id = NULL, trace_id = NULL, prompt_hash = NULL, response_hash = NULL, delegation = NULL, salt = NULL";

@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import { recordFilterSchema, summaryFilterSchema } from "../../../src/store/filters.ts";
 import { eventFilterSchema } from "../../../src/trail/events.ts";
 import { exportFilterSchema } from "../../../src/trail/export.ts";
-import { sqliteDriver, trailOn, type OpenedTrail } from "../../helpers/drivers.ts";
+import { sqliteDriver, trailOn, type OpenedTrail, verifyTrail as verify } from "../../helpers/drivers.ts";
 import { sampleRecord } from "../../helpers/records.ts";
 
 const n = 40;
@@ -30,15 +30,6 @@ async function foldedTrail(label: string) {
     "SELECT seq, agent_id, user_id, task_context, substr(timestamp, 1, 10) AS day FROM audit_records ORDER BY seq",
   );
   return { trail, rows };
-}
-
-async function verify(trail: OpenedTrail) {
-  const store = await trail.reopen();
-  try {
-    return await store.trail.verify("cli:test");
-  } finally {
-    await store.close();
-  }
 }
 
 /** What the store answers for one agent, user and task: records, a filtered summary's calls, an export's seqs. */
