@@ -176,28 +176,9 @@ export class PgTrail implements AuditTrail {
         (c) => ({ ...c, seq: Number(c.seq) }),
       );
       const started = startVerification(this.meta.chainId, stored, external, publicKey);
-      const redactions = ((await tx`SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as EventRow[]).map(
-        (r) => ({ ...r, seq: Number(r.seq) }),
-      );
-      const cover = redactionCover(redactions, { chainId: this.meta.chainId, publicKey, checkpoints: started.checkpoints });
+      const cover = redactionCover(await redactionEvents(tx), { chainId: this.meta.chainId, publicKey, checkpoints: started.checkpoints });
       const walk = new ChainWalk(started.report, started.checkpoints, cover);
-      let failure: VerifyFailure | null = null;
-      for await (const item of entries(tx)) {
-        const isRecord = "record" in item;
-        const entry = isRecord ? item.record : item.event;
-        const step = walk.next(entry, isRecord);
-        if (step === null) continue;
-        if ("brokenLink" in step) {
-          const [linked] = entry.prev_hash
-            ? ((await tx`SELECT seq FROM audit_records WHERE hash = ${entry.prev_hash} UNION ALL SELECT seq FROM audit_events WHERE hash = ${entry.prev_hash} LIMIT 1`) as {
-                seq: string;
-              }[])
-            : [];
-          failure = walk.brokenLink(entry, isRecord, linked ? Number(linked.seq) : null);
-        } else failure = step;
-        break;
-      }
-      failure ??= walk.end();
+      let failure = await walkChain(tx, walk);
       // The rollup summaries read, checked against the records it claims (only on an intact chain).
       if (failure === null && started.failure === null) failure = await rollupDifference(tx, started.report.last_seq);
       // The proxy keys against their signatures and the chain's key events (../key-signature.ts).
@@ -387,6 +368,12 @@ async function checkedSeqs(tx: SQL, kind: "erasure" | "retention", seqs: number[
 }
 
 /** Records and events merged in seq order, read in keyset chunks (memory holds two chunks). */
+/** The chain's erasure and retention events (their `details.seqs` name the records they redacted). */
+async function redactionEvents(sql: SQL): Promise<{ seq: number; kind: string; details: string }[]> {
+  const rows = (await sql`SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as EventRow[];
+  return rows.map((r) => ({ ...r, seq: Number(r.seq) }));
+}
+
 /**
  * The chain walked from the entry at `from` to its end in one snapshot, that entry's own link taken
  * as given (null: intact, or no such entry): an export's check, as the SQLite driver's
@@ -398,28 +385,30 @@ async function chainFailureFrom(sql: SQL, chainId: string, from: number): Promis
       UNION ALL SELECT prev_hash FROM audit_events WHERE seq = ${from} LIMIT 1`) as { prev_hash: string | null }[];
     if (!first?.prev_hash) return null;
     const { report } = startVerification(chainId, [], [], null);
-    const redactions = ((await tx`SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as EventRow[]).map(
-      (r) => ({ ...r, seq: Number(r.seq) }),
-    );
-    const walk = new ChainWalk(report, [], redactionCover(redactions, { chainId, publicKey: null, checkpoints: [] }), {
+    const walk = new ChainWalk(report, [], redactionCover(await redactionEvents(tx), { chainId, publicKey: null, checkpoints: [] }), {
       seq: from,
       prev: first.prev_hash,
     });
-    for await (const item of entries(tx, from)) {
-      const isRecord = "record" in item;
-      const entry = isRecord ? item.record : item.event;
-      const step = walk.next(entry, isRecord);
-      if (step === null) continue;
-      if (!("brokenLink" in step)) return step;
-      const [linked] = entry.prev_hash
-        ? ((await tx`SELECT seq FROM audit_records WHERE hash = ${entry.prev_hash} UNION ALL SELECT seq FROM audit_events WHERE hash = ${entry.prev_hash} LIMIT 1`) as {
-            seq: string;
-          }[])
-        : [];
-      return walk.brokenLink(entry, isRecord, linked ? Number(linked.seq) : null);
-    }
-    return walk.end();
+    return walkChain(tx, walk, from);
   });
+}
+
+/** Pushes the chain's entries from seq `from` through `walk`: its first failure (a broken link looked up), or its end's. */
+async function walkChain(tx: SQL, walk: ChainWalk, from = 1): Promise<VerifyFailure | null> {
+  for await (const item of entries(tx, from)) {
+    const isRecord = "record" in item;
+    const entry = isRecord ? item.record : item.event;
+    const step = walk.next(entry, isRecord);
+    if (step === null) continue;
+    if (!("brokenLink" in step)) return step;
+    const [linked] = entry.prev_hash
+      ? ((await tx`SELECT seq FROM audit_records WHERE hash = ${entry.prev_hash} UNION ALL SELECT seq FROM audit_events WHERE hash = ${entry.prev_hash} LIMIT 1`) as {
+          seq: string;
+        }[])
+      : [];
+    return walk.brokenLink(entry, isRecord, linked ? Number(linked.seq) : null);
+  }
+  return walk.end();
 }
 
 async function* entries(tx: SQL, from = 1): AsyncGenerator<WalkEntry> {
@@ -514,11 +503,6 @@ function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter, ext
       const [last] = (await sql`SELECT greatest((SELECT max(seq) FROM audit_records), (SELECT max(seq) FROM audit_events), 0) AS seq`) as {
         seq: string;
       }[];
-      const redactions = (await sql`SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')`) as {
-        seq: string;
-        kind: string;
-        details: string;
-      }[];
       const stored = (await sql`SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq`) as Checkpoint[];
       // From the first record it may sign (as the SQLite driver's export says why).
       const [first] = (await sql.unsafe(
@@ -529,7 +513,7 @@ function exportSource(sql: SQL, chainId: string, filter: ParsedExportFilter, ext
         chainId,
         chainFailure: first?.seq ? await chainFailureFrom(sql, chainId, Number(first.seq)) : null,
         lastSeq: Number(last!.seq),
-        redactions: redactions.map((row) => ({ ...row, seq: Number(row.seq) })),
+        redactions: await redactionEvents(sql),
         checkpoints: [...stored.map((c) => ({ ...c, seq: Number(c.seq) })), ...external()],
         async hashAt(seq: number) {
           const [row] = (await sql`SELECT hash FROM audit_records WHERE seq = ${seq}

@@ -14,7 +14,7 @@ import { chainId } from "./chain-writer.ts";
 import { tagValueSQL } from "./summary.ts";
 import { keyLookupSQL } from "./key-index.ts";
 import { hiddenFromLookup } from "./key-index-check.ts";
-import { chainFailureFrom } from "./verify.ts";
+import { chainFailureFrom, redactionEvents } from "./verify.ts";
 
 const filterName = { agent_id: "agent", user_id: "user", task_context: "task" } as const;
 
@@ -65,11 +65,7 @@ export function sqliteExportSource(
           "SELECT max(coalesce((SELECT max(seq) FROM audit_records), 0), coalesce((SELECT max(seq) FROM audit_events), 0)) AS seq",
         )
         .get()!.seq,
-      redactions: db
-        .query<{ seq: number; kind: string; details: string }, []>(
-          "SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')",
-        )
-        .all(),
+      redactions: redactionEvents(db),
       checkpoints: [
         ...db.query<Checkpoint, []>("SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq").all(),
         ...external(),

@@ -43,12 +43,7 @@ export function verifyChain(db: Database, publicKey: KeyObject | null, external:
 function verifySnapshot(db: Database, publicKey: KeyObject | null, external: readonly Checkpoint[]): VerifyReport {
   const stored = db.query<Checkpoint, []>("SELECT chain_id, seq, hash, time, signature FROM audit_checkpoints ORDER BY seq").all();
   const start = startVerification(chainId(db), stored, external, publicKey);
-  const redactions = db
-    .query<{ seq: number; kind: string; details: string }, []>(
-      "SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')",
-    )
-    .all();
-  const cover = redactionCover(redactions, { chainId: start.report.chain_id, publicKey, checkpoints: start.checkpoints });
+  const cover = redactionCover(redactionEvents(db), { chainId: start.report.chain_id, publicKey, checkpoints: start.checkpoints });
   const walked = walk(db, start.report, start.checkpoints, cover);
   const lastRecord = db.query<{ seq: number | null }, []>("SELECT max(seq) AS seq FROM audit_records").get()?.seq ?? 0;
   const keys = keyMismatch(db, { chainId: start.report.chain_id, publicKey }, start.report.last_seq);
@@ -70,6 +65,15 @@ function keyMismatch(db: Database, trust: Parameters<typeof keyRowsMismatch>[2],
   }
 }
 
+/** The chain's erasure and retention events (their `details.seqs` name the records they redacted). */
+export function redactionEvents(db: Database): { seq: number; kind: string; details: string }[] {
+  return db
+    .query<{ seq: number; kind: string; details: string }, []>(
+      "SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')",
+    )
+    .all();
+}
+
 /**
  * The chain walked from the entry at `from` to its end, that entry's own link taken as given (null:
  * intact, or no such entry). An export's check (./export-rows.ts): a record it signs must lead, link
@@ -85,10 +89,7 @@ export function chainFailureFrom(db: Database, from: number): VerifyFailure | nu
     .get(from, from);
   if (!first?.prev_hash) return null;
   const { report } = startVerification(chainId(db), [], [], null);
-  const events = db.query<{ seq: number; kind: string; details: string }, []>(
-    "SELECT seq, kind, details FROM audit_events WHERE kind IN ('erasure', 'retention')",
-  );
-  const cover = redactionCover(events.all(), { chainId: report.chain_id, publicKey: null, checkpoints: [] });
+  const cover = redactionCover(redactionEvents(db), { chainId: report.chain_id, publicKey: null, checkpoints: [] });
   return walk(db, report, [], cover, { seq: from, prev: first.prev_hash });
 }
 
